@@ -1,0 +1,356 @@
+//! The client library: a blocking connection to a broker speaking the native
+//! protocol, with pipelining (send many, then receive in order), and Kafka's
+//! default key partitioner.
+//!
+//! Owns: connecting, request ids, reading response frames, turning wire
+//! errors into `ClientError`.
+//!
+//! Must never: panic on what the broker sends (a response is decoded and
+//! verified like any other input), or wait forever: every socket has a timeout.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use thiserror::Error;
+
+use crate::protocol::codec::{decode_response, encode_request, DecodeError};
+use crate::protocol::frame;
+use crate::protocol::*;
+
+/// How long to wait for a connection to be accepted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long to wait for any single response.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Largest response frame accepted.
+pub const MAX_RESPONSE_BYTES: usize = 256 << 20;
+
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("cannot connect to broker {addr}: {source}")]
+    Connect { addr: String, source: io::Error },
+    #[error("connection to the broker failed: {0}")]
+    Io(#[from] io::Error),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("undecodable response from the broker: {0}")]
+    Decode(#[from] DecodeError),
+    #[error("bad response frame: {0}")]
+    Frame(#[from] frame::FrameError),
+    #[error("{}", .0.message)]
+    Broker(WireError),
+    #[error("response id {got} does not match request id {want}")]
+    OutOfOrder { want: u32, got: u32 },
+    #[error("the broker answered {0} with a response of another kind")]
+    WrongKind(&'static str),
+}
+
+impl ClientError {
+    /// The wire error code, when the broker refused the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Broker(e) => Some(e.code),
+            _ => None,
+        }
+    }
+}
+
+pub struct Client {
+    stream: TcpStream,
+    buf: BytesMut,
+    next_id: u32,
+    client_id: String,
+}
+
+impl Client {
+    /// Connects to `addr` (host:port), trying every address it resolves to.
+    pub fn connect(addr: &str) -> Result<Client, ClientError> {
+        let err = |source| ClientError::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(err)?.collect();
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "address resolves to nothing");
+        for a in addrs {
+            match TcpStream::connect_timeout(&a, CONNECT_TIMEOUT) {
+                Ok(stream) => {
+                    stream.set_nodelay(true).map_err(err)?;
+                    stream
+                        .set_read_timeout(Some(RESPONSE_TIMEOUT))
+                        .map_err(err)?;
+                    stream
+                        .set_write_timeout(Some(RESPONSE_TIMEOUT))
+                        .map_err(err)?;
+                    return Ok(Client {
+                        stream,
+                        buf: BytesMut::with_capacity(256 * 1024),
+                        next_id: 1,
+                        client_id: format!("shardlog-cli-{}", std::process::id()),
+                    });
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(err(last))
+    }
+
+    /// Sends a request without waiting; returns its correlation id.
+    /// Responses come back in send order (`recv`).
+    pub fn send(&mut self, request: Request) -> Result<u32, ClientError> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1);
+        let frame = encode_request(&RequestFrame {
+            version: PROTOCOL_VERSION,
+            correlation_id: id,
+            client_id: Some(self.client_id.clone()),
+            request,
+        });
+        self.stream.write_all(&frame)?;
+        Ok(id)
+    }
+
+    /// Sends raw bytes (tests use it to send broken frames).
+    pub fn send_raw(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        Ok(self.stream.write_all(bytes)?)
+    }
+
+    /// Receives the next response frame.
+    pub fn recv(&mut self) -> Result<ResponseFrame, ClientError> {
+        loop {
+            if let Some(f) = frame::next_frame(&mut self.buf, MAX_RESPONSE_BYTES)? {
+                return Ok(decode_response(&f)?);
+            }
+            let len = self.buf.len();
+            let room = (256 * 1024).max(self.buf.capacity() - len);
+            self.buf.resize(len + room, 0);
+            let n = self.stream.read(&mut self.buf[len..]);
+            let n = match n {
+                Ok(n) => n,
+                Err(e) => {
+                    self.buf.truncate(len);
+                    return Err(e.into());
+                }
+            };
+            self.buf.truncate(len + n);
+            if n == 0 {
+                return Err(ClientError::Closed);
+            }
+        }
+    }
+
+    /// Receives the response to request `id` (which must be the next one).
+    pub fn recv_for(&mut self, id: u32) -> Result<Response, ClientError> {
+        let r = self.recv()?;
+        if r.correlation_id != id {
+            return Err(ClientError::OutOfOrder {
+                want: id,
+                got: r.correlation_id,
+            });
+        }
+        r.result.map_err(ClientError::Broker)
+    }
+
+    /// Sends a request and waits for its response.
+    pub fn call(&mut self, request: Request) -> Result<Response, ClientError> {
+        let id = self.send(request)?;
+        self.recv_for(id)
+    }
+
+    pub fn api_versions(&mut self) -> Result<Vec<ApiVersionRange>, ClientError> {
+        match self.call(Request::ApiVersions)? {
+            Response::ApiVersions(v) => Ok(v),
+            _ => Err(ClientError::WrongKind("ApiVersions")),
+        }
+    }
+
+    pub fn metadata(
+        &mut self,
+        topics: Option<Vec<String>>,
+    ) -> Result<MetadataResponse, ClientError> {
+        match self.call(Request::Metadata { topics })? {
+            Response::Metadata(m) => Ok(m),
+            _ => Err(ClientError::WrongKind("Metadata")),
+        }
+    }
+
+    /// The partitions of one topic; an unknown topic is an error.
+    pub fn topic(&mut self, name: &str) -> Result<TopicInfo, ClientError> {
+        let m = self.metadata(Some(vec![name.to_owned()]))?;
+        let t = m
+            .topics
+            .into_iter()
+            .find(|t| t.name == name)
+            .ok_or(ClientError::WrongKind("Metadata"))?;
+        match t.error {
+            Some(e) => Err(ClientError::Broker(e)),
+            None => Ok(t),
+        }
+    }
+
+    pub fn create_topic(&mut self, name: &str, partitions: u32) -> Result<(), ClientError> {
+        let r = self.call(Request::CreateTopics(vec![CreateTopic {
+            name: name.to_owned(),
+            partitions,
+        }]))?;
+        match r {
+            Response::CreateTopics(rs) => match rs.into_iter().next() {
+                Some(TopicResult { error: Some(e), .. }) => Err(ClientError::Broker(e)),
+                Some(_) => Ok(()),
+                None => Err(ClientError::WrongKind("CreateTopics")),
+            },
+            _ => Err(ClientError::WrongKind("CreateTopics")),
+        }
+    }
+
+    /// Produces batches to one partition and waits; returns the base offset.
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<i64, ClientError> {
+        let id = self.send(produce_request(topic, partition, records, acks))?;
+        self.recv_produce(id)
+    }
+
+    /// Receives the answer to a produce of one partition sent with `send`.
+    pub fn recv_produce(&mut self, id: u32) -> Result<i64, ClientError> {
+        match self.recv_for(id)? {
+            Response::Produce(ts) => {
+                let p = ts
+                    .into_iter()
+                    .flat_map(|t| t.partitions)
+                    .next()
+                    .ok_or(ClientError::WrongKind("Produce"))?;
+                match p.error {
+                    Some(e) => Err(ClientError::Broker(e)),
+                    None => Ok(p.base_offset),
+                }
+            }
+            _ => Err(ClientError::WrongKind("Produce")),
+        }
+    }
+
+    /// Fetches from several partitions of one topic in one request.
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partitions: &[FetchPartition],
+        max_bytes: u32,
+    ) -> Result<Vec<FetchPartitionResult>, ClientError> {
+        let req = Request::Fetch(FetchRequest {
+            max_wait_ms: 0,
+            min_bytes: 0,
+            max_bytes,
+            topics: vec![FetchTopic {
+                name: topic.to_owned(),
+                partitions: partitions.to_vec(),
+            }],
+        });
+        match self.call(req)? {
+            Response::Fetch(ts) => Ok(ts.into_iter().flat_map(|t| t.partitions).collect()),
+            _ => Err(ClientError::WrongKind("Fetch")),
+        }
+    }
+
+    /// Offset of one partition at `timestamp` (LIST_EARLIEST / LIST_LATEST).
+    pub fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let req = Request::ListOffsets(vec![ListOffsetsTopic {
+            name: topic.to_owned(),
+            partitions: vec![ListOffsetsPartition {
+                partition,
+                timestamp,
+            }],
+        }]);
+        match self.call(req)? {
+            Response::ListOffsets(ts) => {
+                let p = ts
+                    .into_iter()
+                    .flat_map(|t| t.partitions)
+                    .next()
+                    .ok_or(ClientError::WrongKind("ListOffsets"))?;
+                match p.error {
+                    Some(e) => Err(ClientError::Broker(e)),
+                    None => Ok(p.offset),
+                }
+            }
+            _ => Err(ClientError::WrongKind("ListOffsets")),
+        }
+    }
+}
+
+/// A produce request for one partition.
+pub fn produce_request(topic: &str, partition: u32, records: Bytes, acks: Acks) -> Request {
+    Request::Produce(ProduceRequest {
+        acks,
+        timeout_ms: 30_000,
+        topics: vec![ProduceTopic {
+            name: topic.to_owned(),
+            partitions: vec![ProducePartition { partition, records }],
+        }],
+    })
+}
+
+/// Kafka's murmur2 hash, so a key lands on the same partition as with Kafka's
+/// default partitioner (`toPositive(murmur2(key)) % partitions`).
+pub fn murmur2(data: &[u8]) -> i32 {
+    const M: u32 = 0x5bd1_e995;
+    const R: u32 = 24;
+    let mut h: u32 = 0x9747_b28c ^ data.len() as u32;
+    let mut chunks = data.chunks_exact(4);
+    for c in &mut chunks {
+        let mut k = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        k = k.wrapping_mul(M);
+        k ^= k >> R;
+        k = k.wrapping_mul(M);
+        h = h.wrapping_mul(M);
+        h ^= k;
+    }
+    let rest = chunks.remainder();
+    if rest.len() >= 3 {
+        h ^= (rest[2] as u32) << 16;
+    }
+    if rest.len() >= 2 {
+        h ^= (rest[1] as u32) << 8;
+    }
+    if !rest.is_empty() {
+        h ^= rest[0] as u32;
+        h = h.wrapping_mul(M);
+    }
+    h ^= h >> 13;
+    h = h.wrapping_mul(M);
+    h ^= h >> 15;
+    h as i32
+}
+
+/// The partition Kafka's default partitioner picks for `key`.
+pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
+    assert!(partitions > 0);
+    ((murmur2(key) & 0x7fff_ffff) as u32) % partitions
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur2_matches_kafka() {
+        // Vectors from Kafka's UtilsTest.testMurmur2.
+        assert_eq!(murmur2(b"21"), -973932308);
+        assert_eq!(murmur2(b"foobar"), -790332482);
+        assert_eq!(murmur2(b"a-little-bit-long-string"), -985981536);
+        assert_eq!(murmur2(b"a-little-bit-longer-string"), -1486304829);
+        assert_eq!(
+            murmur2(b"lkjh234lh9fiuh90y23oiuhsafujhadof229phr9h19h89h8"),
+            -58897971
+        );
+        assert_eq!(murmur2(b"abc"), 479470107);
+    }
+}

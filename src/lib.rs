@@ -1,0 +1,12 @@
+//! shardlog: a Kafka-style log broker for one Linux host, thread-per-core on
+//! io_uring. See ARCHITECTURE.md for the codemap and the layering; modules
+//! are listed here from the top floor down.
+
+pub mod batch;
+pub mod client;
+pub mod partition;
+pub mod protocol;
+pub mod rt;
+pub mod server;
+pub mod shard;
+pub mod storage;

@@ -1,0 +1,442 @@
+//! The `shardlog` command line: `serve`, `topic`, `produce`, `consume`.
+//!
+//! The edge of the program: the only place with `anyhow` and process exit.
+//! Every command exits 0 on success and non-zero with one line on stderr.
+
+use std::io::{BufRead, BufWriter, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use shardlog::batch::{self, BatchBuilder};
+use shardlog::client::{self, Client};
+use shardlog::partition::FsyncPolicy;
+use shardlog::protocol::{Acks, FetchPartition, LIST_EARLIEST, LIST_LATEST};
+use shardlog::server::{Broker, BrokerConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-style log broker for one Linux host, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args, Clone)]
+struct BrokerArg {
+    /// Broker address (host:port).
+    #[arg(long, default_value = "127.0.0.1:9400", global = true)]
+    broker: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(ServeArgs),
+    /// Create and list topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+        #[command(flatten)]
+        broker: BrokerArg,
+    },
+    /// Produce one message per line of stdin.
+    Produce(ProduceArgs),
+    /// Print one message value per line.
+    Consume(ConsumeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Directory holding the topics (created if missing).
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Address every shard accepts clients on.
+    #[arg(long, default_value = "127.0.0.1:9400")]
+    listen: SocketAddr,
+    /// Number of shards (executors). This build runs one; more arrive with
+    /// the thread-per-core work.
+    #[arg(long, default_value_t = 1)]
+    shards: usize,
+    /// When appended data is fdatasync'ed: always (before a durable produce is
+    /// acknowledged, with group commit) or never.
+    #[arg(long, default_value = "always")]
+    fsync: FsyncArg,
+    /// Largest request frame accepted, in bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    max_frame_bytes: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FsyncArg {
+    Always,
+    Never,
+}
+
+#[derive(Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long)]
+        partitions: u32,
+    },
+    /// List topics with their partition counts.
+    List,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcksArg {
+    None,
+    Leader,
+    Durable,
+}
+
+#[derive(Args)]
+struct ProduceArgs {
+    topic: String,
+    /// Send every line to this partition (default: by key, else spread evenly).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Split each line at the first SEP into key and value; the key picks the
+    /// partition as Kafka's default partitioner does.
+    #[arg(long)]
+    key_separator: Option<String>,
+    #[arg(long, default_value = "durable")]
+    acks: AcksArg,
+    /// Close a batch at this many bytes.
+    #[arg(long, default_value_t = 256 * 1024)]
+    batch_bytes: usize,
+    /// Produce requests in flight at once.
+    #[arg(long, default_value_t = 16)]
+    max_inflight: usize,
+    #[command(flatten)]
+    broker: BrokerArg,
+}
+
+#[derive(Args)]
+struct ConsumeArgs {
+    topic: String,
+    /// Read only this partition (default: all).
+    #[arg(long)]
+    partition: Option<u32>,
+    /// earliest, latest, or an offset.
+    #[arg(long, default_value = "earliest")]
+    from: String,
+    /// Exit after this many messages.
+    #[arg(long)]
+    max_messages: Option<u64>,
+    /// Exit when nothing new arrived for this many milliseconds.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    #[command(flatten)]
+    broker: BrokerArg,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // One line, as for every other failure.
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            std::process::exit(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(a) => serve(a),
+        Command::Topic { command, broker } => topic(command, &broker.broker),
+        Command::Produce(a) => produce(a),
+        Command::Consume(a) => consume(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if a.shards != 1 {
+        bail!(
+            "--shards {}: this build runs exactly one shard (multi-shard support is not built yet)",
+            a.shards
+        );
+    }
+    std::fs::create_dir_all(&a.data_dir)
+        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+    // Block SIGTERM/SIGINT before any thread starts, so every thread inherits
+    // the mask and only the waiter thread below receives them.
+    let signals = block_stop_signals()?;
+    let mut config = BrokerConfig::new(a.data_dir.clone(), a.listen);
+    config.fsync = match a.fsync {
+        FsyncArg::Always => FsyncPolicy::Always,
+        FsyncArg::Never => FsyncPolicy::Never,
+    };
+    config.max_frame_bytes = a.max_frame_bytes;
+    let broker = Broker::start(config)?;
+    tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
+    let stop = broker.stop_flag();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            let sig = wait_for_signal(&signals);
+            tracing::info!(signal = sig, "stop requested");
+            stop.store(true, Ordering::Relaxed);
+        })?;
+    broker.join().context("broker stopped with an error")?;
+    tracing::info!("shardlog stopped cleanly");
+    Ok(())
+}
+
+fn block_stop_signals() -> Result<libc::sigset_t> {
+    // SAFETY: plain libc calls on a sigset we own.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            bail!("pthread_sigmask failed: {rc}");
+        }
+        Ok(set)
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: sigwait on a set of blocked signals.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
+    let mut c = Client::connect(broker)?;
+    match cmd {
+        TopicCommand::Create { name, partitions } => {
+            c.create_topic(&name, partitions)?;
+            println!("created topic {name} with {partitions} partitions");
+        }
+        TopicCommand::List => {
+            let m = c.metadata(None)?;
+            for t in m.topics {
+                println!("{}\t{}", t.name, t.partitions.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn produce(a: ProduceArgs) -> Result<()> {
+    let mut c = Client::connect(&a.broker.broker)?;
+    let partitions = c.topic(&a.topic)?.partitions.len() as u32;
+    if let Some(p) = a.partition {
+        if p >= partitions {
+            bail!(
+                "topic '{}' has no partition {p} (it has {partitions})",
+                a.topic
+            );
+        }
+    }
+    if a.key_separator.as_deref() == Some("") {
+        bail!("--key-separator must not be empty");
+    }
+    let acks = match a.acks {
+        AcksArg::None => Acks::None,
+        AcksArg::Leader => Acks::Leader,
+        AcksArg::Durable => Acks::Durable,
+    };
+    let mut builders: Vec<Option<BatchBuilder>> = (0..partitions).map(|_| None).collect();
+    let mut inflight = std::collections::VecDeque::new();
+    let send = |c: &mut Client,
+                p: u32,
+                b: BatchBuilder,
+                inflight: &mut std::collections::VecDeque<u32>|
+     -> Result<()> {
+        while inflight.len() >= a.max_inflight.max(1) {
+            let id = inflight.pop_front().expect("non-empty");
+            c.recv_produce(id)?;
+        }
+        inflight.push_back(c.send(client::produce_request(&a.topic, p, b.finish(), acks))?);
+        Ok(())
+    };
+    let stdin = std::io::stdin();
+    let mut input = std::io::BufReader::with_capacity(1 << 20, stdin.lock());
+    let mut line = Vec::new();
+    let mut next_rr = 0u32;
+    let mut line_no = 0u64;
+    loop {
+        line.clear();
+        if input
+            .read_until(b'\n', &mut line)
+            .context("reading stdin")?
+            == 0
+        {
+            break;
+        }
+        line_no += 1;
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        let (key, value) = match &a.key_separator {
+            None => (None, &line[..]),
+            Some(sep) => match find(&line, sep.as_bytes()) {
+                Some(i) => (Some(&line[..i]), &line[i + sep.len()..]),
+                None => bail!("line {line_no} has no key separator {sep:?}"),
+            },
+        };
+        let p = match (a.partition, key) {
+            (Some(p), _) => p,
+            (None, Some(k)) => client::partition_for_key(k, partitions),
+            (None, None) => {
+                next_rr = (next_rr + 1) % partitions;
+                next_rr
+            }
+        };
+        let ts = now_ms();
+        let b = builders[p as usize]
+            .get_or_insert_with(|| BatchBuilder::with_capacity(ts, a.batch_bytes + 4096));
+        b.push(ts, key, Some(value), &[]);
+        if b.size_bytes() >= a.batch_bytes {
+            let full = builders[p as usize].take().expect("just pushed");
+            send(&mut c, p, full, &mut inflight)?;
+        }
+    }
+    for (p, b) in builders.iter_mut().enumerate() {
+        if let Some(b) = b.take() {
+            send(&mut c, p as u32, b, &mut inflight)?;
+        }
+    }
+    while let Some(id) = inflight.pop_front() {
+        c.recv_produce(id)?;
+    }
+    Ok(())
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn consume(a: ConsumeArgs) -> Result<()> {
+    let mut c = Client::connect(&a.broker.broker)?;
+    let count = c.topic(&a.topic)?.partitions.len() as u32;
+    let parts: Vec<u32> = match a.partition {
+        Some(p) if p >= count => bail!("topic '{}' has no partition {p} (it has {count})", a.topic),
+        Some(p) => vec![p],
+        None => (0..count).collect(),
+    };
+    let mut next: Vec<i64> = Vec::with_capacity(parts.len());
+    for &p in &parts {
+        next.push(match a.from.as_str() {
+            "earliest" => c.list_offset(&a.topic, p, LIST_EARLIEST)?,
+            "latest" => c.list_offset(&a.topic, p, LIST_LATEST)?,
+            n => n.parse::<i64>().ok().filter(|&o| o >= 0).ok_or_else(|| {
+                anyhow!("--from must be earliest, latest or a non-negative offset, not {n:?}")
+            })?,
+        });
+    }
+    let stdout = std::io::stdout();
+    let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
+    let mut printed = 0u64;
+    let mut last_data = Instant::now();
+    let limit = a.max_messages.unwrap_or(u64::MAX);
+    while printed < limit {
+        let req: Vec<FetchPartition> = parts
+            .iter()
+            .zip(&next)
+            .map(|(&p, &o)| FetchPartition {
+                partition: p,
+                fetch_offset: o,
+                max_bytes: 1 << 20,
+            })
+            .collect();
+        let results = c.fetch(&a.topic, &req, 8 << 20)?;
+        let mut got_any = false;
+        for r in results {
+            if let Some(e) = r.error {
+                bail!("partition {}: {}", r.partition, e.message);
+            }
+            let i = parts
+                .iter()
+                .position(|&p| p == r.partition)
+                .ok_or_else(|| anyhow!("answer for unasked partition"))?;
+            for b in batch::split_batches(&r.records)
+                .with_context(|| format!("partition {}", r.partition))?
+            {
+                let records =
+                    batch::Records::new(b).with_context(|| format!("partition {}", r.partition))?;
+                let last = records.header().last_offset();
+                for rec in records {
+                    let rec = rec.with_context(|| format!("partition {}", r.partition))?;
+                    if rec.offset < next[i] || printed >= limit {
+                        continue;
+                    }
+                    if let Some(v) = &rec.value {
+                        write_or_quit(&mut out, v)?;
+                    }
+                    write_or_quit(&mut out, b"\n")?;
+                    printed += 1;
+                    got_any = true;
+                    next[i] = rec.offset + 1;
+                }
+                if printed < limit {
+                    next[i] = next[i].max(last + 1);
+                }
+            }
+        }
+        flush_or_quit(&mut out)?;
+        if got_any {
+            last_data = Instant::now();
+        } else {
+            if a.idle_timeout_ms
+                .is_some_and(|t| last_data.elapsed() >= Duration::from_millis(t))
+            {
+                break;
+            }
+            // Until fetch long polling exists, poll gently.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    flush_or_quit(&mut out)
+}
+
+/// A closed stdout (`| head`) ends the consumer quietly, as with `cat`.
+fn write_or_quit(out: &mut impl Write, b: &[u8]) -> Result<()> {
+    match out.write_all(b) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
+    }
+}
+
+fn flush_or_quit(out: &mut impl Write) -> Result<()> {
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        r => Ok(r?),
+    }
+}

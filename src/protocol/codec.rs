@@ -1,0 +1,1059 @@
+//! Typed messages <-> flatbuffers. Pure functions over bytes.
+//!
+//! Decoding verifies the flatbuffer (bounded depth and table count) before
+//! reading it, so hostile bytes yield `DecodeError`, never a panic. Record
+//! batches come out as `Bytes::slice_ref` of the frame: no copy.
+
+use super::generated as fb;
+use super::*;
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
+use thiserror::Error;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("undecodable flatbuffer: {0}")]
+    Invalid(String),
+    #[error("request carries no request body")]
+    MissingRequest,
+    #[error("unknown request kind {0}")]
+    UnknownKind(u8),
+    #[error("missing field {0}")]
+    MissingField(&'static str),
+}
+
+/// Limits for the flatbuffers verifier: a frame is hostile until verified.
+fn verifier_opts() -> flatbuffers::VerifierOptions {
+    flatbuffers::VerifierOptions {
+        max_depth: 16,
+        max_tables: 1_000_000,
+        max_apparent_size: 1 << 31,
+        ignore_missing_null_terminator: false,
+    }
+}
+
+fn err_code(e: &Option<WireError>) -> fb::ErrorCode {
+    fb::ErrorCode(e.as_ref().map_or(0, |e| e.code as i16))
+}
+
+fn err_of(code: fb::ErrorCode, message: Option<&str>) -> Option<WireError> {
+    if code.0 == 0 {
+        None
+    } else {
+        Some(WireError::new(
+            ErrorCode::from_i16(code.0),
+            message.unwrap_or(""),
+        ))
+    }
+}
+
+/// Prepends the frame length to a finished builder's data.
+fn framed(fbb: &FlatBufferBuilder) -> Vec<u8> {
+    let data = fbb.finished_data();
+    let mut out = Vec::with_capacity(frame::LEN_BYTES + data.len());
+    out.extend_from_slice(&frame::prefix(data.len()));
+    out.extend_from_slice(data);
+    out
+}
+
+fn records<'a>(fbb: &mut FlatBufferBuilder<'a>, data: &[u8]) -> WIPOffset<fb::RecordBatches<'a>> {
+    let v = fbb.create_vector(data);
+    fb::RecordBatches::create(fbb, &fb::RecordBatchesArgs { data: Some(v) })
+}
+
+fn strings<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    names: &[String],
+) -> WIPOffset<Vector<'a, ForwardsUOffset<&'a str>>> {
+    let offs: Vec<_> = names.iter().map(|n| fbb.create_string(n)).collect();
+    fbb.create_vector(&offs)
+}
+
+fn opt_str<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    e: &Option<WireError>,
+) -> Option<WIPOffset<&'a str>> {
+    e.as_ref().map(|e| fbb.create_string(&e.message))
+}
+
+/// Encodes a request as a whole frame (length prefix included).
+pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
+    let mut fbb = FlatBufferBuilder::with_capacity(256);
+    let (kind, body) = match &req.request {
+        Request::ApiVersions => (
+            fb::Request::ApiVersionsRequest,
+            fb::ApiVersionsRequest::create(&mut fbb, &fb::ApiVersionsRequestArgs {})
+                .as_union_value(),
+        ),
+        Request::Metadata { topics } => {
+            let t = topics.as_ref().map(|t| strings(&mut fbb, t));
+            (
+                fb::Request::MetadataRequest,
+                fb::MetadataRequest::create(&mut fbb, &fb::MetadataRequestArgs { topics: t })
+                    .as_union_value(),
+            )
+        }
+        Request::CreateTopics(topics) => {
+            let offs: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let name = fbb.create_string(&t.name);
+                    fb::CreateTopic::create(
+                        &mut fbb,
+                        &fb::CreateTopicArgs {
+                            name: Some(name),
+                            partitions: t.partitions,
+                        },
+                    )
+                })
+                .collect();
+            let v = fbb.create_vector(&offs);
+            (
+                fb::Request::CreateTopicsRequest,
+                fb::CreateTopicsRequest::create(
+                    &mut fbb,
+                    &fb::CreateTopicsRequestArgs { topics: Some(v) },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::Produce(p) => {
+            let topics: Vec<_> = p
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|pp| {
+                            let r = records(&mut fbb, &pp.records);
+                            fb::ProducePartition::create(
+                                &mut fbb,
+                                &fb::ProducePartitionArgs {
+                                    partition: pp.partition,
+                                    records: Some(r),
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::ProduceTopic::create(
+                        &mut fbb,
+                        &fb::ProduceTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            let acks = match p.acks {
+                Acks::None => fb::Acks::None,
+                Acks::Leader => fb::Acks::Leader,
+                Acks::Durable => fb::Acks::Durable,
+            };
+            (
+                fb::Request::ProduceRequest,
+                fb::ProduceRequest::create(
+                    &mut fbb,
+                    &fb::ProduceRequestArgs {
+                        acks,
+                        timeout_ms: p.timeout_ms,
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::Fetch(f) => {
+            let topics: Vec<_> = f
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::FetchPartition::create(
+                                &mut fbb,
+                                &fb::FetchPartitionArgs {
+                                    partition: p.partition,
+                                    fetch_offset: p.fetch_offset,
+                                    max_bytes: p.max_bytes,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::FetchTopic::create(
+                        &mut fbb,
+                        &fb::FetchTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::FetchRequest,
+                fb::FetchRequest::create(
+                    &mut fbb,
+                    &fb::FetchRequestArgs {
+                        max_wait_ms: f.max_wait_ms,
+                        min_bytes: f.min_bytes,
+                        max_bytes: f.max_bytes,
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::ListOffsets(topics) => {
+            let topics: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::ListOffsetsPartition::create(
+                                &mut fbb,
+                                &fb::ListOffsetsPartitionArgs {
+                                    partition: p.partition,
+                                    timestamp: p.timestamp,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::ListOffsetsTopic::create(
+                        &mut fbb,
+                        &fb::ListOffsetsTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::ListOffsetsRequest,
+                fb::ListOffsetsRequest::create(
+                    &mut fbb,
+                    &fb::ListOffsetsRequestArgs {
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+    };
+    let client_id = req.client_id.as_ref().map(|c| fbb.create_string(c));
+    let env = fb::RequestEnvelope::create(
+        &mut fbb,
+        &fb::RequestEnvelopeArgs {
+            version: req.version,
+            correlation_id: req.correlation_id,
+            client_id,
+            request_type: kind,
+            request: Some(body),
+        },
+    );
+    fbb.finish(env, None);
+    framed(&fbb)
+}
+
+/// What could be read of a request that failed to decode: enough to answer it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadRequest {
+    /// Present when the envelope itself verified.
+    pub correlation_id: Option<u32>,
+    pub error: DecodeError,
+}
+
+fn name_of(s: Option<&str>) -> Result<String, DecodeError> {
+    s.map(str::to_owned)
+        .ok_or(DecodeError::MissingField("name"))
+}
+
+/// Decodes one frame body (without the length prefix) into a request.
+/// Record batches in a produce request are slices of `frame`.
+pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
+    let env = fb::root_as_request_envelope_with_opts(&verifier_opts(), frame).map_err(|e| {
+        BadRequest {
+            correlation_id: None,
+            error: DecodeError::Invalid(e.to_string()),
+        }
+    })?;
+    let correlation_id = env.correlation_id();
+    let bad = |error| BadRequest {
+        correlation_id: Some(correlation_id),
+        error,
+    };
+    let request = match env.request_type() {
+        fb::Request::ApiVersionsRequest => Request::ApiVersions,
+        fb::Request::MetadataRequest => {
+            let m = env
+                .request_as_metadata_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let topics = m
+                .topics()
+                .map(|t| t.iter().map(str::to_owned).collect::<Vec<_>>());
+            Request::Metadata {
+                topics: topics.filter(|t| !t.is_empty()),
+            }
+        }
+        fb::Request::CreateTopicsRequest => {
+            let c = env
+                .request_as_create_topics_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let mut out = Vec::new();
+            for t in c.topics().iter().flatten() {
+                out.push(CreateTopic {
+                    name: name_of(t.name()).map_err(bad)?,
+                    partitions: t.partitions(),
+                });
+            }
+            Request::CreateTopics(out)
+        }
+        fb::Request::ProduceRequest => {
+            let p = env
+                .request_as_produce_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let acks = match p.acks() {
+                fb::Acks::None => Acks::None,
+                fb::Acks::Leader => Acks::Leader,
+                _ => Acks::Durable,
+            };
+            let mut topics = Vec::new();
+            for t in p.topics().iter().flatten() {
+                let mut partitions = Vec::new();
+                for pp in t.partitions().iter().flatten() {
+                    let data = pp
+                        .records()
+                        .and_then(|r| r.data())
+                        .map(|d| d.bytes())
+                        .unwrap_or(&[]);
+                    // hot path: a slice of the frame, not a copy
+                    let records = if data.is_empty() {
+                        Bytes::new()
+                    } else {
+                        frame.slice_ref(data)
+                    };
+                    partitions.push(ProducePartition {
+                        partition: pp.partition(),
+                        records,
+                    });
+                }
+                topics.push(ProduceTopic {
+                    name: name_of(t.name()).map_err(bad)?,
+                    partitions,
+                });
+            }
+            Request::Produce(ProduceRequest {
+                acks,
+                timeout_ms: p.timeout_ms(),
+                topics,
+            })
+        }
+        fb::Request::FetchRequest => {
+            let f = env
+                .request_as_fetch_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let mut topics = Vec::new();
+            for t in f.topics().iter().flatten() {
+                let partitions = t
+                    .partitions()
+                    .iter()
+                    .flatten()
+                    .map(|p| FetchPartition {
+                        partition: p.partition(),
+                        fetch_offset: p.fetch_offset(),
+                        max_bytes: p.max_bytes(),
+                    })
+                    .collect();
+                topics.push(FetchTopic {
+                    name: name_of(t.name()).map_err(bad)?,
+                    partitions,
+                });
+            }
+            Request::Fetch(FetchRequest {
+                max_wait_ms: f.max_wait_ms(),
+                min_bytes: f.min_bytes(),
+                max_bytes: f.max_bytes(),
+                topics,
+            })
+        }
+        fb::Request::ListOffsetsRequest => {
+            let l = env
+                .request_as_list_offsets_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let mut topics = Vec::new();
+            for t in l.topics().iter().flatten() {
+                let partitions = t
+                    .partitions()
+                    .iter()
+                    .flatten()
+                    .map(|p| ListOffsetsPartition {
+                        partition: p.partition(),
+                        timestamp: p.timestamp(),
+                    })
+                    .collect();
+                topics.push(ListOffsetsTopic {
+                    name: name_of(t.name()).map_err(bad)?,
+                    partitions,
+                });
+            }
+            Request::ListOffsets(topics)
+        }
+        fb::Request::NONE => return Err(bad(DecodeError::MissingRequest)),
+        other => return Err(bad(DecodeError::UnknownKind(other.0))),
+    };
+    Ok(RequestFrame {
+        version: env.version(),
+        correlation_id,
+        client_id: env.client_id().map(str::to_owned),
+        request,
+    })
+}
+
+/// Encodes a response as a whole frame (length prefix included).
+pub fn encode_response(resp: &ResponseFrame) -> Vec<u8> {
+    let mut fbb = FlatBufferBuilder::with_capacity(match &resp.result {
+        Ok(Response::Fetch(t)) => {
+            256 + t
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.len() + 64)
+                .sum::<usize>()
+        }
+        _ => 256,
+    });
+    let (kind, body, error) = match &resp.result {
+        Err(e) => (fb::Response::NONE, None, Some(e.clone())),
+        Ok(r) => {
+            let (k, b) = encode_response_body(&mut fbb, r);
+            (k, Some(b), None)
+        }
+    };
+    let msg = opt_str(&mut fbb, &error);
+    let env = fb::ResponseEnvelope::create(
+        &mut fbb,
+        &fb::ResponseEnvelopeArgs {
+            correlation_id: resp.correlation_id,
+            error_code: err_code(&error),
+            error_message: msg,
+            response_type: kind,
+            response: body,
+        },
+    );
+    fbb.finish(env, None);
+    framed(&fbb)
+}
+
+fn encode_response_body<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    r: &Response,
+) -> (fb::Response, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    match r {
+        Response::ApiVersions(apis) => {
+            let ranges: Vec<_> = apis
+                .iter()
+                .map(|a| {
+                    fb::ApiVersionRange::new(fb::ApiKey(a.api as u16), a.min_version, a.max_version)
+                })
+                .collect();
+            let v = fbb.create_vector(&ranges);
+            (
+                fb::Response::ApiVersionsResponse,
+                fb::ApiVersionsResponse::create(
+                    fbb,
+                    &fb::ApiVersionsResponseArgs { apis: Some(v) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::Metadata(m) => {
+            let nodes: Vec<_> = m
+                .nodes
+                .iter()
+                .map(|n| {
+                    let host = fbb.create_string(&n.host);
+                    fb::NodeInfo::create(
+                        fbb,
+                        &fb::NodeInfoArgs {
+                            node_id: n.node_id,
+                            host: Some(host),
+                            port: n.port,
+                            shard: n.shard,
+                        },
+                    )
+                })
+                .collect();
+            let nodes = fbb.create_vector(&nodes);
+            let topics: Vec<_> = m
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::PartitionInfo::create(
+                                fbb,
+                                &fb::PartitionInfoArgs {
+                                    partition: p.partition,
+                                    owner_shard: p.owner_shard,
+                                    leader_node: p.leader_node,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    let msg = opt_str(fbb, &t.error);
+                    fb::TopicInfo::create(
+                        fbb,
+                        &fb::TopicInfoArgs {
+                            name: Some(name),
+                            error_code: err_code(&t.error),
+                            error_message: msg,
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Response::MetadataResponse,
+                fb::MetadataResponse::create(
+                    fbb,
+                    &fb::MetadataResponseArgs {
+                        nodes: Some(nodes),
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::CreateTopics(results) => {
+            let rs: Vec<_> = results
+                .iter()
+                .map(|r| {
+                    let name = fbb.create_string(&r.name);
+                    let msg = opt_str(fbb, &r.error);
+                    fb::CreateTopicResult::create(
+                        fbb,
+                        &fb::CreateTopicResultArgs {
+                            name: Some(name),
+                            error_code: err_code(&r.error),
+                            error_message: msg,
+                        },
+                    )
+                })
+                .collect();
+            let rs = fbb.create_vector(&rs);
+            (
+                fb::Response::CreateTopicsResponse,
+                fb::CreateTopicsResponse::create(
+                    fbb,
+                    &fb::CreateTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::Produce(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let msg = opt_str(fbb, &p.error);
+                            fb::ProducePartitionResult::create(
+                                fbb,
+                                &fb::ProducePartitionResultArgs {
+                                    partition: p.partition,
+                                    error_code: err_code(&p.error),
+                                    error_message: msg,
+                                    base_offset: p.base_offset,
+                                    high_watermark: p.high_watermark,
+                                },
+                            )
+                        })
+                        .collect();
+                    let ps = fbb.create_vector(&ps);
+                    let name = fbb.create_string(&t.name);
+                    fb::ProduceTopicResult::create(
+                        fbb,
+                        &fb::ProduceTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::ProduceResponse,
+                fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { topics: Some(ts) })
+                    .as_union_value(),
+            )
+        }
+        Response::Fetch(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            // The stored bytes go into the frame as they are: one
+                            // memcpy into the builder, no re-encoding.
+                            let r = records(fbb, &p.records);
+                            let msg = opt_str(fbb, &p.error);
+                            fb::FetchPartitionResult::create(
+                                fbb,
+                                &fb::FetchPartitionResultArgs {
+                                    partition: p.partition,
+                                    error_code: err_code(&p.error),
+                                    error_message: msg,
+                                    high_watermark: p.high_watermark,
+                                    log_start_offset: p.log_start_offset,
+                                    records: Some(r),
+                                },
+                            )
+                        })
+                        .collect();
+                    let ps = fbb.create_vector(&ps);
+                    let name = fbb.create_string(&t.name);
+                    fb::FetchTopicResult::create(
+                        fbb,
+                        &fb::FetchTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::FetchResponse,
+                fb::FetchResponse::create(fbb, &fb::FetchResponseArgs { topics: Some(ts) })
+                    .as_union_value(),
+            )
+        }
+        Response::ListOffsets(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let msg = opt_str(fbb, &p.error);
+                            fb::ListOffsetsPartitionResult::create(
+                                fbb,
+                                &fb::ListOffsetsPartitionResultArgs {
+                                    partition: p.partition,
+                                    error_code: err_code(&p.error),
+                                    error_message: msg,
+                                    offset: p.offset,
+                                    timestamp: p.timestamp,
+                                },
+                            )
+                        })
+                        .collect();
+                    let ps = fbb.create_vector(&ps);
+                    let name = fbb.create_string(&t.name);
+                    fb::ListOffsetsTopicResult::create(
+                        fbb,
+                        &fb::ListOffsetsTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::ListOffsetsResponse,
+                fb::ListOffsetsResponse::create(
+                    fbb,
+                    &fb::ListOffsetsResponseArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
+    }
+}
+
+/// Decodes one response frame body. Fetched records are slices of `frame`.
+pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
+    let env = flatbuffers::root_with_opts::<fb::ResponseEnvelope>(&verifier_opts(), frame)
+        .map_err(|e| DecodeError::Invalid(e.to_string()))?;
+    let correlation_id = env.correlation_id();
+    if let Some(e) = err_of(env.error_code(), env.error_message()) {
+        return Ok(ResponseFrame {
+            correlation_id,
+            result: Err(e),
+        });
+    }
+    let missing = DecodeError::MissingRequest;
+    let resp = match env.response_type() {
+        fb::Response::ApiVersionsResponse => {
+            let a = env.response_as_api_versions_response().ok_or(missing)?;
+            let apis = a
+                .apis()
+                .iter()
+                .flatten()
+                .filter_map(|r| {
+                    let api = match r.api().0 {
+                        0 => ApiKey::ApiVersions,
+                        1 => ApiKey::Metadata,
+                        2 => ApiKey::CreateTopics,
+                        3 => ApiKey::Produce,
+                        4 => ApiKey::Fetch,
+                        5 => ApiKey::ListOffsets,
+                        _ => return None, // an API this client does not know
+                    };
+                    Some(ApiVersionRange {
+                        api,
+                        min_version: r.min_version(),
+                        max_version: r.max_version(),
+                    })
+                })
+                .collect();
+            Response::ApiVersions(apis)
+        }
+        fb::Response::MetadataResponse => {
+            let m = env.response_as_metadata_response().ok_or(missing)?;
+            let nodes = m
+                .nodes()
+                .iter()
+                .flatten()
+                .map(|n| NodeInfo {
+                    node_id: n.node_id(),
+                    host: n.host().unwrap_or("").to_owned(),
+                    port: n.port(),
+                    shard: n.shard(),
+                })
+                .collect();
+            let mut topics = Vec::new();
+            for t in m.topics().iter().flatten() {
+                topics.push(TopicInfo {
+                    name: name_of(t.name())?,
+                    error: err_of(t.error_code(), t.error_message()),
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| PartitionInfo {
+                            partition: p.partition(),
+                            owner_shard: p.owner_shard(),
+                            leader_node: p.leader_node(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::Metadata(MetadataResponse { nodes, topics })
+        }
+        fb::Response::CreateTopicsResponse => {
+            let c = env.response_as_create_topics_response().ok_or(missing)?;
+            let mut rs = Vec::new();
+            for r in c.results().iter().flatten() {
+                rs.push(TopicResult {
+                    name: name_of(r.name())?,
+                    error: err_of(r.error_code(), r.error_message()),
+                });
+            }
+            Response::CreateTopics(rs)
+        }
+        fb::Response::ProduceResponse => {
+            let p = env.response_as_produce_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in p.topics().iter().flatten() {
+                ts.push(ProduceTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| ProducePartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            base_offset: p.base_offset(),
+                            high_watermark: p.high_watermark(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::Produce(ts)
+        }
+        fb::Response::FetchResponse => {
+            let f = env.response_as_fetch_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in f.topics().iter().flatten() {
+                ts.push(FetchTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| {
+                            let data = p
+                                .records()
+                                .and_then(|r| r.data())
+                                .map(|d| d.bytes())
+                                .unwrap_or(&[]);
+                            FetchPartitionResult {
+                                partition: p.partition(),
+                                error: err_of(p.error_code(), p.error_message()),
+                                high_watermark: p.high_watermark(),
+                                log_start_offset: p.log_start_offset(),
+                                records: if data.is_empty() {
+                                    Bytes::new()
+                                } else {
+                                    frame.slice_ref(data)
+                                },
+                            }
+                        })
+                        .collect(),
+                });
+            }
+            Response::Fetch(ts)
+        }
+        fb::Response::ListOffsetsResponse => {
+            let l = env.response_as_list_offsets_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in l.topics().iter().flatten() {
+                ts.push(ListOffsetsTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| ListOffsetsPartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            offset: p.offset(),
+                            timestamp: p.timestamp(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::ListOffsets(ts)
+        }
+        fb::Response::NONE => return Err(DecodeError::MissingRequest),
+        other => return Err(DecodeError::UnknownKind(other.0)),
+    };
+    Ok(ResponseFrame {
+        correlation_id,
+        result: Ok(resp),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn body(framed: Vec<u8>) -> Bytes {
+        Bytes::from(framed).slice(frame::LEN_BYTES..)
+    }
+
+    fn round_trip_request(r: RequestFrame) {
+        let b = body(encode_request(&r));
+        assert_eq!(decode_request(&b).unwrap(), r);
+    }
+
+    fn round_trip_response(r: ResponseFrame) {
+        let b = body(encode_response(&r));
+        assert_eq!(decode_response(&b).unwrap(), r);
+    }
+
+    #[test]
+    fn every_request_kind_round_trips() {
+        let reqs = vec![
+            Request::ApiVersions,
+            Request::Metadata { topics: None },
+            Request::Metadata {
+                topics: Some(vec!["a".into(), "b".into()]),
+            },
+            Request::CreateTopics(vec![CreateTopic {
+                name: "t".into(),
+                partitions: 3,
+            }]),
+            Request::Produce(ProduceRequest {
+                acks: Acks::Leader,
+                timeout_ms: 500,
+                topics: vec![ProduceTopic {
+                    name: "t".into(),
+                    partitions: vec![ProducePartition {
+                        partition: 2,
+                        records: Bytes::from_static(b"batchbytes"),
+                    }],
+                }],
+            }),
+            Request::Fetch(FetchRequest {
+                max_wait_ms: 10,
+                min_bytes: 1,
+                max_bytes: 1000,
+                topics: vec![FetchTopic {
+                    name: "t".into(),
+                    partitions: vec![FetchPartition {
+                        partition: 0,
+                        fetch_offset: 42,
+                        max_bytes: 77,
+                    }],
+                }],
+            }),
+            Request::ListOffsets(vec![ListOffsetsTopic {
+                name: "t".into(),
+                partitions: vec![ListOffsetsPartition {
+                    partition: 1,
+                    timestamp: LIST_EARLIEST,
+                }],
+            }]),
+        ];
+        for (i, request) in reqs.into_iter().enumerate() {
+            round_trip_request(RequestFrame {
+                version: PROTOCOL_VERSION,
+                correlation_id: i as u32,
+                client_id: Some("test".into()),
+                request,
+            });
+        }
+    }
+
+    #[test]
+    fn produce_records_are_slices_of_the_frame() {
+        let r = RequestFrame {
+            version: 1,
+            correlation_id: 9,
+            client_id: None,
+            request: Request::Produce(ProduceRequest {
+                acks: Acks::Durable,
+                timeout_ms: 1,
+                topics: vec![ProduceTopic {
+                    name: "t".into(),
+                    partitions: vec![ProducePartition {
+                        partition: 0,
+                        records: Bytes::from(vec![7u8; 1000]),
+                    }],
+                }],
+            }),
+        };
+        let b = body(encode_request(&r));
+        let range = b.as_ptr() as usize..b.as_ptr() as usize + b.len();
+        match decode_request(&b).unwrap().request {
+            Request::Produce(p) => {
+                let rec = &p.topics[0].partitions[0].records;
+                assert!(
+                    range.contains(&(rec.as_ptr() as usize)),
+                    "records were copied"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_response_kind_round_trips() {
+        let err = Some(WireError::new(ErrorCode::UnknownTopic, "no such topic"));
+        let resps = vec![
+            Ok(Response::ApiVersions(supported_apis())),
+            Ok(Response::Metadata(MetadataResponse {
+                nodes: vec![NodeInfo {
+                    node_id: 0,
+                    host: "127.0.0.1".into(),
+                    port: 9400,
+                    shard: 0,
+                }],
+                topics: vec![
+                    TopicInfo {
+                        name: "t".into(),
+                        error: None,
+                        partitions: vec![PartitionInfo {
+                            partition: 0,
+                            owner_shard: 0,
+                            leader_node: 0,
+                        }],
+                    },
+                    TopicInfo {
+                        name: "x".into(),
+                        error: err.clone(),
+                        partitions: vec![],
+                    },
+                ],
+            })),
+            Ok(Response::CreateTopics(vec![TopicResult {
+                name: "t".into(),
+                error: err.clone(),
+            }])),
+            Ok(Response::Produce(vec![ProduceTopicResult {
+                name: "t".into(),
+                partitions: vec![ProducePartitionResult {
+                    partition: 0,
+                    error: None,
+                    base_offset: 5,
+                    high_watermark: 9,
+                }],
+            }])),
+            Ok(Response::Fetch(vec![FetchTopicResult {
+                name: "t".into(),
+                partitions: vec![FetchPartitionResult {
+                    partition: 0,
+                    error: None,
+                    high_watermark: 3,
+                    log_start_offset: 0,
+                    records: Bytes::from_static(b"stored"),
+                }],
+            }])),
+            Ok(Response::ListOffsets(vec![ListOffsetsTopicResult {
+                name: "t".into(),
+                partitions: vec![ListOffsetsPartitionResult {
+                    partition: 0,
+                    error: err,
+                    offset: -1,
+                    timestamp: -1,
+                }],
+            }])),
+            Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
+        ];
+        for (i, result) in resps.into_iter().enumerate() {
+            round_trip_response(ResponseFrame {
+                correlation_id: i as u32,
+                result,
+            });
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let b = Bytes::from(bytes);
+            let _ = decode_request(&b);
+            let _ = decode_response(&b);
+        }
+
+        #[test]
+        fn decoders_never_panic_on_mutated_requests(pos in 0usize..4096, val in any::<u8>()) {
+            let r = RequestFrame {
+                version: 1, correlation_id: 1, client_id: Some("c".into()),
+                request: Request::Fetch(FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 10,
+                    topics: vec![FetchTopic { name: "topic".into(),
+                        partitions: vec![FetchPartition { partition: 0, fetch_offset: 0, max_bytes: 5 }] }] }),
+            };
+            let mut b = body(encode_request(&r)).to_vec();
+            let i = pos % b.len();
+            b[i] = val;
+            let _ = decode_request(&Bytes::from(b));
+        }
+    }
+}

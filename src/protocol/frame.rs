@@ -1,0 +1,100 @@
+//! Framing of the native protocol: `u32` little-endian length, then that many
+//! bytes of one flatbuffer. Sans-I/O: works on a buffer the caller fills.
+//!
+//! Must never: read a socket, or hand out a frame longer than the limit.
+
+use bytes::{Buf, Bytes, BytesMut};
+use thiserror::Error;
+
+/// Bytes of the length prefix.
+pub const LEN_BYTES: usize = 4;
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {max_frame_bytes} bytes")]
+    TooLarge { len: usize, max_frame_bytes: usize },
+    #[error("empty frame")]
+    Empty,
+}
+
+/// Takes one whole frame off the front of `buf`, if one is there.
+/// `Ok(None)`: need more bytes. An error means framing is lost: the caller
+/// answers once and closes the connection.
+pub fn next_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+    if buf.len() < LEN_BYTES {
+        return Ok(None);
+    }
+    let len = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
+    if len == 0 {
+        return Err(FrameError::Empty);
+    }
+    if len > max_frame_bytes {
+        return Err(FrameError::TooLarge {
+            len,
+            max_frame_bytes,
+        });
+    }
+    if buf.len() < LEN_BYTES + len {
+        // Reserve once for the whole frame so the reader does not regrow in steps.
+        buf.reserve(LEN_BYTES + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(LEN_BYTES);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// Writes the length prefix for a frame body of `len` bytes.
+pub fn prefix(len: usize) -> [u8; LEN_BYTES] {
+    assert!(len <= u32::MAX as usize, "frame larger than u32");
+    (len as u32).to_le_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_split_at_any_byte_boundary() {
+        let mut wire = Vec::new();
+        for body in [&b"abc"[..], b"", b"0123456789"] {
+            if body.is_empty() {
+                continue;
+            }
+            wire.extend_from_slice(&prefix(body.len()));
+            wire.extend_from_slice(body);
+        }
+        for cut in 0..wire.len() {
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let mut got = Vec::new();
+            while let Some(f) = next_frame(&mut buf, 100).unwrap() {
+                got.push(f);
+            }
+            buf.extend_from_slice(&wire[cut..]);
+            while let Some(f) = next_frame(&mut buf, 100).unwrap() {
+                got.push(f);
+            }
+            assert_eq!(
+                got,
+                vec![
+                    Bytes::from_static(b"abc"),
+                    Bytes::from_static(b"0123456789")
+                ]
+            );
+            assert!(buf.is_empty());
+        }
+    }
+
+    #[test]
+    fn oversized_and_empty_frames_are_errors() {
+        let mut buf = BytesMut::from(&prefix(101)[..]);
+        assert_eq!(
+            next_frame(&mut buf, 100),
+            Err(FrameError::TooLarge {
+                len: 101,
+                max_frame_bytes: 100
+            })
+        );
+        let mut buf = BytesMut::from(&prefix(0)[..]);
+        assert_eq!(next_frame(&mut buf, 100), Err(FrameError::Empty));
+    }
+}

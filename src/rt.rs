@@ -1,0 +1,288 @@
+//! The runtime layer: the one module that names glommio.
+//!
+//! Owns: starting pinned executors, O_DIRECT files on io_uring, TCP sockets,
+//! local channels, timers, and the polled-I/O probe workaround. Everything
+//! above talks to these thin wrappers, so a move to another io_uring runtime
+//! stays inside this file (DESIGN.md: upstream glommio is little maintained).
+//!
+//! Must never: hold protocol, storage or broker logic.
+
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+/// A DMA-aligned buffer, as O_DIRECT writes need.
+pub type AlignedBuf = glommio::io::DmaBuffer;
+/// Bytes read from a direct file (aligned read, sliced to what was asked).
+pub type ReadBuf = glommio::io::ReadResult;
+pub use glommio::net::{TcpListener, TcpStream};
+pub use glommio::Task;
+
+/// Bytes a direct-I/O position or length must be a multiple of. 4 KiB covers
+/// every device we run on (glommio reports 512 for most; we write whole pages).
+pub const PAGE_BYTES: usize = 4096;
+
+pub fn align_down(v: u64) -> u64 {
+    v & !(PAGE_BYTES as u64 - 1)
+}
+
+pub fn align_up(v: u64) -> u64 {
+    align_down(v + PAGE_BYTES as u64 - 1)
+}
+
+/// A file opened with O_DIRECT, read and write, driven by io_uring.
+pub struct DirectFile {
+    file: glommio::io::DmaFile,
+}
+
+impl DirectFile {
+    /// Opens (creating if needed) for reading and writing. Not
+    /// `DmaFile::create`: that opens write-only and reads fail with EBADF.
+    pub async fn open_rw(path: &Path) -> io::Result<DirectFile> {
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .dma_open(path)
+            .await?;
+        Ok(DirectFile { file })
+    }
+
+    pub async fn open_ro(path: &Path) -> io::Result<DirectFile> {
+        let file = glommio::io::OpenOptions::new()
+            .read(true)
+            .dma_open(path)
+            .await?;
+        Ok(DirectFile { file })
+    }
+
+    /// An aligned buffer of `size` bytes. Not zeroed: the caller fills what
+    /// it writes (zeroing 1 MiB per flush would cost more than the copy).
+    pub fn alloc(&self, size: usize) -> AlignedBuf {
+        self.file.alloc_dma_buffer(size)
+    }
+
+    /// Writes the whole buffer at `pos` (page-aligned), retrying short writes.
+    pub async fn write_all_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<()> {
+        debug_assert_eq!(pos % PAGE_BYTES as u64, 0, "direct writes start on a page");
+        debug_assert_eq!(buf.len() % PAGE_BYTES, 0, "direct writes are whole pages");
+        let len = buf.len();
+        let written = self.file.write_at(buf, pos).await?;
+        if written == len {
+            return Ok(());
+        }
+        // A short O_DIRECT write (rare: a full disk mid-write). It cannot be
+        // resumed from the moved buffer, so report it: the caller fails the
+        // produce and the unacknowledged bytes are rewritten or cut later.
+        Err(io::Error::new(
+            io::ErrorKind::WriteZero,
+            format!("short direct write: {written} of {len} bytes"),
+        ))
+    }
+
+    /// Reads `len` bytes at any `pos` (the runtime aligns internally). Fewer
+    /// bytes come back at the end of the file.
+    pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<ReadBuf> {
+        Ok(self.file.read_at(pos, len).await?)
+    }
+
+    pub async fn fdatasync(&self) -> io::Result<()> {
+        Ok(self.file.fdatasync().await?)
+    }
+
+    pub async fn file_size(&self) -> io::Result<u64> {
+        Ok(self.file.file_size().await?)
+    }
+
+    pub async fn truncate(&self, size: u64) -> io::Result<()> {
+        Ok(self.file.truncate(size).await?)
+    }
+
+    pub async fn close(self) -> io::Result<()> {
+        Ok(self.file.close().await?)
+    }
+}
+
+/// The polled-I/O probe workaround (DESIGN.md, "glommio on this kind of
+/// disk"): glommio probes polled-I/O support with a read on the first DMA file
+/// a thread opens; on an empty file the probe wrongly succeeds and later reads
+/// fail with EOPNOTSUPP. So each executor first opens, through DMA, a
+/// non-empty marker file on the data device and reads it, before any segment.
+pub async fn probe_polled_io(data_dir: &Path) -> io::Result<()> {
+    let marker = data_dir.join(".io-probe");
+    let want = vec![0x5au8; PAGE_BYTES];
+    let ok = std::fs::read(&marker).map(|b| b == want).unwrap_or(false);
+    if !ok {
+        // Written with std::fs (not DMA) so the probe never sees an empty file.
+        let tmp = data_dir.join(".io-probe.tmp");
+        std::fs::write(&tmp, &want)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &marker)?;
+    }
+    let f = DirectFile::open_ro(&marker).await?;
+    let got = f.read_at(0, PAGE_BYTES).await?;
+    if got.len() != PAGE_BYTES {
+        return Err(io::Error::other("polled-I/O probe read came back short"));
+    }
+    f.close().await
+}
+
+/// Where an executor runs.
+#[derive(Debug, Clone, Copy)]
+pub enum Placement {
+    /// Pinned to this CPU.
+    Cpu(usize),
+    /// Left to the kernel (more shards than CPUs, tests).
+    Unbound,
+}
+
+/// Handle of a running executor thread.
+pub struct ExecutorHandle<T: Send + 'static>(glommio::ExecutorJoinHandle<T>);
+
+impl<T: Send + 'static> ExecutorHandle<T> {
+    pub fn join(self) -> io::Result<T> {
+        self.0.join().map_err(io::Error::from)
+    }
+}
+
+/// Starts an executor thread running `f()` to completion.
+/// `io_memory_bytes`: the registered I/O buffer pool of the executor's ring.
+pub fn spawn_executor<G, F, T>(
+    name: &str,
+    placement: Placement,
+    io_memory_bytes: usize,
+    f: G,
+) -> io::Result<ExecutorHandle<T>>
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = T> + 'static,
+    T: Send + 'static,
+{
+    let p = match placement {
+        Placement::Cpu(c) => glommio::Placement::Fixed(c),
+        Placement::Unbound => glommio::Placement::Unbound,
+    };
+    glommio::LocalExecutorBuilder::new(p)
+        .name(name)
+        .io_memory(io_memory_bytes)
+        .spawn(f)
+        .map(ExecutorHandle)
+        .map_err(io::Error::from)
+}
+
+/// Runs a future on the current executor as its own task.
+pub fn spawn<T: 'static>(f: impl Future<Output = T> + 'static) -> Task<T> {
+    glommio::spawn_local(f)
+}
+
+/// Runs a future as a task that is not cancelled when the returned future is
+/// dropped; awaiting gives its output (None only if the executor stopped it).
+pub fn spawn_detached<T: 'static>(
+    f: impl Future<Output = T> + 'static,
+) -> impl Future<Output = Option<T>> {
+    glommio::spawn_local(f).detach()
+}
+
+pub async fn sleep(d: Duration) {
+    glommio::timer::sleep(d).await
+}
+
+/// A bounded single-executor channel.
+pub mod channel {
+    pub use glommio::channels::local_channel::{LocalReceiver as Receiver, LocalSender as Sender};
+
+    pub fn bounded<T>(capacity: usize) -> (Sender<T>, Receiver<T>) {
+        glommio::channels::local_channel::new_bounded(capacity)
+    }
+}
+
+/// Binds a listener (SO_REUSEPORT, so every shard may accept on one address).
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(io::Error::from)
+}
+
+/// CPUs this process may run on, in order.
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: sched_getaffinity writes into the set we own; zeroed is a valid set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..std::thread::available_parallelism().map_or(1, |n| n.get())).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// An executor-local async lock (never crosses threads; no OS lock). Used to
+/// serialize the flushes of one partition: the group-commit point.
+pub struct LocalLock(glommio::sync::Semaphore);
+
+/// Held while the lock is taken; released on drop.
+pub struct LocalGuard<'a>(#[allow(dead_code)] glommio::sync::Permit<'a>);
+
+impl Default for LocalLock {
+    fn default() -> Self {
+        LocalLock(glommio::sync::Semaphore::new(1))
+    }
+}
+
+impl LocalLock {
+    pub async fn lock(&self) -> LocalGuard<'_> {
+        // The semaphore is never closed, so acquiring cannot fail.
+        LocalGuard(
+            self.0
+                .acquire_permit(1)
+                .await
+                .expect("local lock semaphore is never closed"),
+        )
+    }
+}
+
+/// Helpers for tests that need an executor and a real disk.
+#[cfg(test)]
+pub mod testkit {
+    use std::path::PathBuf;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    /// A fresh directory under `target/` (a real disk: O_DIRECT does not work
+    /// on tmpfs), removed when dropped.
+    pub fn data_dir() -> tempfile::TempDir {
+        let base = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("target")
+            .join("test-data");
+        std::fs::create_dir_all(&base).expect("create target/test-data");
+        tempfile::Builder::new()
+            .prefix("unit-")
+            .tempdir_in(base)
+            .expect("temp dir")
+    }
+
+    /// Runs `f` on a fresh executor; panics if it takes longer than `deadline`
+    /// (the executor thread is then abandoned, the test fails instead of hanging).
+    pub fn run<G, F, T>(deadline: Duration, f: G) -> T
+    where
+        G: FnOnce() -> F + Send + 'static,
+        F: std::future::Future<Output = T> + 'static,
+        T: Send + 'static,
+    {
+        let (tx, rx) = mpsc::channel();
+        let _handle = super::spawn_executor(
+            "test",
+            super::Placement::Unbound,
+            1 << 20,
+            move || async move {
+                let out = f().await;
+                let _ = tx.send(out);
+            },
+        )
+        .expect("start test executor");
+        match rx.recv_timeout(deadline) {
+            Ok(v) => v,
+            Err(e) => panic!("test executor did not finish within {deadline:?}: {e}"),
+        }
+    }
+}

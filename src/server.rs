@@ -1,0 +1,334 @@
+//! The broker process: starts the shard executors, accepts connections and
+//! runs each one (frames in, pipelined requests, responses out in order).
+//!
+//! Owns: listeners, connections, the in-flight bound per connection, and
+//! turning framing/decoding failures into error responses.
+//!
+//! Must never: interpret requests (the shard does) or let one connection's
+//! bad input affect another: every failure here ends at most that connection.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use thiserror::Error;
+
+use crate::partition::{FsyncPolicy, PartitionConfig};
+use crate::protocol::codec::{decode_request, encode_response, BadRequest};
+use crate::protocol::frame::{self, FrameError};
+use crate::protocol::{ErrorCode, ResponseFrame, WireError};
+use crate::rt;
+use crate::shard::{Shard, ShardConfig};
+use crate::storage::segment::TAIL_BUFFER_BYTES;
+
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub fsync: FsyncPolicy,
+    /// Largest frame accepted; a longer one is answered with an error and the
+    /// connection closed (framing cannot be trusted past it).
+    pub max_frame_bytes: usize,
+    /// Requests of one connection being worked on at once; the reader waits
+    /// (and so does the client, through TCP) when this many are pending.
+    pub max_inflight_per_connection: usize,
+    /// Registered io_uring buffer memory per executor.
+    pub io_memory_bytes: usize,
+}
+
+impl BrokerConfig {
+    pub fn new(data_dir: PathBuf, listen: SocketAddr) -> BrokerConfig {
+        BrokerConfig {
+            data_dir,
+            listen,
+            fsync: FsyncPolicy::Always,
+            max_frame_bytes: 64 << 20,
+            max_inflight_per_connection: 64,
+            io_memory_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot start executor: {0}")]
+    Executor(std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot open data directory: {0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("shard {0} stopped before it was ready")]
+    Died(u16),
+}
+
+/// A running broker.
+pub struct Broker {
+    pub local_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handles: Vec<rt::ExecutorHandle<()>>,
+}
+
+impl Broker {
+    /// Starts the shard executor, opens the data directory and binds the
+    /// listener; returns once the broker serves.
+    pub fn start(config: BrokerConfig) -> Result<Broker, ServerError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
+        let cpus = rt::allowed_cpus();
+        let placement = cpus
+            .first()
+            .map_or(rt::Placement::Unbound, |&c| rt::Placement::Cpu(c));
+        let shard_id = 0u16;
+        let stop2 = stop.clone();
+        let cfg = config.clone();
+        let handle = rt::spawn_executor(
+            &format!("shard-{shard_id}"),
+            placement,
+            config.io_memory_bytes,
+            move || async move { run_shard(shard_id, cfg, stop2, ready_tx).await },
+        )
+        .map_err(ServerError::Executor)?;
+        match placement {
+            rt::Placement::Cpu(c) => tracing::info!(shard = shard_id, cpu = c, "shard pinned"),
+            rt::Placement::Unbound => tracing::warn!(shard = shard_id, "shard not pinned"),
+        }
+        let local_addr = match ready_rx.recv() {
+            Ok(Ok(addr)) => addr,
+            Ok(Err(e)) => {
+                let _ = handle.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = handle.join();
+                return Err(ServerError::Died(shard_id));
+            }
+        };
+        Ok(Broker {
+            local_addr,
+            stop,
+            handles: vec![handle],
+        })
+    }
+
+    /// A flag that stops the broker when set (signal handlers set it).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits until the broker stopped (after `stop_flag` was set) and every
+    /// partition was flushed, synced and closed.
+    pub fn join(self) -> std::io::Result<()> {
+        for h in self.handles {
+            h.join()?;
+        }
+        Ok(())
+    }
+}
+
+async fn run_shard(
+    id: u16,
+    config: BrokerConfig,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
+) {
+    let shard_config = ShardConfig {
+        shard_id: id,
+        data_dir: config.data_dir.clone(),
+        partition: PartitionConfig {
+            fsync: config.fsync,
+            tail_buffer_bytes: TAIL_BUFFER_BYTES,
+            ..Default::default()
+        },
+        advertised_host: config.listen.ip().to_string(),
+        advertised_port: config.listen.port(),
+    };
+    let shard = match Shard::open(shard_config).await {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = ready.send(Err(e.into()));
+            return;
+        }
+    };
+    let listener = match rt::listen(config.listen) {
+        Ok(l) => l,
+        Err(source) => {
+            let _ = ready.send(Err(ServerError::Listen {
+                addr: config.listen,
+                source,
+            }));
+            shard.close().await;
+            return;
+        }
+    };
+    let local = listener.local_addr().unwrap_or(config.listen);
+    let _ = ready.send(Ok(local));
+    accept_loop(&shard, &listener, &config, &stop).await;
+    tracing::info!(shard = id, "stopping: flushing and closing partitions");
+    shard.close().await;
+}
+
+async fn wait_for_stop(stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        rt::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn accept_loop(
+    shard: &Rc<Shard>,
+    listener: &rt::TcpListener,
+    config: &BrokerConfig,
+    stop: &AtomicBool,
+) {
+    loop {
+        let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            wait_for_stop(stop).await;
+            None
+        })
+        .await;
+        match next {
+            None => return,
+            Some(Ok(stream)) => {
+                let shard = shard.clone();
+                let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
+                rt::spawn(async move {
+                    let peer = stream.peer_addr().ok();
+                    if let Err(e) = serve_connection(shard, stream, limits.0, limits.1).await {
+                        tracing::debug!(?peer, "connection ended: {e}");
+                    }
+                })
+                .detach();
+            }
+            Some(Err(e)) => {
+                // Out of file descriptors and the like: back off, keep serving.
+                tracing::warn!("accept failed: {e}");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+enum Outgoing {
+    /// A request being handled; its response goes out when it finishes.
+    Pending(rt::Task<ResponseFrame>),
+    /// An error answer that needs no work.
+    Ready(ResponseFrame),
+    /// Framing is lost: close after what is queued.
+    Close,
+}
+
+fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> ResponseFrame {
+    ResponseFrame {
+        correlation_id,
+        result: Err(WireError::new(code, message)),
+    }
+}
+
+/// Reads frames, starts each request as its own task (so they overlap) and
+/// hands the tasks, in arrival order, to a writer that sends the responses in
+/// that same order. At most `max_inflight` requests are pending per connection.
+async fn serve_connection(
+    shard: Rc<Shard>,
+    stream: rt::TcpStream,
+    max_frame_bytes: usize,
+    max_inflight: usize,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let (tx, rx) = rt::channel::bounded::<Outgoing>(max_inflight);
+    let writer = rt::spawn(async move {
+        while let Some(out) = rx.recv().await {
+            let resp = match out {
+                Outgoing::Pending(task) => task.await,
+                Outgoing::Ready(r) => r,
+                Outgoing::Close => break,
+            };
+            wr.write_all(&encode_response(&resp)).await?;
+        }
+        wr.flush().await?;
+        wr.close().await
+    });
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'conn: loop {
+        loop {
+            let out = match frame::next_frame(&mut buf, max_frame_bytes) {
+                Ok(None) => break,
+                Ok(Some(f)) => match decode_request(&f) {
+                    Ok(req) => Outgoing::Pending(rt::spawn(shard.dispatch(req))),
+                    Err(BadRequest {
+                        correlation_id: Some(c),
+                        error,
+                    }) => error_frame(
+                        c,
+                        ErrorCode::InvalidRequest,
+                        format!("bad request: {error}"),
+                    )
+                    .into(),
+                    Err(BadRequest {
+                        correlation_id: None,
+                        error,
+                    }) => {
+                        // Not even the envelope decodes: nothing to correlate
+                        // an answer with, so answer with id 0 and hang up.
+                        let _ = tx
+                            .send(
+                                error_frame(
+                                    0,
+                                    ErrorCode::InvalidRequest,
+                                    format!("bad frame: {error}"),
+                                )
+                                .into(),
+                            )
+                            .await;
+                        let _ = tx.send(Outgoing::Close).await;
+                        break 'conn;
+                    }
+                },
+                Err(e) => {
+                    let code = match e {
+                        FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+                        FrameError::Empty => ErrorCode::InvalidRequest,
+                    };
+                    let _ = tx
+                        .send(error_frame(0, code, format!("{e}; closing connection")).into())
+                        .await;
+                    let _ = tx.send(Outgoing::Close).await;
+                    break 'conn;
+                }
+            };
+            if tx.send(out).await.is_err() {
+                break 'conn; // the writer is gone: the client went away
+            }
+        }
+        let len = buf.len();
+        let room = (64 * 1024).max(buf.capacity() - len);
+        buf.resize(len + room, 0);
+        let n = match rd.read(&mut buf[len..]).await {
+            Ok(n) => n,
+            Err(e) => {
+                buf.truncate(len);
+                tracing::debug!("read failed: {e}");
+                break;
+            }
+        };
+        buf.truncate(len + n);
+        if n == 0 {
+            break; // EOF; requests already started still get their answers
+        }
+    }
+    drop(tx);
+    writer.await
+}
+
+impl From<ResponseFrame> for Outgoing {
+    fn from(r: ResponseFrame) -> Self {
+        Outgoing::Ready(r)
+    }
+}

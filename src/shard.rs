@@ -1,0 +1,459 @@
+//! One shard: the state one executor owns, and the request handlers over it.
+//!
+//! Owns: the shard's topics and partitions (opened, created, closed here),
+//! turning typed requests into typed responses, and the mapping of library
+//! errors to wire error codes (`wire_error`: the one place it happens).
+//!
+//! Must never: do socket I/O (the server does), or share its state with
+//! another thread: everything here is `Rc`, reached only from its executor.
+//! Today one shard owns every partition; the thread-per-core issue adds the
+//! channel mesh that routes requests to the owning shard.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use crate::partition::{Appended, Partition, PartitionConfig, PartitionError};
+use crate::protocol::*;
+use crate::rt;
+use crate::storage::meta::{self, TopicMeta, MAX_PARTITIONS};
+use crate::storage::{validate_topic_name, StorageError};
+
+#[derive(Debug, Clone)]
+pub struct ShardConfig {
+    pub shard_id: u16,
+    pub data_dir: PathBuf,
+    pub partition: PartitionConfig,
+    /// Host and port clients should use to reach this shard.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+}
+
+struct Topic {
+    meta: TopicMeta,
+    partitions: Vec<Rc<Partition>>,
+}
+
+pub struct Shard {
+    config: ShardConfig,
+    topics: RefCell<BTreeMap<String, Topic>>,
+    /// Topics whose creation is under way (files being opened).
+    creating: RefCell<HashSet<String>>,
+}
+
+pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseFrame>>>;
+
+/// Maps a partition error to its wire form. The one place this happens.
+pub fn wire_error(e: &PartitionError) -> WireError {
+    let code = match e {
+        PartitionError::Batch(_) => ErrorCode::CorruptBatch,
+        PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        PartitionError::Storage(_) => ErrorCode::StorageError,
+        PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+        PartitionError::Empty => ErrorCode::InvalidRequest,
+    };
+    WireError::new(code, e.to_string())
+}
+
+fn unknown_topic(name: &str) -> WireError {
+    WireError::new(ErrorCode::UnknownTopic, format!("unknown topic '{name}'"))
+}
+
+fn unknown_partition(name: &str, p: u32, count: usize) -> WireError {
+    WireError::new(
+        ErrorCode::UnknownPartition,
+        format!(
+            "topic '{name}' has no partition {p} (it has {count}: 0..{})",
+            count.saturating_sub(1)
+        ),
+    )
+}
+
+impl Shard {
+    /// Opens the shard: the polled-I/O probe first (before any segment), then
+    /// every topic found under the data directory.
+    pub async fn open(config: ShardConfig) -> Result<Rc<Shard>, StorageError> {
+        std::fs::create_dir_all(crate::storage::topics_dir(&config.data_dir))
+            .map_err(|e| StorageError::io("create dir", &config.data_dir, e))?;
+        rt::probe_polled_io(&config.data_dir)
+            .await
+            .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
+        let mut topics = BTreeMap::new();
+        for m in meta::load_all(&config.data_dir)? {
+            let mut partitions = Vec::with_capacity(m.owners.len());
+            for p in 0..m.partitions() {
+                partitions.push(
+                    Partition::open(&config.data_dir, &m.name, p, config.partition.clone()).await?,
+                );
+            }
+            tracing::info!(topic = %m.name, partitions = m.partitions(), "topic loaded");
+            topics.insert(
+                m.name.clone(),
+                Topic {
+                    meta: m,
+                    partitions,
+                },
+            );
+        }
+        Ok(Rc::new(Shard {
+            config,
+            topics: RefCell::new(topics),
+            creating: RefCell::new(HashSet::new()),
+        }))
+    }
+
+    pub fn id(&self) -> u16 {
+        self.config.shard_id
+    }
+
+    fn partition(&self, topic: &str, p: u32) -> Result<Rc<Partition>, WireError> {
+        let topics = self.topics.borrow();
+        let t = topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
+        t.partitions
+            .get(p as usize)
+            .cloned()
+            .ok_or_else(|| unknown_partition(topic, p, t.partitions.len()))
+    }
+
+    /// Handles one request. Work that must keep arrival order (appends) runs
+    /// now, before this returns; the returned future does the waiting
+    /// (flushes, reads), so requests of one connection overlap.
+    pub fn dispatch(self: &Rc<Self>, req: RequestFrame) -> ResponseFuture {
+        let correlation_id = req.correlation_id;
+        if req.version == 0 || req.version > PROTOCOL_VERSION {
+            let e = WireError::new(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {} is not supported (this broker speaks 1..={PROTOCOL_VERSION})", req.version),
+            );
+            return Box::pin(async move {
+                ResponseFrame {
+                    correlation_id,
+                    result: Err(e),
+                }
+            });
+        }
+        let done = move |r: Response| ResponseFrame {
+            correlation_id,
+            result: Ok(r),
+        };
+        match req.request {
+            Request::ApiVersions => {
+                let r = done(Response::ApiVersions(supported_apis()));
+                Box::pin(async move { r })
+            }
+            Request::Metadata { topics } => {
+                let r = done(Response::Metadata(self.metadata(topics)));
+                Box::pin(async move { r })
+            }
+            Request::CreateTopics(topics) => {
+                let shard = self.clone();
+                Box::pin(
+                    async move { done(Response::CreateTopics(shard.create_topics(topics).await)) },
+                )
+            }
+            Request::Produce(p) => {
+                let pending = self.append_all(&p);
+                Box::pin(
+                    async move { done(Response::Produce(complete_produce(p.acks, pending).await)) },
+                )
+            }
+            Request::Fetch(f) => {
+                let shard = self.clone();
+                Box::pin(async move { done(Response::Fetch(shard.fetch(f).await)) })
+            }
+            Request::ListOffsets(l) => {
+                let r = done(Response::ListOffsets(self.list_offsets(l)));
+                Box::pin(async move { r })
+            }
+        }
+    }
+
+    fn metadata(&self, wanted: Option<Vec<String>>) -> MetadataResponse {
+        let topics = self.topics.borrow();
+        let info = |name: &str, t: &Topic| TopicInfo {
+            name: name.to_owned(),
+            error: None,
+            partitions: t
+                .meta
+                .owners
+                .iter()
+                .enumerate()
+                .map(|(p, &owner)| PartitionInfo {
+                    partition: p as u32,
+                    owner_shard: owner,
+                    leader_node: owner as u32,
+                })
+                .collect(),
+        };
+        let topics = match wanted {
+            None => topics.iter().map(|(n, t)| info(n, t)).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| match topics.get(n) {
+                    Some(t) => info(n, t),
+                    None => TopicInfo {
+                        name: n.clone(),
+                        error: Some(unknown_topic(n)),
+                        partitions: vec![],
+                    },
+                })
+                .collect(),
+        };
+        MetadataResponse {
+            nodes: vec![NodeInfo {
+                node_id: self.config.shard_id as u32,
+                host: self.config.advertised_host.clone(),
+                port: self.config.advertised_port,
+                shard: self.config.shard_id,
+            }],
+            topics,
+        }
+    }
+
+    async fn create_topics(&self, topics: Vec<CreateTopic>) -> Vec<TopicResult> {
+        let mut out = Vec::with_capacity(topics.len());
+        for t in topics {
+            let error = self.create_topic(&t).await.err();
+            if error.is_none() {
+                tracing::info!(topic = %t.name, partitions = t.partitions, "topic created");
+            }
+            out.push(TopicResult {
+                name: t.name,
+                error,
+            });
+        }
+        out
+    }
+
+    async fn create_topic(&self, t: &CreateTopic) -> Result<(), WireError> {
+        validate_topic_name(&t.name)
+            .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+        if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "a topic has 1 to {MAX_PARTITIONS} partitions, not {}",
+                    t.partitions
+                ),
+            ));
+        }
+        if self.topics.borrow().contains_key(&t.name)
+            || !self.creating.borrow_mut().insert(t.name.clone())
+        {
+            return Err(WireError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("topic '{}' already exists", t.name),
+            ));
+        }
+        let result = self.create_topic_files(t).await;
+        self.creating.borrow_mut().remove(&t.name);
+        let topic = result.map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+        self.topics.borrow_mut().insert(t.name.clone(), topic);
+        Ok(())
+    }
+
+    /// Metadata first, then the partitions: a crash in between leaves a topic
+    /// whose missing partition directories are created on the next start.
+    async fn create_topic_files(&self, t: &CreateTopic) -> Result<Topic, StorageError> {
+        let m = TopicMeta {
+            name: t.name.clone(),
+            owners: vec![self.config.shard_id; t.partitions as usize],
+        };
+        meta::store(&self.config.data_dir, &m)?;
+        let mut partitions = Vec::with_capacity(t.partitions as usize);
+        for p in 0..t.partitions {
+            partitions.push(
+                Partition::open(
+                    &self.config.data_dir,
+                    &t.name,
+                    p,
+                    self.config.partition.clone(),
+                )
+                .await?,
+            );
+        }
+        Ok(Topic {
+            meta: m,
+            partitions,
+        })
+    }
+
+    /// The synchronous half of a produce: validate and append every
+    /// partition's batches, in request order.
+    fn append_all(&self, req: &ProduceRequest) -> Vec<(String, Vec<PendingAppend>)> {
+        req.topics
+            .iter()
+            .map(|t| {
+                let parts = t
+                    .partitions
+                    .iter()
+                    .map(|pp| match self.partition(&t.name, pp.partition) {
+                        Err(e) => PendingAppend {
+                            partition: pp.partition,
+                            result: Err(e),
+                        },
+                        Ok(part) => match part.append(&pp.records) {
+                            Ok(a) => PendingAppend {
+                                partition: pp.partition,
+                                result: Ok((part, a)),
+                            },
+                            Err(e) => PendingAppend {
+                                partition: pp.partition,
+                                result: Err(wire_error(&e)),
+                            },
+                        },
+                    })
+                    .collect();
+                (t.name.clone(), parts)
+            })
+            .collect()
+    }
+
+    async fn fetch(&self, req: FetchRequest) -> Vec<FetchTopicResult> {
+        let mut budget = req.max_bytes as usize;
+        let mut out = Vec::with_capacity(req.topics.len());
+        for t in req.topics {
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let mut r = FetchPartitionResult {
+                    partition: p.partition,
+                    error: None,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: bytes::Bytes::new(),
+                };
+                match self.partition(&t.name, p.partition) {
+                    Err(e) => r.error = Some(e),
+                    Ok(part) => {
+                        // At least one batch per response even past the budget,
+                        // so a consumer never stalls on a batch larger than it.
+                        let max = (p.max_bytes as usize).min(budget).max(1);
+                        match part.read(p.fetch_offset, max).await {
+                            Ok(o) => {
+                                budget = budget.saturating_sub(o.records.len());
+                                r.high_watermark = o.high_watermark;
+                                r.log_start_offset = o.log_start_offset;
+                                r.records = o.records;
+                            }
+                            Err(e) => {
+                                r.high_watermark = part.high_watermark();
+                                r.log_start_offset = part.log_start_offset();
+                                r.error = Some(wire_error(&e));
+                            }
+                        }
+                    }
+                }
+                parts.push(r);
+            }
+            out.push(FetchTopicResult {
+                name: t.name,
+                partitions: parts,
+            });
+        }
+        out
+    }
+
+    fn list_offsets(&self, topics: Vec<ListOffsetsTopic>) -> Vec<ListOffsetsTopicResult> {
+        topics
+            .into_iter()
+            .map(|t| {
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let mut r =
+                            ListOffsetsPartitionResult { partition: p.partition, error: None, offset: -1, timestamp: -1 };
+                        match self.partition(&t.name, p.partition) {
+                            Err(e) => r.error = Some(e),
+                            Ok(part) => match p.timestamp {
+                                LIST_EARLIEST => r.offset = part.log_start_offset(),
+                                LIST_LATEST => r.offset = part.high_watermark(),
+                                ts => {
+                                    r.error = Some(WireError::new(
+                                        ErrorCode::InvalidRequest,
+                                        format!("lookup by timestamp ({ts}) needs the time index, not built yet; use -2 (earliest) or -1 (latest)"),
+                                    ))
+                                }
+                            },
+                        }
+                        r
+                    })
+                    .collect();
+                ListOffsetsTopicResult { name: t.name, partitions }
+            })
+            .collect()
+    }
+
+    /// Flushes and closes every partition (clean shutdown).
+    pub async fn close(&self) {
+        let parts: Vec<Rc<Partition>> = self
+            .topics
+            .borrow()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect();
+        for p in parts {
+            if let Err(e) = p.close().await {
+                tracing::error!(topic = p.topic(), partition = p.id(), "close failed: {e}");
+            }
+        }
+    }
+}
+
+struct PendingAppend {
+    partition: u32,
+    result: Result<(Rc<Partition>, Appended), WireError>,
+}
+
+/// The waiting half of a produce: flushes per the acks, then the results.
+async fn complete_produce(
+    acks: Acks,
+    pending: Vec<(String, Vec<PendingAppend>)>,
+) -> Vec<ProduceTopicResult> {
+    // Start every partition's flush at once: they run concurrently on this
+    // executor, so a produce over P partitions waits for the slowest, not the sum.
+    let mut out = Vec::with_capacity(pending.len());
+    let mut waits = Vec::new();
+    for (name, parts) in pending {
+        let mut results = Vec::with_capacity(parts.len());
+        for pa in parts {
+            let mut r = ProducePartitionResult {
+                partition: pa.partition,
+                error: None,
+                base_offset: -1,
+                high_watermark: -1,
+            };
+            match pa.result {
+                Err(e) => r.error = Some(e),
+                Ok((part, a)) => {
+                    r.base_offset = a.base_offset;
+                    r.high_watermark = a.next_offset;
+                    let flush = rt::spawn(async move { part.flush_to(a.end_pos).await });
+                    if acks == Acks::None {
+                        // Nobody waits, but the bytes must still reach the file
+                        // to become visible: let the flush run on its own.
+                        flush.detach();
+                    } else {
+                        waits.push((out.len(), results.len(), flush));
+                    }
+                }
+            }
+            results.push(r);
+        }
+        out.push(ProduceTopicResult {
+            name,
+            partitions: results,
+        });
+    }
+    for (t, p, flush) in waits {
+        if let Err(e) = flush.await {
+            let r = &mut out[t].partitions[p];
+            r.error = Some(wire_error(&e));
+            r.base_offset = -1;
+        }
+    }
+    out
+}

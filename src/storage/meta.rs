@@ -1,0 +1,184 @@
+//! Topic metadata on disk: `DATA/topics/<topic>/topic.meta`.
+//!
+//! Owns: the file format (text lines plus a CRC-32 of them), writing it
+//! atomically (temp file, fsync, rename, fsync dir), and loading every topic
+//! on start. Metadata is written rarely, by the one metadata writer, so plain
+//! blocking std::fs is fine here: it never runs on the produce/fetch path.
+//!
+//! Must never: silently drop a topic whose file is corrupt (start fails with
+//! the path instead).
+
+use std::path::Path;
+
+use super::{sync_dir, topic_dir, topics_dir, validate_topic_name, StorageError};
+
+pub const META_FILE: &str = "topic.meta";
+const MAGIC_LINE: &str = "shardlog-topic v1";
+/// Most partitions one topic may have.
+pub const MAX_PARTITIONS: u32 = 10_000;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicMeta {
+    pub name: String,
+    /// Owner shard of each partition, by partition id.
+    pub owners: Vec<u16>,
+}
+
+impl TopicMeta {
+    pub fn partitions(&self) -> u32 {
+        self.owners.len() as u32
+    }
+
+    pub fn encode(&self) -> String {
+        let mut body = format!(
+            "{MAGIC_LINE}\nname={}\npartitions={}\n",
+            self.name,
+            self.owners.len()
+        );
+        for (p, o) in self.owners.iter().enumerate() {
+            body.push_str(&format!("owner.{p}={o}\n"));
+        }
+        let crc = crc32fast::hash(body.as_bytes());
+        body.push_str(&format!("crc={crc:08x}\n"));
+        body
+    }
+
+    pub fn decode(text: &str) -> Result<TopicMeta, String> {
+        let (body, crc_line) = match text.trim_end_matches('\n').rsplit_once('\n') {
+            Some((b, c)) => (format!("{b}\n"), c),
+            None => return Err("too short".into()),
+        };
+        let want = crc_line.strip_prefix("crc=").ok_or("missing crc line")?;
+        let got = format!("{:08x}", crc32fast::hash(body.as_bytes()));
+        if want != got {
+            return Err(format!(
+                "checksum mismatch (file says {want}, content has {got})"
+            ));
+        }
+        let mut lines = body.lines();
+        if lines.next() != Some(MAGIC_LINE) {
+            return Err("not a shardlog topic file".into());
+        }
+        let mut name = None;
+        let mut partitions = None;
+        let mut owners = Vec::new();
+        for line in lines {
+            let (k, v) = line
+                .split_once('=')
+                .ok_or_else(|| format!("bad line {line:?}"))?;
+            match k {
+                "name" => name = Some(v.to_owned()),
+                "partitions" => {
+                    partitions = Some(v.parse::<u32>().map_err(|e| format!("partitions: {e}"))?)
+                }
+                _ if k.starts_with("owner.") => {
+                    let p: usize = k[6..].parse().map_err(|e| format!("{k}: {e}"))?;
+                    if p != owners.len() {
+                        return Err(format!("{k} out of order"));
+                    }
+                    owners.push(v.parse::<u16>().map_err(|e| format!("{k}: {e}"))?);
+                }
+                _ => return Err(format!("unknown key {k:?}")),
+            }
+        }
+        let name = name.ok_or("missing name")?;
+        let partitions = partitions.ok_or("missing partitions")?;
+        if partitions as usize != owners.len() || partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(format!(
+                "{partitions} partitions but {} owners",
+                owners.len()
+            ));
+        }
+        Ok(TopicMeta { name, owners })
+    }
+}
+
+/// Writes the topic's metadata file atomically and durably.
+pub fn store(data_dir: &Path, meta: &TopicMeta) -> Result<(), StorageError> {
+    validate_topic_name(&meta.name)?;
+    let dir = topic_dir(data_dir, &meta.name);
+    std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
+    let tmp = dir.join(format!("{META_FILE}.tmp"));
+    let path = dir.join(META_FILE);
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(meta.encode().as_bytes())?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| StorageError::io("write", &path, e))?;
+    sync_dir(&dir)?;
+    sync_dir(&topics_dir(data_dir))
+}
+
+/// Loads every topic under `DATA/topics`. A directory without a metadata file
+/// is a topic whose creation did not finish: it is skipped with a warning.
+pub fn load_all(data_dir: &Path) -> Result<Vec<TopicMeta>, StorageError> {
+    let dir = topics_dir(data_dir);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(StorageError::io("list", &dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
+        let path = entry.path().join(META_FILE);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(dir = %entry.path().display(), "topic directory without {META_FILE}: skipped");
+                continue;
+            }
+            Err(e) => return Err(StorageError::io("read", &path, e)),
+        };
+        let meta = TopicMeta::decode(&text).map_err(|detail| StorageError::Corrupt {
+            path: path.clone(),
+            detail,
+        })?;
+        if entry.file_name().to_str() != Some(meta.name.as_str()) {
+            return Err(StorageError::Corrupt {
+                path,
+                detail: format!("names topic {:?}", meta.name),
+            });
+        }
+        out.push(meta);
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meta_round_trips_and_detects_corruption() {
+        let m = TopicMeta {
+            name: "orders".into(),
+            owners: vec![0, 1, 0],
+        };
+        let text = m.encode();
+        assert_eq!(TopicMeta::decode(&text).unwrap(), m);
+        let bad = text.replace("owner.1=1", "owner.1=0");
+        assert!(TopicMeta::decode(&bad).unwrap_err().contains("checksum"));
+    }
+
+    #[test]
+    fn store_then_load_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = TopicMeta {
+            name: "a".into(),
+            owners: vec![0; 3],
+        };
+        let b = TopicMeta {
+            name: "b".into(),
+            owners: vec![0],
+        };
+        store(dir.path(), &b).unwrap();
+        store(dir.path(), &a).unwrap();
+        std::fs::create_dir_all(topics_dir(dir.path()).join("half-created")).unwrap();
+        assert_eq!(load_all(dir.path()).unwrap(), vec![a, b]);
+    }
+}

@@ -1,0 +1,106 @@
+//! Durable storage of partition logs and topic metadata. No network.
+//!
+//! Owns: the on-disk layout `DATA/topics/<topic>/<partition>/<base offset>.log`,
+//! segment files (`segment`), topic metadata files (`meta`), and recovery of
+//! both on start.
+//!
+//! Must never: touch a socket, assign offsets, or be used from a shard that
+//! does not own the partition (one writer per file, no locks).
+
+pub mod meta;
+pub mod segment;
+
+use std::io;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum StorageError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("corrupt {path}: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("invalid topic name {name:?}: {why}")]
+    InvalidTopicName { name: String, why: &'static str },
+}
+
+impl StorageError {
+    pub fn io(op: &'static str, path: &Path, source: io::Error) -> StorageError {
+        StorageError::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// `DATA/topics`.
+pub fn topics_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("topics")
+}
+
+/// `DATA/topics/<topic>`.
+pub fn topic_dir(data_dir: &Path, topic: &str) -> PathBuf {
+    topics_dir(data_dir).join(topic)
+}
+
+/// `DATA/topics/<topic>/<partition>`.
+pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+    topic_dir(data_dir, topic).join(partition.to_string())
+}
+
+/// Longest topic name; Kafka allows 249 so names map to file names safely.
+pub const MAX_TOPIC_NAME_BYTES: usize = 249;
+
+/// Topic names become directory names: only `[A-Za-z0-9._-]`, as in Kafka.
+pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
+    let bad = |why| {
+        Err(StorageError::InvalidTopicName {
+            name: name.to_owned(),
+            why,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_TOPIC_NAME_BYTES {
+        return bad("longer than 249 bytes");
+    }
+    if name == "." || name == ".." {
+        return bad("'.' and '..' are not topic names");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return bad("only ASCII letters, digits, '.', '_' and '-' are allowed");
+    }
+    Ok(())
+}
+
+/// fsyncs a directory so a rename or a new file in it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StorageError::io("fsync dir", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_cannot_escape_the_data_dir() {
+        for bad in ["", ".", "..", "a/b", "../x", "a b", "é", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["a", "orders.v2", "clicks_2026-11", &"x".repeat(249)] {
+            assert!(validate_topic_name(good).is_ok(), "{good:?}");
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! Shared helpers for tests that start the real `shardlog` binary.
+//!
+//! Every process started here has a deadline and is killed when its guard is
+//! dropped, also when the test fails or panics: a test never hangs CI.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_shardlog");
+
+/// A data directory on a real disk under target/ (O_DIRECT needs one).
+pub fn data_dir() -> tempfile::TempDir {
+    let base = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    std::fs::create_dir_all(&base).unwrap();
+    tempfile::Builder::new()
+        .prefix("it-")
+        .tempdir_in(base)
+        .unwrap()
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running `shardlog serve`; killed on drop.
+pub struct Broker {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Broker {
+    pub fn start(data_dir: &Path, extra: &[&str]) -> Broker {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        Self::start_on(data_dir, addr, extra)
+    }
+
+    pub fn start_on(data_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Broker {
+        let log = data_dir.with_extension(format!("{}.log", addr.port()));
+        let log_file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(BIN)
+            .args([
+                "serve",
+                "--data-dir",
+                data_dir.to_str().unwrap(),
+                "--listen",
+                &addr.to_string(),
+            ])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("start shardlog serve");
+        let mut b = Broker {
+            child: Some(child),
+            addr,
+            data_dir: data_dir.to_owned(),
+            log,
+        };
+        b.wait_ready(Duration::from_secs(30));
+        b
+    }
+
+    fn wait_ready(&mut self, deadline: Duration) {
+        let start = Instant::now();
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("broker exited early with {status}; log:\n{}", self.log());
+            }
+            if start.elapsed() > deadline {
+                panic!("broker not ready within {deadline:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn broker_arg(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("broker running");
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        match wait_deadline(&mut child, deadline) {
+            Some(s) => s,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "broker did not stop within {deadline:?} after SIGTERM; log:\n{}",
+                    self.log()
+                );
+            }
+        }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return Some(s);
+        }
+        if start.elapsed() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+/// Runs a `shardlog` command with `stdin`, killing it after `deadline`.
+pub fn run(args: &[&str], stdin: &[u8], deadline: Duration) -> Output {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlog");
+    let mut sin = child.stdin.take().unwrap();
+    let input = stdin.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = sin.write_all(&input);
+    });
+    let mut sout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = sout.read_to_end(&mut v);
+        v
+    });
+    let mut serr = child.stderr.take().unwrap();
+    let ereader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = serr.read_to_string(&mut s);
+        s
+    });
+    let status = match wait_deadline(&mut child, deadline) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shardlog {args:?} did not finish within {deadline:?}");
+        }
+    };
+    let _ = writer.join();
+    Output {
+        status,
+        stdout: reader.join().unwrap(),
+        stderr: ereader.join().unwrap(),
+    }
+}
