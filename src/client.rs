@@ -122,7 +122,7 @@ impl Client {
                 return Ok(decode_response(&f)?);
             }
             let len = self.buf.len();
-            let room = (256 * 1024).max(self.buf.capacity() - len);
+            let room = (self.buf.capacity() - len).clamp(256 * 1024, 1 << 20);
             self.buf.resize(len + room, 0);
             let n = self.stream.read(&mut self.buf[len..]);
             let n = match n {

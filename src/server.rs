@@ -308,7 +308,9 @@ async fn serve_connection(
             }
         }
         let len = buf.len();
-        let room = (64 * 1024).max(buf.capacity() - len);
+        // Read in chunks of at most 1 MiB: zero-filling the whole capacity
+        // reserved for a large frame on every read would be quadratic.
+        let room = (buf.capacity() - len).clamp(64 * 1024, 1 << 20);
         buf.resize(len + room, 0);
         let n = match rd.read(&mut buf[len..]).await {
             Ok(n) => n,
