@@ -108,6 +108,8 @@ struct State {
     high_watermark: i64,
     log_start: i64,
     failed: Option<String>,
+    /// Set by `close`: appends are refused from then on.
+    closing: bool,
 }
 
 pub struct Partition {
@@ -158,11 +160,15 @@ impl Partition {
         }
         let base = bases.first().copied().unwrap_or(0);
         let (seg, rec) = Segment::open(&dir, base, config.tail_buffer_bytes).await?;
-        if rec.truncated_bytes > 0 && rec.truncated_bytes >= rt_page() {
+        if rec.torn {
             tracing::warn!(
-                topic, partition = id, segment = %seg.path().display(), valid_bytes = rec.end_pos,
-                cut_bytes = rec.truncated_bytes, next_offset = ?rec.next_offset,
-                "recovery cut bytes after the last whole valid batch"
+                "recovery of {topic}/{id}: cut {} bytes of a torn or corrupt tail at position {} of {}; \
+                 the log ends at offset {} after {} whole valid batches",
+                rec.truncated_bytes,
+                rec.end_pos,
+                seg.path().display(),
+                rec.next_offset.unwrap_or(base),
+                rec.batches,
             );
         } else {
             tracing::debug!(
@@ -186,6 +192,7 @@ impl Partition {
                 high_watermark: next,
                 log_start: base,
                 failed: None,
+                closing: false,
             }),
             flush_lock: LocalLock::default(),
         }))
@@ -231,6 +238,9 @@ impl Partition {
         let mut st = self.state.borrow_mut();
         if let Some(f) = &st.failed {
             return Err(PartitionError::Storage(f.clone()));
+        }
+        if st.closing {
+            return Err(closed());
         }
         let base_offset = st.next_offset;
         let mut pos = 0;
@@ -405,6 +415,8 @@ impl Partition {
     /// Flushes and syncs everything appended, trims the file to whole batches
     /// and closes it. Used on clean shutdown.
     pub async fn close(self: &Rc<Self>) -> Result<(), PartitionError> {
+        // Refuse appends first, so the end position below is final.
+        self.state.borrow_mut().closing = true;
         let end = self.state.borrow().segment.as_ref().map(|s| s.end_pos());
         let Some(end) = end else { return Ok(()) };
         self.flush_to(end).await?;
@@ -415,10 +427,6 @@ impl Partition {
         }
         Ok(())
     }
-}
-
-fn rt_page() -> u64 {
-    crate::rt::PAGE_BYTES as u64
 }
 
 #[cfg(test)]
@@ -554,6 +562,61 @@ mod tests {
             );
             assert_eq!(p.high_watermark(), 15);
             assert_eq!(read_all(&p).await, before);
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn recovery_tells_zero_padding_from_a_torn_tail() {
+        let dir = testkit::data_dir();
+        let path = dir.path().to_owned();
+        testkit::run(Duration::from_secs(60), move || async move {
+            crate::rt::probe_polled_io(&path).await.unwrap();
+            let p = Partition::open(&path, "t", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            let a = p.append(&make_batch(1, 2, 100)).unwrap();
+            p.flush_to(a.end_pos).await.unwrap();
+            drop(p); // a crash: no close, the last page keeps its zero padding
+            let pdir = partition_dir(&path, "t", 0);
+            let (seg, rec) = Segment::open(&pdir, 0, 8192).await.unwrap();
+            assert!(rec.truncated_bytes > 0 && !rec.torn, "{rec:?}");
+            assert_eq!(rec.next_offset, Some(2));
+            seg.close().await.unwrap();
+            let file = pdir.join(segment::file_name(0));
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&file)
+                .unwrap();
+            std::io::Write::write_all(&mut f, b"\0\0garbage").unwrap();
+            drop(f);
+            let (seg, rec) = Segment::open(&pdir, 0, 8192).await.unwrap();
+            assert!(rec.torn, "{rec:?}");
+            assert_eq!(rec.truncated_bytes, 9);
+            assert_eq!(rec.next_offset, Some(2));
+            seg.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn close_refuses_later_appends_and_keeps_everything_appended() {
+        let dir = testkit::data_dir();
+        let path = dir.path().to_owned();
+        testkit::run(Duration::from_secs(60), move || async move {
+            crate::rt::probe_polled_io(&path).await.unwrap();
+            let p = Partition::open(&path, "t", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            p.append(&make_batch(1, 3, 100)).unwrap(); // never flushed by a produce
+            p.close().await.unwrap();
+            assert!(matches!(
+                p.append(&make_batch(2, 1, 1)),
+                Err(PartitionError::Storage(_))
+            ));
+            let p = Partition::open(&path, "t", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            assert_eq!(p.high_watermark(), 3, "close flushed what was appended");
             p.close().await.unwrap();
         });
     }

@@ -327,9 +327,14 @@ impl Shard {
                 };
                 match self.partition(&t.name, p.partition) {
                     Err(e) => r.error = Some(e),
+                    Ok(part) if budget == 0 => {
+                        // The response is full: report where the partition stands.
+                        r.high_watermark = part.high_watermark();
+                        r.log_start_offset = part.log_start_offset();
+                    }
                     Ok(part) => {
-                        // At least one batch per response even past the budget,
-                        // so a consumer never stalls on a batch larger than it.
+                        // At least one whole batch even past max_bytes, so a
+                        // consumer never stalls on a batch larger than its limit.
                         let max = (p.max_bytes as usize).min(budget).max(1);
                         match part.read(p.fetch_offset, max).await {
                             Ok(o) => {

@@ -100,6 +100,17 @@ fn pipelined_requests_are_answered_in_order_with_their_ids() {
             .collect::<Vec<_>>()
     );
     assert_eq!(c.list_offset("p", 0, LIST_LATEST).unwrap(), 50);
+    // A response limit of 1 byte: the first partition still gets one whole
+    // batch (a consumer never stalls), the second nothing but its position.
+    let both = [0, 1].map(|partition| FetchPartition {
+        partition,
+        fetch_offset: 0,
+        max_bytes: 1 << 20,
+    });
+    let r = c.fetch("p", &both, 1).unwrap();
+    assert_eq!(batch::split_batches(&r[0].records).unwrap().len(), 1);
+    assert!(r[1].records.is_empty());
+    assert_eq!((r[1].error.clone(), r[1].high_watermark), (None, 50));
     assert_eq!(c.list_offset("p", 0, LIST_EARLIEST).unwrap(), 0);
 }
 

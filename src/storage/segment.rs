@@ -48,6 +48,9 @@ pub struct Recovery {
     pub end_pos: u64,
     /// Bytes past `end_pos` that were cut off (zero padding or a torn tail).
     pub truncated_bytes: u64,
+    /// Whether the cut bytes held anything but zeros (a torn or corrupt tail,
+    /// as opposed to the zero padding of the last page).
+    pub torn: bool,
 }
 
 /// Writes handed out by `take_flush`; the caller performs them in order and
@@ -149,6 +152,19 @@ impl Segment {
         // Entries of batches that a later check rejected are not part of the log.
         index.retain(|&(_, p)| p < end_pos);
         let truncated_bytes = size - end_pos;
+        // Zeros after the end are the padding of the last page (a stop
+        // without a clean close); anything else is a torn or corrupt tail.
+        let mut torn = false;
+        let mut at = end_pos;
+        while at < size && !torn {
+            let n = (size - at).min(RECOVERY_CHUNK_BYTES as u64) as usize;
+            let buf = file.read_at(at, n).await.map_err(io_err("read", &path))?;
+            if buf.is_empty() {
+                break;
+            }
+            torn = buf.iter().any(|&b| b != 0);
+            at += buf.len() as u64;
+        }
         if truncated_bytes > 0 {
             file.truncate(end_pos)
                 .await
@@ -193,6 +209,7 @@ impl Segment {
                 next_offset,
                 end_pos,
                 truncated_bytes,
+                torn,
             },
         ))
     }
