@@ -436,6 +436,21 @@ mod tests {
     use crate::rt::testkit;
     use std::time::Duration;
 
+    /// Runs `body` on a test executor over a fresh data directory (on a real
+    /// disk), after the polled-I/O probe, with a deadline.
+    fn on_fresh_dir<G, F>(body: G)
+    where
+        G: FnOnce(PathBuf) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = testkit::data_dir();
+        let path = dir.path().to_owned();
+        testkit::run(Duration::from_secs(60), move || async move {
+            crate::rt::probe_polled_io(&path).await.unwrap();
+            body(path).await
+        });
+    }
+
     fn make_batch(seed: usize, records: usize, value_bytes: usize) -> Bytes {
         let mut b = BatchBuilder::new(1_000 + seed as i64);
         for r in 0..records {
@@ -479,11 +494,8 @@ mod tests {
 
     #[test]
     fn fresh_data_dir_appends_and_reads_back_across_pages_and_buffers() {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            // A fresh directory: the probe must come before the first segment.
-            crate::rt::probe_polled_io(&path).await.unwrap();
+        // A fresh directory: the probe runs before the first segment.
+        on_fresh_dir(|path| async move {
             // A small tail buffer, so appends cross buffer ends as well as pages.
             let cfg = PartitionConfig {
                 tail_buffer_bytes: 8192,
@@ -532,10 +544,7 @@ mod tests {
 
     #[test]
     fn torn_tail_is_truncated_to_last_whole_batch() {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
+        on_fresh_dir(|path| async move {
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
                 .await
                 .unwrap();
@@ -568,10 +577,7 @@ mod tests {
 
     #[test]
     fn recovery_tells_zero_padding_from_a_torn_tail() {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
+        on_fresh_dir(|path| async move {
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
                 .await
                 .unwrap();
@@ -600,10 +606,7 @@ mod tests {
 
     #[test]
     fn close_refuses_later_appends_and_keeps_everything_appended() {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
+        on_fresh_dir(|path| async move {
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
                 .await
                 .unwrap();
@@ -623,10 +626,7 @@ mod tests {
 
     #[test]
     fn bad_batches_are_rejected_and_leave_the_log_untouched() {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
+        on_fresh_dir(|path| async move {
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
                 .await
                 .unwrap();
