@@ -189,9 +189,21 @@ impl Client {
     }
 
     pub fn create_topic(&mut self, name: &str, partitions: u32) -> Result<(), ClientError> {
+        self.create_topic_with(name, partitions, &[])
+    }
+
+    /// Creates a topic with settings overriding the broker's defaults
+    /// (`segment.bytes`, `segment.ms`, `retention.bytes`, `retention.ms`).
+    pub fn create_topic_with(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
         let r = self.call(Request::CreateTopics(vec![CreateTopic {
             name: name.to_owned(),
             partitions,
+            configs: configs.to_vec(),
         }]))?;
         match r {
             Response::CreateTopics(rs) => match rs.into_iter().next() {

@@ -18,6 +18,7 @@ use shardlog::client::{self, Client};
 use shardlog::partition::FsyncPolicy;
 use shardlog::protocol::{Acks, FetchPartition, LIST_EARLIEST, LIST_LATEST};
 use shardlog::server::{Broker, BrokerConfig};
+use shardlog::storage::meta::LogConfig;
 
 #[derive(Parser)]
 #[command(
@@ -67,18 +68,32 @@ struct ServeArgs {
     #[arg(long, default_value_t = 1)]
     shards: usize,
     /// When appended data is fdatasync'ed: always (before a durable produce is
-    /// acknowledged, with group commit) or never.
-    #[arg(long, default_value = "always")]
-    fsync: FsyncArg,
+    /// acknowledged, with group commit), interval:MS (every MS milliseconds;
+    /// durable produces are acknowledged once written), or never (only when
+    /// a segment is sealed and at shutdown).
+    #[arg(long, default_value = "always", value_parser = FsyncPolicy::parse)]
+    fsync: FsyncPolicy,
+    /// Default size at which a partition's active segment rolls (topic
+    /// config segment.bytes).
+    #[arg(long, default_value_t = LogConfig::default().segment_bytes)]
+    segment_bytes: u64,
+    /// Default age in ms at which the active segment rolls (segment.ms).
+    #[arg(long, default_value_t = LogConfig::default().segment_ms)]
+    segment_ms: i64,
+    /// Default bytes kept per partition, whole segments; -1: no limit
+    /// (retention.bytes).
+    #[arg(long, default_value_t = LogConfig::default().retention_bytes, allow_negative_numbers = true)]
+    retention_bytes: i64,
+    /// Default age in ms after which a segment is deleted, by its newest
+    /// timestamp; -1: keep forever (retention.ms).
+    #[arg(long, default_value_t = LogConfig::default().retention_ms, allow_negative_numbers = true)]
+    retention_ms: i64,
+    /// How often retention runs, in ms.
+    #[arg(long, default_value_t = 30_000)]
+    retention_check_ms: u64,
     /// Largest request frame accepted, in bytes.
     #[arg(long, default_value_t = 64 << 20)]
     max_frame_bytes: usize,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FsyncArg {
-    Always,
-    Never,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +103,10 @@ enum TopicCommand {
         name: String,
         #[arg(long)]
         partitions: u32,
+        /// A topic setting overriding the broker default, KEY=VALUE
+        /// (segment.bytes, segment.ms, retention.bytes, retention.ms); repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
     },
     /// List topics with their partition counts.
     List,
@@ -188,10 +207,23 @@ fn serve(a: ServeArgs) -> Result<()> {
     // the mask and only the waiter thread below receives them.
     let signals = block_stop_signals()?;
     let mut config = BrokerConfig::new(a.data_dir.clone(), a.listen);
-    config.fsync = match a.fsync {
-        FsyncArg::Always => FsyncPolicy::Always,
-        FsyncArg::Never => FsyncPolicy::Never,
-    };
+    config.fsync = a.fsync;
+    for (key, value) in [
+        ("segment.bytes", a.segment_bytes.to_string()),
+        ("segment.ms", a.segment_ms.to_string()),
+        ("retention.bytes", a.retention_bytes.to_string()),
+        ("retention.ms", a.retention_ms.to_string()),
+    ] {
+        config
+            .log
+            .set(key, &value)
+            .map_err(|e| anyhow::anyhow!("--{}: {e}", key.replace('.', "-")))?;
+    }
+    anyhow::ensure!(
+        a.retention_check_ms > 0,
+        "--retention-check-ms must be more than 0"
+    );
+    config.retention_check = std::time::Duration::from_millis(a.retention_check_ms);
     config.max_frame_bytes = a.max_frame_bytes;
     let broker = Broker::start(config)?;
     tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
@@ -233,8 +265,12 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
     let mut c = Client::connect(broker)?;
     match cmd {
-        TopicCommand::Create { name, partitions } => {
-            c.create_topic(&name, partitions)?;
+        TopicCommand::Create {
+            name,
+            partitions,
+            configs,
+        } => {
+            c.create_topic_with(&name, partitions, &configs)?;
             println!("created topic {name} with {partitions} partitions");
         }
         TopicCommand::List => {
@@ -438,5 +474,12 @@ fn flush_or_quit(out: &mut impl Write) -> Result<()> {
     match out.flush() {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         r => Ok(r?),
+    }
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
     }
 }

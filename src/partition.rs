@@ -1,24 +1,32 @@
-//! One partition: an ordered, durable log of record batches.
+//! One partition: an ordered, durable log of record batches over segments.
 //!
 //! Owns: offset assignment (patching each batch's base offset in place), the
+//! segment list (roll by size and age, retention of whole old segments), the
 //! high watermark (what consumers may see: written, and fsynced under
-//! `--fsync always`), group commit (one flush covers every batch appended
-//! while the previous flush ran), and reads by offset.
+//! `--fsync always`), group commit (one write covers every batch appended
+//! while the previous write ran, one fdatasync every batch written while the
+//! previous fdatasync ran), and reads by offset and by timestamp.
 //!
 //! Must never: be touched by a shard that does not own it (it is `!Send`:
-//! `Rc` + `RefCell`, no locks), acknowledge a batch before the flush covering
-//! it returned, or decode records (work is per batch).
+//! `Rc` + `RefCell`, no locks), acknowledge a batch before the write (and
+//! fdatasync, when the caller asked for durability under `always`) covering
+//! it returned, delete the active segment, or decode records on the produce
+//! path (work is per batch).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::batch::{self, BatchError};
-use crate::rt::{self, LocalLock};
-use crate::storage::segment::{self, Segment, Selection, INDEX_INTERVAL_BYTES};
+use crate::batch::{self, BatchError, Records};
+use crate::rt::{self, DirectFile, LocalLock};
+use crate::storage::index::INDEX_INTERVAL_BYTES;
+use crate::storage::meta::LogConfig;
+use crate::storage::segment::{self, Segment, Selection, TimeSelection};
 use crate::storage::{partition_dir, StorageError};
 
 /// When appended bytes are fdatasync'ed.
@@ -26,9 +34,31 @@ use crate::storage::{partition_dir, StorageError};
 pub enum FsyncPolicy {
     /// Before a durable produce is acknowledged (group commit).
     Always,
-    /// Never explicitly: the kernel writes back O_DIRECT data at once, but the
-    /// device cache and file metadata are flushed only on shutdown.
+    /// Every this often, for whatever was written since (Kafka's `flush.ms`).
+    /// A durable produce is acknowledged once written: a crash of the broker
+    /// loses nothing (O_DIRECT writes reach the device), a power loss at most
+    /// the last interval.
+    Interval(Duration),
+    /// Never explicitly: the kernel writes O_DIRECT data to the device at
+    /// once, but the device cache and file metadata are flushed only when a
+    /// segment is sealed and on shutdown.
     Never,
+}
+
+impl FsyncPolicy {
+    /// Parses `always`, `never` or `interval:MS`.
+    pub fn parse(s: &str) -> Result<FsyncPolicy, String> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => match s.strip_prefix("interval:").map(str::parse::<u64>) {
+                Some(Ok(ms)) if ms > 0 => Ok(FsyncPolicy::Interval(Duration::from_millis(ms))),
+                _ => Err(format!(
+                    "{s:?} is not an fsync policy: use always, never or interval:MS (MS > 0)"
+                )),
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -37,6 +67,8 @@ pub struct PartitionConfig {
     pub tail_buffer_bytes: usize,
     /// Largest record-batch run accepted in one produce for one partition.
     pub max_batch_bytes: usize,
+    /// Roll and retention (the topic's overrides already applied).
+    pub log: LogConfig,
 }
 
 impl Default for PartitionConfig {
@@ -45,6 +77,7 @@ impl Default for PartitionConfig {
             fsync: FsyncPolicy::Always,
             tail_buffer_bytes: segment::TAIL_BUFFER_BYTES,
             max_batch_bytes: 16 << 20,
+            log: LogConfig::default(),
         }
     }
 }
@@ -59,9 +92,9 @@ pub enum PartitionError {
         log_start: i64,
         high_watermark: i64,
     },
-    /// The message of the storage error; the partition refuses writes after one
-    /// (reads up to the high watermark go on) until the broker restarts and
-    /// recovers the log.
+    /// The message of the storage error; after a failed write or fdatasync the
+    /// partition refuses writes (reads up to the high watermark go on) until
+    /// the broker restarts and recovers the log.
     #[error("storage failure: {0}")]
     Storage(String),
     #[error("{bytes} bytes of batches exceed the limit of {max} bytes")]
@@ -80,10 +113,17 @@ impl From<StorageError> for PartitionError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
     pub base_offset: i64,
-    /// One past the last offset appended.
+    /// One past the last offset appended: what a flush must cover.
     pub next_offset: i64,
-    /// Log position the flush must reach for this append to be written.
-    pub end_pos: u64,
+}
+
+/// How far a flush must get before the caller goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Written to the segment file (O_DIRECT: on the device, maybe in its cache).
+    Written,
+    /// Covered by a returned fdatasync.
+    Synced,
 }
 
 /// What a read returns.
@@ -95,6 +135,13 @@ pub struct ReadOutput {
     pub log_start_offset: i64,
 }
 
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub segments: usize,
+    pub bytes: u64,
+}
+
 /// Bytes of a batch the broker rewrites: base offset and leader epoch.
 const PATCHED_PREFIX_BYTES: usize = 16;
 
@@ -102,14 +149,60 @@ fn closed() -> PartitionError {
     PartitionError::Storage("partition is closed (broker shutting down)".into())
 }
 
+/// Wall-clock milliseconds: segment age and retention by time use the same
+/// clock as record timestamps.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 struct State {
-    segment: Option<Segment>,
+    /// Ascending by base offset; never empty; the last one is active.
+    segments: VecDeque<Segment>,
     next_offset: i64,
+    /// Offsets below this are written to their segment files.
+    written_offset: i64,
+    /// Offsets below this are covered by an fdatasync.
+    synced_offset: i64,
     high_watermark: i64,
-    log_start: i64,
     failed: Option<String>,
     /// Set by `close`: appends are refused from then on.
     closing: bool,
+}
+
+impl State {
+    fn active(&mut self) -> &mut Segment {
+        self.segments.back_mut().expect("a partition has a segment")
+    }
+
+    fn log_start(&self) -> i64 {
+        self.segments
+            .front()
+            .expect("a partition has a segment")
+            .base_offset()
+    }
+
+    /// Index of the segment that holds `offset` (the last with base <= offset).
+    fn segment_for(&self, offset: i64) -> usize {
+        self.segments
+            .partition_point(|s| s.base_offset() <= offset)
+            .saturating_sub(1)
+    }
+
+    fn segment_by_base(&mut self, base: i64) -> Option<&mut Segment> {
+        self.segments.iter_mut().find(|s| s.base_offset() == base)
+    }
+
+    fn check_writable(&self) -> Result<(), PartitionError> {
+        if let Some(f) = &self.failed {
+            return Err(PartitionError::Storage(f.clone()));
+        }
+        if self.closing {
+            return Err(closed());
+        }
+        Ok(())
+    }
 }
 
 pub struct Partition {
@@ -118,13 +211,16 @@ pub struct Partition {
     dir: PathBuf,
     config: PartitionConfig,
     state: RefCell<State>,
-    /// Serializes flushes: two writes of the same tail page are never in flight.
-    flush_lock: LocalLock,
+    /// Serializes writes (and seals, retention): two writes of the same tail
+    /// page are never in flight, and no segment is deleted mid-seal.
+    write_lock: LocalLock,
+    /// Serializes fdatasyncs: the group-commit point of `always`.
+    sync_lock: LocalLock,
 }
 
 impl Partition {
-    /// Opens (or creates) the partition's directory and its segment, and
-    /// recovers it (see `Segment::open`).
+    /// Opens (or creates) the partition's directory and its segments, and
+    /// recovers them (see `Segment::open`), logging what was cut and where.
     pub async fn open(
         data_dir: &Path,
         topic: &str,
@@ -137,49 +233,65 @@ impl Partition {
         for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
             let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
             let name = entry.file_name();
-            let Some(stem) = name.to_str().and_then(|n| n.strip_suffix(".log")) else {
-                continue;
-            };
-            let base: i64 = stem.parse().map_err(|_| StorageError::Corrupt {
-                path: entry.path(),
-                detail: "segment file name is not a 20-digit offset".into(),
-            })?;
-            bases.push(base);
+            match name.to_str().and_then(segment::parse_file_name) {
+                None => {}
+                Some(Ok(base)) => bases.push(base),
+                Some(Err(())) => {
+                    return Err(StorageError::Corrupt {
+                        path: entry.path(),
+                        detail: "segment file name is not a 20-digit offset".into(),
+                    })
+                }
+            }
         }
         bases.sort_unstable();
-        // Segment roll arrives with the durability issue; until then one
-        // segment per partition, and a second one means a layout we do not know.
-        if bases.len() > 1 {
-            return Err(StorageError::Corrupt {
-                path: dir,
-                detail: format!(
-                    "{} segments found; this build reads exactly one",
-                    bases.len()
-                ),
-            });
+        if bases.is_empty() {
+            bases.push(0);
         }
-        let base = bases.first().copied().unwrap_or(0);
-        let (seg, rec) = Segment::open(&dir, base, config.tail_buffer_bytes).await?;
-        if rec.torn {
-            tracing::warn!(
-                "recovery of {topic}/{id}: cut {} bytes of a torn or corrupt tail at position {} of {}; \
-                 the log ends at offset {} after {} whole valid batches",
-                rec.truncated_bytes,
-                rec.end_pos,
-                seg.path().display(),
-                rec.next_offset.unwrap_or(base),
-                rec.batches,
-            );
-        } else {
-            tracing::debug!(
-                topic,
-                partition = id,
-                batches = rec.batches,
-                end = rec.end_pos,
-                "segment recovered"
-            );
+        let now = now_ms();
+        let mut segments: VecDeque<Segment> = VecDeque::with_capacity(bases.len());
+        let count = bases.len();
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == count;
+            let (mut seg, rec) = Segment::open(&dir, base, config.tail_buffer_bytes, now).await?;
+            log_recovery(topic, id, &seg, &rec);
+            if let Some(prev) = segments.back() {
+                if prev.next_offset() > base {
+                    return Err(StorageError::Corrupt {
+                        path: seg.path().to_owned(),
+                        detail: format!(
+                            "segment starts at offset {base} but the one before ends at {}",
+                            prev.next_offset()
+                        ),
+                    });
+                }
+                if prev.next_offset() < base {
+                    tracing::error!(
+                        "recovery of {topic}/{id}: offsets {}..{base} are missing between {} and {}",
+                        prev.next_offset(),
+                        prev.path().display(),
+                        seg.path().display()
+                    );
+                }
+            }
+            if !last && seg.is_empty() {
+                // An empty segment before another (a crash right after a roll
+                // created it): it holds nothing.
+                seg.close().await?;
+                segment::remove_files(&dir, base)?;
+                continue;
+            }
+            if !last {
+                seg.seal();
+                if let Some(job) = seg.take_seal() {
+                    if rec.index_rebuilt.is_some() || rec.truncated_bytes > 0 {
+                        job.run().await?;
+                    }
+                }
+            }
+            segments.push_back(seg);
         }
-        let next = rec.next_offset.unwrap_or(base);
+        let next = segments.back().expect("at least one segment").next_offset();
         crate::storage::sync_dir(&dir)?;
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
@@ -187,14 +299,16 @@ impl Partition {
             dir,
             config,
             state: RefCell::new(State {
-                segment: Some(seg),
+                segments,
                 next_offset: next,
+                written_offset: next,
+                synced_offset: next,
                 high_watermark: next,
-                log_start: base,
                 failed: None,
                 closing: false,
             }),
-            flush_lock: LocalLock::default(),
+            write_lock: LocalLock::default(),
+            sync_lock: LocalLock::default(),
         }))
     }
 
@@ -210,18 +324,46 @@ impl Partition {
         &self.dir
     }
 
+    pub fn config(&self) -> &PartitionConfig {
+        &self.config
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.state.borrow().high_watermark
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.state.borrow().log_start
+        self.state.borrow().log_start()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Bytes of all segments (appended, whether written yet or not).
+    pub fn size_bytes(&self) -> u64 {
+        self.state
+            .borrow()
+            .segments
+            .iter()
+            .map(|s| s.end_pos())
+            .sum()
+    }
+
+    /// The level a durable produce waits for under this partition's policy.
+    pub fn durable_level(&self) -> Level {
+        match self.config.fsync {
+            FsyncPolicy::Always => Level::Synced,
+            FsyncPolicy::Never | FsyncPolicy::Interval(_) => Level::Written,
+        }
     }
 
     /// Validates and appends a run of batches, assigning offsets. Synchronous
     /// (no await): appends are atomic and keep the order of the calls, which
     /// is the order requests arrived on a connection. The bytes are visible
-    /// to readers only after `flush_to(end_pos)` returned.
+    /// to readers only after a flush covered them. Rolls the active segment
+    /// first when it is full or old; a run never spans two segments.
     // hot path: one CRC pass and one copy into the tail buffer per batch.
     pub fn append(&self, records: &Bytes) -> Result<Appended, PartitionError> {
         if records.is_empty() {
@@ -236,15 +378,11 @@ impl Partition {
         // Validate everything before appending anything: all or nothing.
         let headers = batch::validate_all(records)?;
         let mut st = self.state.borrow_mut();
-        if let Some(f) = &st.failed {
-            return Err(PartitionError::Storage(f.clone()));
-        }
-        if st.closing {
-            return Err(closed());
-        }
+        st.check_writable()?;
+        let now = now_ms();
+        self.maybe_roll(&mut st, records.len() as u64, now);
         let base_offset = st.next_offset;
         let mut pos = 0;
-        let mut end_pos = 0;
         for h in &headers {
             let total = h.total_bytes();
             let offset = st.next_offset;
@@ -253,97 +391,105 @@ impl Partition {
             let mut prefix = [0u8; PATCHED_PREFIX_BYTES];
             prefix.copy_from_slice(&records[pos..pos + PATCHED_PREFIX_BYTES]);
             batch::patch_base_offset(&mut prefix, offset, 0);
-            let Some(seg) = st.segment.as_mut() else {
-                return Err(closed());
-            };
-            end_pos = seg.append(
+            st.active().append(
+                h,
                 offset,
                 &[&prefix, &records[pos + PATCHED_PREFIX_BYTES..pos + total]],
+                now,
             );
             st.next_offset = offset + h.offset_count();
             pos += total;
         }
         debug_assert_eq!(pos, records.len());
+        let next = st.next_offset;
+        debug_assert_eq!(next, st.active().next_offset());
         Ok(Appended {
             base_offset,
             next_offset: st.next_offset,
-            end_pos,
         })
     }
 
-    /// Returns once everything up to `end_pos` is written (and fdatasync'ed
-    /// under `FsyncPolicy::Always`). Group commit: whoever holds the flush lock
-    /// writes everything appended so far, so waiters queued behind it usually
-    /// find their bytes already covered and return without an fsync of their own.
-    pub async fn flush_to(self: &Rc<Self>, end_pos: u64) -> Result<(), PartitionError> {
-        if self.covered(end_pos)? {
+    /// Seals the active segment and starts a new one when appending `incoming`
+    /// bytes would pass `segment.bytes`, or the segment is older than `segment.ms`.
+    fn maybe_roll(&self, st: &mut State, incoming: u64, now: i64) {
+        let log = &self.config.log;
+        let active = st.active();
+        if active.is_empty() {
+            return;
+        }
+        let full = active.end_pos() + incoming > log.segment_bytes;
+        let old = now - active.created_ms() >= log.segment_ms;
+        if !(full || old) {
+            return;
+        }
+        let alloc = active.file().unwrap_or_else(|| {
+            panic!(
+                "a non-empty active segment of {} has a file or a predecessor",
+                self.dir.display()
+            )
+        });
+        active.seal();
+        let next = st.next_offset;
+        tracing::debug!(topic = %self.topic, partition = self.id, base = next, full, old, "segment rolled");
+        let seg = Segment::rolled(&self.dir, next, self.config.tail_buffer_bytes, alloc, now);
+        st.segments.push_back(seg);
+    }
+
+    /// Returns once every offset below `next_offset` reached `level`.
+    /// Group commit: whoever holds the write lock writes everything appended
+    /// so far, and whoever holds the sync lock syncs everything written so
+    /// far, so waiters queued behind usually find their offsets covered.
+    /// Under `always` a sync follows every write even when the caller waits
+    /// only for the write: the high watermark moves only once synced.
+    pub async fn flush_to(
+        self: &Rc<Self>,
+        next_offset: i64,
+        level: Level,
+    ) -> Result<(), PartitionError> {
+        if self.reached(next_offset, level)? {
             return Ok(());
         }
-        // The flush runs as a detached task: once it took the tail buffers it
+        // Flushes run as detached tasks: once a write took the tail buffers it
         // must run to its end even if the waiting request is dropped (client
         // gone), or those bytes would be lost and leave a hole in the file.
         let this = self.clone();
-        match rt::spawn_detached(async move { this.flush_locked(end_pos).await }).await {
-            Some(r) => r,
-            None => Err(PartitionError::Storage("flush task was cancelled".into())),
-        }
-    }
-
-    async fn flush_locked(&self, end_pos: u64) -> Result<(), PartitionError> {
-        let _guard = self.flush_lock.lock().await;
-        if self.covered(end_pos)? {
+        rt::spawn_detached(async move { this.write_phase(next_offset).await })
+            .await
+            .unwrap_or_else(|| Err(PartitionError::Storage("write task was cancelled".into())))?;
+        if self.config.fsync != FsyncPolicy::Always {
             return Ok(());
         }
-        let (job, next_offset) = {
-            let mut st = self.state.borrow_mut();
-            let Some(seg) = st.segment.as_mut() else {
-                return Err(closed());
-            };
-            let job = seg.take_flush().expect("unflushed bytes imply a flush job");
-            (job, st.next_offset)
-        };
-        debug_assert!(job.end_pos >= end_pos);
-        let result: std::io::Result<()> = async {
-            for (buf, pos) in job.writes {
-                job.file.write_all_at(buf, pos).await?;
-            }
-            if self.config.fsync == FsyncPolicy::Always {
-                job.file.fdatasync().await?;
-            }
-            Ok(())
+        let this = self.clone();
+        let sync = rt::spawn_detached(async move { this.sync_phase(next_offset).await });
+        if level == Level::Synced {
+            sync.await.unwrap_or_else(|| {
+                Err(PartitionError::Storage("sync task was cancelled".into()))
+            })?;
         }
-        .await;
-        let mut st = self.state.borrow_mut();
-        match result {
-            Ok(()) => {
-                // close() takes the flush lock before the segment, so the
-                // segment is still here while we hold the lock.
-                st.segment
-                    .as_mut()
-                    .expect("segment outlives a held flush lock")
-                    .complete_flush(job.end_pos);
-                debug_assert!(
-                    next_offset >= st.high_watermark,
-                    "high watermark only grows"
-                );
-                st.high_watermark = next_offset;
-                Ok(())
-            }
-            Err(e) => {
-                let msg = format!("flush of {}/{} failed: {e}", self.topic, self.id);
-                tracing::error!("{msg}; the partition refuses writes until restart");
-                st.failed = Some(msg.clone());
-                Err(PartitionError::Storage(msg))
-            }
-        }
+        Ok(())
     }
 
-    fn covered(&self, end_pos: u64) -> Result<bool, PartitionError> {
+    /// fdatasyncs whatever is written and not yet synced (the interval
+    /// policy's timer, and shutdown).
+    pub async fn sync_now(self: &Rc<Self>) -> Result<(), PartitionError> {
+        let target = self.state.borrow().written_offset;
+        if self.reached(target, Level::Synced)? {
+            return Ok(());
+        }
+        let this = self.clone();
+        rt::spawn_detached(async move { this.sync_phase(target).await })
+            .await
+            .unwrap_or_else(|| Err(PartitionError::Storage("sync task was cancelled".into())))
+    }
+
+    fn reached(&self, next_offset: i64, level: Level) -> Result<bool, PartitionError> {
         let st = self.state.borrow();
-        match &st.segment {
-            Some(s) if s.flushed_pos() >= end_pos => return Ok(true),
-            Some(_) => {}
-            None => return Err(closed()),
+        let at = match level {
+            Level::Written => st.written_offset,
+            Level::Synced => st.synced_offset,
+        };
+        if at >= next_offset {
+            return Ok(true);
         }
         match &st.failed {
             Some(f) => Err(PartitionError::Storage(f.clone())),
@@ -351,22 +497,155 @@ impl Partition {
         }
     }
 
-    /// Reads whole batches from the one holding `offset`, up to `max_bytes`
-    /// (at least one batch). Empty at the high watermark.
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, PartitionError> {
-        let (file, start_pos, visible_end, hw, log_start, path) = {
-            let st = self.state.borrow();
-            let Some(seg) = st.segment.as_ref() else {
-                return Err(closed());
+    fn fail(&self, st: &mut State, what: &str, e: impl std::fmt::Display) -> PartitionError {
+        let msg = format!("{what} of {}/{} failed: {e}", self.topic, self.id);
+        tracing::error!("{msg}; the partition refuses writes until restart (reads go on)");
+        st.failed = Some(msg.clone());
+        PartitionError::Storage(msg)
+    }
+
+    async fn write_phase(&self, target: i64) -> Result<(), PartitionError> {
+        let _guard = self.write_lock.lock().await;
+        if self.reached(target, Level::Written)? {
+            return Ok(());
+        }
+        let (jobs, next_offset) = {
+            let mut st = self.state.borrow_mut();
+            let jobs: Vec<_> = st
+                .segments
+                .iter_mut()
+                .filter_map(|s| s.take_flush())
+                .collect();
+            (jobs, st.next_offset)
+        };
+        debug_assert!(!jobs.is_empty(), "unwritten offsets imply a flush job");
+        for job in jobs {
+            let file = match job.file {
+                Some(f) => f,
+                None => match self.create_segment_file(&job.path).await {
+                    Ok(f) => {
+                        let mut st = self.state.borrow_mut();
+                        st.segment_by_base(job.base_offset)
+                            .expect("segments are not removed while writes are locked")
+                            .set_file(f.clone());
+                        f
+                    }
+                    Err(e) => {
+                        return Err(self.fail(
+                            &mut self.state.borrow_mut(),
+                            "creating a segment",
+                            e,
+                        ))
+                    }
+                },
             };
-            (
-                seg.file(),
-                seg.locate(offset),
-                seg.flushed_pos(),
-                st.high_watermark,
-                st.log_start,
-                seg.path().to_owned(),
-            )
+            for (buf, pos) in job.writes {
+                if let Err(e) = file.write_all_at(buf, pos).await {
+                    let what = format!("write to {}", job.path.display());
+                    return Err(self.fail(&mut self.state.borrow_mut(), &what, e));
+                }
+            }
+            let mut st = self.state.borrow_mut();
+            st.segment_by_base(job.base_offset)
+                .expect("segments are not removed while writes are locked")
+                .complete_write(job.end_pos);
+        }
+        let seals: Vec<_> = {
+            let mut st = self.state.borrow_mut();
+            debug_assert!(
+                next_offset >= st.written_offset,
+                "written offset only grows"
+            );
+            st.written_offset = next_offset;
+            if self.config.fsync != FsyncPolicy::Always {
+                st.high_watermark = next_offset;
+            }
+            st.segments
+                .iter_mut()
+                .filter_map(|s| s.take_seal())
+                .collect()
+        };
+        // A sealed segment gets its index files and its trim now, under the
+        // write lock, so retention never deletes it half-sealed.
+        for job in seals {
+            let path = job.log_path.clone();
+            if let Err(e) = job.run().await {
+                // The data is written; only the index files or the trim
+                // failed, and both are rebuilt from the log on the next start.
+                tracing::warn!("sealing {} failed: {e}", path.display());
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_segment_file(&self, path: &Path) -> Result<Rc<DirectFile>, StorageError> {
+        let f = DirectFile::open_rw(path)
+            .await
+            .map_err(|e| StorageError::io("create", path, e))?;
+        // The new file's directory entry must be durable before anything in
+        // it is acknowledged as such.
+        crate::storage::sync_dir(&self.dir)?;
+        Ok(Rc::new(f))
+    }
+
+    async fn sync_phase(&self, target: i64) -> Result<(), PartitionError> {
+        let _guard = self.sync_lock.lock().await;
+        if self.reached(target, Level::Synced)? {
+            return Ok(());
+        }
+        let (files, offset) = {
+            let st = self.state.borrow();
+            let files: Vec<_> = st
+                .segments
+                .iter()
+                .filter(|s| s.synced_pos() < s.written_pos())
+                .map(|s| {
+                    (
+                        s.base_offset(),
+                        s.file().expect("written implies a file"),
+                        s.written_pos(),
+                        s.path().to_owned(),
+                    )
+                })
+                .collect();
+            (files, st.written_offset)
+        };
+        for (_, file, _, path) in &files {
+            if let Err(e) = file.fdatasync().await {
+                let what = format!("fdatasync of {}", path.display());
+                return Err(self.fail(&mut self.state.borrow_mut(), &what, e));
+            }
+        }
+        let mut st = self.state.borrow_mut();
+        for (base, _, pos, _) in files {
+            // Retention may have removed a segment meanwhile: nothing to record.
+            if let Some(s) = st.segment_by_base(base) {
+                s.complete_sync(pos);
+            }
+        }
+        st.synced_offset = st.synced_offset.max(offset);
+        if self.config.fsync == FsyncPolicy::Always {
+            debug_assert!(offset >= st.high_watermark, "high watermark only grows");
+            st.high_watermark = st.high_watermark.max(offset);
+        }
+        Ok(())
+    }
+
+    /// Where consumers may read up to in a segment: synced bytes under
+    /// `always`, written bytes otherwise.
+    fn visible_pos(&self, s: &Segment) -> u64 {
+        match self.config.fsync {
+            FsyncPolicy::Always => s.synced_pos(),
+            _ => s.written_pos(),
+        }
+    }
+
+    /// Reads whole batches from the one holding `offset`, up to `max_bytes`
+    /// (at least one batch), from one segment. Empty at the high watermark.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, PartitionError> {
+        let (hw, log_start) = {
+            let st = self.state.borrow();
+            (st.high_watermark, st.log_start())
         };
         if offset < log_start || offset > hw {
             return Err(PartitionError::OffsetOutOfRange {
@@ -383,50 +662,257 @@ impl Partition {
         if offset == hw {
             return Ok(empty);
         }
-        let avail = (visible_end - start_pos) as usize;
-        // From an index entry to the batch holding `offset` is under one index
-        // interval plus that batch; read that much beyond max_bytes in one go.
-        let mut want = max_bytes
-            .saturating_add(2 * INDEX_INTERVAL_BYTES as usize)
-            .min(avail);
+        // Segments may roll or be deleted across the awaits below: pick them
+        // by base offset each time.
+        let mut after: Option<i64> = None;
         loop {
-            let buf = file
-                .read_at(start_pos, want)
-                .await
-                .map_err(|e| StorageError::io("read", &path, e))?;
-            match segment::select_batches(&buf, offset, max_bytes) {
-                Selection::Found { start, len } => {
-                    // One copy out of the DMA read buffer; the tail cache that
-                    // serves caught-up consumers from memory replaces it later.
-                    let records = Bytes::copy_from_slice(&buf[start..start + len]);
-                    return Ok(ReadOutput { records, ..empty });
-                }
-                Selection::NeedBytes(n) if n <= avail && n > want => want = n,
-                Selection::NeedBytes(_) | Selection::NotFound | Selection::Corrupt { .. } => {
-                    return Err(PartitionError::Storage(format!(
-                        "{}: no whole batch holds offset {offset} below the high watermark {hw}",
-                        path.display()
-                    )));
+            let picked = {
+                let st = self.state.borrow();
+                let i = match after {
+                    None => Some(st.segment_for(offset)),
+                    Some(b) => st.segments.iter().position(|s| s.base_offset() > b),
+                };
+                i.map(|i| {
+                    let s = &st.segments[i];
+                    (
+                        s.base_offset(),
+                        s.file(),
+                        s.locate(offset),
+                        self.visible_pos(s),
+                        s.path().to_owned(),
+                    )
+                })
+            };
+            let Some((base, file, start_pos, visible_end, path)) = picked else {
+                return Err(PartitionError::Storage(format!(
+                    "{}: no segment holds offset {offset} below the high watermark {hw}",
+                    self.dir.display()
+                )));
+            };
+            let (Some(file), true) = (file, visible_end > start_pos) else {
+                after = Some(base);
+                continue;
+            };
+            let avail = (visible_end - start_pos) as usize;
+            // From an index entry to the batch holding `offset` is under one
+            // index interval plus that batch; read that much beyond max_bytes.
+            let mut want = max_bytes
+                .saturating_add(2 * INDEX_INTERVAL_BYTES as usize)
+                .min(avail);
+            loop {
+                let buf = file
+                    .read_at(start_pos, want)
+                    .await
+                    .map_err(|e| StorageError::io("read", &path, e))?;
+                match segment::select_batches(&buf, offset, max_bytes) {
+                    Selection::Found { start, len } => {
+                        // One copy out of the DMA read buffer; a tail cache that
+                        // serves caught-up consumers from memory replaces it later.
+                        let records = Bytes::copy_from_slice(&buf[start..start + len]);
+                        return Ok(ReadOutput { records, ..empty });
+                    }
+                    Selection::NeedBytes(n) if n <= avail && n > want => want = n,
+                    Selection::NotFound if want >= avail => {
+                        // Everything visible here is below `offset`: the next segment.
+                        after = Some(base);
+                        break;
+                    }
+                    Selection::NotFound => want = avail,
+                    Selection::NeedBytes(_) | Selection::Corrupt { .. } => {
+                        return Err(PartitionError::Storage(format!(
+                            "{}: no whole batch holds offset {offset} below the high watermark {hw}",
+                            path.display()
+                        )));
+                    }
                 }
             }
         }
     }
 
-    /// Flushes and syncs everything appended, trims the file to whole batches
-    /// and closes it. Used on clean shutdown.
+    /// The first offset whose record timestamp is at or after `target`, with
+    /// that timestamp (Kafka's ListOffsets by time); None when every visible
+    /// record is older. Compressed batches answer with their base offset and
+    /// max timestamp (records are not decompressed on the broker).
+    pub async fn offset_for_timestamp(
+        &self,
+        target: i64,
+    ) -> Result<Option<(i64, i64)>, PartitionError> {
+        let mut after: Option<i64> = None;
+        loop {
+            let picked = {
+                let st = self.state.borrow();
+                st.segments
+                    .iter()
+                    .filter(|s| after.is_none_or(|b| s.base_offset() > b))
+                    .find(|s| s.max_timestamp() >= target)
+                    .map(|s| {
+                        let from = s.time_index().start_for(target).unwrap_or(s.base_offset());
+                        (
+                            s.base_offset(),
+                            s.file(),
+                            s.locate(from),
+                            self.visible_pos(s),
+                            s.path().to_owned(),
+                        )
+                    })
+            };
+            let Some((base, file, mut pos, visible_end, path)) = picked else {
+                return Ok(None);
+            };
+            after = Some(base);
+            let Some(file) = file else { continue };
+            let mut want = 256 << 10;
+            while pos < visible_end {
+                let len = want.min((visible_end - pos) as usize);
+                let buf = file
+                    .read_at(pos, len)
+                    .await
+                    .map_err(|e| StorageError::io("read", &path, e))?;
+                match segment::find_timestamp(&buf, target) {
+                    TimeSelection::Found { start, len } => {
+                        let b = Bytes::copy_from_slice(&buf[start..start + len]);
+                        return Ok(Some(first_record_at_or_after(b, target)?));
+                    }
+                    TimeSelection::Skip(n) => {
+                        pos += n as u64;
+                        want = 256 << 10;
+                    }
+                    TimeSelection::NeedBytes(n) if n > len && pos + n as u64 <= visible_end => {
+                        want = n
+                    }
+                    TimeSelection::NeedBytes(_) | TimeSelection::Corrupt { .. } => {
+                        return Err(PartitionError::Storage(format!(
+                            "{}: unreadable batch at position {pos} below the high watermark",
+                            path.display()
+                        )));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Deletes the oldest segments, whole, while the log is over
+    /// `retention.bytes` by at least that segment, or the segment's newest
+    /// timestamp is older than `retention.ms`. Never the active segment, nor
+    /// one whose bytes are not all written and sealed.
+    pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {
+        let _guard = self.write_lock.lock().await;
+        let log = &self.config.log;
+        let mut done = Retained::default();
+        loop {
+            let victim = {
+                let mut st = self.state.borrow_mut();
+                if st.segments.len() < 2 {
+                    break;
+                }
+                let total: u64 = st.segments.iter().map(|s| s.end_pos()).sum();
+                let front = st.segments.front().expect("checked above");
+                // Sealed and written: its seal ran under the write lock we hold.
+                let settled = front.is_sealed() && front.written_pos() == front.end_pos();
+                let by_size = log.retention_bytes >= 0
+                    && total - front.end_pos() >= log.retention_bytes as u64;
+                let newest = if front.max_timestamp() >= 0 {
+                    front.max_timestamp()
+                } else {
+                    front.created_ms()
+                };
+                let by_age = log.retention_ms >= 0 && now - newest > log.retention_ms;
+                if !(settled && (by_size || by_age)) {
+                    break;
+                }
+                let seg = st.segments.pop_front().expect("checked above");
+                tracing::info!(
+                    topic = %self.topic,
+                    partition = self.id,
+                    segment = %seg.path().display(),
+                    bytes = seg.end_pos(),
+                    reason = if by_size { "retention.bytes" } else { "retention.ms" },
+                    log_start = st.log_start(),
+                    "retention deleted a segment"
+                );
+                seg
+            };
+            done.segments += 1;
+            done.bytes += victim.end_pos();
+            let base = victim.base_offset();
+            victim.close().await?;
+            segment::remove_files(&self.dir, base)?;
+        }
+        if done.segments > 0 {
+            crate::storage::sync_dir(&self.dir)?;
+        }
+        Ok(done)
+    }
+
+    /// Writes, syncs, seals the index files of and closes every segment. Used
+    /// on clean shutdown.
     pub async fn close(self: &Rc<Self>) -> Result<(), PartitionError> {
-        // Refuse appends first, so the end position below is final.
-        self.state.borrow_mut().closing = true;
-        let end = self.state.borrow().segment.as_ref().map(|s| s.end_pos());
-        let Some(end) = end else { return Ok(()) };
-        self.flush_to(end).await?;
-        let _guard = self.flush_lock.lock().await;
-        let seg = self.state.borrow_mut().segment.take();
-        if let Some(seg) = seg {
+        // Refuse appends first, so the end below is final.
+        let next = {
+            let mut st = self.state.borrow_mut();
+            st.closing = true;
+            st.next_offset
+        };
+        self.flush_to(next, Level::Written).await?;
+        self.sync_now().await?;
+        let _w = self.write_lock.lock().await;
+        let _s = self.sync_lock.lock().await;
+        let segments = std::mem::take(&mut self.state.borrow_mut().segments);
+        for seg in segments {
             seg.close().await?;
         }
         Ok(())
     }
+}
+
+/// The offset and timestamp of the first record at or after `target` in a
+/// batch whose max timestamp reaches it.
+fn first_record_at_or_after(b: Bytes, target: i64) -> Result<(i64, i64), PartitionError> {
+    let h = batch::validate(&b)?;
+    if h.compression() != 0 {
+        return Ok((h.base_offset, h.max_timestamp));
+    }
+    for r in Records::new(b)? {
+        let r = r?;
+        if r.timestamp_ms >= target {
+            return Ok((r.offset, r.timestamp_ms));
+        }
+    }
+    // The header's max timestamp says a record reaches target; trust it.
+    Ok((h.base_offset, h.max_timestamp))
+}
+
+fn log_recovery(topic: &str, id: u32, seg: &Segment, rec: &segment::Recovery) {
+    if rec.torn {
+        tracing::warn!(
+            "recovery of {topic}/{id}: cut {} bytes of a torn or corrupt tail at position {} of {}; \
+             the log ends at offset {} after {} CRC-checked batches from position {}",
+            rec.truncated_bytes,
+            rec.end_pos,
+            seg.path().display(),
+            rec.next_offset,
+            rec.batches_scanned,
+            rec.scanned_from,
+        );
+    }
+    if let Some(why) = &rec.index_rebuilt {
+        tracing::info!(
+            topic,
+            partition = id,
+            segment = %seg.path().display(),
+            "index rebuilt from the log: {why}"
+        );
+    }
+    tracing::debug!(
+        topic,
+        partition = id,
+        segment = %seg.path().display(),
+        scanned_from = rec.scanned_from,
+        batches_scanned = rec.batches_scanned,
+        end = rec.end_pos,
+        zero_padding_cut = if rec.torn { 0 } else { rec.truncated_bytes },
+        "segment recovered"
+    );
 }
 
 #[cfg(test)]
@@ -509,11 +995,11 @@ mod tests {
                 let a = p.append(&b).unwrap();
                 sent.push((b, a.base_offset));
                 if i % 7 == 0 {
-                    p.flush_to(a.end_pos).await.unwrap();
+                    p.flush_to(a.next_offset, Level::Synced).await.unwrap();
                 }
             }
-            let end = p.state.borrow().segment.as_ref().unwrap().end_pos();
-            p.flush_to(end).await.unwrap();
+            let end = p.state.borrow().next_offset;
+            p.flush_to(end, Level::Synced).await.unwrap();
             let got = read_all(&p).await;
             assert_eq!(got.len(), sent.len());
             for (g, (s, base)) in got.iter().zip(&sent) {
@@ -536,7 +1022,7 @@ mod tests {
             let b = make_batch(999, 2, 10);
             let a = p.append(&b).unwrap();
             assert_eq!(a.base_offset, hw);
-            p.flush_to(a.end_pos).await.unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             assert_eq!(p.high_watermark(), hw + 2);
             p.close().await.unwrap();
         });
@@ -550,7 +1036,7 @@ mod tests {
                 .unwrap();
             for i in 0..5 {
                 let a = p.append(&make_batch(i, 3, 500)).unwrap();
-                p.flush_to(a.end_pos).await.unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             }
             let before = read_all(&p).await;
             p.close().await.unwrap();
@@ -582,12 +1068,12 @@ mod tests {
                 .await
                 .unwrap();
             let a = p.append(&make_batch(1, 2, 100)).unwrap();
-            p.flush_to(a.end_pos).await.unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             drop(p); // a crash: no close, the last page keeps its zero padding
             let pdir = partition_dir(&path, "t", 0);
-            let (seg, rec) = Segment::open(&pdir, 0, 8192).await.unwrap();
+            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
             assert!(rec.truncated_bytes > 0 && !rec.torn, "{rec:?}");
-            assert_eq!(rec.next_offset, Some(2));
+            assert_eq!(rec.next_offset, 2);
             seg.close().await.unwrap();
             let file = pdir.join(segment::file_name(0));
             let mut f = std::fs::OpenOptions::new()
@@ -596,10 +1082,10 @@ mod tests {
                 .unwrap();
             std::io::Write::write_all(&mut f, b"\0\0garbage").unwrap();
             drop(f);
-            let (seg, rec) = Segment::open(&pdir, 0, 8192).await.unwrap();
+            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
             assert!(rec.torn, "{rec:?}");
             assert_eq!(rec.truncated_bytes, 9);
-            assert_eq!(rec.next_offset, Some(2));
+            assert_eq!(rec.next_offset, 2);
             seg.close().await.unwrap();
         });
     }
@@ -656,7 +1142,7 @@ mod tests {
             assert_eq!(p.high_watermark(), 0);
             let a = p.append(&good).unwrap();
             assert_eq!(a.base_offset, 0);
-            p.flush_to(a.end_pos).await.unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             assert!(matches!(
                 p.read(3, 100).await,
                 Err(PartitionError::OffsetOutOfRange { .. })

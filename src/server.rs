@@ -24,6 +24,7 @@ use crate::protocol::frame::{self, FrameError};
 use crate::protocol::{ErrorCode, ResponseFrame, WireError};
 use crate::rt;
 use crate::shard::{Shard, ShardConfig};
+use crate::storage::meta::LogConfig;
 use crate::storage::segment::TAIL_BUFFER_BYTES;
 
 #[derive(Debug, Clone)]
@@ -39,6 +40,10 @@ pub struct BrokerConfig {
     pub max_inflight_per_connection: usize,
     /// Registered io_uring buffer memory per executor.
     pub io_memory_bytes: usize,
+    /// Segment roll and retention defaults; topics may override them.
+    pub log: LogConfig,
+    /// How often retention looks for segments to delete.
+    pub retention_check: Duration,
 }
 
 impl BrokerConfig {
@@ -50,6 +55,8 @@ impl BrokerConfig {
             max_frame_bytes: 64 << 20,
             max_inflight_per_connection: 64,
             io_memory_bytes: 4 << 20,
+            log: LogConfig::default(),
+            retention_check: Duration::from_secs(30),
         }
     }
 }
@@ -145,8 +152,10 @@ async fn run_shard(
         partition: PartitionConfig {
             fsync: config.fsync,
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
+            log: config.log.clone(),
             ..Default::default()
         },
+        retention_check: config.retention_check,
         advertised_host: config.listen.ip().to_string(),
         advertised_port: config.listen.port(),
     };
@@ -169,6 +178,7 @@ async fn run_shard(
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
+    shard.start_background();
     let _ = ready.send(Ok(local));
     accept_loop(&shard, &listener, &config, &stop).await;
     tracing::info!(shard = id, "stopping: flushing and closing partitions");

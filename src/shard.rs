@@ -16,7 +16,9 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::partition::{Appended, Partition, PartitionConfig, PartitionError};
+use crate::partition::{
+    self as part, Appended, FsyncPolicy, Level, Partition, PartitionConfig, PartitionError,
+};
 use crate::protocol::*;
 use crate::rt;
 use crate::storage::meta::{self, TopicMeta, MAX_PARTITIONS};
@@ -26,7 +28,11 @@ use crate::storage::{validate_topic_name, StorageError};
 pub struct ShardConfig {
     pub shard_id: u16,
     pub data_dir: PathBuf,
+    /// Broker-wide partition settings; `partition.log` holds the defaults
+    /// each topic's overrides apply to.
     pub partition: PartitionConfig,
+    /// How often retention looks for segments to delete.
+    pub retention_check: std::time::Duration,
     /// Host and port clients should use to reach this shard.
     pub advertised_host: String,
     pub advertised_port: u16,
@@ -39,6 +45,8 @@ struct Topic {
 
 pub struct Shard {
     config: ShardConfig,
+    /// Set by `close`: the background loops end.
+    stopping: std::cell::Cell<bool>,
     topics: RefCell<BTreeMap<String, Topic>>,
     /// Topics whose creation is under way (files being opened).
     creating: RefCell<HashSet<String>>,
@@ -83,11 +91,15 @@ impl Shard {
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
         let mut topics = BTreeMap::new();
         for m in meta::load_all(&config.data_dir)? {
+            let pc = topic_config(&config.partition, &m.configs).map_err(|detail| {
+                StorageError::Corrupt {
+                    path: crate::storage::topic_dir(&config.data_dir, &m.name),
+                    detail,
+                }
+            })?;
             let mut partitions = Vec::with_capacity(m.owners.len());
             for p in 0..m.partitions() {
-                partitions.push(
-                    Partition::open(&config.data_dir, &m.name, p, config.partition.clone()).await?,
-                );
+                partitions.push(Partition::open(&config.data_dir, &m.name, p, pc.clone()).await?);
             }
             tracing::info!(topic = %m.name, partitions = m.partitions(), "topic loaded");
             topics.insert(
@@ -100,6 +112,7 @@ impl Shard {
         }
         Ok(Rc::new(Shard {
             config,
+            stopping: std::cell::Cell::new(false),
             topics: RefCell::new(topics),
             creating: RefCell::new(HashSet::new()),
         }))
@@ -107,6 +120,53 @@ impl Shard {
 
     pub fn id(&self) -> u16 {
         self.config.shard_id
+    }
+
+    fn all_partitions(&self) -> Vec<Rc<Partition>> {
+        self.topics
+            .borrow()
+            .values()
+            .flat_map(|t| t.partitions.iter().cloned())
+            .collect()
+    }
+
+    /// Starts the shard's background loops: the fsync timer of
+    /// `--fsync interval:MS` and the retention check. Both end at `close`.
+    pub fn start_background(self: &Rc<Self>) {
+        if let FsyncPolicy::Interval(every) = self.config.partition.fsync {
+            let shard = self.clone();
+            rt::spawn(async move {
+                while !shard.stopping.get() {
+                    rt::sleep(every).await;
+                    for p in shard.all_partitions() {
+                        if let Err(e) = p.sync_now().await {
+                            tracing::error!(
+                                topic = p.topic(),
+                                partition = p.id(),
+                                "interval fsync: {e}"
+                            );
+                        }
+                    }
+                }
+            })
+            .detach();
+        }
+        let shard = self.clone();
+        rt::spawn(async move {
+            while !shard.stopping.get() {
+                rt::sleep(shard.config.retention_check).await;
+                if shard.stopping.get() {
+                    break;
+                }
+                let now = part::now_ms();
+                for p in shard.all_partitions() {
+                    if let Err(e) = p.enforce_retention(now).await {
+                        tracing::error!(topic = p.topic(), partition = p.id(), "retention: {e}");
+                    }
+                }
+            }
+        })
+        .detach();
     }
 
     fn partition(&self, topic: &str, p: u32) -> Result<Rc<Partition>, WireError> {
@@ -165,8 +225,8 @@ impl Shard {
                 Box::pin(async move { done(Response::Fetch(shard.fetch(f).await)) })
             }
             Request::ListOffsets(l) => {
-                let r = done(Response::ListOffsets(self.list_offsets(l)));
-                Box::pin(async move { r })
+                let shard = self.clone();
+                Box::pin(async move { done(Response::ListOffsets(shard.list_offsets(l).await)) })
             }
         }
     }
@@ -231,6 +291,17 @@ impl Shard {
     async fn create_topic(&self, t: &CreateTopic) -> Result<(), WireError> {
         validate_topic_name(&t.name)
             .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+        let mut configs = std::collections::BTreeMap::new();
+        for (k, v) in &t.configs {
+            if configs.insert(k.clone(), v.clone()).is_some() {
+                return Err(WireError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("topic config {k:?} given twice"),
+                ));
+            }
+        }
+        let pc = topic_config(&self.config.partition, &configs)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
         if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
             return Err(WireError::new(
                 ErrorCode::InvalidPartitions,
@@ -248,7 +319,7 @@ impl Shard {
                 format!("topic '{}' already exists", t.name),
             ));
         }
-        let result = self.create_topic_files(t).await;
+        let result = self.create_topic_files(t, configs, pc).await;
         self.creating.borrow_mut().remove(&t.name);
         let topic = result.map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
         self.topics.borrow_mut().insert(t.name.clone(), topic);
@@ -257,23 +328,21 @@ impl Shard {
 
     /// Metadata first, then the partitions: a crash in between leaves a topic
     /// whose missing partition directories are created on the next start.
-    async fn create_topic_files(&self, t: &CreateTopic) -> Result<Topic, StorageError> {
+    async fn create_topic_files(
+        &self,
+        t: &CreateTopic,
+        configs: std::collections::BTreeMap<String, String>,
+        pc: PartitionConfig,
+    ) -> Result<Topic, StorageError> {
         let m = TopicMeta {
             name: t.name.clone(),
             owners: vec![self.config.shard_id; t.partitions as usize],
+            configs,
         };
         meta::store(&self.config.data_dir, &m)?;
         let mut partitions = Vec::with_capacity(t.partitions as usize);
         for p in 0..t.partitions {
-            partitions.push(
-                Partition::open(
-                    &self.config.data_dir,
-                    &t.name,
-                    p,
-                    self.config.partition.clone(),
-                )
-                .await?,
-            );
+            partitions.push(Partition::open(&self.config.data_dir, &t.name, p, pc.clone()).await?);
         }
         Ok(Topic {
             meta: m,
@@ -361,46 +430,52 @@ impl Shard {
         out
     }
 
-    fn list_offsets(&self, topics: Vec<ListOffsetsTopic>) -> Vec<ListOffsetsTopicResult> {
-        topics
-            .into_iter()
-            .map(|t| {
-                let partitions = t
-                    .partitions
-                    .iter()
-                    .map(|p| {
-                        let mut r =
-                            ListOffsetsPartitionResult { partition: p.partition, error: None, offset: -1, timestamp: -1 };
-                        match self.partition(&t.name, p.partition) {
-                            Err(e) => r.error = Some(e),
-                            Ok(part) => match p.timestamp {
-                                LIST_EARLIEST => r.offset = part.log_start_offset(),
-                                LIST_LATEST => r.offset = part.high_watermark(),
-                                ts => {
-                                    r.error = Some(WireError::new(
-                                        ErrorCode::InvalidRequest,
-                                        format!("lookup by timestamp ({ts}) needs the time index, not built yet; use -2 (earliest) or -1 (latest)"),
-                                    ))
-                                }
-                            },
-                        }
-                        r
-                    })
-                    .collect();
-                ListOffsetsTopicResult { name: t.name, partitions }
-            })
-            .collect()
+    async fn list_offsets(&self, topics: Vec<ListOffsetsTopic>) -> Vec<ListOffsetsTopicResult> {
+        let mut out = Vec::with_capacity(topics.len());
+        for t in topics {
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for p in &t.partitions {
+                let mut r = ListOffsetsPartitionResult {
+                    partition: p.partition,
+                    error: None,
+                    offset: -1,
+                    timestamp: -1,
+                };
+                match self.partition(&t.name, p.partition) {
+                    Err(e) => r.error = Some(e),
+                    Ok(part) => match p.timestamp {
+                        LIST_EARLIEST => r.offset = part.log_start_offset(),
+                        LIST_LATEST => r.offset = part.high_watermark(),
+                        ts if ts < 0 => r.error = Some(WireError::new(
+                            ErrorCode::InvalidRequest,
+                            format!(
+                                "timestamp {ts}: use -2 (earliest), -1 (latest) or a time in ms"
+                            ),
+                        )),
+                        ts => match part.offset_for_timestamp(ts).await {
+                            Ok(Some((offset, at))) => {
+                                r.offset = offset;
+                                r.timestamp = at;
+                            }
+                            Ok(None) => {}
+                            Err(e) => r.error = Some(wire_error(&e)),
+                        },
+                    },
+                }
+                partitions.push(r);
+            }
+            out.push(ListOffsetsTopicResult {
+                name: t.name,
+                partitions,
+            });
+        }
+        out
     }
 
     /// Flushes and closes every partition (clean shutdown).
     pub async fn close(&self) {
-        let parts: Vec<Rc<Partition>> = self
-            .topics
-            .borrow()
-            .values()
-            .flat_map(|t| t.partitions.iter().cloned())
-            .collect();
-        for p in parts {
+        self.stopping.set(true);
+        for p in self.all_partitions() {
             if let Err(e) = p.close().await {
                 tracing::error!(topic = p.topic(), partition = p.id(), "close failed: {e}");
             }
@@ -436,7 +511,11 @@ async fn complete_produce(
                 Ok((part, a)) => {
                     r.base_offset = a.base_offset;
                     r.high_watermark = a.next_offset;
-                    let flush = rt::spawn(async move { part.flush_to(a.end_pos).await });
+                    let level = match acks {
+                        Acks::None | Acks::Leader => Level::Written,
+                        Acks::Durable => part.durable_level(),
+                    };
+                    let flush = rt::spawn(async move { part.flush_to(a.next_offset, level).await });
                     if acks == Acks::None {
                         // Nobody waits, but the bytes must still reach the file
                         // to become visible: let the flush run on its own.
@@ -461,4 +540,15 @@ async fn complete_produce(
         }
     }
     out
+}
+
+/// The broker's partition settings with a topic's overrides applied.
+fn topic_config(
+    broker: &PartitionConfig,
+    overrides: &std::collections::BTreeMap<String, String>,
+) -> Result<PartitionConfig, String> {
+    Ok(PartitionConfig {
+        log: broker.log.with_overrides(overrides)?,
+        ..broker.clone()
+    })
 }

@@ -98,11 +98,28 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
                 .iter()
                 .map(|t| {
                     let name = fbb.create_string(&t.name);
+                    let configs: Vec<_> = t
+                        .configs
+                        .iter()
+                        .map(|(k, v)| {
+                            let key = fbb.create_string(k);
+                            let value = fbb.create_string(v);
+                            fb::ConfigEntry::create(
+                                &mut fbb,
+                                &fb::ConfigEntryArgs {
+                                    key: Some(key),
+                                    value: Some(value),
+                                },
+                            )
+                        })
+                        .collect();
+                    let configs = (!configs.is_empty()).then(|| fbb.create_vector(&configs));
                     fb::CreateTopic::create(
                         &mut fbb,
                         &fb::CreateTopicArgs {
                             name: Some(name),
                             partitions: t.partitions,
+                            configs,
                         },
                     )
                 })
@@ -313,9 +330,21 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
                 .ok_or_else(|| bad(DecodeError::MissingRequest))?;
             let mut out = Vec::new();
             for t in c.topics().iter().flatten() {
+                let configs = t
+                    .configs()
+                    .iter()
+                    .flatten()
+                    .map(|c| {
+                        (
+                            c.key().unwrap_or("").to_owned(),
+                            c.value().unwrap_or("").to_owned(),
+                        )
+                    })
+                    .collect();
                 out.push(CreateTopic {
                     name: name_of(t.name()).map_err(bad)?,
                     partitions: t.partitions(),
+                    configs,
                 });
             }
             Request::CreateTopics(out)
@@ -888,6 +917,7 @@ mod tests {
             Request::CreateTopics(vec![CreateTopic {
                 name: "t".into(),
                 partitions: 3,
+                configs: vec![("retention.ms".into(), "1000".into())],
             }]),
             Request::Produce(ProduceRequest {
                 acks: Acks::Leader,

@@ -35,6 +35,7 @@ pub enum ErrorCode {
     StorageError = 11,
     MessageTooLarge = 12,
     ShuttingDown = 13,
+    InvalidConfig = 14,
 }
 
 impl ErrorCode {
@@ -54,6 +55,7 @@ impl ErrorCode {
             11 => StorageError,
             12 => MessageTooLarge,
             13 => ShuttingDown,
+            14 => InvalidConfig,
             _ => Unknown,
         }
     }
@@ -131,6 +133,8 @@ pub enum Acks {
 pub struct CreateTopic {
     pub name: String,
     pub partitions: u32,
+    /// Topic settings overriding the broker's defaults, as (key, value).
+    pub configs: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,6 +8,7 @@
 //! Must never: silently drop a topic whose file is corrupt (start fails with
 //! the path instead).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::{sync_dir, topic_dir, topics_dir, validate_topic_name, StorageError};
@@ -22,6 +23,110 @@ pub struct TopicMeta {
     pub name: String,
     /// Owner shard of each partition, by partition id.
     pub owners: Vec<u16>,
+    /// The topic's own settings (`segment.bytes`, ...), overriding the
+    /// broker's defaults. Only what the creator set is stored, so a topic
+    /// without an override follows a changed broker default.
+    pub configs: BTreeMap<String, String>,
+}
+
+/// How a partition log rolls and what retention keeps (Kafka's names).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll the active segment once it holds this many bytes.
+    pub segment_bytes: u64,
+    /// Roll the active segment once it is this old (ms since its first append).
+    pub segment_ms: i64,
+    /// Keep at most this many bytes per partition (whole segments); -1: no limit.
+    pub retention_bytes: i64,
+    /// Delete segments whose newest timestamp is older than this; -1: keep forever.
+    pub retention_ms: i64,
+}
+
+pub const CONFIG_KEYS: [&str; 4] = [
+    "segment.bytes",
+    "segment.ms",
+    "retention.bytes",
+    "retention.ms",
+];
+/// Smallest segment: one page (tests roll often; production uses the default).
+pub const MIN_SEGMENT_BYTES: u64 = 4096;
+/// Largest segment: positions are u32 in the index files; keep room for a
+/// whole produce past the roll point.
+pub const MAX_SEGMENT_BYTES: u64 = 2 << 30;
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 1 << 30,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            retention_ms: 7 * 24 * 3600 * 1000,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Sets one key; Err names the key and what is wrong with the value.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), String> {
+        let int = |v: &str| -> Result<i64, String> {
+            v.trim()
+                .parse::<i64>()
+                .map_err(|_| format!("{key}: {value:?} is not an integer"))
+        };
+        match key {
+            "segment.bytes" => {
+                let v = int(value)?;
+                if v < MIN_SEGMENT_BYTES as i64 || v > MAX_SEGMENT_BYTES as i64 {
+                    return Err(format!(
+                        "segment.bytes: {v} is outside {MIN_SEGMENT_BYTES}..={MAX_SEGMENT_BYTES}"
+                    ));
+                }
+                self.segment_bytes = v as u64;
+            }
+            "segment.ms" => {
+                let v = int(value)?;
+                if v < 1 {
+                    return Err(format!("segment.ms: {v} must be at least 1"));
+                }
+                self.segment_ms = v;
+            }
+            "retention.bytes" => {
+                let v = int(value)?;
+                if v < -1 {
+                    return Err(format!(
+                        "retention.bytes: {v} must be -1 (no limit) or more"
+                    ));
+                }
+                self.retention_bytes = v;
+            }
+            "retention.ms" => {
+                let v = int(value)?;
+                if v < -1 {
+                    return Err(format!("retention.ms: {v} must be -1 (forever) or more"));
+                }
+                self.retention_ms = v;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown topic config {key:?} (known: {})",
+                    CONFIG_KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// These defaults with a topic's overrides applied.
+    pub fn with_overrides(
+        &self,
+        overrides: &BTreeMap<String, String>,
+    ) -> Result<LogConfig, String> {
+        let mut c = self.clone();
+        for (k, v) in overrides {
+            c.set(k, v)?;
+        }
+        Ok(c)
+    }
 }
 
 impl TopicMeta {
@@ -37,6 +142,9 @@ impl TopicMeta {
         );
         for (p, o) in self.owners.iter().enumerate() {
             body.push_str(&format!("owner.{p}={o}\n"));
+        }
+        for (k, v) in &self.configs {
+            body.push_str(&format!("config.{k}={v}\n"));
         }
         let crc = crc32fast::hash(body.as_bytes());
         body.push_str(&format!("crc={crc:08x}\n"));
@@ -62,6 +170,7 @@ impl TopicMeta {
         let mut name = None;
         let mut partitions = None;
         let mut owners = Vec::new();
+        let mut configs = BTreeMap::new();
         for line in lines {
             let (k, v) = line
                 .split_once('=')
@@ -78,6 +187,11 @@ impl TopicMeta {
                     }
                     owners.push(v.parse::<u16>().map_err(|e| format!("{k}: {e}"))?);
                 }
+                _ if k.starts_with("config.") => {
+                    let key = &k["config.".len()..];
+                    LogConfig::default().set(key, v)?;
+                    configs.insert(key.to_owned(), v.to_owned());
+                }
                 _ => return Err(format!("unknown key {k:?}")),
             }
         }
@@ -89,7 +203,11 @@ impl TopicMeta {
                 owners.len()
             ));
         }
-        Ok(TopicMeta { name, owners })
+        Ok(TopicMeta {
+            name,
+            owners,
+            configs,
+        })
     }
 }
 
@@ -158,6 +276,7 @@ mod tests {
         let m = TopicMeta {
             name: "orders".into(),
             owners: vec![0, 1, 0],
+            configs: BTreeMap::from([("retention.ms".to_owned(), "60000".to_owned())]),
         };
         let text = m.encode();
         assert_eq!(TopicMeta::decode(&text).unwrap(), m);
@@ -166,15 +285,33 @@ mod tests {
     }
 
     #[test]
+    fn log_config_rejects_bad_values_by_name() {
+        let mut c = LogConfig::default();
+        c.set("retention.bytes", "1000").unwrap();
+        assert_eq!(c.retention_bytes, 1000);
+        for (k, v, want) in [
+            ("segment.bytes", "10", "segment.bytes"),
+            ("segment.ms", "x", "not an integer"),
+            ("retention.ms", "-5", "retention.ms"),
+            ("cleanup.policy", "compact", "unknown topic config"),
+        ] {
+            let e = c.set(k, v).unwrap_err();
+            assert!(e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
     fn store_then_load_all() {
         let dir = tempfile::tempdir().unwrap();
         let a = TopicMeta {
             name: "a".into(),
             owners: vec![0; 3],
+            configs: BTreeMap::new(),
         };
         let b = TopicMeta {
             name: "b".into(),
             owners: vec![0],
+            configs: BTreeMap::new(),
         };
         store(dir.path(), &b).unwrap();
         store(dir.path(), &a).unwrap();

@@ -7,7 +7,9 @@
 //! Must never: touch a socket, assign offsets, or be used from a shard that
 //! does not own the partition (one writer per file, no locks).
 
+pub mod index;
 pub mod meta;
+pub mod recovery;
 pub mod segment;
 
 use std::io;

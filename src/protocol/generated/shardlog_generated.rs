@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 13;
+pub const ENUM_MAX_ERROR_CODE: i16 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 14] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 15] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -31,6 +31,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 14] = [
   ErrorCode::StorageError,
   ErrorCode::MessageTooLarge,
   ErrorCode::ShuttingDown,
+  ErrorCode::InvalidConfig,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -54,9 +55,10 @@ impl ErrorCode {
   pub const StorageError: Self = Self(11);
   pub const MessageTooLarge: Self = Self(12);
   pub const ShuttingDown: Self = Self(13);
+  pub const InvalidConfig: Self = Self(14);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 13;
+  pub const ENUM_MAX: i16 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -72,6 +74,7 @@ impl ErrorCode {
     Self::StorageError,
     Self::MessageTooLarge,
     Self::ShuttingDown,
+    Self::InvalidConfig,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -90,6 +93,7 @@ impl ErrorCode {
       Self::StorageError => Some("StorageError"),
       Self::MessageTooLarge => Some("MessageTooLarge"),
       Self::ShuttingDown => Some("ShuttingDown"),
+      Self::InvalidConfig => Some("InvalidConfig"),
       _ => None,
     }
   }
@@ -1613,6 +1617,121 @@ impl ::core::fmt::Debug for MetadataResponse<'_> {
       ds.finish()
   }
 }
+pub enum ConfigEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A topic setting overriding the broker default (Kafka's names:
+/// segment.bytes, segment.ms, retention.bytes, retention.ms).
+pub struct ConfigEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ConfigEntry<'a> {
+  type Inner = ConfigEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ConfigEntry<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ConfigEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ConfigEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ConfigEntry<'bldr>> {
+    let mut builder = ConfigEntryBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ConfigEntry::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ConfigEntry::VT_VALUE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ConfigEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ConfigEntryArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub value: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ConfigEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ConfigEntryArgs {
+      key: None,
+      value: None,
+    }
+  }
+}
+
+pub struct ConfigEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConfigEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ConfigEntry::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ConfigEntry::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConfigEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ConfigEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ConfigEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ConfigEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ConfigEntry");
+      ds.field("key", &self.key());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
 pub enum CreateTopicOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -1631,6 +1750,7 @@ impl<'a> ::flatbuffers::Follow<'a> for CreateTopic<'a> {
 impl<'a> CreateTopic<'a> {
   pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CONFIGS: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1642,6 +1762,7 @@ impl<'a> CreateTopic<'a> {
     args: &'args CreateTopicArgs<'args>
   ) -> ::flatbuffers::WIPOffset<CreateTopic<'bldr>> {
     let mut builder = CreateTopicBuilder::new(_fbb);
+    if let Some(x) = args.configs { builder.add_configs(x); }
     builder.add_partitions(args.partitions);
     if let Some(x) = args.name { builder.add_name(x); }
     builder.finish()
@@ -1662,6 +1783,13 @@ impl<'a> CreateTopic<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(CreateTopic::VT_PARTITIONS, Some(0)).unwrap()}
   }
+  #[inline]
+  pub fn configs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>(CreateTopic::VT_CONFIGS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CreateTopic<'_> {
@@ -1672,6 +1800,7 @@ impl ::flatbuffers::Verifiable for CreateTopic<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
      .visit_field::<u32>("partitions", Self::VT_PARTITIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("configs", Self::VT_CONFIGS, false)?
      .finish();
     Ok(())
   }
@@ -1679,6 +1808,7 @@ impl ::flatbuffers::Verifiable for CreateTopic<'_> {
 pub struct CreateTopicArgs<'a> {
     pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub partitions: u32,
+    pub configs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
 }
 impl<'a> Default for CreateTopicArgs<'a> {
   #[inline]
@@ -1686,6 +1816,7 @@ impl<'a> Default for CreateTopicArgs<'a> {
     CreateTopicArgs {
       name: None,
       partitions: 0,
+      configs: None,
     }
   }
 }
@@ -1702,6 +1833,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreateTopicBuilder<'a, 'b, A>
   #[inline]
   pub fn add_partitions(&mut self, partitions: u32) {
     self.fbb_.push_slot::<u32>(CreateTopic::VT_PARTITIONS, partitions, 0);
+  }
+  #[inline]
+  pub fn add_configs(&mut self, configs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreateTopic::VT_CONFIGS, configs);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreateTopicBuilder<'a, 'b, A> {
@@ -1723,6 +1858,7 @@ impl ::core::fmt::Debug for CreateTopic<'_> {
     let mut ds = f.debug_struct("CreateTopic");
       ds.field("name", &self.name());
       ds.field("partitions", &self.partitions());
+      ds.field("configs", &self.configs());
       ds.finish()
   }
 }
@@ -3603,7 +3739,9 @@ impl<'a> ListOffsetsPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(ListOffsetsPartition::VT_PARTITION, Some(0)).unwrap()}
   }
-  /// -2: earliest offset, -1: latest (the high watermark), as in Kafka.
+  /// -2: earliest offset, -1: latest (the high watermark), as in Kafka;
+  /// otherwise a timestamp (ms): the first offset whose record timestamp is
+  /// at or after it, or offset -1 when every record is older.
   #[inline]
   pub fn timestamp(&self) -> i64 {
     // Safety:
