@@ -422,12 +422,7 @@ impl Partition {
         if !(full || old) {
             return;
         }
-        let alloc = active.file().unwrap_or_else(|| {
-            panic!(
-                "a non-empty active segment of {} has a file or a predecessor",
-                self.dir.display()
-            )
-        });
+        let alloc = active.allocator();
         active.seal();
         let next = st.next_offset;
         tracing::debug!(topic = %self.topic, partition = self.id, base = next, full, old, "segment rolled");
@@ -1148,6 +1143,421 @@ mod tests {
                 Err(PartitionError::OffsetOutOfRange { .. })
             ));
             assert!(p.read(2, 100).await.unwrap().records.is_empty());
+            p.close().await.unwrap();
+        });
+    }
+
+    /// A batch whose records carry the given timestamps.
+    fn batch_at(seed: usize, stamps: &[i64], value_bytes: usize) -> Bytes {
+        let mut b = BatchBuilder::new(stamps[0]);
+        for (r, &ts) in stamps.iter().enumerate() {
+            let v = vec![((seed + r) % 251) as u8; value_bytes];
+            b.push(ts, None, Some(&v), &[]);
+        }
+        b.finish()
+    }
+
+    fn small_segments(segment_bytes: u64) -> PartitionConfig {
+        let mut c = PartitionConfig {
+            tail_buffer_bytes: 8192,
+            ..Default::default()
+        };
+        c.log.segment_bytes = segment_bytes;
+        c.log.retention_ms = -1;
+        c
+    }
+
+    fn files_of(path: &Path, ext: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(partition_dir(path, "t", 0))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.ends_with(ext))
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn segments_roll_by_size_and_reopen_from_their_index_files() {
+        on_fresh_dir(|path| async move {
+            let cfg = small_segments(16 << 10);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let mut sent = Vec::new();
+            for i in 0..80 {
+                let b = make_batch(i, 1 + i % 3, 300 + (i * 131) % 2500);
+                let a = p.append(&b).unwrap();
+                sent.push((b, a.base_offset));
+                if i % 5 == 0 {
+                    p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+                }
+            }
+            let next = p.state.borrow().next_offset;
+            p.flush_to(next, Level::Synced).await.unwrap();
+            let segs = p.segment_count();
+            assert!(segs >= 5, "{segs} segments");
+            // Every sealed segment holds at most segment.bytes plus one run.
+            for s in p.state.borrow().segments.iter() {
+                assert!(s.end_pos() <= (16 << 10) + 8192, "{}", s.end_pos());
+            }
+            // Sealed segments got their index files at the roll.
+            assert_eq!(files_of(&path, ".index").len(), segs - 1);
+            assert_eq!(files_of(&path, ".timeindex").len(), segs - 1);
+            let got = read_all(&p).await;
+            let want: Vec<Vec<u8>> = sent.iter().map(|(b, o)| as_stored(b, *o)).collect();
+            assert_eq!(got.iter().map(|b| b.to_vec()).collect::<Vec<_>>(), want);
+            p.close().await.unwrap();
+            assert_eq!(files_of(&path, ".log").len(), segs);
+            assert_eq!(
+                files_of(&path, ".index").len(),
+                segs,
+                "close writes the active segment's index"
+            );
+
+            // Reopen: each segment's scan starts at its last index entry.
+            let dir = partition_dir(&path, "t", 0);
+            for name in files_of(&path, ".log") {
+                let base: i64 = name.trim_end_matches(".log").parse().unwrap();
+                let (seg, rec) = Segment::open(&dir, base, 8192, now_ms()).await.unwrap();
+                assert!(rec.index_rebuilt.is_none(), "{name}: {rec:?}");
+                assert!(rec.batches_scanned <= 4, "{name}: {rec:?}");
+                seg.close().await.unwrap();
+            }
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            assert_eq!(p.segment_count(), segs);
+            assert_eq!(read_all(&p).await, got);
+            p.close().await.unwrap();
+
+            // A missing and a damaged index are rebuilt from the log.
+            let idx = files_of(&path, ".index");
+            std::fs::remove_file(dir.join(&idx[1])).unwrap();
+            std::fs::write(dir.join(&idx[2]), b"not an index").unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            assert_eq!(read_all(&p).await, got);
+            assert_eq!(
+                files_of(&path, ".index").len(),
+                segs,
+                "rebuilt indexes written back"
+            );
+            // Appends continue at the right offset after all that.
+            let a = p.append(&make_batch(7, 2, 10)).unwrap();
+            assert_eq!(a.base_offset, next);
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn segments_roll_by_age() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(1 << 30);
+            cfg.log.segment_ms = 30;
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            let a = p.append(&make_batch(1, 1, 10)).unwrap();
+            let b = p.append(&make_batch(2, 1, 10)).unwrap();
+            assert_eq!(p.segment_count(), 1, "young segment keeps taking appends");
+            rt::sleep(Duration::from_millis(40)).await;
+            let c = p.append(&make_batch(3, 1, 10)).unwrap();
+            assert_eq!(p.segment_count(), 2);
+            assert_eq!(p.state.borrow().segments[1].base_offset(), c.base_offset);
+            p.flush_to(c.next_offset, Level::Synced).await.unwrap();
+            assert_eq!((a.base_offset, b.base_offset, c.base_offset), (0, 1, 2));
+            assert_eq!(read_all(&p).await.len(), 3);
+            p.close().await.unwrap();
+        });
+    }
+
+    /// Reads batches from `offset` to the high watermark.
+    async fn read_from(p: &Rc<Partition>, mut offset: i64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        while offset < p.high_watermark() {
+            let r = p.read(offset, 1 << 20).await.unwrap();
+            for b in batch::split_batches(&r.records).unwrap() {
+                offset = batch::validate(&b).unwrap().last_offset() + 1;
+                out.push(b);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn retention_deletes_whole_old_segments_by_size_and_by_age_never_the_active() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(8 << 10);
+            cfg.log.retention_bytes = 24 << 10;
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            let now = now_ms();
+            let mut next = 0;
+            for i in 0..60 {
+                // ~2 KiB batches, the first 30 stamped a day ago
+                let ts = if i < 30 { now - 86_400_000 } else { now };
+                next = p.append(&batch_at(i, &[ts, ts], 1000)).unwrap().next_offset;
+            }
+            p.flush_to(next, Level::Synced).await.unwrap();
+            let before = p.segment_count();
+            let total = p.size_bytes();
+            assert!(before >= 10, "{before}");
+            let r = p.enforce_retention(now).await.unwrap();
+            assert!(r.segments > 0);
+            // Kafka's rule: delete the oldest while the rest still holds
+            // retention.bytes; so what is left exceeds it by less than one segment.
+            let first = p.state.borrow().segments[0].end_pos();
+            assert!(
+                p.size_bytes() - first < 24 << 10,
+                "{} bytes left",
+                p.size_bytes()
+            );
+            assert!(p.size_bytes() >= 24 << 10);
+            assert_eq!(total - r.bytes, p.size_bytes());
+            assert_eq!(files_of(&path, ".log").len(), p.segment_count());
+            let start = p.log_start_offset();
+            assert!(start > 0);
+            assert!(matches!(
+                p.read(0, 100).await,
+                Err(PartitionError::OffsetOutOfRange { .. })
+            ));
+            let rest = read_from(&p, start).await;
+            assert_eq!(batch::validate(&rest[0]).unwrap().base_offset, start);
+            assert_eq!(
+                batch::validate(rest.last().unwrap()).unwrap().last_offset() + 1,
+                next
+            );
+
+            // By age: nothing is older than a week...
+            let mut p_cfg = p.config().clone();
+            assert_eq!(p.enforce_retention(now).await.unwrap(), Retained::default());
+            p.close().await.unwrap();
+            // ...but with retention.ms of an hour, the day-old segments go,
+            // and with 0 everything but the active segment.
+            p_cfg.log.retention_bytes = -1;
+            p_cfg.log.retention_ms = 3_600_000;
+            let p = Partition::open(&path, "t", 0, p_cfg.clone()).await.unwrap();
+            p.enforce_retention(now).await.unwrap();
+            let old_gone = read_from(&p, p.log_start_offset()).await;
+            let first_ts = batch::validate(&old_gone[0]).unwrap().max_timestamp;
+            assert!(p
+                .state
+                .borrow()
+                .segments
+                .iter()
+                .all(|s| s.max_timestamp() >= now - 3_600_000));
+            assert!(first_ts >= now - 86_400_000);
+            p.close().await.unwrap();
+            p_cfg.log.retention_ms = 0;
+            let p = Partition::open(&path, "t", 0, p_cfg).await.unwrap();
+            p.enforce_retention(now + 1).await.unwrap();
+            assert_eq!(p.segment_count(), 1, "the active segment stays");
+            assert_eq!(p.high_watermark(), next);
+            let a = p.append(&make_batch(1, 1, 10)).unwrap();
+            assert_eq!(a.base_offset, next);
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn timestamp_lookup_matches_a_linear_scan_across_segments() {
+        on_fresh_dir(|path| async move {
+            let p = Partition::open(&path, "t", 0, small_segments(6 << 10))
+                .await
+                .unwrap();
+            let mut records = Vec::new(); // (offset, timestamp)
+            let mut next = 0;
+            let mut x: u64 = 7;
+            for i in 0..120 {
+                // mostly rising, sometimes stepping back (clients' clocks differ)
+                let n = 1 + i % 4;
+                let stamps: Vec<i64> = (0..n)
+                    .map(|r| {
+                        x = x
+                            .wrapping_mul(6364136223846793005)
+                            .wrapping_add(1442695040888963407);
+                        1_000 + (i * 100 + r * 10) as i64 - ((x >> 60) as i64) * 40
+                    })
+                    .collect();
+                let a = p.append(&batch_at(i, &stamps, 200)).unwrap();
+                for (k, &ts) in stamps.iter().enumerate() {
+                    records.push((a.base_offset + k as i64, ts));
+                }
+                next = a.next_offset;
+            }
+            p.flush_to(next, Level::Synced).await.unwrap();
+            assert!(p.segment_count() > 3);
+            for target in (0..13_500).step_by(37) {
+                let want = records.iter().find(|&&(_, ts)| ts >= target).copied();
+                let got = p.offset_for_timestamp(target).await.unwrap();
+                assert_eq!(got, want, "target {target}");
+            }
+            p.close().await.unwrap();
+            // The same answers from the index files after a restart.
+            let p = Partition::open(&path, "t", 0, small_segments(6 << 10))
+                .await
+                .unwrap();
+            for target in (0..13_500).step_by(101) {
+                let want = records.iter().find(|&&(_, ts)| ts >= target).copied();
+                assert_eq!(
+                    p.offset_for_timestamp(target).await.unwrap(),
+                    want,
+                    "target {target}"
+                );
+            }
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn acks_levels_and_fsync_policies_move_the_high_watermark_as_documented() {
+        on_fresh_dir(|path| async move {
+            for (policy, topic) in [
+                (FsyncPolicy::Never, "never"),
+                (FsyncPolicy::Interval(Duration::from_millis(5)), "interval"),
+                (FsyncPolicy::Always, "always"),
+            ] {
+                let cfg = PartitionConfig {
+                    fsync: policy,
+                    ..Default::default()
+                };
+                let p = Partition::open(&path, topic, 0, cfg).await.unwrap();
+                let a = p.append(&make_batch(1, 3, 100)).unwrap();
+                assert_eq!(p.high_watermark(), 0, "nothing visible before a write");
+                p.flush_to(a.next_offset, Level::Written).await.unwrap();
+                if policy == FsyncPolicy::Always {
+                    // visible once the sync that follows the write returned
+                    p.sync_now().await.unwrap();
+                    assert_eq!(p.state.borrow().synced_offset, 3);
+                } else {
+                    assert_eq!(
+                        p.state.borrow().synced_offset,
+                        0,
+                        "{topic}: written, not synced"
+                    );
+                    p.sync_now().await.unwrap();
+                    assert_eq!(p.state.borrow().synced_offset, 3);
+                }
+                assert_eq!(p.high_watermark(), 3, "{topic}");
+                p.close().await.unwrap();
+            }
+        });
+    }
+
+    use crate::rt::faults::{self, Fault};
+
+    /// Appends and durably flushes `n` batches; returns them as stored.
+    async fn acked(p: &Rc<Partition>, seeds: std::ops::Range<usize>) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for i in seeds {
+            let b = make_batch(i, 2, 700);
+            let a = p.append(&b).unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            out.push(as_stored(&b, a.base_offset));
+        }
+        out
+    }
+
+    fn stored(batches: Vec<Bytes>) -> Vec<Vec<u8>> {
+        batches.iter().map(|b| b.to_vec()).collect()
+    }
+
+    #[test]
+    fn a_full_disk_fails_the_produce_and_keeps_the_log_readable() {
+        on_fresh_dir(|path| async move {
+            let cfg = small_segments(1 << 20);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let good = acked(&p, 0..5).await;
+            let hw = p.high_watermark();
+            faults::inject(
+                &partition_dir(&path, "t", 0),
+                Fault::FailWrite(libc::ENOSPC),
+            );
+            let a = p.append(&make_batch(9, 2, 700)).unwrap();
+            let e = p.flush_to(a.next_offset, Level::Synced).await.unwrap_err();
+            let msg = e.to_string();
+            assert!(
+                msg.contains("No space left on device") && msg.contains("write to"),
+                "{msg}"
+            );
+            // Refused from now on, with the same clear reason...
+            let e = p.append(&make_batch(10, 1, 10)).unwrap_err();
+            assert!(e.to_string().contains("No space left"), "{e}");
+            // ...while reads go on up to the last acknowledged batch.
+            assert_eq!(p.high_watermark(), hw);
+            assert_eq!(stored(read_all(&p).await), good);
+            assert!(p.close().await.is_err(), "close reports the failure");
+            faults::clear();
+            // After a restart (space freed) the log is the acknowledged one
+            // and takes appends again.
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert_eq!(p.high_watermark(), hw);
+            assert_eq!(stored(read_all(&p).await), good);
+            let more = acked(&p, 20..22).await;
+            assert_eq!(stored(read_all(&p).await), [good, more].concat());
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_torn_write_is_cut_to_the_last_whole_batch_on_restart() {
+        on_fresh_dir(|path| async move {
+            let cfg = small_segments(1 << 20);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let good = acked(&p, 0..3).await;
+            // Three more batches (~4.5 KiB) in one flush; only its first page lands.
+            faults::inject(
+                &partition_dir(&path, "t", 0),
+                Fault::TearWrite { keep_pages: 1 },
+            );
+            let mut unacked = Vec::new();
+            let mut last = None;
+            for i in 3..6 {
+                let b = make_batch(i, 2, 700);
+                let a = p.append(&b).unwrap();
+                unacked.push(as_stored(&b, a.base_offset));
+                last = Some(a);
+            }
+            let e = p
+                .flush_to(last.unwrap().next_offset, Level::Synced)
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains("Input/output error"), "{e}");
+            assert!(stored(read_all(&p).await) == good);
+            drop(p); // a crash: no close
+            faults::clear();
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            // The acknowledged batches, then whichever unacknowledged ones the
+            // torn page held whole; the one it cut is gone.
+            let after = stored(read_all(&p).await);
+            let kept = after.len() - good.len();
+            assert!(after.len() >= good.len() && kept < unacked.len(), "{kept}");
+            assert!(
+                after[..good.len()] == good[..],
+                "acknowledged batches intact"
+            );
+            assert!(after[good.len()..] == unacked[..kept]);
+            let more = acked(&p, 30..31).await;
+            assert!(stored(read_all(&p).await) == [after, more].concat());
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_failed_fdatasync_fails_the_produce_and_hides_what_it_did_not_cover() {
+        on_fresh_dir(|path| async move {
+            let cfg = small_segments(1 << 20);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let good = acked(&p, 0..4).await;
+            let hw = p.high_watermark();
+            faults::inject(&partition_dir(&path, "t", 0), Fault::FailSync(libc::EIO));
+            let a = p.append(&make_batch(8, 2, 700)).unwrap();
+            let e = p.flush_to(a.next_offset, Level::Synced).await.unwrap_err();
+            assert!(e.to_string().contains("fdatasync"), "{e}");
+            // Under `always` readers never see what no fdatasync covered.
+            assert_eq!(p.high_watermark(), hw);
+            assert_eq!(stored(read_all(&p).await), good);
+            drop(p);
+            faults::clear();
+            // The written but unacknowledged batch may survive; the
+            // acknowledged ones must, in order.
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            let after = stored(read_all(&p).await);
+            assert_eq!(after[..good.len()], good[..]);
+            assert!(after.len() <= good.len() + 1);
             p.close().await.unwrap();
         });
     }

@@ -34,6 +34,8 @@ pub fn align_up(v: u64) -> u64 {
 /// A file opened with O_DIRECT, read and write, driven by io_uring.
 pub struct DirectFile {
     file: glommio::io::DmaFile,
+    #[cfg(test)]
+    path: std::path::PathBuf,
 }
 
 impl DirectFile {
@@ -46,7 +48,11 @@ impl DirectFile {
             .create(true)
             .dma_open(path)
             .await?;
-        Ok(DirectFile { file })
+        Ok(DirectFile {
+            file,
+            #[cfg(test)]
+            path: path.to_owned(),
+        })
     }
 
     pub async fn open_ro(path: &Path) -> io::Result<DirectFile> {
@@ -54,7 +60,11 @@ impl DirectFile {
             .read(true)
             .dma_open(path)
             .await?;
-        Ok(DirectFile { file })
+        Ok(DirectFile {
+            file,
+            #[cfg(test)]
+            path: path.to_owned(),
+        })
     }
 
     /// An aligned buffer of `size` bytes. Not zeroed: the caller fills what
@@ -67,6 +77,24 @@ impl DirectFile {
     pub async fn write_all_at(&self, buf: AlignedBuf, pos: u64) -> io::Result<()> {
         debug_assert_eq!(pos % PAGE_BYTES as u64, 0, "direct writes start on a page");
         debug_assert_eq!(buf.len() % PAGE_BYTES, 0, "direct writes are whole pages");
+        #[cfg(test)]
+        let buf = match faults::on_write(&self.path) {
+            None => buf,
+            Some(faults::Fault::FailWrite(errno)) => {
+                return Err(io::Error::from_raw_os_error(errno))
+            }
+            Some(faults::Fault::TearWrite { keep_pages }) => {
+                // Only the first pages reach the file, as when power fails mid-write.
+                let keep = (keep_pages * PAGE_BYTES).min(buf.len());
+                let mut part = self.file.alloc_dma_buffer(keep);
+                part.as_bytes_mut().copy_from_slice(&buf.as_bytes()[..keep]);
+                if keep > 0 {
+                    self.file.write_at(part, pos).await?;
+                }
+                return Err(io::Error::from_raw_os_error(libc::EIO));
+            }
+            Some(faults::Fault::FailSync(_)) => buf,
+        };
         let len = buf.len();
         let written = self.file.write_at(buf, pos).await?;
         if written == len {
@@ -88,6 +116,10 @@ impl DirectFile {
     }
 
     pub async fn fdatasync(&self) -> io::Result<()> {
+        #[cfg(test)]
+        if let Some(errno) = faults::on_sync(&self.path) {
+            return Err(io::Error::from_raw_os_error(errno));
+        }
         Ok(self.file.fdatasync().await?)
     }
 
@@ -238,6 +270,62 @@ impl LocalLock {
                 .await
                 .expect("local lock semaphore is never closed"),
         )
+    }
+}
+
+/// A simulated failing disk for tests: faults installed for the files under
+/// a directory, on this executor's thread, fire on the next write or
+/// fdatasync there (and keep firing until cleared).
+#[cfg(test)]
+pub mod faults {
+    use std::cell::RefCell;
+    use std::path::{Path, PathBuf};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Fault {
+        /// Writes fail with this errno (libc::ENOSPC: a full disk), writing nothing.
+        FailWrite(i32),
+        /// The next write reaches the file only for its first pages, then EIO.
+        TearWrite { keep_pages: usize },
+        /// fdatasync fails with this errno.
+        FailSync(i32),
+    }
+
+    thread_local! {
+        static PLAN: RefCell<Vec<(PathBuf, Fault)>> = const { RefCell::new(Vec::new()) };
+    }
+
+    pub fn inject(under: &Path, fault: Fault) {
+        PLAN.with(|p| p.borrow_mut().push((under.to_owned(), fault)));
+    }
+
+    pub fn clear() {
+        PLAN.with(|p| p.borrow_mut().clear());
+    }
+
+    fn find(path: &Path, want: impl Fn(&Fault) -> bool) -> Option<Fault> {
+        PLAN.with(|p| {
+            let mut plan = p.borrow_mut();
+            let i = plan
+                .iter()
+                .position(|(dir, f)| path.starts_with(dir) && want(f))?;
+            let f = plan[i].1;
+            if matches!(f, Fault::TearWrite { .. }) {
+                plan.remove(i); // a tear happens once
+            }
+            Some(f)
+        })
+    }
+
+    pub(super) fn on_write(path: &Path) -> Option<Fault> {
+        find(path, |f| !matches!(f, Fault::FailSync(_)))
+    }
+
+    pub(super) fn on_sync(path: &Path) -> Option<i32> {
+        match find(path, |f| matches!(f, Fault::FailSync(_))) {
+            Some(Fault::FailSync(e)) => Some(e),
+            _ => None,
+        }
     }
 }
 

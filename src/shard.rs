@@ -446,12 +446,14 @@ impl Shard {
                     Ok(part) => match p.timestamp {
                         LIST_EARLIEST => r.offset = part.log_start_offset(),
                         LIST_LATEST => r.offset = part.high_watermark(),
-                        ts if ts < 0 => r.error = Some(WireError::new(
-                            ErrorCode::InvalidRequest,
-                            format!(
+                        ts if ts < 0 => {
+                            r.error = Some(WireError::new(
+                                ErrorCode::InvalidRequest,
+                                format!(
                                 "timestamp {ts}: use -2 (earliest), -1 (latest) or a time in ms"
                             ),
-                        )),
+                            ))
+                        }
                         ts => match part.offset_for_timestamp(ts).await {
                             Ok(Some((offset, at))) => {
                                 r.offset = offset;

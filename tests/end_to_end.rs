@@ -238,6 +238,56 @@ fn cli_errors_are_one_line_and_nonzero() {
         ),
     );
     cases.insert("bad flag", (vec!["consume", "x", "--bogus"], "--bogus"));
+    cases.insert(
+        "bad topic config value",
+        (
+            vec![
+                "topic",
+                "create",
+                "c1",
+                "--partitions",
+                "1",
+                "--config",
+                "retention.ms=-9",
+                "--broker",
+                &ba,
+            ],
+            "retention.ms: -9",
+        ),
+    );
+    cases.insert(
+        "unknown topic config",
+        (
+            vec![
+                "topic",
+                "create",
+                "c2",
+                "--partitions",
+                "1",
+                "--config",
+                "cleanup.policy=compact",
+                "--broker",
+                &ba,
+            ],
+            "unknown topic config \"cleanup.policy\"",
+        ),
+    );
+    let dd = dir.path().join("other");
+    let dd = dd.to_str().unwrap().to_owned();
+    cases.insert(
+        "bad fsync policy",
+        (
+            vec!["serve", "--data-dir", &dd, "--fsync", "sometimes"],
+            "interval:MS",
+        ),
+    );
+    cases.insert(
+        "bad segment size",
+        (
+            vec!["serve", "--data-dir", &dd, "--segment-bytes", "100"],
+            "--segment-bytes: segment.bytes: 100 is outside",
+        ),
+    );
     for (name, (args, want)) in &cases {
         let out = run(args, b"", T);
         assert!(!out.status.success(), "{name}: expected failure");

@@ -390,6 +390,13 @@ impl Segment {
         &self.time_index
     }
 
+    /// The DMA file this segment allocates buffers through (its own once it
+    /// exists); a segment rolled from this one allocates through it too, so a
+    /// roll never waits for a file to open.
+    pub fn allocator(&self) -> Rc<DirectFile> {
+        self.alloc.clone()
+    }
+
     /// The file, once it exists.
     pub fn file(&self) -> Option<Rc<DirectFile>> {
         self.file.clone()
