@@ -726,10 +726,12 @@ async fn last_batch_base(
 pub enum Selection {
     /// `buf[start..start + len]`.
     Found { start: usize, len: usize },
+    /// The first this many bytes are whole batches below `offset` (a skip may
+    /// end past `buf`: batches are skipped by their header alone); read on
+    /// from there.
+    Skip(usize),
     /// `buf` must hold at least this many bytes to decide.
     NeedBytes(usize),
-    /// `buf` ends before any batch holding `offset`.
-    NotFound,
     /// A header that cannot be a batch: the log is corrupt here.
     Corrupt { at: usize },
 }
@@ -737,17 +739,27 @@ pub enum Selection {
 pub fn select_batches(buf: &[u8], offset: i64, max_bytes: usize) -> Selection {
     let mut pos = 0;
     let mut start = None;
+    // Before the first selected batch, running short of bytes at `pos` means
+    // "read on from pos" (Skip) unless nothing was skipped yet.
+    let short = |pos: usize, need: usize| {
+        if pos > 0 {
+            Selection::Skip(pos)
+        } else {
+            Selection::NeedBytes(need)
+        }
+    };
     while pos < buf.len() {
         let rest = &buf[pos..];
         let h = match BatchHeader::parse(rest) {
             Ok(h) => h,
             Err(_) => {
-                return start.map_or(Selection::NeedBytes(pos + HEADER_BYTES), |s| {
-                    Selection::Found {
+                return match start {
+                    Some(s) => Selection::Found {
                         start: s,
                         len: pos - s,
-                    }
-                })
+                    },
+                    None => short(pos, HEADER_BYTES),
+                }
             }
         };
         if h.batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
@@ -767,7 +779,7 @@ pub fn select_batches(buf: &[u8], offset: i64, max_bytes: usize) -> Selection {
             }
             None => {
                 if rest.len() < total {
-                    return Selection::NeedBytes(pos + total);
+                    return short(pos, total);
                 }
                 start = Some(pos);
             }
@@ -784,7 +796,7 @@ pub fn select_batches(buf: &[u8], offset: i64, max_bytes: usize) -> Selection {
             start: s,
             len: pos - s,
         },
-        None => Selection::NotFound,
+        None => Selection::Skip(pos),
     }
 }
 
@@ -882,15 +894,23 @@ mod tests {
                 len: log.len() - one
             }
         );
+        // Short of the batch holding the offset: read on from it.
+        assert_eq!(select_batches(&log[..one + 10], 4, 1), Selection::Skip(one));
+        assert_eq!(select_batches(&log[..one + 70], 4, 1), Selection::Skip(one));
         assert_eq!(
-            select_batches(&log[..one + 10], 4, 1),
-            Selection::NeedBytes(one + HEADER_BYTES)
+            select_batches(&log[one..one + 70], 4, 1),
+            Selection::NeedBytes(one)
         );
         assert_eq!(
-            select_batches(&log[..one + 70], 4, 1),
-            Selection::NeedBytes(2 * one)
+            select_batches(&log[..10], 4, 1),
+            Selection::NeedBytes(HEADER_BYTES)
         );
-        assert_eq!(select_batches(&log, 15, 1), Selection::NotFound);
+        // Batches below the offset are skipped by header, even past the buffer.
+        assert_eq!(select_batches(&log, 15, 1), Selection::Skip(log.len()));
+        assert_eq!(
+            select_batches(&log[..HEADER_BYTES], 4, 1),
+            Selection::Skip(one)
+        );
         assert_eq!(
             select_batches(&log[..one + 5], 0, usize::MAX),
             Selection::Found { start: 0, len: one }
