@@ -344,24 +344,38 @@ fn produce_until_broken(
 
 #[test]
 fn kill_9_under_load_loses_no_acknowledged_message() {
+    kill_9_rounds("kill_9_under_load_loses_no_acknowledged_message", "always");
+}
+
+/// Under `interval:MS` a durable ack means written (O_DIRECT: on the device),
+/// so a crash of the broker process alone must not lose it either.
+#[test]
+fn kill_9_under_fsync_interval_loses_no_acknowledged_message() {
+    kill_9_rounds(
+        "kill_9_under_fsync_interval_loses_no_acknowledged_message",
+        "interval:50",
+    );
+}
+
+fn kill_9_rounds(name: &str, fsync: &str) {
     const TOPIC: &str = "crash";
     const PARTITIONS: u32 = 2;
     const ROUNDS: u32 = 4;
     const WINDOW: usize = 4;
     // Small segments, so kills land around rolls and seals too; no retention
     // by age (the records carry 2023 timestamps).
-    const ARGS: &[&str] = &[
+    let args: &[&str] = &[
         "--fsync",
-        "always",
+        fsync,
         "--segment-bytes",
         "131072",
         "--retention-ms",
         "-1",
     ];
     let test_start = Instant::now();
-    let mut rng = Rng(seed("kill_9_under_load_loses_no_acknowledged_message"));
+    let mut rng = Rng(seed(name));
     let dir = data_dir();
-    let mut b = Broker::start(dir.path(), ARGS);
+    let mut b = Broker::start(dir.path(), args);
     Client::connect(&b.broker_arg())
         .unwrap()
         .create_topic(TOPIC, PARTITIONS)
@@ -424,7 +438,7 @@ fn kill_9_under_load_loses_no_acknowledged_message() {
         );
 
         let next_before = next.clone();
-        b = Broker::start(dir.path(), ARGS);
+        b = Broker::start(dir.path(), args);
         let mut c = Client::connect(&b.broker_arg()).unwrap();
         // Offsets past the round's last ack that survived (unacknowledged
         // batches written before the kill): allowed, shown to see they occur.
