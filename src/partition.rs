@@ -155,7 +155,7 @@ pub struct Retained {
 const PATCHED_PREFIX_BYTES: usize = 16;
 
 fn closed() -> PartitionError {
-    PartitionError::Storage("partition is closed (broker shutting down)".into())
+    PartitionError::Storage("partition is closed (topic deleted or broker shutting down)".into())
 }
 
 /// Wall-clock milliseconds: segment age and retention by time use the same
@@ -226,6 +226,9 @@ pub struct Partition {
     /// Serializes fdatasyncs: the group-commit point of `always`.
     sync_lock: LocalLock,
     io: std::cell::Cell<IoCounts>,
+    /// Notified when the high watermark moves (and on close): long-polling
+    /// fetches wait on it.
+    data: Rc<rt::Event>,
 }
 
 impl Partition {
@@ -295,7 +298,14 @@ impl Partition {
                 seg.seal();
                 if let Some(job) = seg.take_seal() {
                     if rec.index_rebuilt.is_some() || rec.truncated_bytes > 0 {
-                        job.run().await?;
+                        let path = job.log_path.clone();
+                        if let Err(e) = job.run().await {
+                            // As for a seal at run time: the log is whole and
+                            // its index is in memory; the files are rebuilt on
+                            // a later start. A full disk must not keep the
+                            // broker from serving what it holds.
+                            tracing::warn!("sealing {} failed: {e}", path.display());
+                        }
                     }
                 }
             }
@@ -320,6 +330,7 @@ impl Partition {
             write_lock: LocalLock::default(),
             sync_lock: LocalLock::default(),
             io: Default::default(),
+            data: Rc::default(),
         }))
     }
 
@@ -345,6 +356,15 @@ impl Partition {
 
     pub fn log_start_offset(&self) -> i64 {
         self.state.borrow().log_start()
+    }
+
+    /// Notified whenever new data becomes visible, and when the partition closes.
+    pub fn data_event(&self) -> Rc<rt::Event> {
+        self.data.clone()
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.state.borrow().closing
     }
 
     pub fn io_counts(&self) -> IoCounts {
@@ -643,6 +663,7 @@ impl Partition {
         if self.config.fsync == FsyncPolicy::Always {
             debug_assert!(offset >= st.high_watermark, "high watermark only grows");
             st.high_watermark = st.high_watermark.max(offset);
+            self.data.notify_all();
         }
         Ok(())
     }
@@ -877,6 +898,8 @@ impl Partition {
             st.closing = true;
             st.next_offset
         };
+        // Waiting fetches answer now instead of at their deadline.
+        self.data.notify_all();
         self.flush_to(next, Level::Written).await?;
         self.sync_now().await?;
         let _w = self.write_lock.lock().await;

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::io;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::time::Duration;
 
@@ -100,12 +101,18 @@ impl DirectFile {
         if written == len {
             return Ok(());
         }
-        // A short O_DIRECT write (rare: a full disk mid-write). It cannot be
-        // resumed from the moved buffer, so report it: the caller fails the
-        // produce and the unacknowledged bytes are rewritten or cut later.
+        // A short O_DIRECT write: the filesystem ran out of room mid-write
+        // (tmpfs reports a full disk this way, not with ENOSPC). It cannot be
+        // resumed from the moved buffer, so report it, with the free space
+        // so the operator sees why: the caller fails the produce and the
+        // unacknowledged bytes are cut at recovery.
+        let free = free_bytes(self.file.as_raw_fd());
         Err(io::Error::new(
-            io::ErrorKind::WriteZero,
-            format!("short direct write: {written} of {len} bytes"),
+            io::ErrorKind::StorageFull,
+            format!(
+                "short direct write: {written} of {len} bytes; the filesystem has {} bytes free",
+                free.map_or("an unknown number of".to_owned(), |f| f.to_string())
+            ),
         ))
     }
 
@@ -133,6 +140,14 @@ impl DirectFile {
 
     pub async fn close(self) -> io::Result<()> {
         Ok(self.file.close().await?)
+    }
+}
+
+fn free_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
+    // SAFETY: fstatvfs fills the struct we own; fd is open for this call.
+    unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        (libc::fstatvfs(fd, &mut st) == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
     }
 }
 
@@ -218,6 +233,53 @@ pub fn spawn_detached<T: 'static>(
 
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
+}
+
+/// An executor-local event: tasks wait for the next `notify_all`. Used by
+/// fetches that long-poll for data (woken by the write that brings it).
+#[derive(Default)]
+pub struct Event {
+    generation: std::cell::Cell<u64>,
+    waiters: std::cell::RefCell<Vec<std::task::Waker>>,
+}
+
+impl Event {
+    pub fn notify_all(&self) {
+        self.generation.set(self.generation.get() + 1);
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.get()
+    }
+}
+
+/// Resolves once any of `events` is notified after this call.
+pub fn any_notified(events: Vec<std::rc::Rc<Event>>) -> impl Future<Output = ()> {
+    let seen: Vec<u64> = events.iter().map(|e| e.generation()).collect();
+    std::future::poll_fn(move |cx| {
+        if events.iter().zip(&seen).any(|(e, &g)| e.generation() != g) {
+            return std::task::Poll::Ready(());
+        }
+        for e in &events {
+            let mut w = e.waiters.borrow_mut();
+            if !w.iter().any(|x| x.will_wake(cx.waker())) {
+                w.push(cx.waker().clone());
+            }
+        }
+        std::task::Poll::Pending
+    })
+}
+
+/// Runs `f` for at most `d`; None when the time ran out first.
+pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
+    futures_lite::future::or(async { Some(f.await) }, async {
+        sleep(d).await;
+        None
+    })
+    .await
 }
 
 /// A bounded single-executor channel.

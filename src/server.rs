@@ -74,13 +74,17 @@ pub enum ServerError {
     Storage(#[from] crate::storage::StorageError),
     #[error("shard {0} stopped before it was ready")]
     Died(u16),
+    #[error("shard stopped, but not everything was flushed: {0}")]
+    Close(String),
+    #[error("shard thread: {0}")]
+    Join(std::io::Error),
 }
 
 /// A running broker.
 pub struct Broker {
     pub local_addr: SocketAddr,
     stop: Arc<AtomicBool>,
-    handles: Vec<rt::ExecutorHandle<()>>,
+    handles: Vec<rt::ExecutorHandle<Result<(), String>>>,
 }
 
 impl Broker {
@@ -132,11 +136,18 @@ impl Broker {
 
     /// Waits until the broker stopped (after `stop_flag` was set) and every
     /// partition was flushed, synced and closed.
-    pub fn join(self) -> std::io::Result<()> {
+    pub fn join(self) -> Result<(), ServerError> {
+        let mut first = Ok(());
         for h in self.handles {
-            h.join()?;
+            let r = match h.join() {
+                Ok(r) => r.map_err(ServerError::Close),
+                Err(e) => Err(ServerError::Join(e)),
+            };
+            if first.is_ok() {
+                first = r;
+            }
         }
-        Ok(())
+        first
     }
 }
 
@@ -145,7 +156,7 @@ async fn run_shard(
     config: BrokerConfig,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
-) {
+) -> Result<(), String> {
     let shard_config = ShardConfig {
         shard_id: id,
         data_dir: config.data_dir.clone(),
@@ -163,7 +174,7 @@ async fn run_shard(
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e.into()));
-            return;
+            return Ok(());
         }
     };
     let listener = match rt::listen(config.listen) {
@@ -173,8 +184,7 @@ async fn run_shard(
                 addr: config.listen,
                 source,
             }));
-            shard.close().await;
-            return;
+            return shard.close().await;
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
@@ -182,7 +192,7 @@ async fn run_shard(
     let _ = ready.send(Ok(local));
     accept_loop(&shard, &listener, &config, &stop).await;
     tracing::info!(shard = id, "stopping: flushing and closing partitions");
-    shard.close().await;
+    shard.close().await
 }
 
 async fn wait_for_stop(stop: &AtomicBool) {

@@ -52,6 +52,9 @@ pub struct Shard {
     creating: RefCell<HashSet<String>>,
 }
 
+/// Longest a fetch may wait for data (Kafka caps it by its request timeout).
+pub const MAX_FETCH_WAIT_MS: u32 = 60_000;
+
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseFrame>>>;
 
 /// Maps a partition error to its wire form. The one place this happens.
@@ -90,6 +93,7 @@ impl Shard {
             .await
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
         let mut topics = BTreeMap::new();
+        meta::empty_trash(&config.data_dir)?;
         for m in meta::load_all(&config.data_dir)? {
             let pc = topic_config(&config.partition, &m.configs).map_err(|detail| {
                 StorageError::Corrupt {
@@ -227,6 +231,16 @@ impl Shard {
             Request::ListOffsets(l) => {
                 let shard = self.clone();
                 Box::pin(async move { done(Response::ListOffsets(shard.list_offsets(l).await)) })
+            }
+            Request::DeleteTopics(names) => {
+                let shard = self.clone();
+                Box::pin(
+                    async move { done(Response::DeleteTopics(shard.delete_topics(names).await)) },
+                )
+            }
+            Request::DescribeTopics { topics } => {
+                let r = done(Response::DescribeTopics(self.describe_topics(topics)));
+                Box::pin(async move { r })
             }
         }
     }
@@ -381,12 +395,50 @@ impl Shard {
             .collect()
     }
 
+    /// Long polling: answers at once when `min_bytes` are there (or the
+    /// request asks not to wait, or a partition has an error); otherwise
+    /// waits until a write makes new data visible in one of its partitions
+    /// (then reads again) or `max_wait_ms` passed. Never a busy loop: a
+    /// waiting fetch costs nothing until a write wakes it.
     async fn fetch(&self, req: FetchRequest) -> Vec<FetchTopicResult> {
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_millis(req.max_wait_ms.min(MAX_FETCH_WAIT_MS) as u64);
+        loop {
+            let (out, bytes, errors) = self.fetch_once(&req).await;
+            let now = std::time::Instant::now();
+            if bytes >= req.min_bytes as usize
+                || req.max_wait_ms == 0
+                || errors
+                || now >= deadline
+                || self.stopping.get()
+            {
+                return out;
+            }
+            let events: Vec<_> = req
+                .topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p.partition)))
+                .filter_map(|(t, p)| self.partition(t, p).ok())
+                .filter(|p| !p.is_closing())
+                .map(|p| p.data_event())
+                .collect();
+            if events.is_empty() {
+                return out;
+            }
+            rt::timeout(deadline - now, rt::any_notified(events)).await;
+        }
+    }
+
+    /// One pass over the fetch's partitions: results, record bytes, and
+    /// whether any partition answered an error.
+    async fn fetch_once(&self, req: &FetchRequest) -> (Vec<FetchTopicResult>, usize, bool) {
         let mut budget = req.max_bytes as usize;
+        let mut total = 0;
+        let mut errors = false;
         let mut out = Vec::with_capacity(req.topics.len());
-        for t in req.topics {
+        for t in &req.topics {
             let mut parts = Vec::with_capacity(t.partitions.len());
-            for p in t.partitions {
+            for p in &t.partitions {
                 let mut r = FetchPartitionResult {
                     partition: p.partition,
                     error: None,
@@ -408,6 +460,7 @@ impl Shard {
                         match part.read(p.fetch_offset, max).await {
                             Ok(o) => {
                                 budget = budget.saturating_sub(o.records.len());
+                                total += o.records.len();
                                 r.high_watermark = o.high_watermark;
                                 r.log_start_offset = o.log_start_offset;
                                 r.records = o.records;
@@ -420,14 +473,94 @@ impl Shard {
                         }
                     }
                 }
+                errors |= r.error.is_some();
                 parts.push(r);
             }
             out.push(FetchTopicResult {
-                name: t.name,
+                name: t.name.clone(),
                 partitions: parts,
             });
         }
+        (out, total, errors)
+    }
+
+    /// Deletes topics: gone from every lookup at once (new requests get
+    /// UnknownTopic), partitions flushed and closed, files removed.
+    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicResult> {
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            let error = self.delete_topic(&name).await.err();
+            if error.is_none() {
+                tracing::info!(topic = %name, "topic deleted");
+            }
+            out.push(TopicResult { name, error });
+        }
         out
+    }
+
+    async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
+        if self.creating.borrow().contains(name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic '{name}' is being created; retry"),
+            ));
+        }
+        let topic = self
+            .topics
+            .borrow_mut()
+            .remove(name)
+            .ok_or_else(|| unknown_topic(name))?;
+        for p in &topic.partitions {
+            // Appends already accepted are written before the files go; a
+            // failure here cannot lose anything the delete does not remove.
+            if let Err(e) = p.close().await {
+                tracing::warn!(topic = name, partition = p.id(), "close before delete: {e}");
+            }
+        }
+        meta::remove(&self.config.data_dir, name)
+            .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))
+    }
+
+    fn describe_topics(&self, wanted: Option<Vec<String>>) -> Vec<TopicDescription> {
+        let topics = self.topics.borrow();
+        let describe = |name: &str, t: &Topic| TopicDescription {
+            name: name.to_owned(),
+            error: None,
+            configs: t
+                .meta
+                .configs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            partitions: t
+                .partitions
+                .iter()
+                .zip(&t.meta.owners)
+                .map(|(p, &owner)| PartitionDescription {
+                    partition: p.id(),
+                    owner_shard: owner,
+                    log_start_offset: p.log_start_offset(),
+                    high_watermark: p.high_watermark(),
+                    size_bytes: p.size_bytes(),
+                    segments: p.segment_count() as u32,
+                })
+                .collect(),
+        };
+        match wanted {
+            None => topics.iter().map(|(n, t)| describe(n, t)).collect(),
+            Some(names) => names
+                .iter()
+                .map(|n| match topics.get(n) {
+                    Some(t) => describe(n, t),
+                    None => TopicDescription {
+                        name: n.clone(),
+                        error: Some(unknown_topic(n)),
+                        configs: vec![],
+                        partitions: vec![],
+                    },
+                })
+                .collect(),
+        }
     }
 
     async fn list_offsets(&self, topics: Vec<ListOffsetsTopic>) -> Vec<ListOffsetsTopicResult> {
@@ -475,12 +608,18 @@ impl Shard {
     }
 
     /// Flushes and closes every partition (clean shutdown).
-    pub async fn close(&self) {
+    pub async fn close(&self) -> Result<(), String> {
         self.stopping.set(true);
+        let mut failed = None;
         for p in self.all_partitions() {
             if let Err(e) = p.close().await {
                 tracing::error!(topic = p.topic(), partition = p.id(), "close failed: {e}");
+                failed.get_or_insert(format!("{}/{}: {e}", p.topic(), p.id()));
             }
+        }
+        match failed {
+            None => Ok(()),
+            Some(e) => Err(e),
         }
     }
 }

@@ -76,6 +76,79 @@ fn opt_str<'a>(
     e.as_ref().map(|e| fbb.create_string(&e.message))
 }
 
+fn topic_results<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    results: &[TopicResult],
+) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::CreateTopicResult<'a>>>> {
+    let rs: Vec<_> = results
+        .iter()
+        .map(|r| {
+            let name = fbb.create_string(&r.name);
+            let msg = opt_str(fbb, &r.error);
+            fb::CreateTopicResult::create(
+                fbb,
+                &fb::CreateTopicResultArgs {
+                    name: Some(name),
+                    error_code: err_code(&r.error),
+                    error_message: msg,
+                },
+            )
+        })
+        .collect();
+    fbb.create_vector(&rs)
+}
+
+fn config_entries<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    configs: &[(String, String)],
+) -> Option<WIPOffset<Vector<'a, ForwardsUOffset<fb::ConfigEntry<'a>>>>> {
+    if configs.is_empty() {
+        return None;
+    }
+    let cs: Vec<_> = configs
+        .iter()
+        .map(|(k, v)| {
+            let key = fbb.create_string(k);
+            let value = fbb.create_string(v);
+            fb::ConfigEntry::create(
+                fbb,
+                &fb::ConfigEntryArgs {
+                    key: Some(key),
+                    value: Some(value),
+                },
+            )
+        })
+        .collect();
+    Some(fbb.create_vector(&cs))
+}
+
+fn configs_of(
+    v: Option<Vector<'_, ForwardsUOffset<fb::ConfigEntry<'_>>>>,
+) -> Vec<(String, String)> {
+    v.iter()
+        .flatten()
+        .map(|c| {
+            (
+                c.key().unwrap_or("").to_owned(),
+                c.value().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn topic_results_of(
+    v: Option<Vector<'_, ForwardsUOffset<fb::CreateTopicResult<'_>>>>,
+) -> Result<Vec<TopicResult>, DecodeError> {
+    let mut rs = Vec::new();
+    for r in v.iter().flatten() {
+        rs.push(TopicResult {
+            name: name_of(r.name())?,
+            error: err_of(r.error_code(), r.error_message()),
+        });
+    }
+    Ok(rs)
+}
+
 /// Encodes a request as a whole frame (length prefix included).
 pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
     let mut fbb = FlatBufferBuilder::with_capacity(256);
@@ -98,22 +171,7 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
                 .iter()
                 .map(|t| {
                     let name = fbb.create_string(&t.name);
-                    let configs: Vec<_> = t
-                        .configs
-                        .iter()
-                        .map(|(k, v)| {
-                            let key = fbb.create_string(k);
-                            let value = fbb.create_string(v);
-                            fb::ConfigEntry::create(
-                                &mut fbb,
-                                &fb::ConfigEntryArgs {
-                                    key: Some(key),
-                                    value: Some(value),
-                                },
-                            )
-                        })
-                        .collect();
-                    let configs = (!configs.is_empty()).then(|| fbb.create_vector(&configs));
+                    let configs = config_entries(&mut fbb, &t.configs);
                     fb::CreateTopic::create(
                         &mut fbb,
                         &fb::CreateTopicArgs {
@@ -268,6 +326,28 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
                 .as_union_value(),
             )
         }
+        Request::DeleteTopics(names) => {
+            let t = strings(&mut fbb, names);
+            (
+                fb::Request::DeleteTopicsRequest,
+                fb::DeleteTopicsRequest::create(
+                    &mut fbb,
+                    &fb::DeleteTopicsRequestArgs { topics: Some(t) },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::DescribeTopics { topics } => {
+            let t = topics.as_ref().map(|t| strings(&mut fbb, t));
+            (
+                fb::Request::DescribeTopicsRequest,
+                fb::DescribeTopicsRequest::create(
+                    &mut fbb,
+                    &fb::DescribeTopicsRequestArgs { topics: t },
+                )
+                .as_union_value(),
+            )
+        }
     };
     let client_id = req.client_id.as_ref().map(|c| fbb.create_string(c));
     let env = fb::RequestEnvelope::create(
@@ -330,17 +410,7 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
                 .ok_or_else(|| bad(DecodeError::MissingRequest))?;
             let mut out = Vec::new();
             for t in c.topics().iter().flatten() {
-                let configs = t
-                    .configs()
-                    .iter()
-                    .flatten()
-                    .map(|c| {
-                        (
-                            c.key().unwrap_or("").to_owned(),
-                            c.value().unwrap_or("").to_owned(),
-                        )
-                    })
-                    .collect();
+                let configs = configs_of(t.configs());
                 out.push(CreateTopic {
                     name: name_of(t.name()).map_err(bad)?,
                     partitions: t.partitions(),
@@ -438,6 +508,23 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
                 });
             }
             Request::ListOffsets(topics)
+        }
+        fb::Request::DeleteTopicsRequest => {
+            let d = env
+                .request_as_delete_topics_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            Request::DeleteTopics(d.topics().iter().flatten().map(str::to_owned).collect())
+        }
+        fb::Request::DescribeTopicsRequest => {
+            let d = env
+                .request_as_describe_topics_request()
+                .ok_or_else(|| bad(DecodeError::MissingRequest))?;
+            let topics = d
+                .topics()
+                .map(|t| t.iter().map(str::to_owned).collect::<Vec<_>>());
+            Request::DescribeTopics {
+                topics: topics.filter(|t| !t.is_empty()),
+            }
         }
         fb::Request::NONE => return Err(bad(DecodeError::MissingRequest)),
         other => return Err(bad(DecodeError::UnknownKind(other.0))),
@@ -570,27 +657,70 @@ fn encode_response_body<'a>(
             )
         }
         Response::CreateTopics(results) => {
-            let rs: Vec<_> = results
-                .iter()
-                .map(|r| {
-                    let name = fbb.create_string(&r.name);
-                    let msg = opt_str(fbb, &r.error);
-                    fb::CreateTopicResult::create(
-                        fbb,
-                        &fb::CreateTopicResultArgs {
-                            name: Some(name),
-                            error_code: err_code(&r.error),
-                            error_message: msg,
-                        },
-                    )
-                })
-                .collect();
-            let rs = fbb.create_vector(&rs);
+            let rs = topic_results(fbb, results);
             (
                 fb::Response::CreateTopicsResponse,
                 fb::CreateTopicsResponse::create(
                     fbb,
                     &fb::CreateTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::DeleteTopics(results) => {
+            let rs = topic_results(fbb, results);
+            (
+                fb::Response::DeleteTopicsResponse,
+                fb::DeleteTopicsResponse::create(
+                    fbb,
+                    &fb::DeleteTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::DescribeTopics(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let name = fbb.create_string(&t.name);
+                    let msg = opt_str(fbb, &t.error);
+                    let configs = config_entries(fbb, &t.configs);
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::PartitionDescription::create(
+                                fbb,
+                                &fb::PartitionDescriptionArgs {
+                                    partition: p.partition,
+                                    owner_shard: p.owner_shard,
+                                    log_start_offset: p.log_start_offset,
+                                    high_watermark: p.high_watermark,
+                                    size_bytes: p.size_bytes,
+                                    segments: p.segments,
+                                },
+                            )
+                        })
+                        .collect();
+                    let ps = fbb.create_vector(&ps);
+                    fb::TopicDescription::create(
+                        fbb,
+                        &fb::TopicDescriptionArgs {
+                            name: Some(name),
+                            error_code: err_code(&t.error),
+                            error_message: msg,
+                            configs,
+                            partitions: Some(ps),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::DescribeTopicsResponse,
+                fb::DescribeTopicsResponse::create(
+                    fbb,
+                    &fb::DescribeTopicsResponseArgs { topics: Some(ts) },
                 )
                 .as_union_value(),
             )
@@ -742,15 +872,8 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
                 .iter()
                 .flatten()
                 .filter_map(|r| {
-                    let api = match r.api().0 {
-                        0 => ApiKey::ApiVersions,
-                        1 => ApiKey::Metadata,
-                        2 => ApiKey::CreateTopics,
-                        3 => ApiKey::Produce,
-                        4 => ApiKey::Fetch,
-                        5 => ApiKey::ListOffsets,
-                        _ => return None, // an API this client does not know
-                    };
+                    // An API this client does not know is left out.
+                    let api = ApiKey::from_u16(r.api().0)?;
                     Some(ApiVersionRange {
                         api,
                         min_version: r.min_version(),
@@ -794,14 +917,36 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
         }
         fb::Response::CreateTopicsResponse => {
             let c = env.response_as_create_topics_response().ok_or(missing)?;
-            let mut rs = Vec::new();
-            for r in c.results().iter().flatten() {
-                rs.push(TopicResult {
-                    name: name_of(r.name())?,
-                    error: err_of(r.error_code(), r.error_message()),
+            Response::CreateTopics(topic_results_of(c.results())?)
+        }
+        fb::Response::DeleteTopicsResponse => {
+            let d = env.response_as_delete_topics_response().ok_or(missing)?;
+            Response::DeleteTopics(topic_results_of(d.results())?)
+        }
+        fb::Response::DescribeTopicsResponse => {
+            let d = env.response_as_describe_topics_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in d.topics().iter().flatten() {
+                ts.push(TopicDescription {
+                    name: name_of(t.name())?,
+                    error: err_of(t.error_code(), t.error_message()),
+                    configs: configs_of(t.configs()),
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| PartitionDescription {
+                            partition: p.partition(),
+                            owner_shard: p.owner_shard(),
+                            log_start_offset: p.log_start_offset(),
+                            high_watermark: p.high_watermark(),
+                            size_bytes: p.size_bytes(),
+                            segments: p.segments(),
+                        })
+                        .collect(),
                 });
             }
-            Response::CreateTopics(rs)
+            Response::DescribeTopics(ts)
         }
         fb::Response::ProduceResponse => {
             let p = env.response_as_produce_response().ok_or(missing)?;
@@ -919,6 +1064,11 @@ mod tests {
                 partitions: 3,
                 configs: vec![("retention.ms".into(), "1000".into())],
             }]),
+            Request::DeleteTopics(vec!["a".into(), "b".into()]),
+            Request::DescribeTopics { topics: None },
+            Request::DescribeTopics {
+                topics: Some(vec!["x".into()]),
+            },
             Request::Produce(ProduceRequest {
                 acks: Acks::Leader,
                 timeout_ms: 500,
@@ -1026,6 +1176,37 @@ mod tests {
                 name: "t".into(),
                 error: err.clone(),
             }])),
+            Ok(Response::DeleteTopics(vec![
+                TopicResult {
+                    name: "t".into(),
+                    error: None,
+                },
+                TopicResult {
+                    name: "u".into(),
+                    error: err.clone(),
+                },
+            ])),
+            Ok(Response::DescribeTopics(vec![
+                TopicDescription {
+                    name: "t".into(),
+                    error: None,
+                    configs: vec![("retention.bytes".into(), "100".into())],
+                    partitions: vec![PartitionDescription {
+                        partition: 1,
+                        owner_shard: 0,
+                        log_start_offset: 10,
+                        high_watermark: 99,
+                        size_bytes: 1 << 40,
+                        segments: 3,
+                    }],
+                },
+                TopicDescription {
+                    name: "nope".into(),
+                    error: err.clone(),
+                    configs: vec![],
+                    partitions: vec![],
+                },
+            ])),
             Ok(Response::Produce(vec![ProduceTopicResult {
                 name: "t".into(),
                 partitions: vec![ProducePartitionResult {

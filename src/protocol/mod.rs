@@ -36,6 +36,7 @@ pub enum ErrorCode {
     MessageTooLarge = 12,
     ShuttingDown = 13,
     InvalidConfig = 14,
+    TooManyConnections = 15,
 }
 
 impl ErrorCode {
@@ -56,6 +57,7 @@ impl ErrorCode {
             12 => MessageTooLarge,
             13 => ShuttingDown,
             14 => InvalidConfig,
+            15 => TooManyConnections,
             _ => Unknown,
         }
     }
@@ -93,6 +95,25 @@ pub enum ApiKey {
     Produce = 3,
     Fetch = 4,
     ListOffsets = 5,
+    DeleteTopics = 6,
+    DescribeTopics = 7,
+}
+
+impl ApiKey {
+    pub const ALL: [ApiKey; 8] = [
+        ApiKey::ApiVersions,
+        ApiKey::Metadata,
+        ApiKey::CreateTopics,
+        ApiKey::Produce,
+        ApiKey::Fetch,
+        ApiKey::ListOffsets,
+        ApiKey::DeleteTopics,
+        ApiKey::DescribeTopics,
+    ];
+
+    pub fn from_u16(v: u16) -> Option<ApiKey> {
+        ApiKey::ALL.into_iter().find(|k| *k as u16 == v)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,22 +125,14 @@ pub struct ApiVersionRange {
 
 /// What this broker supports, as ApiVersions reports it.
 pub fn supported_apis() -> Vec<ApiVersionRange> {
-    use ApiKey::*;
-    [
-        ApiVersions,
-        Metadata,
-        CreateTopics,
-        Produce,
-        Fetch,
-        ListOffsets,
-    ]
-    .into_iter()
-    .map(|api| ApiVersionRange {
-        api,
-        min_version: 1,
-        max_version: PROTOCOL_VERSION,
-    })
-    .collect()
+    ApiKey::ALL
+        .into_iter()
+        .map(|api| ApiVersionRange {
+            api,
+            min_version: 1,
+            max_version: PROTOCOL_VERSION,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,6 +218,11 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(Vec<ListOffsetsTopic>),
+    DeleteTopics(Vec<String>),
+    /// `None`: every topic.
+    DescribeTopics {
+        topics: Option<Vec<String>>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -301,6 +319,26 @@ pub enum Response {
     Produce(Vec<ProduceTopicResult>),
     Fetch(Vec<FetchTopicResult>),
     ListOffsets(Vec<ListOffsetsTopicResult>),
+    DeleteTopics(Vec<TopicResult>),
+    DescribeTopics(Vec<TopicDescription>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionDescription {
+    pub partition: u32,
+    pub owner_shard: u16,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDescription {
+    pub name: String,
+    pub error: Option<WireError>,
+    pub configs: Vec<(String, String)>,
+    pub partitions: Vec<PartitionDescription>,
 }
 
 /// A response, or an error for the request as a whole.

@@ -230,6 +230,38 @@ pub fn store(data_dir: &Path, meta: &TopicMeta) -> Result<(), StorageError> {
     sync_dir(&topics_dir(data_dir))
 }
 
+/// `DATA/trash`: deleted topics move here (one atomic rename), then go.
+pub fn trash_dir(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("trash")
+}
+
+/// Deletes a topic's directory: renamed into the trash first, so a crash
+/// midway never leaves half a topic that the next start would load, then
+/// removed. The next start empties the trash.
+pub fn remove(data_dir: &Path, name: &str) -> Result<(), StorageError> {
+    validate_topic_name(name)?;
+    let trash = trash_dir(data_dir);
+    std::fs::create_dir_all(&trash).map_err(|e| StorageError::io("create dir", &trash, e))?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let from = topic_dir(data_dir, name);
+    let to = trash.join(format!("{name}.{nanos}"));
+    std::fs::rename(&from, &to).map_err(|e| StorageError::io("rename", &from, e))?;
+    sync_dir(&topics_dir(data_dir))?;
+    std::fs::remove_dir_all(&to).map_err(|e| StorageError::io("remove", &to, e))
+}
+
+/// Removes what deletes left in the trash (a crash after the rename).
+pub fn empty_trash(data_dir: &Path) -> Result<(), StorageError> {
+    let trash = trash_dir(data_dir);
+    match std::fs::remove_dir_all(&trash) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StorageError::io("remove", &trash, e)),
+    }
+}
+
 /// Loads every topic under `DATA/topics`. A directory without a metadata file
 /// is a topic whose creation did not finish: it is skipped with a warning.
 pub fn load_all(data_dir: &Path) -> Result<Vec<TopicMeta>, StorageError> {

@@ -129,7 +129,8 @@ impl Drop for Broker {
     }
 }
 
-fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
+/// Waits for `child` to exit, up to `deadline`; None if it is still running.
+pub fn wait_deadline(child: &mut Child, deadline: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     loop {
         if let Some(s) = child.try_wait().unwrap() {

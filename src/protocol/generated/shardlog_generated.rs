@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 14;
+pub const ENUM_MAX_ERROR_CODE: i16 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 15] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 16] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -32,6 +32,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 15] = [
   ErrorCode::MessageTooLarge,
   ErrorCode::ShuttingDown,
   ErrorCode::InvalidConfig,
+  ErrorCode::TooManyConnections,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -56,9 +57,11 @@ impl ErrorCode {
   pub const MessageTooLarge: Self = Self(12);
   pub const ShuttingDown: Self = Self(13);
   pub const InvalidConfig: Self = Self(14);
+  /// The broker is at its connection limit; the connection is closed.
+  pub const TooManyConnections: Self = Self(15);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 14;
+  pub const ENUM_MAX: i16 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -75,6 +78,7 @@ impl ErrorCode {
     Self::MessageTooLarge,
     Self::ShuttingDown,
     Self::InvalidConfig,
+    Self::TooManyConnections,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -94,6 +98,7 @@ impl ErrorCode {
       Self::MessageTooLarge => Some("MessageTooLarge"),
       Self::ShuttingDown => Some("ShuttingDown"),
       Self::InvalidConfig => Some("InvalidConfig"),
+      Self::TooManyConnections => Some("TooManyConnections"),
       _ => None,
     }
   }
@@ -151,16 +156,18 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 5;
+pub const ENUM_MAX_API_KEY: u16 = 7;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 6] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 8] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
   ApiKey::Produce,
   ApiKey::Fetch,
   ApiKey::ListOffsets,
+  ApiKey::DeleteTopics,
+  ApiKey::DescribeTopics,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -174,9 +181,11 @@ impl ApiKey {
   pub const Produce: Self = Self(3);
   pub const Fetch: Self = Self(4);
   pub const ListOffsets: Self = Self(5);
+  pub const DeleteTopics: Self = Self(6);
+  pub const DescribeTopics: Self = Self(7);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 5;
+  pub const ENUM_MAX: u16 = 7;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -184,6 +193,8 @@ impl ApiKey {
     Self::Produce,
     Self::Fetch,
     Self::ListOffsets,
+    Self::DeleteTopics,
+    Self::DescribeTopics,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -194,6 +205,8 @@ impl ApiKey {
       Self::Produce => Some("Produce"),
       Self::Fetch => Some("Fetch"),
       Self::ListOffsets => Some("ListOffsets"),
+      Self::DeleteTopics => Some("DeleteTopics"),
+      Self::DescribeTopics => Some("DescribeTopics"),
       _ => None,
     }
   }
@@ -342,10 +355,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Acks {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 6;
+pub const ENUM_MAX_REQUEST: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 7] = [
+pub const ENUM_VALUES_REQUEST: [Request; 9] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -353,6 +366,8 @@ pub const ENUM_VALUES_REQUEST: [Request; 7] = [
   Request::ProduceRequest,
   Request::FetchRequest,
   Request::ListOffsetsRequest,
+  Request::DeleteTopicsRequest,
+  Request::DescribeTopicsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -367,9 +382,11 @@ impl Request {
   pub const ProduceRequest: Self = Self(4);
   pub const FetchRequest: Self = Self(5);
   pub const ListOffsetsRequest: Self = Self(6);
+  pub const DeleteTopicsRequest: Self = Self(7);
+  pub const DescribeTopicsRequest: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -378,6 +395,8 @@ impl Request {
     Self::ProduceRequest,
     Self::FetchRequest,
     Self::ListOffsetsRequest,
+    Self::DeleteTopicsRequest,
+    Self::DescribeTopicsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -389,6 +408,8 @@ impl Request {
       Self::ProduceRequest => Some("ProduceRequest"),
       Self::FetchRequest => Some("FetchRequest"),
       Self::ListOffsetsRequest => Some("ListOffsetsRequest"),
+      Self::DeleteTopicsRequest => Some("DeleteTopicsRequest"),
+      Self::DescribeTopicsRequest => Some("DescribeTopicsRequest"),
       _ => None,
     }
   }
@@ -448,10 +469,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 6;
+pub const ENUM_MAX_RESPONSE: u8 = 8;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 7] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 9] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -459,6 +480,8 @@ pub const ENUM_VALUES_RESPONSE: [Response; 7] = [
   Response::ProduceResponse,
   Response::FetchResponse,
   Response::ListOffsetsResponse,
+  Response::DeleteTopicsResponse,
+  Response::DescribeTopicsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -473,9 +496,11 @@ impl Response {
   pub const ProduceResponse: Self = Self(4);
   pub const FetchResponse: Self = Self(5);
   pub const ListOffsetsResponse: Self = Self(6);
+  pub const DeleteTopicsResponse: Self = Self(7);
+  pub const DescribeTopicsResponse: Self = Self(8);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 6;
+  pub const ENUM_MAX: u8 = 8;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -484,6 +509,8 @@ impl Response {
     Self::ProduceResponse,
     Self::FetchResponse,
     Self::ListOffsetsResponse,
+    Self::DeleteTopicsResponse,
+    Self::DescribeTopicsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -495,6 +522,8 @@ impl Response {
       Self::ProduceResponse => Some("ProduceResponse"),
       Self::FetchResponse => Some("FetchResponse"),
       Self::ListOffsetsResponse => Some("ListOffsetsResponse"),
+      Self::DeleteTopicsResponse => Some("DeleteTopicsResponse"),
+      Self::DescribeTopicsResponse => Some("DescribeTopicsResponse"),
       _ => None,
     }
   }
@@ -4395,6 +4424,738 @@ impl ::core::fmt::Debug for ListOffsetsResponse<'_> {
       ds.finish()
   }
 }
+pub enum DeleteTopicsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteTopicsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteTopicsRequest<'a> {
+  type Inner = DeleteTopicsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteTopicsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteTopicsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteTopicsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteTopicsRequest<'bldr>> {
+    let mut builder = DeleteTopicsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DeleteTopicsRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteTopicsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteTopicsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DeleteTopicsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteTopicsRequestArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DeleteTopicsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteTopicsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteTopicsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteTopicsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteTopicsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteTopicsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteTopicsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteTopicsRequest");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum DeleteTopicsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteTopicsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteTopicsResponse<'a> {
+  type Inner = DeleteTopicsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteTopicsResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteTopicsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteTopicsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteTopicsResponse<'bldr>> {
+    let mut builder = DeleteTopicsResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>(DeleteTopicsResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteTopicsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteTopicsResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>>>,
+}
+impl<'a> Default for DeleteTopicsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteTopicsResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct DeleteTopicsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteTopicsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CreateTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteTopicsResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteTopicsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteTopicsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteTopicsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteTopicsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteTopicsResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
+pub enum DescribeTopicsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeTopicsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeTopicsRequest<'a> {
+  type Inner = DescribeTopicsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeTopicsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeTopicsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeTopicsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeTopicsRequest<'bldr>> {
+    let mut builder = DescribeTopicsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  /// Topics to describe; absent or empty means every topic.
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeTopicsRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeTopicsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeTopicsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DescribeTopicsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeTopicsRequestArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DescribeTopicsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeTopicsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeTopicsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeTopicsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeTopicsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeTopicsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeTopicsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeTopicsRequest");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum PartitionDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct PartitionDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for PartitionDescription<'a> {
+  type Inner = PartitionDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> PartitionDescription<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OWNER_SHARD: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 8;
+  pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SIZE_BYTES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_SEGMENTS: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    PartitionDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args PartitionDescriptionArgs
+  ) -> ::flatbuffers::WIPOffset<PartitionDescription<'bldr>> {
+    let mut builder = PartitionDescriptionBuilder::new(_fbb);
+    builder.add_size_bytes(args.size_bytes);
+    builder.add_high_watermark(args.high_watermark);
+    builder.add_log_start_offset(args.log_start_offset);
+    builder.add_segments(args.segments);
+    builder.add_partition(args.partition);
+    builder.add_owner_shard(args.owner_shard);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionDescription::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn owner_shard(&self) -> u16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u16>(PartitionDescription::VT_OWNER_SHARD, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn log_start_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionDescription::VT_LOG_START_OFFSET, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn high_watermark(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(PartitionDescription::VT_HIGH_WATERMARK, Some(0)).unwrap()}
+  }
+  /// Bytes of the partition's segments on disk.
+  #[inline]
+  pub fn size_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(PartitionDescription::VT_SIZE_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn segments(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(PartitionDescription::VT_SEGMENTS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for PartitionDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<u16>("owner_shard", Self::VT_OWNER_SHARD, false)?
+     .visit_field::<i64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
+     .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<u64>("size_bytes", Self::VT_SIZE_BYTES, false)?
+     .visit_field::<u32>("segments", Self::VT_SEGMENTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct PartitionDescriptionArgs {
+    pub partition: u32,
+    pub owner_shard: u16,
+    pub log_start_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: u32,
+}
+impl<'a> Default for PartitionDescriptionArgs {
+  #[inline]
+  fn default() -> Self {
+    PartitionDescriptionArgs {
+      partition: 0,
+      owner_shard: 0,
+      log_start_offset: 0,
+      high_watermark: 0,
+      size_bytes: 0,
+      segments: 0,
+    }
+  }
+}
+
+pub struct PartitionDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(PartitionDescription::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_owner_shard(&mut self, owner_shard: u16) {
+    self.fbb_.push_slot::<u16>(PartitionDescription::VT_OWNER_SHARD, owner_shard, 0);
+  }
+  #[inline]
+  pub fn add_log_start_offset(&mut self, log_start_offset: i64) {
+    self.fbb_.push_slot::<i64>(PartitionDescription::VT_LOG_START_OFFSET, log_start_offset, 0);
+  }
+  #[inline]
+  pub fn add_high_watermark(&mut self, high_watermark: i64) {
+    self.fbb_.push_slot::<i64>(PartitionDescription::VT_HIGH_WATERMARK, high_watermark, 0);
+  }
+  #[inline]
+  pub fn add_size_bytes(&mut self, size_bytes: u64) {
+    self.fbb_.push_slot::<u64>(PartitionDescription::VT_SIZE_BYTES, size_bytes, 0);
+  }
+  #[inline]
+  pub fn add_segments(&mut self, segments: u32) {
+    self.fbb_.push_slot::<u32>(PartitionDescription::VT_SEGMENTS, segments, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    PartitionDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<PartitionDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for PartitionDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("PartitionDescription");
+      ds.field("partition", &self.partition());
+      ds.field("owner_shard", &self.owner_shard());
+      ds.field("log_start_offset", &self.log_start_offset());
+      ds.field("high_watermark", &self.high_watermark());
+      ds.field("size_bytes", &self.size_bytes());
+      ds.field("segments", &self.segments());
+      ds.finish()
+  }
+}
+pub enum TopicDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TopicDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TopicDescription<'a> {
+  type Inner = TopicDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TopicDescription<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CONFIGS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TopicDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TopicDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TopicDescription<'bldr>> {
+    let mut builder = TopicDescriptionBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.configs { builder.add_configs(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicDescription::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(TopicDescription::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TopicDescription::VT_ERROR_MESSAGE, None)}
+  }
+  /// The topic's own settings (overrides of the broker defaults).
+  #[inline]
+  pub fn configs(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>(TopicDescription::VT_CONFIGS, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionDescription>>>>(TopicDescription::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TopicDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("configs", Self::VT_CONFIGS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PartitionDescription>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TopicDescriptionArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub configs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionDescription<'a>>>>>,
+}
+impl<'a> Default for TopicDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TopicDescriptionArgs {
+      name: None,
+      error_code: ErrorCode::None,
+      error_message: None,
+      configs: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct TopicDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicDescription::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(TopicDescription::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicDescription::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_configs(&mut self, configs: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicDescription::VT_CONFIGS, configs);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<PartitionDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicDescription::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TopicDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TopicDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TopicDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TopicDescription");
+      ds.field("name", &self.name());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("configs", &self.configs());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum DescribeTopicsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeTopicsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeTopicsResponse<'a> {
+  type Inner = DescribeTopicsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeTopicsResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeTopicsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeTopicsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeTopicsResponse<'bldr>> {
+    let mut builder = DescribeTopicsResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicDescription>>>>(DescribeTopicsResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeTopicsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicDescription>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeTopicsResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicDescription<'a>>>>>,
+}
+impl<'a> Default for DescribeTopicsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeTopicsResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DescribeTopicsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeTopicsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeTopicsResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeTopicsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeTopicsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeTopicsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeTopicsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeTopicsResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
 pub enum RequestEnvelopeOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4562,6 +5323,36 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_delete_topics_request(&self) -> Option<DeleteTopicsRequest<'a>> {
+    if self.request_type() == Request::DeleteTopicsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteTopicsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_topics_request(&self) -> Option<DescribeTopicsRequest<'a>> {
+    if self.request_type() == Request::DescribeTopicsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeTopicsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -4581,6 +5372,8 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::ProduceRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProduceRequest>>("Request::ProduceRequest", pos),
           Request::FetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchRequest>>("Request::FetchRequest", pos),
           Request::ListOffsetsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsRequest>>("Request::ListOffsetsRequest", pos),
+          Request::DeleteTopicsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteTopicsRequest>>("Request::DeleteTopicsRequest", pos),
+          Request::DescribeTopicsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTopicsRequest>>("Request::DescribeTopicsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -4693,6 +5486,20 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::ListOffsetsRequest => {
           if let Some(x) = self.request_as_list_offsets_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DeleteTopicsRequest => {
+          if let Some(x) = self.request_as_delete_topics_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeTopicsRequest => {
+          if let Some(x) = self.request_as_describe_topics_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -4874,6 +5681,36 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_delete_topics_response(&self) -> Option<DeleteTopicsResponse<'a>> {
+    if self.response_type() == Response::DeleteTopicsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteTopicsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_topics_response(&self) -> Option<DescribeTopicsResponse<'a>> {
+    if self.response_type() == Response::DescribeTopicsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeTopicsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -4893,6 +5730,8 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::ProduceResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ProduceResponse>>("Response::ProduceResponse", pos),
           Response::FetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<FetchResponse>>("Response::FetchResponse", pos),
           Response::ListOffsetsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListOffsetsResponse>>("Response::ListOffsetsResponse", pos),
+          Response::DeleteTopicsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteTopicsResponse>>("Response::DeleteTopicsResponse", pos),
+          Response::DescribeTopicsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTopicsResponse>>("Response::DescribeTopicsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -5005,6 +5844,20 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::ListOffsetsResponse => {
           if let Some(x) = self.response_as_list_offsets_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DeleteTopicsResponse => {
+          if let Some(x) = self.response_as_delete_topics_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeTopicsResponse => {
+          if let Some(x) = self.response_as_describe_topics_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
