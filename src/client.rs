@@ -143,6 +143,11 @@ impl Client {
     pub fn recv_for(&mut self, id: u32) -> Result<Response, ClientError> {
         let r = self.recv()?;
         if r.correlation_id != id {
+            // Id 0 with an error is about the connection (refused at the
+            // connection limit, a frame the broker could not read): say that.
+            if let (0, Err(e)) = (r.correlation_id, &r.result) {
+                return Err(ClientError::Broker(e.clone()));
+            }
             return Err(ClientError::OutOfOrder {
                 want: id,
                 got: r.correlation_id,
@@ -215,6 +220,41 @@ impl Client {
         }
     }
 
+    pub fn delete_topic(&mut self, name: &str) -> Result<(), ClientError> {
+        match self.call(Request::DeleteTopics(vec![name.to_owned()]))? {
+            Response::DeleteTopics(rs) => match rs.into_iter().next() {
+                Some(TopicResult { error: Some(e), .. }) => Err(ClientError::Broker(e)),
+                Some(_) => Ok(()),
+                None => Err(ClientError::WrongKind("DeleteTopics")),
+            },
+            _ => Err(ClientError::WrongKind("DeleteTopics")),
+        }
+    }
+
+    /// Partitions, offsets, sizes and settings of topics (`None`: all).
+    pub fn describe_topics(
+        &mut self,
+        topics: Option<Vec<String>>,
+    ) -> Result<Vec<TopicDescription>, ClientError> {
+        match self.call(Request::DescribeTopics { topics })? {
+            Response::DescribeTopics(ts) => Ok(ts),
+            _ => Err(ClientError::WrongKind("DescribeTopics")),
+        }
+    }
+
+    /// Describes one topic; an unknown topic is an error.
+    pub fn describe_topic(&mut self, name: &str) -> Result<TopicDescription, ClientError> {
+        let t = self
+            .describe_topics(Some(vec![name.to_owned()]))?
+            .into_iter()
+            .next()
+            .ok_or(ClientError::WrongKind("DescribeTopics"))?;
+        match t.error {
+            Some(e) => Err(ClientError::Broker(e)),
+            None => Ok(t),
+        }
+    }
+
     /// Produces batches to one partition and waits; returns the base offset.
     pub fn produce(
         &mut self,
@@ -252,9 +292,22 @@ impl Client {
         partitions: &[FetchPartition],
         max_bytes: u32,
     ) -> Result<Vec<FetchPartitionResult>, ClientError> {
+        self.fetch_wait(topic, partitions, max_bytes, 0, 0)
+    }
+
+    /// A long-polling fetch: the broker answers once `min_bytes` of records
+    /// are there, or after `max_wait_ms` with whatever it has.
+    pub fn fetch_wait(
+        &mut self,
+        topic: &str,
+        partitions: &[FetchPartition],
+        max_bytes: u32,
+        max_wait_ms: u32,
+        min_bytes: u32,
+    ) -> Result<Vec<FetchPartitionResult>, ClientError> {
         let req = Request::Fetch(FetchRequest {
-            max_wait_ms: 0,
-            min_bytes: 0,
+            max_wait_ms,
+            min_bytes,
             max_bytes,
             topics: vec![FetchTopic {
                 name: topic.to_owned(),

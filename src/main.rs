@@ -91,9 +91,21 @@ struct ServeArgs {
     /// How often retention runs, in ms.
     #[arg(long, default_value_t = 30_000)]
     retention_check_ms: u64,
-    /// Largest request frame accepted, in bytes.
+    /// Largest request frame accepted, in bytes; a longer one is answered
+    /// with MessageTooLarge and the connection closed.
     #[arg(long, default_value_t = 64 << 20)]
     max_frame_bytes: usize,
+    /// Largest run of record batches one produce may carry for one
+    /// partition, in bytes (MessageTooLarge beyond).
+    #[arg(long, default_value_t = 16 << 20)]
+    max_batch_bytes: usize,
+    /// Open client connections per shard; one more gets TooManyConnections.
+    #[arg(long, default_value_t = 10_000)]
+    max_connections: usize,
+    /// Requests one connection may have in flight; the broker stops reading
+    /// that connection (TCP pushes back) until one is answered.
+    #[arg(long, default_value_t = 64)]
+    max_inflight_per_connection: usize,
 }
 
 #[derive(Subcommand)]
@@ -109,7 +121,20 @@ enum TopicCommand {
         configs: Vec<(String, String)>,
     },
     /// List topics with their partition counts.
-    List,
+    List {
+        /// One JSON object per run: {"topics":[{"name":..,"partitions":..}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each partition's owner shard, earliest and latest offset, bytes
+    /// on disk and segments, and the topic's own settings.
+    Describe {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a topic and its data.
+    Delete { name: String },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,6 +250,21 @@ fn serve(a: ServeArgs) -> Result<()> {
     );
     config.retention_check = std::time::Duration::from_millis(a.retention_check_ms);
     config.max_frame_bytes = a.max_frame_bytes;
+    anyhow::ensure!(
+        a.max_batch_bytes >= 61 && a.max_batch_bytes <= a.max_frame_bytes,
+        "--max-batch-bytes must be between 61 (one batch header) and --max-frame-bytes"
+    );
+    anyhow::ensure!(
+        a.max_connections > 0,
+        "--max-connections must be more than 0"
+    );
+    anyhow::ensure!(
+        a.max_inflight_per_connection > 0,
+        "--max-inflight-per-connection must be more than 0"
+    );
+    config.max_batch_bytes = a.max_batch_bytes;
+    config.max_connections = a.max_connections;
+    config.max_inflight_per_connection = a.max_inflight_per_connection;
     let broker = Broker::start(config)?;
     tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
     let stop = broker.stop_flag();
@@ -273,14 +313,104 @@ fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
             c.create_topic_with(&name, partitions, &configs)?;
             println!("created topic {name} with {partitions} partitions");
         }
-        TopicCommand::List => {
+        TopicCommand::List { json } => {
             let m = c.metadata(None)?;
-            for t in m.topics {
-                println!("{}\t{}", t.name, t.partitions.len());
+            if json {
+                let items: Vec<String> = m
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{{\"name\":{},\"partitions\":{}}}",
+                            json_str(&t.name),
+                            t.partitions.len()
+                        )
+                    })
+                    .collect();
+                println!("{{\"topics\":[{}]}}", items.join(","));
+            } else {
+                for t in m.topics {
+                    println!("{}\t{}", t.name, t.partitions.len());
+                }
             }
+        }
+        TopicCommand::Describe { name, json } => {
+            let t = c.describe_topic(&name)?;
+            if json {
+                println!("{}", describe_json(&t));
+            } else {
+                let configs: Vec<String> =
+                    t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "topic {}  partitions {}  configs {}",
+                    t.name,
+                    t.partitions.len(),
+                    if configs.is_empty() {
+                        "(broker defaults)".to_owned()
+                    } else {
+                        configs.join(",")
+                    }
+                );
+                println!("partition\towner_shard\tearliest\tlatest\tbytes\tsegments");
+                for p in &t.partitions {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        p.partition,
+                        p.owner_shard,
+                        p.log_start_offset,
+                        p.high_watermark,
+                        p.size_bytes,
+                        p.segments
+                    );
+                }
+            }
+        }
+        TopicCommand::Delete { name } => {
+            c.delete_topic(&name)?;
+            println!("deleted topic {name}");
         }
     }
     Ok(())
+}
+
+/// A JSON string literal (names and settings are ASCII, but escape anyway).
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn describe_json(t: &shardlog::protocol::TopicDescription) -> String {
+    let configs: Vec<String> = t
+        .configs
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    let parts: Vec<String> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            format!(
+                "{{\"partition\":{},\"owner_shard\":{},\"earliest_offset\":{},\"latest_offset\":{},\"size_bytes\":{},\"segments\":{}}}",
+                p.partition, p.owner_shard, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
+            )
+        })
+        .collect();
+    format!(
+        "{{\"name\":{},\"configs\":{{{}}},\"partitions\":[{}]}}",
+        json_str(&t.name),
+        configs.join(","),
+        parts.join(",")
+    )
 }
 
 fn now_ms() -> i64 {
@@ -412,7 +542,15 @@ fn consume(a: ConsumeArgs) -> Result<()> {
                 max_bytes: 1 << 20,
             })
             .collect();
-        let results = c.fetch(&a.topic, &req, 8 << 20)?;
+        // Long polling: the broker answers as soon as there is data, or
+        // after the wait; no client-side sleeping or busy polling.
+        let wait = a
+            .idle_timeout_ms
+            .map_or(1000, |t| {
+                t.saturating_sub(last_data.elapsed().as_millis() as u64)
+            })
+            .clamp(1, 1000) as u32;
+        let results = c.fetch_wait(&a.topic, &req, 8 << 20, wait, 1)?;
         let mut got_any = false;
         for r in results {
             if let Some(e) = r.error {
@@ -455,8 +593,6 @@ fn consume(a: ConsumeArgs) -> Result<()> {
             {
                 break;
             }
-            // Until fetch long polling exists, poll gently.
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
     flush_or_quit(&mut out)

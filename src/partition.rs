@@ -101,6 +101,8 @@ pub enum PartitionError {
     TooLarge { bytes: usize, max: usize },
     #[error("produce carries no record batch")]
     Empty,
+    #[error("partition is closed: the broker is shutting down or the topic was deleted")]
+    Closed,
 }
 
 impl From<StorageError> for PartitionError {
@@ -155,7 +157,7 @@ pub struct Retained {
 const PATCHED_PREFIX_BYTES: usize = 16;
 
 fn closed() -> PartitionError {
-    PartitionError::Storage("partition is closed (topic deleted or broker shutting down)".into())
+    PartitionError::Closed
 }
 
 /// Wall-clock milliseconds: segment age and retention by time use the same
@@ -1147,7 +1149,7 @@ mod tests {
             p.close().await.unwrap();
             assert!(matches!(
                 p.append(&make_batch(2, 1, 1)),
-                Err(PartitionError::Storage(_))
+                Err(PartitionError::Closed)
             ));
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
                 .await

@@ -7,6 +7,7 @@
 //! Must never: interpret requests (the shard does) or let one connection's
 //! bad input affect another: every failure here ends at most that connection.
 
+use std::cell::Cell;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -40,6 +41,13 @@ pub struct BrokerConfig {
     pub max_inflight_per_connection: usize,
     /// Registered io_uring buffer memory per executor.
     pub io_memory_bytes: usize,
+    /// Largest run of record batches one produce may carry for one partition.
+    pub max_batch_bytes: usize,
+    /// Open client connections per shard; one more is answered with
+    /// TooManyConnections and closed.
+    pub max_connections: usize,
+    /// On stop, how long connections get to finish what is in flight.
+    pub drain_timeout: Duration,
     /// Segment roll and retention defaults; topics may override them.
     pub log: LogConfig,
     /// How often retention looks for segments to delete.
@@ -55,6 +63,9 @@ impl BrokerConfig {
             max_frame_bytes: 64 << 20,
             max_inflight_per_connection: 64,
             io_memory_bytes: 4 << 20,
+            max_batch_bytes: 16 << 20,
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
             retention_check: Duration::from_secs(30),
         }
@@ -164,7 +175,7 @@ async fn run_shard(
             fsync: config.fsync,
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
             log: config.log.clone(),
-            ..Default::default()
+            max_batch_bytes: config.max_batch_bytes,
         },
         retention_check: config.retention_check,
         advertised_host: config.listen.ip().to_string(),
@@ -190,9 +201,71 @@ async fn run_shard(
     let local = listener.local_addr().unwrap_or(config.listen);
     shard.start_background();
     let _ = ready.send(Ok(local));
-    accept_loop(&shard, &listener, &config, &stop).await;
+    let conns = Rc::new(Conns::default());
+    accept_loop(&shard, &listener, &config, &stop, &conns).await;
+    // A clean stop: no new connections (the listener closes), no new
+    // requests; what is in flight is answered (waiting fetches answer at
+    // once), then everything appended is flushed, fsynced and closed.
+    drop(listener);
+    tracing::info!(
+        shard = id,
+        connections = conns.open.get(),
+        "stopping: finishing requests in flight"
+    );
+    shard.begin_stop();
+    conns.stop_reading();
+    if !conns.drained(config.drain_timeout).await {
+        tracing::warn!(
+            shard = id,
+            connections = conns.open.get(),
+            "connections still busy after {:?}; closing anyway",
+            config.drain_timeout
+        );
+    }
     tracing::info!(shard = id, "stopping: flushing and closing partitions");
     shard.close().await
+}
+
+/// The shard's open connections: counted (for the limit and the drain) and
+/// told when to stop reading.
+#[derive(Default)]
+struct Conns {
+    open: Cell<usize>,
+    stopping: Cell<bool>,
+    /// Notified when the broker stops: readers stop taking requests.
+    stop: Rc<rt::Event>,
+    /// Notified whenever a connection ends.
+    closed: Rc<rt::Event>,
+}
+
+impl Conns {
+    fn stop_reading(&self) {
+        self.stopping.set(true);
+        self.stop.notify_all();
+    }
+
+    /// Waits (bounded) until every connection ended.
+    async fn drained(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        while self.open.get() > 0 {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            rt::timeout(deadline - now, rt::any_notified(vec![self.closed.clone()])).await;
+        }
+        true
+    }
+}
+
+/// Counts a connection while it lives.
+struct ConnGuard(Rc<Conns>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.open.set(self.0.open.get() - 1);
+        self.0.closed.notify_all();
+    }
 }
 
 async fn wait_for_stop(stop: &AtomicBool) {
@@ -206,6 +279,7 @@ async fn accept_loop(
     listener: &rt::TcpListener,
     config: &BrokerConfig,
     stop: &AtomicBool,
+    conns: &Rc<Conns>,
 ) {
     loop {
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
@@ -215,12 +289,32 @@ async fn accept_loop(
         .await;
         match next {
             None => return,
-            Some(Ok(stream)) => {
+            Some(Ok(mut stream)) => {
+                let peer = stream.peer_addr().ok();
+                if conns.open.get() >= config.max_connections {
+                    // Over the limit: say why, then hang up (in its own task,
+                    // so a client that does not read cannot stall accepting).
+                    let max = config.max_connections;
+                    tracing::warn!(?peer, max, "connection refused: at the connection limit");
+                    rt::spawn(async move {
+                        let msg = format!("the broker is at its limit of {max} connections (--max-connections); try again later");
+                        let frame = encode_response(&error_frame(0, ErrorCode::TooManyConnections, msg));
+                        let _ = rt::timeout(Duration::from_secs(5), stream.write_all(&frame)).await;
+                        let _ = stream.close().await;
+                    })
+                    .detach();
+                    continue;
+                }
+                conns.open.set(conns.open.get() + 1);
+                let guard = ConnGuard(conns.clone());
                 let shard = shard.clone();
                 let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
                 rt::spawn(async move {
-                    let peer = stream.peer_addr().ok();
-                    if let Err(e) = serve_connection(shard, stream, limits.0, limits.1).await {
+                    let _guard = guard;
+                    let conns = _guard.0.clone();
+                    if let Err(e) =
+                        serve_connection(shard, stream, limits.0, limits.1, &conns).await
+                    {
                         tracing::debug!(?peer, "connection ended: {e}");
                     }
                 })
@@ -259,6 +353,7 @@ async fn serve_connection(
     stream: rt::TcpStream,
     max_frame_bytes: usize,
     max_inflight: usize,
+    conns: &Conns,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = futures_lite::io::split(stream);
@@ -332,9 +427,24 @@ async fn serve_connection(
         // reserved for a large frame on every read would be quadratic.
         let room = (buf.capacity() - len).clamp(64 * 1024, 1 << 20);
         buf.resize(len + room, 0);
-        let n = match rd.read(&mut buf[len..]).await {
-            Ok(n) => n,
-            Err(e) => {
+        if conns.stopping.get() {
+            buf.truncate(len);
+            break; // stopping: answer what was read, take nothing new
+        }
+        let stop = rt::any_notified(vec![conns.stop.clone()]);
+        let read =
+            futures_lite::future::or(async { Some(rd.read(&mut buf[len..]).await) }, async {
+                stop.await;
+                None
+            })
+            .await;
+        let n = match read {
+            Some(Ok(n)) => n,
+            None => {
+                buf.truncate(len);
+                break;
+            }
+            Some(Err(e)) => {
                 buf.truncate(len);
                 tracing::debug!("read failed: {e}");
                 break;

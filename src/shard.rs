@@ -65,6 +65,7 @@ pub fn wire_error(e: &PartitionError) -> WireError {
         PartitionError::Storage(_) => ErrorCode::StorageError,
         PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
         PartitionError::Empty => ErrorCode::InvalidRequest,
+        PartitionError::Closed => ErrorCode::ShuttingDown,
     };
     WireError::new(code, e.to_string())
 }
@@ -605,6 +606,15 @@ impl Shard {
             });
         }
         out
+    }
+
+    /// The first step of a clean stop: background loops end and fetches
+    /// waiting for data answer now with what they have.
+    pub fn begin_stop(&self) {
+        self.stopping.set(true);
+        for p in self.all_partitions() {
+            p.data_event().notify_all();
+        }
     }
 
     /// Flushes and closes every partition (clean shutdown).

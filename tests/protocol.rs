@@ -232,3 +232,295 @@ fn every_acks_mode_makes_data_readable() {
     );
     assert_eq!(fetch_values(&mut c, "a", 0, 0), vec!["n", "l", "d"]);
 }
+
+fn part(partition: u32, fetch_offset: i64) -> FetchPartition {
+    FetchPartition {
+        partition,
+        fetch_offset,
+        max_bytes: 1 << 20,
+    }
+}
+
+#[test]
+fn a_waiting_fetch_is_woken_by_the_produce_that_brings_data() {
+    use std::time::{Duration, Instant};
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("lp", 2).unwrap();
+
+    // Nothing arrives: the fetch waits its max_wait (not less), then answers empty.
+    let t0 = Instant::now();
+    let r = c
+        .fetch_wait("lp", &[part(0, 0), part(1, 0)], 1 << 20, 300, 1)
+        .unwrap();
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
+    );
+    assert!(r.iter().all(|p| p.records.is_empty() && p.error.is_none()));
+
+    // A fetch waiting 20 s is answered as soon as a produce to one of its
+    // partitions becomes visible, with that data.
+    let addr = b.broker_arg();
+    let waiter = std::thread::spawn(move || {
+        let mut w = Client::connect(&addr).unwrap();
+        let t0 = Instant::now();
+        let r = w
+            .fetch_wait("lp", &[part(0, 0), part(1, 0)], 1 << 20, 20_000, 1)
+            .unwrap();
+        (t0.elapsed(), r)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        c.produce("lp", 1, batch_of(&["wake"]), Acks::Durable)
+            .unwrap(),
+        0
+    );
+    let (waited, r) = waiter.join().unwrap();
+    assert!(waited < Duration::from_secs(15), "not woken: {waited:?}");
+    assert!(r[0].records.is_empty());
+    let got: Vec<_> = Records::new(r[1].records.clone())
+        .unwrap()
+        .map(|r| r.unwrap().value.unwrap())
+        .collect();
+    assert_eq!(got, vec![Bytes::from_static(b"wake")]);
+
+    // min_bytes counts: one small batch does not satisfy 1 MiB, so the
+    // fetch waits out its time and returns what there is.
+    let t0 = Instant::now();
+    let r = c
+        .fetch_wait("lp", &[part(1, 0)], 1 << 20, 250, 1 << 20)
+        .unwrap();
+    assert!(t0.elapsed() >= Duration::from_millis(250));
+    assert!(!r[0].records.is_empty());
+    // An error (unknown partition) answers at once.
+    let t0 = Instant::now();
+    let r = c
+        .fetch_wait("lp", &[part(9, 0)], 1 << 20, 20_000, 1)
+        .unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(15));
+    assert_eq!(
+        r[0].error.as_ref().map(|e| e.code),
+        Some(ErrorCode::UnknownPartition)
+    );
+}
+
+#[test]
+fn topics_are_described_and_deleted_for_good() {
+    let dir = data_dir();
+    let mut b = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic_with("d", 2, &[("retention.ms".into(), "60000".into())])
+        .unwrap();
+    c.create_topic("keep", 1).unwrap();
+    for v in ["a", "b", "c"] {
+        c.produce("d", 1, batch_of(&[v, v]), Acks::Durable).unwrap();
+    }
+    let t = c.describe_topic("d").unwrap();
+    assert_eq!(
+        t.configs,
+        vec![("retention.ms".to_owned(), "60000".to_owned())]
+    );
+    assert_eq!(t.partitions.len(), 2);
+    let p1 = &t.partitions[1];
+    assert_eq!(
+        (p1.log_start_offset, p1.high_watermark, p1.segments),
+        (0, 6, 1)
+    );
+    assert!(p1.size_bytes > 0);
+    assert_eq!(
+        (t.partitions[0].high_watermark, t.partitions[0].size_bytes),
+        (0, 0)
+    );
+
+    // The CLI shows the same, also as JSON.
+    let ba = b.broker_arg();
+    let t = std::time::Duration::from_secs(30);
+    let out = run(
+        &["topic", "describe", "d", "--json", "--broker", &ba],
+        b"",
+        t,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let json = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        json.starts_with("{\"name\":\"d\",\"configs\":{\"retention.ms\":\"60000\"}"),
+        "{json}"
+    );
+    assert!(
+        json.contains(
+            "{\"partition\":1,\"owner_shard\":0,\"earliest_offset\":0,\"latest_offset\":6,"
+        ),
+        "{json}"
+    );
+    let out = run(&["topic", "list", "--json", "--broker", &ba], b"", t);
+    assert_eq!(
+        String::from_utf8(out.stdout.clone()).unwrap().trim(),
+        "{\"topics\":[{\"name\":\"d\",\"partitions\":2},{\"name\":\"keep\",\"partitions\":1}]}"
+    );
+    let out = run(&["topic", "describe", "nope", "--broker", &ba], b"", t);
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("unknown topic 'nope'"),
+        "{}",
+        out.stderr
+    );
+
+    // Delete: gone at once for every request kind, files removed.
+    let out = run(&["topic", "delete", "d", "--broker", &ba], b"", t);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(!dir.path().join("topics").join("d").exists());
+    let err = |r: Result<i64, ClientError>| r.unwrap_err().code();
+    assert_eq!(
+        err(c.produce("d", 0, batch_of(&["x"]), Acks::Durable)),
+        Some(ErrorCode::UnknownTopic)
+    );
+    assert_eq!(
+        c.describe_topic("d").unwrap_err().code(),
+        Some(ErrorCode::UnknownTopic)
+    );
+    assert_eq!(
+        c.delete_topic("d").unwrap_err().code(),
+        Some(ErrorCode::UnknownTopic)
+    );
+    // Recreated under the same name, it starts empty; and stays so across a restart.
+    c.create_topic("d", 1).unwrap();
+    assert_eq!(
+        c.produce("d", 0, batch_of(&["new"]), Acks::Durable)
+            .unwrap(),
+        0
+    );
+    drop(c);
+    assert!(b.terminate(std::time::Duration::from_secs(30)).success());
+    let b = Broker::start(dir.path(), &[]);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    assert_eq!(fetch_values(&mut c, "d", 0, 0), vec!["new"]);
+    assert_eq!(c.describe_topics(None).unwrap().len(), 2);
+    assert_eq!(c.list_offset("keep", 0, LIST_LATEST).unwrap(), 0);
+}
+
+#[test]
+fn limits_hold_at_their_bounds() {
+    use std::time::{Duration, Instant};
+    let dir = data_dir();
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--max-connections",
+            "2",
+            "--max-batch-bytes",
+            "4096",
+            "--max-frame-bytes",
+            "65536",
+            "--max-inflight-per-connection",
+            "2",
+        ],
+    );
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("l", 1).unwrap();
+
+    // Batch bytes: a run of exactly the limit is taken, one byte more is not.
+    let sized = |n: usize| {
+        let mut v = 0;
+        loop {
+            let b = batch_of(&[&"x".repeat(v)]);
+            if b.len() >= n {
+                assert_eq!(b.len(), n, "batch size steps by one byte here");
+                return b;
+            }
+            v += 1;
+        }
+    };
+    assert_eq!(c.produce("l", 0, sized(4096), Acks::Durable).unwrap(), 0);
+    let e = c.produce("l", 0, sized(4097), Acks::Durable).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge), "{e}");
+    assert!(e.to_string().contains("4097 bytes"), "{e}");
+
+    // In flight: 2 per connection; 50 pipelined requests all get answers, in order.
+    let ids: Vec<u32> = (0..50)
+        .map(|i| {
+            c.send(produce_request(
+                "l",
+                0,
+                batch_of(&[&i.to_string()]),
+                Acks::Durable,
+            ))
+            .unwrap()
+        })
+        .collect();
+    for (i, id) in ids.into_iter().enumerate() {
+        assert_eq!(c.recv_produce(id).unwrap(), 1 + i as i64);
+    }
+
+    // Frame bytes: a frame of exactly the limit is read (and found to be
+    // garbage), one byte more is refused before it is read.
+    let mut at = Client::connect(&b.broker_arg()).unwrap();
+    let mut frame = 65536u32.to_le_bytes().to_vec();
+    frame.extend(std::iter::repeat_n(0xab, 65536));
+    at.send_raw(&frame).unwrap();
+    assert_eq!(
+        at.recv().unwrap().result.unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
+    drop(at);
+    let mut over = loop {
+        // (the connection above may not be counted out yet)
+        let mut o = Client::connect(&b.broker_arg()).unwrap();
+        o.send_raw(&65537u32.to_le_bytes()).unwrap();
+        let r = o.recv().unwrap().result.unwrap_err();
+        if r.code != ErrorCode::TooManyConnections {
+            assert_eq!(r.code, ErrorCode::MessageTooLarge, "{r}");
+            break o;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(over.recv().is_err(), "closed after a frame over the limit");
+    drop(over);
+
+    // Connections: c plus one more; the third is told why and closed.
+    let start = Instant::now();
+    let mut second = loop {
+        let mut s = Client::connect(&b.broker_arg()).unwrap();
+        match s.api_versions() {
+            Ok(_) => break s,
+            Err(_) if start.elapsed() < Duration::from_secs(20) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => panic!("second connection refused: {e}"),
+        }
+    };
+    let mut third = Client::connect(&b.broker_arg()).unwrap();
+    let e = third.api_versions().unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::TooManyConnections), "{e}");
+    assert!(e.to_string().contains("limit of 2 connections"), "{e}");
+    // The CLI says the same in one line.
+    let out = run(
+        &["topic", "list", "--broker", &b.broker_arg()],
+        b"",
+        Duration::from_secs(30),
+    );
+    assert!(!out.status.success());
+    assert!(
+        out.stderr.contains("limit of 2 connections"),
+        "{}",
+        out.stderr
+    );
+    // Served connections are unharmed; a freed slot is taken again.
+    second.api_versions().unwrap();
+    drop(second);
+    let start = Instant::now();
+    loop {
+        let mut again = Client::connect(&b.broker_arg()).unwrap();
+        if again.api_versions().is_ok() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "slot never freed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fetch_values(&mut c, "l", 0, 1).len(), 50);
+}
