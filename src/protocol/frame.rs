@@ -97,4 +97,27 @@ mod tests {
         let mut buf = BytesMut::from(&prefix(0)[..]);
         assert_eq!(next_frame(&mut buf, 100), Err(FrameError::Empty));
     }
+
+    proptest::proptest! {
+        /// Any byte stream, in any chunks: frames come out whole and within
+        /// the limit, or an error stops the stream; never a panic, never a
+        /// frame longer than the limit.
+        #[test]
+        fn fuzz_frame_stream(
+            chunks in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300), 0..20),
+            max in 1usize..600,
+        ) {
+            let mut buf = BytesMut::new();
+            'feed: for c in chunks {
+                buf.extend_from_slice(&c);
+                loop {
+                    match next_frame(&mut buf, max) {
+                        Ok(Some(f)) => proptest::prop_assert!(!f.is_empty() && f.len() <= max),
+                        Ok(None) => break,
+                        Err(_) => break 'feed,
+                    }
+                }
+            }
+        }
+    }
 }
