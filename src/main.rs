@@ -99,6 +99,11 @@ struct ServeArgs {
     /// partition, in bytes (MessageTooLarge beyond).
     #[arg(long, default_value_t = 16 << 20)]
     max_batch_bytes: usize,
+    /// Memory per shard, in bytes, for tail buffers (half: 1 MiB per
+    /// partition, less when many share it, 64 KiB at least) and data
+    /// appended but not yet written (half: producers wait while it is full).
+    #[arg(long, default_value_t = 512 << 20)]
+    memory_budget: u64,
     /// Open client connections per shard; one more gets TooManyConnections.
     #[arg(long, default_value_t = 10_000)]
     max_connections: usize,
@@ -263,6 +268,11 @@ fn serve(a: ServeArgs) -> Result<()> {
         "--max-inflight-per-connection must be more than 0"
     );
     config.max_batch_bytes = a.max_batch_bytes;
+    anyhow::ensure!(
+        a.memory_budget >= 2 * a.max_batch_bytes as u64 && a.memory_budget >= 1 << 20,
+        "--memory-budget must be at least 1 MiB and twice --max-batch-bytes"
+    );
+    config.memory_budget = a.memory_budget;
     config.max_connections = a.max_connections;
     config.max_inflight_per_connection = a.max_inflight_per_connection;
     let broker = Broker::start(config)?;

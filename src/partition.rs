@@ -61,10 +61,76 @@ impl FsyncPolicy {
     }
 }
 
+/// Bytes appended but not yet written, summed over every partition of a
+/// shard, against the part of the shard's memory budget that may hold them.
+/// Producers are slowed (their connection is not read) while it is over, so
+/// a disk slower than the producers never makes memory grow without bound.
+pub struct MemoryGauge {
+    used: std::cell::Cell<u64>,
+    limit: u64,
+    freed: Rc<rt::Event>,
+}
+
+impl std::fmt::Debug for MemoryGauge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MemoryGauge({} of {})", self.used.get(), self.limit)
+    }
+}
+
+impl MemoryGauge {
+    pub fn new(limit: u64) -> Rc<MemoryGauge> {
+        Rc::new(MemoryGauge {
+            used: Default::default(),
+            limit,
+            freed: Rc::default(),
+        })
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.get()
+    }
+
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.used.get() > self.limit
+    }
+
+    fn add(&self, n: u64) {
+        self.used.set(self.used.get() + n);
+    }
+
+    fn sub(&self, n: u64) {
+        let used = self.used.get();
+        assert!(n <= used, "memory gauge: freeing {n} of {used} bytes");
+        self.used.set(used - n);
+        self.freed.notify_all();
+    }
+
+    /// Waits until the unwritten bytes are back under the limit (writes in
+    /// flight bring them down; a failed write releases its bytes too).
+    pub async fn wait_below(&self) {
+        if self.is_over() {
+            tracing::debug!(
+                used = self.used.get(),
+                limit = self.limit,
+                "producer waits for memory"
+            );
+        }
+        while self.is_over() {
+            rt::any_notified(vec![self.freed.clone()]).await;
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PartitionConfig {
     pub fsync: FsyncPolicy,
     pub tail_buffer_bytes: usize,
+    /// The shard's gauge of unwritten bytes (unlimited by default).
+    pub memory: Rc<MemoryGauge>,
     /// Largest record-batch run accepted in one produce for one partition.
     pub max_batch_bytes: usize,
     /// Roll and retention (the topic's overrides already applied).
@@ -76,6 +142,7 @@ impl Default for PartitionConfig {
         PartitionConfig {
             fsync: FsyncPolicy::Always,
             tail_buffer_bytes: segment::TAIL_BUFFER_BYTES,
+            memory: MemoryGauge::new(u64::MAX),
             max_batch_bytes: 16 << 20,
             log: LogConfig::default(),
         }
@@ -228,6 +295,8 @@ pub struct Partition {
     /// Serializes fdatasyncs: the group-commit point of `always`.
     sync_lock: LocalLock,
     io: std::cell::Cell<IoCounts>,
+    /// Bytes this partition holds in the shard's memory gauge.
+    counted: std::cell::Cell<u64>,
     /// Notified when the high watermark moves (and on close): long-polling
     /// fetches wait on it.
     data: Rc<rt::Event>,
@@ -332,6 +401,7 @@ impl Partition {
             write_lock: LocalLock::default(),
             sync_lock: LocalLock::default(),
             io: Default::default(),
+            counted: Default::default(),
             data: Rc::default(),
         }))
     }
@@ -438,6 +508,8 @@ impl Partition {
             pos += total;
         }
         debug_assert_eq!(pos, records.len());
+        self.config.memory.add(pos as u64);
+        self.counted.set(self.counted.get() + pos as u64);
         let next = st.next_offset;
         debug_assert_eq!(next, st.active().next_offset());
         Ok(Appended {
@@ -530,6 +602,9 @@ impl Partition {
     }
 
     fn fail(&self, st: &mut State, what: &str, e: impl std::fmt::Display) -> PartitionError {
+        // Nothing more will be written: release what the gauge holds for us,
+        // or producers to other partitions would wait forever.
+        self.config.memory.sub(self.counted.replace(0));
         let msg = format!("{what} of {}/{} failed: {e}", self.topic, self.id);
         tracing::error!("{msg}; the partition refuses writes until restart (reads go on)");
         st.failed = Some(msg.clone());
@@ -541,14 +616,19 @@ impl Partition {
         if self.reached(target, Level::Written)? {
             return Ok(());
         }
-        let (jobs, next_offset) = {
+        let (jobs, next_offset, job_bytes) = {
             let mut st = self.state.borrow_mut();
+            let job_bytes: u64 = st
+                .segments
+                .iter()
+                .map(|s| s.end_pos() - s.written_pos())
+                .sum();
             let jobs: Vec<_> = st
                 .segments
                 .iter_mut()
                 .filter_map(|s| s.take_flush())
                 .collect();
-            (jobs, st.next_offset)
+            (jobs, st.next_offset, job_bytes)
         };
         debug_assert!(!jobs.is_empty(), "unwritten offsets imply a flush job");
         let mut io = self.io.get();
@@ -585,6 +665,8 @@ impl Partition {
                 .expect("segments are not removed while writes are locked")
                 .complete_write(job.end_pos);
         }
+        self.counted.set(self.counted.get() - job_bytes);
+        self.config.memory.sub(job_bytes);
         let seals: Vec<_> = {
             let mut st = self.state.borrow_mut();
             debug_assert!(
@@ -594,6 +676,7 @@ impl Partition {
             st.written_offset = next_offset;
             if self.config.fsync != FsyncPolicy::Always {
                 st.high_watermark = next_offset;
+                self.data.notify_all();
             }
             st.segments
                 .iter_mut()
@@ -1646,6 +1729,44 @@ mod tests {
             );
             assert!(io.write_stages <= 6, "{io:?}");
             p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn unwritten_bytes_count_against_the_shard_memory_gauge() {
+        on_fresh_dir(|path| async move {
+            let gauge = MemoryGauge::new(64 << 10);
+            let cfg = PartitionConfig {
+                memory: gauge.clone(),
+                ..small_segments(1 << 20)
+            };
+            let a = Partition::open(&path, "a", 0, cfg.clone()).await.unwrap();
+            let b = Partition::open(&path, "b", 0, cfg).await.unwrap();
+            let mut next = (0, 0);
+            for i in 0..20 {
+                next.0 = a.append(&make_batch(i, 2, 2000)).unwrap().next_offset;
+                next.1 = b.append(&make_batch(i, 2, 2000)).unwrap().next_offset;
+            }
+            let held = gauge.used();
+            assert!(held > 128 << 10 && gauge.is_over(), "{gauge:?}");
+            a.flush_to(next.0, Level::Written).await.unwrap();
+            assert!(gauge.used() < held && gauge.used() > 0, "{gauge:?}");
+            // A producer waiting for room is let in once b's bytes are written.
+            let waiter = rt::spawn({
+                let gauge = gauge.clone();
+                async move { gauge.wait_below().await }
+            });
+            b.flush_to(next.1, Level::Written).await.unwrap();
+            waiter.await;
+            assert_eq!(gauge.used(), 0);
+            // A failed write releases what it held.
+            faults::inject(&partition_dir(&path, "a", 0), Fault::FailWrite(libc::EIO));
+            let n = a.append(&make_batch(99, 2, 2000)).unwrap().next_offset;
+            assert!(gauge.used() > 0);
+            assert!(a.flush_to(n, Level::Written).await.is_err());
+            assert_eq!(gauge.used(), 0);
+            faults::clear();
+            b.close().await.unwrap();
         });
     }
 }

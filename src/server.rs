@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::partition::{FsyncPolicy, PartitionConfig};
 use crate::protocol::codec::{decode_request, encode_response, BadRequest};
 use crate::protocol::frame::{self, FrameError};
-use crate::protocol::{ErrorCode, ResponseFrame, WireError};
+use crate::protocol::{ErrorCode, Request, ResponseFrame, WireError};
 use crate::rt;
 use crate::shard::{Shard, ShardConfig};
 use crate::storage::meta::LogConfig;
@@ -43,6 +43,9 @@ pub struct BrokerConfig {
     pub io_memory_bytes: usize,
     /// Largest run of record batches one produce may carry for one partition.
     pub max_batch_bytes: usize,
+    /// Memory per shard for tail buffers (half) and bytes appended but not
+    /// yet written (the other half); producers wait while it is used up.
+    pub memory_budget: u64,
     /// Open client connections per shard; one more is answered with
     /// TooManyConnections and closed.
     pub max_connections: usize,
@@ -64,6 +67,7 @@ impl BrokerConfig {
             max_inflight_per_connection: 64,
             io_memory_bytes: 4 << 20,
             max_batch_bytes: 16 << 20,
+            memory_budget: 512 << 20,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
@@ -176,7 +180,9 @@ async fn run_shard(
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
             log: config.log.clone(),
             max_batch_bytes: config.max_batch_bytes,
+            memory: crate::partition::MemoryGauge::new(config.memory_budget / 2),
         },
+        memory_budget: config.memory_budget,
         retention_check: config.retention_check,
         advertised_host: config.listen.ip().to_string(),
         advertised_port: config.listen.port(),
@@ -376,7 +382,15 @@ async fn serve_connection(
             let out = match frame::next_frame(&mut buf, max_frame_bytes) {
                 Ok(None) => break,
                 Ok(Some(f)) => match decode_request(&f) {
-                    Ok(req) => Outgoing::Pending(rt::spawn(shard.dispatch(req))),
+                    Ok(req) => {
+                        if matches!(req.request, Request::Produce(_)) {
+                            // Backpressure: while the shard holds its budget
+                            // of unwritten bytes, this connection waits (and
+                            // TCP slows the producer) before appending more.
+                            shard.memory().wait_below().await;
+                        }
+                        Outgoing::Pending(rt::spawn(shard.dispatch(req)))
+                    }
                     Err(BadRequest {
                         correlation_id: Some(c),
                         error,

@@ -33,6 +33,9 @@ pub struct ShardConfig {
     pub partition: PartitionConfig,
     /// How often retention looks for segments to delete.
     pub retention_check: std::time::Duration,
+    /// Memory for tail buffers (half of it) and unwritten bytes (the other
+    /// half, `partition.memory`).
+    pub memory_budget: u64,
     /// Host and port clients should use to reach this shard.
     pub advertised_host: String,
     pub advertised_port: u16,
@@ -95,13 +98,25 @@ impl Shard {
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
         let mut topics = BTreeMap::new();
         meta::empty_trash(&config.data_dir)?;
-        for m in meta::load_all(&config.data_dir)? {
-            let pc = topic_config(&config.partition, &m.configs).map_err(|detail| {
+        let metas = meta::load_all(&config.data_dir)?;
+        let count: u64 = metas.iter().map(|m| m.partitions() as u64).sum();
+        let tail = tail_buffer_for(config.memory_budget, count);
+        if count * MIN_TAIL_BUFFER_BYTES as u64 > config.memory_budget / 2 {
+            tracing::warn!(
+                partitions = count,
+                budget = config.memory_budget,
+                "the memory budget is too small for this many partitions at the smallest tail buffer; \
+                 tail buffers may exceed it (raise --memory-budget)"
+            );
+        }
+        for m in metas {
+            let mut pc = topic_config(&config.partition, &m.configs).map_err(|detail| {
                 StorageError::Corrupt {
                     path: crate::storage::topic_dir(&config.data_dir, &m.name),
                     detail,
                 }
             })?;
+            pc.tail_buffer_bytes = tail;
             let mut partitions = Vec::with_capacity(m.owners.len());
             for p in 0..m.partitions() {
                 partitions.push(Partition::open(&config.data_dir, &m.name, p, pc.clone()).await?);
@@ -125,6 +140,11 @@ impl Shard {
 
     pub fn id(&self) -> u16 {
         self.config.shard_id
+    }
+
+    /// The gauge of unwritten bytes producers wait on.
+    pub fn memory(&self) -> &crate::partition::MemoryGauge {
+        &self.config.partition.memory
     }
 
     fn all_partitions(&self) -> Vec<Rc<Partition>> {
@@ -315,8 +335,31 @@ impl Shard {
                 ));
             }
         }
-        let pc = topic_config(&self.config.partition, &configs)
+        let mut pc = topic_config(&self.config.partition, &configs)
             .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
+        // Tail buffers share half the memory budget: more partitions get
+        // smaller buffers, down to a floor; past that the topic is refused.
+        let have: u64 = self
+            .topics
+            .borrow()
+            .values()
+            .map(|t| t.partitions.len() as u64)
+            .sum();
+        let total = have + t.partitions as u64;
+        let room = self.config.memory_budget / 2 / MIN_TAIL_BUFFER_BYTES as u64;
+        if total > room {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "{} more partitions would make {total} on this shard; its memory budget of {} bytes \
+                     (--memory-budget) holds at most {room} ({} KiB tail buffer each)",
+                    t.partitions,
+                    self.config.memory_budget,
+                    MIN_TAIL_BUFFER_BYTES >> 10
+                ),
+            ));
+        }
+        pc.tail_buffer_bytes = tail_buffer_for(self.config.memory_budget, total);
         if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
             return Err(WireError::new(
                 ErrorCode::InvalidPartitions,
@@ -702,4 +745,18 @@ fn topic_config(
         log: broker.log.with_overrides(overrides)?,
         ..broker.clone()
     })
+}
+
+/// Smallest tail buffer a partition gets however many share the budget.
+pub const MIN_TAIL_BUFFER_BYTES: usize = 64 << 10;
+
+/// Tail buffer size when `partitions` share half of `budget`: the full 1 MiB
+/// when they fit, smaller (whole pages, at least the floor) when not.
+pub fn tail_buffer_for(budget: u64, partitions: u64) -> usize {
+    let share = budget / 2 / partitions.max(1);
+    let b = (share as usize).clamp(
+        MIN_TAIL_BUFFER_BYTES,
+        crate::storage::segment::TAIL_BUFFER_BYTES,
+    );
+    b / crate::rt::PAGE_BYTES * crate::rt::PAGE_BYTES
 }

@@ -243,9 +243,20 @@ fn part(partition: u32, fetch_offset: i64) -> FetchPartition {
 
 #[test]
 fn a_waiting_fetch_is_woken_by_the_produce_that_brings_data() {
+    long_poll("always");
+}
+
+/// Under `never` (and `interval`) data becomes visible at the write, not the
+/// fdatasync: the wake-up comes from there.
+#[test]
+fn a_waiting_fetch_is_woken_under_fsync_never_too() {
+    long_poll("never");
+}
+
+fn long_poll(fsync: &str) {
     use std::time::{Duration, Instant};
     let dir = data_dir();
-    let b = Broker::start(dir.path(), &[]);
+    let b = Broker::start(dir.path(), &["--fsync", fsync]);
     let mut c = Client::connect(&b.broker_arg()).unwrap();
     c.create_topic("lp", 2).unwrap();
 
@@ -523,4 +534,67 @@ fn limits_hold_at_their_bounds() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert_eq!(fetch_values(&mut c, "l", 0, 1).len(), 50);
+}
+
+#[test]
+fn memory_budget_bounds_partitions_and_holds_under_load() {
+    let dir = data_dir();
+    // 1 MiB per shard: 512 KiB of tail buffers (8 partitions at the 64 KiB
+    // floor) and 512 KiB of unwritten bytes.
+    let b = Broker::start(
+        dir.path(),
+        &["--memory-budget", "1048576", "--max-batch-bytes", "262144"],
+    );
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("m", 8).unwrap();
+    let e = c.create_topic("one-more", 1).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidPartitions), "{e}");
+    assert!(e.to_string().contains("holds at most 8"), "{e}");
+
+    // Far more than the budget in flight at once, from two connections: the
+    // broker slows them instead of holding it all, and loses nothing.
+    let big = |i: usize| batch_of(&[&format!("{i:06}{}", "z".repeat(200_000))]);
+    let addr = b.broker_arg();
+    let other = std::thread::spawn(move || {
+        let mut c2 = Client::connect(&addr).unwrap();
+        let ids: Vec<u32> = (0..40)
+            .map(|i| {
+                c2.send(produce_request("m", (i % 8) as u32, big(i), Acks::None))
+                    .unwrap()
+            })
+            .collect();
+        for id in ids {
+            c2.recv_produce(id).unwrap();
+        }
+    });
+    let ids: Vec<u32> = (0..40)
+        .map(|i| {
+            c.send(produce_request(
+                "m",
+                (i % 8) as u32,
+                big(100 + i),
+                Acks::Durable,
+            ))
+            .unwrap()
+        })
+        .collect();
+    for id in ids {
+        c.recv_produce(id).unwrap();
+    }
+    other.join().unwrap();
+    // (acks=none ones become visible once written: wait for them, bounded)
+    let start = std::time::Instant::now();
+    loop {
+        let total: i64 = (0..8)
+            .map(|p| c.list_offset("m", p, LIST_LATEST).unwrap())
+            .sum();
+        if total == 80 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{total} of 80"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
