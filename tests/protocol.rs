@@ -185,6 +185,43 @@ fn bad_requests_get_clear_errors_and_leave_the_log_intact() {
     assert_eq!(r.correlation_id, 4242);
     assert_eq!(r.result.unwrap_err().code, ErrorCode::UnsupportedVersion);
 
+    // A request kind this broker does not know (a newer client): a clear
+    // answer for that request, and the connection goes on.
+    {
+        use shardlog::protocol::generated as fb;
+        let mut fbb = flatbuffers::FlatBufferBuilder::new();
+        let body = fb::ApiVersionsRequest::create(&mut fbb, &fb::ApiVersionsRequestArgs {});
+        let env = fb::RequestEnvelope::create(
+            &mut fbb,
+            &fb::RequestEnvelopeArgs {
+                version: 1,
+                correlation_id: 777,
+                client_id: None,
+                request_type: fb::Request(200),
+                request: Some(body.as_union_value()),
+            },
+        );
+        fbb.finish(env, None);
+        let data = fbb.finished_data();
+        let mut frame = (data.len() as u32).to_le_bytes().to_vec();
+        frame.extend_from_slice(data);
+        c.send_raw(&frame).unwrap();
+        let r = c.recv().unwrap();
+        assert_eq!(r.correlation_id, 777);
+        let e = r.result.unwrap_err();
+        assert_eq!(e.code, ErrorCode::InvalidRequest);
+        assert!(e.message.contains("200"), "{e}");
+        assert_eq!(c.api_versions().unwrap().len(), ApiKey::ALL.len());
+    }
+    // A frame too short to hold any envelope: an error, then the hang-up.
+    let mut short = Client::connect(&b.broker_arg()).unwrap();
+    short.send_raw(&[2, 0, 0, 0, 7, 7]).unwrap();
+    assert_eq!(
+        short.recv().unwrap().result.unwrap_err().code,
+        ErrorCode::InvalidRequest
+    );
+    assert!(short.recv().is_err());
+
     // Garbage in a well-formed frame: an error answer, then the broker hangs up.
     let mut other = Client::connect(&b.broker_arg()).unwrap();
     other.send_raw(&[5, 0, 0, 0, 1, 2, 3, 4, 5]).unwrap();
