@@ -6,6 +6,7 @@ pub mod batch;
 pub mod client;
 pub mod partition;
 pub mod protocol;
+pub mod router;
 pub mod rt;
 pub mod server;
 pub mod shard;

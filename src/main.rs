@@ -63,10 +63,11 @@ struct ServeArgs {
     /// Address every shard accepts clients on.
     #[arg(long, default_value = "127.0.0.1:9400")]
     listen: SocketAddr,
-    /// Number of shards (executors). This build runs one; more arrive with
-    /// the thread-per-core work.
-    #[arg(long, default_value_t = 1)]
-    shards: usize,
+    /// Number of shards: executors, each pinned to its own CPU (unpinned,
+    /// with a warning, when there are more shards than CPUs). Default: every
+    /// CPU this process may use.
+    #[arg(long)]
+    shards: Option<u16>,
     /// When appended data is fdatasync'ed: always (before a durable produce is
     /// acknowledged, with group commit), interval:MS (every MS milliseconds;
     /// durable produces are acknowledged once written), or never (only when
@@ -225,12 +226,10 @@ fn serve(a: ServeArgs) -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    if a.shards != 1 {
-        bail!(
-            "--shards {}: this build runs exactly one shard (multi-shard support is not built yet)",
-            a.shards
-        );
-    }
+    let shards = a
+        .shards
+        .unwrap_or_else(|| shardlog::rt::allowed_cpus().len().clamp(1, 256) as u16);
+    anyhow::ensure!((1..=256).contains(&shards), "--shards must be 1 to 256");
     std::fs::create_dir_all(&a.data_dir)
         .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
     // Block SIGTERM/SIGINT before any thread starts, so every thread inherits
@@ -238,6 +237,7 @@ fn serve(a: ServeArgs) -> Result<()> {
     let signals = block_stop_signals()?;
     let mut config = BrokerConfig::new(a.data_dir.clone(), a.listen);
     config.fsync = a.fsync;
+    config.shards = shards;
     for (key, value) in [
         ("segment.bytes", a.segment_bytes.to_string()),
         ("segment.ms", a.segment_ms.to_string()),

@@ -157,22 +157,97 @@ fn free_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
 /// fail with EOPNOTSUPP. So each executor first opens, through DMA, a
 /// non-empty marker file on the data device and reads it, before any segment.
 pub async fn probe_polled_io(data_dir: &Path) -> io::Result<()> {
+    write_probe_marker(data_dir)?;
     let marker = data_dir.join(".io-probe");
-    let want = vec![0x5au8; PAGE_BYTES];
-    let ok = std::fs::read(&marker).map(|b| b == want).unwrap_or(false);
-    if !ok {
-        // Written with std::fs (not DMA) so the probe never sees an empty file.
-        let tmp = data_dir.join(".io-probe.tmp");
-        std::fs::write(&tmp, &want)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, &marker)?;
-    }
     let f = DirectFile::open_ro(&marker).await?;
     let got = f.read_at(0, PAGE_BYTES).await?;
     if got.len() != PAGE_BYTES {
         return Err(io::Error::other("polled-I/O probe read came back short"));
     }
     f.close().await
+}
+
+/// Writes the probe's marker file if it is missing or wrong. Written with
+/// std::fs (not DMA) so the probe never sees an empty file; the broker calls
+/// it once before the shards start, so they only read it.
+pub fn write_probe_marker(data_dir: &Path) -> io::Result<()> {
+    let marker = data_dir.join(".io-probe");
+    let want = vec![0x5au8; PAGE_BYTES];
+    if std::fs::read(&marker).map(|b| b == want).unwrap_or(false) {
+        return Ok(());
+    }
+    let tmp = data_dir.join(format!(".io-probe.tmp.{:?}", std::thread::current().id()));
+    std::fs::write(&tmp, &want)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, &marker)
+}
+
+/// Fails with EADDRINUSE if something listens on `addr`: binds a socket
+/// without SO_REUSEPORT and without listening (so no client can connect to
+/// it meanwhile), then closes it.
+pub fn check_addr_free(addr: std::net::SocketAddr) -> io::Result<()> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (domain, storage, len) = match addr {
+        std::net::SocketAddr::V4(a) => {
+            // SAFETY: plain-old-data struct, filled below.
+            let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr = libc::in_addr {
+                s_addr: u32::from_ne_bytes(a.ip().octets()),
+            };
+            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_storage is large enough for sockaddr_in.
+            unsafe { std::ptr::write(&mut st as *mut _ as *mut libc::sockaddr_in, sin) };
+            (libc::AF_INET, st, std::mem::size_of::<libc::sockaddr_in>())
+        }
+        std::net::SocketAddr::V6(a) => {
+            let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr = libc::in6_addr {
+                s6_addr: a.ip().octets(),
+            };
+            let mut st: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+            // SAFETY: sockaddr_storage is large enough for sockaddr_in6.
+            unsafe { std::ptr::write(&mut st as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            (
+                libc::AF_INET6,
+                st,
+                std::mem::size_of::<libc::sockaddr_in6>(),
+            )
+        }
+    };
+    // SAFETY: a new socket; owned (and closed) by OwnedFd.
+    let fd = unsafe { libc::socket(domain, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let _fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let one: libc::c_int = 1;
+    // SO_REUSEADDR (not REUSEPORT): TIME_WAIT leftovers do not count as busy.
+    // SAFETY: valid fd and option pointer.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_REUSEADDR,
+            &one as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: storage holds a valid address of `len` bytes.
+    let rc = unsafe {
+        libc::bind(
+            fd,
+            &storage as *const _ as *const libc::sockaddr,
+            len as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// Where an executor runs.
@@ -251,7 +326,8 @@ impl Event {
         }
     }
 
-    fn generation(&self) -> u64 {
+    /// Counts notifications: compare two readings to tell whether one came.
+    pub fn generation(&self) -> u64 {
         self.generation.get()
     }
 }
@@ -280,6 +356,126 @@ pub async fn timeout<T>(d: Duration, f: impl Future<Output = T>) -> Option<T> {
         None
     })
     .await
+}
+
+/// A full mesh of bounded channels between executors: every shard can send
+/// to every other, in order per pair. Built before the executors start (the
+/// ends are `Send`), connected on the executor that uses them.
+pub mod mesh {
+    use glommio::channels::shared_channel::{
+        self, ConnectedReceiver, ConnectedSender, SharedReceiver, SharedSender,
+    };
+
+    /// One executor's ends, not yet connected.
+    pub struct MeshEnd<T: Send + 'static> {
+        id: usize,
+        senders: Vec<Option<SharedSender<T>>>,
+        receivers: Vec<Option<SharedReceiver<T>>>,
+    }
+
+    /// `n` ends; end `i` sends to `j` on channel (i, j) and receives on (j, i).
+    pub fn full<T: Send + 'static>(n: usize, capacity: usize) -> Vec<MeshEnd<T>> {
+        let mut senders: Vec<Vec<Option<SharedSender<T>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        let mut receivers: Vec<Vec<Option<SharedReceiver<T>>>> =
+            (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+        for (i, row) in senders.iter_mut().enumerate() {
+            for (j, slot) in row.iter_mut().enumerate() {
+                if i != j {
+                    let (tx, rx) = shared_channel::new_bounded(capacity);
+                    *slot = Some(tx);
+                    receivers[j][i] = Some(rx);
+                }
+            }
+        }
+        senders
+            .into_iter()
+            .zip(receivers)
+            .enumerate()
+            .map(|(id, (senders, receivers))| MeshEnd {
+                id,
+                senders,
+                receivers,
+            })
+            .collect()
+    }
+
+    /// A connected end: send to any peer; one receiver per peer.
+    pub struct Mesh<T: Send + 'static> {
+        id: usize,
+        senders: Vec<Option<ConnectedSender<T>>>,
+    }
+
+    pub struct Inbox<T: Send + 'static> {
+        pub from: usize,
+        rx: ConnectedReceiver<T>,
+    }
+
+    impl<T: Send + 'static> Inbox<T> {
+        /// The next message from this peer; None once it is gone.
+        pub async fn recv(&self) -> Option<T> {
+            self.rx.recv().await
+        }
+    }
+
+    impl<T: Send + 'static> MeshEnd<T> {
+        /// Connects every channel end; each waits for its peer's end, so
+        /// they are all started at once (in order, two executors would wait
+        /// for each other).
+        pub async fn connect(self) -> (Mesh<T>, Vec<Inbox<T>>) {
+            let senders: Vec<_> = self
+                .senders
+                .into_iter()
+                .map(|s| s.map(|s| glommio::spawn_local(s.connect()).detach()))
+                .collect();
+            let receivers: Vec<_> = self
+                .receivers
+                .into_iter()
+                .enumerate()
+                .filter_map(|(from, r)| Some((from, glommio::spawn_local(r?.connect()).detach())))
+                .collect();
+            let mut connected = Vec::with_capacity(senders.len());
+            for s in senders {
+                connected.push(match s {
+                    Some(t) => Some(t.await.expect("mesh sender connects")),
+                    None => None,
+                });
+            }
+            let mut inboxes = Vec::with_capacity(receivers.len());
+            for (from, t) in receivers {
+                inboxes.push(Inbox {
+                    from,
+                    rx: t.await.expect("mesh receiver connects"),
+                });
+            }
+            (
+                Mesh {
+                    id: self.id,
+                    senders: connected,
+                },
+                inboxes,
+            )
+        }
+    }
+
+    impl<T: Send + 'static> Mesh<T> {
+        pub fn id(&self) -> usize {
+            self.id
+        }
+
+        pub fn peers(&self) -> usize {
+            self.senders.len()
+        }
+
+        /// Sends to peer `to` (waits while its channel is full: backpressure).
+        /// Err: the peer is gone.
+        pub async fn send(&self, to: usize, msg: T) -> Result<(), ()> {
+            match self.senders.get(to) {
+                Some(Some(s)) => s.send(msg).await.map_err(|_| ()),
+                _ => Err(()),
+            }
+        }
+    }
 }
 
 /// A bounded single-executor channel.

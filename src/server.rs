@@ -22,10 +22,13 @@ use thiserror::Error;
 use crate::partition::{FsyncPolicy, PartitionConfig};
 use crate::protocol::codec::{decode_request, encode_response, BadRequest};
 use crate::protocol::frame::{self, FrameError};
+use crate::protocol::NodeInfo;
 use crate::protocol::{ErrorCode, Request, ResponseFrame, WireError};
+use crate::router::{Msg, Router};
 use crate::rt;
 use crate::shard::{Shard, ShardConfig};
 use crate::storage::meta::LogConfig;
+use crate::storage::meta::TopicMeta;
 use crate::storage::segment::TAIL_BUFFER_BYTES;
 
 #[derive(Debug, Clone)]
@@ -46,6 +49,8 @@ pub struct BrokerConfig {
     /// Memory per shard for tail buffers (half) and bytes appended but not
     /// yet written (the other half); producers wait while it is used up.
     pub memory_budget: u64,
+    /// Number of shards (executors, one per CPU by default).
+    pub shards: u16,
     /// Open client connections per shard; one more is answered with
     /// TooManyConnections and closed.
     pub max_connections: usize,
@@ -68,6 +73,7 @@ impl BrokerConfig {
             io_memory_bytes: 4 << 20,
             max_batch_bytes: 16 << 20,
             memory_budget: 512 << 20,
+            shards: 1,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
@@ -103,44 +109,109 @@ pub struct Broker {
 }
 
 impl Broker {
-    /// Starts the shard executor, opens the data directory and binds the
-    /// listener; returns once the broker serves.
+    /// Loads the topics (reassigning owners if the shard count changed),
+    /// starts one executor per shard (pinned to its own CPU when there are
+    /// enough), connects them with the channel mesh, and returns once every
+    /// shard serves on the listen address.
     pub fn start(config: BrokerConfig) -> Result<Broker, ServerError> {
+        let n = config.shards.max(1);
+        let data = &config.data_dir;
+        std::fs::create_dir_all(crate::storage::topics_dir(data))
+            .map_err(|e| crate::storage::StorageError::io("create dir", data, e))?;
+        // Written once here, read by every executor (DESIGN.md: the probe).
+        rt::write_probe_marker(data)
+            .map_err(|e| crate::storage::StorageError::io("write", data, e))?;
+        // Every shard binds with SO_REUSEPORT, which would also let a second
+        // broker share this address silently, splitting the clients between
+        // the two: make sure nobody listens there yet.
+        if config.listen.port() != 0 {
+            rt::check_addr_free(config.listen).map_err(|source| ServerError::Listen {
+                addr: config.listen,
+                source,
+            })?;
+        }
+        crate::storage::meta::empty_trash(data)?;
+        let metas = crate::storage::meta::load_for_shards(data, n)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
         let cpus = rt::allowed_cpus();
-        let placement = cpus
-            .first()
-            .map_or(rt::Placement::Unbound, |&c| rt::Placement::Cpu(c));
-        let shard_id = 0u16;
-        let stop2 = stop.clone();
-        let cfg = config.clone();
-        let handle = rt::spawn_executor(
-            &format!("shard-{shard_id}"),
-            placement,
-            config.io_memory_bytes,
-            move || async move { run_shard(shard_id, cfg, stop2, ready_tx).await },
-        )
-        .map_err(ServerError::Executor)?;
-        match placement {
-            rt::Placement::Cpu(c) => tracing::info!(shard = shard_id, cpu = c, "shard pinned"),
-            rt::Placement::Unbound => tracing::warn!(shard = shard_id, "shard not pinned"),
+        let pinned = (n as usize) <= cpus.len();
+        if !pinned {
+            tracing::warn!(
+                shards = n,
+                cpus = cpus.len(),
+                "more shards than CPUs this process may use: shards are not pinned and share cores"
+            );
         }
-        let local_addr = match ready_rx.recv() {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(e)) => {
-                let _ = handle.join();
-                return Err(e);
+        let nodes: Vec<NodeInfo> = (0..n)
+            .map(|i| NodeInfo {
+                node_id: i as u32,
+                host: config.listen.ip().to_string(),
+                port: config.listen.port(),
+                shard: i,
+            })
+            .collect();
+        let mut handles = Vec::with_capacity(n as usize);
+        let opened = Arc::new(std::sync::Barrier::new(n as usize));
+        for (i, end) in
+            rt::mesh::full::<crate::router::Msg>(n as usize, crate::router::MESH_CAPACITY)
+                .into_iter()
+                .enumerate()
+        {
+            let id = i as u16;
+            let placement = if pinned {
+                rt::Placement::Cpu(cpus[i])
+            } else {
+                rt::Placement::Unbound
+            };
+            let (cfg, metas, nodes) = (config.clone(), metas.clone(), nodes.clone());
+            let (stop2, ready, opened) = (stop.clone(), ready_tx.clone(), opened.clone());
+            let started = rt::spawn_executor(
+                &format!("shard-{id}"),
+                placement,
+                config.io_memory_bytes,
+                move || async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await },
+            );
+            match started {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(ServerError::Executor(e));
+                }
             }
-            Err(_) => {
-                let _ = handle.join();
-                return Err(ServerError::Died(shard_id));
+            match placement {
+                rt::Placement::Cpu(c) => tracing::info!(shard = id, cpu = c, "shard pinned"),
+                rt::Placement::Unbound => tracing::info!(shard = id, "shard not pinned"),
             }
-        };
+        }
+        drop(ready_tx);
+        let mut local_addr = config.listen;
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(addr)) => local_addr = addr,
+                Ok(Err(e)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(e);
+                }
+                Err(_) => {
+                    stop.store(true, Ordering::Relaxed);
+                    for h in handles {
+                        let _ = h.join();
+                    }
+                    return Err(ServerError::Died(0));
+                }
+            }
+        }
         Ok(Broker {
             local_addr,
             stop,
-            handles: vec![handle],
+            handles,
         })
     }
 
@@ -166,11 +237,17 @@ impl Broker {
     }
 }
 
+// One executor's life: its arguments are what it is handed at spawn.
+#[allow(clippy::too_many_arguments)]
 async fn run_shard(
     id: u16,
     config: BrokerConfig,
+    metas: Vec<TopicMeta>,
+    nodes: Vec<NodeInfo>,
+    mesh: rt::mesh::MeshEnd<Msg>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
+    opened_barrier: Arc<std::sync::Barrier>,
 ) -> Result<(), String> {
     let shard_config = ShardConfig {
         shard_id: id,
@@ -184,10 +261,15 @@ async fn run_shard(
         },
         memory_budget: config.memory_budget,
         retention_check: config.retention_check,
-        advertised_host: config.listen.ip().to_string(),
-        advertised_port: config.listen.port(),
+        shard_count: config.shards.max(1),
+        nodes,
     };
-    let shard = match Shard::open(shard_config).await {
+    let opened = Shard::open(shard_config, metas).await;
+    // No shard listens before every shard has recovered its partitions: a
+    // client must never reach a broker that cannot serve all of them yet.
+    // (Blocking this thread is fine: nothing else runs on it yet.)
+    opened_barrier.wait();
+    let shard = match opened {
         Ok(s) => s,
         Err(e) => {
             let _ = ready.send(Err(e.into()));
@@ -205,10 +287,11 @@ async fn run_shard(
         }
     };
     let local = listener.local_addr().unwrap_or(config.listen);
+    let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns::default());
-    accept_loop(&shard, &listener, &config, &stop, &conns).await;
+    accept_loop(&router, &listener, &config, &stop, &conns).await;
     // A clean stop: no new connections (the listener closes), no new
     // requests; what is in flight is answered (waiting fetches answer at
     // once), then everything appended is flushed, fsynced and closed.
@@ -281,7 +364,7 @@ async fn wait_for_stop(stop: &AtomicBool) {
 }
 
 async fn accept_loop(
-    shard: &Rc<Shard>,
+    router: &Rc<Router>,
     listener: &rt::TcpListener,
     config: &BrokerConfig,
     stop: &AtomicBool,
@@ -313,13 +396,13 @@ async fn accept_loop(
                 }
                 conns.open.set(conns.open.get() + 1);
                 let guard = ConnGuard(conns.clone());
-                let shard = shard.clone();
+                let router = router.clone();
                 let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
                 rt::spawn(async move {
                     let _guard = guard;
                     let conns = _guard.0.clone();
                     if let Err(e) =
-                        serve_connection(shard, stream, limits.0, limits.1, &conns).await
+                        serve_connection(router, stream, limits.0, limits.1, &conns).await
                     {
                         tracing::debug!(?peer, "connection ended: {e}");
                     }
@@ -355,7 +438,7 @@ fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> Respons
 /// hands the tasks, in arrival order, to a writer that sends the responses in
 /// that same order. At most `max_inflight` requests are pending per connection.
 async fn serve_connection(
-    shard: Rc<Shard>,
+    router: Rc<Router>,
     stream: rt::TcpStream,
     max_frame_bytes: usize,
     max_inflight: usize,
@@ -387,9 +470,11 @@ async fn serve_connection(
                             // Backpressure: while the shard holds its budget
                             // of unwritten bytes, this connection waits (and
                             // TCP slows the producer) before appending more.
-                            shard.memory().wait_below().await;
+                            router.shard().memory().wait_below().await;
                         }
-                        Outgoing::Pending(rt::spawn(shard.dispatch(req)))
+                        // Appends and hand-offs to other shards happen in
+                        // `admit`, before the next request is read: order.
+                        Outgoing::Pending(rt::spawn(router.admit(req).await))
                     }
                     Err(BadRequest {
                         correlation_id: Some(c),

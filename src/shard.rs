@@ -4,10 +4,15 @@
 //! turning typed requests into typed responses, and the mapping of library
 //! errors to wire error codes (`wire_error`: the one place it happens).
 //!
-//! Must never: do socket I/O (the server does), or share its state with
-//! another thread: everything here is `Rc`, reached only from its executor.
-//! Today one shard owns every partition; the thread-per-core issue adds the
-//! channel mesh that routes requests to the owning shard.
+//! Every shard knows every topic (its `TopicMeta`: partitions, owners,
+//! settings) but opens only the partitions it owns; requests reaching
+//! `dispatch` name only those (the router splits the rest off to their
+//! owners). Topic creation and deletion are driven by the router's
+//! controller (shard 0), which calls `open_topic`/`drop_topic` on every shard.
+//!
+//! Must never: do socket I/O (the server does), touch another shard's
+//! partitions, or share its state with another thread: everything here is
+//! `Rc`, reached only from its executor.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashSet};
@@ -21,7 +26,7 @@ use crate::partition::{
 };
 use crate::protocol::*;
 use crate::rt;
-use crate::storage::meta::{self, TopicMeta, MAX_PARTITIONS};
+use crate::storage::meta::{TopicMeta, MAX_PARTITIONS};
 use crate::storage::{validate_topic_name, StorageError};
 
 #[derive(Debug, Clone)]
@@ -36,14 +41,16 @@ pub struct ShardConfig {
     /// Memory for tail buffers (half of it) and unwritten bytes (the other
     /// half, `partition.memory`).
     pub memory_budget: u64,
-    /// Host and port clients should use to reach this shard.
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// Shards in this broker.
+    pub shard_count: u16,
+    /// Every shard as clients reach it (Metadata answers with these).
+    pub nodes: Vec<NodeInfo>,
 }
 
 struct Topic {
     meta: TopicMeta,
-    partitions: Vec<Rc<Partition>>,
+    /// By partition id: Some for the partitions this shard owns.
+    partitions: Vec<Option<Rc<Partition>>>,
 }
 
 pub struct Shard {
@@ -89,53 +96,121 @@ fn unknown_partition(name: &str, p: u32, count: usize) -> WireError {
 
 impl Shard {
     /// Opens the shard: the polled-I/O probe first (before any segment), then
-    /// every topic found under the data directory.
-    pub async fn open(config: ShardConfig) -> Result<Rc<Shard>, StorageError> {
+    /// the partitions it owns of every topic in `metas` (the broker loaded
+    /// and, for a new shard count, reassigned them before the shards started).
+    pub async fn open(
+        config: ShardConfig,
+        metas: Vec<TopicMeta>,
+    ) -> Result<Rc<Shard>, StorageError> {
         std::fs::create_dir_all(crate::storage::topics_dir(&config.data_dir))
             .map_err(|e| StorageError::io("create dir", &config.data_dir, e))?;
         rt::probe_polled_io(&config.data_dir)
             .await
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
-        let mut topics = BTreeMap::new();
-        meta::empty_trash(&config.data_dir)?;
-        let metas = meta::load_all(&config.data_dir)?;
-        let count: u64 = metas.iter().map(|m| m.partitions() as u64).sum();
-        let tail = tail_buffer_for(config.memory_budget, count);
-        if count * MIN_TAIL_BUFFER_BYTES as u64 > config.memory_budget / 2 {
+        let shard = Rc::new(Shard {
+            config,
+            stopping: std::cell::Cell::new(false),
+            topics: RefCell::new(BTreeMap::new()),
+            creating: RefCell::new(HashSet::new()),
+        });
+        let id = shard.config.shard_id;
+        let count: u64 = metas
+            .iter()
+            .map(|m| m.owners.iter().filter(|&&o| o == id).count() as u64)
+            .sum();
+        if count * MIN_TAIL_BUFFER_BYTES as u64 > shard.config.memory_budget / 2 {
             tracing::warn!(
+                shard = id,
                 partitions = count,
-                budget = config.memory_budget,
+                budget = shard.config.memory_budget,
                 "the memory budget is too small for this many partitions at the smallest tail buffer; \
                  tail buffers may exceed it (raise --memory-budget)"
             );
         }
         for m in metas {
-            let mut pc = topic_config(&config.partition, &m.configs).map_err(|detail| {
-                StorageError::Corrupt {
-                    path: crate::storage::topic_dir(&config.data_dir, &m.name),
+            let name = m.name.clone();
+            shard
+                .open_topic(m)
+                .await
+                .map_err(|detail| StorageError::Corrupt {
+                    path: crate::storage::topic_dir(&shard.config.data_dir, &name),
                     detail,
-                }
-            })?;
-            pc.tail_buffer_bytes = tail;
-            let mut partitions = Vec::with_capacity(m.owners.len());
-            for p in 0..m.partitions() {
-                partitions.push(Partition::open(&config.data_dir, &m.name, p, pc.clone()).await?);
-            }
-            tracing::info!(topic = %m.name, partitions = m.partitions(), "topic loaded");
-            topics.insert(
-                m.name.clone(),
-                Topic {
-                    meta: m,
-                    partitions,
-                },
-            );
+                })?;
         }
-        Ok(Rc::new(Shard {
-            config,
-            stopping: std::cell::Cell::new(false),
-            topics: RefCell::new(topics),
-            creating: RefCell::new(HashSet::new()),
-        }))
+        Ok(shard)
+    }
+
+    /// Registers a topic and opens the partitions this shard owns of it.
+    pub async fn open_topic(&self, m: TopicMeta) -> Result<(), String> {
+        let id = self.config.shard_id;
+        let mut pc = topic_config(&self.config.partition, &m.configs)?;
+        let owned_before: u64 = self
+            .topics
+            .borrow()
+            .values()
+            .map(|t| t.partitions.iter().flatten().count() as u64)
+            .sum();
+        let mine = m.owners.iter().filter(|&&o| o == id).count() as u64;
+        pc.tail_buffer_bytes = tail_buffer_for(self.config.memory_budget, owned_before + mine);
+        let mut partitions = Vec::with_capacity(m.owners.len());
+        for (p, &owner) in m.owners.iter().enumerate() {
+            partitions.push(if owner == id {
+                Some(
+                    Partition::open(&self.config.data_dir, &m.name, p as u32, pc.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            });
+        }
+        if mine > 0 {
+            tracing::info!(shard = id, topic = %m.name, partitions = mine, "partitions opened");
+        }
+        self.topics.borrow_mut().insert(
+            m.name.clone(),
+            Topic {
+                meta: m,
+                partitions,
+            },
+        );
+        Ok(())
+    }
+
+    /// Unregisters a topic (new requests get UnknownTopic at once) and
+    /// closes the partitions this shard owns of it (appends already accepted
+    /// are written first). The controller removes the files afterwards.
+    pub async fn drop_topic(&self, name: &str) -> Result<(), String> {
+        let topic = self.topics.borrow_mut().remove(name);
+        let Some(topic) = topic else {
+            return Ok(());
+        };
+        for p in topic.partitions.iter().flatten() {
+            if let Err(e) = p.close().await {
+                tracing::warn!(topic = name, partition = p.id(), "close before delete: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Owner shard of a partition, if the topic and partition exist.
+    pub fn owner(&self, topic: &str, p: u32) -> Option<u16> {
+        self.topics
+            .borrow()
+            .get(topic)
+            .and_then(|t| t.meta.owners.get(p as usize).copied())
+    }
+
+    pub fn topic_exists(&self, name: &str) -> bool {
+        self.topics.borrow().contains_key(name)
+    }
+
+    pub fn shard_count(&self) -> u16 {
+        self.config.shard_count
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.config.data_dir
     }
 
     pub fn id(&self) -> u16 {
@@ -151,7 +226,7 @@ impl Shard {
         self.topics
             .borrow()
             .values()
-            .flat_map(|t| t.partitions.iter().cloned())
+            .flat_map(|t| t.partitions.iter().flatten().cloned())
             .collect()
     }
 
@@ -197,10 +272,18 @@ impl Shard {
     fn partition(&self, topic: &str, p: u32) -> Result<Rc<Partition>, WireError> {
         let topics = self.topics.borrow();
         let t = topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
-        t.partitions
-            .get(p as usize)
-            .cloned()
-            .ok_or_else(|| unknown_partition(topic, p, t.partitions.len()))
+        match t.partitions.get(p as usize) {
+            None => Err(unknown_partition(topic, p, t.partitions.len())),
+            Some(Some(part)) => Ok(part.clone()),
+            // The router sends a shard only its own partitions.
+            Some(None) => Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "partition {p} of '{topic}' is owned by shard {}, not {}",
+                    t.meta.owners[p as usize], self.config.shard_id
+                ),
+            )),
+        }
     }
 
     /// Handles one request. Work that must keep arrival order (appends) runs
@@ -233,11 +316,16 @@ impl Shard {
                 let r = done(Response::Metadata(self.metadata(topics)));
                 Box::pin(async move { r })
             }
-            Request::CreateTopics(topics) => {
-                let shard = self.clone();
-                Box::pin(
-                    async move { done(Response::CreateTopics(shard.create_topics(topics).await)) },
-                )
+            Request::CreateTopics(_) | Request::DeleteTopics(_) => {
+                // The router's controller handles these (one metadata writer).
+                let r = ResponseFrame {
+                    correlation_id,
+                    result: Err(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        "topic administration goes through the router's controller",
+                    )),
+                };
+                Box::pin(async move { r })
             }
             Request::Produce(p) => {
                 let pending = self.append_all(&p);
@@ -252,12 +340,6 @@ impl Shard {
             Request::ListOffsets(l) => {
                 let shard = self.clone();
                 Box::pin(async move { done(Response::ListOffsets(shard.list_offsets(l).await)) })
-            }
-            Request::DeleteTopics(names) => {
-                let shard = self.clone();
-                Box::pin(
-                    async move { done(Response::DeleteTopics(shard.delete_topics(names).await)) },
-                )
             }
             Request::DescribeTopics { topics } => {
                 let r = done(Response::DescribeTopics(self.describe_topics(topics)));
@@ -298,68 +380,16 @@ impl Shard {
                 .collect(),
         };
         MetadataResponse {
-            nodes: vec![NodeInfo {
-                node_id: self.config.shard_id as u32,
-                host: self.config.advertised_host.clone(),
-                port: self.config.advertised_port,
-                shard: self.config.shard_id,
-            }],
+            nodes: self.config.nodes.clone(),
             topics,
         }
     }
 
-    async fn create_topics(&self, topics: Vec<CreateTopic>) -> Vec<TopicResult> {
-        let mut out = Vec::with_capacity(topics.len());
-        for t in topics {
-            let error = self.create_topic(&t).await.err();
-            if error.is_none() {
-                tracing::info!(topic = %t.name, partitions = t.partitions, "topic created");
-            }
-            out.push(TopicResult {
-                name: t.name,
-                error,
-            });
-        }
-        out
-    }
-
-    async fn create_topic(&self, t: &CreateTopic) -> Result<(), WireError> {
+    /// Checks a topic to create (name, partitions, settings, not existing)
+    /// and marks it as being created; `creation_done` unmarks it.
+    pub fn begin_create(&self, t: &CreateTopic) -> Result<BTreeMap<String, String>, WireError> {
         validate_topic_name(&t.name)
             .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
-        let mut configs = std::collections::BTreeMap::new();
-        for (k, v) in &t.configs {
-            if configs.insert(k.clone(), v.clone()).is_some() {
-                return Err(WireError::new(
-                    ErrorCode::InvalidConfig,
-                    format!("topic config {k:?} given twice"),
-                ));
-            }
-        }
-        let mut pc = topic_config(&self.config.partition, &configs)
-            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
-        // Tail buffers share half the memory budget: more partitions get
-        // smaller buffers, down to a floor; past that the topic is refused.
-        let have: u64 = self
-            .topics
-            .borrow()
-            .values()
-            .map(|t| t.partitions.len() as u64)
-            .sum();
-        let total = have + t.partitions as u64;
-        let room = self.config.memory_budget / 2 / MIN_TAIL_BUFFER_BYTES as u64;
-        if total > room {
-            return Err(WireError::new(
-                ErrorCode::InvalidPartitions,
-                format!(
-                    "{} more partitions would make {total} on this shard; its memory budget of {} bytes \
-                     (--memory-budget) holds at most {room} ({} KiB tail buffer each)",
-                    t.partitions,
-                    self.config.memory_budget,
-                    MIN_TAIL_BUFFER_BYTES >> 10
-                ),
-            ));
-        }
-        pc.tail_buffer_bytes = tail_buffer_for(self.config.memory_budget, total);
         if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
             return Err(WireError::new(
                 ErrorCode::InvalidPartitions,
@@ -369,6 +399,17 @@ impl Shard {
                 ),
             ));
         }
+        let mut configs = BTreeMap::new();
+        for (k, v) in &t.configs {
+            if configs.insert(k.clone(), v.clone()).is_some() {
+                return Err(WireError::new(
+                    ErrorCode::InvalidConfig,
+                    format!("topic config {k:?} given twice"),
+                ));
+            }
+        }
+        topic_config(&self.config.partition, &configs)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
         if self.topics.borrow().contains_key(&t.name)
             || !self.creating.borrow_mut().insert(t.name.clone())
         {
@@ -377,35 +418,59 @@ impl Shard {
                 format!("topic '{}' already exists", t.name),
             ));
         }
-        let result = self.create_topic_files(t, configs, pc).await;
-        self.creating.borrow_mut().remove(&t.name);
-        let topic = result.map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
-        self.topics.borrow_mut().insert(t.name.clone(), topic);
-        Ok(())
+        Ok(configs)
     }
 
-    /// Metadata first, then the partitions: a crash in between leaves a topic
-    /// whose missing partition directories are created on the next start.
-    async fn create_topic_files(
-        &self,
-        t: &CreateTopic,
-        configs: std::collections::BTreeMap<String, String>,
-        pc: PartitionConfig,
-    ) -> Result<Topic, StorageError> {
-        let m = TopicMeta {
-            name: t.name.clone(),
-            owners: vec![self.config.shard_id; t.partitions as usize],
-            configs,
-        };
-        meta::store(&self.config.data_dir, &m)?;
-        let mut partitions = Vec::with_capacity(t.partitions as usize);
-        for p in 0..t.partitions {
-            partitions.push(Partition::open(&self.config.data_dir, &t.name, p, pc.clone()).await?);
+    /// Marks a topic name as busy (being created or deleted); false if it is.
+    pub fn lock_name(&self, name: &str) -> bool {
+        self.creating.borrow_mut().insert(name.to_owned())
+    }
+
+    pub fn creation_done(&self, name: &str) {
+        self.creating.borrow_mut().remove(name);
+    }
+
+    pub fn is_creating(&self, name: &str) -> bool {
+        self.creating.borrow().contains(name)
+    }
+
+    /// Owners for a new topic's partitions: each to the shard with the
+    /// fewest partitions so far (ties: the lowest id), so shards carry about
+    /// the same number. Refused when a shard's memory budget cannot hold its
+    /// share (tail buffers at their floor).
+    pub fn assign_owners(&self, partitions: u32) -> Result<Vec<u16>, WireError> {
+        let n = self.config.shard_count.max(1) as usize;
+        let mut load = vec![0u64; n];
+        for t in self.topics.borrow().values() {
+            for &o in &t.meta.owners {
+                if (o as usize) < n {
+                    load[o as usize] += 1;
+                }
+            }
         }
-        Ok(Topic {
-            meta: m,
-            partitions,
-        })
+        let mut owners = Vec::with_capacity(partitions as usize);
+        for _ in 0..partitions {
+            let (s, _) = load
+                .iter()
+                .enumerate()
+                .min_by_key(|&(i, &l)| (l, i))
+                .expect("at least one shard");
+            load[s] += 1;
+            owners.push(s as u16);
+        }
+        let room = self.config.memory_budget / 2 / MIN_TAIL_BUFFER_BYTES as u64;
+        if let Some((s, &l)) = load.iter().enumerate().find(|&(_, &l)| l > room) {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "{partitions} more partitions would make {l} on shard {s}; its memory budget of {} bytes \
+                     (--memory-budget) holds at most {room} ({} KiB tail buffer each)",
+                    self.config.memory_budget,
+                    MIN_TAIL_BUFFER_BYTES >> 10
+                ),
+            ));
+        }
+        Ok(owners)
     }
 
     /// The synchronous half of a produce: validate and append every
@@ -445,6 +510,18 @@ impl Shard {
     /// (then reads again) or `max_wait_ms` passed. Never a busy loop: a
     /// waiting fetch costs nothing until a write wakes it.
     async fn fetch(&self, req: FetchRequest) -> Vec<FetchTopicResult> {
+        self.fetch_waking(req, None).await
+    }
+
+    /// A fetch that also ends its wait when `wake` is notified: the router
+    /// wakes the other parts of a fetch split over shards once one part has
+    /// its data.
+    pub async fn fetch_waking(
+        &self,
+        req: FetchRequest,
+        wake: Option<Rc<rt::Event>>,
+    ) -> Vec<FetchTopicResult> {
+        let woken_at = wake.as_ref().map(|w| w.generation());
         let deadline = std::time::Instant::now()
             + std::time::Duration::from_millis(req.max_wait_ms.min(MAX_FETCH_WAIT_MS) as u64);
         loop {
@@ -455,10 +532,13 @@ impl Shard {
                 || errors
                 || now >= deadline
                 || self.stopping.get()
+                || wake
+                    .as_ref()
+                    .is_some_and(|w| Some(w.generation()) != woken_at)
             {
                 return out;
             }
-            let events: Vec<_> = req
+            let mut events: Vec<_> = req
                 .topics
                 .iter()
                 .flat_map(|t| t.partitions.iter().map(move |p| (&t.name, p.partition)))
@@ -469,6 +549,7 @@ impl Shard {
             if events.is_empty() {
                 return out;
             }
+            events.extend(wake.iter().cloned());
             rt::timeout(deadline - now, rt::any_notified(events)).await;
         }
     }
@@ -528,43 +609,6 @@ impl Shard {
         (out, total, errors)
     }
 
-    /// Deletes topics: gone from every lookup at once (new requests get
-    /// UnknownTopic), partitions flushed and closed, files removed.
-    async fn delete_topics(&self, names: Vec<String>) -> Vec<TopicResult> {
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let error = self.delete_topic(&name).await.err();
-            if error.is_none() {
-                tracing::info!(topic = %name, "topic deleted");
-            }
-            out.push(TopicResult { name, error });
-        }
-        out
-    }
-
-    async fn delete_topic(&self, name: &str) -> Result<(), WireError> {
-        if self.creating.borrow().contains(name) {
-            return Err(WireError::new(
-                ErrorCode::InvalidRequest,
-                format!("topic '{name}' is being created; retry"),
-            ));
-        }
-        let topic = self
-            .topics
-            .borrow_mut()
-            .remove(name)
-            .ok_or_else(|| unknown_topic(name))?;
-        for p in &topic.partitions {
-            // Appends already accepted are written before the files go; a
-            // failure here cannot lose anything the delete does not remove.
-            if let Err(e) = p.close().await {
-                tracing::warn!(topic = name, partition = p.id(), "close before delete: {e}");
-            }
-        }
-        meta::remove(&self.config.data_dir, name)
-            .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))
-    }
-
     fn describe_topics(&self, wanted: Option<Vec<String>>) -> Vec<TopicDescription> {
         let topics = self.topics.borrow();
         let describe = |name: &str, t: &Topic| TopicDescription {
@@ -580,7 +624,8 @@ impl Shard {
                 .partitions
                 .iter()
                 .zip(&t.meta.owners)
-                .map(|(p, &owner)| PartitionDescription {
+                .filter_map(|(p, &owner)| Some((p.as_ref()?, owner)))
+                .map(|(p, owner)| PartitionDescription {
                     partition: p.id(),
                     owner_shard: owner,
                     log_start_offset: p.log_start_offset(),

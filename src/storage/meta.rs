@@ -27,6 +27,9 @@ pub struct TopicMeta {
     /// broker's defaults. Only what the creator set is stored, so a topic
     /// without an override follows a changed broker default.
     pub configs: BTreeMap<String, String>,
+    /// How many shards the broker had when the owners were assigned (0:
+    /// unknown); a start with another count reassigns them.
+    pub shards: u16,
 }
 
 /// How a partition log rolls and what retention keeps (Kafka's names).
@@ -146,6 +149,9 @@ impl TopicMeta {
         for (k, v) in &self.configs {
             body.push_str(&format!("config.{k}={v}\n"));
         }
+        if self.shards > 0 {
+            body.push_str(&format!("shards={}\n", self.shards));
+        }
         let crc = crc32fast::hash(body.as_bytes());
         body.push_str(&format!("crc={crc:08x}\n"));
         body
@@ -171,12 +177,14 @@ impl TopicMeta {
         let mut partitions = None;
         let mut owners = Vec::new();
         let mut configs = BTreeMap::new();
+        let mut shards = 0;
         for line in lines {
             let (k, v) = line
                 .split_once('=')
                 .ok_or_else(|| format!("bad line {line:?}"))?;
             match k {
                 "name" => name = Some(v.to_owned()),
+                "shards" => shards = v.parse::<u16>().map_err(|e| format!("shards: {e}"))?,
                 "partitions" => {
                     partitions = Some(v.parse::<u32>().map_err(|e| format!("partitions: {e}"))?)
                 }
@@ -207,6 +215,7 @@ impl TopicMeta {
             name,
             owners,
             configs,
+            shards,
         })
     }
 }
@@ -228,6 +237,51 @@ pub fn store(data_dir: &Path, meta: &TopicMeta) -> Result<(), StorageError> {
     write().map_err(|e| StorageError::io("write", &path, e))?;
     sync_dir(&dir)?;
     sync_dir(&topics_dir(data_dir))
+}
+
+/// Loads every topic and makes its owners fit `shards` shards: a topic
+/// stored under another shard count gets its partitions spread again (the
+/// files are per partition, so nothing moves on disk), rewritten, and a log
+/// line says so. Partitions go round-robin over the shards in topic order,
+/// so every shard carries about the same number.
+pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, StorageError> {
+    assert!(shards > 0);
+    let mut metas = load_all(data_dir)?;
+    let mut load = vec![0u64; shards as usize];
+    for m in &metas {
+        if m.shards == shards && m.owners.iter().all(|&o| o < shards) {
+            for &o in &m.owners {
+                load[o as usize] += 1;
+            }
+        }
+    }
+    for m in &mut metas {
+        if m.shards == shards && m.owners.iter().all(|&o| o < shards) {
+            continue;
+        }
+        let before = m.owners.clone();
+        for o in m.owners.iter_mut() {
+            let (s, _) = load
+                .iter()
+                .enumerate()
+                .min_by_key(|&(i, &l)| (l, i))
+                .expect("at least one shard");
+            load[s] += 1;
+            *o = s as u16;
+        }
+        if m.shards != 0 || before.iter().any(|&o| o >= shards) {
+            tracing::warn!(
+                topic = %m.name,
+                was = m.shards,
+                now = shards,
+                "shard count changed: partitions reassigned {before:?} -> {:?}",
+                m.owners
+            );
+        }
+        m.shards = shards;
+        store(data_dir, m)?;
+    }
+    Ok(metas)
 }
 
 /// `DATA/trash`: deleted topics move here (one atomic rename), then go.
@@ -309,6 +363,7 @@ mod tests {
             name: "orders".into(),
             owners: vec![0, 1, 0],
             configs: BTreeMap::from([("retention.ms".to_owned(), "60000".to_owned())]),
+            shards: 2,
         };
         let text = m.encode();
         assert_eq!(TopicMeta::decode(&text).unwrap(), m);
@@ -339,11 +394,13 @@ mod tests {
             name: "a".into(),
             owners: vec![0; 3],
             configs: BTreeMap::new(),
+            shards: 0,
         };
         let b = TopicMeta {
             name: "b".into(),
             owners: vec![0],
             configs: BTreeMap::new(),
+            shards: 0,
         };
         store(dir.path(), &b).unwrap();
         store(dir.path(), &a).unwrap();

@@ -1,0 +1,928 @@
+//! A shard's front door: routes each request to the shards that own its
+//! partitions over the channel mesh and joins their replies; on shard 0 it
+//! is also the controller, the one writer of topic metadata.
+//!
+//! Owns: splitting produce / fetch / list-offsets by owner (record batches
+//! cross shards as `Bytes`: reference-counted, never copied), keeping a
+//! connection's order (remote parts are handed to the mesh, in order, before
+//! the connection's next request is read), waking the other parts of a
+//! fetch split over shards once one part has data, describe fan-out, and
+//! topic create/delete: owners assigned, metadata written, every shard told
+//! and answered before the admin call returns.
+//!
+//! Must never: touch a partition (the shard does), or block the executor
+//! waiting for a peer: everything is async, and the mesh channels are
+//! bounded, so a shard that falls behind slows the shards sending to it.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use crate::protocol::*;
+use crate::rt;
+use crate::shard::{ResponseFuture, Shard};
+use crate::storage::meta::{self, TopicMeta};
+
+/// What one shard asks another.
+pub enum Call {
+    /// A client request narrowed to partitions the receiver owns (produce,
+    /// list offsets, describe).
+    Part(Request),
+    /// A fetch part; `WakeFetch(wait_id)` ends its wait early.
+    FetchPart {
+        req: FetchRequest,
+        wait_id: u64,
+    },
+    WakeFetch(u64),
+    /// Controller -> every shard: learn this topic, open your partitions.
+    Open(TopicMeta),
+    /// Controller -> every shard: forget this topic, close your partitions.
+    Drop(String),
+    /// Any shard -> controller: create or delete topics.
+    Admin(Request),
+}
+
+pub enum Reply {
+    Resp(Result<Response, WireError>),
+    Done(Result<(), String>),
+}
+
+pub enum Msg {
+    Call { from: u16, id: u64, call: Call },
+    Reply { id: u64, reply: Reply },
+}
+
+/// Messages in flight per ordered pair of shards before senders wait.
+pub const MESH_CAPACITY: usize = 1024;
+
+/// Counters of cross-shard traffic (the proof that data is not copied:
+/// forwarded batches are counted by bytes, moved as `Bytes`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    pub requests: u64,
+    pub record_bytes: u64,
+}
+
+pub struct Router {
+    shard: Rc<Shard>,
+    id: u16,
+    mesh: rt::mesh::Mesh<Msg>,
+    next_id: Cell<u64>,
+    pending: RefCell<HashMap<u64, rt::channel::Sender<Reply>>>,
+    /// Fetch parts waiting here for other shards, by (origin, wait id).
+    waits: RefCell<HashMap<(u16, u64), Rc<rt::Event>>>,
+    forwarded: Cell<Forwarded>,
+}
+
+/// A reply not yet received.
+type PendingReply = Pin<Box<dyn Future<Output = Result<Reply, WireError>>>>;
+
+fn unavailable(to: u16) -> WireError {
+    WireError::new(
+        ErrorCode::ShuttingDown,
+        format!("shard {to} is not answering (stopping)"),
+    )
+}
+
+impl Router {
+    /// Connects this shard's end of the mesh and starts serving peers.
+    pub async fn start(shard: Rc<Shard>, end: rt::mesh::MeshEnd<Msg>) -> Rc<Router> {
+        let (mesh, inboxes) = end.connect().await;
+        let router = Rc::new(Router {
+            id: shard.id(),
+            shard,
+            mesh,
+            next_id: Cell::new(1),
+            pending: RefCell::default(),
+            waits: RefCell::default(),
+            forwarded: Cell::default(),
+        });
+        for inbox in inboxes {
+            let r = router.clone();
+            rt::spawn(async move {
+                while let Some(msg) = inbox.recv().await {
+                    r.on_msg(inbox.from as u16, msg);
+                }
+            })
+            .detach();
+        }
+        router
+    }
+
+    pub fn shard(&self) -> &Rc<Shard> {
+        &self.shard
+    }
+
+    pub fn forwarded(&self) -> Forwarded {
+        self.forwarded.get()
+    }
+
+    fn count_forward(&self, record_bytes: u64) {
+        let mut f = self.forwarded.get();
+        f.requests += 1;
+        f.record_bytes += record_bytes;
+        self.forwarded.set(f);
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Hands a call to the mesh now (in order with earlier calls to `to`);
+    /// the returned future waits for the reply.
+    async fn send_call(self: &Rc<Self>, to: u16, call: Call) -> PendingReply {
+        let id = self.next_id();
+        let (tx, rx) = rt::channel::bounded(1);
+        self.pending.borrow_mut().insert(id, tx);
+        let msg = Msg::Call {
+            from: self.id,
+            id,
+            call,
+        };
+        tracing::trace!(shard = self.id, to, id, "mesh call");
+        if self.mesh.send(to as usize, msg).await.is_err() {
+            self.pending.borrow_mut().remove(&id);
+            return Box::pin(async move { Err(unavailable(to)) });
+        }
+        Box::pin(async move { rx.recv().await.ok_or_else(|| unavailable(to)) })
+    }
+
+    async fn call(self: &Rc<Self>, to: u16, call: Call) -> Result<Reply, WireError> {
+        self.send_call(to, call).await.await
+    }
+
+    fn reply(self: &Rc<Self>, to: u16, id: u64, reply: Reply) {
+        let this = self.clone();
+        rt::spawn(async move {
+            let _ = this.mesh.send(to as usize, Msg::Reply { id, reply }).await;
+        })
+        .detach();
+    }
+
+    /// Runs on the inbox task, in the order the peer sent: appends of
+    /// produce parts happen here, synchronously, so they keep that order.
+    fn on_msg(self: &Rc<Self>, from: u16, msg: Msg) {
+        tracing::trace!(
+            shard = self.id,
+            from,
+            reply = matches!(msg, Msg::Reply { .. }),
+            "mesh message"
+        );
+        let (id, call) = match msg {
+            Msg::Reply { id, reply } => {
+                if let Some(tx) = self.pending.borrow_mut().remove(&id) {
+                    let _ = tx.try_send(reply);
+                }
+                return;
+            }
+            Msg::Call { id, call, .. } => (id, call),
+        };
+        match call {
+            Call::Part(request) => {
+                let fut = self.shard.dispatch(RequestFrame {
+                    version: PROTOCOL_VERSION,
+                    correlation_id: 0,
+                    client_id: None,
+                    request,
+                });
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = fut.await.result;
+                    this.reply(from, id, Reply::Resp(r));
+                })
+                .detach();
+            }
+            Call::FetchPart { req, wait_id } => {
+                let wake = Rc::new(rt::Event::default());
+                self.waits
+                    .borrow_mut()
+                    .insert((from, wait_id), wake.clone());
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.shard.fetch_waking(req, Some(wake)).await;
+                    this.waits.borrow_mut().remove(&(from, wait_id));
+                    this.reply(from, id, Reply::Resp(Ok(Response::Fetch(r))));
+                })
+                .detach();
+            }
+            Call::WakeFetch(wait_id) => {
+                if let Some(w) = self.waits.borrow().get(&(from, wait_id)) {
+                    w.notify_all();
+                }
+            }
+            Call::Open(m) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.shard.open_topic(m).await;
+                    this.reply(from, id, Reply::Done(r));
+                })
+                .detach();
+            }
+            Call::Drop(name) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.shard.drop_topic(&name).await;
+                    this.reply(from, id, Reply::Done(r));
+                })
+                .detach();
+            }
+            Call::Admin(req) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.admin(req).await;
+                    this.reply(from, id, Reply::Resp(r));
+                })
+                .detach();
+            }
+        }
+    }
+
+    /// Takes a client request: work that must keep the connection's order
+    /// (local appends, handing remote parts to the mesh) is done when this
+    /// returns; the returned future waits for the answer.
+    pub async fn admit(self: &Rc<Self>, frame: RequestFrame) -> ResponseFuture {
+        let cid = frame.correlation_id;
+        if frame.version == 0 || frame.version > PROTOCOL_VERSION {
+            return self.shard.dispatch(frame);
+        }
+        let done = move |r: Result<Response, WireError>| ResponseFrame {
+            correlation_id: cid,
+            result: r,
+        };
+        match frame.request {
+            req @ (Request::CreateTopics(_) | Request::DeleteTopics(_)) => {
+                let this = self.clone();
+                Box::pin(async move {
+                    let r = if this.id == 0 {
+                        this.admin(req).await
+                    } else {
+                        match this.call(0, Call::Admin(req)).await {
+                            Ok(Reply::Resp(r)) => r,
+                            Ok(Reply::Done(_)) => {
+                                Err(WireError::new(ErrorCode::Unknown, "bad reply"))
+                            }
+                            Err(e) => Err(e),
+                        }
+                    };
+                    done(r)
+                })
+            }
+            Request::Produce(p) => self.route_produce(cid, p).await,
+            Request::ListOffsets(l) => self.route_list_offsets(cid, l).await,
+            Request::Fetch(f) => self.route_fetch(cid, f).await,
+            Request::DescribeTopics { topics } if self.shard.shard_count() > 1 => {
+                let this = self.clone();
+                Box::pin(async move { done(Ok(this.describe_all(topics).await)) })
+            }
+            request => self.shard.dispatch(RequestFrame { request, ..frame }),
+        }
+    }
+
+    fn local_frame(cid: u32, request: Request) -> RequestFrame {
+        RequestFrame {
+            version: PROTOCOL_VERSION,
+            correlation_id: cid,
+            client_id: None,
+            request,
+        }
+    }
+
+    /// Owner of each partition; unknown topics and partitions stay here (the
+    /// local shard answers them with the right error).
+    fn owner_of(&self, topic: &str, p: u32) -> u16 {
+        self.shard.owner(topic, p).unwrap_or(self.id)
+    }
+
+    async fn route_produce(self: &Rc<Self>, cid: u32, p: ProduceRequest) -> ResponseFuture {
+        let acks = p.acks;
+        let timeout_ms = p.timeout_ms;
+        let topics: Vec<(String, Vec<ProducePartition>)> = p
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.partitions))
+            .collect();
+        let (parts, routes) = split(topics, |t, pp| self.owner_of(t, pp.partition));
+        if parts.keys().all(|&o| o == self.id) {
+            let topics = parts.into_values().next().unwrap_or_default();
+            let req = ProduceRequest {
+                acks,
+                timeout_ms,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| ProduceTopic { name, partitions })
+                    .collect(),
+            };
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::Produce(req)));
+        }
+        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
+        for (owner, topics) in parts {
+            let req = Request::Produce(ProduceRequest {
+                acks,
+                timeout_ms,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| ProduceTopic { name, partitions })
+                    .collect(),
+            });
+            if owner == self.id {
+                let fut = self.shard.dispatch(Self::local_frame(cid, req));
+                waits.push((
+                    owner,
+                    Box::pin(async move { Ok(Reply::Resp(fut.await.result)) }),
+                ));
+            } else {
+                let bytes = match &req {
+                    Request::Produce(r) => r
+                        .topics
+                        .iter()
+                        .flat_map(|t| &t.partitions)
+                        .map(|p| p.records.len() as u64)
+                        .sum(),
+                    _ => 0,
+                };
+                self.count_forward(bytes);
+                waits.push((owner, self.send_call(owner, Call::Part(req)).await));
+            }
+        }
+        Box::pin(async move {
+            let mut results = BTreeMap::new();
+            for (owner, w) in waits {
+                let r = match w.await {
+                    Ok(Reply::Resp(Ok(Response::Produce(ts)))) => {
+                        Ok(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                    }
+                    Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
+                    Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+                };
+                results.insert(owner, r);
+            }
+            let joined = join(&routes, results, |partition, e| ProducePartitionResult {
+                partition,
+                error: Some(e.clone()),
+                base_offset: -1,
+                high_watermark: -1,
+            });
+            ResponseFrame {
+                correlation_id: cid,
+                result: Ok(Response::Produce(
+                    joined
+                        .into_iter()
+                        .map(|(name, partitions)| ProduceTopicResult { name, partitions })
+                        .collect(),
+                )),
+            }
+        })
+    }
+
+    async fn route_list_offsets(
+        self: &Rc<Self>,
+        cid: u32,
+        l: Vec<ListOffsetsTopic>,
+    ) -> ResponseFuture {
+        let topics: Vec<(String, Vec<ListOffsetsPartition>)> =
+            l.into_iter().map(|t| (t.name, t.partitions)).collect();
+        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
+        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
+        for (owner, topics) in parts {
+            let req = Request::ListOffsets(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| ListOffsetsTopic { name, partitions })
+                    .collect(),
+            );
+            if owner == self.id {
+                let fut = self.shard.dispatch(Self::local_frame(cid, req));
+                waits.push((
+                    owner,
+                    Box::pin(async move { Ok(Reply::Resp(fut.await.result)) }),
+                ));
+            } else {
+                self.count_forward(0);
+                waits.push((owner, self.send_call(owner, Call::Part(req)).await));
+            }
+        }
+        Box::pin(async move {
+            let mut results = BTreeMap::new();
+            for (owner, w) in waits {
+                let r = match w.await {
+                    Ok(Reply::Resp(Ok(Response::ListOffsets(ts)))) => {
+                        Ok(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                    }
+                    Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
+                    Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+                };
+                results.insert(owner, r);
+            }
+            let joined = join(&routes, results, |partition, e| {
+                ListOffsetsPartitionResult {
+                    partition,
+                    error: Some(e.clone()),
+                    offset: -1,
+                    timestamp: -1,
+                }
+            });
+            ResponseFrame {
+                correlation_id: cid,
+                result: Ok(Response::ListOffsets(
+                    joined
+                        .into_iter()
+                        .map(|(name, partitions)| ListOffsetsTopicResult { name, partitions })
+                        .collect(),
+                )),
+            }
+        })
+    }
+
+    /// A fetch over several shards: every part waits (long polling) on its
+    /// own shard; the first part that has its `min_bytes` (or an error)
+    /// wakes the others, which answer with what they have.
+    async fn route_fetch(self: &Rc<Self>, cid: u32, f: FetchRequest) -> ResponseFuture {
+        let (max_wait_ms, min_bytes, max_bytes) = (f.max_wait_ms, f.min_bytes, f.max_bytes);
+        let topics: Vec<(String, Vec<FetchPartition>)> = f
+            .topics
+            .into_iter()
+            .map(|t| (t.name, t.partitions))
+            .collect();
+        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
+        let sub = |topics: Vec<(String, Vec<FetchPartition>)>| FetchRequest {
+            max_wait_ms,
+            min_bytes,
+            max_bytes,
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| FetchTopic { name, partitions })
+                .collect(),
+        };
+        if parts.keys().all(|&o| o == self.id) {
+            let topics = parts.into_values().next().unwrap_or_default();
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::Fetch(sub(topics))));
+        }
+        let wait_id = self.next_id();
+        let local_wake = Rc::new(rt::Event::default());
+        let remote: Vec<u16> = parts.keys().copied().filter(|&o| o != self.id).collect();
+        let (tx, rx) =
+            rt::channel::bounded::<(u16, Result<Vec<FetchTopicResult>, WireError>)>(parts.len());
+        let tx = Rc::new(tx);
+        let n = parts.len();
+        for (owner, topics) in parts {
+            let req = sub(topics);
+            let tx = tx.clone();
+            if owner == self.id {
+                let shard = self.shard.clone();
+                let wake = local_wake.clone();
+                rt::spawn(async move {
+                    let r = shard.fetch_waking(req, Some(wake)).await;
+                    let _ = tx.send((owner, Ok(r))).await;
+                })
+                .detach();
+            } else {
+                self.count_forward(0);
+                let w = self
+                    .send_call(owner, Call::FetchPart { req, wait_id })
+                    .await;
+                rt::spawn(async move {
+                    let r = match w.await {
+                        Ok(Reply::Resp(Ok(Response::Fetch(ts)))) => Ok(ts),
+                        Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
+                        Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+                    };
+                    let _ = tx.send((owner, r)).await;
+                })
+                .detach();
+            }
+        }
+        drop(tx);
+        let this = self.clone();
+        Box::pin(async move {
+            let mut results = BTreeMap::new();
+            let mut woken = false;
+            while results.len() < n {
+                let Some((owner, r)) = rx.recv().await else {
+                    break;
+                };
+                let enough = match &r {
+                    Ok(ts) => {
+                        let bytes: usize = ts
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .map(|p| p.records.len())
+                            .sum();
+                        let errors = ts
+                            .iter()
+                            .flat_map(|t| &t.partitions)
+                            .any(|p| p.error.is_some());
+                        bytes >= min_bytes as usize || errors
+                    }
+                    Err(_) => true,
+                };
+                if enough && !woken {
+                    woken = true;
+                    local_wake.notify_all();
+                    for &o in &remote {
+                        if o != owner {
+                            let _ = this
+                                .mesh
+                                .send(
+                                    o as usize,
+                                    Msg::Call {
+                                        from: this.id,
+                                        id: 0,
+                                        call: Call::WakeFetch(wait_id),
+                                    },
+                                )
+                                .await;
+                        }
+                    }
+                }
+                results.insert(
+                    owner,
+                    r.map(|ts| ts.into_iter().map(|t| (t.name, t.partitions)).collect()),
+                );
+            }
+            let mut joined = join(&routes, results, |partition, e| FetchPartitionResult {
+                partition,
+                error: Some(e.clone()),
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: bytes::Bytes::new(),
+            });
+            // Each part had the whole response budget; keep the response
+            // within it as a single shard would: the first batches in request
+            // order always, the rest only while they fit (those dropped are
+            // fetched again next time).
+            let mut total = 0usize;
+            for p in joined.iter_mut().flat_map(|(_, ps)| ps.iter_mut()) {
+                let n = p.records.len();
+                if n > 0 && total > 0 && total + n > max_bytes as usize {
+                    p.records = bytes::Bytes::new();
+                } else {
+                    total += n;
+                }
+            }
+            ResponseFrame {
+                correlation_id: cid,
+                result: Ok(Response::Fetch(
+                    joined
+                        .into_iter()
+                        .map(|(name, partitions)| FetchTopicResult { name, partitions })
+                        .collect(),
+                )),
+            }
+        })
+    }
+
+    /// Describe over every shard: each fills in the partitions it owns.
+    async fn describe_all(self: &Rc<Self>, topics: Option<Vec<String>>) -> Response {
+        let local = self.shard.dispatch(Self::local_frame(
+            0,
+            Request::DescribeTopics {
+                topics: topics.clone(),
+            },
+        ));
+        let mut waits = Vec::new();
+        for o in 0..self.shard.shard_count() {
+            if o != self.id {
+                waits.push(
+                    self.send_call(
+                        o,
+                        Call::Part(Request::DescribeTopics {
+                            topics: topics.clone(),
+                        }),
+                    )
+                    .await,
+                );
+            }
+        }
+        let mut merged = match local.await.result {
+            Ok(Response::DescribeTopics(ts)) => ts,
+            _ => Vec::new(),
+        };
+        for w in waits {
+            if let Ok(Reply::Resp(Ok(Response::DescribeTopics(ts)))) = w.await {
+                for t in ts {
+                    if let Some(m) = merged.iter_mut().find(|m| m.name == t.name) {
+                        m.partitions.extend(t.partitions);
+                    }
+                }
+            }
+        }
+        for m in &mut merged {
+            m.partitions.sort_by_key(|p| p.partition);
+        }
+        Response::DescribeTopics(merged)
+    }
+
+    /// Topic administration; runs on the controller (shard 0) only.
+    async fn admin(self: &Rc<Self>, req: Request) -> Result<Response, WireError> {
+        debug_assert_eq!(self.id, 0, "the controller is shard 0");
+        match req {
+            Request::CreateTopics(topics) => {
+                let mut out = Vec::with_capacity(topics.len());
+                for t in topics {
+                    let error = self.create_topic(&t).await.err();
+                    if error.is_none() {
+                        tracing::info!(topic = %t.name, partitions = t.partitions, "topic created");
+                    }
+                    out.push(TopicResult {
+                        name: t.name,
+                        error,
+                    });
+                }
+                Ok(Response::CreateTopics(out))
+            }
+            Request::DeleteTopics(names) => {
+                let mut out = Vec::with_capacity(names.len());
+                for name in names {
+                    let error = self.delete_topic(&name).await.err();
+                    if error.is_none() {
+                        tracing::info!(topic = %name, "topic deleted");
+                    }
+                    out.push(TopicResult { name, error });
+                }
+                Ok(Response::DeleteTopics(out))
+            }
+            _ => Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                "not an admin request",
+            )),
+        }
+    }
+
+    /// Tells every shard (this one included) and waits for all of them.
+    async fn broadcast(self: &Rc<Self>, make: impl Fn() -> Call) -> Result<(), String> {
+        let mut waits = Vec::new();
+        for o in 0..self.shard.shard_count() {
+            if o != self.id {
+                waits.push((o, self.send_call(o, make()).await));
+            }
+        }
+        let mut first_err = match make() {
+            Call::Open(m) => self.shard.open_topic(m).await.err(),
+            Call::Drop(name) => self.shard.drop_topic(&name).await.err(),
+            _ => None,
+        };
+        for (o, w) in waits {
+            let r = match w.await {
+                Ok(Reply::Done(r)) => r,
+                Ok(_) => Err("unexpected reply".to_owned()),
+                Err(e) => Err(e.message),
+            };
+            if let Err(e) = r {
+                first_err.get_or_insert(format!("shard {o}: {e}"));
+            }
+        }
+        match first_err {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
+    }
+
+    /// Metadata first (owners assigned), then every shard opens its
+    /// partitions; the call returns once all have.
+    async fn create_topic(self: &Rc<Self>, t: &CreateTopic) -> Result<(), WireError> {
+        let configs = self.shard.begin_create(t)?;
+        let result = async {
+            let owners = self.shard.assign_owners(t.partitions)?;
+            let m = TopicMeta {
+                name: t.name.clone(),
+                owners,
+                configs,
+                shards: self.shard.shard_count(),
+            };
+            meta::store(self.shard.data_dir(), &m)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.broadcast(|| Call::Open(m.clone()))
+                .await
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e))
+        }
+        .await;
+        self.shard.creation_done(&t.name);
+        result
+    }
+
+    /// Every shard forgets the topic (and closes its partitions) first; then
+    /// the files go.
+    async fn delete_topic(self: &Rc<Self>, name: &str) -> Result<(), WireError> {
+        if !self.shard.topic_exists(name) {
+            return Err(WireError::new(
+                ErrorCode::UnknownTopic,
+                format!("unknown topic '{name}'"),
+            ));
+        }
+        if !self.shard.lock_name(name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic '{name}' is being created or deleted; retry"),
+            ));
+        }
+        let result = async {
+            let name = name.to_owned();
+            self.broadcast(|| Call::Drop(name.clone()))
+                .await
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e))?;
+            meta::remove(self.shard.data_dir(), &name)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))
+        }
+        .await;
+        self.shard.creation_done(name);
+        result
+    }
+}
+
+/// Where each partition of a request went: for original (topic i, partition
+/// j), the owner and the (topic, partition) position in the owner's part.
+struct Routes {
+    names: Vec<String>,
+    slots: Vec<Vec<(u16, usize, usize, u32)>>,
+}
+
+trait HasPartition {
+    fn partition_id(&self) -> u32;
+}
+
+impl HasPartition for ProducePartition {
+    fn partition_id(&self) -> u32 {
+        self.partition
+    }
+}
+
+impl HasPartition for FetchPartition {
+    fn partition_id(&self) -> u32 {
+        self.partition
+    }
+}
+
+impl HasPartition for ListOffsetsPartition {
+    fn partition_id(&self) -> u32 {
+        self.partition
+    }
+}
+
+type Parts<P> = BTreeMap<u16, Vec<(String, Vec<P>)>>;
+/// Each owner's answer: (topic, partition results) in its part's order.
+type Answers<R> = BTreeMap<u16, Result<Vec<(String, Vec<R>)>, WireError>>;
+type Slots<R> = BTreeMap<u16, Result<Vec<Vec<Option<R>>>, WireError>>;
+
+/// Splits a request's (topic, partitions) list by owner, keeping the order
+/// of topics and partitions within each owner's part.
+fn split<P: HasPartition>(
+    topics: Vec<(String, Vec<P>)>,
+    owner: impl Fn(&str, &P) -> u16,
+) -> (Parts<P>, Routes) {
+    let mut parts: Parts<P> = BTreeMap::new();
+    let mut routes = Routes {
+        names: Vec::with_capacity(topics.len()),
+        slots: Vec::with_capacity(topics.len()),
+    };
+    for (name, partitions) in topics {
+        let mut slots = Vec::with_capacity(partitions.len());
+        // topic index within each owner's part, for this topic
+        let mut topic_at: BTreeMap<u16, usize> = BTreeMap::new();
+        for p in partitions {
+            let o = owner(&name, &p);
+            let part = parts.entry(o).or_default();
+            let ti = *topic_at.entry(o).or_insert_with(|| {
+                part.push((name.clone(), Vec::new()));
+                part.len() - 1
+            });
+            let id = p.partition_id();
+            part[ti].1.push(p);
+            slots.push((o, ti, part[ti].1.len() - 1, id));
+        }
+        routes.names.push(name);
+        routes.slots.push(slots);
+    }
+    (parts, routes)
+}
+
+/// Puts the owners' answers back in the request's order; a part that failed
+/// (or a missing answer) becomes that partition's error.
+fn join<R>(
+    routes: &Routes,
+    results: Answers<R>,
+    error: impl Fn(u32, &WireError) -> R,
+) -> Vec<(String, Vec<R>)> {
+    let mut slots: Slots<R> = results
+        .into_iter()
+        .map(|(o, r)| {
+            (
+                o,
+                r.map(|ts| {
+                    ts.into_iter()
+                        .map(|(_, ps)| ps.into_iter().map(Some).collect())
+                        .collect()
+                }),
+            )
+        })
+        .collect();
+    let missing = WireError::new(ErrorCode::Unknown, "no answer for this partition");
+    routes
+        .names
+        .iter()
+        .zip(&routes.slots)
+        .map(|(name, ps)| {
+            let out = ps
+                .iter()
+                .map(|&(o, ti, pi, id)| match slots.get_mut(&o) {
+                    Some(Ok(ts)) => ts
+                        .get_mut(ti)
+                        .and_then(|t| t.get_mut(pi))
+                        .and_then(Option::take)
+                        .unwrap_or_else(|| error(id, &missing)),
+                    Some(Err(e)) => error(id, e),
+                    None => error(id, &missing),
+                })
+                .collect();
+            (name.clone(), out)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_and_join_keep_the_request_order() {
+        let topics = vec![
+            (
+                "a".to_owned(),
+                vec![
+                    ListOffsetsPartition {
+                        partition: 0,
+                        timestamp: -1,
+                    },
+                    ListOffsetsPartition {
+                        partition: 1,
+                        timestamp: -1,
+                    },
+                    ListOffsetsPartition {
+                        partition: 2,
+                        timestamp: -1,
+                    },
+                ],
+            ),
+            (
+                "b".to_owned(),
+                vec![ListOffsetsPartition {
+                    partition: 5,
+                    timestamp: -2,
+                }],
+            ),
+        ];
+        // owner = partition % 2
+        let (parts, routes) = split(topics, |_, p| (p.partition % 2) as u16);
+        assert_eq!(parts[&0].len(), 1, "b/5 is odd: only a on shard 0");
+        assert_eq!(parts[&0][0].1.len(), 2);
+        assert_eq!(parts[&1].len(), 2);
+        // each owner answers with offset = partition * 10
+        let mut results = BTreeMap::new();
+        for (o, ts) in parts {
+            let r = ts
+                .into_iter()
+                .map(|(n, ps)| {
+                    (
+                        n,
+                        ps.into_iter()
+                            .map(|p| (p.partition, p.partition as i64 * 10))
+                            .collect(),
+                    )
+                })
+                .collect();
+            results.insert(o, Ok(r));
+        }
+        let joined = join(&routes, results, |p, _| (p, -1));
+        assert_eq!(
+            joined,
+            vec![
+                ("a".to_owned(), vec![(0, 0), (1, 10), (2, 20)]),
+                ("b".to_owned(), vec![(5, 50)]),
+            ]
+        );
+        // a shard that failed turns into errors for its partitions only
+        let (_, routes) = split(
+            vec![(
+                "a".to_owned(),
+                vec![ListOffsetsPartition {
+                    partition: 1,
+                    timestamp: 0,
+                }],
+            )],
+            |_, _| 3,
+        );
+        let mut results: Answers<(u32, i64)> = BTreeMap::new();
+        results.insert(3, Err(WireError::new(ErrorCode::ShuttingDown, "gone")));
+        assert_eq!(
+            join(&routes, results, |p, _| (p, -1)),
+            vec![("a".to_owned(), vec![(1, -1)])]
+        );
+    }
+}
