@@ -351,6 +351,192 @@ impl Client {
     }
 }
 
+/// A pipelined request sent through a `RoutedClient`: which connection it
+/// went on (a shard's own port, or the public one) and its id there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    shard: Option<u16>,
+    id: u32,
+}
+
+/// A client that sends each partition's produce and fetch straight to the
+/// shard that owns it, on that shard's own port (Metadata names the owner
+/// and its address), so the broker never forwards between cores; it falls
+/// back to the public address when a shard's port cannot be reached or the
+/// broker has no per-shard ports.
+pub struct RoutedClient {
+    public: Client,
+    public_addr: String,
+    shards: std::collections::HashMap<u16, Client>,
+    /// Shard -> "host:port", for shards with a port of their own.
+    nodes: std::collections::HashMap<u16, String>,
+    owners: std::collections::HashMap<String, Vec<u16>>,
+}
+
+impl RoutedClient {
+    pub fn connect(addr: &str) -> Result<RoutedClient, ClientError> {
+        Ok(RoutedClient {
+            public: Client::connect(addr)?,
+            public_addr: addr.to_owned(),
+            shards: Default::default(),
+            nodes: Default::default(),
+            owners: Default::default(),
+        })
+    }
+
+    /// The connection to the public address (admin calls, metadata).
+    pub fn public(&mut self) -> &mut Client {
+        &mut self.public
+    }
+
+    /// Learns a topic's partitions and their owners; returns the count.
+    pub fn topic(&mut self, topic: &str) -> Result<u32, ClientError> {
+        let m = self.public.metadata(Some(vec![topic.to_owned()]))?;
+        let public_port = self
+            .public_addr
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse::<u16>().ok());
+        for n in &m.nodes {
+            if Some(n.port) != public_port {
+                self.nodes.insert(n.shard, format!("{}:{}", n.host, n.port));
+            }
+        }
+        let t = m
+            .topics
+            .into_iter()
+            .next()
+            .ok_or(ClientError::WrongKind("Metadata"))?;
+        if let Some(e) = t.error {
+            return Err(ClientError::Broker(e));
+        }
+        let owners: Vec<u16> = t.partitions.iter().map(|p| p.owner_shard).collect();
+        let n = owners.len() as u32;
+        self.owners.insert(topic.to_owned(), owners);
+        Ok(n)
+    }
+
+    /// The owner shard of a partition, if known and reachable on its own port.
+    pub fn owner(&mut self, topic: &str, partition: u32) -> Option<u16> {
+        let shard = *self.owners.get(topic)?.get(partition as usize)?;
+        if self.shards.contains_key(&shard) {
+            return Some(shard);
+        }
+        let addr = self.nodes.get(&shard)?.clone();
+        match Client::connect(&addr) {
+            Ok(c) => {
+                self.shards.insert(shard, c);
+                Some(shard)
+            }
+            Err(_) => {
+                // Fall back to the public address from now on.
+                self.nodes.remove(&shard);
+                None
+            }
+        }
+    }
+
+    fn conn(&mut self, shard: Option<u16>) -> &mut Client {
+        match shard.and_then(|s| self.shards.get_mut(&s)) {
+            Some(c) => c,
+            None => &mut self.public,
+        }
+    }
+
+    /// Sends a request for one partition on its owner's connection.
+    pub fn send_for(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        request: Request,
+    ) -> Result<Ticket, ClientError> {
+        let shard = self.owner(topic, partition);
+        let id = self.conn(shard).send(request)?;
+        Ok(Ticket { shard, id })
+    }
+
+    pub fn recv(&mut self, t: Ticket) -> Result<Response, ClientError> {
+        self.conn(t.shard).recv_for(t.id)
+    }
+
+    pub fn recv_produce(&mut self, t: Ticket) -> Result<i64, ClientError> {
+        self.conn(t.shard).recv_produce(t.id)
+    }
+
+    /// Produces to one partition on its owner's port (the public one as a
+    /// fallback if the owner's connection fails).
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        records: Bytes,
+        acks: Acks,
+    ) -> Result<i64, ClientError> {
+        let t = self.send_for(
+            topic,
+            partition,
+            produce_request(topic, partition, records.clone(), acks),
+        )?;
+        match self.recv_produce(t) {
+            Err(ClientError::Io(_) | ClientError::Closed) if t.shard.is_some() => {
+                self.forget(t.shard);
+                self.public.produce(topic, partition, records, acks)
+            }
+            r => r,
+        }
+    }
+
+    /// Fetches one partition from its owner.
+    pub fn fetch(
+        &mut self,
+        topic: &str,
+        partition: FetchPartition,
+        max_wait_ms: u32,
+        min_bytes: u32,
+    ) -> Result<FetchPartitionResult, ClientError> {
+        let req = |p: FetchPartition| {
+            Request::Fetch(FetchRequest {
+                max_wait_ms,
+                min_bytes,
+                max_bytes: p.max_bytes,
+                topics: vec![FetchTopic {
+                    name: topic.to_owned(),
+                    partitions: vec![p],
+                }],
+            })
+        };
+        let t = self.send_for(topic, partition.partition, req(partition))?;
+        let r = match self.recv(t) {
+            Err(ClientError::Io(_) | ClientError::Closed) if t.shard.is_some() => {
+                self.forget(t.shard);
+                self.public.call(req(partition))
+            }
+            r => r,
+        }?;
+        match r {
+            Response::Fetch(ts) => ts
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .next()
+                .ok_or(ClientError::WrongKind("Fetch")),
+            _ => Err(ClientError::WrongKind("Fetch")),
+        }
+    }
+
+    fn forget(&mut self, shard: Option<u16>) {
+        if let Some(s) = shard {
+            self.shards.remove(&s);
+            self.nodes.remove(&s);
+        }
+    }
+
+    /// Which shard connections are open (for tests and tools).
+    pub fn connected_shards(&self) -> Vec<u16> {
+        let mut v: Vec<u16> = self.shards.keys().copied().collect();
+        v.sort();
+        v
+    }
+}
+
 /// A produce request for one partition.
 pub fn produce_request(topic: &str, partition: u32, records: Bytes, acks: Acks) -> Request {
     Request::Produce(ProduceRequest {

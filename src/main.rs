@@ -14,7 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use shardlog::batch::{self, BatchBuilder};
-use shardlog::client::{self, Client};
+use shardlog::client::{self, Client, RoutedClient};
 use shardlog::partition::FsyncPolicy;
 use shardlog::protocol::{Acks, FetchPartition, LIST_EARLIEST, LIST_LATEST};
 use shardlog::server::{Broker, BrokerConfig};
@@ -68,6 +68,11 @@ struct ServeArgs {
     /// CPU this process may use.
     #[arg(long)]
     shards: Option<u16>,
+    /// Shard i also listens on this port + i (Metadata tells clients; the
+    /// bundled client connects straight to each partition's owner). Default:
+    /// the listen port + 1; 0 turns per-shard ports off.
+    #[arg(long)]
+    shard_port_base: Option<u16>,
     /// When appended data is fdatasync'ed: always (before a durable produce is
     /// acknowledged, with group commit), interval:MS (every MS milliseconds;
     /// durable produces are acknowledged once written), or never (only when
@@ -240,6 +245,22 @@ fn serve(a: ServeArgs) -> Result<()> {
     let mut config = BrokerConfig::new(a.data_dir.clone(), a.listen);
     config.fsync = a.fsync;
     config.shards = shards;
+    config.shard_port_base = match a.shard_port_base {
+        Some(0) => None,
+        Some(p) => Some(p),
+        None => Some(a.listen.port().checked_add(1).ok_or_else(|| {
+            anyhow!(
+                "--listen port {} leaves no room for shard ports; give --shard-port-base",
+                a.listen.port()
+            )
+        })?),
+    };
+    if let Some(base) = config.shard_port_base {
+        anyhow::ensure!(
+            (base as u32) + (shards as u32) <= 65_536,
+            "--shard-port-base {base} + {shards} shards runs past port 65535"
+        );
+    }
     for (key, value) in [
         ("segment.bytes", a.segment_bytes.to_string()),
         ("segment.ms", a.segment_ms.to_string()),
@@ -432,8 +453,9 @@ fn now_ms() -> i64 {
 }
 
 fn produce(a: ProduceArgs) -> Result<()> {
-    let mut c = Client::connect(&a.broker.broker)?;
-    let partitions = c.topic(&a.topic)?.partitions.len() as u32;
+    // Each partition's batches go straight to the shard that owns it.
+    let mut c = RoutedClient::connect(&a.broker.broker)?;
+    let partitions = c.topic(&a.topic)?;
     if let Some(p) = a.partition {
         if p >= partitions {
             bail!(
@@ -452,16 +474,17 @@ fn produce(a: ProduceArgs) -> Result<()> {
     };
     let mut builders: Vec<Option<BatchBuilder>> = (0..partitions).map(|_| None).collect();
     let mut inflight = std::collections::VecDeque::new();
-    let send = |c: &mut Client,
+    let send = |c: &mut RoutedClient,
                 p: u32,
                 b: BatchBuilder,
-                inflight: &mut std::collections::VecDeque<u32>|
+                inflight: &mut std::collections::VecDeque<client::Ticket>|
      -> Result<()> {
         while inflight.len() >= a.max_inflight.max(1) {
-            let id = inflight.pop_front().expect("non-empty");
-            c.recv_produce(id)?;
+            let t = inflight.pop_front().expect("non-empty");
+            c.recv_produce(t)?;
         }
-        inflight.push_back(c.send(client::produce_request(&a.topic, p, b.finish(), acks))?);
+        let req = client::produce_request(&a.topic, p, b.finish(), acks);
+        inflight.push_back(c.send_for(&a.topic, p, req)?);
         Ok(())
     };
     let stdin = std::io::stdin();
@@ -511,10 +534,58 @@ fn produce(a: ProduceArgs) -> Result<()> {
             send(&mut c, p as u32, b, &mut inflight)?;
         }
     }
-    while let Some(id) = inflight.pop_front() {
-        c.recv_produce(id)?;
+    while let Some(t) = inflight.pop_front() {
+        c.recv_produce(t)?;
     }
     Ok(())
+}
+
+/// One fetch per owner shard, each on that shard's own connection, sent
+/// together and then collected. With several owners each waits less, so one
+/// idle shard does not hold back another's data for long.
+fn routed_fetch(
+    rc: &mut RoutedClient,
+    topic: &str,
+    parts: &[FetchPartition],
+    wait: u32,
+) -> Result<Vec<shardlog::protocol::FetchPartitionResult>> {
+    let mut groups: std::collections::BTreeMap<Option<u16>, Vec<FetchPartition>> =
+        Default::default();
+    for p in parts {
+        groups
+            .entry(rc.owner(topic, p.partition))
+            .or_default()
+            .push(*p);
+    }
+    let wait = if groups.len() > 1 {
+        wait.min(100)
+    } else {
+        wait
+    };
+    let mut tickets = Vec::with_capacity(groups.len());
+    for ps in groups.into_values() {
+        let first = ps[0].partition;
+        let req = shardlog::protocol::Request::Fetch(shardlog::protocol::FetchRequest {
+            max_wait_ms: wait,
+            min_bytes: 1,
+            max_bytes: 8 << 20,
+            topics: vec![shardlog::protocol::FetchTopic {
+                name: topic.to_owned(),
+                partitions: ps,
+            }],
+        });
+        tickets.push(rc.send_for(topic, first, req)?);
+    }
+    let mut out = Vec::new();
+    for t in tickets {
+        match rc.recv(t)? {
+            shardlog::protocol::Response::Fetch(ts) => {
+                out.extend(ts.into_iter().flat_map(|t| t.partitions))
+            }
+            _ => bail!("the broker answered a fetch with something else"),
+        }
+    }
+    Ok(out)
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
@@ -522,8 +593,8 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn consume(a: ConsumeArgs) -> Result<()> {
-    let mut c = Client::connect(&a.broker.broker)?;
-    let count = c.topic(&a.topic)?.partitions.len() as u32;
+    let mut rc = RoutedClient::connect(&a.broker.broker)?;
+    let count = rc.topic(&a.topic)?;
     let parts: Vec<u32> = match a.partition {
         Some(p) if p >= count => bail!("topic '{}' has no partition {p} (it has {count})", a.topic),
         Some(p) => vec![p],
@@ -532,8 +603,8 @@ fn consume(a: ConsumeArgs) -> Result<()> {
     let mut next: Vec<i64> = Vec::with_capacity(parts.len());
     for &p in &parts {
         next.push(match a.from.as_str() {
-            "earliest" => c.list_offset(&a.topic, p, LIST_EARLIEST)?,
-            "latest" => c.list_offset(&a.topic, p, LIST_LATEST)?,
+            "earliest" => rc.public().list_offset(&a.topic, p, LIST_EARLIEST)?,
+            "latest" => rc.public().list_offset(&a.topic, p, LIST_LATEST)?,
             n => n.parse::<i64>().ok().filter(|&o| o >= 0).ok_or_else(|| {
                 anyhow!("--from must be earliest, latest or a non-negative offset, not {n:?}")
             })?,
@@ -562,7 +633,7 @@ fn consume(a: ConsumeArgs) -> Result<()> {
                 t.saturating_sub(last_data.elapsed().as_millis() as u64)
             })
             .clamp(1, 1000) as u32;
-        let results = c.fetch_wait(&a.topic, &req, 8 << 20, wait, 1)?;
+        let results = routed_fetch(&mut rc, &a.topic, &req, wait)?;
         let mut got_any = false;
         for r in results {
             if let Some(e) = r.error {

@@ -51,6 +51,8 @@ pub struct BrokerConfig {
     pub memory_budget: u64,
     /// Number of shards (executors, one per CPU by default).
     pub shards: u16,
+    /// Shard i also listens on this port + i (None: no per-shard ports).
+    pub shard_port_base: Option<u16>,
     /// Open client connections per shard; one more is answered with
     /// TooManyConnections and closed.
     pub max_connections: usize,
@@ -63,6 +65,12 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Shard `id`'s own address, if per-shard ports are on.
+    pub fn shard_addr(&self, id: u16) -> Option<SocketAddr> {
+        self.shard_port_base
+            .map(|base| SocketAddr::new(self.listen.ip(), base.saturating_add(id)))
+    }
+
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> BrokerConfig {
         BrokerConfig {
             data_dir,
@@ -74,6 +82,7 @@ impl BrokerConfig {
             max_batch_bytes: 16 << 20,
             memory_budget: 512 << 20,
             shards: 1,
+            shard_port_base: None,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
@@ -130,6 +139,11 @@ impl Broker {
                 source,
             })?;
         }
+        for id in 0..n {
+            if let Some(addr) = config.shard_addr(id) {
+                rt::check_addr_free(addr).map_err(|source| ServerError::Listen { addr, source })?;
+            }
+        }
         crate::storage::meta::empty_trash(data)?;
         let metas = crate::storage::meta::load_for_shards(data, n)?;
         let stop = Arc::new(AtomicBool::new(false));
@@ -143,11 +157,15 @@ impl Broker {
                 "more shards than CPUs this process may use: shards are not pinned and share cores"
             );
         }
+        // Metadata's nodes: each shard at its own port (the public one when
+        // per-shard ports are off).
         let nodes: Vec<NodeInfo> = (0..n)
             .map(|i| NodeInfo {
                 node_id: i as u32,
                 host: config.listen.ip().to_string(),
-                port: config.listen.port(),
+                port: config
+                    .shard_addr(i)
+                    .map_or(config.listen.port(), |a| a.port()),
                 shard: i,
             })
             .collect();
@@ -286,16 +304,40 @@ async fn run_shard(
             return shard.close().await;
         }
     };
+    // This shard's own port: clients that know the owner of a partition
+    // (Metadata says) connect here and never cross a core.
+    let own_addr = config.shard_addr(id);
+    let own = match own_addr.map(rt::listen) {
+        None => None,
+        Some(Ok(l)) => Some(l),
+        Some(Err(source)) => {
+            let _ = ready.send(Err(ServerError::Listen {
+                addr: own_addr.expect("checked above"),
+                source,
+            }));
+            return shard.close().await;
+        }
+    };
     let local = listener.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns::default());
-    accept_loop(&router, &listener, &config, &stop, &conns).await;
-    // A clean stop: no new connections (the listener closes), no new
+    match &own {
+        Some(own) => {
+            futures_lite::future::zip(
+                accept_loop(&router, &listener, &config, &stop, &conns),
+                accept_loop(&router, own, &config, &stop, &conns),
+            )
+            .await;
+        }
+        None => accept_loop(&router, &listener, &config, &stop, &conns).await,
+    }
+    // A clean stop: no new connections (the listeners close), no new
     // requests; what is in flight is answered (waiting fetches answer at
     // once), then everything appended is flushed, fsynced and closed.
     drop(listener);
+    drop(own);
     tracing::info!(
         shard = id,
         connections = conns.open.get(),

@@ -308,3 +308,109 @@ fn topic_create_and_delete_racing_produces_never_serve_a_deleted_topic() {
         0
     );
 }
+
+/// A port p with p and p + 1 free (for two shard ports).
+fn free_port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < 65_000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+#[test]
+fn a_shard_aware_client_and_a_plain_one_read_the_same_data() {
+    use shardlog::client::RoutedClient;
+    let dir = data_dir();
+    let base = free_port_pair();
+    let b = Broker::start(
+        dir.path(),
+        &["--shards", "2", "--shard-port-base", &base.to_string()],
+    );
+    let mut plain = Client::connect(&b.broker_arg()).unwrap();
+    plain.create_topic("aware", 4).unwrap();
+    // Metadata advertises each shard at its own port.
+    let m = plain.metadata(None).unwrap();
+    let mut ports: Vec<u16> = m.nodes.iter().map(|n| n.port).collect();
+    ports.sort();
+    assert_eq!(ports, vec![base, base + 1]);
+
+    let mut routed = RoutedClient::connect(&b.broker_arg()).unwrap();
+    assert_eq!(routed.topic("aware").unwrap(), 4);
+    let mut want: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for i in 0..40u32 {
+        let p = i % 4;
+        let v = vec![format!("routed-{i}")];
+        routed
+            .produce("aware", p, batch_of(&v), Acks::Durable)
+            .unwrap();
+        want.entry(p).or_default().extend(v);
+    }
+    // It connected straight to both shards' own ports.
+    assert_eq!(routed.connected_shards(), vec![0, 1]);
+    // A plain client (public port, any shard) reads the same, in order.
+    for (&p, values) in &want {
+        assert_eq!(
+            &read_partition(&mut plain, "aware", p),
+            values,
+            "partition {p}"
+        );
+    }
+    // And the routed client reads from the owners.
+    for (&p, values) in &want {
+        let r = routed
+            .fetch(
+                "aware",
+                FetchPartition {
+                    partition: p,
+                    fetch_offset: 0,
+                    max_bytes: 1 << 20,
+                },
+                0,
+                0,
+            )
+            .unwrap();
+        let got: Vec<String> = batch::split_batches(&r.records)
+            .unwrap()
+            .into_iter()
+            .flat_map(|b| {
+                Records::new(b)
+                    .unwrap()
+                    .map(|r| String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap())
+            })
+            .collect();
+        assert_eq!(&got, values);
+    }
+    // The CLI (shard-aware) consumes it all.
+    let out = run(
+        &[
+            "consume",
+            "aware",
+            "--idle-timeout-ms",
+            "300",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(out.stdout.iter().filter(|&&c| c == b'\n').count(), 40);
+
+    // Without per-shard ports the routed client falls back to the public one.
+    let dir2 = data_dir();
+    let b2 = Broker::start(dir2.path(), &["--shards", "2"]);
+    Client::connect(&b2.broker_arg())
+        .unwrap()
+        .create_topic("aware", 2)
+        .unwrap();
+    let mut r2 = RoutedClient::connect(&b2.broker_arg()).unwrap();
+    r2.topic("aware").unwrap();
+    assert_eq!(
+        r2.produce("aware", 1, batch_of(&["x".to_owned()]), Acks::Durable)
+            .unwrap(),
+        0
+    );
+    assert!(r2.connected_shards().is_empty());
+}

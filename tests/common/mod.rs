@@ -57,6 +57,13 @@ impl Broker {
                 &addr.to_string(),
             ])
             .args(extra)
+            // Per-shard ports (listen port + 1 + id by default) could collide
+            // with another test's free port: off unless a test asks for them.
+            .args(if extra.contains(&"--shard-port-base") {
+                &[][..]
+            } else {
+                &["--shard-port-base", "0"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
