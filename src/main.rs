@@ -6,7 +6,8 @@
 use std::io::{BufRead, BufWriter, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -298,16 +299,19 @@ fn serve(a: ServeArgs) -> Result<()> {
     config.memory_budget = a.memory_budget;
     config.max_connections = a.max_connections;
     config.max_inflight_per_connection = a.max_inflight_per_connection;
-    let broker = Broker::start(config)?;
-    tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
-    let stop = broker.stop_flag();
+    // The signal thread runs from the start: a SIGTERM during recovery of a
+    // large log stops the broker too.
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             let sig = wait_for_signal(&signals);
             tracing::info!(signal = sig, "stop requested");
-            stop.store(true, Ordering::Relaxed);
+            stop2.store(true, Ordering::Relaxed);
         })?;
+    let broker = Broker::start_with_stop(config, stop)?;
+    tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
     broker.join().context("broker stopped with an error")?;
     tracing::info!("shardlog stopped cleanly");
     Ok(())

@@ -104,6 +104,8 @@ pub enum ServerError {
     Storage(#[from] crate::storage::StorageError),
     #[error("shard {0} stopped before it was ready")]
     Died(u16),
+    #[error("stop requested while the shards were still recovering their logs")]
+    StoppedStarting,
     #[error("shard stopped, but not everything was flushed: {0}")]
     Close(String),
     #[error("shard thread: {0}")]
@@ -123,6 +125,16 @@ impl Broker {
     /// enough), connects them with the channel mesh, and returns once every
     /// shard serves on the listen address.
     pub fn start(config: BrokerConfig) -> Result<Broker, ServerError> {
+        Self::start_with_stop(config, Arc::new(AtomicBool::new(false)))
+    }
+
+    /// As `start`, with the stop flag given: setting it while the shards
+    /// still recover (a large log can take a while) makes `start` give up
+    /// instead of waiting for them (the process is expected to exit then).
+    pub fn start_with_stop(
+        config: BrokerConfig,
+        stop: Arc<AtomicBool>,
+    ) -> Result<Broker, ServerError> {
         let n = config.shards.max(1);
         let data = &config.data_dir;
         std::fs::create_dir_all(crate::storage::topics_dir(data))
@@ -146,7 +158,6 @@ impl Broker {
         }
         crate::storage::meta::empty_trash(data)?;
         let metas = crate::storage::meta::load_for_shards(data, n)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
         let cpus = rt::allowed_cpus();
         let pinned = (n as usize) <= cpus.len();
@@ -207,8 +218,18 @@ impl Broker {
         }
         drop(ready_tx);
         let mut local_addr = config.listen;
-        for _ in 0..n {
-            match ready_rx.recv() {
+        let mut pending = n;
+        while pending > 0 {
+            let next = match ready_rx.recv_timeout(Duration::from_millis(100)) {
+                Err(mpsc::RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => {
+                    return Err(ServerError::StoppedStarting);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+                Ok(r) => Ok(r),
+            };
+            pending -= 1;
+            match next {
                 Ok(Ok(addr)) => local_addr = addr,
                 Ok(Err(e)) => {
                     stop.store(true, Ordering::Relaxed);
@@ -217,7 +238,7 @@ impl Broker {
                     }
                     return Err(e);
                 }
-                Err(_) => {
+                Err(()) => {
                     stop.store(true, Ordering::Relaxed);
                     for h in handles {
                         let _ = h.join();
