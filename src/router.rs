@@ -291,6 +291,23 @@ impl Router {
         }
     }
 
+    /// Hands one owner's part of a request on: to the local shard (appends
+    /// happen now) or over the mesh (in order with earlier parts to it).
+    async fn send_part(
+        self: &Rc<Self>,
+        cid: u32,
+        owner: u16,
+        req: Request,
+        record_bytes: u64,
+    ) -> PendingReply {
+        if owner == self.id {
+            let fut = self.shard.dispatch(Self::local_frame(cid, req));
+            return Box::pin(async move { Ok(Reply::Resp(fut.await.result)) });
+        }
+        self.count_forward(record_bytes);
+        self.send_call(owner, Call::Part(req)).await
+    }
+
     /// Owner of each partition; unknown topics and partitions stay here (the
     /// local shard answers them with the right error).
     fn owner_of(&self, topic: &str, p: u32) -> u16 {
@@ -330,38 +347,25 @@ impl Router {
                     .map(|(name, partitions)| ProduceTopic { name, partitions })
                     .collect(),
             });
-            if owner == self.id {
-                let fut = self.shard.dispatch(Self::local_frame(cid, req));
-                waits.push((
-                    owner,
-                    Box::pin(async move { Ok(Reply::Resp(fut.await.result)) }),
-                ));
-            } else {
-                let bytes = match &req {
-                    Request::Produce(r) => r
-                        .topics
-                        .iter()
-                        .flat_map(|t| &t.partitions)
-                        .map(|p| p.records.len() as u64)
-                        .sum(),
-                    _ => 0,
-                };
-                self.count_forward(bytes);
-                waits.push((owner, self.send_call(owner, Call::Part(req)).await));
-            }
+            let bytes = match &req {
+                Request::Produce(r) => r
+                    .topics
+                    .iter()
+                    .flat_map(|t| &t.partitions)
+                    .map(|p| p.records.len() as u64)
+                    .sum(),
+                _ => 0,
+            };
+            waits.push((owner, self.send_part(cid, owner, req, bytes).await));
         }
         Box::pin(async move {
-            let mut results = BTreeMap::new();
-            for (owner, w) in waits {
-                let r = match w.await {
-                    Ok(Reply::Resp(Ok(Response::Produce(ts)))) => {
-                        Ok(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
-                    }
-                    Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
-                    Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
-                };
-                results.insert(owner, r);
-            }
+            let results = gather(waits, |r| match r {
+                Response::Produce(ts) => {
+                    Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                }
+                _ => None,
+            })
+            .await;
             let joined = join(&routes, results, |partition, e| ProducePartitionResult {
                 partition,
                 error: Some(e.clone()),
@@ -396,29 +400,16 @@ impl Router {
                     .map(|(name, partitions)| ListOffsetsTopic { name, partitions })
                     .collect(),
             );
-            if owner == self.id {
-                let fut = self.shard.dispatch(Self::local_frame(cid, req));
-                waits.push((
-                    owner,
-                    Box::pin(async move { Ok(Reply::Resp(fut.await.result)) }),
-                ));
-            } else {
-                self.count_forward(0);
-                waits.push((owner, self.send_call(owner, Call::Part(req)).await));
-            }
+            waits.push((owner, self.send_part(cid, owner, req, 0).await));
         }
         Box::pin(async move {
-            let mut results = BTreeMap::new();
-            for (owner, w) in waits {
-                let r = match w.await {
-                    Ok(Reply::Resp(Ok(Response::ListOffsets(ts)))) => {
-                        Ok(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
-                    }
-                    Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
-                    Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
-                };
-                results.insert(owner, r);
-            }
+            let results = gather(waits, |r| match r {
+                Response::ListOffsets(ts) => {
+                    Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                }
+                _ => None,
+            })
+            .await;
             let joined = join(&routes, results, |partition, e| {
                 ListOffsetsPartitionResult {
                     partition,
@@ -735,6 +726,26 @@ impl Router {
         self.shard.creation_done(name);
         result
     }
+}
+
+/// Waits for every owner's answer and takes its (topic, partitions) list
+/// out (`take`: None if the answer is of another kind).
+async fn gather<R>(
+    waits: Vec<(u16, PendingReply)>,
+    take: impl Fn(Response) -> Option<Vec<(String, Vec<R>)>>,
+) -> Answers<R> {
+    let mut results = BTreeMap::new();
+    for (owner, w) in waits {
+        let r = match w.await {
+            Ok(Reply::Resp(Ok(resp))) => {
+                take(resp).ok_or_else(|| WireError::new(ErrorCode::Unknown, "unexpected reply"))
+            }
+            Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
+            Ok(Reply::Done(_)) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+        };
+        results.insert(owner, r);
+    }
+    results
 }
 
 /// Where each partition of a request went: for original (topic i, partition
