@@ -450,13 +450,7 @@ impl Shard {
         }
         let mut owners = Vec::with_capacity(partitions as usize);
         for _ in 0..partitions {
-            let (s, _) = load
-                .iter()
-                .enumerate()
-                .min_by_key(|&(i, &l)| (l, i))
-                .expect("at least one shard");
-            load[s] += 1;
-            owners.push(s as u16);
+            owners.push(crate::storage::meta::take_least_loaded(&mut load));
         }
         let room = self.config.memory_budget / 2 / MIN_TAIL_BUFFER_BYTES as u64;
         if let Some((s, &l)) = load.iter().enumerate().find(|&(_, &l)| l > room) {

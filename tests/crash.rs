@@ -565,25 +565,6 @@ fn append_to(path: &Path, bytes: &[u8]) {
     f.sync_all().unwrap();
 }
 
-/// The log text without ANSI colour codes (the broker colours its levels).
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            // CSI: ESC [ parameters... final byte in '@'..='~'.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 fn stop_cleanly(b: &mut Broker) {
     let status = b.terminate(STOP);
     assert!(

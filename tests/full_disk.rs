@@ -483,25 +483,6 @@ fn storage_error(e: &ClientError, what: &str) -> String {
     msg
 }
 
-/// The log without ANSI colour codes (the broker colours its levels).
-fn plain(log: &str) -> String {
-    let mut out = String::with_capacity(log.len());
-    let mut chars = log.chars();
-    while let Some(ch) = chars.next() {
-        if ch == '\u{1b}' {
-            // CSI: ESC [ parameters... final byte in '@'..='~'.
-            for c in chars.by_ref() {
-                if ('@'..='~').contains(&c) && c != '[' {
-                    break;
-                }
-            }
-        } else {
-            out.push(ch);
-        }
-    }
-    out
-}
-
 /// The broker's WARN and ERROR lines, and its last line.
 fn problems(log: &str) -> String {
     let log = plain(log);

@@ -261,13 +261,7 @@ pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, S
         }
         let before = m.owners.clone();
         for o in m.owners.iter_mut() {
-            let (s, _) = load
-                .iter()
-                .enumerate()
-                .min_by_key(|&(i, &l)| (l, i))
-                .expect("at least one shard");
-            load[s] += 1;
-            *o = s as u16;
+            *o = take_least_loaded(&mut load);
         }
         if m.shards != 0 || before.iter().any(|&o| o >= shards) {
             tracing::warn!(
@@ -282,6 +276,18 @@ pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, S
         store(data_dir, m)?;
     }
     Ok(metas)
+}
+
+/// The shard with the fewest partitions (ties: the lowest id), counted as
+/// taking one more. The one rule for placing a partition.
+pub fn take_least_loaded(load: &mut [u64]) -> u16 {
+    let (s, _) = load
+        .iter()
+        .enumerate()
+        .min_by_key(|&(i, &l)| (l, i))
+        .expect("at least one shard");
+    load[s] += 1;
+    s as u16
 }
 
 /// `DATA/trash`: deleted topics move here (one atomic rename), then go.

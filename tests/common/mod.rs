@@ -197,3 +197,23 @@ pub fn run(args: &[&str], stdin: &[u8], deadline: Duration) -> Output {
         stderr: ereader.join().unwrap(),
     }
 }
+
+/// The log text without ANSI colour codes (a broker logging to a terminal
+/// colours its levels; to a file it does not, but tests read either).
+pub fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            // CSI: ESC [ parameters... final byte in '@'..='~'.
+            for c in chars.by_ref() {
+                if ('@'..='~').contains(&c) && c != '[' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
