@@ -308,6 +308,11 @@ impl Router {
         self.send_call(owner, Call::Part(req)).await
     }
 
+    /// Whether every partition named is owned here (or unknown: answered here).
+    fn all_here(&self, topic: &str, mut partitions: impl Iterator<Item = u32>) -> bool {
+        partitions.all(|p| self.owner_of(topic, p) == self.id)
+    }
+
     /// Owner of each partition; unknown topics and partitions stay here (the
     /// local shard answers them with the right error).
     fn owner_of(&self, topic: &str, p: u32) -> u16 {
@@ -315,6 +320,16 @@ impl Router {
     }
 
     async fn route_produce(self: &Rc<Self>, cid: u32, p: ProduceRequest) -> ResponseFuture {
+        // hot path: a shard-aware client only names this shard's partitions;
+        // hand the request over as it is, nothing split or rebuilt.
+        if p.topics
+            .iter()
+            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|pp| pp.partition)))
+        {
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::Produce(p)));
+        }
         let acks = p.acks;
         let timeout_ms = p.timeout_ms;
         let topics: Vec<(String, Vec<ProducePartition>)> = p
@@ -323,20 +338,6 @@ impl Router {
             .map(|t| (t.name, t.partitions))
             .collect();
         let (parts, routes) = split(topics, |t, pp| self.owner_of(t, pp.partition));
-        if parts.keys().all(|&o| o == self.id) {
-            let topics = parts.into_values().next().unwrap_or_default();
-            let req = ProduceRequest {
-                acks,
-                timeout_ms,
-                topics: topics
-                    .into_iter()
-                    .map(|(name, partitions)| ProduceTopic { name, partitions })
-                    .collect(),
-            };
-            return self
-                .shard
-                .dispatch(Self::local_frame(cid, Request::Produce(req)));
-        }
         let mut waits: Vec<(u16, PendingReply)> = Vec::new();
         for (owner, topics) in parts {
             let req = Request::Produce(ProduceRequest {
@@ -389,6 +390,13 @@ impl Router {
         cid: u32,
         l: Vec<ListOffsetsTopic>,
     ) -> ResponseFuture {
+        if l.iter()
+            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|p| p.partition)))
+        {
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::ListOffsets(l)));
+        }
         let topics: Vec<(String, Vec<ListOffsetsPartition>)> =
             l.into_iter().map(|t| (t.name, t.partitions)).collect();
         let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
@@ -434,6 +442,14 @@ impl Router {
     /// own shard; the first part that has its `min_bytes` (or an error)
     /// wakes the others, which answer with what they have.
     async fn route_fetch(self: &Rc<Self>, cid: u32, f: FetchRequest) -> ResponseFuture {
+        if f.topics
+            .iter()
+            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|p| p.partition)))
+        {
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::Fetch(f)));
+        }
         let (max_wait_ms, min_bytes, max_bytes) = (f.max_wait_ms, f.min_bytes, f.max_bytes);
         let topics: Vec<(String, Vec<FetchPartition>)> = f
             .topics
@@ -450,12 +466,6 @@ impl Router {
                 .map(|(name, partitions)| FetchTopic { name, partitions })
                 .collect(),
         };
-        if parts.keys().all(|&o| o == self.id) {
-            let topics = parts.into_values().next().unwrap_or_default();
-            return self
-                .shard
-                .dispatch(Self::local_frame(cid, Request::Fetch(sub(topics))));
-        }
         let wait_id = self.next_id();
         let local_wake = Rc::new(rt::Event::default());
         let remote: Vec<u16> = parts.keys().copied().filter(|&o| o != self.id).collect();
