@@ -1,0 +1,396 @@
+//! Command-line arguments and their validation into `Params`, the one value
+//! the rest of the tool reads.
+//!
+//! Owns: flag names, defaults, limits, and every "this combination makes no
+//! sense" check, each failing with one readable line.
+//!
+//! Must never: touch the network or the disk (pure, tested below).
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use shardlog::partition::FsyncPolicy;
+use shardlog::protocol::Acks;
+
+/// Bytes a message needs to carry its send time (u64 nanoseconds).
+pub const STAMP_BYTES: usize = 8;
+/// Limits: a typo should fail fast rather than exhaust the machine.
+pub const MAX_ACTORS: usize = 1024;
+pub const MAX_PARTITIONS: u32 = 10_000;
+pub const MAX_MESSAGE_BYTES: usize = 16 << 20;
+pub const MAX_BATCH_MESSAGES: usize = 1 << 20;
+/// One produce request carries one batch; keep it under the broker's
+/// default `max_batch_bytes` (16 MiB).
+pub const MAX_BATCH_BYTES: usize = 15 << 20;
+pub const MAX_IN_FLIGHT: usize = 1024;
+pub const MAX_SHARDS: u16 = 256;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "shardlog-bench",
+    version,
+    about = "Load generator and benchmark for shardlog",
+    long_about = "Produces and/or consumes against a shardlog broker (one given with --broker, \
+                  or one started in-process with --spawn-broker) and reports throughput and \
+                  latency percentiles (produce acknowledge, end to end)."
+)]
+pub struct Args {
+    /// Broker to load (host:port of its public listener).
+    #[arg(long, value_name = "ADDR")]
+    pub broker: Option<String>,
+    /// Start a broker in this process on a temporary data directory; it is
+    /// stopped and the directory removed at the end.
+    #[arg(long)]
+    pub spawn_broker: bool,
+    /// Shards of the spawned broker.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub shards: u16,
+    /// fsync policy of the spawned broker: always, never or interval:MS.
+    #[arg(long, default_value = "always", value_name = "POLICY")]
+    pub fsync: String,
+    /// Where the spawned broker's temporary directory goes (default: the OS
+    /// temp dir, or ./target/bench-tmp when that is tmpfs: O_DIRECT needs a
+    /// real disk).
+    #[arg(long, value_name = "DIR")]
+    pub tmp_dir: Option<PathBuf>,
+
+    /// Producer threads (each with its own connections).
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub producers: usize,
+    /// Consumer threads; partitions are dealt out among them.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub consumers: usize,
+    /// Topic to use; created with --partitions if it does not exist.
+    #[arg(long, default_value = "bench", value_name = "NAME")]
+    pub topic: String,
+    #[arg(long, default_value_t = 4, value_name = "P")]
+    pub partitions: u32,
+    /// Value bytes per message.
+    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
+    pub message_size: usize,
+    /// Messages per batch (one batch per produce request).
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub batch_size: usize,
+    /// Produce requests each producer keeps in flight.
+    #[arg(long, default_value_t = 8, value_name = "K")]
+    pub max_in_flight: usize,
+    #[arg(long, value_enum, default_value_t = AcksArg::Durable)]
+    pub acks: AcksArg,
+    /// Run this long after the warmup (e.g. 10s, 500ms, 2m). Default 10s
+    /// when --messages is not given.
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Produce (or, with no producers, consume) this many messages in all.
+    #[arg(long, value_name = "N")]
+    pub messages: Option<u64>,
+    /// Leading time left out of rates and histograms (default 1s with
+    /// --duration, 0 with --messages).
+    #[arg(long, value_name = "TIME", value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Where consumers start: latest (what this run produces) or earliest.
+    /// Default: latest when producing, earliest when only consuming.
+    #[arg(long, value_enum, value_name = "FROM")]
+    pub from: Option<FromArg>,
+    /// How long consumers may take, after the producers finished, to read
+    /// what was produced.
+    #[arg(long, default_value = "30s", value_name = "TIME", value_parser = parse_duration)]
+    pub drain_timeout: Duration,
+    /// Write the results as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// No progress line on stderr.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AcksArg {
+    None,
+    Leader,
+    Durable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FromArg {
+    Earliest,
+    Latest,
+}
+
+/// How long the run lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    After(Duration),
+    Messages(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Broker(String),
+    Spawn {
+        shards: u16,
+        fsync: FsyncPolicy,
+        fsync_text: String,
+        tmp_dir: Option<PathBuf>,
+    },
+}
+
+/// Validated parameters.
+#[derive(Debug, Clone)]
+pub struct Params {
+    pub target: Target,
+    pub producers: usize,
+    pub consumers: usize,
+    pub topic: String,
+    pub partitions: u32,
+    pub message_size: usize,
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+    pub acks: Acks,
+    pub stop: Stop,
+    pub warmup: Duration,
+    pub from: FromArg,
+    pub drain_timeout: Duration,
+    pub json: Option<PathBuf>,
+    pub quiet: bool,
+}
+
+impl Params {
+    /// Producing and consuming in one run: messages carry their send time.
+    pub fn end_to_end(&self) -> bool {
+        self.producers > 0 && self.consumers > 0
+    }
+}
+
+pub fn acks_name(a: Acks) -> &'static str {
+    match a {
+        Acks::None => "none",
+        Acks::Leader => "leader",
+        Acks::Durable => "durable",
+    }
+}
+
+/// Checks the arguments; the error is one line, ready to print.
+pub fn validate(a: Args) -> Result<Params, String> {
+    let target = match (a.broker, a.spawn_broker) {
+        (Some(b), false) => {
+            if b.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                return Err(format!("--broker {b:?} is not HOST:PORT"));
+            }
+            Target::Broker(b)
+        }
+        (None, true) => {
+            if a.shards == 0 || a.shards > MAX_SHARDS {
+                return Err(format!(
+                    "--shards must be 1..={MAX_SHARDS}, not {}",
+                    a.shards
+                ));
+            }
+            Target::Spawn {
+                shards: a.shards,
+                fsync: FsyncPolicy::parse(&a.fsync)?,
+                fsync_text: a.fsync.clone(),
+                tmp_dir: a.tmp_dir,
+            }
+        }
+        (None, false) => {
+            return Err("say which broker: --broker HOST:PORT or --spawn-broker".into())
+        }
+        (Some(_), true) => return Err("--broker and --spawn-broker exclude each other".into()),
+    };
+    if a.producers == 0 && a.consumers == 0 {
+        return Err("nothing to do: --producers and --consumers are both 0".into());
+    }
+    if a.producers > MAX_ACTORS || a.consumers > MAX_ACTORS {
+        return Err(format!(
+            "--producers and --consumers must be at most {MAX_ACTORS}"
+        ));
+    }
+    if a.topic.is_empty() {
+        return Err("--topic must not be empty".into());
+    }
+    if a.partitions == 0 || a.partitions > MAX_PARTITIONS {
+        return Err(format!(
+            "--partitions must be 1..={MAX_PARTITIONS}, not {}",
+            a.partitions
+        ));
+    }
+    if a.consumers as u64 > a.partitions as u64 {
+        return Err(format!(
+            "--consumers ({}) must not exceed --partitions ({}): each partition is read by one consumer",
+            a.consumers, a.partitions
+        ));
+    }
+    if a.message_size == 0 || a.message_size > MAX_MESSAGE_BYTES {
+        return Err(format!(
+            "--message-size must be 1..={MAX_MESSAGE_BYTES} bytes, not {}",
+            a.message_size
+        ));
+    }
+    if a.producers > 0 && a.consumers > 0 && a.message_size < STAMP_BYTES {
+        return Err(format!(
+            "--message-size must be at least {STAMP_BYTES} when producing and consuming: each message carries its send time"
+        ));
+    }
+    if a.batch_size == 0 || a.batch_size > MAX_BATCH_MESSAGES {
+        return Err(format!(
+            "--batch-size must be 1..={MAX_BATCH_MESSAGES} messages, not {}",
+            a.batch_size
+        ));
+    }
+    // Each record adds at most ~20 bytes of framing to its value.
+    let batch_bytes = a
+        .batch_size
+        .saturating_mul(a.message_size.saturating_add(20));
+    if batch_bytes > MAX_BATCH_BYTES {
+        return Err(format!(
+            "--batch-size x --message-size is about {batch_bytes} bytes a batch; at most {MAX_BATCH_BYTES} fit in one produce request"
+        ));
+    }
+    if a.max_in_flight == 0 || a.max_in_flight > MAX_IN_FLIGHT {
+        return Err(format!(
+            "--max-in-flight must be 1..={MAX_IN_FLIGHT}, not {}",
+            a.max_in_flight
+        ));
+    }
+    let stop = match (a.duration, a.messages) {
+        (Some(_), Some(_)) => {
+            return Err("--duration and --messages exclude each other: give one".into())
+        }
+        (Some(d), None) if d.is_zero() => return Err("--duration must be more than 0".into()),
+        (Some(d), None) => Stop::After(d),
+        (None, Some(0)) => return Err("--messages must be more than 0".into()),
+        (None, Some(n)) => Stop::Messages(n),
+        (None, None) => Stop::After(Duration::from_secs(10)),
+    };
+    let warmup = a.warmup.unwrap_or(match stop {
+        Stop::After(_) => Duration::from_secs(1),
+        Stop::Messages(_) => Duration::ZERO,
+    });
+    let from = a.from.unwrap_or(if a.producers > 0 {
+        FromArg::Latest
+    } else {
+        FromArg::Earliest
+    });
+    if a.producers > 0 && a.consumers > 0 && from == FromArg::Earliest {
+        return Err(
+            "--from earliest with producers would mix older messages into end-to-end latency: use it with --producers 0".into(),
+        );
+    }
+    Ok(Params {
+        target,
+        producers: a.producers,
+        consumers: a.consumers,
+        topic: a.topic,
+        partitions: a.partitions,
+        message_size: a.message_size,
+        batch_size: a.batch_size,
+        max_in_flight: a.max_in_flight,
+        acks: match a.acks {
+            AcksArg::None => Acks::None,
+            AcksArg::Leader => Acks::Leader,
+            AcksArg::Durable => Acks::Durable,
+        },
+        stop,
+        warmup,
+        from,
+        drain_timeout: a.drain_timeout,
+        json: a.json,
+        quiet: a.quiet,
+    })
+}
+
+/// Parses `10s`, `500ms`, `2m`, `1h`, or plain seconds (`10`).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (e.g. 10s, 500ms, 2m)");
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let ms = match unit {
+        "ms" => n,
+        "" | "s" => n.checked_mul(1000).ok_or_else(bad)?,
+        "m" => n.checked_mul(60_000).ok_or_else(bad)?,
+        "h" => n.checked_mul(3_600_000).ok_or_else(bad)?,
+        _ => return Err(bad()),
+    };
+    Ok(Duration::from_millis(ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(extra: &[&str]) -> Result<Params, String> {
+        let mut argv = vec!["shardlog-bench"];
+        argv.extend_from_slice(extra);
+        validate(Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert!(parse_duration("s").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+    }
+
+    #[test]
+    fn defaults_are_a_ten_second_durable_run_with_warmup() {
+        let p = parse(&["--spawn-broker"]).unwrap();
+        assert_eq!(p.stop, Stop::After(Duration::from_secs(10)));
+        assert_eq!(p.warmup, Duration::from_secs(1));
+        assert_eq!(p.acks, Acks::Durable);
+        assert_eq!(p.from, FromArg::Latest);
+        assert!(p.end_to_end());
+    }
+
+    #[test]
+    fn message_count_runs_have_no_warmup_by_default() {
+        let p = parse(&["--spawn-broker", "--messages", "10"]).unwrap();
+        assert_eq!(p.stop, Stop::Messages(10));
+        assert_eq!(p.warmup, Duration::ZERO);
+    }
+
+    #[test]
+    fn consume_only_reads_from_earliest() {
+        let p = parse(&["--broker", "h:1", "--producers", "0"]).unwrap();
+        assert_eq!(p.from, FromArg::Earliest);
+        assert!(!p.end_to_end());
+    }
+
+    #[test]
+    fn nonsense_is_refused_with_one_line() {
+        for bad in [
+            &["--spawn-broker", "--producers", "0", "--consumers", "0"][..],
+            &["--spawn-broker", "--message-size", "0"],
+            &["--spawn-broker", "--duration", "1s", "--messages", "5"],
+            &["--spawn-broker", "--messages", "0"],
+            &["--spawn-broker", "--batch-size", "0"],
+            &["--spawn-broker", "--max-in-flight", "0"],
+            &["--spawn-broker", "--partitions", "2", "--consumers", "3"],
+            &["--spawn-broker", "--message-size", "4"],
+            &["--spawn-broker", "--fsync", "sometimes"],
+            &["--spawn-broker", "--shards", "0"],
+            &[
+                "--spawn-broker",
+                "--batch-size",
+                "100000",
+                "--message-size",
+                "1000",
+            ],
+            &["--broker", "nohost"],
+            &[],
+        ] {
+            let e = parse(bad).expect_err(&format!("{bad:?} accepted"));
+            assert!(
+                !e.trim().is_empty() && !e.trim().contains('\n'),
+                "{bad:?}: {e}"
+            );
+        }
+    }
+}

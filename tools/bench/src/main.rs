@@ -1,0 +1,348 @@
+//! `shardlog-bench`: the load generator. Parses and validates the flags,
+//! starts a broker if asked (`--spawn-broker`), creates the topic, runs the
+//! producers and consumers, prints a progress line every second and a final
+//! table, and writes JSON on request.
+//!
+//! Layering: this binary -> shardlog's client (and, for `--spawn-broker`,
+//! its server as a library). The one place with `anyhow` and process exit:
+//! every failure ends as one line on stderr and a non-zero status.
+
+mod args;
+mod machine;
+mod report;
+mod spawn;
+mod stats;
+mod workload;
+
+use std::io::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::Parser;
+use shardlog::client::RoutedClient;
+use shardlog::protocol::{ErrorCode, LIST_EARLIEST, LIST_LATEST};
+
+use args::{Args, FromArg, Params, Stop, Target};
+use stats::{ActorResult, Live, Percentiles, Second, MIB};
+use workload::Shared;
+
+fn main() {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // clap explains over several lines; keep the first (the error).
+            _ => fail(
+                e.to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or("bad arguments")
+                    .trim_start_matches("error: "),
+                2,
+            ),
+        },
+    };
+    let params = match args::validate(args) {
+        Ok(p) => p,
+        Err(e) => fail(&e, 2),
+    };
+    if let Err(e) = run(&params) {
+        fail(&format!("{e:#}"), 1);
+    }
+}
+
+fn fail(msg: &str, code: i32) -> ! {
+    let one_line = msg.replace('\n', " ");
+    eprintln!("shardlog-bench: error: {one_line}");
+    std::process::exit(code);
+}
+
+fn run(p: &Params) -> Result<()> {
+    let machine = machine::describe();
+    // The guard stops the broker and removes its directory when dropped, so
+    // every `?` below cleans up.
+    let spawned = match &p.target {
+        Target::Spawn {
+            shards,
+            fsync,
+            tmp_dir,
+            ..
+        } => Some(spawn::SpawnedBroker::start(
+            *shards,
+            *fsync,
+            tmp_dir.as_deref(),
+        )?),
+        Target::Broker(_) => None,
+    };
+    let broker_addr = match (&p.target, &spawned) {
+        (_, Some(s)) => s.addr.clone(),
+        (Target::Broker(b), None) => b.clone(),
+        (Target::Spawn { .. }, None) => unreachable!("spawned above"),
+    };
+    let start_offsets = prepare_topic(p, &broker_addr)?;
+
+    let live = Live::new();
+    let sh = Shared {
+        params: p,
+        broker: &broker_addr,
+        t0: Instant::now(),
+        live: &live,
+        remaining: AtomicU64::new(match p.stop {
+            Stop::Messages(n) => n,
+            Stop::After(_) => u64::MAX,
+        }),
+        produced: (0..p.partitions).map(|_| AtomicU64::new(0)).collect(),
+    };
+    let progress_done = std::sync::atomic::AtomicBool::new(false);
+    let (producers, consumers, series) = std::thread::scope(|s| {
+        let progress = s.spawn(|| progress(&sh, &progress_done));
+        // Whatever happens below (a panic included), the progress thread
+        // must end, or the scope would wait for it forever.
+        let _guard = ScopeGuard {
+            progress_done: &progress_done,
+            live: &live,
+        };
+        let consumers: Vec<_> = workload::assign(p.partitions, p.consumers)
+            .into_iter()
+            .enumerate()
+            .map(|(i, parts)| {
+                let parts: Vec<(u32, i64)> = parts
+                    .into_iter()
+                    .map(|q| (q, start_offsets[q as usize]))
+                    .collect();
+                let sh = &sh;
+                std::thread::Builder::new()
+                    .name(format!("consumer-{i}"))
+                    .spawn_scoped(s, move || abort_on_err(sh, workload::consume(i, parts, sh)))
+            })
+            .collect();
+        let producers: Vec<_> = (0..p.producers)
+            .map(|i| {
+                let sh = &sh;
+                std::thread::Builder::new()
+                    .name(format!("producer-{i}"))
+                    .spawn_scoped(s, move || abort_on_err(sh, workload::produce(i, sh)))
+            })
+            .collect();
+        let producers = join_all(producers);
+        live.producers_done.store(true, Ordering::Release);
+        let consumers = join_all(consumers);
+        progress_done.store(true, Ordering::Relaxed);
+        let series = progress.join().unwrap_or_default();
+        (producers, consumers, series)
+    });
+    let elapsed_s = sh.t0.elapsed().as_secs_f64();
+    let producers = producers?;
+    let consumers = consumers?;
+
+    let produce = (p.producers > 0).then(|| stats::summarize(&producers, p.warmup));
+    let consume = (p.consumers > 0).then(|| stats::summarize(&consumers, p.warmup));
+    if let (Some(pr), Some(co)) = (&produce, &consume) {
+        if pr.messages != co.messages {
+            bail!(
+                "consumers read {} messages but producers had {} acknowledged",
+                co.messages,
+                pr.messages
+            );
+        }
+    }
+    let info = report::RunInfo {
+        params: p,
+        broker_addr: &broker_addr,
+        data_dir: spawned.as_ref().map(|s| s.data_dir.display().to_string()),
+        filesystem: spawned.as_ref().map(|s| s.filesystem.clone()),
+        machine: &machine,
+        elapsed_s,
+    };
+    let results = report::Results {
+        produce: produce.as_ref(),
+        consume: consume.as_ref(),
+        series: &series,
+    };
+    // Stop the broker before reporting, so a failure to stop cleanly (data
+    // not flushed) fails the run instead of passing silently.
+    if let Some(s) = spawned {
+        s.stop()?;
+    }
+    print!("{}", report::table(&info, &results));
+    std::io::stdout().flush()?;
+    if let Some(path) = &p.json {
+        std::fs::write(path, report::json(&info, &results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Creates the topic (or checks an existing one) and returns where each
+/// partition's consumer starts.
+fn prepare_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
+    let mut rc = RoutedClient::connect(broker)?;
+    match rc.public().create_topic(&p.topic, p.partitions) {
+        Ok(()) => {}
+        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {}
+        Err(e) => return Err(e).with_context(|| format!("cannot create topic {}", p.topic)),
+    }
+    let n = rc.topic(&p.topic)?;
+    if n != p.partitions {
+        bail!(
+            "topic {} exists with {n} partitions, not --partitions {}",
+            p.topic,
+            p.partitions
+        );
+    }
+    let at = match p.from {
+        FromArg::Earliest => LIST_EARLIEST,
+        FromArg::Latest => LIST_LATEST,
+    };
+    (0..n)
+        .map(|q| {
+            rc.public()
+                .list_offset(&p.topic, q, at)
+                .with_context(|| format!("cannot list offsets of partition {q}"))
+        })
+        .collect()
+}
+
+/// Ends the progress thread, and on a panic stops every actor, so the
+/// thread scope never waits forever.
+struct ScopeGuard<'a> {
+    progress_done: &'a std::sync::atomic::AtomicBool,
+    live: &'a Live,
+}
+
+impl Drop for ScopeGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.live.abort.store(true, Ordering::Relaxed);
+        }
+        self.progress_done.store(true, Ordering::Relaxed);
+    }
+}
+
+/// An actor's error stops every other actor (they check `abort`).
+fn abort_on_err(sh: &Shared, r: Result<ActorResult>) -> Result<ActorResult> {
+    if r.is_err() {
+        sh.live.abort.store(true, Ordering::Relaxed);
+    }
+    r
+}
+
+type Spawned<'s> = std::io::Result<std::thread::ScopedJoinHandle<'s, Result<ActorResult>>>;
+
+/// Joins every actor; the first failure (in actor order) is the answer,
+/// preferring a real error over "stopped because another failed".
+fn join_all(handles: Vec<Spawned>) -> Result<Vec<ActorResult>> {
+    let mut ok = Vec::new();
+    let mut errors: Vec<anyhow::Error> = Vec::new();
+    for h in handles {
+        match h {
+            Ok(h) => match h.join() {
+                Ok(Ok(r)) => ok.push(r),
+                Ok(Err(e)) => errors.push(e),
+                Err(_) => errors.push(anyhow!("an actor thread panicked")),
+            },
+            Err(e) => errors.push(anyhow!("cannot start a thread: {e}")),
+        }
+    }
+    let secondary = |e: &anyhow::Error| format!("{e}").contains("another actor failed");
+    if let Some(i) = errors.iter().position(|e| !secondary(e)) {
+        return Err(errors.swap_remove(i));
+    }
+    match errors.pop() {
+        Some(e) => Err(e),
+        None => Ok(ok),
+    }
+}
+
+/// Every second: one line on stderr and one entry of the series.
+fn progress(sh: &Shared, done: &std::sync::atomic::AtomicBool) -> Vec<Second> {
+    let p = sh.params;
+    let mut series = Vec::new();
+    let mut last = (0u64, 0u64, 0u64, 0u64);
+    let mut last_t = sh.t0;
+    let mut tick = sh.t0 + workload::PROGRESS_EVERY;
+    let total = match p.stop {
+        Stop::After(d) => Some(p.warmup + d),
+        Stop::Messages(_) => None,
+    };
+    let take_p99 = |m: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| -> f64 {
+        match m.lock() {
+            Ok(mut h) => {
+                let v = Percentiles::of(&h).p99;
+                h.reset();
+                v
+            }
+            Err(_) => 0.0,
+        }
+    };
+    loop {
+        let finished = done.load(Ordering::Relaxed);
+        let now = Instant::now();
+        if !finished && now < tick {
+            std::thread::sleep((tick - now).min(Duration::from_millis(50)));
+            continue;
+        }
+        tick += workload::PROGRESS_EVERY;
+        let l = sh.live;
+        let cur = (
+            l.produced_msgs.load(Ordering::Relaxed),
+            l.produced_bytes.load(Ordering::Relaxed),
+            l.consumed_msgs.load(Ordering::Relaxed),
+            l.consumed_bytes.load(Ordering::Relaxed),
+        );
+        let dt = now
+            .saturating_duration_since(last_t)
+            .as_secs_f64()
+            .max(1e-9);
+        let in_warmup = last_t < sh.t0 + p.warmup;
+        let s = Second {
+            t_s: now.saturating_duration_since(sh.t0).as_secs_f64(),
+            warmup: in_warmup,
+            produce_msgs_per_s: (cur.0 - last.0) as f64 / dt,
+            produce_mb_per_s: (cur.1 - last.1) as f64 / dt / MIB,
+            produce_p99_us: take_p99(&l.produce_interval),
+            consume_msgs_per_s: (cur.2 - last.2) as f64 / dt,
+            consume_mb_per_s: (cur.3 - last.3) as f64 / dt / MIB,
+            end_to_end_p99_us: take_p99(&l.e2e_interval),
+        };
+        last = cur;
+        last_t = now;
+        if finished {
+            // The last, partial second (if anything happened in it).
+            if s.produce_msgs_per_s > 0.0 || s.consume_msgs_per_s > 0.0 {
+                series.push(s);
+            }
+            break;
+        }
+        series.push(s);
+        if !p.quiet {
+            let when = match total {
+                Some(t) => format!("{:>4.0}s/{:.0}s", s.t_s, t.as_secs_f64()),
+                None => format!("{:>4.0}s", s.t_s),
+            };
+            let warm = if in_warmup { " (warmup)" } else { "" };
+            let mut line = format!("[{when}]{warm}");
+            if p.producers > 0 {
+                line += &format!(
+                    " produce {:.0} msg/s {:.1} MiB/s p99 {:.0} us",
+                    s.produce_msgs_per_s, s.produce_mb_per_s, s.produce_p99_us
+                );
+            }
+            if p.consumers > 0 {
+                line += &format!(
+                    " | consume {:.0} msg/s {:.1} MiB/s",
+                    s.consume_msgs_per_s, s.consume_mb_per_s
+                );
+                if p.end_to_end() {
+                    line += &format!(" e2e p99 {:.0} us", s.end_to_end_p99_us);
+                }
+            }
+            eprintln!("{line}");
+        }
+    }
+    series
+}

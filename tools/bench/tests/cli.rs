@@ -1,0 +1,311 @@
+//! `shardlog-bench` run as a user runs it: the built binary against a broker
+//! it spawns itself, its JSON checked for sane values, its temporary data
+//! directory checked to be gone, and bad arguments refused with one line.
+//! Every run is under a deadline: a hung child is killed and the test fails.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Output {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the bench with `args`, killing it if it outlives the deadline.
+fn bench(args: &[&str]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog-bench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlog-bench");
+    let out_t = read_all(child.stdout.take().expect("stdout"));
+    let err_t = read_all(child.stderr.take().expect("stderr"));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shardlog-bench {args:?} ran over {DEADLINE:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        code: status.code(),
+        stdout: out_t.join().expect("stdout reader"),
+        stderr: err_t.join().expect("stderr reader"),
+    }
+}
+
+/// Reads a pipe to its end on a thread (so a full pipe never blocks the child).
+fn read_all(mut r: impl Read + Send + 'static) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = r.read_to_string(&mut s);
+        s
+    })
+}
+
+/// A fresh directory under cargo's per-target temp dir (a real disk, not
+/// tmpfs: the broker writes with O_DIRECT).
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("bench-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("create scratch dir");
+    d
+}
+
+fn f(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for k in path.split('.') {
+        cur = &cur[k];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number in {v:#}"))
+}
+
+fn assert_ordered_latency(j: &Value, section: &str) {
+    let l = |q: &str| f(j, &format!("{section}.latency_us.{q}"));
+    let (p50, p90, p99, p999, p9999, max) = (
+        l("p50"),
+        l("p90"),
+        l("p99"),
+        l("p999"),
+        l("p9999"),
+        l("max"),
+    );
+    assert!(p50 > 0.0, "{section}: p50 {p50}");
+    assert!(
+        p50 <= p90 && p90 <= p99 && p99 <= p999 && p999 <= p9999 && p9999 <= max,
+        "{section}: percentiles out of order: {p50} {p90} {p99} {p999} {p9999} {max}"
+    );
+}
+
+/// Runs a spawned-broker bench writing JSON; checks the directory it used
+/// is gone afterwards and returns the parsed report.
+fn run_json(name: &str, extra: &[&str]) -> (Value, Output) {
+    let dir = scratch(name);
+    let json = dir.join("report.json");
+    let tmp = dir.join("brokers");
+    let mut args = vec![
+        "--spawn-broker",
+        "--tmp-dir",
+        tmp.to_str().expect("utf-8 path"),
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ];
+    args.extend_from_slice(extra);
+    let out = bench(&args);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid JSON");
+    let data_dir = j["params"]["data_dir"].as_str().expect("params.data_dir");
+    assert!(
+        !Path::new(data_dir).exists(),
+        "broker data dir {data_dir} left behind"
+    );
+    assert_eq!(
+        std::fs::read_dir(&tmp).expect("tmp dir").count(),
+        0,
+        "something left in {}",
+        tmp.display()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    (j, out)
+}
+
+#[test]
+fn spawned_run_consumes_exactly_what_it_produced_and_reports_sane_figures() {
+    let (j, out) = run_json(
+        "basic",
+        &[
+            "--shards",
+            "2",
+            "--messages",
+            "20000",
+            "--message-size",
+            "100",
+        ],
+    );
+    for section in ["produce", "consume", "end_to_end"] {
+        assert_eq!(f(&j, &format!("{section}.messages")), 20000.0, "{section}");
+        assert!(f(&j, &format!("{section}.msgs_per_s")) > 0.0, "{section}");
+        assert!(f(&j, &format!("{section}.mb_per_s")) > 0.0, "{section}");
+    }
+    assert_eq!(f(&j, "produce.bytes"), 2_000_000.0);
+    assert_eq!(f(&j, "consume.bytes"), 2_000_000.0);
+    assert_ordered_latency(&j, "produce");
+    assert_ordered_latency(&j, "end_to_end");
+    assert_eq!(f(&j, "params.shards"), 2.0);
+    assert_eq!(j["params"]["fsync"], "always");
+    assert_eq!(j["params"]["acks"], "durable");
+    assert!(f(&j, "machine.cores") >= 1.0);
+    assert!(j["machine"]["kernel"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
+    assert!(j["machine"]["cpu_model"].is_string());
+    assert!(j["series"].is_array());
+    // The table: a header and one row per section.
+    for row in ["produce", "consume", "end-to-end", "p99.9 us"] {
+        assert!(out.stdout.contains(row), "no {row:?} in:\n{}", out.stdout);
+    }
+}
+
+#[test]
+fn several_producers_and_consumers_with_partial_batches_lose_nothing() {
+    // 10_001 is not a multiple of the batch size: the last batch is short.
+    let (j, _) = run_json(
+        "many",
+        &[
+            "--shards",
+            "2",
+            "--producers",
+            "3",
+            "--consumers",
+            "2",
+            "--partitions",
+            "3",
+            "--messages",
+            "10001",
+            "--batch-size",
+            "7",
+            "--message-size",
+            "64",
+            "--acks",
+            "none",
+            "--fsync",
+            "never",
+            "--max-in-flight",
+            "4",
+        ],
+    );
+    assert_eq!(f(&j, "produce.messages"), 10001.0);
+    assert_eq!(f(&j, "consume.messages"), 10001.0);
+    let actors = j["produce"]["actors"].as_array().expect("produce.actors");
+    assert_eq!(actors.len(), 3);
+    let sum: f64 = actors
+        .iter()
+        .map(|a| a["messages"].as_f64().unwrap_or(0.0))
+        .sum();
+    assert_eq!(sum, 10001.0);
+    assert_eq!(j["consume"]["actors"].as_array().map(Vec::len), Some(2));
+    assert_ordered_latency(&j, "end_to_end");
+}
+
+#[test]
+fn timed_produce_only_run_reports_a_series_and_no_consume_section() {
+    let (j, out) = run_json(
+        "timed",
+        &[
+            "--consumers",
+            "0",
+            "--duration",
+            "1500ms",
+            "--warmup",
+            "500ms",
+            "--fsync",
+            "never",
+            "--acks",
+            "leader",
+            "--message-size",
+            "200",
+        ],
+    );
+    assert!(f(&j, "produce.messages") > 0.0);
+    assert!(f(&j, "produce.measured_messages") <= f(&j, "produce.messages"));
+    assert!(f(&j, "produce.msgs_per_s") > 0.0);
+    assert_ordered_latency(&j, "produce");
+    assert!(j.get("consume").is_none() && j.get("end_to_end").is_none());
+    let series = j["series"].as_array().expect("series");
+    assert!(series.len() >= 2, "series: {series:?}");
+    assert!(series.iter().all(|s| s["produce_msgs_per_s"].is_number()));
+    // The progress line, once a second, on stderr.
+    assert!(out.stderr.contains("msg/s"), "stderr: {}", out.stderr);
+}
+
+#[test]
+fn a_failed_run_still_removes_the_broker_directory() {
+    let dir = scratch("fail");
+    let tmp = dir.join("brokers");
+    // The broker refuses this topic name after it started.
+    let out = bench(&[
+        "--spawn-broker",
+        "--tmp-dir",
+        tmp.to_str().expect("utf-8 path"),
+        "--topic",
+        "no/slashes",
+        "--messages",
+        "10",
+    ]);
+    assert_ne!(out.code, Some(0), "stdout: {}", out.stdout);
+    let lines: Vec<&str> = out.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "stderr: {}", out.stderr);
+    assert!(lines[0].contains("topic"), "{}", lines[0]);
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp dir").count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_arguments_exit_non_zero_with_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--spawn-broker", "--producers", "0", "--consumers", "0"],
+            "nothing to do",
+        ),
+        (&["--spawn-broker", "--message-size", "0"], "--message-size"),
+        (
+            &["--spawn-broker", "--duration", "1s", "--messages", "5"],
+            "exclude each other",
+        ),
+        (&["--spawn-broker", "--messages", "0"], "--messages"),
+        (&["--spawn-broker", "--fsync", "sometimes"], "fsync"),
+        (
+            &["--spawn-broker", "--partitions", "1", "--consumers", "2"],
+            "--consumers",
+        ),
+        (
+            &["--broker", "127.0.0.1:1", "--spawn-broker"],
+            "exclude each other",
+        ),
+        (&[], "--spawn-broker"),
+        (&["--spawn-broker", "--acks", "maybe"], "maybe"),
+        (
+            &["--spawn-broker", "--duration", "5 fortnights"],
+            "duration",
+        ),
+        (&["--spawn-broker", "--no-such-flag"], "--no-such-flag"),
+    ];
+    for (args, needle) in cases {
+        let out = bench(args);
+        assert_eq!(out.code, Some(2), "{args:?}: stderr {}", out.stderr);
+        let lines: Vec<&str> = out.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: stderr {:?}", out.stderr);
+        assert!(
+            lines[0].starts_with("shardlog-bench: error: ") && lines[0].contains(needle),
+            "{args:?}: {}",
+            lines[0]
+        );
+        assert!(out.stdout.is_empty(), "{args:?}: stdout {}", out.stdout);
+    }
+}
+
+#[test]
+fn an_unreachable_broker_is_one_line_not_a_hang() {
+    // Port 1 on loopback: nothing listens there.
+    let out = bench(&["--broker", "127.0.0.1:1", "--messages", "10"]);
+    assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "stderr: {}", out.stderr);
+    assert!(out.stderr.contains("connect"), "{}", out.stderr);
+}
