@@ -103,6 +103,17 @@ impl Router {
             let r = router.clone();
             rt::spawn(async move {
                 while let Some(msg) = inbox.recv().await {
+                    if let Msg::Call {
+                        call: Call::Part(Request::Produce(_)),
+                        ..
+                    } = &msg
+                    {
+                        // Backpressure across shards: while this shard holds
+                        // its budget of unwritten bytes it stops draining
+                        // produce parts; the channel fills, and the sending
+                        // shard's connection reader waits in turn.
+                        r.shard.memory().wait_below().await;
+                    }
                     r.on_msg(inbox.from as u16, msg);
                 }
             })

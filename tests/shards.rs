@@ -414,3 +414,55 @@ fn a_shard_aware_client_and_a_plain_one_read_the_same_data() {
     );
     assert!(r2.connected_shards().is_empty());
 }
+
+#[test]
+fn a_shard_over_its_memory_budget_slows_the_shards_forwarding_to_it() {
+    let dir = data_dir();
+    let base = free_port_pair();
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--shards",
+            "2",
+            "--shard-port-base",
+            &base.to_string(),
+            "--memory-budget",
+            "1048576",
+            "--max-batch-bytes",
+            "262144",
+        ],
+    );
+    let mut admin = Client::connect(&b.broker_arg()).unwrap();
+    admin.create_topic("bp", 2).unwrap();
+    let o = owners(&mut admin, "bp");
+    let p = o.iter().position(|&s| s == 1).unwrap() as u32;
+    // Everything through shard 0's own port to shard 1's partition: 20 MB,
+    // far over shard 1's 512 KiB of unwritten bytes, acks=none, 64 in flight.
+    let mut c = Client::connect(&format!("127.0.0.1:{base}")).unwrap();
+    let big = |i: usize| batch_of(&[format!("{i:06}{}", "z".repeat(200_000))]);
+    let mut inflight = std::collections::VecDeque::new();
+    for i in 0..100 {
+        if inflight.len() == 64 {
+            c.recv_produce(inflight.pop_front().unwrap()).unwrap();
+        }
+        inflight.push_back(
+            c.send(produce_request("bp", p, big(i), Acks::None))
+                .unwrap(),
+        );
+    }
+    while let Some(id) = inflight.pop_front() {
+        c.recv_produce(id).unwrap();
+    }
+    // Nothing lost, in order.
+    let start = Instant::now();
+    while admin.list_offset("bp", p, LIST_LATEST).unwrap() < 100 {
+        assert!(start.elapsed() < T, "not all written");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = read_partition(&mut admin, "bp", p);
+    assert_eq!(got.len(), 100);
+    assert!(got
+        .iter()
+        .enumerate()
+        .all(|(i, v)| v.starts_with(&format!("{i:06}"))));
+}
