@@ -62,6 +62,14 @@ fn main() {
         Err(e) => fail(&e, 2),
     };
     if let Err(e) = run(&params) {
+        // A second Ctrl-C makes every actor give up at once: say so, not
+        // "stopped because another actor failed".
+        if let (true, Some(sig)) = (signals::abort_requested(), signals::stopped_by()) {
+            fail(
+                &format!("aborted by a second {}: no report", signals::name(sig)),
+                128 + sig,
+            );
+        }
         fail(&format!("{e:#}"), 1);
     }
     if let Some(sig) = signals::stopped_by() {

@@ -140,6 +140,13 @@ const PACE_SLEEP_MAX: Duration = Duration::from_millis(10);
 /// message goes to `partition_for_key` and a claim becomes one request per
 /// partition it touched (so up to `partitions - 1` requests above
 /// `--max-in-flight` may be in flight).
+///
+/// Known limit of the open loop: the client has no non-blocking receive, so
+/// a producer with requests in flight and nothing due waits for the oldest
+/// acknowledgement before sending what fell due meanwhile. Latency still
+/// counts from the due time (nothing is hidden), but when acknowledgements
+/// take longer than a producer's interval the tool adds to it: use more
+/// `--producers` so that each one's interval exceeds the ack latency.
 pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     let p = sh.params;
     let mut rc = RoutedClient::connect(sh.broker)?;
