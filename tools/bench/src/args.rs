@@ -33,7 +33,7 @@ pub const MAX_SHARDS: u16 = 256;
     about = "Load generator and benchmark for shardlog",
     long_about = "Produces and/or consumes against a shardlog broker (one given with --broker, \
                   or one started in-process with --spawn-broker) and reports throughput and \
-                  latency percentiles (produce acknowledge, end to end)."
+                  latency percentiles (produce acknowledge, end to end).\n\nExit status: 0 done, 1 failed, 2 bad arguments, 130/143 stopped by SIGINT/SIGTERM (the partial report is still printed and a spawned broker's directory removed)."
 )]
 pub struct Args {
     /// Broker to load (host:port of its public listener).
@@ -66,9 +66,21 @@ pub struct Args {
     pub topic: String,
     #[arg(long, default_value_t = 4, value_name = "P")]
     pub partitions: u32,
-    /// Value bytes per message.
-    #[arg(long, default_value_t = 1024, value_name = "BYTES")]
-    pub message_size: usize,
+    /// Value bytes per message, or a range MIN..MAX: each message then gets
+    /// a uniformly random size in it.
+    #[arg(long, default_value = "1024", value_name = "BYTES|MIN..MAX")]
+    pub message_size: String,
+    /// Message keys: none, random (8 random bytes) or sequential (a run-wide
+    /// counter in decimal). With keys, a message's partition is
+    /// `partition_for_key` (Kafka's murmur2) instead of round-robin.
+    #[arg(long, value_enum, default_value_t = KeyMode::None)]
+    pub key_mode: KeyMode,
+    /// Open loop: produce this many messages per second in all, spread
+    /// evenly over the producers; latency counts from when each message was
+    /// due (coordinated-omission correction). Default: closed loop, as fast
+    /// as acknowledgements allow.
+    #[arg(long, value_name = "MSGS_PER_S")]
+    pub rate: Option<u64>,
     /// Messages per batch (one batch per produce request).
     #[arg(long, default_value_t = 100, value_name = "N")]
     pub batch_size: usize,
@@ -84,6 +96,10 @@ pub struct Args {
     /// Produce (or, with no producers, consume) this many messages in all.
     #[arg(long, value_name = "N")]
     pub messages: Option<u64>,
+    /// Stop after producing (or, with no producers, consuming) this many
+    /// value bytes, e.g. 10MiB, 1GiB, 500KB; the last batch may go over.
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub total_bytes: Option<u64>,
     /// Leading time left out of rates and histograms (default 1s with
     /// --duration, 0 with --messages).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
@@ -99,6 +115,10 @@ pub struct Args {
     /// Write the results as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
+    /// Write one self-contained HTML page (inline SVG charts, no scripts) to
+    /// FILE: throughput over time and the latency percentile curves.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
@@ -112,6 +132,36 @@ pub enum AcksArg {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyMode {
+    None,
+    Random,
+    Sequential,
+}
+
+impl KeyMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyMode::None => "none",
+            KeyMode::Random => "random",
+            KeyMode::Sequential => "sequential",
+        }
+    }
+}
+
+/// Value sizes: every message `min` bytes, or uniform in `min..=max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SizeRange {
+    pub min: usize,
+    pub max: usize,
+}
+
+impl SizeRange {
+    pub fn fixed(&self) -> bool {
+        self.min == self.max
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FromArg {
     Earliest,
     Latest,
@@ -122,6 +172,8 @@ pub enum FromArg {
 pub enum Stop {
     After(Duration),
     Messages(u64),
+    /// Value bytes in all (`--total-bytes`).
+    Bytes(u64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -143,7 +195,10 @@ pub struct Params {
     pub consumers: usize,
     pub topic: String,
     pub partitions: u32,
-    pub message_size: usize,
+    pub message_size: SizeRange,
+    pub key_mode: KeyMode,
+    /// Open-loop total rate (`--rate`); None is closed loop.
+    pub rate: Option<u64>,
     pub batch_size: usize,
     pub max_in_flight: usize,
     pub acks: Acks,
@@ -152,6 +207,7 @@ pub struct Params {
     pub from: FromArg,
     pub drain_timeout: Duration,
     pub json: Option<PathBuf>,
+    pub html: Option<PathBuf>,
     pub quiet: bool,
 }
 
@@ -223,16 +279,23 @@ pub fn validate(a: Args) -> Result<Params, String> {
             a.consumers, a.partitions
         ));
     }
-    if a.message_size == 0 || a.message_size > MAX_MESSAGE_BYTES {
+    let message_size = parse_size_range(&a.message_size)?;
+    if message_size.min == 0 || message_size.max > MAX_MESSAGE_BYTES {
         return Err(format!(
-            "--message-size must be 1..={MAX_MESSAGE_BYTES} bytes, not {}",
+            "--message-size must be within 1..={MAX_MESSAGE_BYTES} bytes, not {}",
             a.message_size
         ));
     }
-    if a.producers > 0 && a.consumers > 0 && a.message_size < STAMP_BYTES {
+    if a.producers > 0 && a.consumers > 0 && message_size.min < STAMP_BYTES {
         return Err(format!(
             "--message-size must be at least {STAMP_BYTES} when producing and consuming: each message carries its send time"
         ));
+    }
+    if a.rate == Some(0) {
+        return Err("--rate must be more than 0 messages per second".into());
+    }
+    if a.rate.is_some() && a.producers == 0 {
+        return Err("--rate paces producers: it needs --producers of at least 1".into());
     }
     if a.batch_size == 0 || a.batch_size > MAX_BATCH_MESSAGES {
         return Err(format!(
@@ -243,7 +306,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
     // Each record adds at most ~20 bytes of framing to its value.
     let batch_bytes = a
         .batch_size
-        .saturating_mul(a.message_size.saturating_add(20));
+        .saturating_mul(message_size.max.saturating_add(20));
     if batch_bytes > MAX_BATCH_BYTES {
         return Err(format!(
             "--batch-size x --message-size is about {batch_bytes} bytes a batch; at most {MAX_BATCH_BYTES} fit in one produce request"
@@ -255,19 +318,23 @@ pub fn validate(a: Args) -> Result<Params, String> {
             a.max_in_flight
         ));
     }
-    let stop = match (a.duration, a.messages) {
-        (Some(_), Some(_)) => {
-            return Err("--duration and --messages exclude each other: give one".into())
+    let stop = match (a.duration, a.messages, a.total_bytes) {
+        (Some(d), None, None) if d.is_zero() => return Err("--duration must be more than 0".into()),
+        (Some(d), None, None) => Stop::After(d),
+        (None, Some(0), None) => return Err("--messages must be more than 0".into()),
+        (None, Some(n), None) => Stop::Messages(n),
+        (None, None, Some(0)) => return Err("--total-bytes must be more than 0".into()),
+        (None, None, Some(b)) => Stop::Bytes(b),
+        (None, None, None) => Stop::After(Duration::from_secs(10)),
+        _ => {
+            return Err(
+                "--duration, --messages and --total-bytes exclude each other: give one".into(),
+            )
         }
-        (Some(d), None) if d.is_zero() => return Err("--duration must be more than 0".into()),
-        (Some(d), None) => Stop::After(d),
-        (None, Some(0)) => return Err("--messages must be more than 0".into()),
-        (None, Some(n)) => Stop::Messages(n),
-        (None, None) => Stop::After(Duration::from_secs(10)),
     };
     let warmup = a.warmup.unwrap_or(match stop {
         Stop::After(_) => Duration::from_secs(1),
-        Stop::Messages(_) => Duration::ZERO,
+        Stop::Messages(_) | Stop::Bytes(_) => Duration::ZERO,
     });
     let from = a.from.unwrap_or(if a.producers > 0 {
         FromArg::Latest
@@ -285,7 +352,9 @@ pub fn validate(a: Args) -> Result<Params, String> {
         consumers: a.consumers,
         topic: a.topic,
         partitions: a.partitions,
-        message_size: a.message_size,
+        message_size,
+        key_mode: a.key_mode,
+        rate: a.rate,
         batch_size: a.batch_size,
         max_in_flight: a.max_in_flight,
         acks: match a.acks {
@@ -298,6 +367,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
         from,
         drain_timeout: a.drain_timeout,
         json: a.json,
+        html: a.html,
         quiet: a.quiet,
     })
 }
@@ -317,6 +387,49 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(bad()),
     };
     Ok(Duration::from_millis(ms))
+}
+
+/// Parses `1024` or `64..4096` (inclusive).
+pub fn parse_size_range(s: &str) -> Result<SizeRange, String> {
+    let bad = || format!("--message-size {s:?} is not BYTES or MIN..MAX");
+    let num = |t: &str| t.trim().parse::<usize>().map_err(|_| bad());
+    let r = match s.split_once("..") {
+        Some((lo, hi)) => SizeRange {
+            min: num(lo)?,
+            max: num(hi.trim_start_matches('='))?,
+        },
+        None => {
+            let n = num(s)?;
+            SizeRange { min: n, max: n }
+        }
+    };
+    if r.min > r.max {
+        return Err(format!("--message-size {s:?}: MIN is above MAX"));
+    }
+    Ok(r)
+}
+
+/// Parses `10MiB`, `1GiB`, `500KB`, `4096B` or plain bytes (`4096`).
+/// KiB/MiB/GiB/TiB are powers of 1024, KB/MB/GB/TB powers of 1000.
+pub fn parse_bytes(s: &str) -> Result<u64, String> {
+    let bad = || format!("{s:?} is not a byte count (e.g. 4096, 10MiB, 1GiB, 500KB)");
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let mul: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" | "K" => 1 << 10,
+        "MiB" | "M" => 1 << 20,
+        "GiB" | "G" => 1 << 30,
+        "TiB" | "T" => 1 << 40,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "TB" => 1_000_000_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(mul).ok_or_else(bad)
 }
 
 #[cfg(test)]
@@ -347,6 +460,44 @@ mod tests {
         assert_eq!(p.acks, Acks::Durable);
         assert_eq!(p.from, FromArg::Latest);
         assert!(p.end_to_end());
+    }
+
+    #[test]
+    fn sizes_and_byte_counts_parse() {
+        assert_eq!(
+            parse_size_range("100"),
+            Ok(SizeRange { min: 100, max: 100 })
+        );
+        assert_eq!(parse_size_range("8..64"), Ok(SizeRange { min: 8, max: 64 }));
+        assert!(parse_size_range("64..8").is_err());
+        assert!(parse_size_range("a..b").is_err());
+        assert_eq!(parse_bytes("10MiB"), Ok(10 << 20));
+        assert_eq!(parse_bytes("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_bytes("500KB"), Ok(500_000));
+        assert_eq!(parse_bytes("4096"), Ok(4096));
+        assert!(parse_bytes("10 furlongs").is_err());
+        assert!(parse_bytes("99999999999TiB").is_err());
+    }
+
+    #[test]
+    fn rate_keys_and_total_bytes_are_validated() {
+        let p = parse(&[
+            "--spawn-broker",
+            "--rate",
+            "2000",
+            "--key-mode",
+            "sequential",
+            "--total-bytes",
+            "1MiB",
+            "--message-size",
+            "8..100",
+        ])
+        .unwrap();
+        assert_eq!(p.rate, Some(2000));
+        assert_eq!(p.key_mode, KeyMode::Sequential);
+        assert_eq!(p.stop, Stop::Bytes(1 << 20));
+        assert_eq!(p.message_size, SizeRange { min: 8, max: 100 });
+        assert_eq!(p.warmup, Duration::ZERO);
     }
 
     #[test]
@@ -384,6 +535,12 @@ mod tests {
                 "1000",
             ],
             &["--broker", "nohost"],
+            &["--spawn-broker", "--message-size", "4..100"],
+            &["--spawn-broker", "--message-size", "100..10"],
+            &["--spawn-broker", "--rate", "0"],
+            &["--broker", "h:1", "--producers", "0", "--rate", "10"],
+            &["--spawn-broker", "--total-bytes", "0"],
+            &["--spawn-broker", "--total-bytes", "1MiB", "--messages", "3"],
             &[],
         ] {
             let e = parse(bad).expect_err(&format!("{bad:?} accepted"));

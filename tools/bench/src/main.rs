@@ -3,13 +3,20 @@
 //! producers and consumers, prints a progress line every second and a final
 //! table, and writes JSON on request.
 //!
+//! Exit status: 0 after a complete run, 1 on a failure, 2 on bad
+//! arguments, and 128 + the signal (130 for SIGINT, 143 for SIGTERM) after
+//! a run stopped by Ctrl-C or SIGTERM, which still prints the partial
+//! report, writes JSON/HTML and removes a spawned broker's directory.
+//!
 //! Layering: this binary -> shardlog's client (and, for `--spawn-broker`,
 //! its server as a library). The one place with `anyhow` and process exit:
 //! every failure ends as one line on stderr and a non-zero status.
 
 mod args;
+mod html;
 mod machine;
 mod report;
+mod signals;
 mod spawn;
 mod stats;
 mod workload;
@@ -28,6 +35,10 @@ use stats::{ActorResult, Live, Percentiles, Second, MIB};
 use workload::Shared;
 
 fn main() {
+    // Before any thread starts, so that every thread inherits the mask.
+    if let Err(e) = signals::install() {
+        fail(&format!("cannot set up signal handling: {e}"), 1);
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => match e.kind() {
@@ -51,7 +62,18 @@ fn main() {
         Err(e) => fail(&e, 2),
     };
     if let Err(e) = run(&params) {
+        // A second Ctrl-C makes every actor give up at once: say so, not
+        // "stopped because another actor failed".
+        if let (true, Some(sig)) = (signals::abort_requested(), signals::stopped_by()) {
+            fail(
+                &format!("aborted by a second {}: no report", signals::name(sig)),
+                128 + sig,
+            );
+        }
         fail(&format!("{e:#}"), 1);
+    }
+    if let Some(sig) = signals::stopped_by() {
+        std::process::exit(128 + sig);
     }
 }
 
@@ -92,10 +114,11 @@ fn run(p: &Params) -> Result<()> {
         t0: Instant::now(),
         live: &live,
         remaining: AtomicU64::new(match p.stop {
-            Stop::Messages(n) => n,
+            Stop::Messages(n) | Stop::Bytes(n) => n,
             Stop::After(_) => u64::MAX,
         }),
         produced: (0..p.partitions).map(|_| AtomicU64::new(0)).collect(),
+        key_seq: AtomicU64::new(0),
     };
     let progress_done = std::sync::atomic::AtomicBool::new(false);
     let (producers, consumers, series) = std::thread::scope(|s| {
@@ -157,6 +180,7 @@ fn run(p: &Params) -> Result<()> {
         filesystem: spawned.as_ref().map(|s| s.filesystem.clone()),
         machine: &machine,
         elapsed_s,
+        stopped_by: signals::stopped_by().map(signals::name),
     };
     let results = report::Results {
         produce: produce.as_ref(),
@@ -172,6 +196,10 @@ fn run(p: &Params) -> Result<()> {
     std::io::stdout().flush()?;
     if let Some(path) = &p.json {
         std::fs::write(path, report::json(&info, &results))
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &p.html {
+        std::fs::write(path, html::page(&info, &results))
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
@@ -267,7 +295,7 @@ fn progress(sh: &Shared, done: &std::sync::atomic::AtomicBool) -> Vec<Second> {
     let mut tick = sh.t0 + workload::PROGRESS_EVERY;
     let total = match p.stop {
         Stop::After(d) => Some(p.warmup + d),
-        Stop::Messages(_) => None,
+        Stop::Messages(_) | Stop::Bytes(_) => None,
     };
     let take_p99 = |m: &std::sync::Mutex<hdrhistogram::Histogram<u64>>| -> f64 {
         match m.lock() {

@@ -113,6 +113,8 @@ pub struct RunInfo<'a> {
     pub filesystem: Option<(String, String)>,
     pub machine: &'a Machine,
     pub elapsed_s: f64,
+    /// The signal that stopped the run early ("SIGINT"), if one did.
+    pub stopped_by: Option<&'static str>,
 }
 
 pub struct Results<'a> {
@@ -136,6 +138,15 @@ fn latency_json(p: &Percentiles) -> J {
     ])
 }
 
+/// The percentile curve as [[percentile, µs], ...].
+fn curve_json(c: &[(f64, f64)]) -> J {
+    J::Arr(
+        c.iter()
+            .map(|&(q, us)| J::Arr(vec![J::Num(q), J::Num(us)]))
+            .collect(),
+    )
+}
+
 fn summary_json(s: &Summary, latency: bool) -> J {
     let mut v = vec![
         ("messages", J::Int(s.messages)),
@@ -148,6 +159,7 @@ fn summary_json(s: &Summary, latency: bool) -> J {
     ];
     if latency {
         v.push(("latency_us", latency_json(&s.latency)));
+        v.push(("latency_curve_us", curve_json(&s.curve)));
     }
     v.push((
         "actors",
@@ -172,7 +184,7 @@ fn summary_json(s: &Summary, latency: bool) -> J {
     J::Obj(v)
 }
 
-fn params_json(info: &RunInfo) -> J {
+pub fn params_json(info: &RunInfo) -> J {
     let p = info.params;
     let mut v = vec![("broker", J::Str(info.broker_addr.to_owned()))];
     match &p.target {
@@ -197,7 +209,18 @@ fn params_json(info: &RunInfo) -> J {
         ("consumers", J::Int(p.consumers as u64)),
         ("topic", J::Str(p.topic.clone())),
         ("partitions", J::Int(p.partitions as u64)),
-        ("message_size", J::Int(p.message_size as u64)),
+        (
+            "message_size",
+            if p.message_size.fixed() {
+                J::Int(p.message_size.min as u64)
+            } else {
+                J::Str(format!("{}..{}", p.message_size.min, p.message_size.max))
+            },
+        ),
+        ("message_size_min", J::Int(p.message_size.min as u64)),
+        ("message_size_max", J::Int(p.message_size.max as u64)),
+        ("key_mode", J::Str(p.key_mode.name().into())),
+        ("rate", p.rate.map_or(J::Null, J::Int)),
         ("batch_size", J::Int(p.batch_size as u64)),
         ("max_in_flight", J::Int(p.max_in_flight as u64)),
         ("acks", J::Str(acks_name(p.acks).into())),
@@ -205,14 +228,21 @@ fn params_json(info: &RunInfo) -> J {
             "duration_s",
             match p.stop {
                 Stop::After(d) => J::Num(d.as_secs_f64()),
-                Stop::Messages(_) => J::Null,
+                _ => J::Null,
             },
         ),
         (
             "messages",
             match p.stop {
                 Stop::Messages(n) => J::Int(n),
-                Stop::After(_) => J::Null,
+                _ => J::Null,
+            },
+        ),
+        (
+            "total_bytes",
+            match p.stop {
+                Stop::Bytes(n) => J::Int(n),
+                _ => J::Null,
             },
         ),
         ("warmup_s", J::Num(p.warmup.as_secs_f64())),
@@ -226,7 +256,17 @@ fn params_json(info: &RunInfo) -> J {
                 .into(),
             ),
         ),
-        ("mode", J::Str("closed-loop".into())),
+        (
+            "mode",
+            J::Str(
+                if p.rate.is_some() {
+                    "open-loop"
+                } else {
+                    "closed-loop"
+                }
+                .into(),
+            ),
+        ),
         ("argv", J::Arr(std::env::args().map(J::Str).collect())),
     ]);
     J::Obj(v)
@@ -246,6 +286,10 @@ pub fn json(info: &RunInfo, r: &Results) -> String {
             ]),
         ),
         ("elapsed_s", J::Num(info.elapsed_s)),
+        (
+            "stopped_by",
+            info.stopped_by.map_or(J::Null, |s| J::Str(s.into())),
+        ),
     ];
     if let Some(p) = r.produce {
         top.push(("produce", summary_json(p, true)));
@@ -260,6 +304,7 @@ pub fn json(info: &RunInfo, r: &Results) -> String {
                     ("msgs_per_s", J::Num(c.msgs_per_s)),
                     ("mb_per_s", J::Num(c.mb_per_s)),
                     ("latency_us", latency_json(&c.latency)),
+                    ("latency_curve_us", curve_json(&c.curve)),
                 ]),
             ));
         }
@@ -344,11 +389,32 @@ pub fn table(info: &RunInfo, r: &Results) -> String {
         }
         Target::Broker(_) => format!("fsync (broker's own), acks {}", acks_name(p.acks)),
     };
+    let size = if p.message_size.fixed() {
+        format!("{} B", p.message_size.min)
+    } else {
+        format!("{}..{} B", p.message_size.min, p.message_size.max)
+    };
+    let pace = match p.rate {
+        Some(r) => format!("open loop at {r} msg/s"),
+        None => "closed loop".into(),
+    };
     let _ = writeln!(
         out,
-        "shardlog-bench: {} producers, {} consumers, {} partitions, {} B messages, {} per batch, {} in flight; {durability}",
-        p.producers, p.consumers, p.partitions, p.message_size, p.batch_size, p.max_in_flight
+        "shardlog-bench: {} producers, {} consumers, {} partitions, {size} messages, keys {}, {} per batch, {} in flight, {pace}; {durability}",
+        p.producers,
+        p.consumers,
+        p.partitions,
+        p.key_mode.name(),
+        p.batch_size,
+        p.max_in_flight
     );
+    if let Some(sig) = info.stopped_by {
+        let _ = writeln!(
+            out,
+            "stopped early by {sig} after {:.1} s: partial results",
+            info.elapsed_s
+        );
+    }
     let m = info.machine;
     let _ = writeln!(
         out,

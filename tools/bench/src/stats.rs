@@ -63,7 +63,7 @@ impl Live {
     }
 
     pub fn aborted(&self) -> bool {
-        self.abort.load(Ordering::Relaxed)
+        self.abort.load(Ordering::Relaxed) || crate::signals::abort_requested()
     }
 }
 
@@ -156,7 +156,31 @@ pub struct Summary {
     pub msgs_per_s: f64,
     pub mb_per_s: f64,
     pub latency: Percentiles,
+    /// (percentile, µs) from p50 to p99.999, evenly on a log scale of
+    /// 1/(1 - q): the latency percentile curve.
+    pub curve: Vec<(f64, f64)>,
     pub per_actor: Vec<ActorSummary>,
+}
+
+/// Points of the percentile curve per decade of 1/(1 - q).
+const CURVE_POINTS_PER_DECADE: u32 = 10;
+
+/// The percentile curve of `h`: (percentile in %, µs) at q = 1 - 10^-x for
+/// x from log10(2) (p50) to 5 (p99.999).
+pub fn curve(h: &Histogram<u64>) -> Vec<(f64, f64)> {
+    if h.is_empty() {
+        return Vec::new();
+    }
+    let x0 = 2f64.log10();
+    let steps = (5.0 - x0) * CURVE_POINTS_PER_DECADE as f64;
+    let n = steps.ceil() as u32;
+    (0..=n)
+        .map(|i| {
+            let x = (x0 + i as f64 / CURVE_POINTS_PER_DECADE as f64).min(5.0);
+            let q = 1.0 - 10f64.powf(-x);
+            (q * 100.0, h.value_at_quantile(q) as f64 / 1000.0)
+        })
+        .collect()
 }
 
 pub struct ActorSummary {
@@ -190,6 +214,7 @@ pub fn summarize(actors: &[ActorResult], warmup: Duration) -> Summary {
         msgs_per_s: 0.0,
         mb_per_s: 0.0,
         latency: Percentiles::default(),
+        curve: Vec::new(),
         per_actor: Vec::new(),
     };
     for a in actors {
@@ -210,6 +235,7 @@ pub fn summarize(actors: &[ActorResult], warmup: Duration) -> Summary {
     s.msgs_per_s = rate(s.measured_messages, window_s);
     s.mb_per_s = rate(s.measured_bytes, window_s) / MIB;
     s.latency = Percentiles::of(&total);
+    s.curve = curve(&total);
     s
 }
 
@@ -243,6 +269,19 @@ mod tests {
         assert!(p.p50 <= p.p90 && p.p90 <= p.p99 && p.p99 <= p.p999);
         assert!(p.p999 <= p.p9999 && p.p9999 <= p.max);
         assert!((p.max - 1000.0).abs() < 1.0, "{p:?}");
+    }
+
+    #[test]
+    fn the_curve_runs_from_p50_to_p99999_and_never_falls() {
+        let mut h = new_histogram();
+        for ns in 1..=100_000u64 {
+            record(&mut h, ns * 10, 1);
+        }
+        let c = curve(&h);
+        assert!((c[0].0 - 50.0).abs() < 1e-9, "{:?}", c[0]);
+        assert!((c[c.len() - 1].0 - 99.999).abs() < 1e-9);
+        assert!(c.windows(2).all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1));
+        assert!(curve(&new_histogram()).is_empty());
     }
 
     #[test]

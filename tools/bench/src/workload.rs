@@ -12,15 +12,16 @@
 //! is built into one buffer from one reused value buffer.
 
 use std::collections::VecDeque;
+use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
 use shardlog::batch::{split_batches, BatchBuilder, Records};
-use shardlog::client::{produce_request, RoutedClient, Ticket};
+use shardlog::client::{partition_for_key, produce_request, RoutedClient, Ticket};
 use shardlog::protocol::{FetchPartition, FetchRequest, FetchTopic, Request, Response};
 
-use crate::args::{Params, Stop, STAMP_BYTES};
+use crate::args::{KeyMode, Params, Stop, STAMP_BYTES};
 use crate::stats::{flush_interval, record, ActorResult, Live};
 
 /// Bytes a consumer asks for per partition and fetch.
@@ -43,6 +44,8 @@ pub struct Shared<'a> {
     pub remaining: AtomicU64,
     /// Messages acknowledged per partition (consumers' targets).
     pub produced: Vec<AtomicU64>,
+    /// Next sequential key (`--key-mode sequential`), run-wide.
+    pub key_seq: AtomicU64,
 }
 
 impl Shared<'_> {
@@ -50,9 +53,11 @@ impl Shared<'_> {
         at.saturating_duration_since(self.t0).as_nanos() as u64
     }
 
-    /// Claims up to `want` messages to produce; 0 when the run is over.
-    fn claim(&self, want: u64, now: Instant) -> u64 {
-        if self.live.aborted() {
+    /// Claims up to `want` messages (of `bytes` value bytes in all) to
+    /// produce; 0 when the run is over. `--total-bytes` grants the whole
+    /// claim while anything is left, so the last batch may go over.
+    fn claim(&self, want: u64, bytes: u64, now: Instant) -> u64 {
+        if self.live.aborted() || crate::signals::stop_requested() {
             return 0;
         }
         match self.params.stop {
@@ -69,19 +74,79 @@ impl Shared<'_> {
                     (r > 0).then(|| r - r.min(want))
                 })
                 .map_or(0, |r| r.min(want)),
+            Stop::Bytes(_) => self
+                .remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    (r > 0).then(|| r.saturating_sub(bytes))
+                })
+                .map_or(0, |_| want),
         }
+    }
+}
+
+/// A small, fast PRNG (splitmix64) for sizes and random keys: no
+/// dependency, no lock, one per producer.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `lo..=hi` (the modulo bias is below 2^-40 for any size
+    /// this tool allows).
+    pub fn range(&mut self, lo: usize, hi: usize) -> usize {
+        debug_assert!(lo <= hi);
+        lo + (self.next_u64() % ((hi - lo) as u64 + 1)) as usize
     }
 }
 
 struct InFlight {
     ticket: Ticket,
-    sent: Instant,
     partition: u32,
-    messages: u64,
+    /// When each message was due, in ns since t0: its send time (closed
+    /// loop) or its scheduled time (open loop, `--rate`), so latency counts
+    /// from when a message should have gone out even if the producer fell
+    /// behind (coordinated-omission correction).
+    due_ns: Vec<u64>,
+    bytes: u64,
 }
 
-/// One producer: round-robin over the partitions (starting at its own id, so
-/// producers spread), one batch of `--batch-size` messages per request.
+/// A batch being built for one partition.
+struct Pending {
+    builder: BatchBuilder,
+    due_ns: Vec<u64>,
+    bytes: u64,
+}
+
+/// Longest key a producer makes (sequential keys are u64 in decimal).
+const KEY_MAX_BYTES: usize = 20;
+/// Longest an open-loop producer sleeps at once, so it notices the end.
+const PACE_SLEEP_MAX: Duration = Duration::from_millis(10);
+
+/// One producer. Closed loop: `--batch-size` messages per request as fast
+/// as the pipeline allows. Open loop (`--rate`): message k is due at
+/// start + k / (rate / producers); each request carries what is due (at
+/// most a batch). Without keys, requests go round-robin over the partitions
+/// (starting at the producer's id, so producers spread); with keys, each
+/// message goes to `partition_for_key` and a claim becomes one request per
+/// partition it touched (so up to `partitions - 1` requests above
+/// `--max-in-flight` may be in flight).
+///
+/// Known limit of the open loop: the client has no non-blocking receive, so
+/// a producer with requests in flight and nothing due waits for the oldest
+/// acknowledgement before sending what fell due meanwhile. Latency still
+/// counts from the due time (nothing is hidden), but when acknowledgements
+/// take longer than a producer's interval the tool adds to it: use more
+/// `--producers` so that each one's interval exceeds the ack latency.
 pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     let p = sh.params;
     let mut rc = RoutedClient::connect(sh.broker)?;
@@ -95,68 +160,198 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     }
     let mut res = ActorResult::new(id);
     let mut recent = crate::stats::new_histogram();
+    let sizes_cfg = p.message_size;
+    let keyed = p.key_mode != KeyMode::None;
     // The value of every message: filler, its first 8 bytes overwritten
-    // with the send time per batch.
-    let mut value = vec![b'x'; p.message_size];
-    let batch_bytes = p.batch_size * (p.message_size + RECORD_OVERHEAD_BYTES) + 128;
+    // with its due time; a message of size s is the first s bytes.
+    let mut value = vec![b'x'; sizes_cfg.max];
+    let key_bytes = if keyed { KEY_MAX_BYTES } else { 0 };
+    let batch_bytes = p.batch_size * (sizes_cfg.max + key_bytes + RECORD_OVERHEAD_BYTES) + 128;
     let warmup_ns = p.warmup.as_nanos() as u64;
+    let mut rng = Rng::new((id as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ unix_ms() as u64);
+    // Open loop: ns between this producer's messages.
+    let interval_ns: Option<f64> = p.rate.map(|r| 1e9 * p.producers as f64 / r as f64);
+    let start_ns = sh.nanos(Instant::now());
+    let mut scheduled: u64 = 0;
     let mut next_partition = id as u32 % partitions;
     let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(p.max_in_flight);
+    // Reused buffers: due-time vectors come back here after their ack.
+    let mut free_dues: Vec<Vec<u64>> = Vec::new();
+    let mut sizes: Vec<usize> = Vec::with_capacity(p.batch_size);
+    let mut pending: Vec<Option<Pending>> = if keyed {
+        (0..partitions).map(|_| None).collect()
+    } else {
+        Vec::new()
+    };
+    let mut touched: Vec<u32> = Vec::new();
+    let mut key = Vec::with_capacity(KEY_MAX_BYTES);
+    let mut finished = false;
     loop {
-        // Fill the pipeline.
-        while in_flight.len() < p.max_in_flight {
+        // Fill the pipeline with what is due.
+        while !finished && in_flight.len() < p.max_in_flight {
             let now = Instant::now();
-            let n = sh.claim(p.batch_size as u64, now);
-            if n == 0 {
+            let now_ns = sh.nanos(now);
+            let want = match interval_ns {
+                None => p.batch_size as u64,
+                Some(iv) => {
+                    let due = (now_ns.saturating_sub(start_ns) as f64 / iv) as u64 + 1;
+                    due.saturating_sub(scheduled).min(p.batch_size as u64)
+                }
+            };
+            if want == 0 {
                 break;
             }
-            let stamp = sh.nanos(now);
-            if value.len() >= STAMP_BYTES {
-                value[..STAMP_BYTES].copy_from_slice(&stamp.to_le_bytes());
+            sizes.clear();
+            let mut sum = 0u64;
+            for _ in 0..want {
+                let s = if sizes_cfg.fixed() {
+                    sizes_cfg.min
+                } else {
+                    rng.range(sizes_cfg.min, sizes_cfg.max)
+                };
+                sizes.push(s);
+                sum += s as u64;
             }
+            let n = sh.claim(want, sum, now);
+            if n == 0 {
+                finished = true;
+                break;
+            }
+            let due_of = |j: u64| match interval_ns {
+                None => now_ns,
+                Some(iv) => start_ns + ((scheduled + j) as f64 * iv) as u64,
+            };
             let ts_ms = unix_ms();
-            let mut b = BatchBuilder::with_capacity(ts_ms, batch_bytes);
-            // hot path: one push per message into the batch's one buffer.
-            for _ in 0..n {
-                b.push(ts_ms, None, Some(&value), &[]);
+            let key_base = if p.key_mode == KeyMode::Sequential {
+                sh.key_seq.fetch_add(n, Ordering::Relaxed)
+            } else {
+                0
+            };
+            let mut take_dues = || {
+                let mut v = free_dues.pop().unwrap_or_default();
+                v.clear();
+                v
+            };
+            // hot path: one push per message into its batch's one buffer.
+            for j in 0..n {
+                let due = due_of(j);
+                if value.len() >= STAMP_BYTES {
+                    value[..STAMP_BYTES].copy_from_slice(&due.to_le_bytes());
+                }
+                let size = sizes[j as usize];
+                let partition = match p.key_mode {
+                    KeyMode::None => next_partition,
+                    KeyMode::Random => {
+                        key.clear();
+                        key.extend_from_slice(&rng.next_u64().to_le_bytes());
+                        partition_for_key(&key, partitions)
+                    }
+                    KeyMode::Sequential => {
+                        key.clear();
+                        let _ = write!(key, "{}", key_base + j);
+                        partition_for_key(&key, partitions)
+                    }
+                };
+                let slot = if keyed {
+                    &mut pending[partition as usize]
+                } else {
+                    if pending.is_empty() {
+                        pending.push(None);
+                    }
+                    &mut pending[0]
+                };
+                let pb = slot.get_or_insert_with(|| {
+                    touched.push(partition);
+                    Pending {
+                        builder: BatchBuilder::with_capacity(
+                            ts_ms,
+                            if keyed {
+                                batch_bytes / (partitions as usize).min(n as usize) + 128
+                            } else {
+                                batch_bytes
+                            },
+                        ),
+                        due_ns: take_dues(),
+                        bytes: 0,
+                    }
+                });
+                let k = if keyed { Some(&key[..]) } else { None };
+                pb.builder.push(ts_ms, k, Some(&value[..size]), &[]);
+                pb.due_ns.push(due);
+                pb.bytes += size as u64;
             }
-            let partition = next_partition;
-            next_partition = (next_partition + 1) % partitions;
-            let req = produce_request(&p.topic, partition, b.finish(), p.acks);
-            let ticket = rc
-                .send_for(&p.topic, partition, req)
-                .with_context(|| format!("producer {id}: sending to partition {partition}"))?;
-            in_flight.push_back(InFlight {
-                ticket,
-                sent: now,
-                partition,
-                messages: n,
-            });
+            scheduled += n;
+            if !keyed {
+                next_partition = (next_partition + 1) % partitions;
+            }
+            for partition in touched.drain(..) {
+                let slot = if keyed {
+                    &mut pending[partition as usize]
+                } else {
+                    &mut pending[0]
+                };
+                let Some(pb) = slot.take() else { continue };
+                let req = produce_request(&p.topic, partition, pb.builder.finish(), p.acks);
+                let ticket = rc
+                    .send_for(&p.topic, partition, req)
+                    .with_context(|| format!("producer {id}: sending to partition {partition}"))?;
+                in_flight.push_back(InFlight {
+                    ticket,
+                    partition,
+                    due_ns: pb.due_ns,
+                    bytes: pb.bytes,
+                });
+            }
         }
         let Some(f) = in_flight.pop_front() else {
-            break;
+            if finished {
+                break;
+            }
+            // Open loop, nothing due and nothing in flight: wait for the
+            // next message's time.
+            if let Some(iv) = interval_ns {
+                let next_ns = start_ns + (scheduled as f64 * iv) as u64;
+                let now_ns = sh.nanos(Instant::now());
+                let wait = Duration::from_nanos(next_ns.saturating_sub(now_ns));
+                std::thread::sleep(wait.min(PACE_SLEEP_MAX));
+            }
+            continue;
         };
         rc.recv_produce(f.ticket)
             .with_context(|| format!("producer {id}: producing to partition {}", f.partition))?;
         let acked = Instant::now();
-        let bytes = f.messages * p.message_size as u64;
-        res.messages += f.messages;
-        res.bytes += bytes;
-        sh.produced[f.partition as usize].fetch_add(f.messages, Ordering::Relaxed);
-        sh.live
-            .produced_msgs
-            .fetch_add(f.messages, Ordering::Relaxed);
-        sh.live.produced_bytes.fetch_add(bytes, Ordering::Relaxed);
-        // Every message of the request waited as long as the request.
-        let ns = acked.saturating_duration_since(f.sent).as_nanos() as u64;
-        record(&mut recent, ns, f.messages);
+        let acked_ns = sh.nanos(acked);
+        let messages = f.due_ns.len() as u64;
+        res.messages += messages;
+        res.bytes += f.bytes;
+        sh.produced[f.partition as usize].fetch_add(messages, Ordering::Relaxed);
+        sh.live.produced_msgs.fetch_add(messages, Ordering::Relaxed);
+        sh.live.produced_bytes.fetch_add(f.bytes, Ordering::Relaxed);
+        let (first, last) = (f.due_ns[0], f.due_ns[f.due_ns.len() - 1]);
+        let measured = first >= warmup_ns;
+        if first == last {
+            // Closed loop: every message of the request waited as long.
+            let ns = acked_ns.saturating_sub(first);
+            record(&mut recent, ns, messages);
+            if measured {
+                record(&mut res.latency, ns, messages);
+            }
+        } else {
+            for &d in &f.due_ns {
+                let ns = acked_ns.saturating_sub(d);
+                record(&mut recent, ns, 1);
+                if measured {
+                    record(&mut res.latency, ns, 1);
+                }
+            }
+        }
         flush_interval(&sh.live.produce_interval, &mut recent);
-        if sh.nanos(f.sent) >= warmup_ns {
-            record(&mut res.latency, ns, f.messages);
-            res.measured_messages += f.messages;
-            res.measured_bytes += bytes;
+        if measured {
+            res.measured_messages += messages;
+            res.measured_bytes += f.bytes;
             res.end = acked.saturating_duration_since(sh.t0);
         }
+        free_dues.push(f.due_ns);
     }
     if sh.live.aborted() {
         bail!("producer {id}: stopped because another actor failed");
@@ -201,8 +396,8 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
         if p.producers == 0 {
             let over = match p.stop {
                 Stop::After(d) => now.saturating_duration_since(sh.t0) >= p.warmup + d,
-                Stop::Messages(_) => sh.remaining.load(Ordering::Relaxed) == 0,
-            };
+                Stop::Messages(_) | Stop::Bytes(_) => sh.remaining.load(Ordering::Relaxed) == 0,
+            } || crate::signals::stop_requested();
             if over {
                 break;
             }
@@ -267,10 +462,10 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
                     if rec.offset < next[i] {
                         continue;
                     }
-                    if p.producers == 0 && sh.claim_consumed() == 0 {
+                    let v = rec.value.as_deref().unwrap_or_default();
+                    if p.producers == 0 && !sh.claim_consumed(v.len() as u64) {
                         break;
                     }
-                    let v = rec.value.as_deref().unwrap_or_default();
                     n += 1;
                     bytes += v.len() as u64;
                     next[i] = rec.offset + 1;
@@ -306,15 +501,22 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
 }
 
 impl Shared<'_> {
-    /// Consume-only runs with `--messages`: claims one message; 0 when the
-    /// consumers together have read enough.
-    fn claim_consumed(&self) -> u64 {
+    /// Consume-only runs with `--messages` or `--total-bytes`: claims one
+    /// message of `bytes`; false when the consumers together have read
+    /// enough.
+    fn claim_consumed(&self, bytes: u64) -> bool {
         match self.params.stop {
-            Stop::After(_) => 1,
+            Stop::After(_) => true,
             Stop::Messages(_) => self
                 .remaining
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| r.checked_sub(1))
-                .map_or(0, |_| 1),
+                .is_ok(),
+            Stop::Bytes(_) => self
+                .remaining
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                    (r > 0).then(|| r.saturating_sub(bytes))
+                })
+                .is_ok(),
         }
     }
 }
@@ -349,5 +551,18 @@ mod tests {
         assert_eq!(assign(5, 2), vec![vec![0, 2, 4], vec![1, 3]]);
         assert_eq!(assign(1, 1), vec![vec![0]]);
         assert!(assign(3, 0).is_empty());
+    }
+
+    #[test]
+    fn random_sizes_stay_in_range_and_cover_it() {
+        let mut r = Rng::new(7);
+        let (mut lo, mut hi) = (usize::MAX, 0);
+        for _ in 0..10_000 {
+            let s = r.range(8, 16);
+            assert!((8..=16).contains(&s));
+            lo = lo.min(s);
+            hi = hi.max(s);
+        }
+        assert_eq!((lo, hi), (8, 16));
     }
 }

@@ -258,6 +258,184 @@ fn a_failed_run_still_removes_the_broker_directory() {
 }
 
 #[test]
+fn html_report_is_one_offline_page_with_charts_and_the_runs_numbers() {
+    let dir = scratch("html");
+    let html = dir.join("report.html");
+    let (j, _) = run_json(
+        "html-run",
+        &[
+            "--messages",
+            "5000",
+            "--message-size",
+            "64",
+            "--key-mode",
+            "random",
+            "--partitions",
+            "3",
+            "--fsync",
+            "never",
+            "--html",
+            html.to_str().expect("utf-8 path"),
+        ],
+    );
+    let page = std::fs::read_to_string(&html).expect("html written");
+    assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..80]);
+    assert_eq!(page.matches("<svg").count(), 3, "three charts");
+    assert!(page.contains("<polyline"), "the charts have lines");
+    for banned in ["<script", "http://", "https://", "src=", "<link", "@import"] {
+        assert!(
+            !page.contains(banned),
+            "the page has {banned:?}: it must open offline"
+        );
+    }
+    // The run's numbers, its parameters and the machine.
+    assert_eq!(f(&j, "produce.messages"), 5000.0);
+    assert!(page.contains("5000"), "no message count in the page");
+    assert!(page.contains("end-to-end") && page.contains("produce-ack"));
+    assert!(page.contains("&quot;key_mode&quot;: &quot;random&quot;"));
+    assert!(page.contains(&format!("cores: {}", f(&j, "machine.cores"))));
+    let curve = j["end_to_end"]["latency_curve_us"]
+        .as_array()
+        .expect("curve");
+    assert!(curve.len() > 10, "{curve:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn open_loop_rate_is_kept_and_recorded() {
+    let (j, _) = run_json(
+        "rate",
+        &[
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+            "--fsync",
+            "never",
+            "--message-size",
+            "100",
+        ],
+    );
+    assert_eq!(f(&j, "params.rate"), 2000.0);
+    assert_eq!(j["params"]["mode"], "open-loop");
+    let rate = f(&j, "produce.msgs_per_s");
+    // Generous: the test must not be timing-flaky on a busy machine.
+    assert!((1000.0..=3000.0).contains(&rate), "produced {rate} msg/s");
+    let total = f(&j, "produce.messages");
+    assert!((2500.0..=7500.0).contains(&total), "produced {total}");
+    assert_eq!(f(&j, "consume.messages"), total);
+    assert_ordered_latency(&j, "produce");
+    assert_ordered_latency(&j, "end_to_end");
+}
+
+#[test]
+fn sized_keyed_runs_stop_at_total_bytes_and_lose_nothing() {
+    let (j, _) = run_json(
+        "bytes",
+        &[
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--partitions",
+            "3",
+            "--message-size",
+            "8..200",
+            "--key-mode",
+            "sequential",
+            "--total-bytes",
+            "1MiB",
+            "--batch-size",
+            "50",
+            "--fsync",
+            "never",
+            "--acks",
+            "leader",
+        ],
+    );
+    let bytes = f(&j, "produce.bytes");
+    // The last batch of each producer may go over: at most 2 x 50 x 200.
+    assert!(
+        bytes >= (1 << 20) as f64 && bytes <= ((1 << 20) + 2 * 50 * 200) as f64,
+        "{bytes}"
+    );
+    assert_eq!(f(&j, "consume.bytes"), bytes);
+    let msgs = f(&j, "produce.messages");
+    assert_eq!(f(&j, "consume.messages"), msgs);
+    // Sizes were drawn from 8..=200, not all the same.
+    let mean = bytes / msgs;
+    assert!((60.0..150.0).contains(&mean), "mean size {mean}");
+    assert_eq!(j["params"]["key_mode"], "sequential");
+    assert_eq!(j["params"]["message_size"], "8..200");
+    assert_eq!(f(&j, "params.total_bytes"), (1 << 20) as f64);
+}
+
+#[test]
+fn sigint_stops_the_run_prints_a_partial_report_and_removes_the_broker_dir() {
+    let dir = scratch("sigint");
+    let tmp = dir.join("brokers");
+    let json = dir.join("report.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog-bench"))
+        .args([
+            "--spawn-broker",
+            "--tmp-dir",
+            tmp.to_str().expect("utf-8 path"),
+            "--json",
+            json.to_str().expect("utf-8 path"),
+            "--duration",
+            "60s",
+            "--warmup",
+            "0s",
+            "--fsync",
+            "never",
+            "--message-size",
+            "100",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlog-bench");
+    let out_t = read_all(child.stdout.take().expect("stdout"));
+    let err_t = read_all(child.stderr.take().expect("stderr"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(killed.success());
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("shardlog-bench did not stop within 20 s of SIGINT; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let stdout = out_t.join().expect("stdout reader");
+    let stderr = err_t.join().expect("stderr reader");
+    // 128 + SIGINT, documented in main.rs and --help.
+    assert_eq!(status.code(), Some(130), "stderr: {stderr}");
+    assert!(stdout.contains("stopped early by SIGINT"), "{stdout}");
+    assert!(stdout.contains("produce"), "{stdout}");
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid JSON");
+    assert_eq!(j["stopped_by"], "SIGINT");
+    assert!(f(&j, "produce.messages") > 0.0);
+    assert_eq!(f(&j, "consume.messages"), f(&j, "produce.messages"));
+    let data_dir = j["params"]["data_dir"].as_str().expect("params.data_dir");
+    assert!(!Path::new(data_dir).exists(), "{data_dir} left behind");
+    assert_eq!(std::fs::read_dir(&tmp).expect("tmp dir").count(), 0);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn bad_arguments_exit_non_zero_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (
@@ -286,6 +464,16 @@ fn bad_arguments_exit_non_zero_with_one_line() {
             "duration",
         ),
         (&["--spawn-broker", "--no-such-flag"], "--no-such-flag"),
+        (
+            &["--spawn-broker", "--message-size", "9..3"],
+            "--message-size",
+        ),
+        (&["--spawn-broker", "--rate", "0"], "--rate"),
+        (&["--spawn-broker", "--total-bytes", "lots"], "lots"),
+        (
+            &["--spawn-broker", "--key-mode", "alphabetical"],
+            "alphabetical",
+        ),
     ];
     for (args, needle) in cases {
         let out = bench(args);
