@@ -139,7 +139,9 @@ impl BatchHeader {
 
     /// Offset of the last record in the batch.
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + self.last_offset_delta as i64
+        // Saturating: a header read from untrusted bytes must not overflow.
+        self.base_offset
+            .saturating_add(self.last_offset_delta as i64)
     }
 
     /// Number of offsets the batch occupies (last_offset_delta + 1).
@@ -525,9 +527,21 @@ impl Records {
                 "record length disagrees with its fields",
             ));
         }
+        // Deltas come from the producer: a CRC-valid batch can still carry
+        // values that overflow; that is a bad record, not a panic.
+        let offset = self
+            .header
+            .base_offset
+            .checked_add(offset_delta as i64)
+            .ok_or(BatchError::BadRecord("offset delta overflows"))?;
+        let timestamp_ms = self
+            .header
+            .base_timestamp
+            .checked_add(ts_delta)
+            .ok_or(BatchError::BadRecord("timestamp delta overflows"))?;
         Ok(Record {
-            offset: self.header.base_offset + offset_delta as i64,
-            timestamp_ms: self.header.base_timestamp + ts_delta,
+            offset,
+            timestamp_ms,
             key,
             value,
             headers,

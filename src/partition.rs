@@ -484,6 +484,22 @@ impl Partition {
         }
         // Validate everything before appending anything: all or nothing.
         let headers = batch::validate_all(records)?;
+        // Offsets are assigned from the header alone (records are never
+        // decoded here), so a produced batch must say exactly what it holds:
+        // one offset per record. Otherwise one request could claim billions
+        // of offsets (last offset delta i32::MAX over one record).
+        if let Some(h) = headers
+            .iter()
+            .find(|h| h.record_count <= 0 || h.last_offset_delta != h.record_count - 1)
+        {
+            return Err(PartitionError::Batch(BatchError::BadHeader(
+                if h.record_count <= 0 {
+                    "a produced batch holds no record"
+                } else {
+                    "a produced batch's last offset delta must be its record count - 1"
+                },
+            )));
+        }
         let mut st = self.state.borrow_mut();
         st.check_writable()?;
         let now = now_ms();
@@ -1271,6 +1287,17 @@ mod tests {
                 p.append(&Bytes::new()),
                 Err(PartitionError::Empty)
             ));
+            // A CRC-valid header claiming more offsets than it has records
+            // (or none at all) would let one produce take billions of offsets.
+            for (count, delta) in [(2, i32::MAX), (2, 5), (0, 0)] {
+                let mut lying = good.to_vec();
+                lying[23..27].copy_from_slice(&delta.to_be_bytes()); // last offset delta
+                lying[57..61].copy_from_slice(&count.to_be_bytes()); // record count
+                let crc = crc32c::crc32c(&lying[21..]);
+                lying[17..21].copy_from_slice(&crc.to_be_bytes());
+                let e = p.append(&Bytes::from(lying)).unwrap_err();
+                assert!(e.to_string().contains("produced batch"), "{e}");
+            }
             assert_eq!(p.high_watermark(), 0);
             let a = p.append(&good).unwrap();
             assert_eq!(a.base_offset, 0);

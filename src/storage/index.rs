@@ -96,7 +96,9 @@ impl OffsetIndex {
         }
         let mut idx = OffsetIndex::default();
         for e in bytes.chunks_exact(OFFSET_ENTRY_BYTES) {
-            let o = base_offset + u32::from_be_bytes(e[0..4].try_into().unwrap()) as i64;
+            let o = base_offset
+                .checked_add(u32::from_be_bytes(e[0..4].try_into().unwrap()) as i64)
+                .ok_or("offset out of range")?;
             let p = u32::from_be_bytes(e[4..8].try_into().unwrap()) as u64;
             if let Some(&(lo, lp)) = idx.entries.last() {
                 if o <= lo || p <= lp {
@@ -222,7 +224,9 @@ impl TimeIndex {
         let mut idx = TimeIndex::default();
         for e in bytes.chunks_exact(TIME_ENTRY_BYTES) {
             let t = i64::from_be_bytes(e[0..8].try_into().unwrap());
-            let o = base_offset + u32::from_be_bytes(e[8..12].try_into().unwrap()) as i64;
+            let o = base_offset
+                .checked_add(u32::from_be_bytes(e[8..12].try_into().unwrap()) as i64)
+                .ok_or("offset out of range")?;
             if let Some(&(lt, lo)) = idx.entries.last() {
                 if t <= lt || o <= lo {
                     return Err(format!("entry ({t}, {o}) does not follow ({lt}, {lo})"));
