@@ -1289,7 +1289,7 @@ mod tests {
             ));
             // A CRC-valid header claiming more offsets than it has records
             // (or none at all) would let one produce take billions of offsets.
-            for (count, delta) in [(2, i32::MAX), (2, 5), (0, 0)] {
+            for (count, delta) in [(2i32, i32::MAX), (2, 5), (0, 0)] {
                 let mut lying = good.to_vec();
                 lying[23..27].copy_from_slice(&delta.to_be_bytes()); // last offset delta
                 lying[57..61].copy_from_slice(&count.to_be_bytes()); // record count
