@@ -26,6 +26,11 @@ pub const MAX_BATCH_BYTES: usize = 15 << 20;
 pub const MAX_IN_FLIGHT: usize = 1024;
 pub const MAX_SHARDS: u16 = 256;
 
+/// One shard per CPU the process may use, capped at `MAX_SHARDS`.
+fn default_shards() -> u16 {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SHARDS as usize) as u16)
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "shardlog-bench",
@@ -43,9 +48,10 @@ pub struct Args {
     /// stopped and the directory removed at the end.
     #[arg(long)]
     pub spawn_broker: bool,
-    /// Shards of the spawned broker.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub shards: u16,
+    /// Shards of the spawned broker (default: one per CPU this process may
+    /// use, as `shardlog serve`).
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u16>,
     /// fsync policy of the spawned broker: always, never or interval:MS.
     #[arg(long, default_value = "always", value_name = "POLICY")]
     pub fsync: String,
@@ -238,14 +244,12 @@ pub fn validate(a: Args) -> Result<Params, String> {
             Target::Broker(b)
         }
         (None, true) => {
-            if a.shards == 0 || a.shards > MAX_SHARDS {
-                return Err(format!(
-                    "--shards must be 1..={MAX_SHARDS}, not {}",
-                    a.shards
-                ));
+            let shards = a.shards.unwrap_or_else(default_shards);
+            if shards == 0 || shards > MAX_SHARDS {
+                return Err(format!("--shards must be 1..={MAX_SHARDS}, not {}", shards));
             }
             Target::Spawn {
-                shards: a.shards,
+                shards,
                 fsync: FsyncPolicy::parse(&a.fsync)?,
                 fsync_text: a.fsync.clone(),
                 tmp_dir: a.tmp_dir,
