@@ -109,6 +109,18 @@ impl GroupError {
     }
 }
 
+/// For the wire layer: `"sticky".parse::<Strategy>()?` gives the error to
+/// send back for an unknown name.
+impl std::str::FromStr for Strategy {
+    type Err = GroupError;
+
+    fn from_str(name: &str) -> Result<Strategy, GroupError> {
+        Strategy::parse(name).ok_or_else(|| GroupError::UnsupportedStrategy {
+            name: name.to_string(),
+        })
+    }
+}
+
 fn invalid_request(reason: impl Into<String>) -> GroupError {
     GroupError::InvalidRequest {
         reason: reason.into(),
@@ -258,6 +270,10 @@ pub enum ExpiryReason {
     SessionTimeout,
     /// No poll reported for longer than `max_poll_interval_ms`.
     PollTimeout,
+    /// Partitions taken away were not reported released within
+    /// `max_poll_interval_ms` (the rebalance timeout): the member would
+    /// otherwise keep their new owner waiting forever.
+    RevocationTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -318,6 +334,10 @@ struct Member {
     /// Taken from `assigned` but maybe still consumed: held until a
     /// heartbeat's `owned` lacks them. Never overlaps `assigned`.
     revoking: BTreeSet<TopicPartition>,
+    /// When `revoking` was first seen non-empty (by a heartbeat or `expire`;
+    /// a revocation caused by `leave` or new metadata is stamped by the next
+    /// of those, the only calls that know the time).
+    revoking_since_ms: Option<u64>,
 }
 
 impl Member {
@@ -491,10 +511,12 @@ impl Group {
                 owned: BTreeSet::new(),
                 assigned: BTreeSet::new(),
                 revoking: BTreeSet::new(),
+                revoking_since_ms: None,
             },
         );
         self.strategy = Some(strategy);
         self.retarget();
+        self.stamp_revocations(now_ms);
         Ok(self.respond(&id))
     }
 
@@ -548,6 +570,7 @@ impl Group {
         } else {
             self.reconcile();
         }
+        self.stamp_revocations(now_ms);
         Ok(self.respond(&id))
     }
 
@@ -570,19 +593,25 @@ impl Group {
     }
 
     /// Removes the members whose session timed out (no heartbeat for more
-    /// than `session_timeout_ms`) or who did not poll for more than
-    /// `max_poll_interval_ms`; their partitions are free at once.
+    /// than `session_timeout_ms`), who did not poll for more than
+    /// `max_poll_interval_ms`, or who did not release revoked partitions
+    /// within it; their partitions are free at once.
     pub fn expire(&mut self, now_ms: u64) -> Vec<(MemberId, ExpiryReason)> {
+        self.stamp_revocations(now_ms);
+        let over = |since: u64, limit_ms: u32| now_ms.saturating_sub(since) > limit_ms as u64;
         let expired: Vec<(MemberId, ExpiryReason)> = self
             .members
             .iter()
             .filter_map(|(id, m)| {
-                let reason = if now_ms.saturating_sub(m.last_heartbeat_ms)
-                    > m.session_timeout_ms as u64
-                {
+                let reason = if over(m.last_heartbeat_ms, m.session_timeout_ms) {
                     ExpiryReason::SessionTimeout
-                } else if now_ms.saturating_sub(m.last_poll_ms) > m.max_poll_interval_ms as u64 {
+                } else if over(m.last_poll_ms, m.max_poll_interval_ms) {
                     ExpiryReason::PollTimeout
+                } else if m
+                    .revoking_since_ms
+                    .is_some_and(|t| over(t, m.max_poll_interval_ms))
+                {
+                    ExpiryReason::RevocationTimeout
                 } else {
                     return None;
                 };
@@ -783,6 +812,17 @@ impl Group {
         #[cfg(debug_assertions)]
         if let Err(e) = self.check_invariants() {
             panic!("group {}: {e}", self.id);
+        }
+    }
+
+    /// Starts (or stops) each member's revocation clock.
+    fn stamp_revocations(&mut self, now_ms: u64) {
+        for m in self.members.values_mut() {
+            if m.revoking.is_empty() {
+                m.revoking_since_ms = None;
+            } else {
+                m.revoking_since_ms.get_or_insert(now_ms);
+            }
         }
     }
 
@@ -1194,6 +1234,29 @@ mod tests {
     }
 
     #[test]
+    fn a_member_that_never_releases_a_revoked_partition_is_removed() {
+        let mut g = sticky_group(&[("t", 2)]);
+        let mut a = join(&mut g, 0, "a", sub_t());
+        let mut b = join(&mut g, 0, "b", sub_t());
+        // a keeps heartbeating and polling but always claims both partitions.
+        for now in (10_000..=300_000).step_by(10_000) {
+            let r = g
+                .heartbeat(now, HeartbeatRequest::beat(&a.id, a.epoch, a.have.clone()))
+                .unwrap();
+            a.epoch = r.member_epoch;
+            beat(&mut g, now, &mut b);
+            assert!(b.have.is_empty());
+        }
+        assert!(g.expire(300_000).is_empty());
+        assert_eq!(
+            g.expire(300_001),
+            vec![(a.id, ExpiryReason::RevocationTimeout)]
+        );
+        beat(&mut g, 300_001, &mut b);
+        assert_eq!(b.have.len(), 2);
+    }
+
+    #[test]
     fn sticky_joiner_takes_only_what_balance_requires_after_the_owner_releases() {
         let mut g = sticky_group(&[("t", 6)]);
         let mut cs: Vec<Client> = ["a", "b"]
@@ -1375,6 +1438,11 @@ mod tests {
         );
         let req = HeartbeatRequest::beat("who", 3, vec![]);
         assert_eq!(g.heartbeat(0, req).unwrap_err().code(), "UnknownMember");
+        assert_eq!(
+            "uniform".parse::<Strategy>().unwrap_err().code(),
+            "UnsupportedStrategy"
+        );
+        assert_eq!("range".parse::<Strategy>(), Ok(Strategy::Range));
         let mut req = HeartbeatRequest::join("a", sub_t());
         req.member_epoch = -2;
         assert_eq!(g.heartbeat(0, req).unwrap_err().code(), "InvalidRequest");
