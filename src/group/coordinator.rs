@@ -725,11 +725,18 @@ impl Group {
     }
 
     fn new_member_id(&mut self, client_id: &str) -> MemberId {
-        let prefix = if client_id.is_empty() {
+        let mut prefix = if client_id.is_empty() {
             "member"
         } else {
             client_id
         };
+        // Room for "-" and 16 hex digits within MAX_ID_BYTES, cut on a char
+        // boundary, so the id passes `check_id` when the member sends it back.
+        let mut cut = prefix.len().min(MAX_ID_BYTES - 17);
+        while !prefix.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        prefix = &prefix[..cut];
         loop {
             self.next_member += 1;
             let id = format!("{prefix}-{:016x}", splitmix64(self.seed ^ self.next_member));
@@ -1568,6 +1575,15 @@ mod tests {
         assert_eq!(c.list().len(), 1);
         assert!(c.expire_all(1).is_empty());
         assert!(c.list().is_empty());
+    }
+
+    #[test]
+    fn a_generated_member_id_fits_the_id_bound_for_any_client_id() {
+        let mut g = sticky_group(&[("t", 1)]);
+        let mut c = join(&mut g, 0, &"\u{e9}".repeat(MAX_ID_BYTES / 2), sub_t());
+        assert!(c.id.len() <= MAX_ID_BYTES);
+        beat(&mut g, 0, &mut c);
+        assert_eq!(c.have, vec![tp("t", 0)]);
     }
 
     #[test]
