@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod client;
+pub mod group;
 pub mod partition;
 pub mod protocol;
 pub mod router;

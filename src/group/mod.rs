@@ -1,0 +1,72 @@
+//! Consumer groups: membership, partition assignment and committed offsets,
+//! as pure state machines driven by explicit times (`now_ms`).
+//!
+//! Owns: the KIP-848-style protocol where the broker computes the assignment
+//! and one heartbeat call both joins and keeps a member alive
+//! (`coordinator`), the assignment strategies (`assign`), and the committed
+//! offsets table with its durable record format (`offsets`).
+//!
+//! Must never: do I/O, read a clock, name glommio or a socket. The shard that
+//! hosts a `Coordinator` feeds it requests, the current topic metadata and
+//! the time, appends the offset records it returns to the internal offsets
+//! log, and replays that log through `Coordinator::apply` on start.
+//!
+//! Usage, in brief:
+//! ```
+//! use std::collections::BTreeMap;
+//! use shardlog::group::{Coordinator, HeartbeatRequest, Subscription};
+//!
+//! let mut c = Coordinator::new(7);
+//! c.metadata_changed(BTreeMap::from([("orders".to_string(), 6)]));
+//! let join = HeartbeatRequest::join("app", Subscription::topics(["orders"]));
+//! let r = c.heartbeat("billing", 0, join).unwrap();
+//! assert_eq!(r.assignment.len(), 6);
+//! // Next heartbeat: report what we own now (what we were given).
+//! let hb = HeartbeatRequest::beat(&r.member_id, r.member_epoch, r.assignment.clone());
+//! let r = c.heartbeat("billing", 1_000, hb).unwrap();
+//! assert_eq!(r.assignment.len(), 6);
+//! ```
+
+pub mod assign;
+pub mod coordinator;
+pub mod offsets;
+
+use std::fmt;
+
+pub use assign::{target_assignment, Strategy};
+pub use coordinator::{
+    Coordinator, ExpiryReason, GroupDescription, GroupError, GroupListing, GroupState,
+    HeartbeatRequest, HeartbeatResponse, MemberDescription, Subscription,
+};
+pub use offsets::{CommittedOffset, OffsetCommit, OffsetError, OffsetKey, OffsetTable};
+
+/// Broker-generated (or, on join, client-chosen) member identifier.
+pub type MemberId = String;
+
+/// Longest group id, member id or client id accepted, in bytes (Kafka has no
+/// bound; ours keeps keys and descriptions small).
+pub const MAX_ID_BYTES: usize = 255;
+/// Kafka's longest topic name.
+pub const MAX_TOPIC_BYTES: usize = 249;
+
+/// One partition of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: u32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: u32) -> TopicPartition {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}

@@ -1,0 +1,476 @@
+//! Committed offsets: the in-memory table and its durable record format.
+//!
+//! Owns: `OffsetTable` (group -> partition -> last committed offset) and the
+//! key/value encoding of one commit as a record of the internal offsets log
+//! (last write wins on replay; a record without a value is a tombstone that
+//! deletes the entry). Also `partition_for_group`, which picks the offsets log
+//! partition of a group.
+//!
+//! Must never: panic on bytes read back from the log (`decode` checks every
+//! length, version and UTF-8 string), or change the meaning of an encoded
+//! version (a new layout gets a new version number; old ones stay readable).
+//!
+//! Key, version 1 (big-endian, as Kafka's own `__consumer_offsets` records):
+//! `u16 version | u16 len | group | u16 len | topic | u32 partition`.
+//! Value, version 1: `u16 version | i64 offset | u64 commit_ts_ms | u16 len |
+//! metadata`.
+
+use std::collections::BTreeMap;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+use super::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
+
+pub const KEY_VERSION: u16 = 1;
+pub const VALUE_VERSION: u16 = 1;
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum OffsetError {
+    #[error("offset metadata is {bytes} bytes, more than the {max} allowed")]
+    MetadataTooLarge { bytes: usize, max: usize },
+    #[error("offset {offset} is negative")]
+    NegativeOffset { offset: i64 },
+    #[error("{field} is {bytes} bytes, more than the {max} allowed")]
+    NameTooLong {
+        field: &'static str,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("corrupt offset record: {detail}")]
+    Corrupt { detail: String },
+}
+
+impl OffsetError {
+    /// Stable name for the wire layer.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OffsetError::MetadataTooLarge { .. } => "OffsetMetadataTooLarge",
+            OffsetError::NegativeOffset { .. } => "InvalidOffset",
+            OffsetError::NameTooLong { .. } => "InvalidRequest",
+            OffsetError::Corrupt { .. } => "CorruptOffsetRecord",
+        }
+    }
+}
+
+fn corrupt(detail: impl Into<String>) -> OffsetError {
+    OffsetError::Corrupt {
+        detail: detail.into(),
+    }
+}
+
+/// What a record is about: one group's position in one partition.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OffsetKey {
+    pub group: String,
+    pub tp: TopicPartition,
+}
+
+/// The committed position: the next offset the group will read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_ts_ms: u64,
+}
+
+/// One commit as a client asks for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommit {
+    pub group: String,
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_ts_ms: u64,
+}
+
+impl OffsetCommit {
+    pub fn key(&self) -> OffsetKey {
+        OffsetKey {
+            group: self.group.clone(),
+            tp: TopicPartition::new(self.topic.as_str(), self.partition),
+        }
+    }
+
+    pub fn value(&self) -> CommittedOffset {
+        CommittedOffset {
+            offset: self.offset,
+            metadata: self.metadata.clone(),
+            commit_ts_ms: self.commit_ts_ms,
+        }
+    }
+
+    /// The (key, value) record to append to the offsets log; Err if the
+    /// commit breaks a bound.
+    pub fn record(&self) -> Result<(Bytes, Bytes), OffsetError> {
+        Ok((encode_key(&self.key())?, encode_value(&self.value())?))
+    }
+}
+
+fn check_name(field: &'static str, s: &str, max: usize) -> Result<(), OffsetError> {
+    if s.len() > max {
+        return Err(OffsetError::NameTooLong {
+            field,
+            bytes: s.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
+pub fn encode_key(key: &OffsetKey) -> Result<Bytes, OffsetError> {
+    check_name("group id", &key.group, MAX_ID_BYTES)?;
+    check_name("topic", &key.tp.topic, MAX_TOPIC_BYTES)?;
+    let mut b = BytesMut::with_capacity(2 + 2 + key.group.len() + 2 + key.tp.topic.len() + 4);
+    b.put_u16(KEY_VERSION);
+    // Lengths fit u16: bounded above.
+    b.put_u16(key.group.len() as u16);
+    b.put_slice(key.group.as_bytes());
+    b.put_u16(key.tp.topic.len() as u16);
+    b.put_slice(key.tp.topic.as_bytes());
+    b.put_u32(key.tp.partition);
+    Ok(b.freeze())
+}
+
+pub fn encode_value(v: &CommittedOffset) -> Result<Bytes, OffsetError> {
+    if v.metadata.len() > MAX_METADATA_BYTES {
+        return Err(OffsetError::MetadataTooLarge {
+            bytes: v.metadata.len(),
+            max: MAX_METADATA_BYTES,
+        });
+    }
+    if v.offset < 0 {
+        return Err(OffsetError::NegativeOffset { offset: v.offset });
+    }
+    let mut b = BytesMut::with_capacity(2 + 8 + 8 + 2 + v.metadata.len());
+    b.put_u16(VALUE_VERSION);
+    b.put_i64(v.offset);
+    b.put_u64(v.commit_ts_ms);
+    b.put_u16(v.metadata.len() as u16);
+    b.put_slice(v.metadata.as_bytes());
+    Ok(b.freeze())
+}
+
+/// A bounds-checked reader: every take says what was missing.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], OffsetError> {
+        if self.buf.len() < n {
+            return Err(corrupt(format!(
+                "{what}: need {n} bytes, {} left",
+                self.buf.len()
+            )));
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn u16(&mut self, what: &str) -> Result<u16, OffsetError> {
+        let b = self.take(2, what)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+
+    fn u32(&mut self, what: &str) -> Result<u32, OffsetError> {
+        let mut a = [0; 4];
+        a.copy_from_slice(self.take(4, what)?);
+        Ok(u32::from_be_bytes(a))
+    }
+
+    fn u64(&mut self, what: &str) -> Result<u64, OffsetError> {
+        let mut a = [0; 8];
+        a.copy_from_slice(self.take(8, what)?);
+        Ok(u64::from_be_bytes(a))
+    }
+
+    fn string(&mut self, what: &'static str, max: usize) -> Result<String, OffsetError> {
+        let len = self.u16(what)? as usize;
+        if len > max {
+            return Err(corrupt(format!("{what} of {len} bytes exceeds {max}")));
+        }
+        let b = self.take(len, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| corrupt(format!("{what} is not UTF-8")))
+    }
+
+    fn finish(&self) -> Result<(), OffsetError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(corrupt(format!("{} trailing bytes", self.buf.len())))
+        }
+    }
+}
+
+/// Decodes one record of the offsets log; `value: None` is a tombstone.
+pub fn decode(
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<(OffsetKey, Option<CommittedOffset>), OffsetError> {
+    let mut r = Reader { buf: key };
+    let version = r.u16("key version")?;
+    if version != KEY_VERSION {
+        return Err(corrupt(format!("unknown key version {version}")));
+    }
+    let group = r.string("group id", MAX_ID_BYTES)?;
+    let topic = r.string("topic", MAX_TOPIC_BYTES)?;
+    let partition = r.u32("partition")?;
+    r.finish()?;
+    let key = OffsetKey {
+        group,
+        tp: TopicPartition::new(topic, partition),
+    };
+    let Some(value) = value else {
+        return Ok((key, None));
+    };
+    let mut r = Reader { buf: value };
+    let version = r.u16("value version")?;
+    if version != VALUE_VERSION {
+        return Err(corrupt(format!("unknown value version {version}")));
+    }
+    let offset = r.u64("offset")? as i64;
+    if offset < 0 {
+        return Err(corrupt(format!("negative offset {offset}")));
+    }
+    let commit_ts_ms = r.u64("commit timestamp")?;
+    let metadata = r.string("metadata", MAX_METADATA_BYTES)?;
+    r.finish()?;
+    Ok((
+        key,
+        Some(CommittedOffset {
+            offset,
+            metadata,
+            commit_ts_ms,
+        }),
+    ))
+}
+
+/// The offsets log partition that holds `group`'s commits: Kafka's rule,
+/// `Utils.abs(groupId.hashCode()) % partitions` with Java's `String.hashCode`
+/// (over UTF-16 code units), so a group lands where Kafka would put it.
+/// `Utils.abs` maps `i32::MIN` to 0.
+pub fn partition_for_group(group: &str, partitions: u32) -> u32 {
+    assert!(partitions > 0, "the offsets log has partitions");
+    let hash = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    let abs = if hash == i32::MIN { 0 } else { hash.abs() };
+    abs as u32 % partitions
+}
+
+/// Committed offsets of every group, as replayed from the offsets log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetTable {
+    groups: BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+}
+
+impl OffsetTable {
+    /// Last write wins; a tombstone removes the entry (and the group once it
+    /// has none left).
+    pub fn apply(&mut self, key: OffsetKey, value: Option<CommittedOffset>) {
+        match value {
+            Some(v) => {
+                self.groups.entry(key.group).or_default().insert(key.tp, v);
+            }
+            None => {
+                if let Some(g) = self.groups.get_mut(&key.group) {
+                    g.remove(&key.tp);
+                    if g.is_empty() {
+                        self.groups.remove(&key.group);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes and applies one record read from the offsets log.
+    pub fn apply_record(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), OffsetError> {
+        let (k, v) = decode(key, value)?;
+        self.apply(k, v);
+        Ok(())
+    }
+
+    pub fn get(&self, group: &str, tp: &TopicPartition) -> Option<&CommittedOffset> {
+        self.groups.get(group)?.get(tp)
+    }
+
+    /// Every committed partition of `group`, in (topic, partition) order.
+    pub fn for_group(
+        &self,
+        group: &str,
+    ) -> impl Iterator<Item = (&TopicPartition, &CommittedOffset)> + '_ {
+        self.groups.get(group).into_iter().flatten()
+    }
+
+    /// Groups with at least one committed offset, in order.
+    pub fn groups(&self) -> impl Iterator<Item = &str> + '_ {
+        self.groups.keys().map(String::as_str)
+    }
+
+    pub fn has_group(&self, group: &str) -> bool {
+        self.groups.contains_key(group)
+    }
+
+    /// Removes every entry of `group`; returns their keys, for the caller to
+    /// append as tombstones.
+    pub fn remove_group(&mut self, group: &str) -> Vec<OffsetKey> {
+        self.groups
+            .remove(group)
+            .into_iter()
+            .flat_map(|m| m.into_keys())
+            .map(|tp| OffsetKey {
+                group: group.to_string(),
+                tp,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn commit(group: &str, topic: &str, partition: u32, offset: i64) -> OffsetCommit {
+        OffsetCommit {
+            group: group.into(),
+            topic: topic.into(),
+            partition,
+            offset,
+            metadata: String::new(),
+            commit_ts_ms: 1,
+        }
+    }
+
+    #[test]
+    fn java_string_hash_code_picks_the_partition() {
+        // "hello".hashCode() == 99162322 in Java.
+        assert_eq!(partition_for_group("hello", 1 << 30), 99162322);
+        assert_eq!(partition_for_group("hello", 50), 99162322 % 50);
+        assert_eq!(partition_for_group("", 50), 0);
+        // Negative hashes use the absolute value: "polygenelubricants".hashCode()
+        // == i32::MIN in Java, which Kafka's Utils.abs maps to 0.
+        assert_eq!(partition_for_group("polygenelubricants", 7), 0);
+        // Non-ASCII hashes UTF-16 code units (surrogate pairs for U+1F600).
+        let h = "\u{1F600}"
+            .encode_utf16()
+            .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+        assert_eq!(
+            partition_for_group("\u{1F600}", 1 << 30),
+            h.unsigned_abs() % (1 << 30)
+        );
+    }
+
+    #[test]
+    fn last_write_wins_and_tombstone_deletes() {
+        let mut t = OffsetTable::default();
+        for c in [
+            commit("g", "t", 0, 5),
+            commit("g", "t", 0, 9),
+            commit("g", "t", 1, 3),
+        ] {
+            let (k, v) = c.record().unwrap();
+            t.apply_record(&k, Some(&v)).unwrap();
+        }
+        let tp0 = TopicPartition::new("t", 0);
+        assert_eq!(t.get("g", &tp0).unwrap().offset, 9);
+        assert_eq!(t.for_group("g").count(), 2);
+        let k0 = encode_key(&commit("g", "t", 0, 0).key()).unwrap();
+        t.apply_record(&k0, None).unwrap();
+        assert_eq!(t.get("g", &tp0), None);
+        assert_eq!(t.groups().collect::<Vec<_>>(), vec!["g"]);
+        let keys = t.remove_group("g");
+        assert_eq!(keys, vec![commit("g", "t", 1, 0).key()]);
+        assert_eq!(t.groups().count(), 0);
+    }
+
+    #[test]
+    fn bounds_are_enforced_on_encode() {
+        let mut c = commit("g", "t", 0, 1);
+        c.metadata = "x".repeat(MAX_METADATA_BYTES);
+        assert!(c.record().is_ok());
+        c.metadata.push('x');
+        assert_eq!(
+            c.record().unwrap_err(),
+            OffsetError::MetadataTooLarge {
+                bytes: MAX_METADATA_BYTES + 1,
+                max: MAX_METADATA_BYTES
+            }
+        );
+        assert_eq!(
+            commit("g", "t", 0, -1).record().unwrap_err().code(),
+            "InvalidOffset"
+        );
+        assert!(matches!(
+            commit(&"g".repeat(MAX_ID_BYTES + 1), "t", 0, 1).record(),
+            Err(OffsetError::NameTooLong { .. })
+        ));
+    }
+
+    #[test]
+    fn decode_rejects_unknown_versions_and_trailing_bytes() {
+        let (k, v) = commit("g", "t", 0, 1).record().unwrap();
+        let mut k2 = k.to_vec();
+        k2[1] = 9;
+        assert!(matches!(
+            decode(&k2, None),
+            Err(OffsetError::Corrupt { .. })
+        ));
+        let mut v2 = v.to_vec();
+        v2.push(0);
+        assert!(matches!(
+            decode(&k, Some(&v2)),
+            Err(OffsetError::Corrupt { .. })
+        ));
+        assert!(matches!(
+            decode(&k[..k.len() - 1], None),
+            Err(OffsetError::Corrupt { .. })
+        ));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        #[test]
+        fn encode_then_decode_round_trips(
+            group in "[a-z.\u{e9}-]{0,40}",
+            topic in "[a-zA-Z0-9._-]{1,40}",
+            partition in any::<u32>(),
+            offset in 0..i64::MAX,
+            metadata in ".{0,60}",
+            commit_ts_ms in any::<u64>(),
+        ) {
+            let c = OffsetCommit { group, topic, partition, offset, metadata, commit_ts_ms };
+            let (k, v) = c.record().unwrap();
+            prop_assert_eq!(decode(&k, Some(&v)).unwrap(), (c.key(), Some(c.value())));
+            prop_assert_eq!(decode(&k, None).unwrap(), (c.key(), None));
+        }
+
+        #[test]
+        fn fuzz_decode_never_panics_on_garbage(
+            key in proptest::collection::vec(any::<u8>(), 0..64),
+            value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
+        ) {
+            let _ = decode(&key, value.as_deref());
+        }
+
+        #[test]
+        fn fuzz_decode_never_panics_on_damaged_records(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let (k, v) = commit("group-1", "orders", 3, 42).record().unwrap();
+            let (mut k, mut v) = (k.to_vec(), v.to_vec());
+            for (i, b) in edits {
+                if i % 2 == 0 { let n = k.len(); k[i / 2 % n] = b } else { let n = v.len(); v[i / 2 % n] = b }
+            }
+            if let Some(c) = cut { v.truncate(c % (v.len() + 1)) }
+            let _ = decode(&k, Some(&v));
+        }
+    }
+}
