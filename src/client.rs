@@ -320,6 +320,100 @@ impl Client {
         }
     }
 
+    /// Names this client in requests (the broker shows it in group
+    /// descriptions and logs).
+    pub fn set_client_id(&mut self, id: &str) {
+        self.client_id = id.to_owned();
+    }
+
+    /// One heartbeat of the group protocol (join with `member_epoch` 0).
+    pub fn group_heartbeat(
+        &mut self,
+        req: GroupHeartbeatRequest,
+    ) -> Result<GroupHeartbeatResponse, ClientError> {
+        match self.call(Request::GroupHeartbeat(req))? {
+            Response::GroupHeartbeat(r) => Ok(r),
+            _ => Err(ClientError::WrongKind("GroupHeartbeat")),
+        }
+    }
+
+    pub fn leave_group(
+        &mut self,
+        group: &str,
+        member_id: &str,
+        member_epoch: i32,
+    ) -> Result<(), ClientError> {
+        match self.call(Request::LeaveGroup(LeaveGroupRequest {
+            group: group.to_owned(),
+            member_id: member_id.to_owned(),
+            member_epoch,
+        }))? {
+            Response::LeaveGroup => Ok(()),
+            _ => Err(ClientError::WrongKind("LeaveGroup")),
+        }
+    }
+
+    /// Commits offsets; the first partition error fails the call.
+    pub fn commit_offsets(&mut self, req: OffsetCommitRequest) -> Result<(), ClientError> {
+        let id = self.send(Request::OffsetCommit(req))?;
+        self.recv_commit(id)
+    }
+
+    /// Receives the answer to an `OffsetCommit` sent with `send`.
+    pub fn recv_commit(&mut self, id: u32) -> Result<(), ClientError> {
+        match self.recv_for(id)? {
+            Response::OffsetCommit(ts) => {
+                match ts
+                    .into_iter()
+                    .flat_map(|t| t.partitions)
+                    .find_map(|p| p.error)
+                {
+                    Some(e) => Err(ClientError::Broker(e)),
+                    None => Ok(()),
+                }
+            }
+            _ => Err(ClientError::WrongKind("OffsetCommit")),
+        }
+    }
+
+    /// The group's committed offsets (`topics` None: all of them).
+    pub fn fetch_offsets(
+        &mut self,
+        group: &str,
+        topics: Option<Vec<TopicPartitions>>,
+    ) -> Result<Vec<CommittedTopic>, ClientError> {
+        match self.call(Request::OffsetFetch(OffsetFetchRequest {
+            group: group.to_owned(),
+            topics,
+        }))? {
+            Response::OffsetFetch(ts) => Ok(ts),
+            _ => Err(ClientError::WrongKind("OffsetFetch")),
+        }
+    }
+
+    pub fn list_groups(&mut self) -> Result<Vec<GroupListing>, ClientError> {
+        match self.call(Request::ListGroups)? {
+            Response::ListGroups(gs) => Ok(gs),
+            _ => Err(ClientError::WrongKind("ListGroups")),
+        }
+    }
+
+    pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
+        match self.call(Request::DescribeGroups(vec![group.to_owned()]))? {
+            Response::DescribeGroups(gs) => {
+                let g = gs
+                    .into_iter()
+                    .next()
+                    .ok_or(ClientError::WrongKind("DescribeGroups"))?;
+                match g.error {
+                    Some(e) => Err(ClientError::Broker(e)),
+                    None => Ok(g),
+                }
+            }
+            _ => Err(ClientError::WrongKind("DescribeGroups")),
+        }
+    }
+
     /// Offset of one partition at `timestamp` (LIST_EARLIEST / LIST_LATEST).
     pub fn list_offset(
         &mut self,

@@ -4,7 +4,9 @@
 
 pub mod batch;
 pub mod client;
+pub mod consumer;
 pub mod group;
+pub mod groups;
 pub mod partition;
 pub mod protocol;
 pub mod router;

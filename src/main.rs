@@ -21,6 +21,8 @@ use shardlog::protocol::{Acks, FetchPartition, LIST_EARLIEST, LIST_LATEST};
 use shardlog::server::{Broker, BrokerConfig};
 use shardlog::storage::meta::LogConfig;
 
+mod group_cli;
+
 #[derive(Parser)]
 #[command(
     name = "shardlog",
@@ -54,6 +56,13 @@ enum Command {
     Produce(ProduceArgs),
     /// Print one message value per line.
     Consume(ConsumeArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), reset offsets.
+    Group {
+        #[command(subcommand)]
+        command: group_cli::GroupCommand,
+        #[command(flatten)]
+        broker: BrokerArg,
+    },
 }
 
 #[derive(Args)]
@@ -193,6 +202,17 @@ struct ConsumeArgs {
     /// Exit when nothing new arrived for this many milliseconds.
     #[arg(long)]
     idle_timeout_ms: Option<u64>,
+    /// Consume as a member of this consumer group: the group's members
+    /// share the topic's partitions, and what is printed is committed.
+    #[arg(long)]
+    group: Option<String>,
+    /// With --group: how long the broker waits for a heartbeat before it
+    /// gives this member's partitions to the others.
+    #[arg(long, default_value_t = 10_000)]
+    session_timeout_ms: u32,
+    /// With --group, for the group's first member: range, roundrobin or sticky.
+    #[arg(long)]
+    strategy: Option<String>,
     #[command(flatten)]
     broker: BrokerArg,
 }
@@ -217,6 +237,7 @@ fn main() {
         Command::Topic { command, broker } => topic(command, &broker.broker),
         Command::Produce(a) => produce(a),
         Command::Consume(a) => consume(a),
+        Command::Group { command, broker } => group_cli::run(command, &broker.broker),
     };
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
@@ -597,6 +618,21 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 }
 
 fn consume(a: ConsumeArgs) -> Result<()> {
+    if let Some(group) = &a.group {
+        if a.partition.is_some() {
+            bail!("--partition and --group exclude each other: the group assigns partitions");
+        }
+        return group_cli::consume(group_cli::GroupConsume {
+            broker: &a.broker.broker,
+            topic: &a.topic,
+            group,
+            from: &a.from,
+            max_messages: a.max_messages,
+            idle_timeout_ms: a.idle_timeout_ms,
+            session_timeout_ms: a.session_timeout_ms,
+            strategy: a.strategy.clone(),
+        });
+    }
     let mut rc = RoutedClient::connect(&a.broker.broker)?;
     let count = rc.topic(&a.topic)?;
     let parts: Vec<u32> = match a.partition {

@@ -289,6 +289,41 @@ impl Router {
                 let this = self.clone();
                 Box::pin(async move { done(Ok(this.describe_all(topics).await)) })
             }
+            req @ (Request::GroupHeartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch(_)) => {
+                let owner = self.coordinator_of(req.group().expect("a group request"));
+                let w = self.send_part(cid, owner, req, 0).await;
+                Box::pin(async move { done(reply_response(w.await)) })
+            }
+            Request::ListGroups if self.shard.shard_count() > 1 => {
+                let this = self.clone();
+                Box::pin(async move { done(Ok(this.list_groups_all().await)) })
+            }
+            Request::DescribeGroups(groups) => {
+                let mut waits = Vec::with_capacity(groups.len());
+                for g in groups {
+                    let owner = self.coordinator_of(&g);
+                    waits.push(
+                        self.send_part(cid, owner, Request::DescribeGroups(vec![g]), 0)
+                            .await,
+                    );
+                }
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(waits.len());
+                    for w in waits {
+                        match reply_response(w.await) {
+                            Ok(Response::DescribeGroups(gs)) => out.extend(gs),
+                            Ok(_) => {
+                                return done(Err(WireError::new(ErrorCode::Unknown, "bad reply")))
+                            }
+                            Err(e) => return done(Err(e)),
+                        }
+                    }
+                    done(Ok(Response::DescribeGroups(out)))
+                })
+            }
             request => self.shard.dispatch(RequestFrame { request, ..frame }),
         }
     }
@@ -632,6 +667,39 @@ impl Router {
         Response::DescribeTopics(merged)
     }
 
+    /// The shard coordinating `group`: the owner of the group's partition of
+    /// the offsets topic (so the coordinator moves with that partition when
+    /// the shard count changes, and its commits are local appends).
+    fn coordinator_of(&self, group: &str) -> u16 {
+        let p =
+            crate::group::offsets::partition_for_group(group, crate::storage::OFFSETS_PARTITIONS);
+        self.owner_of(crate::storage::OFFSETS_TOPIC, p)
+    }
+
+    /// ListGroups over every shard's coordinator, merged by group id.
+    async fn list_groups_all(self: &Rc<Self>) -> Response {
+        let local = self
+            .shard
+            .dispatch(Self::local_frame(0, Request::ListGroups));
+        let mut waits = Vec::new();
+        for o in 0..self.shard.shard_count() {
+            if o != self.id {
+                waits.push(self.send_call(o, Call::Part(Request::ListGroups)).await);
+            }
+        }
+        let mut all = match local.await.result {
+            Ok(Response::ListGroups(gs)) => gs,
+            _ => Vec::new(),
+        };
+        for w in waits {
+            if let Ok(Reply::Resp(Ok(Response::ListGroups(gs)))) = w.await {
+                all.extend(gs);
+            }
+        }
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        Response::ListGroups(all)
+    }
+
     /// Topic administration; runs on the controller (shard 0) only.
     async fn admin(self: &Rc<Self>, req: Request) -> Result<Response, WireError> {
         debug_assert_eq!(self.id, 0, "the controller is shard 0");
@@ -723,6 +791,12 @@ impl Router {
     /// Every shard forgets the topic (and closes its partitions) first; then
     /// the files go.
     async fn delete_topic(self: &Rc<Self>, name: &str) -> Result<(), WireError> {
+        if crate::storage::is_internal_topic(name) && self.shard.topic_exists(name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic '{name}' is internal: it cannot be deleted"),
+            ));
+        }
         if !self.shard.topic_exists(name) {
             return Err(WireError::new(
                 ErrorCode::UnknownTopic,
@@ -746,6 +820,15 @@ impl Router {
         .await;
         self.shard.creation_done(name);
         result
+    }
+}
+
+/// The response inside a reply from a part (local or over the mesh).
+fn reply_response(r: Result<Reply, WireError>) -> Result<Response, WireError> {
+    match r {
+        Ok(Reply::Resp(r)) => r,
+        Ok(Reply::Done(_)) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+        Err(e) => Err(e),
     }
 }
 

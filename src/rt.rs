@@ -186,6 +186,14 @@ pub fn write_probe_marker(data_dir: &Path) -> io::Result<()> {
 /// without SO_REUSEPORT and without listening (so no client can connect to
 /// it meanwhile), then closes it.
 pub fn check_addr_free(addr: std::net::SocketAddr) -> io::Result<()> {
+    bound_socket(addr, false).map(drop)
+}
+
+/// A TCP socket bound to `addr`, with SO_REUSEADDR (connections a crashed
+/// broker left in FIN_WAIT/TIME_WAIT, which inherit it, do not block a
+/// restart on the same address) and, for listeners that every shard opens on
+/// one address, SO_REUSEPORT.
+fn bound_socket(addr: std::net::SocketAddr, reuse_port: bool) -> io::Result<std::os::fd::OwnedFd> {
     use std::os::fd::{FromRawFd, OwnedFd};
     let (domain, storage, len) = match addr {
         std::net::SocketAddr::V4(a) => {
@@ -223,19 +231,27 @@ pub fn check_addr_free(addr: std::net::SocketAddr) -> io::Result<()> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let _fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let one: libc::c_int = 1;
-    // SO_REUSEADDR (not REUSEPORT): TIME_WAIT leftovers do not count as busy.
-    // SAFETY: valid fd and option pointer.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
+    let mut opts = vec![libc::SO_REUSEADDR];
+    if reuse_port {
+        opts.push(libc::SO_REUSEPORT);
+    }
+    for opt in opts {
+        // SAFETY: valid fd and option pointer.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                opt,
+                &one as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
     // SAFETY: storage holds a valid address of `len` bytes.
     let rc = unsafe {
         libc::bind(
@@ -247,7 +263,7 @@ pub fn check_addr_free(addr: std::net::SocketAddr) -> io::Result<()> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(owned)
 }
 
 /// Where an executor runs.
@@ -489,7 +505,21 @@ pub mod channel {
 
 /// Binds a listener (SO_REUSEPORT, so every shard may accept on one address).
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
-    TcpListener::bind(addr).map_err(io::Error::from)
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    // Not glommio's `TcpListener::bind`: it sets SO_REUSEPORT only, and a
+    // broker restarted after a crash must bind while the dead one's client
+    // connections linger.
+    let fd = bound_socket(addr, true)?.into_raw_fd();
+    // SAFETY: fd is a bound socket we own.
+    if unsafe { libc::listen(fd, 1024) } != 0 {
+        let e = io::Error::last_os_error();
+        // SAFETY: closing the fd we own.
+        unsafe { libc::close(fd) };
+        return Err(e);
+    }
+    // SAFETY: a bound, listening socket, handed over to glommio (which owns
+    // and closes it from now on).
+    Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
 /// CPUs this process may run on, in order.

@@ -157,7 +157,8 @@ impl Broker {
             }
         }
         crate::storage::meta::empty_trash(data)?;
-        let metas = crate::storage::meta::load_for_shards(data, n)?;
+        let mut metas = crate::storage::meta::load_for_shards(data, n)?;
+        crate::storage::meta::ensure_offsets_topic(data, &mut metas, n)?;
         let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, ServerError>>();
         let cpus = rt::allowed_cpus();
         let pinned = (n as usize) <= cpus.len();

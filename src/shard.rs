@@ -27,7 +27,9 @@ use crate::partition::{
 use crate::protocol::*;
 use crate::rt;
 use crate::storage::meta::{TopicMeta, MAX_PARTITIONS};
-use crate::storage::{validate_topic_name, StorageError};
+use crate::storage::{
+    is_internal_topic, validate_topic_name, StorageError, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+};
 
 #[derive(Debug, Clone)]
 pub struct ShardConfig {
@@ -60,6 +62,9 @@ pub struct Shard {
     topics: RefCell<BTreeMap<String, Topic>>,
     /// Topics whose creation is under way (files being opened).
     creating: RefCell<HashSet<String>>,
+    /// The consumer groups this shard coordinates (those whose offsets
+    /// partition it owns).
+    groups: crate::groups::Groups,
 }
 
 /// Longest a fetch may wait for data (Kafka caps it by its request timeout).
@@ -108,14 +113,16 @@ impl Shard {
             .await
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
         let shard = Rc::new(Shard {
-            config,
+            config: config.clone(),
             stopping: std::cell::Cell::new(false),
             topics: RefCell::new(BTreeMap::new()),
             creating: RefCell::new(HashSet::new()),
+            groups: crate::groups::Groups::new(config.shard_id),
         });
         let id = shard.config.shard_id;
         let count: u64 = metas
             .iter()
+            .filter(|m| !is_internal_topic(&m.name))
             .map(|m| m.owners.iter().filter(|&&o| o == id).count() as u64)
             .sum();
         if count * MIN_TAIL_BUFFER_BYTES as u64 > shard.config.memory_budget / 2 {
@@ -137,6 +144,32 @@ impl Shard {
                     detail,
                 })?;
         }
+        // Committed offsets of the groups coordinated here, before any
+        // client can ask for them.
+        let logs: Vec<Rc<Partition>> = shard
+            .topics
+            .borrow()
+            .get(OFFSETS_TOPIC)
+            .map(|t| t.partitions.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for log in logs {
+            let n = shard
+                .groups
+                .replay(&log)
+                .await
+                .map_err(|detail| StorageError::Corrupt {
+                    path: log.dir().to_path_buf(),
+                    detail,
+                })?;
+            if n > 0 {
+                tracing::info!(
+                    shard = id,
+                    partition = log.id(),
+                    records = n,
+                    "committed offsets loaded"
+                );
+            }
+        }
         Ok(shard)
     }
 
@@ -148,10 +181,18 @@ impl Shard {
             .topics
             .borrow()
             .values()
+            .filter(|t| !is_internal_topic(&t.meta.name))
             .map(|t| t.partitions.iter().flatten().count() as u64)
             .sum();
         let mine = m.owners.iter().filter(|&&o| o == id).count() as u64;
-        pc.tail_buffer_bytes = tail_buffer_for(self.config.memory_budget, owned_before + mine);
+        pc.tail_buffer_bytes = if is_internal_topic(&m.name) {
+            // Offset commits are small records: the smallest tail buffer,
+            // not counted against the partition room of `--memory-budget`
+            // (OFFSETS_PARTITIONS x 64 KiB per broker in all).
+            MIN_TAIL_BUFFER_BYTES
+        } else {
+            tail_buffer_for(self.config.memory_budget, owned_before + mine)
+        };
         let mut partitions = Vec::with_capacity(m.owners.len());
         for (p, &owner) in m.owners.iter().enumerate() {
             partitions.push(if owner == id {
@@ -174,7 +215,21 @@ impl Shard {
                 partitions,
             },
         );
+        self.topics_changed();
         Ok(())
+    }
+
+    /// Tells the group coordinator the topics groups may subscribe to (so
+    /// topics created later reach matching subscriptions).
+    fn topics_changed(&self) {
+        let topics = self
+            .topics
+            .borrow()
+            .iter()
+            .filter(|(n, _)| !is_internal_topic(n))
+            .map(|(n, t)| (n.clone(), t.meta.owners.len() as u32))
+            .collect();
+        self.groups.metadata_changed(topics);
     }
 
     /// Unregisters a topic (new requests get UnknownTopic at once) and
@@ -185,6 +240,7 @@ impl Shard {
         let Some(topic) = topic else {
             return Ok(());
         };
+        self.topics_changed();
         for p in topic.partitions.iter().flatten() {
             if let Err(e) = p.close().await {
                 tracing::warn!(topic = name, partition = p.id(), "close before delete: {e}");
@@ -253,6 +309,15 @@ impl Shard {
         }
         let shard = self.clone();
         rt::spawn(async move {
+            let every = std::time::Duration::from_millis(crate::groups::EXPIRY_CHECK_MS);
+            while !shard.stopping.get() {
+                rt::sleep(every).await;
+                shard.groups.expire();
+            }
+        })
+        .detach();
+        let shard = self.clone();
+        rt::spawn(async move {
             while !shard.stopping.get() {
                 rt::sleep(shard.config.retention_check).await;
                 if shard.stopping.get() {
@@ -267,6 +332,13 @@ impl Shard {
             }
         })
         .detach();
+    }
+
+    /// The offsets partition holding `group`'s commits; the router sends a
+    /// group's requests to the shard that owns it.
+    fn offsets_log(&self, group: &str) -> Result<Rc<Partition>, WireError> {
+        let p = crate::group::offsets::partition_for_group(group, OFFSETS_PARTITIONS);
+        self.partition(OFFSETS_TOPIC, p)
     }
 
     fn partition(&self, topic: &str, p: u32) -> Result<Rc<Partition>, WireError> {
@@ -345,6 +417,47 @@ impl Shard {
                 let r = done(Response::DescribeTopics(self.describe_topics(topics)));
                 Box::pin(async move { r })
             }
+            Request::GroupHeartbeat(h) => {
+                let r = ResponseFrame {
+                    correlation_id,
+                    result: self.groups.heartbeat(req.client_id.as_deref(), h),
+                };
+                Box::pin(async move { r })
+            }
+            Request::LeaveGroup(l) => {
+                let r = ResponseFrame {
+                    correlation_id,
+                    result: self.groups.leave(l),
+                };
+                Box::pin(async move { r })
+            }
+            Request::OffsetCommit(c) => {
+                let shard = self.clone();
+                Box::pin(async move {
+                    let result = match shard.offsets_log(&c.group) {
+                        Ok(log) => Ok(shard.groups.commit(&log, c).await),
+                        Err(e) => Err(e),
+                    };
+                    ResponseFrame {
+                        correlation_id,
+                        result,
+                    }
+                })
+            }
+            Request::OffsetFetch(f) => {
+                let r = done(self.groups.offset_fetch(f));
+                Box::pin(async move { r })
+            }
+            Request::ListGroups => {
+                let r = done(Response::ListGroups(self.groups.list()));
+                Box::pin(async move { r })
+            }
+            Request::DescribeGroups(gs) => {
+                let r = done(Response::DescribeGroups(
+                    gs.iter().map(|g| self.groups.describe(g)).collect(),
+                ));
+                Box::pin(async move { r })
+            }
         }
     }
 
@@ -366,7 +479,13 @@ impl Shard {
                 .collect(),
         };
         let topics = match wanted {
-            None => topics.iter().map(|(n, t)| info(n, t)).collect(),
+            // Like Kafka clients' `exclude.internal.topics`: "every topic"
+            // means the users' topics; internal ones are listed when named.
+            None => topics
+                .iter()
+                .filter(|(n, _)| !is_internal_topic(n))
+                .map(|(n, t)| info(n, t))
+                .collect(),
             Some(names) => names
                 .iter()
                 .map(|n| match topics.get(n) {
@@ -390,6 +509,15 @@ impl Shard {
     pub fn begin_create(&self, t: &CreateTopic) -> Result<BTreeMap<String, String>, WireError> {
         validate_topic_name(&t.name)
             .map_err(|e| WireError::new(ErrorCode::InvalidTopicName, e.to_string()))?;
+        if is_internal_topic(&t.name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidTopicName,
+                format!(
+                    "invalid topic name {:?}: names starting with '__' are reserved for the broker's internal topics",
+                    t.name
+                ),
+            ));
+        }
         if t.partitions == 0 || t.partitions > MAX_PARTITIONS {
             return Err(WireError::new(
                 ErrorCode::InvalidPartitions,
@@ -441,7 +569,14 @@ impl Shard {
     pub fn assign_owners(&self, partitions: u32) -> Result<Vec<u16>, WireError> {
         let n = self.config.shard_count.max(1) as usize;
         let mut load = vec![0u64; n];
-        for t in self.topics.borrow().values() {
+        // The internal offsets log has its own small buffers, outside the
+        // budget's partition room (see `open_topic`).
+        for t in self
+            .topics
+            .borrow()
+            .values()
+            .filter(|t| !is_internal_topic(&t.meta.name))
+        {
             for &o in &t.meta.owners {
                 if (o as usize) < n {
                     load[o as usize] += 1;
@@ -477,6 +612,16 @@ impl Shard {
                     .partitions
                     .iter()
                     .map(|pp| match self.partition(&t.name, pp.partition) {
+                        Ok(_) if is_internal_topic(&t.name) => PendingAppend {
+                            partition: pp.partition,
+                            result: Err(WireError::new(
+                                ErrorCode::InvalidRequest,
+                                format!(
+                                    "topic '{}' is internal: only the broker writes it",
+                                    t.name
+                                ),
+                            )),
+                        },
                         Err(e) => PendingAppend {
                             partition: pp.partition,
                             result: Err(e),
@@ -630,7 +775,11 @@ impl Shard {
                 .collect(),
         };
         match wanted {
-            None => topics.iter().map(|(n, t)| describe(n, t)).collect(),
+            None => topics
+                .iter()
+                .filter(|(n, _)| !is_internal_topic(n))
+                .map(|(n, t)| describe(n, t))
+                .collect(),
             Some(names) => names
                 .iter()
                 .map(|n| match topics.get(n) {

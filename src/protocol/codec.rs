@@ -32,11 +32,11 @@ fn verifier_opts() -> flatbuffers::VerifierOptions {
     }
 }
 
-fn err_code(e: &Option<WireError>) -> fb::ErrorCode {
+pub(super) fn err_code(e: &Option<WireError>) -> fb::ErrorCode {
     fb::ErrorCode(e.as_ref().map_or(0, |e| e.code as i16))
 }
 
-fn err_of(code: fb::ErrorCode, message: Option<&str>) -> Option<WireError> {
+pub(super) fn err_of(code: fb::ErrorCode, message: Option<&str>) -> Option<WireError> {
     if code.0 == 0 {
         None
     } else {
@@ -61,7 +61,7 @@ fn records<'a>(fbb: &mut FlatBufferBuilder<'a>, data: &[u8]) -> WIPOffset<fb::Re
     fb::RecordBatches::create(fbb, &fb::RecordBatchesArgs { data: Some(v) })
 }
 
-fn strings<'a>(
+pub(super) fn strings<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
     names: &[String],
 ) -> WIPOffset<Vector<'a, ForwardsUOffset<&'a str>>> {
@@ -153,6 +153,11 @@ fn topic_results_of(
 pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
     let mut fbb = FlatBufferBuilder::with_capacity(256);
     let (kind, body) = match &req.request {
+        r if r.group().is_some()
+            || matches!(r, Request::ListGroups | Request::DescribeGroups(_)) =>
+        {
+            super::group_codec::encode_request(&mut fbb, r).expect("a group request")
+        }
         Request::ApiVersions => (
             fb::Request::ApiVersionsRequest,
             fb::ApiVersionsRequest::create(&mut fbb, &fb::ApiVersionsRequestArgs {})
@@ -348,6 +353,12 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
                 .as_union_value(),
             )
         }
+        Request::GroupHeartbeat(_)
+        | Request::LeaveGroup(_)
+        | Request::OffsetCommit(_)
+        | Request::OffsetFetch(_)
+        | Request::ListGroups
+        | Request::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
     };
     let client_id = req.client_id.as_ref().map(|c| fbb.create_string(c));
     let env = fb::RequestEnvelope::create(
@@ -527,7 +538,10 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
             }
         }
         fb::Request::NONE => return Err(bad(DecodeError::MissingRequest)),
-        other => return Err(bad(DecodeError::UnknownKind(other.0))),
+        other => match super::group_codec::decode_request(&env).map_err(bad)? {
+            Some(r) => r,
+            None => return Err(bad(DecodeError::UnknownKind(other.0))),
+        },
     };
     Ok(RequestFrame {
         version: env.version(),
@@ -575,7 +589,16 @@ fn encode_response_body<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
     r: &Response,
 ) -> (fb::Response, WIPOffset<flatbuffers::UnionWIPOffset>) {
+    if let Some(body) = super::group_codec::encode_response(fbb, r) {
+        return body;
+    }
     match r {
+        Response::GroupHeartbeat(_)
+        | Response::LeaveGroup
+        | Response::OffsetCommit(_)
+        | Response::OffsetFetch(_)
+        | Response::ListGroups(_)
+        | Response::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
         Response::ApiVersions(apis) => {
             let ranges: Vec<_> = apis
                 .iter()
@@ -1024,7 +1047,10 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
             Response::ListOffsets(ts)
         }
         fb::Response::NONE => return Err(DecodeError::MissingRequest),
-        other => return Err(DecodeError::UnknownKind(other.0)),
+        other => match super::group_codec::decode_response(&env)? {
+            Some(r) => r,
+            None => return Err(DecodeError::UnknownKind(other.0)),
+        },
     };
     Ok(ResponseFrame {
         correlation_id,

@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod frame;
 pub mod generated;
+mod group_codec;
 
 use bytes::Bytes;
 
@@ -37,6 +38,13 @@ pub enum ErrorCode {
     ShuttingDown = 13,
     InvalidConfig = 14,
     TooManyConnections = 15,
+    UnknownMember = 16,
+    StaleMemberEpoch = 17,
+    NotAssigned = 18,
+    GroupNotEmpty = 19,
+    InconsistentStrategy = 20,
+    InvalidSessionTimeout = 21,
+    UnknownGroup = 22,
 }
 
 impl ErrorCode {
@@ -58,6 +66,13 @@ impl ErrorCode {
             13 => ShuttingDown,
             14 => InvalidConfig,
             15 => TooManyConnections,
+            16 => UnknownMember,
+            17 => StaleMemberEpoch,
+            18 => NotAssigned,
+            19 => GroupNotEmpty,
+            20 => InconsistentStrategy,
+            21 => InvalidSessionTimeout,
+            22 => UnknownGroup,
             _ => Unknown,
         }
     }
@@ -97,10 +112,16 @@ pub enum ApiKey {
     ListOffsets = 5,
     DeleteTopics = 6,
     DescribeTopics = 7,
+    GroupHeartbeat = 8,
+    LeaveGroup = 9,
+    OffsetCommit = 10,
+    OffsetFetch = 11,
+    ListGroups = 12,
+    DescribeGroups = 13,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 8] = [
+    pub const ALL: [ApiKey; 14] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -109,6 +130,12 @@ impl ApiKey {
         ApiKey::ListOffsets,
         ApiKey::DeleteTopics,
         ApiKey::DescribeTopics,
+        ApiKey::GroupHeartbeat,
+        ApiKey::LeaveGroup,
+        ApiKey::OffsetCommit,
+        ApiKey::OffsetFetch,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroups,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -223,6 +250,26 @@ pub enum Request {
     DescribeTopics {
         topics: Option<Vec<String>>,
     },
+    GroupHeartbeat(GroupHeartbeatRequest),
+    LeaveGroup(LeaveGroupRequest),
+    OffsetCommit(OffsetCommitRequest),
+    OffsetFetch(OffsetFetchRequest),
+    ListGroups,
+    DescribeGroups(Vec<String>),
+}
+
+impl Request {
+    /// The consumer group a group request is for (it is served by that
+    /// group's coordinator shard).
+    pub fn group(&self) -> Option<&str> {
+        match self {
+            Request::GroupHeartbeat(r) => Some(&r.group),
+            Request::LeaveGroup(r) => Some(&r.group),
+            Request::OffsetCommit(r) => Some(&r.group),
+            Request::OffsetFetch(r) => Some(&r.group),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -321,6 +368,12 @@ pub enum Response {
     ListOffsets(Vec<ListOffsetsTopicResult>),
     DeleteTopics(Vec<TopicResult>),
     DescribeTopics(Vec<TopicDescription>),
+    GroupHeartbeat(GroupHeartbeatResponse),
+    LeaveGroup,
+    OffsetCommit(Vec<TopicPartitionErrors>),
+    OffsetFetch(Vec<CommittedTopic>),
+    ListGroups(Vec<GroupListing>),
+    DescribeGroups(Vec<GroupDescription>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,4 +399,137 @@ pub struct TopicDescription {
 pub struct ResponseFrame {
     pub correlation_id: u32,
     pub result: Result<Response, WireError>,
+}
+
+// ---- Consumer groups -------------------------------------------------------
+
+/// Partitions of one topic.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct TopicPartitions {
+    pub topic: String,
+    pub partitions: Vec<u32>,
+}
+
+/// Joins (`member_epoch` 0), heartbeats, and reports what the member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupHeartbeatRequest {
+    pub group: String,
+    /// Empty on join.
+    pub member_id: String,
+    pub member_epoch: i32,
+    /// The subscription; `None` = unchanged.
+    pub topics: Option<Vec<String>>,
+    pub topic_prefix: Option<String>,
+    pub strategy: Option<String>,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// `None` = unchanged since the last heartbeat.
+    pub owned: Option<Vec<TopicPartitions>>,
+    /// The application polled since the last heartbeat.
+    pub polled: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupHeartbeatResponse {
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub heartbeat_interval_ms: u32,
+    /// What the member may consume now.
+    pub assignment: Vec<TopicPartitions>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaveGroupRequest {
+    pub group: String,
+    pub member_id: String,
+    pub member_epoch: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitPartition {
+    pub partition: u32,
+    pub offset: i64,
+    pub metadata: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitTopic {
+    pub name: String,
+    pub partitions: Vec<OffsetCommitPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetCommitRequest {
+    pub group: String,
+    /// Empty with epoch -1: a commit from outside the group (allowed only
+    /// while it has no members).
+    pub member_id: String,
+    pub member_epoch: i32,
+    pub topics: Vec<OffsetCommitTopic>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionError {
+    pub partition: u32,
+    pub error: Option<WireError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicPartitionErrors {
+    pub name: String,
+    pub partitions: Vec<PartitionError>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetFetchRequest {
+    pub group: String,
+    /// `None`: everything the group committed.
+    pub topics: Option<Vec<TopicPartitions>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub partition: u32,
+    /// -1: nothing committed.
+    pub offset: i64,
+    pub metadata: String,
+    pub commit_timestamp: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedTopic {
+    pub name: String,
+    pub partitions: Vec<CommittedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub state: String,
+    pub members: u32,
+    pub strategy: String,
+    pub coordinator_shard: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub client_id: String,
+    pub member_epoch: i32,
+    pub assignment: Vec<TopicPartitions>,
+    pub owned: Vec<TopicPartitions>,
+    pub subscribed_topics: Vec<String>,
+    pub topic_prefix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub error: Option<WireError>,
+    pub state: String,
+    pub group_epoch: u32,
+    pub strategy: String,
+    pub coordinator_shard: u16,
+    pub members: Vec<GroupMember>,
+    pub offsets: Vec<CommittedTopic>,
 }

@@ -278,6 +278,52 @@ pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, S
     Ok(metas)
 }
 
+/// Creates the internal offsets topic (`OFFSETS_TOPIC`) on a data directory
+/// that lacks it, its partitions spread over the least-loaded shards, before
+/// any shard opens: every broker start finds it, so no client request ever
+/// waits for its creation. Segments of 64 MiB, kept forever (the log holds
+/// every commit; compaction is not built: see ARCHITECTURE.md).
+pub fn ensure_offsets_topic(
+    data_dir: &Path,
+    metas: &mut Vec<TopicMeta>,
+    shards: u16,
+) -> Result<(), StorageError> {
+    use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
+    if metas.iter().any(|m| m.name == OFFSETS_TOPIC) {
+        return Ok(());
+    }
+    let mut load = vec![0u64; shards as usize];
+    for m in metas.iter() {
+        for &o in &m.owners {
+            if let Some(l) = load.get_mut(o as usize) {
+                *l += 1;
+            }
+        }
+    }
+    let owners = (0..OFFSETS_PARTITIONS)
+        .map(|_| take_least_loaded(&mut load))
+        .collect();
+    let configs = BTreeMap::from([
+        ("segment.bytes".to_owned(), (64u64 << 20).to_string()),
+        ("retention.ms".to_owned(), "-1".to_owned()),
+        ("retention.bytes".to_owned(), "-1".to_owned()),
+    ]);
+    let m = TopicMeta {
+        name: OFFSETS_TOPIC.to_owned(),
+        owners,
+        configs,
+        shards,
+    };
+    store(data_dir, &m)?;
+    tracing::info!(
+        topic = OFFSETS_TOPIC,
+        partitions = OFFSETS_PARTITIONS,
+        "created the internal offsets topic"
+    );
+    metas.push(m);
+    Ok(())
+}
+
 /// The shard with the fewest partitions (ties: the lowest id), counted as
 /// taking one more. The one rule for placing a partition.
 pub fn take_least_loaded(load: &mut [u64]) -> u16 {

@@ -85,6 +85,22 @@ pub fn validate_topic_name(name: &str) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// The internal log of committed consumer-group offsets (Kafka's name): one
+/// record per commit, keyed by (group, topic, partition). A group's
+/// coordinator is the shard that owns partition
+/// `group::offsets::partition_for_group(group, OFFSETS_PARTITIONS)` of it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Partitions of `OFFSETS_TOPIC`, fixed when a data directory is first used
+/// (groups spread over at most this many shards). Kafka's default is 50;
+/// each partition here costs a tail buffer on its shard.
+pub const OFFSETS_PARTITIONS: u32 = 16;
+
+/// Names starting with `__` belong to the broker: clients cannot create,
+/// delete or produce to them (they can read them, as in Kafka).
+pub fn is_internal_topic(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 /// fsyncs a directory so a rename or a new file in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     std::fs::File::open(dir)

@@ -1,0 +1,795 @@
+//! The group consumer: consumers sharing a group id share the partitions of
+//! the topics they subscribe to; the broker's coordinator assigns them
+//! (KIP-848 style), this side follows.
+//!
+//! Owns: a heartbeat thread (its own connection: a slow application does not
+//! miss heartbeats; it reports what the consumer owns and brings back what
+//! it may own), reconciliation on the application's thread at each `poll`
+//! (revoked partitions: commit if auto-commit, tell the rebalance callback,
+//! stop owning; assigned ones: start from the committed offset or the reset
+//! policy), positions, pause/resume, seeks, and commits (sync, async, auto).
+//!
+//! Must never: consume a partition the coordinator did not give it, keep a
+//! partition it was told to release past the next `poll`, or commit for a
+//! partition it does not own. When the coordinator fences it (session lost),
+//! every partition is dropped at once without a commit: another member may
+//! already own them.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::batch::{split_batches, Header, Records};
+use crate::client::{Client, ClientError, RoutedClient};
+use crate::protocol::*;
+
+/// A partition of a topic.
+pub type Tp = (String, u32);
+
+/// Where a partition with no committed offset starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    Earliest,
+    Latest,
+}
+
+#[derive(Debug, Clone)]
+pub struct GroupConfig {
+    pub group: String,
+    /// Subscribed topics (those that exist; topics created later join).
+    pub topics: Vec<String>,
+    /// Or every topic whose name starts with this.
+    pub topic_prefix: Option<String>,
+    /// range | roundrobin | sticky (None: the group's, or the broker's default).
+    pub strategy: Option<String>,
+    pub session_timeout_ms: u32,
+    pub max_poll_interval_ms: u32,
+    /// Commit positions this often from `poll` (None: only explicit commits).
+    pub auto_commit: Option<Duration>,
+    pub offset_reset: OffsetReset,
+    pub client_id: String,
+    /// Per partition and fetch.
+    pub max_partition_fetch_bytes: u32,
+}
+
+impl GroupConfig {
+    /// Kafka's defaults: 45 s session, 5 min max poll interval, auto-commit
+    /// every 5 s, start at the latest offset.
+    pub fn new(group: &str, topics: &[&str]) -> GroupConfig {
+        GroupConfig {
+            group: group.to_owned(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            topic_prefix: None,
+            strategy: None,
+            session_timeout_ms: 45_000,
+            max_poll_interval_ms: 300_000,
+            auto_commit: Some(Duration::from_secs(5)),
+            offset_reset: OffsetReset::Latest,
+            client_id: format!("shardlog-consumer-{}", std::process::id()),
+            max_partition_fetch_bytes: 1 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub topic: String,
+    pub partition: u32,
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<Header>,
+}
+
+/// What the rebalance callback is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebalance {
+    /// These are now this consumer's (positions set).
+    Assigned(Vec<Tp>),
+    /// These are being taken away; their positions were committed first
+    /// when auto-commit is on. The callback may commit them itself.
+    Revoked(Vec<Tp>),
+    /// These were lost without a commit (the member was fenced).
+    Lost(Vec<Tp>),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumerError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("heartbeat: {0}")]
+    Heartbeat(String),
+    #[error("partition {0}-{1} is not assigned to this consumer")]
+    NotOwned(String, u32),
+    #[error("the consumer is closed")]
+    Closed,
+}
+
+/// Told of every assignment change, from `poll`.
+pub type RebalanceCallback = Box<dyn FnMut(&Rebalance) + Send>;
+
+/// Shared between the application's thread and the heartbeat thread.
+#[derive(Default)]
+struct HbState {
+    member_id: String,
+    member_epoch: i32,
+    /// The latest assignment from the coordinator (None until joined).
+    assignment: Option<BTreeSet<Tp>>,
+    /// What the application side owns now (reported on each heartbeat).
+    owned: BTreeSet<Tp>,
+    owned_changed: bool,
+    polled: bool,
+    /// Set when the coordinator fenced the member: drop everything.
+    fenced: bool,
+    /// A fatal error (bad config, ...) to return from `poll`.
+    fatal: Option<String>,
+    stop: bool,
+}
+
+struct Hb {
+    state: Mutex<HbState>,
+    wake: Condvar,
+}
+
+struct PartState {
+    position: i64,
+    paused: bool,
+}
+
+pub struct GroupConsumer {
+    cfg: GroupConfig,
+    data: RoutedClient,
+    coord: Client,
+    hb: Arc<Hb>,
+    hb_thread: Option<JoinHandle<()>>,
+    owned: BTreeMap<Tp, PartState>,
+    /// Partition counts of the topics seen (for routing fetches).
+    known_topics: BTreeSet<String>,
+    buffered: VecDeque<Message>,
+    last_commit: Instant,
+    /// Async commits sent on `coord` and not yet answered.
+    pending_commits: Vec<u32>,
+    on_rebalance: Option<RebalanceCallback>,
+    closed: bool,
+}
+
+fn to_wire(tps: &BTreeSet<Tp>) -> Vec<TopicPartitions> {
+    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for (t, p) in tps {
+        by.entry(t).or_default().push(*p);
+    }
+    by.into_iter()
+        .map(|(t, ps)| TopicPartitions {
+            topic: t.to_owned(),
+            partitions: ps,
+        })
+        .collect()
+}
+
+fn from_wire(v: &[TopicPartitions]) -> BTreeSet<Tp> {
+    v.iter()
+        .flat_map(|t| t.partitions.iter().map(move |&p| (t.topic.clone(), p)))
+        .collect()
+}
+
+/// How long the heartbeat thread waits between attempts when the broker
+/// cannot be reached.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(200);
+
+fn heartbeat_loop(broker: String, cfg: GroupConfig, hb: Arc<Hb>) {
+    let mut conn: Option<Client> = None;
+    let mut interval = Duration::from_millis(500);
+    let mut last_ok = Instant::now();
+    let mut joined_subscription = false;
+    loop {
+        let (req, stopping) = {
+            let mut st = hb.state.lock().expect("heartbeat state");
+            if st.stop {
+                (None, true)
+            } else {
+                let join = st.member_epoch == 0;
+                let req = GroupHeartbeatRequest {
+                    group: cfg.group.clone(),
+                    member_id: st.member_id.clone(),
+                    member_epoch: st.member_epoch,
+                    topics: (join || !joined_subscription).then(|| cfg.topics.clone()),
+                    topic_prefix: if join || !joined_subscription {
+                        cfg.topic_prefix.clone()
+                    } else {
+                        None
+                    },
+                    strategy: cfg.strategy.clone(),
+                    session_timeout_ms: cfg.session_timeout_ms,
+                    max_poll_interval_ms: cfg.max_poll_interval_ms,
+                    owned: Some(to_wire(&st.owned)),
+                    polled: std::mem::take(&mut st.polled) || join,
+                };
+                st.owned_changed = false;
+                (Some(req), false)
+            }
+        };
+        if stopping {
+            let st = hb.state.lock().expect("heartbeat state");
+            if st.member_epoch > 0 {
+                if let Some(c) = conn.as_mut() {
+                    let _ = c.leave_group(&cfg.group, &st.member_id, st.member_epoch);
+                } else if let Ok(mut c) = Client::connect(&broker) {
+                    let _ = c.leave_group(&cfg.group, &st.member_id, st.member_epoch);
+                }
+            }
+            return;
+        }
+        let req = req.expect("not stopping");
+        if conn.is_none() {
+            match Client::connect(&broker) {
+                Ok(mut c) => {
+                    c.set_client_id(&cfg.client_id);
+                    conn = Some(c);
+                }
+                Err(_) => {
+                    std::thread::sleep(RECONNECT_BACKOFF);
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        match c.group_heartbeat(req) {
+            Ok(r) => {
+                last_ok = Instant::now();
+                joined_subscription = true;
+                interval = Duration::from_millis(r.heartbeat_interval_ms.clamp(50, 5_000) as u64);
+                let mut st = hb.state.lock().expect("heartbeat state");
+                st.member_id = r.member_id;
+                st.member_epoch = r.member_epoch;
+                st.assignment = Some(from_wire(&r.assignment));
+            }
+            Err(ClientError::Broker(e))
+                if matches!(
+                    e.code,
+                    ErrorCode::UnknownMember | ErrorCode::StaleMemberEpoch
+                ) =>
+            {
+                // Fenced: everything we own may belong to someone else now.
+                // Rejoin as a new member once the application dropped it.
+                let mut st = hb.state.lock().expect("heartbeat state");
+                st.fenced = true;
+                st.member_epoch = 0;
+                st.member_id.clear();
+                st.assignment = None;
+                joined_subscription = false;
+            }
+            Err(ClientError::Broker(e)) => {
+                let mut st = hb.state.lock().expect("heartbeat state");
+                st.fatal = Some(e.message);
+                return;
+            }
+            Err(_) => {
+                // Connection trouble: reconnect and retry; after a whole
+                // session without an answer the member is gone anyway.
+                conn = None;
+                if last_ok.elapsed() > Duration::from_millis(cfg.session_timeout_ms as u64) {
+                    let mut st = hb.state.lock().expect("heartbeat state");
+                    st.fenced = true;
+                    st.member_epoch = 0;
+                    st.member_id.clear();
+                    st.assignment = None;
+                    joined_subscription = false;
+                }
+                std::thread::sleep(RECONNECT_BACKOFF);
+                continue;
+            }
+        }
+        // Wait for the interval, or less when the owned set changed (a
+        // rebalance completes as fast as both sides report).
+        let st = hb.state.lock().expect("heartbeat state");
+        let _ = hb
+            .wake
+            .wait_timeout_while(st, interval, |s| !s.stop && !s.owned_changed)
+            .expect("heartbeat state");
+    }
+}
+
+impl GroupConsumer {
+    /// Connects and joins the group (the first assignment arrives with a
+    /// following `poll`).
+    pub fn new(broker: &str, cfg: GroupConfig) -> Result<GroupConsumer, ConsumerError> {
+        let data = RoutedClient::connect(broker)?;
+        let mut coord = Client::connect(broker)?;
+        coord.set_client_id(&cfg.client_id);
+        let hb = Arc::new(Hb {
+            state: Mutex::new(HbState::default()),
+            wake: Condvar::new(),
+        });
+        let thread = {
+            let (broker, cfg, hb) = (broker.to_owned(), cfg.clone(), hb.clone());
+            std::thread::Builder::new()
+                .name("shardlog-heartbeat".into())
+                .spawn(move || heartbeat_loop(broker, cfg, hb))
+                .map_err(|e| ConsumerError::Heartbeat(e.to_string()))?
+        };
+        Ok(GroupConsumer {
+            cfg,
+            data,
+            coord,
+            hb,
+            hb_thread: Some(thread),
+            owned: BTreeMap::new(),
+            known_topics: BTreeSet::new(),
+            buffered: VecDeque::new(),
+            last_commit: Instant::now(),
+            pending_commits: Vec::new(),
+            on_rebalance: None,
+            closed: false,
+        })
+    }
+
+    /// Called on every assignment change, from `poll`.
+    pub fn on_rebalance(&mut self, f: impl FnMut(&Rebalance) + Send + 'static) {
+        self.on_rebalance = Some(Box::new(f));
+    }
+
+    /// The partitions this consumer owns now.
+    pub fn assignment(&self) -> Vec<Tp> {
+        self.owned.keys().cloned().collect()
+    }
+
+    /// The member id the coordinator gave (empty before the first join).
+    pub fn member(&self) -> (String, i32) {
+        let st = self.hb.state.lock().expect("heartbeat state");
+        (st.member_id.clone(), st.member_epoch)
+    }
+
+    pub fn position(&self, topic: &str, partition: u32) -> Option<i64> {
+        self.owned
+            .get(&(topic.to_owned(), partition))
+            .map(|s| s.position)
+    }
+
+    fn notify(&mut self, r: Rebalance) {
+        if let Some(f) = self.on_rebalance.as_mut() {
+            f(&r);
+        }
+    }
+
+    /// Follows the coordinator: drops what was taken, adds what was given.
+    fn reconcile(&mut self) -> Result<(), ConsumerError> {
+        let (fenced, target, fatal) = {
+            let mut st = self.hb.state.lock().expect("heartbeat state");
+            st.polled = true;
+            (
+                std::mem::take(&mut st.fenced),
+                st.assignment.clone(),
+                st.fatal.clone(),
+            )
+        };
+        if let Some(f) = fatal {
+            return Err(ConsumerError::Heartbeat(f));
+        }
+        if fenced && !self.owned.is_empty() {
+            let lost: Vec<Tp> = self.owned.keys().cloned().collect();
+            self.owned.clear();
+            self.buffered.clear();
+            self.report_owned();
+            self.notify(Rebalance::Lost(lost));
+        }
+        let Some(target) = target else {
+            return Ok(());
+        };
+        let revoked: Vec<Tp> = self
+            .owned
+            .keys()
+            .filter(|tp| !target.contains(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            if self.cfg.auto_commit.is_some() {
+                // Best effort: a failed commit (already fenced) means the
+                // next owner re-reads from the last commit.
+                let _ = self.commit_partitions(&revoked);
+            }
+            self.notify(Rebalance::Revoked(revoked.clone()));
+            for tp in &revoked {
+                self.owned.remove(tp);
+            }
+            self.buffered.retain(|m| {
+                !revoked
+                    .iter()
+                    .any(|(t, p)| *t == m.topic && *p == m.partition)
+            });
+        }
+        let added: Vec<Tp> = target
+            .iter()
+            .filter(|tp| !self.owned.contains_key(*tp))
+            .cloned()
+            .collect();
+        if !added.is_empty() {
+            let starts = self.start_offsets(&added)?;
+            for (tp, start) in added.iter().zip(starts) {
+                self.owned.insert(
+                    tp.clone(),
+                    PartState {
+                        position: start,
+                        paused: false,
+                    },
+                );
+            }
+            self.notify(Rebalance::Assigned(added.clone()));
+        }
+        if !revoked.is_empty() || !added.is_empty() {
+            self.report_owned();
+        }
+        Ok(())
+    }
+
+    fn report_owned(&self) {
+        let mut st = self.hb.state.lock().expect("heartbeat state");
+        st.owned = self.owned.keys().cloned().collect();
+        st.owned_changed = true;
+        self.hb.wake.notify_all();
+    }
+
+    /// Committed offset of each partition, or the reset policy's offset.
+    fn start_offsets(&mut self, tps: &[Tp]) -> Result<Vec<i64>, ConsumerError> {
+        let set: BTreeSet<Tp> = tps.iter().cloned().collect();
+        let committed = self
+            .coord
+            .fetch_offsets(&self.cfg.group, Some(to_wire(&set)))?;
+        let mut out = Vec::with_capacity(tps.len());
+        for (t, p) in tps {
+            let c = committed
+                .iter()
+                .filter(|c| c.name == *t)
+                .flat_map(|c| &c.partitions)
+                .find(|c| c.partition == *p)
+                .map_or(-1, |c| c.offset);
+            out.push(if c >= 0 {
+                c
+            } else {
+                let ts = match self.cfg.offset_reset {
+                    OffsetReset::Earliest => LIST_EARLIEST,
+                    OffsetReset::Latest => LIST_LATEST,
+                };
+                self.data.public().list_offset(t, *p, ts)?
+            });
+        }
+        Ok(out)
+    }
+
+    /// Fetches from the owned, unpaused partitions; waits up to `timeout`
+    /// for something (long polling at the broker, never a busy loop).
+    pub fn poll(&mut self, timeout: Duration) -> Result<Vec<Message>, ConsumerError> {
+        if self.closed {
+            return Err(ConsumerError::Closed);
+        }
+        self.drain_async_commits()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.reconcile()?;
+            if let Some(every) = self.cfg.auto_commit {
+                if self.last_commit.elapsed() >= every {
+                    self.commit_async()?;
+                }
+            }
+            if !self.buffered.is_empty() {
+                return Ok(self.buffered.drain(..).collect());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Ok(Vec::new());
+            }
+            // Short broker-side waits so an assignment change is seen soon.
+            let wait = (deadline - now).min(Duration::from_millis(200));
+            let active: Vec<(Tp, i64)> = self
+                .owned
+                .iter()
+                .filter(|(_, s)| !s.paused)
+                .map(|(tp, s)| (tp.clone(), s.position))
+                .collect();
+            if active.is_empty() {
+                std::thread::sleep(wait.min(Duration::from_millis(50)));
+                continue;
+            }
+            self.fetch(&active, wait.as_millis() as u32)?;
+        }
+    }
+
+    fn fetch(&mut self, active: &[(Tp, i64)], wait_ms: u32) -> Result<(), ConsumerError> {
+        for ((t, _), _) in active {
+            if !self.known_topics.contains(t) {
+                self.data.topic(t)?;
+                self.known_topics.insert(t.clone());
+            }
+        }
+        // One request per owner shard.
+        let mut by_owner: BTreeMap<Option<u16>, BTreeMap<&str, Vec<FetchPartition>>> =
+            BTreeMap::new();
+        for ((t, p), pos) in active {
+            by_owner
+                .entry(self.data.owner(t, *p))
+                .or_default()
+                .entry(t.as_str())
+                .or_default()
+                .push(FetchPartition {
+                    partition: *p,
+                    fetch_offset: *pos,
+                    max_bytes: self.cfg.max_partition_fetch_bytes,
+                });
+        }
+        let wait_ms = if by_owner.len() > 1 {
+            wait_ms.min(50)
+        } else {
+            wait_ms
+        };
+        let mut tickets = Vec::with_capacity(by_owner.len());
+        for topics in by_owner.into_values() {
+            let (first_t, first_p) = topics
+                .iter()
+                .next()
+                .map(|(t, ps)| (t.to_string(), ps[0].partition))
+                .expect("non-empty");
+            let req = Request::Fetch(FetchRequest {
+                max_wait_ms: wait_ms,
+                min_bytes: 1,
+                max_bytes: 8 << 20,
+                topics: topics
+                    .into_iter()
+                    .map(|(t, ps)| FetchTopic {
+                        name: t.to_owned(),
+                        partitions: ps,
+                    })
+                    .collect(),
+            });
+            tickets.push(self.data.send_for(&first_t, first_p, req)?);
+        }
+        for tk in tickets {
+            let ts = match self.data.recv(tk)? {
+                Response::Fetch(ts) => ts,
+                _ => return Err(ClientError::WrongKind("Fetch").into()),
+            };
+            for t in ts {
+                for r in t.partitions {
+                    let key = (t.name.clone(), r.partition);
+                    let Some(state) = self.owned.get_mut(&key) else {
+                        continue;
+                    };
+                    if let Some(e) = r.error {
+                        if e.code == ErrorCode::OffsetOutOfRange {
+                            // Retention passed our position: reset.
+                            let ts = match self.cfg.offset_reset {
+                                OffsetReset::Earliest => LIST_EARLIEST,
+                                OffsetReset::Latest => LIST_LATEST,
+                            };
+                            state.position =
+                                self.data.public().list_offset(&t.name, r.partition, ts)?;
+                            continue;
+                        }
+                        return Err(ClientError::Broker(e).into());
+                    }
+                    let mut pos = state.position;
+                    for b in split_batches(&r.records).map_err(|e| {
+                        ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                    })? {
+                        let records = Records::new(b).map_err(|e| {
+                            ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                        })?;
+                        let last = records.header().last_offset();
+                        for rec in records {
+                            let rec = rec.map_err(|e| {
+                                ClientError::Io(std::io::Error::new(
+                                    std::io::ErrorKind::InvalidData,
+                                    e,
+                                ))
+                            })?;
+                            if rec.offset < pos {
+                                continue;
+                            }
+                            pos = rec.offset + 1;
+                            self.buffered.push_back(Message {
+                                topic: t.name.clone(),
+                                partition: r.partition,
+                                offset: rec.offset,
+                                timestamp_ms: rec.timestamp_ms,
+                                key: rec.key,
+                                value: rec.value,
+                                headers: rec.headers,
+                            });
+                        }
+                        pos = pos.max(last + 1);
+                    }
+                    state.position = pos;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn commit_request(&self, offsets: &[(Tp, i64)]) -> OffsetCommitRequest {
+        let (member_id, member_epoch) = self.member();
+        let mut by: BTreeMap<&str, Vec<OffsetCommitPartition>> = BTreeMap::new();
+        for ((t, p), o) in offsets {
+            by.entry(t).or_default().push(OffsetCommitPartition {
+                partition: *p,
+                offset: *o,
+                metadata: String::new(),
+            });
+        }
+        OffsetCommitRequest {
+            group: self.cfg.group.clone(),
+            member_id,
+            member_epoch,
+            topics: by
+                .into_iter()
+                .map(|(t, ps)| OffsetCommitTopic {
+                    name: t.to_owned(),
+                    partitions: ps,
+                })
+                .collect(),
+        }
+    }
+
+    fn positions(&self, tps: &[Tp]) -> Vec<(Tp, i64)> {
+        tps.iter()
+            .filter_map(|tp| self.owned.get(tp).map(|s| (tp.clone(), s.position)))
+            .collect()
+    }
+
+    fn commit_partitions(&mut self, tps: &[Tp]) -> Result<(), ConsumerError> {
+        let offsets = self.positions(tps);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        self.drain_async_commits()?;
+        let req = self.commit_request(&offsets);
+        self.coord.commit_offsets(req)?;
+        Ok(())
+    }
+
+    /// Commits the position of every owned partition (what `poll` returned
+    /// so far) and waits until the broker made it durable.
+    pub fn commit_sync(&mut self) -> Result<(), ConsumerError> {
+        let all: Vec<Tp> = self.owned.keys().cloned().collect();
+        self.last_commit = Instant::now();
+        self.commit_partitions(&all)
+    }
+
+    /// Commits explicit offsets (the next offset to read, per partition),
+    /// e.g. only what the application finished with.
+    pub fn commit_offsets(&mut self, offsets: &[(Tp, i64)]) -> Result<(), ConsumerError> {
+        if let Some(((t, p), _)) = offsets.iter().find(|(tp, _)| !self.owned.contains_key(tp)) {
+            return Err(ConsumerError::NotOwned(t.clone(), *p));
+        }
+        self.drain_async_commits()?;
+        let req = self.commit_request(offsets);
+        self.coord.commit_offsets(req)?;
+        Ok(())
+    }
+
+    /// Sends a commit of every owned partition's position without waiting;
+    /// its answer is checked at the next `poll` or commit.
+    pub fn commit_async(&mut self) -> Result<(), ConsumerError> {
+        self.last_commit = Instant::now();
+        let all: Vec<Tp> = self.owned.keys().cloned().collect();
+        let offsets = self.positions(&all);
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let req = self.commit_request(&offsets);
+        let id = self.coord.send(Request::OffsetCommit(req))?;
+        self.pending_commits.push(id);
+        Ok(())
+    }
+
+    fn drain_async_commits(&mut self) -> Result<(), ConsumerError> {
+        for id in std::mem::take(&mut self.pending_commits) {
+            match self.coord.recv_commit(id) {
+                Ok(()) => {}
+                // A commit fenced by a rebalance is not fatal: the partition
+                // moved on, and its new owner starts from the last commit.
+                Err(ClientError::Broker(e))
+                    if matches!(
+                        e.code,
+                        ErrorCode::UnknownMember
+                            | ErrorCode::StaleMemberEpoch
+                            | ErrorCode::NotAssigned
+                    ) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `partition` from `offset` on (it must be owned).
+    pub fn seek(&mut self, topic: &str, partition: u32, offset: i64) -> Result<(), ConsumerError> {
+        let s = self
+            .owned
+            .get_mut(&(topic.to_owned(), partition))
+            .ok_or_else(|| ConsumerError::NotOwned(topic.to_owned(), partition))?;
+        s.position = offset;
+        self.buffered
+            .retain(|m| !(m.topic == topic && m.partition == partition));
+        Ok(())
+    }
+
+    /// Reads `partition` from the first record at or after `timestamp_ms`.
+    pub fn seek_to_time(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        timestamp_ms: i64,
+    ) -> Result<(), ConsumerError> {
+        let mut o = self
+            .data
+            .public()
+            .list_offset(topic, partition, timestamp_ms)?;
+        if o < 0 {
+            o = self
+                .data
+                .public()
+                .list_offset(topic, partition, LIST_LATEST)?;
+        }
+        self.seek(topic, partition, o)
+    }
+
+    pub fn pause(&mut self, topic: &str, partition: u32) -> Result<(), ConsumerError> {
+        self.set_paused(topic, partition, true)
+    }
+
+    pub fn resume(&mut self, topic: &str, partition: u32) -> Result<(), ConsumerError> {
+        self.set_paused(topic, partition, false)
+    }
+
+    fn set_paused(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        paused: bool,
+    ) -> Result<(), ConsumerError> {
+        let s = self
+            .owned
+            .get_mut(&(topic.to_owned(), partition))
+            .ok_or_else(|| ConsumerError::NotOwned(topic.to_owned(), partition))?;
+        s.paused = paused;
+        if paused {
+            self.buffered
+                .retain(|m| !(m.topic == topic && m.partition == partition));
+        }
+        Ok(())
+    }
+
+    /// Commits (when auto-commit is on), leaves the group (its partitions
+    /// go to the others at once) and stops the heartbeat thread.
+    pub fn close(mut self) -> Result<(), ConsumerError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ConsumerError> {
+        if self.closed {
+            return Ok(());
+        }
+        self.closed = true;
+        let committed = if self.cfg.auto_commit.is_some() {
+            self.commit_sync()
+        } else {
+            self.drain_async_commits()
+        };
+        {
+            let mut st = self.hb.state.lock().expect("heartbeat state");
+            st.stop = true;
+            self.hb.wake.notify_all();
+        }
+        if let Some(t) = self.hb_thread.take() {
+            let _ = t.join();
+        }
+        committed
+    }
+}
+
+impl Drop for GroupConsumer {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

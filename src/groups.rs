@@ -1,0 +1,439 @@
+//! A shard's consumer-group coordinator: the groups whose partition of the
+//! offsets topic (`__consumer_offsets`) this shard owns, served from the
+//! pure state machine in `group`, with committed offsets made durable in
+//! that partition.
+//!
+//! Owns: turning wire requests into `group::Coordinator` calls and back;
+//! the commit path (check every partition, append one batch of offset
+//! records, apply them, wait until the batch is as durable as a produce
+//! under the broker's fsync policy, then answer); replaying the offsets
+//! partitions on start; the monotonic clock the coordinator runs on.
+//!
+//! Must never: acknowledge a commit before its record reached the durable
+//! level (a crash must not lose it), or let commits to one key apply out of
+//! the order they were appended in (they apply at append time, which is the
+//! log order, so memory and the log agree after a restart).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::batch::{split_batches, BatchBuilder, Records};
+use crate::group::{
+    Coordinator, GroupError, GroupState, HeartbeatRequest, OffsetCommit, Strategy, Subscription,
+    TopicPartition,
+};
+use crate::partition::Partition;
+use crate::protocol::*;
+
+/// Most bytes read from an offsets partition at once while replaying it.
+const REPLAY_READ_BYTES: usize = 1 << 20;
+
+/// How often members' sessions and poll intervals are checked.
+pub const EXPIRY_CHECK_MS: u64 = 100;
+
+/// The library's group errors as the wire carries them: the one mapping.
+pub fn group_wire_error(e: &GroupError) -> WireError {
+    let code = match e {
+        GroupError::UnknownMember { .. } => ErrorCode::UnknownMember,
+        GroupError::StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
+        GroupError::NotAssigned { .. } => ErrorCode::NotAssigned,
+        GroupError::GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
+        GroupError::InconsistentStrategy { .. } => ErrorCode::InconsistentStrategy,
+        GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
+        GroupError::UnknownGroup { .. } => ErrorCode::UnknownGroup,
+        GroupError::Offset(crate::group::OffsetError::MetadataTooLarge { .. }) => {
+            ErrorCode::MessageTooLarge
+        }
+        _ => ErrorCode::InvalidRequest,
+    };
+    WireError::new(code, e.to_string())
+}
+
+pub fn state_name(s: GroupState) -> &'static str {
+    match s {
+        GroupState::Empty => "empty",
+        GroupState::Reconciling => "reconciling",
+        GroupState::Stable => "stable",
+    }
+}
+
+fn to_tps(v: &[TopicPartitions]) -> Vec<TopicPartition> {
+    v.iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(move |&p| TopicPartition::new(t.topic.as_str(), p))
+        })
+        .collect()
+}
+
+/// Groups sorted (topic, partition) pairs into per-topic lists.
+fn from_tps(v: &[TopicPartition]) -> Vec<TopicPartitions> {
+    let mut by: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+    for tp in v {
+        by.entry(&tp.topic).or_default().push(tp.partition);
+    }
+    by.into_iter()
+        .map(|(t, mut ps)| {
+            ps.sort_unstable();
+            TopicPartitions {
+                topic: t.to_owned(),
+                partitions: ps,
+            }
+        })
+        .collect()
+}
+
+pub struct Groups {
+    shard_id: u16,
+    coordinator: RefCell<Coordinator>,
+    /// Time zero of the coordinator's clock (monotonic: sessions must not
+    /// expire because the wall clock jumped).
+    t0: Instant,
+}
+
+impl Groups {
+    pub fn new(shard_id: u16) -> Groups {
+        // Member ids must not repeat across broker runs: seed with the time.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ ((shard_id as u64) << 48);
+        Groups {
+            shard_id,
+            coordinator: RefCell::new(Coordinator::new(seed)),
+            t0: Instant::now(),
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.t0.elapsed().as_millis() as u64
+    }
+
+    /// Replays one offsets partition from its start: every commit and
+    /// tombstone, in log order. A record that does not decode is skipped
+    /// with a warning (the batch CRC passed, so it was written that way).
+    pub async fn replay(&self, part: &Partition) -> Result<u64, String> {
+        let mut offset = part.log_start_offset();
+        let mut applied = 0u64;
+        loop {
+            let out = part
+                .read(offset, REPLAY_READ_BYTES)
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.records.is_empty() {
+                break;
+            }
+            let batches = split_batches(&out.records).map_err(|e| e.to_string())?;
+            for b in batches {
+                let records = Records::new(b).map_err(|e| e.to_string())?;
+                let last = records.header().last_offset();
+                for rec in records {
+                    let rec = rec.map_err(|e| e.to_string())?;
+                    let Some(key) = rec.key else { continue };
+                    if let Err(e) = self
+                        .coordinator
+                        .borrow_mut()
+                        .apply(&key, rec.value.as_deref())
+                    {
+                        tracing::warn!(
+                            shard = self.shard_id,
+                            partition = part.id(),
+                            offset = rec.offset,
+                            "skipping an offsets record that does not decode: {e}"
+                        );
+                        continue;
+                    }
+                    applied += 1;
+                }
+                offset = last + 1;
+            }
+        }
+        Ok(applied)
+    }
+
+    /// The topics (and partition counts) groups may subscribe to.
+    pub fn metadata_changed(&self, topics: BTreeMap<String, u32>) {
+        self.coordinator.borrow_mut().metadata_changed(topics);
+    }
+
+    /// Removes members whose session or poll interval ran out.
+    pub fn expire(&self) {
+        let now = self.now_ms();
+        for (group, member, reason) in self.coordinator.borrow_mut().expire_all(now) {
+            tracing::info!(shard = self.shard_id, group = %group, member = %member, ?reason, "member removed from its group");
+        }
+    }
+
+    pub fn heartbeat(
+        &self,
+        client_id: Option<&str>,
+        r: GroupHeartbeatRequest,
+    ) -> Result<Response, WireError> {
+        let strategy = match r.strategy.as_deref() {
+            None | Some("") => None,
+            Some(s) => Some(Strategy::parse(s).ok_or_else(|| {
+                group_wire_error(&GroupError::UnsupportedStrategy { name: s.to_owned() })
+            })?),
+        };
+        let subscription = match (r.topics, r.topic_prefix) {
+            (_, Some(p)) if !p.is_empty() => Some(Subscription::Prefix(p)),
+            (Some(ts), _) => Some(Subscription::topics(ts)),
+            (None, _) => None,
+        };
+        let req = HeartbeatRequest {
+            member_id: (!r.member_id.is_empty()).then_some(r.member_id),
+            member_epoch: r.member_epoch,
+            client_id: client_id.unwrap_or("").to_owned(),
+            subscription,
+            strategy,
+            session_timeout_ms: r.session_timeout_ms,
+            max_poll_interval_ms: r.max_poll_interval_ms,
+            owned: r.owned.as_deref().map(to_tps),
+            polled: r.polled,
+        };
+        let now = self.now_ms();
+        let resp = self
+            .coordinator
+            .borrow_mut()
+            .heartbeat(&r.group, now, req)
+            .map_err(|e| group_wire_error(&e))?;
+        Ok(Response::GroupHeartbeat(GroupHeartbeatResponse {
+            member_id: resp.member_id,
+            member_epoch: resp.member_epoch,
+            heartbeat_interval_ms: resp.heartbeat_interval_ms,
+            assignment: from_tps(&resp.assignment),
+        }))
+    }
+
+    pub fn leave(&self, r: LeaveGroupRequest) -> Result<Response, WireError> {
+        self.coordinator
+            .borrow_mut()
+            .leave(&r.group, &r.member_id, r.member_epoch)
+            .map_err(|e| group_wire_error(&e))?;
+        tracing::debug!(shard = self.shard_id, group = %r.group, member = %r.member_id, "member left");
+        Ok(Response::LeaveGroup)
+    }
+
+    /// Checks each partition's commit, appends the accepted ones as one
+    /// batch to `log` (the group's offsets partition), and answers once that
+    /// batch is durable. Commits arriving together share the group commit's
+    /// fdatasync, like produces: no fsync per commit.
+    pub async fn commit(&self, log: &Rc<Partition>, r: OffsetCommitRequest) -> Response {
+        let now_wall = crate::partition::now_ms();
+        let mut results: Vec<TopicPartitionErrors> = Vec::with_capacity(r.topics.len());
+        let mut records: Vec<(Bytes, Bytes)> = Vec::new();
+        {
+            let c = self.coordinator.borrow();
+            for t in &r.topics {
+                let mut parts = Vec::with_capacity(t.partitions.len());
+                for p in &t.partitions {
+                    let commit = OffsetCommit {
+                        group: r.group.clone(),
+                        topic: t.name.clone(),
+                        partition: p.partition,
+                        offset: p.offset,
+                        metadata: p.metadata.clone(),
+                        commit_ts_ms: now_wall.max(0) as u64,
+                    };
+                    let error = if p.offset < 0 {
+                        Some(WireError::new(
+                            ErrorCode::InvalidRequest,
+                            format!("offset {} is negative", p.offset),
+                        ))
+                    } else {
+                        match c.prepare_commit(&r.member_id, r.member_epoch, &commit) {
+                            Ok(kv) => {
+                                records.push(kv);
+                                None
+                            }
+                            Err(e) => Some(group_wire_error(&e)),
+                        }
+                    };
+                    parts.push(PartitionError {
+                        partition: p.partition,
+                        error,
+                    });
+                }
+                results.push(TopicPartitionErrors {
+                    name: t.name.clone(),
+                    partitions: parts,
+                });
+            }
+        }
+        if records.is_empty() {
+            return Response::OffsetCommit(results);
+        }
+        if let Err(e) = self.append(log, &records).await {
+            for t in &mut results {
+                for p in &mut t.partitions {
+                    if p.error.is_none() {
+                        p.error = Some(e.clone());
+                    }
+                }
+            }
+        }
+        Response::OffsetCommit(results)
+    }
+
+    /// Appends commit records as one batch, applies them, and waits until
+    /// the batch reached the level a durable produce waits for.
+    async fn append(
+        &self,
+        log: &Rc<Partition>,
+        records: &[(Bytes, Bytes)],
+    ) -> Result<(), WireError> {
+        let ts = crate::partition::now_ms();
+        let mut b = BatchBuilder::with_capacity(
+            ts,
+            64 + records
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 16)
+                .sum::<usize>(),
+        );
+        for (k, v) in records {
+            b.push(ts, Some(k), Some(v), &[]);
+        }
+        let batch = b.finish();
+        let appended = log
+            .append(&batch)
+            .map_err(|e| crate::shard::wire_error(&e))?;
+        // Applied now, in append (= log) order; the answer still waits for
+        // durability below, so no client acts on a commit that could be lost.
+        {
+            let mut c = self.coordinator.borrow_mut();
+            for (k, v) in records {
+                c.apply(k, Some(v))
+                    .expect("a record the coordinator just encoded decodes");
+            }
+        }
+        log.flush_to(appended.next_offset, log.durable_level())
+            .await
+            .map_err(|e| crate::shard::wire_error(&e))
+    }
+
+    pub fn offset_fetch(&self, r: OffsetFetchRequest) -> Response {
+        let c = self.coordinator.borrow();
+        let committed = |topic: &str, p: u32| {
+            let tp = TopicPartition::new(topic, p);
+            match c.committed(&r.group, &tp) {
+                Some(v) => CommittedOffset {
+                    partition: p,
+                    offset: v.offset,
+                    metadata: v.metadata.clone(),
+                    commit_timestamp: v.commit_ts_ms as i64,
+                },
+                None => CommittedOffset {
+                    partition: p,
+                    offset: -1,
+                    metadata: String::new(),
+                    commit_timestamp: -1,
+                },
+            }
+        };
+        let out = match r.topics {
+            Some(ts) => ts
+                .iter()
+                .map(|t| CommittedTopic {
+                    name: t.topic.clone(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|&p| committed(&t.topic, p))
+                        .collect(),
+                })
+                .collect(),
+            None => self.all_committed(&c, &r.group),
+        };
+        Response::OffsetFetch(out)
+    }
+
+    fn all_committed(&self, c: &Coordinator, group: &str) -> Vec<CommittedTopic> {
+        let mut out: Vec<CommittedTopic> = Vec::new();
+        for (tp, v) in c.offsets().for_group(group) {
+            let o = CommittedOffset {
+                partition: tp.partition,
+                offset: v.offset,
+                metadata: v.metadata.clone(),
+                commit_timestamp: v.commit_ts_ms as i64,
+            };
+            match out.last_mut() {
+                Some(t) if t.name == tp.topic => t.partitions.push(o),
+                _ => out.push(CommittedTopic {
+                    name: tp.topic.clone(),
+                    partitions: vec![o],
+                }),
+            }
+        }
+        out
+    }
+
+    pub fn list(&self) -> Vec<GroupListing> {
+        let c = self.coordinator.borrow();
+        c.list()
+            .into_iter()
+            .map(|g| GroupListing {
+                strategy: c
+                    .describe(&g.group_id)
+                    .and_then(|d| d.strategy)
+                    .map_or("", Strategy::as_str)
+                    .to_owned(),
+                group: g.group_id,
+                state: state_name(g.state).to_owned(),
+                members: g.members as u32,
+                coordinator_shard: self.shard_id,
+            })
+            .collect()
+    }
+
+    pub fn describe(&self, group: &str) -> GroupDescription {
+        let c = self.coordinator.borrow();
+        let Some(d) = c.describe(group) else {
+            return GroupDescription {
+                group: group.to_owned(),
+                error: Some(WireError::new(
+                    ErrorCode::UnknownGroup,
+                    format!("unknown group '{group}': no members and no committed offsets"),
+                )),
+                state: String::new(),
+                group_epoch: 0,
+                strategy: String::new(),
+                coordinator_shard: self.shard_id,
+                members: Vec::new(),
+                offsets: Vec::new(),
+            };
+        };
+        GroupDescription {
+            group: group.to_owned(),
+            error: None,
+            state: state_name(d.state).to_owned(),
+            group_epoch: d.group_epoch,
+            strategy: d.strategy.map_or("", Strategy::as_str).to_owned(),
+            coordinator_shard: self.shard_id,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| {
+                    let (subscribed_topics, topic_prefix) = match m.subscription {
+                        Subscription::Topics(ts) => (ts.into_iter().collect(), None),
+                        Subscription::Prefix(p) => (Vec::new(), Some(p)),
+                    };
+                    GroupMember {
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        member_epoch: m.member_epoch,
+                        assignment: from_tps(&m.assignment),
+                        owned: from_tps(&m.owned),
+                        subscribed_topics,
+                        topic_prefix,
+                    }
+                })
+                .collect(),
+            offsets: self.all_committed(&c, group),
+        }
+    }
+}
