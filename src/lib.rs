@@ -4,6 +4,9 @@
 
 pub mod batch;
 pub mod client;
+pub mod config;
+pub mod http;
+pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod router;
@@ -11,3 +14,4 @@ pub mod rt;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod top;

@@ -64,6 +64,13 @@ impl Broker {
             } else {
                 &["--shard-port-base", "0"][..]
             })
+            // The metrics endpoint's default port is one for the whole host:
+            // off unless a test asks for it.
+            .args(if extra.contains(&"--http-listen") {
+                &[][..]
+            } else {
+                &["--http-listen", "off"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
