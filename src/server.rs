@@ -212,7 +212,13 @@ impl Broker {
                 &format!("shard-{id}"),
                 placement,
                 config.io_memory_bytes,
-                move || async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await },
+                move || {
+                    // Every log line from this executor's thread carries
+                    // `shard{id=N}`: the span stays entered for the
+                    // thread's life (its guard is leaked on purpose).
+                    std::mem::forget(tracing::info_span!("shard", id).entered());
+                    async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await }
+                },
             );
             match started {
                 Ok(h) => handles.push(h),
@@ -283,7 +289,6 @@ impl Broker {
     /// partition was flushed, synced and closed.
     pub fn join(self) -> Result<(), ServerError> {
         let mut first = Ok(());
-        let _unready = NotReadyOnDrop(self.metrics.clone());
         for h in self.handles {
             let r = match h.join() {
                 Ok(r) => r.map_err(ServerError::Close),
@@ -294,15 +299,6 @@ impl Broker {
             }
         }
         first
-    }
-}
-
-/// Marks the broker not ready (`/healthz` 503) once it starts stopping.
-struct NotReadyOnDrop(Arc<Metrics>);
-
-impl Drop for NotReadyOnDrop {
-    fn drop(&mut self) {
-        self.0.set_ready(false);
     }
 }
 
@@ -403,6 +399,7 @@ async fn run_shard(
     // once), then everything appended is flushed, fsynced and closed.
     drop(listener);
     drop(own);
+    config.metrics.set_ready(false); // /healthz: 503 from now on
     tracing::info!(
         shard = id,
         connections = conns.open.get(),
