@@ -4,9 +4,12 @@
 
 pub mod batch;
 pub mod client;
+pub mod config;
 pub mod consumer;
 pub mod group;
 pub mod groups;
+pub mod http;
+pub mod metrics;
 pub mod partition;
 pub mod protocol;
 pub mod router;
@@ -14,3 +17,4 @@ pub mod rt;
 pub mod server;
 pub mod shard;
 pub mod storage;
+pub mod top;

@@ -4,8 +4,6 @@
 //! Every command exits 0 on success and non-zero with one line on stderr.
 
 use std::io::{BufRead, BufWriter, Write};
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,10 +14,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use shardlog::batch::{self, BatchBuilder};
 use shardlog::client::{self, Client, RoutedClient};
-use shardlog::partition::FsyncPolicy;
+use shardlog::config::{Resolved, ServeArgs};
 use shardlog::protocol::{Acks, FetchPartition, LIST_EARLIEST, LIST_LATEST};
-use shardlog::server::{Broker, BrokerConfig};
-use shardlog::storage::meta::LogConfig;
+use shardlog::server::Broker;
 
 mod group_cli;
 
@@ -44,7 +41,7 @@ struct BrokerArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run a broker.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create and list topics.
     Topic {
         #[command(subcommand)]
@@ -63,70 +60,8 @@ enum Command {
         #[command(flatten)]
         broker: BrokerArg,
     },
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// Directory holding the topics (created if missing).
-    #[arg(long)]
-    data_dir: PathBuf,
-    /// Address every shard accepts clients on.
-    #[arg(long, default_value = "127.0.0.1:9400")]
-    listen: SocketAddr,
-    /// Number of shards: executors, each pinned to its own CPU (unpinned,
-    /// with a warning, when there are more shards than CPUs). Default: every
-    /// CPU this process may use.
-    #[arg(long)]
-    shards: Option<u16>,
-    /// Shard i also listens on this port + i (Metadata tells clients; the
-    /// bundled client connects straight to each partition's owner). Default:
-    /// the listen port + 1; 0 turns per-shard ports off.
-    #[arg(long)]
-    shard_port_base: Option<u16>,
-    /// When appended data is fdatasync'ed: always (before a durable produce is
-    /// acknowledged, with group commit), interval:MS (every MS milliseconds;
-    /// durable produces are acknowledged once written), or never (only when
-    /// a segment is sealed and at shutdown).
-    #[arg(long, default_value = "always", value_parser = FsyncPolicy::parse)]
-    fsync: FsyncPolicy,
-    /// Default size at which a partition's active segment rolls (topic
-    /// config segment.bytes).
-    #[arg(long, default_value_t = LogConfig::default().segment_bytes)]
-    segment_bytes: u64,
-    /// Default age in ms at which the active segment rolls (segment.ms).
-    #[arg(long, default_value_t = LogConfig::default().segment_ms)]
-    segment_ms: i64,
-    /// Default bytes kept per partition, whole segments; -1: no limit
-    /// (retention.bytes).
-    #[arg(long, default_value_t = LogConfig::default().retention_bytes, allow_negative_numbers = true)]
-    retention_bytes: i64,
-    /// Default age in ms after which a segment is deleted, by its newest
-    /// timestamp; -1: keep forever (retention.ms).
-    #[arg(long, default_value_t = LogConfig::default().retention_ms, allow_negative_numbers = true)]
-    retention_ms: i64,
-    /// How often retention runs, in ms.
-    #[arg(long, default_value_t = 30_000)]
-    retention_check_ms: u64,
-    /// Largest request frame accepted, in bytes; a longer one is answered
-    /// with MessageTooLarge and the connection closed.
-    #[arg(long, default_value_t = 64 << 20)]
-    max_frame_bytes: usize,
-    /// Largest run of record batches one produce may carry for one
-    /// partition, in bytes (MessageTooLarge beyond).
-    #[arg(long, default_value_t = 16 << 20)]
-    max_batch_bytes: usize,
-    /// Memory per shard, in bytes, for tail buffers (half: 1 MiB per
-    /// partition, less when many share it, 64 KiB at least) and data
-    /// appended but not yet written (half: producers wait while it is full).
-    #[arg(long, default_value_t = 512 << 20)]
-    memory_budget: u64,
-    /// Open client connections per shard; one more gets TooManyConnections.
-    #[arg(long, default_value_t = 10_000)]
-    max_connections: usize,
-    /// Requests one connection may have in flight; the broker stops reading
-    /// that connection (TCP pushes back) until one is answered.
-    #[arg(long, default_value_t = 64)]
-    max_inflight_per_connection: usize,
+    /// Live per-shard view of a broker, from its /metrics.
+    Top(shardlog::top::TopArgs),
 }
 
 #[derive(Subcommand)]
@@ -233,11 +168,12 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Serve(a) => serve(a),
+        Command::Serve(a) => serve(*a),
         Command::Topic { command, broker } => topic(command, &broker.broker),
         Command::Produce(a) => produce(a),
         Command::Consume(a) => consume(a),
         Command::Group { command, broker } => group_cli::run(command, &broker.broker),
+        Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
     };
     if let Err(e) = result {
         eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
@@ -246,80 +182,44 @@ fn main() {
 }
 
 fn serve(a: ServeArgs) -> Result<()> {
+    let resolved = Resolved::resolve(a.config.as_deref(), std::env::vars(), &a.flags())?;
+    if a.print_config {
+        print!("{}", resolved.to_toml());
+        return Ok(());
+    }
+    let settings = resolved.settings()?;
+    let filter = resolved.log_filter(std::env::var("RUST_LOG").ok());
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
+            tracing_subscriber::EnvFilter::try_new(&filter)
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         // Colors only on a terminal: log files and pipes get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let shards = a
+    for var in &resolved.ignored_env {
+        tracing::warn!(variable = %var, "environment variable names no setting; ignored");
+    }
+    let shards = settings
         .shards
         .unwrap_or_else(|| shardlog::rt::allowed_cpus().len().clamp(1, 256) as u16);
-    anyhow::ensure!((1..=256).contains(&shards), "--shards must be 1 to 256");
-    std::fs::create_dir_all(&a.data_dir)
-        .with_context(|| format!("cannot create {}", a.data_dir.display()))?;
+    let mut config = settings.broker_config(shards)?;
+    config.hold_recovery_until = a.hold_recovery_until.clone();
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     // Block SIGTERM/SIGINT before any thread starts, so every thread inherits
     // the mask and only the waiter thread below receives them.
     let signals = block_stop_signals()?;
-    let mut config = BrokerConfig::new(a.data_dir.clone(), a.listen);
-    config.fsync = a.fsync;
-    config.shards = shards;
-    config.shard_port_base = match a.shard_port_base {
-        Some(0) => None,
-        Some(p) => Some(p),
-        None => Some(a.listen.port().checked_add(1).ok_or_else(|| {
-            anyhow!(
-                "--listen port {} leaves no room for shard ports; give --shard-port-base",
-                a.listen.port()
-            )
-        })?),
+    // The HTTP endpoint comes up first: /healthz answers 503 while the shards
+    // recover their logs.
+    let http = match settings.http_listen {
+        None => None,
+        Some(addr) => Some(
+            shardlog::http::serve(addr, config.metrics.clone())
+                .with_context(|| format!("cannot listen on {addr} (http-listen)"))?,
+        ),
     };
-    if let Some(base) = config.shard_port_base {
-        anyhow::ensure!(
-            (base as u32) + (shards as u32) <= 65_536,
-            "--shard-port-base {base} + {shards} shards runs past port 65535"
-        );
-    }
-    for (key, value) in [
-        ("segment.bytes", a.segment_bytes.to_string()),
-        ("segment.ms", a.segment_ms.to_string()),
-        ("retention.bytes", a.retention_bytes.to_string()),
-        ("retention.ms", a.retention_ms.to_string()),
-    ] {
-        config
-            .log
-            .set(key, &value)
-            .map_err(|e| anyhow::anyhow!("--{}: {e}", key.replace('.', "-")))?;
-    }
-    anyhow::ensure!(
-        a.retention_check_ms > 0,
-        "--retention-check-ms must be more than 0"
-    );
-    config.retention_check = std::time::Duration::from_millis(a.retention_check_ms);
-    config.max_frame_bytes = a.max_frame_bytes;
-    anyhow::ensure!(
-        a.max_batch_bytes >= 61 && a.max_batch_bytes <= a.max_frame_bytes,
-        "--max-batch-bytes must be between 61 (one batch header) and --max-frame-bytes"
-    );
-    anyhow::ensure!(
-        a.max_connections > 0,
-        "--max-connections must be more than 0"
-    );
-    anyhow::ensure!(
-        a.max_inflight_per_connection > 0,
-        "--max-inflight-per-connection must be more than 0"
-    );
-    config.max_batch_bytes = a.max_batch_bytes;
-    anyhow::ensure!(
-        a.memory_budget >= 2 * a.max_batch_bytes as u64 && a.memory_budget >= 1 << 20,
-        "--memory-budget must be at least 1 MiB and twice --max-batch-bytes"
-    );
-    config.memory_budget = a.memory_budget;
-    config.max_connections = a.max_connections;
-    config.max_inflight_per_connection = a.max_inflight_per_connection;
     // The signal thread runs from the start: a SIGTERM during recovery of a
     // large log stops the broker too.
     let stop = Arc::new(AtomicBool::new(false));
@@ -331,8 +231,25 @@ fn serve(a: ServeArgs) -> Result<()> {
             tracing::info!(signal = sig, "stop requested");
             stop2.store(true, Ordering::Relaxed);
         })?;
+    let shard_ports = config.shard_port_base.map_or("off".to_owned(), |b| {
+        format!("{b}..={}", b as u32 + shards as u32 - 1)
+    });
+    let fsync = format!("{:?}", config.fsync);
+    let cpus = format!("{:?}", shardlog::rt::allowed_cpus());
+    let metrics_on = config.metrics.enabled();
     let broker = Broker::start_with_stop(config, stop)?;
-    tracing::info!(addr = %broker.local_addr, data_dir = %a.data_dir.display(), "shardlog listening");
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        shards,
+        cpus = %cpus,
+        data_dir = %settings.data_dir.display(),
+        fsync = %fsync,
+        listen = %broker.local_addr,
+        shard_ports = %shard_ports,
+        http = %http.map_or("off".to_owned(), |a| a.to_string()),
+        metrics = metrics_on,
+        "shardlog listening"
+    );
     broker.join().context("broker stopped with an error")?;
     tracing::info!("shardlog stopped cleanly");
     Ok(())

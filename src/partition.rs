@@ -17,12 +17,14 @@ use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use thiserror::Error;
 
 use crate::batch::{self, BatchError, Records};
+use crate::metrics::{PartitionMetrics, ShardMetrics};
 use crate::rt::{self, DirectFile, LocalLock};
 use crate::storage::index::INDEX_INTERVAL_BYTES;
 use crate::storage::meta::LogConfig;
@@ -69,6 +71,8 @@ pub struct MemoryGauge {
     used: std::cell::Cell<u64>,
     limit: u64,
     freed: Rc<rt::Event>,
+    /// Where `used` is published for `/metrics`.
+    metrics: Arc<ShardMetrics>,
 }
 
 impl std::fmt::Debug for MemoryGauge {
@@ -79,10 +83,17 @@ impl std::fmt::Debug for MemoryGauge {
 
 impl MemoryGauge {
     pub fn new(limit: u64) -> Rc<MemoryGauge> {
+        Self::with_metrics(limit, ShardMetrics::detached())
+    }
+
+    /// A gauge that also publishes its level in `metrics`.
+    pub fn with_metrics(limit: u64, metrics: Arc<ShardMetrics>) -> Rc<MemoryGauge> {
+        metrics.memory_unwritten_limit_bytes.set(limit);
         Rc::new(MemoryGauge {
             used: Default::default(),
             limit,
             freed: Rc::default(),
+            metrics,
         })
     }
 
@@ -100,12 +111,14 @@ impl MemoryGauge {
 
     fn add(&self, n: u64) {
         self.used.set(self.used.get() + n);
+        self.metrics.memory_unwritten_bytes.set(self.used.get());
     }
 
     fn sub(&self, n: u64) {
         let used = self.used.get();
         assert!(n <= used, "memory gauge: freeing {n} of {used} bytes");
         self.used.set(used - n);
+        self.metrics.memory_unwritten_bytes.set(used - n);
         self.freed.notify_all();
     }
 
@@ -135,6 +148,8 @@ pub struct PartitionConfig {
     pub max_batch_bytes: usize,
     /// Roll and retention (the topic's overrides already applied).
     pub log: LogConfig,
+    /// The shard's metrics (detached by default).
+    pub metrics: Arc<ShardMetrics>,
 }
 
 impl Default for PartitionConfig {
@@ -145,6 +160,7 @@ impl Default for PartitionConfig {
             memory: MemoryGauge::new(u64::MAX),
             max_batch_bytes: 16 << 20,
             log: LogConfig::default(),
+            metrics: ShardMetrics::detached(),
         }
     }
 }
@@ -300,6 +316,8 @@ pub struct Partition {
     /// Notified when the high watermark moves (and on close): long-polling
     /// fetches wait on it.
     data: Rc<rt::Event>,
+    /// This partition's own labelled series, if it got a slot.
+    labelled: Option<Arc<PartitionMetrics>>,
 }
 
 impl Partition {
@@ -339,6 +357,8 @@ impl Partition {
             let last = i + 1 == count;
             let (mut seg, rec) = Segment::open(&dir, base, config.tail_buffer_bytes, now).await?;
             log_recovery(topic, id, &seg, &rec);
+            let rebuilt = rec.index_rebuilt.is_some();
+            (config.metrics).recovered(rec.torn, rec.truncated_bytes, rebuilt);
             if let Some(prev) = segments.back() {
                 if prev.next_offset() > base {
                     return Err(StorageError::Corrupt {
@@ -384,6 +404,8 @@ impl Partition {
         }
         let next = segments.back().expect("at least one segment").next_offset();
         crate::storage::sync_dir(&dir)?;
+        let labelled = config.metrics.partition(topic, id);
+        (config.metrics.tail_buffer_bytes).add(config.tail_buffer_bytes as u64);
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
             id,
@@ -403,6 +425,7 @@ impl Partition {
             io: Default::default(),
             counted: Default::default(),
             data: Rc::default(),
+            labelled,
         }))
     }
 
@@ -416,6 +439,11 @@ impl Partition {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// This partition's labelled metrics, if it has a slot.
+    pub fn labelled(&self) -> Option<&PartitionMetrics> {
+        self.labelled.as_deref()
     }
 
     pub fn config(&self) -> &PartitionConfig {
@@ -526,6 +554,8 @@ impl Partition {
         debug_assert_eq!(pos, records.len());
         self.config.memory.add(pos as u64);
         self.counted.set(self.counted.get() + pos as u64);
+        let messages = (st.next_offset - base_offset) as u64;
+        (self.config.metrics).produced(self.labelled.as_deref(), messages, pos as u64);
         let next = st.next_offset;
         debug_assert_eq!(next, st.active().next_offset());
         Ok(Appended {
@@ -744,14 +774,20 @@ impl Partition {
                 .collect();
             (files, st.written_offset)
         };
+        let covered = (offset - self.state.borrow().synced_offset).max(0) as u64;
         for (_, file, _, path) in &files {
             let mut io = self.io.get();
             io.fdatasyncs += 1;
             self.io.set(io);
+            let started = std::time::Instant::now();
             if let Err(e) = file.fdatasync().await {
                 let what = format!("fdatasync of {}", path.display());
                 return Err(self.fail(&mut self.state.borrow_mut(), &what, e));
             }
+            self.config.metrics.fsynced(started);
+        }
+        if !files.is_empty() {
+            self.config.metrics.group_commit(covered);
         }
         let mut st = self.state.borrow_mut();
         for (base, _, pos, _) in files {
@@ -1009,6 +1045,10 @@ impl Partition {
         for seg in segments {
             seg.close().await?;
         }
+        if let Some(l) = &self.labelled {
+            self.config.metrics.forget(l);
+        }
+        (self.config.metrics.tail_buffer_bytes).sub(self.config.tail_buffer_bytes as u64);
         Ok(())
     }
 }

@@ -131,6 +131,7 @@ impl Router {
     }
 
     fn count_forward(&self, record_bytes: u64) {
+        self.shard.metrics().forwarded(record_bytes);
         let mut f = self.forwarded.get();
         f.requests += 1;
         f.record_bytes += record_bytes;

@@ -19,6 +19,7 @@ use bytes::BytesMut;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use thiserror::Error;
 
+use crate::metrics::{Api, Metrics};
 use crate::partition::{FsyncPolicy, PartitionConfig};
 use crate::protocol::codec::{decode_request, encode_response, BadRequest};
 use crate::protocol::frame::{self, FrameError};
@@ -62,6 +63,12 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// How often retention looks for segments to delete.
     pub retention_check: Duration,
+    /// Every shard's metrics; `start` replaces it when it has fewer shards
+    /// than `shards` (read it back with `Broker::metrics`).
+    pub metrics: Arc<Metrics>,
+    /// Test hook: shards do not start recovering their logs before this file
+    /// exists (`/healthz` tests see the broker in recovery, deterministically).
+    pub hold_recovery_until: Option<PathBuf>,
 }
 
 impl BrokerConfig {
@@ -87,6 +94,8 @@ impl BrokerConfig {
             drain_timeout: Duration::from_secs(10),
             log: LogConfig::default(),
             retention_check: Duration::from_secs(30),
+            metrics: Metrics::new(1, true),
+            hold_recovery_until: None,
         }
     }
 }
@@ -115,6 +124,7 @@ pub enum ServerError {
 /// A running broker.
 pub struct Broker {
     pub local_addr: SocketAddr,
+    metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
     handles: Vec<rt::ExecutorHandle<Result<(), String>>>,
 }
@@ -132,10 +142,13 @@ impl Broker {
     /// still recover (a large log can take a while) makes `start` give up
     /// instead of waiting for them (the process is expected to exit then).
     pub fn start_with_stop(
-        config: BrokerConfig,
+        mut config: BrokerConfig,
         stop: Arc<AtomicBool>,
     ) -> Result<Broker, ServerError> {
         let n = config.shards.max(1);
+        if config.metrics.shard_count() < n as usize {
+            config.metrics = Metrics::new(n, config.metrics.enabled());
+        }
         let data = &config.data_dir;
         std::fs::create_dir_all(crate::storage::topics_dir(data))
             .map_err(|e| crate::storage::StorageError::io("create dir", data, e))?;
@@ -200,7 +213,13 @@ impl Broker {
                 &format!("shard-{id}"),
                 placement,
                 config.io_memory_bytes,
-                move || async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await },
+                move || {
+                    // Every log line from this executor's thread carries
+                    // `shard{id=N}`: the span stays entered for the
+                    // thread's life (its guard is leaked on purpose).
+                    std::mem::forget(tracing::info_span!("shard", id).entered());
+                    async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await }
+                },
             );
             match started {
                 Ok(h) => handles.push(h),
@@ -248,11 +267,18 @@ impl Broker {
                 }
             }
         }
+        config.metrics.set_ready(true);
         Ok(Broker {
             local_addr,
+            metrics: config.metrics.clone(),
             stop,
             handles,
         })
+    }
+
+    /// Every shard's metrics (`/metrics` encodes them).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     /// A flag that stops the broker when set (signal handlers set it).
@@ -297,13 +323,27 @@ async fn run_shard(
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
             log: config.log.clone(),
             max_batch_bytes: config.max_batch_bytes,
-            memory: crate::partition::MemoryGauge::new(config.memory_budget / 2),
+            memory: crate::partition::MemoryGauge::with_metrics(
+                config.memory_budget / 2,
+                config.metrics.shard(id),
+            ),
+            metrics: config.metrics.shard(id),
         },
         memory_budget: config.memory_budget,
         retention_check: config.retention_check,
         shard_count: config.shards.max(1),
         nodes,
     };
+    config
+        .metrics
+        .shard(id)
+        .memory_budget_bytes
+        .set(config.memory_budget);
+    if let Some(gate) = &config.hold_recovery_until {
+        while !gate.exists() && !stop.load(Ordering::Relaxed) {
+            rt::sleep(Duration::from_millis(10)).await;
+        }
+    }
     let opened = Shard::open(shard_config, metas).await;
     // No shard listens before every shard has recovered its partitions: a
     // client must never reach a broker that cannot serve all of them yet.
@@ -360,6 +400,7 @@ async fn run_shard(
     // once), then everything appended is flushed, fsynced and closed.
     drop(listener);
     drop(own);
+    config.metrics.set_ready(false); // /healthz: 503 from now on
     tracing::info!(
         shard = id,
         connections = conns.open.get(),
@@ -459,6 +500,8 @@ async fn accept_loop(
                     continue;
                 }
                 conns.open.set(conns.open.get() + 1);
+                let metrics = router.shard().metrics().clone();
+                metrics.connections.add(1);
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
                 let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
@@ -470,6 +513,7 @@ async fn accept_loop(
                     {
                         tracing::debug!(?peer, "connection ended: {e}");
                     }
+                    metrics.connections.sub(1);
                 })
                 .detach();
             }
@@ -511,11 +555,15 @@ async fn serve_connection(
     stream.set_nodelay(true)?;
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = rt::channel::bounded::<Outgoing>(max_inflight);
+    let metrics = router.shard().metrics().clone();
     let writer = rt::spawn(async move {
         while let Some(out) = rx.recv().await {
             let resp = match out {
                 Outgoing::Pending(task) => task.await,
-                Outgoing::Ready(r) => r,
+                Outgoing::Ready(r) => {
+                    metrics.count_errors(&r);
+                    r
+                }
                 Outgoing::Close => break,
             };
             wr.write_all(&encode_response(&resp)).await?;
@@ -538,7 +586,15 @@ async fn serve_connection(
                         }
                         // Appends and hand-offs to other shards happen in
                         // `admit`, before the next request is read: order.
-                        Outgoing::Pending(rt::spawn(router.admit(req).await))
+                        let m = router.shard().metrics().clone();
+                        let api = Api::of(&req.request);
+                        let started = m.request_started(api);
+                        let answer = router.admit(req).await;
+                        Outgoing::Pending(rt::spawn(async move {
+                            let r = answer.await;
+                            m.request_done(api, started, &r);
+                            r
+                        }))
                     }
                     Err(BadRequest {
                         correlation_id: Some(c),

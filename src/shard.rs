@@ -273,6 +273,11 @@ impl Shard {
         self.config.shard_id
     }
 
+    /// The shard's metrics.
+    pub fn metrics(&self) -> &std::sync::Arc<crate::metrics::ShardMetrics> {
+        &self.config.partition.metrics
+    }
+
     /// The gauge of unwritten bytes producers wait on.
     pub fn memory(&self) -> &crate::partition::MemoryGauge {
         &self.config.partition.memory
@@ -675,7 +680,7 @@ impl Shard {
                     .as_ref()
                     .is_some_and(|w| Some(w.generation()) != woken_at)
             {
-                return out;
+                return self.count_fetched(out);
             }
             let mut events: Vec<_> = req
                 .topics
@@ -686,11 +691,23 @@ impl Shard {
                 .map(|p| p.data_event())
                 .collect();
             if events.is_empty() {
-                return out;
+                return self.count_fetched(out);
             }
             events.extend(wake.iter().cloned());
             rt::timeout(deadline - now, rt::any_notified(events)).await;
         }
+    }
+
+    /// Counts what a fetch returns (once, not per long-poll pass).
+    fn count_fetched(&self, out: Vec<FetchTopicResult>) -> Vec<FetchTopicResult> {
+        let m = self.metrics();
+        for t in &out {
+            for p in t.partitions.iter().filter(|p| !p.records.is_empty()) {
+                let part = self.partition(&t.name, p.partition).ok();
+                m.fetched(part.as_ref().and_then(|p| p.labelled()), &p.records);
+            }
+        }
+        out
     }
 
     /// One pass over the fetch's partitions: results, record bytes, and

@@ -285,7 +285,7 @@ fn cli_errors_are_one_line_and_nonzero() {
         "bad segment size",
         (
             vec!["serve", "--data-dir", &dd, "--segment-bytes", "100"],
-            "--segment-bytes: segment.bytes: 100 is outside",
+            "setting 'segment-bytes' (from the command line): segment.bytes: 100 is outside",
         ),
     );
     for (name, (args, want)) in &cases {

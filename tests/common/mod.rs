@@ -46,6 +46,14 @@ impl Broker {
     }
 
     pub fn start_on(data_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Broker {
+        let mut b = Self::spawn_on(data_dir, addr, extra);
+        b.wait_ready(Duration::from_secs(30));
+        b
+    }
+
+    /// Starts the broker without waiting for it to listen (it may be
+    /// recovering); still killed on drop.
+    pub fn spawn_on(data_dir: &Path, addr: SocketAddr, extra: &[&str]) -> Broker {
         let log = data_dir.with_extension(format!("{}.log", addr.port()));
         let log_file = std::fs::File::create(&log).unwrap();
         let child = Command::new(BIN)
@@ -64,22 +72,28 @@ impl Broker {
             } else {
                 &["--shard-port-base", "0"][..]
             })
+            // The metrics endpoint's default port is one for the whole host:
+            // off unless a test asks for it.
+            .args(if extra.contains(&"--http-listen") {
+                &[][..]
+            } else {
+                &["--http-listen", "off"][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
             .expect("start shardlog serve");
-        let mut b = Broker {
+        Broker {
             child: Some(child),
             addr,
             data_dir: data_dir.to_owned(),
             log,
-        };
-        b.wait_ready(Duration::from_secs(30));
-        b
+        }
     }
 
-    fn wait_ready(&mut self, deadline: Duration) {
+    /// Waits (bounded) until the broker accepts connections.
+    pub fn wait_ready(&mut self, deadline: Duration) {
         let start = Instant::now();
         loop {
             if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {

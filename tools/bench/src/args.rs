@@ -60,6 +60,10 @@ pub struct Args {
     /// real disk).
     #[arg(long, value_name = "DIR")]
     pub tmp_dir: Option<PathBuf>,
+    /// Metrics collection in the spawned broker: on or off (off only to
+    /// measure what collecting them costs).
+    #[arg(long, default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
+    pub broker_metrics: String,
 
     /// Producer threads (each with its own connections).
     #[arg(long, default_value_t = 1, value_name = "N")]
@@ -190,6 +194,7 @@ pub enum Target {
         fsync: FsyncPolicy,
         fsync_text: String,
         tmp_dir: Option<PathBuf>,
+        metrics: bool,
     },
 }
 
@@ -253,6 +258,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
                 fsync: FsyncPolicy::parse(&a.fsync)?,
                 fsync_text: a.fsync.clone(),
                 tmp_dir: a.tmp_dir,
+                metrics: a.broker_metrics == "on",
             }
         }
         (None, false) => {

@@ -92,11 +92,13 @@ fn run(p: &Params) -> Result<()> {
             shards,
             fsync,
             tmp_dir,
+            metrics,
             ..
         } => Some(spawn::SpawnedBroker::start(
             *shards,
             *fsync,
             tmp_dir.as_deref(),
+            *metrics,
         )?),
         Target::Broker(_) => None,
     };

@@ -190,11 +190,15 @@ pub fn params_json(info: &RunInfo) -> J {
     match &p.target {
         Target::Broker(_) => v.push(("spawn_broker", J::Bool(false))),
         Target::Spawn {
-            shards, fsync_text, ..
+            shards,
+            fsync_text,
+            metrics,
+            ..
         } => {
             v.push(("spawn_broker", J::Bool(true)));
             v.push(("shards", J::Int(*shards as u64)));
             v.push(("fsync", J::Str(fsync_text.clone())));
+            v.push(("broker_metrics", J::Bool(*metrics)));
         }
     }
     if let Some(d) = &info.data_dir {

@@ -31,7 +31,12 @@ pub struct SpawnedBroker {
 }
 
 impl SpawnedBroker {
-    pub fn start(shards: u16, fsync: FsyncPolicy, tmp_dir: Option<&Path>) -> Result<SpawnedBroker> {
+    pub fn start(
+        shards: u16,
+        fsync: FsyncPolicy,
+        tmp_dir: Option<&Path>,
+        metrics: bool,
+    ) -> Result<SpawnedBroker> {
         let base = match tmp_dir {
             Some(d) => d.to_path_buf(),
             None => default_base()?,
@@ -70,6 +75,7 @@ impl SpawnedBroker {
             cfg.shards = shards;
             cfg.fsync = fsync;
             cfg.shard_port_base = Some(port + 1);
+            cfg.metrics = shardlog::metrics::Metrics::new(shards, metrics);
             match Broker::start(cfg) {
                 Ok(b) => {
                     guard.addr = b.local_addr.to_string();
