@@ -53,6 +53,9 @@ pub struct GroupConfig {
     pub client_id: String,
     /// Per partition and fetch.
     pub max_partition_fetch_bytes: u32,
+    /// How long `poll` and commits keep reconnecting to a broker they lost
+    /// (a restart) before they give up with the connection error.
+    pub reconnect_timeout: Duration,
 }
 
 impl GroupConfig {
@@ -70,6 +73,7 @@ impl GroupConfig {
             offset_reset: OffsetReset::Latest,
             client_id: format!("shardlog-consumer-{}", std::process::id()),
             max_partition_fetch_bytes: 1 << 20,
+            reconnect_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -95,6 +99,29 @@ pub enum Rebalance {
     Revoked(Vec<Tp>),
     /// These were lost without a commit (the member was fenced).
     Lost(Vec<Tp>),
+}
+
+impl ConsumerError {
+    /// The broker went away (restart, network): worth reconnecting.
+    pub fn is_connection(&self) -> bool {
+        match self {
+            ConsumerError::Client(
+                ClientError::Io(_) | ClientError::Closed | ClientError::Connect { .. },
+            ) => true,
+            ConsumerError::Client(ClientError::Broker(e)) => e.code == ErrorCode::ShuttingDown,
+            _ => false,
+        }
+    }
+
+    /// The coordinator no longer counts this member (session lost, broker
+    /// restarted): its partitions may be someone else's now.
+    pub fn is_fenced(&self) -> bool {
+        matches!(
+            self,
+            ConsumerError::Client(ClientError::Broker(e))
+                if matches!(e.code, ErrorCode::UnknownMember | ErrorCode::StaleMemberEpoch | ErrorCode::NotAssigned)
+        )
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +152,8 @@ struct HbState {
     polled: bool,
     /// Set when the coordinator fenced the member: drop everything.
     fenced: bool,
+    /// Heartbeats answered so far (the member was known at that moment).
+    beats: u64,
     /// A fatal error (bad config, ...) to return from `poll`.
     fatal: Option<String>,
     stop: bool,
@@ -142,6 +171,7 @@ struct PartState {
 
 pub struct GroupConsumer {
     cfg: GroupConfig,
+    broker: String,
     data: RoutedClient,
     coord: Client,
     hb: Arc<Hb>,
@@ -153,6 +183,10 @@ pub struct GroupConsumer {
     last_commit: Instant,
     /// Async commits sent on `coord` and not yet answered.
     pending_commits: Vec<u32>,
+    /// After a reconnect: no fetching until a heartbeat newer than this was
+    /// answered (the broker may have restarted and forgotten the member; its
+    /// partitions may be someone else's by then).
+    hold_until_beat: Option<u64>,
     on_rebalance: Option<RebalanceCallback>,
     closed: bool,
 }
@@ -246,6 +280,7 @@ fn heartbeat_loop(broker: String, cfg: GroupConfig, hb: Arc<Hb>) {
                 st.member_id = r.member_id;
                 st.member_epoch = r.member_epoch;
                 st.assignment = Some(from_wire(&r.assignment));
+                st.beats += 1;
             }
             Err(ClientError::Broker(e))
                 if matches!(
@@ -313,6 +348,7 @@ impl GroupConsumer {
         };
         Ok(GroupConsumer {
             cfg,
+            broker: broker.to_owned(),
             data,
             coord,
             hb,
@@ -322,6 +358,7 @@ impl GroupConsumer {
             buffered: VecDeque::new(),
             last_commit: Instant::now(),
             pending_commits: Vec::new(),
+            hold_until_beat: None,
             on_rebalance: None,
             closed: false,
         })
@@ -465,9 +502,52 @@ impl GroupConsumer {
         if self.closed {
             return Err(ConsumerError::Closed);
         }
-        self.drain_async_commits()?;
         let deadline = Instant::now() + timeout;
+        let mut lost: Option<Instant> = None;
         loop {
+            match self.poll_step(deadline) {
+                Ok(Some(msgs)) => return Ok(msgs),
+                Ok(None) => lost = None,
+                Err(e) if e.is_connection() => {
+                    let since = *lost.get_or_insert_with(Instant::now);
+                    self.reconnect(since, e)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// New connections to the broker, retried until `reconnect_timeout`
+    /// after `since`. Answers to async commits in flight are lost with the
+    /// old connection (their partitions' next commit supersedes them).
+    fn reconnect(&mut self, since: Instant, cause: ConsumerError) -> Result<(), ConsumerError> {
+        loop {
+            if since.elapsed() > self.cfg.reconnect_timeout {
+                return Err(cause);
+            }
+            match (
+                RoutedClient::connect(&self.broker),
+                Client::connect(&self.broker),
+            ) {
+                (Ok(data), Ok(mut coord)) => {
+                    coord.set_client_id(&self.cfg.client_id);
+                    self.data = data;
+                    self.coord = coord;
+                    self.known_topics.clear();
+                    self.pending_commits.clear();
+                    self.hold_until_beat =
+                        Some(self.hb.state.lock().expect("heartbeat state").beats);
+                    return Ok(());
+                }
+                _ => std::thread::sleep(RECONNECT_BACKOFF),
+            }
+        }
+    }
+
+    /// One round of `poll`: Some(messages) when it should return.
+    fn poll_step(&mut self, deadline: Instant) -> Result<Option<Vec<Message>>, ConsumerError> {
+        self.drain_async_commits()?;
+        {
             self.reconcile()?;
             if let Some(every) = self.cfg.auto_commit {
                 if self.last_commit.elapsed() >= every {
@@ -475,11 +555,11 @@ impl GroupConsumer {
                 }
             }
             if !self.buffered.is_empty() {
-                return Ok(self.buffered.drain(..).collect());
+                return Ok(Some(self.buffered.drain(..).collect()));
             }
             let now = Instant::now();
             if now >= deadline {
-                return Ok(Vec::new());
+                return Ok(Some(Vec::new()));
             }
             // Short broker-side waits so an assignment change is seen soon.
             let wait = (deadline - now).min(Duration::from_millis(200));
@@ -489,11 +569,37 @@ impl GroupConsumer {
                 .filter(|(_, s)| !s.paused)
                 .map(|(tp, s)| (tp.clone(), s.position))
                 .collect();
+            if let Some(b) = self.hold_until_beat {
+                if self.hb.state.lock().expect("heartbeat state").beats <= b {
+                    std::thread::sleep(wait.min(Duration::from_millis(20)));
+                    return Ok(None);
+                }
+                self.hold_until_beat = None;
+            }
             if active.is_empty() {
                 std::thread::sleep(wait.min(Duration::from_millis(50)));
-                continue;
+                return Ok(None);
             }
             self.fetch(&active, wait.as_millis() as u32)?;
+            Ok(None)
+        }
+    }
+
+    /// Commits, reconnecting (until `reconnect_timeout`) if the broker went
+    /// away. Retrying is safe: a commit sets offsets, it does not add.
+    fn send_commit(&mut self, req: OffsetCommitRequest) -> Result<(), ConsumerError> {
+        let start = Instant::now();
+        loop {
+            match self.coord.commit_offsets(req.clone()) {
+                Ok(()) => return Ok(()),
+                Err(e) => {
+                    let e = ConsumerError::from(e);
+                    if !e.is_connection() {
+                        return Err(e);
+                    }
+                    self.reconnect(start, e)?;
+                }
+            }
         }
     }
 
@@ -644,8 +750,7 @@ impl GroupConsumer {
         }
         self.drain_async_commits()?;
         let req = self.commit_request(&offsets);
-        self.coord.commit_offsets(req)?;
-        Ok(())
+        self.send_commit(req)
     }
 
     /// Commits the position of every owned partition (what `poll` returned
@@ -664,8 +769,7 @@ impl GroupConsumer {
         }
         self.drain_async_commits()?;
         let req = self.commit_request(offsets);
-        self.coord.commit_offsets(req)?;
-        Ok(())
+        self.send_commit(req)
     }
 
     /// Sends a commit of every owned partition's position without waiting;

@@ -9,7 +9,7 @@ use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 
 use shardlog::client::Client;
-use shardlog::consumer::{GroupConfig, GroupConsumer, OffsetReset, Tp};
+use shardlog::consumer::{ConsumerError, GroupConfig, GroupConsumer, OffsetReset, Tp};
 use shardlog::protocol::{
     OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, LIST_EARLIEST, LIST_LATEST,
 };
@@ -88,7 +88,16 @@ pub fn consume(a: GroupConsume) -> Result<()> {
         if !done.is_empty() {
             crate::flush_or_quit(&mut out)?;
             let offsets: Vec<(Tp, i64)> = done.into_iter().collect();
-            c.commit_offsets(&offsets)?;
+            match c.commit_offsets(&offsets) {
+                Ok(()) => {}
+                // The group moved on without this member (its session ran
+                // out, the broker restarted): the next owner re-reads what
+                // was printed here since the last commit. Not an error.
+                Err(e) if e.is_fenced() || matches!(e, ConsumerError::NotOwned(..)) => {
+                    eprintln!("warning: offsets not committed ({e}); the partitions' next owner starts from the last commit");
+                }
+                Err(e) => return Err(e.into()),
+            }
             last_data = Instant::now();
         } else if a
             .idle_timeout_ms

@@ -159,14 +159,11 @@ impl Broker {
         // broker share this address silently, splitting the clients between
         // the two: make sure nobody listens there yet.
         if config.listen.port() != 0 {
-            rt::check_addr_free(config.listen).map_err(|source| ServerError::Listen {
-                addr: config.listen,
-                source,
-            })?;
+            wait_addr_free(config.listen)?;
         }
         for id in 0..n {
             if let Some(addr) = config.shard_addr(id) {
-                rt::check_addr_free(addr).map_err(|source| ServerError::Listen { addr, source })?;
+                wait_addr_free(addr)?;
             }
         }
         crate::storage::meta::empty_trash(data)?;
@@ -304,6 +301,35 @@ impl Broker {
 }
 
 // One executor's life: its arguments are what it is handed at spawn.
+/// How long a start waits for its address to be released.
+const ADDR_BUSY_WAIT: Duration = Duration::from_secs(5);
+
+/// `rt::check_addr_free`, retried for a few seconds: a broker killed with
+/// -9 had accepts in flight in io_uring, and the kernel releases those
+/// listening sockets only when it tears the ring down, a moment after the
+/// process is gone. A restart right after a crash must not fail on that; a
+/// broker that is really running there still refuses the start.
+fn wait_addr_free(addr: SocketAddr) -> Result<(), ServerError> {
+    let deadline = std::time::Instant::now() + ADDR_BUSY_WAIT;
+    let mut warned = false;
+    loop {
+        match rt::check_addr_free(addr) {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !warned {
+                    tracing::warn!(%addr, "address in use; waiting up to {ADDR_BUSY_WAIT:?} for it to be released");
+                    warned = true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(source) => return Err(ServerError::Listen { addr, source }),
+        }
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_shard(
     id: u16,

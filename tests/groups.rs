@@ -27,7 +27,12 @@ fn produce_lines(b: &Broker, topic: &str, lines: &[String]) {
         input.as_bytes(),
         T,
     );
-    assert!(out.status.success(), "produce: {}", out.stderr);
+    assert!(
+        out.status.success(),
+        "produce: {}\nbroker log:\n{}",
+        out.stderr,
+        b.log()
+    );
 }
 
 fn create(b: &Broker, topic: &str, partitions: u32) {
@@ -301,7 +306,8 @@ impl CliConsumer {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Inherited: a consumer's error shows in the test's output.
+            .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
         let mut so = child.stdout.take().unwrap();
@@ -456,4 +462,72 @@ fn cli_consumers_share_a_topic_survive_a_sigkill_and_the_group_commands_show_it(
     assert_eq!(again.len(), 1200);
     let list = run(&["group", "list", "--broker", &b.broker_arg()], b"", T);
     assert!(String::from_utf8(list.stdout).unwrap().contains("cli\t"));
+}
+
+#[test]
+fn cli_group_consumers_carry_on_across_a_broker_restart() {
+    let dir = data_dir();
+    let mut b = Broker::start(dir.path(), &[]);
+    create(&b, "feed", 4);
+    let mut cs: Vec<CliConsumer> = (0..2)
+        .map(|_| {
+            CliConsumer::start(
+                &b,
+                "feed",
+                "restart",
+                &["--session-timeout-ms", "3000", "--idle-timeout-ms", "10000"],
+            )
+        })
+        .collect();
+    let start = Instant::now();
+    while describe_members(&b, "restart").len() < 2 {
+        assert!(start.elapsed() < T, "both members joined");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let first: Vec<String> = (0..400).map(|i| format!("r{i:04}")).collect();
+    produce_lines(&b, "feed", &first);
+    // Everything read and committed before the restart (lag 0 everywhere).
+    let start = Instant::now();
+    loop {
+        let out = run(
+            &[
+                "group",
+                "describe",
+                "restart",
+                "--json",
+                "--broker",
+                &b.broker_arg(),
+            ],
+            b"",
+            T,
+        );
+        let text = String::from_utf8(out.stdout).unwrap();
+        if text.matches("\"lag\":0").count() == 4 {
+            break;
+        }
+        assert!(start.elapsed() < T, "not caught up: {text}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    b.kill();
+    // Restarted at once, with the members' connections still open: the
+    // address is free again as soon as the kernel lets go of it.
+    let b = Broker::start_on(dir.path(), b.addr, &[]);
+    let second: Vec<String> = (400..800).map(|i| format!("r{i:04}")).collect();
+    produce_lines(&b, "feed", &second);
+    let mut seen = Vec::new();
+    for c in cs.iter_mut() {
+        seen.extend(c.wait());
+    }
+    seen.sort();
+    let mut want: Vec<String> = first.into_iter().chain(second).collect();
+    want.sort();
+    // Not assert_eq on the lists: 800 lines of diff would drown the message.
+    let got: BTreeSet<&String> = seen.iter().collect();
+    let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+    assert!(missing.is_empty(), "missing after the restart: {missing:?}");
+    assert_eq!(
+        seen.len(),
+        got.len(),
+        "duplicates: a member read again what it had committed before the restart"
+    );
 }

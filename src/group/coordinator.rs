@@ -659,7 +659,14 @@ impl Group {
             return Ok(());
         }
         let m = self.member(member_id)?;
-        if member_epoch != m.member_epoch {
+        // One epoch behind is the member's own view while the answer that
+        // bumped it is still on its way (the heartbeat and the commit travel
+        // on different connections): still the owner of what it holds, so
+        // its commit of a held partition stands (Kafka relaxes the same way,
+        // KIP-1251). Older epochs are fenced.
+        let current = member_epoch == m.member_epoch
+            || (member_epoch > 0 && member_epoch == m.previous_epoch);
+        if !current {
             return Err(GroupError::StaleMemberEpoch {
                 given: member_epoch,
                 current: m.member_epoch,
@@ -1311,13 +1318,21 @@ mod tests {
         beat(&mut g, 0, &mut a);
         beat(&mut g, 0, &mut b);
         assert!(a.epoch > old_epoch);
-        assert_eq!(
-            g.check_commit(&a.id, old_epoch, &a.have[0]),
-            Err(GroupError::StaleMemberEpoch {
-                given: old_epoch,
-                current: a.epoch
-            })
-        );
+        // One epoch behind: the member's view while the answer that bumped
+        // it is on its way (commits and heartbeats travel apart). Accepted
+        // for a partition it holds; any other epoch is fenced.
+        let prev = g.member(&a.id).unwrap().previous_epoch;
+        assert!(prev > 0 && prev < a.epoch);
+        assert_eq!(g.check_commit(&a.id, prev, &a.have[0]), Ok(()));
+        for stale in [prev - 1, a.epoch + 1] {
+            assert_eq!(
+                g.check_commit(&a.id, stale, &a.have[0]),
+                Err(GroupError::StaleMemberEpoch {
+                    given: stale,
+                    current: a.epoch
+                })
+            );
+        }
         assert_eq!(g.check_commit(&a.id, a.epoch, &a.have[0]), Ok(()));
         assert_eq!(
             g.check_commit(&a.id, a.epoch, &b.have[0])

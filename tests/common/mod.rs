@@ -134,11 +134,21 @@ impl Broker {
         }
     }
 
-    /// SIGKILL, as a crash.
+    /// SIGKILL, as a crash. Returns once the address refuses connections:
+    /// the kernel tears a dead process's io_uring down (and with it the
+    /// listening sockets its pending accepts hold) a moment after the exit,
+    /// and a test that connects meanwhile would reach the dead broker's
+    /// backlog instead of the next one.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+            let start = Instant::now();
+            while TcpStream::connect_timeout(&self.addr, Duration::from_millis(100)).is_ok()
+                && start.elapsed() < Duration::from_secs(10)
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
         }
     }
 }
