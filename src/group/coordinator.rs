@@ -483,7 +483,8 @@ impl Group {
                 })
             }
             (Some(g), _) => g,
-            (None, r) => r.unwrap_or(Strategy::DEFAULT),
+            // Alone in the group: it may pick; naming none keeps the current.
+            (None, r) => r.or(self.strategy).unwrap_or(Strategy::DEFAULT),
         };
         if !rejoin && self.members.len() >= MAX_MEMBERS {
             return Err(GroupError::GroupMaxSizeReached { max: MAX_MEMBERS });
@@ -1399,6 +1400,11 @@ mod tests {
         let mut req = HeartbeatRequest::join("a", sub_t());
         req.strategy = Some(Strategy::Range);
         let a = g.heartbeat(0, req.clone()).unwrap();
+        // The sole member rejoining without naming one keeps the strategy.
+        let mut rejoin = HeartbeatRequest::join("a", sub_t());
+        rejoin.member_id = Some(a.member_id.clone());
+        let a = g.heartbeat(0, rejoin).unwrap();
+        assert_eq!(g.describe().strategy, Some(Strategy::Range));
         req.strategy = Some(Strategy::RoundRobin);
         let before = g.describe();
         assert_eq!(
@@ -1720,7 +1726,12 @@ mod tests {
                 }
                 Op::Leave { who } if !clients.is_empty() => {
                     let c = clients.remove(who % clients.len());
-                    g.leave(&c.id, c.epoch).unwrap();
+                    // Two lost responses leave the client's epoch too old to
+                    // leave with; the leave heartbeat (-1) always works.
+                    match g.leave(&c.id, c.epoch) {
+                        Err(GroupError::StaleMemberEpoch { .. }) => g.leave(&c.id, -1).unwrap(),
+                        r => r.unwrap(),
+                    }
                 }
                 Op::Stall { ms, silent } => {
                     now += ms;
@@ -1755,13 +1766,20 @@ mod tests {
             g.check_invariants().unwrap();
             assert_clients_disjoint(&clients);
         }
+        // Catch up: a client two lost responses behind is fenced and rejoins
+        // here, which changes the target; after this round none is behind.
+        for c in clients.iter_mut() {
+            model_beat(&mut g, now, c, true, false);
+        }
         // Settle: twice each, reporting what they have -> target reached.
+        let epoch = g.group_epoch();
         for _ in 0..2 {
             for c in clients.iter_mut() {
                 model_beat(&mut g, now, c, true, false);
             }
             assert_clients_disjoint(&clients);
         }
+        assert_eq!(g.group_epoch(), epoch, "no rejoin while settling");
         let d = g.describe();
         for m in &d.members {
             assert_eq!(m.assignment, m.target, "{d:#?}");
