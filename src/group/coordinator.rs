@@ -210,8 +210,11 @@ pub struct HeartbeatRequest {
     pub subscription: Option<Subscription>,
     /// None: the group's (or, for its first member, the default).
     pub strategy: Option<Strategy>,
-    pub session_timeout_ms: u32,
-    pub max_poll_interval_ms: u32,
+    /// None: on join the default (45 s, Kafka's), later unchanged.
+    pub session_timeout_ms: Option<u32>,
+    /// The rebalance timeout. None: on join the default (5 min, Kafka's),
+    /// later unchanged.
+    pub max_poll_interval_ms: Option<u32>,
     /// The partitions the member consumes now; None = unchanged since the
     /// last heartbeat. Ignored on join.
     pub owned: Option<Vec<TopicPartition>>,
@@ -220,8 +223,7 @@ pub struct HeartbeatRequest {
 }
 
 impl HeartbeatRequest {
-    /// A first join with default timeouts (Kafka's: 45 s session, 5 min
-    /// max poll interval) and the group's strategy.
+    /// A first join with default timeouts and the group's strategy.
     pub fn join(client_id: &str, subscription: Subscription) -> HeartbeatRequest {
         HeartbeatRequest {
             member_id: None,
@@ -229,14 +231,15 @@ impl HeartbeatRequest {
             client_id: client_id.to_string(),
             subscription: Some(subscription),
             strategy: None,
-            session_timeout_ms: 45_000,
-            max_poll_interval_ms: 300_000,
+            session_timeout_ms: None,
+            max_poll_interval_ms: None,
             owned: None,
             polled: true,
         }
     }
 
-    /// A steady heartbeat after a poll, reporting what the member owns.
+    /// A steady heartbeat after a poll, reporting what the member owns;
+    /// everything else unchanged.
     pub fn beat(
         member_id: &str,
         member_epoch: i32,
@@ -374,8 +377,13 @@ fn sorted(s: &BTreeSet<TopicPartition>) -> Vec<TopicPartition> {
     s.iter().cloned().collect()
 }
 
+/// Kafka's `session.timeout.ms` default.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 45_000;
+/// Kafka's `max.poll.interval.ms` default.
+pub const DEFAULT_MAX_POLL_INTERVAL_MS: u32 = 300_000;
+
 fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
-    for (which, v, range) in [
+    let given = [
         (
             "session timeout",
             req.session_timeout_ms,
@@ -386,7 +394,9 @@ fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
             req.max_poll_interval_ms,
             &MAX_POLL_INTERVAL_MS,
         ),
-    ] {
+    ];
+    for (which, v, range) in given {
+        let Some(v) = v else { continue };
         if !range.contains(&v) {
             return Err(GroupError::InvalidSessionTimeout {
                 which,
@@ -505,8 +515,10 @@ impl Group {
                 previous_epoch: 0,
                 subscription,
                 topics,
-                session_timeout_ms: req.session_timeout_ms,
-                max_poll_interval_ms: req.max_poll_interval_ms,
+                session_timeout_ms: req.session_timeout_ms.unwrap_or(DEFAULT_SESSION_TIMEOUT_MS),
+                max_poll_interval_ms: req
+                    .max_poll_interval_ms
+                    .unwrap_or(DEFAULT_MAX_POLL_INTERVAL_MS),
                 last_heartbeat_ms: now_ms,
                 last_poll_ms: now_ms,
                 owned: BTreeSet::new(),
@@ -555,8 +567,12 @@ impl Group {
         if req.polled {
             m.last_poll_ms = now_ms;
         }
-        m.session_timeout_ms = req.session_timeout_ms;
-        m.max_poll_interval_ms = req.max_poll_interval_ms;
+        if let Some(t) = req.session_timeout_ms {
+            m.session_timeout_ms = t;
+        }
+        if let Some(t) = req.max_poll_interval_ms {
+            m.max_poll_interval_ms = t;
+        }
         if let Some(owned) = req.owned {
             // A member can release anything but claim only what it holds: a
             // confused client must not block others' partitions.
@@ -1227,6 +1243,27 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_set_on_join_hold_until_changed() {
+        let mut g = sticky_group(&[("t", 1)]);
+        let mut req = HeartbeatRequest::join("a", sub_t());
+        req.session_timeout_ms = Some(10_000);
+        let r = g.heartbeat(0, req).unwrap();
+        assert_eq!(r.heartbeat_interval_ms, 3_333);
+        let mut c = Client {
+            id: r.member_id,
+            epoch: r.member_epoch,
+            have: r.assignment,
+        };
+        beat(&mut g, 5_000, &mut c);
+        assert!(g.expire(15_000).is_empty());
+        let mut req = HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone());
+        req.session_timeout_ms = Some(20_000);
+        g.heartbeat(15_000, req).unwrap();
+        assert!(g.expire(35_000).is_empty());
+        assert_eq!(g.expire(35_001), vec![(c.id, ExpiryReason::SessionTimeout)]);
+    }
+
+    #[test]
     fn a_member_that_heartbeats_but_never_polls_expires() {
         let mut g = sticky_group(&[("t", 2)]);
         let mut c = join(&mut g, 0, "a", sub_t());
@@ -1427,13 +1464,13 @@ mod tests {
     fn bad_requests_are_refused_with_their_codes() {
         let mut g = sticky_group(&[("t", 2)]);
         let mut req = HeartbeatRequest::join("a", sub_t());
-        req.session_timeout_ms = 999;
+        req.session_timeout_ms = Some(999);
         assert_eq!(
             g.heartbeat(0, req).unwrap_err().code(),
             "InvalidSessionTimeout"
         );
         let mut req = HeartbeatRequest::join("a", sub_t());
-        req.max_poll_interval_ms = 3_600_001;
+        req.max_poll_interval_ms = Some(3_600_001);
         assert_eq!(
             g.heartbeat(0, req).unwrap_err().code(),
             "InvalidSessionTimeout"
