@@ -41,6 +41,11 @@ use super::{MemberId, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 pub const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u32> = 1_000..=300_000;
 /// Bounds on `max_poll_interval_ms`, the rebalance timeout.
 pub const MAX_POLL_INTERVAL_MS: std::ops::RangeInclusive<u32> = 1_000..=3_600_000;
+/// Kafka's `session.timeout.ms` default.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 45_000;
+/// Kafka's `max.poll.interval.ms` default.
+pub const DEFAULT_MAX_POLL_INTERVAL_MS: u32 = 300_000;
+
 /// Heartbeats are asked for this often at most: session / 3, capped here
 /// (Kafka's `group.consumer.heartbeat.interval.ms` default).
 pub const MAX_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
@@ -376,11 +381,6 @@ fn splitmix64(mut x: u64) -> u64 {
 fn sorted(s: &BTreeSet<TopicPartition>) -> Vec<TopicPartition> {
     s.iter().cloned().collect()
 }
-
-/// Kafka's `session.timeout.ms` default.
-pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 45_000;
-/// Kafka's `max.poll.interval.ms` default.
-pub const DEFAULT_MAX_POLL_INTERVAL_MS: u32 = 300_000;
 
 fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
     let given = [
@@ -1839,7 +1839,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(150))]
+        #![proptest_config(ProptestConfig::with_cases(500))]
 
         #[test]
         fn random_histories_never_share_a_partition_and_converge(
