@@ -52,6 +52,9 @@ pub const MAX_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
 /// Members per group (Kafka's `group.consumer.max.size` is unbounded by
 /// default; an assignment over more members is not something we test).
 pub const MAX_MEMBERS: usize = 1_000;
+/// Groups one coordinator holds (each needs a live member or committed
+/// offsets; empty ones without offsets are dropped by `expire_all`).
+pub const MAX_GROUPS: usize = 100_000;
 /// Topics in an explicit subscription.
 pub const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
 
@@ -88,6 +91,8 @@ pub enum GroupError {
     InvalidRequest { reason: String },
     #[error("the group has the maximum of {max} members")]
     GroupMaxSizeReached { max: usize },
+    #[error("this broker already coordinates the maximum of {max} groups")]
+    TooManyGroups { max: usize },
     #[error("unknown group {group_id:?}")]
     UnknownGroup { group_id: String },
     #[error(transparent)]
@@ -108,6 +113,7 @@ impl GroupError {
             GroupError::InvalidSubscription { .. } => "InvalidSubscription",
             GroupError::InvalidRequest { .. } => "InvalidRequest",
             GroupError::GroupMaxSizeReached { .. } => "GroupMaxSizeReached",
+            GroupError::TooManyGroups { .. } => "TooManyGroups",
             GroupError::UnknownGroup { .. } => "UnknownGroup",
             GroupError::Offset(e) => e.code(),
         }
@@ -900,6 +906,8 @@ pub struct Coordinator {
     topics: Arc<BTreeMap<String, u32>>,
     offsets: OffsetTable,
     seed: u64,
+    /// MAX_GROUPS (a field so tests can reach the bound cheaply).
+    max_groups: usize,
 }
 
 /// One line of `list`.
@@ -926,6 +934,7 @@ impl Coordinator {
             topics: Arc::default(),
             offsets: OffsetTable::default(),
             seed,
+            max_groups: MAX_GROUPS,
         }
     }
 
@@ -938,6 +947,11 @@ impl Coordinator {
     ) -> Result<HeartbeatResponse, GroupError> {
         check_group_id(group_id)?;
         if req.member_epoch == 0 && !self.groups.contains_key(group_id) {
+            if self.groups.len() >= self.max_groups {
+                return Err(GroupError::TooManyGroups {
+                    max: self.max_groups,
+                });
+            }
             let g = Group::new(group_id, self.topics.clone(), self.seed);
             let r = self
                 .groups
@@ -1606,6 +1620,23 @@ mod tests {
         replay.apply(&k, Some(&v)).unwrap();
         replay.apply(&k, None).unwrap();
         assert!(replay.list().is_empty());
+    }
+
+    #[test]
+    fn a_new_group_past_the_bound_is_refused_and_existing_ones_go_on() {
+        let mut c = Coordinator::new(9);
+        c.max_groups = 2;
+        let r = c
+            .heartbeat("g1", 0, HeartbeatRequest::join("a", sub_t()))
+            .unwrap();
+        c.heartbeat("g2", 0, HeartbeatRequest::join("a", sub_t()))
+            .unwrap();
+        let err = c.heartbeat("g3", 0, HeartbeatRequest::join("a", sub_t()));
+        assert_eq!(err.unwrap_err(), GroupError::TooManyGroups { max: 2 });
+        c.heartbeat("g1", 0, HeartbeatRequest::join("b", sub_t()))
+            .unwrap();
+        c.leave("g1", &r.member_id, -1).unwrap();
+        assert_eq!(c.list().len(), 2);
     }
 
     #[test]
