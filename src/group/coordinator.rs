@@ -221,11 +221,12 @@ pub struct HeartbeatRequest {
     pub subscription: Option<Subscription>,
     /// None: the group's (or, for its first member, the default).
     pub strategy: Option<Strategy>,
-    /// None: on join the default (45 s, Kafka's), later unchanged.
-    pub session_timeout_ms: Option<u32>,
-    /// The rebalance timeout. None: on join the default (5 min, Kafka's),
+    /// 0: on join the default (45 s, Kafka's), later unchanged (KIP-848
+    /// uses a sentinel the same way; the wire field stays a plain u32).
+    pub session_timeout_ms: u32,
+    /// The rebalance timeout. 0: on join the default (5 min, Kafka's),
     /// later unchanged.
-    pub max_poll_interval_ms: Option<u32>,
+    pub max_poll_interval_ms: u32,
     /// The partitions the member consumes now; None = unchanged since the
     /// last heartbeat. Ignored on join.
     pub owned: Option<Vec<TopicPartition>>,
@@ -242,8 +243,8 @@ impl HeartbeatRequest {
             client_id: client_id.to_string(),
             subscription: Some(subscription),
             strategy: None,
-            session_timeout_ms: None,
-            max_poll_interval_ms: None,
+            session_timeout_ms: 0,
+            max_poll_interval_ms: 0,
             owned: None,
             polled: true,
         }
@@ -388,6 +389,15 @@ fn sorted(s: &BTreeSet<TopicPartition>) -> Vec<TopicPartition> {
     s.iter().cloned().collect()
 }
 
+/// `value`, or `default` when the request left it at 0.
+fn or_default(value: u32, default: u32) -> u32 {
+    if value == 0 {
+        default
+    } else {
+        value
+    }
+}
+
 fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
     let given = [
         (
@@ -402,7 +412,9 @@ fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
         ),
     ];
     for (which, v, range) in given {
-        let Some(v) = v else { continue };
+        if v == 0 {
+            continue; // default or unchanged
+        }
         if !range.contains(&v) {
             return Err(GroupError::InvalidSessionTimeout {
                 which,
@@ -521,10 +533,11 @@ impl Group {
                 previous_epoch: 0,
                 subscription,
                 topics,
-                session_timeout_ms: req.session_timeout_ms.unwrap_or(DEFAULT_SESSION_TIMEOUT_MS),
-                max_poll_interval_ms: req
-                    .max_poll_interval_ms
-                    .unwrap_or(DEFAULT_MAX_POLL_INTERVAL_MS),
+                session_timeout_ms: or_default(req.session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS),
+                max_poll_interval_ms: or_default(
+                    req.max_poll_interval_ms,
+                    DEFAULT_MAX_POLL_INTERVAL_MS,
+                ),
                 last_heartbeat_ms: now_ms,
                 last_poll_ms: now_ms,
                 owned: BTreeSet::new(),
@@ -573,12 +586,8 @@ impl Group {
         if req.polled {
             m.last_poll_ms = now_ms;
         }
-        if let Some(t) = req.session_timeout_ms {
-            m.session_timeout_ms = t;
-        }
-        if let Some(t) = req.max_poll_interval_ms {
-            m.max_poll_interval_ms = t;
-        }
+        m.session_timeout_ms = or_default(req.session_timeout_ms, m.session_timeout_ms);
+        m.max_poll_interval_ms = or_default(req.max_poll_interval_ms, m.max_poll_interval_ms);
         if let Some(owned) = req.owned {
             // A member can release anything but claim only what it holds: a
             // confused client must not block others' partitions.
@@ -1260,7 +1269,7 @@ mod tests {
     fn timeouts_set_on_join_hold_until_changed() {
         let mut g = sticky_group(&[("t", 1)]);
         let mut req = HeartbeatRequest::join("a", sub_t());
-        req.session_timeout_ms = Some(10_000);
+        req.session_timeout_ms = 10_000;
         let r = g.heartbeat(0, req).unwrap();
         assert_eq!(r.heartbeat_interval_ms, 3_333);
         let mut c = Client {
@@ -1268,10 +1277,16 @@ mod tests {
             epoch: r.member_epoch,
             have: r.assignment,
         };
+        // beat() leaves the timeouts at 0: unchanged, not reset to defaults.
+        let r = g.heartbeat(
+            5_000,
+            HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone()),
+        );
+        assert_eq!(r.unwrap().heartbeat_interval_ms, 3_333);
         beat(&mut g, 5_000, &mut c);
         assert!(g.expire(15_000).is_empty());
         let mut req = HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone());
-        req.session_timeout_ms = Some(20_000);
+        req.session_timeout_ms = 20_000;
         g.heartbeat(15_000, req).unwrap();
         assert!(g.expire(35_000).is_empty());
         assert_eq!(g.expire(35_001), vec![(c.id, ExpiryReason::SessionTimeout)]);
@@ -1478,13 +1493,13 @@ mod tests {
     fn bad_requests_are_refused_with_their_codes() {
         let mut g = sticky_group(&[("t", 2)]);
         let mut req = HeartbeatRequest::join("a", sub_t());
-        req.session_timeout_ms = Some(999);
+        req.session_timeout_ms = 999;
         assert_eq!(
             g.heartbeat(0, req).unwrap_err().code(),
             "InvalidSessionTimeout"
         );
         let mut req = HeartbeatRequest::join("a", sub_t());
-        req.max_poll_interval_ms = Some(3_600_001);
+        req.max_poll_interval_ms = 3_600_001;
         assert_eq!(
             g.heartbeat(0, req).unwrap_err().code(),
             "InvalidSessionTimeout"
