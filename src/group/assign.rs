@@ -171,21 +171,26 @@ fn sticky(
     let eligible = |m: usize, tp: &TopicPartition| {
         topics_of[m].contains(tp.topic.as_str()) && tp.partition < partitions[&tp.topic]
     };
-    let mut floor = vec![0usize; n_members];
-    let mut class_extra: BTreeMap<&BTreeSet<&str>, usize> = BTreeMap::new();
-    for m in 0..n_members {
-        if topics_of[m].is_empty() {
-            continue;
-        }
-        let p_m: usize = topics_of[m].iter().map(|t| partitions[*t] as usize).sum();
-        let n_m = topics_of[m]
-            .iter()
-            .flat_map(|t| subscribers[t].iter())
-            .collect::<BTreeSet<_>>()
-            .len();
-        floor[m] = p_m / n_m;
-        class_extra.insert(&topics_of[m], p_m % n_m);
+    // Per subscription class (members with the same topics): (floor of the
+    // fair share, remainder left to hand out as "one more").
+    let mut class: BTreeMap<&BTreeSet<&str>, (usize, usize)> = BTreeMap::new();
+    for topics in topics_of.iter().filter(|t| !t.is_empty()) {
+        class.entry(topics).or_insert_with(|| {
+            let p_m: usize = topics.iter().map(|t| partitions[*t] as usize).sum();
+            let n_m = topics
+                .iter()
+                .flat_map(|t| subscribers[t].iter())
+                .collect::<BTreeSet<_>>()
+                .len();
+            (p_m / n_m, p_m % n_m)
+        });
     }
+    let floor: Vec<usize> = topics_of
+        .iter()
+        .map(|t| class.get(t).map_or(0, |c| c.0))
+        .collect();
+    let mut class_extra: BTreeMap<&BTreeSet<&str>, usize> =
+        class.iter().map(|(t, c)| (*t, c.1)).collect();
 
     let mut owner: BTreeMap<TopicPartition, usize> = BTreeMap::new();
     let mut keepable: Vec<Vec<TopicPartition>> = vec![Vec::new(); n_members];
@@ -243,39 +248,63 @@ fn sticky(
     rest.sort_by_cached_key(|tp| (subscribers[tp.topic.as_str()].len(), tp.clone()));
     for tp in rest {
         let subs = &subscribers[tp.topic.as_str()];
+        let prev = prev_owner.get(&tp).copied();
         let m = *subs
             .iter()
-            .min_by_key(|&&m| (out[m].len(), prev_owner.get(&tp) != Some(&m), m))
+            .min_by_key(|&&m| (out[m].len(), prev != Some(m), m))
             .expect("a topic in `subscribers` has one");
         out[m].insert(tp);
     }
 
     // (3) rebalance pairs that can trade (only mixed subscriptions need it).
-    'moved: loop {
-        let mut by_load: Vec<usize> = (0..n_members).collect();
+    // Each round moves one partition from the most loaded member that can
+    // give one away to the least loaded member that can take it.
+    let eligible_members: Vec<usize> = (0..n_members)
+        .filter(|&m| !topics_of[m].is_empty())
+        .collect();
+    loop {
+        let Some(min_load) = eligible_members.iter().map(|&m| out[m].len()).min() else {
+            return;
+        };
+        let mut by_load = eligible_members.clone();
         by_load.sort_by_key(|&m| (std::cmp::Reverse(out[m].len()), m));
+        let mut step = None;
         for &a in &by_load {
-            let prev_a = previous.get(ids[a]);
-            let mut candidates: Vec<&TopicPartition> = out[a].iter().collect();
-            // Move partitions `a` did not have before first: keeps stickiness.
-            candidates.sort_by_key(|tp| (prev_a.is_some_and(|s| s.contains(*tp)), *tp));
-            for tp in candidates {
-                let b = subscribers[tp.topic.as_str()]
-                    .iter()
-                    .copied()
-                    .filter(|&b| b != a)
-                    .min_by_key(|&b| (out[b].len(), b));
-                if let Some(b) = b {
-                    if out[b].len() + 2 <= out[a].len() {
-                        let tp = tp.clone();
-                        out[a].remove(&tp);
-                        out[b].insert(tp);
-                        continue 'moved;
-                    }
+            if out[a].len() < min_load + 2 {
+                break; // nobody further down can give to anyone
+            }
+            let held: BTreeSet<&str> = out[a].iter().map(|tp| tp.topic.as_str()).collect();
+            // The least loaded taker of any topic `a` holds (load, id, topic).
+            let best = held
+                .into_iter()
+                .filter_map(|t| {
+                    let b = subscribers[t]
+                        .iter()
+                        .copied()
+                        .filter(|&b| b != a)
+                        .min_by_key(|&b| (out[b].len(), b))?;
+                    Some((out[b].len(), b, t))
+                })
+                .min();
+            if let Some((load_b, b, t)) = best {
+                if load_b + 2 <= out[a].len() {
+                    // Move a partition `a` did not have before, if any:
+                    // keeps stickiness.
+                    let prev_a = previous.get(ids[a]);
+                    let tp = out[a]
+                        .iter()
+                        .filter(|tp| tp.topic == t)
+                        .min_by_key(|tp| (prev_a.is_some_and(|s| s.contains(*tp)), *tp))
+                        .cloned()
+                        .expect("`a` holds a partition of t");
+                    step = Some((a, b, tp));
+                    break;
                 }
             }
         }
-        break;
+        let Some((a, b, tp)) = step else { return };
+        out[a].remove(&tp);
+        out[b].insert(tp);
     }
 }
 

@@ -41,12 +41,20 @@ use super::{MemberId, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 pub const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u32> = 1_000..=300_000;
 /// Bounds on `max_poll_interval_ms`, the rebalance timeout.
 pub const MAX_POLL_INTERVAL_MS: std::ops::RangeInclusive<u32> = 1_000..=3_600_000;
+/// Kafka's `session.timeout.ms` default.
+pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 45_000;
+/// Kafka's `max.poll.interval.ms` default.
+pub const DEFAULT_MAX_POLL_INTERVAL_MS: u32 = 300_000;
+
 /// Heartbeats are asked for this often at most: session / 3, capped here
 /// (Kafka's `group.consumer.heartbeat.interval.ms` default).
 pub const MAX_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
 /// Members per group (Kafka's `group.consumer.max.size` is unbounded by
 /// default; an assignment over more members is not something we test).
 pub const MAX_MEMBERS: usize = 1_000;
+/// Groups one coordinator holds (each needs a live member or committed
+/// offsets; empty ones without offsets are dropped by `expire_all`).
+pub const MAX_GROUPS: usize = 100_000;
 /// Topics in an explicit subscription.
 pub const MAX_SUBSCRIBED_TOPICS: usize = 10_000;
 
@@ -83,6 +91,8 @@ pub enum GroupError {
     InvalidRequest { reason: String },
     #[error("the group has the maximum of {max} members")]
     GroupMaxSizeReached { max: usize },
+    #[error("this broker already coordinates the maximum of {max} groups")]
+    TooManyGroups { max: usize },
     #[error("unknown group {group_id:?}")]
     UnknownGroup { group_id: String },
     #[error(transparent)]
@@ -103,6 +113,7 @@ impl GroupError {
             GroupError::InvalidSubscription { .. } => "InvalidSubscription",
             GroupError::InvalidRequest { .. } => "InvalidRequest",
             GroupError::GroupMaxSizeReached { .. } => "GroupMaxSizeReached",
+            GroupError::TooManyGroups { .. } => "TooManyGroups",
             GroupError::UnknownGroup { .. } => "UnknownGroup",
             GroupError::Offset(e) => e.code(),
         }
@@ -210,7 +221,11 @@ pub struct HeartbeatRequest {
     pub subscription: Option<Subscription>,
     /// None: the group's (or, for its first member, the default).
     pub strategy: Option<Strategy>,
+    /// 0: on join the default (45 s, Kafka's), later unchanged (KIP-848
+    /// uses a sentinel the same way; the wire field stays a plain u32).
     pub session_timeout_ms: u32,
+    /// The rebalance timeout. 0: on join the default (5 min, Kafka's),
+    /// later unchanged.
     pub max_poll_interval_ms: u32,
     /// The partitions the member consumes now; None = unchanged since the
     /// last heartbeat. Ignored on join.
@@ -220,8 +235,7 @@ pub struct HeartbeatRequest {
 }
 
 impl HeartbeatRequest {
-    /// A first join with default timeouts (Kafka's: 45 s session, 5 min
-    /// max poll interval) and the group's strategy.
+    /// A first join with default timeouts and the group's strategy.
     pub fn join(client_id: &str, subscription: Subscription) -> HeartbeatRequest {
         HeartbeatRequest {
             member_id: None,
@@ -229,14 +243,15 @@ impl HeartbeatRequest {
             client_id: client_id.to_string(),
             subscription: Some(subscription),
             strategy: None,
-            session_timeout_ms: 45_000,
-            max_poll_interval_ms: 300_000,
+            session_timeout_ms: 0,
+            max_poll_interval_ms: 0,
             owned: None,
             polled: true,
         }
     }
 
-    /// A steady heartbeat after a poll, reporting what the member owns.
+    /// A steady heartbeat after a poll, reporting what the member owns;
+    /// everything else unchanged.
     pub fn beat(
         member_id: &str,
         member_epoch: i32,
@@ -374,8 +389,17 @@ fn sorted(s: &BTreeSet<TopicPartition>) -> Vec<TopicPartition> {
     s.iter().cloned().collect()
 }
 
+/// `value`, or `default` when the request left it at 0.
+fn or_default(value: u32, default: u32) -> u32 {
+    if value == 0 {
+        default
+    } else {
+        value
+    }
+}
+
 fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
-    for (which, v, range) in [
+    let given = [
         (
             "session timeout",
             req.session_timeout_ms,
@@ -386,7 +410,11 @@ fn validate_timeouts(req: &HeartbeatRequest) -> Result<(), GroupError> {
             req.max_poll_interval_ms,
             &MAX_POLL_INTERVAL_MS,
         ),
-    ] {
+    ];
+    for (which, v, range) in given {
+        if v == 0 {
+            continue; // default or unchanged
+        }
         if !range.contains(&v) {
             return Err(GroupError::InvalidSessionTimeout {
                 which,
@@ -483,7 +511,8 @@ impl Group {
                 })
             }
             (Some(g), _) => g,
-            (None, r) => r.unwrap_or(Strategy::DEFAULT),
+            // Alone in the group: it may pick; naming none keeps the current.
+            (None, r) => r.or(self.strategy).unwrap_or(Strategy::DEFAULT),
         };
         if !rejoin && self.members.len() >= MAX_MEMBERS {
             return Err(GroupError::GroupMaxSizeReached { max: MAX_MEMBERS });
@@ -504,8 +533,11 @@ impl Group {
                 previous_epoch: 0,
                 subscription,
                 topics,
-                session_timeout_ms: req.session_timeout_ms,
-                max_poll_interval_ms: req.max_poll_interval_ms,
+                session_timeout_ms: or_default(req.session_timeout_ms, DEFAULT_SESSION_TIMEOUT_MS),
+                max_poll_interval_ms: or_default(
+                    req.max_poll_interval_ms,
+                    DEFAULT_MAX_POLL_INTERVAL_MS,
+                ),
                 last_heartbeat_ms: now_ms,
                 last_poll_ms: now_ms,
                 owned: BTreeSet::new(),
@@ -554,8 +586,8 @@ impl Group {
         if req.polled {
             m.last_poll_ms = now_ms;
         }
-        m.session_timeout_ms = req.session_timeout_ms;
-        m.max_poll_interval_ms = req.max_poll_interval_ms;
+        m.session_timeout_ms = or_default(req.session_timeout_ms, m.session_timeout_ms);
+        m.max_poll_interval_ms = or_default(req.max_poll_interval_ms, m.max_poll_interval_ms);
         if let Some(owned) = req.owned {
             // A member can release anything but claim only what it holds: a
             // confused client must not block others' partitions.
@@ -890,6 +922,8 @@ pub struct Coordinator {
     topics: Arc<BTreeMap<String, u32>>,
     offsets: OffsetTable,
     seed: u64,
+    /// MAX_GROUPS (a field so tests can reach the bound cheaply).
+    max_groups: usize,
 }
 
 /// One line of `list`.
@@ -916,6 +950,7 @@ impl Coordinator {
             topics: Arc::default(),
             offsets: OffsetTable::default(),
             seed,
+            max_groups: MAX_GROUPS,
         }
     }
 
@@ -928,6 +963,11 @@ impl Coordinator {
     ) -> Result<HeartbeatResponse, GroupError> {
         check_group_id(group_id)?;
         if req.member_epoch == 0 && !self.groups.contains_key(group_id) {
+            if self.groups.len() >= self.max_groups {
+                return Err(GroupError::TooManyGroups {
+                    max: self.max_groups,
+                });
+            }
             let g = Group::new(group_id, self.topics.clone(), self.seed);
             let r = self
                 .groups
@@ -1233,6 +1273,33 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_set_on_join_hold_until_changed() {
+        let mut g = sticky_group(&[("t", 1)]);
+        let mut req = HeartbeatRequest::join("a", sub_t());
+        req.session_timeout_ms = 10_000;
+        let r = g.heartbeat(0, req).unwrap();
+        assert_eq!(r.heartbeat_interval_ms, 3_333);
+        let mut c = Client {
+            id: r.member_id,
+            epoch: r.member_epoch,
+            have: r.assignment,
+        };
+        // beat() leaves the timeouts at 0: unchanged, not reset to defaults.
+        let r = g.heartbeat(
+            5_000,
+            HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone()),
+        );
+        assert_eq!(r.unwrap().heartbeat_interval_ms, 3_333);
+        beat(&mut g, 5_000, &mut c);
+        assert!(g.expire(15_000).is_empty());
+        let mut req = HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone());
+        req.session_timeout_ms = 20_000;
+        g.heartbeat(15_000, req).unwrap();
+        assert!(g.expire(35_000).is_empty());
+        assert_eq!(g.expire(35_001), vec![(c.id, ExpiryReason::SessionTimeout)]);
+    }
+
+    #[test]
     fn a_member_that_heartbeats_but_never_polls_expires() {
         let mut g = sticky_group(&[("t", 2)]);
         let mut c = join(&mut g, 0, "a", sub_t());
@@ -1414,6 +1481,11 @@ mod tests {
         let mut req = HeartbeatRequest::join("a", sub_t());
         req.strategy = Some(Strategy::Range);
         let a = g.heartbeat(0, req.clone()).unwrap();
+        // The sole member rejoining without naming one keeps the strategy.
+        let mut rejoin = HeartbeatRequest::join("a", sub_t());
+        rejoin.member_id = Some(a.member_id.clone());
+        let a = g.heartbeat(0, rejoin).unwrap();
+        assert_eq!(g.describe().strategy, Some(Strategy::Range));
         req.strategy = Some(Strategy::RoundRobin);
         let before = g.describe();
         assert_eq!(
@@ -1581,6 +1653,23 @@ mod tests {
     }
 
     #[test]
+    fn a_new_group_past_the_bound_is_refused_and_existing_ones_go_on() {
+        let mut c = Coordinator::new(9);
+        c.max_groups = 2;
+        let r = c
+            .heartbeat("g1", 0, HeartbeatRequest::join("a", sub_t()))
+            .unwrap();
+        c.heartbeat("g2", 0, HeartbeatRequest::join("a", sub_t()))
+            .unwrap();
+        let err = c.heartbeat("g3", 0, HeartbeatRequest::join("a", sub_t()));
+        assert_eq!(err.unwrap_err(), GroupError::TooManyGroups { max: 2 });
+        c.heartbeat("g1", 0, HeartbeatRequest::join("b", sub_t()))
+            .unwrap();
+        c.leave("g1", &r.member_id, -1).unwrap();
+        assert_eq!(c.list().len(), 2);
+    }
+
+    #[test]
     fn expire_all_forgets_groups_with_no_members_and_no_offsets() {
         let mut c = Coordinator::new(9);
         let r = c
@@ -1735,7 +1824,12 @@ mod tests {
                 }
                 Op::Leave { who } if !clients.is_empty() => {
                     let c = clients.remove(who % clients.len());
-                    g.leave(&c.id, c.epoch).unwrap();
+                    // Two lost responses leave the client's epoch too old to
+                    // leave with; the leave heartbeat (-1) always works.
+                    match g.leave(&c.id, c.epoch) {
+                        Err(GroupError::StaleMemberEpoch { .. }) => g.leave(&c.id, -1).unwrap(),
+                        r => r.unwrap(),
+                    }
                 }
                 Op::Stall { ms, silent } => {
                     now += ms;
@@ -1770,13 +1864,20 @@ mod tests {
             g.check_invariants().unwrap();
             assert_clients_disjoint(&clients);
         }
+        // Catch up: a client two lost responses behind is fenced and rejoins
+        // here, which changes the target; after this round none is behind.
+        for c in clients.iter_mut() {
+            model_beat(&mut g, now, c, true, false);
+        }
         // Settle: twice each, reporting what they have -> target reached.
+        let epoch = g.group_epoch();
         for _ in 0..2 {
             for c in clients.iter_mut() {
                 model_beat(&mut g, now, c, true, false);
             }
             assert_clients_disjoint(&clients);
         }
+        assert_eq!(g.group_epoch(), epoch, "no rejoin while settling");
         let d = g.describe();
         for m in &d.members {
             assert_eq!(m.assignment, m.target, "{d:#?}");
@@ -1799,7 +1900,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(150))]
+        #![proptest_config(ProptestConfig::with_cases(500))]
 
         #[test]
         fn random_histories_never_share_a_partition_and_converge(

@@ -35,7 +35,7 @@ use std::fmt;
 
 pub use assign::{target_assignment, Strategy};
 pub use coordinator::{
-    Coordinator, ExpiryReason, GroupDescription, GroupError, GroupListing, GroupState,
+    Coordinator, ExpiryReason, Group, GroupDescription, GroupError, GroupListing, GroupState,
     HeartbeatRequest, HeartbeatResponse, MemberDescription, Subscription,
 };
 pub use offsets::{CommittedOffset, OffsetCommit, OffsetError, OffsetKey, OffsetTable};

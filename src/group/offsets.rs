@@ -452,6 +452,31 @@ mod tests {
         }
 
         #[test]
+        fn replaying_records_keeps_the_last_write_of_each_key(
+            writes in proptest::collection::vec((0..3u8, 0..2u8, 0..3u32, proptest::option::of(0..1000i64)), 0..40),
+        ) {
+            let mut table = OffsetTable::default();
+            let mut model: BTreeMap<OffsetKey, i64> = BTreeMap::new();
+            for (g, t, p, offset) in writes {
+                let c = commit(&format!("g{g}"), &format!("t{t}"), p, offset.unwrap_or(0));
+                let key = encode_key(&c.key()).unwrap();
+                let value = offset.map(|_| encode_value(&c.value()).unwrap());
+                table.apply_record(&key, value.as_deref()).unwrap();
+                match offset {
+                    Some(o) => model.insert(c.key(), o),
+                    None => model.remove(&c.key()),
+                };
+            }
+            let got: BTreeMap<OffsetKey, i64> = table
+                .groups()
+                .flat_map(|g| table.for_group(g).map(move |(tp, v)| {
+                    (OffsetKey { group: g.to_string(), tp: tp.clone() }, v.offset)
+                }))
+                .collect();
+            prop_assert_eq!(got, model);
+        }
+
+        #[test]
         fn fuzz_decode_never_panics_on_garbage(
             key in proptest::collection::vec(any::<u8>(), 0..64),
             value in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
