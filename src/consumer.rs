@@ -165,7 +165,10 @@ struct Hb {
 }
 
 struct PartState {
+    /// Next offset to hand to the application: what commits commit.
     position: i64,
+    /// Next offset to fetch (ahead of `position` by what is buffered).
+    fetch_pos: i64,
     paused: bool,
 }
 
@@ -241,6 +244,7 @@ fn heartbeat_loop(broker: String, cfg: GroupConfig, hb: Arc<Hb>) {
                     max_poll_interval_ms: cfg.max_poll_interval_ms,
                     owned: Some(to_wire(&st.owned)),
                     polled: std::mem::take(&mut st.polled) || join,
+                    client_id: Some(cfg.client_id.clone()),
                 };
                 st.owned_changed = false;
                 (Some(req), false)
@@ -450,6 +454,7 @@ impl GroupConsumer {
                     tp.clone(),
                     PartState {
                         position: start,
+                        fetch_pos: start,
                         paused: false,
                     },
                 );
@@ -555,7 +560,17 @@ impl GroupConsumer {
                 }
             }
             if !self.buffered.is_empty() {
-                return Ok(Some(self.buffered.drain(..).collect()));
+                // Delivered now: only now do positions (what commits
+                // commit) move past these messages. A revocation between
+                // fetch and delivery drops the buffer and commits what was
+                // delivered, so the next owner reads the rest.
+                let msgs: Vec<Message> = self.buffered.drain(..).collect();
+                for m in &msgs {
+                    if let Some(st) = self.owned.get_mut(&(m.topic.clone(), m.partition)) {
+                        st.position = st.position.max(m.offset + 1);
+                    }
+                }
+                return Ok(Some(msgs));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -567,7 +582,7 @@ impl GroupConsumer {
                 .owned
                 .iter()
                 .filter(|(_, s)| !s.paused)
-                .map(|(tp, s)| (tp.clone(), s.position))
+                .map(|(tp, s)| (tp.clone(), s.fetch_pos))
                 .collect();
             if let Some(b) = self.hold_until_beat {
                 if self.hb.state.lock().expect("heartbeat state").beats <= b {
@@ -669,13 +684,14 @@ impl GroupConsumer {
                                 OffsetReset::Earliest => LIST_EARLIEST,
                                 OffsetReset::Latest => LIST_LATEST,
                             };
-                            state.position =
+                            state.fetch_pos =
                                 self.data.public().list_offset(&t.name, r.partition, ts)?;
+                            state.position = state.fetch_pos;
                             continue;
                         }
                         return Err(ClientError::Broker(e).into());
                     }
-                    let mut pos = state.position;
+                    let mut pos = state.fetch_pos;
                     for b in split_batches(&r.records).map_err(|e| {
                         ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                     })? {
@@ -706,7 +722,7 @@ impl GroupConsumer {
                         }
                         pos = pos.max(last + 1);
                     }
-                    state.position = pos;
+                    state.fetch_pos = pos;
                 }
             }
         }
@@ -813,6 +829,7 @@ impl GroupConsumer {
             .get_mut(&(topic.to_owned(), partition))
             .ok_or_else(|| ConsumerError::NotOwned(topic.to_owned(), partition))?;
         s.position = offset;
+        s.fetch_pos = offset;
         self.buffered
             .retain(|m| !(m.topic == topic && m.partition == partition));
         Ok(())
@@ -858,6 +875,8 @@ impl GroupConsumer {
             .ok_or_else(|| ConsumerError::NotOwned(topic.to_owned(), partition))?;
         s.paused = paused;
         if paused {
+            // What was fetched and not delivered is fetched again on resume.
+            s.fetch_pos = s.position;
             self.buffered
                 .retain(|m| !(m.topic == topic && m.partition == partition));
         }

@@ -188,7 +188,12 @@ impl Groups {
         let req = HeartbeatRequest {
             member_id: (!r.member_id.is_empty()).then_some(r.member_id),
             member_epoch: r.member_epoch,
-            client_id: client_id.unwrap_or("").to_owned(),
+            client_id: r
+                .client_id
+                .as_deref()
+                .or(client_id)
+                .unwrap_or("")
+                .to_owned(),
             subscription,
             strategy,
             session_timeout_ms: r.session_timeout_ms,

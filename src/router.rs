@@ -290,10 +290,17 @@ impl Router {
                 let this = self.clone();
                 Box::pin(async move { done(Ok(this.describe_all(topics).await)) })
             }
-            req @ (Request::GroupHeartbeat(_)
-            | Request::LeaveGroup(_)
-            | Request::OffsetCommit(_)
-            | Request::OffsetFetch(_)) => {
+            Request::GroupHeartbeat(mut h) => {
+                if h.client_id.is_none() {
+                    h.client_id = frame.client_id;
+                }
+                let owner = self.coordinator_of(&h.group);
+                let w = self
+                    .send_part(cid, owner, Request::GroupHeartbeat(h), 0)
+                    .await;
+                Box::pin(async move { done(reply_response(w.await)) })
+            }
+            req @ (Request::LeaveGroup(_) | Request::OffsetCommit(_) | Request::OffsetFetch(_)) => {
                 let owner = self.coordinator_of(req.group().expect("a group request"));
                 let w = self.send_part(cid, owner, req, 0).await;
                 Box::pin(async move { done(reply_response(w.await)) })

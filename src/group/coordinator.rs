@@ -46,9 +46,12 @@ pub const DEFAULT_SESSION_TIMEOUT_MS: u32 = 45_000;
 /// Kafka's `max.poll.interval.ms` default.
 pub const DEFAULT_MAX_POLL_INTERVAL_MS: u32 = 300_000;
 
-/// Heartbeats are asked for this often at most: session / 3, capped here
-/// (Kafka's `group.consumer.heartbeat.interval.ms` default).
-pub const MAX_HEARTBEAT_INTERVAL_MS: u32 = 5_000;
+/// Heartbeats are asked for this often at most: session / 3, capped here.
+/// Kafka's `group.consumer.heartbeat.interval.ms` is 5 s; members learn of a
+/// new assignment only by heartbeating, and a heartbeat is one small request
+/// to one shard, so shardlog asks often enough for a rebalance to settle
+/// within a second.
+pub const MAX_HEARTBEAT_INTERVAL_MS: u32 = 500;
 /// Members per group (Kafka's `group.consumer.max.size` is unbounded by
 /// default; an assignment over more members is not something we test).
 pub const MAX_MEMBERS: usize = 1_000;
@@ -1278,7 +1281,10 @@ mod tests {
         let mut req = HeartbeatRequest::join("a", sub_t());
         req.session_timeout_ms = 10_000;
         let r = g.heartbeat(0, req).unwrap();
-        assert_eq!(r.heartbeat_interval_ms, 3_333);
+        assert_eq!(
+            r.heartbeat_interval_ms,
+            (10_000 / 3).min(MAX_HEARTBEAT_INTERVAL_MS)
+        );
         let mut c = Client {
             id: r.member_id,
             epoch: r.member_epoch,
@@ -1289,7 +1295,10 @@ mod tests {
             5_000,
             HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone()),
         );
-        assert_eq!(r.unwrap().heartbeat_interval_ms, 3_333);
+        assert_eq!(
+            r.unwrap().heartbeat_interval_ms,
+            (10_000 / 3).min(MAX_HEARTBEAT_INTERVAL_MS)
+        );
         beat(&mut g, 5_000, &mut c);
         assert!(g.expire(15_000).is_empty());
         let mut req = HeartbeatRequest::beat(&c.id, c.epoch, c.have.clone());
@@ -1580,7 +1589,7 @@ mod tests {
         );
         let beat = HeartbeatRequest::beat(&r.member_id, r.member_epoch, r.assignment.clone());
         assert_eq!(c.heartbeat("g1", 0, beat).unwrap(), r);
-        assert_eq!(r.heartbeat_interval_ms, 5_000);
+        assert_eq!(r.heartbeat_interval_ms, MAX_HEARTBEAT_INTERVAL_MS);
         assert_eq!(
             c.heartbeat("nope", 0, HeartbeatRequest::beat("x", 1, vec![]))
                 .unwrap_err()

@@ -126,6 +126,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
             let topic_prefix = h.topic_prefix.as_ref().map(|p| fbb.create_string(p));
             let strategy = h.strategy.as_ref().map(|s| fbb.create_string(s));
             let owned = h.owned.as_ref().map(|o| topic_partitions(fbb, o));
+            let client_id = h.client_id.as_ref().map(|c| fbb.create_string(c));
             (
                 fb::Request::GroupHeartbeatRequest,
                 fb::GroupHeartbeatRequest::create(
@@ -141,6 +142,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                         max_poll_interval_ms: h.max_poll_interval_ms,
                         owned,
                         polled: h.polled,
+                        client_id,
                     },
                 )
                 .as_union_value(),
@@ -263,6 +265,7 @@ pub(super) fn decode_request(
                 max_poll_interval_ms: h.max_poll_interval_ms(),
                 owned: topic_partitions_of(h.owned()),
                 polled: h.polled(),
+                client_id: h.client_id().map(str::to_owned),
             })
         }
         fb::Request::LeaveGroupRequest => {
@@ -579,4 +582,161 @@ pub(super) fn decode_response(
         }
         _ => return Ok(None),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::codec::{decode_request, decode_response, encode_request, encode_response};
+    use super::*;
+    use bytes::Bytes;
+
+    fn body(framed: Vec<u8>) -> Bytes {
+        Bytes::from(framed).slice(frame::LEN_BYTES..)
+    }
+
+    fn tps() -> Vec<TopicPartitions> {
+        vec![TopicPartitions {
+            topic: "t".into(),
+            partitions: vec![0, 3],
+        }]
+    }
+
+    #[test]
+    fn every_group_request_round_trips() {
+        let reqs = vec![
+            Request::GroupHeartbeat(GroupHeartbeatRequest {
+                group: "g".into(),
+                member_id: String::new(),
+                member_epoch: 0,
+                topics: Some(vec!["t".into()]),
+                topic_prefix: None,
+                strategy: Some("sticky".into()),
+                session_timeout_ms: 10_000,
+                max_poll_interval_ms: 60_000,
+                owned: None,
+                polled: true,
+                client_id: Some("app".into()),
+            }),
+            // Absent subscription and owned set mean "unchanged": they must
+            // stay absent, not become empty lists.
+            Request::GroupHeartbeat(GroupHeartbeatRequest {
+                group: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 3,
+                topics: None,
+                topic_prefix: Some("logs.".into()),
+                strategy: None,
+                session_timeout_ms: 45_000,
+                max_poll_interval_ms: 300_000,
+                owned: Some(tps()),
+                polled: false,
+                client_id: None,
+            }),
+            Request::LeaveGroup(LeaveGroupRequest {
+                group: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 3,
+            }),
+            Request::OffsetCommit(OffsetCommitRequest {
+                group: "g".into(),
+                member_id: "m".into(),
+                member_epoch: 3,
+                topics: vec![OffsetCommitTopic {
+                    name: "t".into(),
+                    partitions: vec![OffsetCommitPartition {
+                        partition: 3,
+                        offset: 42,
+                        metadata: "note".into(),
+                    }],
+                }],
+            }),
+            Request::OffsetFetch(OffsetFetchRequest {
+                group: "g".into(),
+                topics: None,
+            }),
+            Request::OffsetFetch(OffsetFetchRequest {
+                group: "g".into(),
+                topics: Some(tps()),
+            }),
+            Request::ListGroups,
+            Request::DescribeGroups(vec!["g".into(), "h".into()]),
+        ];
+        for (i, request) in reqs.into_iter().enumerate() {
+            let r = RequestFrame {
+                version: PROTOCOL_VERSION,
+                correlation_id: i as u32,
+                client_id: Some("c".into()),
+                request,
+            };
+            assert_eq!(decode_request(&body(encode_request(&r))).unwrap(), r);
+        }
+    }
+
+    #[test]
+    fn every_group_response_round_trips() {
+        let committed = vec![CommittedTopic {
+            name: "t".into(),
+            partitions: vec![CommittedOffset {
+                partition: 0,
+                offset: 7,
+                metadata: "m".into(),
+                commit_timestamp: 1_700_000_000_000,
+            }],
+        }];
+        let resps = vec![
+            Response::GroupHeartbeat(GroupHeartbeatResponse {
+                member_id: "m".into(),
+                member_epoch: 4,
+                heartbeat_interval_ms: 3_000,
+                assignment: tps(),
+            }),
+            Response::LeaveGroup,
+            Response::OffsetCommit(vec![TopicPartitionErrors {
+                name: "t".into(),
+                partitions: vec![
+                    PartitionError {
+                        partition: 0,
+                        error: None,
+                    },
+                    PartitionError {
+                        partition: 1,
+                        error: Some(WireError::new(ErrorCode::StaleMemberEpoch, "stale")),
+                    },
+                ],
+            }]),
+            Response::OffsetFetch(committed.clone()),
+            Response::ListGroups(vec![GroupListing {
+                group: "g".into(),
+                state: "stable".into(),
+                members: 2,
+                strategy: "range".into(),
+                coordinator_shard: 1,
+            }]),
+            Response::DescribeGroups(vec![GroupDescription {
+                group: "g".into(),
+                error: None,
+                state: "stable".into(),
+                group_epoch: 5,
+                strategy: "sticky".into(),
+                coordinator_shard: 1,
+                members: vec![GroupMember {
+                    member_id: "m".into(),
+                    client_id: "app".into(),
+                    member_epoch: 5,
+                    assignment: tps(),
+                    owned: tps(),
+                    subscribed_topics: vec!["t".into()],
+                    topic_prefix: None,
+                }],
+                offsets: committed,
+            }]),
+        ];
+        for (i, r) in resps.into_iter().enumerate() {
+            let f = ResponseFrame {
+                correlation_id: i as u32,
+                result: Ok(r),
+            };
+            assert_eq!(decode_response(&body(encode_response(&f))).unwrap(), f);
+        }
+    }
 }

@@ -427,6 +427,9 @@ pub struct GroupHeartbeatRequest {
     pub owned: Option<Vec<TopicPartitions>>,
     /// The application polled since the last heartbeat.
     pub polled: bool,
+    /// `None`: the request envelope's client id (the router fills it in,
+    /// so it survives forwarding to the coordinator shard).
+    pub client_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5402,6 +5402,7 @@ impl<'a> GroupHeartbeatRequest<'a> {
   pub const VT_MAX_POLL_INTERVAL_MS: ::flatbuffers::VOffsetT = 18;
   pub const VT_OWNED: ::flatbuffers::VOffsetT = 20;
   pub const VT_POLLED: ::flatbuffers::VOffsetT = 22;
+  pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 24;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -5413,6 +5414,7 @@ impl<'a> GroupHeartbeatRequest<'a> {
     args: &'args GroupHeartbeatRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'bldr>> {
     let mut builder = GroupHeartbeatRequestBuilder::new(_fbb);
+    if let Some(x) = args.client_id { builder.add_client_id(x); }
     if let Some(x) = args.owned { builder.add_owned(x); }
     builder.add_max_poll_interval_ms(args.max_poll_interval_ms);
     builder.add_session_timeout_ms(args.session_timeout_ms);
@@ -5505,6 +5507,15 @@ impl<'a> GroupHeartbeatRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(GroupHeartbeatRequest::VT_POLLED, Some(true)).unwrap()}
   }
+  /// Shown in group descriptions; absent: the envelope's client_id (the
+  /// broker fills it in before forwarding to the coordinator shard).
+  #[inline]
+  pub fn client_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_CLIENT_ID, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
@@ -5523,6 +5534,7 @@ impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
      .visit_field::<u32>("max_poll_interval_ms", Self::VT_MAX_POLL_INTERVAL_MS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartitions>>>>("owned", Self::VT_OWNED, false)?
      .visit_field::<bool>("polled", Self::VT_POLLED, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
      .finish();
     Ok(())
   }
@@ -5538,6 +5550,7 @@ pub struct GroupHeartbeatRequestArgs<'a> {
     pub max_poll_interval_ms: u32,
     pub owned: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitions<'a>>>>>,
     pub polled: bool,
+    pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
   #[inline]
@@ -5553,6 +5566,7 @@ impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
       max_poll_interval_ms: 300000,
       owned: None,
       polled: true,
+      client_id: None,
     }
   }
 }
@@ -5603,6 +5617,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupHeartbeatRequestBuilder<
     self.fbb_.push_slot::<bool>(GroupHeartbeatRequest::VT_POLLED, polled, true);
   }
   #[inline]
+  pub fn add_client_id(&mut self, client_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_CLIENT_ID, client_id);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupHeartbeatRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupHeartbeatRequestBuilder {
@@ -5630,6 +5648,7 @@ impl ::core::fmt::Debug for GroupHeartbeatRequest<'_> {
       ds.field("max_poll_interval_ms", &self.max_poll_interval_ms());
       ds.field("owned", &self.owned());
       ds.field("polled", &self.polled());
+      ds.field("client_id", &self.client_id());
       ds.finish()
   }
 }
