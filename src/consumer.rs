@@ -15,7 +15,7 @@
 //! every partition is dropped at once without a commit: another member may
 //! already own them.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -80,7 +80,8 @@ impl GroupConfig {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    pub topic: String,
+    /// Shared by every message of the topic (no allocation per message).
+    pub topic: Arc<str>,
     pub partition: u32,
     pub offset: i64,
     pub timestamp_ms: i64,
@@ -182,7 +183,9 @@ pub struct GroupConsumer {
     owned: BTreeMap<Tp, PartState>,
     /// Partition counts of the topics seen (for routing fetches).
     known_topics: BTreeSet<String>,
-    buffered: VecDeque<Message>,
+    /// Fetched, not yet delivered; for each partition, exactly the
+    /// messages between its `position` and its `fetch_pos`.
+    buffered: Vec<Message>,
     last_commit: Instant,
     /// Async commits sent on `coord` and not yet answered.
     pending_commits: Vec<u32>,
@@ -359,7 +362,7 @@ impl GroupConsumer {
             hb_thread: Some(thread),
             owned: BTreeMap::new(),
             known_topics: BTreeSet::new(),
-            buffered: VecDeque::new(),
+            buffered: Vec::new(),
             last_commit: Instant::now(),
             pending_commits: Vec::new(),
             hold_until_beat: None,
@@ -439,7 +442,7 @@ impl GroupConsumer {
             self.buffered.retain(|m| {
                 !revoked
                     .iter()
-                    .any(|(t, p)| *t == m.topic && *p == m.partition)
+                    .any(|(t, p)| t.as_str() == &*m.topic && *p == m.partition)
             });
         }
         let added: Vec<Tp> = target
@@ -564,13 +567,12 @@ impl GroupConsumer {
                 // commit) move past these messages. A revocation between
                 // fetch and delivery drops the buffer and commits what was
                 // delivered, so the next owner reads the rest.
-                let msgs: Vec<Message> = self.buffered.drain(..).collect();
-                for m in &msgs {
-                    if let Some(st) = self.owned.get_mut(&(m.topic.clone(), m.partition)) {
-                        st.position = st.position.max(m.offset + 1);
-                    }
+                // hot path: no work per message; the buffer holds, per
+                // partition, exactly what lies between the two positions.
+                for st in self.owned.values_mut() {
+                    st.position = st.fetch_pos;
                 }
-                return Ok(Some(msgs));
+                return Ok(Some(std::mem::take(&mut self.buffered)));
             }
             let now = Instant::now();
             if now >= deadline {
@@ -672,6 +674,7 @@ impl GroupConsumer {
                 _ => return Err(ClientError::WrongKind("Fetch").into()),
             };
             for t in ts {
+                let topic: Arc<str> = Arc::from(t.name.as_str());
                 for r in t.partitions {
                     let key = (t.name.clone(), r.partition);
                     let Some(state) = self.owned.get_mut(&key) else {
@@ -699,6 +702,9 @@ impl GroupConsumer {
                             ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                         })?;
                         let last = records.header().last_offset();
+                        // One allocation per batch, not a doubling per message.
+                        self.buffered
+                            .reserve(records.header().record_count.max(0) as usize);
                         for rec in records {
                             let rec = rec.map_err(|e| {
                                 ClientError::Io(std::io::Error::new(
@@ -710,8 +716,8 @@ impl GroupConsumer {
                                 continue;
                             }
                             pos = rec.offset + 1;
-                            self.buffered.push_back(Message {
-                                topic: t.name.clone(),
+                            self.buffered.push(Message {
+                                topic: topic.clone(),
                                 partition: r.partition,
                                 offset: rec.offset,
                                 timestamp_ms: rec.timestamp_ms,
@@ -831,7 +837,7 @@ impl GroupConsumer {
         s.position = offset;
         s.fetch_pos = offset;
         self.buffered
-            .retain(|m| !(m.topic == topic && m.partition == partition));
+            .retain(|m| !(&*m.topic == topic && m.partition == partition));
         Ok(())
     }
 
@@ -878,7 +884,7 @@ impl GroupConsumer {
             // What was fetched and not delivered is fetched again on resume.
             s.fetch_pos = s.position;
             self.buffered
-                .retain(|m| !(m.topic == topic && m.partition == partition));
+                .retain(|m| !(&*m.topic == topic && m.partition == partition));
         }
         Ok(())
     }

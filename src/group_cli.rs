@@ -83,7 +83,7 @@ pub fn consume(a: GroupConsume) -> Result<()> {
             }
             crate::write_or_quit(&mut out, b"\n")?;
             printed += 1;
-            done.insert((m.topic, m.partition), m.offset + 1);
+            done.insert((m.topic.to_string(), m.partition), m.offset + 1);
         }
         if !done.is_empty() {
             crate::flush_or_quit(&mut out)?;

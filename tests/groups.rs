@@ -95,7 +95,7 @@ fn three_members_over_six_partitions_share_them_and_read_every_message_once() {
             per_member[i] += msgs.len();
             for m in &msgs {
                 assert!(
-                    c.assignment().contains(&(m.topic.clone(), m.partition)),
+                    c.assignment().contains(&(m.topic.to_string(), m.partition)),
                     "a member only reads what it owns"
                 );
             }
