@@ -196,15 +196,14 @@ pub enum ConfigError {
         "setting 'data-dir' is required (--data-dir, SHARDLOG_DATA_DIR or data-dir in --config)"
     )]
     NoDataDir,
+    #[error("unknown environment variable {var}: no setting has that name (shardlog serve --print-config lists them)")]
+    UnknownEnv { var: String },
 }
 
 /// The settings as strings, each with its source, after all layers.
 #[derive(Debug, Clone)]
 pub struct Resolved {
     values: BTreeMap<&'static str, (String, Source)>,
-    /// `SHARDLOG_*` variables that name no setting (warned about, not fatal:
-    /// the test suite's own knobs share the prefix).
-    pub ignored_env: Vec<String>,
 }
 
 /// The environment variable of a setting.
@@ -234,7 +233,6 @@ impl Resolved {
                 values.insert(key, (value, Source::File(path.to_owned())));
             }
         }
-        let mut ignored_env = Vec::new();
         let mut env: Vec<(String, String)> = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("SHARDLOG_"))
@@ -245,7 +243,9 @@ impl Resolved {
                 Some(s) => {
                     values.insert(s.key, (value, Source::Env(var)));
                 }
-                None => ignored_env.push(var),
+                // A typo (SHARDLOG_FSNYC) must not silently run with the
+                // default: refused like an unknown key in the file.
+                None => return Err(ConfigError::UnknownEnv { var }),
             }
         }
         for (key, value) in flags {
@@ -254,10 +254,7 @@ impl Resolved {
                 values.insert(s.key, (v.clone(), Source::Flag));
             }
         }
-        let r = Resolved {
-            values,
-            ignored_env,
-        };
+        let r = Resolved { values };
         // Check every value now, so a bad one fails at start, naming its key.
         r.check()?;
         Ok(r)

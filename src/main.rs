@@ -198,9 +198,6 @@ fn serve(a: ServeArgs) -> Result<()> {
         // Colors only on a terminal: log files and pipes get plain text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    for var in &resolved.ignored_env {
-        tracing::warn!(variable = %var, "environment variable names no setting; ignored");
-    }
     let shards = settings
         .shards
         .unwrap_or_else(|| shardlog::rt::allowed_cpus().len().clamp(1, 256) as u16);

@@ -156,15 +156,17 @@ pub enum Api {
     ListOffsets = 2,
     Metadata = 3,
     Admin = 4,
-    Other = 5,
+    Group = 5,
+    Other = 6,
 }
 
-const APIS: [&str; 6] = [
+const APIS: [&str; 7] = [
     "produce",
     "fetch",
     "list_offsets",
     "metadata",
     "admin",
+    "group",
     "other",
 ];
 
@@ -176,15 +178,20 @@ impl Api {
             Request::ListOffsets(_) => Api::ListOffsets,
             Request::Metadata { .. } | Request::DescribeTopics { .. } => Api::Metadata,
             Request::CreateTopics(_) | Request::DeleteTopics(_) => Api::Admin,
-            #[allow(unreachable_patterns)] // more kinds come (consumer groups)
-            _ => Api::Other,
+            Request::GroupHeartbeat(_)
+            | Request::LeaveGroup(_)
+            | Request::OffsetCommit(_)
+            | Request::OffsetFetch(_)
+            | Request::ListGroups
+            | Request::DescribeGroups(_) => Api::Group,
+            Request::ApiVersions => Api::Other,
         }
     }
 }
 
-/// Error codes counted (`ErrorCode` as index; anything larger counts as
-/// Unknown).
-const ERROR_CODES: usize = 16;
+/// Error codes counted (`ErrorCode` as index: 0 ..= UnknownGroup; anything
+/// larger is counted as the last one).
+const ERROR_CODES: usize = ErrorCode::UnknownGroup as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]
@@ -204,7 +211,7 @@ pub struct ShardMetrics {
     /// Off: every update is skipped (one predictable branch); for measuring
     /// what collection costs (BENCHMARKS.md).
     enabled: bool,
-    requests: [Counter; 6],
+    requests: [Counter; APIS.len()],
     latency_us: [Histogram; 2],
     inflight: Gauge,
     pub connections: Gauge,

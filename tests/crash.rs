@@ -4,7 +4,7 @@
 //! the log must go on taking produces where it ended.
 //!
 //! Sizes, partitions and the moment of each kill come from one seeded PRNG;
-//! the seed is printed, and `SHARDLOG_CRASH_SEED=<seed>` replays a run (the
+//! the seed is printed, and `CRASH_TEST_SEED=<seed>` replays a run (the
 //! moment a SIGKILL lands within the broker's work still varies).
 
 mod common;
@@ -58,14 +58,14 @@ impl Rng {
 }
 
 fn seed(test: &str) -> u64 {
-    let seed = match std::env::var("SHARDLOG_CRASH_SEED") {
-        Ok(s) => s.parse().expect("SHARDLOG_CRASH_SEED must be a u64"),
+    let seed = match std::env::var("CRASH_TEST_SEED") {
+        Ok(s) => s.parse().expect("CRASH_TEST_SEED must be a u64"),
         Err(_) => {
             let t = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
             t.as_nanos() as u64 ^ ((std::process::id() as u64) << 32)
         }
     };
-    eprintln!("{test}: seed {seed} (replay with SHARDLOG_CRASH_SEED={seed})");
+    eprintln!("{test}: seed {seed} (replay with CRASH_TEST_SEED={seed})");
     seed
 }
 

@@ -11,7 +11,7 @@
 //! size-limited tmpfs (O_DIRECT works there since Linux 6.6) where loop
 //! devices are missing. Both need root; without it (or without mount, mkfs,
 //! loop devices) a test prints `SKIPPED: why` and passes.
-//! `SHARDLOG_FULL_DISK_FS=ext4|tmpfs` picks one filesystem only. A filler
+//! `FULL_DISK_TEST_FS=ext4|tmpfs` picks one filesystem only. A filler
 //! file takes all but a few MiB, so the broker fills the rest in a second.
 
 mod common;
@@ -234,7 +234,7 @@ fn small_fs(tag: &str) -> Result<SmallFs, String> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("mounting a small filesystem needs root".into());
     }
-    let choice = std::env::var("SHARDLOG_FULL_DISK_FS").unwrap_or_default();
+    let choice = std::env::var("FULL_DISK_TEST_FS").unwrap_or_default();
     let mut why = Vec::new();
     if choice.is_empty() || choice == "ext4" {
         match SmallFs::ext4(tag).and_then(|fs| fs.check_direct_io().map(|_| fs)) {
@@ -250,7 +250,7 @@ fn small_fs(tag: &str) -> Result<SmallFs, String> {
     }
     if why.is_empty() {
         why.push(format!(
-            "SHARDLOG_FULL_DISK_FS={choice:?} is neither ext4 nor tmpfs"
+            "FULL_DISK_TEST_FS={choice:?} is neither ext4 nor tmpfs"
         ));
     }
     Err(why.join("; "))

@@ -359,6 +359,12 @@ fn settings_resolve_file_then_env_then_flag_and_reject_unknown_keys_and_bad_valu
             "'max-connections'",
         ),
         (
+            // A misspelt variable must not leave the default in force.
+            vec!["serve", "--data-dir", d],
+            vec![("SHARDLOG_FSNYC", "never")],
+            "SHARDLOG_FSNYC",
+        ),
+        (
             vec!["serve", "--data-dir", d, "--metrics", "maybe"],
             vec![],
             "'metrics'",
