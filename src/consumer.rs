@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::batch::{split_batches, Header, Records};
-use crate::client::{Client, ClientError, RoutedClient};
+use crate::client::{Client, ClientError, RoutedClient, Ticket};
 use crate::protocol::*;
 
 /// A partition of a topic.
@@ -193,6 +193,11 @@ pub struct GroupConsumer {
     /// answered (the broker may have restarted and forgotten the member; its
     /// partitions may be someone else's by then).
     hold_until_beat: Option<u64>,
+    /// Fetches sent and not yet received (fetch-ahead: the next fetch is on
+    /// its way while the application works on what `poll` returned), with
+    /// the offset each asked for: an answer for a partition that was since
+    /// revoked, paused or sought is dropped.
+    inflight: Vec<(Ticket, Vec<(Tp, i64)>)>,
     on_rebalance: Option<RebalanceCallback>,
     closed: bool,
 }
@@ -366,6 +371,46 @@ impl GroupConsumer {
             last_commit: Instant::now(),
             pending_commits: Vec::new(),
             hold_until_beat: None,
+            inflight: Vec::new(),
+            on_rebalance: None,
+            closed: false,
+        })
+    }
+
+    /// A consumer of fixed partitions (Kafka's `assign`): no membership, no
+    /// heartbeats; commits go to `cfg.group` as commits from outside the
+    /// group (allowed while the group has no members), and each partition
+    /// starts at the group's committed offset or the reset policy.
+    pub fn assign(
+        broker: &str,
+        cfg: GroupConfig,
+        partitions: &[Tp],
+    ) -> Result<GroupConsumer, ConsumerError> {
+        let data = RoutedClient::connect(broker)?;
+        let mut coord = Client::connect(broker)?;
+        coord.set_client_id(&cfg.client_id);
+        let hb = Arc::new(Hb {
+            state: Mutex::new(HbState {
+                member_epoch: -1,
+                assignment: Some(partitions.iter().cloned().collect()),
+                ..HbState::default()
+            }),
+            wake: Condvar::new(),
+        });
+        Ok(GroupConsumer {
+            cfg,
+            broker: broker.to_owned(),
+            data,
+            coord,
+            hb,
+            hb_thread: None,
+            owned: BTreeMap::new(),
+            known_topics: BTreeSet::new(),
+            buffered: Vec::new(),
+            last_commit: Instant::now(),
+            pending_commits: Vec::new(),
+            hold_until_beat: None,
+            inflight: Vec::new(),
             on_rebalance: None,
             closed: false,
         })
@@ -451,6 +496,9 @@ impl GroupConsumer {
             .cloned()
             .collect();
         if !added.is_empty() {
+            // start_offsets asks on the data connections: no fetch may be
+            // pending there (its answer would come first).
+            self.recv_fetches()?;
             let starts = self.start_offsets(&added)?;
             for (tp, start) in added.iter().zip(starts) {
                 self.owned.insert(
@@ -543,8 +591,13 @@ impl GroupConsumer {
                     self.coord = coord;
                     self.known_topics.clear();
                     self.pending_commits.clear();
-                    self.hold_until_beat =
-                        Some(self.hb.state.lock().expect("heartbeat state").beats);
+                    self.inflight.clear();
+                    // A group member may have been forgotten by a restarted
+                    // broker; a fixed assignment (`assign`) has no membership.
+                    if self.hb_thread.is_some() {
+                        self.hold_until_beat =
+                            Some(self.hb.state.lock().expect("heartbeat state").beats);
+                    }
                     return Ok(());
                 }
                 _ => std::thread::sleep(RECONNECT_BACKOFF),
@@ -593,11 +646,27 @@ impl GroupConsumer {
                 }
                 self.hold_until_beat = None;
             }
-            if active.is_empty() {
-                std::thread::sleep(wait.min(Duration::from_millis(50)));
-                return Ok(None);
+            if self.inflight.is_empty() {
+                if active.is_empty() {
+                    std::thread::sleep(wait.min(Duration::from_millis(50)));
+                    return Ok(None);
+                }
+                self.send_fetches(&active, wait.as_millis() as u32)?;
             }
-            self.fetch(&active, wait.as_millis() as u32)?;
+            self.recv_fetches()?;
+            if !self.buffered.is_empty() {
+                // Fetch-ahead: the next round is requested now, from where
+                // this one ended, and answered while the caller works.
+                let next: Vec<(Tp, i64)> = self
+                    .owned
+                    .iter()
+                    .filter(|(_, s)| !s.paused)
+                    .map(|(tp, s)| (tp.clone(), s.fetch_pos))
+                    .collect();
+                if !next.is_empty() {
+                    self.send_fetches(&next, wait.as_millis() as u32)?;
+                }
+            }
             Ok(None)
         }
     }
@@ -620,7 +689,8 @@ impl GroupConsumer {
         }
     }
 
-    fn fetch(&mut self, active: &[(Tp, i64)], wait_ms: u32) -> Result<(), ConsumerError> {
+    /// Sends one fetch per owner shard for `active` (partition, offset).
+    fn send_fetches(&mut self, active: &[(Tp, i64)], wait_ms: u32) -> Result<(), ConsumerError> {
         for ((t, _), _) in active {
             if !self.known_topics.contains(t) {
                 self.data.topic(t)?;
@@ -647,8 +717,14 @@ impl GroupConsumer {
         } else {
             wait_ms
         };
-        let mut tickets = Vec::with_capacity(by_owner.len());
         for topics in by_owner.into_values() {
+            let asked: Vec<(Tp, i64)> = topics
+                .iter()
+                .flat_map(|(t, ps)| {
+                    ps.iter()
+                        .map(move |p| ((t.to_string(), p.partition), p.fetch_offset))
+                })
+                .collect();
             let (first_t, first_p) = topics
                 .iter()
                 .next()
@@ -666,9 +742,16 @@ impl GroupConsumer {
                     })
                     .collect(),
             });
-            tickets.push(self.data.send_for(&first_t, first_p, req)?);
+            let tk = self.data.send_for(&first_t, first_p, req)?;
+            self.inflight.push((tk, asked));
         }
-        for tk in tickets {
+        Ok(())
+    }
+
+    /// Receives every fetch in flight, keeping what still applies.
+    fn recv_fetches(&mut self) -> Result<(), ConsumerError> {
+        let mut resets: Vec<Tp> = Vec::new();
+        for (tk, asked) in std::mem::take(&mut self.inflight) {
             let ts = match self.data.recv(tk)? {
                 Response::Fetch(ts) => ts,
                 _ => return Err(ClientError::WrongKind("Fetch").into()),
@@ -680,16 +763,17 @@ impl GroupConsumer {
                     let Some(state) = self.owned.get_mut(&key) else {
                         continue;
                     };
+                    let wanted = asked.iter().find(|(tp, _)| *tp == key).map(|(_, o)| *o);
+                    if state.paused || wanted != Some(state.fetch_pos) {
+                        // Revoked and given back, sought or paused since
+                        // this was asked: not what the consumer wants now.
+                        continue;
+                    }
                     if let Some(e) = r.error {
                         if e.code == ErrorCode::OffsetOutOfRange {
-                            // Retention passed our position: reset.
-                            let ts = match self.cfg.offset_reset {
-                                OffsetReset::Earliest => LIST_EARLIEST,
-                                OffsetReset::Latest => LIST_LATEST,
-                            };
-                            state.fetch_pos =
-                                self.data.public().list_offset(&t.name, r.partition, ts)?;
-                            state.position = state.fetch_pos;
+                            // Retention passed our position: reset, once
+                            // no other answer is pending on the connection.
+                            resets.push(key);
                             continue;
                         }
                         return Err(ClientError::Broker(e).into());
@@ -730,6 +814,17 @@ impl GroupConsumer {
                     }
                     state.fetch_pos = pos;
                 }
+            }
+        }
+        let ts = match self.cfg.offset_reset {
+            OffsetReset::Earliest => LIST_EARLIEST,
+            OffsetReset::Latest => LIST_LATEST,
+        };
+        for (t, p) in resets {
+            let o = self.data.public().list_offset(&t, p, ts)?;
+            if let Some(state) = self.owned.get_mut(&(t, p)) {
+                state.fetch_pos = o;
+                state.position = o;
             }
         }
         Ok(())
@@ -848,6 +943,7 @@ impl GroupConsumer {
         partition: u32,
         timestamp_ms: i64,
     ) -> Result<(), ConsumerError> {
+        self.recv_fetches()?;
         let mut o = self
             .data
             .public()

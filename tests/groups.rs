@@ -586,3 +586,38 @@ fn members_joining_together_mid_read_lose_nothing_and_repeat_nothing() {
     assert_eq!(distinct.len(), total, "every message delivered");
     assert_eq!(seen.len(), total, "and none twice");
 }
+
+#[test]
+fn an_assigned_consumer_reads_fixed_partitions_and_commits_outside_the_group() {
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    create(&b, "fixed", 3);
+    let all: Vec<String> = (0..90).map(|i| format!("f{i:02}")).collect();
+    produce_lines(&b, "fixed", &all);
+    let mine = vec![("fixed".to_string(), 0u32), ("fixed".to_string(), 2u32)];
+    let mut c =
+        GroupConsumer::assign(&b.broker_arg(), config("standalone", "fixed"), &mine).unwrap();
+    let mut read = Vec::new();
+    let start = Instant::now();
+    while read.len() < 60 {
+        assert!(start.elapsed() < T, "read {}", read.len());
+        for m in c.poll(Duration::from_millis(50)).unwrap() {
+            assert_ne!(m.partition, 1, "only the assigned partitions");
+            read.push(m);
+        }
+    }
+    assert_eq!(
+        read.len(),
+        60,
+        "round-robin produce put 30 in each partition"
+    );
+    c.commit_sync().unwrap();
+    let mut admin = Client::connect(&b.broker_arg()).unwrap();
+    let committed = admin.fetch_offsets("standalone", None).unwrap();
+    let offsets: Vec<(u32, i64)> = committed[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.offset))
+        .collect();
+    assert_eq!(offsets, vec![(0, 30), (2, 30)]);
+}
