@@ -358,13 +358,24 @@ impl GroupConsumer {
                 .spawn(move || heartbeat_loop(broker, cfg, hb))
                 .map_err(|e| ConsumerError::Heartbeat(e.to_string()))?
         };
-        Ok(GroupConsumer {
+        Ok(Self::with(broker, cfg, data, coord, hb, Some(thread)))
+    }
+
+    fn with(
+        broker: &str,
+        cfg: GroupConfig,
+        data: RoutedClient,
+        coord: Client,
+        hb: Arc<Hb>,
+        hb_thread: Option<JoinHandle<()>>,
+    ) -> GroupConsumer {
+        GroupConsumer {
             cfg,
             broker: broker.to_owned(),
             data,
             coord,
             hb,
-            hb_thread: Some(thread),
+            hb_thread,
             owned: BTreeMap::new(),
             known_topics: BTreeSet::new(),
             buffered: Vec::new(),
@@ -374,7 +385,7 @@ impl GroupConsumer {
             inflight: Vec::new(),
             on_rebalance: None,
             closed: false,
-        })
+        }
     }
 
     /// A consumer of fixed partitions (Kafka's `assign`): no membership, no
@@ -397,23 +408,7 @@ impl GroupConsumer {
             }),
             wake: Condvar::new(),
         });
-        Ok(GroupConsumer {
-            cfg,
-            broker: broker.to_owned(),
-            data,
-            coord,
-            hb,
-            hb_thread: None,
-            owned: BTreeMap::new(),
-            known_topics: BTreeSet::new(),
-            buffered: Vec::new(),
-            last_commit: Instant::now(),
-            pending_commits: Vec::new(),
-            hold_until_beat: None,
-            inflight: Vec::new(),
-            on_rebalance: None,
-            closed: false,
-        })
+        Ok(Self::with(broker, cfg, data, coord, hb, None))
     }
 
     /// Called on every assignment change, from `poll`.
