@@ -621,3 +621,73 @@ fn an_assigned_consumer_reads_fixed_partitions_and_commits_outside_the_group() {
         .collect();
     assert_eq!(offsets, vec![(0, 30), (2, 30)]);
 }
+
+#[test]
+fn bad_group_requests_get_clear_errors_and_internal_topics_are_protected() {
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    create(&b, "t", 1);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    let hb = |strategy: &str, session: u32| GroupHeartbeatRequest {
+        group: "bad".into(),
+        member_id: String::new(),
+        member_epoch: 0,
+        topics: Some(vec!["t".into()]),
+        topic_prefix: None,
+        strategy: Some(strategy.into()),
+        session_timeout_ms: session,
+        max_poll_interval_ms: 60_000,
+        owned: None,
+        polled: true,
+        client_id: None,
+    };
+    let e = c.group_heartbeat(hb("fastest", 10_000)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidRequest), "{e}");
+    assert!(e.to_string().contains("fastest"), "{e}");
+    let e = c.group_heartbeat(hb("range", 10)).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidSessionTimeout), "{e}");
+    // Nothing was created by the refused joins.
+    let e = c.describe_group("bad").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownGroup), "{e}");
+
+    let commit = |offset: i64, metadata: String| OffsetCommitRequest {
+        group: "solo".into(),
+        member_id: String::new(),
+        member_epoch: -1,
+        topics: vec![OffsetCommitTopic {
+            name: "t".into(),
+            partitions: vec![OffsetCommitPartition {
+                partition: 0,
+                offset,
+                metadata,
+            }],
+        }],
+    };
+    let e = c.commit_offsets(commit(-5, String::new())).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidRequest), "{e}");
+    let e = c.commit_offsets(commit(1, "m".repeat(5000))).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge), "{e}");
+    // The refused commits stored nothing.
+    assert!(c.fetch_offsets("solo", None).unwrap().is_empty());
+
+    // The offsets log is the broker's: no create, delete or produce.
+    let e = c.create_topic("__mine", 1).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidTopicName), "{e}");
+    let e = c.delete_topic("__consumer_offsets").unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::InvalidRequest), "{e}");
+    let mut bb = shardlog::batch::BatchBuilder::new(1);
+    bb.push(1, Some(b"k"), Some(b"forged"), &[]);
+    let e = c
+        .produce("__consumer_offsets", 0, bb.finish(), Acks::Durable)
+        .unwrap_err();
+    assert!(e.to_string().contains("internal"), "{e}");
+    // And "every topic" means the users' topics.
+    let names: Vec<String> = c
+        .metadata(None)
+        .unwrap()
+        .topics
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, vec!["t".to_string()]);
+}
