@@ -231,6 +231,20 @@ fn heartbeat_loop(broker: String, cfg: GroupConfig, hb: Arc<Hb>) {
     let mut last_ok = Instant::now();
     let mut joined_subscription = false;
     loop {
+        {
+            let st = hb.state.lock().expect("heartbeat state");
+            if !st.stop && st.member_epoch == 0 && st.fenced {
+                // Fenced: rejoin only once the application has polled and
+                // dropped what it owned. A member removed for not polling
+                // must not come back (and take partitions) while its
+                // application still is not polling.
+                let _ = hb
+                    .wake
+                    .wait_timeout_while(st, interval, |s| !s.stop && s.fenced)
+                    .expect("heartbeat state");
+                continue;
+            }
+        }
         let (req, stopping) = {
             let mut st = hb.state.lock().expect("heartbeat state");
             if st.stop {
@@ -444,6 +458,10 @@ impl GroupConsumer {
         let (fenced, target, fatal) = {
             let mut st = self.hb.state.lock().expect("heartbeat state");
             st.polled = true;
+            if st.fenced {
+                // The heartbeat thread waits for this poll to rejoin.
+                self.hb.wake.notify_all();
+            }
             (
                 std::mem::take(&mut st.fenced),
                 st.assignment.clone(),

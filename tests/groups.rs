@@ -691,3 +691,33 @@ fn bad_group_requests_get_clear_errors_and_internal_topics_are_protected() {
         .collect();
     assert_eq!(names, vec!["t".to_string()]);
 }
+
+#[test]
+fn a_member_that_stops_polling_is_removed_and_rejoins_only_when_it_polls_again() {
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    create(&b, "slow", 2);
+    let mut cfg = config("pollers", "slow");
+    cfg.max_poll_interval_ms = 1_000;
+    let mut c = GroupConsumer::new(&b.broker_arg(), cfg).unwrap();
+    let mut one = [c];
+    poll_until(&mut one, "joined with both partitions", |a| a[0].len() == 2);
+    [c] = one;
+    // The application stops polling; heartbeats go on, but the coordinator
+    // removes the member after max poll interval, and it stays out.
+    let start = Instant::now();
+    while !describe_members(&b, "pollers").is_empty() {
+        assert!(start.elapsed() < T, "never removed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(1_500));
+    assert!(
+        describe_members(&b, "pollers").is_empty(),
+        "rejoined without polling"
+    );
+    // Polling again: its partitions were lost (not committed), then it
+    // joins again and gets them back.
+    let mut one = [c];
+    poll_until(&mut one, "back with both partitions", |a| a[0].len() == 2);
+    assert_eq!(describe_members(&b, "pollers").len(), 1);
+}
