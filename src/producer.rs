@@ -1003,12 +1003,24 @@ impl Producer {
     pub fn close(&self, timeout: Duration) -> Result<(), ProducerError> {
         let deadline = Instant::now() + timeout;
         let flushed = self.flush(timeout);
-        {
+        // What is still queued fails here and now; what is in flight the
+        // sender fails as soon as it sees `abort`.
+        let drained = {
             let mut st = lock(&self.shared.acc);
             st.closing = true;
-            if !st.acc.is_empty() {
+            if st.acc.is_empty() {
+                Vec::new()
+            } else {
                 st.abort = true;
+                let left = st.acc.drain();
+                for b in &left {
+                    st.acc.complete(b, &Err(ProducerError::Closed), false);
+                }
+                left
             }
+        };
+        for b in drained {
+            notify(b, Err(ProducerError::Closed));
         }
         self.shared.work.notify_all();
         self.shared.space.notify_all();
