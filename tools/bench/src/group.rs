@@ -23,20 +23,69 @@ use crate::workload::Shared;
 
 /// How long one `poll` waits for records (long polling at the broker).
 const POLL_MS: u64 = 100;
+/// Longest the group may take to hand out every partition before the run.
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Joins `n` consumers to `group` and polls them until, together, they own
+/// every partition of the topic, so that the run (its clock, its warmup)
+/// starts with a settled group instead of counting the join as latency.
+/// Records returned meanwhile are dropped: `consume` seeks every partition
+/// to the run's start when it takes over.
+pub fn join(
+    broker: &str,
+    topic: &str,
+    partitions: u32,
+    group: &str,
+    n: usize,
+) -> Result<(Vec<GroupConsumer>, Duration)> {
+    let start = Instant::now();
+    let mut cs = Vec::with_capacity(n);
+    for id in 0..n {
+        let mut cfg = GroupConfig::new(group, &[topic]);
+        // Where a partition starts is set in `consume` (seek); earliest is
+        // only the fallback before that.
+        cfg.offset_reset = OffsetReset::Earliest;
+        cfg.client_id = format!("shardlog-bench-{}-{id}", std::process::id());
+        cfg.auto_commit = Some(Duration::from_secs(1));
+        cs.push(
+            GroupConsumer::new(broker, cfg)
+                .with_context(|| format!("consumer {id}: joining group {group}"))?,
+        );
+    }
+    loop {
+        let mut owned = BTreeSet::new();
+        for (id, c) in cs.iter_mut().enumerate() {
+            c.poll(Duration::from_millis(10))
+                .with_context(|| format!("consumer {id}: joining group {group}"))?;
+            owned.extend(c.assignment().into_iter().filter(|(t, _)| t == topic));
+        }
+        if owned.len() as u32 >= partitions {
+            return Ok((cs, start.elapsed()));
+        }
+        if crate::signals::stop_requested() {
+            bail!("stopped while group {group} was forming");
+        }
+        if start.elapsed() > JOIN_TIMEOUT {
+            bail!(
+                "group {group}: {n} consumers own {} of {partitions} partitions after {} s",
+                owned.len(),
+                JOIN_TIMEOUT.as_secs()
+            );
+        }
+    }
+}
 
 /// One group consumer. `next[p]`: the offset after the last message of
 /// partition p any consumer of this run counted (starts at the run's start
 /// offsets).
-pub fn consume(id: usize, sh: &Shared, group: &str, next: &[AtomicI64]) -> Result<ActorResult> {
+pub fn consume(
+    id: usize,
+    sh: &Shared,
+    mut c: GroupConsumer,
+    group: &str,
+    next: &[AtomicI64],
+) -> Result<ActorResult> {
     let p = sh.params;
-    let mut cfg = GroupConfig::new(group, &[&p.topic]);
-    // Where a partition starts is set below (seek); earliest is only the
-    // fallback before that.
-    cfg.offset_reset = OffsetReset::Earliest;
-    cfg.client_id = format!("shardlog-bench-{}-{id}", std::process::id());
-    cfg.auto_commit = Some(Duration::from_secs(1));
-    let mut c = GroupConsumer::new(sh.broker, cfg)
-        .with_context(|| format!("consumer {id}: joining group {group}"))?;
     let mut res = ActorResult::new(id);
     let mut recent = crate::stats::new_histogram();
     let e2e = p.end_to_end();

@@ -110,6 +110,20 @@ fn run(p: &Params) -> Result<()> {
         (Target::Spawn { .. }, None) => unreachable!("spawned above"),
     };
     let start_offsets = prepare_topic(p, &broker_addr)?;
+    // Group consumers join before the clock starts.
+    let mut group_consumers: Vec<Option<shardlog::consumer::GroupConsumer>> = Vec::new();
+    if let Some(g) = &p.consumer_group {
+        let (cs, took) = group::join(&broker_addr, &p.topic, p.partitions, g, p.consumers)?;
+        if !p.quiet {
+            eprintln!(
+                "group {g}: {} consumers own all {} partitions after {} ms",
+                p.consumers,
+                p.partitions,
+                took.as_millis()
+            );
+        }
+        group_consumers = cs.into_iter().map(Some).collect();
+    }
 
     let live = Live::new();
     let sh = Shared {
@@ -153,6 +167,7 @@ fn run(p: &Params) -> Result<()> {
             .into_iter()
             .enumerate()
             .map(|(i, parts)| {
+                let gc = group_consumers.get_mut(i).and_then(Option::take);
                 let parts: Vec<(u32, i64)> = parts
                     .into_iter()
                     .map(|q| (q, start_offsets[q as usize]))
@@ -162,9 +177,9 @@ fn run(p: &Params) -> Result<()> {
                     .name(format!("consumer-{i}"))
                     .spawn_scoped(s, move || {
                         pin(p.producers + i);
-                        let r = match &p.consumer_group {
-                            Some(g) => group::consume(i, sh, g, group_next),
-                            None => workload::consume(i, parts, sh),
+                        let r = match (&p.consumer_group, gc) {
+                            (Some(g), Some(c)) => group::consume(i, sh, c, g, group_next),
+                            _ => workload::consume(i, parts, sh),
                         };
                         abort_on_err(sh, r)
                     })
