@@ -27,7 +27,7 @@ const POLL_MS: u64 = 100;
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Joins `n` consumers to `group` and polls them until, together, they own
-/// every partition of the topic, so that the run (its clock, its warmup)
+/// every partition of the topic, each some, so that the run (its clock, its warmup)
 /// starts with a settled group instead of counting the join as latency.
 /// Records returned meanwhile are dropped: `consume` seeks every partition
 /// to the run's start when it takes over.
@@ -54,12 +54,23 @@ pub fn join(
     }
     loop {
         let mut owned = BTreeSet::new();
+        let (mut held, mut idle) = (0usize, 0usize);
         for (id, c) in cs.iter_mut().enumerate() {
             c.poll(Duration::from_millis(10))
                 .with_context(|| format!("consumer {id}: joining group {group}"))?;
-            owned.extend(c.assignment().into_iter().filter(|(t, _)| t == topic));
+            let mine: Vec<_> = c
+                .assignment()
+                .into_iter()
+                .filter(|(t, _)| t == topic)
+                .collect();
+            held += mine.len();
+            idle += usize::from(mine.is_empty());
+            owned.extend(mine);
         }
-        if owned.len() as u32 >= partitions {
+        // Settled: every partition owned once, and every consumer holding
+        // some (there are no more consumers than partitions), so no
+        // rebalance is still on its way to move partitions mid-run.
+        if owned.len() as u32 >= partitions && held == owned.len() && idle == 0 {
             return Ok((cs, start.elapsed()));
         }
         if crate::signals::stop_requested() {
