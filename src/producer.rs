@@ -27,6 +27,11 @@
 //! `delivery_timeout` without failing it, hold the state lock across I/O or
 //! a user callback, or drop a record silently: every record ends as a
 //! delivery (partition, offset) or an error on its token or callback.
+//!
+//! Known limits: a batch already in flight waits for its answer (at most
+//! `client::RESPONSE_TIMEOUT`, the socket's) before its deadline is looked
+//! at again; the sender receives answers in send order on one thread, so a
+//! slow shard delays the acknowledgements of the others (not their sends).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
