@@ -8,7 +8,7 @@
 //! Must never: panic on what the broker sends (a response is decoded and
 //! verified like any other input), or wait forever: every socket has a timeout.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -121,18 +121,9 @@ impl Client {
             if let Some(f) = frame::next_frame(&mut self.buf, MAX_RESPONSE_BYTES)? {
                 return Ok(decode_response(&f)?);
             }
-            let len = self.buf.len();
-            let room = (self.buf.capacity() - len).clamp(256 * 1024, 1 << 20);
-            self.buf.resize(len + room, 0);
-            let n = self.stream.read(&mut self.buf[len..]);
-            let n = match n {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(len);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(len + n);
+            let room = (self.buf.capacity() - self.buf.len()).clamp(256 * 1024, 1 << 20);
+            self.buf.reserve(room);
+            let n = read_spare(&self.stream, &mut self.buf, room)?;
             if n == 0 {
                 return Err(ClientError::Closed);
             }
@@ -441,6 +432,35 @@ impl Client {
                 }
             }
             _ => Err(ClientError::WrongKind("ListOffsets")),
+        }
+    }
+}
+
+/// Reads from `stream` into `buf`'s spare capacity (up to `max` bytes)
+/// without zero-filling it first: zeroing 256 KiB..1 MiB before every read
+/// was 14% of a consumer's CPU (perf, BENCHMARKS.md 2026-11-25).
+fn read_spare(stream: &TcpStream, buf: &mut BytesMut, max: usize) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let spare = buf.spare_capacity_mut();
+    let want = spare.len().min(max);
+    let ptr = spare.as_mut_ptr();
+    loop {
+        // SAFETY: the kernel writes at most `want` bytes into the spare
+        // capacity `buf` owns; no reference to uninitialized bytes is
+        // formed, and only the `n` bytes written become part of `buf`.
+        let n = unsafe { libc::recv(stream.as_raw_fd(), ptr.cast(), want, 0) };
+        if n >= 0 {
+            let n = n as usize;
+            debug_assert!(n <= want);
+            // SAFETY: the first `n` spare bytes were just written.
+            unsafe { buf.set_len(buf.len() + n) };
+            return Ok(n);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            // Same error kinds as `Read::read` (a read timeout is
+            // WouldBlock from SO_RCVTIMEO, as with std).
+            return Err(e);
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod http;
 pub mod metrics;
 pub mod partition;
+pub mod producer;
 pub mod protocol;
 pub mod router;
 pub mod rt;

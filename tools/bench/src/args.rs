@@ -25,6 +25,14 @@ pub const MAX_BATCH_MESSAGES: usize = 1 << 20;
 pub const MAX_BATCH_BYTES: usize = 15 << 20;
 pub const MAX_IN_FLIGHT: usize = 1024;
 pub const MAX_SHARDS: u16 = 256;
+pub const DEFAULT_BATCH_MESSAGES: usize = 100;
+pub const MAX_LINGER_MS: u64 = 60_000;
+pub const MAX_GROUP_NAME_BYTES: usize = 255;
+/// RecordBatch v2 header.
+pub const BATCH_HEADER_BYTES: usize = 61;
+/// Upper bound of what a record adds to its value: varint lengths and
+/// deltas, attributes, a key of up to 20 bytes, the header count.
+pub const RECORD_FRAMING_BYTES: usize = 48;
 
 /// One shard per CPU the process may use, capped at `MAX_SHARDS`.
 fn default_shards() -> u16 {
@@ -91,9 +99,19 @@ pub struct Args {
     /// as acknowledgements allow.
     #[arg(long, value_name = "MSGS_PER_S")]
     pub rate: Option<u64>,
-    /// Messages per batch (one batch per produce request).
-    #[arg(long, default_value_t = 100, value_name = "N")]
-    pub batch_size: usize,
+    /// Messages per batch (one batch per produce request). Default 100, or
+    /// as many as --batch-bytes allows when that is given.
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Bytes per batch (encoded, header included): a batch is sent once the
+    /// next message would take it over this (or it holds --batch-size).
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub batch_bytes: Option<u64>,
+    /// With --rate: how long a producer holds a batch that is not full,
+    /// waiting for more messages to fall due (Kafka's linger.ms). Closed
+    /// loop producers always send full batches, so it changes nothing there.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub linger_ms: u64,
     /// Produce requests each producer keeps in flight.
     #[arg(long, default_value_t = 8, value_name = "K")]
     pub max_in_flight: usize,
@@ -114,6 +132,16 @@ pub struct Args {
     /// --duration, 0 with --messages).
     #[arg(long, value_name = "TIME", value_parser = parse_duration)]
     pub warmup: Option<Duration>,
+    /// Consumers join this consumer group (shardlog's `GroupConsumer`: the
+    /// broker's coordinator assigns the partitions) instead of reading a
+    /// fixed share of the partitions each.
+    #[arg(long, value_name = "GROUP")]
+    pub consumer_group: Option<String>,
+    /// Pin each producer and consumer thread to its own CPU, as the broker
+    /// pins its shards: auto pins when there are at least as many CPUs as
+    /// actors.
+    #[arg(long, value_enum, default_value_t = PinMode::Auto)]
+    pub pin_cpus: PinMode,
     /// Where consumers start: latest (what this run produces) or earliest.
     /// Default: latest when producing, earliest when only consuming.
     #[arg(long, value_enum, value_name = "FROM")]
@@ -139,6 +167,23 @@ pub enum AcksArg {
     None,
     Leader,
     Durable,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PinMode {
+    Auto,
+    On,
+    Off,
+}
+
+impl PinMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            PinMode::Auto => "auto",
+            PinMode::On => "on",
+            PinMode::Off => "off",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -211,8 +256,14 @@ pub struct Params {
     /// Open-loop total rate (`--rate`); None is closed loop.
     pub rate: Option<u64>,
     pub batch_size: usize,
+    /// Cap on a batch's encoded bytes (`--batch-bytes`).
+    pub batch_bytes: Option<usize>,
+    /// Open loop: longest a non-full batch waits (`--linger-ms`).
+    pub linger: Duration,
     pub max_in_flight: usize,
     pub acks: Acks,
+    pub consumer_group: Option<String>,
+    pub pin_cpus: PinMode,
     pub stop: Stop,
     pub warmup: Duration,
     pub from: FromArg,
@@ -283,6 +334,16 @@ pub fn validate(a: Args) -> Result<Params, String> {
             a.partitions
         ));
     }
+    if let Some(g) = &a.consumer_group {
+        if g.is_empty() || g.len() > MAX_GROUP_NAME_BYTES {
+            return Err(format!(
+                "--consumer-group must be 1..={MAX_GROUP_NAME_BYTES} bytes"
+            ));
+        }
+        if a.consumers == 0 {
+            return Err("--consumer-group needs --consumers of at least 1".into());
+        }
+    }
     if a.consumers as u64 > a.partitions as u64 {
         return Err(format!(
             "--consumers ({}) must not exceed --partitions ({}): each partition is read by one consumer",
@@ -307,17 +368,40 @@ pub fn validate(a: Args) -> Result<Params, String> {
     if a.rate.is_some() && a.producers == 0 {
         return Err("--rate paces producers: it needs --producers of at least 1".into());
     }
-    if a.batch_size == 0 || a.batch_size > MAX_BATCH_MESSAGES {
+    let batch_bytes_cap = match a.batch_bytes {
+        None => None,
+        Some(b) => {
+            // One message (with a key and its framing) must always fit.
+            let least = BATCH_HEADER_BYTES + message_size.max + RECORD_FRAMING_BYTES;
+            if b < least as u64 || b > MAX_BATCH_BYTES as u64 {
+                return Err(format!(
+                    "--batch-bytes must be {least}..={MAX_BATCH_BYTES} (a batch holds at least one {}-byte message), not {b}",
+                    message_size.max
+                ));
+            }
+            Some(b as usize)
+        }
+    };
+    let batch_size = match (a.batch_size, batch_bytes_cap) {
+        (Some(n), _) => n,
+        (None, None) => DEFAULT_BATCH_MESSAGES,
+        // As many of the smallest messages as the bytes allow.
+        (None, Some(b)) => ((b - BATCH_HEADER_BYTES) / (message_size.min + 7)).max(1),
+    };
+    if batch_size == 0 || batch_size > MAX_BATCH_MESSAGES {
         return Err(format!(
-            "--batch-size must be 1..={MAX_BATCH_MESSAGES} messages, not {}",
-            a.batch_size
+            "--batch-size must be 1..={MAX_BATCH_MESSAGES} messages, not {batch_size}"
+        ));
+    }
+    if a.linger_ms > MAX_LINGER_MS {
+        return Err(format!(
+            "--linger-ms must be at most {MAX_LINGER_MS}, not {}",
+            a.linger_ms
         ));
     }
     // Each record adds at most ~20 bytes of framing to its value.
-    let batch_bytes = a
-        .batch_size
-        .saturating_mul(message_size.max.saturating_add(20));
-    if batch_bytes > MAX_BATCH_BYTES {
+    let batch_bytes = batch_size.saturating_mul(message_size.max.saturating_add(20));
+    if batch_bytes_cap.is_none() && batch_bytes > MAX_BATCH_BYTES {
         return Err(format!(
             "--batch-size x --message-size is about {batch_bytes} bytes a batch; at most {MAX_BATCH_BYTES} fit in one produce request"
         ));
@@ -365,8 +449,12 @@ pub fn validate(a: Args) -> Result<Params, String> {
         message_size,
         key_mode: a.key_mode,
         rate: a.rate,
-        batch_size: a.batch_size,
+        batch_size,
+        batch_bytes: batch_bytes_cap,
+        linger: Duration::from_millis(a.linger_ms),
         max_in_flight: a.max_in_flight,
+        consumer_group: a.consumer_group,
+        pin_cpus: a.pin_cpus,
         acks: match a.acks {
             AcksArg::None => Acks::None,
             AcksArg::Leader => Acks::Leader,
@@ -511,6 +599,31 @@ mod tests {
     }
 
     #[test]
+    fn batch_bytes_sets_the_count_cap_unless_batch_size_is_given() {
+        let p = parse(&["--spawn-broker", "--batch-bytes", "64KiB"]).unwrap();
+        assert_eq!(p.batch_bytes, Some(64 << 10));
+        assert_eq!(p.batch_size, ((64 << 10) - 61) / (1024 + 7));
+        let p = parse(&[
+            "--spawn-broker",
+            "--batch-bytes",
+            "1MiB",
+            "--batch-size",
+            "10",
+            "--linger-ms",
+            "5",
+            "--consumer-group",
+            "g1",
+        ])
+        .unwrap();
+        assert_eq!((p.batch_size, p.batch_bytes), (10, Some(1 << 20)));
+        assert_eq!(p.linger, Duration::from_millis(5));
+        assert_eq!(p.consumer_group.as_deref(), Some("g1"));
+        let p = parse(&["--spawn-broker"]).unwrap();
+        assert_eq!((p.batch_size, p.batch_bytes), (100, None));
+        assert_eq!(p.pin_cpus, PinMode::Auto);
+    }
+
+    #[test]
     fn message_count_runs_have_no_warmup_by_default() {
         let p = parse(&["--spawn-broker", "--messages", "10"]).unwrap();
         assert_eq!(p.stop, Stop::Messages(10));
@@ -548,6 +661,17 @@ mod tests {
             &["--spawn-broker", "--message-size", "4..100"],
             &["--spawn-broker", "--message-size", "100..10"],
             &["--spawn-broker", "--rate", "0"],
+            &["--spawn-broker", "--batch-bytes", "100"],
+            &["--spawn-broker", "--batch-bytes", "1GiB"],
+            &["--spawn-broker", "--linger-ms", "3600000"],
+            &["--spawn-broker", "--consumer-group", ""],
+            &[
+                "--spawn-broker",
+                "--consumers",
+                "0",
+                "--consumer-group",
+                "g",
+            ],
             &["--broker", "h:1", "--producers", "0", "--rate", "10"],
             &["--spawn-broker", "--total-bytes", "0"],
             &["--spawn-broker", "--total-bytes", "1MiB", "--messages", "3"],

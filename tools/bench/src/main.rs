@@ -13,6 +13,8 @@
 //! every failure ends as one line on stderr and a non-zero status.
 
 mod args;
+mod cpus;
+mod group;
 mod html;
 mod machine;
 mod report;
@@ -108,6 +110,20 @@ fn run(p: &Params) -> Result<()> {
         (Target::Spawn { .. }, None) => unreachable!("spawned above"),
     };
     let start_offsets = prepare_topic(p, &broker_addr)?;
+    // Group consumers join before the clock starts.
+    let mut group_consumers: Vec<Option<shardlog::consumer::GroupConsumer>> = Vec::new();
+    if let Some(g) = &p.consumer_group {
+        let (cs, took) = group::join(&broker_addr, &p.topic, p.partitions, g, p.consumers)?;
+        if !p.quiet {
+            eprintln!(
+                "group {g}: {} consumers own all {} partitions after {} ms",
+                p.consumers,
+                p.partitions,
+                took.as_millis()
+            );
+        }
+        group_consumers = cs.into_iter().map(Some).collect();
+    }
 
     let live = Live::new();
     let sh = Shared {
@@ -122,6 +138,22 @@ fn run(p: &Params) -> Result<()> {
         produced: (0..p.partitions).map(|_| AtomicU64::new(0)).collect(),
         key_seq: AtomicU64::new(0),
     };
+    // Group consumers: where this run's reading of each partition stands.
+    let group_next: Vec<std::sync::atomic::AtomicI64> = start_offsets
+        .iter()
+        .map(|&o| std::sync::atomic::AtomicI64::new(o))
+        .collect();
+    // Thread per core: producers, then consumers, one CPU each (if any).
+    let pins = cpus::plan(p.pin_cpus, p.producers + p.consumers, &cpus::allowed());
+    let pin = |k: usize| {
+        if let Some(cpu) = pins.as_ref().map(|v| v[k]) {
+            if let Err(e) = cpus::pin_current(cpu) {
+                eprintln!(
+                    "shardlog-bench: cannot pin a thread to CPU {cpu} ({e}); it runs unpinned"
+                );
+            }
+        }
+    };
     let progress_done = std::sync::atomic::AtomicBool::new(false);
     let (producers, consumers, series) = std::thread::scope(|s| {
         let progress = s.spawn(|| progress(&sh, &progress_done));
@@ -135,22 +167,33 @@ fn run(p: &Params) -> Result<()> {
             .into_iter()
             .enumerate()
             .map(|(i, parts)| {
+                let gc = group_consumers.get_mut(i).and_then(Option::take);
                 let parts: Vec<(u32, i64)> = parts
                     .into_iter()
                     .map(|q| (q, start_offsets[q as usize]))
                     .collect();
-                let sh = &sh;
+                let (sh, pin, group_next) = (&sh, &pin, &group_next);
                 std::thread::Builder::new()
                     .name(format!("consumer-{i}"))
-                    .spawn_scoped(s, move || abort_on_err(sh, workload::consume(i, parts, sh)))
+                    .spawn_scoped(s, move || {
+                        pin(p.producers + i);
+                        let r = match (&p.consumer_group, gc) {
+                            (Some(g), Some(c)) => group::consume(i, sh, c, g, group_next),
+                            _ => workload::consume(i, parts, sh),
+                        };
+                        abort_on_err(sh, r)
+                    })
             })
             .collect();
         let producers: Vec<_> = (0..p.producers)
             .map(|i| {
-                let sh = &sh;
+                let (sh, pin) = (&sh, &pin);
                 std::thread::Builder::new()
                     .name(format!("producer-{i}"))
-                    .spawn_scoped(s, move || abort_on_err(sh, workload::produce(i, sh)))
+                    .spawn_scoped(s, move || {
+                        pin(i);
+                        abort_on_err(sh, workload::produce(i, sh))
+                    })
             })
             .collect();
         let producers = join_all(producers);

@@ -226,6 +226,16 @@ pub fn params_json(info: &RunInfo) -> J {
         ("key_mode", J::Str(p.key_mode.name().into())),
         ("rate", p.rate.map_or(J::Null, J::Int)),
         ("batch_size", J::Int(p.batch_size as u64)),
+        (
+            "batch_bytes",
+            p.batch_bytes.map_or(J::Null, |b| J::Int(b as u64)),
+        ),
+        ("linger_ms", J::Int(p.linger.as_millis() as u64)),
+        (
+            "consumer_group",
+            p.consumer_group.clone().map_or(J::Null, J::Str),
+        ),
+        ("pin_cpus", J::Str(p.pin_cpus.name().into())),
         ("max_in_flight", J::Int(p.max_in_flight as u64)),
         ("acks", J::Str(acks_name(p.acks).into())),
         (
@@ -399,17 +409,27 @@ pub fn table(info: &RunInfo, r: &Results) -> String {
         format!("{}..{} B", p.message_size.min, p.message_size.max)
     };
     let pace = match p.rate {
+        Some(r) if !p.linger.is_zero() => {
+            format!("open loop at {r} msg/s, linger {} ms", p.linger.as_millis())
+        }
         Some(r) => format!("open loop at {r} msg/s"),
         None => "closed loop".into(),
     };
+    let per_batch = match p.batch_bytes {
+        Some(b) => format!("{} (at most {b} bytes)", p.batch_size),
+        None => p.batch_size.to_string(),
+    };
+    let group = match &p.consumer_group {
+        Some(g) => format!(" in group {g}"),
+        None => String::new(),
+    };
     let _ = writeln!(
         out,
-        "shardlog-bench: {} producers, {} consumers, {} partitions, {size} messages, keys {}, {} per batch, {} in flight, {pace}; {durability}",
+        "shardlog-bench: {} producers, {} consumers{group}, {} partitions, {size} messages, keys {}, {per_batch} per batch, {} in flight, {pace}; {durability}",
         p.producers,
         p.consumers,
         p.partitions,
         p.key_mode.name(),
-        p.batch_size,
         p.max_in_flight
     );
     if let Some(sig) = info.stopped_by {

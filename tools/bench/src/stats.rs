@@ -67,9 +67,34 @@ impl Live {
     }
 }
 
-/// Adds `recent` into a shared interval histogram and clears it.
+/// How often an actor hands its recent latencies to the progress line.
+/// Per acknowledgement, adding and clearing a whole histogram (ns, 3
+/// digits: hundreds of KB of counters) was 19% of a producer's CPU (perf,
+/// BENCHMARKS.md 2026-11-25).
+pub const INTERVAL_FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
+thread_local! {
+    /// When this actor thread last flushed its recent latencies.
+    static LAST_FLUSH: std::cell::Cell<Option<std::time::Instant>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// Adds `recent` into a shared interval histogram and clears it, at most
+/// every `INTERVAL_FLUSH_EVERY` per thread (the progress line is per
+/// second; the run's own histograms are separate and complete).
 pub fn flush_interval(shared: &Mutex<Histogram<u64>>, recent: &mut Histogram<u64>) {
     if recent.is_empty() {
+        return;
+    }
+    let now = std::time::Instant::now();
+    let due = LAST_FLUSH.with(|l| match l.get() {
+        Some(t) if now.saturating_duration_since(t) < INTERVAL_FLUSH_EVERY => false,
+        _ => {
+            l.set(Some(now));
+            true
+        }
+    });
+    if !due {
         return;
     }
     // A poisoned lock means another actor panicked; the run fails anyway.

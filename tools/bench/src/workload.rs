@@ -49,7 +49,7 @@ pub struct Shared<'a> {
 }
 
 impl Shared<'_> {
-    fn nanos(&self, at: Instant) -> u64 {
+    pub(crate) fn nanos(&self, at: Instant) -> u64 {
         at.saturating_duration_since(self.t0).as_nanos() as u64
     }
 
@@ -166,7 +166,21 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     // with its due time; a message of size s is the first s bytes.
     let mut value = vec![b'x'; sizes_cfg.max];
     let key_bytes = if keyed { KEY_MAX_BYTES } else { 0 };
-    let batch_bytes = p.batch_size * (sizes_cfg.max + key_bytes + RECORD_OVERHEAD_BYTES) + 128;
+    let mut batch_bytes = p.batch_size * (sizes_cfg.max + key_bytes + RECORD_OVERHEAD_BYTES) + 128;
+    if let Some(cap) = p.batch_bytes {
+        batch_bytes = batch_bytes.min(cap + 128);
+    }
+    // Open loop with --linger-ms: a batch that is not full waits this long
+    // after its first message fell due.
+    let linger_ns = p.linger.as_nanos() as u64;
+    // How many messages fill a batch at most (count and byte caps), for
+    // the open loop's sleep.
+    let fill_count = match p.batch_bytes {
+        Some(cap) => (cap.saturating_sub(crate::args::BATCH_HEADER_BYTES)
+            / (sizes_cfg.max + key_bytes + RECORD_OVERHEAD_BYTES))
+            .clamp(1, p.batch_size),
+        None => p.batch_size,
+    } as u64;
     let warmup_ns = p.warmup.as_nanos() as u64;
     let mut rng = Rng::new((id as u64 + 1).wrapping_mul(0x2545_f491_4f6c_dd1d) ^ unix_ms() as u64);
     // Open loop: ns between this producer's messages.
@@ -187,6 +201,8 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     let mut key = Vec::with_capacity(KEY_MAX_BYTES);
     let mut finished = false;
     loop {
+        // Open loop: a batch held back by --linger-ms until this time.
+        let mut lingering: Option<u64> = None;
         // Fill the pipeline with what is due.
         while !finished && in_flight.len() < p.max_in_flight {
             let now = Instant::now();
@@ -203,14 +219,35 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
             }
             sizes.clear();
             let mut sum = 0u64;
+            // --batch-bytes: stop before the message that would take the
+            // batch over (an estimate from above: full framing per record).
+            let mut encoded = crate::args::BATCH_HEADER_BYTES;
+            let mut byte_capped = false;
             for _ in 0..want {
                 let s = if sizes_cfg.fixed() {
                     sizes_cfg.min
                 } else {
                     rng.range(sizes_cfg.min, sizes_cfg.max)
                 };
+                let rec = s + key_bytes + RECORD_OVERHEAD_BYTES;
+                if let Some(cap) = p.batch_bytes {
+                    if !sizes.is_empty() && encoded + rec > cap {
+                        byte_capped = true;
+                        break;
+                    }
+                }
+                encoded += rec;
                 sizes.push(s);
                 sum += s as u64;
+            }
+            let want = sizes.len() as u64;
+            if let Some(iv) = interval_ns {
+                let full = byte_capped || want >= p.batch_size as u64;
+                let first_due = start_ns + (scheduled as f64 * iv) as u64;
+                if linger_ns > 0 && !full && now_ns < first_due + linger_ns {
+                    lingering = Some(first_due + linger_ns);
+                    break;
+                }
             }
             let n = sh.claim(want, sum, now);
             if n == 0 {
@@ -310,7 +347,13 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
             // Open loop, nothing due and nothing in flight: wait for the
             // next message's time.
             if let Some(iv) = interval_ns {
-                let next_ns = start_ns + (scheduled as f64 * iv) as u64;
+                let next_ns = match lingering {
+                    // Until the linger ends or enough fell due to fill it.
+                    Some(end) => {
+                        end.min(start_ns + ((scheduled + fill_count - 1) as f64 * iv) as u64)
+                    }
+                    None => start_ns + (scheduled as f64 * iv) as u64,
+                };
                 let now_ns = sh.nanos(Instant::now());
                 let wait = Duration::from_nanos(next_ns.saturating_sub(now_ns));
                 std::thread::sleep(wait.min(PACE_SLEEP_MAX));
@@ -504,7 +547,7 @@ impl Shared<'_> {
     /// Consume-only runs with `--messages` or `--total-bytes`: claims one
     /// message of `bytes`; false when the consumers together have read
     /// enough.
-    fn claim_consumed(&self, bytes: u64) -> bool {
+    pub(crate) fn claim_consumed(&self, bytes: u64) -> bool {
         match self.params.stop {
             Stop::After(_) => true,
             Stop::Messages(_) => self

@@ -474,6 +474,27 @@ fn bad_arguments_exit_non_zero_with_one_line() {
             &["--spawn-broker", "--key-mode", "alphabetical"],
             "alphabetical",
         ),
+        (&["--spawn-broker", "--batch-bytes", "64"], "--batch-bytes"),
+        (&["--spawn-broker", "--batch-bytes", "a lot"], "a lot"),
+        (
+            &["--spawn-broker", "--linger-ms", "99999999"],
+            "--linger-ms",
+        ),
+        (
+            &["--spawn-broker", "--consumer-group", ""],
+            "--consumer-group",
+        ),
+        (
+            &[
+                "--spawn-broker",
+                "--consumers",
+                "0",
+                "--consumer-group",
+                "g",
+            ],
+            "--consumer-group",
+        ),
+        (&["--spawn-broker", "--pin-cpus", "maybe"], "maybe"),
     ];
     for (args, needle) in cases {
         let out = bench(args);
@@ -496,4 +517,67 @@ fn an_unreachable_broker_is_one_line_not_a_hang() {
     assert_eq!(out.code, Some(1), "stderr: {}", out.stderr);
     assert_eq!(out.stderr.lines().count(), 1, "stderr: {}", out.stderr);
     assert!(out.stderr.contains("connect"), "{}", out.stderr);
+}
+
+#[test]
+fn group_consumers_read_exactly_what_was_produced() {
+    let (j, out) = run_json(
+        "group",
+        &[
+            "--shards",
+            "2",
+            "--partitions",
+            "4",
+            "--producers",
+            "2",
+            "--consumers",
+            "2",
+            "--consumer-group",
+            "bench-g",
+            "--messages",
+            "20000",
+            "--message-size",
+            "64..256",
+            "--batch-bytes",
+            "8KiB",
+            "--fsync",
+            "never",
+        ],
+    );
+    assert_eq!(f(&j, "produce.messages"), 20000.0);
+    assert_eq!(f(&j, "consume.messages"), 20000.0);
+    assert_eq!(f(&j, "end_to_end.messages"), 20000.0);
+    assert_eq!(f(&j, "produce.bytes"), f(&j, "consume.bytes"));
+    assert_ordered_latency(&j, "end_to_end");
+    assert_eq!(j["params"]["consumer_group"], "bench-g");
+    assert_eq!(f(&j, "params.batch_bytes"), 8192.0);
+    assert!(out.stdout.contains("in group bench-g"), "{}", out.stdout);
+}
+
+#[test]
+fn open_loop_with_linger_and_batch_bytes_keeps_the_rate_and_loses_nothing() {
+    let (j, _) = run_json(
+        "linger",
+        &[
+            "--rate",
+            "4000",
+            "--linger-ms",
+            "5",
+            "--batch-bytes",
+            "4KiB",
+            "--message-size",
+            "100",
+            "--messages",
+            "4000",
+            "--pin-cpus",
+            "on",
+        ],
+    );
+    assert_eq!(f(&j, "produce.messages"), 4000.0);
+    assert_eq!(f(&j, "consume.messages"), 4000.0);
+    assert_eq!(f(&j, "params.linger_ms"), 5.0);
+    assert_eq!(j["params"]["pin_cpus"], "on");
+    // 4000 msg/s for 4000 messages: about a second, not a burst.
+    let rate = f(&j, "produce.msgs_per_s");
+    assert!(rate < 6000.0 && rate > 2000.0, "rate {rate}");
 }
