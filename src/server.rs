@@ -211,9 +211,19 @@ impl Broker {
                 shard: i,
             })
             .collect();
-        // The Kafka listener's brokers: one per shard, the same way.
+        // The Kafka listener's brokers: one per shard at its own Kafka
+        // port. Without per-shard ports, one broker (node 0) leads every
+        // partition: librdkafka (2.0.2, seen with kcat) knows brokers by
+        // host:port, and N node ids at one address left the partitions of
+        // all but one of them without a usable leader.
         let kafka_nodes: Vec<NodeInfo> = match config.kafka_listen {
             None => vec![],
+            Some(k) if config.kafka_port_base.is_none() => vec![NodeInfo {
+                node_id: 0,
+                host: k.ip().to_string(),
+                port: k.port(),
+                shard: 0,
+            }],
             Some(k) => (0..n)
                 .map(|i| NodeInfo {
                     node_id: i as u32,

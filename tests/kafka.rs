@@ -275,32 +275,40 @@ fn api_versions_lists_exactly_the_implemented_apis() {
     assert_eq!(api_versions(&mut k, 3).error_code, 0);
 }
 
-#[test]
-fn metadata_shows_one_broker_per_shard_and_owner_shards_as_leaders() {
-    let dir = data_dir();
-    let (b, kafka) = broker(dir.path(), "2");
-    let mut c = Client::connect(&b.broker_arg()).unwrap();
-    c.create_topic("m", 4).unwrap();
-    let owners: Vec<i32> = c
-        .describe_topic("m")
+/// The owner shard of each partition of `topic`, by partition.
+fn owners(b: &Broker, topic: &str) -> Vec<i32> {
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .describe_topic(topic)
         .unwrap()
         .partitions
         .iter()
         .map(|p| i32::from(p.owner_shard))
-        .collect();
-    assert!(owners.contains(&0) && owners.contains(&1), "{owners:?}");
+        .collect()
+}
+
+#[test]
+fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("m", 4)
+        .unwrap();
+    let o = owners(&b, "m");
+    assert!(o.contains(&0) && o.contains(&1), "{o:?}");
     let mut k = Kafka::connect(kafka);
     for version in [1, 4, 7, 9] {
         let r = metadata(&mut k, version, Some(&["m", "nope"]));
-        let mut nodes: Vec<_> = r
+        let nodes: Vec<_> = r
             .brokers
             .iter()
             .map(|n| (n.node_id.0, n.host.to_string(), n.port))
             .collect();
-        nodes.sort();
+        // Clients know brokers by address: one address, one broker (any
+        // shard behind it serves any partition, forwarding to the owner).
         let host = kafka.ip().to_string();
-        let port = i32::from(kafka.port());
-        assert_eq!(nodes, vec![(0, host.clone(), port), (1, host, port)]);
+        assert_eq!(nodes, vec![(0, host, i32::from(kafka.port()))]);
         assert_eq!(r.topics.len(), 2);
         let m = &r.topics[0];
         assert_eq!(m.name.as_ref().unwrap().0.as_str(), "m");
@@ -311,14 +319,9 @@ fn metadata_shows_one_broker_per_shard_and_owner_shards_as_leaders() {
             .map(|p| (p.partition_index, p.leader_id.0))
             .collect();
         leaders.sort();
-        let want: Vec<_> = owners
-            .iter()
-            .enumerate()
-            .map(|(i, &o)| (i as i32, o))
-            .collect();
-        assert_eq!(leaders, want, "v{version}");
+        assert_eq!(leaders, (0..4).map(|p| (p, 0)).collect::<Vec<_>>());
         // Auto-create is off: an unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
-        assert_eq!(r.topics[1].error_code, 3);
+        assert_eq!(r.topics[1].error_code, 3, "v{version}");
         assert!(r.topics[1].partitions.is_empty());
     }
     // "Every topic" (null) lists the users' topics.
@@ -529,7 +532,7 @@ fn bad_frames_and_unknown_apis_close_only_their_connection() {
 
     // The other connection never noticed.
     assert_eq!(api_versions(&mut good, 3).error_code, 0);
-    assert_eq!(metadata(&mut good, 9, None).brokers.len(), 2);
+    assert_eq!(metadata(&mut good, 9, None).brokers.len(), 1);
 }
 
 /// Two free ports in a row (per-shard Kafka ports for two shards).
@@ -565,11 +568,22 @@ fn every_shard_is_its_own_kafka_broker_on_its_own_port() {
     );
     wait_port(kafka);
     let mut c = Client::connect(&b.broker_arg()).unwrap();
-    c.create_topic("s", 2).unwrap();
+    c.create_topic("s", 4).unwrap();
+    let o = owners(&b, "s");
+    assert!(o.contains(&0) && o.contains(&1), "{o:?}");
     let mut k = Kafka::connect(kafka);
     let r = metadata(&mut k, 9, Some(&["s"]));
     let mut nodes: Vec<_> = r.brokers.iter().map(|n| (n.node_id.0, n.port)).collect();
     nodes.sort();
+    // One broker per shard, each partition led by its owner shard.
+    let mut leaders: Vec<_> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    leaders.sort();
+    let want: Vec<_> = o.iter().enumerate().map(|(i, &s)| (i as i32, s)).collect();
+    assert_eq!(leaders, want);
     assert_eq!(nodes, vec![(0, i32::from(base)), (1, i32::from(base) + 1)]);
     // Each shard's port serves Kafka: produce to each partition at its
     // leader's port, read back there.
@@ -597,4 +611,143 @@ fn every_shard_is_its_own_kafka_broker_on_its_own_port() {
             vec![b"owner".to_vec()]
         );
     }
+}
+
+/// Runs `kcat` with `stdin`, killed after a deadline; None if kcat is not
+/// installed (`.ci/run` installs Debian's, librdkafka 2.0.2).
+fn kcat(args: &[&str], stdin: &[u8]) -> Option<(bool, String, String)> {
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run kcat: {e}"),
+    };
+    let mut sin = child.stdin.take().unwrap();
+    sin.write_all(stdin).unwrap();
+    drop(sin);
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut err = child.stderr.take().unwrap();
+    let ereader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = match wait_deadline(&mut child, T) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kcat {args:?} did not finish within {T:?}");
+        }
+    };
+    Some((
+        status.success(),
+        reader.join().unwrap(),
+        ereader.join().unwrap(),
+    ))
+}
+
+#[test]
+fn kcat_produces_and_consumes_unchanged() {
+    if kcat(&["-V"], b"").is_none() {
+        println!("SKIPPED: kcat is not installed (apt-get install kcat)");
+        return;
+    }
+    let dir = data_dir();
+    // Per-shard Kafka ports on: kcat goes to each partition's owner shard.
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = two_free_ports().to_string();
+    let k_arg = kafka.to_string();
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--kafka-listen",
+            &k_arg,
+            "--kafka-port-base",
+            &base,
+            "--shards",
+            "2",
+        ],
+    );
+    wait_port(kafka);
+    let broker_arg = b.broker_arg();
+    Client::connect(&broker_arg)
+        .unwrap()
+        .create_topic("kc", 2)
+        .unwrap();
+    let k = kafka.to_string();
+    // Metadata through librdkafka 2.0.2 (the ApiVersions v3 tagged-field trap).
+    let (ok, out, err) = kcat(&["-b", &k, "-L", "-t", "kc"], b"").unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("2 brokers"), "{out}");
+    assert!(out.contains("topic \"kc\" with 2 partitions"), "{out}");
+    // kcat produces (acks=all, and lz4: batches are stored as sent) ...
+    let (ok, _, err) = kcat(
+        &["-b", &k, "-P", "-t", "kc", "-p", "0", "-X", "acks=all"],
+        b"alpha\nbeta\n",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let (ok, _, err) = kcat(
+        &["-b", &k, "-P", "-t", "kc", "-p", "0", "-z", "lz4"],
+        b"gamma\n",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    // ... the shardlog CLI reads it ...
+    let got = run(
+        &[
+            "consume",
+            "kc",
+            "--partition",
+            "0",
+            "--max-messages",
+            "3",
+            "--broker",
+            &broker_arg,
+        ],
+        b"",
+        T,
+    );
+    assert!(got.status.success(), "{}", got.stderr);
+    assert_eq!(got.stdout, b"alpha\nbeta\ngamma\n");
+    // ... and the other way round: shardlog produces, kcat consumes.
+    let put = run(
+        &["produce", "kc", "--partition", "1", "--broker", &broker_arg],
+        b"one\ntwo\n",
+        T,
+    );
+    assert!(put.status.success(), "{}", put.stderr);
+    let (ok, out, err) = kcat(
+        &[
+            "-b",
+            &k,
+            "-C",
+            "-t",
+            "kc",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p:%s\n",
+        ],
+        b"",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["0:alpha", "0:beta", "0:gamma", "1:one", "1:two"]);
 }

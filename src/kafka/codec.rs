@@ -659,7 +659,13 @@ fn metadata_response(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let leader = BrokerId(i32::from(p.owner_shard));
+                    // The owner shard's broker; node 0 when only one is
+                    // advertised (no per-shard ports: any shard serves).
+                    let owner = u32::from(p.owner_shard);
+                    let leader = match nodes.iter().find(|n| n.node_id == owner) {
+                        Some(n) => BrokerId(n.node_id as i32),
+                        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
+                    };
                     let mut pr = MetadataResponsePartition::default();
                     pr.partition_index = p.partition as i32;
                     pr.leader_id = leader;
