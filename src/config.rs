@@ -75,6 +75,18 @@ const SETTINGS: &[Setting] = &[
         "auto",
         "shard i also listens on this port + i; auto = listen port + 1; 0 = off",
     ),
+    s(
+        "kafka-listen",
+        Kind::Str,
+        "127.0.0.1:9092",
+        "address every shard accepts Kafka clients on; off = no Kafka listener",
+    ),
+    s(
+        "kafka-port-base",
+        Kind::IntOrAuto,
+        "auto",
+        "shard i also accepts Kafka clients on this port + i; auto = kafka listen port + 1; 0 = off",
+    ),
     s("fsync", Kind::Str, "always", "always | interval:MS | never"),
     s(
         "segment-bytes",
@@ -334,6 +346,14 @@ impl Resolved {
             }
         }
         let shard_port_base: Option<u16> = self.auto("shard-port-base", "a port or \"auto\"")?;
+        let (kafka_raw, _) = self.get("kafka-listen").expect("default");
+        let kafka_listen = match kafka_raw.trim() {
+            "off" => None,
+            _ => {
+                Some(self.parse::<SocketAddr>("kafka-listen", "an address (host:port) or \"off\"")?)
+            }
+        };
+        let kafka_port_base: Option<u16> = self.auto("kafka-port-base", "a port or \"auto\"")?;
         let (fsync_raw, _) = self.get("fsync").expect("default");
         let fsync = FsyncPolicy::parse(fsync_raw.trim()).map_err(|e| self.bad("fsync", e))?;
         let mut log = LogConfig::default();
@@ -395,6 +415,8 @@ impl Resolved {
             listen,
             shards,
             shard_port_base,
+            kafka_listen,
+            kafka_port_base,
             fsync,
             log,
             retention_check_ms,
@@ -482,6 +504,9 @@ pub struct ServeSettings {
     pub listen: SocketAddr,
     pub shards: Option<u16>,
     pub shard_port_base: Option<u16>,
+    pub kafka_listen: Option<SocketAddr>,
+    /// `None`: auto (the Kafka listen port + 1); `Some(0)`: off.
+    pub kafka_port_base: Option<u16>,
     pub fsync: FsyncPolicy,
     pub log: LogConfig,
     pub retention_check_ms: u64,
@@ -527,6 +552,28 @@ impl ServeSettings {
                 ));
             }
         }
+        c.kafka_listen = self.kafka_listen;
+        c.kafka_port_base = match (self.kafka_listen, self.kafka_port_base) {
+            (None, _) | (_, Some(0)) => None,
+            (_, Some(p)) => Some(p),
+            (Some(k), None) => Some(k.port().checked_add(1).ok_or_else(|| {
+                bad(
+                    "kafka-port-base",
+                    format!(
+                        "kafka listen port {} leaves no room for shard ports; set kafka-port-base",
+                        k.port()
+                    ),
+                )
+            })?),
+        };
+        if let Some(base) = c.kafka_port_base {
+            if base as u32 + shards as u32 > 65_536 {
+                return Err(bad(
+                    "kafka-port-base",
+                    format!("{base} + {shards} shards runs past port 65535"),
+                ));
+            }
+        }
         c.log = self.log.clone();
         c.retention_check = std::time::Duration::from_millis(self.retention_check_ms);
         c.max_frame_bytes = self.max_frame_bytes;
@@ -567,6 +614,16 @@ pub struct ServeArgs {
     /// per-shard ports off [default: auto, the listen port + 1].
     #[arg(long, value_name = "PORT|auto")]
     pub shard_port_base: Option<String>,
+    /// Address every shard accepts Kafka clients on (kcat, librdkafka,
+    /// kafka-python, ...); `off` turns the Kafka listener off [default:
+    /// 127.0.0.1:9092].
+    #[arg(long, value_name = "ADDR|off")]
+    pub kafka_listen: Option<String>,
+    /// Shard i also accepts Kafka clients on this port + i (Kafka Metadata
+    /// advertises each shard as its own broker there); 0 = off [default:
+    /// auto, the Kafka listen port + 1].
+    #[arg(long, value_name = "PORT|auto")]
+    pub kafka_port_base: Option<String>,
     /// When appended data is fdatasync'ed: always (before a durable produce is
     /// acknowledged, with group commit), interval:MS (every MS milliseconds;
     /// durable produces are acknowledged once written), or never (only when
@@ -640,6 +697,8 @@ impl ServeArgs {
             ("listen", self.listen.clone()),
             ("shards", self.shards.clone()),
             ("shard-port-base", self.shard_port_base.clone()),
+            ("kafka-listen", self.kafka_listen.clone()),
+            ("kafka-port-base", self.kafka_port_base.clone()),
             ("fsync", self.fsync.clone()),
             ("segment-bytes", self.segment_bytes.clone()),
             ("segment-ms", self.segment_ms.clone()),

@@ -9,6 +9,7 @@ pub mod consumer;
 pub mod group;
 pub mod groups;
 pub mod http;
+pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod producer;

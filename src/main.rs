@@ -231,6 +231,12 @@ fn serve(a: ServeArgs) -> Result<()> {
     let shard_ports = config.shard_port_base.map_or("off".to_owned(), |b| {
         format!("{b}..={}", b as u32 + shards as u32 - 1)
     });
+    let kafka = config
+        .kafka_listen
+        .map_or("off".to_owned(), |a| a.to_string());
+    let kafka_ports = config.kafka_port_base.map_or("off".to_owned(), |b| {
+        format!("{b}..={}", b as u32 + shards as u32 - 1)
+    });
     let fsync = format!("{:?}", config.fsync);
     let cpus = format!("{:?}", shardlog::rt::allowed_cpus());
     let metrics_on = config.metrics.enabled();
@@ -243,6 +249,8 @@ fn serve(a: ServeArgs) -> Result<()> {
         fsync = %fsync,
         listen = %broker.local_addr,
         shard_ports = %shard_ports,
+        kafka = %kafka,
+        kafka_ports = %kafka_ports,
         http = %http.map_or("off".to_owned(), |a| a.to_string()),
         metrics = metrics_on,
         "shardlog listening"

@@ -66,6 +66,10 @@ pub struct BrokerConfig {
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
+    /// The Kafka listener's address, every shard accepts on it (None: off).
+    pub kafka_listen: Option<SocketAddr>,
+    /// Shard i also accepts Kafka clients on this port + i (None: off).
+    pub kafka_port_base: Option<u16>,
     /// Test hook: shards do not start recovering their logs before this file
     /// exists (`/healthz` tests see the broker in recovery, deterministically).
     pub hold_recovery_until: Option<PathBuf>,
@@ -76,6 +80,14 @@ impl BrokerConfig {
     pub fn shard_addr(&self, id: u16) -> Option<SocketAddr> {
         self.shard_port_base
             .map(|base| SocketAddr::new(self.listen.ip(), base.saturating_add(id)))
+    }
+
+    /// Shard `id`'s own Kafka address, if the Kafka listener and its
+    /// per-shard ports are on.
+    pub fn kafka_shard_addr(&self, id: u16) -> Option<SocketAddr> {
+        let listen = self.kafka_listen?;
+        self.kafka_port_base
+            .map(|base| SocketAddr::new(listen.ip(), base.saturating_add(id)))
     }
 
     pub fn new(data_dir: PathBuf, listen: SocketAddr) -> BrokerConfig {
@@ -96,6 +108,8 @@ impl BrokerConfig {
             retention_check: Duration::from_secs(30),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
+            kafka_listen: None,
+            kafka_port_base: None,
         }
     }
 }
@@ -161,8 +175,14 @@ impl Broker {
         if config.listen.port() != 0 {
             wait_addr_free(config.listen)?;
         }
+        if let Some(addr) = config.kafka_listen.filter(|a| a.port() != 0) {
+            wait_addr_free(addr)?;
+        }
         for id in 0..n {
-            if let Some(addr) = config.shard_addr(id) {
+            for addr in [config.shard_addr(id), config.kafka_shard_addr(id)]
+                .into_iter()
+                .flatten()
+            {
                 wait_addr_free(addr)?;
             }
         }
@@ -191,6 +211,28 @@ impl Broker {
                 shard: i,
             })
             .collect();
+        // The Kafka listener's brokers: one per shard at its own Kafka
+        // port. Without per-shard ports, one broker (node 0) leads every
+        // partition: librdkafka (2.0.2, seen with kcat) knows brokers by
+        // host:port, and N node ids at one address left the partitions of
+        // all but one of them without a usable leader.
+        let kafka_nodes: Vec<NodeInfo> = match config.kafka_listen {
+            None => vec![],
+            Some(k) if config.kafka_port_base.is_none() => vec![NodeInfo {
+                node_id: 0,
+                host: k.ip().to_string(),
+                port: k.port(),
+                shard: 0,
+            }],
+            Some(k) => (0..n)
+                .map(|i| NodeInfo {
+                    node_id: i as u32,
+                    host: k.ip().to_string(),
+                    port: config.kafka_shard_addr(i).map_or(k.port(), |a| a.port()),
+                    shard: i,
+                })
+                .collect(),
+        };
         let mut handles = Vec::with_capacity(n as usize);
         let opened = Arc::new(std::sync::Barrier::new(n as usize));
         for (i, end) in
@@ -205,6 +247,7 @@ impl Broker {
                 rt::Placement::Unbound
             };
             let (cfg, metas, nodes) = (config.clone(), metas.clone(), nodes.clone());
+            let kafka_nodes = kafka_nodes.clone();
             let (stop2, ready, opened) = (stop.clone(), ready_tx.clone(), opened.clone());
             let started = rt::spawn_executor(
                 &format!("shard-{id}"),
@@ -215,7 +258,20 @@ impl Broker {
                     // `shard{id=N}`: the span stays entered for the
                     // thread's life (its guard is leaked on purpose).
                     std::mem::forget(tracing::info_span!("shard", id).entered());
-                    async move { run_shard(id, cfg, metas, nodes, end, stop2, ready, opened).await }
+                    async move {
+                        run_shard(
+                            id,
+                            cfg,
+                            metas,
+                            nodes,
+                            kafka_nodes,
+                            end,
+                            stop2,
+                            ready,
+                            opened,
+                        )
+                        .await
+                    }
                 },
             );
             match started {
@@ -336,6 +392,7 @@ async fn run_shard(
     config: BrokerConfig,
     metas: Vec<TopicMeta>,
     nodes: Vec<NodeInfo>,
+    kafka_nodes: Vec<NodeInfo>,
     mesh: rt::mesh::MeshEnd<Msg>,
     stop: Arc<AtomicBool>,
     ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
@@ -406,26 +463,50 @@ async fn run_shard(
             return shard.close().await;
         }
     };
+    // The Kafka listener: the shared address and this shard's own port.
+    let mut kafka = Vec::new();
+    for addr in [config.kafka_listen, config.kafka_shard_addr(id)]
+        .into_iter()
+        .flatten()
+    {
+        match rt::listen(addr) {
+            Ok(l) => kafka.push(l),
+            Err(source) => {
+                let _ = ready.send(Err(ServerError::Listen { addr, source }));
+                return shard.close().await;
+            }
+        }
+    }
+    let kafka_ctx = Rc::new(crate::kafka::KafkaContext {
+        nodes: kafka_nodes,
+        max_frame_bytes: config.max_frame_bytes,
+        max_inflight: config.max_inflight_per_connection,
+    });
     let local = listener.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns::default());
-    match &own {
-        Some(own) => {
-            futures_lite::future::zip(
-                accept_loop(&router, &listener, &config, &stop, &conns),
-                accept_loop(&router, own, &config, &stop, &conns),
-            )
-            .await;
-        }
-        None => accept_loop(&router, &listener, &config, &stop, &conns).await,
-    }
+    let native = Proto::Native;
+    let kafka_proto = Proto::Kafka(kafka_ctx);
+    let (r, c, st, cs) = (&router, &config, &*stop, &conns);
+    futures_lite::future::zip(
+        futures_lite::future::zip(
+            accept_loop(r, Some(&listener), c, st, cs, native.clone()),
+            accept_loop(r, own.as_ref(), c, st, cs, native),
+        ),
+        futures_lite::future::zip(
+            accept_loop(r, kafka.first(), c, st, cs, kafka_proto.clone()),
+            accept_loop(r, kafka.get(1), c, st, cs, kafka_proto),
+        ),
+    )
+    .await;
     // A clean stop: no new connections (the listeners close), no new
     // requests; what is in flight is answered (waiting fetches answer at
     // once), then everything appended is flushed, fsynced and closed.
     drop(listener);
     drop(own);
+    drop(kafka);
     config.metrics.set_ready(false); // /healthz: 503 from now on
     tracing::info!(
         shard = id,
@@ -494,13 +575,23 @@ async fn wait_for_stop(stop: &AtomicBool) {
     }
 }
 
+/// Which protocol a listener speaks.
+#[derive(Clone)]
+enum Proto {
+    Native,
+    Kafka(Rc<crate::kafka::KafkaContext>),
+}
+
 async fn accept_loop(
     router: &Rc<Router>,
-    listener: &rt::TcpListener,
+    listener: Option<&rt::TcpListener>,
     config: &BrokerConfig,
     stop: &AtomicBool,
     conns: &Rc<Conns>,
+    proto: Proto,
 ) {
+    // A listener that is off: nothing to accept.
+    let Some(listener) = listener else { return };
     loop {
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             wait_for_stop(stop).await;
@@ -511,6 +602,11 @@ async fn accept_loop(
             None => return,
             Some(Ok(mut stream)) => {
                 let peer = stream.peer_addr().ok();
+                if conns.open.get() >= config.max_connections && matches!(proto, Proto::Kafka(_)) {
+                    // Kafka has no way to say why: hang up.
+                    tracing::warn!(?peer, "kafka connection refused: at the connection limit");
+                    continue;
+                }
                 if conns.open.get() >= config.max_connections {
                     // Over the limit: say why, then hang up (in its own task,
                     // so a client that does not read cannot stall accepting).
@@ -531,12 +627,26 @@ async fn accept_loop(
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
                 let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
+                let proto = proto.clone();
                 rt::spawn(async move {
                     let _guard = guard;
                     let conns = _guard.0.clone();
-                    if let Err(e) =
-                        serve_connection(router, stream, limits.0, limits.1, &conns).await
-                    {
+                    let served = match proto {
+                        Proto::Native => {
+                            serve_connection(router, stream, limits.0, limits.1, &conns).await
+                        }
+                        Proto::Kafka(ctx) => {
+                            crate::kafka::serve_connection(
+                                router,
+                                ctx,
+                                stream,
+                                &conns.stopping,
+                                conns.stop.clone(),
+                            )
+                            .await
+                        }
+                    };
+                    if let Err(e) = served {
                         tracing::debug!(?peer, "connection ended: {e}");
                     }
                     metrics.connections.sub(1);

@@ -72,6 +72,18 @@ impl Broker {
             } else {
                 &["--shard-port-base", "0"][..]
             })
+            // The Kafka listener's default port (9092, and 9093.. per
+            // shard) is one for the whole host: off unless a test asks.
+            .args(if extra.contains(&"--kafka-listen") {
+                &[][..]
+            } else {
+                &["--kafka-listen", "off"][..]
+            })
+            .args(if extra.contains(&"--kafka-port-base") {
+                &[][..]
+            } else {
+                &["--kafka-port-base", "0"][..]
+            })
             // The metrics endpoint's default port is one for the whole host:
             // off unless a test asks for it.
             .args(if extra.contains(&"--http-listen") {

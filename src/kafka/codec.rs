@@ -1,0 +1,810 @@
+//! Kafka frames and messages <-> shardlog's native typed requests.
+//!
+//! Owns: the Kafka frame (`i32` big-endian length + body), request header
+//! decoding, the table of APIs and versions the Kafka listener speaks
+//! (`SUPPORTED`), the translation of Kafka requests into native `Request`s
+//! and of native responses back into Kafka responses, and the one mapping of
+//! native error codes to Kafka error codes (`kafka_error`).
+//!
+//! Must never: do I/O, or encode Kafka by hand: every Kafka byte comes from
+//! the `kafka-protocol` crate. Record batches pass through as `Bytes`
+//! slices of the request frame (produce) and as stored (fetch).
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+use thiserror::Error;
+
+use crate::protocol::{
+    self, Acks, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NodeInfo, Request, RequestFrame,
+    Response, WireError, PROTOCOL_VERSION,
+};
+
+/// The APIs the Kafka listener implements, with the versions it speaks;
+/// ApiVersions lists exactly these, so clients call nothing else. Ranges
+/// cover what librdkafka 2.x and kafka-python negotiate; Fetch stops at 11
+/// (v12 adds fetch sessions' diverging epochs and flexible records we do not
+/// need yet; v13 names topics by id) and Metadata at 9 (v10 adds topic ids).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 8),
+    (ApiKey::Fetch, 4, 11),
+    (ApiKey::ListOffsets, 1, 5),
+    (ApiKey::Metadata, 1, 9),
+    (ApiKey::ApiVersions, 0, 3),
+];
+
+/// The version range this listener speaks for `api`, if it implements it.
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("kafka frame of {len} bytes is over the limit of {max}")]
+    TooLarge { len: usize, max: usize },
+    #[error("kafka frame with negative length {0}")]
+    Negative(i32),
+}
+
+/// Splits one whole frame's body off the front of `buf` (`None`: not all
+/// of it has arrived yet). A length over `max_frame_bytes` is an error
+/// before its body is read: framing cannot be trusted past it.
+pub fn next_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<Bytes>, FrameError> {
+    if buf.len() < 4 {
+        return Ok(None);
+    }
+    let len = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    let len = usize::try_from(len).map_err(|_| FrameError::Negative(len))?;
+    if len > max_frame_bytes {
+        return Err(FrameError::TooLarge {
+            len,
+            max: max_frame_bytes,
+        });
+    }
+    if buf.len() < 4 + len {
+        buf.reserve(4 + len - buf.len());
+        return Ok(None);
+    }
+    buf.advance(4);
+    Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// Why a Kafka request cannot be served: the connection is closed (Kafka
+/// does the same: the client cannot be told in a response it will parse).
+#[derive(Debug, Error)]
+pub enum DecodeError {
+    #[error("frame too short for a request header ({0} bytes)")]
+    Short(usize),
+    #[error("unknown or unsupported api key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} version {version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("undecodable {api:?} v{version} request: {message}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        message: String,
+    },
+}
+
+/// Topics and partitions of a request, in request order: what a response
+/// names when the whole request failed (Kafka has no request-level error
+/// for most APIs, so the error goes on every partition).
+pub type Shape = Vec<(String, Vec<i32>)>;
+
+/// What one Kafka request asks for.
+#[derive(Debug)]
+pub enum Work {
+    /// Answered by the listener itself; `error` set for an unknown
+    /// ApiVersions version (KIP-511: answer v0 with UNSUPPORTED_VERSION).
+    ApiVersions { error: i16 },
+    /// Go through the router; `respond` false for a produce with acks=0.
+    Native {
+        /// Boxed: far larger than the other variants.
+        frame: Box<RequestFrame>,
+        shape: Shape,
+        respond: bool,
+    },
+    /// Answered at once with this Kafka error on every partition.
+    Refuse { shape: Shape, error: i16 },
+}
+
+/// A decoded Kafka request.
+#[derive(Debug)]
+pub struct Decoded {
+    pub api: ApiKey,
+    /// The version the answer is encoded with.
+    pub version: i16,
+    pub correlation_id: i32,
+    pub work: Work,
+}
+
+fn name_of(t: &TopicName) -> String {
+    t.0.as_str().to_owned()
+}
+
+fn partition_u32(p: i32) -> u32 {
+    // A negative partition cannot exist; u32::MAX is unknown to every topic.
+    u32::try_from(p).unwrap_or(u32::MAX)
+}
+
+fn non_negative(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Decodes one request frame's body (length prefix removed).
+pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
+    if body.len() < 8 {
+        return Err(DecodeError::Short(body.len()));
+    }
+    let key = i16::from_be_bytes([body[0], body[1]]);
+    let version = i16::from_be_bytes([body[2], body[3]]);
+    let api = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
+    let (lo, hi) = supported_range(api).ok_or(DecodeError::UnknownApi(key))?;
+    let malformed = |e: anyhow::Error| DecodeError::Malformed {
+        api,
+        version,
+        message: e.to_string(),
+    };
+    if api == ApiKey::ApiVersions && !(lo..=hi).contains(&version) {
+        // KIP-511: a newer client's body may not decode; header v1 (api,
+        // version, correlation id, client id) is a prefix of every header.
+        let header = RequestHeader::decode(&mut body, 1).map_err(malformed)?;
+        return Ok(Decoded {
+            api,
+            version: 0,
+            correlation_id: header.correlation_id,
+            work: Work::ApiVersions {
+                error: ResponseError::UnsupportedVersion.code(),
+            },
+        });
+    }
+    if !(lo..=hi).contains(&version) {
+        return Err(DecodeError::UnsupportedVersion { api, version });
+    }
+    let header =
+        RequestHeader::decode(&mut body, api.request_header_version(version)).map_err(malformed)?;
+    let native = |request: Request| {
+        Box::new(RequestFrame {
+            version: PROTOCOL_VERSION,
+            correlation_id: header.correlation_id as u32,
+            client_id: header.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            request,
+        })
+    };
+    let work = match api {
+        ApiKey::ApiVersions => Work::ApiVersions { error: 0 },
+        ApiKey::Metadata => {
+            let r = MetadataRequest::decode(&mut body, version).map_err(malformed)?;
+            let topics = r.topics.map(|ts| {
+                ts.iter()
+                    .filter_map(|t| t.name.as_ref().map(name_of))
+                    .collect::<Vec<_>>()
+            });
+            let shape = topics
+                .iter()
+                .flatten()
+                .map(|n| (n.clone(), vec![]))
+                .collect();
+            Work::Native {
+                frame: native(Request::Metadata { topics }),
+                shape,
+                respond: true,
+            }
+        }
+        ApiKey::Produce => {
+            let r = ProduceRequest::decode(&mut body, version).map_err(malformed)?;
+            let shape: Shape = r
+                .topic_data
+                .iter()
+                .map(|t| {
+                    (
+                        name_of(&t.name),
+                        t.partition_data.iter().map(|p| p.index).collect(),
+                    )
+                })
+                .collect();
+            let acks = match r.acks {
+                0 => Some(Acks::None),
+                1 => Some(Acks::Leader),
+                -1 => Some(Acks::Durable),
+                _ => None,
+            };
+            match acks {
+                None => Work::Refuse {
+                    shape,
+                    error: ResponseError::InvalidRequiredAcks.code(),
+                },
+                Some(acks) => Work::Native {
+                    frame: native(Request::Produce(protocol::ProduceRequest {
+                        acks,
+                        timeout_ms: non_negative(r.timeout_ms),
+                        topics: r
+                            .topic_data
+                            .into_iter()
+                            .map(|t| protocol::ProduceTopic {
+                                name: name_of(&t.name),
+                                partitions: t
+                                    .partition_data
+                                    .into_iter()
+                                    .map(|p| protocol::ProducePartition {
+                                        partition: partition_u32(p.index),
+                                        // A slice of the frame: not copied.
+                                        records: p.records.unwrap_or_default(),
+                                    })
+                                    .collect(),
+                            })
+                            .collect(),
+                    })),
+                    shape,
+                    respond: acks != Acks::None,
+                },
+            }
+        }
+        ApiKey::Fetch => {
+            let r = FetchRequest::decode(&mut body, version).map_err(malformed)?;
+            let shape = r
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        name_of(&t.topic),
+                        t.partitions.iter().map(|p| p.partition).collect(),
+                    )
+                })
+                .collect();
+            Work::Native {
+                frame: native(Request::Fetch(protocol::FetchRequest {
+                    max_wait_ms: non_negative(r.max_wait_ms),
+                    min_bytes: non_negative(r.min_bytes),
+                    max_bytes: non_negative(r.max_bytes),
+                    topics: r
+                        .topics
+                        .into_iter()
+                        .map(|t| protocol::FetchTopic {
+                            name: name_of(&t.topic),
+                            partitions: t
+                                .partitions
+                                .into_iter()
+                                .map(|p| protocol::FetchPartition {
+                                    partition: partition_u32(p.partition),
+                                    fetch_offset: p.fetch_offset,
+                                    max_bytes: non_negative(p.partition_max_bytes),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                })),
+                shape,
+                respond: true,
+            }
+        }
+        ApiKey::ListOffsets => {
+            let r = ListOffsetsRequest::decode(&mut body, version).map_err(malformed)?;
+            let shape = r
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        name_of(&t.name),
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
+                .collect();
+            Work::Native {
+                frame: native(Request::ListOffsets(
+                    r.topics
+                        .into_iter()
+                        .map(|t| ListOffsetsTopic {
+                            name: name_of(&t.name),
+                            partitions: t
+                                .partitions
+                                .into_iter()
+                                .map(|p| ListOffsetsPartition {
+                                    partition: partition_u32(p.partition_index),
+                                    timestamp: p.timestamp,
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                )),
+                shape,
+                respond: true,
+            }
+        }
+        _ => return Err(DecodeError::UnknownApi(key)),
+    };
+    Ok(Decoded {
+        api,
+        version,
+        correlation_id: header.correlation_id,
+        work,
+    })
+}
+
+/// The one mapping of native wire errors to Kafka error codes.
+pub fn kafka_error(e: Option<&WireError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    let k = match e.code {
+        ErrorCode::None => return 0,
+        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        ErrorCode::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+        ErrorCode::CorruptBatch => ResponseError::CorruptMessage,
+        ErrorCode::MessageTooLarge => ResponseError::MessageTooLarge,
+        ErrorCode::InvalidTopicName => ResponseError::InvalidTopicException,
+        ErrorCode::StorageError => ResponseError::KafkaStorageError,
+        ErrorCode::UnsupportedVersion => ResponseError::UnsupportedVersion,
+        ErrorCode::InvalidRequest => ResponseError::InvalidRequest,
+        ErrorCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions => ResponseError::InvalidPartitions,
+        ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
+        // A stopping shard: retriable, the client reconnects and retries.
+        ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        _ => ResponseError::UnknownServerError,
+    };
+    k.code()
+}
+
+/// The ApiVersions answer: exactly the implemented APIs. Tagged fields
+/// keep their defaults, so the crate leaves them out (DESIGN.md: Debian's
+/// kcat, librdkafka 2.0.2, misreads them).
+pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.error_code = error;
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|&(k, lo, hi)| {
+            let mut v = ApiVersion::default();
+            v.api_key = k as i16;
+            v.min_version = lo;
+            v.max_version = hi;
+            v
+        })
+        .collect();
+    r
+}
+
+fn topic_name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_owned()))
+}
+
+/// A whole response frame: length, header (its version from the API and
+/// version), body.
+pub fn encode_frame<M: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Result<Bytes, anyhow::Error> {
+    let header_version = api.response_header_version(version);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    debug_assert_eq!(buf.len(), 4 + size);
+    Ok(buf.freeze())
+}
+
+/// Translates a native answer into the Kafka response for `api`/`version`
+/// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
+/// advertises; `shape` names the partitions a request-level error goes on.
+pub fn encode_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    result: Result<Response, WireError>,
+    shape: &Shape,
+    nodes: &[NodeInfo],
+) -> Result<Bytes, anyhow::Error> {
+    let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
+    match (api, result) {
+        (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
+            frame(&metadata_response(Ok(m.topics), shape, nodes))
+        }
+        (ApiKey::Produce, Ok(Response::Produce(topics))) => {
+            let mut r = ProduceResponse::default();
+            r.responses = topics
+                .into_iter()
+                .map(|t| {
+                    let mut tr = TopicProduceResponse::default();
+                    tr.name = topic_name(&t.name);
+                    tr.partition_responses = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let mut pr = PartitionProduceResponse::default();
+                            pr.index = p.partition as i32;
+                            pr.error_code = kafka_error(p.error.as_ref());
+                            pr.base_offset = p.base_offset;
+                            if let Some(e) = &p.error {
+                                pr.error_message = Some(StrBytes::from_string(e.message.clone()));
+                            }
+                            pr
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            frame(&r)
+        }
+        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => {
+            let mut r = FetchResponse::default();
+            r.responses = topics
+                .into_iter()
+                .map(|t| {
+                    let mut tr = FetchableTopicResponse::default();
+                    tr.topic = topic_name(&t.name);
+                    tr.partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let mut pd = PartitionData::default();
+                            pd.partition_index = p.partition as i32;
+                            pd.error_code = kafka_error(p.error.as_ref());
+                            pd.high_watermark = p.high_watermark;
+                            // No transactions: everything below the high
+                            // watermark is stable.
+                            pd.last_stable_offset = p.high_watermark;
+                            pd.log_start_offset = p.log_start_offset;
+                            pd.aborted_transactions = Some(vec![]);
+                            // Whole batches as stored (the crate copies them
+                            // once into the response buffer).
+                            pd.records = Some(p.records);
+                            pd
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            frame(&r)
+        }
+        (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
+            let mut r = ListOffsetsResponse::default();
+            r.topics = topics
+                .into_iter()
+                .map(|t| {
+                    let mut tr = ListOffsetsTopicResponse::default();
+                    tr.name = topic_name(&t.name);
+                    tr.partitions = t
+                        .partitions
+                        .into_iter()
+                        .map(|p| {
+                            let mut pr = ListOffsetsPartitionResponse::default();
+                            pr.partition_index = p.partition as i32;
+                            pr.error_code = kafka_error(p.error.as_ref());
+                            pr.offset = p.offset;
+                            pr.timestamp = p.timestamp;
+                            pr
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            frame(&r)
+        }
+        (_, Ok(other)) => {
+            let e = WireError::new(
+                ErrorCode::Unknown,
+                format!("unexpected answer {:?}", api_of(&other)),
+            );
+            refuse_response(api, version, correlation_id, shape, kafka_error(Some(&e)))
+        }
+        (_, Err(e)) => refuse_response(api, version, correlation_id, shape, kafka_error(Some(&e))),
+    }
+}
+
+fn api_of(r: &Response) -> &'static str {
+    match r {
+        Response::Produce(_) => "produce",
+        Response::Fetch(_) => "fetch",
+        Response::ListOffsets(_) => "list offsets",
+        Response::Metadata(_) => "metadata",
+        _ => "other",
+    }
+}
+
+/// A response with `error` on every partition of `shape`.
+pub fn refuse_response(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    shape: &Shape,
+    error: i16,
+) -> Result<Bytes, anyhow::Error> {
+    match api {
+        ApiKey::Produce => {
+            let mut r = ProduceResponse::default();
+            r.responses = shape
+                .iter()
+                .map(|(n, ps)| {
+                    let mut tr = TopicProduceResponse::default();
+                    tr.name = topic_name(n);
+                    tr.partition_responses = ps
+                        .iter()
+                        .map(|&p| {
+                            let mut pr = PartitionProduceResponse::default();
+                            pr.index = p;
+                            pr.error_code = error;
+                            pr.base_offset = -1;
+                            pr
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
+        ApiKey::Fetch => {
+            let mut r = FetchResponse::default();
+            r.error_code = if version >= 7 { error } else { 0 };
+            r.responses = shape
+                .iter()
+                .map(|(n, ps)| {
+                    let mut tr = FetchableTopicResponse::default();
+                    tr.topic = topic_name(n);
+                    tr.partitions = ps
+                        .iter()
+                        .map(|&p| {
+                            let mut pd = PartitionData::default();
+                            pd.partition_index = p;
+                            pd.error_code = error;
+                            pd.high_watermark = -1;
+                            pd.last_stable_offset = -1;
+                            pd.log_start_offset = -1;
+                            pd.aborted_transactions = Some(vec![]);
+                            pd
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
+        ApiKey::ListOffsets => {
+            let mut r = ListOffsetsResponse::default();
+            r.topics = shape
+                .iter()
+                .map(|(n, ps)| {
+                    let mut tr = ListOffsetsTopicResponse::default();
+                    tr.name = topic_name(n);
+                    tr.partitions = ps
+                        .iter()
+                        .map(|&p| {
+                            let mut pr = ListOffsetsPartitionResponse::default();
+                            pr.partition_index = p;
+                            pr.error_code = error;
+                            pr.offset = -1;
+                            pr.timestamp = -1;
+                            pr
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
+        _ => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &metadata_response(Err(error), shape, &[]),
+        ),
+    }
+}
+
+/// `Err(code)`: every topic of `shape` with that error.
+fn metadata_response(
+    result: Result<Vec<protocol::TopicInfo>, i16>,
+    shape: &Shape,
+    nodes: &[NodeInfo],
+) -> MetadataResponse {
+    let mut r = MetadataResponse::default();
+    r.brokers = nodes
+        .iter()
+        .map(|n| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(n.node_id as i32);
+            b.host = StrBytes::from_string(n.host.clone());
+            b.port = i32::from(n.port);
+            b
+        })
+        .collect();
+    r.cluster_id = Some(StrBytes::from_static_str("shardlog"));
+    // Shard 0 writes the metadata (the controller).
+    r.controller_id = BrokerId(0);
+    let (topics, error) = match result {
+        Ok(topics) => (topics, None),
+        Err(code) => {
+            let failed = shape
+                .iter()
+                .map(|(n, _)| protocol::TopicInfo {
+                    name: n.clone(),
+                    error: None,
+                    partitions: vec![],
+                })
+                .collect();
+            (failed, Some(code))
+        }
+    };
+    r.topics = topics
+        .into_iter()
+        .map(|t| {
+            let mut tr = MetadataResponseTopic::default();
+            tr.error_code = error.unwrap_or_else(|| kafka_error(t.error.as_ref()));
+            tr.is_internal = t.name.starts_with("__");
+            tr.name = Some(topic_name(&t.name));
+            tr.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    // The owner shard's broker; node 0 when only one is
+                    // advertised (no per-shard ports: any shard serves).
+                    let owner = u32::from(p.owner_shard);
+                    let leader = match nodes.iter().find(|n| n.node_id == owner) {
+                        Some(n) => BrokerId(n.node_id as i32),
+                        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
+                    };
+                    let mut pr = MetadataResponsePartition::default();
+                    pr.partition_index = p.partition as i32;
+                    pr.leader_id = leader;
+                    // Unknown epoch: clients then skip leader-epoch
+                    // validation (OffsetForLeaderEpoch is not offered).
+                    pr.leader_epoch = -1;
+                    pr.replica_nodes = vec![leader];
+                    pr.isr_nodes = vec![leader];
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    r
+}
+
+/// `encode_frame` behind a trait object, so one closure encodes any body.
+trait EncodeDyn {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
+}
+
+impl<M: Encodable> EncodeDyn for M {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
+        encode_frame(api, version, cid, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ApiVersionsRequest;
+
+    fn request_body<M: Encodable>(api: ApiKey, version: i16, cid: i32, m: &M) -> Bytes {
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = cid;
+        let mut b = BytesMut::new();
+        h.encode(&mut b, api.request_header_version(version))
+            .unwrap();
+        m.encode(&mut b, version).unwrap();
+        b.freeze()
+    }
+
+    #[test]
+    fn frames_split_whole_and_refuse_bad_lengths() {
+        let mut buf = BytesMut::from(&[0, 0, 0, 3, 1, 2][..]);
+        assert_eq!(next_frame(&mut buf, 10), Ok(None));
+        buf.extend_from_slice(&[3, 0, 0]);
+        assert_eq!(next_frame(&mut buf, 10).unwrap().unwrap(), &[1, 2, 3][..]);
+        assert_eq!(buf.len(), 2);
+        let mut big = BytesMut::from(&[0, 0, 0, 11][..]);
+        assert_eq!(
+            next_frame(&mut big, 10),
+            Err(FrameError::TooLarge { len: 11, max: 10 })
+        );
+        let mut neg = BytesMut::from(&(-1i32).to_be_bytes()[..]);
+        assert_eq!(next_frame(&mut neg, 10), Err(FrameError::Negative(-1)));
+    }
+
+    #[test]
+    fn api_versions_v3_leaves_default_tagged_fields_out() {
+        let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
+        // length, correlation id (header v0 always), error, compact array
+        // of 5 entries (6), each key/min/max + empty tags (7 bytes),
+        // throttle, then one byte: zero tagged fields.
+        assert_eq!(b.len(), 4 + 4 + 2 + 1 + 5 * 7 + 4 + 1);
+        assert_eq!(b[b.len() - 1], 0);
+    }
+
+    #[test]
+    fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
+        let body = request_body(ApiKey::JoinGroup, 0, 1, &ApiVersionsRequest::default());
+        assert!(matches!(
+            decode_request(body),
+            Err(DecodeError::UnknownApi(11))
+        ));
+        let mut junk = BytesMut::from(
+            &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],
+        );
+        junk[0..2].copy_from_slice(&999i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(junk.freeze()),
+            Err(DecodeError::UnknownApi(999))
+        ));
+        let mut v9 = BytesMut::from(
+            &request_body(ApiKey::ApiVersions, 3, 5, &ApiVersionsRequest::default())[..],
+        );
+        v9[2..4].copy_from_slice(&9i16.to_be_bytes());
+        let d = decode_request(v9.freeze()).unwrap();
+        assert_eq!((d.version, d.correlation_id), (0, 5));
+        assert!(matches!(d.work, Work::ApiVersions { error: 35 }));
+        assert!(matches!(
+            decode_request(Bytes::from_static(&[0, 3])),
+            Err(DecodeError::Short(2))
+        ));
+    }
+
+    #[test]
+    fn produce_acks_map_and_records_are_not_copied() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let records = Bytes::from_static(b"opaque batch bytes");
+        for (acks, want, respond) in [
+            (0, Acks::None, false),
+            (1, Acks::Leader, true),
+            (-1, Acks::Durable, true),
+        ] {
+            let mut p = PartitionProduceData::default();
+            p.index = 2;
+            p.records = Some(records.clone());
+            let mut t = TopicProduceData::default();
+            t.name = topic_name("t");
+            t.partition_data = vec![p];
+            let mut r = ProduceRequest::default();
+            r.acks = acks;
+            r.topic_data = vec![t];
+            let body = request_body(ApiKey::Produce, 8, 1, &r);
+            let d = decode_request(body.clone()).unwrap();
+            let Work::Native {
+                frame,
+                shape,
+                respond: resp,
+            } = d.work
+            else {
+                panic!("native work")
+            };
+            assert_eq!(resp, respond);
+            assert_eq!(shape, vec![("t".to_owned(), vec![2])]);
+            let Request::Produce(p) = frame.request else {
+                panic!("produce")
+            };
+            assert_eq!(p.acks, want);
+            let got = &p.topics[0].partitions[0].records;
+            assert_eq!(got, &records);
+            // A slice of the frame, not a copy.
+            let start = body.as_ptr() as usize;
+            let at = got.as_ptr() as usize;
+            assert!(at >= start && at < start + body.len());
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The Kafka listener: a second front door to the same partitions. Kafka
+//! clients (kcat, librdkafka, kafka-python, the Java client) connect here
+//! unchanged; every shard is advertised as its own Kafka broker (node id =
+//! shard id) so Metadata leads them to the partition's owner shard.
+//!
+//! Owns: one Kafka connection's life (frames in, requests handed to the
+//! shard's `Router` in arrival order, responses out in that order; none for
+//! a produce with acks=0) and the Kafka codec (`codec`, pure).
+//!
+//! Must never: interpret requests itself beyond translation (routing,
+//! forwarding, long polling and storage are the router's and the shard's,
+//! shared with the native protocol), decode or re-encode record batches, or
+//! let one connection's bad input affect another: an unknown API, an
+//! unsupported version or an undecodable request closes that connection.
+
+pub mod codec;
+
+use std::cell::Cell;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+
+use crate::metrics::Api;
+use crate::protocol::NodeInfo;
+use crate::router::Router;
+use crate::rt;
+use codec::{Decoded, Work};
+
+/// What every Kafka connection of a shard shares.
+pub struct KafkaContext {
+    /// The Kafka brokers Metadata advertises: one per shard, at its Kafka
+    /// port (or the Kafka listen port when per-shard ports are off).
+    pub nodes: Vec<NodeInfo>,
+    pub max_frame_bytes: usize,
+    pub max_inflight: usize,
+}
+
+/// A response being prepared; `None` when the request gets no answer.
+type Pending = rt::Task<Option<Bytes>>;
+
+/// Serves one Kafka connection until the client hangs up, framing is lost,
+/// or the broker stops (`stopping` set, `stop` notified).
+pub async fn serve_connection(
+    router: Rc<Router>,
+    ctx: Rc<KafkaContext>,
+    stream: rt::TcpStream,
+    stopping: &Cell<bool>,
+    stop: Rc<rt::Event>,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let peer = stream.peer_addr().ok();
+    let (mut rd, mut wr) = futures_lite::io::split(stream);
+    let (tx, rx) = rt::channel::bounded::<Pending>(ctx.max_inflight.max(1));
+    let writer = rt::spawn(async move {
+        while let Some(task) = rx.recv().await {
+            if let Some(bytes) = task.await {
+                wr.write_all(&bytes).await?;
+            }
+        }
+        wr.flush().await?;
+        wr.close().await
+    });
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    'conn: loop {
+        loop {
+            let body = match codec::next_frame(&mut buf, ctx.max_frame_bytes) {
+                Ok(None) => break,
+                Ok(Some(body)) => body,
+                Err(e) => {
+                    tracing::warn!(?peer, "kafka: {e}; closing connection");
+                    break 'conn;
+                }
+            };
+            let decoded = match codec::decode_request(body) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Kafka closes the connection too: the client cannot be
+                    // answered in a form it expects.
+                    tracing::warn!(?peer, "kafka: {e}; closing connection");
+                    break 'conn;
+                }
+            };
+            let task = start(&router, &ctx, decoded).await;
+            if tx.send(task).await.is_err() {
+                break 'conn; // the writer is gone: the client went away
+            }
+        }
+        let len = buf.len();
+        let room = (buf.capacity() - len).clamp(64 * 1024, 1 << 20);
+        buf.resize(len + room, 0);
+        if stopping.get() {
+            buf.truncate(len);
+            break;
+        }
+        let stopped = rt::any_notified(vec![stop.clone()]);
+        let read =
+            futures_lite::future::or(async { Some(rd.read(&mut buf[len..]).await) }, async {
+                stopped.await;
+                None
+            })
+            .await;
+        let n = match read {
+            Some(Ok(n)) => n,
+            None => 0,
+            Some(Err(e)) => {
+                tracing::debug!(?peer, "kafka: read failed: {e}");
+                0
+            }
+        };
+        buf.truncate(len + n);
+        if n == 0 {
+            break; // EOF or stop: requests already started still get answers
+        }
+    }
+    drop(tx);
+    writer.await
+}
+
+/// Starts one request: appends and hand-offs to other shards happen here,
+/// before the next request is read (order), as on the native listener.
+async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pending {
+    let Decoded {
+        api,
+        version,
+        correlation_id,
+        work,
+    } = d;
+    let encoded = move |r: Result<Bytes, anyhow::Error>| match r {
+        Ok(b) => Some(b),
+        Err(e) => {
+            // Our own response failed to encode: a bug, not the client's.
+            tracing::error!("kafka: cannot encode {api:?} v{version} response: {e}");
+            None
+        }
+    };
+    match work {
+        Work::ApiVersions { error } => {
+            let r = codec::encode_frame(
+                api,
+                version,
+                correlation_id,
+                &codec::api_versions_response(error),
+            );
+            rt::spawn(async move { encoded(r) })
+        }
+        Work::Refuse { shape, error } => {
+            let r = codec::refuse_response(api, version, correlation_id, &shape, error);
+            rt::spawn(async move { encoded(r) })
+        }
+        Work::Native {
+            frame,
+            shape,
+            respond,
+        } => {
+            if matches!(frame.request, crate::protocol::Request::Produce(_)) {
+                // Backpressure, as on the native listener.
+                router.shard().memory().wait_below().await;
+            }
+            let m = router.shard().metrics().clone();
+            let metric = Api::of(&frame.request);
+            let started = m.request_started(metric);
+            let answer = router.admit(*frame).await;
+            let ctx = ctx.clone();
+            rt::spawn(async move {
+                let r = answer.await;
+                m.request_done(metric, started, &r);
+                if !respond {
+                    return None; // acks=0: Kafka sends no response
+                }
+                encoded(codec::encode_response(
+                    api,
+                    version,
+                    correlation_id,
+                    r.result,
+                    &shape,
+                    &ctx.nodes,
+                ))
+            })
+        }
+    }
+}

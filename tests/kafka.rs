@@ -1,0 +1,753 @@
+//! The Kafka listener through the real binary, with the `kafka-protocol`
+//! crate as the client over a plain TcpStream: ApiVersions, Metadata (one
+//! broker per shard, leaders = owner shards), Produce (acks -1/0), Fetch
+//! (long polling), ListOffsets, and bad input closing only its connection.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::*;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+use shardlog::batch::BatchBuilder;
+use shardlog::client::Client;
+
+const T: Duration = Duration::from_secs(60);
+const READ_DEADLINE: Duration = Duration::from_secs(10);
+
+/// One Kafka connection: requests encoded and responses decoded by the
+/// `kafka-protocol` crate; every read has a deadline.
+struct Kafka {
+    s: TcpStream,
+    next_cid: i32,
+}
+
+impl Kafka {
+    fn connect(addr: SocketAddr) -> Kafka {
+        let s = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
+        s.set_read_timeout(Some(READ_DEADLINE)).unwrap();
+        Kafka { s, next_cid: 1 }
+    }
+
+    fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> i32 {
+        let cid = self.next_cid;
+        self.next_cid += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = cid;
+        h.client_id = Some(StrBytes::from_static_str("shardlog-test"));
+        let mut body = BytesMut::new();
+        h.encode(&mut body, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        self.send_raw(&body);
+        cid
+    }
+
+    fn send_raw(&mut self, body: &[u8]) {
+        let mut f = BytesMut::new();
+        f.put_i32(body.len() as i32);
+        f.put_slice(body);
+        self.s.write_all(&f).unwrap();
+    }
+
+    /// The next response frame's body, or None if the broker hung up.
+    fn read_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        match self.s.read_exact(&mut len) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
+            Err(e) => panic!("read failed (deadline {READ_DEADLINE:?}?): {e}"),
+        }
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).unwrap();
+        Some(Bytes::from(body))
+    }
+
+    fn recv<R: Decodable>(&mut self, api: ApiKey, version: i16, cid: i32) -> R {
+        let mut body = self.read_frame().expect("a response, not a hang-up");
+        let h = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, cid);
+        let r = R::decode(&mut body, version).unwrap();
+        assert!(!body.has_remaining(), "{api:?} v{version}: trailing bytes");
+        r
+    }
+
+    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> R {
+        let cid = self.send(api, version, req);
+        self.recv(api, version, cid)
+    }
+
+    /// True once the broker closed the connection (EOF or reset).
+    fn is_closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        match self.s.read(&mut b) {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            ),
+        }
+    }
+}
+
+fn name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_owned()))
+}
+
+/// A broker with the Kafka listener on a free port, per-shard Kafka ports off.
+fn broker(dir: &std::path::Path, shards: &str) -> (Broker, SocketAddr) {
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let k = kafka.to_string();
+    let b = Broker::start(
+        dir,
+        &[
+            "--kafka-listen",
+            &k,
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            shards,
+        ],
+    );
+    wait_port(kafka);
+    (b, kafka)
+}
+
+fn wait_port(addr: SocketAddr) {
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(start.elapsed() < T, "kafka listener {addr} not up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn api_versions(k: &mut Kafka, version: i16) -> ApiVersionsResponse {
+    let mut req = ApiVersionsRequest::default();
+    if version >= 3 {
+        req.client_software_name = StrBytes::from_static_str("shardlog-test");
+        req.client_software_version = StrBytes::from_static_str("1");
+    }
+    k.call(ApiKey::ApiVersions, version, &req)
+}
+
+fn metadata(k: &mut Kafka, version: i16, topics: Option<&[&str]>) -> MetadataResponse {
+    let mut req = MetadataRequest::default();
+    req.topics = topics.map(|ts| {
+        ts.iter()
+            .map(|t| {
+                let mut m = MetadataRequestTopic::default();
+                m.name = Some(name(t));
+                m
+            })
+            .collect()
+    });
+    k.call(ApiKey::Metadata, version, &req)
+}
+
+fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    let mut p = PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = TopicProduceData::default();
+    t.name = name(topic);
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 10_000;
+    r.topic_data = vec![t];
+    r
+}
+
+fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    let mut p = FetchPartition::default();
+    p.partition = partition;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = name(topic);
+    t.partitions = vec![p];
+    let mut r = FetchRequest::default();
+    r.replica_id = kafka_protocol::messages::BrokerId(-1);
+    r.max_wait_ms = max_wait_ms;
+    r.min_bytes = 1;
+    r.max_bytes = 4 << 20;
+    r.session_epoch = -1;
+    r.topics = vec![t];
+    r
+}
+
+fn list_offset(k: &mut Kafka, version: i16, topic: &str, partition: i32, ts: i64) -> (i16, i64) {
+    let mut p = ListOffsetsPartition::default();
+    p.partition_index = partition;
+    p.timestamp = ts;
+    let mut t = ListOffsetsTopic::default();
+    t.name = name(topic);
+    t.partitions = vec![p];
+    let mut req = ListOffsetsRequest::default();
+    req.replica_id = kafka_protocol::messages::BrokerId(-1);
+    req.topics = vec![t];
+    let r: ListOffsetsResponse = k.call(ApiKey::ListOffsets, version, &req);
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+fn batch_of(base_ts: i64, values: &[&[u8]]) -> Bytes {
+    let mut b = BatchBuilder::new(base_ts);
+    for (i, v) in values.iter().enumerate() {
+        b.push(base_ts + i as i64, None, Some(v), &[]);
+    }
+    b.finish()
+}
+
+fn values_of(records: &Bytes) -> Vec<Vec<u8>> {
+    let mut buf = records.clone();
+    let mut out = Vec::new();
+    for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
+        for r in set.records {
+            out.push(r.value.unwrap().to_vec());
+        }
+    }
+    out
+}
+
+#[test]
+fn api_versions_lists_exactly_the_implemented_apis() {
+    let dir = data_dir();
+    let (_b, kafka) = broker(dir.path(), "1");
+    let mut k = Kafka::connect(kafka);
+    let want = [
+        (ApiKey::Produce as i16, 3, 8),
+        (ApiKey::Fetch as i16, 4, 11),
+        (ApiKey::ListOffsets as i16, 1, 5),
+        (ApiKey::Metadata as i16, 1, 9),
+        (ApiKey::ApiVersions as i16, 0, 3),
+    ];
+    for version in 0..=3 {
+        let r = api_versions(&mut k, version);
+        assert_eq!(r.error_code, 0);
+        let mut got: Vec<_> = r
+            .api_keys
+            .iter()
+            .map(|a| (a.api_key, a.min_version, a.max_version))
+            .collect();
+        got.sort();
+        let mut w = want.to_vec();
+        w.sort();
+        assert_eq!(got, w, "v{version}");
+        if version >= 3 {
+            // Tagged fields holding defaults are left out (kcat trap).
+            assert!(r.supported_features.is_empty() && r.finalized_features.is_empty());
+            assert_eq!(r.finalized_features_epoch, -1);
+        }
+    }
+    // KIP-511: a version the broker does not know is answered with v0 and
+    // UNSUPPORTED_VERSION, listing what it does support.
+    // (The body is a v3 one: the crate cannot encode v9.)
+    let mut h = RequestHeader::default();
+    h.request_api_key = ApiKey::ApiVersions as i16;
+    h.request_api_version = 9;
+    h.correlation_id = 4242;
+    let mut body = BytesMut::new();
+    h.encode(&mut body, 2).unwrap();
+    ApiVersionsRequest::default().encode(&mut body, 3).unwrap();
+    k.send_raw(&body);
+    let r: ApiVersionsResponse = k.recv(ApiKey::ApiVersions, 0, 4242);
+    assert_eq!(r.error_code, 35);
+    assert_eq!(r.api_keys.len(), want.len());
+    // The connection stays usable.
+    assert_eq!(api_versions(&mut k, 3).error_code, 0);
+}
+
+/// The owner shard of each partition of `topic`, by partition.
+fn owners(b: &Broker, topic: &str) -> Vec<i32> {
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .describe_topic(topic)
+        .unwrap()
+        .partitions
+        .iter()
+        .map(|p| i32::from(p.owner_shard))
+        .collect()
+}
+
+#[test]
+fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("m", 4)
+        .unwrap();
+    let o = owners(&b, "m");
+    assert!(o.contains(&0) && o.contains(&1), "{o:?}");
+    let mut k = Kafka::connect(kafka);
+    for version in [1, 4, 7, 9] {
+        let r = metadata(&mut k, version, Some(&["m", "nope"]));
+        let nodes: Vec<_> = r
+            .brokers
+            .iter()
+            .map(|n| (n.node_id.0, n.host.to_string(), n.port))
+            .collect();
+        // Clients know brokers by address: one address, one broker (any
+        // shard behind it serves any partition, forwarding to the owner).
+        let host = kafka.ip().to_string();
+        assert_eq!(nodes, vec![(0, host, i32::from(kafka.port()))]);
+        assert_eq!(r.topics.len(), 2);
+        let m = &r.topics[0];
+        assert_eq!(m.name.as_ref().unwrap().0.as_str(), "m");
+        assert_eq!(m.error_code, 0);
+        let mut leaders: Vec<_> = m
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.leader_id.0))
+            .collect();
+        leaders.sort();
+        assert_eq!(leaders, (0..4).map(|p| (p, 0)).collect::<Vec<_>>());
+        // Auto-create is off: an unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+        assert_eq!(r.topics[1].error_code, 3, "v{version}");
+        assert!(r.topics[1].partitions.is_empty());
+    }
+    // "Every topic" (null) lists the users' topics.
+    let all = metadata(&mut k, 9, None);
+    let names: Vec<_> = all
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().0.to_string())
+        .collect();
+    assert_eq!(names, vec!["m".to_owned()]);
+}
+
+#[test]
+fn produce_acks_all_is_read_back_by_the_cli_and_by_kafka_fetch() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("p", 1).unwrap();
+    let values: [&[u8]; 3] = [b"first", b"\x00binary\xff\tvalue", b"third one"];
+    let batch = batch_of(1_700_000_000_000, &values);
+    let mut k = Kafka::connect(kafka);
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("p", 0, -1, batch.clone()),
+    );
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!((pr.error_code, pr.base_offset), (0, 0));
+    // Older clients' version, same path.
+    let second = batch_of(1_700_000_001_000, &[b"fourth"]);
+    let r: ProduceResponse = k.call(ApiKey::Produce, 3, &produce_request("p", 0, 1, second));
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!((pr.error_code, pr.base_offset), (0, 3));
+
+    // The shardlog CLI reads exactly the values.
+    let out = run(
+        &[
+            "consume",
+            "p",
+            "--partition",
+            "0",
+            "--max-messages",
+            "4",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut want = Vec::new();
+    for v in values.iter().chain([&b"fourth"[..]].iter()) {
+        want.extend_from_slice(v);
+        want.push(b'\n');
+    }
+    assert_eq!(out.stdout, want);
+
+    // Kafka Fetch serves the batches as stored: the first is the produced
+    // batch byte for byte (base offset 0, leader epoch 0).
+    for version in [4, 11] {
+        let r: FetchResponse = k.call(ApiKey::Fetch, version, &fetch_request("p", 0, 0, 500));
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(p.error_code, 0);
+        assert_eq!(p.high_watermark, 4);
+        let records = p.records.clone().unwrap();
+        assert_eq!(&records[16..batch.len()], &batch[16..]);
+        let got = values_of(&records);
+        assert_eq!(got[..3], values.map(<[u8]>::to_vec));
+        assert_eq!(got[3], b"fourth");
+    }
+    // From the middle: whole batches from the one holding the offset.
+    let r: FetchResponse = k.call(ApiKey::Fetch, 11, &fetch_request("p", 0, 3, 500));
+    assert_eq!(
+        values_of(r.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec![b"fourth".to_vec()]
+    );
+    // Past the end: OFFSET_OUT_OF_RANGE.
+    let r: FetchResponse = k.call(ApiKey::Fetch, 11, &fetch_request("p", 0, 99, 0));
+    assert_eq!(r.responses[0].partitions[0].error_code, 1);
+}
+
+#[test]
+fn fetch_long_polls_until_data_or_max_wait() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("w", 1)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    // Nothing there: answered empty after about max_wait_ms.
+    let start = Instant::now();
+    let r: FetchResponse = k.call(ApiKey::Fetch, 11, &fetch_request("w", 0, 0, 400));
+    let waited = start.elapsed();
+    assert!(waited >= Duration::from_millis(300), "{waited:?}");
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert!(p.records.as_ref().is_none_or(|r| r.is_empty()));
+    // A produce from another connection wakes a waiting fetch at once.
+    let cid = k.send(ApiKey::Fetch, 11, &fetch_request("w", 0, 0, 20_000));
+    std::thread::sleep(Duration::from_millis(200));
+    let mut other = Kafka::connect(kafka);
+    let start = Instant::now();
+    let _: ProduceResponse = other.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("w", 0, -1, batch_of(1_700_000_000_000, &[b"wake"])),
+    );
+    let r: FetchResponse = k.recv(ApiKey::Fetch, 11, cid);
+    assert!(start.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        values_of(r.responses[0].partitions[0].records.as_ref().unwrap()),
+        vec![b"wake".to_vec()]
+    );
+}
+
+#[test]
+fn acks_zero_gets_no_response_and_list_offsets_sees_it() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "1");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("z", 1)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let base = 1_700_000_000_000;
+    k.send(
+        ApiKey::Produce,
+        8,
+        &produce_request("z", 0, 0, batch_of(base, &[b"a", b"b"])),
+    );
+    k.send(
+        ApiKey::Produce,
+        8,
+        &produce_request("z", 0, 0, batch_of(base + 10_000, &[b"c"])),
+    );
+    // The next answer on this connection is the ApiVersions one: no
+    // response was sent for the acks=0 produces.
+    assert_eq!(api_versions(&mut k, 3).error_code, 0);
+    let start = Instant::now();
+    loop {
+        let (e, latest) = list_offset(&mut k, 5, "z", 0, -1);
+        assert_eq!(e, 0);
+        if latest == 3 {
+            break;
+        }
+        assert!(start.elapsed() < T, "latest stuck at {latest}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for version in [1, 5] {
+        assert_eq!(list_offset(&mut k, version, "z", 0, -2), (0, 0));
+        assert_eq!(list_offset(&mut k, version, "z", 0, -1), (0, 3));
+        // By timestamp: the first record at or after it.
+        assert_eq!(list_offset(&mut k, version, "z", 0, base + 1), (0, 1));
+        assert_eq!(list_offset(&mut k, version, "z", 0, base + 5_000), (0, 2));
+        assert_eq!(list_offset(&mut k, version, "z", 0, base + 99_000).1, -1);
+    }
+    // Unknown partition and topic.
+    assert_eq!(list_offset(&mut k, 5, "z", 7, -1).0, 3);
+    assert_eq!(list_offset(&mut k, 5, "nope", 0, -1).0, 3);
+}
+
+#[test]
+fn bad_frames_and_unknown_apis_close_only_their_connection() {
+    let dir = data_dir();
+    let (_b, kafka) = broker(dir.path(), "2");
+    let mut good = Kafka::connect(kafka);
+    assert_eq!(api_versions(&mut good, 3).error_code, 0);
+
+    // An API the listener does not implement (JoinGroup) and one nobody
+    // knows: the connection is closed, as Kafka does.
+    for key in [ApiKey::JoinGroup as i16, 999] {
+        let mut k = Kafka::connect(kafka);
+        let mut body = BytesMut::new();
+        body.put_i16(key);
+        body.put_i16(0);
+        body.put_i32(7);
+        body.put_i16(-1); // null client id
+        k.send_raw(&body);
+        assert!(k.is_closed(), "api key {key}");
+    }
+    // A version of Produce outside what ApiVersions offered.
+    let mut k = Kafka::connect(kafka);
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::Produce as i16);
+    body.put_i16(99);
+    body.put_i32(8);
+    body.put_i16(-1);
+    k.send_raw(&body);
+    assert!(k.is_closed());
+    // A negative length, and a body that does not decode.
+    let mut k = Kafka::connect(kafka);
+    k.s.write_all(&(-5i32).to_be_bytes()).unwrap();
+    assert!(k.is_closed());
+    let mut k = Kafka::connect(kafka);
+    let mut body = BytesMut::new();
+    body.put_i16(ApiKey::Metadata as i16);
+    body.put_i16(9);
+    body.put_i32(9);
+    body.put_slice(&[0xff; 3]);
+    k.send_raw(&body);
+    assert!(k.is_closed());
+    // A frame over --max-frame-bytes (64 MiB default), refused before its
+    // body is read.
+    let mut k = Kafka::connect(kafka);
+    k.s.write_all(&(1i32 << 30).to_be_bytes()).unwrap();
+    assert!(k.is_closed());
+
+    // The other connection never noticed.
+    assert_eq!(api_versions(&mut good, 3).error_code, 0);
+    assert_eq!(metadata(&mut good, 9, None).brokers.len(), 1);
+}
+
+/// Two free ports in a row (per-shard Kafka ports for two shards).
+fn two_free_ports() -> u16 {
+    for _ in 0..50 {
+        let p = free_port();
+        if p < 65_000
+            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
+            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
+        {
+            return p;
+        }
+    }
+    panic!("no two free ports in a row");
+}
+
+#[test]
+fn every_shard_is_its_own_kafka_broker_on_its_own_port() {
+    let dir = data_dir();
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = two_free_ports();
+    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--kafka-listen",
+            &k_arg,
+            "--kafka-port-base",
+            &base_arg,
+            "--shards",
+            "2",
+        ],
+    );
+    wait_port(kafka);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("s", 4).unwrap();
+    let o = owners(&b, "s");
+    assert!(o.contains(&0) && o.contains(&1), "{o:?}");
+    let mut k = Kafka::connect(kafka);
+    let r = metadata(&mut k, 9, Some(&["s"]));
+    let mut nodes: Vec<_> = r.brokers.iter().map(|n| (n.node_id.0, n.port)).collect();
+    nodes.sort();
+    // One broker per shard, each partition led by its owner shard.
+    let mut leaders: Vec<_> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .collect();
+    leaders.sort();
+    let want: Vec<_> = o.iter().enumerate().map(|(i, &s)| (i as i32, s)).collect();
+    assert_eq!(leaders, want);
+    assert_eq!(nodes, vec![(0, i32::from(base)), (1, i32::from(base) + 1)]);
+    // Each shard's port serves Kafka: produce to each partition at its
+    // leader's port, read back there.
+    for p in &r.topics[0].partitions {
+        let port = base + p.leader_id.0 as u16;
+        let mut at = Kafka::connect(SocketAddr::new(kafka.ip(), port));
+        let r: ProduceResponse = at.call(
+            ApiKey::Produce,
+            8,
+            &produce_request(
+                "s",
+                p.partition_index,
+                -1,
+                batch_of(1_700_000_000_000, &[b"owner"]),
+            ),
+        );
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        let f: FetchResponse = at.call(
+            ApiKey::Fetch,
+            11,
+            &fetch_request("s", p.partition_index, 0, 500),
+        );
+        assert_eq!(
+            values_of(f.responses[0].partitions[0].records.as_ref().unwrap()),
+            vec![b"owner".to_vec()]
+        );
+    }
+}
+
+/// Runs `kcat` with `stdin`, killed after a deadline; None if kcat is not
+/// installed (`.ci/run` installs Debian's, librdkafka 2.0.2).
+fn kcat(args: &[&str], stdin: &[u8]) -> Option<(bool, String, String)> {
+    use std::process::{Command, Stdio};
+    let mut child = match Command::new("kcat")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("cannot run kcat: {e}"),
+    };
+    let mut sin = child.stdin.take().unwrap();
+    sin.write_all(stdin).unwrap();
+    drop(sin);
+    let mut out = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let mut err = child.stderr.take().unwrap();
+    let ereader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = match wait_deadline(&mut child, T) {
+        Some(s) => s,
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("kcat {args:?} did not finish within {T:?}");
+        }
+    };
+    Some((
+        status.success(),
+        reader.join().unwrap(),
+        ereader.join().unwrap(),
+    ))
+}
+
+#[test]
+fn kcat_produces_and_consumes_unchanged() {
+    if kcat(&["-V"], b"").is_none() {
+        println!("SKIPPED: kcat is not installed (apt-get install kcat)");
+        return;
+    }
+    let dir = data_dir();
+    // Per-shard Kafka ports on: kcat goes to each partition's owner shard.
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = two_free_ports().to_string();
+    let k_arg = kafka.to_string();
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--kafka-listen",
+            &k_arg,
+            "--kafka-port-base",
+            &base,
+            "--shards",
+            "2",
+        ],
+    );
+    wait_port(kafka);
+    let broker_arg = b.broker_arg();
+    Client::connect(&broker_arg)
+        .unwrap()
+        .create_topic("kc", 2)
+        .unwrap();
+    let k = kafka.to_string();
+    // Metadata through librdkafka 2.0.2 (the ApiVersions v3 tagged-field trap).
+    let (ok, out, err) = kcat(&["-b", &k, "-L", "-t", "kc"], b"").unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("2 brokers"), "{out}");
+    assert!(out.contains("topic \"kc\" with 2 partitions"), "{out}");
+    // kcat produces (acks=all, and lz4: batches are stored as sent) ...
+    let (ok, _, err) = kcat(
+        &["-b", &k, "-P", "-t", "kc", "-p", "0", "-X", "acks=all"],
+        b"alpha\nbeta\n",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let (ok, _, err) = kcat(
+        &["-b", &k, "-P", "-t", "kc", "-p", "0", "-z", "lz4"],
+        b"gamma\n",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    // ... the shardlog CLI reads it ...
+    let got = run(
+        &[
+            "consume",
+            "kc",
+            "--partition",
+            "0",
+            "--max-messages",
+            "3",
+            "--broker",
+            &broker_arg,
+        ],
+        b"",
+        T,
+    );
+    assert!(got.status.success(), "{}", got.stderr);
+    assert_eq!(got.stdout, b"alpha\nbeta\ngamma\n");
+    // ... and the other way round: shardlog produces, kcat consumes.
+    let put = run(
+        &["produce", "kc", "--partition", "1", "--broker", &broker_arg],
+        b"one\ntwo\n",
+        T,
+    );
+    assert!(put.status.success(), "{}", put.stderr);
+    let (ok, out, err) = kcat(
+        &[
+            "-b",
+            &k,
+            "-C",
+            "-t",
+            "kc",
+            "-o",
+            "beginning",
+            "-e",
+            "-q",
+            "-f",
+            "%p:%s\n",
+        ],
+        b"",
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(lines, ["0:alpha", "0:beta", "0:gamma", "1:one", "1:two"]);
+}
