@@ -1,7 +1,8 @@
 //! The Kafka listener through the real binary, with the `kafka-protocol`
 //! crate as the client over a plain TcpStream: ApiVersions, Metadata (one
 //! broker per shard, leaders = owner shards), Produce (acks -1/0), Fetch
-//! (long polling), ListOffsets, and bad input closing only its connection.
+//! (long polling), ListOffsets, CreateTopics/DeleteTopics, and bad input
+//! closing only its connection.
 
 mod common;
 
@@ -11,14 +12,16 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use common::*;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -238,6 +241,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ListOffsets as i16, 1, 5),
         (ApiKey::Metadata as i16, 1, 9),
         (ApiKey::ApiVersions as i16, 0, 3),
+        (ApiKey::CreateTopics as i16, 2, 4),
+        (ApiKey::DeleteTopics as i16, 1, 4),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
@@ -750,4 +755,243 @@ fn kcat_produces_and_consumes_unchanged() {
     let mut lines: Vec<&str> = out.lines().collect();
     lines.sort();
     assert_eq!(lines, ["0:alpha", "0:beta", "0:gamma", "1:one", "1:two"]);
+}
+
+fn create_topics(
+    k: &mut Kafka,
+    version: i16,
+    topics: &[(&str, i32, i16)],
+    configs: &[(&str, &str)],
+) -> Vec<(String, i16)> {
+    let mut req = CreateTopicsRequest::default();
+    req.timeout_ms = 10_000;
+    req.topics = topics
+        .iter()
+        .map(|&(n, partitions, rf)| {
+            let mut t = CreatableTopic::default();
+            t.name = name(n);
+            t.num_partitions = partitions;
+            t.replication_factor = rf;
+            t.configs = configs
+                .iter()
+                .map(|&(k, v)| {
+                    let mut c = CreatableTopicConfig::default();
+                    c.name = StrBytes::from_string(k.to_owned());
+                    c.value = Some(StrBytes::from_string(v.to_owned()));
+                    c
+                })
+                .collect();
+            t
+        })
+        .collect();
+    let r: CreateTopicsResponse = k.call(ApiKey::CreateTopics, version, &req);
+    r.topics
+        .iter()
+        .map(|t| (t.name.0.to_string(), t.error_code))
+        .collect()
+}
+
+fn delete_topics(k: &mut Kafka, version: i16, topics: &[&str]) -> Vec<(String, i16)> {
+    let mut req = DeleteTopicsRequest::default();
+    req.timeout_ms = 10_000;
+    req.topic_names = topics.iter().map(|t| name(t)).collect();
+    let r: DeleteTopicsResponse = k.call(ApiKey::DeleteTopics, version, &req);
+    r.responses
+        .iter()
+        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.error_code))
+        .collect()
+}
+
+#[test]
+fn create_and_delete_topics_over_kafka() {
+    const TOPIC_ALREADY_EXISTS: i16 = 36;
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    const INVALID_REPLICATION_FACTOR: i16 = 38;
+    const INVALID_PARTITIONS: i16 = 37;
+    const INVALID_REQUEST: i16 = 42;
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let ba = b.broker_arg();
+    let mut k = Kafka::connect(kafka);
+    // Created over Kafka with a config: the CLI sees it.
+    assert_eq!(
+        create_topics(&mut k, 4, &[("k1", 3, -1)], &[("retention.ms", "60000")]),
+        vec![("k1".to_owned(), 0)]
+    );
+    let out = run(
+        &["topic", "describe", "k1", "--json", "--broker", &ba],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let json = String::from_utf8(out.stdout.clone()).unwrap();
+    assert!(
+        json.starts_with("{\"name\":\"k1\",\"configs\":{\"retention.ms\":\"60000\"}"),
+        "{json}"
+    );
+    assert_eq!(owners(&b, "k1").len(), 3);
+    // Every version, replication factor 1, default partitions (-1 = 1).
+    for v in 2..=4i16 {
+        let n = format!("v{v}");
+        assert_eq!(
+            create_topics(&mut k, v, &[(&n, -1, 1)], &[]),
+            vec![(n.clone(), 0)]
+        );
+        assert_eq!(owners(&b, &n).len(), 1);
+    }
+    // Errors, per topic, in one request.
+    let mut got = create_topics(
+        &mut k,
+        4,
+        &[
+            ("k1", 1, 1),
+            ("bad/name", 1, 1),
+            ("__x", 1, 1),
+            ("rf3", 1, 3),
+            ("zero", 0, 1),
+        ],
+        &[],
+    );
+    got.sort();
+    let mut want = vec![
+        ("k1".to_owned(), TOPIC_ALREADY_EXISTS),
+        ("bad/name".to_owned(), INVALID_TOPIC_EXCEPTION),
+        ("__x".to_owned(), INVALID_TOPIC_EXCEPTION),
+        ("rf3".to_owned(), INVALID_REPLICATION_FACTOR),
+        ("zero".to_owned(), INVALID_PARTITIONS),
+    ];
+    want.sort();
+    assert_eq!(got, want);
+    // validate_only is refused (with a message saying so), and creates nothing.
+    let mut req = CreateTopicsRequest::default();
+    req.validate_only = true;
+    let mut t = CreatableTopic::default();
+    t.name = name("dry");
+    t.num_partitions = 1;
+    t.replication_factor = 1;
+    req.topics = vec![t];
+    let r: CreateTopicsResponse = k.call(ApiKey::CreateTopics, 4, &req);
+    assert_eq!(r.topics.len(), 1);
+    assert_eq!(r.topics[0].name.0.as_str(), "dry");
+    assert_eq!(r.topics[0].error_code, INVALID_REQUEST);
+    let msg = r.topics[0].error_message.as_ref().unwrap();
+    assert!(msg.contains("validate_only"), "{msg}");
+    let m = metadata(&mut k, 9, Some(&["dry", "rf3", "__x"]));
+    assert!(m.topics.iter().all(|t| t.error_code == 3), "{m:?}");
+    // Delete: gone for Kafka and for the CLI; unknown topics are reported.
+    for v in [2i16, 3, 4] {
+        let n = format!("v{v}");
+        assert_eq!(delete_topics(&mut k, v, &[&n]), vec![(n.clone(), 0)]);
+        let m = metadata(&mut k, 9, Some(&[&n]));
+        assert_eq!(m.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION);
+    }
+    assert_eq!(
+        delete_topics(&mut k, 4, &["k1", "nope"]),
+        vec![
+            ("k1".to_owned(), 0),
+            ("nope".to_owned(), UNKNOWN_TOPIC_OR_PARTITION)
+        ]
+    );
+    let out = run(&["topic", "describe", "k1", "--broker", &ba], b"", T);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("unknown topic 'k1'"), "{}", out.stderr);
+    // The name is free again.
+    assert_eq!(
+        create_topics(&mut k, 2, &[("k1", 2, -1)], &[]),
+        vec![("k1".to_owned(), 0)]
+    );
+}
+
+/// The broker's `shardlog_forwards_total` series, by shard, from /metrics.
+fn forwards(http: &str) -> Vec<(String, f64)> {
+    let (status, body) =
+        shardlog::http::get(http, "/metrics", READ_DEADLINE).expect("scrape /metrics");
+    assert_eq!(status, 200, "{body}");
+    shardlog::top::parse(&body)
+        .into_iter()
+        .filter(|((n, _), _)| n == "shardlog_forwards_total")
+        .map(|((_, labels), v)| {
+            let shard = labels
+                .iter()
+                .find(|(k, _)| k == "shard")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            (shard, v)
+        })
+        .collect()
+}
+
+#[test]
+fn clients_that_follow_metadata_cause_no_cross_shard_forwarding() {
+    let dir = data_dir();
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = two_free_ports();
+    let http = format!("127.0.0.1:{}", free_port());
+    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
+    let _b = Broker::start(
+        dir.path(),
+        &[
+            "--kafka-listen",
+            &k_arg,
+            "--kafka-port-base",
+            &base_arg,
+            "--shards",
+            "2",
+            "--http-listen",
+            &http,
+        ],
+    );
+    wait_port(kafka);
+    let mut k = Kafka::connect(kafka);
+    assert_eq!(
+        create_topics(&mut k, 4, &[("f", 8, -1)], &[]),
+        vec![("f".to_owned(), 0)]
+    );
+    let r = metadata(&mut k, 9, Some(&["f"]));
+    let parts: Vec<(i32, u16)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, base + p.leader_id.0 as u16))
+        .collect();
+    assert_eq!(parts.len(), 8);
+    assert!(parts.iter().any(|p| p.1 == base) && parts.iter().any(|p| p.1 == base + 1));
+    // Each partition's produce, fetch and list offsets go to its leader.
+    for round in 0..3 {
+        for &(p, port) in &parts {
+            let mut at = Kafka::connect(SocketAddr::new(kafka.ip(), port));
+            let value = format!("p{p}r{round}");
+            let r: ProduceResponse = at.call(
+                ApiKey::Produce,
+                8,
+                &produce_request("f", p, -1, batch_of(1_700_000_000_000, &[value.as_bytes()])),
+            );
+            let pr = &r.responses[0].partition_responses[0];
+            assert_eq!((pr.error_code, pr.base_offset), (0, round));
+            let f: FetchResponse = at.call(ApiKey::Fetch, 11, &fetch_request("f", p, round, 500));
+            assert_eq!(
+                values_of(f.responses[0].partitions[0].records.as_ref().unwrap()),
+                vec![value.into_bytes()]
+            );
+            assert_eq!(list_offset(&mut at, 5, "f", p, -1), (0, round + 1));
+        }
+    }
+    let f = forwards(&http);
+    assert_eq!(f.len(), 2, "one series per shard: {f:?}");
+    assert!(f.iter().all(|(_, v)| *v == 0.0), "forwarded: {f:?}");
+    // The counter is the right one: a produce sent to the wrong shard is
+    // served (forwarded) and counted.
+    let &(p, port) = parts.iter().find(|(_, port)| *port == base).unwrap();
+    let mut wrong = Kafka::connect(SocketAddr::new(kafka.ip(), port + 1));
+    let r: ProduceResponse = wrong.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("f", p, -1, batch_of(1_700_000_000_000, &[b"stale"])),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let f = forwards(&http);
+    assert!(
+        f.iter().any(|(s, v)| s == "1" && *v == 1.0),
+        "forwarded: {f:?}"
+    );
 }

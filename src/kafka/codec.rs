@@ -12,6 +12,8 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -21,7 +23,8 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
     ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
     RequestHeader, ResponseHeader, TopicName,
 };
@@ -39,12 +42,17 @@ use crate::protocol::{
 /// cover what librdkafka 2.x and kafka-python negotiate; Fetch stops at 11
 /// (v12 adds fetch sessions' diverging epochs and flexible records we do not
 /// need yet; v13 names topics by id) and Metadata at 9 (v10 adds topic ids).
+/// CreateTopics 2-4 and DeleteTopics 1-4: what the crate encodes (Kafka 4
+/// dropped the older ones too); librdkafka 2.x asks for at most 4 and
+/// kafka-python 3; v5+ answers with topic configs, v6 deletes by topic id.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
     (ApiKey::Fetch, 4, 11),
     (ApiKey::ListOffsets, 1, 5),
     (ApiKey::Metadata, 1, 9),
     (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 4),
+    (ApiKey::DeleteTopics, 1, 4),
 ];
 
 /// The version range this listener speaks for `api`, if it implements it.
@@ -109,6 +117,9 @@ pub enum DecodeError {
 /// for most APIs, so the error goes on every partition).
 pub type Shape = Vec<(String, Vec<i32>)>;
 
+/// Topics refused by the listener: (name, Kafka error code, message).
+pub type Refused = Vec<(String, i16, String)>;
+
 /// What one Kafka request asks for.
 #[derive(Debug)]
 pub enum Work {
@@ -121,6 +132,10 @@ pub enum Work {
         frame: Box<RequestFrame>,
         shape: Shape,
         respond: bool,
+        /// Topics the listener refused itself (a Kafka-only rule, such as
+        /// the replication factor): (name, Kafka error, message), answered
+        /// beside the router's results.
+        refused: Refused,
     },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
@@ -207,6 +222,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 frame: native(Request::Metadata { topics }),
                 shape,
                 respond: true,
+                refused: vec![],
             }
         }
         ApiKey::Produce => {
@@ -255,6 +271,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                     })),
                     shape,
                     respond: acks != Acks::None,
+                    refused: vec![],
                 },
             }
         }
@@ -294,6 +311,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 })),
                 shape,
                 respond: true,
+                refused: vec![],
             }
         }
         ApiKey::ListOffsets => {
@@ -327,6 +345,82 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 )),
                 shape,
                 respond: true,
+                refused: vec![],
+            }
+        }
+        ApiKey::CreateTopics => {
+            let r = CreateTopicsRequest::decode(&mut body, version).map_err(malformed)?;
+            let shape: Shape = r
+                .topics
+                .iter()
+                .map(|t| (name_of(&t.name), vec![]))
+                .collect();
+            let mut refused = Refused::new();
+            let mut topics = Vec::with_capacity(r.topics.len());
+            for t in r.topics {
+                let name = name_of(&t.name);
+                if r.validate_only {
+                    // No dry run in the native protocol: refused, not faked.
+                    refused.push((
+                        name,
+                        ResponseError::InvalidRequest.code(),
+                        "validate_only is not supported: shardlog has no dry-run topic creation"
+                            .to_owned(),
+                    ));
+                    continue;
+                }
+                if !matches!(t.replication_factor, -1 | 1) {
+                    refused.push((
+                        name,
+                        ResponseError::InvalidReplicationFactor.code(),
+                        format!(
+                            "replication factor {} is not supported: shardlog keeps one copy (use 1 or -1)",
+                            t.replication_factor
+                        ),
+                    ));
+                    continue;
+                }
+                if !t.assignments.is_empty() {
+                    refused.push((
+                        name,
+                        ResponseError::InvalidReplicaAssignment.code(),
+                        "manual replica assignment is not supported: partitions go to shards"
+                            .to_owned(),
+                    ));
+                    continue;
+                }
+                topics.push(protocol::CreateTopic {
+                    name,
+                    // -1: the broker's default, one partition (as Kafka's
+                    // num.partitions); other negatives become 0, refused.
+                    partitions: if t.num_partitions == -1 {
+                        1
+                    } else {
+                        non_negative(t.num_partitions)
+                    },
+                    // A null value means "the default": left out.
+                    configs: t
+                        .configs
+                        .into_iter()
+                        .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                        .collect(),
+                });
+            }
+            Work::Native {
+                frame: native(Request::CreateTopics(topics)),
+                shape,
+                respond: true,
+                refused,
+            }
+        }
+        ApiKey::DeleteTopics => {
+            let r = DeleteTopicsRequest::decode(&mut body, version).map_err(malformed)?;
+            let names: Vec<String> = r.topic_names.iter().map(name_of).collect();
+            Work::Native {
+                shape: names.iter().map(|n| (n.clone(), vec![])).collect(),
+                frame: native(Request::DeleteTopics(names)),
+                respond: true,
+                refused: vec![],
             }
         }
         _ => return Err(DecodeError::UnknownApi(key)),
@@ -416,10 +510,33 @@ pub fn encode_response(
     correlation_id: i32,
     result: Result<Response, WireError>,
     shape: &Shape,
+    refused: &Refused,
     nodes: &[NodeInfo],
 ) -> Result<Bytes, anyhow::Error> {
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
+    let local = || {
+        refused
+            .iter()
+            .map(|(n, code, msg)| (n.clone(), *code, Some(msg.clone())))
+    };
     match (api, result) {
+        (ApiKey::CreateTopics, Ok(Response::CreateTopics(results))) => {
+            let all = results
+                .into_iter()
+                .map(|t| {
+                    let code = kafka_error(t.error.as_ref());
+                    (t.name, code, t.error.map(|e| e.message))
+                })
+                .chain(local());
+            frame(&create_topics_response(all))
+        }
+        (ApiKey::DeleteTopics, Ok(Response::DeleteTopics(results))) => {
+            let all = results.into_iter().map(|t| {
+                let code = kafka_error(t.error.as_ref());
+                (t.name, code, t.error.map(|e| e.message))
+            });
+            frame(&delete_topics_response(all))
+        }
         (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
             frame(&metadata_response(Ok(m.topics), shape, nodes))
         }
@@ -521,8 +638,42 @@ fn api_of(r: &Response) -> &'static str {
         Response::Fetch(_) => "fetch",
         Response::ListOffsets(_) => "list offsets",
         Response::Metadata(_) => "metadata",
+        Response::CreateTopics(_) => "create topics",
+        Response::DeleteTopics(_) => "delete topics",
         _ => "other",
     }
+}
+
+fn create_topics_response(
+    topics: impl Iterator<Item = (String, i16, Option<String>)>,
+) -> CreateTopicsResponse {
+    let mut r = CreateTopicsResponse::default();
+    r.topics = topics
+        .map(|(n, code, message)| {
+            let mut t = CreatableTopicResult::default();
+            t.name = topic_name(&n);
+            t.error_code = code;
+            t.error_message = message.map(StrBytes::from_string);
+            t
+        })
+        .collect();
+    r
+}
+
+fn delete_topics_response(
+    topics: impl Iterator<Item = (String, i16, Option<String>)>,
+) -> DeleteTopicsResponse {
+    let mut r = DeleteTopicsResponse::default();
+    r.responses = topics
+        .map(|(n, code, message)| {
+            let mut t = DeletableTopicResult::default();
+            t.name = Some(topic_name(&n));
+            t.error_code = code;
+            t.error_message = message.map(StrBytes::from_string);
+            t
+        })
+        .collect();
+    r
 }
 
 /// A response with `error` on every partition of `shape`.
@@ -605,6 +756,18 @@ pub fn refuse_response(
                 .collect();
             encode_frame(api, version, correlation_id, &r)
         }
+        ApiKey::CreateTopics => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &create_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+        ),
+        ApiKey::DeleteTopics => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &delete_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+        ),
         _ => encode_frame(
             api,
             version,
@@ -731,9 +894,9 @@ mod tests {
     fn api_versions_v3_leaves_default_tagged_fields_out() {
         let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
         // length, correlation id (header v0 always), error, compact array
-        // of 5 entries (6), each key/min/max + empty tags (7 bytes),
+        // of 7 entries (8), each key/min/max + empty tags (7 bytes),
         // throttle, then one byte: zero tagged fields.
-        assert_eq!(b.len(), 4 + 4 + 2 + 1 + 5 * 7 + 4 + 1);
+        assert_eq!(b.len(), 4 + 4 + 2 + 1 + 7 * 7 + 4 + 1);
         assert_eq!(b[b.len() - 1], 0);
     }
 
@@ -789,6 +952,7 @@ mod tests {
                 frame,
                 shape,
                 respond: resp,
+                ..
             } = d.work
             else {
                 panic!("native work")
@@ -806,5 +970,63 @@ mod tests {
             let at = got.as_ptr() as usize;
             assert!(at >= start && at < start + body.len());
         }
+    }
+
+    #[test]
+    fn create_topics_checks_replication_and_refuses_validate_only() {
+        use kafka_protocol::messages::create_topics_request::{
+            CreatableTopic, CreatableTopicConfig,
+        };
+        let topic = |n: &str, partitions, rf| {
+            let mut t = CreatableTopic::default();
+            t.name = topic_name(n);
+            t.num_partitions = partitions;
+            t.replication_factor = rf;
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_static_str("retention.ms");
+            c.value = Some(StrBytes::from_static_str("1000"));
+            let mut null = CreatableTopicConfig::default();
+            null.name = StrBytes::from_static_str("segment.bytes");
+            null.value = None;
+            t.configs = vec![c, null];
+            t
+        };
+        let mut r = CreateTopicsRequest::default();
+        r.topics = vec![topic("a", -1, -1), topic("b", 3, 1), topic("c", 1, 3)];
+        let d = decode_request(request_body(ApiKey::CreateTopics, 4, 1, &r)).unwrap();
+        let Work::Native {
+            frame,
+            shape,
+            refused,
+            ..
+        } = d.work
+        else {
+            panic!("native work")
+        };
+        assert_eq!(shape.len(), 3);
+        let Request::CreateTopics(ts) = frame.request else {
+            panic!("create topics")
+        };
+        let got: Vec<_> = ts.iter().map(|t| (t.name.as_str(), t.partitions)).collect();
+        assert_eq!(got, vec![("a", 1), ("b", 3)]);
+        assert_eq!(
+            ts[0].configs,
+            vec![("retention.ms".to_owned(), "1000".to_owned())]
+        );
+        assert_eq!(refused.len(), 1);
+        assert_eq!(
+            (refused[0].0.as_str(), refused[0].1),
+            ("c", ResponseError::InvalidReplicationFactor.code())
+        );
+        r.validate_only = true;
+        let d = decode_request(request_body(ApiKey::CreateTopics, 4, 2, &r)).unwrap();
+        let Work::Native { frame, refused, .. } = d.work else {
+            panic!("native work")
+        };
+        assert!(matches!(frame.request, Request::CreateTopics(ts) if ts.is_empty()));
+        assert_eq!(refused.len(), 3);
+        assert!(refused
+            .iter()
+            .all(|r| r.1 == 42 && r.2.contains("validate_only")));
     }
 }

@@ -152,6 +152,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
             frame,
             shape,
             respond,
+            refused,
         } => {
             if matches!(frame.request, crate::protocol::Request::Produce(_)) {
                 // Backpressure, as on the native listener.
@@ -174,6 +175,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
                     correlation_id,
                     r.result,
                     &shape,
+                    &refused,
                     &ctx.nodes,
                 ))
             })
