@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use shardlog::consumer::{GroupConfig, GroupConsumer, OffsetReset};
 
-use crate::args::{Stop, STAMP_BYTES};
+use crate::args::STAMP_BYTES;
 use crate::stats::{flush_interval, record, ActorResult};
 use crate::workload::Shared;
 
@@ -116,22 +116,11 @@ pub fn consume(
                 break;
             }
         } else {
-            let over = match p.stop {
-                Stop::After(d) => now.saturating_duration_since(sh.t0) >= p.warmup + d,
-                Stop::Messages(_) | Stop::Bytes(_) => sh.remaining.load(Ordering::Relaxed) == 0,
-            } || crate::signals::stop_requested();
-            if over {
+            if sh.consume_only_over(now) {
                 break;
             }
         }
-        let idle = now.saturating_duration_since(last_data);
-        if idle > p.drain_timeout && (producers_done || p.producers == 0) {
-            bail!(
-                "consumer {id}: nothing new for {} s (read {} messages; --drain-timeout)",
-                idle.as_secs(),
-                res.messages
-            );
-        }
+        sh.check_drain(id, now, last_data, producers_done, res.messages)?;
         let msgs = c
             .poll(Duration::from_millis(POLL_MS))
             .with_context(|| format!("consumer {id}: polling group {group}"))?;

@@ -436,23 +436,10 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
         if p.producers > 0 && open.is_empty() {
             break;
         }
-        if p.producers == 0 {
-            let over = match p.stop {
-                Stop::After(d) => now.saturating_duration_since(sh.t0) >= p.warmup + d,
-                Stop::Messages(_) | Stop::Bytes(_) => sh.remaining.load(Ordering::Relaxed) == 0,
-            } || crate::signals::stop_requested();
-            if over {
-                break;
-            }
+        if p.producers == 0 && sh.consume_only_over(now) {
+            break;
         }
-        let idle = now.saturating_duration_since(last_data);
-        if idle > p.drain_timeout && (producers_done || p.producers == 0) {
-            bail!(
-                "consumer {id}: nothing new for {} s (read {} messages; --drain-timeout)",
-                idle.as_secs(),
-                res.messages
-            );
-        }
+        sh.check_drain(id, now, last_data, producers_done, res.messages)?;
         // One long-polling fetch per open partition, all in flight at once.
         tickets.clear();
         for &i in &open {
@@ -544,6 +531,36 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
 }
 
 impl Shared<'_> {
+    /// Consume-only runs (no producers): whether the run is over (its
+    /// duration passed, `--messages`/`--total-bytes` were read, or a signal).
+    pub fn consume_only_over(&self, now: Instant) -> bool {
+        let p = self.params;
+        (match p.stop {
+            Stop::After(d) => now.saturating_duration_since(self.t0) >= p.warmup + d,
+            Stop::Messages(_) | Stop::Bytes(_) => self.remaining.load(Ordering::Relaxed) == 0,
+        }) || crate::signals::stop_requested()
+    }
+
+    /// Fails a consumer that saw nothing new for `--drain-timeout` once
+    /// nothing more is coming (producers done, or none).
+    pub fn check_drain(
+        &self,
+        id: usize,
+        now: Instant,
+        last_data: Instant,
+        producers_done: bool,
+        read: u64,
+    ) -> Result<()> {
+        let idle = now.saturating_duration_since(last_data);
+        if idle > self.params.drain_timeout && (producers_done || self.params.producers == 0) {
+            bail!(
+                "consumer {id}: nothing new for {} s (read {read} messages; --drain-timeout)",
+                idle.as_secs()
+            );
+        }
+        Ok(())
+    }
+
     /// Consume-only runs with `--messages` or `--total-bytes`: claims one
     /// message of `bytes`; false when the consumers together have read
     /// enough.
