@@ -14,20 +14,24 @@
 //! the order they were appended in (they apply at append time, which is the
 //! log order, so memory and the log agree after a restart).
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
 use crate::batch::{split_batches, BatchBuilder, Records};
+use crate::group::classic::{
+    ClassicCall, ClassicError, ClassicGroups, ClassicReply, ClassicState, Completion,
+};
 use crate::group::{
     Coordinator, GroupError, GroupState, HeartbeatRequest, OffsetCommit, Strategy, Subscription,
     TopicPartition,
 };
 use crate::partition::Partition;
 use crate::protocol::*;
+use crate::rt;
 
 /// Most bytes read from an offsets partition at once while replaying it.
 const REPLAY_READ_BYTES: usize = 1 << 20;
@@ -51,6 +55,28 @@ pub fn group_wire_error(e: &GroupError) -> WireError {
         _ => ErrorCode::InvalidRequest,
     };
     WireError::new(code, e.to_string())
+}
+
+/// Classic-protocol errors on the native wire (offset commits of classic
+/// groups); the Kafka listener maps these codes back to Kafka's
+/// (StaleMemberEpoch -> ILLEGAL_GENERATION for a classic client).
+pub fn classic_wire_error(e: &ClassicError) -> WireError {
+    let code = match e {
+        ClassicError::UnknownMember(_) => ErrorCode::UnknownMember,
+        ClassicError::IllegalGeneration { .. } => ErrorCode::StaleMemberEpoch,
+        _ => ErrorCode::InvalidRequest,
+    };
+    WireError::new(code, e.to_string())
+}
+
+/// Classic states in the native listing's spelling (`group list`).
+pub fn classic_state_name(s: ClassicState) -> &'static str {
+    match s {
+        ClassicState::Empty => "empty",
+        ClassicState::PreparingRebalance => "preparing-rebalance",
+        ClassicState::CompletingRebalance => "completing-rebalance",
+        ClassicState::Stable => "stable",
+    }
 }
 
 pub fn state_name(s: GroupState) -> &'static str {
@@ -91,6 +117,12 @@ fn from_tps(v: &[TopicPartition]) -> Vec<TopicPartitions> {
 pub struct Groups {
     shard_id: u16,
     coordinator: RefCell<Coordinator>,
+    /// Kafka's classic groups (JoinGroup/SyncGroup), beside the native ones;
+    /// a group id is one or the other while it has members.
+    classic: RefCell<ClassicGroups>,
+    /// Joins and syncs waiting for the rest of their group, by waiter id.
+    waiters: RefCell<HashMap<u64, rt::channel::Sender<ClassicReply>>>,
+    next_waiter: Cell<u64>,
     /// Time zero of the coordinator's clock (monotonic: sessions must not
     /// expire because the wall clock jumped).
     t0: Instant,
@@ -106,6 +138,9 @@ impl Groups {
         Groups {
             shard_id,
             coordinator: RefCell::new(Coordinator::new(seed)),
+            classic: RefCell::new(ClassicGroups::new(seed.rotate_left(17))),
+            waiters: RefCell::new(HashMap::new()),
+            next_waiter: Cell::new(1),
             t0: Instant::now(),
         }
     }
@@ -167,6 +202,126 @@ impl Groups {
         for (group, member, reason) in self.coordinator.borrow_mut().expire_all(now) {
             tracing::info!(shard = self.shard_id, group = %group, member = %member, ?reason, "member removed from its group");
         }
+        let done = {
+            let mut c = self.classic.borrow_mut();
+            let done = c.tick(now);
+            c.prune();
+            done
+        };
+        self.deliver(done);
+    }
+
+    /// Answers waiting classic joins and syncs. A waiter whose client went
+    /// away has no receiver any more: its answer is dropped, harmlessly.
+    fn deliver(&self, done: Vec<Completion>) {
+        let mut waiters = self.waiters.borrow_mut();
+        for (w, reply) in done {
+            let tx = waiters
+                .remove(&w)
+                .expect("every completion is for a registered waiter");
+            let _ = tx.try_send(reply);
+        }
+    }
+
+    /// Serves one request of Kafka's classic group protocol; joins and
+    /// syncs wait here until their group completes the step.
+    pub async fn classic(&self, call: ClassicCall) -> ClassicReply {
+        if let ClassicCall::Join(j) = &call {
+            let native = self
+                .coordinator
+                .borrow()
+                .group(&j.group)
+                .is_some_and(|g| !g.is_empty());
+            if native {
+                return ClassicReply::Join(crate::group::classic::JoinResponse {
+                    error: Some(ClassicError::InconsistentProtocol(format!(
+                        "group '{}' is a shardlog consumer group with active members",
+                        j.group
+                    ))),
+                    generation_id: -1,
+                    member_id: j.member_id.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        let now = self.now_ms();
+        let waiter = self.next_waiter.get();
+        self.next_waiter.set(waiter + 1);
+        let (tx, rx) = rt::channel::bounded(1);
+        self.waiters.borrow_mut().insert(waiter, tx);
+        let done = {
+            let mut c = self.classic.borrow_mut();
+            match call {
+                ClassicCall::Join(r) => c.join(now, r, waiter),
+                ClassicCall::Sync(r) => c.sync(now, r, waiter),
+                ClassicCall::Heartbeat(r) => {
+                    vec![(waiter, ClassicReply::Heartbeat(c.heartbeat(now, &r)))]
+                }
+                ClassicCall::Leave(r) => {
+                    let (reply, mut done) = c.leave(now, &r);
+                    done.push((waiter, reply));
+                    done
+                }
+            }
+        };
+        self.deliver(done);
+        match rx.recv().await {
+            Some(reply) => reply,
+            // Unreachable while the shard runs: every waiter is answered.
+            None => ClassicReply::Heartbeat(Some(ClassicError::RebalanceInProgress)),
+        }
+    }
+
+    /// A Kafka classic group for `group describe`: assignments decoded when
+    /// they are the consumer protocol's.
+    fn describe_classic(
+        &self,
+        group: &str,
+        d: crate::group::classic::ClassicDescription,
+    ) -> GroupDescription {
+        let c = self.coordinator.borrow();
+        GroupDescription {
+            group: group.to_owned(),
+            error: None,
+            state: classic_state_name(d.state).to_owned(),
+            group_epoch: d.generation.max(0) as u32,
+            strategy: d.protocol,
+            coordinator_shard: self.shard_id,
+            members: d
+                .members
+                .into_iter()
+                .map(|m| {
+                    let assignment = crate::group::classic::consumer_assignment(&m.assignment)
+                        .map(|tps| from_tps(&tps))
+                        .unwrap_or_default();
+                    GroupMember {
+                        member_id: m.member_id,
+                        client_id: m.client_id,
+                        member_epoch: d.generation,
+                        owned: assignment.clone(),
+                        assignment,
+                        subscribed_topics: Vec::new(),
+                        topic_prefix: None,
+                    }
+                })
+                .collect(),
+            offsets: self.all_committed(&c, group),
+        }
+    }
+
+    /// Kafka's DescribeGroups: classic groups with their opaque member
+    /// metadata and assignments; any other group as the native describe.
+    pub fn describe_kafka(&self, groups: &[String]) -> Vec<KafkaGroupDescription> {
+        groups
+            .iter()
+            .map(|g| match self.classic.borrow().describe(g) {
+                Some(description) => KafkaGroupDescription::Classic {
+                    group: g.clone(),
+                    description,
+                },
+                None => KafkaGroupDescription::Native(self.describe(g)),
+            })
+            .collect()
     }
 
     pub fn heartbeat(
@@ -201,6 +356,15 @@ impl Groups {
             owned: r.owned.as_deref().map(to_tps),
             polled: r.polled,
         };
+        if self.classic.borrow().has_members(&r.group) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "group '{}' is a Kafka classic-protocol group with active members",
+                    r.group
+                ),
+            ));
+        }
         let now = self.now_ms();
         let resp = self
             .coordinator
@@ -234,6 +398,13 @@ impl Groups {
         let mut records: Vec<(Bytes, Bytes)> = Vec::new();
         {
             let c = self.coordinator.borrow();
+            // A Kafka classic group checks generations itself; `Ok(false)`:
+            // not one, the native coordinator checks.
+            let classic = self
+                .classic
+                .borrow()
+                .check_commit(&r.group, &r.member_id, r.member_epoch)
+                .map_err(|e| classic_wire_error(&e));
             for t in &r.topics {
                 let mut parts = Vec::with_capacity(t.partitions.len());
                 for p in &t.partitions {
@@ -251,12 +422,19 @@ impl Groups {
                             format!("offset {} is negative", p.offset),
                         ))
                     } else {
-                        match c.prepare_commit(&r.member_id, r.member_epoch, &commit) {
+                        let checked = match &classic {
+                            Err(e) => Err(e.clone()),
+                            Ok(true) => commit.record().map_err(|e| group_wire_error(&e.into())),
+                            Ok(false) => c
+                                .prepare_commit(&r.member_id, r.member_epoch, &commit)
+                                .map_err(|e| group_wire_error(&e)),
+                        };
+                        match checked {
                             Ok(kv) => {
                                 records.push(kv);
                                 None
                             }
-                            Err(e) => Some(group_wire_error(&e)),
+                            Err(e) => Some(e),
                         }
                     };
                     parts.push(PartitionError {
@@ -378,8 +556,22 @@ impl Groups {
     }
 
     pub fn list(&self) -> Vec<GroupListing> {
+        let mut classic = self.classic.borrow_mut();
+        classic.prune();
+        let classic: Vec<GroupListing> = classic
+            .list()
+            .into_iter()
+            .map(|(group, state, protocol, members)| GroupListing {
+                group,
+                state: classic_state_name(state).to_owned(),
+                members: members as u32,
+                strategy: protocol,
+                coordinator_shard: self.shard_id,
+            })
+            .collect();
         let c = self.coordinator.borrow();
-        c.list()
+        let mut all: Vec<GroupListing> = c
+            .list()
             .into_iter()
             .map(|g| GroupListing {
                 strategy: c
@@ -392,10 +584,22 @@ impl Groups {
                 members: g.members as u32,
                 coordinator_shard: self.shard_id,
             })
-            .collect()
+            .filter(|g| !classic.iter().any(|x| x.group == g.group))
+            .collect();
+        all.extend(classic);
+        all.sort_by(|a, b| a.group.cmp(&b.group));
+        all
     }
 
     pub fn describe(&self, group: &str) -> GroupDescription {
+        if let Some(d) = self
+            .classic
+            .borrow()
+            .describe(group)
+            .filter(|d| !d.members.is_empty())
+        {
+            return self.describe_classic(group, d);
+        }
         let c = self.coordinator.borrow();
         let Some(d) = c.describe(group) else {
             return GroupDescription {

@@ -183,7 +183,9 @@ impl Api {
             | Request::OffsetCommit(_)
             | Request::OffsetFetch(_)
             | Request::ListGroups
-            | Request::DescribeGroups(_) => Api::Group,
+            | Request::DescribeGroups(_)
+            | Request::Classic(_)
+            | Request::KafkaDescribeGroups(_) => Api::Group,
             Request::ApiVersions => Api::Other,
         }
     }

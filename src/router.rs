@@ -309,27 +309,40 @@ impl Router {
                 let this = self.clone();
                 Box::pin(async move { done(Ok(this.list_groups_all().await)) })
             }
+            Request::Classic(call) => {
+                let owner = self.coordinator_of(call.group());
+                let w = self.send_part(cid, owner, Request::Classic(call), 0).await;
+                Box::pin(async move { done(reply_response(w.await)) })
+            }
+            // Each group from its own coordinator, answers in request order.
             Request::DescribeGroups(groups) => {
-                let mut waits = Vec::with_capacity(groups.len());
-                for g in groups {
-                    let owner = self.coordinator_of(&g);
-                    waits.push(
-                        self.send_part(cid, owner, Request::DescribeGroups(vec![g]), 0)
-                            .await,
-                    );
-                }
+                let waits = self
+                    .per_group(cid, groups, |g| Request::DescribeGroups(vec![g]))
+                    .await;
                 Box::pin(async move {
-                    let mut out = Vec::with_capacity(waits.len());
-                    for w in waits {
-                        match reply_response(w.await) {
-                            Ok(Response::DescribeGroups(gs)) => out.extend(gs),
-                            Ok(_) => {
-                                return done(Err(WireError::new(ErrorCode::Unknown, "bad reply")))
-                            }
-                            Err(e) => return done(Err(e)),
-                        }
-                    }
-                    done(Ok(Response::DescribeGroups(out)))
+                    done(
+                        merge_groups(waits, |r| match r {
+                            Response::DescribeGroups(gs) => Some(gs),
+                            _ => None,
+                        })
+                        .await
+                        .map(Response::DescribeGroups),
+                    )
+                })
+            }
+            Request::KafkaDescribeGroups(groups) => {
+                let waits = self
+                    .per_group(cid, groups, |g| Request::KafkaDescribeGroups(vec![g]))
+                    .await;
+                Box::pin(async move {
+                    done(
+                        merge_groups(waits, |r| match r {
+                            Response::KafkaDescribeGroups(gs) => Some(gs),
+                            _ => None,
+                        })
+                        .await
+                        .map(Response::KafkaDescribeGroups),
+                    )
                 })
             }
             request => self.shard.dispatch(RequestFrame { request, ..frame }),
@@ -678,7 +691,23 @@ impl Router {
     /// The shard coordinating `group`: the owner of the group's partition of
     /// the offsets topic (so the coordinator moves with that partition when
     /// the shard count changes, and its commits are local appends).
-    fn coordinator_of(&self, group: &str) -> u16 {
+    /// One request per group, each to its group's coordinator shard.
+    async fn per_group(
+        self: &Rc<Self>,
+        cid: u32,
+        groups: Vec<String>,
+        request: impl Fn(String) -> Request,
+    ) -> Vec<PendingReply> {
+        let mut waits = Vec::with_capacity(groups.len());
+        for g in groups {
+            let owner = self.coordinator_of(&g);
+            waits.push(self.send_part(cid, owner, request(g), 0).await);
+        }
+        waits
+    }
+
+    /// The shard that coordinates `group` (owns its offsets partition).
+    pub fn coordinator_of(&self, group: &str) -> u16 {
         let p =
             crate::group::offsets::partition_for_group(group, crate::storage::OFFSETS_PARTITIONS);
         self.owner_of(crate::storage::OFFSETS_TOPIC, p)
@@ -832,6 +861,22 @@ impl Router {
 }
 
 /// The response inside a reply from a part (local or over the mesh).
+/// Joins per-group answers (`per_group`) in request order; `pick` takes the
+/// list out of the expected response kind.
+async fn merge_groups<T>(
+    waits: Vec<PendingReply>,
+    pick: impl Fn(Response) -> Option<Vec<T>>,
+) -> Result<Vec<T>, WireError> {
+    let mut out = Vec::with_capacity(waits.len());
+    for w in waits {
+        match pick(reply_response(w.await)?) {
+            Some(gs) => out.extend(gs),
+            None => return Err(WireError::new(ErrorCode::Unknown, "bad reply")),
+        }
+    }
+    Ok(out)
+}
+
 fn reply_response(r: Result<Reply, WireError>) -> Result<Response, WireError> {
     match r {
         Ok(Reply::Resp(r)) => r,

@@ -477,18 +477,24 @@ async fn run_shard(
             }
         }
     }
-    let kafka_ctx = Rc::new(crate::kafka::KafkaContext {
-        nodes: kafka_nodes,
-        max_frame_bytes: config.max_frame_bytes,
-        max_inflight: config.max_inflight_per_connection,
-    });
+    let kafka_ctx = |shard_node: bool| {
+        Rc::new(crate::kafka::KafkaContext {
+            nodes: kafka_nodes.clone(),
+            max_frame_bytes: config.max_frame_bytes,
+            max_inflight: config.max_inflight_per_connection,
+            shard_node,
+        })
+    };
     let local = listener.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns::default());
     let native = Proto::Native;
-    let kafka_proto = Proto::Kafka(kafka_ctx);
+    let (kafka_shared, kafka_own) = (
+        Proto::Kafka(kafka_ctx(false)),
+        Proto::Kafka(kafka_ctx(true)),
+    );
     let (r, c, st, cs) = (&router, &config, &*stop, &conns);
     futures_lite::future::zip(
         futures_lite::future::zip(
@@ -496,8 +502,8 @@ async fn run_shard(
             accept_loop(r, own.as_ref(), c, st, cs, native),
         ),
         futures_lite::future::zip(
-            accept_loop(r, kafka.first(), c, st, cs, kafka_proto.clone()),
-            accept_loop(r, kafka.get(1), c, st, cs, kafka_proto),
+            accept_loop(r, kafka.first(), c, st, cs, kafka_shared),
+            accept_loop(r, kafka.get(1), c, st, cs, kafka_own),
         ),
     )
     .await;

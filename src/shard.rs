@@ -457,6 +457,16 @@ impl Shard {
                 let r = done(Response::ListGroups(self.groups.list()));
                 Box::pin(async move { r })
             }
+            Request::Classic(call) => {
+                let shard = self.clone();
+                Box::pin(async move { done(Response::Classic(shard.groups.classic(call).await)) })
+            }
+            Request::KafkaDescribeGroups(gs) => {
+                let r = done(Response::KafkaDescribeGroups(
+                    self.groups.describe_kafka(&gs),
+                ));
+                Box::pin(async move { r })
+            }
             Request::DescribeGroups(gs) => {
                 let r = done(Response::DescribeGroups(
                     gs.iter().map(|g| self.groups.describe(g)).collect(),

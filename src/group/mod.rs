@@ -4,7 +4,9 @@
 //! Owns: the KIP-848-style protocol where the broker computes the assignment
 //! and one heartbeat call both joins and keeps a member alive
 //! (`coordinator`), the assignment strategies (`assign`), and the committed
-//! offsets table with its durable record format (`offsets`).
+//! offsets table with its durable record format (`offsets`); and Kafka's
+//! classic protocol, where the leader's client assigns and the broker only
+//! runs the join barrier and relays the assignment (`classic`).
 //!
 //! Must never: do I/O, read a clock, name glommio or a socket. The shard that
 //! hosts a `Coordinator` feeds it requests, the current topic metadata and
@@ -28,6 +30,7 @@
 //! ```
 
 pub mod assign;
+pub mod classic;
 pub mod coordinator;
 pub mod offsets;
 

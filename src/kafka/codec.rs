@@ -55,10 +55,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 4),
 ];
 
+/// Every API and version range the listener speaks: `SUPPORTED` and the
+/// group APIs (`groups::SUPPORTED`).
+fn all_supported() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
+    SUPPORTED.iter().chain(super::groups::SUPPORTED)
+}
+
 /// The version range this listener speaks for `api`, if it implements it.
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
+    all_supported()
         .find(|(k, _, _)| *k == api)
         .map(|&(_, lo, hi)| (lo, hi))
 }
@@ -139,6 +144,8 @@ pub enum Work {
     },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
+    /// Answered by the listener from the router's coordinator map.
+    FindCoordinator { keys: Vec<String>, key_type: i8 },
 }
 
 /// A decoded Kafka request.
@@ -423,6 +430,14 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 refused: vec![],
             }
         }
+        api if super::groups::is_group_api(api) => super::groups::decode(
+            api,
+            version,
+            &mut body,
+            header.client_id.as_ref().map(|c| c.as_str().to_owned()),
+            native,
+        )
+        .map_err(malformed)?,
         _ => return Err(DecodeError::UnknownApi(key)),
     };
     Ok(Decoded {
@@ -453,6 +468,11 @@ pub fn kafka_error(e: Option<&WireError>) -> i16 {
         ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // Offset commits (the classic protocol's generation is carried as
+        // the native member epoch).
+        ErrorCode::UnknownMember | ErrorCode::GroupNotEmpty => ResponseError::UnknownMemberId,
+        ErrorCode::StaleMemberEpoch => ResponseError::IllegalGeneration,
+        ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
         _ => ResponseError::UnknownServerError,
     };
     k.code()
@@ -464,8 +484,7 @@ pub fn kafka_error(e: Option<&WireError>) -> i16 {
 pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error;
-    r.api_keys = SUPPORTED
-        .iter()
+    r.api_keys = all_supported()
         .map(|&(k, lo, hi)| {
             let mut v = ApiVersion::default();
             v.api_key = k as i16;
@@ -513,6 +532,9 @@ pub fn encode_response(
     refused: &Refused,
     nodes: &[NodeInfo],
 ) -> Result<Bytes, anyhow::Error> {
+    if super::groups::is_group_api(api) {
+        return super::groups::encode(api, version, correlation_id, result, shape);
+    }
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     let local = || {
         refused
@@ -684,6 +706,9 @@ pub fn refuse_response(
     shape: &Shape,
     error: i16,
 ) -> Result<Bytes, anyhow::Error> {
+    if super::groups::is_group_api(api) {
+        return super::groups::refuse(api, version, correlation_id, shape, error);
+    }
     match api {
         ApiKey::Produce => {
             let mut r = ProduceResponse::default();
@@ -894,18 +919,20 @@ mod tests {
     fn api_versions_v3_leaves_default_tagged_fields_out() {
         let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
         // length, correlation id (header v0 always), error, compact array
-        // of 7 entries (8), each key/min/max + empty tags (7 bytes),
+        // (one length byte), each key/min/max + empty tags (7 bytes),
         // throttle, then one byte: zero tagged fields.
-        assert_eq!(b.len(), 4 + 4 + 2 + 1 + 7 * 7 + 4 + 1);
+        let apis = all_supported().count();
+        assert!(apis < 127, "the array length fits one byte");
+        assert_eq!(b.len(), 4 + 4 + 2 + 1 + apis * 7 + 4 + 1);
         assert_eq!(b[b.len() - 1], 0);
     }
 
     #[test]
     fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
-        let body = request_body(ApiKey::JoinGroup, 0, 1, &ApiVersionsRequest::default());
+        let body = request_body(ApiKey::DescribeAcls, 0, 1, &ApiVersionsRequest::default());
         assert!(matches!(
             decode_request(body),
-            Err(DecodeError::UnknownApi(11))
+            Err(DecodeError::UnknownApi(29))
         ));
         let mut junk = BytesMut::from(
             &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],

@@ -14,6 +14,7 @@
 //! unsupported version or an undecodable request closes that connection.
 
 pub mod codec;
+pub mod groups;
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -21,8 +22,9 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
+use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
-use crate::protocol::NodeInfo;
+use crate::protocol::{NodeInfo, Request};
 use crate::router::Router;
 use crate::rt;
 use codec::{Decoded, Work};
@@ -34,6 +36,12 @@ pub struct KafkaContext {
     pub nodes: Vec<NodeInfo>,
     pub max_frame_bytes: usize,
     pub max_inflight: usize,
+    /// Connections came in on this shard's own Kafka port, the broker
+    /// Metadata advertises for it: broker-scoped answers (ListGroups) cover
+    /// this shard only, as each Kafka broker lists the groups it
+    /// coordinates (clients ask every broker and merge). On the shared
+    /// address they cover every shard.
+    pub shard_node: bool,
 }
 
 /// A response being prepared; `None` when the request gets no answer.
@@ -81,7 +89,7 @@ pub async fn serve_connection(
                     break 'conn;
                 }
             };
-            let task = start(&router, &ctx, decoded).await;
+            let task = start(&router, &ctx, decoded, peer).await;
             if tx.send(task).await.is_err() {
                 break 'conn; // the writer is gone: the client went away
             }
@@ -119,7 +127,12 @@ pub async fn serve_connection(
 
 /// Starts one request: appends and hand-offs to other shards happen here,
 /// before the next request is read (order), as on the native listener.
-async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pending {
+async fn start(
+    router: &Rc<Router>,
+    ctx: &Rc<KafkaContext>,
+    d: Decoded,
+    peer: Option<std::net::SocketAddr>,
+) -> Pending {
     let Decoded {
         api,
         version,
@@ -144,16 +157,37 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
             );
             rt::spawn(async move { encoded(r) })
         }
+        Work::FindCoordinator { keys, key_type } => {
+            let r = codec::encode_frame(
+                api,
+                version,
+                correlation_id,
+                &groups::find_coordinator_response(version, &keys, key_type, |group| {
+                    let shard = router.coordinator_of(group);
+                    // One advertised broker (per-shard ports off): that one.
+                    ctx.nodes
+                        .iter()
+                        .find(|n| n.shard == shard)
+                        .unwrap_or(&ctx.nodes[0])
+                        .clone()
+                }),
+            );
+            rt::spawn(async move { encoded(r) })
+        }
         Work::Refuse { shape, error } => {
             let r = codec::refuse_response(api, version, correlation_id, &shape, error);
             rt::spawn(async move { encoded(r) })
         }
         Work::Native {
-            frame,
+            mut frame,
             shape,
             respond,
             refused,
         } => {
+            if let Request::Classic(ClassicCall::Join(j)) = &mut frame.request {
+                // Kafka shows members' hosts as "/ip".
+                j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
+            }
             if matches!(frame.request, crate::protocol::Request::Produce(_)) {
                 // Backpressure, as on the native listener.
                 router.shard().memory().wait_below().await;
@@ -161,7 +195,11 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
             let m = router.shard().metrics().clone();
             let metric = Api::of(&frame.request);
             let started = m.request_started(metric);
-            let answer = router.admit(*frame).await;
+            let answer = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
+                router.shard().dispatch(*frame)
+            } else {
+                router.admit(*frame).await
+            };
             let ctx = ctx.clone();
             rt::spawn(async move {
                 let r = answer.await;

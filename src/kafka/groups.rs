@@ -1,0 +1,769 @@
+//! Kafka's group APIs <-> shardlog's group coordinator: FindCoordinator,
+//! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
+//! ListGroups and DescribeGroups.
+//!
+//! Owns: decoding those requests into native `Request`s (the classic
+//! protocol as `Request::Classic`, served by `group::classic` on the
+//! group's coordinator shard; commits and offset fetches as the native
+//! ones, so both protocols share one durable offsets log), and encoding the
+//! answers; the mapping of classic-protocol errors to Kafka codes.
+//!
+//! Must never: do I/O or encode Kafka by hand (the kafka-protocol crate
+//! does every byte), or look inside the classic protocol's opaque member
+//! metadata and assignments (the leader's client owns their meaning); only
+//! DescribeGroups of a shardlog-native group builds consumer-protocol bytes,
+//! so Kafka tools can show what its members hold.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::{
+    ApiKey, BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
+    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    SyncGroupRequest, SyncGroupResponse, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::ResponseError;
+
+use super::codec::{encode_frame, kafka_error, Shape, Work};
+use crate::group::classic::{self, ClassicCall, ClassicError, ClassicReply};
+use crate::protocol::{
+    self, GroupDescription, KafkaGroupDescription, NodeInfo, Request, RequestFrame, Response,
+    TopicPartitions, WireError,
+};
+
+/// The group APIs and the versions spoken (see `codec::SUPPORTED`): what
+/// librdkafka 2.x, kafka-python and the Java client's classic protocol
+/// negotiate. JoinGroup stops at 7 (v8 adds a reason, v9 KIP-814's
+/// skip_assignment), OffsetFetch at 7 (v8 batches groups), OffsetCommit at
+/// 8 (v9 is KIP-848's), ListGroups at 4 (v5 filters by group type).
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+];
+
+pub fn is_group_api(api: ApiKey) -> bool {
+    SUPPORTED.iter().any(|(k, _, _)| *k == api)
+}
+
+fn s(v: &StrBytes) -> String {
+    v.as_str().to_owned()
+}
+
+fn str_bytes(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_owned())
+}
+
+fn group_id(v: &str) -> GroupId {
+    GroupId(str_bytes(v))
+}
+
+/// Timeouts arrive as i32; a negative one is as bad as zero.
+fn ms(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
+/// Decodes one group request; `native` wraps a native request in its frame.
+pub fn decode(
+    api: ApiKey,
+    version: i16,
+    body: &mut Bytes,
+    client_id: Option<String>,
+    native: impl Fn(Request) -> Box<RequestFrame>,
+) -> Result<Work, anyhow::Error> {
+    let routed = |request: Request, shape: Shape| Work::Native {
+        frame: native(request),
+        shape,
+        respond: true,
+        refused: vec![],
+    };
+    Ok(match api {
+        ApiKey::FindCoordinator => {
+            let r = FindCoordinatorRequest::decode(body, version)?;
+            let keys = if version >= 4 {
+                r.coordinator_keys.iter().map(s).collect()
+            } else {
+                vec![s(&r.key)]
+            };
+            Work::FindCoordinator {
+                keys,
+                key_type: r.key_type,
+            }
+        }
+        ApiKey::JoinGroup => {
+            let r = JoinGroupRequest::decode(body, version)?;
+            let session = ms(r.session_timeout_ms);
+            routed(
+                Request::Classic(ClassicCall::Join(classic::JoinRequest {
+                    group: s(&r.group_id.0),
+                    member_id: s(&r.member_id),
+                    group_instance_id: r.group_instance_id.as_ref().map(s),
+                    client_id: client_id.unwrap_or_default(),
+                    // Filled in by the listener, which knows the peer.
+                    client_host: String::new(),
+                    session_timeout_ms: session,
+                    // v0 has none: the session timeout serves (as in Kafka).
+                    rebalance_timeout_ms: if version >= 1 {
+                        ms(r.rebalance_timeout_ms)
+                    } else {
+                        session
+                    },
+                    protocol_type: s(&r.protocol_type),
+                    protocols: r
+                        .protocols
+                        .iter()
+                        .map(|p| classic::Protocol {
+                            name: s(&p.name),
+                            metadata: p.metadata.clone(),
+                        })
+                        .collect(),
+                    require_known_member_id: version >= 4,
+                })),
+                vec![],
+            )
+        }
+        ApiKey::SyncGroup => {
+            let r = SyncGroupRequest::decode(body, version)?;
+            routed(
+                Request::Classic(ClassicCall::Sync(classic::SyncRequest {
+                    group: s(&r.group_id.0),
+                    member_id: s(&r.member_id),
+                    generation_id: r.generation_id,
+                    protocol_type: r.protocol_type.as_ref().map(s),
+                    protocol_name: r.protocol_name.as_ref().map(s),
+                    assignments: r
+                        .assignments
+                        .iter()
+                        .map(|a| (s(&a.member_id), a.assignment.clone()))
+                        .collect(),
+                })),
+                vec![],
+            )
+        }
+        ApiKey::Heartbeat => {
+            let r = HeartbeatRequest::decode(body, version)?;
+            routed(
+                Request::Classic(ClassicCall::Heartbeat(classic::HeartbeatRequest {
+                    group: s(&r.group_id.0),
+                    member_id: s(&r.member_id),
+                    generation_id: r.generation_id,
+                })),
+                vec![],
+            )
+        }
+        ApiKey::LeaveGroup => {
+            let r = LeaveGroupRequest::decode(body, version)?;
+            let members = if version >= 3 {
+                r.members.iter().map(|m| s(&m.member_id)).collect()
+            } else {
+                vec![s(&r.member_id)]
+            };
+            routed(
+                Request::Classic(ClassicCall::Leave(classic::LeaveRequest {
+                    group: s(&r.group_id.0),
+                    members,
+                })),
+                vec![],
+            )
+        }
+        ApiKey::OffsetCommit => {
+            let r = OffsetCommitRequest::decode(body, version)?;
+            let shape: Shape = r
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.0.as_str().to_owned(),
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
+                .collect();
+            let topics = r
+                .topics
+                .iter()
+                .map(|t| protocol::OffsetCommitTopic {
+                    name: t.name.0.as_str().to_owned(),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| protocol::OffsetCommitPartition {
+                            // A negative partition exists nowhere.
+                            partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                            offset: p.committed_offset,
+                            metadata: p.committed_metadata.as_ref().map(s).unwrap_or_default(),
+                        })
+                        .collect(),
+                })
+                .collect();
+            routed(
+                Request::OffsetCommit(protocol::OffsetCommitRequest {
+                    group: s(&r.group_id.0),
+                    member_id: s(&r.member_id),
+                    member_epoch: r.generation_id_or_member_epoch,
+                    topics,
+                }),
+                shape,
+            )
+        }
+        ApiKey::OffsetFetch => {
+            let r = OffsetFetchRequest::decode(body, version)?;
+            let topics = r.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| TopicPartitions {
+                        topic: t.name.0.as_str().to_owned(),
+                        partitions: t
+                            .partition_indexes
+                            .iter()
+                            .map(|&p| u32::try_from(p).unwrap_or(u32::MAX))
+                            .collect(),
+                    })
+                    .collect()
+            });
+            let shape = r
+                .topics
+                .iter()
+                .flatten()
+                .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
+                .collect();
+            routed(
+                Request::OffsetFetch(protocol::OffsetFetchRequest {
+                    group: s(&r.group_id.0),
+                    topics,
+                }),
+                shape,
+            )
+        }
+        ApiKey::ListGroups => {
+            let r = ListGroupsRequest::decode(body, version)?;
+            // The states filter travels in the shape (it is applied to the
+            // merged answer).
+            let shape = r.states_filter.iter().map(|f| (s(f), vec![])).collect();
+            routed(Request::ListGroups, shape)
+        }
+        ApiKey::DescribeGroups => {
+            let r = DescribeGroupsRequest::decode(body, version)?;
+            let groups: Vec<String> = r.groups.iter().map(|g| s(&g.0)).collect();
+            let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
+            routed(Request::KafkaDescribeGroups(groups), shape)
+        }
+        _ => unreachable!("decode is called for group APIs only"),
+    })
+}
+
+/// Kafka's code for a classic-protocol error.
+pub fn classic_error(e: Option<&ClassicError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    match e {
+        ClassicError::UnknownMember(_) => ResponseError::UnknownMemberId,
+        ClassicError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        ClassicError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        ClassicError::InconsistentProtocol(_) => ResponseError::InconsistentGroupProtocol,
+        ClassicError::MemberIdRequired => ResponseError::MemberIdRequired,
+        ClassicError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+        ClassicError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        ClassicError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+        ClassicError::TooManyGroups => ResponseError::CoordinatorNotAvailable,
+        ClassicError::InvalidRequest(_) => ResponseError::InvalidRequest,
+    }
+    .code()
+}
+
+/// FindCoordinator: `node_of(key)` is the Kafka broker (shard) that
+/// coordinates the group. Transactions have no coordinator here.
+pub fn find_coordinator_response(
+    version: i16,
+    keys: &[String],
+    key_type: i8,
+    node_of: impl Fn(&str) -> NodeInfo,
+) -> FindCoordinatorResponse {
+    let one = |key: &str| {
+        let mut c = Coordinator::default();
+        c.key = str_bytes(key);
+        if key_type != 0 {
+            c.error_code = ResponseError::CoordinatorNotAvailable.code();
+            c.error_message = Some(str_bytes(
+                "shardlog has no transactions: only group coordinators (key type 0)",
+            ));
+            c.node_id = BrokerId(-1);
+            c.port = -1;
+        } else {
+            let n = node_of(key);
+            c.node_id = BrokerId(n.node_id as i32);
+            c.host = str_bytes(&n.host);
+            c.port = i32::from(n.port);
+        }
+        c
+    };
+    let mut r = FindCoordinatorResponse::default();
+    if version >= 4 {
+        r.coordinators = keys.iter().map(|k| one(k)).collect();
+    } else {
+        let c = one(keys.first().map_or("", String::as_str));
+        r.error_code = c.error_code;
+        r.error_message = c.error_message;
+        r.node_id = c.node_id;
+        r.host = c.host;
+        r.port = c.port;
+    }
+    r
+}
+
+/// Consumer-protocol assignment bytes (version 0) for `tps`.
+pub fn assignment_bytes(tps: &[TopicPartitions]) -> Result<Bytes, anyhow::Error> {
+    let mut a = ConsumerProtocolAssignment::default();
+    a.assigned_partitions = tps
+        .iter()
+        .map(|t| {
+            let mut x = AssignedTopic::default();
+            x.topic = TopicName(str_bytes(&t.topic));
+            x.partitions = t.partitions.iter().map(|&p| p as i32).collect();
+            x
+        })
+        .collect();
+    versioned(&a)
+}
+
+fn subscription_bytes(topics: &[String]) -> Result<Bytes, anyhow::Error> {
+    let mut sub = ConsumerProtocolSubscription::default();
+    sub.topics = topics.iter().map(|t| str_bytes(t)).collect();
+    versioned(&sub)
+}
+
+/// Consumer-protocol messages carry their version (0) in front.
+fn versioned<M: Encodable>(m: &M) -> Result<Bytes, anyhow::Error> {
+    let mut b = BytesMut::with_capacity(2 + m.compute_size(0)?);
+    b.put_i16(0);
+    m.encode(&mut b, 0)?;
+    Ok(b.freeze())
+}
+
+/// Kafka's group state names for the native listing's.
+fn kafka_state(native: &str) -> &'static str {
+    match native {
+        "stable" => "Stable",
+        "empty" => "Empty",
+        "reconciling" => "Reconciling",
+        "preparing-rebalance" => "PreparingRebalance",
+        "completing-rebalance" => "CompletingRebalance",
+        _ => "Unknown",
+    }
+}
+
+fn join_response(j: classic::JoinResponse) -> JoinGroupResponse {
+    let mut r = JoinGroupResponse::default();
+    r.error_code = classic_error(j.error.as_ref());
+    r.generation_id = j.generation_id;
+    r.protocol_type = j.protocol_type.as_deref().map(str_bytes);
+    // Before v7 the name is not nullable: empty stands for none.
+    r.protocol_name = Some(str_bytes(j.protocol_name.as_deref().unwrap_or("")));
+    r.leader = str_bytes(&j.leader);
+    r.member_id = str_bytes(&j.member_id);
+    r.members = j
+        .members
+        .into_iter()
+        .map(|m| {
+            let mut x = JoinGroupResponseMember::default();
+            x.member_id = str_bytes(&m.member_id);
+            x.group_instance_id = m.group_instance_id.as_deref().map(str_bytes);
+            x.metadata = m.metadata;
+            x
+        })
+        .collect();
+    r
+}
+
+fn describe_response(
+    groups: Vec<KafkaGroupDescription>,
+) -> Result<DescribeGroupsResponse, anyhow::Error> {
+    let mut r = DescribeGroupsResponse::default();
+    for g in groups {
+        let mut d = DescribedGroup::default();
+        d.authorized_operations = i32::MIN;
+        match g {
+            KafkaGroupDescription::Classic { group, description } => {
+                d.group_id = group_id(&group);
+                d.group_state = str_bytes(description.state.kafka_name());
+                d.protocol_type = str_bytes(&description.protocol_type);
+                d.protocol_data = str_bytes(&description.protocol);
+                d.members = description
+                    .members
+                    .into_iter()
+                    .map(|m| {
+                        let mut x = DescribedGroupMember::default();
+                        x.member_id = str_bytes(&m.member_id);
+                        x.group_instance_id = m.group_instance_id.as_deref().map(str_bytes);
+                        x.client_id = str_bytes(&m.client_id);
+                        x.client_host = str_bytes(&m.client_host);
+                        x.member_metadata = m.metadata;
+                        x.member_assignment = m.assignment;
+                        x
+                    })
+                    .collect();
+            }
+            KafkaGroupDescription::Native(GroupDescription {
+                group,
+                error,
+                state,
+                strategy,
+                members,
+                ..
+            }) => {
+                d.group_id = group_id(&group);
+                if error.is_some() {
+                    // Kafka (before DescribeGroups v6): an unknown group is
+                    // "Dead", without an error.
+                    d.group_state = str_bytes("Dead");
+                } else {
+                    d.group_state = str_bytes(kafka_state(&state));
+                    d.protocol_type = str_bytes("consumer");
+                    d.protocol_data = str_bytes(&strategy);
+                    for m in members {
+                        let mut x = DescribedGroupMember::default();
+                        x.member_id = str_bytes(&m.member_id);
+                        x.client_id = str_bytes(&m.client_id);
+                        x.member_metadata = subscription_bytes(&m.subscribed_topics)?;
+                        x.member_assignment = assignment_bytes(&m.assignment)?;
+                        d.members.push(x);
+                    }
+                }
+            }
+        }
+        r.groups.push(d);
+    }
+    Ok(r)
+}
+
+/// Encodes the answer to a group request. `shape`: the request's topics and
+/// partitions (OffsetCommit, OffsetFetch), group ids (DescribeGroups) or
+/// state filter (ListGroups).
+pub fn encode(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    result: Result<Response, WireError>,
+    shape: &Shape,
+) -> Result<Bytes, anyhow::Error> {
+    let frame = |body: &dyn Encode| body.frame(api, version, correlation_id);
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => return refuse(api, version, correlation_id, shape, kafka_error(Some(&e))),
+    };
+    match (api, result) {
+        (ApiKey::JoinGroup, Response::Classic(ClassicReply::Join(j))) => frame(&join_response(j)),
+        (ApiKey::SyncGroup, Response::Classic(ClassicReply::Sync(x))) => {
+            let mut r = SyncGroupResponse::default();
+            r.error_code = classic_error(x.error.as_ref());
+            r.protocol_type = x.protocol_type.as_deref().map(str_bytes);
+            r.protocol_name = x.protocol_name.as_deref().map(str_bytes);
+            r.assignment = x.assignment;
+            frame(&r)
+        }
+        (ApiKey::Heartbeat, Response::Classic(ClassicReply::Heartbeat(e))) => {
+            let mut r = HeartbeatResponse::default();
+            r.error_code = classic_error(e.as_ref());
+            frame(&r)
+        }
+        (ApiKey::LeaveGroup, Response::Classic(ClassicReply::Leave { error, members })) => {
+            let mut r = LeaveGroupResponse::default();
+            r.error_code = classic_error(error.as_ref());
+            if version >= 3 {
+                r.members = members
+                    .iter()
+                    .map(|(id, e)| {
+                        let mut m = MemberResponse::default();
+                        m.member_id = str_bytes(id);
+                        m.error_code = classic_error(e.as_ref());
+                        m
+                    })
+                    .collect();
+            }
+            frame(&r)
+        }
+        (ApiKey::OffsetCommit, Response::OffsetCommit(topics)) => {
+            let mut r = OffsetCommitResponse::default();
+            r.topics = topics
+                .into_iter()
+                .map(|t| {
+                    let mut x = OffsetCommitResponseTopic::default();
+                    x.name = TopicName(str_bytes(&t.name));
+                    x.partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let mut y = OffsetCommitResponsePartition::default();
+                            y.partition_index = p.partition as i32;
+                            y.error_code = kafka_error(p.error.as_ref());
+                            y
+                        })
+                        .collect();
+                    x
+                })
+                .collect();
+            frame(&r)
+        }
+        (ApiKey::OffsetFetch, Response::OffsetFetch(topics)) => {
+            let mut r = OffsetFetchResponse::default();
+            r.topics = topics
+                .into_iter()
+                .map(|t| {
+                    let mut x = OffsetFetchResponseTopic::default();
+                    x.name = TopicName(str_bytes(&t.name));
+                    x.partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            let mut y = OffsetFetchResponsePartition::default();
+                            y.partition_index = p.partition as i32;
+                            y.committed_offset = p.offset;
+                            y.committed_leader_epoch = -1;
+                            y.metadata = Some(str_bytes(&p.metadata));
+                            y
+                        })
+                        .collect();
+                    x
+                })
+                .collect();
+            frame(&r)
+        }
+        (ApiKey::ListGroups, Response::ListGroups(groups)) => {
+            let mut r = ListGroupsResponse::default();
+            r.groups = groups
+                .iter()
+                .map(|g| (g, kafka_state(&g.state)))
+                .filter(|(_, state)| {
+                    shape.is_empty() || shape.iter().any(|(f, _)| f.eq_ignore_ascii_case(state))
+                })
+                .map(|(g, state)| {
+                    let mut x = ListedGroup::default();
+                    x.group_id = group_id(&g.group);
+                    x.protocol_type = str_bytes("consumer");
+                    x.group_state = str_bytes(state);
+                    x
+                })
+                .collect();
+            frame(&r)
+        }
+        (ApiKey::DescribeGroups, Response::KafkaDescribeGroups(groups)) => {
+            frame(&describe_response(groups)?)
+        }
+        (api, other) => anyhow::bail!("{api:?}: unexpected native answer {other:?}"),
+    }
+}
+
+/// The answer to a group request that failed as a whole: `error` wherever
+/// the response has an error code.
+pub fn refuse(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    shape: &Shape,
+    error: i16,
+) -> Result<Bytes, anyhow::Error> {
+    let frame = |body: &dyn Encode| body.frame(api, version, correlation_id);
+    match api {
+        ApiKey::FindCoordinator => {
+            let mut r = FindCoordinatorResponse::default();
+            r.error_code = error;
+            r.node_id = BrokerId(-1);
+            frame(&r)
+        }
+        ApiKey::JoinGroup => {
+            let mut r = JoinGroupResponse::default();
+            r.error_code = error;
+            r.generation_id = -1;
+            r.protocol_name = Some(StrBytes::default());
+            frame(&r)
+        }
+        ApiKey::SyncGroup => {
+            let mut r = SyncGroupResponse::default();
+            r.error_code = error;
+            frame(&r)
+        }
+        ApiKey::Heartbeat => {
+            let mut r = HeartbeatResponse::default();
+            r.error_code = error;
+            frame(&r)
+        }
+        ApiKey::LeaveGroup => {
+            let mut r = LeaveGroupResponse::default();
+            r.error_code = error;
+            frame(&r)
+        }
+        ApiKey::OffsetCommit => {
+            let mut r = OffsetCommitResponse::default();
+            r.topics = shape
+                .iter()
+                .map(|(n, ps)| {
+                    let mut x = OffsetCommitResponseTopic::default();
+                    x.name = TopicName(str_bytes(n));
+                    x.partitions = ps
+                        .iter()
+                        .map(|&p| {
+                            let mut y = OffsetCommitResponsePartition::default();
+                            y.partition_index = p;
+                            y.error_code = error;
+                            y
+                        })
+                        .collect();
+                    x
+                })
+                .collect();
+            frame(&r)
+        }
+        ApiKey::OffsetFetch => {
+            let mut r = OffsetFetchResponse::default();
+            r.error_code = error;
+            frame(&r)
+        }
+        ApiKey::ListGroups => {
+            let mut r = ListGroupsResponse::default();
+            r.error_code = error;
+            frame(&r)
+        }
+        ApiKey::DescribeGroups => {
+            let mut r = DescribeGroupsResponse::default();
+            r.groups = shape
+                .iter()
+                .map(|(g, _)| {
+                    let mut d = DescribedGroup::default();
+                    d.group_id = group_id(g);
+                    d.error_code = error;
+                    d.authorized_operations = i32::MIN;
+                    d
+                })
+                .collect();
+            frame(&r)
+        }
+        _ => anyhow::bail!("{api:?} is not a group API"),
+    }
+}
+
+/// Object-safe framing, so one closure frames any response type.
+trait Encode {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
+}
+
+impl<M: Encodable> Encode for M {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
+        encode_frame(api, version, cid, self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use kafka_protocol::messages::RequestHeader;
+
+    fn body<M: Encodable>(api: ApiKey, version: i16, m: &M) -> Bytes {
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = 9;
+        h.client_id = Some(str_bytes("tester"));
+        let mut b = BytesMut::new();
+        h.encode(&mut b, api.request_header_version(version))
+            .unwrap();
+        m.encode(&mut b, version).unwrap();
+        b.freeze()
+    }
+
+    #[test]
+    fn join_group_decodes_to_a_classic_join_with_kip394_from_v4() {
+        for (version, known) in [(3, false), (4, true), (7, true)] {
+            let mut r = JoinGroupRequest::default();
+            r.group_id = group_id("g");
+            r.session_timeout_ms = 10_000;
+            r.rebalance_timeout_ms = 60_000;
+            r.protocol_type = str_bytes("consumer");
+            let mut p = JoinGroupRequestProtocol::default();
+            p.name = str_bytes("range");
+            p.metadata = Bytes::from_static(b"\x00\x01meta");
+            r.protocols = vec![p];
+            let d =
+                super::super::codec::decode_request(body(ApiKey::JoinGroup, version, &r)).unwrap();
+            let Work::Native { frame, .. } = d.work else {
+                panic!("not routed")
+            };
+            let Request::Classic(ClassicCall::Join(j)) = frame.request else {
+                panic!("not a join: {:?}", frame.request)
+            };
+            assert_eq!(j.require_known_member_id, known, "v{version}");
+            assert_eq!(j.client_id, "tester");
+            assert_eq!(
+                (j.session_timeout_ms, j.rebalance_timeout_ms),
+                (10_000, 60_000)
+            );
+            assert_eq!(j.protocols[0].metadata, Bytes::from_static(b"\x00\x01meta"));
+        }
+    }
+
+    #[test]
+    fn native_assignments_encode_as_consumer_protocol_bytes() {
+        let b = assignment_bytes(&[TopicPartitions {
+            topic: "t".into(),
+            partitions: vec![0, 3],
+        }])
+        .unwrap();
+        let mut rest = b.slice(2..);
+        assert_eq!(&b[..2], &[0, 0], "version 0 in front");
+        let a = ConsumerProtocolAssignment::decode(&mut rest, 0).unwrap();
+        assert_eq!(a.assigned_partitions[0].topic.0.as_str(), "t");
+        assert_eq!(a.assigned_partitions[0].partitions, vec![0, 3]);
+    }
+
+    #[test]
+    fn classic_errors_map_to_kafka_codes() {
+        assert_eq!(classic_error(None), 0);
+        assert_eq!(classic_error(Some(&ClassicError::MemberIdRequired)), 79);
+        assert_eq!(classic_error(Some(&ClassicError::RebalanceInProgress)), 27);
+        assert_eq!(
+            classic_error(Some(&ClassicError::IllegalGeneration {
+                given: 1,
+                current: 2
+            })),
+            22
+        );
+        assert_eq!(
+            classic_error(Some(&ClassicError::UnknownMember("m".into()))),
+            25
+        );
+    }
+
+    #[test]
+    fn find_coordinator_answers_each_key_from_its_shard() {
+        let node = |k: &str| NodeInfo {
+            node_id: k.len() as u32,
+            host: "127.0.0.1".into(),
+            port: 9093 + k.len() as u16,
+            shard: k.len() as u16,
+        };
+        let r = find_coordinator_response(3, &["ab".into()], 0, node);
+        assert_eq!((r.error_code, r.node_id.0, r.port), (0, 2, 9095));
+        let r = find_coordinator_response(4, &["a".into(), "abc".into()], 0, node);
+        assert_eq!(r.coordinators.len(), 2);
+        assert_eq!(r.coordinators[1].node_id.0, 3);
+        let r = find_coordinator_response(3, &["tx".into()], 1, node);
+        assert_eq!(r.error_code, 15, "no transaction coordinator");
+    }
+}
