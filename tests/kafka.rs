@@ -1346,6 +1346,7 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     let dir = data_dir();
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let base = two_free_ports();
+    let http = format!("127.0.0.1:{}", free_port());
     let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
     let args = [
         "--kafka-listen",
@@ -1354,6 +1355,8 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
         base_arg.as_str(),
         "--shards",
         "2",
+        "--http-listen",
+        http.as_str(),
     ];
     let mut b = Broker::start(dir.path(), &args);
     wait_port(kafka);
@@ -1444,6 +1447,8 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     let b = Broker::start_on(dir.path(), b.addr, &args);
     wait_port(kafka);
     produce(&b, 400, 100);
+    let before = forwards(&http);
+    assert_eq!(before.len(), 2, "one forwards counter per shard: {before:?}");
     let mut again = Py::start(
         "group_consume.py",
         &[&k_arg, "orders", "billing", "2", "100", "60"],
@@ -1463,4 +1468,7 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     let mut want: Vec<String> = (400..500).map(|i| format!("v{i}")).collect();
     want.sort();
     assert_eq!(got, want, "resumed at the committed offsets");
+    // librdkafka followed Metadata and FindCoordinator: its fetches, joins,
+    // heartbeats and commits all reached the owning shard directly.
+    assert_eq!(forwards(&http), before, "no request was forwarded");
 }
