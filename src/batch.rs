@@ -31,7 +31,7 @@
 //! ```
 //! Varints are zigzag-encoded, as in Kafka; a length of -1 means null.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 /// Size of the fixed header.
@@ -71,8 +71,10 @@ pub enum BatchError {
     BadHeader(&'static str),
     #[error("malformed record: {0}")]
     BadRecord(&'static str),
-    #[error("compressed batches (codec {0}) cannot be iterated by this client")]
+    #[error("unknown compression codec {0} (0-4: none, gzip, snappy, lz4, zstd)")]
     Compressed(i16),
+    #[error("cannot decompress a codec {codec} batch: {message}")]
+    Decompress { codec: i16, message: String },
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -453,7 +455,78 @@ pub struct Record {
     pub headers: Vec<Header>,
 }
 
-/// Iterates the records of one validated, uncompressed batch.
+/// Most bytes one compressed batch may expand to when a client iterates it
+/// (a bound against decompression bombs; the broker's largest batch is 16
+/// MiB by default, and Kafka producers rarely reach 4x compression).
+pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
+
+/// The records section of a compressed batch, decompressed. Clients only:
+/// the broker stores and serves batches as they came, compressed or not.
+fn decompress(codec: i16, data: Bytes) -> Result<Bytes, BatchError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    fn take<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
+        if b.remaining() > MAX_DECOMPRESSED_BYTES {
+            anyhow::bail!("expands past {MAX_DECOMPRESSED_BYTES} bytes");
+        }
+        Ok(b.copy_to_bytes(b.remaining()))
+    }
+    if codec == 2 && snappy_claims_too_much(&data) {
+        return Err(BatchError::Decompress {
+            codec,
+            message: format!("claims to expand past {MAX_DECOMPRESSED_BYTES} bytes"),
+        });
+    }
+    let mut d = data;
+    match codec {
+        1 => Gzip::decompress(&mut d, take),
+        2 => Snappy::decompress(&mut d, take),
+        3 => Lz4::decompress(&mut d, take),
+        4 => Zstd::decompress(&mut d, take),
+        other => return Err(BatchError::Compressed(other)),
+    }
+    .map_err(|e| BatchError::Decompress {
+        codec,
+        message: format!("{e:#}"),
+    })
+}
+
+/// Whether snappy data (raw, or in xerial's framing as Kafka's Java client
+/// writes it) claims more than `MAX_DECOMPRESSED_BYTES`: the decoder
+/// allocates what the stream claims before it reads a byte, so a lying
+/// length is refused before it is believed.
+fn snappy_claims_too_much(data: &[u8]) -> bool {
+    const XERIAL: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
+    // A raw block starts with its uncompressed length as a varint.
+    fn claimed(block: &[u8]) -> u64 {
+        let mut v = 0u64;
+        for (i, b) in block.iter().take(10).enumerate() {
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return v;
+            }
+        }
+        u64::MAX
+    }
+    let max = MAX_DECOMPRESSED_BYTES as u64;
+    if !data.starts_with(XERIAL) {
+        return claimed(data) > max;
+    }
+    let (mut at, mut total) = (XERIAL.len(), 0u64);
+    while at + 4 <= data.len() {
+        let len = u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at += 4;
+        let end = at.saturating_add(len).min(data.len());
+        total = total.saturating_add(claimed(&data[at..end]));
+        if total > max {
+            return true;
+        }
+        at = end;
+    }
+    false
+}
+
+/// Iterates the records of one validated batch; a compressed one is
+/// decompressed first (gzip, snappy, lz4, zstd: what Kafka clients send).
 pub struct Records {
     batch: Bytes,
     header: BatchHeader,
@@ -467,10 +540,19 @@ impl Records {
     /// Validates the CRC first: consumers verify what they read.
     pub fn new(batch: Bytes) -> Result<Records, BatchError> {
         let header = validate(&batch)?;
-        if header.compression() != 0 {
-            return Err(BatchError::Compressed(header.compression()));
-        }
-        let end = header.total_bytes();
+        let (batch, end) = match header.compression() {
+            0 => (batch, header.total_bytes()),
+            codec => {
+                // Header as stored, then the records decompressed: the
+                // same layout as an uncompressed batch, iterated alike.
+                let records = decompress(codec, batch.slice(HEADER_BYTES..header.total_bytes()))?;
+                let mut whole = BytesMut::with_capacity(HEADER_BYTES + records.len());
+                whole.extend_from_slice(&batch[..HEADER_BYTES]);
+                whole.extend_from_slice(&records);
+                let end = whole.len();
+                (whole.freeze(), end)
+            }
+        };
         Ok(Records {
             batch,
             header,
@@ -739,6 +821,83 @@ mod tests {
         assert_eq!(recs[2].value.as_ref().map(|v| v.len()), Some(200));
         assert_eq!(recs[2].offset, 52);
         assert_eq!(recs[2].timestamp_ms, 1_002);
+    }
+
+    #[test]
+    fn compressed_batches_from_kafka_clients_are_iterated() {
+        use kafka_protocol::records::{
+            Compression, Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let krecs: Vec<KRecord> = (0..20)
+            .map(|i| KRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i,
+                sequence: i as i32,
+                timestamp: 5_000 + i,
+                key: Some(Bytes::from(format!("key{i}"))),
+                value: Some(Bytes::from(format!("value {i} ").repeat(20))),
+                headers: Default::default(),
+            })
+            .collect();
+        for (codec, compression) in [
+            (1, Compression::Gzip),
+            (2, Compression::Snappy),
+            (3, Compression::Lz4),
+            (4, Compression::Zstd),
+        ] {
+            let mut enc = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut enc,
+                &krecs,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .unwrap();
+            let h = validate(&enc).unwrap();
+            assert_eq!(h.compression(), codec);
+            let recs: Vec<Record> = Records::new(enc.clone().freeze())
+                .unwrap()
+                .map(|r| r.unwrap())
+                .collect();
+            assert_eq!(recs.len(), 20, "codec {codec}");
+            for (i, r) in recs.iter().enumerate() {
+                assert_eq!(r.offset, i as i64);
+                assert_eq!(r.timestamp_ms, 5_000 + i as i64);
+                assert_eq!(r.key.as_deref(), Some(format!("key{i}").as_bytes()));
+                assert_eq!(
+                    r.value.as_deref(),
+                    Some(format!("value {i} ").repeat(20).as_bytes())
+                );
+            }
+            // Garbage in place of the compressed records, with a fixed-up
+            // CRC: an error naming the codec, not a panic.
+            let mut bad = enc.clone();
+            for b in &mut bad[HEADER_BYTES..] {
+                *b ^= 0x5a;
+            }
+            let crc = crc32c::crc32c(&bad[21..]);
+            bad[17..21].copy_from_slice(&crc.to_be_bytes());
+            match Records::new(bad.freeze()) {
+                Err(BatchError::Decompress { codec: c, .. }) => assert_eq!(c, codec),
+                Ok(mut it) => assert!(it.any(|r| r.is_err()), "codec {codec}"),
+                Err(e) => panic!("codec {codec}: {e}"),
+            }
+        }
+        // Snappy that claims 4 GiB is refused before anything is allocated.
+        assert!(snappy_claims_too_much(&[0xff, 0xff, 0xff, 0xff, 0x0f]));
+        assert!(!snappy_claims_too_much(&[0x80, 0x01]));
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&5u32.to_be_bytes());
+        xerial.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+        assert!(snappy_claims_too_much(&xerial));
     }
 
     #[test]

@@ -1448,7 +1448,11 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     wait_port(kafka);
     produce(&b, 400, 100);
     let before = forwards(&http);
-    assert_eq!(before.len(), 2, "one forwards counter per shard: {before:?}");
+    assert_eq!(
+        before.len(),
+        2,
+        "one forwards counter per shard: {before:?}"
+    );
     let mut again = Py::start(
         "group_consume.py",
         &[&k_arg, "orders", "billing", "2", "100", "60"],
