@@ -1476,3 +1476,148 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     // heartbeats and commits all reached the owning shard directly.
     assert_eq!(forwards(&http), before, "no request was forwarded");
 }
+
+/// kafka-python's own group implementation (JoinGroup/SyncGroup with its
+/// range assignor, commits) over four partitions with two members: every
+/// message once, both members reading.
+#[test]
+fn kafka_python_group_shares_partitions_and_reads_everything_once() {
+    let dir = data_dir();
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = two_free_ports();
+    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--kafka-listen",
+            &k_arg,
+            "--kafka-port-base",
+            &base_arg,
+            "--shards",
+            "2",
+        ],
+    );
+    wait_port(kafka);
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("events", 4)
+        .unwrap();
+    let Some(mut py) = Py::start(
+        "kp_group_consume.py",
+        &[&k_arg, "events", "kp", "2", "300", "80"],
+    ) else {
+        return;
+    };
+    assert!(
+        py.until(T, |l| l.iter().any(|x| x.contains("\"ready\""))),
+        "the two members never shared the partitions: {:?}",
+        py.seen
+    );
+    let lines: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
+    let out = run(
+        &[
+            "produce",
+            "events",
+            "--key-separator",
+            ":",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        lines.as_bytes(),
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let status = py.wait(Duration::from_secs(90));
+    assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", py.seen);
+    let mut got = Vec::new();
+    let mut members = std::collections::BTreeSet::new();
+    for l in &py.seen {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
+        if let Some(x) = v.get("value").and_then(|x| x.as_str()) {
+            got.push(x.to_owned());
+            members.insert(v["member"].as_i64().unwrap());
+        }
+    }
+    got.sort();
+    let mut want: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "every message exactly once");
+    assert_eq!(members.len(), 2, "both members read");
+}
+
+/// kcat's balanced consumer (`-G`, librdkafka 2.0.2): it reads the topic,
+/// commits on the way out, and a second run reads only what came after.
+#[test]
+fn kcat_balanced_consumer_commits_and_resumes() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let k = kafka.to_string();
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("kg", 3)
+        .unwrap();
+    let produce = |from: usize, n: usize| {
+        let lines: String = (from..from + n).map(|i| format!("line-{i}\n")).collect();
+        let out = run(
+            &["produce", "kg", "--broker", &b.broker_arg()],
+            lines.as_bytes(),
+            T,
+        );
+        assert!(out.status.success(), "{}", out.stderr);
+    };
+    let consume = || {
+        kcat(
+            // No -o: with it kcat starts there, not at the committed offset.
+            &[
+                "-b",
+                &k,
+                "-G",
+                "kcat-group",
+                "kg",
+                "-X",
+                "auto.offset.reset=earliest",
+                "-e",
+                "-q",
+            ],
+            b"",
+        )
+    };
+    produce(0, 90);
+    let Some((ok, out, err)) = consume() else {
+        eprintln!("SKIPPED: kcat is not installed");
+        return;
+    };
+    assert!(ok, "{err}");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (0..90).map(|i| format!("line-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want);
+    // Its commits are the group's, seen by shardlog's own CLI.
+    let d = run(
+        &[
+            "group",
+            "describe",
+            "kcat-group",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(d.status.success(), "{}", d.stderr);
+    let text = String::from_utf8_lossy(&d.stdout);
+    assert_eq!(
+        text.lines().filter(|l| l.starts_with("kg\t")).count(),
+        3,
+        "a committed offset per partition: {text}"
+    );
+    produce(90, 30);
+    let (ok, out, err) = consume().unwrap();
+    assert!(ok, "{err}");
+    let mut got: Vec<&str> = out.lines().collect();
+    got.sort();
+    let mut want: Vec<String> = (90..120).map(|i| format!("line-{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "the second run resumed at the committed offsets");
+}

@@ -1,0 +1,91 @@
+"""A kafka-python consumer group: MEMBERS consumers (threads) subscribe to
+TOPIC as GROUP and read until EXPECTED messages were read in total, or
+TIMEOUT_S pass; each message is committed synchronously before it is printed.
+
+usage: kp_group_consume.py BOOTSTRAP TOPIC GROUP MEMBERS EXPECTED TIMEOUT_S
+
+stdout, JSON lines: {"assigned": {member: [partitions]}} on every change,
+{"ready": true} once every member holds partitions, one
+{"member", "partition", "offset", "value"} per committed message, then
+{"done": true, "read": N, "errors": [...]}.
+exit 0 when EXPECTED were read, 1 on timeout, 2 on a client error.
+"""
+import json
+import sys
+import threading
+import time
+
+from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata
+from kafka.coordinator.assignors.range import RangePartitionAssignor
+
+bootstrap, topic, group = sys.argv[1], sys.argv[2], sys.argv[3]
+members, expected, timeout_s = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
+deadline = time.monotonic() + timeout_s
+lock = threading.Lock()
+out_lock = threading.Lock()
+state = {"read": 0, "ready": False}
+assigned = {}
+errors = []
+
+
+def say(obj):
+    with out_lock:
+        sys.stdout.write(json.dumps(obj) + "\n")
+        sys.stdout.flush()
+
+
+class Listener(ConsumerRebalanceListener):
+    def __init__(self, i):
+        self.i = i
+
+    def changed(self, parts, add):
+        with lock:
+            mine = set(assigned.get(self.i, []))
+            ps = {p.partition for p in parts}
+            assigned[self.i] = sorted(mine | ps if add else mine - ps)
+            say({"assigned": assigned})
+            held = [p for m in assigned.values() for p in m]
+            if (not state["ready"] and len(assigned) == members
+                    and all(assigned.values()) and len(held) == len(set(held))):
+                state["ready"] = True
+                say({"ready": True})
+
+    def on_partitions_revoked(self, revoked):
+        self.changed(revoked, False)
+
+    def on_partitions_assigned(self, assigned_parts):
+        self.changed(assigned_parts, True)
+
+
+def member(i):
+    c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                      client_id=f"kp-member-{i}", enable_auto_commit=False,
+                      auto_offset_reset="earliest", session_timeout_ms=6000,
+                      heartbeat_interval_ms=300,
+                      partition_assignment_strategy=[RangePartitionAssignor])
+    try:
+        c.subscribe([topic], listener=Listener(i))
+        while time.monotonic() < deadline:
+            with lock:
+                if state["read"] >= expected:
+                    break
+            for tp, msgs in c.poll(timeout_ms=100).items():
+                for m in msgs:
+                    c.commit({tp: OffsetAndMetadata(m.offset + 1, None, -1)})
+                    with lock:
+                        state["read"] += 1
+                        say({"member": i, "partition": m.partition,
+                             "offset": m.offset, "value": m.value.decode()})
+    except Exception as e:  # reported; the exit code says so
+        errors.append(f"member {i}: {e!r}")
+    finally:
+        c.close()
+
+
+threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+say({"done": True, "read": state["read"], "errors": errors})
+sys.exit(2 if errors else (0 if state["read"] >= expected else 1))
