@@ -4,7 +4,9 @@
 //! Owns: the 61-byte header layout, CRC-32C, batch validation, the in-place
 //! patch of the base offset and leader epoch (the only fields outside the CRC),
 //! encoding records into a batch, iterating a batch's records as `Bytes`
-//! slices, and scanning a byte run for its longest valid prefix of batches.
+//! slices, scanning a byte run for its longest valid prefix of batches, and
+//! decompressing a batch (gzip, snappy, lz4, zstd, with the `kafka-protocol`
+//! crate's codecs) for consumers that show values.
 //!
 //! Must never: do I/O, allocate per record on the broker path, or touch a
 //! byte covered by the CRC after the batch was sealed.
@@ -73,6 +75,8 @@ pub enum BatchError {
     BadRecord(&'static str),
     #[error("compressed batches (codec {0}) cannot be iterated by this client")]
     Compressed(i16),
+    #[error("cannot decompress batch (codec {codec}): {why}")]
+    Decompress { codec: i16, why: String },
 }
 
 fn be_i16(b: &[u8], at: usize) -> i16 {
@@ -191,6 +195,55 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
         ));
     }
     Ok(h)
+}
+
+/// Largest records section [`decompress`] expands one batch to; larger is
+/// an error, so a hostile batch cannot make a consumer hold more than this
+/// (the codec itself still writes into a growing buffer before the check).
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+
+/// The same batch uncompressed, for consumers that show values ([`Records`]
+/// iterates uncompressed batches only): the header is kept (offsets,
+/// timestamps, producer fields), the compression bits cleared, the length
+/// and CRC made to agree. An uncompressed batch comes back as it is, with no
+/// copy. Never on the broker path: the broker stores and serves batches as
+/// sent.
+pub fn decompress(batch: Bytes) -> Result<Bytes, BatchError> {
+    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
+    let h = validate(&batch)?;
+    let codec = h.compression();
+    if codec == 0 {
+        return Ok(batch);
+    }
+    let mut body = batch.slice(HEADER_BYTES..h.total_bytes());
+    let take = |b: &mut Bytes| Ok(std::mem::take(b));
+    let records = match codec {
+        1 => Gzip::decompress(&mut body, take),
+        2 => Snappy::decompress(&mut body, take),
+        3 => Lz4::decompress(&mut body, take),
+        4 => Zstd::decompress(&mut body, take),
+        _ => return Err(BatchError::Compressed(codec)),
+    }
+    .map_err(|e| BatchError::Decompress {
+        codec,
+        why: format!("{e:#}"),
+    })?;
+    if records.len() > MAX_DECOMPRESSED_BYTES {
+        return Err(BatchError::Decompress {
+            codec,
+            why: format!("more than {MAX_DECOMPRESSED_BYTES} bytes"),
+        });
+    }
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + records.len());
+    out.put_slice(&batch[..HEADER_BYTES]);
+    out.put_slice(&records);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = h.attributes & !COMPRESSION_MASK;
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFF_ATTRIBUTES..]);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
 }
 
 /// Splits a run of concatenated batches, validating each. Fails on the first
@@ -739,6 +792,74 @@ mod tests {
         assert_eq!(recs[2].value.as_ref().map(|v| v.len()), Some(200));
         assert_eq!(recs[2].offset, 52);
         assert_eq!(recs[2].timestamp_ms, 1_002);
+    }
+
+    #[test]
+    fn compressed_batches_decompress_to_the_same_records() {
+        use kafka_protocol::records::{
+            Compression, Record as KRecord, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let krecs: Vec<KRecord> = (0..20)
+            .map(|i| KRecord {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 7 + i,
+                sequence: i as i32,
+                timestamp: 1_000 + i,
+                key: Some(Bytes::from(format!("key{i}"))),
+                value: Some(Bytes::from(format!("value {i} ").repeat(10))),
+                headers: Default::default(),
+            })
+            .collect();
+        for (compression, codec) in [
+            (Compression::Gzip, 1),
+            (Compression::Snappy, 2),
+            (Compression::Lz4, 3),
+            (Compression::Zstd, 4),
+        ] {
+            let mut enc = BytesMut::new();
+            RecordBatchEncoder::encode(
+                &mut enc,
+                &krecs,
+                &RecordEncodeOptions {
+                    version: 2,
+                    compression,
+                },
+            )
+            .unwrap();
+            let enc = enc.freeze();
+            assert_eq!(validate(&enc).unwrap().compression(), codec);
+            assert_eq!(
+                Records::new(enc.clone()).err(),
+                Some(BatchError::Compressed(codec))
+            );
+            let plain = decompress(enc.clone()).unwrap();
+            let h = validate(&plain).unwrap();
+            assert_eq!((h.compression(), h.base_offset, h.record_count), (0, 7, 20));
+            let recs: Vec<_> = Records::new(plain).unwrap().map(|r| r.unwrap()).collect();
+            for (r, k) in recs.iter().zip(&krecs) {
+                assert_eq!((r.offset, r.timestamp_ms), (k.offset, k.timestamp));
+                assert_eq!((&r.key, &r.value), (&k.key, &k.value));
+            }
+            // A corrupt compressed body is an error, not a panic.
+            let mut bad = enc.to_vec();
+            let n = bad.len();
+            bad[HEADER_BYTES..n].fill(0x5a);
+            let crc = crc32c::crc32c(&bad[OFF_ATTRIBUTES..]);
+            bad[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+            assert!(matches!(
+                decompress(Bytes::from(bad)),
+                Err(BatchError::Decompress { .. })
+            ));
+        }
+        // Uncompressed: the same bytes, no copy.
+        let b = sample_batch(3);
+        assert_eq!(decompress(b.clone()).unwrap().as_ptr(), b.as_ptr());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::batch::{split_batches, Header, Records};
+use crate::batch::{decompress, split_batches, Header, Records};
 use crate::client::{Client, ClientError, RoutedClient, Ticket};
 use crate::protocol::*;
 
@@ -795,7 +795,8 @@ impl GroupConsumer {
                     for b in split_batches(&r.records).map_err(|e| {
                         ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                     })? {
-                        let records = Records::new(b).map_err(|e| {
+                        // Batches from Kafka clients may be compressed.
+                        let records = decompress(b).and_then(Records::new).map_err(|e| {
                             ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                         })?;
                         let last = records.header().last_offset();

@@ -608,8 +608,10 @@ fn consume(a: ConsumeArgs) -> Result<()> {
             for b in batch::split_batches(&r.records)
                 .with_context(|| format!("partition {}", r.partition))?
             {
-                let records =
-                    batch::Records::new(b).with_context(|| format!("partition {}", r.partition))?;
+                // Batches from Kafka clients may be compressed: shown decompressed.
+                let records = batch::decompress(b)
+                    .and_then(batch::Records::new)
+                    .with_context(|| format!("partition {}", r.partition))?;
                 let last = records.header().last_offset();
                 for rec in records {
                     let rec = rec.with_context(|| format!("partition {}", r.partition))?;
