@@ -559,7 +559,7 @@ impl GroupConsumer {
                     OffsetReset::Earliest => LIST_EARLIEST,
                     OffsetReset::Latest => LIST_LATEST,
                 };
-                self.data.public().list_offset(t, *p, ts)?
+                self.data.list_offset(t, *p, ts)?
             });
         }
         Ok(out)
@@ -835,7 +835,7 @@ impl GroupConsumer {
             OffsetReset::Latest => LIST_LATEST,
         };
         for (t, p) in resets {
-            let o = self.data.public().list_offset(&t, p, ts)?;
+            let o = self.data.list_offset(&t, p, ts)?;
             if let Some(state) = self.owned.get_mut(&(t, p)) {
                 state.fetch_pos = o;
                 state.position = o;

@@ -565,8 +565,8 @@ fn consume(a: ConsumeArgs) -> Result<()> {
     let mut next: Vec<i64> = Vec::with_capacity(parts.len());
     for &p in &parts {
         next.push(match a.from.as_str() {
-            "earliest" => rc.public().list_offset(&a.topic, p, LIST_EARLIEST)?,
-            "latest" => rc.public().list_offset(&a.topic, p, LIST_LATEST)?,
+            "earliest" => rc.list_offset(&a.topic, p, LIST_EARLIEST)?,
+            "latest" => rc.list_offset(&a.topic, p, LIST_LATEST)?,
             n => n.parse::<i64>().ok().filter(|&o| o >= 0).ok_or_else(|| {
                 anyhow!("--from must be earliest, latest or a non-negative offset, not {n:?}")
             })?,

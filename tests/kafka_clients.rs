@@ -449,10 +449,8 @@ impl Cluster {
                 &p.to_string(),
                 "--max-messages",
                 &n.to_string(),
-                // Not `earliest`: the CLI asks for that on its first
-                // connection, not the owner's, which may be forwarded.
-                "--from",
-                "0",
+                // From `earliest` (the default): ListOffsets goes to the
+                // owner too (assert_no_forwarding).
             ],
             b"",
         )
