@@ -367,6 +367,8 @@ fn two_free_ports() -> u16 {
 pub struct Cluster {
     pub broker: Broker,
     pub kafka: SocketAddr,
+    /// Shard i's own Kafka port is `kafka_port_base + i`.
+    pub kafka_port_base: u16,
     pub http: String,
     _dir: tempfile::TempDir,
 }
@@ -376,9 +378,10 @@ impl Cluster {
         let dir = data_dir();
         let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
+        let kafka_port_base = two_free_ports();
         let (k, kbase, nbase) = (
             kafka.to_string(),
-            two_free_ports().to_string(),
+            kafka_port_base.to_string(),
             two_free_ports().to_string(),
         );
         let broker = Broker::start(
@@ -404,6 +407,7 @@ impl Cluster {
         Cluster {
             broker,
             kafka,
+            kafka_port_base,
             http,
             _dir: dir,
         }
@@ -507,6 +511,18 @@ impl Cluster {
         }
     }
 
+    /// The owner shard of each partition of `topic`, by partition.
+    pub fn owners(&self, topic: &str) -> Vec<i64> {
+        shardlog::client::Client::connect(&self.broker.broker_arg())
+            .unwrap()
+            .describe_topic(topic)
+            .unwrap()
+            .partitions
+            .iter()
+            .map(|p| i64::from(p.owner_shard))
+            .collect()
+    }
+
     /// Asserts `shardlog_forwards_total` is 0 on both shards: every request
     /// reached the shard that owns its partition.
     pub fn assert_no_forwarding(&self) {
@@ -573,12 +589,29 @@ fn assert_delivered(sent: &[Msg], report: &PyOutput, partitions: i32) {
 // ---- tests ------------------------------------------------------------------
 
 #[test]
-fn confluent_kafka_produce_is_stored_as_sent_and_read_by_the_cli() {
+fn confluent_kafka_sees_a_broker_per_shard_and_its_produce_is_read_by_the_cli() {
     if !have_clients() {
         return;
     }
     let c = Cluster::start();
     c.create_topic("ck", 4);
+    // librdkafka sees one broker per shard, at the shard's own port, each
+    // leading the partitions its shard owns.
+    let md = run_py("ck_metadata.py", &[&c.bootstrap(), "ck"], b"", STEP).ok();
+    let md: serde_json::Value = serde_json::from_str(md.stdout.trim()).unwrap();
+    let base = i64::from(c.kafka_port_base);
+    assert_eq!(
+        md["brokers"],
+        serde_json::json!([[0, "127.0.0.1", base], [1, "127.0.0.1", base + 1]])
+    );
+    let owners = c.owners("ck");
+    assert!(owners.contains(&0) && owners.contains(&1), "{owners:?}");
+    let leaders: Vec<serde_json::Value> = owners
+        .iter()
+        .enumerate()
+        .map(|(p, o)| serde_json::json!([p, o]))
+        .collect();
+    assert_eq!(md["leaders"], serde_json::Value::from(leaders));
     let sent = sample(200, 4);
     let report = run_py(
         "ck_produce.py",
