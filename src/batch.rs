@@ -4,7 +4,9 @@
 //! Owns: the 61-byte header layout, CRC-32C, batch validation, the in-place
 //! patch of the base offset and leader epoch (the only fields outside the CRC),
 //! encoding records into a batch, iterating a batch's records as `Bytes`
-//! slices, and scanning a byte run for its longest valid prefix of batches.
+//! slices, scanning a byte run for its longest valid prefix of batches, and
+//! decompressing a batch (gzip, snappy, lz4, zstd, with the `kafka-protocol`
+//! crate's codecs) for consumers that show values.
 //!
 //! Must never: do I/O, allocate per record on the broker path, or touch a
 //! byte covered by the CRC after the batch was sealed.
@@ -193,6 +195,30 @@ pub fn validate(b: &[u8]) -> Result<BatchHeader, BatchError> {
         ));
     }
     Ok(h)
+}
+
+/// The same batch uncompressed (header kept: offsets, timestamps, producer
+/// fields; compression bits cleared, length and CRC made to agree), for
+/// consumers that pass batches on; [`Records`] decompresses by itself. An
+/// uncompressed batch comes back as it is, with no copy. Never on the broker
+/// path: the broker stores and serves batches as sent.
+pub fn decompress(batch: Bytes) -> Result<Bytes, BatchError> {
+    let h = validate(&batch)?;
+    let codec = h.compression();
+    if codec == 0 {
+        return Ok(batch);
+    }
+    let records = decompress_records(codec, batch.slice(HEADER_BYTES..h.total_bytes()))?;
+    let mut out = BytesMut::with_capacity(HEADER_BYTES + records.len());
+    out.put_slice(&batch[..HEADER_BYTES]);
+    out.put_slice(&records);
+    let length = (out.len() - LOG_OVERHEAD) as i32;
+    out[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes = h.attributes & !COMPRESSION_MASK;
+    out[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFF_ATTRIBUTES..]);
+    out[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(out.freeze())
 }
 
 /// Splits a run of concatenated batches, validating each. Fails on the first
@@ -462,7 +488,7 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 
 /// The records section of a compressed batch, decompressed. Clients only:
 /// the broker stores and serves batches as they came, compressed or not.
-fn decompress(codec: i16, data: Bytes) -> Result<Bytes, BatchError> {
+fn decompress_records(codec: i16, data: Bytes) -> Result<Bytes, BatchError> {
     use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
     fn take<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
         if b.remaining() > MAX_DECOMPRESSED_BYTES {
@@ -545,7 +571,8 @@ impl Records {
             codec => {
                 // Header as stored, then the records decompressed: the
                 // same layout as an uncompressed batch, iterated alike.
-                let records = decompress(codec, batch.slice(HEADER_BYTES..header.total_bytes()))?;
+                let records =
+                    decompress_records(codec, batch.slice(HEADER_BYTES..header.total_bytes()))?;
                 let mut whole = BytesMut::with_capacity(HEADER_BYTES + records.len());
                 whole.extend_from_slice(&batch[..HEADER_BYTES]);
                 whole.extend_from_slice(&records);
@@ -885,6 +912,11 @@ mod tests {
             }
             let crc = crc32c::crc32c(&bad[21..]);
             bad[17..21].copy_from_slice(&crc.to_be_bytes());
+            // The public form: an uncompressed batch with the same records.
+            let plain = decompress(enc.clone().freeze()).unwrap();
+            let ph = validate(&plain).unwrap();
+            assert_eq!((ph.compression(), ph.record_count), (0, 20));
+            assert_eq!(Records::new(plain).unwrap().count(), 20);
             match Records::new(bad.freeze()) {
                 Err(BatchError::Decompress { codec: c, .. }) => assert_eq!(c, codec),
                 Ok(mut it) => assert!(it.any(|r| r.is_err()), "codec {codec}"),

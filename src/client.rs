@@ -412,27 +412,35 @@ impl Client {
         partition: u32,
         timestamp: i64,
     ) -> Result<i64, ClientError> {
-        let req = Request::ListOffsets(vec![ListOffsetsTopic {
-            name: topic.to_owned(),
-            partitions: vec![ListOffsetsPartition {
-                partition,
-                timestamp,
-            }],
-        }]);
-        match self.call(req)? {
-            Response::ListOffsets(ts) => {
-                let p = ts
-                    .into_iter()
-                    .flat_map(|t| t.partitions)
-                    .next()
-                    .ok_or(ClientError::WrongKind("ListOffsets"))?;
-                match p.error {
-                    Some(e) => Err(ClientError::Broker(e)),
-                    None => Ok(p.offset),
-                }
+        offset_of(self.call(list_offsets_request(topic, partition, timestamp))?)
+    }
+}
+
+fn list_offsets_request(topic: &str, partition: u32, timestamp: i64) -> Request {
+    Request::ListOffsets(vec![ListOffsetsTopic {
+        name: topic.to_owned(),
+        partitions: vec![ListOffsetsPartition {
+            partition,
+            timestamp,
+        }],
+    }])
+}
+
+/// The one partition's offset in a ListOffsets answer.
+fn offset_of(r: Response) -> Result<i64, ClientError> {
+    match r {
+        Response::ListOffsets(ts) => {
+            let p = ts
+                .into_iter()
+                .flat_map(|t| t.partitions)
+                .next()
+                .ok_or(ClientError::WrongKind("ListOffsets"))?;
+            match p.error {
+                Some(e) => Err(ClientError::Broker(e)),
+                None => Ok(p.offset),
             }
-            _ => Err(ClientError::WrongKind("ListOffsets")),
         }
+        _ => Err(ClientError::WrongKind("ListOffsets")),
     }
 }
 
@@ -634,6 +642,28 @@ impl RoutedClient {
                 .ok_or(ClientError::WrongKind("Fetch")),
             _ => Err(ClientError::WrongKind("Fetch")),
         }
+    }
+
+    /// Offset of one partition at `timestamp` (LIST_EARLIEST /
+    /// LIST_LATEST), asked of its owner (the public port as a fallback, as
+    /// for fetch): on the public connection it would be forwarded whenever
+    /// that connection landed on another shard.
+    pub fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        timestamp: i64,
+    ) -> Result<i64, ClientError> {
+        let req = || list_offsets_request(topic, partition, timestamp);
+        let t = self.send_for(topic, partition, req())?;
+        let r = match self.recv(t) {
+            Err(ClientError::Io(_) | ClientError::Closed) if t.shard.is_some() => {
+                self.forget(t.shard);
+                self.public.call(req())
+            }
+            r => r,
+        }?;
+        offset_of(r)
     }
 
     fn forget(&mut self, shard: Option<u16>) {

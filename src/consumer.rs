@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::batch::{split_batches, Header, Records};
+use crate::batch::{decompress, split_batches, Header, Records};
 use crate::client::{Client, ClientError, RoutedClient, Ticket};
 use crate::protocol::*;
 
@@ -559,7 +559,7 @@ impl GroupConsumer {
                     OffsetReset::Earliest => LIST_EARLIEST,
                     OffsetReset::Latest => LIST_LATEST,
                 };
-                self.data.public().list_offset(t, *p, ts)?
+                self.data.list_offset(t, *p, ts)?
             });
         }
         Ok(out)
@@ -795,7 +795,8 @@ impl GroupConsumer {
                     for b in split_batches(&r.records).map_err(|e| {
                         ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                     })? {
-                        let records = Records::new(b).map_err(|e| {
+                        // Batches from Kafka clients may be compressed.
+                        let records = decompress(b).and_then(Records::new).map_err(|e| {
                             ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                         })?;
                         let last = records.header().last_offset();
@@ -834,7 +835,7 @@ impl GroupConsumer {
             OffsetReset::Latest => LIST_LATEST,
         };
         for (t, p) in resets {
-            let o = self.data.public().list_offset(&t, p, ts)?;
+            let o = self.data.list_offset(&t, p, ts)?;
             if let Some(state) = self.owned.get_mut(&(t, p)) {
                 state.fetch_pos = o;
                 state.position = o;

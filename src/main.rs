@@ -565,8 +565,8 @@ fn consume(a: ConsumeArgs) -> Result<()> {
     let mut next: Vec<i64> = Vec::with_capacity(parts.len());
     for &p in &parts {
         next.push(match a.from.as_str() {
-            "earliest" => rc.public().list_offset(&a.topic, p, LIST_EARLIEST)?,
-            "latest" => rc.public().list_offset(&a.topic, p, LIST_LATEST)?,
+            "earliest" => rc.list_offset(&a.topic, p, LIST_EARLIEST)?,
+            "latest" => rc.list_offset(&a.topic, p, LIST_LATEST)?,
             n => n.parse::<i64>().ok().filter(|&o| o >= 0).ok_or_else(|| {
                 anyhow!("--from must be earliest, latest or a non-negative offset, not {n:?}")
             })?,
@@ -608,8 +608,10 @@ fn consume(a: ConsumeArgs) -> Result<()> {
             for b in batch::split_batches(&r.records)
                 .with_context(|| format!("partition {}", r.partition))?
             {
-                let records =
-                    batch::Records::new(b).with_context(|| format!("partition {}", r.partition))?;
+                // Batches from Kafka clients may be compressed: shown decompressed.
+                let records = batch::decompress(b)
+                    .and_then(batch::Records::new)
+                    .with_context(|| format!("partition {}", r.partition))?;
                 let last = records.header().last_offset();
                 for rec in records {
                     let rec = rec.with_context(|| format!("partition {}", r.partition))?;
