@@ -216,6 +216,12 @@ impl Groups {
     fn deliver(&self, done: Vec<Completion>) {
         let mut waiters = self.waiters.borrow_mut();
         for (w, reply) in done {
+            tracing::debug!(
+                shard = self.shard_id,
+                waiter = w,
+                ?reply,
+                "classic group answer"
+            );
             let tx = waiters
                 .remove(&w)
                 .expect("every completion is for a registered waiter");
@@ -246,6 +252,12 @@ impl Groups {
         }
         let now = self.now_ms();
         let waiter = self.next_waiter.get();
+        tracing::debug!(
+            shard = self.shard_id,
+            waiter,
+            ?call,
+            "classic group request"
+        );
         self.next_waiter.set(waiter + 1);
         let (tx, rx) = rt::channel::bounded(1);
         self.waiters.borrow_mut().insert(waiter, tx);

@@ -1284,6 +1284,9 @@ impl Py {
         let mut child = Command::new("python3")
             .arg(&path)
             .args(args)
+            // Open while the test runs: scripts that run until told stop
+            // when it closes.
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -1318,6 +1321,43 @@ impl Py {
             }
         }
         true
+    }
+
+    /// Tells a script that runs until stdin closes to stop.
+    fn close_stdin(&mut self) {
+        drop(self.child.stdin.take());
+    }
+
+    /// Lines read so far, without waiting.
+    fn drain(&mut self) {
+        while let Ok(l) = self.lines.try_recv() {
+            self.seen.push(l);
+        }
+    }
+
+    /// The partitions this script's member "0" holds now (its last
+    /// `assigned` line).
+    fn held(&self) -> Vec<i64> {
+        self.seen
+            .iter()
+            .rev()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .find_map(|v| {
+                v.get("assigned")
+                    .and_then(|a| a.get("0"))
+                    .and_then(|a| a.as_array())
+                    .map(|a| a.iter().filter_map(|p| p.as_i64()).collect())
+            })
+            .unwrap_or_default()
+    }
+
+    /// Values of the messages this script printed.
+    fn values(&self) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter_map(|v| Some(v.get("value")?.as_str()?.to_owned()))
+            .collect()
     }
 
     fn wait(&mut self, deadline: Duration) -> Option<std::process::ExitStatus> {
@@ -1478,8 +1518,8 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
 }
 
 /// kafka-python's own group implementation (JoinGroup/SyncGroup with its
-/// range assignor, commits) over four partitions with two members: every
-/// message once, both members reading.
+/// range assignor, commits): two members, one per process, over four
+/// partitions share them and read every message exactly once.
 #[test]
 fn kafka_python_group_shares_partitions_and_reads_everything_once() {
     let dir = data_dir();
@@ -1502,17 +1542,34 @@ fn kafka_python_group_shares_partitions_and_reads_everything_once() {
         .unwrap()
         .create_topic("events", 4)
         .unwrap();
-    let Some(mut py) = Py::start(
-        "kp_group_consume.py",
-        &[&k_arg, "events", "kp", "2", "300", "80"],
-    ) else {
+    let member = || {
+        Py::start(
+            "kp_group_consume.py",
+            &[&k_arg, "events", "kp", "1", "-1", "90"],
+        )
+    };
+    let Some(mut m0) = member() else {
         return;
     };
-    assert!(
-        py.until(T, |l| l.iter().any(|x| x.contains("\"ready\""))),
-        "the two members never shared the partitions: {:?}",
-        py.seen
-    );
+    let mut m1 = member().expect("installed: the first one started");
+    // Both members hold two partitions each, none twice.
+    let start = Instant::now();
+    loop {
+        m0.drain();
+        m1.drain();
+        let (a, c) = (m0.held(), m1.held());
+        if a.len() == 2 && c.len() == 2 && a.iter().all(|p| !c.contains(p)) {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "the two members never shared the partitions: {:?} {:?}\n{}",
+            m0.seen,
+            m1.seen,
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let lines: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
     let out = run(
         &[
@@ -1527,22 +1584,26 @@ fn kafka_python_group_shares_partitions_and_reads_everything_once() {
         T,
     );
     assert!(out.status.success(), "{}", out.stderr);
-    let status = py.wait(Duration::from_secs(90));
-    assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", py.seen);
-    let mut got = Vec::new();
-    let mut members = std::collections::BTreeSet::new();
-    for l in &py.seen {
-        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}"));
-        if let Some(x) = v.get("value").and_then(|x| x.as_str()) {
-            got.push(x.to_owned());
-            members.insert(v["member"].as_i64().unwrap());
-        }
+    let start = Instant::now();
+    while m0.values().len() + m1.values().len() < 300 && start.elapsed() < T {
+        m0.drain();
+        m1.drain();
+        std::thread::sleep(Duration::from_millis(50));
     }
+    for m in [&mut m0, &mut m1] {
+        m.close_stdin();
+        let status = m.wait(Duration::from_secs(20));
+        assert_eq!(status.and_then(|s| s.code()), Some(0), "{:?}", m.seen);
+    }
+    assert!(
+        !m0.values().is_empty() && !m1.values().is_empty(),
+        "both members read"
+    );
+    let mut got: Vec<String> = m0.values().into_iter().chain(m1.values()).collect();
     got.sort();
     let mut want: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
     want.sort();
     assert_eq!(got, want, "every message exactly once");
-    assert_eq!(members.len(), 2, "both members read");
 }
 
 /// kcat's balanced consumer (`-G`, librdkafka 2.0.2): it reads the topic,

@@ -1,6 +1,10 @@
 """A kafka-python consumer group: MEMBERS consumers (threads) subscribe to
 TOPIC as GROUP and read until EXPECTED messages were read in total, or
 TIMEOUT_S pass; each message is committed synchronously before it is printed.
+Run one member per process (MEMBERS=1, EXPECTED=-1: until TIMEOUT_S or
+stdin closes) for groups spread over processes: kafka-python's consumers
+share little with each other, but one process's threads share its GIL, and
+under CPU starvation two members in one process were seen to hang.
 
 usage: kp_group_consume.py BOOTSTRAP TOPIC GROUP MEMBERS EXPECTED TIMEOUT_S
 
@@ -8,9 +12,12 @@ stdout, JSON lines: {"assigned": {member: [partitions]}} on every change,
 {"ready": true} once every member holds partitions, one
 {"member", "partition", "offset", "value"} per committed message, then
 {"done": true, "read": N, "errors": [...]}.
-exit 0 when EXPECTED were read, 1 on timeout, 2 on a client error.
+exit 0 when EXPECTED were read (or EXPECTED is -1), 1 on timeout, 2 on a
+client error.
 """
+import faulthandler
 import json
+import logging
 import sys
 import threading
 import time
@@ -21,6 +28,9 @@ from kafka.coordinator.assignors.range import RangePartitionAssignor
 bootstrap, topic, group = sys.argv[1], sys.argv[2], sys.argv[3]
 members, expected, timeout_s = int(sys.argv[4]), int(sys.argv[5]), float(sys.argv[6])
 deadline = time.monotonic() + timeout_s
+logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+# Every thread's stack on stderr if the run is still going near its end.
+faulthandler.dump_traceback_later(min(45, timeout_s * 0.8), exit=False)
 lock = threading.Lock()
 out_lock = threading.Lock()
 state = {"read": 0, "ready": False}
@@ -64,10 +74,17 @@ def member(i):
                       heartbeat_interval_ms=300,
                       partition_assignment_strategy=[RangePartitionAssignor])
     try:
+        # Know the topic's partitions before joining: a leader without them
+        # assigns nothing and rejoins once metadata arrives. That path works,
+        # but under heavy CPU starvation a kafka-python 3.0.12 member was
+        # seen (about 1 run in 15, with 3 CPU hogs on 2 cores) to stop
+        # talking to the coordinator after it, every request answered.
+        while not c.partitions_for_topic(topic) and time.monotonic() < deadline:
+            time.sleep(0.05)
         c.subscribe([topic], listener=Listener(i))
         while time.monotonic() < deadline:
             with lock:
-                if state["read"] >= expected:
+                if 0 <= expected <= state["read"] or stop.is_set():
                     break
             for tp, msgs in c.poll(timeout_ms=100).items():
                 for m in msgs:
@@ -82,6 +99,10 @@ def member(i):
         c.close()
 
 
+stop = threading.Event()
+if expected < 0:
+    # Stops when the test closes stdin (or at the deadline).
+    threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
 threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
 for t in threads:
     t.start()
