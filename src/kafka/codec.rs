@@ -24,9 +24,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader,
+    TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -45,6 +46,8 @@ use crate::protocol::{
 /// CreateTopics 2-4 and DeleteTopics 1-4: what the crate encodes (Kafka 4
 /// dropped the older ones too); librdkafka 2.x asks for at most 4 and
 /// kafka-python 3; v5+ answers with topic configs, v6 deletes by topic id.
+/// InitProducerId 0-5: all the crate encodes (librdkafka 2.x asks for up
+/// to 4); only idempotence, no transactions.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
     (ApiKey::Fetch, 4, 11),
@@ -53,6 +56,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
     (ApiKey::DeleteTopics, 1, 4),
+    (ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The version range this listener speaks for `api`, if it implements it.
@@ -139,6 +143,9 @@ pub enum Work {
     },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
+    /// A new producer id from this shard (`producer_state::ProducerIds`);
+    /// a transactional id is refused (no transactions).
+    InitProducerId { transactional_id: Option<String> },
 }
 
 /// A decoded Kafka request.
@@ -423,6 +430,15 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 refused: vec![],
             }
         }
+        ApiKey::InitProducerId => {
+            let r = InitProducerIdRequest::decode(&mut body, version).map_err(malformed)?;
+            // The producer id and epoch a v3+ client may send (KIP-360) are
+            // ignored: without a transactional id Kafka, too, always hands
+            // out a new id at epoch 0.
+            Work::InitProducerId {
+                transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
+            }
+        }
         _ => return Err(DecodeError::UnknownApi(key)),
     };
     Ok(Decoded {
@@ -451,6 +467,8 @@ pub fn kafka_error(e: Option<&WireError>) -> i16 {
         ErrorCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
         ErrorCode::InvalidPartitions => ResponseError::InvalidPartitions,
         ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
+        ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
         _ => ResponseError::UnknownServerError,
@@ -476,6 +494,29 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
         .collect();
     r
 }
+
+/// InitProducerId's answer: a producer id at epoch 0, or `Err(code)`.
+pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResponse {
+    let mut r = InitProducerIdResponse::default();
+    match result {
+        Ok(id) => {
+            r.producer_id = ProducerId(id);
+            r.producer_epoch = 0;
+        }
+        Err(code) => {
+            r.error_code = code;
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+        }
+    }
+    r
+}
+
+/// The Kafka error for an InitProducerId with a transactional id: shardlog
+/// has no transactions. INVALID_REQUEST is fatal in every client (a
+/// retriable code such as COORDINATOR_NOT_AVAILABLE would make them retry
+/// forever; an authorization error would send users after ACLs).
+pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
 
 fn topic_name(n: &str) -> TopicName {
     TopicName(StrBytes::from_string(n.to_owned()))
@@ -894,9 +935,9 @@ mod tests {
     fn api_versions_v3_leaves_default_tagged_fields_out() {
         let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
         // length, correlation id (header v0 always), error, compact array
-        // of 7 entries (8), each key/min/max + empty tags (7 bytes),
-        // throttle, then one byte: zero tagged fields.
-        assert_eq!(b.len(), 4 + 4 + 2 + 1 + 7 * 7 + 4 + 1);
+        // of SUPPORTED.len() entries, each key/min/max + empty tags (7
+        // bytes), throttle, then one byte: zero tagged fields.
+        assert_eq!(b.len(), 4 + 4 + 2 + 1 + SUPPORTED.len() * 7 + 4 + 1);
         assert_eq!(b[b.len() - 1], 0);
     }
 
@@ -969,6 +1010,44 @@ mod tests {
             let start = body.as_ptr() as usize;
             let at = got.as_ptr() as usize;
             assert!(at >= start && at < start + body.len());
+        }
+    }
+
+    #[test]
+    fn init_producer_id_takes_no_transactional_id() {
+        use kafka_protocol::messages::TransactionalId;
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = None;
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        for v in 0..=5 {
+            let d = decode_request(request_body(ApiKey::InitProducerId, v, 3, &r)).unwrap();
+            assert!(matches!(
+                d.work,
+                Work::InitProducerId {
+                    transactional_id: None
+                }
+            ));
+        }
+        r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+        let d = decode_request(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
+        assert!(matches!(d.work, Work::InitProducerId { transactional_id: Some(t) } if t == "tx"));
+        let ok = init_producer_id_response(Ok(42));
+        assert_eq!(
+            (ok.error_code, ok.producer_id.0, ok.producer_epoch),
+            (0, 42, 0)
+        );
+        let refused = init_producer_id_response(Err(TRANSACTIONS_UNSUPPORTED.code()));
+        assert_eq!(
+            (
+                refused.error_code,
+                refused.producer_id.0,
+                refused.producer_epoch
+            ),
+            (42, -1, -1)
+        );
+        for v in 0..=5 {
+            encode_frame(ApiKey::InitProducerId, v, 3, &ok).unwrap();
         }
     }
 

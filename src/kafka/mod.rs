@@ -15,16 +15,19 @@
 
 pub mod codec;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::metrics::Api;
+use crate::partition::now_ms;
+use crate::producer_state::ProducerIds;
 use crate::protocol::NodeInfo;
 use crate::router::Router;
 use crate::rt;
+use crate::storage::meta::LogConfig;
 use codec::{Decoded, Work};
 
 /// What every Kafka connection of a shard shares.
@@ -34,6 +37,13 @@ pub struct KafkaContext {
     pub nodes: Vec<NodeInfo>,
     pub max_frame_bytes: usize,
     pub max_inflight: usize,
+    /// This shard's producer ids (InitProducerId is answered where it
+    /// arrives: the shard id in the low bits keeps ids apart).
+    pub producer_ids: RefCell<ProducerIds>,
+    /// The broker's log settings: what DescribeConfigs reports for a
+    /// topic setting that the topic does not override.
+    pub log: LogConfig,
+    pub max_batch_bytes: usize,
 }
 
 /// A response being prepared; `None` when the request gets no answer.
@@ -141,6 +151,25 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
                 version,
                 correlation_id,
                 &codec::api_versions_response(error),
+            );
+            rt::spawn(async move { encoded(r) })
+        }
+        Work::InitProducerId { transactional_id } => {
+            let result = match transactional_id {
+                Some(t) => {
+                    tracing::warn!(
+                        "kafka: InitProducerId for transactional id {t:?} refused: \
+                         shardlog does not support transactions (idempotence only)"
+                    );
+                    Err(codec::TRANSACTIONS_UNSUPPORTED.code())
+                }
+                None => Ok(ctx.producer_ids.borrow_mut().next(now_ms())),
+            };
+            let r = codec::encode_frame(
+                api,
+                version,
+                correlation_id,
+                &codec::init_producer_id_response(result),
             );
             rt::spawn(async move { encoded(r) })
         }
