@@ -243,6 +243,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
         (ApiKey::DeleteTopics as i16, 1, 4),
+        (ApiKey::InitProducerId as i16, 0, 5),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
