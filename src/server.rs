@@ -482,8 +482,10 @@ async fn run_shard(
         max_frame_bytes: config.max_frame_bytes,
         max_inflight: config.max_inflight_per_connection,
         producer_ids: std::cell::RefCell::new(crate::producer_state::ProducerIds::new(id)),
-        log: config.log.clone(),
-        max_batch_bytes: config.max_batch_bytes,
+        defaults: crate::kafka::codec::TopicDefaults {
+            log: config.log.clone(),
+            max_batch_bytes: config.max_batch_bytes,
+        },
     });
     let local = listener.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;

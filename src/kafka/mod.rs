@@ -27,7 +27,6 @@ use crate::producer_state::ProducerIds;
 use crate::protocol::NodeInfo;
 use crate::router::Router;
 use crate::rt;
-use crate::storage::meta::LogConfig;
 use codec::{Decoded, Work};
 
 /// What every Kafka connection of a shard shares.
@@ -40,10 +39,9 @@ pub struct KafkaContext {
     /// This shard's producer ids (InitProducerId is answered where it
     /// arrives: the shard id in the low bits keeps ids apart).
     pub producer_ids: RefCell<ProducerIds>,
-    /// The broker's log settings: what DescribeConfigs reports for a
-    /// topic setting that the topic does not override.
-    pub log: LogConfig,
-    pub max_batch_bytes: usize,
+    /// What DescribeConfigs reports for a topic setting that the topic
+    /// does not override, and for the broker.
+    pub defaults: codec::TopicDefaults,
 }
 
 /// A response being prepared; `None` when the request gets no answer.
@@ -182,6 +180,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
             shape,
             respond,
             refused,
+            describe_configs,
         } => {
             if matches!(frame.request, crate::protocol::Request::Produce(_)) {
                 // Backpressure, as on the native listener.
@@ -205,7 +204,9 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded) -> Pendi
                     r.result,
                     &shape,
                     &refused,
+                    &describe_configs,
                     &ctx.nodes,
+                    &ctx.defaults,
                 ))
             })
         }
