@@ -494,7 +494,23 @@ async fn run_shard(
     let conns = Rc::new(Conns::default());
     let native = Proto::Native;
     let kafka_proto = Proto::Kafka(kafka_ctx);
-    let (r, c, st, cs) = (&router, &config, &*stop, &conns);
+    // The stop flag is set by another thread (the signal thread): one task
+    // polls it and turns it into this executor's event. The accept loops
+    // wait on the event, never on a timer: glommio's accept (`collect_rw`)
+    // keeps one more waker clone on every poll, so re-polling idle accepts
+    // 20 times a second (the 50 ms stop check) overflowed the task's i16
+    // reference count: an idle broker's shards panicked ("Waker invariant
+    // broken") after about 9 minutes with three listeners.
+    let stopped = Rc::new(rt::Event::default());
+    {
+        let (stop, stopped) = (stop.clone(), stopped.clone());
+        rt::spawn(async move {
+            wait_for_stop(&stop).await;
+            stopped.notify_all();
+        })
+        .detach();
+    }
+    let (r, c, st, cs) = (&router, &config, &stopped, &conns);
     futures_lite::future::zip(
         futures_lite::future::zip(
             accept_loop(r, Some(&listener), c, st, cs, native.clone()),
@@ -591,15 +607,20 @@ async fn accept_loop(
     router: &Rc<Router>,
     listener: Option<&rt::TcpListener>,
     config: &BrokerConfig,
-    stop: &AtomicBool,
+    stopped: &Rc<rt::Event>,
     conns: &Rc<Conns>,
     proto: Proto,
 ) {
     // A listener that is off: nothing to accept.
     let Some(listener) = listener else { return };
     loop {
+        if stopped.generation() > 0 {
+            return;
+        }
+        // Created before the first await: a stop notified from here on wakes it.
+        let stop = rt::any_notified(vec![stopped.clone()]);
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            wait_for_stop(stop).await;
+            stop.await;
             None
         })
         .await;
