@@ -356,6 +356,8 @@ pub struct BatchBuilder {
     base_timestamp: i64,
     max_timestamp: i64,
     count: i32,
+    /// (producer id, epoch, base sequence); -1s: not idempotent.
+    producer: (i64, i16, i32),
 }
 
 impl BatchBuilder {
@@ -371,7 +373,15 @@ impl BatchBuilder {
             base_timestamp: base_timestamp_ms,
             max_timestamp: base_timestamp_ms,
             count: 0,
+            producer: (-1, -1, -1),
         }
+    }
+
+    /// Marks the batch as an idempotent producer's (Kafka's producer id,
+    /// epoch and the sequence of its first record).
+    pub fn idempotent(mut self, producer_id: i64, epoch: i16, base_sequence: i32) -> BatchBuilder {
+        self.producer = (producer_id, epoch, base_sequence);
+        self
     }
 
     /// Number of records added so far.
@@ -448,9 +458,10 @@ impl BatchBuilder {
             .copy_from_slice(&self.base_timestamp.to_be_bytes());
         b[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]
             .copy_from_slice(&self.max_timestamp.to_be_bytes());
-        b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&(-1i64).to_be_bytes());
-        b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&(-1i16).to_be_bytes());
-        b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&(-1i32).to_be_bytes());
+        let (producer_id, epoch, sequence) = self.producer;
+        b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&producer_id.to_be_bytes());
+        b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&epoch.to_be_bytes());
+        b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&sequence.to_be_bytes());
         b[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4].copy_from_slice(&self.count.to_be_bytes());
         let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
         b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());

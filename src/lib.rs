@@ -13,6 +13,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod producer;
+pub mod producer_state;
 pub mod protocol;
 pub mod router;
 pub mod rt;

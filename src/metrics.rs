@@ -191,9 +191,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= UnknownGroup; anything
-/// larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::UnknownGroup as usize + 1;
+/// Error codes counted (`ErrorCode` as index: 0 ..= InvalidProducerEpoch;
+/// anything larger is counted as the last one).
+const ERROR_CODES: usize = ErrorCode::InvalidProducerEpoch as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]

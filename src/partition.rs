@@ -25,9 +25,11 @@ use thiserror::Error;
 
 use crate::batch::{self, BatchError, Records};
 use crate::metrics::{PartitionMetrics, ShardMetrics};
+use crate::producer_state::{self, Check, ProducerStates, SequenceError};
 use crate::rt::{self, DirectFile, LocalLock};
 use crate::storage::index::INDEX_INTERVAL_BYTES;
 use crate::storage::meta::LogConfig;
+use crate::storage::recovery::{Scanner, Step};
 use crate::storage::segment::{self, Segment, Selection, TimeSelection};
 use crate::storage::{partition_dir, StorageError};
 
@@ -186,6 +188,10 @@ pub enum PartitionError {
     Empty,
     #[error("partition is closed: the broker is shutting down or the topic was deleted")]
     Closed,
+    /// Idempotent produce: a sequence gap, a stale epoch, or a batch kind
+    /// shardlog does not take (transactional).
+    #[error("{0}")]
+    Sequence(#[from] SequenceError),
 }
 
 impl From<StorageError> for PartitionError {
@@ -236,6 +242,45 @@ pub struct Retained {
     pub bytes: u64,
 }
 
+/// Bytes at the end of a partition's log whose batch headers rebuild the
+/// idempotent producers' state when it opens (ARCHITECTURE.md: a retry
+/// after a restart is recognised if its original lies in this window).
+pub const PRODUCER_REBUILD_BYTES: u64 = 16 << 20;
+
+/// Replays the batch headers of the last `PRODUCER_REBUILD_BYTES` of the
+/// log (across the newest segments; from the sparse index entry at or
+/// before the window's start) into a fresh `ProducerStates`.
+async fn rebuild_producers(segments: &VecDeque<Segment>) -> Result<ProducerStates, StorageError> {
+    let mut plan = Vec::new();
+    let mut left = PRODUCER_REBUILD_BYTES;
+    for seg in segments.iter().rev() {
+        if left == 0 {
+            break;
+        }
+        let end = seg.end_pos();
+        let from = end.saturating_sub(left);
+        left -= end - from;
+        plan.push((seg, from));
+    }
+    let mut states = ProducerStates::default();
+    for (seg, from) in plan.into_iter().rev() {
+        let Some(file) = seg.file() else { continue };
+        let (offset, start) = seg.batch_at_or_before_pos(from);
+        let mut scan = Scanner::new(start, offset, seg.end_pos());
+        while let Step::Read { pos, len } = scan.step() {
+            let buf = file
+                .read_at(pos, len)
+                .await
+                .map_err(|e| StorageError::io("read", seg.path(), e))?;
+            if buf.is_empty() {
+                break;
+            }
+            scan.feed(&buf, |_, h| states.record(h, h.base_offset));
+        }
+    }
+    Ok(states)
+}
+
 /// Bytes of a batch the broker rewrites: base offset and leader epoch.
 const PATCHED_PREFIX_BYTES: usize = 16;
 
@@ -263,6 +308,9 @@ struct State {
     failed: Option<String>,
     /// Set by `close`: appends are refused from then on.
     closing: bool,
+    /// Idempotent producers' last batches: checked and updated in the same
+    /// synchronous step as the append (`append`).
+    producers: ProducerStates,
 }
 
 impl State {
@@ -403,6 +451,14 @@ impl Partition {
             segments.push_back(seg);
         }
         let next = segments.back().expect("at least one segment").next_offset();
+        let producers = rebuild_producers(&segments).await?;
+        if !producers.is_empty() {
+            tracing::debug!(
+                "{topic}/{id}: {} idempotent producers rebuilt from the last {} bytes",
+                producers.len(),
+                PRODUCER_REBUILD_BYTES
+            );
+        }
         crate::storage::sync_dir(&dir)?;
         let labelled = config.metrics.partition(topic, id);
         (config.metrics.tail_buffer_bytes).add(config.tail_buffer_bytes as u64);
@@ -419,6 +475,7 @@ impl Partition {
                 high_watermark: next,
                 failed: None,
                 closing: false,
+                producers,
             }),
             write_lock: LocalLock::default(),
             sync_lock: LocalLock::default(),
@@ -528,8 +585,30 @@ impl Partition {
                 },
             )));
         }
+        for h in &headers {
+            producer_state::check_header(h)?;
+        }
+        let idempotent = headers.iter().any(|h| h.producer_id >= 0);
+        if idempotent && headers.len() > 1 {
+            // Kafka's rule for produce v3+: the sequence checks (and a
+            // duplicate's answer) are per batch, so one batch per partition.
+            return Err(SequenceError::Invalid(
+                "an idempotent produce carries exactly one batch per partition",
+            )
+            .into());
+        }
         let mut st = self.state.borrow_mut();
         st.check_writable()?;
+        if idempotent {
+            if let Check::Duplicate(m) = st.producers.check(&headers[0])? {
+                // A retry of a batch in the log: its original offsets; the
+                // caller's flush then waits until the original is durable.
+                return Ok(Appended {
+                    base_offset: m.base_offset,
+                    next_offset: m.last_offset + 1,
+                });
+            }
+        }
         let now = now_ms();
         self.maybe_roll(&mut st, records.len() as u64, now);
         let base_offset = st.next_offset;
@@ -549,6 +628,7 @@ impl Partition {
                 now,
             );
             st.next_offset = offset + h.offset_count();
+            st.producers.record(h, offset);
             pos += total;
         }
         debug_assert_eq!(pos, records.len());
@@ -1379,6 +1459,87 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    fn idem_batch(seed: usize, records: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
+        let mut b = BatchBuilder::new(1_000).idempotent(pid, epoch, seq);
+        for r in 0..records {
+            let v = format!("v{seed}.{r}:{}", "x".repeat(200));
+            b.push(1_000, None, Some(v.as_bytes()), &[]);
+        }
+        b.finish()
+    }
+
+    #[test]
+    fn idempotent_retries_get_the_original_offsets_and_survive_reopen() {
+        on_fresh_dir(|path| async move {
+            // Small segments: the rebuild on reopen spans several of them.
+            let cfg = small_segments(4 << 10);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let mut acked = Vec::new();
+            for i in 0..40usize {
+                let pid = (i % 2) as i64;
+                let seq = (i / 2 * 3) as i32;
+                let b = idem_batch(i, 3, pid, 0, seq);
+                let a = p.append(&b).unwrap();
+                acked.push((b, a));
+            }
+            let end = p.state.borrow().next_offset;
+            assert_eq!(end, 120);
+            // Retries of the last five batches of producer 1: same offsets,
+            // nothing appended; the flush they wait for is the original's.
+            for (b, a) in &acked[30..] {
+                assert_eq!(p.append(b).unwrap(), *a);
+            }
+            assert_eq!(p.state.borrow().next_offset, end);
+            p.flush_to(end, Level::Synced).await.unwrap();
+            // A gap: refused, nothing written.
+            let gap = idem_batch(99, 1, 0, 0, 1_000);
+            assert!(matches!(
+                p.append(&gap),
+                Err(PartitionError::Sequence(SequenceError::OutOfOrder {
+                    expected: 60,
+                    ..
+                }))
+            ));
+            // A stale epoch after a bump.
+            p.append(&idem_batch(100, 1, 1, 1, 0)).unwrap();
+            assert!(matches!(
+                p.append(&idem_batch(101, 1, 1, 0, 60)),
+                Err(PartitionError::Sequence(SequenceError::StaleEpoch { .. }))
+            ));
+            // Two idempotent batches in one run: refused.
+            let mut two = idem_batch(102, 1, 0, 0, 60).to_vec();
+            two.extend_from_slice(&idem_batch(103, 1, 0, 0, 61));
+            assert!(matches!(
+                p.append(&Bytes::from(two)),
+                Err(PartitionError::Sequence(SequenceError::Invalid(_)))
+            ));
+            let end = p.state.borrow().next_offset;
+            assert_eq!(end, 121);
+            p.flush_to(end, Level::Synced).await.unwrap();
+            p.close().await.unwrap();
+
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert!(p.segment_count() > 2);
+            for (b, a) in acked[30..].iter().step_by(2) {
+                assert_eq!(p.append(b).unwrap(), *a, "rebuilt from the log");
+            }
+            // Producer 1 moved to epoch 1 before the restart.
+            assert!(matches!(
+                p.append(&acked[39].0),
+                Err(PartitionError::Sequence(SequenceError::StaleEpoch { .. }))
+            ));
+            assert!(matches!(
+                p.append(&idem_batch(104, 1, 1, 0, 1)),
+                Err(PartitionError::Sequence(SequenceError::StaleEpoch { .. }))
+            ));
+            assert_eq!(
+                p.append(&idem_batch(105, 1, 0, 0, 60)).unwrap().base_offset,
+                121
+            );
+            p.close().await.unwrap();
+        });
     }
 
     #[test]

@@ -477,12 +477,23 @@ async fn run_shard(
             }
         }
     }
+    // One producer-id source per shard, shared by its listeners (the shard
+    // id in the low bits keeps shards apart, so two sources in one shard
+    // would repeat ids).
+    let producer_ids = Rc::new(std::cell::RefCell::new(
+        crate::producer_state::ProducerIds::new(id),
+    ));
     let kafka_ctx = |shard_node: bool| {
         Rc::new(crate::kafka::KafkaContext {
             nodes: kafka_nodes.clone(),
             max_frame_bytes: config.max_frame_bytes,
             max_inflight: config.max_inflight_per_connection,
             shard_node,
+            producer_ids: producer_ids.clone(),
+            defaults: crate::kafka::codec::TopicDefaults {
+                log: config.log.clone(),
+                max_batch_bytes: config.max_batch_bytes,
+            },
         })
     };
     let local = listener.local_addr().unwrap_or(config.listen);
@@ -495,7 +506,23 @@ async fn run_shard(
         Proto::Kafka(kafka_ctx(false)),
         Proto::Kafka(kafka_ctx(true)),
     );
-    let (r, c, st, cs) = (&router, &config, &*stop, &conns);
+    // The stop flag is set by another thread (the signal thread): one task
+    // polls it and turns it into this executor's event. The accept loops
+    // wait on the event, never on a timer: glommio's accept (`collect_rw`)
+    // keeps one more waker clone on every poll, so re-polling idle accepts
+    // 20 times a second (the 50 ms stop check) overflowed the task's i16
+    // reference count: an idle broker's shards panicked ("Waker invariant
+    // broken") after about 9 minutes with three listeners.
+    let stopped = Rc::new(rt::Event::default());
+    {
+        let (stop, stopped) = (stop.clone(), stopped.clone());
+        rt::spawn(async move {
+            wait_for_stop(&stop).await;
+            stopped.notify_all();
+        })
+        .detach();
+    }
+    let (r, c, st, cs) = (&router, &config, &stopped, &conns);
     futures_lite::future::zip(
         futures_lite::future::zip(
             accept_loop(r, Some(&listener), c, st, cs, native.clone()),
@@ -592,15 +619,20 @@ async fn accept_loop(
     router: &Rc<Router>,
     listener: Option<&rt::TcpListener>,
     config: &BrokerConfig,
-    stop: &AtomicBool,
+    stopped: &Rc<rt::Event>,
     conns: &Rc<Conns>,
     proto: Proto,
 ) {
     // A listener that is off: nothing to accept.
     let Some(listener) = listener else { return };
     loop {
+        if stopped.generation() > 0 {
+            return;
+        }
+        // Created before the first await: a stop notified from here on wakes it.
+        let stop = rt::any_notified(vec![stopped.clone()]);
         let next = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            wait_for_stop(stop).await;
+            stop.await;
             None
         })
         .await;

@@ -24,6 +24,7 @@ use std::rc::Rc;
 use crate::partition::{
     self as part, Appended, FsyncPolicy, Level, Partition, PartitionConfig, PartitionError,
 };
+use crate::producer_state::SequenceError;
 use crate::protocol::*;
 use crate::rt;
 use crate::storage::meta::{TopicMeta, MAX_PARTITIONS};
@@ -81,6 +82,15 @@ pub fn wire_error(e: &PartitionError) -> WireError {
         PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
         PartitionError::Empty => ErrorCode::InvalidRequest,
         PartitionError::Closed => ErrorCode::ShuttingDown,
+        PartitionError::Sequence(s) => match s {
+            SequenceError::OutOfOrder { .. } | SequenceError::NewEpochNotAtZero { .. } => {
+                ErrorCode::OutOfOrderSequence
+            }
+            SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+            SequenceError::Transactional(_) | SequenceError::Invalid(_) => {
+                ErrorCode::InvalidRequest
+            }
+        },
     };
     WireError::new(code, e.to_string())
 }

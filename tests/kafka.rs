@@ -252,6 +252,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::SyncGroup as i16, 0, 5),
         (ApiKey::DescribeGroups as i16, 0, 5),
         (ApiKey::ListGroups as i16, 0, 4),
+        (ApiKey::InitProducerId as i16, 0, 5),
+        (ApiKey::DescribeConfigs as i16, 1, 4),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
@@ -1681,4 +1683,53 @@ fn kcat_balanced_consumer_commits_and_resumes() {
     let mut want: Vec<String> = (90..120).map(|i| format!("line-{i}")).collect();
     want.sort();
     assert_eq!(got, want, "the second run resumed at the committed offsets");
+}
+
+#[test]
+fn describe_configs_reports_topic_settings_broker_settings_and_unknown_topics() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let dir = data_dir();
+    // Two shards: the topic descriptions are gathered from both.
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic_with("cfg", 3, &[("retention.ms".into(), "60000".into())])
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let res = |ty: i8, n: &str| {
+        let mut r = DescribeConfigsResource::default();
+        r.resource_type = ty;
+        r.resource_name = StrBytes::from_string(n.to_owned());
+        r.configuration_keys = None;
+        r
+    };
+    for version in 1..=4 {
+        let mut req = DescribeConfigsRequest::default();
+        req.resources = vec![res(2, "cfg"), res(2, "nope"), res(4, "0")];
+        let r: DescribeConfigsResponse = k.call(ApiKey::DescribeConfigs, version, &req);
+        assert_eq!(r.results.len(), 3);
+        let cfg = |i: usize, key: &str| {
+            r.results[i]
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == key)
+                .map(|c| (c.value.as_ref().unwrap().to_string(), c.config_source))
+        };
+        assert_eq!(r.results[0].error_code, 0);
+        assert_eq!(
+            cfg(0, "retention.ms"),
+            Some(("60000".into(), 1)),
+            "override"
+        );
+        assert_eq!(
+            cfg(0, "segment.bytes"),
+            Some(((1u64 << 30).to_string(), 5)),
+            "broker default"
+        );
+        assert_eq!(cfg(0, "cleanup.policy").unwrap().0, "delete");
+        assert_eq!(r.results[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(r.results[2].error_code, 0);
+        assert_eq!(cfg(2, "log.retention.ms").unwrap().0, "604800000");
+    }
 }

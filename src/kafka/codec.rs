@@ -14,6 +14,9 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -24,9 +27,10 @@ use kafka_protocol::messages::metadata_response::{
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
     ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    ProducerId, RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -34,8 +38,9 @@ use thiserror::Error;
 
 use crate::protocol::{
     self, Acks, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NodeInfo, Request, RequestFrame,
-    Response, WireError, PROTOCOL_VERSION,
+    Response, TopicDescription, WireError, PROTOCOL_VERSION,
 };
+use crate::storage::meta::LogConfig;
 
 /// The APIs the Kafka listener implements, with the versions it speaks;
 /// ApiVersions lists exactly these, so clients call nothing else. Ranges
@@ -45,6 +50,10 @@ use crate::protocol::{
 /// CreateTopics 2-4 and DeleteTopics 1-4: what the crate encodes (Kafka 4
 /// dropped the older ones too); librdkafka 2.x asks for at most 4 and
 /// kafka-python 3; v5+ answers with topic configs, v6 deletes by topic id.
+/// InitProducerId 0-5: all the crate encodes (librdkafka 2.x asks for up
+/// to 4); only idempotence, no transactions. DescribeConfigs 1-4: what
+/// the crate encodes (v0 is gone from Kafka 4 too; kafka-python then
+/// uses v1-2, the Java admin and librdkafka up to 4).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
     (ApiKey::Fetch, 4, 11),
@@ -53,6 +62,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
     (ApiKey::DeleteTopics, 1, 4),
+    (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::DescribeConfigs, 1, 4),
 ];
 
 /// Every API and version range the listener speaks: `SUPPORTED` and the
@@ -141,11 +152,18 @@ pub enum Work {
         /// the replication factor): (name, Kafka error, message), answered
         /// beside the router's results.
         refused: Refused,
+        /// DescribeConfigs: the resources asked for, in request order
+        /// (the native request describes the topics among them); empty
+        /// for every other API.
+        describe_configs: Vec<ConfigResource>,
     },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
     /// Answered by the listener from the router's coordinator map.
     FindCoordinator { keys: Vec<String>, key_type: i8 },
+    /// A new producer id from this shard (`producer_state::ProducerIds`);
+    /// a transactional id is refused (no transactions).
+    InitProducerId { transactional_id: Option<String> },
 }
 
 /// A decoded Kafka request.
@@ -230,6 +248,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 shape,
                 respond: true,
                 refused: vec![],
+                describe_configs: vec![],
             }
         }
         ApiKey::Produce => {
@@ -279,6 +298,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                     shape,
                     respond: acks != Acks::None,
                     refused: vec![],
+                    describe_configs: vec![],
                 },
             }
         }
@@ -319,6 +339,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 shape,
                 respond: true,
                 refused: vec![],
+                describe_configs: vec![],
             }
         }
         ApiKey::ListOffsets => {
@@ -353,6 +374,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 shape,
                 respond: true,
                 refused: vec![],
+                describe_configs: vec![],
             }
         }
         ApiKey::CreateTopics => {
@@ -418,6 +440,7 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 shape,
                 respond: true,
                 refused,
+                describe_configs: vec![],
             }
         }
         ApiKey::DeleteTopics => {
@@ -428,6 +451,49 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
                 frame: native(Request::DeleteTopics(names)),
                 respond: true,
                 refused: vec![],
+                describe_configs: vec![],
+            }
+        }
+        ApiKey::DescribeConfigs => {
+            let r = DescribeConfigsRequest::decode(&mut body, version).map_err(malformed)?;
+            let ask: Vec<ConfigResource> = r
+                .resources
+                .into_iter()
+                .map(|res| ConfigResource {
+                    resource_type: res.resource_type,
+                    name: res.resource_name.as_str().to_owned(),
+                    keys: res
+                        .configuration_keys
+                        .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
+                })
+                .collect();
+            let topics = ask
+                .iter()
+                .filter(|a| a.resource_type == RESOURCE_TOPIC)
+                .map(|a| a.name.clone())
+                .collect();
+            Work::Native {
+                frame: native(Request::DescribeTopics {
+                    topics: Some(topics),
+                }),
+                // The resource type rides in the shape: a request-level
+                // error answers every resource with its type.
+                shape: ask
+                    .iter()
+                    .map(|a| (a.name.clone(), vec![i32::from(a.resource_type)]))
+                    .collect(),
+                respond: true,
+                refused: vec![],
+                describe_configs: ask,
+            }
+        }
+        ApiKey::InitProducerId => {
+            let r = InitProducerIdRequest::decode(&mut body, version).map_err(malformed)?;
+            // The producer id and epoch a v3+ client may send (KIP-360) are
+            // ignored: without a transactional id Kafka, too, always hands
+            // out a new id at epoch 0.
+            Work::InitProducerId {
+                transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
             }
         }
         api if super::groups::is_group_api(api) => super::groups::decode(
@@ -466,6 +532,8 @@ pub fn kafka_error(e: Option<&WireError>) -> i16 {
         ErrorCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
         ErrorCode::InvalidPartitions => ResponseError::InvalidPartitions,
         ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
+        ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
         // Offset commits (the classic protocol's generation is carried as
@@ -496,6 +564,29 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
     r
 }
 
+/// InitProducerId's answer: a producer id at epoch 0, or `Err(code)`.
+pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResponse {
+    let mut r = InitProducerIdResponse::default();
+    match result {
+        Ok(id) => {
+            r.producer_id = ProducerId(id);
+            r.producer_epoch = 0;
+        }
+        Err(code) => {
+            r.error_code = code;
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
+        }
+    }
+    r
+}
+
+/// The Kafka error for an InitProducerId with a transactional id: shardlog
+/// has no transactions. INVALID_REQUEST is fatal in every client (a
+/// retriable code such as COORDINATOR_NOT_AVAILABLE would make them retry
+/// forever; an authorization error would send users after ACLs).
+pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
+
 fn topic_name(n: &str) -> TopicName {
     TopicName(StrBytes::from_string(n.to_owned()))
 }
@@ -522,7 +613,11 @@ pub fn encode_frame<M: Encodable>(
 
 /// Translates a native answer into the Kafka response for `api`/`version`
 /// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
-/// advertises; `shape` names the partitions a request-level error goes on.
+/// advertises; `shape` names the partitions a request-level error goes on;
+/// `describe_configs` and `defaults` serve DescribeConfigs.
+// Each argument is one piece of the request's context; a struct holding
+// them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub fn encode_response(
     api: ApiKey,
     version: i16,
@@ -530,7 +625,9 @@ pub fn encode_response(
     result: Result<Response, WireError>,
     shape: &Shape,
     refused: &Refused,
+    describe_configs: &[ConfigResource],
     nodes: &[NodeInfo],
+    defaults: &TopicDefaults,
 ) -> Result<Bytes, anyhow::Error> {
     if super::groups::is_group_api(api) {
         return super::groups::encode(api, version, correlation_id, result, shape);
@@ -559,6 +656,9 @@ pub fn encode_response(
             });
             frame(&delete_topics_response(all))
         }
+        (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
+            &describe_configs_response(describe_configs, &ts, nodes, defaults),
+        ),
         (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
             frame(&metadata_response(Ok(m.topics), shape, nodes))
         }
@@ -793,6 +893,20 @@ pub fn refuse_response(
             correlation_id,
             &delete_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
         ),
+        ApiKey::DescribeConfigs => {
+            let mut r = DescribeConfigsResponse::default();
+            r.results = shape
+                .iter()
+                .map(|(n, ty)| {
+                    let mut res = DescribeConfigsResult::default();
+                    res.error_code = error;
+                    res.resource_type = ty.first().map_or(0, |&t| t as i8);
+                    res.resource_name = StrBytes::from_string(n.clone());
+                    res
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
         _ => encode_frame(
             api,
             version,
@@ -800,6 +914,212 @@ pub fn refuse_response(
             &metadata_response(Err(error), shape, &[]),
         ),
     }
+}
+
+/// One resource of a DescribeConfigs request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigResource {
+    pub resource_type: i8,
+    pub name: String,
+    /// `None`: every setting.
+    pub keys: Option<Vec<String>>,
+}
+
+/// Kafka's resource types (`ConfigResource.Type`).
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources (`DescribeConfigsResponse.ConfigSource`).
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's config types (`ConfigDef.Type` as DescribeConfigs v3+ numbers them).
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// What DescribeConfigs reports for a topic setting the topic does not
+/// override: the broker's flags.
+#[derive(Debug, Clone, Default)]
+pub struct TopicDefaults {
+    pub log: LogConfig,
+    /// `--max-batch-bytes`: Kafka's `max.message.bytes` (largest batch run).
+    pub max_batch_bytes: usize,
+}
+
+/// (name, value, source, read only, type).
+type ConfigEntry = (&'static str, String, i8, bool, i8);
+
+/// A topic's settings as Kafka names them: what the topic overrides
+/// (source TOPIC_CONFIG; settable at creation), the rest from the broker
+/// (DEFAULT_CONFIG). Fixed behaviour (delete, no recompression, one
+/// replica, CreateTime) is read only.
+pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<ConfigEntry> {
+    let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
+    // Overrides were validated when the topic was created; a bad one
+    // would not have loaded.
+    let eff = d.log.with_overrides(&set).unwrap_or_else(|_| d.log.clone());
+    let src = |k: &str| {
+        if set.contains_key(k) {
+            SOURCE_TOPIC
+        } else {
+            SOURCE_DEFAULT
+        }
+    };
+    let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
+    vec![
+        fixed("cleanup.policy", "delete", TYPE_LIST),
+        fixed("compression.type", "producer", TYPE_STRING),
+        (
+            "max.message.bytes",
+            d.max_batch_bytes.to_string(),
+            SOURCE_DEFAULT,
+            true,
+            TYPE_INT,
+        ),
+        fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
+        fixed("min.insync.replicas", "1", TYPE_INT),
+        (
+            "retention.bytes",
+            eff.retention_bytes.to_string(),
+            src("retention.bytes"),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "retention.ms",
+            eff.retention_ms.to_string(),
+            src("retention.ms"),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "segment.bytes",
+            eff.segment_bytes.to_string(),
+            src("segment.bytes"),
+            false,
+            TYPE_INT,
+        ),
+        (
+            "segment.ms",
+            eff.segment_ms.to_string(),
+            src("segment.ms"),
+            false,
+            TYPE_LONG,
+        ),
+        fixed("unclean.leader.election.enable", "false", TYPE_BOOLEAN),
+    ]
+}
+
+/// The broker's settings under Kafka's broker names; all read only (no
+/// AlterConfigs), from its start flags.
+pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
+    let b = |n, v: String, t| (n, v, SOURCE_STATIC_BROKER, true, t);
+    vec![
+        b("auto.create.topics.enable", "false".into(), TYPE_BOOLEAN),
+        b("broker.id", node_id.to_string(), TYPE_INT),
+        b("compression.type", "producer".into(), TYPE_STRING),
+        b("default.replication.factor", "1".into(), TYPE_INT),
+        b("log.cleanup.policy", "delete".into(), TYPE_LIST),
+        b(
+            "log.retention.bytes",
+            d.log.retention_bytes.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.retention.ms",
+            d.log.retention_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b("log.roll.ms", d.log.segment_ms.to_string(), TYPE_LONG),
+        b(
+            "log.segment.bytes",
+            d.log.segment_bytes.to_string(),
+            TYPE_INT,
+        ),
+        b("message.max.bytes", d.max_batch_bytes.to_string(), TYPE_INT),
+        b("min.insync.replicas", "1".into(), TYPE_INT),
+        b("num.partitions", "1".into(), TYPE_INT),
+    ]
+}
+
+fn describe_configs_response(
+    ask: &[ConfigResource],
+    topics: &[TopicDescription],
+    nodes: &[NodeInfo],
+    defaults: &TopicDefaults,
+) -> DescribeConfigsResponse {
+    let mut r = DescribeConfigsResponse::default();
+    r.results = ask
+        .iter()
+        .map(|a| {
+            let mut res = DescribeConfigsResult::default();
+            res.resource_type = a.resource_type;
+            res.resource_name = StrBytes::from_string(a.name.clone());
+            let entries = match a.resource_type {
+                RESOURCE_TOPIC => match topics.iter().find(|t| t.name == a.name) {
+                    Some(t) if t.error.is_none() => Ok(topic_configs(&t.configs, defaults)),
+                    Some(t) => Err((
+                        kafka_error(t.error.as_ref()),
+                        t.error.as_ref().map(|e| e.message.clone()),
+                    )),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        Some(format!("unknown topic '{}'", a.name)),
+                    )),
+                },
+                RESOURCE_BROKER => {
+                    // "" is the cluster-wide default; otherwise one of the
+                    // advertised nodes (shards).
+                    let node = if a.name.is_empty() {
+                        nodes.first().map(|n| n.node_id)
+                    } else {
+                        a.name
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|id| nodes.iter().any(|n| n.node_id == *id))
+                    };
+                    match node {
+                        Some(id) => Ok(broker_configs(id, defaults)),
+                        None => Err((
+                            ResponseError::InvalidRequest.code(),
+                            Some(format!("broker '{}' is not a node of this cluster", a.name)),
+                        )),
+                    }
+                }
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    Some(format!(
+                        "resource type {other} is not supported (topics {RESOURCE_TOPIC} and brokers {RESOURCE_BROKER} are)"
+                    )),
+                )),
+            };
+            match entries {
+                Ok(entries) => {
+                    res.configs = entries
+                        .into_iter()
+                        .filter(|(n, ..)| a.keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k == n)))
+                        .map(|(n, v, source, read_only, ty)| {
+                            let mut c = DescribeConfigsResourceResult::default();
+                            c.name = StrBytes::from_static_str(n);
+                            c.value = Some(StrBytes::from_string(v));
+                            c.read_only = read_only;
+                            c.config_source = source;
+                            c.config_type = ty;
+                            c
+                        })
+                        .collect();
+                }
+                Err((code, message)) => {
+                    res.error_code = code;
+                    res.error_message = message.map(StrBytes::from_string);
+                }
+            }
+            res
+        })
+        .collect();
+    r
 }
 
 /// `Err(code)`: every topic of `shape` with that error.
@@ -996,6 +1316,149 @@ mod tests {
             let start = body.as_ptr() as usize;
             let at = got.as_ptr() as usize;
             assert!(at >= start && at < start + body.len());
+        }
+    }
+
+    #[test]
+    fn describe_configs_answers_topics_and_brokers_in_request_order() {
+        use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+        let res = |ty: i8, n: &str, keys: Option<&[&str]>| {
+            let mut r = DescribeConfigsResource::default();
+            r.resource_type = ty;
+            r.resource_name = StrBytes::from_string(n.to_owned());
+            r.configuration_keys = keys.map(|ks| {
+                ks.iter()
+                    .map(|k| StrBytes::from_string(k.to_string()))
+                    .collect()
+            });
+            r
+        };
+        let mut req = DescribeConfigsRequest::default();
+        req.resources = vec![
+            res(RESOURCE_TOPIC, "t", None),
+            res(RESOURCE_BROKER, "1", Some(&["log.retention.ms", "nope"])),
+            res(RESOURCE_TOPIC, "missing", None),
+            res(RESOURCE_BROKER, "7", None),
+            res(8, "0", None),
+        ];
+        let d = decode_request(request_body(ApiKey::DescribeConfigs, 4, 9, &req)).unwrap();
+        let Work::Native {
+            frame,
+            shape,
+            describe_configs,
+            ..
+        } = d.work
+        else {
+            panic!("native work")
+        };
+        let Request::DescribeTopics { topics: Some(ts) } = frame.request else {
+            panic!("describe topics")
+        };
+        assert_eq!(ts, vec!["t".to_owned(), "missing".to_owned()]);
+        assert_eq!(shape[1], ("1".to_owned(), vec![4]));
+        let topics = vec![
+            TopicDescription {
+                name: "t".into(),
+                error: None,
+                configs: vec![("retention.ms".into(), "1000".into())],
+                partitions: vec![],
+            },
+            TopicDescription {
+                name: "missing".into(),
+                error: Some(WireError::new(ErrorCode::UnknownTopic, "unknown topic")),
+                configs: vec![],
+                partitions: vec![],
+            },
+        ];
+        let nodes: Vec<NodeInfo> = (0..2)
+            .map(|i| NodeInfo {
+                node_id: i,
+                host: "h".into(),
+                port: 1,
+                shard: i as u16,
+            })
+            .collect();
+        let defaults = TopicDefaults {
+            log: LogConfig::default(),
+            max_batch_bytes: 1 << 20,
+        };
+        let r = describe_configs_response(&describe_configs, &topics, &nodes, &defaults);
+        let names: Vec<_> = r.results.iter().map(|x| x.resource_name.as_str()).collect();
+        assert_eq!(names, ["t", "1", "missing", "7", "0"]);
+        let codes: Vec<_> = r.results.iter().map(|x| x.error_code).collect();
+        assert_eq!(codes, [0, 0, 3, 42, 42]);
+        let get = |i: usize, k: &str| {
+            r.results[i]
+                .configs
+                .iter()
+                .find(|c| c.name.as_str() == k)
+                .map(|c| {
+                    (
+                        c.value.as_ref().unwrap().to_string(),
+                        c.config_source,
+                        c.read_only,
+                    )
+                })
+        };
+        assert_eq!(
+            get(0, "retention.ms"),
+            Some(("1000".into(), SOURCE_TOPIC, false))
+        );
+        assert_eq!(
+            get(0, "segment.bytes"),
+            Some(((1u64 << 30).to_string(), SOURCE_DEFAULT, false))
+        );
+        assert_eq!(
+            get(0, "cleanup.policy"),
+            Some(("delete".into(), SOURCE_DEFAULT, true))
+        );
+        assert_eq!(get(0, "max.message.bytes").unwrap().0, "1048576");
+        assert_eq!(r.results[1].configs.len(), 1, "only the keys asked for");
+        assert_eq!(
+            get(1, "log.retention.ms").unwrap().0,
+            (7 * 24 * 3600 * 1000).to_string()
+        );
+        for v in 1..=4 {
+            encode_frame(ApiKey::DescribeConfigs, v, 9, &r).unwrap();
+            refuse_response(ApiKey::DescribeConfigs, v, 9, &shape, 35).unwrap();
+        }
+    }
+
+    #[test]
+    fn init_producer_id_takes_no_transactional_id() {
+        use kafka_protocol::messages::TransactionalId;
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = None;
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        for v in 0..=5 {
+            let d = decode_request(request_body(ApiKey::InitProducerId, v, 3, &r)).unwrap();
+            assert!(matches!(
+                d.work,
+                Work::InitProducerId {
+                    transactional_id: None
+                }
+            ));
+        }
+        r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+        let d = decode_request(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
+        assert!(matches!(d.work, Work::InitProducerId { transactional_id: Some(t) } if t == "tx"));
+        let ok = init_producer_id_response(Ok(42));
+        assert_eq!(
+            (ok.error_code, ok.producer_id.0, ok.producer_epoch),
+            (0, 42, 0)
+        );
+        let refused = init_producer_id_response(Err(TRANSACTIONS_UNSUPPORTED.code()));
+        assert_eq!(
+            (
+                refused.error_code,
+                refused.producer_id.0,
+                refused.producer_epoch
+            ),
+            (42, -1, -1)
+        );
+        for v in 0..=5 {
+            encode_frame(ApiKey::InitProducerId, v, 3, &ok).unwrap();
         }
     }
 

@@ -96,6 +96,7 @@ pub fn decode(
         shape,
         respond: true,
         refused: vec![],
+        describe_configs: vec![],
     };
     Ok(match api {
         ApiKey::FindCoordinator => {

@@ -16,7 +16,7 @@
 pub mod codec;
 pub mod groups;
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -24,6 +24,8 @@ use futures_lite::{AsyncReadExt, AsyncWriteExt};
 
 use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
+use crate::partition::now_ms;
+use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
 use crate::router::Router;
 use crate::rt;
@@ -42,6 +44,12 @@ pub struct KafkaContext {
     /// coordinates (clients ask every broker and merge). On the shared
     /// address they cover every shard.
     pub shard_node: bool,
+    /// This shard's producer ids (InitProducerId is answered where it
+    /// arrives: the shard id in the low bits keeps ids apart).
+    pub producer_ids: Rc<RefCell<ProducerIds>>,
+    /// What DescribeConfigs reports for a topic setting that the topic
+    /// does not override, and for the broker.
+    pub defaults: codec::TopicDefaults,
 }
 
 /// A response being prepared; `None` when the request gets no answer.
@@ -157,6 +165,25 @@ async fn start(
             );
             rt::spawn(async move { encoded(r) })
         }
+        Work::InitProducerId { transactional_id } => {
+            let result = match transactional_id {
+                Some(t) => {
+                    tracing::warn!(
+                        "kafka: InitProducerId for transactional id {t:?} refused: \
+                         shardlog does not support transactions (idempotence only)"
+                    );
+                    Err(codec::TRANSACTIONS_UNSUPPORTED.code())
+                }
+                None => Ok(ctx.producer_ids.borrow_mut().next(now_ms())),
+            };
+            let r = codec::encode_frame(
+                api,
+                version,
+                correlation_id,
+                &codec::init_producer_id_response(result),
+            );
+            rt::spawn(async move { encoded(r) })
+        }
         Work::FindCoordinator { keys, key_type } => {
             let r = codec::encode_frame(
                 api,
@@ -183,6 +210,7 @@ async fn start(
             shape,
             respond,
             refused,
+            describe_configs,
         } => {
             if let Request::Classic(ClassicCall::Join(j)) = &mut frame.request {
                 // Kafka shows members' hosts as "/ip".
@@ -214,7 +242,9 @@ async fn start(
                     r.result,
                     &shape,
                     &refused,
+                    &describe_configs,
                     &ctx.nodes,
+                    &ctx.defaults,
                 ))
             })
         }

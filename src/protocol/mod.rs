@@ -47,6 +47,8 @@ pub enum ErrorCode {
     InconsistentStrategy = 20,
     InvalidSessionTimeout = 21,
     UnknownGroup = 22,
+    OutOfOrderSequence = 23,
+    InvalidProducerEpoch = 24,
 }
 
 impl ErrorCode {
@@ -75,6 +77,8 @@ impl ErrorCode {
             20 => InconsistentStrategy,
             21 => InvalidSessionTimeout,
             22 => UnknownGroup,
+            23 => OutOfOrderSequence,
+            24 => InvalidProducerEpoch,
             _ => Unknown,
         }
     }

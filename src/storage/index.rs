@@ -57,6 +57,12 @@ impl OffsetIndex {
         self.entries.last().copied()
     }
 
+    /// The last entry at or before byte position `pos`, if any.
+    pub fn entry_at_or_before_pos(&self, pos: u64) -> Option<(i64, u64)> {
+        let i = self.entries.partition_point(|&(_, p)| p <= pos);
+        i.checked_sub(1).map(|i| self.entries[i])
+    }
+
     /// The entry at or before `offset`, if any.
     pub fn entry_at_or_before(&self, offset: i64) -> Option<(i64, u64)> {
         let i = self.entries.partition_point(|&(o, _)| o <= offset);

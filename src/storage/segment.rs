@@ -547,6 +547,14 @@ impl Segment {
         }
     }
 
+    /// (offset, position) of the indexed batch at or before byte position
+    /// `pos`: where a scan that must cover `pos..` starts.
+    pub fn batch_at_or_before_pos(&self, pos: u64) -> (i64, u64) {
+        self.index
+            .entry_at_or_before_pos(pos)
+            .unwrap_or((self.base_offset, 0))
+    }
+
     /// Position of the indexed batch at or before `offset` (a lower bound on
     /// where the batch holding `offset` starts).
     pub fn locate(&self, offset: i64) -> u64 {

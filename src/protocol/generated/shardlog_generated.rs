@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 22;
+pub const ENUM_MAX_ERROR_CODE: i16 = 24;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 23] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -40,6 +40,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 23] = [
   ErrorCode::InconsistentStrategy,
   ErrorCode::InvalidSessionTimeout,
   ErrorCode::UnknownGroup,
+  ErrorCode::OutOfOrderSequence,
+  ErrorCode::InvalidProducerEpoch,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -80,9 +82,15 @@ impl ErrorCode {
   pub const InvalidSessionTimeout: Self = Self(21);
   /// No such group (describe).
   pub const UnknownGroup: Self = Self(22);
+  /// Idempotent produce: the batch's sequence does not follow the last one
+  /// of its producer on that partition (a gap); nothing was written.
+  pub const OutOfOrderSequence: Self = Self(23);
+  /// Idempotent produce: the batch's producer epoch is older than the
+  /// partition's (a fenced producer); nothing was written.
+  pub const InvalidProducerEpoch: Self = Self(24);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 22;
+  pub const ENUM_MAX: i16 = 24;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -107,6 +115,8 @@ impl ErrorCode {
     Self::InconsistentStrategy,
     Self::InvalidSessionTimeout,
     Self::UnknownGroup,
+    Self::OutOfOrderSequence,
+    Self::InvalidProducerEpoch,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -134,6 +144,8 @@ impl ErrorCode {
       Self::InconsistentStrategy => Some("InconsistentStrategy"),
       Self::InvalidSessionTimeout => Some("InvalidSessionTimeout"),
       Self::UnknownGroup => Some("UnknownGroup"),
+      Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
+      Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
       _ => None,
     }
   }

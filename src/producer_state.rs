@@ -1,0 +1,509 @@
+//! Idempotent produce: per partition, what each producer id appended last,
+//! and the producer ids a shard hands out (Kafka's InitProducerId).
+//!
+//! Owns: the sequence rules of Kafka's idempotent producer for one
+//! partition (`ProducerStates`: duplicate, in sequence, gap, stale or newer
+//! epoch), the window of the last `DEDUPE_WINDOW` batches per producer that
+//! a retry is recognised in, its rebuild from batch headers read back from
+//! the log, and the layout of producer ids (`ProducerIds`).
+//!
+//! Must never: do I/O, read a clock (times are arguments), or decode
+//! records: everything here comes from the 61-byte batch header
+//! (`batch::BatchHeader`). Depends on `batch` only.
+
+use std::collections::{HashMap, VecDeque};
+
+use thiserror::Error;
+
+use crate::batch::BatchHeader;
+
+/// Batches per producer and partition a retry is recognised in (Kafka's
+/// `max.in.flight.requests.per.connection` limit for idempotence is 5, so a
+/// retry is always one of the last 5).
+pub const DEDUPE_WINDOW: usize = 5;
+
+/// Producer ids one partition tracks; past it the one that appended least
+/// recently is forgotten (a later batch of it is accepted as from an
+/// unknown producer). Bounds memory per partition: about 300 bytes each.
+pub const MAX_PRODUCERS_PER_PARTITION: usize = 10_000;
+
+/// Attributes bit 4: part of a transaction; bit 5: a control batch.
+const TRANSACTIONAL_BIT: i16 = 0x10;
+const CONTROL_BIT: i16 = 0x20;
+
+/// Where one idempotent batch landed: its sequence range and offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    epoch: i16,
+    /// Oldest first; 1..=DEDUPE_WINDOW entries.
+    batches: VecDeque<BatchMeta>,
+}
+
+/// What to do with a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    /// No producer id (-1): not idempotent, nothing to check.
+    Plain,
+    /// In sequence (or from a producer this partition does not know): append.
+    Append,
+    /// A retry of a batch already in the log: answer with its offsets.
+    Duplicate(BatchMeta),
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum SequenceError {
+    #[error("producer {producer_id}: sequence {got} out of order, expected {expected}")]
+    OutOfOrder {
+        producer_id: i64,
+        expected: i32,
+        got: i32,
+    },
+    #[error("producer {producer_id}: epoch {got} is older than the current epoch {current}")]
+    StaleEpoch {
+        producer_id: i64,
+        current: i16,
+        got: i16,
+    },
+    #[error("producer {producer_id}: a new epoch {epoch} must start at sequence 0, not {got}")]
+    NewEpochNotAtZero {
+        producer_id: i64,
+        epoch: i16,
+        got: i32,
+    },
+    #[error("transactions are not supported: {0}")]
+    Transactional(&'static str),
+    #[error("invalid idempotent batch: {0}")]
+    Invalid(&'static str),
+}
+
+/// The sequence of the last record of a batch (sequences wrap to 0 after
+/// `i32::MAX`, as in Kafka's `DefaultRecordBatch.incrementSequence`).
+pub fn last_sequence(base_sequence: i32, record_count: i32) -> i32 {
+    let span = i64::from(record_count.max(1)) - 1;
+    ((i64::from(base_sequence) + span) % (1i64 << 31)) as i32
+}
+
+fn next_sequence(last: i32) -> i32 {
+    if last == i32::MAX {
+        0
+    } else {
+        last + 1
+    }
+}
+
+/// Refuses what shardlog does not implement (transactions) and headers an
+/// idempotent producer cannot have sent.
+pub fn check_header(h: &BatchHeader) -> Result<(), SequenceError> {
+    if h.attributes & TRANSACTIONAL_BIT != 0 {
+        return Err(SequenceError::Transactional("transactional batch"));
+    }
+    if h.attributes & CONTROL_BIT != 0 {
+        return Err(SequenceError::Transactional("control batch"));
+    }
+    if h.producer_id >= 0 && (h.producer_epoch < 0 || h.base_sequence < 0) {
+        return Err(SequenceError::Invalid(
+            "a batch with a producer id needs an epoch and a base sequence >= 0",
+        ));
+    }
+    Ok(())
+}
+
+/// The idempotence state of one partition. Single-threaded: the owner
+/// shard checks and records in the same synchronous step as the append.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ProducerStates {
+    producers: HashMap<i64, Entry>,
+}
+
+impl ProducerStates {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    /// Judges a batch (already validated: CRC, `check_header`) against the
+    /// state; changes nothing.
+    pub fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
+        if h.producer_id < 0 {
+            return Ok(Check::Plain);
+        }
+        let Some(e) = self.producers.get(&h.producer_id) else {
+            // Unknown producer (new, expired from the window, or older than
+            // what a restart rebuilt): accepted and tracked from here.
+            return Ok(Check::Append);
+        };
+        let first = h.base_sequence;
+        if h.producer_epoch < e.epoch {
+            return Err(SequenceError::StaleEpoch {
+                producer_id: h.producer_id,
+                current: e.epoch,
+                got: h.producer_epoch,
+            });
+        }
+        if h.producer_epoch > e.epoch {
+            if first != 0 {
+                return Err(SequenceError::NewEpochNotAtZero {
+                    producer_id: h.producer_id,
+                    epoch: h.producer_epoch,
+                    got: first,
+                });
+            }
+            return Ok(Check::Append);
+        }
+        let last = last_sequence(first, h.record_count);
+        if let Some(m) = e
+            .batches
+            .iter()
+            .find(|m| m.first_seq == first && m.last_seq == last)
+        {
+            return Ok(Check::Duplicate(*m));
+        }
+        let newest = e.batches.back().expect("an entry holds a batch");
+        let expected = next_sequence(newest.last_seq);
+        if first != expected {
+            return Err(SequenceError::OutOfOrder {
+                producer_id: h.producer_id,
+                expected,
+                got: first,
+            });
+        }
+        Ok(Check::Append)
+    }
+
+    /// Records an appended batch at `base_offset` (after `check` said
+    /// `Append`, and when rebuilding from the log, in log order).
+    pub fn record(&mut self, h: &BatchHeader, base_offset: i64) {
+        if h.producer_id < 0 {
+            return;
+        }
+        let meta = BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: last_sequence(h.base_sequence, h.record_count),
+            base_offset,
+            last_offset: base_offset + i64::from(h.last_offset_delta),
+        };
+        if !self.producers.contains_key(&h.producer_id)
+            && self.producers.len() >= MAX_PRODUCERS_PER_PARTITION
+        {
+            self.evict_least_recent();
+        }
+        let e = self.producers.entry(h.producer_id).or_insert(Entry {
+            epoch: h.producer_epoch,
+            batches: VecDeque::with_capacity(DEDUPE_WINDOW),
+        });
+        if h.producer_epoch < e.epoch {
+            // Only reachable on rebuild from a log written by something
+            // else: the newer epoch's state stands.
+            return;
+        }
+        if h.producer_epoch > e.epoch {
+            e.epoch = h.producer_epoch;
+            e.batches.clear();
+        }
+        if e.batches.len() == DEDUPE_WINDOW {
+            e.batches.pop_front();
+        }
+        e.batches.push_back(meta);
+        debug_assert!(e.batches.len() <= DEDUPE_WINDOW);
+    }
+
+    /// Rebuilds from batch headers as read from the log (in log order, base
+    /// offsets as stored).
+    pub fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> ProducerStates {
+        let mut s = ProducerStates::default();
+        for h in headers {
+            s.record(h, h.base_offset);
+        }
+        s
+    }
+
+    fn evict_least_recent(&mut self) {
+        let oldest = self
+            .producers
+            .iter()
+            .min_by_key(|(_, e)| e.batches.back().map_or(i64::MIN, |m| m.last_offset))
+            .map(|(&id, _)| id);
+        if let Some(id) = oldest {
+            self.producers.remove(&id);
+        }
+    }
+}
+
+/// Low bits of a producer id that hold the shard id.
+pub const SHARD_BITS: u32 = 10;
+/// Ids one shard can hand out per millisecond before it runs ahead of the
+/// clock (it then borrows from the next milliseconds).
+pub const IDS_PER_MS_BITS: u32 = 10;
+/// Milliseconds since the Unix epoch of 2024-01-01T00:00:00Z: ids count
+/// from there, so 43 bits of time last until about the year 2300.
+pub const ID_EPOCH_MS: i64 = 1_704_067_200_000;
+
+/// Hands out producer ids on one shard: `(time_ms - ID_EPOCH_MS) << 20 |
+/// counter << 10 | shard`. Never the same id twice on one shard while it
+/// runs (it only grows); never the same id on two shards (the shard is in
+/// the low bits); across a restart distinct as long as the wall clock did
+/// not step back by more than the time the broker was down.
+#[derive(Debug, Clone)]
+pub struct ProducerIds {
+    shard: u16,
+    /// Time-and-counter part of the last id handed out.
+    last: i64,
+}
+
+impl ProducerIds {
+    pub fn new(shard: u16) -> ProducerIds {
+        assert!(u32::from(shard) < 1 << SHARD_BITS, "shard id fits its bits");
+        ProducerIds { shard, last: -1 }
+    }
+
+    /// The next id at wall-clock `now_ms`.
+    pub fn next(&mut self, now_ms: i64) -> i64 {
+        let from_clock = (now_ms - ID_EPOCH_MS).max(0) << IDS_PER_MS_BITS;
+        self.last = from_clock.max(self.last + 1);
+        let id = (self.last << SHARD_BITS) | i64::from(self.shard);
+        assert!(id >= 0, "producer ids are non-negative");
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            batch_length: 0,
+            leader_epoch: 0,
+            magic: 2,
+            crc: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            record_count: records,
+        }
+    }
+
+    /// Checks and, when it says Append, records at `*next` (as the
+    /// partition does); returns the check.
+    fn produce(
+        s: &mut ProducerStates,
+        b: &BatchHeader,
+        next: &mut i64,
+    ) -> Result<Check, SequenceError> {
+        let c = s.check(b)?;
+        if c == Check::Append {
+            s.record(b, *next);
+            *next += i64::from(b.record_count);
+        }
+        Ok(c)
+    }
+
+    #[test]
+    fn retry_of_an_appended_batch_is_a_duplicate_with_its_offsets() {
+        let mut s = ProducerStates::default();
+        let mut next = 100;
+        assert_eq!(
+            produce(&mut s, &h(7, 0, 0, 3), &mut next),
+            Ok(Check::Append)
+        );
+        assert_eq!(
+            produce(&mut s, &h(7, 0, 3, 2), &mut next),
+            Ok(Check::Append)
+        );
+        let dup = produce(&mut s, &h(7, 0, 0, 3), &mut next).unwrap();
+        assert_eq!(
+            dup,
+            Check::Duplicate(BatchMeta {
+                first_seq: 0,
+                last_seq: 2,
+                base_offset: 100,
+                last_offset: 102
+            })
+        );
+        assert_eq!(next, 105, "a duplicate takes no offsets");
+        // Same first sequence, other length: not the same batch.
+        assert!(matches!(
+            s.check(&h(7, 0, 0, 2)),
+            Err(SequenceError::OutOfOrder { expected: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn a_gap_is_out_of_order_and_changes_nothing() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        produce(&mut s, &h(1, 0, 0, 1), &mut next).unwrap();
+        let before = s.clone();
+        assert_eq!(
+            s.check(&h(1, 0, 2, 1)),
+            Err(SequenceError::OutOfOrder {
+                producer_id: 1,
+                expected: 1,
+                got: 2
+            })
+        );
+        assert_eq!(s, before);
+        assert_eq!(
+            produce(&mut s, &h(1, 0, 1, 1), &mut next),
+            Ok(Check::Append)
+        );
+    }
+
+    #[test]
+    fn newer_epoch_must_restart_at_zero_and_fences_the_old_one() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        produce(&mut s, &h(1, 0, 0, 5), &mut next).unwrap();
+        assert!(matches!(
+            s.check(&h(1, 1, 5, 1)),
+            Err(SequenceError::NewEpochNotAtZero { got: 5, .. })
+        ));
+        assert_eq!(
+            produce(&mut s, &h(1, 1, 0, 1), &mut next),
+            Ok(Check::Append)
+        );
+        assert_eq!(
+            s.check(&h(1, 0, 5, 1)),
+            Err(SequenceError::StaleEpoch {
+                producer_id: 1,
+                current: 1,
+                got: 0
+            })
+        );
+        // The old epoch's batches are no longer duplicates of anything.
+        assert!(s.check(&h(1, 1, 0, 1)).unwrap() != Check::Append);
+        assert!(matches!(
+            s.check(&h(1, 1, 0, 5)),
+            Err(SequenceError::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_recognised() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        for seq in 0..7 {
+            produce(&mut s, &h(9, 0, seq, 1), &mut next).unwrap();
+        }
+        for seq in 2..7 {
+            assert!(
+                matches!(s.check(&h(9, 0, seq, 1)), Ok(Check::Duplicate(m)) if m.base_offset == i64::from(seq)),
+                "seq {seq}"
+            );
+        }
+        for seq in 0..2 {
+            assert!(matches!(
+                s.check(&h(9, 0, seq, 1)),
+                Err(SequenceError::OutOfOrder { expected: 7, .. })
+            ));
+        }
+    }
+
+    #[test]
+    fn unknown_producers_start_anywhere_and_plain_batches_pass() {
+        let s = ProducerStates::default();
+        assert_eq!(s.check(&h(3, 4, 1234, 1)), Ok(Check::Append));
+        assert_eq!(s.check(&h(-1, -1, -1, 1)), Ok(Check::Plain));
+    }
+
+    #[test]
+    fn sequences_wrap_after_i32_max() {
+        assert_eq!(last_sequence(i32::MAX - 1, 4), 1);
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        produce(&mut s, &h(1, 0, i32::MAX - 1, 2), &mut next).unwrap();
+        assert_eq!(
+            produce(&mut s, &h(1, 0, 0, 1), &mut next),
+            Ok(Check::Append)
+        );
+    }
+
+    #[test]
+    fn rebuild_from_log_headers_recognises_retries() {
+        let mut log = Vec::new();
+        let mut offset = 0;
+        for (pid, seq, n) in [(1, 0, 2), (2, 0, 1), (1, 2, 3), (-1, -1, 4), (2, 1, 1)] {
+            let mut b = h(pid, 0, seq, n);
+            b.base_offset = offset;
+            offset += i64::from(n);
+            log.push(b);
+        }
+        let s = ProducerStates::rebuild(&log);
+        assert_eq!(s.len(), 2);
+        assert!(
+            matches!(s.check(&h(1, 0, 2, 3)), Ok(Check::Duplicate(m)) if m.base_offset == 3 && m.last_offset == 5)
+        );
+        assert!(matches!(s.check(&h(2, 0, 1, 1)), Ok(Check::Duplicate(m)) if m.base_offset == 10));
+        assert_eq!(s.check(&h(1, 0, 5, 1)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn transactional_and_control_batches_and_bad_headers_are_refused() {
+        let mut b = h(1, 0, 0, 1);
+        assert_eq!(check_header(&b), Ok(()));
+        b.attributes = TRANSACTIONAL_BIT;
+        assert!(matches!(
+            check_header(&b),
+            Err(SequenceError::Transactional(_))
+        ));
+        b.attributes = CONTROL_BIT;
+        assert!(matches!(
+            check_header(&b),
+            Err(SequenceError::Transactional(_))
+        ));
+        assert!(matches!(
+            check_header(&h(1, 0, -1, 1)),
+            Err(SequenceError::Invalid(_))
+        ));
+        assert_eq!(check_header(&h(-1, -1, -1, 1)), Ok(()));
+    }
+
+    #[test]
+    fn producers_past_the_limit_forget_the_least_recent() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        for pid in 0..=MAX_PRODUCERS_PER_PARTITION as i64 {
+            produce(&mut s, &h(pid, 0, 0, 1), &mut next).unwrap();
+        }
+        assert_eq!(s.len(), MAX_PRODUCERS_PER_PARTITION);
+        // Producer 0 appended first: forgotten, so its retry is appended.
+        assert_eq!(s.check(&h(0, 0, 0, 1)), Ok(Check::Append));
+        assert!(matches!(s.check(&h(1, 0, 0, 1)), Ok(Check::Duplicate(_))));
+    }
+
+    #[test]
+    fn producer_ids_grow_and_differ_per_shard() {
+        let now = ID_EPOCH_MS + 1_000;
+        let mut a = ProducerIds::new(0);
+        let mut b = ProducerIds::new(3);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..3000 {
+            // Same millisecond: the counter, then the next milliseconds.
+            assert!(seen.insert(a.next(now)));
+            assert!(seen.insert(b.next(now)));
+        }
+        let x = a.next(now);
+        assert!(a.next(now - 10) > x, "a clock step back does not repeat");
+        assert_eq!(b.next(now) & ((1 << SHARD_BITS) - 1), 3);
+        // A restart later in time starts above everything handed out
+        // before, as long as the shard handed out < 1024 ids per ms.
+        let mut restarted = ProducerIds::new(0);
+        assert!(restarted.next(now + 10) > x);
+    }
+}

@@ -1,0 +1,300 @@
+//! Idempotent produce over the Kafka listener, with the `kafka-protocol`
+//! crate as the client: InitProducerId, retries acknowledged with their
+//! original offsets and written once (also when forwarded to the owner
+//! shard, and after a kill -9 and restart), sequence gaps and stale epochs
+//! refused with nothing written, transactional ids refused.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use common::*;
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
+    TransactionalId,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::records::RecordBatchDecoder;
+use shardlog::batch::BatchBuilder;
+use shardlog::client::Client;
+
+const T: Duration = Duration::from_secs(60);
+const READ_DEADLINE: Duration = Duration::from_secs(10);
+const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_REQUEST: i16 = 42;
+
+/// One Kafka connection; every read has a deadline.
+struct Kafka {
+    s: TcpStream,
+    next_cid: i32,
+}
+
+impl Kafka {
+    fn connect(addr: SocketAddr) -> Kafka {
+        let s = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
+        s.set_read_timeout(Some(READ_DEADLINE)).unwrap();
+        Kafka { s, next_cid: 1 }
+    }
+
+    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> R {
+        let cid = self.next_cid;
+        self.next_cid += 1;
+        let mut h = RequestHeader::default();
+        h.request_api_key = api as i16;
+        h.request_api_version = version;
+        h.correlation_id = cid;
+        h.client_id = Some(StrBytes::from_static_str("shardlog-test"));
+        let mut body = BytesMut::new();
+        h.encode(&mut body, api.request_header_version(version))
+            .unwrap();
+        req.encode(&mut body, version).unwrap();
+        let mut f = BytesMut::new();
+        f.put_i32(body.len() as i32);
+        f.put_slice(&body);
+        self.s.write_all(&f).unwrap();
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).expect("a response in time");
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).unwrap();
+        let mut body = Bytes::from(body);
+        let h = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
+        assert_eq!(h.correlation_id, cid);
+        let r = R::decode(&mut body, version).unwrap();
+        assert!(!body.has_remaining(), "{api:?} v{version}: trailing bytes");
+        r
+    }
+
+    fn init_producer_id(&mut self, version: i16, txn: Option<&str>) -> InitProducerIdResponse {
+        let mut r = InitProducerIdRequest::default();
+        r.transactional_id = txn.map(|t| TransactionalId(StrBytes::from_string(t.to_owned())));
+        r.transaction_timeout_ms = 60_000;
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        self.call(ApiKey::InitProducerId, version, &r)
+    }
+
+    /// Produces one batch with acks=-1: (error code, base offset).
+    fn produce(&mut self, topic: &str, partition: i32, batch: &Bytes) -> (i16, i64) {
+        let mut p = PartitionProduceData::default();
+        p.index = partition;
+        p.records = Some(batch.clone());
+        let mut t = TopicProduceData::default();
+        t.name = name(topic);
+        t.partition_data = vec![p];
+        let mut r = ProduceRequest::default();
+        r.acks = -1;
+        r.timeout_ms = 10_000;
+        r.topic_data = vec![t];
+        let resp: ProduceResponse = self.call(ApiKey::Produce, 8, &r);
+        let p = &resp.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    /// Every value of the partition from offset 0, with its offset (fetches
+    /// until one returns nothing: a fetch may stop at a segment's end).
+    fn read_all(&mut self, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)> {
+        let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
+        loop {
+            let from = out.last().map_or(0, |(o, _)| o + 1);
+            let mut p = FetchPartition::default();
+            p.partition = partition;
+            p.fetch_offset = from;
+            p.partition_max_bytes = 4 << 20;
+            let mut t = FetchTopic::default();
+            t.topic = name(topic);
+            t.partitions = vec![p];
+            let mut r = FetchRequest::default();
+            r.replica_id = kafka_protocol::messages::BrokerId(-1);
+            r.max_wait_ms = 0;
+            r.max_bytes = 4 << 20;
+            r.session_epoch = -1;
+            r.topics = vec![t];
+            let resp: FetchResponse = self.call(ApiKey::Fetch, 11, &r);
+            let pd = &resp.responses[0].partitions[0];
+            assert_eq!(pd.error_code, 0);
+            let mut buf = pd.records.clone().unwrap_or_default();
+            let before = out.len();
+            for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
+                for r in set.records {
+                    if r.offset >= from {
+                        out.push((r.offset, r.value.unwrap().to_vec()));
+                    }
+                }
+            }
+            if out.len() == before {
+                return out;
+            }
+        }
+    }
+}
+
+fn name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_owned()))
+}
+
+fn batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
+    let mut b = BatchBuilder::new(1_000).idempotent(pid, epoch, seq);
+    for v in values {
+        b.push(1_000, None, Some(v.as_bytes()), &[]);
+    }
+    b.finish()
+}
+
+fn start(dir: &std::path::Path, addr: SocketAddr, kafka: SocketAddr, shards: &str) -> Broker {
+    let k = kafka.to_string();
+    let b = Broker::start_on(
+        dir,
+        addr,
+        &[
+            "--kafka-listen",
+            &k,
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            shards,
+        ],
+    );
+    let t0 = Instant::now();
+    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
+        assert!(t0.elapsed() < T, "kafka listener {kafka} not up");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    b
+}
+
+fn addrs() -> (SocketAddr, SocketAddr) {
+    let a = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let k = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    (a, k)
+}
+
+fn values(log: &[(i64, Vec<u8>)]) -> Vec<(i64, String)> {
+    log.iter()
+        .map(|(o, v)| (*o, String::from_utf8(v.clone()).unwrap()))
+        .collect()
+}
+
+#[test]
+fn retried_batches_get_their_original_offsets_and_are_written_once_on_every_shard() {
+    let dir = data_dir();
+    let (addr, kafka) = addrs();
+    // Two shards, per-shard Kafka ports off: one of the two partitions is
+    // owned by a shard the connection is not on, so its produces are
+    // forwarded and checked on the owner.
+    let _b = start(dir.path(), addr, kafka, "2");
+    Client::connect(&addr.to_string())
+        .unwrap()
+        .create_topic("idem", 2)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let init = k.init_producer_id(4, None);
+    assert_eq!((init.error_code, init.producer_epoch), (0, 0));
+    let pid = init.producer_id.0;
+    assert!(pid >= 0);
+    let other = k.init_producer_id(0, None);
+    assert_eq!(other.error_code, 0);
+    assert_ne!(other.producer_id.0, pid, "producer ids do not repeat");
+
+    for partition in 0..2 {
+        let first = batch(pid, 0, 0, &["a", "b", "c"]);
+        let second = batch(pid, 0, 3, &["d", "e"]);
+        assert_eq!(k.produce("idem", partition, &first), (0, 0));
+        assert_eq!(k.produce("idem", partition, &second), (0, 3));
+        // Retries: acknowledged (no error) with the original offsets.
+        assert_eq!(k.produce("idem", partition, &first), (0, 0));
+        assert_eq!(k.produce("idem", partition, &second), (0, 3));
+        // A gap: refused, nothing written.
+        let gap = batch(pid, 0, 9, &["gap"]);
+        assert_eq!(
+            k.produce("idem", partition, &gap).0,
+            OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
+        // A newer epoch must start at 0; then the old epoch is fenced.
+        assert_eq!(
+            k.produce("idem", partition, &batch(pid, 1, 5, &["x"])).0,
+            OUT_OF_ORDER_SEQUENCE_NUMBER
+        );
+        assert_eq!(
+            k.produce("idem", partition, &batch(pid, 1, 0, &["f"])),
+            (0, 5)
+        );
+        assert_eq!(
+            k.produce("idem", partition, &batch(pid, 0, 5, &["stale"]))
+                .0,
+            INVALID_PRODUCER_EPOCH
+        );
+        let want: Vec<(i64, String)> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i as i64, v.to_string()))
+            .collect();
+        assert_eq!(values(&k.read_all("idem", partition)), want, "p{partition}");
+    }
+}
+
+#[test]
+fn transactional_ids_are_refused() {
+    let dir = data_dir();
+    let (addr, kafka) = addrs();
+    let b = start(dir.path(), addr, kafka, "1");
+    let mut k = Kafka::connect(kafka);
+    for v in [0, 3, 5] {
+        let r = k.init_producer_id(v, Some("tx-1"));
+        assert_eq!(
+            (r.error_code, r.producer_id.0, r.producer_epoch),
+            (INVALID_REQUEST, -1, -1),
+            "v{v}"
+        );
+    }
+    assert!(b.log().contains("transactions"), "{}", b.log());
+}
+
+#[test]
+fn retry_after_kill_9_and_restart_is_still_a_duplicate() {
+    let dir = data_dir();
+    let (addr, kafka) = addrs();
+    let mut b = start(dir.path(), addr, kafka, "1");
+    Client::connect(&addr.to_string())
+        .unwrap()
+        .create_topic("crash", 1)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let pid = k.init_producer_id(4, None).producer_id.0;
+    let batches: Vec<Bytes> = (0..4)
+        .map(|i| {
+            batch(
+                pid,
+                0,
+                i * 2,
+                &[&format!("m{}", i * 2), &format!("m{}", i * 2 + 1)],
+            )
+        })
+        .collect();
+    for (i, b) in batches.iter().enumerate() {
+        assert_eq!(k.produce("crash", 0, b), (0, i as i64 * 2));
+    }
+    drop(k);
+    // acks=-1 under --fsync always: acknowledged means on disk.
+    b.kill();
+    let _b = start(dir.path(), addr, kafka, "1");
+    let mut k = Kafka::connect(kafka);
+    // The client never saw the last ack (say) and retries it.
+    assert_eq!(k.produce("crash", 0, &batches[3]), (0, 6));
+    assert_eq!(k.produce("crash", 0, &batches[2]), (0, 4));
+    // The next batch continues the sequence; a gap is still a gap.
+    assert_eq!(
+        k.produce("crash", 0, &batch(pid, 0, 9, &["gap"])).0,
+        OUT_OF_ORDER_SEQUENCE_NUMBER
+    );
+    assert_eq!(k.produce("crash", 0, &batch(pid, 0, 8, &["m8"])), (0, 8));
+    let got = values(&k.read_all("crash", 0));
+    let want: Vec<(i64, String)> = (0..9).map(|i| (i, format!("m{i}"))).collect();
+    assert_eq!(got, want, "each message once");
+}
