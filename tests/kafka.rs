@@ -7,10 +7,11 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
+use common::kafka::*;
 use common::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -21,97 +22,69 @@ use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
     ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader, TopicName,
+    RequestHeader,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 use shardlog::batch::BatchBuilder;
 use shardlog::client::Client;
 
 const T: Duration = Duration::from_secs(60);
-const READ_DEADLINE: Duration = Duration::from_secs(10);
 
-/// One Kafka connection: requests encoded and responses decoded by the
-/// `kafka-protocol` crate; every read has a deadline.
-struct Kafka {
-    s: TcpStream,
-    next_cid: i32,
+/// A 2-shard broker's Kafka addresses with per-shard Kafka ports on (shard i
+/// is Kafka node i at `base + i`), so it can be restarted on the same ones.
+struct ShardPorts {
+    kafka: SocketAddr,
+    base: u16,
+    /// `--http-listen`, when asked for (metrics).
+    http: Option<String>,
+    args: Vec<String>,
 }
 
-impl Kafka {
-    fn connect(addr: SocketAddr) -> Kafka {
-        let s = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
-        s.set_read_timeout(Some(READ_DEADLINE)).unwrap();
-        Kafka { s, next_cid: 1 }
-    }
-
-    fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> i32 {
-        let cid = self.next_cid;
-        self.next_cid += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = cid;
-        h.client_id = Some(StrBytes::from_static_str("shardlog-test"));
-        let mut body = BytesMut::new();
-        h.encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        self.send_raw(&body);
-        cid
-    }
-
-    fn send_raw(&mut self, body: &[u8]) {
-        let mut f = BytesMut::new();
-        f.put_i32(body.len() as i32);
-        f.put_slice(body);
-        self.s.write_all(&f).unwrap();
-    }
-
-    /// The next response frame's body, or None if the broker hung up.
-    fn read_frame(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        match self.s.read_exact(&mut len) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return None,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return None,
-            Err(e) => panic!("read failed (deadline {READ_DEADLINE:?}?): {e}"),
+impl ShardPorts {
+    fn new(http: bool) -> ShardPorts {
+        let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let base = two_free_ports();
+        let http = http.then(|| format!("127.0.0.1:{}", free_port()));
+        let mut args: Vec<String> = [
+            "--kafka-listen",
+            &kafka.to_string(),
+            "--kafka-port-base",
+            &base.to_string(),
+            "--shards",
+            "2",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        if let Some(h) = &http {
+            args.extend(["--http-listen".to_owned(), h.clone()]);
         }
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).unwrap();
-        Some(Bytes::from(body))
-    }
-
-    fn recv<R: Decodable>(&mut self, api: ApiKey, version: i16, cid: i32) -> R {
-        let mut body = self.read_frame().expect("a response, not a hang-up");
-        let h = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, cid);
-        let r = R::decode(&mut body, version).unwrap();
-        assert!(!body.has_remaining(), "{api:?} v{version}: trailing bytes");
-        r
-    }
-
-    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> R {
-        let cid = self.send(api, version, req);
-        self.recv(api, version, cid)
-    }
-
-    /// True once the broker closed the connection (EOF or reset).
-    fn is_closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        match self.s.read(&mut b) {
-            Ok(0) => true,
-            Ok(_) => false,
-            Err(e) => matches!(
-                e.kind(),
-                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
-            ),
+        ShardPorts {
+            kafka,
+            base,
+            http,
+            args,
         }
     }
-}
 
-fn name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_owned()))
+    fn args(&self) -> Vec<&str> {
+        self.args.iter().map(String::as_str).collect()
+    }
+
+    /// Starts the broker and waits for its Kafka listener.
+    fn start(&self, dir: &std::path::Path) -> Broker {
+        let b = Broker::start(dir, &self.args());
+        wait_port(self.kafka);
+        b
+    }
+
+    /// Starts it again on the same addresses (after `kill`).
+    fn restart(&self, dir: &std::path::Path, addr: SocketAddr) -> Broker {
+        let b = Broker::start_on(dir, addr, &self.args());
+        wait_port(self.kafka);
+        b
+    }
 }
 
 /// A broker with the Kafka listener on a free port, per-shard Kafka ports off.
@@ -131,14 +104,6 @@ fn broker(dir: &std::path::Path, shards: &str) -> (Broker, SocketAddr) {
     );
     wait_port(kafka);
     (b, kafka)
-}
-
-fn wait_port(addr: SocketAddr) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(start.elapsed() < T, "kafka listener {addr} not up");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn api_versions(k: &mut Kafka, version: i16) -> ApiVersionsResponse {
@@ -552,18 +517,6 @@ fn bad_frames_and_unknown_apis_close_only_their_connection() {
 }
 
 /// Two free ports in a row (per-shard Kafka ports for two shards).
-fn two_free_ports() -> u16 {
-    for _ in 0..50 {
-        let p = free_port();
-        if p < 65_000
-            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no two free ports in a row");
-}
 
 #[test]
 fn every_shard_is_its_own_kafka_broker_on_its_own_port() {
@@ -1110,19 +1063,9 @@ fn fetch_committed(k: &mut Kafka, group: &str) -> i64 {
 #[test]
 fn classic_group_protocol_on_the_wire() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let args = [
-        "--kafka-listen",
-        k_arg.as_str(),
-        "--kafka-port-base",
-        base_arg.as_str(),
-        "--shards",
-        "2",
-    ];
-    let mut b = Broker::start(dir.path(), &args);
-    wait_port(kafka);
+    let ports = ShardPorts::new(false);
+    let (kafka, base) = (ports.kafka, ports.base);
+    let mut b = ports.start(dir.path());
     Client::connect(&b.broker_arg())
         .unwrap()
         .create_topic("gt", 4)
@@ -1246,8 +1189,7 @@ fn classic_group_protocol_on_the_wire() {
     // Committed offsets are durable: a restart keeps them.
     drop((a, bk, boot));
     b.terminate(T);
-    let b = Broker::start_on(dir.path(), b.addr, &args);
-    wait_port(kafka);
+    let b = ports.restart(dir.path(), b.addr);
     let mut k = Kafka::connect(kafka);
     assert_eq!(fetch_committed(&mut k, "grp"), 42);
     drop(b);
@@ -1386,22 +1328,10 @@ impl Drop for Py {
 #[test]
 fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let http = format!("127.0.0.1:{}", free_port());
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let args = [
-        "--kafka-listen",
-        k_arg.as_str(),
-        "--kafka-port-base",
-        base_arg.as_str(),
-        "--shards",
-        "2",
-        "--http-listen",
-        http.as_str(),
-    ];
-    let mut b = Broker::start(dir.path(), &args);
-    wait_port(kafka);
+    let ports = ShardPorts::new(true);
+    let k_arg = ports.kafka.to_string();
+    let http = ports.http.clone().expect("asked for");
+    let mut b = ports.start(dir.path());
     Client::connect(&b.broker_arg())
         .unwrap()
         .create_topic("orders", 4)
@@ -1443,8 +1373,7 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
         py.seen
     );
     b.kill();
-    let b = Broker::start_on(dir.path(), b.addr, &args);
-    wait_port(kafka);
+    let b = ports.restart(dir.path(), b.addr);
     produce(&b, 200, 200);
     let status = py.wait(Duration::from_secs(110));
     assert_eq!(
@@ -1486,8 +1415,7 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
     // starts exactly at the committed offsets: only the new messages.
     let mut b = b;
     b.kill();
-    let b = Broker::start_on(dir.path(), b.addr, &args);
-    wait_port(kafka);
+    let b = ports.restart(dir.path(), b.addr);
     produce(&b, 400, 100);
     let before = forwards(&http);
     assert_eq!(
@@ -1525,21 +1453,9 @@ fn confluent_kafka_group_shares_partitions_and_resumes_after_a_broker_kill() {
 #[test]
 fn kafka_python_group_shares_partitions_and_reads_everything_once() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let b = Broker::start(
-        dir.path(),
-        &[
-            "--kafka-listen",
-            &k_arg,
-            "--kafka-port-base",
-            &base_arg,
-            "--shards",
-            "2",
-        ],
-    );
-    wait_port(kafka);
+    let ports = ShardPorts::new(false);
+    let k_arg = ports.kafka.to_string();
+    let b = ports.start(dir.path());
     Client::connect(&b.broker_arg())
         .unwrap()
         .create_topic("events", 4)
@@ -1741,19 +1657,9 @@ fn describe_configs_reports_topic_settings_broker_settings_and_unknown_topics() 
 #[test]
 fn idempotent_librdkafka_producer_retries_across_a_broker_kill_without_duplicates() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let args = [
-        "--kafka-listen",
-        k_arg.as_str(),
-        "--kafka-port-base",
-        base_arg.as_str(),
-        "--shards",
-        "2",
-    ];
-    let mut b = Broker::start(dir.path(), &args);
-    wait_port(kafka);
+    let ports = ShardPorts::new(false);
+    let k_arg = ports.kafka.to_string();
+    let mut b = ports.start(dir.path());
     Client::connect(&b.broker_arg())
         .unwrap()
         .create_topic("idem", 1)
@@ -1782,8 +1688,7 @@ fn idempotent_librdkafka_producer_retries_across_a_broker_kill_without_duplicate
         std::thread::sleep(Duration::from_millis(5));
     }
     b.kill();
-    let b = Broker::start_on(dir.path(), b.addr, &args);
-    wait_port(kafka);
+    let b = ports.restart(dir.path(), b.addr);
     let status = py.wait(Duration::from_secs(100));
     assert_eq!(
         status.and_then(|s| s.code()),

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use common::kafka::two_free_ports;
 use common::*;
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
@@ -347,19 +348,6 @@ fn sample(n: usize, partitions: i32) -> Vec<Msg> {
 }
 
 // ---- the broker -------------------------------------------------------------
-
-fn two_free_ports() -> u16 {
-    for _ in 0..50 {
-        let p = free_port();
-        if p < 65_000
-            && std::net::TcpListener::bind(("127.0.0.1", p)).is_ok()
-            && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok()
-        {
-            return p;
-        }
-    }
-    panic!("no two free ports in a row");
-}
 
 /// A 2-shard broker with the Kafka listener, per-shard Kafka ports (one
 /// advertised broker per shard), per-shard native ports (the CLI reaches

@@ -6,71 +6,36 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+use common::kafka::*;
 use common::*;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceRequest, ProduceResponse, ProducerId, RequestHeader, ResponseHeader, TopicName,
-    TransactionalId,
+    ProduceRequest, ProduceResponse, ProducerId, TransactionalId,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 use shardlog::batch::BatchBuilder;
 use shardlog::client::Client;
 
 const T: Duration = Duration::from_secs(60);
-const READ_DEADLINE: Duration = Duration::from_secs(10);
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_REQUEST: i16 = 42;
 
-/// One Kafka connection; every read has a deadline.
-struct Kafka {
-    s: TcpStream,
-    next_cid: i32,
+/// What these tests ask of a Kafka connection beyond `call`.
+trait Idempotent {
+    fn init_producer_id(&mut self, version: i16, txn: Option<&str>) -> InitProducerIdResponse;
+    fn produce(&mut self, topic: &str, partition: i32, batch: &Bytes) -> (i16, i64);
+    fn read_all(&mut self, topic: &str, partition: i32) -> Vec<(i64, Vec<u8>)>;
 }
 
-impl Kafka {
-    fn connect(addr: SocketAddr) -> Kafka {
-        let s = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
-        s.set_read_timeout(Some(READ_DEADLINE)).unwrap();
-        Kafka { s, next_cid: 1 }
-    }
-
-    fn call<Q: Encodable, R: Decodable>(&mut self, api: ApiKey, version: i16, req: &Q) -> R {
-        let cid = self.next_cid;
-        self.next_cid += 1;
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = cid;
-        h.client_id = Some(StrBytes::from_static_str("shardlog-test"));
-        let mut body = BytesMut::new();
-        h.encode(&mut body, api.request_header_version(version))
-            .unwrap();
-        req.encode(&mut body, version).unwrap();
-        let mut f = BytesMut::new();
-        f.put_i32(body.len() as i32);
-        f.put_slice(&body);
-        self.s.write_all(&f).unwrap();
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).expect("a response in time");
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).unwrap();
-        let mut body = Bytes::from(body);
-        let h = ResponseHeader::decode(&mut body, api.response_header_version(version)).unwrap();
-        assert_eq!(h.correlation_id, cid);
-        let r = R::decode(&mut body, version).unwrap();
-        assert!(!body.has_remaining(), "{api:?} v{version}: trailing bytes");
-        r
-    }
-
+impl Idempotent for Kafka {
     fn init_producer_id(&mut self, version: i16, txn: Option<&str>) -> InitProducerIdResponse {
         let mut r = InitProducerIdRequest::default();
         r.transactional_id = txn.map(|t| TransactionalId(StrBytes::from_string(t.to_owned())));
@@ -133,10 +98,6 @@ impl Kafka {
             }
         }
     }
-}
-
-fn name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_owned()))
 }
 
 fn batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {

@@ -1203,15 +1203,18 @@ impl<M: Encodable> EncodeDyn for M {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kafka_protocol::messages::ApiVersionsRequest;
 
-    fn request_body<M: Encodable>(api: ApiKey, version: i16, cid: i32, m: &M) -> Bytes {
+    /// A request's body as the listener gets it (header, client id
+    /// "tester", message); shared with the other Kafka modules' tests.
+    pub(crate) fn request_body<M: Encodable>(api: ApiKey, version: i16, cid: i32, m: &M) -> Bytes {
         let mut h = RequestHeader::default();
         h.request_api_key = api as i16;
         h.request_api_version = version;
         h.correlation_id = cid;
+        h.client_id = Some(StrBytes::from_static_str("tester"));
         let mut b = BytesMut::new();
         h.encode(&mut b, api.request_header_version(version))
             .unwrap();

@@ -674,19 +674,9 @@ impl<M: Encodable> Encode for M {
 mod tests {
     use super::*;
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
-    use kafka_protocol::messages::RequestHeader;
 
     fn body<M: Encodable>(api: ApiKey, version: i16, m: &M) -> Bytes {
-        let mut h = RequestHeader::default();
-        h.request_api_key = api as i16;
-        h.request_api_version = version;
-        h.correlation_id = 9;
-        h.client_id = Some(str_bytes("tester"));
-        let mut b = BytesMut::new();
-        h.encode(&mut b, api.request_header_version(version))
-            .unwrap();
-        m.encode(&mut b, version).unwrap();
-        b.freeze()
+        super::super::codec::tests::request_body(api, version, 9, m)
     }
 
     #[test]
