@@ -1192,7 +1192,7 @@ fn metadata_response(
 }
 
 /// `encode_frame` behind a trait object, so one closure encodes any body.
-trait EncodeDyn {
+pub(crate) trait EncodeDyn {
     fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
 }
 

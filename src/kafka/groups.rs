@@ -38,7 +38,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::codec::{encode_frame, kafka_error, Shape, Work};
+use super::codec::{kafka_error, EncodeDyn, Shape, Work};
 use crate::group::classic::{self, ClassicCall, ClassicError, ClassicReply};
 use crate::protocol::{
     self, GroupDescription, KafkaGroupDescription, NodeInfo, Request, RequestFrame, Response,
@@ -464,7 +464,7 @@ pub fn encode(
     result: Result<Response, WireError>,
     shape: &Shape,
 ) -> Result<Bytes, anyhow::Error> {
-    let frame = |body: &dyn Encode| body.frame(api, version, correlation_id);
+    let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     let result = match result {
         Ok(r) => r,
         Err(e) => return refuse(api, version, correlation_id, shape, kafka_error(Some(&e))),
@@ -580,7 +580,7 @@ pub fn refuse(
     shape: &Shape,
     error: i16,
 ) -> Result<Bytes, anyhow::Error> {
-    let frame = |body: &dyn Encode| body.frame(api, version, correlation_id);
+    let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     match api {
         ApiKey::FindCoordinator => {
             let mut r = FindCoordinatorResponse::default();
@@ -656,17 +656,6 @@ pub fn refuse(
             frame(&r)
         }
         _ => anyhow::bail!("{api:?} is not a group API"),
-    }
-}
-
-/// Object-safe framing, so one closure frames any response type.
-trait Encode {
-    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
-}
-
-impl<M: Encodable> Encode for M {
-    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
-        encode_frame(api, version, cid, self)
     }
 }
 
