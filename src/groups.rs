@@ -120,9 +120,13 @@ pub struct Groups {
     /// Kafka's classic groups (JoinGroup/SyncGroup), beside the native ones;
     /// a group id is one or the other while it has members.
     classic: RefCell<ClassicGroups>,
-    /// Joins and syncs waiting for the rest of their group, by waiter id.
-    waiters: RefCell<HashMap<u64, rt::channel::Sender<ClassicReply>>>,
+    /// Joins and syncs waiting for the rest of their group, by waiter id,
+    /// with the answer each gets if the broker stops first.
+    waiters: RefCell<HashMap<u64, (rt::channel::Sender<ClassicReply>, ClassicReply)>>,
     next_waiter: Cell<u64>,
+    /// Set by a clean stop: waiting calls were answered, new ones are
+    /// refused (the client finds the coordinator again after the restart).
+    stopping: Cell<bool>,
     /// Time zero of the coordinator's clock (monotonic: sessions must not
     /// expire because the wall clock jumped).
     t0: Instant,
@@ -141,6 +145,7 @@ impl Groups {
             classic: RefCell::new(ClassicGroups::new(seed.rotate_left(17))),
             waiters: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(1),
+            stopping: Cell::new(false),
             t0: Instant::now(),
         }
     }
@@ -222,16 +227,29 @@ impl Groups {
                 ?reply,
                 "classic group answer"
             );
-            let tx = waiters
+            let (tx, _) = waiters
                 .remove(&w)
                 .expect("every completion is for a registered waiter");
             let _ = tx.try_send(reply);
         }
     }
 
+    /// A clean stop: every join and sync still waiting is answered now
+    /// (COORDINATOR_NOT_AVAILABLE: the client finds the coordinator again),
+    /// so no connection holds the stop up for a rebalance timeout.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        for (_, (tx, refused)) in self.waiters.borrow_mut().drain() {
+            let _ = tx.try_send(refused);
+        }
+    }
+
     /// Serves one request of Kafka's classic group protocol; joins and
     /// syncs wait here until their group completes the step.
     pub async fn classic(&self, call: ClassicCall) -> ClassicReply {
+        if self.stopping.get() {
+            return call.refused(ClassicError::CoordinatorUnavailable);
+        }
         if let ClassicCall::Join(j) = &call {
             let native = self
                 .coordinator
@@ -260,7 +278,10 @@ impl Groups {
         );
         self.next_waiter.set(waiter + 1);
         let (tx, rx) = rt::channel::bounded(1);
-        self.waiters.borrow_mut().insert(waiter, tx);
+        self.waiters.borrow_mut().insert(
+            waiter,
+            (tx, call.refused(ClassicError::CoordinatorUnavailable)),
+        );
         let done = {
             let mut c = self.classic.borrow_mut();
             match call {

@@ -880,6 +880,7 @@ impl Shard {
     /// waiting for data answer now with what they have.
     pub fn begin_stop(&self) {
         self.stopping.set(true);
+        self.groups.stop();
         for p in self.all_partitions() {
             p.data_event().notify_all();
         }

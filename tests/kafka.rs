@@ -1723,3 +1723,39 @@ fn idempotent_librdkafka_producer_retries_across_a_broker_kill_without_duplicate
     assert_eq!(got.len(), N, "every message once (duplicates or losses)");
     assert!(got == want, "in order, each once");
 }
+
+/// A clean stop does not wait for a rebalance: a JoinGroup waiting for the
+/// rest of its group is answered at once with COORDINATOR_NOT_AVAILABLE (the
+/// client looks for the coordinator again), and the broker exits promptly
+/// (well inside its 10 s drain limit, which a waiting join would use up).
+#[test]
+fn a_clean_stop_answers_a_waiting_join_at_once() {
+    let dir = data_dir();
+    let ports = ShardPorts::new(false);
+    let mut b = ports.start(dir.path());
+    let mut boot = Kafka::connect(ports.kafka);
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key = sb("stopping");
+    let c: FindCoordinatorResponse = boot.call(ApiKey::FindCoordinator, 3, &fc);
+    let coord = SocketAddr::new(ports.kafka.ip(), c.port as u16);
+    let (mut a, mut w) = (Kafka::connect(coord), Kafka::connect(coord));
+    let j: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request("stopping", ""));
+    let ma = j.member_id.as_str().to_owned();
+    let j: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request("stopping", &ma));
+    assert_eq!((j.error_code, j.generation_id), (0, 1));
+    // A second member's join waits for the first to rejoin, which it won't.
+    let j: JoinGroupResponse = w.call(ApiKey::JoinGroup, 5, &join_request("stopping", ""));
+    let mw = j.member_id.as_str().to_owned();
+    let pending = w.send(ApiKey::JoinGroup, 5, &join_request("stopping", &mw));
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let status = b.terminate(Duration::from_secs(8));
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "the stop waited {:?}",
+        started.elapsed()
+    );
+    let r: JoinGroupResponse = w.recv(ApiKey::JoinGroup, 5, pending);
+    assert_eq!(r.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+}

@@ -66,6 +66,8 @@ pub enum ClassicError {
     TooManyGroups,
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    #[error("the coordinator is stopping: find the coordinator again and retry")]
+    CoordinatorUnavailable,
 }
 
 /// One assignor a member offers, with its subscription metadata.
@@ -155,6 +157,20 @@ pub enum ClassicCall {
 }
 
 impl ClassicCall {
+    /// The answer this call gets when it cannot be served at all (`error`
+    /// wherever the reply has an error code).
+    pub fn refused(&self, error: ClassicError) -> ClassicReply {
+        match self {
+            ClassicCall::Join(r) => join_error(&r.member_id, error),
+            ClassicCall::Sync(_) => sync_error(error),
+            ClassicCall::Heartbeat(_) => ClassicReply::Heartbeat(Some(error)),
+            ClassicCall::Leave(_) => ClassicReply::Leave {
+                error: Some(error),
+                members: Vec::new(),
+            },
+        }
+    }
+
     pub fn group(&self) -> &str {
         match self {
             ClassicCall::Join(r) => &r.group,

@@ -285,6 +285,7 @@ pub fn classic_error(e: Option<&ClassicError>) -> i16 {
         ClassicError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
         ClassicError::TooManyGroups => ResponseError::CoordinatorNotAvailable,
         ClassicError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ClassicError::CoordinatorUnavailable => ResponseError::CoordinatorNotAvailable,
     }
     .code()
 }
