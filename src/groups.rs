@@ -342,6 +342,63 @@ impl Groups {
         }
     }
 
+    /// Kafka's DeleteGroups: a group without members loses its committed
+    /// offsets (tombstones appended to its offsets partition and awaited
+    /// like a commit, so the deletion survives a restart) and its state.
+    /// Errors: `GroupNotEmpty` while it has members, `UnknownGroup`.
+    pub async fn delete(&self, log: &Rc<Partition>, group: &str) -> Option<WireError> {
+        let members = self
+            .classic
+            .borrow()
+            .describe(group)
+            .map_or(0, |d| d.members.len());
+        let tombstones: Vec<(Bytes, Option<Bytes>)> = {
+            let c = self.coordinator.borrow();
+            let native = c.group(group).map_or(0, |g| g.describe().members.len());
+            if members + native > 0 {
+                return Some(group_wire_error(&GroupError::GroupNotEmpty {
+                    members: members + native,
+                }));
+            }
+            let keys: Vec<Bytes> = c
+                .offsets()
+                .for_group(group)
+                .filter_map(|(tp, _)| {
+                    crate::group::offsets::encode_key(&crate::group::OffsetKey {
+                        group: group.to_owned(),
+                        tp: tp.clone(),
+                    })
+                    .ok()
+                })
+                .collect();
+            if keys.is_empty() && c.group(group).is_none() && !self.classic_known(group) {
+                return Some(group_wire_error(&GroupError::UnknownGroup {
+                    group_id: group.to_owned(),
+                }));
+            }
+            keys.into_iter().map(|k| (k, None)).collect()
+        };
+        if !tombstones.is_empty() {
+            if let Err(e) = self.append(log, &tombstones).await {
+                return Some(e);
+            }
+        }
+        // Offsets are gone (applied at append); the member-less states go too.
+        let _ = self.coordinator.borrow_mut().delete_group(group);
+        self.classic.borrow_mut().prune();
+        tracing::info!(
+            shard = self.shard_id,
+            group,
+            offsets = tombstones.len(),
+            "group deleted"
+        );
+        None
+    }
+
+    fn classic_known(&self, group: &str) -> bool {
+        self.classic.borrow().describe(group).is_some()
+    }
+
     /// Kafka's DescribeGroups: classic groups with their opaque member
     /// metadata and assignments; any other group as the native describe.
     pub fn describe_kafka(&self, groups: &[String]) -> Vec<KafkaGroupDescription> {
@@ -484,6 +541,8 @@ impl Groups {
         if records.is_empty() {
             return Response::OffsetCommit(results);
         }
+        let records: Vec<(Bytes, Option<Bytes>)> =
+            records.into_iter().map(|(k, v)| (k, Some(v))).collect();
         if let Err(e) = self.append(log, &records).await {
             for t in &mut results {
                 for p in &mut t.partitions {
@@ -501,18 +560,18 @@ impl Groups {
     async fn append(
         &self,
         log: &Rc<Partition>,
-        records: &[(Bytes, Bytes)],
+        records: &[(Bytes, Option<Bytes>)],
     ) -> Result<(), WireError> {
         let ts = crate::partition::now_ms();
         let mut b = BatchBuilder::with_capacity(
             ts,
             64 + records
                 .iter()
-                .map(|(k, v)| k.len() + v.len() + 16)
+                .map(|(k, v)| k.len() + v.as_ref().map_or(0, Bytes::len) + 16)
                 .sum::<usize>(),
         );
         for (k, v) in records {
-            b.push(ts, Some(k), Some(v), &[]);
+            b.push(ts, Some(k), v.as_deref(), &[]);
         }
         let batch = b.finish();
         let appended = log
@@ -523,7 +582,7 @@ impl Groups {
         {
             let mut c = self.coordinator.borrow_mut();
             for (k, v) in records {
-                c.apply(k, Some(v))
+                c.apply(k, v.as_deref())
                     .expect("a record the coordinator just encoded decodes");
             }
         }

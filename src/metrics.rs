@@ -185,7 +185,8 @@ impl Api {
             | Request::ListGroups
             | Request::DescribeGroups(_)
             | Request::Classic(_)
-            | Request::KafkaDescribeGroups(_) => Api::Group,
+            | Request::KafkaDescribeGroups(_)
+            | Request::KafkaDeleteGroups(_) => Api::Group,
             Request::ApiVersions => Api::Other,
         }
     }

@@ -330,6 +330,21 @@ impl Router {
                     )
                 })
             }
+            Request::KafkaDeleteGroups(groups) => {
+                let waits = self
+                    .per_group(cid, groups, |g| Request::KafkaDeleteGroups(vec![g]))
+                    .await;
+                Box::pin(async move {
+                    done(
+                        merge_groups(waits, |r| match r {
+                            Response::KafkaDeleteGroups(gs) => Some(gs),
+                            _ => None,
+                        })
+                        .await
+                        .map(Response::KafkaDeleteGroups),
+                    )
+                })
+            }
             Request::KafkaDescribeGroups(groups) => {
                 let waits = self
                     .per_group(cid, groups, |g| Request::KafkaDescribeGroups(vec![g]))

@@ -471,6 +471,20 @@ impl Shard {
                 let shard = self.clone();
                 Box::pin(async move { done(Response::Classic(shard.groups.classic(call).await)) })
             }
+            Request::KafkaDeleteGroups(gs) => {
+                let shard = self.clone();
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(gs.len());
+                    for g in gs {
+                        let error = match shard.offsets_log(&g) {
+                            Ok(log) => shard.groups.delete(&log, &g).await,
+                            Err(e) => Some(e),
+                        };
+                        out.push((g, error));
+                    }
+                    done(Response::KafkaDeleteGroups(out))
+                })
+            }
             Request::KafkaDescribeGroups(gs) => {
                 let r = done(Response::KafkaDescribeGroups(
                     self.groups.describe_kafka(&gs),

@@ -217,6 +217,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::SyncGroup as i16, 0, 5),
         (ApiKey::DescribeGroups as i16, 0, 5),
         (ApiKey::ListGroups as i16, 0, 4),
+        (ApiKey::DeleteGroups as i16, 0, 2),
         (ApiKey::InitProducerId as i16, 0, 5),
         (ApiKey::DescribeConfigs as i16, 1, 4),
     ];
@@ -1758,4 +1759,61 @@ fn a_clean_stop_answers_a_waiting_join_at_once() {
     );
     let r: JoinGroupResponse = w.recv(ApiKey::JoinGroup, 5, pending);
     assert_eq!(r.error_code, 15, "COORDINATOR_NOT_AVAILABLE");
+}
+
+fn delete_groups(k: &mut Kafka, groups: &[&str]) -> Vec<(String, i16)> {
+    use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+    let mut r = DeleteGroupsRequest::default();
+    r.groups_names = groups.iter().map(|g| GroupId(sb(g))).collect();
+    let d: DeleteGroupsResponse = k.call(ApiKey::DeleteGroups, 2, &r);
+    d.results
+        .iter()
+        .map(|x| (x.group_id.0.as_str().to_owned(), x.error_code))
+        .collect()
+}
+
+/// DeleteGroups (`kafka-consumer-groups --delete`, AdminClient
+/// delete_consumer_groups): refused while the group has members, unknown
+/// groups say so, and a deletion removes the committed offsets durably.
+#[test]
+fn delete_groups_over_kafka() {
+    let dir = data_dir();
+    let ports = ShardPorts::new(false);
+    let mut b = ports.start(dir.path());
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("gt", 4)
+        .unwrap();
+    let mut k = Kafka::connect(ports.kafka);
+    // "busy" has a member; "done" only committed offsets.
+    let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 3, &join_request("busy", ""));
+    assert_eq!((j.error_code, j.generation_id), (0, 1));
+    assert_eq!(commit(&mut k, "done", "", -1, 11), 0);
+    assert_eq!(fetch_committed(&mut k, "done"), 11);
+    let mut r = delete_groups(&mut k, &["busy", "done", "never"]);
+    r.sort();
+    assert_eq!(
+        r,
+        vec![
+            ("busy".to_owned(), 68), // NON_EMPTY_GROUP
+            ("done".to_owned(), 0),
+            ("never".to_owned(), 69), // GROUP_ID_NOT_FOUND
+        ]
+    );
+    assert_eq!(fetch_committed(&mut k, "done"), -1, "offsets gone");
+    // The deletion is durable: offsets stay gone after a restart.
+    drop(k);
+    b.terminate(T);
+    let b = ports.restart(dir.path(), b.addr);
+    let mut k = Kafka::connect(ports.kafka);
+    assert_eq!(
+        fetch_committed(&mut k, "done"),
+        -1,
+        "still gone after a restart"
+    );
+    assert_eq!(
+        delete_groups(&mut k, &["done"]),
+        vec![("done".to_owned(), 69)]
+    );
+    drop(b);
 }

@@ -1,6 +1,6 @@
 //! Kafka's group APIs <-> shardlog's group coordinator: FindCoordinator,
 //! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
-//! ListGroups and DescribeGroups.
+//! ListGroups, DescribeGroups and DeleteGroups.
 //!
 //! Owns: decoding those requests into native `Request`s (the classic
 //! protocol as `Request::Classic`, served by `group::classic` on the
@@ -16,6 +16,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedTopic;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -29,11 +30,11 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{
     ApiKey, BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    SyncGroupRequest, SyncGroupResponse, TopicName,
+    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
+    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -60,6 +61,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
+    (ApiKey::DeleteGroups, 0, 2),
 ];
 
 pub fn is_group_api(api: ApiKey) -> bool {
@@ -266,6 +268,12 @@ pub fn decode(
             let groups: Vec<String> = r.groups.iter().map(|g| s(&g.0)).collect();
             let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
             routed(Request::KafkaDescribeGroups(groups), shape)
+        }
+        ApiKey::DeleteGroups => {
+            let r = DeleteGroupsRequest::decode(body, version)?;
+            let groups: Vec<String> = r.groups_names.iter().map(|g| s(&g.0)).collect();
+            let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
+            routed(Request::KafkaDeleteGroups(groups), shape)
         }
         _ => unreachable!("decode is called for group APIs only"),
     })
@@ -568,8 +576,37 @@ pub fn encode(
         (ApiKey::DescribeGroups, Response::KafkaDescribeGroups(groups)) => {
             frame(&describe_response(groups)?)
         }
+        (ApiKey::DeleteGroups, Response::KafkaDeleteGroups(groups)) => {
+            frame(&delete_groups_response(groups.iter().map(|(g, e)| {
+                let code = match e.as_ref().map(|e| e.code) {
+                    // Kafka's own codes for a group with members and for
+                    // one that does not exist.
+                    Some(protocol::ErrorCode::GroupNotEmpty) => ResponseError::NonEmptyGroup.code(),
+                    Some(protocol::ErrorCode::UnknownGroup) => {
+                        ResponseError::GroupIdNotFound.code()
+                    }
+                    _ => kafka_error(e.as_ref()),
+                };
+                (g.as_str(), code)
+            })))
+        }
         (api, other) => anyhow::bail!("{api:?}: unexpected native answer {other:?}"),
     }
+}
+
+fn delete_groups_response<'a>(
+    groups: impl Iterator<Item = (&'a str, i16)>,
+) -> DeleteGroupsResponse {
+    let mut r = DeleteGroupsResponse::default();
+    r.results = groups
+        .map(|(g, code)| {
+            let mut x = DeletableGroupResult::default();
+            x.group_id = group_id(g);
+            x.error_code = code;
+            x
+        })
+        .collect();
+    r
 }
 
 /// The answer to a group request that failed as a whole: `error` wherever
@@ -656,6 +693,9 @@ pub fn refuse(
                 .collect();
             frame(&r)
         }
+        ApiKey::DeleteGroups => frame(&delete_groups_response(
+            shape.iter().map(|(g, _)| (g.as_str(), error)),
+        )),
         _ => anyhow::bail!("{api:?} is not a group API"),
     }
 }

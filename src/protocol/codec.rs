@@ -359,7 +359,7 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
         | Request::OffsetFetch(_)
         | Request::ListGroups
         | Request::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
-        Request::Classic(_) | Request::KafkaDescribeGroups(_) => {
+        Request::Classic(_) | Request::KafkaDescribeGroups(_) | Request::KafkaDeleteGroups(_) => {
             unreachable!("Kafka-listener requests are served in-process, never encoded")
         }
     };
@@ -602,7 +602,9 @@ fn encode_response_body<'a>(
         | Response::OffsetFetch(_)
         | Response::ListGroups(_)
         | Response::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
-        Response::Classic(_) | Response::KafkaDescribeGroups(_) => {
+        Response::Classic(_)
+        | Response::KafkaDescribeGroups(_)
+        | Response::KafkaDeleteGroups(_) => {
             unreachable!("answers to Kafka-listener requests are never encoded natively")
         }
         Response::ApiVersions(apis) => {

@@ -269,6 +269,9 @@ pub enum Request {
     /// Kafka's DescribeGroups (classic groups with their members' opaque
     /// metadata and assignments): Kafka listener only, like `Classic`.
     KafkaDescribeGroups(Vec<String>),
+    /// Kafka's DeleteGroups (each group from its coordinator): Kafka
+    /// listener only, like `Classic`.
+    KafkaDeleteGroups(Vec<String>),
 }
 
 impl Request {
@@ -389,6 +392,8 @@ pub enum Response {
     DescribeGroups(Vec<GroupDescription>),
     Classic(ClassicReply),
     KafkaDescribeGroups(Vec<KafkaGroupDescription>),
+    /// Per group: `None` when deleted.
+    KafkaDeleteGroups(Vec<(String, Option<WireError>)>),
 }
 
 /// One group as Kafka's DescribeGroups shows it.
