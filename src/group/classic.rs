@@ -15,12 +15,17 @@
 //! or do I/O (times come in as `now_ms`; answers to requests that wait go
 //! out as `Completion`s the caller delivers).
 //!
+//! Static membership (KIP-345, `group.instance.id`): a restarted static
+//! member joins with an empty member id and takes its instance's place
+//! under a new id (the old incarnation is fenced: FENCED_INSTANCE_ID);
+//! in a stable group, unless it leads or its subscription changed, it gets
+//! the current generation and its old assignment back with no rebalance.
+//!
 //! Differences from Kafka, on purpose: no initial rebalance delay (the first
 //! member's join completes at once; later members trigger a rebalance the
-//! earlier ones learn of by heartbeat), static membership
-//! (`group.instance.id`) is recorded and shown but members are treated as
-//! dynamic, and offset commits are accepted during CompletingRebalance when
-//! the generation matches.
+//! earlier ones learn of by heartbeat), and offset commits are accepted
+//! during CompletingRebalance when the generation matches (and fenced by
+//! member id, not instance id).
 
 use std::collections::BTreeMap;
 
@@ -68,6 +73,8 @@ pub enum ClassicError {
     InvalidRequest(String),
     #[error("the coordinator is stopping: find the coordinator again and retry")]
     CoordinatorUnavailable,
+    #[error("static member {0:?} has a newer incarnation: this one is fenced")]
+    FencedInstance(String),
 }
 
 /// One assignor a member offers, with its subscription metadata.
@@ -118,6 +125,8 @@ pub struct JoinResponse {
 pub struct SyncRequest {
     pub group: String,
     pub member_id: String,
+    /// Static membership (KIP-345): checked against the member id.
+    pub group_instance_id: Option<String>,
     pub generation_id: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -137,13 +146,16 @@ pub struct SyncResponse {
 pub struct HeartbeatRequest {
     pub group: String,
     pub member_id: String,
+    pub group_instance_id: Option<String>,
     pub generation_id: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeaveRequest {
     pub group: String,
-    pub members: Vec<String>,
+    /// (member id, static instance id); an empty member id with an
+    /// instance id means that instance's current member.
+    pub members: Vec<(String, Option<String>)>,
 }
 
 /// A classic-protocol request, as the Kafka listener hands it to the group's
@@ -277,6 +289,21 @@ impl Group {
 
     fn member(&self, id: &str) -> Option<usize> {
         self.members.iter().position(|m| m.id == id)
+    }
+
+    /// The member that holds static instance `instance` now.
+    fn instance(&self, instance: &str) -> Option<usize> {
+        self.members
+            .iter()
+            .position(|m| m.instance_id.as_deref() == Some(instance))
+    }
+
+    /// An older incarnation of a static member (its instance is held by
+    /// another member id now).
+    fn fenced(&self, member_id: &str, instance: Option<&str>) -> Option<ClassicError> {
+        let i = self.instance(instance?)?;
+        (self.members[i].id != member_id)
+            .then(|| ClassicError::FencedInstance(instance.unwrap_or_default().to_owned()))
     }
 
     /// Whether `protocols` could be used together with every member but
@@ -658,6 +685,35 @@ impl ClassicGroups {
             ));
             return out;
         }
+        if let Some(instance) = r.group_instance_id.clone() {
+            match (new_id, g.instance(&instance)) {
+                (Some(id), Some(idx)) => Self::replace_static(g, now, idx, r, id, waiter, &mut out),
+                (Some(id), None) if g.members.len() < MAX_MEMBERS => {
+                    // A new static member: no KIP-394 round (its instance id
+                    // already names it).
+                    Self::add_member(g, now, r, id, waiter, &mut out);
+                }
+                (Some(_), None) => {
+                    out.push((waiter, join_error("", ClassicError::GroupMaxSizeReached)));
+                }
+                (None, Some(idx)) if g.members[idx].id != r.member_id => {
+                    out.push((
+                        waiter,
+                        join_error(&r.member_id, ClassicError::FencedInstance(instance)),
+                    ));
+                }
+                (None, Some(idx)) => Self::rejoin(g, now, idx, r, waiter, &mut out),
+                (None, None) => out.push((
+                    waiter,
+                    join_error(
+                        &r.member_id,
+                        ClassicError::UnknownMember(r.member_id.clone()),
+                    ),
+                )),
+            }
+            g.check_invariants();
+            return out;
+        }
         if let Some(id) = new_id {
             if g.members.len() >= MAX_MEMBERS {
                 out.push((waiter, join_error("", ClassicError::GroupMaxSizeReached)));
@@ -725,6 +781,34 @@ impl ClassicGroups {
             g.rebalance_deadline = g.rebalance_deadline.max(now + u64::from(t));
         }
         g.maybe_complete_join(now, false, out);
+    }
+
+    /// A static member's new incarnation takes its place under `id`; the
+    /// old one's waiting calls are answered FENCED_INSTANCE_ID.
+    fn replace_static(
+        g: &mut Group,
+        now: u64,
+        idx: usize,
+        mut r: JoinRequest,
+        id: String,
+        waiter: Waiter,
+        out: &mut Vec<Completion>,
+    ) {
+        let instance = r.group_instance_id.clone().unwrap_or_default();
+        let m = &mut g.members[idx];
+        let old = std::mem::replace(&mut m.id, id.clone());
+        let fenced = ClassicError::FencedInstance(instance);
+        if let Some(w) = m.awaiting_join.take() {
+            out.push((w, join_error(&old, fenced.clone())));
+        }
+        if let Some(w) = m.awaiting_sync.take() {
+            out.push((w, sync_error(fenced)));
+        }
+        if g.leader.as_deref() == Some(old.as_str()) {
+            g.leader = Some(id.clone());
+        }
+        r.member_id = id;
+        Self::rejoin(g, now, idx, r, waiter, out);
     }
 
     fn rejoin(
@@ -801,6 +885,10 @@ impl ClassicGroups {
             out.push((waiter, sync_error(ClassicError::UnknownMember(r.member_id))));
             return out;
         };
+        if let Some(e) = g.fenced(&r.member_id, r.group_instance_id.as_deref()) {
+            out.push((waiter, sync_error(e)));
+            return out;
+        }
         let Some(idx) = g.member(&r.member_id) else {
             out.push((waiter, sync_error(ClassicError::UnknownMember(r.member_id))));
             return out;
@@ -897,6 +985,9 @@ impl ClassicGroups {
         let Some(g) = self.groups.get_mut(&r.group) else {
             return Some(ClassicError::UnknownMember(r.member_id.clone()));
         };
+        if let Some(e) = g.fenced(&r.member_id, r.group_instance_id.as_deref()) {
+            return Some(e);
+        }
         let Some(idx) = g.member(&r.member_id) else {
             return Some(ClassicError::UnknownMember(r.member_id.clone()));
         };
@@ -921,7 +1012,7 @@ impl ClassicGroups {
             let members = r
                 .members
                 .iter()
-                .map(|id| (id.clone(), Some(ClassicError::UnknownMember(id.clone()))))
+                .map(|(id, _)| (id.clone(), Some(ClassicError::UnknownMember(id.clone()))))
                 .collect();
             return (
                 ClassicReply::Leave {
@@ -932,11 +1023,20 @@ impl ClassicGroups {
             );
         };
         let mut results = Vec::with_capacity(r.members.len());
-        for id in &r.members {
-            match g.member(id) {
+        for (id, instance) in &r.members {
+            if let Some(e) = g.fenced(id, instance.as_deref()).filter(|_| !id.is_empty()) {
+                results.push((id.clone(), Some(e)));
+                continue;
+            }
+            let idx = match (id.is_empty(), instance) {
+                (true, Some(i)) => g.instance(i),
+                _ => g.member(id),
+            };
+            match idx {
                 Some(idx) => {
+                    let gone = g.members[idx].id.clone();
                     g.remove_member(idx, now, &mut out);
-                    results.push((id.clone(), None));
+                    results.push((gone, None));
                 }
                 None => results.push((id.clone(), Some(ClassicError::UnknownMember(id.clone())))),
             }
@@ -1122,6 +1222,7 @@ mod tests {
         SyncRequest {
             group: "g".into(),
             member_id: member.into(),
+            group_instance_id: None,
             generation_id: generation,
             protocol_type: Some("consumer".into()),
             protocol_name: None,
@@ -1136,6 +1237,7 @@ mod tests {
         HeartbeatRequest {
             group: "g".into(),
             member_id: member.into(),
+            group_instance_id: None,
             generation_id: generation,
         }
     }
@@ -1263,7 +1365,7 @@ mod tests {
             10_009,
             &LeaveRequest {
                 group: "g".into(),
-                members: vec![b.clone(), "ghost".into()],
+                members: vec![(b.clone(), None), ("ghost".into(), None)],
             },
         );
         assert!(out.is_empty());
@@ -1289,7 +1391,7 @@ mod tests {
             6,
             &LeaveRequest {
                 group: "g".into(),
-                members: vec![a],
+                members: vec![(a, None)],
             },
         );
         assert_eq!(
@@ -1328,6 +1430,77 @@ mod tests {
             joined(&out, 5).error,
             Some(ClassicError::InvalidSessionTimeout(10))
         );
+    }
+
+    #[test]
+    fn a_restarted_static_member_takes_its_place_without_a_rebalance() {
+        let mut c = ClassicGroups::new(8);
+        let stat = |member: &str| {
+            let mut r = join("g", member, &["range"]);
+            r.group_instance_id = Some("pod-1".into());
+            r
+        };
+        let (a, _) = two_members(&mut c);
+        // A static member joins (no MEMBER_ID_REQUIRED round for it).
+        let mut r = stat("");
+        r.require_known_member_id = true;
+        assert!(c.join(10, r, 20).is_empty(), "waits for the others");
+        let b = c.describe("g").unwrap().members[1].member_id.clone();
+        let rejoin = |c: &mut ClassicGroups, t, m: &str, w| c.join(t, join("g", m, &["range"]), w);
+        let out = rejoin(&mut c, 11, &a, 21);
+        assert!(out.is_empty());
+        let out = rejoin(&mut c, 12, &b, 22);
+        let s1 = joined(&out, 20);
+        assert_eq!(s1.generation_id, 3);
+        let leader = joined(&out, 21).leader;
+        let mut assign: Vec<(String, Bytes)> = Vec::new();
+        for m in [&a, &b, &s1.member_id] {
+            assign.push((m.clone(), Bytes::from(format!("for {m}"))));
+        }
+        let sync_all = |c: &mut ClassicGroups, t| {
+            let mut req = sync(&leader, 3, &[]);
+            req.assignments = assign.clone();
+            c.sync(t, req, 30)
+        };
+        assert!(c.sync(13, sync(&s1.member_id, 3, &[]), 23).is_empty());
+        let out = sync_all(&mut c, 14);
+        assert_eq!(
+            synced(&out, 23).assignment,
+            Bytes::from(format!("for {}", s1.member_id))
+        );
+        // The static member's process restarts: a new id, same place, no
+        // rebalance for the others.
+        let out = c.join(15, stat(""), 24);
+        let s2 = joined(&out, 24);
+        assert_eq!(s2.error, None);
+        assert_eq!(s2.generation_id, 3, "no new generation");
+        assert_ne!(s2.member_id, s1.member_id);
+        let out = c.sync(16, sync(&s2.member_id, 3, &[]), 25);
+        assert_eq!(
+            synced(&out, 25).assignment,
+            Bytes::from(format!("for {}", s1.member_id)),
+            "its assignment back"
+        );
+        assert_eq!(c.heartbeat(17, &hb(&a, 3)), None, "others carry on");
+        // The old incarnation is fenced.
+        let mut old = hb(&s1.member_id, 3);
+        old.group_instance_id = Some("pod-1".into());
+        assert_eq!(
+            c.heartbeat(18, &old),
+            Some(ClassicError::FencedInstance("pod-1".into()))
+        );
+        // It leaves by instance id.
+        let (reply, _) = c.leave(
+            19,
+            &LeaveRequest {
+                group: "g".into(),
+                members: vec![(String::new(), Some("pod-1".into()))],
+            },
+        );
+        assert!(
+            matches!(reply, ClassicReply::Leave { ref members, .. } if members[0] == (s2.member_id.clone(), None))
+        );
+        assert_eq!(c.describe("g").unwrap().members.len(), 2);
     }
 
     #[test]

@@ -151,6 +151,7 @@ pub fn decode(
                 Request::Classic(ClassicCall::Sync(classic::SyncRequest {
                     group: s(&r.group_id.0),
                     member_id: s(&r.member_id),
+                    group_instance_id: r.group_instance_id.as_ref().map(s),
                     generation_id: r.generation_id,
                     protocol_type: r.protocol_type.as_ref().map(s),
                     protocol_name: r.protocol_name.as_ref().map(s),
@@ -169,6 +170,7 @@ pub fn decode(
                 Request::Classic(ClassicCall::Heartbeat(classic::HeartbeatRequest {
                     group: s(&r.group_id.0),
                     member_id: s(&r.member_id),
+                    group_instance_id: r.group_instance_id.as_ref().map(s),
                     generation_id: r.generation_id,
                 })),
                 vec![],
@@ -177,9 +179,12 @@ pub fn decode(
         ApiKey::LeaveGroup => {
             let r = LeaveGroupRequest::decode(body, version)?;
             let members = if version >= 3 {
-                r.members.iter().map(|m| s(&m.member_id)).collect()
+                r.members
+                    .iter()
+                    .map(|m| (s(&m.member_id), m.group_instance_id.as_ref().map(s)))
+                    .collect()
             } else {
-                vec![s(&r.member_id)]
+                vec![(s(&r.member_id), None)]
             };
             routed(
                 Request::Classic(ClassicCall::Leave(classic::LeaveRequest {
@@ -294,6 +299,7 @@ pub fn classic_error(e: Option<&ClassicError>) -> i16 {
         ClassicError::TooManyGroups => ResponseError::CoordinatorNotAvailable,
         ClassicError::InvalidRequest(_) => ResponseError::InvalidRequest,
         ClassicError::CoordinatorUnavailable => ResponseError::CoordinatorNotAvailable,
+        ClassicError::FencedInstance(_) => ResponseError::FencedInstanceId,
     }
     .code()
 }
