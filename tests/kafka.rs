@@ -1817,3 +1817,70 @@ fn delete_groups_over_kafka() {
     );
     drop(b);
 }
+
+/// Static membership with librdkafka (KIP-345): of two static members over
+/// four partitions, one is killed (-9) and restarted with the same
+/// `group.instance.id`; it gets its two partitions back and the other member
+/// is never revoked (no rebalance).
+#[test]
+fn a_restarted_static_librdkafka_member_rejoins_without_a_rebalance() {
+    let dir = data_dir();
+    let ports = ShardPorts::new(false);
+    let b = ports.start(dir.path());
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("st", 4)
+        .unwrap();
+    let k = ports.kafka.to_string();
+    let member =
+        |instance: &str| Py::start("static_member.py", &[&k, "st", "static", instance, "90"]);
+    let Some(mut one) = member("pod-1") else {
+        return;
+    };
+    let mut two = member("pod-2").expect("installed: the first one started");
+    let both_hold_two = |one: &mut Py, two: &mut Py| {
+        let start = Instant::now();
+        loop {
+            one.drain();
+            two.drain();
+            let (a, c) = (one.held(), two.held());
+            if a.len() == 2 && c.len() == 2 && a.iter().all(|p| !c.contains(p)) {
+                return (a, c);
+            }
+            assert!(
+                start.elapsed() < T,
+                "no 2 + 2 split: {:?} {:?}\n{}",
+                one.seen,
+                two.seen,
+                b.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let (held_one, held_two) = both_hold_two(&mut one, &mut two);
+    let revokes = |p: &Py| p.seen.iter().filter(|l| l.contains("revoked")).count();
+    let before = revokes(&one);
+    drop(two); // kill -9: a static member's crash, no LeaveGroup
+    let mut again = member("pod-2").expect("installed");
+    let (still_one, back) = both_hold_two(&mut one, &mut again);
+    assert_eq!(
+        back, held_two,
+        "the restarted member got its partitions back"
+    );
+    assert_eq!(still_one, held_one);
+    std::thread::sleep(Duration::from_millis(1500)); // a few heartbeats
+    one.drain();
+    assert_eq!(
+        revokes(&one),
+        before,
+        "the other member was not rebalanced: {:?}",
+        one.seen
+    );
+    for p in [&mut one, &mut again] {
+        p.close_stdin();
+        assert_eq!(
+            p.wait(Duration::from_secs(20)).and_then(|s| s.code()),
+            Some(0)
+        );
+    }
+}
