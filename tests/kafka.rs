@@ -1471,24 +1471,7 @@ fn kafka_python_group_shares_partitions_and_reads_everything_once() {
         return;
     };
     let mut m1 = member().expect("installed: the first one started");
-    // Both members hold two partitions each, none twice.
-    let start = Instant::now();
-    loop {
-        m0.drain();
-        m1.drain();
-        let (a, c) = (m0.held(), m1.held());
-        if a.len() == 2 && c.len() == 2 && a.iter().all(|p| !c.contains(p)) {
-            break;
-        }
-        assert!(
-            start.elapsed() < T,
-            "the two members never shared the partitions: {:?} {:?}\n{}",
-            m0.seen,
-            m1.seen,
-            b.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    split_two_and_two(&mut m0, &mut m1, &b);
     let lines: String = (0..300).map(|i| format!("k{i}:v{i}\n")).collect();
     let out = run(
         &[
@@ -1523,6 +1506,28 @@ fn kafka_python_group_shares_partitions_and_reads_everything_once() {
     let mut want: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
     want.sort();
     assert_eq!(got, want, "every message exactly once");
+}
+
+/// Waits until two single-member scripts hold two partitions each, none
+/// twice (four partitions shared); returns what each holds.
+fn split_two_and_two(one: &mut Py, two: &mut Py, b: &Broker) -> (Vec<i64>, Vec<i64>) {
+    let start = Instant::now();
+    loop {
+        one.drain();
+        two.drain();
+        let (a, c) = (one.held(), two.held());
+        if a.len() == 2 && c.len() == 2 && a.iter().all(|p| !c.contains(p)) {
+            return (a, c);
+        }
+        assert!(
+            start.elapsed() < T,
+            "the two members never shared the partitions: {:?} {:?}\n{}",
+            one.seen,
+            two.seen,
+            b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// kcat's balanced consumer (`-G`, librdkafka 2.0.2): it reads the topic,
@@ -1838,31 +1843,12 @@ fn a_restarted_static_librdkafka_member_rejoins_without_a_rebalance() {
         return;
     };
     let mut two = member("pod-2").expect("installed: the first one started");
-    let both_hold_two = |one: &mut Py, two: &mut Py| {
-        let start = Instant::now();
-        loop {
-            one.drain();
-            two.drain();
-            let (a, c) = (one.held(), two.held());
-            if a.len() == 2 && c.len() == 2 && a.iter().all(|p| !c.contains(p)) {
-                return (a, c);
-            }
-            assert!(
-                start.elapsed() < T,
-                "no 2 + 2 split: {:?} {:?}\n{}",
-                one.seen,
-                two.seen,
-                b.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
-    let (held_one, held_two) = both_hold_two(&mut one, &mut two);
+    let (held_one, held_two) = split_two_and_two(&mut one, &mut two, &b);
     let revokes = |p: &Py| p.seen.iter().filter(|l| l.contains("revoked")).count();
     let before = revokes(&one);
     drop(two); // kill -9: a static member's crash, no LeaveGroup
     let mut again = member("pod-2").expect("installed");
-    let (still_one, back) = both_hold_two(&mut one, &mut again);
+    let (still_one, back) = split_two_and_two(&mut one, &mut again, &b);
     assert_eq!(
         back, held_two,
         "the restarted member got its partitions back"
