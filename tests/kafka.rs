@@ -522,21 +522,9 @@ fn bad_frames_and_unknown_apis_close_only_their_connection() {
 #[test]
 fn every_shard_is_its_own_kafka_broker_on_its_own_port() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let b = Broker::start(
-        dir.path(),
-        &[
-            "--kafka-listen",
-            &k_arg,
-            "--kafka-port-base",
-            &base_arg,
-            "--shards",
-            "2",
-        ],
-    );
-    wait_port(kafka);
+    let ports = ShardPorts::new(false);
+    let (kafka, base) = (ports.kafka, ports.base);
+    let b = ports.start(dir.path());
     let mut c = Client::connect(&b.broker_arg()).unwrap();
     c.create_topic("s", 4).unwrap();
     let o = owners(&b, "s");
@@ -890,24 +878,10 @@ fn forwards(http: &str) -> Vec<(String, f64)> {
 #[test]
 fn clients_that_follow_metadata_cause_no_cross_shard_forwarding() {
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let base = two_free_ports();
-    let http = format!("127.0.0.1:{}", free_port());
-    let (k_arg, base_arg) = (kafka.to_string(), base.to_string());
-    let _b = Broker::start(
-        dir.path(),
-        &[
-            "--kafka-listen",
-            &k_arg,
-            "--kafka-port-base",
-            &base_arg,
-            "--shards",
-            "2",
-            "--http-listen",
-            &http,
-        ],
-    );
-    wait_port(kafka);
+    let ports = ShardPorts::new(true);
+    let (kafka, base) = (ports.kafka, ports.base);
+    let http = ports.http.clone().expect("asked for");
+    let _b = ports.start(dir.path());
     let mut k = Kafka::connect(kafka);
     assert_eq!(
         create_topics(&mut k, 4, &[("f", 8, -1)], &[]),

@@ -587,7 +587,7 @@ pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResp
 /// forever; an authorization error would send users after ACLs).
 pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
 
-fn topic_name(n: &str) -> TopicName {
+pub(crate) fn topic_name(n: &str) -> TopicName {
     TopicName(StrBytes::from_string(n.to_owned()))
 }
 

@@ -34,12 +34,12 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
     JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
     ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::codec::{kafka_error, EncodeDyn, Shape, Work};
+use super::codec::{kafka_error, topic_name, EncodeDyn, Shape, Work};
 use crate::group::classic::{self, ClassicCall, ClassicError, ClassicReply};
 use crate::protocol::{
     self, GroupDescription, KafkaGroupDescription, NodeInfo, Request, RequestFrame, Response,
@@ -351,7 +351,7 @@ pub fn assignment_bytes(tps: &[TopicPartitions]) -> Result<Bytes, anyhow::Error>
         .iter()
         .map(|t| {
             let mut x = AssignedTopic::default();
-            x.topic = TopicName(str_bytes(&t.topic));
+            x.topic = topic_name(&t.topic);
             x.partitions = t.partitions.iter().map(|&p| p as i32).collect();
             x
         })
@@ -521,7 +521,7 @@ pub fn encode(
                 .into_iter()
                 .map(|t| {
                     let mut x = OffsetCommitResponseTopic::default();
-                    x.name = TopicName(str_bytes(&t.name));
+                    x.name = topic_name(&t.name);
                     x.partitions = t
                         .partitions
                         .iter()
@@ -543,7 +543,7 @@ pub fn encode(
                 .into_iter()
                 .map(|t| {
                     let mut x = OffsetFetchResponseTopic::default();
-                    x.name = TopicName(str_bytes(&t.name));
+                    x.name = topic_name(&t.name);
                     x.partitions = t
                         .partitions
                         .iter()
@@ -660,7 +660,7 @@ pub fn refuse(
                 .iter()
                 .map(|(n, ps)| {
                     let mut x = OffsetCommitResponseTopic::default();
-                    x.name = TopicName(str_bytes(n));
+                    x.name = topic_name(n);
                     x.partitions = ps
                         .iter()
                         .map(|&p| {
