@@ -514,7 +514,13 @@ impl RecordBatchDecoder {
         version: i8,
         records: &mut Vec<Record>,
     ) -> Result<()> {
-        records.reserve(batch_decode_info.record_count as usize);
+        // shardlog patch: every record takes at least 7 bytes; reserve only
+        // what the bytes left can hold, and at most 4,096 records up front.
+        let claimed = batch_decode_info.record_count as usize;
+        if claimed > buf.remaining() {
+            bail!("batch claims {claimed} records, more than the {} bytes left", bytes::Buf::remaining(buf));
+        }
+        records.reserve(claimed.min(4096));
         for _ in 0..batch_decode_info.record_count {
             records.push(Record::decode_new(buf, batch_decode_info, version)?);
         }
@@ -893,7 +899,12 @@ impl Record {
         }
         let num_headers = num_headers as usize;
 
-        let mut headers = IndexMap::with_capacity(num_headers);
+        // shardlog patch: every header takes at least two bytes; reserve
+        // only what is left, and at most 64 up front.
+        if num_headers > bytes::Buf::remaining(buf) {
+            bail!("record claims {num_headers} headers, more than the {} bytes left", bytes::Buf::remaining(buf));
+        }
+        let mut headers = IndexMap::with_capacity(num_headers.min(64));
         for _ in 0..num_headers {
             // Key len
             let key_len: i32 = types::VarInt.decode(buf)?;

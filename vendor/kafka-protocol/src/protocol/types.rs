@@ -10,6 +10,57 @@ use anyhow::{bail, Result};
 use std::convert::TryFrom;
 use std::string::String as StdString;
 
+// shardlog patch: counts read off the wire are checked before they size an
+// allocation (vendor/kafka-protocol/PATCHES.md).
+
+/// Most elements one array may claim; Kafka rejects larger arrays too.
+pub const MAX_ARRAY_ELEMENTS: usize = 1_000_000;
+/// Most tagged fields one struct may carry; Kafka's limit too.
+pub const MAX_TAGGED_FIELDS: u32 = 10_000;
+/// Most bytes an array reserves before its elements are read; it grows
+/// with the elements that really decode.
+pub const MAX_PREALLOC_BYTES: usize = 64 * 1024;
+
+/// shardlog patch: an array count is valid only if every element can take
+/// at least one of the bytes left, and within `MAX_ARRAY_ELEMENTS`.
+fn checked_count<B: ByteBuf>(n: usize, buf: &B) -> Result<usize> {
+    if n > buf.remaining() {
+        bail!(
+            "array claims {n} elements, more than the {} bytes left",
+            buf.remaining()
+        );
+    }
+    if n > MAX_ARRAY_ELEMENTS {
+        bail!("array claims {n} elements, more than the limit of {MAX_ARRAY_ELEMENTS}");
+    }
+    Ok(n)
+}
+
+/// shardlog patch: a vector for `n` (checked) elements, reserving at most
+/// `MAX_PREALLOC_BYTES` up front.
+fn bounded_vec<T>(n: usize) -> Vec<T> {
+    let cap = (MAX_PREALLOC_BYTES / std::mem::size_of::<T>().max(1)).max(1);
+    Vec::with_capacity(n.min(cap))
+}
+
+/// shardlog patch: a length of bytes or string data is valid only if that
+/// many bytes are left.
+fn checked_len<B: ByteBuf>(n: usize, buf: &B) -> Result<usize> {
+    if n > buf.remaining() {
+        bail!("length {n} runs past the {} bytes left", buf.remaining());
+    }
+    Ok(n)
+}
+
+/// shardlog patch: the tagged-field count of a struct, checked (the
+/// generated decoders call this before their loop).
+pub fn check_tagged_fields(n: u32) -> Result<u32> {
+    if n > MAX_TAGGED_FIELDS {
+        bail!("{n} tagged fields, more than the limit of {MAX_TAGGED_FIELDS}");
+    }
+    Ok(n)
+}
+
 macro_rules! define_copy_impl {
     ($e:ident, $t:ty) => (
         impl Encoder<$t> for $e {
@@ -359,7 +410,7 @@ impl Decoder<Option<StdString>> for String {
         match Int16.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut strbuf = vec![0; n as usize];
+                let mut strbuf = vec![0; checked_len(n as usize, buf)?];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
@@ -511,7 +562,7 @@ impl Decoder<Option<StdString>> for CompactString {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut strbuf = vec![0; (n - 1) as usize];
+                let mut strbuf = vec![0; checked_len((n - 1) as usize, buf)?];
                 buf.try_copy_to_slice(&mut strbuf)?;
                 Ok(Some(std::string::String::from_utf8(strbuf)?))
             }
@@ -655,7 +706,7 @@ impl Decoder<Option<Vec<u8>>> for Bytes {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut data = vec![0; n as usize];
+                let mut data = vec![0; checked_len(n as usize, buf)?];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
             }
@@ -804,7 +855,7 @@ impl Decoder<Option<Vec<u8>>> for CompactBytes {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut data = vec![0; (n - 1) as usize];
+                let mut data = vec![0; checked_len((n - 1) as usize, buf)?];
                 buf.try_copy_to_slice(&mut data)?;
                 Ok(Some(data))
             }
@@ -985,7 +1036,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for Array<E> {
         match Int32.decode(buf)? {
             -1 => Ok(None),
             n if n >= 0 => {
-                let mut result = Vec::with_capacity(n as usize);
+                let mut result = bounded_vec(checked_count(n as usize, buf)?);
                 for _ in 0..n {
                     result.push(self.0.decode(buf)?);
                 }
@@ -1093,7 +1144,7 @@ impl<T, E: Decoder<T>> Decoder<Option<Vec<T>>> for CompactArray<E> {
         match UnsignedVarInt.decode(buf)? {
             0 => Ok(None),
             n => {
-                let mut result = Vec::with_capacity((n - 1) as usize);
+                let mut result = bounded_vec(checked_count((n - 1) as usize, buf)?);
                 for _ in 1..n {
                     result.push(self.0.decode(buf)?);
                 }
