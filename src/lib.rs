@@ -2,6 +2,14 @@
 //! io_uring. See ARCHITECTURE.md for the codemap and the layering; modules
 //! are listed here from the top floor down.
 
+#[cfg(test)]
+mod alloc_count;
+// Test builds count every allocation per thread (the fuzz targets assert
+// bounds on what a decoder allocates).
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
+
 pub mod batch;
 pub mod client;
 pub mod config;

@@ -66,9 +66,18 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
 ];
 
+/// Largest request body of any API but Produce. Decoded structures can be
+/// far larger than their wire form (up to ~114 bytes per byte: a one-byte
+/// empty compact string becomes a `StrBytes`, then a `String`; see
+/// `fuzz::alloc_bound`), so only Produce, whose bulk is record bytes kept
+/// as slices of the frame, may use the whole frame limit. 4 MiB holds a
+/// group leader's SyncGroup for 100 members of 2,000 partitions each, or an
+/// OffsetCommit of 100,000 partitions.
+pub const MAX_CONTROL_REQUEST_BYTES: usize = 4 << 20;
+
 /// Every API and version range the listener speaks: `SUPPORTED` and the
 /// group APIs (`groups::SUPPORTED`).
-fn all_supported() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
+pub(crate) fn all_supported() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
     SUPPORTED.iter().chain(super::groups::SUPPORTED)
 }
 
@@ -116,6 +125,10 @@ pub fn next_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<B
 pub enum DecodeError {
     #[error("frame too short for a request header ({0} bytes)")]
     Short(usize),
+    #[error(
+        "{api:?} request of {len} bytes is over the limit of {max} for requests other than Produce"
+    )]
+    ControlTooLarge { api: ApiKey, len: usize, max: usize },
     #[error("unknown or unsupported api key {0}")]
     UnknownApi(i16),
     #[error("{api:?} version {version} is not supported")]
@@ -198,6 +211,13 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
     let version = i16::from_be_bytes([body[2], body[3]]);
     let api = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
     let (lo, hi) = supported_range(api).ok_or(DecodeError::UnknownApi(key))?;
+    if api != ApiKey::Produce && body.len() > MAX_CONTROL_REQUEST_BYTES {
+        return Err(DecodeError::ControlTooLarge {
+            api,
+            len: body.len(),
+            max: MAX_CONTROL_REQUEST_BYTES,
+        });
+    }
     let malformed = |e: anyhow::Error| DecodeError::Malformed {
         api,
         version,

@@ -14,6 +14,8 @@
 //! unsupported version or an undecodable request closes that connection.
 
 pub mod codec;
+#[cfg(test)]
+mod fuzz;
 pub mod groups;
 
 use std::cell::{Cell, RefCell};

@@ -1279,12 +1279,37 @@ mod tests {
         }
     }
 
+    #[test]
+    fn many_small_elements_decode_within_the_allocation_bound() {
+        // The native protocol's cheapest elements: empty topic names, about
+        // 8 bytes each in a flatbuffer (offset, length, terminator, padding).
+        let r = RequestFrame {
+            version: 1,
+            correlation_id: 1,
+            client_id: None,
+            request: Request::Metadata {
+                topics: Some(vec![String::new(); 100_000]),
+            },
+        };
+        let b = body(encode_request(&r));
+        let (decoded, peak) = crate::alloc_count::peak_bytes(|| decode_request(&b));
+        assert!(decoded.is_ok());
+        assert!(
+            peak <= crate::alloc_count::decode_bound(b.len()),
+            "{} bytes: {peak}",
+            b.len()
+        );
+    }
+
     proptest! {
         #[test]
         fn fuzz_decoders_never_panic_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let b = Bytes::from(bytes);
-            let _ = decode_request(&b);
-            let _ = decode_response(&b);
+            let (_, peak) = crate::alloc_count::peak_bytes(|| {
+                let _ = decode_request(&b);
+                let _ = decode_response(&b);
+            });
+            prop_assert!(peak <= crate::alloc_count::decode_bound(b.len()), "{} bytes: {}", b.len(), peak);
         }
 
         /// Valid produce and fetch frames with several bytes changed: the
@@ -1306,7 +1331,10 @@ mod tests {
                 let i = at % b.len();
                 b[i] = val;
             }
-            if let Ok(RequestFrame { request: Request::Produce(p), .. }) = decode_request(&Bytes::from(b.clone())) {
+            let frame = Bytes::from(b.clone());
+            let (decoded, peak) = crate::alloc_count::peak_bytes(|| decode_request(&frame));
+            prop_assert!(peak <= crate::alloc_count::decode_bound(b.len()), "{} bytes: {}", b.len(), peak);
+            if let Ok(RequestFrame { request: Request::Produce(p), .. }) = decoded {
                 for t in &p.topics {
                     for pp in &t.partitions {
                         prop_assert!(pp.records.len() <= b.len());
@@ -1327,7 +1355,9 @@ mod tests {
             let mut b = body(encode_request(&r)).to_vec();
             let i = pos % b.len();
             b[i] = val;
-            let _ = decode_request(&Bytes::from(b));
+            let b = Bytes::from(b);
+            let (_, peak) = crate::alloc_count::peak_bytes(|| decode_request(&b).is_ok());
+            prop_assert!(peak <= crate::alloc_count::decode_bound(b.len()), "{} bytes: {}", b.len(), peak);
         }
     }
 }
