@@ -143,6 +143,24 @@ const SETTINGS: &[Setting] = &[
         "open client connections per shard",
     ),
     s(
+        "queued-max-request-bytes",
+        Kind::Int,
+        "268435456",
+        "bytes of requests being read per shard; past it, connections stop reading (queued.max.request.bytes)",
+    ),
+    s(
+        "connections-max-idle-ms",
+        Kind::Int,
+        "600000",
+        "close a connection with no request for this long (connections.max.idle.ms)",
+    ),
+    s(
+        "request-read-timeout-ms",
+        Kind::Int,
+        "30000",
+        "close a connection that started a request and sent nothing more for this long",
+    ),
+    s(
         "max-inflight-per-connection",
         Kind::Int,
         "64",
@@ -389,6 +407,23 @@ impl Resolved {
         if max_connections == 0 {
             return Err(self.bad("max-connections", "must be more than 0"));
         }
+        let queued_max_request_bytes: usize =
+            self.parse("queued-max-request-bytes", "a number of bytes")?;
+        if queued_max_request_bytes < 1 << 20 {
+            return Err(self.bad("queued-max-request-bytes", "must be at least 1 MiB"));
+        }
+        let connections_max_idle_ms: u64 = self.parse("connections-max-idle-ms", "a number")?;
+        let request_read_timeout_ms: u64 = self.parse("request-read-timeout-ms", "a number")?;
+        if connections_max_idle_ms == 0 || request_read_timeout_ms == 0 {
+            return Err(self.bad(
+                if connections_max_idle_ms == 0 {
+                    "connections-max-idle-ms"
+                } else {
+                    "request-read-timeout-ms"
+                },
+                "must be more than 0",
+            ));
+        }
         let max_inflight: usize = self.parse("max-inflight-per-connection", "a number")?;
         if max_inflight == 0 {
             return Err(self.bad("max-inflight-per-connection", "must be more than 0"));
@@ -424,6 +459,9 @@ impl Resolved {
             max_batch_bytes,
             memory_budget,
             max_connections,
+            queued_max_request_bytes,
+            connections_max_idle_ms,
+            request_read_timeout_ms,
             max_inflight_per_connection: max_inflight,
             http_listen,
             metrics,
@@ -514,6 +552,9 @@ pub struct ServeSettings {
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
     pub max_connections: usize,
+    pub queued_max_request_bytes: usize,
+    pub connections_max_idle_ms: u64,
+    pub request_read_timeout_ms: u64,
     pub max_inflight_per_connection: usize,
     pub http_listen: Option<SocketAddr>,
     pub metrics: bool,
@@ -580,6 +621,9 @@ impl ServeSettings {
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
         c.max_connections = self.max_connections;
+        c.queued_max_request_bytes = self.queued_max_request_bytes;
+        c.connections_max_idle = std::time::Duration::from_millis(self.connections_max_idle_ms);
+        c.request_read_timeout = std::time::Duration::from_millis(self.request_read_timeout_ms);
         c.max_inflight_per_connection = self.max_inflight_per_connection;
         c.metrics = crate::metrics::Metrics::new(shards, self.metrics);
         Ok(c)
@@ -667,6 +711,20 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
+    /// Bytes of requests being read that one shard holds at most; a
+    /// connection whose next frame does not fit stops reading (TCP pushes
+    /// back) until frames are handed on. Each connection also buffers up
+    /// to 16 KiB outside it (queued.max.request.bytes) [default: 256 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub queued_max_request_bytes: Option<String>,
+    /// Close a connection that had no request read and nothing in flight
+    /// for this many ms (connections.max.idle.ms) [default: 600000].
+    #[arg(long, value_name = "MS")]
+    pub connections_max_idle_ms: Option<String>,
+    /// Close a connection that started a request frame and then sent
+    /// nothing for this many ms, freeing the frame [default: 30000].
+    #[arg(long, value_name = "MS")]
+    pub request_read_timeout_ms: Option<String>,
     /// Requests one connection may have in flight; the broker stops reading
     /// that connection (TCP pushes back) until one is answered [default: 64].
     #[arg(long, value_name = "N")]
@@ -709,6 +767,18 @@ impl ServeArgs {
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),
             ("max-connections", self.max_connections.clone()),
+            (
+                "queued-max-request-bytes",
+                self.queued_max_request_bytes.clone(),
+            ),
+            (
+                "connections-max-idle-ms",
+                self.connections_max_idle_ms.clone(),
+            ),
+            (
+                "request-read-timeout-ms",
+                self.request_read_timeout_ms.clone(),
+            ),
             (
                 "max-inflight-per-connection",
                 self.max_inflight_per_connection.clone(),

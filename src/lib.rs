@@ -13,6 +13,7 @@ static ALLOC: alloc_count::Counting = alloc_count::Counting;
 pub mod batch;
 pub mod client;
 pub mod config;
+pub mod conn;
 pub mod consumer;
 pub mod group;
 pub mod groups;

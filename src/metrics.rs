@@ -30,6 +30,21 @@ use crate::protocol::{ErrorCode, Request, Response, ResponseFrame};
 /// number of series a scrape returns: shards x 64 x 4.
 pub const MAX_LABELLED_PARTITIONS: usize = 64;
 
+/// The `listener` label of connection series, by `conn::Listener` index.
+pub const LISTENERS: [&str; 2] = ["native", "kafka"];
+
+/// The `reason` label of closed connections, by `conn::CloseReason` index.
+pub const CLOSE_REASONS: [&str; 8] = [
+    "client_closed",
+    "idle",
+    "read_timeout",
+    "frame_too_large",
+    "bad_request",
+    "io_error",
+    "stopping",
+    "connection_limit",
+];
+
 /// A counter with one writer: relaxed load + store, no read-modify-write.
 #[derive(Debug, Default)]
 pub struct Counter(AtomicU64);
@@ -218,6 +233,13 @@ pub struct ShardMetrics {
     latency_us: [Histogram; 2],
     inflight: Gauge,
     pub connections: Gauge,
+    /// Connections closed, by listener and reason (`CLOSE_REASONS`).
+    closed: [[Counter; CLOSE_REASONS.len()]; LISTENERS.len()],
+    /// Bytes of the read budget held by connections reading requests.
+    pub read_budget_bytes: Gauge,
+    pub read_budget_limit_bytes: Gauge,
+    /// Times a connection waited for the read budget.
+    pub read_budget_waits: Counter,
     produce_messages: Counter,
     produce_bytes: Counter,
     fetch_messages: Counter,
@@ -247,6 +269,10 @@ impl ShardMetrics {
             latency_us: Default::default(),
             inflight: Gauge::default(),
             connections: Gauge::default(),
+            closed: Default::default(),
+            read_budget_bytes: Gauge::default(),
+            read_budget_limit_bytes: Gauge::default(),
+            read_budget_waits: Counter::default(),
             produce_messages: Counter::default(),
             produce_bytes: Counter::default(),
             fetch_messages: Counter::default(),
@@ -275,6 +301,16 @@ impl ShardMetrics {
 
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// Counts one closed connection (`listener` and `reason` index
+    /// `LISTENERS` and `CLOSE_REASONS`).
+    pub fn connection_closed(&self, listener: usize, reason: usize) {
+        self.closed[listener][reason].add(1);
+    }
+
+    pub fn connections_closed(&self, listener: usize, reason: usize) -> u64 {
+        self.closed[listener][reason].get()
     }
 
     /// A partition's own series, if there is room among the labelled ones.
@@ -560,6 +596,45 @@ impl prometheus_client::collector::Collector for Collect {
         gauge(&mut enc, "connections", "Open client connections", &|s| {
             s.connections.get()
         })?;
+        {
+            let mut m = enc.encode_descriptor(
+                "connections_closed",
+                "Client connections closed, by listener and reason",
+                None,
+                MetricType::Counter,
+            )?;
+            for s in shards {
+                for (l, listener) in LISTENERS.iter().enumerate() {
+                    for (r, reason) in CLOSE_REASONS.iter().enumerate() {
+                        let labels = [
+                            ("shard", s.shard.to_string()),
+                            ("listener", (*listener).to_owned()),
+                            ("reason", (*reason).to_owned()),
+                        ];
+                        ConstCounter::new(s.closed[l][r].get())
+                            .encode(m.encode_family(&labels)?)?;
+                    }
+                }
+            }
+        }
+        gauge(
+            &mut enc,
+            "read_budget_bytes",
+            "Bytes of the request read budget held by connections reading requests",
+            &|s| s.read_budget_bytes.get(),
+        )?;
+        gauge(
+            &mut enc,
+            "read_budget_limit_bytes",
+            "The shard's request read budget (--queued-max-request-bytes)",
+            &|s| s.read_budget_limit_bytes.get(),
+        )?;
+        counter(
+            &mut enc,
+            "read_budget_waits",
+            "Times a connection stopped reading until the read budget had room",
+            &|s| s.read_budget_waits.get(),
+        )?;
         for (i, name, help) in [
             (
                 Api::Produce as usize,

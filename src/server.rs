@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::AsyncWriteExt;
 use thiserror::Error;
 
+use crate::conn::{Activity, CloseReason, FrameReader, Listener, StopSignal, Timeouts};
 use crate::metrics::{Api, Metrics};
 use crate::partition::{FsyncPolicy, PartitionConfig};
 use crate::protocol::codec::{decode_request, encode_response, BadRequest};
@@ -59,6 +59,16 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// On stop, how long connections get to finish what is in flight.
     pub drain_timeout: Duration,
+    /// Bytes of requests being read that one shard holds at most (Kafka's
+    /// `queued.max.request.bytes`, per shard); connections that need more
+    /// stop reading until frames are handed on (`conn::ReadBudget`).
+    pub queued_max_request_bytes: usize,
+    /// A connection with no request read and nothing in flight for this
+    /// long is closed (Kafka's `connections.max.idle.ms`).
+    pub connections_max_idle: Duration,
+    /// A connection that started a frame and then sends nothing for this
+    /// long is closed, and the frame's memory freed.
+    pub request_read_timeout: Duration,
     /// Segment roll and retention defaults; topics may override them.
     pub log: LogConfig,
     /// How often retention looks for segments to delete.
@@ -104,6 +114,9 @@ impl BrokerConfig {
             shard_port_base: None,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
+            queued_max_request_bytes: 256 << 20,
+            connections_max_idle: Duration::from_secs(600),
+            request_read_timeout: Duration::from_secs(30),
             log: LogConfig::default(),
             retention_check: Duration::from_secs(30),
             metrics: Metrics::new(1, true),
@@ -500,7 +513,16 @@ async fn run_shard(
     let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
-    let conns = Rc::new(Conns::default());
+    let conns = Rc::new(Conns {
+        open: Cell::new(0),
+        stopping: Cell::new(false),
+        stop: Rc::default(),
+        closed: Rc::default(),
+        budget: crate::conn::ReadBudget::new(
+            config.queued_max_request_bytes,
+            config.metrics.shard(id),
+        ),
+    });
     let native = Proto::Native;
     let (kafka_shared, kafka_own) = (
         Proto::Kafka(kafka_ctx(false)),
@@ -560,22 +582,23 @@ async fn run_shard(
     shard.close().await
 }
 
-/// The shard's open connections: counted (for the limit and the drain) and
-/// told when to stop reading.
-#[derive(Default)]
+/// The shard's open connections: counted (for the limit and the drain),
+/// told when to stop reading, and sharing the shard's read budget.
 struct Conns {
     open: Cell<usize>,
     stopping: Cell<bool>,
-    /// Notified when the broker stops: readers stop taking requests.
-    stop: Rc<rt::Event>,
+    /// Told when the broker stops: readers stop taking requests.
+    stop: Rc<StopSignal>,
     /// Notified whenever a connection ends.
     closed: Rc<rt::Event>,
+    /// Bytes of requests being read, across the shard's connections.
+    budget: Rc<crate::conn::ReadBudget>,
 }
 
 impl Conns {
     fn stop_reading(&self) {
         self.stopping.set(true);
-        self.stop.notify_all();
+        self.stop.stop();
     }
 
     /// Waits (bounded) until every connection ended.
@@ -640,53 +663,74 @@ async fn accept_loop(
             None => return,
             Some(Ok(mut stream)) => {
                 let peer = stream.peer_addr().ok();
-                if conns.open.get() >= config.max_connections && matches!(proto, Proto::Kafka(_)) {
-                    // Kafka has no way to say why: hang up.
-                    tracing::warn!(?peer, "kafka connection refused: at the connection limit");
-                    continue;
-                }
+                let metrics = router.shard().metrics().clone();
+                let listener_kind = match proto {
+                    Proto::Native => Listener::Native,
+                    Proto::Kafka(_) => Listener::Kafka,
+                };
                 if conns.open.get() >= config.max_connections {
-                    // Over the limit: say why, then hang up (in its own task,
-                    // so a client that does not read cannot stall accepting).
                     let max = config.max_connections;
-                    tracing::warn!(?peer, max, "connection refused: at the connection limit");
-                    rt::spawn(async move {
-                        let msg = format!("the broker is at its limit of {max} connections (--max-connections); try again later");
-                        let frame = encode_response(&error_frame(0, ErrorCode::TooManyConnections, msg));
-                        let _ = rt::timeout(Duration::from_secs(5), stream.write_all(&frame)).await;
-                        let _ = stream.close().await;
-                    })
-                    .detach();
+                    metrics.connection_closed(
+                        listener_kind as usize,
+                        CloseReason::ConnectionLimit as usize,
+                    );
+                    crate::conn::log_close(
+                        listener_kind,
+                        CloseReason::ConnectionLimit,
+                        peer,
+                        &format!("refused: at the limit of {max} connections (--max-connections)"),
+                    );
+                    if matches!(proto, Proto::Native) {
+                        // Say why, then hang up (in its own task, so a
+                        // client that does not read cannot stall accepting).
+                        rt::spawn(async move {
+                            let msg = format!("the broker is at its limit of {max} connections (--max-connections); try again later");
+                            let frame = encode_response(&error_frame(0, ErrorCode::TooManyConnections, msg));
+                            let _ = rt::timeout(Duration::from_secs(5), stream.write_all(&frame)).await;
+                            let _ = stream.close().await;
+                        })
+                        .detach();
+                    }
+                    // Kafka has no way to say why: hang up.
                     continue;
                 }
                 conns.open.set(conns.open.get() + 1);
-                let metrics = router.shard().metrics().clone();
                 metrics.connections.add(1);
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
-                let limits = (config.max_frame_bytes, config.max_inflight_per_connection);
+                let limits = ConnLimits {
+                    max_frame_bytes: config.max_frame_bytes,
+                    max_inflight: config.max_inflight_per_connection,
+                    timeouts: Timeouts {
+                        idle: config.connections_max_idle,
+                        read: config.request_read_timeout,
+                    },
+                };
                 let proto = proto.clone();
                 rt::spawn(async move {
                     let _guard = guard;
                     let conns = _guard.0.clone();
-                    let served = match proto {
+                    let reader = FrameReader::new(
+                        conns.budget.clone(),
+                        match proto {
+                            Proto::Native => frame::frame_len,
+                            Proto::Kafka(_) => crate::kafka::codec::frame_len,
+                        },
+                        limits.max_frame_bytes,
+                        limits.timeouts,
+                    );
+                    let (reason, detail) = match proto {
                         Proto::Native => {
-                            serve_connection(router, stream, limits.0, limits.1, &conns).await
+                            serve_connection(router, stream, reader, limits, &conns).await
                         }
                         Proto::Kafka(ctx) => {
-                            crate::kafka::serve_connection(
-                                router,
-                                ctx,
-                                stream,
-                                &conns.stopping,
-                                conns.stop.clone(),
-                            )
-                            .await
+                            let stop = conns.stop.subscribe();
+                            crate::kafka::serve_connection(router, ctx, stream, reader, &stop.event)
+                                .await
                         }
                     };
-                    if let Err(e) = served {
-                        tracing::debug!(?peer, "connection ended: {e}");
-                    }
+                    metrics.connection_closed(listener_kind as usize, reason as usize);
+                    crate::conn::log_close(listener_kind, reason, peer, &detail);
                     metrics.connections.sub(1);
                 })
                 .detach();
@@ -716,20 +760,34 @@ fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> Respons
     }
 }
 
+/// What bounds one connection.
+#[derive(Debug, Clone, Copy)]
+struct ConnLimits {
+    max_frame_bytes: usize,
+    max_inflight: usize,
+    timeouts: Timeouts,
+}
+
 /// Reads frames, starts each request as its own task (so they overlap) and
 /// hands the tasks, in arrival order, to a writer that sends the responses in
-/// that same order. At most `max_inflight` requests are pending per connection.
+/// that same order. At most `max_inflight` requests are pending per
+/// connection. Returns why the connection ended, with a line for the log.
 async fn serve_connection(
     router: Rc<Router>,
     stream: rt::TcpStream,
-    max_frame_bytes: usize,
-    max_inflight: usize,
+    mut reader: FrameReader,
+    limits: ConnLimits,
     conns: &Conns,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+) -> (CloseReason, String) {
+    if let Err(e) = stream.set_nodelay(true) {
+        return (CloseReason::IoError, format!("cannot set TCP_NODELAY: {e}"));
+    }
     let (mut rd, mut wr) = futures_lite::io::split(stream);
-    let (tx, rx) = rt::channel::bounded::<Outgoing>(max_inflight);
+    let (tx, rx) = rt::channel::bounded::<Outgoing>(limits.max_inflight);
     let metrics = router.shard().metrics().clone();
+    let activity = Activity::new();
+    let writer_activity = activity.clone();
+    let stop = conns.stop.subscribe();
     let writer = rt::spawn(async move {
         while let Some(out) = rx.recv().await {
             let resp = match out {
@@ -740,15 +798,17 @@ async fn serve_connection(
                 }
                 Outgoing::Close => break,
             };
-            wr.write_all(&encode_response(&resp)).await?;
+            let written = wr.write_all(&encode_response(&resp)).await;
+            writer_activity.answered();
+            written?;
         }
         wr.flush().await?;
         wr.close().await
     });
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    'conn: loop {
+    let max_frame_bytes = limits.max_frame_bytes;
+    let (reason, detail) = 'conn: loop {
         loop {
-            let out = match frame::next_frame(&mut buf, max_frame_bytes) {
+            let out = match frame::next_frame(reader.buf(), max_frame_bytes) {
                 Ok(None) => break,
                 Ok(Some(f)) => match decode_request(&f) {
                     Ok(req) => {
@@ -785,6 +845,7 @@ async fn serve_connection(
                     }) => {
                         // Not even the envelope decodes: nothing to correlate
                         // an answer with, so answer with id 0 and hang up.
+                        activity.started();
                         let _ = tx
                             .send(
                                 error_frame(
@@ -796,60 +857,61 @@ async fn serve_connection(
                             )
                             .await;
                         let _ = tx.send(Outgoing::Close).await;
-                        break 'conn;
+                        break 'conn (CloseReason::BadRequest, format!("bad frame: {error}"));
                     }
                 },
                 Err(e) => {
-                    let code = match e {
-                        FrameError::TooLarge { .. } => ErrorCode::MessageTooLarge,
-                        FrameError::Empty => ErrorCode::InvalidRequest,
+                    let (code, reason) = match e {
+                        FrameError::TooLarge { .. } => {
+                            (ErrorCode::MessageTooLarge, CloseReason::FrameTooLarge)
+                        }
+                        FrameError::Empty => (ErrorCode::InvalidRequest, CloseReason::BadRequest),
                     };
+                    activity.started();
                     let _ = tx
                         .send(error_frame(0, code, format!("{e}; closing connection")).into())
                         .await;
                     let _ = tx.send(Outgoing::Close).await;
-                    break 'conn;
+                    break 'conn (reason, e.to_string());
                 }
             };
+            activity.started();
             if tx.send(out).await.is_err() {
-                break 'conn; // the writer is gone: the client went away
+                // The writer is gone: the client went away.
+                break 'conn (CloseReason::IoError, "write failed".to_owned());
             }
         }
-        let len = buf.len();
-        // Read in chunks of at most 1 MiB: zero-filling the whole capacity
-        // reserved for a large frame on every read would be quadratic.
-        let room = (buf.capacity() - len).clamp(64 * 1024, 1 << 20);
-        buf.resize(len + room, 0);
+        reader.settle();
         if conns.stopping.get() {
-            buf.truncate(len);
-            break; // stopping: answer what was read, take nothing new
+            // Stopping: answer what was read, take nothing new.
+            break (CloseReason::Stopping, "broker stopping".to_owned());
         }
-        let stop = rt::any_notified(vec![conns.stop.clone()]);
-        let read =
-            futures_lite::future::or(async { Some(rd.read(&mut buf[len..]).await) }, async {
-                stop.await;
-                None
-            })
-            .await;
-        let n = match read {
-            Some(Ok(n)) => n,
-            None => {
-                buf.truncate(len);
-                break;
-            }
-            Some(Err(e)) => {
-                buf.truncate(len);
-                tracing::debug!("read failed: {e}");
-                break;
-            }
-        };
-        buf.truncate(len + n);
-        if n == 0 {
-            break; // EOF; requests already started still get their answers
+        if let Err(reason) = reader.fill(&mut rd, &stop.event, &activity).await {
+            // EOF, stop, a timeout or a failed read; requests already
+            // started still get their answers.
+            break (reason, close_detail(reason, &limits.timeouts));
         }
-    }
+    };
+    drop(reader); // its budget goes back before the answers are awaited
     drop(tx);
-    writer.await
+    match writer.await {
+        Err(e) if reason == CloseReason::ClientClosed => {
+            (CloseReason::IoError, format!("write failed: {e}"))
+        }
+        _ => (reason, detail),
+    }
+}
+
+/// The log line for a close the reader saw.
+pub(crate) fn close_detail(reason: CloseReason, t: &Timeouts) -> String {
+    match reason {
+        CloseReason::Idle => format!("idle for {:?} (connections.max.idle.ms)", t.idle),
+        CloseReason::ReadTimeout => format!(
+            "a request frame stalled for {:?} (request-read-timeout-ms)",
+            t.read
+        ),
+        other => other.as_str().replace('_', " "),
+    }
 }
 
 impl From<ResponseFrame> for Outgoing {

@@ -112,11 +112,22 @@ pub fn next_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<B
         });
     }
     if buf.len() < 4 + len {
-        buf.reserve(4 + len - buf.len());
+        // Nothing reserved from the prefix: the reader grows the buffer
+        // with the bytes that arrive (`conn::FrameReader`).
         return Ok(None);
     }
     buf.advance(4);
     Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// The whole size (prefix included) of the Kafka frame at the front of
+/// `buf`, once its prefix is in; `None` before, and for a negative length
+/// (which `next_frame` refuses).
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; 4] = buf.get(..4)?.try_into().ok()?;
+    usize::try_from(i32::from_be_bytes(prefix))
+        .ok()
+        .map(|len| 4 + len)
 }
 
 /// Why a Kafka request cannot be served: the connection is closed (Kafka

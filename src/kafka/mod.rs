@@ -18,12 +18,13 @@ pub mod codec;
 mod fuzz;
 pub mod groups;
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
+use futures_lite::AsyncWriteExt;
 
+use crate::conn::{Activity, CloseReason, FrameReader};
 use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
 use crate::partition::now_ms;
@@ -58,81 +59,74 @@ pub struct KafkaContext {
 type Pending = rt::Task<Option<Bytes>>;
 
 /// Serves one Kafka connection until the client hangs up, framing is lost,
-/// or the broker stops (`stopping` set, `stop` notified).
+/// a timeout closes it, or the broker stops (`stop` notified). Returns why
+/// it ended, with a line for the log.
 pub async fn serve_connection(
     router: Rc<Router>,
     ctx: Rc<KafkaContext>,
     stream: rt::TcpStream,
-    stopping: &Cell<bool>,
-    stop: Rc<rt::Event>,
-) -> std::io::Result<()> {
-    stream.set_nodelay(true)?;
+    mut reader: FrameReader,
+    stop: &Rc<rt::Event>,
+) -> (CloseReason, String) {
+    if let Err(e) = stream.set_nodelay(true) {
+        return (CloseReason::IoError, format!("cannot set TCP_NODELAY: {e}"));
+    }
     let peer = stream.peer_addr().ok();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = rt::channel::bounded::<Pending>(ctx.max_inflight.max(1));
+    let activity = Activity::new();
+    let writer_activity = activity.clone();
     let writer = rt::spawn(async move {
         while let Some(task) = rx.recv().await {
-            if let Some(bytes) = task.await {
-                wr.write_all(&bytes).await?;
-            }
+            let answer = task.await;
+            let written = match answer {
+                Some(bytes) => wr.write_all(&bytes).await,
+                None => Ok(()),
+            };
+            writer_activity.answered();
+            written?;
         }
         wr.flush().await?;
         wr.close().await
     });
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    'conn: loop {
+    let (reason, detail) = 'conn: loop {
         loop {
-            let body = match codec::next_frame(&mut buf, ctx.max_frame_bytes) {
+            let body = match codec::next_frame(reader.buf(), ctx.max_frame_bytes) {
                 Ok(None) => break,
                 Ok(Some(body)) => body,
-                Err(e) => {
-                    tracing::warn!(?peer, "kafka: {e}; closing connection");
-                    break 'conn;
-                }
+                Err(e) => break 'conn (CloseReason::FrameTooLarge, e.to_string()),
             };
             let decoded = match codec::decode_request(body) {
                 Ok(d) => d,
-                Err(e) => {
-                    // Kafka closes the connection too: the client cannot be
-                    // answered in a form it expects.
-                    tracing::warn!(?peer, "kafka: {e}; closing connection");
-                    break 'conn;
-                }
+                // Kafka closes the connection too: the client cannot be
+                // answered in a form it expects.
+                Err(e) => break 'conn (CloseReason::BadRequest, e.to_string()),
             };
             let task = start(&router, &ctx, decoded, peer).await;
+            activity.started();
             if tx.send(task).await.is_err() {
-                break 'conn; // the writer is gone: the client went away
+                // The writer is gone: the client went away.
+                break 'conn (CloseReason::IoError, "write failed".to_owned());
             }
         }
-        let len = buf.len();
-        let room = (buf.capacity() - len).clamp(64 * 1024, 1 << 20);
-        buf.resize(len + room, 0);
-        if stopping.get() {
-            buf.truncate(len);
-            break;
+        reader.settle();
+        if let Err(reason) = reader.fill(&mut rd, stop, &activity).await {
+            // EOF, stop, a timeout or a failed read: requests already
+            // started still get answers.
+            break (
+                reason,
+                crate::server::close_detail(reason, &reader.timeouts()),
+            );
         }
-        let stopped = rt::any_notified(vec![stop.clone()]);
-        let read =
-            futures_lite::future::or(async { Some(rd.read(&mut buf[len..]).await) }, async {
-                stopped.await;
-                None
-            })
-            .await;
-        let n = match read {
-            Some(Ok(n)) => n,
-            None => 0,
-            Some(Err(e)) => {
-                tracing::debug!(?peer, "kafka: read failed: {e}");
-                0
-            }
-        };
-        buf.truncate(len + n);
-        if n == 0 {
-            break; // EOF or stop: requests already started still get answers
-        }
-    }
+    };
+    drop(reader); // its budget goes back before the answers are awaited
     drop(tx);
-    writer.await
+    match writer.await {
+        Err(e) if reason == CloseReason::ClientClosed => {
+            (CloseReason::IoError, format!("write failed: {e}"))
+        }
+        _ => (reason, detail),
+    }
 }
 
 /// Starts one request: appends and hand-offs to other shards happen here,

@@ -35,12 +35,23 @@ pub fn next_frame(buf: &mut BytesMut, max_frame_bytes: usize) -> Result<Option<B
         });
     }
     if buf.len() < LEN_BYTES + len {
-        // Reserve once for the whole frame so the reader does not regrow in steps.
-        buf.reserve(LEN_BYTES + len - buf.len());
+        // Nothing reserved from the prefix: the reader grows the buffer
+        // with the bytes that arrive (`conn::FrameReader`).
         return Ok(None);
     }
     buf.advance(LEN_BYTES);
     Ok(Some(buf.split_to(len).freeze()))
+}
+
+/// The whole size (prefix included) of the frame at the front of `buf`,
+/// once its prefix is in; `None` before, and for an empty frame (which
+/// `next_frame` refuses).
+pub fn frame_len(buf: &[u8]) -> Option<usize> {
+    let prefix: [u8; LEN_BYTES] = buf.get(..LEN_BYTES)?.try_into().ok()?;
+    match u32::from_le_bytes(prefix) as usize {
+        0 => None,
+        len => Some(LEN_BYTES + len),
+    }
 }
 
 /// Writes the length prefix for a frame body of `len` bytes.
