@@ -516,6 +516,33 @@ impl Drop for FrameReader {
     }
 }
 
+/// The log line for a close the reader saw.
+pub fn close_detail(reason: CloseReason, t: &Timeouts) -> String {
+    match reason {
+        CloseReason::Idle => format!("idle for {:?} (connections.max.idle.ms)", t.idle),
+        CloseReason::ReadTimeout => format!(
+            "a request frame stalled for {:?} (request-read-timeout-ms)",
+            t.read
+        ),
+        other => other.as_str().replace('_', " "),
+    }
+}
+
+/// Why a connection ended, once its writer finished too: a client that
+/// hung up before its answers were written ended with a failed write.
+pub fn with_writer_result(
+    reason: CloseReason,
+    detail: String,
+    written: std::io::Result<()>,
+) -> (CloseReason, String) {
+    match written {
+        Err(e) if reason == CloseReason::ClientClosed => {
+            (CloseReason::IoError, format!("write failed: {e}"))
+        }
+        _ => (reason, detail),
+    }
+}
+
 /// How many warnings of one reason are logged per second before the rest
 /// are only counted.
 pub const WARNINGS_PER_SECOND: u32 = 5;

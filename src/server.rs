@@ -889,29 +889,12 @@ async fn serve_connection(
         if let Err(reason) = reader.fill(&mut rd, &stop.event, &activity).await {
             // EOF, stop, a timeout or a failed read; requests already
             // started still get their answers.
-            break (reason, close_detail(reason, &limits.timeouts));
+            break (reason, crate::conn::close_detail(reason, &limits.timeouts));
         }
     };
     drop(reader); // its budget goes back before the answers are awaited
     drop(tx);
-    match writer.await {
-        Err(e) if reason == CloseReason::ClientClosed => {
-            (CloseReason::IoError, format!("write failed: {e}"))
-        }
-        _ => (reason, detail),
-    }
-}
-
-/// The log line for a close the reader saw.
-pub(crate) fn close_detail(reason: CloseReason, t: &Timeouts) -> String {
-    match reason {
-        CloseReason::Idle => format!("idle for {:?} (connections.max.idle.ms)", t.idle),
-        CloseReason::ReadTimeout => format!(
-            "a request frame stalled for {:?} (request-read-timeout-ms)",
-            t.read
-        ),
-        other => other.as_str().replace('_', " "),
-    }
+    crate::conn::with_writer_result(reason, detail, writer.await)
 }
 
 impl From<ResponseFrame> for Outgoing {

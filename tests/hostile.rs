@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use common::kafka::{name, wait_port, Kafka};
-use common::{free_port, run, Broker};
+use common::{free_port, run, scrape, total, Broker};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -27,7 +27,6 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
 use shardlog::batch::BatchBuilder;
-use shardlog::top::{parse, Samples};
 
 const T: Duration = Duration::from_secs(60);
 
@@ -56,26 +55,6 @@ fn start(dir: &std::path::Path, extra: &[&str]) -> Target {
     let b = Broker::start(dir, &args);
     wait_port(kafka);
     Target { b, kafka, http }
-}
-
-fn scrape(http: &str) -> Samples {
-    let (status, body) =
-        shardlog::http::get(http, "/metrics", Duration::from_secs(5)).expect("scrape /metrics");
-    assert_eq!(status, 200, "{body}");
-    parse(&body)
-}
-
-/// Sum of a metric over every series whose labels include `with`.
-fn total(s: &Samples, name: &str, with: &[(&str, &str)]) -> f64 {
-    s.iter()
-        .filter(|((n, l), _)| {
-            n == name
-                && with
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, v)| v)
-        .sum()
 }
 
 fn rss_bytes(pid: u32) -> u64 {

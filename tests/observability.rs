@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{free_port, run, Broker, BIN};
-use shardlog::top::{parse, Samples};
+use common::{free_port, run, scrape, total, Broker, BIN};
+use shardlog::top::Samples;
 
 const T: Duration = Duration::from_secs(60);
 
@@ -22,25 +22,6 @@ fn http_addr() -> String {
 
 fn get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
     shardlog::http::get(addr, path, Duration::from_secs(5))
-}
-
-fn scrape(addr: &str) -> Samples {
-    let (status, body) = get(addr, "/metrics").expect("scrape /metrics");
-    assert_eq!(status, 200, "{body}");
-    parse(&body)
-}
-
-/// Sum of a metric over every series whose labels include `with`.
-fn total(s: &Samples, name: &str, with: &[(&str, &str)]) -> f64 {
-    s.iter()
-        .filter(|((n, l), _)| {
-            n == name
-                && with
-                    .iter()
-                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
-        })
-        .map(|(_, v)| v)
-        .sum()
 }
 
 #[test]

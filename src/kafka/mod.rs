@@ -115,18 +115,13 @@ pub async fn serve_connection(
             // started still get answers.
             break (
                 reason,
-                crate::server::close_detail(reason, &reader.timeouts()),
+                crate::conn::close_detail(reason, &reader.timeouts()),
             );
         }
     };
     drop(reader); // its budget goes back before the answers are awaited
     drop(tx);
-    match writer.await {
-        Err(e) if reason == CloseReason::ClientClosed => {
-            (CloseReason::IoError, format!("write failed: {e}"))
-        }
-        _ => (reason, detail),
-    }
+    crate::conn::with_writer_result(reason, detail, writer.await)
 }
 
 /// Starts one request: appends and hand-offs to other shards happen here,

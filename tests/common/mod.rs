@@ -257,3 +257,24 @@ pub fn plain(log: &str) -> String {
     }
     out
 }
+
+/// One scrape of `/metrics` at `http`, parsed.
+pub fn scrape(http: &str) -> shardlog::top::Samples {
+    let (status, body) =
+        shardlog::http::get(http, "/metrics", Duration::from_secs(5)).expect("scrape /metrics");
+    assert_eq!(status, 200, "{body}");
+    shardlog::top::parse(&body)
+}
+
+/// Sum of a metric over every series whose labels include `with`.
+pub fn total(s: &shardlog::top::Samples, name: &str, with: &[(&str, &str)]) -> f64 {
+    s.iter()
+        .filter(|((n, l), _)| {
+            n == name
+                && with
+                    .iter()
+                    .all(|(k, v)| l.iter().any(|(lk, lv)| lk == k && lv == v))
+        })
+        .map(|(_, v)| v)
+        .sum()
+}
