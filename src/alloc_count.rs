@@ -85,7 +85,7 @@ pub(crate) fn peak_bytes<R>(f: impl FnOnce() -> R) -> (R, usize) {
 /// request, with vectors doubling as they grow: 114 bytes per wire byte
 /// (`kafka::fuzz::the_largest_structures_per_wire_byte_...`). That factor is why
 /// requests other than Produce are capped far below the frame limit
-/// (`kafka::codec::MAX_CONTROL_REQUEST_BYTES`): a 4 MiB request allocates at most
+/// (`kafka::codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES`): a 4 MiB request allocates at most
 /// ~0.5 GiB, for a moment, while it decodes.
 pub(crate) fn decode_bound(input_bytes: usize) -> usize {
     128 * input_bytes + 256 * 1024

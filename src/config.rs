@@ -143,6 +143,12 @@ const SETTINGS: &[Setting] = &[
         "open client connections per shard",
     ),
     s(
+        "max-control-request-bytes",
+        Kind::Int,
+        "4194304",
+        "largest Kafka request other than Produce (decoded, such requests grow up to ~100x)",
+    ),
+    s(
         "queued-max-request-bytes",
         Kind::Int,
         "268435456",
@@ -407,6 +413,14 @@ impl Resolved {
         if max_connections == 0 {
             return Err(self.bad("max-connections", "must be more than 0"));
         }
+        let max_control_request_bytes: usize =
+            self.parse("max-control-request-bytes", "a number of bytes")?;
+        if max_control_request_bytes < 64 << 10 || max_control_request_bytes > max_frame_bytes {
+            return Err(self.bad(
+                "max-control-request-bytes",
+                "must be between 64 KiB and max-frame-bytes",
+            ));
+        }
         let queued_max_request_bytes: usize =
             self.parse("queued-max-request-bytes", "a number of bytes")?;
         if queued_max_request_bytes < 1 << 20 {
@@ -459,6 +473,7 @@ impl Resolved {
             max_batch_bytes,
             memory_budget,
             max_connections,
+            max_control_request_bytes,
             queued_max_request_bytes,
             connections_max_idle_ms,
             request_read_timeout_ms,
@@ -552,6 +567,7 @@ pub struct ServeSettings {
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
     pub max_connections: usize,
+    pub max_control_request_bytes: usize,
     pub queued_max_request_bytes: usize,
     pub connections_max_idle_ms: u64,
     pub request_read_timeout_ms: u64,
@@ -621,6 +637,7 @@ impl ServeSettings {
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
         c.max_connections = self.max_connections;
+        c.max_control_request_bytes = self.max_control_request_bytes;
         c.queued_max_request_bytes = self.queued_max_request_bytes;
         c.connections_max_idle = std::time::Duration::from_millis(self.connections_max_idle_ms);
         c.request_read_timeout = std::time::Duration::from_millis(self.request_read_timeout_ms);
@@ -711,6 +728,12 @@ pub struct ServeArgs {
     /// [default: 10000].
     #[arg(long, value_name = "N")]
     pub max_connections: Option<String>,
+    /// Largest Kafka request other than Produce, in bytes; a longer one
+    /// closes the connection. Decoded, such requests take up to ~100 times
+    /// their wire size; Produce keeps its records as slices of the frame
+    /// and may use all of max-frame-bytes [default: 4 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub max_control_request_bytes: Option<String>,
     /// Bytes of requests being read that one shard holds at most; a
     /// connection whose next frame does not fit stops reading (TCP pushes
     /// back) until frames are handed on. Each connection also buffers up
@@ -767,6 +790,10 @@ impl ServeArgs {
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),
             ("max-connections", self.max_connections.clone()),
+            (
+                "max-control-request-bytes",
+                self.max_control_request_bytes.clone(),
+            ),
             (
                 "queued-max-request-bytes",
                 self.queued_max_request_bytes.clone(),

@@ -59,6 +59,9 @@ pub struct BrokerConfig {
     pub max_connections: usize,
     /// On stop, how long connections get to finish what is in flight.
     pub drain_timeout: Duration,
+    /// Largest Kafka request body other than Produce
+    /// (`kafka::codec::decode_request`).
+    pub max_control_request_bytes: usize,
     /// Bytes of requests being read that one shard holds at most (Kafka's
     /// `queued.max.request.bytes`, per shard); connections that need more
     /// stop reading until frames are handed on (`conn::ReadBudget`).
@@ -114,6 +117,7 @@ impl BrokerConfig {
             shard_port_base: None,
             max_connections: 10_000,
             drain_timeout: Duration::from_secs(10),
+            max_control_request_bytes: crate::kafka::codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES,
             queued_max_request_bytes: 256 << 20,
             connections_max_idle: Duration::from_secs(600),
             request_read_timeout: Duration::from_secs(30),
@@ -500,6 +504,7 @@ async fn run_shard(
         Rc::new(crate::kafka::KafkaContext {
             nodes: kafka_nodes.clone(),
             max_frame_bytes: config.max_frame_bytes,
+            max_control_request_bytes: config.max_control_request_bytes,
             max_inflight: config.max_inflight_per_connection,
             shard_node,
             producer_ids: producer_ids.clone(),

@@ -21,8 +21,8 @@ use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, FetchRequest, FetchResponse, MetadataRequest, ProduceRequest,
-    ProduceResponse, RequestHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
+    ProduceRequest, ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -30,20 +30,20 @@ use shardlog::batch::BatchBuilder;
 
 const T: Duration = Duration::from_secs(60);
 
-/// A broker with both listeners on free ports, 2 shards, /metrics on.
+/// A broker with both listeners on free ports, /metrics on.
 struct Target {
     b: Broker,
     kafka: SocketAddr,
     http: String,
 }
 
-fn start(dir: &std::path::Path, extra: &[&str]) -> Target {
+fn start(dir: &std::path::Path, shards: &str, extra: &[&str]) -> Target {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let http = format!("127.0.0.1:{}", free_port());
     let k = kafka.to_string();
     let mut args = vec![
         "--shards",
-        "2",
+        shards,
         "--kafka-listen",
         &k,
         "--kafka-port-base",
@@ -228,6 +228,7 @@ fn stalled_half_frames_are_bounded_in_memory_closed_after_the_read_timeout_and_n
     let budget = BUDGET.to_string();
     let t = start(
         dir.path(),
+        "2",
         &[
             "--queued-max-request-bytes",
             &budget,
@@ -524,7 +525,7 @@ fn attack(addr: SocketAddr, kafka: bool, seed: u64, stop: Arc<AtomicBool>, sent:
 fn a_flood_of_mutated_frames_and_garbage_on_both_listeners_harms_no_good_client_and_loses_nothing()
 {
     let dir = common::data_dir();
-    let mut t = start(dir.path(), &["--fsync", "always"]);
+    let mut t = start(dir.path(), "2", &["--fsync", "always"]);
     create_topic(&t.b, "goodk", "1");
     create_topic(&t.b, "goodn", "1");
     create_topic(&t.b, "attack", "2");
@@ -617,4 +618,239 @@ fn a_flood_of_mutated_frames_and_garbage_on_both_listeners_harms_no_good_client_
         !log.contains("torn or corrupt tail"),
         "the restart cut a log:\n{log}"
     );
+}
+
+/// A Kafka Produce frame (length prefix included) of `values`, one batch,
+/// to partition 0 of `topic`, correlation id 1.
+fn produce_frame(topic: &str, values: &[Vec<u8>]) -> Vec<u8> {
+    let mut b = BatchBuilder::new(1_700_000_000_000);
+    for v in values {
+        b.push(1_700_000_000_000, None, Some(v), &[]);
+    }
+    let records = b.finish();
+    let body = kafka_seed(ApiKey::Produce, 8, &|out| {
+        produce_request(topic, 0, records.clone())
+            .encode(out, 8)
+            .unwrap()
+    });
+    let mut frame = prefix(true, body.len() as u32).to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// `n` values of 64 KiB each that no codec could shrink.
+fn bulky_values(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|_| (0..8192).flat_map(|_| rng.next().to_le_bytes()).collect())
+        .collect()
+}
+
+/// Polls /metrics until `metric` (summed) passes `ok`, or panics.
+fn wait_metric(t: &Target, metric: &str, ok: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = total(&scrape(&t.http), metric, &[]);
+        if ok(v) {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{metric} stuck at {v}; log:\n{}",
+            t.b.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn at_its_read_budget_a_shard_stops_reading_and_resumes_once_the_frame_past_it_is_handed_on() {
+    let dir = common::data_dir();
+    const BUDGET: usize = 1 << 20;
+    let budget = BUDGET.to_string();
+    let t = start(
+        dir.path(),
+        "1",
+        &["--queued-max-request-bytes", &budget, "--fsync", "never"],
+    );
+    create_topic(&t.b, "big", "1");
+    let mut rng = Rng(0xb0d9e7);
+    let first = bulky_values(&mut rng, 48); // 3 MiB: three budgets
+    let second = bulky_values(&mut rng, 8); // 512 KiB
+    let frame_a = produce_frame("big", &first);
+    let frame_b = produce_frame("big", &second);
+
+    // A sends two of its three MiB and waits: it reads past the limit as
+    // the shard's one "finisher".
+    let mut a = Kafka::connect(t.kafka);
+    a.s.set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    a.s.write_all(&frame_a[..2 << 20]).unwrap();
+    wait_metric(&t, "shardlog_read_budget_bytes", |v| v > BUDGET as f64);
+
+    // B's whole frame: the shard must not read it while A holds the budget.
+    let mut b = Kafka::connect(t.kafka);
+    let mut b_writer = b.s.try_clone().unwrap();
+    b_writer
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let b_sent = std::thread::spawn(move || b_writer.write_all(&frame_b).is_ok());
+    wait_metric(&t, "shardlog_read_budget_waits_total", |v| v >= 1.0);
+    let held = total(&scrape(&t.http), "shardlog_read_budget_bytes", &[]);
+    assert!(
+        held <= (BUDGET + frame_a.len()) as f64,
+        "{held} bytes held: over the budget plus one frame"
+    );
+    b.s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    let early = b.s.read(&mut byte);
+    assert!(
+        matches!(&early, Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut)),
+        "B was answered (or closed) while the budget was full: {early:?}"
+    );
+    b.s.set_read_timeout(Some(common::kafka::READ_DEADLINE))
+        .unwrap();
+    // A small request fits in a connection's free allowance: still served.
+    assert!(kafka_fetch_all(t.kafka, "big").is_empty());
+
+    // A finishes: its frame is handed on, the budget frees, B is read.
+    a.s.write_all(&frame_a[2 << 20..]).unwrap();
+    let ra: ProduceResponse = a.recv(ApiKey::Produce, 8, 1);
+    assert_eq!(ra.responses[0].partition_responses[0].error_code, 0);
+    let rb: ProduceResponse = b.recv(ApiKey::Produce, 8, 1);
+    assert_eq!(rb.responses[0].partition_responses[0].error_code, 0);
+    assert!(b_sent.join().unwrap());
+    assert_eq!(
+        rb.responses[0].partition_responses[0].base_offset,
+        first.len() as i64,
+        "B's batch follows A's"
+    );
+    let mut all = first;
+    all.extend(second);
+    assert_eq!(kafka_fetch_all(t.kafka, "big"), all);
+    drop((a, b));
+    wait_metric(&t, "shardlog_read_budget_bytes", |v| v == 0.0);
+}
+
+#[test]
+fn connections_idle_past_connections_max_idle_ms_are_closed_on_both_listeners_but_busy_ones_stay() {
+    let dir = common::data_dir();
+    const IDLE: Duration = Duration::from_millis(1500);
+    let idle_ms = IDLE.as_millis().to_string();
+    let t = start(dir.path(), "2", &["--connections-max-idle-ms", &idle_ms]);
+    create_topic(&t.b, "quiet", "1");
+
+    // One Kafka connection answered once, one native connection that never
+    // says a word: each waits for the broker to hang up.
+    let mut idle_kafka = Kafka::connect(t.kafka);
+    let _: ApiVersionsResponse =
+        idle_kafka.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    let kafka_closed = std::thread::spawn(move || {
+        let quiet_since = Instant::now();
+        assert!(idle_kafka.read_frame().is_none(), "an unasked-for frame");
+        quiet_since.elapsed()
+    });
+    let mut idle_native = TcpStream::connect_timeout(&t.b.addr, Duration::from_secs(5)).unwrap();
+    idle_native
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let native_closed = std::thread::spawn(move || {
+        let quiet_since = Instant::now();
+        let mut b = [0u8; 16];
+        match idle_native.read(&mut b) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("the idle native connection: {other:?}"),
+        }
+        quiet_since.elapsed()
+    });
+
+    // Busy for twice the bound: one asks every 300 ms, one waits on a
+    // fetch longer than the bound (in flight is not idle).
+    let mut chatty = Kafka::connect(t.kafka);
+    let mut waiting = Kafka::connect(t.kafka);
+    let mut long = fetch_request("quiet", 0, 0);
+    long.max_wait_ms = 2 * IDLE.as_millis() as i32;
+    let cid = waiting.send(ApiKey::Fetch, 11, &long);
+    let busy = Instant::now();
+    while busy.elapsed() < 2 * IDLE {
+        let _: ApiVersionsResponse =
+            chatty.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let fetched: FetchResponse = waiting.recv(ApiKey::Fetch, 11, cid);
+    assert_eq!(fetched.responses[0].partitions[0].error_code, 0);
+    let _: ApiVersionsResponse =
+        chatty.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+
+    // The idle ones were closed at the bound, not before it (less the
+    // answer's trip to the client).
+    for (listener, closed) in [("kafka", kafka_closed), ("native", native_closed)] {
+        let after = closed.join().unwrap();
+        assert!(
+            after + Duration::from_millis(100) >= IDLE,
+            "{listener}: closed after {after:?}, before the {IDLE:?} bound"
+        );
+        let s = scrape(&t.http);
+        let n = total(
+            &s,
+            "shardlog_connections_closed_total",
+            &[("listener", listener), ("reason", "idle")],
+        );
+        assert!(n >= 1.0, "{listener}: no idle close counted");
+    }
+    let log = common::plain(&t.b.log());
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("WARN") && l.contains("idle")),
+        "an idle close is routine, not a warning:\n{log}"
+    );
+}
+
+#[test]
+fn a_kafka_request_other_than_produce_over_max_control_request_bytes_closes_its_connection() {
+    let dir = common::data_dir();
+    let t = start(
+        dir.path(),
+        "1",
+        &["--max-control-request-bytes", "65536", "--fsync", "never"],
+    );
+    create_topic(&t.b, "ctl", "1");
+    let metadata = |topics: usize| {
+        let mut md = MetadataRequest::default();
+        md.topics = Some(
+            (0..topics)
+                .map(|i| {
+                    let mut t = MetadataRequestTopic::default();
+                    t.name = Some(name(&format!("t{i:07}")));
+                    t
+                })
+                .collect(),
+        );
+        md
+    };
+    // ~40 KiB: under the limit, answered (every topic unknown).
+    let mut k = Kafka::connect(t.kafka);
+    let under: kafka_protocol::messages::MetadataResponse =
+        k.call(ApiKey::Metadata, 9, &metadata(4000));
+    assert_eq!(under.topics.len(), 4000);
+    // ~100 KiB: over it, the connection is closed.
+    k.send(ApiKey::Metadata, 9, &metadata(10_000));
+    assert!(k.read_frame().is_none(), "answered over the limit");
+    let s = scrape(&t.http);
+    assert_eq!(
+        total(
+            &s,
+            "shardlog_connections_closed_total",
+            &[("listener", "kafka"), ("reason", "bad_request")],
+        ),
+        1.0
+    );
+    // A Produce may use the whole frame limit: 1 MiB of records.
+    let values = bulky_values(&mut Rng(7), 16);
+    let mut p = Kafka::connect(t.kafka);
+    p.s.write_all(&produce_frame("ctl", &values)).unwrap();
+    let r: ProduceResponse = p.recv(ApiKey::Produce, 8, 1);
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    assert_eq!(kafka_fetch_all(t.kafka, "ctl"), values);
 }

@@ -66,14 +66,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
 ];
 
-/// Largest request body of any API but Produce. Decoded structures can be
+/// The default largest request body of any API but Produce
+/// (`--max-control-request-bytes`). Decoded structures can be
 /// far larger than their wire form (up to ~114 bytes per byte: a one-byte
 /// empty compact string becomes a `StrBytes`, then a `String`; see
 /// `fuzz::alloc_bound`), so only Produce, whose bulk is record bytes kept
 /// as slices of the frame, may use the whole frame limit. 4 MiB holds a
 /// group leader's SyncGroup for 100 members of 2,000 partitions each, or an
 /// OffsetCommit of 100,000 partitions.
-pub const MAX_CONTROL_REQUEST_BYTES: usize = 4 << 20;
+pub const DEFAULT_MAX_CONTROL_REQUEST_BYTES: usize = 4 << 20;
 
 /// Every API and version range the listener speaks: `SUPPORTED` and the
 /// group APIs (`groups::SUPPORTED`).
@@ -213,8 +214,9 @@ fn non_negative(v: i32) -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-/// Decodes one request frame's body (length prefix removed).
-pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
+/// Decodes one request frame's body (length prefix removed); a body over
+/// `max_control` bytes is refused unless it is a Produce.
+pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, DecodeError> {
     if body.len() < 8 {
         return Err(DecodeError::Short(body.len()));
     }
@@ -222,11 +224,11 @@ pub fn decode_request(mut body: Bytes) -> Result<Decoded, DecodeError> {
     let version = i16::from_be_bytes([body[2], body[3]]);
     let api = ApiKey::try_from(key).map_err(|_| DecodeError::UnknownApi(key))?;
     let (lo, hi) = supported_range(api).ok_or(DecodeError::UnknownApi(key))?;
-    if api != ApiKey::Produce && body.len() > MAX_CONTROL_REQUEST_BYTES {
+    if api != ApiKey::Produce && body.len() > max_control {
         return Err(DecodeError::ControlTooLarge {
             api,
             len: body.len(),
-            max: MAX_CONTROL_REQUEST_BYTES,
+            max: max_control,
         });
     }
     let malformed = |e: anyhow::Error| DecodeError::Malformed {
@@ -1236,6 +1238,11 @@ impl<M: Encodable> EncodeDyn for M {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+
+    /// A request decoded under the default limits.
+    fn decode(body: Bytes) -> Result<Decoded, DecodeError> {
+        decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES)
+    }
     use kafka_protocol::messages::ApiVersionsRequest;
 
     /// A request's body as the listener gets it (header, client id
@@ -1284,27 +1291,24 @@ pub(crate) mod tests {
     #[test]
     fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
         let body = request_body(ApiKey::DescribeAcls, 0, 1, &ApiVersionsRequest::default());
-        assert!(matches!(
-            decode_request(body),
-            Err(DecodeError::UnknownApi(29))
-        ));
+        assert!(matches!(decode(body), Err(DecodeError::UnknownApi(29))));
         let mut junk = BytesMut::from(
             &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],
         );
         junk[0..2].copy_from_slice(&999i16.to_be_bytes());
         assert!(matches!(
-            decode_request(junk.freeze()),
+            decode(junk.freeze()),
             Err(DecodeError::UnknownApi(999))
         ));
         let mut v9 = BytesMut::from(
             &request_body(ApiKey::ApiVersions, 3, 5, &ApiVersionsRequest::default())[..],
         );
         v9[2..4].copy_from_slice(&9i16.to_be_bytes());
-        let d = decode_request(v9.freeze()).unwrap();
+        let d = decode(v9.freeze()).unwrap();
         assert_eq!((d.version, d.correlation_id), (0, 5));
         assert!(matches!(d.work, Work::ApiVersions { error: 35 }));
         assert!(matches!(
-            decode_request(Bytes::from_static(&[0, 3])),
+            decode(Bytes::from_static(&[0, 3])),
             Err(DecodeError::Short(2))
         ));
     }
@@ -1328,7 +1332,7 @@ pub(crate) mod tests {
             r.acks = acks;
             r.topic_data = vec![t];
             let body = request_body(ApiKey::Produce, 8, 1, &r);
-            let d = decode_request(body.clone()).unwrap();
+            let d = decode(body.clone()).unwrap();
             let Work::Native {
                 frame,
                 shape,
@@ -1375,7 +1379,7 @@ pub(crate) mod tests {
             res(RESOURCE_BROKER, "7", None),
             res(8, "0", None),
         ];
-        let d = decode_request(request_body(ApiKey::DescribeConfigs, 4, 9, &req)).unwrap();
+        let d = decode(request_body(ApiKey::DescribeConfigs, 4, 9, &req)).unwrap();
         let Work::Native {
             frame,
             shape,
@@ -1466,7 +1470,7 @@ pub(crate) mod tests {
         r.producer_id = ProducerId(-1);
         r.producer_epoch = -1;
         for v in 0..=5 {
-            let d = decode_request(request_body(ApiKey::InitProducerId, v, 3, &r)).unwrap();
+            let d = decode(request_body(ApiKey::InitProducerId, v, 3, &r)).unwrap();
             assert!(matches!(
                 d.work,
                 Work::InitProducerId {
@@ -1475,7 +1479,7 @@ pub(crate) mod tests {
             ));
         }
         r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
-        let d = decode_request(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
+        let d = decode(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
         assert!(matches!(d.work, Work::InitProducerId { transactional_id: Some(t) } if t == "tx"));
         let ok = init_producer_id_response(Ok(42));
         assert_eq!(
@@ -1517,7 +1521,7 @@ pub(crate) mod tests {
         };
         let mut r = CreateTopicsRequest::default();
         r.topics = vec![topic("a", -1, -1), topic("b", 3, 1), topic("c", 1, 3)];
-        let d = decode_request(request_body(ApiKey::CreateTopics, 4, 1, &r)).unwrap();
+        let d = decode(request_body(ApiKey::CreateTopics, 4, 1, &r)).unwrap();
         let Work::Native {
             frame,
             shape,
@@ -1543,7 +1547,7 @@ pub(crate) mod tests {
             ("c", ResponseError::InvalidReplicationFactor.code())
         );
         r.validate_only = true;
-        let d = decode_request(request_body(ApiKey::CreateTopics, 4, 2, &r)).unwrap();
+        let d = decode(request_body(ApiKey::CreateTopics, 4, 2, &r)).unwrap();
         let Work::Native { frame, refused, .. } = d.work else {
             panic!("native work")
         };

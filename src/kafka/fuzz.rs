@@ -19,6 +19,11 @@ use proptest::sample::Index;
 use super::codec::{self, all_supported};
 use crate::alloc_count::{decode_bound as alloc_bound, peak_bytes};
 
+/// A request decoded under the default limits.
+fn decode(body: Bytes) -> Result<codec::Decoded, codec::DecodeError> {
+    codec::decode_request(body, codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES)
+}
+
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())
 }
@@ -471,7 +476,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 fn decode_all(body: Bytes) -> usize {
     let len = body.len();
     let (_, peak) = peak_bytes(move || {
-        if let Ok(d) = codec::decode_request(body) {
+        if let Ok(d) = decode(body) {
             if let codec::Work::Native { frame, .. } = d.work {
                 if let crate::protocol::Request::Classic(
                     crate::group::classic::ClassicCall::Sync(s),
@@ -502,7 +507,7 @@ fn every_supported_api_and_version_has_a_seed_that_decodes() {
     for s in &seeds {
         let api = i16::from_be_bytes([s[0], s[1]]);
         let v = i16::from_be_bytes([s[2], s[3]]);
-        if let Err(e) = codec::decode_request(s.clone()) {
+        if let Err(e) = decode(s.clone()) {
             panic!("seed api {api} v{v} does not decode: {e}");
         }
         decode_all(s.clone());
@@ -526,7 +531,7 @@ fn a_two_billion_element_array_is_refused_without_allocating_it() {
     b.extend_from_slice(&i32::MAX.to_be_bytes()); // topics: "2^31-1"
     b.extend_from_slice(&[0; 20]);
     let body = b.freeze();
-    let (r, peak) = peak_bytes(|| codec::decode_request(body.clone()));
+    let (r, peak) = peak_bytes(|| decode(body.clone()));
     let Err(e) = r else {
         panic!("a two-billion element array decoded")
     };
@@ -608,7 +613,7 @@ fn the_largest_structures_per_wire_byte_stay_within_the_allocation_bound() {
     worst.push(raw_body(ApiKey::Metadata, 9, &m));
     for body in worst {
         let len = body.len();
-        if let Err(e) = codec::decode_request(body.clone()) {
+        if let Err(e) = decode(body.clone()) {
             panic!("a worst case must decode to count: {e}");
         }
         let peak = decode_all(body);
@@ -620,9 +625,12 @@ fn the_largest_structures_per_wire_byte_stay_within_the_allocation_bound() {
 fn requests_other_than_produce_are_refused_over_the_control_limit() {
     let mut m = Vec::new();
     varint(1, &mut m); // no groups
-    m.extend(std::iter::repeat_n(0u8, codec::MAX_CONTROL_REQUEST_BYTES));
+    m.extend(std::iter::repeat_n(
+        0u8,
+        codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES,
+    ));
     let body = raw_body(ApiKey::DescribeGroups, 5, &m);
-    let (r, peak) = peak_bytes(|| codec::decode_request(body.clone()));
+    let (r, peak) = peak_bytes(|| decode(body.clone()));
     assert!(
         matches!(r, Err(codec::DecodeError::ControlTooLarge { .. })),
         "{r:?}"

@@ -727,8 +727,11 @@ mod tests {
             p.name = str_bytes("range");
             p.metadata = Bytes::from_static(b"\x00\x01meta");
             r.protocols = vec![p];
-            let d =
-                super::super::codec::decode_request(body(ApiKey::JoinGroup, version, &r)).unwrap();
+            let d = super::super::codec::decode_request(
+                body(ApiKey::JoinGroup, version, &r),
+                super::super::codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES,
+            )
+            .unwrap();
             let Work::Native { frame, .. } = d.work else {
                 panic!("not routed")
             };

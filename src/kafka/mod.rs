@@ -40,6 +40,8 @@ pub struct KafkaContext {
     /// port (or the Kafka listen port when per-shard ports are off).
     pub nodes: Vec<NodeInfo>,
     pub max_frame_bytes: usize,
+    /// Largest request body other than Produce (`codec::decode_request`).
+    pub max_control_request_bytes: usize,
     pub max_inflight: usize,
     /// Connections came in on this shard's own Kafka port, the broker
     /// Metadata advertises for it: broker-scoped answers (ListGroups) cover
@@ -96,7 +98,7 @@ pub async fn serve_connection(
                 Ok(Some(body)) => body,
                 Err(e) => break 'conn (CloseReason::FrameTooLarge, e.to_string()),
             };
-            let decoded = match codec::decode_request(body) {
+            let decoded = match codec::decode_request(body, ctx.max_control_request_bytes) {
                 Ok(d) => d,
                 // Kafka closes the connection too: the client cannot be
                 // answered in a form it expects.
