@@ -33,7 +33,7 @@
 //! ```
 //! Varints are zigzag-encoded, as in Kafka; a length of -1 means null.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 /// Size of the fixed header.
@@ -500,38 +500,54 @@ pub const MAX_DECOMPRESSED_BYTES: usize = 256 << 20;
 /// The records section of a compressed batch, decompressed. Clients only:
 /// the broker stores and serves batches as they came, compressed or not.
 fn decompress_records(codec: i16, data: Bytes) -> Result<Bytes, BatchError> {
-    use kafka_protocol::compression::{Decompressor, Gzip, Lz4, Snappy, Zstd};
-    fn take<B: Buf>(b: &mut B) -> anyhow::Result<Bytes> {
-        if b.remaining() > MAX_DECOMPRESSED_BYTES {
-            anyhow::bail!("expands past {MAX_DECOMPRESSED_BYTES} bytes");
+    decompress_within(codec, data, MAX_DECOMPRESSED_BYTES)
+}
+
+/// Decompresses at most `max` bytes: the stream is read through a limit,
+/// so a bomb (a few KiB that expand to many GiB) costs at most `max` (and
+/// the buffer's doubling), never what it claims or would expand to. The
+/// kafka-protocol crate's decompressors expand everything first, so only
+/// snappy, whose decoder allocates what the stream claims after that claim
+/// is checked, goes through it.
+fn decompress_within(codec: i16, data: Bytes, max: usize) -> Result<Bytes, BatchError> {
+    use std::io::Read;
+    let err = |message: String| BatchError::Decompress { codec, message };
+    let too_big = || err(format!("expands past {max} bytes"));
+    let bounded = |r: &mut dyn Read| -> Result<Bytes, BatchError> {
+        let mut out = Vec::new();
+        r.take(max as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| err(e.to_string()))?;
+        if out.len() > max {
+            return Err(too_big());
         }
-        Ok(b.copy_to_bytes(b.remaining()))
-    }
-    if codec == 2 && snappy_claims_too_much(&data) {
-        return Err(BatchError::Decompress {
-            codec,
-            message: format!("claims to expand past {MAX_DECOMPRESSED_BYTES} bytes"),
-        });
-    }
-    let mut d = data;
+        Ok(Bytes::from(out))
+    };
     match codec {
-        1 => Gzip::decompress(&mut d, take),
-        2 => Snappy::decompress(&mut d, take),
-        3 => Lz4::decompress(&mut d, take),
-        4 => Zstd::decompress(&mut d, take),
-        other => return Err(BatchError::Compressed(other)),
+        1 => bounded(&mut flate2::read::GzDecoder::new(&data[..])),
+        2 => {
+            use kafka_protocol::compression::{Decompressor, Snappy};
+            if snappy_claims_too_much(&data, max) {
+                return Err(err(format!("claims to expand past {max} bytes")));
+            }
+            let mut d = data;
+            Snappy::decompress(&mut d, |b: &mut Bytes| Ok(std::mem::take(b)))
+                .map_err(|e| err(format!("{e:#}")))
+        }
+        3 => bounded(&mut lz4::Decoder::new(&data[..]).map_err(|e| err(e.to_string()))?),
+        4 => bounded(
+            &mut zstd::stream::read::Decoder::with_buffer(&data[..])
+                .map_err(|e| err(e.to_string()))?,
+        ),
+        other => Err(BatchError::Compressed(other)),
     }
-    .map_err(|e| BatchError::Decompress {
-        codec,
-        message: format!("{e:#}"),
-    })
 }
 
 /// Whether snappy data (raw, or in xerial's framing as Kafka's Java client
-/// writes it) claims more than `MAX_DECOMPRESSED_BYTES`: the decoder
-/// allocates what the stream claims before it reads a byte, so a lying
-/// length is refused before it is believed.
-fn snappy_claims_too_much(data: &[u8]) -> bool {
+/// writes it) claims more than `max` bytes: the decoder allocates what
+/// the stream claims before it reads a byte, so a lying length is refused
+/// before it is believed.
+fn snappy_claims_too_much(data: &[u8], max: usize) -> bool {
     const XERIAL: &[u8; 16] = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01";
     // A raw block starts with its uncompressed length as a varint.
     fn claimed(block: &[u8]) -> u64 {
@@ -544,7 +560,7 @@ fn snappy_claims_too_much(data: &[u8]) -> bool {
         }
         u64::MAX
     }
-    let max = MAX_DECOMPRESSED_BYTES as u64;
+    let max = max as u64;
     if !data.starts_with(XERIAL) {
         return claimed(data) > max;
     }
@@ -935,12 +951,58 @@ mod tests {
             }
         }
         // Snappy that claims 4 GiB is refused before anything is allocated.
-        assert!(snappy_claims_too_much(&[0xff, 0xff, 0xff, 0xff, 0x0f]));
-        assert!(!snappy_claims_too_much(&[0x80, 0x01]));
+        let max = MAX_DECOMPRESSED_BYTES;
+        assert!(snappy_claims_too_much(&[0xff, 0xff, 0xff, 0xff, 0x0f], max));
+        assert!(!snappy_claims_too_much(&[0x80, 0x01], max));
         let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
         xerial.extend_from_slice(&5u32.to_be_bytes());
         xerial.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
-        assert!(snappy_claims_too_much(&xerial));
+        assert!(snappy_claims_too_much(&xerial, max));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_refused_having_allocated_no_more_than_the_limit() {
+        use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+        // 64 MiB of zeros shrink to a few KiB in every codec; the limit
+        // here is 1 MiB.
+        const BOMB: usize = 64 << 20;
+        const MAX: usize = 1 << 20;
+        let zeros = vec![0u8; BOMB];
+        for codec in 1..=4i16 {
+            let mut c = BytesMut::new();
+            let fill = |b: &mut BytesMut| {
+                b.extend_from_slice(&zeros);
+                Ok(())
+            };
+            match codec {
+                1 => Gzip::compress(&mut c, fill),
+                2 => Snappy::compress(&mut c, fill),
+                3 => Lz4::compress(&mut c, fill),
+                _ => Zstd::compress(&mut c, fill),
+            }
+            .unwrap();
+            let bomb = c.freeze();
+            assert!(
+                bomb.len() < BOMB / 16,
+                "codec {codec}: {} bytes",
+                bomb.len()
+            );
+            let (r, peak) =
+                crate::alloc_count::peak_bytes(|| decompress_within(codec, bomb.clone(), MAX));
+            assert!(
+                matches!(r, Err(BatchError::Decompress { codec: c, .. }) if c == codec),
+                "codec {codec}: {r:?}"
+            );
+            assert!(
+                peak <= 4 * MAX,
+                "codec {codec}: {peak} bytes allocated for a {MAX}-byte limit"
+            );
+            // Under the limit the same codec works.
+            let (ok, _) = crate::alloc_count::peak_bytes(|| {
+                decompress_within(codec, bomb.clone(), BOMB).map(|b| b.len())
+            });
+            assert_eq!(ok.unwrap(), BOMB, "codec {codec}");
+        }
     }
 
     #[test]

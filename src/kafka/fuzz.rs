@@ -514,6 +514,21 @@ fn every_supported_api_and_version_has_a_seed_that_decodes() {
     }
 }
 
+/// Not a check: writes the seeds as a starting corpus for the libFuzzer
+/// target (`fuzz/README.md`): `SHARDLOG_FUZZ_CORPUS=DIR cargo test --lib
+/// write_cargo_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore]
+fn write_cargo_fuzz_corpus() {
+    let dir = std::env::var("SHARDLOG_FUZZ_CORPUS").expect("SHARDLOG_FUZZ_CORPUS=DIR");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, seed) in seeds().iter().enumerate() {
+        let api = i16::from_be_bytes([seed[0], seed[1]]);
+        let v = i16::from_be_bytes([seed[2], seed[3]]);
+        std::fs::write(format!("{dir}/seed-{api:02}-v{v:02}-{i}"), seed).unwrap();
+    }
+}
+
 #[test]
 fn a_two_billion_element_array_is_refused_without_allocating_it() {
     // The request that aborted the broker: ListOffsets whose topic count
