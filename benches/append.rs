@@ -68,7 +68,7 @@ fn assert_not_tmpfs(dir: &Path) {
 fn one_mib_batch() -> Bytes {
     let value = vec![0x61u8; VALUE_BYTES];
     let full_records = BATCH_BYTES / (VALUE_BYTES + 16) - 1;
-    let ts = shardlog::partition::now_ms();
+    let ts = shardlog::rt::now_ms();
     let build = |last_bytes: usize| {
         let mut b = BatchBuilder::with_capacity(ts, BATCH_BYTES);
         for _ in 0..full_records {

@@ -415,11 +415,9 @@ impl Resolved {
         }
         let max_control_request_bytes: usize =
             self.parse("max-control-request-bytes", "a number of bytes")?;
-        if max_control_request_bytes < 64 << 10 || max_control_request_bytes > max_frame_bytes {
-            return Err(self.bad(
-                "max-control-request-bytes",
-                "must be between 64 KiB and max-frame-bytes",
-            ));
+        // No upper bound: over max-frame-bytes the frame limit refuses first.
+        if max_control_request_bytes < 64 << 10 {
+            return Err(self.bad("max-control-request-bytes", "must be at least 64 KiB"));
         }
         let queued_max_request_bytes: usize =
             self.parse("queued-max-request-bytes", "a number of bytes")?;

@@ -589,12 +589,6 @@ thread_local! {
     static CLOSE_WARNINGS: RefCell<[WarnLimit; CloseReason::ALL.len()]> = RefCell::default();
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Logs why a connection closed: a warning (rate-limited per reason) for
 /// a misbehaving client, a debug line for ordinary closes.
 pub fn log_close(
@@ -616,7 +610,7 @@ pub fn log_close(
         .iter()
         .position(|r| *r == reason)
         .unwrap_or(0);
-    let verdict = CLOSE_WARNINGS.with(|w| w.borrow_mut()[i].check(now_ms()));
+    let verdict = CLOSE_WARNINGS.with(|w| w.borrow_mut()[i].check(rt::monotonic_ms()));
     if let Verdict::Log { suppressed } = verdict {
         if suppressed > 0 {
             tracing::warn!(

@@ -17,7 +17,6 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
-use std::time::Instant;
 
 use bytes::Bytes;
 
@@ -127,9 +126,6 @@ pub struct Groups {
     /// Set by a clean stop: waiting calls were answered, new ones are
     /// refused (the client finds the coordinator again after the restart).
     stopping: Cell<bool>,
-    /// Time zero of the coordinator's clock (monotonic: sessions must not
-    /// expire because the wall clock jumped).
-    t0: Instant,
 }
 
 impl Groups {
@@ -146,12 +142,13 @@ impl Groups {
             waiters: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(1),
             stopping: Cell::new(false),
-            t0: Instant::now(),
         }
     }
 
+    /// The coordinator's clock: monotonic, so sessions do not expire
+    /// because the wall clock jumped.
     fn now_ms(&self) -> u64 {
-        self.t0.elapsed().as_millis() as u64
+        rt::monotonic_ms()
     }
 
     /// Replays one offsets partition from its start: every commit and
@@ -483,7 +480,7 @@ impl Groups {
     /// batch is durable. Commits arriving together share the group commit's
     /// fdatasync, like produces: no fsync per commit.
     pub async fn commit(&self, log: &Rc<Partition>, r: OffsetCommitRequest) -> Response {
-        let now_wall = crate::partition::now_ms();
+        let now_wall = rt::now_ms();
         let mut results: Vec<TopicPartitionErrors> = Vec::with_capacity(r.topics.len());
         let mut records: Vec<(Bytes, Bytes)> = Vec::new();
         {
@@ -562,7 +559,7 @@ impl Groups {
         log: &Rc<Partition>,
         records: &[(Bytes, Option<Bytes>)],
     ) -> Result<(), WireError> {
-        let ts = crate::partition::now_ms();
+        let ts = rt::now_ms();
         let mut b = BatchBuilder::with_capacity(
             ts,
             64 + records

@@ -19,6 +19,7 @@ pub mod group;
 pub mod groups;
 pub mod http;
 pub mod kafka;
+pub mod memory;
 pub mod metrics;
 pub mod partition;
 pub mod producer;

@@ -1,21 +1,23 @@
-//! One partition: an ordered, durable log of record batches over segments.
+//! One partition: what its log means. The bytes live in a
+//! `storage::log::Log`; this room decides what they are and when they
+//! count.
 //!
-//! Owns: offset assignment (patching each batch's base offset in place), the
-//! segment list (roll by size and age, retention of whole old segments), the
-//! high watermark (what consumers may see: written, and fsynced under
-//! `--fsync always`), group commit (one write covers every batch appended
-//! while the previous write ran, one fdatasync every batch written while the
-//! previous fdatasync ran), and reads by offset and by timestamp.
+//! Owns: produce validation (all batches of a run checked before any is
+//! appended), offset assignment (patching each batch's base offset in
+//! place), idempotent producers' sequence state, the levels a produce waits
+//! for, the high watermark (what consumers may see: written, and fsynced
+//! under `--fsync always`), group commit (one write stage covers every
+//! batch appended while the previous one ran, one fdatasync stage every
+//! batch written while the previous one ran), and the refusal of writes
+//! after a failed stage.
 //!
 //! Must never: be touched by a shard that does not own it (it is `!Send`:
 //! `Rc` + `RefCell`, no locks), acknowledge a batch before the write (and
 //! fdatasync, when the caller asked for durability under `always`) covering
-//! it returned, delete the active segment, or decode records on the produce
-//! path (work is per batch).
+//! it returned, or decode records on the produce path (work is per batch).
 
-use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
+use std::cell::{Cell, RefCell};
+use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,15 +25,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::batch::{self, BatchError, Records};
+use crate::batch::{self, BatchError};
+use crate::memory::MemoryGauge;
 use crate::metrics::{PartitionMetrics, ShardMetrics};
 use crate::producer_state::{self, Check, ProducerStates, SequenceError};
-use crate::rt::{self, DirectFile, LocalLock};
-use crate::storage::index::INDEX_INTERVAL_BYTES;
+use crate::rt;
+pub use crate::storage::log::{IoCounts, Retained};
+use crate::storage::log::{Log, StageError, Visible};
 use crate::storage::meta::LogConfig;
-use crate::storage::recovery::{Scanner, Step};
-use crate::storage::segment::{self, Segment, Selection, TimeSelection};
-use crate::storage::{partition_dir, StorageError};
+use crate::storage::{partition_dir, segment, StorageError};
 
 /// When appended bytes are fdatasync'ed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,81 +63,6 @@ impl FsyncPolicy {
                     "{s:?} is not an fsync policy: use always, never or interval:MS (MS > 0)"
                 )),
             },
-        }
-    }
-}
-
-/// Bytes appended but not yet written, summed over every partition of a
-/// shard, against the part of the shard's memory budget that may hold them.
-/// Producers are slowed (their connection is not read) while it is over, so
-/// a disk slower than the producers never makes memory grow without bound.
-pub struct MemoryGauge {
-    used: std::cell::Cell<u64>,
-    limit: u64,
-    freed: Rc<rt::Event>,
-    /// Where `used` is published for `/metrics`.
-    metrics: Arc<ShardMetrics>,
-}
-
-impl std::fmt::Debug for MemoryGauge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "MemoryGauge({} of {})", self.used.get(), self.limit)
-    }
-}
-
-impl MemoryGauge {
-    pub fn new(limit: u64) -> Rc<MemoryGauge> {
-        Self::with_metrics(limit, ShardMetrics::detached())
-    }
-
-    /// A gauge that also publishes its level in `metrics`.
-    pub fn with_metrics(limit: u64, metrics: Arc<ShardMetrics>) -> Rc<MemoryGauge> {
-        metrics.memory_unwritten_limit_bytes.set(limit);
-        Rc::new(MemoryGauge {
-            used: Default::default(),
-            limit,
-            freed: Rc::default(),
-            metrics,
-        })
-    }
-
-    pub fn used(&self) -> u64 {
-        self.used.get()
-    }
-
-    pub fn limit(&self) -> u64 {
-        self.limit
-    }
-
-    pub fn is_over(&self) -> bool {
-        self.used.get() > self.limit
-    }
-
-    fn add(&self, n: u64) {
-        self.used.set(self.used.get() + n);
-        self.metrics.memory_unwritten_bytes.set(self.used.get());
-    }
-
-    fn sub(&self, n: u64) {
-        let used = self.used.get();
-        assert!(n <= used, "memory gauge: freeing {n} of {used} bytes");
-        self.used.set(used - n);
-        self.metrics.memory_unwritten_bytes.set(used - n);
-        self.freed.notify_all();
-    }
-
-    /// Waits until the unwritten bytes are back under the limit (writes in
-    /// flight bring them down; a failed write releases its bytes too).
-    pub async fn wait_below(&self) {
-        if self.is_over() {
-            tracing::debug!(
-                used = self.used.get(),
-                limit = self.limit,
-                "producer waits for memory"
-            );
-        }
-        while self.is_over() {
-            rt::any_notified(vec![self.freed.clone()]).await;
         }
     }
 }
@@ -226,60 +153,10 @@ pub struct ReadOutput {
     pub log_start_offset: i64,
 }
 
-/// I/O the partition issued since it opened: group commit shows as far
-/// fewer fdatasyncs than durable produces.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct IoCounts {
-    /// Write stages run (each writes everything appended before it started).
-    pub write_stages: u64,
-    pub fdatasyncs: u64,
-}
-
-/// What retention removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Retained {
-    pub segments: usize,
-    pub bytes: u64,
-}
-
 /// Bytes at the end of a partition's log whose batch headers rebuild the
 /// idempotent producers' state when it opens (ARCHITECTURE.md: a retry
 /// after a restart is recognised if its original lies in this window).
 pub const PRODUCER_REBUILD_BYTES: u64 = 16 << 20;
-
-/// Replays the batch headers of the last `PRODUCER_REBUILD_BYTES` of the
-/// log (across the newest segments; from the sparse index entry at or
-/// before the window's start) into a fresh `ProducerStates`.
-async fn rebuild_producers(segments: &VecDeque<Segment>) -> Result<ProducerStates, StorageError> {
-    let mut plan = Vec::new();
-    let mut left = PRODUCER_REBUILD_BYTES;
-    for seg in segments.iter().rev() {
-        if left == 0 {
-            break;
-        }
-        let end = seg.end_pos();
-        let from = end.saturating_sub(left);
-        left -= end - from;
-        plan.push((seg, from));
-    }
-    let mut states = ProducerStates::default();
-    for (seg, from) in plan.into_iter().rev() {
-        let Some(file) = seg.file() else { continue };
-        let (offset, start) = seg.batch_at_or_before_pos(from);
-        let mut scan = Scanner::new(start, offset, seg.end_pos());
-        while let Step::Read { pos, len } = scan.step() {
-            let buf = file
-                .read_at(pos, len)
-                .await
-                .map_err(|e| StorageError::io("read", seg.path(), e))?;
-            if buf.is_empty() {
-                break;
-            }
-            scan.feed(&buf, |_, h| states.record(h, h.base_offset));
-        }
-    }
-    Ok(states)
-}
 
 /// Bytes of a batch the broker rewrites: base offset and leader epoch.
 const PATCHED_PREFIX_BYTES: usize = 16;
@@ -288,17 +165,7 @@ fn closed() -> PartitionError {
     PartitionError::Closed
 }
 
-/// Wall-clock milliseconds: segment age and retention by time use the same
-/// clock as record timestamps.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 struct State {
-    /// Ascending by base offset; never empty; the last one is active.
-    segments: VecDeque<Segment>,
     next_offset: i64,
     /// Offsets below this are written to their segment files.
     written_offset: i64,
@@ -314,28 +181,6 @@ struct State {
 }
 
 impl State {
-    fn active(&mut self) -> &mut Segment {
-        self.segments.back_mut().expect("a partition has a segment")
-    }
-
-    fn log_start(&self) -> i64 {
-        self.segments
-            .front()
-            .expect("a partition has a segment")
-            .base_offset()
-    }
-
-    /// Index of the segment that holds `offset` (the last with base <= offset).
-    fn segment_for(&self, offset: i64) -> usize {
-        self.segments
-            .partition_point(|s| s.base_offset() <= offset)
-            .saturating_sub(1)
-    }
-
-    fn segment_by_base(&mut self, base: i64) -> Option<&mut Segment> {
-        self.segments.iter_mut().find(|s| s.base_offset() == base)
-    }
-
     fn check_writable(&self) -> Result<(), PartitionError> {
         if let Some(f) = &self.failed {
             return Err(PartitionError::Storage(f.clone()));
@@ -350,17 +195,11 @@ impl State {
 pub struct Partition {
     topic: String,
     id: u32,
-    dir: PathBuf,
     config: PartitionConfig,
+    log: Log,
     state: RefCell<State>,
-    /// Serializes writes (and seals, retention): two writes of the same tail
-    /// page are never in flight, and no segment is deleted mid-seal.
-    write_lock: LocalLock,
-    /// Serializes fdatasyncs: the group-commit point of `always`.
-    sync_lock: LocalLock,
-    io: std::cell::Cell<IoCounts>,
     /// Bytes this partition holds in the shard's memory gauge.
-    counted: std::cell::Cell<u64>,
+    counted: Cell<u64>,
     /// Notified when the high watermark moves (and on close): long-polling
     /// fetches wait on it.
     data: Rc<rt::Event>,
@@ -369,89 +208,32 @@ pub struct Partition {
 }
 
 impl Partition {
-    /// Opens (or creates) the partition's directory and its segments, and
-    /// recovers them (see `Segment::open`), logging what was cut and where.
+    /// Opens (or creates) the partition's log and recovers it (see
+    /// `Log::open`), then rebuilds its idempotent producers from the tail.
     pub async fn open(
         data_dir: &Path,
         topic: &str,
         id: u32,
         config: PartitionConfig,
     ) -> Result<Rc<Partition>, StorageError> {
-        let dir = partition_dir(data_dir, topic, id);
-        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
-        let mut bases = Vec::new();
-        for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
-            let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
-            let name = entry.file_name();
-            match name.to_str().and_then(segment::parse_file_name) {
-                None => {}
-                Some(Ok(base)) => bases.push(base),
-                Some(Err(())) => {
-                    return Err(StorageError::Corrupt {
-                        path: entry.path(),
-                        detail: "segment file name is not a 20-digit offset".into(),
-                    })
-                }
-            }
-        }
-        bases.sort_unstable();
-        if bases.is_empty() {
-            bases.push(0);
-        }
-        let now = now_ms();
-        let mut segments: VecDeque<Segment> = VecDeque::with_capacity(bases.len());
-        let count = bases.len();
-        for (i, &base) in bases.iter().enumerate() {
-            let last = i + 1 == count;
-            let (mut seg, rec) = Segment::open(&dir, base, config.tail_buffer_bytes, now).await?;
-            log_recovery(topic, id, &seg, &rec);
-            let rebuilt = rec.index_rebuilt.is_some();
-            (config.metrics).recovered(rec.torn, rec.truncated_bytes, rebuilt);
-            if let Some(prev) = segments.back() {
-                if prev.next_offset() > base {
-                    return Err(StorageError::Corrupt {
-                        path: seg.path().to_owned(),
-                        detail: format!(
-                            "segment starts at offset {base} but the one before ends at {}",
-                            prev.next_offset()
-                        ),
-                    });
-                }
-                if prev.next_offset() < base {
-                    tracing::error!(
-                        "recovery of {topic}/{id}: offsets {}..{base} are missing between {} and {}",
-                        prev.next_offset(),
-                        prev.path().display(),
-                        seg.path().display()
-                    );
-                }
-            }
-            if !last && seg.is_empty() {
-                // An empty segment before another (a crash right after a roll
-                // created it): it holds nothing.
-                seg.close().await?;
-                segment::remove_files(&dir, base)?;
-                continue;
-            }
-            if !last {
-                seg.seal();
-                if let Some(job) = seg.take_seal() {
-                    if rec.index_rebuilt.is_some() || rec.truncated_bytes > 0 {
-                        let path = job.log_path.clone();
-                        if let Err(e) = job.run().await {
-                            // As for a seal at run time: the log is whole and
-                            // its index is in memory; the files are rebuilt on
-                            // a later start. A full disk must not keep the
-                            // broker from serving what it holds.
-                            tracing::warn!("sealing {} failed: {e}", path.display());
-                        }
-                    }
-                }
-            }
-            segments.push_back(seg);
-        }
-        let next = segments.back().expect("at least one segment").next_offset();
-        let producers = rebuild_producers(&segments).await?;
+        let visible = match config.fsync {
+            FsyncPolicy::Always => Visible::Synced,
+            FsyncPolicy::Never | FsyncPolicy::Interval(_) => Visible::Written,
+        };
+        let log = Log::open(
+            partition_dir(data_dir, topic, id),
+            format!("{topic}/{id}"),
+            config.tail_buffer_bytes,
+            visible,
+            &config.metrics,
+        )
+        .await?;
+        let next = log.next_offset();
+        let mut producers = ProducerStates::default();
+        log.replay_tail_headers(PRODUCER_REBUILD_BYTES, |h| {
+            producers.record(h, h.base_offset)
+        })
+        .await?;
         if !producers.is_empty() {
             tracing::debug!(
                 "{topic}/{id}: {} idempotent producers rebuilt from the last {} bytes",
@@ -459,16 +241,14 @@ impl Partition {
                 PRODUCER_REBUILD_BYTES
             );
         }
-        crate::storage::sync_dir(&dir)?;
         let labelled = config.metrics.partition(topic, id);
         (config.metrics.tail_buffer_bytes).add(config.tail_buffer_bytes as u64);
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
             id,
-            dir,
             config,
+            log,
             state: RefCell::new(State {
-                segments,
                 next_offset: next,
                 written_offset: next,
                 synced_offset: next,
@@ -477,10 +257,7 @@ impl Partition {
                 closing: false,
                 producers,
             }),
-            write_lock: LocalLock::default(),
-            sync_lock: LocalLock::default(),
-            io: Default::default(),
-            counted: Default::default(),
+            counted: Cell::default(),
             data: Rc::default(),
             labelled,
         }))
@@ -495,9 +272,8 @@ impl Partition {
     }
 
     pub fn dir(&self) -> &Path {
-        &self.dir
+        self.log.dir()
     }
-
     /// This partition's labelled metrics, if it has a slot.
     pub fn labelled(&self) -> Option<&PartitionMetrics> {
         self.labelled.as_deref()
@@ -512,7 +288,7 @@ impl Partition {
     }
 
     pub fn log_start_offset(&self) -> i64 {
-        self.state.borrow().log_start()
+        self.log.log_start()
     }
 
     /// Notified whenever new data becomes visible, and when the partition closes.
@@ -525,22 +301,17 @@ impl Partition {
     }
 
     pub fn io_counts(&self) -> IoCounts {
-        self.io.get()
+        self.log.io_counts()
     }
 
     /// Number of segments (the active one included).
     pub fn segment_count(&self) -> usize {
-        self.state.borrow().segments.len()
+        self.log.segment_count()
     }
 
     /// Bytes of all segments (appended, whether written yet or not).
     pub fn size_bytes(&self) -> u64 {
-        self.state
-            .borrow()
-            .segments
-            .iter()
-            .map(|s| s.end_pos())
-            .sum()
+        self.log.size_bytes()
     }
 
     /// The level a durable produce waits for under this partition's policy.
@@ -609,8 +380,9 @@ impl Partition {
                 });
             }
         }
-        let now = now_ms();
-        self.maybe_roll(&mut st, records.len() as u64, now);
+        let now = rt::now_ms();
+        self.log
+            .roll_if_due(&self.config.log, records.len() as u64, now);
         let base_offset = st.next_offset;
         let mut pos = 0;
         for h in &headers {
@@ -621,7 +393,7 @@ impl Partition {
             let mut prefix = [0u8; PATCHED_PREFIX_BYTES];
             prefix.copy_from_slice(&records[pos..pos + PATCHED_PREFIX_BYTES]);
             batch::patch_base_offset(&mut prefix, offset, 0);
-            st.active().append(
+            self.log.append(
                 h,
                 offset,
                 &[&prefix, &records[pos + PATCHED_PREFIX_BYTES..pos + total]],
@@ -631,38 +403,16 @@ impl Partition {
             st.producers.record(h, offset);
             pos += total;
         }
-        debug_assert_eq!(pos, records.len());
+        assert_eq!(pos, records.len(), "every validated byte is appended");
         self.config.memory.add(pos as u64);
         self.counted.set(self.counted.get() + pos as u64);
         let messages = (st.next_offset - base_offset) as u64;
         (self.config.metrics).produced(self.labelled.as_deref(), messages, pos as u64);
-        let next = st.next_offset;
-        debug_assert_eq!(next, st.active().next_offset());
+        debug_assert_eq!(st.next_offset, self.log.next_offset());
         Ok(Appended {
             base_offset,
             next_offset: st.next_offset,
         })
-    }
-
-    /// Seals the active segment and starts a new one when appending `incoming`
-    /// bytes would pass `segment.bytes`, or the segment is older than `segment.ms`.
-    fn maybe_roll(&self, st: &mut State, incoming: u64, now: i64) {
-        let log = &self.config.log;
-        let active = st.active();
-        if active.is_empty() {
-            return;
-        }
-        let full = active.end_pos() + incoming > log.segment_bytes;
-        let old = now - active.created_ms() >= log.segment_ms;
-        if !(full || old) {
-            return;
-        }
-        let alloc = active.allocator();
-        active.seal();
-        let next = st.next_offset;
-        tracing::debug!(topic = %self.topic, partition = self.id, base = next, full, old, "segment rolled");
-        let seg = Segment::rolled(&self.dir, next, self.config.tail_buffer_bytes, alloc, now);
-        st.segments.push_back(seg);
     }
 
     /// Returns once every offset below `next_offset` reached `level`.
@@ -683,14 +433,14 @@ impl Partition {
         // must run to its end even if the waiting request is dropped (client
         // gone), or those bytes would be lost and leave a hole in the file.
         let this = self.clone();
-        rt::spawn_detached(async move { this.write_phase(next_offset).await })
+        rt::spawn_detached(async move { this.write_stage(next_offset).await })
             .await
             .unwrap_or_else(|| Err(PartitionError::Storage("write task was cancelled".into())))?;
         if self.config.fsync != FsyncPolicy::Always {
             return Ok(());
         }
         let this = self.clone();
-        let sync = rt::spawn_detached(async move { this.sync_phase(next_offset).await });
+        let sync = rt::spawn_detached(async move { this.sync_stage(next_offset).await });
         if level == Level::Synced {
             sync.await.unwrap_or_else(|| {
                 Err(PartitionError::Storage("sync task was cancelled".into()))
@@ -707,7 +457,7 @@ impl Partition {
             return Ok(());
         }
         let this = self.clone();
-        rt::spawn_detached(async move { this.sync_phase(target).await })
+        rt::spawn_detached(async move { this.sync_stage(target).await })
             .await
             .unwrap_or_else(|| Err(PartitionError::Storage("sync task was cancelled".into())))
     }
@@ -727,180 +477,85 @@ impl Partition {
         }
     }
 
-    fn fail(&self, st: &mut State, what: &str, e: impl std::fmt::Display) -> PartitionError {
+    /// A failed stage: the partition refuses writes from now on.
+    fn fail(&self, e: StageError) -> PartitionError {
         // Nothing more will be written: release what the gauge holds for us,
         // or producers to other partitions would wait forever.
         self.config.memory.sub(self.counted.replace(0));
-        let msg = format!("{what} of {}/{} failed: {e}", self.topic, self.id);
+        let msg = format!(
+            "{} of {}/{} failed: {}",
+            e.what, self.topic, self.id, e.error
+        );
         tracing::error!("{msg}; the partition refuses writes until restart (reads go on)");
-        st.failed = Some(msg.clone());
+        self.state.borrow_mut().failed = Some(msg.clone());
         PartitionError::Storage(msg)
     }
 
-    async fn write_phase(&self, target: i64) -> Result<(), PartitionError> {
-        let _guard = self.write_lock.lock().await;
+    /// One write stage: everything appended when it starts.
+    async fn write_stage(&self, target: i64) -> Result<(), PartitionError> {
+        let w = self.log.lock_writes().await;
         if self.reached(target, Level::Written)? {
             return Ok(());
         }
-        let (jobs, next_offset, job_bytes) = {
+        // The writes taken and the offset they reach, in one step.
+        let (pending, next_offset) = (self.log.take_writes(&w), self.state.borrow().next_offset);
+        debug_assert!(!pending.is_empty(), "unwritten offsets imply a write");
+        let bytes = pending.bytes;
+        self.log
+            .write(&w, pending)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.counted.set(self.counted.get() - bytes);
+        self.config.memory.sub(bytes);
+        {
             let mut st = self.state.borrow_mut();
-            let job_bytes: u64 = st
-                .segments
-                .iter()
-                .map(|s| s.end_pos() - s.written_pos())
-                .sum();
-            let jobs: Vec<_> = st
-                .segments
-                .iter_mut()
-                .filter_map(|s| s.take_flush())
-                .collect();
-            (jobs, st.next_offset, job_bytes)
-        };
-        debug_assert!(!jobs.is_empty(), "unwritten offsets imply a flush job");
-        let mut io = self.io.get();
-        io.write_stages += 1;
-        self.io.set(io);
-        for job in jobs {
-            let file = match job.file {
-                Some(f) => f,
-                None => match self.create_segment_file(&job.path).await {
-                    Ok(f) => {
-                        let mut st = self.state.borrow_mut();
-                        st.segment_by_base(job.base_offset)
-                            .expect("segments are not removed while writes are locked")
-                            .set_file(f.clone());
-                        f
-                    }
-                    Err(e) => {
-                        return Err(self.fail(
-                            &mut self.state.borrow_mut(),
-                            "creating a segment",
-                            e,
-                        ))
-                    }
-                },
-            };
-            for (buf, pos) in job.writes {
-                if let Err(e) = file.write_all_at(buf, pos).await {
-                    let what = format!("write to {}", job.path.display());
-                    return Err(self.fail(&mut self.state.borrow_mut(), &what, e));
-                }
-            }
-            let mut st = self.state.borrow_mut();
-            st.segment_by_base(job.base_offset)
-                .expect("segments are not removed while writes are locked")
-                .complete_write(job.end_pos);
-        }
-        self.counted.set(self.counted.get() - job_bytes);
-        self.config.memory.sub(job_bytes);
-        let seals: Vec<_> = {
-            let mut st = self.state.borrow_mut();
-            debug_assert!(
+            assert!(
                 next_offset >= st.written_offset,
-                "written offset only grows"
+                "the written offset only grows"
             );
             st.written_offset = next_offset;
             if self.config.fsync != FsyncPolicy::Always {
                 st.high_watermark = next_offset;
                 self.data.notify_all();
             }
-            st.segments
-                .iter_mut()
-                .filter_map(|s| s.take_seal())
-                .collect()
-        };
-        // A sealed segment gets its index files and its trim now, under the
-        // write lock, so retention never deletes it half-sealed.
-        for job in seals {
-            let path = job.log_path.clone();
-            if let Err(e) = job.run().await {
-                // The data is written; only the index files or the trim
-                // failed, and both are rebuilt from the log on the next start.
-                tracing::warn!("sealing {} failed: {e}", path.display());
-            }
         }
+        self.log.run_seals(&w).await;
         Ok(())
     }
 
-    async fn create_segment_file(&self, path: &Path) -> Result<Rc<DirectFile>, StorageError> {
-        let f = DirectFile::open_rw(path)
-            .await
-            .map_err(|e| StorageError::io("create", path, e))?;
-        // The new file's directory entry must be durable before anything in
-        // it is acknowledged as such.
-        crate::storage::sync_dir(&self.dir)?;
-        Ok(Rc::new(f))
-    }
-
-    async fn sync_phase(&self, target: i64) -> Result<(), PartitionError> {
-        let _guard = self.sync_lock.lock().await;
+    /// One fdatasync stage: everything written when it starts.
+    async fn sync_stage(&self, target: i64) -> Result<(), PartitionError> {
+        let s = self.log.lock_syncs().await;
         if self.reached(target, Level::Synced)? {
             return Ok(());
         }
-        let (files, offset) = {
+        let (pending, offset, synced) = {
             let st = self.state.borrow();
-            let files: Vec<_> = st
-                .segments
-                .iter()
-                .filter(|s| s.synced_pos() < s.written_pos())
-                .map(|s| {
-                    (
-                        s.base_offset(),
-                        s.file().expect("written implies a file"),
-                        s.written_pos(),
-                        s.path().to_owned(),
-                    )
-                })
-                .collect();
-            (files, st.written_offset)
+            (self.log.take_syncs(&s), st.written_offset, st.synced_offset)
         };
-        let covered = (offset - self.state.borrow().synced_offset).max(0) as u64;
-        for (_, file, _, path) in &files {
-            let mut io = self.io.get();
-            io.fdatasyncs += 1;
-            self.io.set(io);
-            let started = std::time::Instant::now();
-            if let Err(e) = file.fdatasync().await {
-                let what = format!("fdatasync of {}", path.display());
-                return Err(self.fail(&mut self.state.borrow_mut(), &what, e));
-            }
-            self.config.metrics.fsynced(started);
-        }
-        if !files.is_empty() {
-            self.config.metrics.group_commit(covered);
+        let any = !pending.is_empty();
+        self.log
+            .sync(&s, pending, &self.config.metrics)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if any {
+            (self.config.metrics).group_commit((offset - synced).max(0) as u64);
         }
         let mut st = self.state.borrow_mut();
-        for (base, _, pos, _) in files {
-            // Retention may have removed a segment meanwhile: nothing to record.
-            if let Some(s) = st.segment_by_base(base) {
-                s.complete_sync(pos);
-            }
-        }
         st.synced_offset = st.synced_offset.max(offset);
         if self.config.fsync == FsyncPolicy::Always {
-            debug_assert!(offset >= st.high_watermark, "high watermark only grows");
-            st.high_watermark = st.high_watermark.max(offset);
+            assert!(offset >= st.high_watermark, "the high watermark only grows");
+            st.high_watermark = offset;
             self.data.notify_all();
         }
         Ok(())
     }
 
-    /// Where consumers may read up to in a segment: synced bytes under
-    /// `always`, written bytes otherwise.
-    fn visible_pos(&self, s: &Segment) -> u64 {
-        match self.config.fsync {
-            FsyncPolicy::Always => s.synced_pos(),
-            _ => s.written_pos(),
-        }
-    }
-
     /// Reads whole batches from the one holding `offset`, up to `max_bytes`
     /// (at least one batch), from one segment. Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, PartitionError> {
-        let (hw, log_start) = {
-            let st = self.state.borrow();
-            (st.high_watermark, st.log_start())
-        };
+        let hw = self.state.borrow().high_watermark;
+        let log_start = self.log.log_start();
         if offset < log_start || offset > hw {
             return Err(PartitionError::OffsetOutOfRange {
                 offset,
@@ -908,202 +563,32 @@ impl Partition {
                 high_watermark: hw,
             });
         }
-        let empty = ReadOutput {
-            records: Bytes::new(),
+        let records = if offset == hw {
+            Bytes::new()
+        } else {
+            self.log.read(offset, max_bytes).await?
+        };
+        Ok(ReadOutput {
+            records,
             high_watermark: hw,
             log_start_offset: log_start,
-        };
-        if offset == hw {
-            return Ok(empty);
-        }
-        // Segments may roll or be deleted across the awaits below: pick them
-        // by base offset each time.
-        let mut after: Option<i64> = None;
-        loop {
-            let picked = {
-                let st = self.state.borrow();
-                let i = match after {
-                    None => Some(st.segment_for(offset)),
-                    Some(b) => st.segments.iter().position(|s| s.base_offset() > b),
-                };
-                i.map(|i| {
-                    let s = &st.segments[i];
-                    (
-                        s.base_offset(),
-                        s.file(),
-                        s.locate(offset),
-                        self.visible_pos(s),
-                        s.path().to_owned(),
-                    )
-                })
-            };
-            let Some((base, file, start_pos, visible_end, path)) = picked else {
-                return Err(PartitionError::Storage(format!(
-                    "{}: no segment holds offset {offset} below the high watermark {hw}",
-                    self.dir.display()
-                )));
-            };
-            let (Some(file), true) = (file, visible_end > start_pos) else {
-                after = Some(base);
-                continue;
-            };
-            let mut pos = start_pos;
-            // From an index entry to the batch holding `offset` is under one
-            // index interval plus that batch; read that much beyond max_bytes.
-            let first_try = |pos: u64| {
-                max_bytes
-                    .saturating_add(2 * INDEX_INTERVAL_BYTES as usize)
-                    .min((visible_end - pos) as usize)
-            };
-            let mut want = first_try(pos);
-            loop {
-                let buf = file
-                    .read_at(pos, want)
-                    .await
-                    .map_err(|e| StorageError::io("read", &path, e))?;
-                match segment::select_batches(&buf, offset, max_bytes) {
-                    Selection::Found { start, len } => {
-                        // One copy out of the DMA read buffer; a tail cache that
-                        // serves caught-up consumers from memory replaces it later.
-                        let records = Bytes::copy_from_slice(&buf[start..start + len]);
-                        return Ok(ReadOutput { records, ..empty });
-                    }
-                    Selection::Skip(n) => {
-                        pos += n as u64;
-                        if pos >= visible_end {
-                            // Everything visible here is below `offset`: the next segment.
-                            after = Some(base);
-                            break;
-                        }
-                        want = first_try(pos);
-                    }
-                    Selection::NeedBytes(n) if n as u64 <= visible_end - pos && n > want => {
-                        want = n
-                    }
-                    Selection::NeedBytes(_) | Selection::Corrupt { .. } => {
-                        return Err(PartitionError::Storage(format!(
-                            "{}: no whole batch holds offset {offset} at position {pos} below the high watermark {hw}",
-                            path.display()
-                        )));
-                    }
-                }
-            }
-        }
+        })
     }
 
     /// The first offset whose record timestamp is at or after `target`, with
     /// that timestamp (Kafka's ListOffsets by time); None when every visible
-    /// record is older. Compressed batches answer with their base offset and
-    /// max timestamp (records are not decompressed on the broker).
+    /// record is older.
     pub async fn offset_for_timestamp(
         &self,
         target: i64,
     ) -> Result<Option<(i64, i64)>, PartitionError> {
-        let mut after: Option<i64> = None;
-        loop {
-            let picked = {
-                let st = self.state.borrow();
-                st.segments
-                    .iter()
-                    .filter(|s| after.is_none_or(|b| s.base_offset() > b))
-                    .find(|s| s.max_timestamp() >= target)
-                    .map(|s| {
-                        let from = s.time_index().start_for(target).unwrap_or(s.base_offset());
-                        (
-                            s.base_offset(),
-                            s.file(),
-                            s.locate(from),
-                            self.visible_pos(s),
-                            s.path().to_owned(),
-                        )
-                    })
-            };
-            let Some((base, file, mut pos, visible_end, path)) = picked else {
-                return Ok(None);
-            };
-            after = Some(base);
-            let Some(file) = file else { continue };
-            let mut want = 256 << 10;
-            while pos < visible_end {
-                let len = want.min((visible_end - pos) as usize);
-                let buf = file
-                    .read_at(pos, len)
-                    .await
-                    .map_err(|e| StorageError::io("read", &path, e))?;
-                match segment::find_timestamp(&buf, target) {
-                    TimeSelection::Found { start, len } => {
-                        let b = Bytes::copy_from_slice(&buf[start..start + len]);
-                        return Ok(Some(first_record_at_or_after(b, target)?));
-                    }
-                    TimeSelection::Skip(n) => {
-                        pos += n as u64;
-                        want = 256 << 10;
-                    }
-                    TimeSelection::NeedBytes(n) if n > len && pos + n as u64 <= visible_end => {
-                        want = n
-                    }
-                    TimeSelection::NeedBytes(_) | TimeSelection::Corrupt { .. } => {
-                        return Err(PartitionError::Storage(format!(
-                            "{}: unreadable batch at position {pos} below the high watermark",
-                            path.display()
-                        )));
-                    }
-                }
-            }
-        }
+        Ok(self.log.offset_for_timestamp(target).await?)
     }
 
-    /// Deletes the oldest segments, whole, while the log is over
-    /// `retention.bytes` by at least that segment, or the segment's newest
-    /// timestamp is older than `retention.ms`. Never the active segment, nor
-    /// one whose bytes are not all written and sealed.
+    /// Retention of whole old segments by the topic's `retention.bytes`
+    /// and `retention.ms` (see `Log::enforce_retention`).
     pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {
-        let _guard = self.write_lock.lock().await;
-        let log = &self.config.log;
-        let mut done = Retained::default();
-        loop {
-            let victim = {
-                let mut st = self.state.borrow_mut();
-                if st.segments.len() < 2 {
-                    break;
-                }
-                let total: u64 = st.segments.iter().map(|s| s.end_pos()).sum();
-                let front = st.segments.front().expect("checked above");
-                // Sealed and written: its seal ran under the write lock we hold.
-                let settled = front.is_sealed() && front.written_pos() == front.end_pos();
-                let by_size = log.retention_bytes >= 0
-                    && total - front.end_pos() >= log.retention_bytes as u64;
-                let newest = if front.max_timestamp() >= 0 {
-                    front.max_timestamp()
-                } else {
-                    front.created_ms()
-                };
-                let by_age = log.retention_ms >= 0 && now - newest > log.retention_ms;
-                if !(settled && (by_size || by_age)) {
-                    break;
-                }
-                let seg = st.segments.pop_front().expect("checked above");
-                tracing::info!(
-                    topic = %self.topic,
-                    partition = self.id,
-                    segment = %seg.path().display(),
-                    bytes = seg.end_pos(),
-                    reason = if by_size { "retention.bytes" } else { "retention.ms" },
-                    log_start = st.log_start(),
-                    "retention deleted a segment"
-                );
-                seg
-            };
-            done.segments += 1;
-            done.bytes += victim.end_pos();
-            let base = victim.base_offset();
-            victim.close().await?;
-            segment::remove_files(&self.dir, base)?;
-        }
-        if done.segments > 0 {
-            crate::storage::sync_dir(&self.dir)?;
-        }
-        Ok(done)
+        Ok(self.log.enforce_retention(&self.config.log, now).await?)
     }
 
     /// Writes, syncs, seals the index files of and closes every segment. Used
@@ -1119,12 +604,7 @@ impl Partition {
         self.data.notify_all();
         self.flush_to(next, Level::Written).await?;
         self.sync_now().await?;
-        let _w = self.write_lock.lock().await;
-        let _s = self.sync_lock.lock().await;
-        let segments = std::mem::take(&mut self.state.borrow_mut().segments);
-        for seg in segments {
-            seg.close().await?;
-        }
+        self.log.close().await?;
         if let Some(l) = &self.labelled {
             self.config.metrics.forget(l);
         }
@@ -1133,61 +613,13 @@ impl Partition {
     }
 }
 
-/// The offset and timestamp of the first record at or after `target` in a
-/// batch whose max timestamp reaches it.
-fn first_record_at_or_after(b: Bytes, target: i64) -> Result<(i64, i64), PartitionError> {
-    let h = batch::validate(&b)?;
-    if h.compression() != 0 {
-        return Ok((h.base_offset, h.max_timestamp));
-    }
-    for r in Records::new(b)? {
-        let r = r?;
-        if r.timestamp_ms >= target {
-            return Ok((r.offset, r.timestamp_ms));
-        }
-    }
-    // The header's max timestamp says a record reaches target; trust it.
-    Ok((h.base_offset, h.max_timestamp))
-}
-
-fn log_recovery(topic: &str, id: u32, seg: &Segment, rec: &segment::Recovery) {
-    if rec.torn {
-        tracing::warn!(
-            "recovery of {topic}/{id}: cut {} bytes of a torn or corrupt tail at position {} of {}; \
-             the log ends at offset {} after {} CRC-checked batches from position {}",
-            rec.truncated_bytes,
-            rec.end_pos,
-            seg.path().display(),
-            rec.next_offset,
-            rec.batches_scanned,
-            rec.scanned_from,
-        );
-    }
-    if let Some(why) = &rec.index_rebuilt {
-        tracing::info!(
-            topic,
-            partition = id,
-            segment = %seg.path().display(),
-            "index rebuilt from the log: {why}"
-        );
-    }
-    tracing::debug!(
-        topic,
-        partition = id,
-        segment = %seg.path().display(),
-        scanned_from = rec.scanned_from,
-        batches_scanned = rec.batches_scanned,
-        end = rec.end_pos,
-        zero_padding_cut = if rec.torn { 0 } else { rec.truncated_bytes },
-        "segment recovered"
-    );
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::batch::{BatchBuilder, Records};
-    use crate::rt::testkit;
+    use crate::rt::{now_ms, testkit};
+    use crate::storage::segment::Segment;
+    use std::path::PathBuf;
     use std::time::Duration;
 
     /// Runs `body` on a test executor over a fresh data directory (on a real
@@ -1561,7 +993,7 @@ mod tests {
             let segs = p.segment_count();
             assert!(segs >= 5, "{segs} segments");
             // Every sealed segment holds at most segment.bytes plus one run.
-            for s in p.state.borrow().segments.iter() {
+            for s in p.log.segments().iter() {
                 assert!(s.end_pos() <= (16 << 10) + 8192, "{}", s.end_pos());
             }
             // Sealed segments got their index files at the roll.
@@ -1622,7 +1054,7 @@ mod tests {
             rt::sleep(Duration::from_millis(40)).await;
             let c = p.append(&make_batch(3, 1, 10)).unwrap();
             assert_eq!(p.segment_count(), 2);
-            assert_eq!(p.state.borrow().segments[1].base_offset(), c.base_offset);
+            assert_eq!(p.log.segments()[1].base_offset(), c.base_offset);
             p.flush_to(c.next_offset, Level::Synced).await.unwrap();
             assert_eq!((a.base_offset, b.base_offset, c.base_offset), (0, 1, 2));
             assert_eq!(read_all(&p).await.len(), 3);
@@ -1664,7 +1096,7 @@ mod tests {
             assert!(r.segments > 0);
             // Kafka's rule: delete the oldest while the rest still holds
             // retention.bytes; so what is left exceeds it by less than one segment.
-            let first = p.state.borrow().segments[0].end_pos();
+            let first = p.log.segments()[0].end_pos();
             assert!(
                 p.size_bytes() - first < 24 << 10,
                 "{} bytes left",
@@ -1699,9 +1131,8 @@ mod tests {
             let old_gone = read_from(&p, p.log_start_offset()).await;
             let first_ts = batch::validate(&old_gone[0]).unwrap().max_timestamp;
             assert!(p
-                .state
-                .borrow()
-                .segments
+                .log
+                .segments()
                 .iter()
                 .all(|s| s.max_timestamp() >= now - 3_600_000));
             assert!(first_ts >= now - 86_400_000);

@@ -536,12 +536,32 @@ pub fn allowed_cpus() -> Vec<usize> {
     }
 }
 
+/// Wall-clock milliseconds since the Unix epoch: what record timestamps,
+/// segment age, retention by time and commit timestamps are measured in.
+/// The broker's clocks are here and nowhere else.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Monotonic milliseconds since the process first asked: deadlines that a
+/// step of the wall clock must not cut or stretch (group sessions,
+/// warning windows).
+pub fn monotonic_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
+}
+
 /// An executor-local async lock (never crosses threads; no OS lock). Used to
 /// serialize the flushes of one partition: the group-commit point.
 pub struct LocalLock(glommio::sync::Semaphore);
 
 /// Held while the lock is taken; released on drop.
-pub struct LocalGuard<'a>(#[allow(dead_code)] glommio::sync::Permit<'a>);
+pub struct LocalLockGuard<'a>(#[allow(dead_code)] glommio::sync::Permit<'a>);
 
 impl Default for LocalLock {
     fn default() -> Self {
@@ -550,9 +570,9 @@ impl Default for LocalLock {
 }
 
 impl LocalLock {
-    pub async fn lock(&self) -> LocalGuard<'_> {
+    pub async fn lock(&self) -> LocalLockGuard<'_> {
         // The semaphore is never closed, so acquiring cannot fail.
-        LocalGuard(
+        LocalLockGuard(
             self.0
                 .acquire_permit(1)
                 .await

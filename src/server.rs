@@ -423,7 +423,7 @@ async fn run_shard(
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
             log: config.log.clone(),
             max_batch_bytes: config.max_batch_bytes,
-            memory: crate::partition::MemoryGauge::with_metrics(
+            memory: crate::memory::MemoryGauge::with_metrics(
                 config.memory_budget / 2,
                 config.metrics.shard(id),
             ),

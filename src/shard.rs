@@ -21,9 +21,7 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::partition::{
-    self as part, Appended, FsyncPolicy, Level, Partition, PartitionConfig, PartitionError,
-};
+use crate::partition::{Appended, FsyncPolicy, Level, Partition, PartitionConfig, PartitionError};
 use crate::producer_state::SequenceError;
 use crate::protocol::*;
 use crate::rt;
@@ -289,7 +287,7 @@ impl Shard {
     }
 
     /// The gauge of unwritten bytes producers wait on.
-    pub fn memory(&self) -> &crate::partition::MemoryGauge {
+    pub fn memory(&self) -> &crate::memory::MemoryGauge {
         &self.config.partition.memory
     }
 
@@ -338,7 +336,7 @@ impl Shard {
                 if shard.stopping.get() {
                     break;
                 }
-                let now = part::now_ms();
+                let now = rt::now_ms();
                 for p in shard.all_partitions() {
                     if let Err(e) = p.enforce_retention(now).await {
                         tracing::error!(topic = p.topic(), partition = p.id(), "retention: {e}");

@@ -27,7 +27,6 @@ use futures_lite::AsyncWriteExt;
 use crate::conn::{Activity, CloseReason, FrameReader};
 use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
-use crate::partition::now_ms;
 use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
 use crate::router::Router;
@@ -167,7 +166,7 @@ async fn start(
                     );
                     Err(codec::TRANSACTIONS_UNSUPPORTED.code())
                 }
-                None => Ok(ctx.producer_ids.borrow_mut().next(now_ms())),
+                None => Ok(ctx.producer_ids.borrow_mut().next(rt::now_ms())),
             };
             let r = codec::encode_frame(
                 api,

@@ -8,6 +8,7 @@
 //! does not own the partition (one writer per file, no locks).
 
 pub mod index;
+pub mod log;
 pub mod meta;
 pub mod recovery;
 pub mod segment;

@@ -727,12 +727,11 @@ async fn last_batch_base(
         detail: "no batch after the last index entry".into(),
     })
 }
-/// Which bytes of `buf` (read from a batch boundary) a fetch at `offset`
-/// returns: the batch holding `offset` and those after it, up to `max_bytes`
-/// in all, but always at least that first whole batch.
+/// What a selector (`select_batches`, `find_timestamp`) picks out of
+/// `buf`, read from a batch boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
-    /// `buf[start..start + len]`.
+    /// `buf[start..start + len]`: whole batches.
     Found { start: usize, len: usize },
     /// The first this many bytes are whole batches below `offset` (a skip may
     /// end past `buf`: batches are skipped by their header alone); read on
@@ -744,6 +743,9 @@ pub enum Selection {
     Corrupt { at: usize },
 }
 
+/// Which bytes of `buf` a fetch at `offset` returns: the batch holding
+/// `offset` and those after it, up to `max_bytes` in all, but always at
+/// least that first whole batch.
 pub fn select_batches(buf: &[u8], offset: i64, max_bytes: usize) -> Selection {
     let mut pos = 0;
     let mut start = None;
@@ -808,43 +810,31 @@ pub fn select_batches(buf: &[u8], offset: i64, max_bytes: usize) -> Selection {
     }
 }
 
-/// What a search for the first batch with a timestamp at or after a target
-/// finds in `buf` (read from a batch boundary).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TimeSelection {
-    /// `buf[start..start + len]` is that batch, whole.
-    Found { start: usize, len: usize },
-    /// No such batch in the first this many bytes (whole batches): go on after them.
-    Skip(usize),
-    /// `buf` must hold at least this many bytes to decide.
-    NeedBytes(usize),
-    /// A header that cannot be a batch.
-    Corrupt { at: usize },
-}
-
-pub fn find_timestamp(buf: &[u8], target: i64) -> TimeSelection {
+/// The first batch in `buf` whose max timestamp is at or after `target`,
+/// whole.
+pub fn find_timestamp(buf: &[u8], target: i64) -> Selection {
     let mut pos = 0;
     while pos < buf.len() {
         let Ok(h) = BatchHeader::parse(&buf[pos..]) else {
             return if pos > 0 {
-                TimeSelection::Skip(pos)
+                Selection::Skip(pos)
             } else {
-                TimeSelection::NeedBytes(HEADER_BYTES)
+                Selection::NeedBytes(HEADER_BYTES)
             };
         };
         if h.batch_length < (HEADER_BYTES - LOG_OVERHEAD) as i32 {
-            return TimeSelection::Corrupt { at: pos };
+            return Selection::Corrupt { at: pos };
         }
         let total = h.total_bytes();
         if h.max_timestamp >= target {
             if buf.len() - pos < total {
                 return if pos > 0 {
-                    TimeSelection::Skip(pos)
+                    Selection::Skip(pos)
                 } else {
-                    TimeSelection::NeedBytes(total)
+                    Selection::NeedBytes(total)
                 };
             }
-            return TimeSelection::Found {
+            return Selection::Found {
                 start: pos,
                 len: total,
             };
@@ -852,7 +842,7 @@ pub fn find_timestamp(buf: &[u8], target: i64) -> TimeSelection {
         // A batch below the target is skipped by its header alone.
         pos += total;
     }
-    TimeSelection::Skip(pos)
+    Selection::Skip(pos)
 }
 
 #[cfg(test)]
@@ -942,23 +932,20 @@ mod tests {
         let len = starts[1];
         assert_eq!(
             find_timestamp(&log, 2500),
-            TimeSelection::Found {
+            Selection::Found {
                 start: starts[2],
                 len
             }
         );
-        assert_eq!(
-            find_timestamp(&log, 0),
-            TimeSelection::Found { start: 0, len }
-        );
-        assert_eq!(find_timestamp(&log, 9999), TimeSelection::Skip(log.len()));
+        assert_eq!(find_timestamp(&log, 0), Selection::Found { start: 0, len });
+        assert_eq!(find_timestamp(&log, 9999), Selection::Skip(log.len()));
         assert_eq!(
             find_timestamp(&log[..starts[2] + 10], 2500),
-            TimeSelection::Skip(starts[2])
+            Selection::Skip(starts[2])
         );
         assert_eq!(
             find_timestamp(&log[starts[2]..starts[2] + 100], 2500),
-            TimeSelection::NeedBytes(len)
+            Selection::NeedBytes(len)
         );
     }
 

@@ -1,0 +1,735 @@
+//! One partition's log on disk: the list of its segments and everything
+//! done to them as a whole.
+//!
+//! Owns: the directory scan and recovery at open (segments in offset
+//! order, empty leftovers of a roll removed, sealed segments' index files
+//! rewritten when recovery rebuilt them), rolls, the executors of the
+//! segments' flush jobs (the write stage: create the file of a rolled
+//! segment, write the full tail buffers, then run seals) and of the
+//! fdatasync stage, the read cursor that both fetches and time lookups
+//! use, retention of whole old segments, and close.
+//!
+//! Must never: decide what an offset means or when a produce is answered
+//! (the partition does: offsets, producers, levels, high watermark, group
+//! commit), delete the active segment or one not fully written and sealed,
+//! or let two write stages (or a write stage and retention) run at once:
+//! stages and retention take `Writes`, which only `lock_writes` hands out.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+
+use crate::batch::{self, BatchHeader, Records};
+use crate::metrics::ShardMetrics;
+use crate::rt::{self, DirectFile, LocalLock, LocalLockGuard};
+use crate::storage::index::INDEX_INTERVAL_BYTES;
+use crate::storage::meta::LogConfig;
+use crate::storage::recovery::{Scanner, Step};
+use crate::storage::segment::{self, FlushJob, Segment, Selection};
+use crate::storage::{sync_dir, StorageError};
+
+/// Which of a segment's bytes readers may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible {
+    /// Bytes written to the file (`--fsync never` and `interval:`).
+    Written,
+    /// Bytes covered by a returned fdatasync (`--fsync always`).
+    Synced,
+}
+
+/// I/O the log issued since it opened: group commit shows as far fewer
+/// fdatasyncs than durable produces.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IoCounts {
+    /// Write stages run (each writes everything appended before it started).
+    pub write_stages: u64,
+    pub fdatasyncs: u64,
+}
+
+/// What retention removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    pub segments: usize,
+    pub bytes: u64,
+}
+
+/// Proof that the caller holds the log's write lock.
+pub struct Writes<'a>(#[allow(dead_code)] LocalLockGuard<'a>);
+
+/// Proof that the caller holds the log's fdatasync lock.
+pub struct Syncs<'a>(#[allow(dead_code)] LocalLockGuard<'a>);
+
+/// A failed write or fdatasync stage: what was being done (for the
+/// message the partition keeps and answers with) and why.
+#[derive(Debug)]
+pub struct StageError {
+    pub what: String,
+    pub error: StorageError,
+}
+
+/// The writes a stage took from the segments, taken in the same
+/// synchronous step as the partition's snapshot of what they cover.
+pub struct PendingWrites {
+    jobs: Vec<FlushJob>,
+    /// Bytes appended and not written before this stage: what it frees.
+    pub bytes: u64,
+}
+
+impl PendingWrites {
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+/// Files a sync stage covers: (segment base offset, file, written position).
+pub struct PendingSyncs {
+    files: Vec<(i64, Rc<DirectFile>, u64, PathBuf)>,
+}
+
+impl PendingSyncs {
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty()
+    }
+}
+
+/// Where a read looks in one segment, taken while no await is pending.
+struct View {
+    base: i64,
+    file: Option<Rc<DirectFile>>,
+    start: u64,
+    end: u64,
+    path: PathBuf,
+}
+
+pub struct Log {
+    dir: PathBuf,
+    /// `topic/partition`, for messages.
+    name: String,
+    tail_buffer_bytes: usize,
+    visible: Visible,
+    /// Ascending by base offset; never empty; the last one is active.
+    segments: RefCell<VecDeque<Segment>>,
+    /// Serializes write stages, seals and retention: two writes of the same
+    /// tail page are never in flight, and no segment is deleted mid-seal.
+    writes: LocalLock,
+    /// Serializes fdatasyncs: the group-commit point of `always`.
+    syncs: LocalLock,
+    io: Cell<IoCounts>,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` and recovers its segments (see
+    /// `Segment::open`), logging what was cut and where.
+    pub async fn open(
+        dir: PathBuf,
+        name: String,
+        tail_buffer_bytes: usize,
+        visible: Visible,
+        metrics: &ShardMetrics,
+    ) -> Result<Log, StorageError> {
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
+        let mut bases = Vec::new();
+        for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
+            let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;
+            let file_name = entry.file_name();
+            match file_name.to_str().and_then(segment::parse_file_name) {
+                None => {}
+                Some(Ok(base)) => bases.push(base),
+                Some(Err(())) => {
+                    return Err(StorageError::Corrupt {
+                        path: entry.path(),
+                        detail: "segment file name is not a 20-digit offset".into(),
+                    })
+                }
+            }
+        }
+        bases.sort_unstable();
+        if bases.is_empty() {
+            bases.push(0);
+        }
+        let now = rt::now_ms();
+        let mut segments: VecDeque<Segment> = VecDeque::with_capacity(bases.len());
+        let count = bases.len();
+        for (i, &base) in bases.iter().enumerate() {
+            let last = i + 1 == count;
+            let (mut seg, rec) = Segment::open(&dir, base, tail_buffer_bytes, now).await?;
+            log_recovery(&name, &seg, &rec);
+            metrics.recovered(rec.torn, rec.truncated_bytes, rec.index_rebuilt.is_some());
+            if let Some(prev) = segments.back() {
+                if prev.next_offset() > base {
+                    return Err(StorageError::Corrupt {
+                        path: seg.path().to_owned(),
+                        detail: format!(
+                            "segment starts at offset {base} but the one before ends at {}",
+                            prev.next_offset()
+                        ),
+                    });
+                }
+                if prev.next_offset() < base {
+                    tracing::error!(
+                        "recovery of {name}: offsets {}..{base} are missing between {} and {}",
+                        prev.next_offset(),
+                        prev.path().display(),
+                        seg.path().display()
+                    );
+                }
+            }
+            if !last && seg.is_empty() {
+                // An empty segment before another (a crash right after a roll
+                // created it): it holds nothing.
+                seg.close().await?;
+                segment::remove_files(&dir, base)?;
+                continue;
+            }
+            if !last {
+                seg.seal();
+                if let Some(job) = seg.take_seal() {
+                    if rec.index_rebuilt.is_some() || rec.truncated_bytes > 0 {
+                        let path = job.log_path.clone();
+                        if let Err(e) = job.run().await {
+                            // As for a seal at run time: the log is whole and
+                            // its index is in memory; the files are rebuilt on
+                            // a later start. A full disk must not keep the
+                            // broker from serving what it holds.
+                            tracing::warn!("sealing {} failed: {e}", path.display());
+                        }
+                    }
+                }
+            }
+            segments.push_back(seg);
+        }
+        sync_dir(&dir)?;
+        Ok(Log {
+            dir,
+            name,
+            tail_buffer_bytes,
+            visible,
+            segments: RefCell::new(segments),
+            writes: LocalLock::default(),
+            syncs: LocalLock::default(),
+            io: Cell::default(),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// One past the last offset appended.
+    pub fn next_offset(&self) -> i64 {
+        self.active_ref(|s| s.next_offset())
+    }
+
+    /// The first offset the log holds: its oldest segment's base.
+    pub fn log_start(&self) -> i64 {
+        self.segments
+            .borrow()
+            .front()
+            .expect("a log has a segment")
+            .base_offset()
+    }
+
+    /// Number of segments (the active one included).
+    pub fn segment_count(&self) -> usize {
+        self.segments.borrow().len()
+    }
+
+    /// Bytes of all segments (appended, whether written yet or not).
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.borrow().iter().map(|s| s.end_pos()).sum()
+    }
+
+    pub fn io_counts(&self) -> IoCounts {
+        self.io.get()
+    }
+
+    /// The segments, for tests that look at their bounds.
+    #[cfg(test)]
+    pub(crate) fn segments(&self) -> std::cell::Ref<'_, VecDeque<Segment>> {
+        self.segments.borrow()
+    }
+
+    fn active_ref<T>(&self, f: impl FnOnce(&Segment) -> T) -> T {
+        f(self.segments.borrow().back().expect("a log has a segment"))
+    }
+
+    /// Replays the batch headers of the last `window` bytes of the log
+    /// (across the newest segments; from the sparse index entry at or
+    /// before the window's start), oldest first, with their base offsets.
+    pub async fn replay_tail_headers(
+        &self,
+        window: u64,
+        mut f: impl FnMut(&BatchHeader),
+    ) -> Result<(), StorageError> {
+        let plan: Vec<_> = {
+            let segments = self.segments.borrow();
+            let mut plan = Vec::new();
+            let mut left = window;
+            for seg in segments.iter().rev() {
+                if left == 0 {
+                    break;
+                }
+                let end = seg.end_pos();
+                let from = end.saturating_sub(left);
+                left -= end - from;
+                let Some(file) = seg.file() else { continue };
+                let (offset, start) = seg.batch_at_or_before_pos(from);
+                plan.push((file, seg.path().to_owned(), offset, start, end));
+            }
+            plan
+        };
+        for (file, path, offset, start, end) in plan.into_iter().rev() {
+            let mut scan = Scanner::new(start, offset, end);
+            while let Step::Read { pos, len } = scan.step() {
+                let buf = file
+                    .read_at(pos, len)
+                    .await
+                    .map_err(|e| StorageError::io("read", &path, e))?;
+                if buf.is_empty() {
+                    break;
+                }
+                scan.feed(&buf, |_, h| f(h));
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment and starts a new one at `next_offset` when
+    /// appending `incoming` bytes would pass `segment.bytes`, or the segment
+    /// is older than `segment.ms`. An empty segment never rolls.
+    pub fn roll_if_due(&self, config: &LogConfig, incoming: u64, now: i64) -> bool {
+        let mut segments = self.segments.borrow_mut();
+        let active = segments.back_mut().expect("a log has a segment");
+        if active.is_empty() {
+            return false;
+        }
+        let full = active.end_pos() + incoming > config.segment_bytes;
+        let old = now - active.created_ms() >= config.segment_ms;
+        if !(full || old) {
+            return false;
+        }
+        let alloc = active.allocator();
+        let next = active.next_offset();
+        active.seal();
+        tracing::debug!(log = %self.name, base = next, full, old, "segment rolled");
+        let seg = Segment::rolled(&self.dir, next, self.tail_buffer_bytes, alloc, now);
+        segments.push_back(seg);
+        true
+    }
+
+    /// Appends one batch, already validated and given `offset`, to the
+    /// active segment's tail: `parts` concatenated are its bytes.
+    pub fn append(&self, h: &BatchHeader, offset: i64, parts: &[&[u8]], now: i64) {
+        let mut segments = self.segments.borrow_mut();
+        let active = segments.back_mut().expect("a log has a segment");
+        debug_assert_eq!(offset, active.next_offset(), "offsets are contiguous");
+        active.append(h, offset, parts, now);
+    }
+
+    pub async fn lock_writes(&self) -> Writes<'_> {
+        Writes(self.writes.lock().await)
+    }
+
+    pub async fn lock_syncs(&self) -> Syncs<'_> {
+        Syncs(self.syncs.lock().await)
+    }
+
+    /// Takes every segment's unwritten bytes for one write stage.
+    pub fn take_writes(&self, _w: &Writes<'_>) -> PendingWrites {
+        let mut segments = self.segments.borrow_mut();
+        let bytes = segments.iter().map(|s| s.end_pos() - s.written_pos()).sum();
+        let jobs = segments.iter_mut().filter_map(|s| s.take_flush()).collect();
+        PendingWrites { jobs, bytes }
+    }
+
+    /// Runs a write stage: creates the files of rolled segments (their
+    /// directory entry made durable first), writes in order, and records
+    /// each segment's written end.
+    pub async fn write(&self, w: &Writes<'_>, pending: PendingWrites) -> Result<(), StageError> {
+        let mut io = self.io.get();
+        io.write_stages += 1;
+        self.io.set(io);
+        for job in pending.jobs {
+            let file = match job.file {
+                Some(f) => f,
+                None => {
+                    let f =
+                        self.create_segment_file(&job.path)
+                            .await
+                            .map_err(|error| StageError {
+                                what: "creating a segment".into(),
+                                error,
+                            })?;
+                    self.with_segment(w, job.base_offset, |s| s.set_file(f.clone()));
+                    f
+                }
+            };
+            for (buf, pos) in job.writes {
+                if let Err(e) = file.write_all_at(buf, pos).await {
+                    return Err(StageError {
+                        what: format!("write to {}", job.path.display()),
+                        error: StorageError::io("write", &job.path, e),
+                    });
+                }
+            }
+            self.with_segment(w, job.base_offset, |s| s.complete_write(job.end_pos));
+        }
+        Ok(())
+    }
+
+    fn with_segment(&self, _w: &Writes<'_>, base: i64, f: impl FnOnce(&mut Segment)) {
+        let mut segments = self.segments.borrow_mut();
+        let seg = segments
+            .iter_mut()
+            .find(|s| s.base_offset() == base)
+            .expect("segments are not removed while writes are locked");
+        f(seg)
+    }
+
+    /// A sealed segment gets its index files and its trim once written,
+    /// under the write lock, so retention never deletes it half-sealed.
+    pub async fn run_seals(&self, _w: &Writes<'_>) {
+        let seals: Vec<_> = {
+            let mut segments = self.segments.borrow_mut();
+            segments.iter_mut().filter_map(|s| s.take_seal()).collect()
+        };
+        for job in seals {
+            let path = job.log_path.clone();
+            if let Err(e) = job.run().await {
+                // The data is written; only the index files or the trim
+                // failed, and both are rebuilt from the log on the next start.
+                tracing::warn!("sealing {} failed: {e}", path.display());
+            }
+        }
+    }
+
+    async fn create_segment_file(&self, path: &Path) -> Result<Rc<DirectFile>, StorageError> {
+        let f = DirectFile::open_rw(path)
+            .await
+            .map_err(|e| StorageError::io("create", path, e))?;
+        // The new file's directory entry must be durable before anything in
+        // it is acknowledged as such.
+        sync_dir(&self.dir)?;
+        Ok(Rc::new(f))
+    }
+
+    /// The files with written bytes no fdatasync covers yet.
+    pub fn take_syncs(&self, _s: &Syncs<'_>) -> PendingSyncs {
+        let files = self
+            .segments
+            .borrow()
+            .iter()
+            .filter(|s| s.synced_pos() < s.written_pos())
+            .map(|s| {
+                (
+                    s.base_offset(),
+                    s.file().expect("written implies a file"),
+                    s.written_pos(),
+                    s.path().to_owned(),
+                )
+            })
+            .collect();
+        PendingSyncs { files }
+    }
+
+    /// fdatasyncs each file, then records what each covered.
+    pub async fn sync(
+        &self,
+        _s: &Syncs<'_>,
+        pending: PendingSyncs,
+        metrics: &ShardMetrics,
+    ) -> Result<(), StageError> {
+        for (_, file, _, path) in &pending.files {
+            let mut io = self.io.get();
+            io.fdatasyncs += 1;
+            self.io.set(io);
+            let started = std::time::Instant::now();
+            if let Err(e) = file.fdatasync().await {
+                return Err(StageError {
+                    what: format!("fdatasync of {}", path.display()),
+                    error: StorageError::io("fdatasync", path, e),
+                });
+            }
+            metrics.fsynced(started);
+        }
+        let mut segments = self.segments.borrow_mut();
+        for (base, _, pos, _) in pending.files {
+            // Retention may have removed a segment meanwhile: nothing to record.
+            if let Some(s) = segments.iter_mut().find(|s| s.base_offset() == base) {
+                s.complete_sync(pos);
+            }
+        }
+        Ok(())
+    }
+
+    fn visible_end(&self, s: &Segment) -> u64 {
+        match self.visible {
+            Visible::Synced => s.synced_pos(),
+            Visible::Written => s.written_pos(),
+        }
+    }
+
+    fn view(&self, s: &Segment, start: u64) -> View {
+        View {
+            base: s.base_offset(),
+            file: s.file(),
+            start,
+            end: self.visible_end(s),
+            path: s.path().to_owned(),
+        }
+    }
+
+    /// Whole batches from the one holding `offset`, up to `max_bytes` (at
+    /// least one batch), from one segment, as stored. The caller checked
+    /// that `offset` is below the visible end (the high watermark).
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, StorageError> {
+        // From an index entry to the batch holding `offset` is under one
+        // index interval plus that batch: read that much beyond max_bytes.
+        let chunk = max_bytes.saturating_add(2 * INDEX_INTERVAL_BYTES as usize);
+        // Segments may roll or be deleted across the awaits below: pick
+        // them by base offset each time.
+        let mut after: Option<i64> = None;
+        loop {
+            let view = {
+                let segments = self.segments.borrow();
+                let i = match after {
+                    None => Some(
+                        segments
+                            .partition_point(|s| s.base_offset() <= offset)
+                            .saturating_sub(1),
+                    ),
+                    Some(b) => segments.iter().position(|s| s.base_offset() > b),
+                };
+                i.map(|i| self.view(&segments[i], segments[i].locate(offset)))
+            };
+            let Some(view) = view else {
+                return Err(StorageError::Corrupt {
+                    path: self.dir.clone(),
+                    detail: format!("no segment holds offset {offset} below the visible end"),
+                });
+            };
+            after = Some(view.base);
+            let found = select_in(&view, chunk, |buf| {
+                segment::select_batches(buf, offset, max_bytes)
+            })
+            .await?;
+            if let Some(records) = found {
+                return Ok(records);
+            }
+        }
+    }
+
+    /// The first offset whose record timestamp is at or after `target`, with
+    /// that timestamp (Kafka's ListOffsets by time); None when every visible
+    /// record is older. Compressed batches answer with their base offset and
+    /// max timestamp (records are not decompressed on the broker).
+    pub async fn offset_for_timestamp(
+        &self,
+        target: i64,
+    ) -> Result<Option<(i64, i64)>, StorageError> {
+        const CHUNK: usize = 256 << 10;
+        let mut after: Option<i64> = None;
+        loop {
+            let view = {
+                let segments = self.segments.borrow();
+                segments
+                    .iter()
+                    .filter(|s| after.is_none_or(|b| s.base_offset() > b))
+                    .find(|s| s.max_timestamp() >= target)
+                    .map(|s| {
+                        let from = s.time_index().start_for(target).unwrap_or(s.base_offset());
+                        self.view(s, s.locate(from))
+                    })
+            };
+            let Some(view) = view else {
+                return Ok(None);
+            };
+            after = Some(view.base);
+            let found = select_in(&view, CHUNK, |buf| segment::find_timestamp(buf, target)).await?;
+            if let Some(b) = found {
+                return first_record_at_or_after(b, target).map(Some).map_err(|e| {
+                    StorageError::Corrupt {
+                        path: view.path,
+                        detail: format!("a batch below the visible end does not decode: {e}"),
+                    }
+                });
+            }
+        }
+    }
+
+    /// Deletes the oldest segments, whole, while the log is over
+    /// `retention.bytes` by at least that segment, or the segment's newest
+    /// timestamp is older than `retention.ms`. Never the active segment, nor
+    /// one whose bytes are not all written and sealed.
+    pub async fn enforce_retention(
+        &self,
+        config: &LogConfig,
+        now: i64,
+    ) -> Result<Retained, StorageError> {
+        let _w = self.lock_writes().await;
+        let mut done = Retained::default();
+        loop {
+            let victim = {
+                let mut segments = self.segments.borrow_mut();
+                if segments.len() < 2 {
+                    break;
+                }
+                let total: u64 = segments.iter().map(|s| s.end_pos()).sum();
+                let front = segments.front().expect("checked above");
+                // Sealed and written: its seal ran under the write lock we hold.
+                let settled = front.is_sealed() && front.written_pos() == front.end_pos();
+                let by_size = config.retention_bytes >= 0
+                    && total - front.end_pos() >= config.retention_bytes as u64;
+                let newest = if front.max_timestamp() >= 0 {
+                    front.max_timestamp()
+                } else {
+                    front.created_ms()
+                };
+                let by_age = config.retention_ms >= 0 && now - newest > config.retention_ms;
+                if !(settled && (by_size || by_age)) {
+                    break;
+                }
+                let seg = segments.pop_front().expect("checked above");
+                tracing::info!(
+                    log = %self.name,
+                    segment = %seg.path().display(),
+                    bytes = seg.end_pos(),
+                    reason = if by_size { "retention.bytes" } else { "retention.ms" },
+                    log_start = segments.front().expect("two or more").base_offset(),
+                    "retention deleted a segment"
+                );
+                seg
+            };
+            done.segments += 1;
+            done.bytes += victim.end_pos();
+            let base = victim.base_offset();
+            victim.close().await?;
+            segment::remove_files(&self.dir, base)?;
+        }
+        if done.segments > 0 {
+            sync_dir(&self.dir)?;
+        }
+        Ok(done)
+    }
+
+    /// Seals the index files of and closes every segment, once no stage
+    /// runs. The caller wrote and synced everything first.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        let _w = self.lock_writes().await;
+        let _s = self.lock_syncs().await;
+        let segments = std::mem::take(&mut *self.segments.borrow_mut());
+        for seg in segments {
+            seg.close().await?;
+        }
+        Ok(())
+    }
+}
+
+/// The read cursor: from `view.start`, reads chunks of the segment's
+/// visible bytes and lets `select` pick whole batches out of each (both
+/// selectors read from a batch boundary: `Skip` moves to the next one).
+/// `None` when nothing in this segment is selected.
+async fn select_in(
+    view: &View,
+    chunk: usize,
+    select: impl Fn(&[u8]) -> Selection,
+) -> Result<Option<Bytes>, StorageError> {
+    let Some(file) = &view.file else {
+        return Ok(None); // a rolled segment with nothing written yet
+    };
+    let mut pos = view.start;
+    let mut want = chunk;
+    while pos < view.end {
+        let len = want.min((view.end - pos) as usize);
+        let buf = file
+            .read_at(pos, len)
+            .await
+            .map_err(|e| StorageError::io("read", &view.path, e))?;
+        if buf.len() < len {
+            // Below the visible end every byte is written: a short read is
+            // a file cut behind our back, not the end of the log.
+            return Err(StorageError::Corrupt {
+                path: view.path.clone(),
+                detail: format!(
+                    "read {} of {len} bytes at position {pos} below the visible end {}",
+                    buf.len(),
+                    view.end
+                ),
+            });
+        }
+        match select(&buf) {
+            Selection::Found { start, len } => {
+                // One copy out of the DMA read buffer; a tail cache that
+                // serves caught-up consumers from memory replaces it later.
+                return Ok(Some(Bytes::copy_from_slice(&buf[start..start + len])));
+            }
+            Selection::Skip(n) => {
+                assert!(n > 0, "a skip over a non-empty read moves on");
+                pos += n as u64;
+                want = chunk;
+            }
+            Selection::NeedBytes(n) if n > len && pos + n as u64 <= view.end => want = n,
+            Selection::NeedBytes(_) | Selection::Corrupt { .. } => {
+                return Err(StorageError::Corrupt {
+                    path: view.path.clone(),
+                    detail: format!(
+                        "no whole batch at position {pos} below the visible end {}",
+                        view.end
+                    ),
+                });
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The offset and timestamp of the first record at or after `target` in a
+/// batch whose max timestamp reaches it.
+fn first_record_at_or_after(b: Bytes, target: i64) -> Result<(i64, i64), batch::BatchError> {
+    let h = batch::validate(&b)?;
+    if h.compression() != 0 {
+        return Ok((h.base_offset, h.max_timestamp));
+    }
+    for r in Records::new(b)? {
+        let r = r?;
+        if r.timestamp_ms >= target {
+            return Ok((r.offset, r.timestamp_ms));
+        }
+    }
+    // The header's max timestamp says a record reaches target; trust it.
+    Ok((h.base_offset, h.max_timestamp))
+}
+
+fn log_recovery(name: &str, seg: &Segment, rec: &segment::Recovery) {
+    if rec.torn {
+        tracing::warn!(
+            "recovery of {name}: cut {} bytes of a torn or corrupt tail at position {} of {}; \
+             the log ends at offset {} after {} CRC-checked batches from position {}",
+            rec.truncated_bytes,
+            rec.end_pos,
+            seg.path().display(),
+            rec.next_offset,
+            rec.batches_scanned,
+            rec.scanned_from,
+        );
+    }
+    if let Some(why) = &rec.index_rebuilt {
+        tracing::info!(
+            log = name,
+            segment = %seg.path().display(),
+            "index rebuilt from the log: {why}"
+        );
+    }
+    tracing::debug!(
+        log = name,
+        segment = %seg.path().display(),
+        scanned_from = rec.scanned_from,
+        batches_scanned = rec.batches_scanned,
+        end = rec.end_pos,
+        zero_padding_cut = if rec.torn { 0 } else { rec.truncated_bytes },
+        "segment recovered"
+    );
+}
