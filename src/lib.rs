@@ -21,6 +21,7 @@ pub mod http;
 pub mod kafka;
 pub mod memory;
 pub mod metrics;
+pub mod native;
 pub mod partition;
 pub mod producer;
 pub mod producer_state;

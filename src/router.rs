@@ -25,6 +25,16 @@ use crate::rt;
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
 
+/// Whose answer a request gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// The broker's: routed to the owners and joined (`Router::admit`).
+    Broker,
+    /// This shard's alone (Kafka's ListGroups on a shard's own port: each
+    /// Kafka broker lists the groups it coordinates).
+    ThisShard,
+}
+
 /// What one shard asks another.
 pub enum Call {
     /// A client request narrowed to partitions the receiver owns (produce,
@@ -250,6 +260,34 @@ impl Router {
                 })
                 .detach();
             }
+        }
+    }
+
+    /// Starts one client request, as both front doors do: a produce first
+    /// waits while the shard holds its budget of unwritten bytes
+    /// (backpressure: the connection is not read meanwhile, so TCP slows
+    /// the producer); the request is counted; then `admit` (or, for
+    /// `Scope::ThisShard`, this shard alone answers). The returned future
+    /// is the answer, counted when it completes.
+    pub async fn begin(
+        self: &Rc<Self>,
+        frame: RequestFrame,
+        scope: Scope,
+    ) -> impl Future<Output = ResponseFrame> + 'static {
+        if matches!(frame.request, Request::Produce(_)) {
+            self.shard.memory().wait_below().await;
+        }
+        let m = self.shard.metrics().clone();
+        let api = crate::metrics::Api::of(&frame.request);
+        let started = m.request_started(api);
+        let answer = match scope {
+            Scope::Broker => self.admit(frame).await,
+            Scope::ThisShard => self.shard.dispatch(frame),
+        };
+        async move {
+            let r = answer.await;
+            m.request_done(api, started, &r);
+            r
         }
     }
 

@@ -1,8 +1,9 @@
 //! The broker process: starts the shard executors, accepts connections and
-//! runs each one (frames in, pipelined requests, responses out in order).
+//! hands each to the shared connection loop (`conn::serve`) with its door
+//! (`native::NativeDoor`, `kafka::KafkaDoor`).
 //!
-//! Owns: listeners, connections, the in-flight bound per connection, and
-//! turning framing/decoding failures into error responses.
+//! Owns: startup (recovery, owners, the mesh), listeners, the connection
+//! limit, the shard's connection count and read budget, the clean stop.
 //!
 //! Must never: interpret requests (the shard does) or let one connection's
 //! bad input affect another: every failure here ends at most that connection.
@@ -18,13 +19,14 @@ use std::time::Duration;
 use futures_lite::AsyncWriteExt;
 use thiserror::Error;
 
-use crate::conn::{Activity, CloseReason, FrameReader, Listener, StopSignal, Timeouts};
-use crate::metrics::{Api, Metrics};
+use crate::conn::{self, CloseReason, Limits, Listener, StopSignal, Timeouts};
+use crate::kafka::KafkaDoor;
+use crate::metrics::Metrics;
+use crate::native::{error_frame, NativeDoor};
 use crate::partition::{FsyncPolicy, PartitionConfig};
-use crate::protocol::codec::{decode_request, encode_response, BadRequest};
-use crate::protocol::frame::{self, FrameError};
+use crate::protocol::codec::encode_response;
+use crate::protocol::ErrorCode;
 use crate::protocol::NodeInfo;
-use crate::protocol::{ErrorCode, Request, ResponseFrame, WireError};
 use crate::router::{Msg, Router};
 use crate::rt;
 use crate::shard::{Shard, ShardConfig};
@@ -520,7 +522,6 @@ async fn run_shard(
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns {
         open: Cell::new(0),
-        stopping: Cell::new(false),
         stop: Rc::default(),
         closed: Rc::default(),
         budget: crate::conn::ReadBudget::new(
@@ -591,7 +592,6 @@ async fn run_shard(
 /// told when to stop reading, and sharing the shard's read budget.
 struct Conns {
     open: Cell<usize>,
-    stopping: Cell<bool>,
     /// Told when the broker stops: readers stop taking requests.
     stop: Rc<StopSignal>,
     /// Notified whenever a connection ends.
@@ -602,7 +602,6 @@ struct Conns {
 
 impl Conns {
     fn stop_reading(&self) {
-        self.stopping.set(true);
         self.stop.stop();
     }
 
@@ -703,7 +702,7 @@ async fn accept_loop(
                 metrics.connections.add(1);
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
-                let limits = ConnLimits {
+                let limits = Limits {
                     max_frame_bytes: config.max_frame_bytes,
                     max_inflight: config.max_inflight_per_connection,
                     timeouts: Timeouts {
@@ -715,23 +714,16 @@ async fn accept_loop(
                 rt::spawn(async move {
                     let _guard = guard;
                     let conns = _guard.0.clone();
-                    let reader = FrameReader::new(
-                        conns.budget.clone(),
-                        match proto {
-                            Proto::Native => frame::frame_len,
-                            Proto::Kafka(_) => crate::kafka::codec::frame_len,
-                        },
-                        limits.max_frame_bytes,
-                        limits.timeouts,
-                    );
+                    let stop = conns.stop.subscribe();
+                    let budget = conns.budget.clone();
                     let (reason, detail) = match proto {
                         Proto::Native => {
-                            serve_connection(router, stream, reader, limits, &conns).await
+                            let door = NativeDoor { router };
+                            conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                         Proto::Kafka(ctx) => {
-                            let stop = conns.stop.subscribe();
-                            crate::kafka::serve_connection(router, ctx, stream, reader, &stop.event)
-                                .await
+                            let door = KafkaDoor { router, ctx, peer };
+                            conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                     };
                     metrics.connection_closed(listener_kind as usize, reason as usize);
@@ -746,164 +738,5 @@ async fn accept_loop(
                 rt::sleep(Duration::from_millis(10)).await;
             }
         }
-    }
-}
-
-enum Outgoing {
-    /// A request being handled; its response goes out when it finishes.
-    Pending(rt::Task<ResponseFrame>),
-    /// An error answer that needs no work.
-    Ready(ResponseFrame),
-    /// Framing is lost: close after what is queued.
-    Close,
-}
-
-fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> ResponseFrame {
-    ResponseFrame {
-        correlation_id,
-        result: Err(WireError::new(code, message)),
-    }
-}
-
-/// What bounds one connection.
-#[derive(Debug, Clone, Copy)]
-struct ConnLimits {
-    max_frame_bytes: usize,
-    max_inflight: usize,
-    timeouts: Timeouts,
-}
-
-/// Reads frames, starts each request as its own task (so they overlap) and
-/// hands the tasks, in arrival order, to a writer that sends the responses in
-/// that same order. At most `max_inflight` requests are pending per
-/// connection. Returns why the connection ended, with a line for the log.
-async fn serve_connection(
-    router: Rc<Router>,
-    stream: rt::TcpStream,
-    mut reader: FrameReader,
-    limits: ConnLimits,
-    conns: &Conns,
-) -> (CloseReason, String) {
-    if let Err(e) = stream.set_nodelay(true) {
-        return (CloseReason::IoError, format!("cannot set TCP_NODELAY: {e}"));
-    }
-    let (mut rd, mut wr) = futures_lite::io::split(stream);
-    let (tx, rx) = rt::channel::bounded::<Outgoing>(limits.max_inflight);
-    let metrics = router.shard().metrics().clone();
-    let activity = Activity::new();
-    let writer_activity = activity.clone();
-    let stop = conns.stop.subscribe();
-    let writer = rt::spawn(async move {
-        while let Some(out) = rx.recv().await {
-            let resp = match out {
-                Outgoing::Pending(task) => task.await,
-                Outgoing::Ready(r) => {
-                    metrics.count_errors(&r);
-                    r
-                }
-                Outgoing::Close => break,
-            };
-            let written = wr.write_all(&encode_response(&resp)).await;
-            writer_activity.answered();
-            written?;
-        }
-        wr.flush().await?;
-        wr.close().await
-    });
-    let max_frame_bytes = limits.max_frame_bytes;
-    let (reason, detail) = 'conn: loop {
-        loop {
-            let out = match frame::next_frame(reader.buf(), max_frame_bytes) {
-                Ok(None) => break,
-                Ok(Some(f)) => match decode_request(&f) {
-                    Ok(req) => {
-                        if matches!(req.request, Request::Produce(_)) {
-                            // Backpressure: while the shard holds its budget
-                            // of unwritten bytes, this connection waits (and
-                            // TCP slows the producer) before appending more.
-                            router.shard().memory().wait_below().await;
-                        }
-                        // Appends and hand-offs to other shards happen in
-                        // `admit`, before the next request is read: order.
-                        let m = router.shard().metrics().clone();
-                        let api = Api::of(&req.request);
-                        let started = m.request_started(api);
-                        let answer = router.admit(req).await;
-                        Outgoing::Pending(rt::spawn(async move {
-                            let r = answer.await;
-                            m.request_done(api, started, &r);
-                            r
-                        }))
-                    }
-                    Err(BadRequest {
-                        correlation_id: Some(c),
-                        error,
-                    }) => error_frame(
-                        c,
-                        ErrorCode::InvalidRequest,
-                        format!("bad request: {error}"),
-                    )
-                    .into(),
-                    Err(BadRequest {
-                        correlation_id: None,
-                        error,
-                    }) => {
-                        // Not even the envelope decodes: nothing to correlate
-                        // an answer with, so answer with id 0 and hang up.
-                        activity.started();
-                        let _ = tx
-                            .send(
-                                error_frame(
-                                    0,
-                                    ErrorCode::InvalidRequest,
-                                    format!("bad frame: {error}"),
-                                )
-                                .into(),
-                            )
-                            .await;
-                        let _ = tx.send(Outgoing::Close).await;
-                        break 'conn (CloseReason::BadRequest, format!("bad frame: {error}"));
-                    }
-                },
-                Err(e) => {
-                    let (code, reason) = match e {
-                        FrameError::TooLarge { .. } => {
-                            (ErrorCode::MessageTooLarge, CloseReason::FrameTooLarge)
-                        }
-                        FrameError::Empty => (ErrorCode::InvalidRequest, CloseReason::BadRequest),
-                    };
-                    activity.started();
-                    let _ = tx
-                        .send(error_frame(0, code, format!("{e}; closing connection")).into())
-                        .await;
-                    let _ = tx.send(Outgoing::Close).await;
-                    break 'conn (reason, e.to_string());
-                }
-            };
-            activity.started();
-            if tx.send(out).await.is_err() {
-                // The writer is gone: the client went away.
-                break 'conn (CloseReason::IoError, "write failed".to_owned());
-            }
-        }
-        reader.settle();
-        if conns.stopping.get() {
-            // Stopping: answer what was read, take nothing new.
-            break (CloseReason::Stopping, "broker stopping".to_owned());
-        }
-        if let Err(reason) = reader.fill(&mut rd, &stop.event, &activity).await {
-            // EOF, stop, a timeout or a failed read; requests already
-            // started still get their answers.
-            break (reason, crate::conn::close_detail(reason, &limits.timeouts));
-        }
-    };
-    drop(reader); // its budget goes back before the answers are awaited
-    drop(tx);
-    crate::conn::with_writer_result(reason, detail, writer.await)
-}
-
-impl From<ResponseFrame> for Outgoing {
-    fn from(r: ResponseFrame) -> Self {
-        Outgoing::Ready(r)
     }
 }

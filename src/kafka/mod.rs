@@ -3,9 +3,10 @@
 //! unchanged; every shard is advertised as its own Kafka broker (node id =
 //! shard id) so Metadata leads them to the partition's owner shard.
 //!
-//! Owns: one Kafka connection's life (frames in, requests handed to the
-//! shard's `Router` in arrival order, responses out in that order; none for
-//! a produce with acks=0) and the Kafka codec (`codec`, pure).
+//! Owns: the Kafka door of the shared connection loop (`KafkaDoor`:
+//! framing, decoding, each request started through the shard's `Router`;
+//! no answer for a produce with acks=0) and the Kafka codec (`codec`,
+//! pure).
 //!
 //! Must never: interpret requests itself beyond translation (routing,
 //! forwarding, long polling and storage are the router's and the shard's,
@@ -21,15 +22,13 @@ pub mod groups;
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use bytes::Bytes;
-use futures_lite::AsyncWriteExt;
+use bytes::{Bytes, BytesMut};
 
-use crate::conn::{Activity, CloseReason, FrameReader};
+use crate::conn::{Answer, CloseReason, Door, Listener, Step};
 use crate::group::classic::ClassicCall;
-use crate::metrics::Api;
 use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
-use crate::router::Router;
+use crate::router::{Router, Scope};
 use crate::rt;
 use codec::{Decoded, Work};
 
@@ -56,73 +55,46 @@ pub struct KafkaContext {
     pub defaults: codec::TopicDefaults,
 }
 
-/// A response being prepared; `None` when the request gets no answer.
-type Pending = rt::Task<Option<Bytes>>;
+/// One Kafka connection's door: Kafka framing (`i32` BE length), requests
+/// decoded by `codec`, each started through the router like a native one.
+/// An unknown API, an unoffered version, an undecodable request or a bad
+/// length closes the connection without an answer, as Kafka does: the
+/// client cannot be answered in a form it expects.
+pub struct KafkaDoor {
+    pub router: Rc<Router>,
+    pub ctx: Rc<KafkaContext>,
+    pub peer: Option<std::net::SocketAddr>,
+}
 
-/// Serves one Kafka connection until the client hangs up, framing is lost,
-/// a timeout closes it, or the broker stops (`stop` notified). Returns why
-/// it ended, with a line for the log.
-pub async fn serve_connection(
-    router: Rc<Router>,
-    ctx: Rc<KafkaContext>,
-    stream: rt::TcpStream,
-    mut reader: FrameReader,
-    stop: &Rc<rt::Event>,
-) -> (CloseReason, String) {
-    if let Err(e) = stream.set_nodelay(true) {
-        return (CloseReason::IoError, format!("cannot set TCP_NODELAY: {e}"));
+impl Door for KafkaDoor {
+    const LISTENER: Listener = Listener::Kafka;
+
+    fn frame_len(buf: &[u8]) -> Option<usize> {
+        codec::frame_len(buf)
     }
-    let peer = stream.peer_addr().ok();
-    let (mut rd, mut wr) = futures_lite::io::split(stream);
-    let (tx, rx) = rt::channel::bounded::<Pending>(ctx.max_inflight.max(1));
-    let activity = Activity::new();
-    let writer_activity = activity.clone();
-    let writer = rt::spawn(async move {
-        while let Some(task) = rx.recv().await {
-            let answer = task.await;
-            let written = match answer {
-                Some(bytes) => wr.write_all(&bytes).await,
-                None => Ok(()),
-            };
-            writer_activity.answered();
-            written?;
+
+    fn next_frame(
+        &self,
+        buf: &mut BytesMut,
+        max_frame_bytes: usize,
+    ) -> Result<Option<Bytes>, Step> {
+        codec::next_frame(buf, max_frame_bytes).map_err(|e| Step::Close {
+            last: None,
+            reason: CloseReason::FrameTooLarge,
+            detail: e.to_string(),
+        })
+    }
+
+    async fn start(&self, frame: Bytes) -> Step {
+        match codec::decode_request(frame, self.ctx.max_control_request_bytes) {
+            Ok(d) => Step::Answer(start(&self.router, &self.ctx, d, self.peer).await),
+            Err(e) => Step::Close {
+                last: None,
+                reason: CloseReason::BadRequest,
+                detail: e.to_string(),
+            },
         }
-        wr.flush().await?;
-        wr.close().await
-    });
-    let (reason, detail) = 'conn: loop {
-        loop {
-            let body = match codec::next_frame(reader.buf(), ctx.max_frame_bytes) {
-                Ok(None) => break,
-                Ok(Some(body)) => body,
-                Err(e) => break 'conn (CloseReason::FrameTooLarge, e.to_string()),
-            };
-            let decoded = match codec::decode_request(body, ctx.max_control_request_bytes) {
-                Ok(d) => d,
-                // Kafka closes the connection too: the client cannot be
-                // answered in a form it expects.
-                Err(e) => break 'conn (CloseReason::BadRequest, e.to_string()),
-            };
-            let task = start(&router, &ctx, decoded, peer).await;
-            activity.started();
-            if tx.send(task).await.is_err() {
-                // The writer is gone: the client went away.
-                break 'conn (CloseReason::IoError, "write failed".to_owned());
-            }
-        }
-        reader.settle();
-        if let Err(reason) = reader.fill(&mut rd, stop, &activity).await {
-            // EOF, stop, a timeout or a failed read: requests already
-            // started still get answers.
-            break (
-                reason,
-                crate::conn::close_detail(reason, &reader.timeouts()),
-            );
-        }
-    };
-    drop(reader); // its budget goes back before the answers are awaited
-    drop(tx);
-    crate::conn::with_writer_result(reason, detail, writer.await)
+    }
 }
 
 /// Starts one request: appends and hand-offs to other shards happen here,
@@ -132,7 +104,7 @@ async fn start(
     ctx: &Rc<KafkaContext>,
     d: Decoded,
     peer: Option<std::net::SocketAddr>,
-) -> Pending {
+) -> Answer {
     let Decoded {
         api,
         version,
@@ -155,7 +127,7 @@ async fn start(
                 correlation_id,
                 &codec::api_versions_response(error),
             );
-            rt::spawn(async move { encoded(r) })
+            Answer::Ready(encoded(r))
         }
         Work::InitProducerId { transactional_id } => {
             let result = match transactional_id {
@@ -174,7 +146,7 @@ async fn start(
                 correlation_id,
                 &codec::init_producer_id_response(result),
             );
-            rt::spawn(async move { encoded(r) })
+            Answer::Ready(encoded(r))
         }
         Work::FindCoordinator { keys, key_type } => {
             let r = codec::encode_frame(
@@ -191,11 +163,11 @@ async fn start(
                         .clone()
                 }),
             );
-            rt::spawn(async move { encoded(r) })
+            Answer::Ready(encoded(r))
         }
         Work::Refuse { shape, error } => {
             let r = codec::refuse_response(api, version, correlation_id, &shape, error);
-            rt::spawn(async move { encoded(r) })
+            Answer::Ready(encoded(r))
         }
         Work::Native {
             mut frame,
@@ -208,22 +180,15 @@ async fn start(
                 // Kafka shows members' hosts as "/ip".
                 j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
             }
-            if matches!(frame.request, crate::protocol::Request::Produce(_)) {
-                // Backpressure, as on the native listener.
-                router.shard().memory().wait_below().await;
-            }
-            let m = router.shard().metrics().clone();
-            let metric = Api::of(&frame.request);
-            let started = m.request_started(metric);
-            let answer = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
-                router.shard().dispatch(*frame)
+            let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
+                Scope::ThisShard
             } else {
-                router.admit(*frame).await
+                Scope::Broker
             };
+            let answer = router.begin(*frame, scope).await;
             let ctx = ctx.clone();
-            rt::spawn(async move {
+            Answer::Later(rt::spawn(async move {
                 let r = answer.await;
-                m.request_done(metric, started, &r);
                 if !respond {
                     return None; // acks=0: Kafka sends no response
                 }
@@ -238,7 +203,7 @@ async fn start(
                     &ctx.nodes,
                     &ctx.defaults,
                 ))
-            })
+            }))
         }
     }
 }
