@@ -21,6 +21,7 @@ use std::rc::Rc;
 use bytes::Bytes;
 
 use crate::batch::{split_batches, BatchBuilder, Records};
+use crate::errors::ToWire;
 use crate::group::classic::{
     ClassicCall, ClassicError, ClassicGroups, ClassicReply, ClassicState, Completion,
 };
@@ -37,36 +38,6 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// How often members' sessions and poll intervals are checked.
 pub const EXPIRY_CHECK_MS: u64 = 100;
-
-/// The library's group errors as the wire carries them: the one mapping.
-pub fn group_wire_error(e: &GroupError) -> WireError {
-    let code = match e {
-        GroupError::UnknownMember { .. } => ErrorCode::UnknownMember,
-        GroupError::StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
-        GroupError::NotAssigned { .. } => ErrorCode::NotAssigned,
-        GroupError::GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
-        GroupError::InconsistentStrategy { .. } => ErrorCode::InconsistentStrategy,
-        GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
-        GroupError::UnknownGroup { .. } => ErrorCode::UnknownGroup,
-        GroupError::Offset(crate::group::OffsetError::MetadataTooLarge { .. }) => {
-            ErrorCode::MessageTooLarge
-        }
-        _ => ErrorCode::InvalidRequest,
-    };
-    WireError::new(code, e.to_string())
-}
-
-/// Classic-protocol errors on the native wire (offset commits of classic
-/// groups); the Kafka listener maps these codes back to Kafka's
-/// (StaleMemberEpoch -> ILLEGAL_GENERATION for a classic client).
-pub fn classic_wire_error(e: &ClassicError) -> WireError {
-    let code = match e {
-        ClassicError::UnknownMember(_) => ErrorCode::UnknownMember,
-        ClassicError::IllegalGeneration { .. } => ErrorCode::StaleMemberEpoch,
-        _ => ErrorCode::InvalidRequest,
-    };
-    WireError::new(code, e.to_string())
-}
 
 /// Classic states in the native listing's spelling (`group list`).
 pub fn classic_state_name(s: ClassicState) -> &'static str {
@@ -353,9 +324,12 @@ impl Groups {
             let c = self.coordinator.borrow();
             let native = c.group(group).map_or(0, |g| g.describe().members.len());
             if members + native > 0 {
-                return Some(group_wire_error(&GroupError::GroupNotEmpty {
-                    members: members + native,
-                }));
+                return Some(
+                    GroupError::GroupNotEmpty {
+                        members: members + native,
+                    }
+                    .to_wire(),
+                );
             }
             let keys: Vec<Bytes> = c
                 .offsets()
@@ -369,9 +343,12 @@ impl Groups {
                 })
                 .collect();
             if keys.is_empty() && c.group(group).is_none() && !self.classic_known(group) {
-                return Some(group_wire_error(&GroupError::UnknownGroup {
-                    group_id: group.to_owned(),
-                }));
+                return Some(
+                    GroupError::UnknownGroup {
+                        group_id: group.to_owned(),
+                    }
+                    .to_wire(),
+                );
             }
             keys.into_iter().map(|k| (k, None)).collect()
         };
@@ -416,12 +393,13 @@ impl Groups {
         client_id: Option<&str>,
         r: GroupHeartbeatRequest,
     ) -> Result<Response, WireError> {
-        let strategy = match r.strategy.as_deref() {
-            None | Some("") => None,
-            Some(s) => Some(Strategy::parse(s).ok_or_else(|| {
-                group_wire_error(&GroupError::UnsupportedStrategy { name: s.to_owned() })
-            })?),
-        };
+        let strategy =
+            match r.strategy.as_deref() {
+                None | Some("") => None,
+                Some(s) => Some(Strategy::parse(s).ok_or_else(|| {
+                    GroupError::UnsupportedStrategy { name: s.to_owned() }.to_wire()
+                })?),
+            };
         let subscription = match (r.topics, r.topic_prefix) {
             (_, Some(p)) if !p.is_empty() => Some(Subscription::Prefix(p)),
             (Some(ts), _) => Some(Subscription::topics(ts)),
@@ -457,7 +435,7 @@ impl Groups {
             .coordinator
             .borrow_mut()
             .heartbeat(&r.group, now, req)
-            .map_err(|e| group_wire_error(&e))?;
+            .map_err(|e| e.to_wire())?;
         Ok(Response::GroupHeartbeat(GroupHeartbeatResponse {
             member_id: resp.member_id,
             member_epoch: resp.member_epoch,
@@ -470,7 +448,7 @@ impl Groups {
         self.coordinator
             .borrow_mut()
             .leave(&r.group, &r.member_id, r.member_epoch)
-            .map_err(|e| group_wire_error(&e))?;
+            .map_err(|e| e.to_wire())?;
         tracing::debug!(shard = self.shard_id, group = %r.group, member = %r.member_id, "member left");
         Ok(Response::LeaveGroup)
     }
@@ -491,7 +469,7 @@ impl Groups {
                 .classic
                 .borrow()
                 .check_commit(&r.group, &r.member_id, r.member_epoch)
-                .map_err(|e| classic_wire_error(&e));
+                .map_err(|e| e.to_wire());
             for t in &r.topics {
                 let mut parts = Vec::with_capacity(t.partitions.len());
                 for p in &t.partitions {
@@ -511,10 +489,10 @@ impl Groups {
                     } else {
                         let checked = match &classic {
                             Err(e) => Err(e.clone()),
-                            Ok(true) => commit.record().map_err(|e| group_wire_error(&e.into())),
+                            Ok(true) => commit.record().map_err(|e| GroupError::from(e).to_wire()),
                             Ok(false) => c
                                 .prepare_commit(&r.member_id, r.member_epoch, &commit)
-                                .map_err(|e| group_wire_error(&e)),
+                                .map_err(|e| e.to_wire()),
                         };
                         match checked {
                             Ok(kv) => {
@@ -571,9 +549,7 @@ impl Groups {
             b.push(ts, Some(k), v.as_deref(), &[]);
         }
         let batch = b.finish();
-        let appended = log
-            .append(&batch)
-            .map_err(|e| crate::shard::wire_error(&e))?;
+        let appended = log.append(&batch).map_err(|e| e.to_wire())?;
         // Applied now, in append (= log) order; the answer still waits for
         // durability below, so no client acts on a commit that could be lost.
         {
@@ -585,7 +561,7 @@ impl Groups {
         }
         log.flush_to(appended.next_offset, log.durable_level())
             .await
-            .map_err(|e| crate::shard::wire_error(&e))
+            .map_err(|e| e.to_wire())
     }
 
     pub fn offset_fetch(&self, r: OffsetFetchRequest) -> Response {

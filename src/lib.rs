@@ -15,6 +15,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod consumer;
+pub mod errors;
 pub mod group;
 pub mod groups;
 pub mod http;

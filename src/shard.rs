@@ -2,7 +2,7 @@
 //!
 //! Owns: the shard's topics and partitions (opened, created, closed here),
 //! turning typed requests into typed responses, and the mapping of library
-//! errors to wire error codes (`wire_error`: the one place it happens).
+//! errors to wire error codes (through `errors`, the one place it happens).
 //!
 //! Every shard knows every topic (its `TopicMeta`: partitions, owners,
 //! settings) but opens only the partitions it owns; requests reaching
@@ -21,8 +21,8 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::partition::{Appended, FsyncPolicy, Level, Partition, PartitionConfig, PartitionError};
-use crate::producer_state::SequenceError;
+use crate::errors::ToWire;
+use crate::partition::{Appended, FsyncPolicy, Level, Partition, PartitionConfig};
 use crate::protocol::*;
 use crate::rt;
 use crate::storage::meta::{TopicMeta, MAX_PARTITIONS};
@@ -70,28 +70,6 @@ pub struct Shard {
 pub const MAX_FETCH_WAIT_MS: u32 = 60_000;
 
 pub type ResponseFuture = Pin<Box<dyn Future<Output = ResponseFrame>>>;
-
-/// Maps a partition error to its wire form. The one place this happens.
-pub fn wire_error(e: &PartitionError) -> WireError {
-    let code = match e {
-        PartitionError::Batch(_) => ErrorCode::CorruptBatch,
-        PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
-        PartitionError::Storage(_) => ErrorCode::StorageError,
-        PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
-        PartitionError::Empty => ErrorCode::InvalidRequest,
-        PartitionError::Closed => ErrorCode::ShuttingDown,
-        PartitionError::Sequence(s) => match s {
-            SequenceError::OutOfOrder { .. } | SequenceError::NewEpochNotAtZero { .. } => {
-                ErrorCode::OutOfOrderSequence
-            }
-            SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
-            SequenceError::Transactional(_) | SequenceError::Invalid(_) => {
-                ErrorCode::InvalidRequest
-            }
-        },
-    };
-    WireError::new(code, e.to_string())
-}
 
 fn unknown_topic(name: &str) -> WireError {
     WireError::new(ErrorCode::UnknownTopic, format!("unknown topic '{name}'"))
@@ -670,7 +648,7 @@ impl Shard {
                             },
                             Err(e) => PendingAppend {
                                 partition: pp.partition,
-                                result: Err(wire_error(&e)),
+                                result: Err(e.to_wire()),
                             },
                         },
                     })
@@ -781,7 +759,7 @@ impl Shard {
                             Err(e) => {
                                 r.high_watermark = part.high_watermark();
                                 r.log_start_offset = part.log_start_offset();
-                                r.error = Some(wire_error(&e));
+                                r.error = Some(e.to_wire());
                             }
                         }
                     }
@@ -874,7 +852,7 @@ impl Shard {
                                 r.timestamp = at;
                             }
                             Ok(None) => {}
-                            Err(e) => r.error = Some(wire_error(&e)),
+                            Err(e) => r.error = Some(e.to_wire()),
                         },
                     },
                 }
@@ -967,7 +945,7 @@ async fn complete_produce(
     for (t, p, flush) in waits {
         if let Err(e) = flush.await {
             let r = &mut out[t].partitions[p];
-            r.error = Some(wire_error(&e));
+            r.error = Some(e.to_wire());
             r.base_offset = -1;
         }
     }

@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use shardlog::group::classic::{consumer_assignment, ClassicCall};
-use shardlog::kafka::codec::{decode_request, Work, DEFAULT_MAX_CONTROL_REQUEST_BYTES};
+use shardlog::kafka::codec::{decode_request, DEFAULT_MAX_CONTROL_REQUEST_BYTES};
+use shardlog::kafka::wire::Work;
 use shardlog::protocol::Request;
 
 fuzz_target!(|data: &[u8]| {

@@ -10,8 +10,6 @@ use std::cell::RefCell;
 
 use crate::rt;
 
-use super::read::Timeouts;
-
 /// Which front door a connection came in on (a metrics label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
@@ -76,18 +74,6 @@ impl CloseReason {
                 | CloseReason::BadRequest
                 | CloseReason::ConnectionLimit
         )
-    }
-}
-
-/// The log line for a close the reader saw.
-pub fn close_detail(reason: CloseReason, t: &Timeouts) -> String {
-    match reason {
-        CloseReason::Idle => format!("idle for {:?} (connections.max.idle.ms)", t.idle),
-        CloseReason::ReadTimeout => format!(
-            "a request frame stalled for {:?} (request-read-timeout-ms)",
-            t.read
-        ),
-        other => other.as_str().replace('_', " "),
     }
 }
 

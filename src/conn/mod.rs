@@ -21,7 +21,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 
-pub use close::{close_detail, log_close, CloseReason, Listener, Verdict, WarnLimit};
+pub use close::{log_close, CloseReason, Listener, Verdict, WarnLimit};
 pub use read::{
     Activity, FrameReader, ReadBudget, StopSignal, StopSubscription, Timeouts, FREE_READ_BYTES,
 };
@@ -70,6 +70,18 @@ pub trait Door {
     /// loop reads nothing meanwhile: one connection's requests keep their
     /// order.
     fn start(&self, frame: Bytes) -> impl Future<Output = Step>;
+}
+
+/// The log line for a close the reader saw.
+pub fn close_detail(reason: CloseReason, t: &Timeouts) -> String {
+    match reason {
+        CloseReason::Idle => format!("idle for {:?} (connections.max.idle.ms)", t.idle),
+        CloseReason::ReadTimeout => format!(
+            "a request frame stalled for {:?} (request-read-timeout-ms)",
+            t.read
+        ),
+        other => other.as_str().replace('_', " "),
+    }
 }
 
 /// What bounds one connection.

@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use super::{MemberId, TopicPartition};
+use super::ids::{MemberId, TopicPartition};
 
 /// How a group spreads partitions over its members. Fixed by the group's
 /// first member.

@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 use thiserror::Error;
 
-use super::{MAX_ID_BYTES, MAX_TOPIC_BYTES};
+use super::ids::{MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 /// Identifies a request that waits for its answer (a join or a sync).
 pub type Waiter = u64;
@@ -1155,7 +1155,7 @@ impl ClassicGroups {
 /// The partitions in a consumer-protocol assignment (what Kafka's consumer
 /// leaders hand out), for shardlog's own `group describe`; `None` when the
 /// bytes are not one (another protocol type, or garbage).
-pub fn consumer_assignment(bytes: &[u8]) -> Option<Vec<super::TopicPartition>> {
+pub fn consumer_assignment(bytes: &[u8]) -> Option<Vec<super::ids::TopicPartition>> {
     use kafka_protocol::messages::ConsumerProtocolAssignment;
     use kafka_protocol::protocol::Decodable;
     if bytes.len() < 2 {
@@ -1169,7 +1169,7 @@ pub fn consumer_assignment(bytes: &[u8]) -> Option<Vec<super::TopicPartition>> {
             .iter()
             .flat_map(|t| {
                 t.partitions.iter().filter_map(move |&p| {
-                    Some(super::TopicPartition::new(
+                    Some(super::ids::TopicPartition::new(
                         t.topic.0.as_str(),
                         u32::try_from(p).ok()?,
                     ))

@@ -33,8 +33,8 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::assign::{target_assignment, Strategy};
+use super::ids::{MemberId, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 use super::offsets::{encode_key, CommittedOffset, OffsetCommit, OffsetError, OffsetTable};
-use super::{MemberId, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 /// Bounds on a member's session timeout (Kafka's broker-side defaults are
 /// 45 s within 45..60 s; we allow the wider range the client may ask for).

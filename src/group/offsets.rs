@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
-use super::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
+use super::ids::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 pub const KEY_VERSION: u16 = 1;
 pub const VALUE_VERSION: u16 = 1;

@@ -4,13 +4,13 @@
 //! decoding, the table of APIs and versions the Kafka listener speaks
 //! (`SUPPORTED`), the translation of Kafka requests into native `Request`s
 //! and of native responses back into Kafka responses, and the one mapping of
-//! native error codes to Kafka error codes (`kafka_error`).
+//! native error codes to Kafka error codes (`errors::kafka_code`).
 //!
 //! Must never: do I/O, or encode Kafka by hand: every Kafka byte comes from
 //! the `kafka-protocol` crate. Record batches pass through as `Bytes`
 //! slices of the request frame (produce) and as stored (fetch).
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -30,12 +30,16 @@ use kafka_protocol::messages::{
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
     FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
     ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestHeader, ResponseHeader, TopicName,
+    ProducerId, RequestHeader, TopicName,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 
+use super::wire::{
+    encode_frame, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape, Work,
+};
+use crate::errors::kafka_code;
 use crate::protocol::{
     self, Acks, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NodeInfo, Request, RequestFrame,
     Response, TopicDescription, WireError, PROTOCOL_VERSION,
@@ -151,54 +155,6 @@ pub enum DecodeError {
         version: i16,
         message: String,
     },
-}
-
-/// Topics and partitions of a request, in request order: what a response
-/// names when the whole request failed (Kafka has no request-level error
-/// for most APIs, so the error goes on every partition).
-pub type Shape = Vec<(String, Vec<i32>)>;
-
-/// Topics refused by the listener: (name, Kafka error code, message).
-pub type Refused = Vec<(String, i16, String)>;
-
-/// What one Kafka request asks for.
-#[derive(Debug)]
-pub enum Work {
-    /// Answered by the listener itself; `error` set for an unknown
-    /// ApiVersions version (KIP-511: answer v0 with UNSUPPORTED_VERSION).
-    ApiVersions { error: i16 },
-    /// Go through the router; `respond` false for a produce with acks=0.
-    Native {
-        /// Boxed: far larger than the other variants.
-        frame: Box<RequestFrame>,
-        shape: Shape,
-        respond: bool,
-        /// Topics the listener refused itself (a Kafka-only rule, such as
-        /// the replication factor): (name, Kafka error, message), answered
-        /// beside the router's results.
-        refused: Refused,
-        /// DescribeConfigs: the resources asked for, in request order
-        /// (the native request describes the topics among them); empty
-        /// for every other API.
-        describe_configs: Vec<ConfigResource>,
-    },
-    /// Answered at once with this Kafka error on every partition.
-    Refuse { shape: Shape, error: i16 },
-    /// Answered by the listener from the router's coordinator map.
-    FindCoordinator { keys: Vec<String>, key_type: i8 },
-    /// A new producer id from this shard (`producer_state::ProducerIds`);
-    /// a transactional id is refused (no transactions).
-    InitProducerId { transactional_id: Option<String> },
-}
-
-/// A decoded Kafka request.
-#[derive(Debug)]
-pub struct Decoded {
-    pub api: ApiKey,
-    /// The version the answer is encoded with.
-    pub version: i16,
-    pub correlation_id: i32,
-    pub work: Work,
 }
 
 fn name_of(t: &TopicName) -> String {
@@ -547,38 +503,6 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
     })
 }
 
-/// The one mapping of native wire errors to Kafka error codes.
-pub fn kafka_error(e: Option<&WireError>) -> i16 {
-    let Some(e) = e else { return 0 };
-    let k = match e.code {
-        ErrorCode::None => return 0,
-        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => {
-            ResponseError::UnknownTopicOrPartition
-        }
-        ErrorCode::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
-        ErrorCode::CorruptBatch => ResponseError::CorruptMessage,
-        ErrorCode::MessageTooLarge => ResponseError::MessageTooLarge,
-        ErrorCode::InvalidTopicName => ResponseError::InvalidTopicException,
-        ErrorCode::StorageError => ResponseError::KafkaStorageError,
-        ErrorCode::UnsupportedVersion => ResponseError::UnsupportedVersion,
-        ErrorCode::InvalidRequest => ResponseError::InvalidRequest,
-        ErrorCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
-        ErrorCode::InvalidPartitions => ResponseError::InvalidPartitions,
-        ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
-        ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
-        ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
-        // A stopping shard: retriable, the client reconnects and retries.
-        ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
-        // Offset commits (the classic protocol's generation is carried as
-        // the native member epoch).
-        ErrorCode::UnknownMember | ErrorCode::GroupNotEmpty => ResponseError::UnknownMemberId,
-        ErrorCode::StaleMemberEpoch => ResponseError::IllegalGeneration,
-        ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
-        _ => ResponseError::UnknownServerError,
-    };
-    k.code()
-}
-
 /// The ApiVersions answer: exactly the implemented APIs. Tagged fields
 /// keep their defaults, so the crate leaves them out (DESIGN.md: Debian's
 /// kcat, librdkafka 2.0.2, misreads them).
@@ -620,30 +544,6 @@ pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResp
 /// forever; an authorization error would send users after ACLs).
 pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
 
-pub(crate) fn topic_name(n: &str) -> TopicName {
-    TopicName(StrBytes::from_string(n.to_owned()))
-}
-
-/// A whole response frame: length, header (its version from the API and
-/// version), body.
-pub fn encode_frame<M: Encodable>(
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &M,
-) -> Result<Bytes, anyhow::Error> {
-    let header_version = api.response_header_version(version);
-    let mut header = ResponseHeader::default();
-    header.correlation_id = correlation_id;
-    let size = header.compute_size(header_version)? + body.compute_size(version)?;
-    let mut buf = BytesMut::with_capacity(4 + size);
-    buf.put_i32(i32::try_from(size)?);
-    header.encode(&mut buf, header_version)?;
-    body.encode(&mut buf, version)?;
-    debug_assert_eq!(buf.len(), 4 + size);
-    Ok(buf.freeze())
-}
-
 /// Translates a native answer into the Kafka response for `api`/`version`
 /// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
 /// advertises; `shape` names the partitions a request-level error goes on;
@@ -676,7 +576,7 @@ pub fn encode_response(
             let all = results
                 .into_iter()
                 .map(|t| {
-                    let code = kafka_error(t.error.as_ref());
+                    let code = kafka_code(t.error.as_ref());
                     (t.name, code, t.error.map(|e| e.message))
                 })
                 .chain(local());
@@ -684,7 +584,7 @@ pub fn encode_response(
         }
         (ApiKey::DeleteTopics, Ok(Response::DeleteTopics(results))) => {
             let all = results.into_iter().map(|t| {
-                let code = kafka_error(t.error.as_ref());
+                let code = kafka_code(t.error.as_ref());
                 (t.name, code, t.error.map(|e| e.message))
             });
             frame(&delete_topics_response(all))
@@ -708,7 +608,7 @@ pub fn encode_response(
                         .map(|p| {
                             let mut pr = PartitionProduceResponse::default();
                             pr.index = p.partition as i32;
-                            pr.error_code = kafka_error(p.error.as_ref());
+                            pr.error_code = kafka_code(p.error.as_ref());
                             pr.base_offset = p.base_offset;
                             if let Some(e) = &p.error {
                                 pr.error_message = Some(StrBytes::from_string(e.message.clone()));
@@ -734,7 +634,7 @@ pub fn encode_response(
                         .map(|p| {
                             let mut pd = PartitionData::default();
                             pd.partition_index = p.partition as i32;
-                            pd.error_code = kafka_error(p.error.as_ref());
+                            pd.error_code = kafka_code(p.error.as_ref());
                             pd.high_watermark = p.high_watermark;
                             // No transactions: everything below the high
                             // watermark is stable.
@@ -765,7 +665,7 @@ pub fn encode_response(
                         .map(|p| {
                             let mut pr = ListOffsetsPartitionResponse::default();
                             pr.partition_index = p.partition as i32;
-                            pr.error_code = kafka_error(p.error.as_ref());
+                            pr.error_code = kafka_code(p.error.as_ref());
                             pr.offset = p.offset;
                             pr.timestamp = p.timestamp;
                             pr
@@ -781,9 +681,9 @@ pub fn encode_response(
                 ErrorCode::Unknown,
                 format!("unexpected answer {:?}", api_of(&other)),
             );
-            refuse_response(api, version, correlation_id, shape, kafka_error(Some(&e)))
+            refuse_response(api, version, correlation_id, shape, kafka_code(Some(&e)))
         }
-        (_, Err(e)) => refuse_response(api, version, correlation_id, shape, kafka_error(Some(&e))),
+        (_, Err(e)) => refuse_response(api, version, correlation_id, shape, kafka_code(Some(&e))),
     }
 }
 
@@ -949,15 +849,6 @@ pub fn refuse_response(
     }
 }
 
-/// One resource of a DescribeConfigs request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigResource {
-    pub resource_type: i8,
-    pub name: String,
-    /// `None`: every setting.
-    pub keys: Option<Vec<String>>,
-}
-
 /// Kafka's resource types (`ConfigResource.Type`).
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -1094,7 +985,7 @@ fn describe_configs_response(
                 RESOURCE_TOPIC => match topics.iter().find(|t| t.name == a.name) {
                     Some(t) if t.error.is_none() => Ok(topic_configs(&t.configs, defaults)),
                     Some(t) => Err((
-                        kafka_error(t.error.as_ref()),
+                        kafka_code(t.error.as_ref()),
                         t.error.as_ref().map(|e| e.message.clone()),
                     )),
                     None => Err((
@@ -1193,7 +1084,7 @@ fn metadata_response(
         .into_iter()
         .map(|t| {
             let mut tr = MetadataResponseTopic::default();
-            tr.error_code = error.unwrap_or_else(|| kafka_error(t.error.as_ref()));
+            tr.error_code = error.unwrap_or_else(|| kafka_code(t.error.as_ref()));
             tr.is_internal = t.name.starts_with("__");
             tr.name = Some(topic_name(&t.name));
             tr.partitions = t
@@ -1224,17 +1115,6 @@ fn metadata_response(
     r
 }
 
-/// `encode_frame` behind a trait object, so one closure encodes any body.
-pub(crate) trait EncodeDyn {
-    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
-}
-
-impl<M: Encodable> EncodeDyn for M {
-    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
-        encode_frame(api, version, cid, self)
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1244,6 +1124,7 @@ pub(crate) mod tests {
         decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES)
     }
     use kafka_protocol::messages::ApiVersionsRequest;
+    use kafka_protocol::protocol::Encodable;
 
     /// A request's body as the listener gets it (header, client id
     /// "tester", message); shared with the other Kafka modules' tests.

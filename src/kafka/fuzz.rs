@@ -20,7 +20,7 @@ use super::codec::{self, all_supported};
 use crate::alloc_count::{decode_bound as alloc_bound, peak_bytes};
 
 /// A request decoded under the default limits.
-fn decode(body: Bytes) -> Result<codec::Decoded, codec::DecodeError> {
+fn decode(body: Bytes) -> Result<super::wire::Decoded, codec::DecodeError> {
     codec::decode_request(body, codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES)
 }
 
@@ -477,7 +477,7 @@ fn decode_all(body: Bytes) -> usize {
     let len = body.len();
     let (_, peak) = peak_bytes(move || {
         if let Ok(d) = decode(body) {
-            if let codec::Work::Native { frame, .. } = d.work {
+            if let super::wire::Work::Native { frame, .. } = d.work {
                 if let crate::protocol::Request::Classic(
                     crate::group::classic::ClassicCall::Sync(s),
                 ) = frame.request

@@ -39,8 +39,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::codec::{kafka_error, topic_name, EncodeDyn, Shape, Work};
-use crate::group::classic::{self, ClassicCall, ClassicError, ClassicReply};
+use super::wire::{topic_name, EncodeDyn, Shape, Work};
+use crate::errors::{kafka_classic_code, kafka_code};
+use crate::group::classic::{self, ClassicCall, ClassicReply};
 use crate::protocol::{
     self, GroupDescription, KafkaGroupDescription, NodeInfo, Request, RequestFrame, Response,
     TopicPartitions, WireError,
@@ -284,26 +285,6 @@ pub fn decode(
     })
 }
 
-/// Kafka's code for a classic-protocol error.
-pub fn classic_error(e: Option<&ClassicError>) -> i16 {
-    let Some(e) = e else { return 0 };
-    match e {
-        ClassicError::UnknownMember(_) => ResponseError::UnknownMemberId,
-        ClassicError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
-        ClassicError::RebalanceInProgress => ResponseError::RebalanceInProgress,
-        ClassicError::InconsistentProtocol(_) => ResponseError::InconsistentGroupProtocol,
-        ClassicError::MemberIdRequired => ResponseError::MemberIdRequired,
-        ClassicError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
-        ClassicError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
-        ClassicError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
-        ClassicError::TooManyGroups => ResponseError::CoordinatorNotAvailable,
-        ClassicError::InvalidRequest(_) => ResponseError::InvalidRequest,
-        ClassicError::CoordinatorUnavailable => ResponseError::CoordinatorNotAvailable,
-        ClassicError::FencedInstance(_) => ResponseError::FencedInstanceId,
-    }
-    .code()
-}
-
 /// FindCoordinator: `node_of(key)` is the Kafka broker (shard) that
 /// coordinates the group. Transactions have no coordinator here.
 pub fn find_coordinator_response(
@@ -387,7 +368,7 @@ fn kafka_state(native: &str) -> &'static str {
 
 fn join_response(j: classic::JoinResponse) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
-    r.error_code = classic_error(j.error.as_ref());
+    r.error_code = kafka_classic_code(j.error.as_ref());
     r.generation_id = j.generation_id;
     r.protocol_type = j.protocol_type.as_deref().map(str_bytes);
     // Before v7 the name is not nullable: empty stands for none.
@@ -482,13 +463,13 @@ pub fn encode(
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     let result = match result {
         Ok(r) => r,
-        Err(e) => return refuse(api, version, correlation_id, shape, kafka_error(Some(&e))),
+        Err(e) => return refuse(api, version, correlation_id, shape, kafka_code(Some(&e))),
     };
     match (api, result) {
         (ApiKey::JoinGroup, Response::Classic(ClassicReply::Join(j))) => frame(&join_response(j)),
         (ApiKey::SyncGroup, Response::Classic(ClassicReply::Sync(x))) => {
             let mut r = SyncGroupResponse::default();
-            r.error_code = classic_error(x.error.as_ref());
+            r.error_code = kafka_classic_code(x.error.as_ref());
             r.protocol_type = x.protocol_type.as_deref().map(str_bytes);
             r.protocol_name = x.protocol_name.as_deref().map(str_bytes);
             r.assignment = x.assignment;
@@ -496,19 +477,19 @@ pub fn encode(
         }
         (ApiKey::Heartbeat, Response::Classic(ClassicReply::Heartbeat(e))) => {
             let mut r = HeartbeatResponse::default();
-            r.error_code = classic_error(e.as_ref());
+            r.error_code = kafka_classic_code(e.as_ref());
             frame(&r)
         }
         (ApiKey::LeaveGroup, Response::Classic(ClassicReply::Leave { error, members })) => {
             let mut r = LeaveGroupResponse::default();
-            r.error_code = classic_error(error.as_ref());
+            r.error_code = kafka_classic_code(error.as_ref());
             if version >= 3 {
                 r.members = members
                     .iter()
                     .map(|(id, e)| {
                         let mut m = MemberResponse::default();
                         m.member_id = str_bytes(id);
-                        m.error_code = classic_error(e.as_ref());
+                        m.error_code = kafka_classic_code(e.as_ref());
                         m
                     })
                     .collect();
@@ -528,7 +509,7 @@ pub fn encode(
                         .map(|p| {
                             let mut y = OffsetCommitResponsePartition::default();
                             y.partition_index = p.partition as i32;
-                            y.error_code = kafka_error(p.error.as_ref());
+                            y.error_code = kafka_code(p.error.as_ref());
                             y
                         })
                         .collect();
@@ -591,7 +572,7 @@ pub fn encode(
                     Some(protocol::ErrorCode::UnknownGroup) => {
                         ResponseError::GroupIdNotFound.code()
                     }
-                    _ => kafka_error(e.as_ref()),
+                    _ => kafka_code(e.as_ref()),
                 };
                 (g.as_str(), code)
             })))
@@ -760,24 +741,6 @@ mod tests {
         let a = ConsumerProtocolAssignment::decode(&mut rest, 0).unwrap();
         assert_eq!(a.assigned_partitions[0].topic.0.as_str(), "t");
         assert_eq!(a.assigned_partitions[0].partitions, vec![0, 3]);
-    }
-
-    #[test]
-    fn classic_errors_map_to_kafka_codes() {
-        assert_eq!(classic_error(None), 0);
-        assert_eq!(classic_error(Some(&ClassicError::MemberIdRequired)), 79);
-        assert_eq!(classic_error(Some(&ClassicError::RebalanceInProgress)), 27);
-        assert_eq!(
-            classic_error(Some(&ClassicError::IllegalGeneration {
-                given: 1,
-                current: 2
-            })),
-            22
-        );
-        assert_eq!(
-            classic_error(Some(&ClassicError::UnknownMember("m".into()))),
-            25
-        );
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod codec;
 #[cfg(test)]
 mod fuzz;
 pub mod groups;
+pub mod wire;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -30,7 +31,7 @@ use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
 use crate::router::{Router, Scope};
 use crate::rt;
-use codec::{Decoded, Work};
+use wire::{Decoded, Work};
 
 /// What every Kafka connection of a shard shares.
 pub struct KafkaContext {
@@ -121,7 +122,7 @@ async fn start(
     };
     match work {
         Work::ApiVersions { error } => {
-            let r = codec::encode_frame(
+            let r = wire::encode_frame(
                 api,
                 version,
                 correlation_id,
@@ -140,7 +141,7 @@ async fn start(
                 }
                 None => Ok(ctx.producer_ids.borrow_mut().next(rt::now_ms())),
             };
-            let r = codec::encode_frame(
+            let r = wire::encode_frame(
                 api,
                 version,
                 correlation_id,
@@ -149,7 +150,7 @@ async fn start(
             Answer::Ready(encoded(r))
         }
         Work::FindCoordinator { keys, key_type } => {
-            let r = codec::encode_frame(
+            let r = wire::encode_frame(
                 api,
                 version,
                 correlation_id,

@@ -4,23 +4,12 @@
 //! reading it, so hostile bytes yield `DecodeError`, never a panic. Record
 //! batches come out as `Bytes::slice_ref` of the frame: no copy.
 
+pub use super::fb::DecodeError;
+use super::fb::{err_code, err_of, strings};
 use super::generated as fb;
 use super::*;
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
-use thiserror::Error;
-
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub enum DecodeError {
-    #[error("undecodable flatbuffer: {0}")]
-    Invalid(String),
-    #[error("request carries no request body")]
-    MissingRequest,
-    #[error("unknown request kind {0}")]
-    UnknownKind(u8),
-    #[error("missing field {0}")]
-    MissingField(&'static str),
-}
 
 /// Limits for the flatbuffers verifier: a frame is hostile until verified.
 fn verifier_opts() -> flatbuffers::VerifierOptions {
@@ -29,21 +18,6 @@ fn verifier_opts() -> flatbuffers::VerifierOptions {
         max_tables: 1_000_000,
         max_apparent_size: 1 << 31,
         ignore_missing_null_terminator: false,
-    }
-}
-
-pub(super) fn err_code(e: &Option<WireError>) -> fb::ErrorCode {
-    fb::ErrorCode(e.as_ref().map_or(0, |e| e.code as i16))
-}
-
-pub(super) fn err_of(code: fb::ErrorCode, message: Option<&str>) -> Option<WireError> {
-    if code.0 == 0 {
-        None
-    } else {
-        Some(WireError::new(
-            ErrorCode::from_i16(code.0),
-            message.unwrap_or(""),
-        ))
     }
 }
 
@@ -59,14 +33,6 @@ fn framed(fbb: &FlatBufferBuilder) -> Vec<u8> {
 fn records<'a>(fbb: &mut FlatBufferBuilder<'a>, data: &[u8]) -> WIPOffset<fb::RecordBatches<'a>> {
     let v = fbb.create_vector(data);
     fb::RecordBatches::create(fbb, &fb::RecordBatchesArgs { data: Some(v) })
-}
-
-pub(super) fn strings<'a>(
-    fbb: &mut FlatBufferBuilder<'a>,
-    names: &[String],
-) -> WIPOffset<Vector<'a, ForwardsUOffset<&'a str>>> {
-    let offs: Vec<_> = names.iter().map(|n| fbb.create_string(n)).collect();
-    fbb.create_vector(&offs)
 }
 
 fn opt_str<'a>(

@@ -6,7 +6,7 @@
 //! (every absent string reads as empty, every absent vector as empty or
 //! `None` where the message gives absence a meaning).
 
-use super::codec::{err_code, err_of, strings, DecodeError};
+use super::fb::{err_code, err_of, strings, DecodeError};
 use super::generated as fb;
 use super::*;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WIPOffset};

@@ -9,6 +9,7 @@
 //! frame they arrived in (no copy, no decoding: see `batch`).
 
 pub mod codec;
+mod fb;
 pub mod frame;
 pub mod generated;
 mod group_codec;

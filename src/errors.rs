@@ -1,0 +1,160 @@
+//! Library errors as the wires carry them: the one place each error type
+//! gets its codes, native and Kafka.
+//!
+//! Owns: `ToWire` (partition, group and classic-group errors -> the native
+//! `WireError`), `kafka_code` (native codes -> Kafka's), and
+//! `kafka_classic_code` (classic-group errors -> Kafka's, which has codes
+//! the native wire does not: a classic client needs them exactly).
+//!
+//! Must never: be bypassed: a handler that needs a code for a library
+//! error asks here, so a new error variant is mapped once, for both wires.
+
+use kafka_protocol::ResponseError;
+
+use crate::group::classic::ClassicError;
+use crate::group::GroupError;
+use crate::partition::PartitionError;
+use crate::producer_state::SequenceError;
+use crate::protocol::{ErrorCode, WireError};
+
+/// A library error as the native wire carries it (code and message).
+pub trait ToWire {
+    fn to_wire(&self) -> WireError;
+}
+
+impl ToWire for PartitionError {
+    fn to_wire(&self) -> WireError {
+        let code = match self {
+            PartitionError::Batch(_) => ErrorCode::CorruptBatch,
+            PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            PartitionError::Storage(_) => ErrorCode::StorageError,
+            PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
+            PartitionError::Empty => ErrorCode::InvalidRequest,
+            PartitionError::Closed => ErrorCode::ShuttingDown,
+            PartitionError::Sequence(s) => match s {
+                SequenceError::OutOfOrder { .. } | SequenceError::NewEpochNotAtZero { .. } => {
+                    ErrorCode::OutOfOrderSequence
+                }
+                SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
+                SequenceError::Transactional(_) | SequenceError::Invalid(_) => {
+                    ErrorCode::InvalidRequest
+                }
+            },
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+impl ToWire for GroupError {
+    fn to_wire(&self) -> WireError {
+        let code = match self {
+            GroupError::UnknownMember { .. } => ErrorCode::UnknownMember,
+            GroupError::StaleMemberEpoch { .. } => ErrorCode::StaleMemberEpoch,
+            GroupError::NotAssigned { .. } => ErrorCode::NotAssigned,
+            GroupError::GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
+            GroupError::InconsistentStrategy { .. } => ErrorCode::InconsistentStrategy,
+            GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
+            GroupError::UnknownGroup { .. } => ErrorCode::UnknownGroup,
+            GroupError::Offset(crate::group::OffsetError::MetadataTooLarge { .. }) => {
+                ErrorCode::MessageTooLarge
+            }
+            _ => ErrorCode::InvalidRequest,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+/// Classic-protocol errors on the native wire (offset commits of classic
+/// groups); the Kafka listener maps these codes back to Kafka's
+/// (StaleMemberEpoch -> ILLEGAL_GENERATION for a classic client).
+impl ToWire for ClassicError {
+    fn to_wire(&self) -> WireError {
+        let code = match self {
+            ClassicError::UnknownMember(_) => ErrorCode::UnknownMember,
+            ClassicError::IllegalGeneration { .. } => ErrorCode::StaleMemberEpoch,
+            _ => ErrorCode::InvalidRequest,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+/// A native wire error's Kafka code (0: none).
+pub fn kafka_code(e: Option<&WireError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    let k = match e.code {
+        ErrorCode::None => return 0,
+        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => {
+            ResponseError::UnknownTopicOrPartition
+        }
+        ErrorCode::OffsetOutOfRange => ResponseError::OffsetOutOfRange,
+        ErrorCode::CorruptBatch => ResponseError::CorruptMessage,
+        ErrorCode::MessageTooLarge => ResponseError::MessageTooLarge,
+        ErrorCode::InvalidTopicName => ResponseError::InvalidTopicException,
+        ErrorCode::StorageError => ResponseError::KafkaStorageError,
+        ErrorCode::UnsupportedVersion => ResponseError::UnsupportedVersion,
+        ErrorCode::InvalidRequest => ResponseError::InvalidRequest,
+        ErrorCode::TopicAlreadyExists => ResponseError::TopicAlreadyExists,
+        ErrorCode::InvalidPartitions => ResponseError::InvalidPartitions,
+        ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
+        ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
+        ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        // A stopping shard: retriable, the client reconnects and retries.
+        ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
+        // Offset commits (the classic protocol's generation is carried as
+        // the native member epoch).
+        ErrorCode::UnknownMember | ErrorCode::GroupNotEmpty => ResponseError::UnknownMemberId,
+        ErrorCode::StaleMemberEpoch => ResponseError::IllegalGeneration,
+        ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
+        _ => ResponseError::UnknownServerError,
+    };
+    k.code()
+}
+
+/// Kafka's code for a classic-protocol error (0: none).
+pub fn kafka_classic_code(e: Option<&ClassicError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    match e {
+        ClassicError::UnknownMember(_) => ResponseError::UnknownMemberId,
+        ClassicError::IllegalGeneration { .. } => ResponseError::IllegalGeneration,
+        ClassicError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        ClassicError::InconsistentProtocol(_) => ResponseError::InconsistentGroupProtocol,
+        ClassicError::MemberIdRequired => ResponseError::MemberIdRequired,
+        ClassicError::InvalidSessionTimeout(_) => ResponseError::InvalidSessionTimeout,
+        ClassicError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        ClassicError::InvalidGroupId(_) => ResponseError::InvalidGroupId,
+        ClassicError::TooManyGroups => ResponseError::CoordinatorNotAvailable,
+        ClassicError::InvalidRequest(_) => ResponseError::InvalidRequest,
+        ClassicError::CoordinatorUnavailable => ResponseError::CoordinatorNotAvailable,
+        ClassicError::FencedInstance(_) => ResponseError::FencedInstanceId,
+    }
+    .code()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_errors_map_to_kafka_codes() {
+        assert_eq!(kafka_classic_code(None), 0);
+        assert_eq!(
+            kafka_classic_code(Some(&ClassicError::MemberIdRequired)),
+            79
+        );
+        assert_eq!(
+            kafka_classic_code(Some(&ClassicError::RebalanceInProgress)),
+            27
+        );
+        assert_eq!(
+            kafka_classic_code(Some(&ClassicError::IllegalGeneration {
+                given: 1,
+                current: 2
+            })),
+            22
+        );
+        assert_eq!(
+            kafka_classic_code(Some(&ClassicError::UnknownMember("m".into()))),
+            25
+        );
+    }
+}

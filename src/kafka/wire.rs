@@ -1,0 +1,106 @@
+//! The Kafka listener's own types, shared by its codecs (`codec`: data
+//! and admin APIs; `groups`: the group APIs), so neither imports the other
+//! for them.
+//!
+//! Owns: what a decoded request asks for (`Work`, `Decoded`), the shapes
+//! answers are built from, and response framing (`encode_frame`).
+//!
+//! Must never: decode or translate a request (the codecs do).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ResponseHeader, TopicName};
+use kafka_protocol::protocol::{Encodable, StrBytes};
+
+use crate::protocol::RequestFrame;
+
+/// One resource of a DescribeConfigs request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigResource {
+    pub resource_type: i8,
+    pub name: String,
+    /// `None`: every setting.
+    pub keys: Option<Vec<String>>,
+}
+
+/// Topics and partitions of a request, in request order: what a response
+/// names when the whole request failed (Kafka has no request-level error
+/// for most APIs, so the error goes on every partition).
+pub type Shape = Vec<(String, Vec<i32>)>;
+
+/// Topics refused by the listener: (name, Kafka error code, message).
+pub type Refused = Vec<(String, i16, String)>;
+
+/// What one Kafka request asks for.
+#[derive(Debug)]
+pub enum Work {
+    /// Answered by the listener itself; `error` set for an unknown
+    /// ApiVersions version (KIP-511: answer v0 with UNSUPPORTED_VERSION).
+    ApiVersions { error: i16 },
+    /// Go through the router; `respond` false for a produce with acks=0.
+    Native {
+        /// Boxed: far larger than the other variants.
+        frame: Box<RequestFrame>,
+        shape: Shape,
+        respond: bool,
+        /// Topics the listener refused itself (a Kafka-only rule, such as
+        /// the replication factor): (name, Kafka error, message), answered
+        /// beside the router's results.
+        refused: Refused,
+        /// DescribeConfigs: the resources asked for, in request order
+        /// (the native request describes the topics among them); empty
+        /// for every other API.
+        describe_configs: Vec<ConfigResource>,
+    },
+    /// Answered at once with this Kafka error on every partition.
+    Refuse { shape: Shape, error: i16 },
+    /// Answered by the listener from the router's coordinator map.
+    FindCoordinator { keys: Vec<String>, key_type: i8 },
+    /// A new producer id from this shard (`producer_state::ProducerIds`);
+    /// a transactional id is refused (no transactions).
+    InitProducerId { transactional_id: Option<String> },
+}
+
+/// A decoded Kafka request.
+#[derive(Debug)]
+pub struct Decoded {
+    pub api: ApiKey,
+    /// The version the answer is encoded with.
+    pub version: i16,
+    pub correlation_id: i32,
+    pub work: Work,
+}
+
+pub(crate) fn topic_name(n: &str) -> TopicName {
+    TopicName(StrBytes::from_string(n.to_owned()))
+}
+
+/// A whole response frame: length, header (its version from the API and
+/// version), body.
+pub fn encode_frame<M: Encodable>(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &M,
+) -> Result<Bytes, anyhow::Error> {
+    let header_version = api.response_header_version(version);
+    let mut header = ResponseHeader::default();
+    header.correlation_id = correlation_id;
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    debug_assert_eq!(buf.len(), 4 + size);
+    Ok(buf.freeze())
+}
+
+/// `encode_frame` behind a trait object, so one closure encodes any body.
+pub(crate) trait EncodeDyn {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error>;
+}
+
+impl<M: Encodable> EncodeDyn for M {
+    fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
+        encode_frame(api, version, cid, self)
+    }
+}
