@@ -361,7 +361,7 @@ impl ShardMetrics {
         if !self.enabled || records.is_empty() {
             return;
         }
-        let messages = count_records(records);
+        let messages = crate::batch::count_records(records);
         self.fetch_messages.add(messages);
         self.fetch_bytes.add(records.len() as u64);
         if let Some(p) = p {
@@ -464,24 +464,6 @@ impl ShardMetrics {
             self.index_rebuilds.add(1);
         }
     }
-}
-
-/// Records in a run of stored batches, from their headers alone (the
-/// broker's own log: offsets are one per record, so the header's count is
-/// the truth). Stops at anything that is not a whole header.
-pub fn count_records(mut b: &[u8]) -> u64 {
-    let mut n = 0u64;
-    while b.len() >= 61 {
-        let len = i32::from_be_bytes([b[8], b[9], b[10], b[11]]);
-        let count = i32::from_be_bytes([b[57], b[58], b[59], b[60]]);
-        let total = 12usize.saturating_add(len.max(0) as usize);
-        if len < 49 || total > b.len() {
-            break;
-        }
-        n += count.max(0) as u64;
-        b = &b[total..];
-    }
-    n
 }
 
 /// Every shard's metrics, plus whether the broker is ready (`/healthz`).
@@ -876,20 +858,5 @@ mod tests {
         s.produced(None, 1, 1);
         assert_eq!(s.produce_messages.get(), 0);
         assert!(s.partition("t", 0).is_none());
-    }
-
-    #[test]
-    fn records_are_counted_from_batch_headers() {
-        let mut b = crate::batch::BatchBuilder::with_capacity(0, 1024);
-        for _ in 0..3 {
-            b.push(0, None, Some(&b"x"[..]), &[]);
-        }
-        let one = b.finish();
-        let mut two = one.to_vec();
-        two.extend_from_slice(&one);
-        assert_eq!(count_records(&one), 3);
-        assert_eq!(count_records(&two), 6);
-        assert_eq!(count_records(&two[..two.len() - 1]), 3);
-        assert_eq!(count_records(&[]), 0);
     }
 }

@@ -3,7 +3,8 @@
 //! Owns: starting pinned executors, O_DIRECT files on io_uring, TCP sockets,
 //! local channels, timers, and the polled-I/O probe workaround. Everything
 //! above talks to these thin wrappers, so a move to another io_uring runtime
-//! stays inside this file (DESIGN.md: upstream glommio is little maintained).
+//! stays inside this file (ARCHITECTURE.md, "Facts the code relies on":
+//! upstream glommio is little maintained).
 //!
 //! Must never: hold protocol, storage or broker logic.
 
@@ -151,8 +152,8 @@ fn free_bytes(fd: std::os::fd::RawFd) -> Option<u64> {
     }
 }
 
-/// The polled-I/O probe workaround (DESIGN.md, "glommio on this kind of
-/// disk"): glommio probes polled-I/O support with a read on the first DMA file
+/// The polled-I/O probe workaround (ARCHITECTURE.md, "Facts the code
+/// relies on"): glommio probes polled-I/O support with a read on the first DMA file
 /// a thread opens; on an empty file the probe wrongly succeeds and later reads
 /// fail with EOPNOTSUPP. So each executor first opens, through DMA, a
 /// non-empty marker file on the data device and reads it, before any segment.

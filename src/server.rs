@@ -185,7 +185,7 @@ impl Broker {
         let data = &config.data_dir;
         std::fs::create_dir_all(crate::storage::topics_dir(data))
             .map_err(|e| crate::storage::StorageError::io("create dir", data, e))?;
-        // Written once here, read by every executor (DESIGN.md: the probe).
+        // Written once here, read by every executor (`rt::probe_polled_io`).
         rt::write_probe_marker(data)
             .map_err(|e| crate::storage::StorageError::io("write", data, e))?;
         // Every shard binds with SO_REUSEPORT, which would also let a second

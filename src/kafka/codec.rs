@@ -504,8 +504,9 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
 }
 
 /// The ApiVersions answer: exactly the implemented APIs. Tagged fields
-/// keep their defaults, so the crate leaves them out (DESIGN.md: Debian's
-/// kcat, librdkafka 2.0.2, misreads them).
+/// keep their defaults, so the crate leaves them out (Debian's kcat,
+/// librdkafka 2.0.2, misreads them: ARCHITECTURE.md, "Facts the code
+/// relies on").
 pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error;

@@ -33,7 +33,8 @@ use super::recovery::{self, Scanner, Step};
 use super::StorageError;
 
 /// Size of a tail buffer: the unit of full-page writes. 1 MiB buffers reach
-/// ~2 GB/s with two executors on this disk (measured, see DESIGN.md).
+/// ~2 GB/s with two executors on this disk (ARCHITECTURE.md, "Facts the
+/// code relies on").
 pub const TAIL_BUFFER_BYTES: usize = 1 << 20;
 
 /// File name of the segment starting at `base_offset`.
