@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shardlog::batch::{split_batches, BatchBuilder, Records};
+use shardlog::client::consumer::{GroupConfig, GroupConsumer, OffsetReset};
 use shardlog::client::{Client, RoutedClient};
-use shardlog::consumer::{GroupConfig, GroupConsumer, OffsetReset};
 use shardlog::partition::FsyncPolicy;
 use shardlog::protocol::*;
 use shardlog::server::{Broker, BrokerConfig};

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{data_dir, run, Broker, BIN};
+use shardlog::client::consumer::{GroupConfig, GroupConsumer, OffsetReset, Tp};
 use shardlog::client::Client;
-use shardlog::consumer::{GroupConfig, GroupConsumer, OffsetReset, Tp};
 use shardlog::protocol::*;
 
 const T: Duration = Duration::from_secs(60);
@@ -64,7 +64,7 @@ fn poll_until(cs: &mut [GroupConsumer], what: &str, cond: impl Fn(&[Vec<Tp>]) ->
     }
 }
 
-fn values(msgs: &[shardlog::consumer::Message]) -> Vec<String> {
+fn values(msgs: &[shardlog::client::consumer::Message]) -> Vec<String> {
     msgs.iter()
         .map(|m| String::from_utf8(m.value.clone().unwrap().to_vec()).unwrap())
         .collect()

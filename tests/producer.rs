@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use shardlog::batch::{split_batches, Records};
+use shardlog::client::producer::{
+    DeliveryToken, Partitioner, Producer, ProducerConfig, ProducerError,
+};
 use shardlog::client::Client;
-use shardlog::producer::{DeliveryToken, Partitioner, Producer, ProducerConfig, ProducerError};
 use shardlog::protocol::{Acks, FetchPartition};
 
 const WAIT: Duration = Duration::from_secs(60);

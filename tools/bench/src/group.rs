@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use shardlog::consumer::{GroupConfig, GroupConsumer, OffsetReset};
+use shardlog::client::consumer::{GroupConfig, GroupConsumer, OffsetReset};
 
 use crate::args::STAMP_BYTES;
 use crate::stats::{flush_interval, record, ActorResult};

@@ -111,7 +111,7 @@ fn run(p: &Params) -> Result<()> {
     };
     let start_offsets = prepare_topic(p, &broker_addr)?;
     // Group consumers join before the clock starts.
-    let mut group_consumers: Vec<Option<shardlog::consumer::GroupConsumer>> = Vec::new();
+    let mut group_consumers: Vec<Option<shardlog::client::consumer::GroupConsumer>> = Vec::new();
     if let Some(g) = &p.consumer_group {
         let (cs, took) = group::join(&broker_addr, &p.topic, p.partitions, g, p.consumers)?;
         if !p.quiet {

@@ -41,10 +41,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use thiserror::Error;
 
-use crate::batch::{BatchBuilder, Header, HEADER_BYTES};
-use crate::client::{
+use super::blocking::{
     partition_for_key, produce_request, Client, ClientError, RoutedClient, Ticket,
 };
+use crate::batch::{BatchBuilder, Header, HEADER_BYTES};
 use crate::protocol::{Acks, ErrorCode};
 
 /// Largest batch (and so record) the producer builds: under the broker's

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Result};
 use clap::Subcommand;
 
+use shardlog::client::consumer::{ConsumerError, GroupConfig, GroupConsumer, OffsetReset, Tp};
 use shardlog::client::Client;
-use shardlog::consumer::{ConsumerError, GroupConfig, GroupConsumer, OffsetReset, Tp};
 use shardlog::protocol::{
     OffsetCommitPartition, OffsetCommitRequest, OffsetCommitTopic, LIST_EARLIEST, LIST_LATEST,
 };
@@ -79,14 +79,14 @@ pub fn consume(a: GroupConsume) -> Result<()> {
                 break;
             }
             if let Some(v) = &m.value {
-                crate::write_or_quit(&mut out, v)?;
+                super::common::write_or_quit(&mut out, v)?;
             }
-            crate::write_or_quit(&mut out, b"\n")?;
+            super::common::write_or_quit(&mut out, b"\n")?;
             printed += 1;
             done.insert((m.topic.to_string(), m.partition), m.offset + 1);
         }
         if !done.is_empty() {
-            crate::flush_or_quit(&mut out)?;
+            super::common::flush_or_quit(&mut out)?;
             let offsets: Vec<(Tp, i64)> = done.into_iter().collect();
             match c.commit_offsets(&offsets) {
                 Ok(()) => {}
@@ -106,7 +106,7 @@ pub fn consume(a: GroupConsume) -> Result<()> {
             break;
         }
     }
-    crate::flush_or_quit(&mut out)?;
+    super::common::flush_or_quit(&mut out)?;
     c.close()?;
     Ok(())
 }
@@ -122,10 +122,10 @@ pub fn run(cmd: GroupCommand, broker: &str) -> Result<()> {
                     .map(|g| {
                         format!(
                             "{{\"group\":{},\"state\":{},\"members\":{},\"strategy\":{},\"coordinator_shard\":{}}}",
-                            crate::json_str(&g.group),
-                            crate::json_str(&g.state),
+                            super::common::json_str(&g.group),
+                            super::common::json_str(&g.state),
                             g.members,
-                            crate::json_str(&g.strategy),
+                            super::common::json_str(&g.strategy),
                             g.coordinator_shard
                         )
                     })
@@ -243,8 +243,8 @@ fn describe(c: &mut Client, group: &str, json: bool) -> Result<()> {
                 .map(|m| {
                     format!(
                     "{{\"member_id\":{},\"client_id\":{},\"member_epoch\":{},\"partitions\":{}}}",
-                    crate::json_str(&m.member_id),
-                    crate::json_str(&m.client_id),
+                    super::common::json_str(&m.member_id),
+                    super::common::json_str(&m.client_id),
                     m.member_epoch,
                     m.assignment.iter().map(|t| t.partitions.len()).sum::<usize>()
                 )
@@ -255,17 +255,17 @@ fn describe(c: &mut Client, group: &str, json: bool) -> Result<()> {
             .map(|(t, p, m, c, e, l)| {
                 format!(
                     "{{\"topic\":{},\"partition\":{p},\"member_id\":{},\"committed\":{c},\"log_end\":{e},\"lag\":{l}}}",
-                    crate::json_str(t),
-                    crate::json_str(m)
+                    super::common::json_str(t),
+                    super::common::json_str(m)
                 )
             })
             .collect();
         println!(
             "{{\"group\":{},\"state\":{},\"group_epoch\":{},\"strategy\":{},\"coordinator_shard\":{},\"members\":[{}],\"partitions\":[{}]}}",
-            crate::json_str(&g.group),
-            crate::json_str(&g.state),
+            super::common::json_str(&g.group),
+            super::common::json_str(&g.state),
             g.group_epoch,
-            crate::json_str(&g.strategy),
+            super::common::json_str(&g.strategy),
             g.coordinator_shard,
             members.join(","),
             parts.join(",")

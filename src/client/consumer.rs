@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::blocking::{Client, ClientError, RoutedClient, Ticket};
 use crate::batch::{decompress, split_batches, Header, Records};
-use crate::client::{Client, ClientError, RoutedClient, Ticket};
 use crate::protocol::*;
 
 /// A partition of a topic.

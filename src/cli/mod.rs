@@ -1,0 +1,83 @@
+//! The `shardlog` command line: `serve`, `topic`, `produce`, `consume`,
+//! `group`, `top`.
+//!
+//! The edge of the program: the only place with `anyhow` and process exit.
+//! Every command exits 0 on success and non-zero with one line on stderr.
+
+mod common;
+mod data;
+mod group;
+mod serve;
+mod topic;
+
+
+use anyhow::anyhow;
+use clap::{Parser, Subcommand};
+
+use shardlog::config::ServeArgs;
+
+#[derive(Parser)]
+#[command(
+    name = "shardlog",
+    version,
+    about = "A Kafka-style log broker for one Linux host, thread-per-core on io_uring"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Serve(Box<ServeArgs>),
+    /// Create and list topics.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
+    /// Produce one message per line of stdin.
+    Produce(data::ProduceArgs),
+    /// Print one message value per line.
+    Consume(data::ConsumeArgs),
+    /// Consumer groups: list, describe (members, offsets, lag), reset offsets.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
+    /// Live per-shard view of a broker, from its /metrics.
+    Top(shardlog::top::TopArgs),
+}
+
+pub fn run() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // One line, as for every other failure.
+            let text = e.to_string();
+            eprintln!("{}", text.lines().next().unwrap_or("error: bad arguments"));
+            std::process::exit(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Serve(a) => serve::serve(*a),
+        Command::Topic { command, broker } => topic::topic(command, &broker.broker),
+        Command::Produce(a) => data::produce(a),
+        Command::Consume(a) => data::consume(a),
+        Command::Group { command, broker } => group::run(command, &broker.broker),
+        Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
+        std::process::exit(1);
+    }
+}

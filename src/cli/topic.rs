@@ -1,0 +1,139 @@
+//! `shardlog topic create|list|describe|delete`.
+
+use anyhow::Result;
+use clap::Subcommand;
+
+use shardlog::client::Client;
+
+use super::common::json_str;
+
+#[derive(Subcommand)]
+pub(super) enum TopicCommand {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long)]
+        partitions: u32,
+        /// A topic setting overriding the broker default, KEY=VALUE
+        /// (segment.bytes, segment.ms, retention.bytes, retention.ms); repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+    },
+    /// List topics with their partition counts.
+    List {
+        /// One JSON object per run: {"topics":[{"name":..,"partitions":..}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show each partition's owner shard, earliest and latest offset, bytes
+    /// on disk and segments, and the topic's own settings.
+    Describe {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a topic and its data.
+    Delete { name: String },
+}
+
+pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
+    let mut c = Client::connect(broker)?;
+    match cmd {
+        TopicCommand::Create {
+            name,
+            partitions,
+            configs,
+        } => {
+            c.create_topic_with(&name, partitions, &configs)?;
+            println!("created topic {name} with {partitions} partitions");
+        }
+        TopicCommand::List { json } => {
+            let m = c.metadata(None)?;
+            if json {
+                let items: Vec<String> = m
+                    .topics
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{{\"name\":{},\"partitions\":{}}}",
+                            json_str(&t.name),
+                            t.partitions.len()
+                        )
+                    })
+                    .collect();
+                println!("{{\"topics\":[{}]}}", items.join(","));
+            } else {
+                for t in m.topics {
+                    println!("{}\t{}", t.name, t.partitions.len());
+                }
+            }
+        }
+        TopicCommand::Describe { name, json } => {
+            let t = c.describe_topic(&name)?;
+            if json {
+                println!("{}", describe_json(&t));
+            } else {
+                let configs: Vec<String> =
+                    t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                println!(
+                    "topic {}  partitions {}  configs {}",
+                    t.name,
+                    t.partitions.len(),
+                    if configs.is_empty() {
+                        "(broker defaults)".to_owned()
+                    } else {
+                        configs.join(",")
+                    }
+                );
+                println!("partition\towner_shard\tearliest\tlatest\tbytes\tsegments");
+                for p in &t.partitions {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        p.partition,
+                        p.owner_shard,
+                        p.log_start_offset,
+                        p.high_watermark,
+                        p.size_bytes,
+                        p.segments
+                    );
+                }
+            }
+        }
+        TopicCommand::Delete { name } => {
+            c.delete_topic(&name)?;
+            println!("deleted topic {name}");
+        }
+    }
+    Ok(())
+}
+
+fn describe_json(t: &shardlog::protocol::TopicDescription) -> String {
+    let configs: Vec<String> = t
+        .configs
+        .iter()
+        .map(|(k, v)| format!("{}:{}", json_str(k), json_str(v)))
+        .collect();
+    let parts: Vec<String> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            format!(
+                "{{\"partition\":{},\"owner_shard\":{},\"earliest_offset\":{},\"latest_offset\":{},\"size_bytes\":{},\"segments\":{}}}",
+                p.partition, p.owner_shard, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
+            )
+        })
+        .collect();
+    format!(
+        "{{\"name\":{},\"configs\":{{{}}},\"partitions\":[{}]}}",
+        json_str(&t.name),
+        configs.join(","),
+        parts.join(",")
+    )
+}
+
+fn parse_config(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
