@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::{Answer, CloseReason, Door, Listener, Step};
+use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::protocol::codec::{decode_request, encode_response, BadRequest};
 use crate::protocol::frame::{self, FrameError};
 use crate::protocol::{ErrorCode, ResponseFrame, WireError};
@@ -44,8 +44,6 @@ impl NativeDoor {
 }
 
 impl Door for NativeDoor {
-    const LISTENER: Listener = Listener::Native;
-
     fn frame_len(buf: &[u8]) -> Option<usize> {
         frame::frame_len(buf)
     }

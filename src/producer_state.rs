@@ -219,7 +219,8 @@ impl ProducerStates {
     }
 
     /// Rebuilds from batch headers as read from the log (in log order, base
-    /// offsets as stored).
+    /// offsets as stored): what `Partition::open` does, one header at a time.
+    #[cfg(test)]
     pub fn rebuild<'a>(headers: impl IntoIterator<Item = &'a BatchHeader>) -> ProducerStates {
         let mut s = ProducerStates::default();
         for h in headers {

@@ -10,7 +10,6 @@ mod group;
 mod serve;
 mod topic;
 
-
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
 

@@ -19,6 +19,7 @@ pub enum Listener {
 }
 
 impl Listener {
+    #[cfg(test)]
     pub const ALL: [Listener; 2] = [Listener::Native, Listener::Kafka];
 
     pub fn as_str(self) -> &'static str {

@@ -21,10 +21,8 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 
-pub use close::{log_close, CloseReason, Listener, Verdict, WarnLimit};
-pub use read::{
-    Activity, FrameReader, ReadBudget, StopSignal, StopSubscription, Timeouts, FREE_READ_BYTES,
-};
+pub use close::{log_close, CloseReason, Listener};
+pub use read::{Activity, FrameReader, ReadBudget, StopSignal, Timeouts};
 
 use crate::rt;
 
@@ -51,9 +49,6 @@ pub enum Step {
 
 /// What differs between the front doors.
 pub trait Door {
-    /// The listener's label in `/metrics` and the log.
-    const LISTENER: Listener;
-
     /// The whole size (prefix included) of the frame at the front of
     /// `buf`, once its prefix is in; `None` before, or when the prefix
     /// cannot be one (`next_frame` then says so).

@@ -76,12 +76,9 @@ impl ReadBudget {
         self.metrics.read_budget_bytes.set(used as u64);
     }
 
+    #[cfg(test)]
     pub fn used(&self) -> usize {
         self.used.get()
-    }
-
-    pub fn limit(&self) -> usize {
-        self.limit
     }
 
     /// Takes `n` bytes if they fit now, or past the limit for the finisher
@@ -182,11 +179,8 @@ impl StopSignal {
         }
     }
 
-    pub fn is_stopped(&self) -> bool {
-        self.stopped.get()
-    }
-
     /// Connections subscribed now.
+    #[cfg(test)]
     pub fn subscribers(&self) -> usize {
         self.events.borrow().len()
     }
@@ -288,11 +282,6 @@ impl FrameReader {
 
     pub fn timeouts(&self) -> Timeouts {
         self.timeouts
-    }
-
-    /// Bytes of the budget this connection holds now.
-    pub fn held(&self) -> usize {
-        self.held
     }
 
     /// The frame at the front's whole size, if its prefix is in.

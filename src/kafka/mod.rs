@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
-use crate::conn::{Answer, CloseReason, Door, Listener, Step};
+use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::group::classic::ClassicCall;
 use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
@@ -68,8 +68,6 @@ pub struct KafkaDoor {
 }
 
 impl Door for KafkaDoor {
-    const LISTENER: Listener = Listener::Kafka;
-
     fn frame_len(buf: &[u8]) -> Option<usize> {
         codec::frame_len(buf)
     }
