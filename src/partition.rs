@@ -566,7 +566,20 @@ impl Partition {
         let records = if offset == hw {
             Bytes::new()
         } else {
-            self.log.read(offset, max_bytes).await?
+            let records = self.log.read(offset, max_bytes).await?;
+            // What a consumer relies on: below the high watermark a read
+            // returns at least one whole batch, and the first one holds
+            // `offset` (or, past a gap, starts after it).
+            let first = batch::BatchHeader::parse(&records)
+                .map_err(|e| PartitionError::Storage(format!("read at {offset}: {e}")))?;
+            assert!(
+                first.last_offset() >= offset && first.total_bytes() <= records.len(),
+                "a read at {offset} returned a batch ending at {} ({} of {} bytes)",
+                first.last_offset(),
+                first.total_bytes(),
+                records.len()
+            );
+            records
         };
         Ok(ReadOutput {
             records,

@@ -1045,7 +1045,7 @@ fn join<R>(
         })
         .collect();
     let missing = WireError::new(ErrorCode::Unknown, "no answer for this partition");
-    routes
+    let out = routes
         .names
         .iter()
         .zip(&routes.slots)
@@ -1064,7 +1064,16 @@ fn join<R>(
                 .collect();
             (name.clone(), out)
         })
-        .collect()
+        .collect();
+    // Every answer went to a partition that asked: an owner that answers
+    // more than its part is a bug that would drop results silently.
+    debug_assert!(
+        slots.values().all(|r| r
+            .as_ref()
+            .map_or(true, |ts| ts.iter().flatten().all(Option::is_none))),
+        "an owner answered a partition it was not asked for"
+    );
+    out
 }
 
 #[cfg(test)]

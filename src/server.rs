@@ -624,7 +624,9 @@ struct ConnGuard(Rc<Conns>);
 
 impl Drop for ConnGuard {
     fn drop(&mut self) {
-        self.0.open.set(self.0.open.get() - 1);
+        let open = self.0.open.get();
+        assert!(open > 0, "a connection ended that was never counted");
+        self.0.open.set(open - 1);
         self.0.closed.notify_all();
     }
 }
