@@ -22,6 +22,7 @@ use bytes::Bytes;
 
 use crate::batch::{split_batches, BatchBuilder, Records};
 use crate::errors::ToWire;
+use crate::group::classic::ClassicDescription;
 use crate::group::classic::{
     ClassicCall, ClassicError, ClassicGroups, ClassicReply, ClassicState, Completion,
 };
@@ -38,6 +39,52 @@ const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// How often members' sessions and poll intervals are checked.
 pub const EXPIRY_CHECK_MS: u64 = 100;
+
+/// A group call only the Kafka listener makes: served in-process by the
+/// group's coordinator shard (over the mesh when that is another shard),
+/// never carried by a wire protocol.
+#[derive(Debug)]
+pub enum KafkaGroupCall {
+    /// JoinGroup, SyncGroup, Heartbeat, LeaveGroup of Kafka's classic
+    /// protocol. Boxed: a DescribeGroups of many groups is a vector of the
+    /// small variants (and its decoded size is bounded per wire byte).
+    Classic(Box<ClassicCall>),
+    /// DescribeGroups of one group: classic members with their opaque
+    /// metadata and assignments.
+    Describe(String),
+    /// DeleteGroups of one group.
+    Delete(String),
+}
+
+impl KafkaGroupCall {
+    /// The group whose coordinator serves the call.
+    pub fn group(&self) -> &str {
+        match self {
+            KafkaGroupCall::Classic(c) => c.group(),
+            KafkaGroupCall::Describe(g) | KafkaGroupCall::Delete(g) => g,
+        }
+    }
+}
+
+/// The answer to a `KafkaGroupCall`, of the same kind.
+#[derive(Debug)]
+pub enum KafkaGroupReply {
+    Classic(ClassicReply),
+    Describe(KafkaGroupDescription),
+    /// `None`: deleted.
+    Delete(Option<WireError>),
+}
+
+/// One group as Kafka's DescribeGroups shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaGroupDescription {
+    Classic {
+        group: String,
+        description: ClassicDescription,
+    },
+    /// A shardlog-native group, or an unknown one (`error` set).
+    Native(GroupDescription),
+}
 
 /// Classic states in the native listing's spelling (`group list`).
 pub fn classic_state_name(s: ClassicState) -> &'static str {
@@ -373,19 +420,18 @@ impl Groups {
         self.classic.borrow().describe(group).is_some()
     }
 
-    /// Kafka's DescribeGroups: classic groups with their opaque member
-    /// metadata and assignments; any other group as the native describe.
-    pub fn describe_kafka(&self, groups: &[String]) -> Vec<KafkaGroupDescription> {
-        groups
-            .iter()
-            .map(|g| match self.classic.borrow().describe(g) {
-                Some(description) => KafkaGroupDescription::Classic {
-                    group: g.clone(),
-                    description,
-                },
-                None => KafkaGroupDescription::Native(self.describe(g)),
-            })
-            .collect()
+    /// Kafka's DescribeGroups of one group: a classic group with its
+    /// opaque member metadata and assignments; any other as the native
+    /// describe.
+    pub fn describe_kafka(&self, group: &str) -> KafkaGroupDescription {
+        let classic = self.classic.borrow().describe(group);
+        match classic {
+            Some(description) => KafkaGroupDescription::Classic {
+                group: group.to_owned(),
+                description,
+            },
+            None => KafkaGroupDescription::Native(self.describe(group)),
+        }
     }
 
     pub fn heartbeat(

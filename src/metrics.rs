@@ -198,10 +198,7 @@ impl Api {
             | Request::OffsetCommit(_)
             | Request::OffsetFetch(_)
             | Request::ListGroups
-            | Request::DescribeGroups(_)
-            | Request::Classic(_)
-            | Request::KafkaDescribeGroups(_)
-            | Request::KafkaDeleteGroups(_) => Api::Group,
+            | Request::DescribeGroups(_) => Api::Group,
             Request::ApiVersions => Api::Other,
         }
     }
@@ -384,6 +381,15 @@ impl ShardMetrics {
     /// A request's response is ready: its latency (produce: until the ack
     /// its acks level asked for) and its errors.
     pub fn request_done(&self, api: Api, started: Option<Instant>, r: &ResponseFrame) {
+        if started.is_some() {
+            self.request_finished(api, started);
+            self.count_errors(r);
+        }
+    }
+
+    /// A request that carries no native response is done (Kafka-only
+    /// group calls: their errors are Kafka's codes, not the native ones).
+    pub fn request_finished(&self, api: Api, started: Option<Instant>) {
         let Some(started) = started else {
             return;
         };
@@ -391,7 +397,6 @@ impl ShardMetrics {
         if let Api::Produce | Api::Fetch = api {
             self.latency_us[api as usize].record(started.elapsed().as_micros() as u64);
         }
-        self.count_errors(r);
     }
 
     /// Counts the error codes in a response (the whole request's, or each

@@ -20,6 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
+use crate::groups::{KafkaGroupCall, KafkaGroupReply};
 use crate::protocol::*;
 use crate::rt;
 use crate::shard::{ResponseFuture, Shard};
@@ -52,11 +53,14 @@ pub enum Call {
     Drop(String),
     /// Any shard -> controller: create or delete topics.
     Admin(Request),
+    /// A Kafka-only group call, to the group's coordinator shard.
+    KafkaGroup(KafkaGroupCall),
 }
 
 pub enum Reply {
     Resp(Result<Response, WireError>),
     Done(Result<(), String>),
+    KafkaGroup(KafkaGroupReply),
 }
 
 pub enum Msg {
@@ -260,6 +264,15 @@ impl Router {
                 })
                 .detach();
             }
+            Call::KafkaGroup(call) => {
+                let fut = self.shard.kafka_group_call(call);
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = fut.await;
+                    this.reply(from, id, Reply::KafkaGroup(r));
+                })
+                .detach();
+            }
         }
     }
 
@@ -312,7 +325,7 @@ impl Router {
                     } else {
                         match this.call(0, Call::Admin(req)).await {
                             Ok(Reply::Resp(r)) => r,
-                            Ok(Reply::Done(_)) => {
+                            Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
                                 Err(WireError::new(ErrorCode::Unknown, "bad reply"))
                             }
                             Err(e) => Err(e),
@@ -347,11 +360,6 @@ impl Router {
                 let this = self.clone();
                 Box::pin(async move { done(Ok(this.list_groups_all().await)) })
             }
-            Request::Classic(call) => {
-                let owner = self.coordinator_of(call.group());
-                let w = self.send_part(cid, owner, Request::Classic(call), 0).await;
-                Box::pin(async move { done(reply_response(w.await)) })
-            }
             // Each group from its own coordinator, answers in request order.
             Request::DescribeGroups(groups) => {
                 let waits = self
@@ -368,38 +376,29 @@ impl Router {
                     )
                 })
             }
-            Request::KafkaDeleteGroups(groups) => {
-                let waits = self
-                    .per_group(cid, groups, |g| Request::KafkaDeleteGroups(vec![g]))
-                    .await;
-                Box::pin(async move {
-                    done(
-                        merge_groups(waits, |r| match r {
-                            Response::KafkaDeleteGroups(gs) => Some(gs),
-                            _ => None,
-                        })
-                        .await
-                        .map(Response::KafkaDeleteGroups),
-                    )
-                })
-            }
-            Request::KafkaDescribeGroups(groups) => {
-                let waits = self
-                    .per_group(cid, groups, |g| Request::KafkaDescribeGroups(vec![g]))
-                    .await;
-                Box::pin(async move {
-                    done(
-                        merge_groups(waits, |r| match r {
-                            Response::KafkaDescribeGroups(gs) => Some(gs),
-                            _ => None,
-                        })
-                        .await
-                        .map(Response::KafkaDescribeGroups),
-                    )
-                })
-            }
             request => self.shard.dispatch(RequestFrame { request, ..frame }),
         }
+    }
+
+    /// A Kafka-only group call, to the group's coordinator shard: started
+    /// here (handed to the mesh in order with this connection's earlier
+    /// calls), answered by the returned future.
+    pub async fn kafka_group(
+        self: &Rc<Self>,
+        call: KafkaGroupCall,
+    ) -> Pin<Box<dyn Future<Output = Result<KafkaGroupReply, WireError>>>> {
+        let owner = self.coordinator_of(call.group());
+        if owner == self.id {
+            let fut = self.shard.kafka_group_call(call);
+            return Box::pin(async move { Ok(fut.await) });
+        }
+        let w = self.send_call(owner, Call::KafkaGroup(call)).await;
+        Box::pin(async move {
+            match w.await? {
+                Reply::KafkaGroup(r) => Ok(r),
+                _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            }
+        })
     }
 
     fn local_frame(cid: u32, request: Request) -> RequestFrame {
@@ -933,7 +932,9 @@ async fn merge_groups<T>(
 fn reply_response(r: Result<Reply, WireError>) -> Result<Response, WireError> {
     match r {
         Ok(Reply::Resp(r)) => r,
-        Ok(Reply::Done(_)) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+        Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
+            Err(WireError::new(ErrorCode::Unknown, "unexpected reply"))
+        }
         Err(e) => Err(e),
     }
 }
@@ -951,7 +952,9 @@ async fn gather<R>(
                 take(resp).ok_or_else(|| WireError::new(ErrorCode::Unknown, "unexpected reply"))
             }
             Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
-            Ok(Reply::Done(_)) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
+                Err(WireError::new(ErrorCode::Unknown, "unexpected reply"))
+            }
         };
         results.insert(owner, r);
     }

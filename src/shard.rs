@@ -349,6 +349,32 @@ impl Shard {
         }
     }
 
+    /// Serves a Kafka-only group call of a group this shard coordinates;
+    /// the returned future is the answer.
+    pub fn kafka_group_call(
+        self: &Rc<Self>,
+        call: crate::groups::KafkaGroupCall,
+    ) -> Pin<Box<dyn Future<Output = crate::groups::KafkaGroupReply>>> {
+        use crate::groups::{KafkaGroupCall, KafkaGroupReply};
+        let shard = self.clone();
+        match call {
+            KafkaGroupCall::Classic(c) => {
+                let c = *c;
+                Box::pin(async move { KafkaGroupReply::Classic(shard.groups.classic(c).await) })
+            }
+            KafkaGroupCall::Describe(g) => {
+                let r = KafkaGroupReply::Describe(self.groups.describe_kafka(&g));
+                Box::pin(async move { r })
+            }
+            KafkaGroupCall::Delete(g) => Box::pin(async move {
+                KafkaGroupReply::Delete(match shard.offsets_log(&g) {
+                    Ok(log) => shard.groups.delete(&log, &g).await,
+                    Err(e) => Some(e),
+                })
+            }),
+        }
+    }
+
     /// Handles one request. Work that must keep arrival order (appends) runs
     /// now, before this returns; the returned future does the waiting
     /// (flushes, reads), so requests of one connection overlap.
@@ -441,30 +467,6 @@ impl Shard {
             }
             Request::ListGroups => {
                 let r = done(Response::ListGroups(self.groups.list()));
-                Box::pin(async move { r })
-            }
-            Request::Classic(call) => {
-                let shard = self.clone();
-                Box::pin(async move { done(Response::Classic(shard.groups.classic(call).await)) })
-            }
-            Request::KafkaDeleteGroups(gs) => {
-                let shard = self.clone();
-                Box::pin(async move {
-                    let mut out = Vec::with_capacity(gs.len());
-                    for g in gs {
-                        let error = match shard.offsets_log(&g) {
-                            Ok(log) => shard.groups.delete(&log, &g).await,
-                            Err(e) => Some(e),
-                        };
-                        out.push((g, error));
-                    }
-                    done(Response::KafkaDeleteGroups(out))
-                })
-            }
-            Request::KafkaDescribeGroups(gs) => {
-                let r = done(Response::KafkaDescribeGroups(
-                    self.groups.describe_kafka(&gs),
-                ));
                 Box::pin(async move { r })
             }
             Request::DescribeGroups(gs) => {

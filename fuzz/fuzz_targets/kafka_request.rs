@@ -5,20 +5,14 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardlog::group::classic::{consumer_assignment, ClassicCall};
 use shardlog::kafka::codec::{decode_request, DEFAULT_MAX_CONTROL_REQUEST_BYTES};
-use shardlog::kafka::wire::Work;
-use shardlog::protocol::Request;
 
 fuzz_target!(|data: &[u8]| {
     let body = bytes::Bytes::copy_from_slice(data);
+    // The consumer-protocol bytes of a SyncGroup are decoded when the
+    // group's assignments are described: `classic_assignments` decodes
+    // every one the request carries, as the broker would.
     if let Ok(d) = decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES) {
-        if let Work::Native { frame, .. } = d.work {
-            if let Request::Classic(ClassicCall::Sync(s)) = frame.request {
-                for a in &s.assignments {
-                    let _ = consumer_assignment(&a.1);
-                }
-            }
-        }
+        shardlog::kafka::wire::classic_assignments(&d.work);
     }
 });

@@ -477,16 +477,7 @@ fn decode_all(body: Bytes) -> usize {
     let len = body.len();
     let (_, peak) = peak_bytes(move || {
         if let Ok(d) = decode(body) {
-            if let super::wire::Work::Native { frame, .. } = d.work {
-                if let crate::protocol::Request::Classic(
-                    crate::group::classic::ClassicCall::Sync(s),
-                ) = frame.request
-                {
-                    for a in &s.assignments {
-                        let _ = crate::group::classic::consumer_assignment(&a.1);
-                    }
-                }
-            }
+            super::wire::classic_assignments(&d.work);
         }
     });
     assert!(

@@ -2,11 +2,11 @@
 //! JoinGroup, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch,
 //! ListGroups, DescribeGroups and DeleteGroups.
 //!
-//! Owns: decoding those requests into native `Request`s (the classic
-//! protocol as `Request::Classic`, served by `group::classic` on the
-//! group's coordinator shard; commits and offset fetches as the native
-//! ones, so both protocols share one durable offsets log), and encoding the
-//! answers; the mapping of classic-protocol errors to Kafka codes.
+//! Owns: decoding those requests (the classic protocol, DescribeGroups and
+//! DeleteGroups as in-process `KafkaGroupCall`s, served by the group's
+//! coordinator shard; commits and offset fetches as the native requests,
+//! so both protocols share one durable offsets log), and encoding the
+//! answers.
 //!
 //! Must never: do I/O or encode Kafka by hand (the kafka-protocol crate
 //! does every byte), or look inside the classic protocol's opaque member
@@ -39,12 +39,12 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::wire::{topic_name, EncodeDyn, Shape, Work};
+use super::wire::{topic_name, EncodeDyn, KafkaGroupKind, Shape, Work};
 use crate::errors::{kafka_classic_code, kafka_code};
 use crate::group::classic::{self, ClassicCall, ClassicReply};
+use crate::groups::{KafkaGroupDescription, KafkaGroupReply};
 use crate::protocol::{
-    self, GroupDescription, KafkaGroupDescription, NodeInfo, Request, RequestFrame, Response,
-    TopicPartitions, WireError,
+    self, GroupDescription, NodeInfo, Request, RequestFrame, Response, TopicPartitions, WireError,
 };
 
 /// The group APIs and the versions spoken (see `codec::SUPPORTED`): what
@@ -94,6 +94,10 @@ pub fn decode(
     client_id: Option<String>,
     native: impl Fn(Request) -> Box<RequestFrame>,
 ) -> Result<Work, anyhow::Error> {
+    let in_process = |call: ClassicCall| Work::KafkaGroups {
+        kind: KafkaGroupKind::Classic(Box::new(call)),
+        shape: vec![],
+    };
     let routed = |request: Request, shape: Shape| Work::Native {
         frame: native(request),
         shape,
@@ -117,65 +121,56 @@ pub fn decode(
         ApiKey::JoinGroup => {
             let r = JoinGroupRequest::decode(body, version)?;
             let session = ms(r.session_timeout_ms);
-            routed(
-                Request::Classic(ClassicCall::Join(classic::JoinRequest {
-                    group: s(&r.group_id.0),
-                    member_id: s(&r.member_id),
-                    group_instance_id: r.group_instance_id.as_ref().map(s),
-                    client_id: client_id.unwrap_or_default(),
-                    // Filled in by the listener, which knows the peer.
-                    client_host: String::new(),
-                    session_timeout_ms: session,
-                    // v0 has none: the session timeout serves (as in Kafka).
-                    rebalance_timeout_ms: if version >= 1 {
-                        ms(r.rebalance_timeout_ms)
-                    } else {
-                        session
-                    },
-                    protocol_type: s(&r.protocol_type),
-                    protocols: r
-                        .protocols
-                        .iter()
-                        .map(|p| classic::Protocol {
-                            name: s(&p.name),
-                            metadata: p.metadata.clone(),
-                        })
-                        .collect(),
-                    require_known_member_id: version >= 4,
-                })),
-                vec![],
-            )
+            in_process(ClassicCall::Join(classic::JoinRequest {
+                group: s(&r.group_id.0),
+                member_id: s(&r.member_id),
+                group_instance_id: r.group_instance_id.as_ref().map(s),
+                client_id: client_id.unwrap_or_default(),
+                // Filled in by the listener, which knows the peer.
+                client_host: String::new(),
+                session_timeout_ms: session,
+                // v0 has none: the session timeout serves (as in Kafka).
+                rebalance_timeout_ms: if version >= 1 {
+                    ms(r.rebalance_timeout_ms)
+                } else {
+                    session
+                },
+                protocol_type: s(&r.protocol_type),
+                protocols: r
+                    .protocols
+                    .iter()
+                    .map(|p| classic::Protocol {
+                        name: s(&p.name),
+                        metadata: p.metadata.clone(),
+                    })
+                    .collect(),
+                require_known_member_id: version >= 4,
+            }))
         }
         ApiKey::SyncGroup => {
             let r = SyncGroupRequest::decode(body, version)?;
-            routed(
-                Request::Classic(ClassicCall::Sync(classic::SyncRequest {
-                    group: s(&r.group_id.0),
-                    member_id: s(&r.member_id),
-                    group_instance_id: r.group_instance_id.as_ref().map(s),
-                    generation_id: r.generation_id,
-                    protocol_type: r.protocol_type.as_ref().map(s),
-                    protocol_name: r.protocol_name.as_ref().map(s),
-                    assignments: r
-                        .assignments
-                        .iter()
-                        .map(|a| (s(&a.member_id), a.assignment.clone()))
-                        .collect(),
-                })),
-                vec![],
-            )
+            in_process(ClassicCall::Sync(classic::SyncRequest {
+                group: s(&r.group_id.0),
+                member_id: s(&r.member_id),
+                group_instance_id: r.group_instance_id.as_ref().map(s),
+                generation_id: r.generation_id,
+                protocol_type: r.protocol_type.as_ref().map(s),
+                protocol_name: r.protocol_name.as_ref().map(s),
+                assignments: r
+                    .assignments
+                    .iter()
+                    .map(|a| (s(&a.member_id), a.assignment.clone()))
+                    .collect(),
+            }))
         }
         ApiKey::Heartbeat => {
             let r = HeartbeatRequest::decode(body, version)?;
-            routed(
-                Request::Classic(ClassicCall::Heartbeat(classic::HeartbeatRequest {
-                    group: s(&r.group_id.0),
-                    member_id: s(&r.member_id),
-                    group_instance_id: r.group_instance_id.as_ref().map(s),
-                    generation_id: r.generation_id,
-                })),
-                vec![],
-            )
+            in_process(ClassicCall::Heartbeat(classic::HeartbeatRequest {
+                group: s(&r.group_id.0),
+                member_id: s(&r.member_id),
+                group_instance_id: r.group_instance_id.as_ref().map(s),
+                generation_id: r.generation_id,
+            }))
         }
         ApiKey::LeaveGroup => {
             let r = LeaveGroupRequest::decode(body, version)?;
@@ -187,13 +182,10 @@ pub fn decode(
             } else {
                 vec![(s(&r.member_id), None)]
             };
-            routed(
-                Request::Classic(ClassicCall::Leave(classic::LeaveRequest {
-                    group: s(&r.group_id.0),
-                    members,
-                })),
-                vec![],
-            )
+            in_process(ClassicCall::Leave(classic::LeaveRequest {
+                group: s(&r.group_id.0),
+                members,
+            }))
         }
         ApiKey::OffsetCommit => {
             let r = OffsetCommitRequest::decode(body, version)?;
@@ -271,15 +263,19 @@ pub fn decode(
         }
         ApiKey::DescribeGroups => {
             let r = DescribeGroupsRequest::decode(body, version)?;
-            let groups: Vec<String> = r.groups.iter().map(|g| s(&g.0)).collect();
-            let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
-            routed(Request::KafkaDescribeGroups(groups), shape)
+            let shape = r.groups.iter().map(|g| (s(&g.0), vec![])).collect();
+            Work::KafkaGroups {
+                kind: KafkaGroupKind::Describe,
+                shape,
+            }
         }
         ApiKey::DeleteGroups => {
             let r = DeleteGroupsRequest::decode(body, version)?;
-            let groups: Vec<String> = r.groups_names.iter().map(|g| s(&g.0)).collect();
-            let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
-            routed(Request::KafkaDeleteGroups(groups), shape)
+            let shape = r.groups_names.iter().map(|g| (s(&g.0), vec![])).collect();
+            Work::KafkaGroups {
+                kind: KafkaGroupKind::Delete,
+                shape,
+            }
         }
         _ => unreachable!("decode is called for group APIs only"),
     })
@@ -466,36 +462,6 @@ pub fn encode(
         Err(e) => return refuse(api, version, correlation_id, shape, kafka_code(Some(&e))),
     };
     match (api, result) {
-        (ApiKey::JoinGroup, Response::Classic(ClassicReply::Join(j))) => frame(&join_response(j)),
-        (ApiKey::SyncGroup, Response::Classic(ClassicReply::Sync(x))) => {
-            let mut r = SyncGroupResponse::default();
-            r.error_code = kafka_classic_code(x.error.as_ref());
-            r.protocol_type = x.protocol_type.as_deref().map(str_bytes);
-            r.protocol_name = x.protocol_name.as_deref().map(str_bytes);
-            r.assignment = x.assignment;
-            frame(&r)
-        }
-        (ApiKey::Heartbeat, Response::Classic(ClassicReply::Heartbeat(e))) => {
-            let mut r = HeartbeatResponse::default();
-            r.error_code = kafka_classic_code(e.as_ref());
-            frame(&r)
-        }
-        (ApiKey::LeaveGroup, Response::Classic(ClassicReply::Leave { error, members })) => {
-            let mut r = LeaveGroupResponse::default();
-            r.error_code = kafka_classic_code(error.as_ref());
-            if version >= 3 {
-                r.members = members
-                    .iter()
-                    .map(|(id, e)| {
-                        let mut m = MemberResponse::default();
-                        m.member_id = str_bytes(id);
-                        m.error_code = kafka_classic_code(e.as_ref());
-                        m
-                    })
-                    .collect();
-            }
-            frame(&r)
-        }
         (ApiKey::OffsetCommit, Response::OffsetCommit(topics)) => {
             let mut r = OffsetCommitResponse::default();
             r.topics = topics
@@ -560,24 +526,107 @@ pub fn encode(
                 .collect();
             frame(&r)
         }
-        (ApiKey::DescribeGroups, Response::KafkaDescribeGroups(groups)) => {
+        (api, other) => anyhow::bail!("{api:?}: unexpected native answer {other:?}"),
+    }
+}
+
+/// Encodes the answer to Kafka-only group calls (`Work::KafkaGroups`):
+/// one reply per call, in call order. `shape`: the group ids asked for
+/// (DescribeGroups, DeleteGroups).
+pub fn encode_kafka_groups(
+    api: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    replies: Vec<Result<KafkaGroupReply, WireError>>,
+    shape: &Shape,
+) -> Result<Bytes, anyhow::Error> {
+    let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
+    match api {
+        ApiKey::DescribeGroups => {
+            let mut groups = Vec::with_capacity(replies.len());
+            for r in replies {
+                match r {
+                    Ok(KafkaGroupReply::Describe(d)) => groups.push(d),
+                    // A coordinator that did not answer: the request fails
+                    // as a whole, retriably.
+                    Err(e) => {
+                        return refuse(api, version, correlation_id, shape, kafka_code(Some(&e)))
+                    }
+                    Ok(other) => anyhow::bail!("{api:?}: unexpected group reply {other:?}"),
+                }
+            }
             frame(&describe_response(groups)?)
         }
-        (ApiKey::DeleteGroups, Response::KafkaDeleteGroups(groups)) => {
-            frame(&delete_groups_response(groups.iter().map(|(g, e)| {
-                let code = match e.as_ref().map(|e| e.code) {
-                    // Kafka's own codes for a group with members and for
-                    // one that does not exist.
-                    Some(protocol::ErrorCode::GroupNotEmpty) => ResponseError::NonEmptyGroup.code(),
-                    Some(protocol::ErrorCode::UnknownGroup) => {
-                        ResponseError::GroupIdNotFound.code()
-                    }
-                    _ => kafka_code(e.as_ref()),
-                };
-                (g.as_str(), code)
-            })))
+        ApiKey::DeleteGroups => {
+            let codes: Vec<i16> = replies
+                .iter()
+                .map(|r| match r {
+                    Ok(KafkaGroupReply::Delete(e)) => match e.as_ref().map(|e| e.code) {
+                        // Kafka's own codes for a group with members and
+                        // for one that does not exist.
+                        Some(protocol::ErrorCode::GroupNotEmpty) => {
+                            ResponseError::NonEmptyGroup.code()
+                        }
+                        Some(protocol::ErrorCode::UnknownGroup) => {
+                            ResponseError::GroupIdNotFound.code()
+                        }
+                        _ => kafka_code(e.as_ref()),
+                    },
+                    Err(e) => kafka_code(Some(e)),
+                    Ok(_) => ResponseError::UnknownServerError.code(),
+                })
+                .collect();
+            frame(&delete_groups_response(
+                shape.iter().map(|(g, _)| g.as_str()).zip(codes),
+            ))
         }
-        (api, other) => anyhow::bail!("{api:?}: unexpected native answer {other:?}"),
+        _ => {
+            let reply = match replies.into_iter().next() {
+                Some(Ok(r)) => r,
+                Some(Err(e)) => {
+                    return refuse(api, version, correlation_id, shape, kafka_code(Some(&e)))
+                }
+                None => anyhow::bail!("{api:?}: no reply"),
+            };
+            match (api, reply) {
+                (ApiKey::JoinGroup, KafkaGroupReply::Classic(ClassicReply::Join(j))) => {
+                    frame(&join_response(j))
+                }
+                (ApiKey::SyncGroup, KafkaGroupReply::Classic(ClassicReply::Sync(x))) => {
+                    let mut r = SyncGroupResponse::default();
+                    r.error_code = kafka_classic_code(x.error.as_ref());
+                    r.protocol_type = x.protocol_type.as_deref().map(str_bytes);
+                    r.protocol_name = x.protocol_name.as_deref().map(str_bytes);
+                    r.assignment = x.assignment;
+                    frame(&r)
+                }
+                (ApiKey::Heartbeat, KafkaGroupReply::Classic(ClassicReply::Heartbeat(e))) => {
+                    let mut r = HeartbeatResponse::default();
+                    r.error_code = kafka_classic_code(e.as_ref());
+                    frame(&r)
+                }
+                (
+                    ApiKey::LeaveGroup,
+                    KafkaGroupReply::Classic(ClassicReply::Leave { error, members }),
+                ) => {
+                    let mut r = LeaveGroupResponse::default();
+                    r.error_code = kafka_classic_code(error.as_ref());
+                    if version >= 3 {
+                        r.members = members
+                            .iter()
+                            .map(|(id, e)| {
+                                let mut m = MemberResponse::default();
+                                m.member_id = str_bytes(id);
+                                m.error_code = kafka_classic_code(e.as_ref());
+                                m
+                            })
+                            .collect();
+                    }
+                    frame(&r)
+                }
+                (api, other) => anyhow::bail!("{api:?}: unexpected group reply {other:?}"),
+            }
+        }
     }
 }
 
@@ -713,11 +762,15 @@ mod tests {
                 super::super::codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES,
             )
             .unwrap();
-            let Work::Native { frame, .. } = d.work else {
-                panic!("not routed")
+            let Work::KafkaGroups {
+                kind: KafkaGroupKind::Classic(call),
+                ..
+            } = d.work
+            else {
+                panic!("not a classic call")
             };
-            let Request::Classic(ClassicCall::Join(j)) = frame.request else {
-                panic!("not a join: {:?}", frame.request)
+            let ClassicCall::Join(j) = *call else {
+                panic!("not a join")
             };
             assert_eq!(j.require_known_member_id, known, "v{version}");
             assert_eq!(j.client_id, "tester");

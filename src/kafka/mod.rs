@@ -27,11 +27,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::group::classic::ClassicCall;
+use crate::metrics::Api;
 use crate::producer_state::ProducerIds;
 use crate::protocol::{NodeInfo, Request};
 use crate::router::{Router, Scope};
 use crate::rt;
-use wire::{Decoded, Work};
+use wire::{Decoded, KafkaGroupKind, Work};
 
 /// What every Kafka connection of a shard shares.
 pub struct KafkaContext {
@@ -168,17 +169,44 @@ async fn start(
             let r = codec::refuse_response(api, version, correlation_id, &shape, error);
             Answer::Ready(encoded(r))
         }
+        Work::KafkaGroups { mut kind, shape } => {
+            if let KafkaGroupKind::Classic(c) = &mut kind {
+                if let ClassicCall::Join(j) = c.as_mut() {
+                    // Kafka shows members' hosts as "/ip".
+                    j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
+                }
+            }
+            let m = router.shard().metrics().clone();
+            let started = m.request_started(Api::Group);
+            // Each call reaches its coordinator before the next request is
+            // read (order); the answers are awaited in call order.
+            let calls = kind.into_calls(&shape);
+            let mut waits = Vec::with_capacity(calls.len());
+            for call in calls {
+                waits.push(router.kafka_group(call).await);
+            }
+            Answer::Later(rt::spawn(async move {
+                let mut replies = Vec::with_capacity(waits.len());
+                for w in waits {
+                    replies.push(w.await);
+                }
+                m.request_finished(Api::Group, started);
+                encoded(groups::encode_kafka_groups(
+                    api,
+                    version,
+                    correlation_id,
+                    replies,
+                    &shape,
+                ))
+            }))
+        }
         Work::Native {
-            mut frame,
+            frame,
             shape,
             respond,
             refused,
             describe_configs,
         } => {
-            if let Request::Classic(ClassicCall::Join(j)) = &mut frame.request {
-                // Kafka shows members' hosts as "/ip".
-                j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
-            }
             let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
                 Scope::ThisShard
             } else {

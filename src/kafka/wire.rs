@@ -11,6 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+use crate::group::classic::ClassicCall;
+use crate::groups::KafkaGroupCall;
 use crate::protocol::RequestFrame;
 
 /// One resource of a DescribeConfigs request.
@@ -20,6 +22,34 @@ pub struct ConfigResource {
     pub name: String,
     /// `None`: every setting.
     pub keys: Option<Vec<String>>,
+}
+
+/// Which Kafka-only group calls a request makes. DescribeGroups and
+/// DeleteGroups name their groups in the shape: the calls are built when
+/// they are sent, not at decode (what a decode allocates stays small per
+/// wire byte).
+#[derive(Debug)]
+pub enum KafkaGroupKind {
+    Classic(Box<ClassicCall>),
+    Describe,
+    Delete,
+}
+
+impl KafkaGroupKind {
+    /// The calls, one per group for DescribeGroups and DeleteGroups.
+    pub fn into_calls(self, shape: &Shape) -> Vec<KafkaGroupCall> {
+        match self {
+            KafkaGroupKind::Classic(c) => vec![KafkaGroupCall::Classic(c)],
+            KafkaGroupKind::Describe => shape
+                .iter()
+                .map(|(g, _)| KafkaGroupCall::Describe(g.clone()))
+                .collect(),
+            KafkaGroupKind::Delete => shape
+                .iter()
+                .map(|(g, _)| KafkaGroupCall::Delete(g.clone()))
+                .collect(),
+        }
+    }
 }
 
 /// Topics and partitions of a request, in request order: what a response
@@ -51,6 +81,10 @@ pub enum Work {
         /// for every other API.
         describe_configs: Vec<ConfigResource>,
     },
+    /// Kafka-only group calls (the classic protocol, DescribeGroups,
+    /// DeleteGroups), each served in-process by its group's coordinator
+    /// shard; answered in call order. `shape`: the group ids asked for.
+    KafkaGroups { kind: KafkaGroupKind, shape: Shape },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
     /// Answered by the listener from the router's coordinator map.
@@ -103,4 +137,25 @@ impl<M: Encodable> EncodeDyn for M {
     fn frame(&self, api: ApiKey, version: i16, cid: i32) -> Result<Bytes, anyhow::Error> {
         encode_frame(api, version, cid, self)
     }
+}
+
+/// Decodes the consumer-protocol assignments a SyncGroup in `work`
+/// carries, as describing its group later does; returns how many decode.
+/// For the fuzz targets (in-crate and cargo-fuzz): every decoder that sees
+/// network bytes runs under them.
+pub fn classic_assignments(work: &Work) -> usize {
+    let Work::KafkaGroups {
+        kind: KafkaGroupKind::Classic(call),
+        ..
+    } = work
+    else {
+        return 0;
+    };
+    let ClassicCall::Sync(s) = call.as_ref() else {
+        return 0;
+    };
+    s.assignments
+        .iter()
+        .filter(|(_, bytes)| crate::group::classic::consumer_assignment(bytes).is_some())
+        .count()
 }

@@ -325,9 +325,6 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
         | Request::OffsetFetch(_)
         | Request::ListGroups
         | Request::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
-        Request::Classic(_) | Request::KafkaDescribeGroups(_) | Request::KafkaDeleteGroups(_) => {
-            unreachable!("Kafka-listener requests are served in-process, never encoded")
-        }
     };
     let client_id = req.client_id.as_ref().map(|c| fbb.create_string(c));
     let env = fb::RequestEnvelope::create(
@@ -568,11 +565,6 @@ fn encode_response_body<'a>(
         | Response::OffsetFetch(_)
         | Response::ListGroups(_)
         | Response::DescribeGroups(_) => unreachable!("encoded by group_codec above"),
-        Response::Classic(_)
-        | Response::KafkaDescribeGroups(_)
-        | Response::KafkaDeleteGroups(_) => {
-            unreachable!("answers to Kafka-listener requests are never encoded natively")
-        }
         Response::ApiVersions(apis) => {
             let ranges: Vec<_> = apis
                 .iter()

@@ -16,8 +16,6 @@ mod group_codec;
 
 use bytes::Bytes;
 
-use crate::group::classic::{ClassicCall, ClassicDescription, ClassicReply};
-
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 
@@ -263,16 +261,6 @@ pub enum Request {
     OffsetFetch(OffsetFetchRequest),
     ListGroups,
     DescribeGroups(Vec<String>),
-    /// Kafka's classic group protocol (JoinGroup, SyncGroup, Heartbeat,
-    /// LeaveGroup): built only by the Kafka listener and served in-process
-    /// by the group's coordinator shard; never on the native wire.
-    Classic(ClassicCall),
-    /// Kafka's DescribeGroups (classic groups with their members' opaque
-    /// metadata and assignments): Kafka listener only, like `Classic`.
-    KafkaDescribeGroups(Vec<String>),
-    /// Kafka's DeleteGroups (each group from its coordinator): Kafka
-    /// listener only, like `Classic`.
-    KafkaDeleteGroups(Vec<String>),
 }
 
 impl Request {
@@ -391,21 +379,6 @@ pub enum Response {
     OffsetFetch(Vec<CommittedTopic>),
     ListGroups(Vec<GroupListing>),
     DescribeGroups(Vec<GroupDescription>),
-    Classic(ClassicReply),
-    KafkaDescribeGroups(Vec<KafkaGroupDescription>),
-    /// Per group: `None` when deleted.
-    KafkaDeleteGroups(Vec<(String, Option<WireError>)>),
-}
-
-/// One group as Kafka's DescribeGroups shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KafkaGroupDescription {
-    Classic {
-        group: String,
-        description: ClassicDescription,
-    },
-    /// A shardlog-native group, or an unknown one (`error` set).
-    Native(GroupDescription),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
