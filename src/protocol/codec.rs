@@ -42,6 +42,34 @@ fn opt_str<'a>(
     e.as_ref().map(|e| fbb.create_string(&e.message))
 }
 
+/// Topic tables of partition tables, the shape of the produce, fetch and
+/// list-offsets answers: `partition` builds one partition's table, `topic`
+/// one topic's from its name and partitions (partitions first, as the
+/// builder wants children before parents).
+fn topic_tables<'a, T, P, PT: 'a, TT: 'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    topics: &[T],
+    split: impl Fn(&T) -> (&str, &[P]),
+    mut partition: impl FnMut(&mut FlatBufferBuilder<'a>, &P) -> WIPOffset<PT>,
+    mut topic: impl FnMut(
+        &mut FlatBufferBuilder<'a>,
+        WIPOffset<&'a str>,
+        WIPOffset<Vector<'a, ForwardsUOffset<PT>>>,
+    ) -> WIPOffset<TT>,
+) -> WIPOffset<Vector<'a, ForwardsUOffset<TT>>> {
+    let ts: Vec<_> = topics
+        .iter()
+        .map(|t| {
+            let (name, partitions) = split(t);
+            let ps: Vec<_> = partitions.iter().map(|p| partition(fbb, p)).collect();
+            let ps = fbb.create_vector(&ps);
+            let name = fbb.create_string(name);
+            topic(fbb, name, ps)
+        })
+        .collect();
+    fbb.create_vector(&ts)
+}
+
 fn topic_results<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
     results: &[TopicResult],
@@ -715,28 +743,24 @@ fn encode_response_body<'a>(
             )
         }
         Response::Produce(topics) => {
-            let ts: Vec<_> = topics
-                .iter()
-                .map(|t| {
-                    let ps: Vec<_> = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            let msg = opt_str(fbb, &p.error);
-                            fb::ProducePartitionResult::create(
-                                fbb,
-                                &fb::ProducePartitionResultArgs {
-                                    partition: p.partition,
-                                    error_code: err_code(&p.error),
-                                    error_message: msg,
-                                    base_offset: p.base_offset,
-                                    high_watermark: p.high_watermark,
-                                },
-                            )
-                        })
-                        .collect();
-                    let ps = fbb.create_vector(&ps);
-                    let name = fbb.create_string(&t.name);
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    fb::ProducePartitionResult::create(
+                        fbb,
+                        &fb::ProducePartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            base_offset: p.base_offset,
+                            high_watermark: p.high_watermark,
+                        },
+                    )
+                },
+                |fbb, name, ps| {
                     fb::ProduceTopicResult::create(
                         fbb,
                         &fb::ProduceTopicResultArgs {
@@ -744,9 +768,8 @@ fn encode_response_body<'a>(
                             partitions: Some(ps),
                         },
                     )
-                })
-                .collect();
-            let ts = fbb.create_vector(&ts);
+                },
+            );
             (
                 fb::Response::ProduceResponse,
                 fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { topics: Some(ts) })
@@ -754,32 +777,28 @@ fn encode_response_body<'a>(
             )
         }
         Response::Fetch(topics) => {
-            let ts: Vec<_> = topics
-                .iter()
-                .map(|t| {
-                    let ps: Vec<_> = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            // The stored bytes go into the frame as they are: one
-                            // memcpy into the builder, no re-encoding.
-                            let r = records(fbb, &p.records);
-                            let msg = opt_str(fbb, &p.error);
-                            fb::FetchPartitionResult::create(
-                                fbb,
-                                &fb::FetchPartitionResultArgs {
-                                    partition: p.partition,
-                                    error_code: err_code(&p.error),
-                                    error_message: msg,
-                                    high_watermark: p.high_watermark,
-                                    log_start_offset: p.log_start_offset,
-                                    records: Some(r),
-                                },
-                            )
-                        })
-                        .collect();
-                    let ps = fbb.create_vector(&ps);
-                    let name = fbb.create_string(&t.name);
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    // The stored bytes go into the frame as they are: one
+                    // memcpy into the builder, no re-encoding.
+                    let r = records(fbb, &p.records);
+                    let msg = opt_str(fbb, &p.error);
+                    fb::FetchPartitionResult::create(
+                        fbb,
+                        &fb::FetchPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            high_watermark: p.high_watermark,
+                            log_start_offset: p.log_start_offset,
+                            records: Some(r),
+                        },
+                    )
+                },
+                |fbb, name, ps| {
                     fb::FetchTopicResult::create(
                         fbb,
                         &fb::FetchTopicResultArgs {
@@ -787,9 +806,8 @@ fn encode_response_body<'a>(
                             partitions: Some(ps),
                         },
                     )
-                })
-                .collect();
-            let ts = fbb.create_vector(&ts);
+                },
+            );
             (
                 fb::Response::FetchResponse,
                 fb::FetchResponse::create(fbb, &fb::FetchResponseArgs { topics: Some(ts) })
@@ -797,28 +815,24 @@ fn encode_response_body<'a>(
             )
         }
         Response::ListOffsets(topics) => {
-            let ts: Vec<_> = topics
-                .iter()
-                .map(|t| {
-                    let ps: Vec<_> = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            let msg = opt_str(fbb, &p.error);
-                            fb::ListOffsetsPartitionResult::create(
-                                fbb,
-                                &fb::ListOffsetsPartitionResultArgs {
-                                    partition: p.partition,
-                                    error_code: err_code(&p.error),
-                                    error_message: msg,
-                                    offset: p.offset,
-                                    timestamp: p.timestamp,
-                                },
-                            )
-                        })
-                        .collect();
-                    let ps = fbb.create_vector(&ps);
-                    let name = fbb.create_string(&t.name);
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    fb::ListOffsetsPartitionResult::create(
+                        fbb,
+                        &fb::ListOffsetsPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            offset: p.offset,
+                            timestamp: p.timestamp,
+                        },
+                    )
+                },
+                |fbb, name, ps| {
                     fb::ListOffsetsTopicResult::create(
                         fbb,
                         &fb::ListOffsetsTopicResultArgs {
@@ -826,9 +840,8 @@ fn encode_response_body<'a>(
                             partitions: Some(ps),
                         },
                     )
-                })
-                .collect();
-            let ts = fbb.create_vector(&ts);
+                },
+            );
             (
                 fb::Response::ListOffsetsResponse,
                 fb::ListOffsetsResponse::create(
