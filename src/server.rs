@@ -510,7 +510,7 @@ async fn run_shard(
             max_inflight: config.max_inflight_per_connection,
             shard_node,
             producer_ids: producer_ids.clone(),
-            defaults: crate::kafka::codec::TopicDefaults {
+            defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log.clone(),
                 max_batch_bytes: config.max_batch_bytes,
             },

@@ -14,9 +14,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
+use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -36,15 +34,15 @@ use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 
+use super::configs::{describe_configs_response, TopicDefaults, RESOURCE_TOPIC};
 use super::wire::{
     encode_frame, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape, Work,
 };
 use crate::errors::kafka_code;
 use crate::protocol::{
     self, Acks, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NodeInfo, Request, RequestFrame,
-    Response, TopicDescription, WireError, PROTOCOL_VERSION,
+    Response, WireError, PROTOCOL_VERSION,
 };
-use crate::storage::meta::LogConfig;
 
 /// The APIs the Kafka listener implements, with the versions it speaks;
 /// ApiVersions lists exactly these, so clients call nothing else. Ranges
@@ -850,203 +848,6 @@ pub fn refuse_response(
     }
 }
 
-/// Kafka's resource types (`ConfigResource.Type`).
-pub const RESOURCE_TOPIC: i8 = 2;
-pub const RESOURCE_BROKER: i8 = 4;
-/// Kafka's config sources (`DescribeConfigsResponse.ConfigSource`).
-const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-/// Kafka's config types (`ConfigDef.Type` as DescribeConfigs v3+ numbers them).
-const TYPE_BOOLEAN: i8 = 1;
-const TYPE_STRING: i8 = 2;
-const TYPE_INT: i8 = 3;
-const TYPE_LONG: i8 = 5;
-const TYPE_LIST: i8 = 7;
-
-/// What DescribeConfigs reports for a topic setting the topic does not
-/// override: the broker's flags.
-#[derive(Debug, Clone, Default)]
-pub struct TopicDefaults {
-    pub log: LogConfig,
-    /// `--max-batch-bytes`: Kafka's `max.message.bytes` (largest batch run).
-    pub max_batch_bytes: usize,
-}
-
-/// (name, value, source, read only, type).
-type ConfigEntry = (&'static str, String, i8, bool, i8);
-
-/// A topic's settings as Kafka names them: what the topic overrides
-/// (source TOPIC_CONFIG; settable at creation), the rest from the broker
-/// (DEFAULT_CONFIG). Fixed behaviour (delete, no recompression, one
-/// replica, CreateTime) is read only.
-pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<ConfigEntry> {
-    let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
-    // Overrides were validated when the topic was created; a bad one
-    // would not have loaded.
-    let eff = d.log.with_overrides(&set).unwrap_or_else(|_| d.log.clone());
-    let src = |k: &str| {
-        if set.contains_key(k) {
-            SOURCE_TOPIC
-        } else {
-            SOURCE_DEFAULT
-        }
-    };
-    let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
-    vec![
-        fixed("cleanup.policy", "delete", TYPE_LIST),
-        fixed("compression.type", "producer", TYPE_STRING),
-        (
-            "max.message.bytes",
-            d.max_batch_bytes.to_string(),
-            SOURCE_DEFAULT,
-            true,
-            TYPE_INT,
-        ),
-        fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
-        fixed("min.insync.replicas", "1", TYPE_INT),
-        (
-            "retention.bytes",
-            eff.retention_bytes.to_string(),
-            src("retention.bytes"),
-            false,
-            TYPE_LONG,
-        ),
-        (
-            "retention.ms",
-            eff.retention_ms.to_string(),
-            src("retention.ms"),
-            false,
-            TYPE_LONG,
-        ),
-        (
-            "segment.bytes",
-            eff.segment_bytes.to_string(),
-            src("segment.bytes"),
-            false,
-            TYPE_INT,
-        ),
-        (
-            "segment.ms",
-            eff.segment_ms.to_string(),
-            src("segment.ms"),
-            false,
-            TYPE_LONG,
-        ),
-        fixed("unclean.leader.election.enable", "false", TYPE_BOOLEAN),
-    ]
-}
-
-/// The broker's settings under Kafka's broker names; all read only (no
-/// AlterConfigs), from its start flags.
-pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
-    let b = |n, v: String, t| (n, v, SOURCE_STATIC_BROKER, true, t);
-    vec![
-        b("auto.create.topics.enable", "false".into(), TYPE_BOOLEAN),
-        b("broker.id", node_id.to_string(), TYPE_INT),
-        b("compression.type", "producer".into(), TYPE_STRING),
-        b("default.replication.factor", "1".into(), TYPE_INT),
-        b("log.cleanup.policy", "delete".into(), TYPE_LIST),
-        b(
-            "log.retention.bytes",
-            d.log.retention_bytes.to_string(),
-            TYPE_LONG,
-        ),
-        b(
-            "log.retention.ms",
-            d.log.retention_ms.to_string(),
-            TYPE_LONG,
-        ),
-        b("log.roll.ms", d.log.segment_ms.to_string(), TYPE_LONG),
-        b(
-            "log.segment.bytes",
-            d.log.segment_bytes.to_string(),
-            TYPE_INT,
-        ),
-        b("message.max.bytes", d.max_batch_bytes.to_string(), TYPE_INT),
-        b("min.insync.replicas", "1".into(), TYPE_INT),
-        b("num.partitions", "1".into(), TYPE_INT),
-    ]
-}
-
-fn describe_configs_response(
-    ask: &[ConfigResource],
-    topics: &[TopicDescription],
-    nodes: &[NodeInfo],
-    defaults: &TopicDefaults,
-) -> DescribeConfigsResponse {
-    let mut r = DescribeConfigsResponse::default();
-    r.results = ask
-        .iter()
-        .map(|a| {
-            let mut res = DescribeConfigsResult::default();
-            res.resource_type = a.resource_type;
-            res.resource_name = StrBytes::from_string(a.name.clone());
-            let entries = match a.resource_type {
-                RESOURCE_TOPIC => match topics.iter().find(|t| t.name == a.name) {
-                    Some(t) if t.error.is_none() => Ok(topic_configs(&t.configs, defaults)),
-                    Some(t) => Err((
-                        kafka_code(t.error.as_ref()),
-                        t.error.as_ref().map(|e| e.message.clone()),
-                    )),
-                    None => Err((
-                        ResponseError::UnknownTopicOrPartition.code(),
-                        Some(format!("unknown topic '{}'", a.name)),
-                    )),
-                },
-                RESOURCE_BROKER => {
-                    // "" is the cluster-wide default; otherwise one of the
-                    // advertised nodes (shards).
-                    let node = if a.name.is_empty() {
-                        nodes.first().map(|n| n.node_id)
-                    } else {
-                        a.name
-                            .parse::<u32>()
-                            .ok()
-                            .filter(|id| nodes.iter().any(|n| n.node_id == *id))
-                    };
-                    match node {
-                        Some(id) => Ok(broker_configs(id, defaults)),
-                        None => Err((
-                            ResponseError::InvalidRequest.code(),
-                            Some(format!("broker '{}' is not a node of this cluster", a.name)),
-                        )),
-                    }
-                }
-                other => Err((
-                    ResponseError::InvalidRequest.code(),
-                    Some(format!(
-                        "resource type {other} is not supported (topics {RESOURCE_TOPIC} and brokers {RESOURCE_BROKER} are)"
-                    )),
-                )),
-            };
-            match entries {
-                Ok(entries) => {
-                    res.configs = entries
-                        .into_iter()
-                        .filter(|(n, ..)| a.keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k == n)))
-                        .map(|(n, v, source, read_only, ty)| {
-                            let mut c = DescribeConfigsResourceResult::default();
-                            c.name = StrBytes::from_static_str(n);
-                            c.value = Some(StrBytes::from_string(v));
-                            c.read_only = read_only;
-                            c.config_source = source;
-                            c.config_type = ty;
-                            c
-                        })
-                        .collect();
-                }
-                Err((code, message)) => {
-                    res.error_code = code;
-                    res.error_message = message.map(StrBytes::from_string);
-                }
-            }
-            res
-        })
-        .collect();
-    r
-}
-
 /// `Err(code)`: every topic of `shape` with that error.
 fn metadata_response(
     result: Result<Vec<protocol::TopicInfo>, i16>,
@@ -1118,7 +919,10 @@ fn metadata_response(
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::configs::{RESOURCE_BROKER, SOURCE_DEFAULT, SOURCE_TOPIC};
     use super::*;
+    use crate::protocol::TopicDescription;
+    use crate::storage::meta::LogConfig;
 
     /// A request decoded under the default limits.
     fn decode(body: Bytes) -> Result<Decoded, DecodeError> {
@@ -1140,103 +944,6 @@ pub(crate) mod tests {
             .unwrap();
         m.encode(&mut b, version).unwrap();
         b.freeze()
-    }
-
-    #[test]
-    fn frames_split_whole_and_refuse_bad_lengths() {
-        let mut buf = BytesMut::from(&[0, 0, 0, 3, 1, 2][..]);
-        assert_eq!(next_frame(&mut buf, 10), Ok(None));
-        buf.extend_from_slice(&[3, 0, 0]);
-        assert_eq!(next_frame(&mut buf, 10).unwrap().unwrap(), &[1, 2, 3][..]);
-        assert_eq!(buf.len(), 2);
-        let mut big = BytesMut::from(&[0, 0, 0, 11][..]);
-        assert_eq!(
-            next_frame(&mut big, 10),
-            Err(FrameError::TooLarge { len: 11, max: 10 })
-        );
-        let mut neg = BytesMut::from(&(-1i32).to_be_bytes()[..]);
-        assert_eq!(next_frame(&mut neg, 10), Err(FrameError::Negative(-1)));
-    }
-
-    #[test]
-    fn api_versions_v3_leaves_default_tagged_fields_out() {
-        let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
-        // length, correlation id (header v0 always), error, compact array
-        // (one length byte), each key/min/max + empty tags (7 bytes),
-        // throttle, then one byte: zero tagged fields.
-        let apis = all_supported().count();
-        assert!(apis < 127, "the array length fits one byte");
-        assert_eq!(b.len(), 4 + 4 + 2 + 1 + apis * 7 + 4 + 1);
-        assert_eq!(b[b.len() - 1], 0);
-    }
-
-    #[test]
-    fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
-        let body = request_body(ApiKey::DescribeAcls, 0, 1, &ApiVersionsRequest::default());
-        assert!(matches!(decode(body), Err(DecodeError::UnknownApi(29))));
-        let mut junk = BytesMut::from(
-            &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],
-        );
-        junk[0..2].copy_from_slice(&999i16.to_be_bytes());
-        assert!(matches!(
-            decode(junk.freeze()),
-            Err(DecodeError::UnknownApi(999))
-        ));
-        let mut v9 = BytesMut::from(
-            &request_body(ApiKey::ApiVersions, 3, 5, &ApiVersionsRequest::default())[..],
-        );
-        v9[2..4].copy_from_slice(&9i16.to_be_bytes());
-        let d = decode(v9.freeze()).unwrap();
-        assert_eq!((d.version, d.correlation_id), (0, 5));
-        assert!(matches!(d.work, Work::ApiVersions { error: 35 }));
-        assert!(matches!(
-            decode(Bytes::from_static(&[0, 3])),
-            Err(DecodeError::Short(2))
-        ));
-    }
-
-    #[test]
-    fn produce_acks_map_and_records_are_not_copied() {
-        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        let records = Bytes::from_static(b"opaque batch bytes");
-        for (acks, want, respond) in [
-            (0, Acks::None, false),
-            (1, Acks::Leader, true),
-            (-1, Acks::Durable, true),
-        ] {
-            let mut p = PartitionProduceData::default();
-            p.index = 2;
-            p.records = Some(records.clone());
-            let mut t = TopicProduceData::default();
-            t.name = topic_name("t");
-            t.partition_data = vec![p];
-            let mut r = ProduceRequest::default();
-            r.acks = acks;
-            r.topic_data = vec![t];
-            let body = request_body(ApiKey::Produce, 8, 1, &r);
-            let d = decode(body.clone()).unwrap();
-            let Work::Native {
-                frame,
-                shape,
-                respond: resp,
-                ..
-            } = d.work
-            else {
-                panic!("native work")
-            };
-            assert_eq!(resp, respond);
-            assert_eq!(shape, vec![("t".to_owned(), vec![2])]);
-            let Request::Produce(p) = frame.request else {
-                panic!("produce")
-            };
-            assert_eq!(p.acks, want);
-            let got = &p.topics[0].partitions[0].records;
-            assert_eq!(got, &records);
-            // A slice of the frame, not a copy.
-            let start = body.as_ptr() as usize;
-            let at = got.as_ptr() as usize;
-            assert!(at >= start && at < start + body.len());
-        }
     }
 
     #[test]
@@ -1341,6 +1048,103 @@ pub(crate) mod tests {
         for v in 1..=4 {
             encode_frame(ApiKey::DescribeConfigs, v, 9, &r).unwrap();
             refuse_response(ApiKey::DescribeConfigs, v, 9, &shape, 35).unwrap();
+        }
+    }
+
+    #[test]
+    fn frames_split_whole_and_refuse_bad_lengths() {
+        let mut buf = BytesMut::from(&[0, 0, 0, 3, 1, 2][..]);
+        assert_eq!(next_frame(&mut buf, 10), Ok(None));
+        buf.extend_from_slice(&[3, 0, 0]);
+        assert_eq!(next_frame(&mut buf, 10).unwrap().unwrap(), &[1, 2, 3][..]);
+        assert_eq!(buf.len(), 2);
+        let mut big = BytesMut::from(&[0, 0, 0, 11][..]);
+        assert_eq!(
+            next_frame(&mut big, 10),
+            Err(FrameError::TooLarge { len: 11, max: 10 })
+        );
+        let mut neg = BytesMut::from(&(-1i32).to_be_bytes()[..]);
+        assert_eq!(next_frame(&mut neg, 10), Err(FrameError::Negative(-1)));
+    }
+
+    #[test]
+    fn api_versions_v3_leaves_default_tagged_fields_out() {
+        let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
+        // length, correlation id (header v0 always), error, compact array
+        // (one length byte), each key/min/max + empty tags (7 bytes),
+        // throttle, then one byte: zero tagged fields.
+        let apis = all_supported().count();
+        assert!(apis < 127, "the array length fits one byte");
+        assert_eq!(b.len(), 4 + 4 + 2 + 1 + apis * 7 + 4 + 1);
+        assert_eq!(b[b.len() - 1], 0);
+    }
+
+    #[test]
+    fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
+        let body = request_body(ApiKey::DescribeAcls, 0, 1, &ApiVersionsRequest::default());
+        assert!(matches!(decode(body), Err(DecodeError::UnknownApi(29))));
+        let mut junk = BytesMut::from(
+            &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],
+        );
+        junk[0..2].copy_from_slice(&999i16.to_be_bytes());
+        assert!(matches!(
+            decode(junk.freeze()),
+            Err(DecodeError::UnknownApi(999))
+        ));
+        let mut v9 = BytesMut::from(
+            &request_body(ApiKey::ApiVersions, 3, 5, &ApiVersionsRequest::default())[..],
+        );
+        v9[2..4].copy_from_slice(&9i16.to_be_bytes());
+        let d = decode(v9.freeze()).unwrap();
+        assert_eq!((d.version, d.correlation_id), (0, 5));
+        assert!(matches!(d.work, Work::ApiVersions { error: 35 }));
+        assert!(matches!(
+            decode(Bytes::from_static(&[0, 3])),
+            Err(DecodeError::Short(2))
+        ));
+    }
+
+    #[test]
+    fn produce_acks_map_and_records_are_not_copied() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        let records = Bytes::from_static(b"opaque batch bytes");
+        for (acks, want, respond) in [
+            (0, Acks::None, false),
+            (1, Acks::Leader, true),
+            (-1, Acks::Durable, true),
+        ] {
+            let mut p = PartitionProduceData::default();
+            p.index = 2;
+            p.records = Some(records.clone());
+            let mut t = TopicProduceData::default();
+            t.name = topic_name("t");
+            t.partition_data = vec![p];
+            let mut r = ProduceRequest::default();
+            r.acks = acks;
+            r.topic_data = vec![t];
+            let body = request_body(ApiKey::Produce, 8, 1, &r);
+            let d = decode(body.clone()).unwrap();
+            let Work::Native {
+                frame,
+                shape,
+                respond: resp,
+                ..
+            } = d.work
+            else {
+                panic!("native work")
+            };
+            assert_eq!(resp, respond);
+            assert_eq!(shape, vec![("t".to_owned(), vec![2])]);
+            let Request::Produce(p) = frame.request else {
+                panic!("produce")
+            };
+            assert_eq!(p.acks, want);
+            let got = &p.topics[0].partitions[0].records;
+            assert_eq!(got, &records);
+            // A slice of the frame, not a copy.
+            let start = body.as_ptr() as usize;
+            let at = got.as_ptr() as usize;
+            assert!(at >= start && at < start + body.len());
         }
     }
 

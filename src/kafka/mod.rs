@@ -15,6 +15,7 @@
 //! unsupported version or an undecodable request closes that connection.
 
 pub mod codec;
+pub mod configs;
 #[cfg(test)]
 mod fuzz;
 pub mod groups;
@@ -54,7 +55,7 @@ pub struct KafkaContext {
     pub producer_ids: Rc<RefCell<ProducerIds>>,
     /// What DescribeConfigs reports for a topic setting that the topic
     /// does not override, and for the broker.
-    pub defaults: codec::TopicDefaults,
+    pub defaults: configs::TopicDefaults,
 }
 
 /// One Kafka connection's door: Kafka framing (`i32` BE length), requests

@@ -1,0 +1,218 @@
+//! Kafka's topic and broker settings as DescribeConfigs reports them:
+//! every setting Kafka lists for a topic, with its value, source and
+//! read-only flag, over the broker's defaults (the `serve` flags).
+//!
+//! Owns: the names, types and sources Kafka gives each setting, and the
+//! DescribeConfigs answer. Pure.
+//!
+//! Must never: invent a setting Kafka does not have, or report a value
+//! other than the one the broker applies.
+
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult,
+};
+use kafka_protocol::messages::DescribeConfigsResponse;
+use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::ResponseError;
+
+use super::wire::ConfigResource;
+use crate::errors::kafka_code;
+use crate::protocol::{NodeInfo, TopicDescription};
+use crate::storage::meta::LogConfig;
+
+/// Kafka's resource types (`ConfigResource.Type`).
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
+/// Kafka's config sources (`DescribeConfigsResponse.ConfigSource`).
+pub(crate) const SOURCE_TOPIC: i8 = 1;
+pub(crate) const SOURCE_STATIC_BROKER: i8 = 4;
+pub(crate) const SOURCE_DEFAULT: i8 = 5;
+/// Kafka's config types (`ConfigDef.Type` as DescribeConfigs v3+ numbers them).
+const TYPE_BOOLEAN: i8 = 1;
+const TYPE_STRING: i8 = 2;
+const TYPE_INT: i8 = 3;
+const TYPE_LONG: i8 = 5;
+const TYPE_LIST: i8 = 7;
+
+/// What DescribeConfigs reports for a topic setting the topic does not
+/// override: the broker's flags.
+#[derive(Debug, Clone, Default)]
+pub struct TopicDefaults {
+    pub log: LogConfig,
+    /// `--max-batch-bytes`: Kafka's `max.message.bytes` (largest batch run).
+    pub max_batch_bytes: usize,
+}
+
+/// (name, value, source, read only, type).
+type ConfigEntry = (&'static str, String, i8, bool, i8);
+
+/// A topic's settings as Kafka names them: what the topic overrides
+/// (source TOPIC_CONFIG; settable at creation), the rest from the broker
+/// (DEFAULT_CONFIG). Fixed behaviour (delete, no recompression, one
+/// replica, CreateTime) is read only.
+pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<ConfigEntry> {
+    let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
+    // Overrides were validated when the topic was created; a bad one
+    // would not have loaded.
+    let eff = d.log.with_overrides(&set).unwrap_or_else(|_| d.log.clone());
+    let src = |k: &str| {
+        if set.contains_key(k) {
+            SOURCE_TOPIC
+        } else {
+            SOURCE_DEFAULT
+        }
+    };
+    let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
+    vec![
+        fixed("cleanup.policy", "delete", TYPE_LIST),
+        fixed("compression.type", "producer", TYPE_STRING),
+        (
+            "max.message.bytes",
+            d.max_batch_bytes.to_string(),
+            SOURCE_DEFAULT,
+            true,
+            TYPE_INT,
+        ),
+        fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
+        fixed("min.insync.replicas", "1", TYPE_INT),
+        (
+            "retention.bytes",
+            eff.retention_bytes.to_string(),
+            src("retention.bytes"),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "retention.ms",
+            eff.retention_ms.to_string(),
+            src("retention.ms"),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "segment.bytes",
+            eff.segment_bytes.to_string(),
+            src("segment.bytes"),
+            false,
+            TYPE_INT,
+        ),
+        (
+            "segment.ms",
+            eff.segment_ms.to_string(),
+            src("segment.ms"),
+            false,
+            TYPE_LONG,
+        ),
+        fixed("unclean.leader.election.enable", "false", TYPE_BOOLEAN),
+    ]
+}
+
+/// The broker's settings under Kafka's broker names; all read only (no
+/// AlterConfigs), from its start flags.
+pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
+    let b = |n, v: String, t| (n, v, SOURCE_STATIC_BROKER, true, t);
+    vec![
+        b("auto.create.topics.enable", "false".into(), TYPE_BOOLEAN),
+        b("broker.id", node_id.to_string(), TYPE_INT),
+        b("compression.type", "producer".into(), TYPE_STRING),
+        b("default.replication.factor", "1".into(), TYPE_INT),
+        b("log.cleanup.policy", "delete".into(), TYPE_LIST),
+        b(
+            "log.retention.bytes",
+            d.log.retention_bytes.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.retention.ms",
+            d.log.retention_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b("log.roll.ms", d.log.segment_ms.to_string(), TYPE_LONG),
+        b(
+            "log.segment.bytes",
+            d.log.segment_bytes.to_string(),
+            TYPE_INT,
+        ),
+        b("message.max.bytes", d.max_batch_bytes.to_string(), TYPE_INT),
+        b("min.insync.replicas", "1".into(), TYPE_INT),
+        b("num.partitions", "1".into(), TYPE_INT),
+    ]
+}
+
+pub(crate) fn describe_configs_response(
+    ask: &[ConfigResource],
+    topics: &[TopicDescription],
+    nodes: &[NodeInfo],
+    defaults: &TopicDefaults,
+) -> DescribeConfigsResponse {
+    let mut r = DescribeConfigsResponse::default();
+    r.results = ask
+        .iter()
+        .map(|a| {
+            let mut res = DescribeConfigsResult::default();
+            res.resource_type = a.resource_type;
+            res.resource_name = StrBytes::from_string(a.name.clone());
+            let entries = match a.resource_type {
+                RESOURCE_TOPIC => match topics.iter().find(|t| t.name == a.name) {
+                    Some(t) if t.error.is_none() => Ok(topic_configs(&t.configs, defaults)),
+                    Some(t) => Err((
+                        kafka_code(t.error.as_ref()),
+                        t.error.as_ref().map(|e| e.message.clone()),
+                    )),
+                    None => Err((
+                        ResponseError::UnknownTopicOrPartition.code(),
+                        Some(format!("unknown topic '{}'", a.name)),
+                    )),
+                },
+                RESOURCE_BROKER => {
+                    // "" is the cluster-wide default; otherwise one of the
+                    // advertised nodes (shards).
+                    let node = if a.name.is_empty() {
+                        nodes.first().map(|n| n.node_id)
+                    } else {
+                        a.name
+                            .parse::<u32>()
+                            .ok()
+                            .filter(|id| nodes.iter().any(|n| n.node_id == *id))
+                    };
+                    match node {
+                        Some(id) => Ok(broker_configs(id, defaults)),
+                        None => Err((
+                            ResponseError::InvalidRequest.code(),
+                            Some(format!("broker '{}' is not a node of this cluster", a.name)),
+                        )),
+                    }
+                }
+                other => Err((
+                    ResponseError::InvalidRequest.code(),
+                    Some(format!(
+                        "resource type {other} is not supported (topics {RESOURCE_TOPIC} and brokers {RESOURCE_BROKER} are)"
+                    )),
+                )),
+            };
+            match entries {
+                Ok(entries) => {
+                    res.configs = entries
+                        .into_iter()
+                        .filter(|(n, ..)| a.keys.as_ref().is_none_or(|ks| ks.iter().any(|k| k == n)))
+                        .map(|(n, v, source, read_only, ty)| {
+                            let mut c = DescribeConfigsResourceResult::default();
+                            c.name = StrBytes::from_static_str(n);
+                            c.value = Some(StrBytes::from_string(v));
+                            c.read_only = read_only;
+                            c.config_source = source;
+                            c.config_type = ty;
+                            c
+                        })
+                        .collect();
+                }
+                Err((code, message)) => {
+                    res.error_code = code;
+                    res.error_message = message.map(StrBytes::from_string);
+                }
+            }
+            res
+        })
+        .collect();
+    r
+}
