@@ -218,271 +218,22 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
     };
     let work = match api {
         ApiKey::ApiVersions => Work::ApiVersions { error: 0 },
-        ApiKey::Metadata => {
-            let r = MetadataRequest::decode(&mut body, version).map_err(malformed)?;
-            let topics = r.topics.map(|ts| {
-                ts.iter()
-                    .filter_map(|t| t.name.as_ref().map(name_of))
-                    .collect::<Vec<_>>()
-            });
-            let shape = topics
-                .iter()
-                .flatten()
-                .map(|n| (n.clone(), vec![]))
-                .collect();
-            Work::Native {
-                frame: native(Request::Metadata { topics }),
-                shape,
-                respond: true,
-                refused: vec![],
-                describe_configs: vec![],
-            }
-        }
-        ApiKey::Produce => {
-            let r = ProduceRequest::decode(&mut body, version).map_err(malformed)?;
-            let shape: Shape = r
-                .topic_data
-                .iter()
-                .map(|t| {
-                    (
-                        name_of(&t.name),
-                        t.partition_data.iter().map(|p| p.index).collect(),
-                    )
-                })
-                .collect();
-            let acks = match r.acks {
-                0 => Some(Acks::None),
-                1 => Some(Acks::Leader),
-                -1 => Some(Acks::Durable),
-                _ => None,
-            };
-            match acks {
-                None => Work::Refuse {
-                    shape,
-                    error: ResponseError::InvalidRequiredAcks.code(),
-                },
-                Some(acks) => Work::Native {
-                    frame: native(Request::Produce(protocol::ProduceRequest {
-                        acks,
-                        timeout_ms: non_negative(r.timeout_ms),
-                        topics: r
-                            .topic_data
-                            .into_iter()
-                            .map(|t| protocol::ProduceTopic {
-                                name: name_of(&t.name),
-                                partitions: t
-                                    .partition_data
-                                    .into_iter()
-                                    .map(|p| protocol::ProducePartition {
-                                        partition: partition_u32(p.index),
-                                        // A slice of the frame: not copied.
-                                        records: p.records.unwrap_or_default(),
-                                    })
-                                    .collect(),
-                            })
-                            .collect(),
-                    })),
-                    shape,
-                    respond: acks != Acks::None,
-                    refused: vec![],
-                    describe_configs: vec![],
-                },
-            }
-        }
-        ApiKey::Fetch => {
-            let r = FetchRequest::decode(&mut body, version).map_err(malformed)?;
-            let shape = r
-                .topics
-                .iter()
-                .map(|t| {
-                    (
-                        name_of(&t.topic),
-                        t.partitions.iter().map(|p| p.partition).collect(),
-                    )
-                })
-                .collect();
-            Work::Native {
-                frame: native(Request::Fetch(protocol::FetchRequest {
-                    max_wait_ms: non_negative(r.max_wait_ms),
-                    min_bytes: non_negative(r.min_bytes),
-                    max_bytes: non_negative(r.max_bytes),
-                    topics: r
-                        .topics
-                        .into_iter()
-                        .map(|t| protocol::FetchTopic {
-                            name: name_of(&t.topic),
-                            partitions: t
-                                .partitions
-                                .into_iter()
-                                .map(|p| protocol::FetchPartition {
-                                    partition: partition_u32(p.partition),
-                                    fetch_offset: p.fetch_offset,
-                                    max_bytes: non_negative(p.partition_max_bytes),
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                })),
-                shape,
-                respond: true,
-                refused: vec![],
-                describe_configs: vec![],
-            }
-        }
+        ApiKey::Metadata => decode_metadata(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Produce => decode_produce(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Fetch => decode_fetch(&mut body, version, &native).map_err(malformed)?,
         ApiKey::ListOffsets => {
-            let r = ListOffsetsRequest::decode(&mut body, version).map_err(malformed)?;
-            let shape = r
-                .topics
-                .iter()
-                .map(|t| {
-                    (
-                        name_of(&t.name),
-                        t.partitions.iter().map(|p| p.partition_index).collect(),
-                    )
-                })
-                .collect();
-            Work::Native {
-                frame: native(Request::ListOffsets(
-                    r.topics
-                        .into_iter()
-                        .map(|t| ListOffsetsTopic {
-                            name: name_of(&t.name),
-                            partitions: t
-                                .partitions
-                                .into_iter()
-                                .map(|p| ListOffsetsPartition {
-                                    partition: partition_u32(p.partition_index),
-                                    timestamp: p.timestamp,
-                                })
-                                .collect(),
-                        })
-                        .collect(),
-                )),
-                shape,
-                respond: true,
-                refused: vec![],
-                describe_configs: vec![],
-            }
+            decode_list_offsets(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::CreateTopics => {
-            let r = CreateTopicsRequest::decode(&mut body, version).map_err(malformed)?;
-            let shape: Shape = r
-                .topics
-                .iter()
-                .map(|t| (name_of(&t.name), vec![]))
-                .collect();
-            let mut refused = Refused::new();
-            let mut topics = Vec::with_capacity(r.topics.len());
-            for t in r.topics {
-                let name = name_of(&t.name);
-                if r.validate_only {
-                    // No dry run in the native protocol: refused, not faked.
-                    refused.push((
-                        name,
-                        ResponseError::InvalidRequest.code(),
-                        "validate_only is not supported: shardlog has no dry-run topic creation"
-                            .to_owned(),
-                    ));
-                    continue;
-                }
-                if !matches!(t.replication_factor, -1 | 1) {
-                    refused.push((
-                        name,
-                        ResponseError::InvalidReplicationFactor.code(),
-                        format!(
-                            "replication factor {} is not supported: shardlog keeps one copy (use 1 or -1)",
-                            t.replication_factor
-                        ),
-                    ));
-                    continue;
-                }
-                if !t.assignments.is_empty() {
-                    refused.push((
-                        name,
-                        ResponseError::InvalidReplicaAssignment.code(),
-                        "manual replica assignment is not supported: partitions go to shards"
-                            .to_owned(),
-                    ));
-                    continue;
-                }
-                topics.push(protocol::CreateTopic {
-                    name,
-                    // -1: the broker's default, one partition (as Kafka's
-                    // num.partitions); other negatives become 0, refused.
-                    partitions: if t.num_partitions == -1 {
-                        1
-                    } else {
-                        non_negative(t.num_partitions)
-                    },
-                    // A null value means "the default": left out.
-                    configs: t
-                        .configs
-                        .into_iter()
-                        .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
-                        .collect(),
-                });
-            }
-            Work::Native {
-                frame: native(Request::CreateTopics(topics)),
-                shape,
-                respond: true,
-                refused,
-                describe_configs: vec![],
-            }
+            decode_create_topics(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::DeleteTopics => {
-            let r = DeleteTopicsRequest::decode(&mut body, version).map_err(malformed)?;
-            let names: Vec<String> = r.topic_names.iter().map(name_of).collect();
-            Work::Native {
-                shape: names.iter().map(|n| (n.clone(), vec![])).collect(),
-                frame: native(Request::DeleteTopics(names)),
-                respond: true,
-                refused: vec![],
-                describe_configs: vec![],
-            }
+            decode_delete_topics(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::DescribeConfigs => {
-            let r = DescribeConfigsRequest::decode(&mut body, version).map_err(malformed)?;
-            let ask: Vec<ConfigResource> = r
-                .resources
-                .into_iter()
-                .map(|res| ConfigResource {
-                    resource_type: res.resource_type,
-                    name: res.resource_name.as_str().to_owned(),
-                    keys: res
-                        .configuration_keys
-                        .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
-                })
-                .collect();
-            let topics = ask
-                .iter()
-                .filter(|a| a.resource_type == RESOURCE_TOPIC)
-                .map(|a| a.name.clone())
-                .collect();
-            Work::Native {
-                frame: native(Request::DescribeTopics {
-                    topics: Some(topics),
-                }),
-                // The resource type rides in the shape: a request-level
-                // error answers every resource with its type.
-                shape: ask
-                    .iter()
-                    .map(|a| (a.name.clone(), vec![i32::from(a.resource_type)]))
-                    .collect(),
-                respond: true,
-                refused: vec![],
-                describe_configs: ask,
-            }
+            decode_describe_configs(&mut body, version, &native).map_err(malformed)?
         }
-        ApiKey::InitProducerId => {
-            let r = InitProducerIdRequest::decode(&mut body, version).map_err(malformed)?;
-            // The producer id and epoch a v3+ client may send (KIP-360) are
-            // ignored: without a transactional id Kafka, too, always hands
-            // out a new id at epoch 0.
-            Work::InitProducerId {
-                transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
-            }
-        }
+        ApiKey::InitProducerId => decode_init_producer_id(&mut body, version).map_err(malformed)?,
         api if super::groups::is_group_api(api) => super::groups::decode(
             api,
             version,
@@ -498,6 +249,313 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         version,
         correlation_id: header.correlation_id,
         work,
+    })
+}
+
+/// Metadata: what the request asks for.
+fn decode_metadata(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = MetadataRequest::decode(body, version)?;
+    let topics = r.topics.map(|ts| {
+        ts.iter()
+            .filter_map(|t| t.name.as_ref().map(name_of))
+            .collect::<Vec<_>>()
+    });
+    let shape = topics
+        .iter()
+        .flatten()
+        .map(|n| (n.clone(), vec![]))
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::Metadata { topics }),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// Produce: what the request asks for.
+fn decode_produce(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = ProduceRequest::decode(body, version)?;
+    let shape: Shape = r
+        .topic_data
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.name),
+                t.partition_data.iter().map(|p| p.index).collect(),
+            )
+        })
+        .collect();
+    let acks = match r.acks {
+        0 => Some(Acks::None),
+        1 => Some(Acks::Leader),
+        -1 => Some(Acks::Durable),
+        _ => None,
+    };
+    Ok(match acks {
+        None => Work::Refuse {
+            shape,
+            error: ResponseError::InvalidRequiredAcks.code(),
+        },
+        Some(acks) => Work::Native {
+            frame: native(Request::Produce(protocol::ProduceRequest {
+                acks,
+                timeout_ms: non_negative(r.timeout_ms),
+                topics: r
+                    .topic_data
+                    .into_iter()
+                    .map(|t| protocol::ProduceTopic {
+                        name: name_of(&t.name),
+                        partitions: t
+                            .partition_data
+                            .into_iter()
+                            .map(|p| protocol::ProducePartition {
+                                partition: partition_u32(p.index),
+                                // A slice of the frame: not copied.
+                                records: p.records.unwrap_or_default(),
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            })),
+            shape,
+            respond: acks != Acks::None,
+            refused: vec![],
+            describe_configs: vec![],
+        },
+    })
+}
+
+/// Fetch: what the request asks for.
+fn decode_fetch(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = FetchRequest::decode(body, version)?;
+    let shape = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.topic),
+                t.partitions.iter().map(|p| p.partition).collect(),
+            )
+        })
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::Fetch(protocol::FetchRequest {
+            max_wait_ms: non_negative(r.max_wait_ms),
+            min_bytes: non_negative(r.min_bytes),
+            max_bytes: non_negative(r.max_bytes),
+            topics: r
+                .topics
+                .into_iter()
+                .map(|t| protocol::FetchTopic {
+                    name: name_of(&t.topic),
+                    partitions: t
+                        .partitions
+                        .into_iter()
+                        .map(|p| protocol::FetchPartition {
+                            partition: partition_u32(p.partition),
+                            fetch_offset: p.fetch_offset,
+                            max_bytes: non_negative(p.partition_max_bytes),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// ListOffsets: what the request asks for.
+fn decode_list_offsets(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = ListOffsetsRequest::decode(body, version)?;
+    let shape = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.name),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::ListOffsets(
+            r.topics
+                .into_iter()
+                .map(|t| ListOffsetsTopic {
+                    name: name_of(&t.name),
+                    partitions: t
+                        .partitions
+                        .into_iter()
+                        .map(|p| ListOffsetsPartition {
+                            partition: partition_u32(p.partition_index),
+                            timestamp: p.timestamp,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// CreateTopics: what the request asks for.
+fn decode_create_topics(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = CreateTopicsRequest::decode(body, version)?;
+    let shape: Shape = r
+        .topics
+        .iter()
+        .map(|t| (name_of(&t.name), vec![]))
+        .collect();
+    let mut refused = Refused::new();
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = name_of(&t.name);
+        if r.validate_only {
+            // No dry run in the native protocol: refused, not faked.
+            refused.push((
+                name,
+                ResponseError::InvalidRequest.code(),
+                "validate_only is not supported: shardlog has no dry-run topic creation".to_owned(),
+            ));
+            continue;
+        }
+        if !matches!(t.replication_factor, -1 | 1) {
+            refused.push((
+                name,
+                ResponseError::InvalidReplicationFactor.code(),
+                format!(
+                    "replication factor {} is not supported: shardlog keeps one copy (use 1 or -1)",
+                    t.replication_factor
+                ),
+            ));
+            continue;
+        }
+        if !t.assignments.is_empty() {
+            refused.push((
+                name,
+                ResponseError::InvalidReplicaAssignment.code(),
+                "manual replica assignment is not supported: partitions go to shards".to_owned(),
+            ));
+            continue;
+        }
+        topics.push(protocol::CreateTopic {
+            name,
+            // -1: the broker's default, one partition (as Kafka's
+            // num.partitions); other negatives become 0, refused.
+            partitions: if t.num_partitions == -1 {
+                1
+            } else {
+                non_negative(t.num_partitions)
+            },
+            // A null value means "the default": left out.
+            configs: t
+                .configs
+                .into_iter()
+                .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
+                .collect(),
+        });
+    }
+    Ok(Work::Native {
+        frame: native(Request::CreateTopics(topics)),
+        shape,
+        respond: true,
+        refused,
+        describe_configs: vec![],
+    })
+}
+
+/// DeleteTopics: what the request asks for.
+fn decode_delete_topics(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DeleteTopicsRequest::decode(body, version)?;
+    let names: Vec<String> = r.topic_names.iter().map(name_of).collect();
+    Ok(Work::Native {
+        shape: names.iter().map(|n| (n.clone(), vec![])).collect(),
+        frame: native(Request::DeleteTopics(names)),
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// DescribeConfigs: what the request asks for.
+fn decode_describe_configs(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeConfigsRequest::decode(body, version)?;
+    let ask: Vec<ConfigResource> = r
+        .resources
+        .into_iter()
+        .map(|res| ConfigResource {
+            resource_type: res.resource_type,
+            name: res.resource_name.as_str().to_owned(),
+            keys: res
+                .configuration_keys
+                .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
+        })
+        .collect();
+    let topics = ask
+        .iter()
+        .filter(|a| a.resource_type == RESOURCE_TOPIC)
+        .map(|a| a.name.clone())
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::DescribeTopics {
+            topics: Some(topics),
+        }),
+        // The resource type rides in the shape: a request-level
+        // error answers every resource with its type.
+        shape: ask
+            .iter()
+            .map(|a| (a.name.clone(), vec![i32::from(a.resource_type)]))
+            .collect(),
+        respond: true,
+        refused: vec![],
+        describe_configs: ask,
+    })
+}
+
+/// InitProducerId: what the request asks for.
+fn decode_init_producer_id(body: &mut Bytes, version: i16) -> anyhow::Result<Work> {
+    let r = InitProducerIdRequest::decode(body, version)?;
+    // The producer id and epoch a v3+ client may send (KIP-360) are
+    // ignored: without a transactional id Kafka, too, always hands out a
+    // new id at epoch 0.
+    Ok(Work::InitProducerId {
+        transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
     })
 }
 
