@@ -26,22 +26,22 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
     DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestHeader, TopicName,
+    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, ProduceResponse, ProducerId, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 
 use super::configs::{describe_configs_response, TopicDefaults, RESOURCE_TOPIC};
+use super::data;
 use super::wire::{
-    encode_frame, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape, Work,
+    encode_frame, name_of, non_negative, topic_name, ConfigResource, Decoded, EncodeDyn, Refused,
+    Shape, Work,
 };
 use crate::errors::kafka_code;
 use crate::protocol::{
-    self, Acks, ErrorCode, ListOffsetsPartition, ListOffsetsTopic, NodeInfo, Request, RequestFrame,
-    Response, WireError, PROTOCOL_VERSION,
+    self, ErrorCode, NodeInfo, Request, RequestFrame, Response, WireError, PROTOCOL_VERSION,
 };
 
 /// The APIs the Kafka listener implements, with the versions it speaks;
@@ -155,19 +155,6 @@ pub enum DecodeError {
     },
 }
 
-fn name_of(t: &TopicName) -> String {
-    t.0.as_str().to_owned()
-}
-
-fn partition_u32(p: i32) -> u32 {
-    // A negative partition cannot exist; u32::MAX is unknown to every topic.
-    u32::try_from(p).unwrap_or(u32::MAX)
-}
-
-fn non_negative(v: i32) -> u32 {
-    u32::try_from(v).unwrap_or(0)
-}
-
 /// Decodes one request frame's body (length prefix removed); a body over
 /// `max_control` bytes is refused unless it is a Produce.
 pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, DecodeError> {
@@ -219,10 +206,10 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
     let work = match api {
         ApiKey::ApiVersions => Work::ApiVersions { error: 0 },
         ApiKey::Metadata => decode_metadata(&mut body, version, &native).map_err(malformed)?,
-        ApiKey::Produce => decode_produce(&mut body, version, &native).map_err(malformed)?,
-        ApiKey::Fetch => decode_fetch(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Produce => data::decode_produce(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Fetch => data::decode_fetch(&mut body, version, &native).map_err(malformed)?,
         ApiKey::ListOffsets => {
-            decode_list_offsets(&mut body, version, &native).map_err(malformed)?
+            data::decode_list_offsets(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::CreateTopics => {
             decode_create_topics(&mut body, version, &native).map_err(malformed)?
@@ -271,150 +258,6 @@ fn decode_metadata(
         .collect();
     Ok(Work::Native {
         frame: native(Request::Metadata { topics }),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
-}
-
-/// Produce: what the request asks for.
-fn decode_produce(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = ProduceRequest::decode(body, version)?;
-    let shape: Shape = r
-        .topic_data
-        .iter()
-        .map(|t| {
-            (
-                name_of(&t.name),
-                t.partition_data.iter().map(|p| p.index).collect(),
-            )
-        })
-        .collect();
-    let acks = match r.acks {
-        0 => Some(Acks::None),
-        1 => Some(Acks::Leader),
-        -1 => Some(Acks::Durable),
-        _ => None,
-    };
-    Ok(match acks {
-        None => Work::Refuse {
-            shape,
-            error: ResponseError::InvalidRequiredAcks.code(),
-        },
-        Some(acks) => Work::Native {
-            frame: native(Request::Produce(protocol::ProduceRequest {
-                acks,
-                timeout_ms: non_negative(r.timeout_ms),
-                topics: r
-                    .topic_data
-                    .into_iter()
-                    .map(|t| protocol::ProduceTopic {
-                        name: name_of(&t.name),
-                        partitions: t
-                            .partition_data
-                            .into_iter()
-                            .map(|p| protocol::ProducePartition {
-                                partition: partition_u32(p.index),
-                                // A slice of the frame: not copied.
-                                records: p.records.unwrap_or_default(),
-                            })
-                            .collect(),
-                    })
-                    .collect(),
-            })),
-            shape,
-            respond: acks != Acks::None,
-            refused: vec![],
-            describe_configs: vec![],
-        },
-    })
-}
-
-/// Fetch: what the request asks for.
-fn decode_fetch(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = FetchRequest::decode(body, version)?;
-    let shape = r
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                name_of(&t.topic),
-                t.partitions.iter().map(|p| p.partition).collect(),
-            )
-        })
-        .collect();
-    Ok(Work::Native {
-        frame: native(Request::Fetch(protocol::FetchRequest {
-            max_wait_ms: non_negative(r.max_wait_ms),
-            min_bytes: non_negative(r.min_bytes),
-            max_bytes: non_negative(r.max_bytes),
-            topics: r
-                .topics
-                .into_iter()
-                .map(|t| protocol::FetchTopic {
-                    name: name_of(&t.topic),
-                    partitions: t
-                        .partitions
-                        .into_iter()
-                        .map(|p| protocol::FetchPartition {
-                            partition: partition_u32(p.partition),
-                            fetch_offset: p.fetch_offset,
-                            max_bytes: non_negative(p.partition_max_bytes),
-                        })
-                        .collect(),
-                })
-                .collect(),
-        })),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
-}
-
-/// ListOffsets: what the request asks for.
-fn decode_list_offsets(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = ListOffsetsRequest::decode(body, version)?;
-    let shape = r
-        .topics
-        .iter()
-        .map(|t| {
-            (
-                name_of(&t.name),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
-        })
-        .collect();
-    Ok(Work::Native {
-        frame: native(Request::ListOffsets(
-            r.topics
-                .into_iter()
-                .map(|t| ListOffsetsTopic {
-                    name: name_of(&t.name),
-                    partitions: t
-                        .partitions
-                        .into_iter()
-                        .map(|p| ListOffsetsPartition {
-                            partition: partition_u32(p.partition_index),
-                            timestamp: p.timestamp,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        )),
         shape,
         respond: true,
         refused: vec![],
@@ -652,86 +495,10 @@ pub fn encode_response(
         (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
             frame(&metadata_response(Ok(m.topics), shape, nodes))
         }
-        (ApiKey::Produce, Ok(Response::Produce(topics))) => {
-            let mut r = ProduceResponse::default();
-            r.responses = topics
-                .into_iter()
-                .map(|t| {
-                    let mut tr = TopicProduceResponse::default();
-                    tr.name = topic_name(&t.name);
-                    tr.partition_responses = t
-                        .partitions
-                        .into_iter()
-                        .map(|p| {
-                            let mut pr = PartitionProduceResponse::default();
-                            pr.index = p.partition as i32;
-                            pr.error_code = kafka_code(p.error.as_ref());
-                            pr.base_offset = p.base_offset;
-                            if let Some(e) = &p.error {
-                                pr.error_message = Some(StrBytes::from_string(e.message.clone()));
-                            }
-                            pr
-                        })
-                        .collect();
-                    tr
-                })
-                .collect();
-            frame(&r)
-        }
-        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => {
-            let mut r = FetchResponse::default();
-            r.responses = topics
-                .into_iter()
-                .map(|t| {
-                    let mut tr = FetchableTopicResponse::default();
-                    tr.topic = topic_name(&t.name);
-                    tr.partitions = t
-                        .partitions
-                        .into_iter()
-                        .map(|p| {
-                            let mut pd = PartitionData::default();
-                            pd.partition_index = p.partition as i32;
-                            pd.error_code = kafka_code(p.error.as_ref());
-                            pd.high_watermark = p.high_watermark;
-                            // No transactions: everything below the high
-                            // watermark is stable.
-                            pd.last_stable_offset = p.high_watermark;
-                            pd.log_start_offset = p.log_start_offset;
-                            pd.aborted_transactions = Some(vec![]);
-                            // Whole batches as stored (the crate copies them
-                            // once into the response buffer).
-                            pd.records = Some(p.records);
-                            pd
-                        })
-                        .collect();
-                    tr
-                })
-                .collect();
-            frame(&r)
-        }
+        (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
+        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => frame(&data::fetch_response(topics)),
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
-            let mut r = ListOffsetsResponse::default();
-            r.topics = topics
-                .into_iter()
-                .map(|t| {
-                    let mut tr = ListOffsetsTopicResponse::default();
-                    tr.name = topic_name(&t.name);
-                    tr.partitions = t
-                        .partitions
-                        .into_iter()
-                        .map(|p| {
-                            let mut pr = ListOffsetsPartitionResponse::default();
-                            pr.partition_index = p.partition as i32;
-                            pr.error_code = kafka_code(p.error.as_ref());
-                            pr.offset = p.offset;
-                            pr.timestamp = p.timestamp;
-                            pr
-                        })
-                        .collect();
-                    tr
-                })
-                .collect();
-            frame(&r)
+            frame(&data::list_offsets_response(topics))
         }
         (_, Ok(other)) => {
             let e = WireError::new(
@@ -979,8 +746,10 @@ fn metadata_response(
 pub(crate) mod tests {
     use super::super::configs::{RESOURCE_BROKER, SOURCE_DEFAULT, SOURCE_TOPIC};
     use super::*;
+    use crate::protocol::Acks;
     use crate::protocol::TopicDescription;
     use crate::storage::meta::LogConfig;
+    use kafka_protocol::messages::ProduceRequest;
 
     /// A request decoded under the default limits.
     fn decode(body: Bytes) -> Result<Decoded, DecodeError> {

@@ -16,6 +16,7 @@
 
 pub mod codec;
 pub mod configs;
+mod data;
 #[cfg(test)]
 mod fuzz;
 pub mod groups;

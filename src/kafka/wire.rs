@@ -104,6 +104,21 @@ pub struct Decoded {
     pub work: Work,
 }
 
+/// A topic name off the wire, as shardlog names it.
+pub(crate) fn name_of(t: &TopicName) -> String {
+    t.0.as_str().to_owned()
+}
+
+pub(crate) fn partition_u32(p: i32) -> u32 {
+    // A negative partition cannot exist; u32::MAX is unknown to every topic.
+    u32::try_from(p).unwrap_or(u32::MAX)
+}
+
+/// A count or duration off the wire; a negative one is 0.
+pub(crate) fn non_negative(v: i32) -> u32 {
+    u32::try_from(v).unwrap_or(0)
+}
+
 pub(crate) fn topic_name(n: &str) -> TopicName {
     TopicName(StrBytes::from_string(n.to_owned()))
 }
