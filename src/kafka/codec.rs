@@ -12,36 +12,28 @@
 
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
-use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::metadata_response::{
-    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
-};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, ProduceResponse, ProducerId, RequestHeader,
+    ApiKey, ApiVersionsResponse, DescribeConfigsResponse, FetchResponse, ListOffsetsResponse,
+    ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 use thiserror::Error;
 
-use super::configs::{describe_configs_response, TopicDefaults, RESOURCE_TOPIC};
-use super::data;
+use super::configs::{describe_configs_response, TopicDefaults};
 use super::wire::{
-    encode_frame, name_of, non_negative, topic_name, ConfigResource, Decoded, EncodeDyn, Refused,
-    Shape, Work,
+    encode_frame, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape, Work,
 };
+use super::{admin, configs, data, metadata};
 use crate::errors::kafka_code;
 use crate::protocol::{
-    self, ErrorCode, NodeInfo, Request, RequestFrame, Response, WireError, PROTOCOL_VERSION,
+    ErrorCode, NodeInfo, Request, RequestFrame, Response, WireError, PROTOCOL_VERSION,
 };
 
 /// The APIs the Kafka listener implements, with the versions it speaks;
@@ -205,22 +197,26 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
     };
     let work = match api {
         ApiKey::ApiVersions => Work::ApiVersions { error: 0 },
-        ApiKey::Metadata => decode_metadata(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Metadata => {
+            metadata::decode_metadata(&mut body, version, &native).map_err(malformed)?
+        }
         ApiKey::Produce => data::decode_produce(&mut body, version, &native).map_err(malformed)?,
         ApiKey::Fetch => data::decode_fetch(&mut body, version, &native).map_err(malformed)?,
         ApiKey::ListOffsets => {
             data::decode_list_offsets(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::CreateTopics => {
-            decode_create_topics(&mut body, version, &native).map_err(malformed)?
+            admin::decode_create_topics(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::DeleteTopics => {
-            decode_delete_topics(&mut body, version, &native).map_err(malformed)?
+            admin::decode_delete_topics(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::DescribeConfigs => {
-            decode_describe_configs(&mut body, version, &native).map_err(malformed)?
+            configs::decode_describe_configs(&mut body, version, &native).map_err(malformed)?
         }
-        ApiKey::InitProducerId => decode_init_producer_id(&mut body, version).map_err(malformed)?,
+        ApiKey::InitProducerId => {
+            admin::decode_init_producer_id(&mut body, version).map_err(malformed)?
+        }
         api if super::groups::is_group_api(api) => super::groups::decode(
             api,
             version,
@@ -236,169 +232,6 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         version,
         correlation_id: header.correlation_id,
         work,
-    })
-}
-
-/// Metadata: what the request asks for.
-fn decode_metadata(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = MetadataRequest::decode(body, version)?;
-    let topics = r.topics.map(|ts| {
-        ts.iter()
-            .filter_map(|t| t.name.as_ref().map(name_of))
-            .collect::<Vec<_>>()
-    });
-    let shape = topics
-        .iter()
-        .flatten()
-        .map(|n| (n.clone(), vec![]))
-        .collect();
-    Ok(Work::Native {
-        frame: native(Request::Metadata { topics }),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
-}
-
-/// CreateTopics: what the request asks for.
-fn decode_create_topics(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = CreateTopicsRequest::decode(body, version)?;
-    let shape: Shape = r
-        .topics
-        .iter()
-        .map(|t| (name_of(&t.name), vec![]))
-        .collect();
-    let mut refused = Refused::new();
-    let mut topics = Vec::with_capacity(r.topics.len());
-    for t in r.topics {
-        let name = name_of(&t.name);
-        if r.validate_only {
-            // No dry run in the native protocol: refused, not faked.
-            refused.push((
-                name,
-                ResponseError::InvalidRequest.code(),
-                "validate_only is not supported: shardlog has no dry-run topic creation".to_owned(),
-            ));
-            continue;
-        }
-        if !matches!(t.replication_factor, -1 | 1) {
-            refused.push((
-                name,
-                ResponseError::InvalidReplicationFactor.code(),
-                format!(
-                    "replication factor {} is not supported: shardlog keeps one copy (use 1 or -1)",
-                    t.replication_factor
-                ),
-            ));
-            continue;
-        }
-        if !t.assignments.is_empty() {
-            refused.push((
-                name,
-                ResponseError::InvalidReplicaAssignment.code(),
-                "manual replica assignment is not supported: partitions go to shards".to_owned(),
-            ));
-            continue;
-        }
-        topics.push(protocol::CreateTopic {
-            name,
-            // -1: the broker's default, one partition (as Kafka's
-            // num.partitions); other negatives become 0, refused.
-            partitions: if t.num_partitions == -1 {
-                1
-            } else {
-                non_negative(t.num_partitions)
-            },
-            // A null value means "the default": left out.
-            configs: t
-                .configs
-                .into_iter()
-                .filter_map(|c| Some((c.name.to_string(), c.value?.to_string())))
-                .collect(),
-        });
-    }
-    Ok(Work::Native {
-        frame: native(Request::CreateTopics(topics)),
-        shape,
-        respond: true,
-        refused,
-        describe_configs: vec![],
-    })
-}
-
-/// DeleteTopics: what the request asks for.
-fn decode_delete_topics(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = DeleteTopicsRequest::decode(body, version)?;
-    let names: Vec<String> = r.topic_names.iter().map(name_of).collect();
-    Ok(Work::Native {
-        shape: names.iter().map(|n| (n.clone(), vec![])).collect(),
-        frame: native(Request::DeleteTopics(names)),
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
-}
-
-/// DescribeConfigs: what the request asks for.
-fn decode_describe_configs(
-    body: &mut Bytes,
-    version: i16,
-    native: &dyn Fn(Request) -> Box<RequestFrame>,
-) -> anyhow::Result<Work> {
-    let r = DescribeConfigsRequest::decode(body, version)?;
-    let ask: Vec<ConfigResource> = r
-        .resources
-        .into_iter()
-        .map(|res| ConfigResource {
-            resource_type: res.resource_type,
-            name: res.resource_name.as_str().to_owned(),
-            keys: res
-                .configuration_keys
-                .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
-        })
-        .collect();
-    let topics = ask
-        .iter()
-        .filter(|a| a.resource_type == RESOURCE_TOPIC)
-        .map(|a| a.name.clone())
-        .collect();
-    Ok(Work::Native {
-        frame: native(Request::DescribeTopics {
-            topics: Some(topics),
-        }),
-        // The resource type rides in the shape: a request-level
-        // error answers every resource with its type.
-        shape: ask
-            .iter()
-            .map(|a| (a.name.clone(), vec![i32::from(a.resource_type)]))
-            .collect(),
-        respond: true,
-        refused: vec![],
-        describe_configs: ask,
-    })
-}
-
-/// InitProducerId: what the request asks for.
-fn decode_init_producer_id(body: &mut Bytes, version: i16) -> anyhow::Result<Work> {
-    let r = InitProducerIdRequest::decode(body, version)?;
-    // The producer id and epoch a v3+ client may send (KIP-360) are
-    // ignored: without a transactional id Kafka, too, always hands out a
-    // new id at epoch 0.
-    Ok(Work::InitProducerId {
-        transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
     })
 }
 
@@ -420,29 +253,6 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
         .collect();
     r
 }
-
-/// InitProducerId's answer: a producer id at epoch 0, or `Err(code)`.
-pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResponse {
-    let mut r = InitProducerIdResponse::default();
-    match result {
-        Ok(id) => {
-            r.producer_id = ProducerId(id);
-            r.producer_epoch = 0;
-        }
-        Err(code) => {
-            r.error_code = code;
-            r.producer_id = ProducerId(-1);
-            r.producer_epoch = -1;
-        }
-    }
-    r
-}
-
-/// The Kafka error for an InitProducerId with a transactional id: shardlog
-/// has no transactions. INVALID_REQUEST is fatal in every client (a
-/// retriable code such as COORDINATOR_NOT_AVAILABLE would make them retry
-/// forever; an authorization error would send users after ACLs).
-pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
 
 /// Translates a native answer into the Kafka response for `api`/`version`
 /// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
@@ -480,20 +290,20 @@ pub fn encode_response(
                     (t.name, code, t.error.map(|e| e.message))
                 })
                 .chain(local());
-            frame(&create_topics_response(all))
+            frame(&admin::create_topics_response(all))
         }
         (ApiKey::DeleteTopics, Ok(Response::DeleteTopics(results))) => {
             let all = results.into_iter().map(|t| {
                 let code = kafka_code(t.error.as_ref());
                 (t.name, code, t.error.map(|e| e.message))
             });
-            frame(&delete_topics_response(all))
+            frame(&admin::delete_topics_response(all))
         }
         (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
             &describe_configs_response(describe_configs, &ts, nodes, defaults),
         ),
         (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
-            frame(&metadata_response(Ok(m.topics), shape, nodes))
+            frame(&metadata::metadata_response(Ok(m.topics), shape, nodes))
         }
         (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
         (ApiKey::Fetch, Ok(Response::Fetch(topics))) => frame(&data::fetch_response(topics)),
@@ -521,38 +331,6 @@ fn api_of(r: &Response) -> &'static str {
         Response::DeleteTopics(_) => "delete topics",
         _ => "other",
     }
-}
-
-fn create_topics_response(
-    topics: impl Iterator<Item = (String, i16, Option<String>)>,
-) -> CreateTopicsResponse {
-    let mut r = CreateTopicsResponse::default();
-    r.topics = topics
-        .map(|(n, code, message)| {
-            let mut t = CreatableTopicResult::default();
-            t.name = topic_name(&n);
-            t.error_code = code;
-            t.error_message = message.map(StrBytes::from_string);
-            t
-        })
-        .collect();
-    r
-}
-
-fn delete_topics_response(
-    topics: impl Iterator<Item = (String, i16, Option<String>)>,
-) -> DeleteTopicsResponse {
-    let mut r = DeleteTopicsResponse::default();
-    r.responses = topics
-        .map(|(n, code, message)| {
-            let mut t = DeletableTopicResult::default();
-            t.name = Some(topic_name(&n));
-            t.error_code = code;
-            t.error_message = message.map(StrBytes::from_string);
-            t
-        })
-        .collect();
-    r
 }
 
 /// A response with `error` on every partition of `shape`.
@@ -642,13 +420,13 @@ pub fn refuse_response(
             api,
             version,
             correlation_id,
-            &create_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+            &admin::create_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
         ),
         ApiKey::DeleteTopics => encode_frame(
             api,
             version,
             correlation_id,
-            &delete_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+            &admin::delete_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
         ),
         ApiKey::DescribeConfigs => {
             let mut r = DescribeConfigsResponse::default();
@@ -668,88 +446,23 @@ pub fn refuse_response(
             api,
             version,
             correlation_id,
-            &metadata_response(Err(error), shape, &[]),
+            &metadata::metadata_response(Err(error), shape, &[]),
         ),
     }
 }
 
-/// `Err(code)`: every topic of `shape` with that error.
-fn metadata_response(
-    result: Result<Vec<protocol::TopicInfo>, i16>,
-    shape: &Shape,
-    nodes: &[NodeInfo],
-) -> MetadataResponse {
-    let mut r = MetadataResponse::default();
-    r.brokers = nodes
-        .iter()
-        .map(|n| {
-            let mut b = MetadataResponseBroker::default();
-            b.node_id = BrokerId(n.node_id as i32);
-            b.host = StrBytes::from_string(n.host.clone());
-            b.port = i32::from(n.port);
-            b
-        })
-        .collect();
-    r.cluster_id = Some(StrBytes::from_static_str("shardlog"));
-    // Shard 0 writes the metadata (the controller).
-    r.controller_id = BrokerId(0);
-    let (topics, error) = match result {
-        Ok(topics) => (topics, None),
-        Err(code) => {
-            let failed = shape
-                .iter()
-                .map(|(n, _)| protocol::TopicInfo {
-                    name: n.clone(),
-                    error: None,
-                    partitions: vec![],
-                })
-                .collect();
-            (failed, Some(code))
-        }
-    };
-    r.topics = topics
-        .into_iter()
-        .map(|t| {
-            let mut tr = MetadataResponseTopic::default();
-            tr.error_code = error.unwrap_or_else(|| kafka_code(t.error.as_ref()));
-            tr.is_internal = t.name.starts_with("__");
-            tr.name = Some(topic_name(&t.name));
-            tr.partitions = t
-                .partitions
-                .iter()
-                .map(|p| {
-                    // The owner shard's broker; node 0 when only one is
-                    // advertised (no per-shard ports: any shard serves).
-                    let owner = u32::from(p.owner_shard);
-                    let leader = match nodes.iter().find(|n| n.node_id == owner) {
-                        Some(n) => BrokerId(n.node_id as i32),
-                        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
-                    };
-                    let mut pr = MetadataResponsePartition::default();
-                    pr.partition_index = p.partition as i32;
-                    pr.leader_id = leader;
-                    // Unknown epoch: clients then skip leader-epoch
-                    // validation (OffsetForLeaderEpoch is not offered).
-                    pr.leader_epoch = -1;
-                    pr.replica_nodes = vec![leader];
-                    pr.isr_nodes = vec![leader];
-                    pr
-                })
-                .collect();
-            tr
-        })
-        .collect();
-    r
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::configs::{RESOURCE_BROKER, SOURCE_DEFAULT, SOURCE_TOPIC};
+    use super::super::admin::{init_producer_id_response, TRANSACTIONS_UNSUPPORTED};
+    use super::super::configs::{RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_DEFAULT, SOURCE_TOPIC};
     use super::*;
     use crate::protocol::Acks;
     use crate::protocol::TopicDescription;
     use crate::storage::meta::LogConfig;
     use kafka_protocol::messages::ProduceRequest;
+    use kafka_protocol::messages::{
+        CreateTopicsRequest, DescribeConfigsRequest, InitProducerIdRequest, ProducerId,
+    };
 
     /// A request decoded under the default limits.
     fn decode(body: Bytes) -> Result<Decoded, DecodeError> {

@@ -15,9 +15,14 @@ use kafka_protocol::messages::DescribeConfigsResponse;
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::wire::ConfigResource;
+use bytes::Bytes;
+use kafka_protocol::messages::DescribeConfigsRequest;
+use kafka_protocol::protocol::Decodable;
+
+use super::wire::{ConfigResource, Work};
 use crate::errors::kafka_code;
 use crate::protocol::{NodeInfo, TopicDescription};
+use crate::protocol::{Request, RequestFrame};
 use crate::storage::meta::LogConfig;
 
 /// Kafka's resource types (`ConfigResource.Type`).
@@ -215,4 +220,43 @@ pub(crate) fn describe_configs_response(
         })
         .collect();
     r
+}
+
+/// DescribeConfigs: what the request asks for.
+pub(super) fn decode_describe_configs(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeConfigsRequest::decode(body, version)?;
+    let ask: Vec<ConfigResource> = r
+        .resources
+        .into_iter()
+        .map(|res| ConfigResource {
+            resource_type: res.resource_type,
+            name: res.resource_name.as_str().to_owned(),
+            keys: res
+                .configuration_keys
+                .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
+        })
+        .collect();
+    let topics = ask
+        .iter()
+        .filter(|a| a.resource_type == RESOURCE_TOPIC)
+        .map(|a| a.name.clone())
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::DescribeTopics {
+            topics: Some(topics),
+        }),
+        // The resource type rides in the shape: a request-level
+        // error answers every resource with its type.
+        shape: ask
+            .iter()
+            .map(|a| (a.name.clone(), vec![i32::from(a.resource_type)]))
+            .collect(),
+        respond: true,
+        refused: vec![],
+        describe_configs: ask,
+    })
 }

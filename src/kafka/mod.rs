@@ -14,12 +14,14 @@
 //! let one connection's bad input affect another: an unknown API, an
 //! unsupported version or an undecodable request closes that connection.
 
+mod admin;
 pub mod codec;
 pub mod configs;
 mod data;
 #[cfg(test)]
 mod fuzz;
 pub mod groups;
+mod metadata;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -138,7 +140,7 @@ async fn start(
                         "kafka: InitProducerId for transactional id {t:?} refused: \
                          shardlog does not support transactions (idempotence only)"
                     );
-                    Err(codec::TRANSACTIONS_UNSUPPORTED.code())
+                    Err(admin::TRANSACTIONS_UNSUPPORTED.code())
                 }
                 None => Ok(ctx.producer_ids.borrow_mut().next(rt::now_ms())),
             };
@@ -146,7 +148,7 @@ async fn start(
                 api,
                 version,
                 correlation_id,
-                &codec::init_producer_id_response(result),
+                &admin::init_producer_id_response(result),
             );
             Answer::Ready(encoded(r))
         }

@@ -1,0 +1,114 @@
+//! Metadata over Kafka: which topics and partitions exist and which
+//! advertised broker (shard) leads each.
+//!
+//! Owns: the Metadata request's translation and its answer (brokers, the
+//! cluster id, the controller, leaders and the leader epoch shardlog
+//! reports). Pure.
+//!
+//! Must never: advertise a broker that does not serve the partition.
+
+use bytes::Bytes;
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::protocol::{Decodable, StrBytes};
+
+use super::wire::{name_of, topic_name, Shape, Work};
+use crate::errors::kafka_code;
+use crate::protocol::{self, NodeInfo, Request, RequestFrame};
+
+/// Metadata: what the request asks for.
+pub(super) fn decode_metadata(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = MetadataRequest::decode(body, version)?;
+    let topics = r.topics.map(|ts| {
+        ts.iter()
+            .filter_map(|t| t.name.as_ref().map(name_of))
+            .collect::<Vec<_>>()
+    });
+    let shape = topics
+        .iter()
+        .flatten()
+        .map(|n| (n.clone(), vec![]))
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::Metadata { topics }),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// `Err(code)`: every topic of `shape` with that error.
+pub(super) fn metadata_response(
+    result: Result<Vec<protocol::TopicInfo>, i16>,
+    shape: &Shape,
+    nodes: &[NodeInfo],
+) -> MetadataResponse {
+    let mut r = MetadataResponse::default();
+    r.brokers = nodes
+        .iter()
+        .map(|n| {
+            let mut b = MetadataResponseBroker::default();
+            b.node_id = BrokerId(n.node_id as i32);
+            b.host = StrBytes::from_string(n.host.clone());
+            b.port = i32::from(n.port);
+            b
+        })
+        .collect();
+    r.cluster_id = Some(StrBytes::from_static_str("shardlog"));
+    // Shard 0 writes the metadata (the controller).
+    r.controller_id = BrokerId(0);
+    let (topics, error) = match result {
+        Ok(topics) => (topics, None),
+        Err(code) => {
+            let failed = shape
+                .iter()
+                .map(|(n, _)| protocol::TopicInfo {
+                    name: n.clone(),
+                    error: None,
+                    partitions: vec![],
+                })
+                .collect();
+            (failed, Some(code))
+        }
+    };
+    r.topics = topics
+        .into_iter()
+        .map(|t| {
+            let mut tr = MetadataResponseTopic::default();
+            tr.error_code = error.unwrap_or_else(|| kafka_code(t.error.as_ref()));
+            tr.is_internal = t.name.starts_with("__");
+            tr.name = Some(topic_name(&t.name));
+            tr.partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    // The owner shard's broker; node 0 when only one is
+                    // advertised (no per-shard ports: any shard serves).
+                    let owner = u32::from(p.owner_shard);
+                    let leader = match nodes.iter().find(|n| n.node_id == owner) {
+                        Some(n) => BrokerId(n.node_id as i32),
+                        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
+                    };
+                    let mut pr = MetadataResponsePartition::default();
+                    pr.partition_index = p.partition as i32;
+                    pr.leader_id = leader;
+                    // Unknown epoch: clients then skip leader-epoch
+                    // validation (OffsetForLeaderEpoch is not offered).
+                    pr.leader_epoch = -1;
+                    pr.replica_nodes = vec![leader];
+                    pr.isr_nodes = vec![leader];
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    r
+}
