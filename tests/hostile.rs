@@ -14,15 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use common::kafka::{name, wait_port, Kafka};
+use bytes::BytesMut;
+use common::kafka::{fetch_request, name, produce_request, wait_port, Kafka};
 use common::{free_port, run, scrape, total, Broker};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse, MetadataRequest,
-    ProduceRequest, ProduceResponse, RequestHeader,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchResponse, MetadataRequest,
+    ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -83,38 +81,6 @@ fn create_topic(b: &Broker, topic: &str, partitions: &str) {
     assert!(out.status.success(), "{}", out.stderr);
 }
 
-fn produce_request(topic: &str, partition: i32, records: Bytes) -> ProduceRequest {
-    let mut p = PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(records);
-    let mut t = TopicProduceData::default();
-    t.name = name(topic);
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = -1;
-    r.timeout_ms = 10_000;
-    r.topic_data = vec![t];
-    r
-}
-
-fn fetch_request(topic: &str, partition: i32, offset: i64) -> FetchRequest {
-    let mut p = FetchPartition::default();
-    p.partition = partition;
-    p.fetch_offset = offset;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = FetchTopic::default();
-    t.topic = name(topic);
-    t.partitions = vec![p];
-    let mut r = FetchRequest::default();
-    r.replica_id = kafka_protocol::messages::BrokerId(-1);
-    r.max_wait_ms = 0;
-    r.min_bytes = 1;
-    r.max_bytes = 4 << 20;
-    r.session_epoch = -1;
-    r.topics = vec![t];
-    r
-}
-
 /// A well-behaved Kafka producer: `rounds` acks=all produces of 10 records
 /// to partition 0, each checked; returns the values sent.
 fn kafka_produce(kafka: SocketAddr, topic: &str, rounds: usize, tag: &str) -> Vec<Vec<u8>> {
@@ -128,8 +94,11 @@ fn kafka_produce(kafka: SocketAddr, topic: &str, rounds: usize, tag: &str) -> Ve
         for v in &values {
             b.push(1_700_000_000_000, None, Some(v), &[]);
         }
-        let resp: ProduceResponse =
-            k.call(ApiKey::Produce, 8, &produce_request(topic, 0, b.finish()));
+        let resp: ProduceResponse = k.call(
+            ApiKey::Produce,
+            8,
+            &produce_request(topic, 0, -1, b.finish()),
+        );
         let code = resp.responses[0].partition_responses[0].error_code;
         assert_eq!(code, 0, "round {r}: produce error {code}");
         sent.extend(values);
@@ -143,7 +112,7 @@ fn kafka_fetch_all(kafka: SocketAddr, topic: &str) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     let mut offset = 0;
     loop {
-        let resp: FetchResponse = k.call(ApiKey::Fetch, 11, &fetch_request(topic, 0, offset));
+        let resp: FetchResponse = k.call(ApiKey::Fetch, 11, &fetch_request(topic, 0, offset, 0));
         let p = &resp.responses[0].partitions[0];
         assert_eq!(p.error_code, 0);
         let Some(records) = p.records.clone().filter(|r| !r.is_empty()) else {
@@ -401,12 +370,12 @@ fn kafka_seeds() -> Vec<Vec<u8>> {
         }),
         kafka_seed(ApiKey::Metadata, 9, &|b| md.encode(b, 9).unwrap()),
         kafka_seed(ApiKey::Produce, 8, &|b| {
-            produce_request("attack", 0, records.clone())
+            produce_request("attack", 0, -1, records.clone())
                 .encode(b, 8)
                 .unwrap()
         }),
         kafka_seed(ApiKey::Fetch, 11, &|b| {
-            fetch_request("attack", 0, 0).encode(b, 11).unwrap()
+            fetch_request("attack", 0, 0, 0).encode(b, 11).unwrap()
         }),
     ]
 }
@@ -629,7 +598,7 @@ fn produce_frame(topic: &str, values: &[Vec<u8>]) -> Vec<u8> {
     }
     let records = b.finish();
     let body = kafka_seed(ApiKey::Produce, 8, &|out| {
-        produce_request(topic, 0, records.clone())
+        produce_request(topic, 0, -1, records.clone())
             .encode(out, 8)
             .unwrap()
     });
@@ -769,7 +738,7 @@ fn connections_idle_past_connections_max_idle_ms_are_closed_on_both_listeners_bu
     // fetch longer than the bound (in flight is not idle).
     let mut chatty = Kafka::connect(t.kafka);
     let mut waiting = Kafka::connect(t.kafka);
-    let mut long = fetch_request("quiet", 0, 0);
+    let mut long = fetch_request("quiet", 0, 0, 0);
     long.max_wait_ms = 2 * IDLE.as_millis() as i32;
     let cid = waiting.send(ApiKey::Fetch, 11, &long);
     let busy = Instant::now();

@@ -14,15 +14,12 @@ use bytes::{BufMut, Bytes, BytesMut};
 use common::kafka::*;
 use common::*;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader,
+    DeleteTopicsRequest, DeleteTopicsResponse, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceResponse, RequestHeader,
 };
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::records::RecordBatchDecoder;
@@ -127,38 +124,6 @@ fn metadata(k: &mut Kafka, version: i16, topics: Option<&[&str]>) -> MetadataRes
             .collect()
     });
     k.call(ApiKey::Metadata, version, &req)
-}
-
-fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
-    let mut p = PartitionProduceData::default();
-    p.index = partition;
-    p.records = Some(records);
-    let mut t = TopicProduceData::default();
-    t.name = name(topic);
-    t.partition_data = vec![p];
-    let mut r = ProduceRequest::default();
-    r.acks = acks;
-    r.timeout_ms = 10_000;
-    r.topic_data = vec![t];
-    r
-}
-
-fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
-    let mut p = FetchPartition::default();
-    p.partition = partition;
-    p.fetch_offset = offset;
-    p.partition_max_bytes = 1 << 20;
-    let mut t = FetchTopic::default();
-    t.topic = name(topic);
-    t.partitions = vec![p];
-    let mut r = FetchRequest::default();
-    r.replica_id = kafka_protocol::messages::BrokerId(-1);
-    r.max_wait_ms = max_wait_ms;
-    r.min_bytes = 1;
-    r.max_bytes = 4 << 20;
-    r.session_epoch = -1;
-    r.topics = vec![t];
-    r
 }
 
 fn list_offset(k: &mut Kafka, version: i16, topic: &str, partition: i32, ts: i64) -> (i16, i64) {

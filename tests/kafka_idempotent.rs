@@ -12,11 +12,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::kafka::*;
 use common::*;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProduceRequest, ProduceResponse, ProducerId, TransactionalId,
+    ApiKey, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse,
+    ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -47,16 +45,7 @@ impl Idempotent for Kafka {
 
     /// Produces one batch with acks=-1: (error code, base offset).
     fn produce(&mut self, topic: &str, partition: i32, batch: &Bytes) -> (i16, i64) {
-        let mut p = PartitionProduceData::default();
-        p.index = partition;
-        p.records = Some(batch.clone());
-        let mut t = TopicProduceData::default();
-        t.name = name(topic);
-        t.partition_data = vec![p];
-        let mut r = ProduceRequest::default();
-        r.acks = -1;
-        r.timeout_ms = 10_000;
-        r.topic_data = vec![t];
+        let r = produce_request(topic, partition, -1, batch.clone());
         let resp: ProduceResponse = self.call(ApiKey::Produce, 8, &r);
         let p = &resp.responses[0].partition_responses[0];
         (p.error_code, p.base_offset)
@@ -68,19 +57,8 @@ impl Idempotent for Kafka {
         let mut out: Vec<(i64, Vec<u8>)> = Vec::new();
         loop {
             let from = out.last().map_or(0, |(o, _)| o + 1);
-            let mut p = FetchPartition::default();
-            p.partition = partition;
-            p.fetch_offset = from;
-            p.partition_max_bytes = 4 << 20;
-            let mut t = FetchTopic::default();
-            t.topic = name(topic);
-            t.partitions = vec![p];
-            let mut r = FetchRequest::default();
-            r.replica_id = kafka_protocol::messages::BrokerId(-1);
-            r.max_wait_ms = 0;
-            r.max_bytes = 4 << 20;
-            r.session_epoch = -1;
-            r.topics = vec![t];
+            let mut r = fetch_request(topic, partition, from, 0);
+            r.topics[0].partitions[0].partition_max_bytes = 4 << 20;
             let resp: FetchResponse = self.call(ApiKey::Fetch, 11, &r);
             let pd = &resp.responses[0].partitions[0];
             assert_eq!(pd.error_code, 0);

@@ -465,7 +465,7 @@ pub(crate) mod tests {
     };
 
     /// A request decoded under the default limits.
-    fn decode(body: Bytes) -> Result<Decoded, DecodeError> {
+    pub(crate) fn decode(body: Bytes) -> Result<Decoded, DecodeError> {
         decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES)
     }
     use kafka_protocol::messages::ApiVersionsRequest;

@@ -16,13 +16,9 @@ use kafka_protocol::protocol::{Encodable, StrBytes};
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use super::codec::tests::decode;
 use super::codec::{self, all_supported};
 use crate::alloc_count::{decode_bound as alloc_bound, peak_bytes};
-
-/// A request decoded under the default limits.
-fn decode(body: Bytes) -> Result<super::wire::Decoded, codec::DecodeError> {
-    codec::decode_request(body, codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES)
-}
 
 fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_owned())

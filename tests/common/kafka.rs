@@ -7,7 +7,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader, TopicName};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub const READ_DEADLINE: Duration = Duration::from_secs(10);
@@ -122,4 +126,39 @@ pub fn two_free_ports() -> u16 {
         }
     }
     panic!("no two free ports in a row");
+}
+
+/// A Produce of `records` to one partition, `acks` as Kafka spells it.
+pub fn produce_request(topic: &str, partition: i32, acks: i16, records: Bytes) -> ProduceRequest {
+    let mut p = PartitionProduceData::default();
+    p.index = partition;
+    p.records = Some(records);
+    let mut t = TopicProduceData::default();
+    t.name = name(topic);
+    t.partition_data = vec![p];
+    let mut r = ProduceRequest::default();
+    r.acks = acks;
+    r.timeout_ms = 10_000;
+    r.topic_data = vec![t];
+    r
+}
+
+/// A Fetch of one partition from `offset`: up to 1 MiB of it, 4 MiB in
+/// all, waiting at most `max_wait_ms` for data.
+pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    let mut p = FetchPartition::default();
+    p.partition = partition;
+    p.fetch_offset = offset;
+    p.partition_max_bytes = 1 << 20;
+    let mut t = FetchTopic::default();
+    t.topic = name(topic);
+    t.partitions = vec![p];
+    let mut r = FetchRequest::default();
+    r.replica_id = kafka_protocol::messages::BrokerId(-1);
+    r.max_wait_ms = max_wait_ms;
+    r.min_bytes = 1;
+    r.max_bytes = 4 << 20;
+    r.session_epoch = -1;
+    r.topics = vec![t];
+    r
 }
