@@ -8,11 +8,13 @@
 //! Must never: do I/O. Record batches pass through as `Bytes` slices of the
 //! frame they arrived in (no copy, no decoding: see `batch`).
 
+mod admin;
 pub mod codec;
+mod data;
 mod fb;
 pub mod frame;
 pub mod generated;
-mod group_codec;
+mod groups;
 
 use bytes::Bytes;
 

@@ -1,18 +1,15 @@
-//! The consumer-group messages <-> flatbuffers: the part of `codec` for
+//! The consumer-group messages <-> flatbuffers: the family of `codec` for
 //! GroupHeartbeat, LeaveGroup, OffsetCommit, OffsetFetch, ListGroups and
-//! DescribeGroups, kept apart so the data-path codec stays readable.
+//! DescribeGroups.
 //!
 //! Must never: panic on a verified buffer whose optional fields are absent
 //! (every absent string reads as empty, every absent vector as empty or
 //! `None` where the message gives absence a meaning).
 
-use super::fb::{err_code, err_of, strings, DecodeError};
+use super::fb::{err_code, err_of, strings, DecodeError, ReqBody, RespBody};
 use super::generated as fb;
 use super::*;
-use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, UnionWIPOffset, Vector, WIPOffset};
-
-type Body = (fb::Request, WIPOffset<UnionWIPOffset>);
-type RespBody = (fb::Response, WIPOffset<UnionWIPOffset>);
+use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
 
 fn topic_partitions<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
@@ -117,7 +114,7 @@ fn group_of(s: Option<&str>) -> Result<String, DecodeError> {
 }
 
 /// Encodes a group request's body; `None` for other kinds.
-pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> Option<Body> {
+pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> Option<ReqBody> {
     Some(match req {
         Request::GroupHeartbeat(h) => {
             let group = fbb.create_string(&h.group);

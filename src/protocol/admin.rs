@@ -1,0 +1,447 @@
+//! The admin messages <-> flatbuffers: ApiVersions, Metadata, CreateTopics,
+//! DeleteTopics and DescribeTopics.
+//!
+//! Must never: panic on a verified buffer whose optional fields are absent.
+
+use super::fb::{err_code, err_of, name_of, opt_str, strings, DecodeError, ReqBody, RespBody};
+use super::generated as fb;
+use super::*;
+use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
+
+fn topic_results<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    results: &[TopicResult],
+) -> WIPOffset<Vector<'a, ForwardsUOffset<fb::CreateTopicResult<'a>>>> {
+    let rs: Vec<_> = results
+        .iter()
+        .map(|r| {
+            let name = fbb.create_string(&r.name);
+            let msg = opt_str(fbb, &r.error);
+            fb::CreateTopicResult::create(
+                fbb,
+                &fb::CreateTopicResultArgs {
+                    name: Some(name),
+                    error_code: err_code(&r.error),
+                    error_message: msg,
+                },
+            )
+        })
+        .collect();
+    fbb.create_vector(&rs)
+}
+
+fn config_entries<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    configs: &[(String, String)],
+) -> Option<WIPOffset<Vector<'a, ForwardsUOffset<fb::ConfigEntry<'a>>>>> {
+    if configs.is_empty() {
+        return None;
+    }
+    let cs: Vec<_> = configs
+        .iter()
+        .map(|(k, v)| {
+            let key = fbb.create_string(k);
+            let value = fbb.create_string(v);
+            fb::ConfigEntry::create(
+                fbb,
+                &fb::ConfigEntryArgs {
+                    key: Some(key),
+                    value: Some(value),
+                },
+            )
+        })
+        .collect();
+    Some(fbb.create_vector(&cs))
+}
+
+fn configs_of(
+    v: Option<Vector<'_, ForwardsUOffset<fb::ConfigEntry<'_>>>>,
+) -> Vec<(String, String)> {
+    v.iter()
+        .flatten()
+        .map(|c| {
+            (
+                c.key().unwrap_or("").to_owned(),
+                c.value().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn topic_results_of(
+    v: Option<Vector<'_, ForwardsUOffset<fb::CreateTopicResult<'_>>>>,
+) -> Result<Vec<TopicResult>, DecodeError> {
+    let mut rs = Vec::new();
+    for r in v.iter().flatten() {
+        rs.push(TopicResult {
+            name: name_of(r.name())?,
+            error: err_of(r.error_code(), r.error_message()),
+        });
+    }
+    Ok(rs)
+}
+
+/// Encodes a request body of this family; `None` for other kinds.
+pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> Option<ReqBody> {
+    Some(match req {
+        Request::ApiVersions => (
+            fb::Request::ApiVersionsRequest,
+            fb::ApiVersionsRequest::create(fbb, &fb::ApiVersionsRequestArgs {}).as_union_value(),
+        ),
+        Request::Metadata { topics } => {
+            let t = topics.as_ref().map(|t| strings(fbb, t));
+            (
+                fb::Request::MetadataRequest,
+                fb::MetadataRequest::create(fbb, &fb::MetadataRequestArgs { topics: t })
+                    .as_union_value(),
+            )
+        }
+        Request::CreateTopics(topics) => {
+            let offs: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let name = fbb.create_string(&t.name);
+                    let configs = config_entries(fbb, &t.configs);
+                    fb::CreateTopic::create(
+                        fbb,
+                        &fb::CreateTopicArgs {
+                            name: Some(name),
+                            partitions: t.partitions,
+                            configs,
+                        },
+                    )
+                })
+                .collect();
+            let v = fbb.create_vector(&offs);
+            (
+                fb::Request::CreateTopicsRequest,
+                fb::CreateTopicsRequest::create(
+                    fbb,
+                    &fb::CreateTopicsRequestArgs { topics: Some(v) },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::DeleteTopics(names) => {
+            let t = strings(fbb, names);
+            (
+                fb::Request::DeleteTopicsRequest,
+                fb::DeleteTopicsRequest::create(
+                    fbb,
+                    &fb::DeleteTopicsRequestArgs { topics: Some(t) },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::DescribeTopics { topics } => {
+            let t = topics.as_ref().map(|t| strings(fbb, t));
+            (
+                fb::Request::DescribeTopicsRequest,
+                fb::DescribeTopicsRequest::create(
+                    fbb,
+                    &fb::DescribeTopicsRequestArgs { topics: t },
+                )
+                .as_union_value(),
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a request of this family; `Ok(None)` for other kinds.
+pub(super) fn decode_request(
+    env: &fb::RequestEnvelope<'_>,
+) -> Result<Option<Request>, DecodeError> {
+    let missing = DecodeError::MissingRequest;
+    Ok(Some(match env.request_type() {
+        fb::Request::ApiVersionsRequest => Request::ApiVersions,
+        fb::Request::MetadataRequest => {
+            let m = env.request_as_metadata_request().ok_or(missing)?;
+            let topics = m
+                .topics()
+                .map(|t| t.iter().map(str::to_owned).collect::<Vec<_>>());
+            Request::Metadata {
+                topics: topics.filter(|t| !t.is_empty()),
+            }
+        }
+        fb::Request::CreateTopicsRequest => {
+            let c = env.request_as_create_topics_request().ok_or(missing)?;
+            let mut out = Vec::new();
+            for t in c.topics().iter().flatten() {
+                let configs = configs_of(t.configs());
+                out.push(CreateTopic {
+                    name: name_of(t.name())?,
+                    partitions: t.partitions(),
+                    configs,
+                });
+            }
+            Request::CreateTopics(out)
+        }
+        fb::Request::DeleteTopicsRequest => {
+            let d = env.request_as_delete_topics_request().ok_or(missing)?;
+            Request::DeleteTopics(d.topics().iter().flatten().map(str::to_owned).collect())
+        }
+        fb::Request::DescribeTopicsRequest => {
+            let d = env.request_as_describe_topics_request().ok_or(missing)?;
+            let topics = d
+                .topics()
+                .map(|t| t.iter().map(str::to_owned).collect::<Vec<_>>());
+            Request::DescribeTopics {
+                topics: topics.filter(|t| !t.is_empty()),
+            }
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Encodes a response body of this family; `None` for other kinds.
+pub(super) fn encode_response(
+    fbb: &mut FlatBufferBuilder<'_>,
+    resp: &Response,
+) -> Option<RespBody> {
+    Some(match resp {
+        Response::ApiVersions(apis) => {
+            let ranges: Vec<_> = apis
+                .iter()
+                .map(|a| {
+                    fb::ApiVersionRange::new(fb::ApiKey(a.api as u16), a.min_version, a.max_version)
+                })
+                .collect();
+            let v = fbb.create_vector(&ranges);
+            (
+                fb::Response::ApiVersionsResponse,
+                fb::ApiVersionsResponse::create(
+                    fbb,
+                    &fb::ApiVersionsResponseArgs { apis: Some(v) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::Metadata(m) => {
+            let nodes: Vec<_> = m
+                .nodes
+                .iter()
+                .map(|n| {
+                    let host = fbb.create_string(&n.host);
+                    fb::NodeInfo::create(
+                        fbb,
+                        &fb::NodeInfoArgs {
+                            node_id: n.node_id,
+                            host: Some(host),
+                            port: n.port,
+                            shard: n.shard,
+                        },
+                    )
+                })
+                .collect();
+            let nodes = fbb.create_vector(&nodes);
+            let topics: Vec<_> = m
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::PartitionInfo::create(
+                                fbb,
+                                &fb::PartitionInfoArgs {
+                                    partition: p.partition,
+                                    owner_shard: p.owner_shard,
+                                    leader_node: p.leader_node,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    let msg = opt_str(fbb, &t.error);
+                    fb::TopicInfo::create(
+                        fbb,
+                        &fb::TopicInfoArgs {
+                            name: Some(name),
+                            error_code: err_code(&t.error),
+                            error_message: msg,
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Response::MetadataResponse,
+                fb::MetadataResponse::create(
+                    fbb,
+                    &fb::MetadataResponseArgs {
+                        nodes: Some(nodes),
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::CreateTopics(results) => {
+            let rs = topic_results(fbb, results);
+            (
+                fb::Response::CreateTopicsResponse,
+                fb::CreateTopicsResponse::create(
+                    fbb,
+                    &fb::CreateTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::DeleteTopics(results) => {
+            let rs = topic_results(fbb, results);
+            (
+                fb::Response::DeleteTopicsResponse,
+                fb::DeleteTopicsResponse::create(
+                    fbb,
+                    &fb::DeleteTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::DescribeTopics(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let name = fbb.create_string(&t.name);
+                    let msg = opt_str(fbb, &t.error);
+                    let configs = config_entries(fbb, &t.configs);
+                    let ps: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::PartitionDescription::create(
+                                fbb,
+                                &fb::PartitionDescriptionArgs {
+                                    partition: p.partition,
+                                    owner_shard: p.owner_shard,
+                                    log_start_offset: p.log_start_offset,
+                                    high_watermark: p.high_watermark,
+                                    size_bytes: p.size_bytes,
+                                    segments: p.segments,
+                                },
+                            )
+                        })
+                        .collect();
+                    let ps = fbb.create_vector(&ps);
+                    fb::TopicDescription::create(
+                        fbb,
+                        &fb::TopicDescriptionArgs {
+                            name: Some(name),
+                            error_code: err_code(&t.error),
+                            error_message: msg,
+                            configs,
+                            partitions: Some(ps),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::DescribeTopicsResponse,
+                fb::DescribeTopicsResponse::create(
+                    fbb,
+                    &fb::DescribeTopicsResponseArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a response of this family; `Ok(None)` for other kinds.
+pub(super) fn decode_response(
+    env: &fb::ResponseEnvelope<'_>,
+) -> Result<Option<Response>, DecodeError> {
+    let missing = DecodeError::MissingRequest;
+    Ok(Some(match env.response_type() {
+        fb::Response::ApiVersionsResponse => {
+            let a = env.response_as_api_versions_response().ok_or(missing)?;
+            let apis = a
+                .apis()
+                .iter()
+                .flatten()
+                .filter_map(|r| {
+                    // An API this client does not know is left out.
+                    let api = ApiKey::from_u16(r.api().0)?;
+                    Some(ApiVersionRange {
+                        api,
+                        min_version: r.min_version(),
+                        max_version: r.max_version(),
+                    })
+                })
+                .collect();
+            Response::ApiVersions(apis)
+        }
+        fb::Response::MetadataResponse => {
+            let m = env.response_as_metadata_response().ok_or(missing)?;
+            let nodes = m
+                .nodes()
+                .iter()
+                .flatten()
+                .map(|n| NodeInfo {
+                    node_id: n.node_id(),
+                    host: n.host().unwrap_or("").to_owned(),
+                    port: n.port(),
+                    shard: n.shard(),
+                })
+                .collect();
+            let mut topics = Vec::new();
+            for t in m.topics().iter().flatten() {
+                topics.push(TopicInfo {
+                    name: name_of(t.name())?,
+                    error: err_of(t.error_code(), t.error_message()),
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| PartitionInfo {
+                            partition: p.partition(),
+                            owner_shard: p.owner_shard(),
+                            leader_node: p.leader_node(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::Metadata(MetadataResponse { nodes, topics })
+        }
+        fb::Response::CreateTopicsResponse => {
+            let c = env.response_as_create_topics_response().ok_or(missing)?;
+            Response::CreateTopics(topic_results_of(c.results())?)
+        }
+        fb::Response::DeleteTopicsResponse => {
+            let d = env.response_as_delete_topics_response().ok_or(missing)?;
+            Response::DeleteTopics(topic_results_of(d.results())?)
+        }
+        fb::Response::DescribeTopicsResponse => {
+            let d = env.response_as_describe_topics_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in d.topics().iter().flatten() {
+                ts.push(TopicDescription {
+                    name: name_of(t.name())?,
+                    error: err_of(t.error_code(), t.error_message()),
+                    configs: configs_of(t.configs()),
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| PartitionDescription {
+                            partition: p.partition(),
+                            owner_shard: p.owner_shard(),
+                            log_start_offset: p.log_start_offset(),
+                            high_watermark: p.high_watermark(),
+                            size_bytes: p.size_bytes(),
+                            segments: p.segments(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::DescribeTopics(ts)
+        }
+        _ => return Ok(None),
+    }))
+}

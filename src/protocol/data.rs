@@ -1,0 +1,458 @@
+//! The data-path messages <-> flatbuffers: Produce, Fetch and ListOffsets.
+//!
+//! Record batches pass as they are: produce and fetch records decode as
+//! `Bytes::slice_ref` of the frame (no copy) and encode as one byte vector.
+//!
+//! Must never: panic on a verified buffer whose optional fields are absent.
+
+use super::fb::{err_code, err_of, name_of, opt_str, topic_tables, DecodeError, ReqBody, RespBody};
+use super::generated as fb;
+use super::*;
+use bytes::Bytes;
+use flatbuffers::{FlatBufferBuilder, WIPOffset};
+
+fn records<'a>(fbb: &mut FlatBufferBuilder<'a>, data: &[u8]) -> WIPOffset<fb::RecordBatches<'a>> {
+    let v = fbb.create_vector(data);
+    fb::RecordBatches::create(fbb, &fb::RecordBatchesArgs { data: Some(v) })
+}
+
+/// Encodes a request body of this family; `None` for other kinds.
+pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> Option<ReqBody> {
+    Some(match req {
+        Request::Produce(p) => {
+            let topics: Vec<_> = p
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|pp| {
+                            let r = records(fbb, &pp.records);
+                            fb::ProducePartition::create(
+                                fbb,
+                                &fb::ProducePartitionArgs {
+                                    partition: pp.partition,
+                                    records: Some(r),
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::ProduceTopic::create(
+                        fbb,
+                        &fb::ProduceTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            let acks = match p.acks {
+                Acks::None => fb::Acks::None,
+                Acks::Leader => fb::Acks::Leader,
+                Acks::Durable => fb::Acks::Durable,
+            };
+            (
+                fb::Request::ProduceRequest,
+                fb::ProduceRequest::create(
+                    fbb,
+                    &fb::ProduceRequestArgs {
+                        acks,
+                        timeout_ms: p.timeout_ms,
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::Fetch(f) => {
+            let topics: Vec<_> = f
+                .topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::FetchPartition::create(
+                                fbb,
+                                &fb::FetchPartitionArgs {
+                                    partition: p.partition,
+                                    fetch_offset: p.fetch_offset,
+                                    max_bytes: p.max_bytes,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::FetchTopic::create(
+                        fbb,
+                        &fb::FetchTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::FetchRequest,
+                fb::FetchRequest::create(
+                    fbb,
+                    &fb::FetchRequestArgs {
+                        max_wait_ms: f.max_wait_ms,
+                        min_bytes: f.min_bytes,
+                        max_bytes: f.max_bytes,
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::ListOffsets(topics) => {
+            let topics: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::ListOffsetsPartition::create(
+                                fbb,
+                                &fb::ListOffsetsPartitionArgs {
+                                    partition: p.partition,
+                                    timestamp: p.timestamp,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::ListOffsetsTopic::create(
+                        fbb,
+                        &fb::ListOffsetsTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::ListOffsetsRequest,
+                fb::ListOffsetsRequest::create(
+                    fbb,
+                    &fb::ListOffsetsRequestArgs {
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a request of this family; `Ok(None)` for other kinds.
+pub(super) fn decode_request(
+    env: &fb::RequestEnvelope<'_>,
+    frame: &Bytes,
+) -> Result<Option<Request>, DecodeError> {
+    let missing = DecodeError::MissingRequest;
+    Ok(Some(match env.request_type() {
+        fb::Request::ProduceRequest => {
+            let p = env.request_as_produce_request().ok_or(missing)?;
+            let acks = match p.acks() {
+                fb::Acks::None => Acks::None,
+                fb::Acks::Leader => Acks::Leader,
+                _ => Acks::Durable,
+            };
+            let mut topics = Vec::new();
+            for t in p.topics().iter().flatten() {
+                let mut partitions = Vec::new();
+                for pp in t.partitions().iter().flatten() {
+                    let data = pp
+                        .records()
+                        .and_then(|r| r.data())
+                        .map(|d| d.bytes())
+                        .unwrap_or(&[]);
+                    // hot path: a slice of the frame, not a copy
+                    let records = if data.is_empty() {
+                        Bytes::new()
+                    } else {
+                        frame.slice_ref(data)
+                    };
+                    partitions.push(ProducePartition {
+                        partition: pp.partition(),
+                        records,
+                    });
+                }
+                topics.push(ProduceTopic {
+                    name: name_of(t.name())?,
+                    partitions,
+                });
+            }
+            Request::Produce(ProduceRequest {
+                acks,
+                timeout_ms: p.timeout_ms(),
+                topics,
+            })
+        }
+        fb::Request::FetchRequest => {
+            let f = env.request_as_fetch_request().ok_or(missing)?;
+            let mut topics = Vec::new();
+            for t in f.topics().iter().flatten() {
+                let partitions = t
+                    .partitions()
+                    .iter()
+                    .flatten()
+                    .map(|p| FetchPartition {
+                        partition: p.partition(),
+                        fetch_offset: p.fetch_offset(),
+                        max_bytes: p.max_bytes(),
+                    })
+                    .collect();
+                topics.push(FetchTopic {
+                    name: name_of(t.name())?,
+                    partitions,
+                });
+            }
+            Request::Fetch(FetchRequest {
+                max_wait_ms: f.max_wait_ms(),
+                min_bytes: f.min_bytes(),
+                max_bytes: f.max_bytes(),
+                topics,
+            })
+        }
+        fb::Request::ListOffsetsRequest => {
+            let l = env.request_as_list_offsets_request().ok_or(missing)?;
+            let mut topics = Vec::new();
+            for t in l.topics().iter().flatten() {
+                let partitions = t
+                    .partitions()
+                    .iter()
+                    .flatten()
+                    .map(|p| ListOffsetsPartition {
+                        partition: p.partition(),
+                        timestamp: p.timestamp(),
+                    })
+                    .collect();
+                topics.push(ListOffsetsTopic {
+                    name: name_of(t.name())?,
+                    partitions,
+                });
+            }
+            Request::ListOffsets(topics)
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// Encodes a response body of this family; `None` for other kinds.
+pub(super) fn encode_response(
+    fbb: &mut FlatBufferBuilder<'_>,
+    resp: &Response,
+) -> Option<RespBody> {
+    Some(match resp {
+        Response::Produce(topics) => {
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    fb::ProducePartitionResult::create(
+                        fbb,
+                        &fb::ProducePartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            base_offset: p.base_offset,
+                            high_watermark: p.high_watermark,
+                        },
+                    )
+                },
+                |fbb, name, ps| {
+                    fb::ProduceTopicResult::create(
+                        fbb,
+                        &fb::ProduceTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                },
+            );
+            (
+                fb::Response::ProduceResponse,
+                fb::ProduceResponse::create(fbb, &fb::ProduceResponseArgs { topics: Some(ts) })
+                    .as_union_value(),
+            )
+        }
+        Response::Fetch(topics) => {
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    // The stored bytes go into the frame as they are: one
+                    // memcpy into the builder, no re-encoding.
+                    let r = records(fbb, &p.records);
+                    let msg = opt_str(fbb, &p.error);
+                    fb::FetchPartitionResult::create(
+                        fbb,
+                        &fb::FetchPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            high_watermark: p.high_watermark,
+                            log_start_offset: p.log_start_offset,
+                            records: Some(r),
+                        },
+                    )
+                },
+                |fbb, name, ps| {
+                    fb::FetchTopicResult::create(
+                        fbb,
+                        &fb::FetchTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                },
+            );
+            (
+                fb::Response::FetchResponse,
+                fb::FetchResponse::create(fbb, &fb::FetchResponseArgs { topics: Some(ts) })
+                    .as_union_value(),
+            )
+        }
+        Response::ListOffsets(topics) => {
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    fb::ListOffsetsPartitionResult::create(
+                        fbb,
+                        &fb::ListOffsetsPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            offset: p.offset,
+                            timestamp: p.timestamp,
+                        },
+                    )
+                },
+                |fbb, name, ps| {
+                    fb::ListOffsetsTopicResult::create(
+                        fbb,
+                        &fb::ListOffsetsTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                },
+            );
+            (
+                fb::Response::ListOffsetsResponse,
+                fb::ListOffsetsResponse::create(
+                    fbb,
+                    &fb::ListOffsetsResponseArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
+        _ => return None,
+    })
+}
+
+/// Decodes a response of this family; `Ok(None)` for other kinds.
+pub(super) fn decode_response(
+    env: &fb::ResponseEnvelope<'_>,
+    frame: &Bytes,
+) -> Result<Option<Response>, DecodeError> {
+    let missing = DecodeError::MissingRequest;
+    Ok(Some(match env.response_type() {
+        fb::Response::ProduceResponse => {
+            let p = env.response_as_produce_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in p.topics().iter().flatten() {
+                ts.push(ProduceTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| ProducePartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            base_offset: p.base_offset(),
+                            high_watermark: p.high_watermark(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::Produce(ts)
+        }
+        fb::Response::FetchResponse => {
+            let f = env.response_as_fetch_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in f.topics().iter().flatten() {
+                ts.push(FetchTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| {
+                            let data = p
+                                .records()
+                                .and_then(|r| r.data())
+                                .map(|d| d.bytes())
+                                .unwrap_or(&[]);
+                            FetchPartitionResult {
+                                partition: p.partition(),
+                                error: err_of(p.error_code(), p.error_message()),
+                                high_watermark: p.high_watermark(),
+                                log_start_offset: p.log_start_offset(),
+                                records: if data.is_empty() {
+                                    Bytes::new()
+                                } else {
+                                    frame.slice_ref(data)
+                                },
+                            }
+                        })
+                        .collect(),
+                });
+            }
+            Response::Fetch(ts)
+        }
+        fb::Response::ListOffsetsResponse => {
+            let l = env.response_as_list_offsets_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in l.topics().iter().flatten() {
+                ts.push(ListOffsetsTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| ListOffsetsPartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            offset: p.offset(),
+                            timestamp: p.timestamp(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::ListOffsets(ts)
+        }
+        _ => return Ok(None),
+    }))
+}
