@@ -20,7 +20,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 
-use crate::groups::{KafkaGroupCall, KafkaGroupReply};
+use crate::coordinator_host::{KafkaGroupCall, KafkaGroupReply};
 use crate::protocol::*;
 use crate::rt;
 use crate::shard::{ResponseFuture, Shard};
@@ -588,36 +588,12 @@ impl Router {
         let wait_id = self.next_id();
         let local_wake = Rc::new(rt::Event::default());
         let remote: Vec<u16> = parts.keys().copied().filter(|&o| o != self.id).collect();
-        let (tx, rx) =
-            rt::channel::bounded::<(u16, Result<Vec<FetchTopicResult>, WireError>)>(parts.len());
+        let (tx, rx) = rt::channel::bounded(parts.len());
         let tx = Rc::new(tx);
         let n = parts.len();
         for (owner, topics) in parts {
-            let req = sub(topics);
-            let tx = tx.clone();
-            if owner == self.id {
-                let shard = self.shard.clone();
-                let wake = local_wake.clone();
-                rt::spawn(async move {
-                    let r = shard.fetch_waking(req, Some(wake)).await;
-                    let _ = tx.send((owner, Ok(r))).await;
-                })
-                .detach();
-            } else {
-                self.count_forward(0);
-                let w = self
-                    .send_call(owner, Call::FetchPart { req, wait_id })
-                    .await;
-                rt::spawn(async move {
-                    let r = match w.await {
-                        Ok(Reply::Resp(Ok(Response::Fetch(ts)))) => Ok(ts),
-                        Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
-                        Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
-                    };
-                    let _ = tx.send((owner, r)).await;
-                })
-                .detach();
-            }
+            self.start_fetch_part(owner, sub(topics), wait_id, &local_wake, tx.clone())
+                .await;
         }
         drop(tx);
         let this = self.clone();
@@ -628,39 +604,11 @@ impl Router {
                 let Some((owner, r)) = rx.recv().await else {
                     break;
                 };
-                let enough = match &r {
-                    Ok(ts) => {
-                        let bytes: usize = ts
-                            .iter()
-                            .flat_map(|t| &t.partitions)
-                            .map(|p| p.records.len())
-                            .sum();
-                        let errors = ts
-                            .iter()
-                            .flat_map(|t| &t.partitions)
-                            .any(|p| p.error.is_some());
-                        bytes >= min_bytes as usize || errors
-                    }
-                    Err(_) => true,
-                };
+                let enough = fetch_part_is_enough(&r, min_bytes);
                 if enough && !woken {
                     woken = true;
                     local_wake.notify_all();
-                    for &o in &remote {
-                        if o != owner {
-                            let _ = this
-                                .mesh
-                                .send(
-                                    o as usize,
-                                    Msg::Call {
-                                        from: this.id,
-                                        id: 0,
-                                        call: Call::WakeFetch(wait_id),
-                                    },
-                                )
-                                .await;
-                        }
-                    }
+                    this.wake_fetch_parts(&remote, owner, wait_id).await;
                 }
                 results.insert(
                     owner,
@@ -674,19 +622,7 @@ impl Router {
                 log_start_offset: -1,
                 records: bytes::Bytes::new(),
             });
-            // Each part had the whole response budget; keep the response
-            // within it as a single shard would: the first batches in request
-            // order always, the rest only while they fit (those dropped are
-            // fetched again next time).
-            let mut total = 0usize;
-            for p in joined.iter_mut().flat_map(|(_, ps)| ps.iter_mut()) {
-                let n = p.records.len();
-                if n > 0 && total > 0 && total + n > max_bytes as usize {
-                    p.records = bytes::Bytes::new();
-                } else {
-                    total += n;
-                }
-            }
+            trim_to_max_bytes(&mut joined, max_bytes);
             ResponseFrame {
                 correlation_id: cid,
                 result: Ok(Response::Fetch(
@@ -697,6 +633,58 @@ impl Router {
                 )),
             }
         })
+    }
+
+    /// Starts one owner's part of a split fetch; its result arrives on `tx`.
+    /// The local part waits on `local_wake`, remote parts under `wait_id`.
+    async fn start_fetch_part(
+        self: &Rc<Self>,
+        owner: u16,
+        req: FetchRequest,
+        wait_id: u64,
+        local_wake: &Rc<rt::Event>,
+        tx: Rc<FetchPartSender>,
+    ) {
+        if owner == self.id {
+            let shard = self.shard.clone();
+            let wake = local_wake.clone();
+            rt::spawn(async move {
+                let r = shard.fetch_waking(req, Some(wake)).await;
+                let _ = tx.send((owner, Ok(r))).await;
+            })
+            .detach();
+            return;
+        }
+        self.count_forward(0);
+        let w = self
+            .send_call(owner, Call::FetchPart { req, wait_id })
+            .await;
+        rt::spawn(async move {
+            let r = match w.await {
+                Ok(Reply::Resp(Ok(Response::Fetch(ts)))) => Ok(ts),
+                Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
+                Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            };
+            let _ = tx.send((owner, r)).await;
+        })
+        .detach();
+    }
+
+    /// Ends the wait of every remote part of fetch `wait_id` but `answered`'s.
+    async fn wake_fetch_parts(&self, remote: &[u16], answered: u16, wait_id: u64) {
+        for &o in remote.iter().filter(|&&o| o != answered) {
+            let _ = self
+                .mesh
+                .send(
+                    o as usize,
+                    Msg::Call {
+                        from: self.id,
+                        id: 0,
+                        call: Call::WakeFetch(wait_id),
+                    },
+                )
+                .await;
+        }
     }
 
     /// Describe over every shard: each fills in the partitions it owns.
@@ -1077,6 +1065,34 @@ fn join<R>(
         "an owner answered a partition it was not asked for"
     );
     out
+}
+
+/// Where one owner's part of a split fetch is sent back to the joiner.
+type FetchPartSender = rt::channel::Sender<(u16, Result<Vec<FetchTopicResult>, WireError>)>;
+
+/// Whether one part's answer lets the whole split fetch answer now: it
+/// brought `min_bytes` on its own, or an error the client must see.
+fn fetch_part_is_enough(r: &Result<Vec<FetchTopicResult>, WireError>, min_bytes: u32) -> bool {
+    let Ok(ts) = r else { return true };
+    let parts = || ts.iter().flat_map(|t| &t.partitions);
+    let bytes: usize = parts().map(|p| p.records.len()).sum();
+    bytes >= min_bytes as usize || parts().any(|p| p.error.is_some())
+}
+
+/// Each part of a split fetch had the whole response budget; keep the
+/// response within it as a single shard would: the first batches in request
+/// order always, the rest only while they fit (those dropped are fetched
+/// again next time).
+fn trim_to_max_bytes(joined: &mut [(String, Vec<FetchPartitionResult>)], max_bytes: u32) {
+    let mut total = 0usize;
+    for p in joined.iter_mut().flat_map(|(_, ps)| ps.iter_mut()) {
+        let n = p.records.len();
+        if n > 0 && total > 0 && total + n > max_bytes as usize {
+            p.records = bytes::Bytes::new();
+        } else {
+            total += n;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -188,23 +188,7 @@ impl Broker {
         // Written once here, read by every executor (`rt::probe_polled_io`).
         rt::write_probe_marker(data)
             .map_err(|e| crate::storage::StorageError::io("write", data, e))?;
-        // Every shard binds with SO_REUSEPORT, which would also let a second
-        // broker share this address silently, splitting the clients between
-        // the two: make sure nobody listens there yet.
-        if config.listen.port() != 0 {
-            wait_addr_free(config.listen)?;
-        }
-        if let Some(addr) = config.kafka_listen.filter(|a| a.port() != 0) {
-            wait_addr_free(addr)?;
-        }
-        for id in 0..n {
-            for addr in [config.shard_addr(id), config.kafka_shard_addr(id)]
-                .into_iter()
-                .flatten()
-            {
-                wait_addr_free(addr)?;
-            }
-        }
+        ensure_addrs_free(&config)?;
         crate::storage::meta::empty_trash(data)?;
         let mut metas = crate::storage::meta::load_for_shards(data, n)?;
         crate::storage::meta::ensure_offsets_topic(data, &mut metas, n)?;
@@ -218,40 +202,7 @@ impl Broker {
                 "more shards than CPUs this process may use: shards are not pinned and share cores"
             );
         }
-        // Metadata's nodes: each shard at its own port (the public one when
-        // per-shard ports are off).
-        let nodes: Vec<NodeInfo> = (0..n)
-            .map(|i| NodeInfo {
-                node_id: i as u32,
-                host: config.listen.ip().to_string(),
-                port: config
-                    .shard_addr(i)
-                    .map_or(config.listen.port(), |a| a.port()),
-                shard: i,
-            })
-            .collect();
-        // The Kafka listener's brokers: one per shard at its own Kafka
-        // port. Without per-shard ports, one broker (node 0) leads every
-        // partition: librdkafka (2.0.2, seen with kcat) knows brokers by
-        // host:port, and N node ids at one address left the partitions of
-        // all but one of them without a usable leader.
-        let kafka_nodes: Vec<NodeInfo> = match config.kafka_listen {
-            None => vec![],
-            Some(k) if config.kafka_port_base.is_none() => vec![NodeInfo {
-                node_id: 0,
-                host: k.ip().to_string(),
-                port: k.port(),
-                shard: 0,
-            }],
-            Some(k) => (0..n)
-                .map(|i| NodeInfo {
-                    node_id: i as u32,
-                    host: k.ip().to_string(),
-                    port: config.kafka_shard_addr(i).map_or(k.port(), |a| a.port()),
-                    shard: i,
-                })
-                .collect(),
-        };
+        let (nodes, kafka_nodes) = (native_nodes(&config), kafka_nodes(&config));
         let mut handles = Vec::with_capacity(n as usize);
         let opened = Arc::new(std::sync::Barrier::new(n as usize));
         for (i, end) in
@@ -309,36 +260,7 @@ impl Broker {
             }
         }
         drop(ready_tx);
-        let mut local_addr = config.listen;
-        let mut pending = n;
-        while pending > 0 {
-            let next = match ready_rx.recv_timeout(Duration::from_millis(100)) {
-                Err(mpsc::RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => {
-                    return Err(ServerError::StoppedStarting);
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
-                Ok(r) => Ok(r),
-            };
-            pending -= 1;
-            match next {
-                Ok(Ok(addr)) => local_addr = addr,
-                Ok(Err(e)) => {
-                    stop.store(true, Ordering::Relaxed);
-                    for h in handles {
-                        let _ = h.join();
-                    }
-                    return Err(e);
-                }
-                Err(()) => {
-                    stop.store(true, Ordering::Relaxed);
-                    for h in handles {
-                        let _ = h.join();
-                    }
-                    return Err(ServerError::Died(0));
-                }
-            }
-        }
+        let local_addr = wait_ready(&ready_rx, n, config.listen, &stop, &mut handles)?;
         config.metrics.set_ready(true);
         Ok(Broker {
             local_addr,
@@ -405,19 +327,112 @@ fn wait_addr_free(addr: SocketAddr) -> Result<(), ServerError> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run_shard(
-    id: u16,
-    config: BrokerConfig,
-    metas: Vec<TopicMeta>,
-    nodes: Vec<NodeInfo>,
-    kafka_nodes: Vec<NodeInfo>,
-    mesh: rt::mesh::MeshEnd<Msg>,
-    stop: Arc<AtomicBool>,
-    ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
-    opened_barrier: Arc<std::sync::Barrier>,
-) -> Result<(), String> {
-    let shard_config = ShardConfig {
+/// Every shard binds with SO_REUSEPORT, which would also let a second
+/// broker share an address silently, splitting the clients between the
+/// two: make sure nobody listens on any of ours yet.
+fn ensure_addrs_free(config: &BrokerConfig) -> Result<(), ServerError> {
+    let n = config.shards.max(1);
+    if config.listen.port() != 0 {
+        wait_addr_free(config.listen)?;
+    }
+    if let Some(addr) = config.kafka_listen.filter(|a| a.port() != 0) {
+        wait_addr_free(addr)?;
+    }
+    for id in 0..n {
+        for addr in [config.shard_addr(id), config.kafka_shard_addr(id)]
+            .into_iter()
+            .flatten()
+        {
+            wait_addr_free(addr)?;
+        }
+    }
+    Ok(())
+}
+
+/// Metadata's nodes: each shard at its own port (the public one when
+/// per-shard ports are off).
+fn native_nodes(config: &BrokerConfig) -> Vec<NodeInfo> {
+    let n = config.shards.max(1);
+    (0..n)
+        .map(|i| NodeInfo {
+            node_id: i as u32,
+            host: config.listen.ip().to_string(),
+            port: config
+                .shard_addr(i)
+                .map_or(config.listen.port(), |a| a.port()),
+            shard: i,
+        })
+        .collect()
+}
+
+/// The Kafka listener's brokers: one per shard at its own Kafka
+/// port. Without per-shard ports, one broker (node 0) leads every
+/// partition: librdkafka (2.0.2, seen with kcat) knows brokers by
+/// host:port, and N node ids at one address left the partitions of
+/// all but one of them without a usable leader.
+fn kafka_nodes(config: &BrokerConfig) -> Vec<NodeInfo> {
+    let n = config.shards.max(1);
+    match config.kafka_listen {
+        None => vec![],
+        Some(k) if config.kafka_port_base.is_none() => vec![NodeInfo {
+            node_id: 0,
+            host: k.ip().to_string(),
+            port: k.port(),
+            shard: 0,
+        }],
+        Some(k) => (0..n)
+            .map(|i| NodeInfo {
+                node_id: i as u32,
+                host: k.ip().to_string(),
+                port: config.kafka_shard_addr(i).map_or(k.port(), |a| a.port()),
+                shard: i,
+            })
+            .collect(),
+    }
+}
+
+/// Waits until every shard is serving (the last one's address is the
+/// broker's), or one failed or the stop came first: then the others are
+/// stopped and joined.
+fn wait_ready(
+    ready_rx: &mpsc::Receiver<Result<SocketAddr, ServerError>>,
+    n: u16,
+    listen: SocketAddr,
+    stop: &AtomicBool,
+    handles: &mut Vec<rt::ExecutorHandle<Result<(), String>>>,
+) -> Result<SocketAddr, ServerError> {
+    let mut local_addr = listen;
+    let mut pending = n;
+    while pending > 0 {
+        let next = match ready_rx.recv_timeout(Duration::from_millis(100)) {
+            Err(mpsc::RecvTimeoutError::Timeout) if stop.load(Ordering::Relaxed) => {
+                return Err(ServerError::StoppedStarting);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err(()),
+            Ok(r) => Ok(r),
+        };
+        pending -= 1;
+        let failed = match next {
+            Ok(Ok(addr)) => {
+                local_addr = addr;
+                continue;
+            }
+            Ok(Err(e)) => e,
+            Err(()) => ServerError::Died(0),
+        };
+        stop.store(true, Ordering::Relaxed);
+        for h in handles.drain(..) {
+            let _ = h.join();
+        }
+        return Err(failed);
+    }
+    Ok(local_addr)
+}
+
+/// One shard's settings, from the broker's.
+fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardConfig {
+    ShardConfig {
         shard_id: id,
         data_dir: config.data_dir.clone(),
         partition: PartitionConfig {
@@ -435,7 +450,75 @@ async fn run_shard(
         retention_check: config.retention_check,
         shard_count: config.shards.max(1),
         nodes,
-    };
+    }
+}
+
+/// One shard's listeners, all bound with SO_REUSEPORT.
+struct Listeners {
+    /// The broker's public native address, shared by every shard.
+    public: rt::TcpListener,
+    /// This shard's own native port: clients that know the owner of a
+    /// partition (Metadata says) connect here and never cross a core.
+    own: Option<rt::TcpListener>,
+    /// The Kafka listener: the shared address and this shard's own port.
+    kafka: Vec<rt::TcpListener>,
+}
+
+impl Listeners {
+    fn bind(id: u16, config: &BrokerConfig) -> Result<Listeners, ServerError> {
+        let public = rt::listen(config.listen).map_err(|source| ServerError::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let own_addr = config.shard_addr(id);
+        let own = match own_addr {
+            None => None,
+            Some(addr) => {
+                Some(rt::listen(addr).map_err(|source| ServerError::Listen { addr, source })?)
+            }
+        };
+        let mut kafka = Vec::new();
+        for addr in [config.kafka_listen, config.kafka_shard_addr(id)]
+            .into_iter()
+            .flatten()
+        {
+            kafka.push(rt::listen(addr).map_err(|source| ServerError::Listen { addr, source })?);
+        }
+        Ok(Listeners { public, own, kafka })
+    }
+}
+
+/// The stop flag is set by another thread (the signal thread): one task
+/// polls it and turns it into this executor's event. The accept loops
+/// wait on the event, never on a timer: glommio's accept (`collect_rw`)
+/// keeps one more waker clone on every poll, so re-polling idle accepts
+/// 20 times a second (the 50 ms stop check) overflowed the task's i16
+/// reference count: an idle broker's shards panicked ("Waker invariant
+/// broken") after about 9 minutes with three listeners.
+fn stop_event(stop: Arc<AtomicBool>) -> Rc<rt::Event> {
+    let stopped = Rc::new(rt::Event::default());
+    let event = stopped.clone();
+    rt::spawn(async move {
+        wait_for_stop(&stop).await;
+        event.notify_all();
+    })
+    .detach();
+    stopped
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_shard(
+    id: u16,
+    config: BrokerConfig,
+    metas: Vec<TopicMeta>,
+    nodes: Vec<NodeInfo>,
+    kafka_nodes: Vec<NodeInfo>,
+    mesh: rt::mesh::MeshEnd<Msg>,
+    stop: Arc<AtomicBool>,
+    ready: mpsc::Sender<Result<SocketAddr, ServerError>>,
+    opened_barrier: Arc<std::sync::Barrier>,
+) -> Result<(), String> {
+    let shard_config = shard_config(id, &config, nodes);
     config
         .metrics
         .shard(id)
@@ -458,44 +541,13 @@ async fn run_shard(
             return Ok(());
         }
     };
-    let listener = match rt::listen(config.listen) {
+    let Listeners { public, own, kafka } = match Listeners::bind(id, &config) {
         Ok(l) => l,
-        Err(source) => {
-            let _ = ready.send(Err(ServerError::Listen {
-                addr: config.listen,
-                source,
-            }));
+        Err(e) => {
+            let _ = ready.send(Err(e));
             return shard.close().await;
         }
     };
-    // This shard's own port: clients that know the owner of a partition
-    // (Metadata says) connect here and never cross a core.
-    let own_addr = config.shard_addr(id);
-    let own = match own_addr.map(rt::listen) {
-        None => None,
-        Some(Ok(l)) => Some(l),
-        Some(Err(source)) => {
-            let _ = ready.send(Err(ServerError::Listen {
-                addr: own_addr.expect("checked above"),
-                source,
-            }));
-            return shard.close().await;
-        }
-    };
-    // The Kafka listener: the shared address and this shard's own port.
-    let mut kafka = Vec::new();
-    for addr in [config.kafka_listen, config.kafka_shard_addr(id)]
-        .into_iter()
-        .flatten()
-    {
-        match rt::listen(addr) {
-            Ok(l) => kafka.push(l),
-            Err(source) => {
-                let _ = ready.send(Err(ServerError::Listen { addr, source }));
-                return shard.close().await;
-            }
-        }
-    }
     // One producer-id source per shard, shared by its listeners (the shard
     // id in the low bits keeps shards apart, so two sources in one shard
     // would repeat ids).
@@ -516,7 +568,7 @@ async fn run_shard(
             },
         })
     };
-    let local = listener.local_addr().unwrap_or(config.listen);
+    let local = public.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;
     shard.start_background();
     let _ = ready.send(Ok(local));
@@ -534,26 +586,11 @@ async fn run_shard(
         Proto::Kafka(kafka_ctx(false)),
         Proto::Kafka(kafka_ctx(true)),
     );
-    // The stop flag is set by another thread (the signal thread): one task
-    // polls it and turns it into this executor's event. The accept loops
-    // wait on the event, never on a timer: glommio's accept (`collect_rw`)
-    // keeps one more waker clone on every poll, so re-polling idle accepts
-    // 20 times a second (the 50 ms stop check) overflowed the task's i16
-    // reference count: an idle broker's shards panicked ("Waker invariant
-    // broken") after about 9 minutes with three listeners.
-    let stopped = Rc::new(rt::Event::default());
-    {
-        let (stop, stopped) = (stop.clone(), stopped.clone());
-        rt::spawn(async move {
-            wait_for_stop(&stop).await;
-            stopped.notify_all();
-        })
-        .detach();
-    }
+    let stopped = stop_event(stop);
     let (r, c, st, cs) = (&router, &config, &stopped, &conns);
     futures_lite::future::zip(
         futures_lite::future::zip(
-            accept_loop(r, Some(&listener), c, st, cs, native.clone()),
+            accept_loop(r, Some(&public), c, st, cs, native.clone()),
             accept_loop(r, own.as_ref(), c, st, cs, native),
         ),
         futures_lite::future::zip(
@@ -565,7 +602,7 @@ async fn run_shard(
     // A clean stop: no new connections (the listeners close), no new
     // requests; what is in flight is answered (waiting fetches answer at
     // once), then everything appended is flushed, fsynced and closed.
-    drop(listener);
+    drop(public);
     drop(own);
     drop(kafka);
     config.metrics.set_ready(false); // /healthz: 503 from now on

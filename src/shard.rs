@@ -63,7 +63,7 @@ pub struct Shard {
     creating: RefCell<HashSet<String>>,
     /// The consumer groups this shard coordinates (those whose offsets
     /// partition it owns).
-    groups: crate::groups::Groups,
+    groups: crate::coordinator_host::CoordinatorHost,
 }
 
 /// Longest a fetch may wait for data (Kafka caps it by its request timeout).
@@ -103,7 +103,7 @@ impl Shard {
             stopping: std::cell::Cell::new(false),
             topics: RefCell::new(BTreeMap::new()),
             creating: RefCell::new(HashSet::new()),
-            groups: crate::groups::Groups::new(config.shard_id),
+            groups: crate::coordinator_host::CoordinatorHost::new(config.shard_id),
         });
         let id = shard.config.shard_id;
         let count: u64 = metas
@@ -300,7 +300,7 @@ impl Shard {
         }
         let shard = self.clone();
         rt::spawn(async move {
-            let every = std::time::Duration::from_millis(crate::groups::EXPIRY_CHECK_MS);
+            let every = std::time::Duration::from_millis(crate::coordinator_host::EXPIRY_CHECK_MS);
             while !shard.stopping.get() {
                 rt::sleep(every).await;
                 shard.groups.expire();
@@ -353,9 +353,9 @@ impl Shard {
     /// the returned future is the answer.
     pub fn kafka_group_call(
         self: &Rc<Self>,
-        call: crate::groups::KafkaGroupCall,
-    ) -> Pin<Box<dyn Future<Output = crate::groups::KafkaGroupReply>>> {
-        use crate::groups::{KafkaGroupCall, KafkaGroupReply};
+        call: crate::coordinator_host::KafkaGroupCall,
+    ) -> Pin<Box<dyn Future<Output = crate::coordinator_host::KafkaGroupReply>>> {
+        use crate::coordinator_host::{KafkaGroupCall, KafkaGroupReply};
         let shard = self.clone();
         match call {
             KafkaGroupCall::Classic(c) => {

@@ -40,9 +40,9 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
 use super::wire::{topic_name, EncodeDyn, KafkaGroupKind, Shape, Work};
+use crate::coordinator_host::{KafkaGroupDescription, KafkaGroupReply};
 use crate::errors::{kafka_classic_code, kafka_code};
 use crate::group::classic::{self, ClassicCall, ClassicReply};
-use crate::groups::{KafkaGroupDescription, KafkaGroupReply};
 use crate::protocol::{
     self, GroupDescription, NodeInfo, Request, RequestFrame, Response, TopicPartitions, WireError,
 };

@@ -28,15 +28,16 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
 
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
 use crate::producer_state::ProducerIds;
-use crate::protocol::{NodeInfo, Request};
+use crate::protocol::{NodeInfo, Request, RequestFrame};
 use crate::router::{Router, Scope};
 use crate::rt;
-use wire::{Decoded, KafkaGroupKind, Work};
+use wire::{ConfigResource, Decoded, KafkaGroupKind, Refused, Shape, Work};
 
 /// What every Kafka connection of a shard shares.
 pub struct KafkaContext {
@@ -115,14 +116,7 @@ async fn start(
         correlation_id,
         work,
     } = d;
-    let encoded = move |r: Result<Bytes, anyhow::Error>| match r {
-        Ok(b) => Some(b),
-        Err(e) => {
-            // Our own response failed to encode: a bug, not the client's.
-            tracing::error!("kafka: cannot encode {api:?} v{version} response: {e}");
-            None
-        }
-    };
+    let encoded = move |r| encoded(api, version, r);
     match work {
         Work::ApiVersions { error } => {
             let r = wire::encode_frame(
@@ -173,36 +167,8 @@ async fn start(
             let r = codec::refuse_response(api, version, correlation_id, &shape, error);
             Answer::Ready(encoded(r))
         }
-        Work::KafkaGroups { mut kind, shape } => {
-            if let KafkaGroupKind::Classic(c) = &mut kind {
-                if let ClassicCall::Join(j) = c.as_mut() {
-                    // Kafka shows members' hosts as "/ip".
-                    j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
-                }
-            }
-            let m = router.shard().metrics().clone();
-            let started = m.request_started(Api::Group);
-            // Each call reaches its coordinator before the next request is
-            // read (order); the answers are awaited in call order.
-            let calls = kind.into_calls(&shape);
-            let mut waits = Vec::with_capacity(calls.len());
-            for call in calls {
-                waits.push(router.kafka_group(call).await);
-            }
-            Answer::Later(rt::spawn(async move {
-                let mut replies = Vec::with_capacity(waits.len());
-                for w in waits {
-                    replies.push(w.await);
-                }
-                m.request_finished(Api::Group, started);
-                encoded(groups::encode_kafka_groups(
-                    api,
-                    version,
-                    correlation_id,
-                    replies,
-                    &shape,
-                ))
-            }))
+        Work::KafkaGroups { kind, shape } => {
+            start_group_calls(router, (api, version, correlation_id), kind, shape, peer).await
         }
         Work::Native {
             frame,
@@ -211,30 +177,116 @@ async fn start(
             refused,
             describe_configs,
         } => {
-            let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
-                Scope::ThisShard
-            } else {
-                Scope::Broker
+            let native = NativeWork {
+                frame,
+                shape,
+                respond,
+                refused,
+                describe_configs,
             };
-            let answer = router.begin(*frame, scope).await;
-            let ctx = ctx.clone();
-            Answer::Later(rt::spawn(async move {
-                let r = answer.await;
-                if !respond {
-                    return None; // acks=0: Kafka sends no response
-                }
-                encoded(codec::encode_response(
-                    api,
-                    version,
-                    correlation_id,
-                    r.result,
-                    &shape,
-                    &refused,
-                    &describe_configs,
-                    &ctx.nodes,
-                    &ctx.defaults,
-                ))
-            }))
+            start_native(router, ctx, (api, version, correlation_id), native).await
         }
     }
+}
+
+/// Our own response failed to encode: a bug, not the client's. Logged, and
+/// the request goes unanswered (the client times out and retries).
+fn encoded(api: ApiKey, version: i16, r: Result<Bytes, anyhow::Error>) -> Option<Bytes> {
+    match r {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!("kafka: cannot encode {api:?} v{version} response: {e}");
+            None
+        }
+    }
+}
+
+/// Starts the coordinator calls of a group API request: each reaches its
+/// coordinator before the next request is read (order); the answers are
+/// awaited in call order and encoded together.
+async fn start_group_calls(
+    router: &Rc<Router>,
+    (api, version, correlation_id): (ApiKey, i16, i32),
+    mut kind: KafkaGroupKind,
+    shape: Shape,
+    peer: Option<std::net::SocketAddr>,
+) -> Answer {
+    let encoded = move |r| encoded(api, version, r);
+    if let KafkaGroupKind::Classic(c) = &mut kind {
+        if let ClassicCall::Join(j) = c.as_mut() {
+            // Kafka shows members' hosts as "/ip".
+            j.client_host = peer.map_or_else(String::new, |p| format!("/{}", p.ip()));
+        }
+    }
+    let m = router.shard().metrics().clone();
+    let started = m.request_started(Api::Group);
+    let calls = kind.into_calls(&shape);
+    let mut waits = Vec::with_capacity(calls.len());
+    for call in calls {
+        waits.push(router.kafka_group(call).await);
+    }
+    Answer::Later(rt::spawn(async move {
+        let mut replies = Vec::with_capacity(waits.len());
+        for w in waits {
+            replies.push(w.await);
+        }
+        m.request_finished(Api::Group, started);
+        encoded(groups::encode_kafka_groups(
+            api,
+            version,
+            correlation_id,
+            replies,
+            &shape,
+        ))
+    }))
+}
+
+/// A request the shards answer through the native data path.
+struct NativeWork {
+    frame: Box<RequestFrame>,
+    shape: Shape,
+    respond: bool,
+    refused: Refused,
+    describe_configs: Vec<ConfigResource>,
+}
+
+/// Starts a request the shards answer through the native data path.
+async fn start_native(
+    router: &Rc<Router>,
+    ctx: &Rc<KafkaContext>,
+    (api, version, correlation_id): (ApiKey, i16, i32),
+    w: NativeWork,
+) -> Answer {
+    let encoded = move |r| encoded(api, version, r);
+    let NativeWork {
+        frame,
+        shape,
+        respond,
+        refused,
+        describe_configs,
+    } = w;
+    let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
+        Scope::ThisShard
+    } else {
+        Scope::Broker
+    };
+    let answer = router.begin(*frame, scope).await;
+    let ctx = ctx.clone();
+    Answer::Later(rt::spawn(async move {
+        let r = answer.await;
+        if !respond {
+            return None; // acks=0: Kafka sends no response
+        }
+        encoded(codec::encode_response(
+            api,
+            version,
+            correlation_id,
+            r.result,
+            &shape,
+            &refused,
+            &describe_configs,
+            &ctx.nodes,
+            &ctx.defaults,
+        ))
+    }))
 }

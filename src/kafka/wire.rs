@@ -11,8 +11,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ResponseHeader, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 
+use crate::coordinator_host::KafkaGroupCall;
 use crate::group::classic::ClassicCall;
-use crate::groups::KafkaGroupCall;
 use crate::protocol::RequestFrame;
 
 /// One resource of a DescribeConfigs request.

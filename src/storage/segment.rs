@@ -162,35 +162,7 @@ impl Segment {
         let size = file.file_size().await.map_err(io_err("stat", &path))?;
 
         let (mut index, mut time_index, mut start, mut rebuilt) =
-            match load_indexes(dir, base_offset, size) {
-                Ok(Some((i, t))) => {
-                    // Scan from the batch of the last time entry (or the last
-                    // offset entry): batches after it may postdate the files.
-                    let at = match t.last_offset() {
-                        Some(o) => i.entry_at_or_before(o),
-                        None => i.last(),
-                    };
-                    (i, t, at.unwrap_or((base_offset, 0)), None)
-                }
-                Ok(None) if size == 0 => (
-                    OffsetIndex::default(),
-                    TimeIndex::default(),
-                    (base_offset, 0),
-                    None,
-                ),
-                Ok(None) => (
-                    OffsetIndex::default(),
-                    TimeIndex::default(),
-                    (base_offset, 0),
-                    Some("index files missing".to_owned()),
-                ),
-                Err(why) => (
-                    OffsetIndex::default(),
-                    TimeIndex::default(),
-                    (base_offset, 0),
-                    Some(why),
-                ),
-            };
+            resume_point(dir, base_offset, size);
         let mut scan;
         loop {
             index.truncate_to_pos(start.1);
@@ -228,17 +200,7 @@ impl Segment {
         let end_pos = scan.end_pos();
         let next_offset = scan.next_offset();
         let truncated_bytes = size - end_pos;
-        let mut torn = false;
-        let mut at = end_pos;
-        while at < size && !torn {
-            let n = (size - at).min(recovery::CHUNK_BYTES as u64) as usize;
-            let buf = file.read_at(at, n).await.map_err(io_err("read", &path))?;
-            if buf.is_empty() {
-                break;
-            }
-            torn = !recovery::is_zero_padding(&buf);
-            at += buf.len() as u64;
-        }
+        let torn = torn_tail(&file, end_pos, size, &path).await?;
         if truncated_bytes > 0 {
             file.truncate(end_pos)
                 .await
@@ -249,20 +211,7 @@ impl Segment {
         // flush rewrites it whole.
         let tail_pos = align_down(end_pos);
         let tail_len = (end_pos - tail_pos) as usize;
-        let mut tail = file.alloc(tail_capacity);
-        if tail_len > 0 {
-            let page = file
-                .read_at(tail_pos, tail_len)
-                .await
-                .map_err(io_err("read", &path))?;
-            if page.len() != tail_len {
-                return Err(StorageError::Corrupt {
-                    path,
-                    detail: "last page shorter than on the first read".into(),
-                });
-            }
-            tail.as_bytes_mut()[..tail_len].copy_from_slice(&page);
-        }
+        let tail = read_tail_page(&file, tail_pos, tail_len, tail_capacity, &path).await?;
         let last_batch_offset = if end_pos == 0 {
             None
         } else {
@@ -696,6 +645,84 @@ pub fn remove_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
     remove_index_files(dir, base_offset)?;
     let p = dir.join(file_name(base_offset));
     std::fs::remove_file(&p).map_err(|e| StorageError::io("remove", &p, e))
+}
+
+/// Where a segment's recovery scan starts: from the last batch its index
+/// files know (batches after it may postdate the files), or from the start
+/// with the reason the files could not be used.
+type Resume = (OffsetIndex, TimeIndex, (i64, u64), Option<String>);
+
+fn resume_point(dir: &Path, base_offset: i64, size: u64) -> Resume {
+    let fresh = |why| {
+        (
+            OffsetIndex::default(),
+            TimeIndex::default(),
+            (base_offset, 0),
+            why,
+        )
+    };
+    match load_indexes(dir, base_offset, size) {
+        Ok(Some((i, t))) => {
+            // Scan from the batch of the last time entry (or the last
+            // offset entry): batches after it may postdate the files.
+            let at = match t.last_offset() {
+                Some(o) => i.entry_at_or_before(o),
+                None => i.last(),
+            };
+            (i, t, at.unwrap_or((base_offset, 0)), None)
+        }
+        Ok(None) if size == 0 => fresh(None),
+        Ok(None) => fresh(Some("index files missing".to_owned())),
+        Err(why) => fresh(Some(why)),
+    }
+}
+
+/// Whether anything but zero padding lies past the last whole batch (a
+/// torn write, rather than the preallocated end of a clean file).
+async fn torn_tail(
+    file: &DirectFile,
+    end_pos: u64,
+    size: u64,
+    path: &Path,
+) -> Result<bool, StorageError> {
+    let mut torn = false;
+    let mut at = end_pos;
+    while at < size && !torn {
+        let n = (size - at).min(recovery::CHUNK_BYTES as u64) as usize;
+        let buf = file.read_at(at, n).await.map_err(io_err("read", path))?;
+        if buf.is_empty() {
+            break;
+        }
+        torn = !recovery::is_zero_padding(&buf);
+        at += buf.len() as u64;
+    }
+    Ok(torn)
+}
+
+/// The partial last page, read back into a fresh tail buffer so the next
+/// flush rewrites it whole.
+async fn read_tail_page(
+    file: &DirectFile,
+    tail_pos: u64,
+    tail_len: usize,
+    tail_capacity: usize,
+    path: &Path,
+) -> Result<AlignedBuf, StorageError> {
+    let mut tail = file.alloc(tail_capacity);
+    if tail_len > 0 {
+        let page = file
+            .read_at(tail_pos, tail_len)
+            .await
+            .map_err(io_err("read", path))?;
+        if page.len() != tail_len {
+            return Err(StorageError::Corrupt {
+                path: path.to_path_buf(),
+                detail: "last page shorter than on the first read".into(),
+            });
+        }
+        tail.as_bytes_mut()[..tail_len].copy_from_slice(&page);
+    }
+    Ok(tail)
 }
 
 /// Base offset of the last batch before `end_pos`, walking headers from the

@@ -13,8 +13,8 @@
 //! every failure ends as one line on stderr and a non-zero status.
 
 mod args;
+mod assigned;
 mod cpus;
-mod group;
 mod html;
 mod machine;
 mod report;
@@ -113,7 +113,7 @@ fn run(p: &Params) -> Result<()> {
     // Group consumers join before the clock starts.
     let mut group_consumers: Vec<Option<shardlog::client::consumer::GroupConsumer>> = Vec::new();
     if let Some(g) = &p.consumer_group {
-        let (cs, took) = group::join(&broker_addr, &p.topic, p.partitions, g, p.consumers)?;
+        let (cs, took) = assigned::join(&broker_addr, &p.topic, p.partitions, g, p.consumers)?;
         if !p.quiet {
             eprintln!(
                 "group {g}: {} consumers own all {} partitions after {} ms",
@@ -178,7 +178,7 @@ fn run(p: &Params) -> Result<()> {
                     .spawn_scoped(s, move || {
                         pin(p.producers + i);
                         let r = match (&p.consumer_group, gc) {
-                            (Some(g), Some(c)) => group::consume(i, sh, c, g, group_next),
+                            (Some(g), Some(c)) => assigned::consume(i, sh, c, g, group_next),
                             _ => workload::consume(i, parts, sh),
                         };
                         abort_on_err(sh, r)

@@ -131,7 +131,7 @@ fn from_tps(v: &[TopicPartition]) -> Vec<TopicPartitions> {
         .collect()
 }
 
-pub struct Groups {
+pub struct CoordinatorHost {
     shard_id: u16,
     coordinator: RefCell<Coordinator>,
     /// Kafka's classic groups (JoinGroup/SyncGroup), beside the native ones;
@@ -146,14 +146,14 @@ pub struct Groups {
     stopping: Cell<bool>,
 }
 
-impl Groups {
-    pub fn new(shard_id: u16) -> Groups {
+impl CoordinatorHost {
+    pub fn new(shard_id: u16) -> CoordinatorHost {
         // Member ids must not repeat across broker runs: seed with the time.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64)
             ^ ((shard_id as u64) << 48);
-        Groups {
+        CoordinatorHost {
             shard_id,
             coordinator: RefCell::new(Coordinator::new(seed)),
             classic: RefCell::new(ClassicGroups::new(seed.rotate_left(17))),
