@@ -23,6 +23,7 @@ pub(crate) mod memory;
 pub mod metrics;
 pub(crate) mod native;
 pub mod partition;
+pub(crate) mod procstat;
 pub(crate) mod producer_state;
 pub mod protocol;
 pub(crate) mod router;

@@ -515,7 +515,11 @@ impl Metrics {
     pub fn encode_text(self: &Arc<Self>) -> String {
         let mut registry = prometheus_client::registry::Registry::with_prefix("shardlog");
         registry.register_collector(Box::new(Collect(self.clone())));
-        let mut out = String::new();
+        // The standard process series first, unprefixed, so the broker's CPU
+        // per byte is `rate(process_cpu_seconds_total)` over its byte counters.
+        let mut out = crate::procstat::read()
+            .map(|p| crate::procstat::encode(&p))
+            .unwrap_or_default();
         if prometheus_client::encoding::prometheus_text::encode(&mut out, &registry).is_err() {
             out.clear();
             let _ = writeln!(out, "# encoding failed");

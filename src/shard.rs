@@ -335,9 +335,15 @@ impl Shard {
     fn partition(&self, topic: &str, p: u32) -> Result<Rc<Partition>, WireError> {
         let topics = self.topics.borrow();
         let t = topics.get(topic).ok_or_else(|| unknown_topic(topic))?;
+        // Every partition of a known topic has an owner, and this shard holds
+        // exactly the partitions the metadata says it owns.
+        assert_eq!(t.partitions.len(), t.meta.owners.len(), "topic '{topic}'");
         match t.partitions.get(p as usize) {
             None => Err(unknown_partition(topic, p, t.partitions.len())),
-            Some(Some(part)) => Ok(part.clone()),
+            Some(Some(part)) => {
+                debug_assert_eq!(t.meta.owners[p as usize], self.config.shard_id);
+                Ok(part.clone())
+            }
             // The router sends a shard only its own partitions.
             Some(None) => Err(WireError::new(
                 ErrorCode::InvalidRequest,
@@ -752,6 +758,14 @@ impl Shard {
                         let max = (p.max_bytes as usize).min(budget).max(1);
                         match part.read(p.fetch_offset, max).await {
                             Ok(o) => {
+                                assert!(
+                                    o.log_start_offset <= o.high_watermark,
+                                    "'{}' {}: log start {} above high watermark {}",
+                                    t.name,
+                                    p.partition,
+                                    o.log_start_offset,
+                                    o.high_watermark
+                                );
                                 budget = budget.saturating_sub(o.records.len());
                                 total += o.records.len();
                                 r.high_watermark = o.high_watermark;
@@ -921,6 +935,8 @@ async fn complete_produce(
             match pa.result {
                 Err(e) => r.error = Some(e),
                 Ok((part, a)) => {
+                    // An accepted append holds at least one record.
+                    assert!(a.base_offset < a.next_offset, "{a:?}");
                     r.base_offset = a.base_offset;
                     r.high_watermark = a.next_offset;
                     let level = match acks {

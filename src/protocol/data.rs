@@ -184,6 +184,9 @@ pub(super) fn decode_request(
                     let records = if data.is_empty() {
                         Bytes::new()
                     } else {
+                        // slice_ref panics on a foreign slice; the verifier
+                        // has bounded `data` inside the frame.
+                        debug_assert!(frame.as_ptr_range().contains(&data.as_ptr()));
                         frame.slice_ref(data)
                     };
                     partitions.push(ProducePartition {
