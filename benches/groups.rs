@@ -199,7 +199,7 @@ fn plain_read(broker: &str, topic: &str, partitions: u32, readers: usize, total:
                                 1,
                             )
                             .unwrap();
-                        for batch in split_batches(&r.records).unwrap() {
+                        for batch in split_batches(&r.records.to_bytes()).unwrap() {
                             let recs = Records::new(batch).unwrap();
                             let last = recs.header().last_offset();
                             for rec in recs {

@@ -137,6 +137,12 @@ const SETTINGS: &[Setting] = &[
         "bytes per shard: half tail buffers, half appended-but-unwritten data",
     ),
     s(
+        "batch-cache-bytes",
+        Kind::Int,
+        "268435456",
+        "bytes per shard of recent batches kept in memory for fetches (0: off; every read from the disk)",
+    ),
+    s(
         "max-connections",
         Kind::Int,
         "10000",
@@ -409,6 +415,7 @@ impl Resolved {
                 "must be at least 1 MiB and twice max-batch-bytes",
             ));
         }
+        let batch_cache_bytes: u64 = self.parse("batch-cache-bytes", "a number of bytes")?;
         let max_connections: usize = self.parse("max-connections", "a number")?;
         if max_connections == 0 {
             return Err(self.bad("max-connections", "must be more than 0"));
@@ -470,6 +477,7 @@ impl Resolved {
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
+            batch_cache_bytes,
             max_connections,
             max_control_request_bytes,
             queued_max_request_bytes,
@@ -564,6 +572,7 @@ pub struct ServeSettings {
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
+    pub batch_cache_bytes: u64,
     pub max_connections: usize,
     pub max_control_request_bytes: usize,
     pub queued_max_request_bytes: usize,
@@ -634,6 +643,7 @@ impl ServeSettings {
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
+        c.batch_cache_bytes = self.batch_cache_bytes;
         c.max_connections = self.max_connections;
         c.max_control_request_bytes = self.max_control_request_bytes;
         c.queued_max_request_bytes = self.queued_max_request_bytes;
@@ -722,6 +732,11 @@ pub struct ServeArgs {
     /// [default: 512 MiB].
     #[arg(long, value_name = "BYTES")]
     pub memory_budget: Option<String>,
+    /// Memory per shard, in bytes, for the batch cache: recent batches kept
+    /// as they arrived, so consumers that keep up are served with no disk
+    /// read and no copy; 0 turns it off [default: 256 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub batch_cache_bytes: Option<String>,
     /// Open client connections per shard; one more gets TooManyConnections
     /// [default: 10000].
     #[arg(long, value_name = "N")]
@@ -787,6 +802,7 @@ impl ServeArgs {
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),
+            ("batch-cache-bytes", self.batch_cache_bytes.clone()),
             ("max-connections", self.max_connections.clone()),
             (
                 "max-control-request-bytes",

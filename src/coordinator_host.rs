@@ -183,7 +183,7 @@ impl CoordinatorHost {
             if out.records.is_empty() {
                 break;
             }
-            let batches = split_batches(&out.records).map_err(|e| e.to_string())?;
+            let batches = split_batches(&out.records.to_bytes()).map_err(|e| e.to_string())?;
             for b in batches {
                 let records = Records::new(b).map_err(|e| e.to_string())?;
                 let last = records.header().last_offset();

@@ -11,6 +11,8 @@ mod alloc_count;
 static ALLOC: alloc_count::Counting = alloc_count::Counting;
 
 pub mod batch;
+pub mod cache;
+pub mod chain;
 pub mod client;
 pub mod config;
 pub(crate) mod conn;

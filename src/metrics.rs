@@ -250,6 +250,14 @@ pub struct ShardMetrics {
     pub memory_unwritten_limit_bytes: Gauge,
     pub tail_buffer_bytes: Gauge,
     pub memory_budget_bytes: Gauge,
+    /// The batch cache (`storage::cache`): reads it served, reads it could
+    /// not (the disk served them), what it holds, its limit, what it evicted.
+    pub cache_hits: Counter,
+    pub cache_misses: Counter,
+    pub cache_bytes: Gauge,
+    pub cache_limit_bytes: Gauge,
+    pub cache_evicted_batches: Counter,
+    pub cache_evicted_bytes: Counter,
     recovery_truncations: Counter,
     recovery_truncated_bytes: Counter,
     index_rebuilds: Counter,
@@ -283,6 +291,12 @@ impl ShardMetrics {
             memory_unwritten_limit_bytes: Gauge::default(),
             tail_buffer_bytes: Gauge::default(),
             memory_budget_bytes: Gauge::default(),
+            cache_hits: Counter::default(),
+            cache_misses: Counter::default(),
+            cache_bytes: Gauge::default(),
+            cache_limit_bytes: Gauge::default(),
+            cache_evicted_batches: Counter::default(),
+            cache_evicted_bytes: Counter::default(),
             recovery_truncations: Counter::default(),
             recovery_truncated_bytes: Counter::default(),
             index_rebuilds: Counter::default(),
@@ -354,11 +368,11 @@ impl ShardMetrics {
 
     // hot path: per fetched partition.
     #[inline]
-    pub fn fetched(&self, p: Option<&PartitionMetrics>, records: &[u8]) {
+    pub fn fetched(&self, p: Option<&PartitionMetrics>, records: &crate::chain::Chain) {
         if !self.enabled || records.is_empty() {
             return;
         }
-        let messages = crate::batch::count_records(records);
+        let messages = records.count_records();
         self.fetch_messages.add(messages);
         self.fetch_bytes.add(records.len() as u64);
         if let Some(p) = p {
@@ -733,6 +747,42 @@ impl prometheus_client::collector::Collector for Collect {
             "memory_budget_bytes",
             "The shard's memory budget (--memory-budget)",
             &|s| s.memory_budget_bytes.get(),
+        )?;
+        counter(
+            &mut enc,
+            "batch_cache_hits",
+            "Partition reads served from the batch cache (no disk read, no copy)",
+            &|s| s.cache_hits.get(),
+        )?;
+        counter(
+            &mut enc,
+            "batch_cache_misses",
+            "Partition reads below the batch cache, served from the disk",
+            &|s| s.cache_misses.get(),
+        )?;
+        gauge(
+            &mut enc,
+            "batch_cache_bytes",
+            "Bytes of batches the batch cache holds",
+            &|s| s.cache_bytes.get(),
+        )?;
+        gauge(
+            &mut enc,
+            "batch_cache_limit_bytes",
+            "The batch cache's limit (--batch-cache-bytes)",
+            &|s| s.cache_limit_bytes.get(),
+        )?;
+        counter(
+            &mut enc,
+            "batch_cache_evicted_batches",
+            "Batches evicted from the batch cache to stay under its limit",
+            &|s| s.cache_evicted_batches.get(),
+        )?;
+        counter(
+            &mut enc,
+            "batch_cache_evicted_bytes",
+            "Bytes evicted from the batch cache to stay under its limit",
+            &|s| s.cache_evicted_bytes.get(),
         )?;
         counter(
             &mut enc,

@@ -22,10 +22,12 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
 use crate::batch::{self, BatchError};
+use crate::cache::{BatchCache, CacheBudget, Lookup};
+use crate::chain::Chain;
 use crate::memory::MemoryGauge;
 use crate::metrics::{PartitionMetrics, ShardMetrics};
 use crate::producer_state::{self, Check, ProducerStates, SequenceError};
@@ -79,6 +81,8 @@ pub struct PartitionConfig {
     pub log: LogConfig,
     /// The shard's metrics (detached by default).
     pub metrics: Arc<ShardMetrics>,
+    /// The shard's batch cache limit, shared by its partitions.
+    pub cache: Rc<CacheBudget>,
 }
 
 impl Default for PartitionConfig {
@@ -90,6 +94,7 @@ impl Default for PartitionConfig {
             max_batch_bytes: 16 << 20,
             log: LogConfig::default(),
             metrics: ShardMetrics::detached(),
+            cache: CacheBudget::new(64 << 20, ShardMetrics::detached()),
         }
     }
 }
@@ -147,8 +152,8 @@ pub enum Level {
 /// What a read returns.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReadOutput {
-    /// Whole batches, exactly as stored.
-    pub records: Bytes,
+    /// Whole batches, exactly as stored, in fragments (see `chain`).
+    pub records: Chain,
     pub high_watermark: i64,
     pub log_start_offset: i64,
 }
@@ -205,6 +210,8 @@ pub struct Partition {
     data: Rc<rt::Event>,
     /// This partition's own labelled series, if it got a slot.
     labelled: Option<Arc<PartitionMetrics>>,
+    /// Recent batches as they arrived: what caught-up consumers read.
+    cache: BatchCache,
 }
 
 impl Partition {
@@ -243,6 +250,7 @@ impl Partition {
         }
         let labelled = config.metrics.partition(topic, id);
         (config.metrics.tail_buffer_bytes).add(config.tail_buffer_bytes as u64);
+        let cache = BatchCache::new(config.cache.clone());
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
             id,
@@ -260,6 +268,7 @@ impl Partition {
             counted: Cell::default(),
             data: Rc::default(),
             labelled,
+            cache,
         }))
     }
 
@@ -384,25 +393,34 @@ impl Partition {
         self.log
             .roll_if_due(&self.config.log, records.len() as u64, now);
         let base_offset = st.next_offset;
+        // Only the first 16 bytes of a batch change (base offset, leader
+        // epoch): patch copies of them, in one buffer for the whole run, and
+        // take the rest straight from the request, into the log's tail
+        // buffer and (as slices, no copy) into the batch cache.
+        let mut prefixes = BytesMut::with_capacity(headers.len() * PATCHED_PREFIX_BYTES);
         let mut pos = 0;
         for h in &headers {
-            let total = h.total_bytes();
             let offset = st.next_offset;
-            // Only the first 16 bytes change (base offset, leader epoch): patch
-            // a copy of them and append the rest straight from the request.
-            let mut prefix = [0u8; PATCHED_PREFIX_BYTES];
-            prefix.copy_from_slice(&records[pos..pos + PATCHED_PREFIX_BYTES]);
-            batch::patch_base_offset(&mut prefix, offset, 0);
-            self.log.append(
-                h,
-                offset,
-                &[&prefix, &records[pos + PATCHED_PREFIX_BYTES..pos + total]],
-                now,
-            );
+            prefixes.extend_from_slice(&records[pos..pos + PATCHED_PREFIX_BYTES]);
+            let at = prefixes.len() - PATCHED_PREFIX_BYTES;
+            batch::patch_base_offset(&mut prefixes[at..], offset, 0);
             st.next_offset = offset + h.offset_count();
+            pos += h.total_bytes();
+        }
+        let mut prefixes = prefixes.freeze();
+        let (mut pos, mut offset) = (0, base_offset);
+        for h in &headers {
+            let total = h.total_bytes();
+            let prefix = prefixes.split_to(PATCHED_PREFIX_BYTES);
+            let rest = records.slice(pos + PATCHED_PREFIX_BYTES..pos + total);
+            self.log.append(h, offset, &[&prefix, &rest], now);
             st.producers.record(h, offset);
+            let next = offset + h.offset_count();
+            self.cache.insert(offset, next, prefix, rest);
+            offset = next;
             pos += total;
         }
+        assert_eq!(offset, st.next_offset, "offsets follow the headers");
         assert_eq!(pos, records.len(), "every validated byte is appended");
         self.config.memory.add(pos as u64);
         self.counted.set(self.counted.get() + pos as u64);
@@ -564,7 +582,9 @@ impl Partition {
             });
         }
         let records = if offset == hw {
-            Bytes::new()
+            Chain::new()
+        } else if let Lookup::Hit(records) = self.cache.read(offset, hw, max_bytes) {
+            records
         } else {
             let records = self.log.read(offset, max_bytes).await?;
             // What a consumer relies on: below the high watermark a read
@@ -579,7 +599,7 @@ impl Partition {
                 first.total_bytes(),
                 records.len()
             );
-            records
+            Chain::from(records)
         };
         Ok(ReadOutput {
             records,
@@ -601,7 +621,9 @@ impl Partition {
     /// Retention of whole old segments by the topic's `retention.bytes`
     /// and `retention.ms` (see `Log::enforce_retention`).
     pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {
-        Ok(self.log.enforce_retention(&self.config.log, now).await?)
+        let r = self.log.enforce_retention(&self.config.log, now).await?;
+        self.cache.trim_below(self.log.log_start());
+        Ok(r)
     }
 
     /// Writes, syncs, seals the index files of and closes every segment. Used
@@ -618,6 +640,7 @@ impl Partition {
         self.flush_to(next, Level::Written).await?;
         self.sync_now().await?;
         self.log.close().await?;
+        self.cache.clear();
         if let Some(l) = &self.labelled {
             self.config.metrics.forget(l);
         }
@@ -672,7 +695,7 @@ mod tests {
         let mut offset = 0;
         while offset < p.high_watermark() {
             let r = p.read(offset, 1).await.unwrap();
-            let b = batch::split_batches(&r.records).unwrap();
+            let b = batch::split_batches(&r.records.to_bytes()).unwrap();
             assert_eq!(
                 b.len(),
                 1,
@@ -738,6 +761,50 @@ mod tests {
             p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             assert_eq!(p.high_watermark(), hw + 2);
             p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn caught_up_reads_come_from_the_batch_cache_and_match_the_disk() {
+        on_fresh_dir(|path| async move {
+            let budget = CacheBudget::new(40_000, ShardMetrics::detached());
+            let cfg = PartitionConfig {
+                cache: budget.clone(),
+                ..Default::default()
+            };
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            let mut sent = Vec::new();
+            for i in 0..40 {
+                // ~3 KB each: 120 KB in all, three times the cache
+                let b = make_batch(i, 3, 1000);
+                let a = p.append(&b).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+                // A consumer that keeps up reads each batch once acknowledged.
+                let before = p.io_counts().disk_reads;
+                let r = p.read(a.base_offset, 1 << 20).await.unwrap();
+                assert_eq!(p.io_counts().disk_reads, before, "batch {i} read the disk");
+                assert_eq!(&r.records.to_bytes()[..], &as_stored(&b, a.base_offset)[..]);
+                sent.push((b, a.base_offset));
+            }
+            assert!(budget.used() <= 40_000, "{}", budget.used());
+            // The oldest were evicted: the disk serves them, the same bytes.
+            let before = p.io_counts().disk_reads;
+            let got = read_all(&p).await;
+            assert!(p.io_counts().disk_reads > before);
+            assert_eq!(got.len(), sent.len());
+            for (g, (s, base)) in got.iter().zip(&sent) {
+                assert_eq!(&g[..], &as_stored(s, *base)[..]);
+            }
+            // Not yet visible (not synced): not served, from memory or not.
+            let a = p.append(&make_batch(99, 1, 10)).unwrap();
+            assert!(p
+                .read(a.base_offset, 1 << 20)
+                .await
+                .unwrap()
+                .records
+                .is_empty());
+            p.close().await.unwrap();
+            assert_eq!(budget.used(), 0, "a closed partition holds no cache");
         });
     }
 
@@ -1080,7 +1147,7 @@ mod tests {
         let mut out = Vec::new();
         while offset < p.high_watermark() {
             let r = p.read(offset, 1 << 20).await.unwrap();
-            for b in batch::split_batches(&r.records).unwrap() {
+            for b in batch::split_batches(&r.records.to_bytes()).unwrap() {
                 offset = batch::validate(&b).unwrap().last_offset() + 1;
                 out.push(b);
             }

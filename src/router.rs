@@ -620,7 +620,7 @@ impl Router {
                 error: Some(e.clone()),
                 high_watermark: -1,
                 log_start_offset: -1,
-                records: bytes::Bytes::new(),
+                records: Default::default(),
             });
             trim_to_max_bytes(&mut joined, max_bytes);
             ResponseFrame {
@@ -1088,7 +1088,7 @@ fn trim_to_max_bytes(joined: &mut [(String, Vec<FetchPartitionResult>)], max_byt
     for p in joined.iter_mut().flat_map(|(_, ps)| ps.iter_mut()) {
         let n = p.records.len();
         if n > 0 && total > 0 && total + n > max_bytes as usize {
-            p.records = bytes::Bytes::new();
+            p.records = Default::default();
         } else {
             total += n;
         }

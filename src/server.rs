@@ -52,6 +52,8 @@ pub struct BrokerConfig {
     /// Memory per shard for tail buffers (half) and bytes appended but not
     /// yet written (the other half); producers wait while it is used up.
     pub memory_budget: u64,
+    /// Bytes per shard of recent batches kept for fetches (0: none).
+    pub batch_cache_bytes: u64,
     /// Number of shards (executors, one per CPU by default).
     pub shards: u16,
     /// Shard i also listens on this port + i (None: no per-shard ports).
@@ -115,6 +117,7 @@ impl BrokerConfig {
             io_memory_bytes: 4 << 20,
             max_batch_bytes: 16 << 20,
             memory_budget: 512 << 20,
+            batch_cache_bytes: 256 << 20,
             shards: 1,
             shard_port_base: None,
             max_connections: 10_000,
@@ -445,6 +448,10 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
                 config.metrics.shard(id),
             ),
             metrics: config.metrics.shard(id),
+            cache: crate::cache::CacheBudget::new(
+                config.batch_cache_bytes as usize,
+                config.metrics.shard(id),
+            ),
         },
         memory_budget: config.memory_budget,
         retention_check: config.retention_check,

@@ -743,7 +743,7 @@ impl Shard {
                     error: None,
                     high_watermark: -1,
                     log_start_offset: -1,
-                    records: bytes::Bytes::new(),
+                    records: Default::default(),
                 };
                 match self.partition(&t.name, p.partition) {
                     Err(e) => r.error = Some(e),

@@ -154,7 +154,7 @@ fn read_all(c: &mut Client, topic: &str, partition: u32) -> (Vec<Bytes>, i64) {
         let r = &r[0];
         assert_eq!(r.error, None, "fetch {topic}/{partition} at {next}");
         assert_eq!(r.log_start_offset, 0, "{topic}/{partition} starts at 0");
-        let batches = batch::split_batches(&r.records)
+        let batches = batch::split_batches(&r.records.to_bytes())
             .unwrap_or_else(|e| panic!("{topic}/{partition} at {next}: bad batch: {e}"));
         if batches.is_empty() {
             assert_eq!(

@@ -325,7 +325,7 @@ fn read_all(c: &mut Client) -> (Vec<Bytes>, i64) {
         assert_eq!(r.len(), 1, "one answer for one partition");
         let r = &r[0];
         assert_eq!(r.error, None, "fetch at {next}");
-        let batches = batch::split_batches(&r.records)
+        let batches = batch::split_batches(&r.records.to_bytes())
             .unwrap_or_else(|e| panic!("fetch at {next}: bad batch: {e}"));
         if batches.is_empty() {
             assert_eq!(

@@ -475,11 +475,11 @@ impl Cluster {
             if r.records.is_empty() {
                 return (codecs, msgs);
             }
-            for h in shardlog::batch::validate_all(&r.records).unwrap() {
+            for h in shardlog::batch::validate_all(&r.records.to_bytes()).unwrap() {
                 codecs.push(h.compression());
                 offset = h.last_offset() + 1;
             }
-            let mut buf: Bytes = r.records.clone();
+            let mut buf: Bytes = r.records.to_bytes();
             for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
                 for rec in set.records {
                     msgs.push(Msg {

@@ -45,7 +45,7 @@ fn read_partition(addr: &str, topic: &str, partition: u32) -> Vec<(i64, Vec<u8>)
             .pop()
             .unwrap();
         assert!(r.error.is_none(), "{:?}", r.error);
-        for b in split_batches(&r.records).unwrap() {
+        for b in split_batches(&r.records.to_bytes()).unwrap() {
             for rec in Records::new(b).unwrap() {
                 let rec = rec.unwrap();
                 if rec.offset >= next {

@@ -41,7 +41,7 @@ fn read_partition(c: &mut Client, topic: &str, p: u32) -> Vec<String> {
             )
             .unwrap();
         assert_eq!(r[0].error, None, "partition {p}");
-        for b in batch::split_batches(&r[0].records).unwrap() {
+        for b in batch::split_batches(&r[0].records.to_bytes()).unwrap() {
             for rec in Records::new(b).unwrap() {
                 let rec = rec.unwrap();
                 if rec.offset >= offset {
@@ -371,7 +371,7 @@ fn a_shard_aware_client_and_a_plain_one_read_the_same_data() {
                 0,
             )
             .unwrap();
-        let got: Vec<String> = batch::split_batches(&r.records)
+        let got: Vec<String> = batch::split_batches(&r.records.to_bytes())
             .unwrap()
             .into_iter()
             .flat_map(|b| {

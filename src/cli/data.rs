@@ -278,7 +278,7 @@ pub(super) fn consume(a: ConsumeArgs) -> Result<()> {
                 .iter()
                 .position(|&p| p == r.partition)
                 .ok_or_else(|| anyhow!("answer for unasked partition"))?;
-            for b in batch::split_batches(&r.records)
+            for b in batch::split_batches(&r.records.to_bytes())
                 .with_context(|| format!("partition {}", r.partition))?
             {
                 // Batches from Kafka clients may be compressed: shown decompressed.

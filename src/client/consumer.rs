@@ -792,7 +792,7 @@ impl GroupConsumer {
                         return Err(ClientError::Broker(e).into());
                     }
                     let mut pos = state.fetch_pos;
-                    for b in split_batches(&r.records).map_err(|e| {
+                    for b in split_batches(&r.records.to_bytes()).map_err(|e| {
                         ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                     })? {
                         // Batches from Kafka clients may be compressed.

@@ -218,7 +218,7 @@ pub(super) fn fetch_response(topics: Vec<protocol::FetchTopicResult>) -> FetchRe
                     pd.aborted_transactions = Some(vec![]);
                     // Whole batches as stored (the crate copies them
                     // once into the response buffer).
-                    pd.records = Some(p.records);
+                    pd.records = Some(p.records.to_bytes());
                     pd
                 })
                 .collect();

@@ -367,7 +367,7 @@ mod tests {
                     error: None,
                     high_watermark: 3,
                     log_start_offset: 0,
-                    records: Bytes::from_static(b"stored"),
+                    records: Bytes::from_static(b"stored").into(),
                 }],
             }])),
             Ok(Response::ListOffsets(vec![ListOffsetsTopicResult {

@@ -8,6 +8,7 @@
 use super::fb::{err_code, err_of, name_of, opt_str, topic_tables, DecodeError, ReqBody, RespBody};
 use super::generated as fb;
 use super::*;
+use crate::chain::Chain;
 use bytes::Bytes;
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
@@ -303,7 +304,7 @@ pub(super) fn encode_response(
                 |fbb, p| {
                     // The stored bytes go into the frame as they are: one
                     // memcpy into the builder, no re-encoding.
-                    let r = records(fbb, &p.records);
+                    let r = records(fbb, &p.records.to_bytes());
                     let msg = opt_str(fbb, &p.error);
                     fb::FetchPartitionResult::create(
                         fbb,
@@ -424,9 +425,9 @@ pub(super) fn decode_response(
                                 high_watermark: p.high_watermark(),
                                 log_start_offset: p.log_start_offset(),
                                 records: if data.is_empty() {
-                                    Bytes::new()
+                                    Chain::new()
                                 } else {
-                                    frame.slice_ref(data)
+                                    Chain::from(frame.slice_ref(data))
                                 },
                             }
                         })

@@ -341,8 +341,9 @@ pub struct FetchPartitionResult {
     pub error: Option<WireError>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
-    /// Whole batches, exactly as stored.
-    pub records: Bytes,
+    /// Whole batches, exactly as stored, in fragments (a broker's answer
+    /// holds slices of its batch cache; a decoded one is one slice).
+    pub records: crate::chain::Chain,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

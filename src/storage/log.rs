@@ -47,6 +47,8 @@ pub struct IoCounts {
     /// Write stages run (each writes everything appended before it started).
     pub write_stages: u64,
     pub fdatasyncs: u64,
+    /// Reads served from the segment files (the batch cache serves the rest).
+    pub disk_reads: u64,
 }
 
 /// What retention removed.
@@ -489,6 +491,9 @@ impl Log {
         // From an index entry to the batch holding `offset` is under one
         // index interval plus that batch: read that much beyond max_bytes.
         let chunk = max_bytes.saturating_add(2 * INDEX_INTERVAL_BYTES as usize);
+        let mut io = self.io.get();
+        io.disk_reads += 1;
+        self.io.set(io);
         // Segments may roll or be deleted across the awaits below: pick
         // them by base offset each time.
         let mut after: Option<i64> = None;

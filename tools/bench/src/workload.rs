@@ -480,7 +480,7 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
             let got_ns = sh.nanos(got);
             let measured = got_ns >= warmup_ns;
             let (mut n, mut bytes) = (0u64, 0u64);
-            for b in split_batches(&r.records).with_context(ctx)? {
+            for b in split_batches(&r.records.to_bytes()).with_context(ctx)? {
                 let records = Records::new(b).with_context(ctx)?;
                 let last = records.header().last_offset();
                 if last < next[i] {
