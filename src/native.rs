@@ -14,8 +14,9 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
-use crate::protocol::codec::{decode_request, encode_response, BadRequest};
+use crate::protocol::codec::{decode_request, encode_response, encode_response_for, BadRequest};
 use crate::protocol::frame::{self, FrameError};
 use crate::protocol::{ErrorCode, ResponseFrame, WireError};
 use crate::router::{Router, Scope};
@@ -36,10 +37,10 @@ pub fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> Res
 
 impl NativeDoor {
     /// An error answer that needs no work, counted like any other.
-    fn error_answer(&self, correlation_id: u32, code: ErrorCode, message: String) -> Bytes {
+    fn error_answer(&self, correlation_id: u32, code: ErrorCode, message: String) -> Chain {
         let r = error_frame(correlation_id, code, message);
         self.router.shard().metrics().count_errors(&r);
-        Bytes::from(encode_response(&r))
+        Chain::from(encode_response(&r))
     }
 }
 
@@ -71,9 +72,11 @@ impl Door for NativeDoor {
     async fn start(&self, frame: Bytes) -> Step {
         match decode_request(&frame) {
             Ok(req) => {
+                // The answer's layout is the request's version's.
+                let version = req.version;
                 let answer = self.router.begin(req, Scope::Broker).await;
                 Step::Answer(Answer::Later(rt::spawn(async move {
-                    Some(Bytes::from(encode_response(&answer.await)))
+                    Some(encode_response_for(&answer.await, version))
                 })))
             }
             Err(BadRequest {

@@ -16,6 +16,7 @@ mod close;
 mod read;
 
 use std::future::Future;
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -24,15 +25,18 @@ use futures_lite::AsyncWriteExt;
 pub use close::{log_close, CloseReason, Listener};
 pub use read::{Activity, FrameReader, ReadBudget, StopSignal, Timeouts};
 
+use crate::chain::Chain;
 use crate::rt;
 
-/// A request's answer, in the connection's order.
+/// A request's answer, in the connection's order: a response frame in
+/// fragments (a fetch's batches are the log's own `Bytes`), written with
+/// vectored sends, never joined.
 pub enum Answer {
     /// Bytes to write as soon as every earlier answer is out; `None`: the
     /// request gets no answer (a Kafka produce with acks=0).
-    Ready(Option<Bytes>),
+    Ready(Option<Chain>),
     /// The same, once the task (the request at work) finishes.
-    Later(rt::Task<Option<Bytes>>),
+    Later(rt::Task<Option<Chain>>),
 }
 
 /// What a front door made of one frame.
@@ -41,7 +45,7 @@ pub enum Step {
     /// The client can no longer be understood: the connection ends after
     /// the answers already queued and `last`, if any.
     Close {
-        last: Option<Bytes>,
+        last: Option<Chain>,
         reason: CloseReason,
         detail: String,
     },
@@ -110,6 +114,9 @@ pub async fn serve<D: Door>(
         limits.max_frame_bytes,
         limits.timeouts,
     );
+    // The writer sends vectored on the socket itself; the stream (held by
+    // the halves until the writer ends) keeps the descriptor open.
+    let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = rt::channel::bounded::<Answer>(limits.max_inflight.max(1));
     let activity = Activity::new();
@@ -121,7 +128,7 @@ pub async fn serve<D: Door>(
                 Answer::Later(task) => task.await,
             };
             let written = match bytes {
-                Some(b) => wr.write_all(&b).await,
+                Some(b) => rt::write_all_vectored(&mut wr, fd, b.fragments()).await,
                 None => Ok(()),
             };
             writer_activity.answered();

@@ -30,6 +30,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 
+use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::group::classic::ClassicCall;
 use crate::metrics::Api;
@@ -191,9 +192,9 @@ async fn start(
 
 /// Our own response failed to encode: a bug, not the client's. Logged, and
 /// the request goes unanswered (the client times out and retries).
-fn encoded(api: ApiKey, version: i16, r: Result<Bytes, anyhow::Error>) -> Option<Bytes> {
+fn encoded(api: ApiKey, version: i16, r: Result<impl Into<Chain>, anyhow::Error>) -> Option<Chain> {
     match r {
-        Ok(b) => Some(b),
+        Ok(b) => Some(b.into()),
         Err(e) => {
             tracing::error!("kafka: cannot encode {api:?} v{version} response: {e}");
             None

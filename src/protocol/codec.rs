@@ -8,6 +8,7 @@ pub use super::fb::DecodeError;
 use super::fb::{err_code, err_of, opt_str, RespBody};
 use super::generated as fb;
 use super::{admin, data, groups, *};
+use crate::chain::Chain;
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
 
@@ -100,22 +101,68 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
     })
 }
 
-/// Encodes a response as a whole frame (length prefix included).
+/// Encodes a response as a whole frame (length prefix included), in
+/// version 1's layout (a fetch's records inside the flatbuffer).
 pub fn encode_response(resp: &ResponseFrame) -> Vec<u8> {
-    let mut fbb = FlatBufferBuilder::with_capacity(match &resp.result {
+    let (fbb, _) = encode_envelope(resp, false);
+    framed(&fbb)
+}
+
+/// Encodes a response as a whole frame in fragments, in the layout of the
+/// request's `version`. From version 2 a fetch's records follow the
+/// flatbuffer as the log's own `Bytes`: the frame is the prefix and the
+/// flatbuffer in one small buffer, then the records, never copied.
+pub fn encode_response_for(resp: &ResponseFrame, version: u16) -> Chain {
+    let topics = match &resp.result {
+        Ok(Response::Fetch(topics)) if version >= 2 => topics,
+        _ => return Chain::from(encode_response(resp)),
+    };
+    let (fbb, trailer) = encode_envelope(resp, true);
+    let data = fbb.finished_data();
+    let mut head = Vec::with_capacity(frame::LEN_BYTES + 8 + data.len());
+    head.extend_from_slice(&frame::prefix(8 + data.len() + trailer));
+    head.extend_from_slice(&TRAILER_MARK);
+    head.extend_from_slice(
+        &u32::try_from(data.len())
+            .expect("a small head")
+            .to_le_bytes(),
+    );
+    head.extend_from_slice(data);
+    let mut out =
+        Chain::with_capacity(1 + 2 * topics.iter().map(|t| t.partitions.len()).sum::<usize>());
+    out.push(Bytes::from(head));
+    // In the order the answer lists them (`topic_tables` keeps it).
+    for p in topics.iter().flat_map(|t| &t.partitions) {
+        out.extend(p.records.clone());
+    }
+    debug_assert_eq!(out.len(), frame::LEN_BYTES + 8 + data.len() + trailer);
+    out
+}
+
+/// The envelope of an answer; with `records_after`, a fetch's records are
+/// left out for the trailer, whose length comes back too.
+fn encode_envelope(
+    resp: &ResponseFrame,
+    records_after: bool,
+) -> (FlatBufferBuilder<'static>, usize) {
+    let (capacity, trailer) = match &resp.result {
         Ok(Response::Fetch(t)) => {
-            256 + t
-                .iter()
-                .flat_map(|t| &t.partitions)
-                .map(|p| p.records.len() + 64)
-                .sum::<usize>()
+            let parts = t.iter().flat_map(|t| &t.partitions);
+            let records: usize = parts.clone().map(|p| p.records.len()).sum();
+            let tables = 256 + 64 * parts.count();
+            if records_after {
+                (tables, records)
+            } else {
+                (tables + records, 0)
+            }
         }
-        _ => 256,
-    });
+        _ => (256, 0),
+    };
+    let mut fbb = FlatBufferBuilder::with_capacity(capacity);
     let (kind, body, error) = match &resp.result {
         Err(e) => (fb::Response::NONE, None, Some(e.clone())),
         Ok(r) => {
-            let (k, b) = encode_response_body(&mut fbb, r);
+            let (k, b) = encode_response_body(&mut fbb, r, records_after);
             (k, Some(b), None)
         }
     };
@@ -131,11 +178,15 @@ pub fn encode_response(resp: &ResponseFrame) -> Vec<u8> {
         },
     );
     fbb.finish(env, None);
-    framed(&fbb)
+    (fbb, trailer)
 }
 
-fn encode_response_body<'a>(fbb: &mut FlatBufferBuilder<'a>, r: &Response) -> RespBody {
-    match data::encode_response(fbb, r) {
+fn encode_response_body<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    r: &Response,
+    records_after: bool,
+) -> RespBody {
+    match data::encode_response(fbb, r, records_after) {
         Some(b) => b,
         None => match admin::encode_response(fbb, r) {
             Some(b) => b,
@@ -146,8 +197,35 @@ fn encode_response_body<'a>(fbb: &mut FlatBufferBuilder<'a>, r: &Response) -> Re
     }
 }
 
-/// Decodes one response frame body. Fetched records are slices of `frame`.
+/// Marks a frame body with a trailer: no flatbuffer starts so (its root
+/// offset would point 4 GiB in).
+const TRAILER_MARK: [u8; 4] = [0xff; 4];
+
+/// A body `TRAILER_MARK, u32 LE flatbuffer length, flatbuffer, trailer`
+/// splits into the flatbuffer and the trailer; any other body is all
+/// flatbuffer.
+fn split_trailer(frame: &Bytes) -> Result<(Bytes, Bytes), DecodeError> {
+    if frame.get(..4) != Some(&TRAILER_MARK[..]) {
+        return Ok((frame.clone(), Bytes::new()));
+    }
+    let len = frame
+        .get(4..8)
+        .map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")) as usize)
+        .ok_or_else(|| DecodeError::Invalid("a trailer mark without a length".into()))?;
+    if len > frame.len() - 8 {
+        return Err(DecodeError::Invalid(format!(
+            "a flatbuffer of {len} bytes in a frame of {}",
+            frame.len()
+        )));
+    }
+    Ok((frame.slice(8..8 + len), frame.slice(8 + len..)))
+}
+
+/// Decodes one response frame body, of either version. Fetched records are
+/// slices of `frame`.
 pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
+    let (head, mut trailer) = split_trailer(frame)?;
+    let frame = &head;
     let env = flatbuffers::root_with_opts::<fb::ResponseEnvelope>(&verifier_opts(), frame)
         .map_err(|e| DecodeError::Invalid(e.to_string()))?;
     let correlation_id = env.correlation_id();
@@ -160,7 +238,7 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
     let resp = match env.response_type() {
         fb::Response::NONE => return Err(DecodeError::MissingRequest),
         other => {
-            let decoded = match data::decode_response(&env, frame)? {
+            let decoded = match data::decode_response(&env, frame, &mut trailer)? {
                 Some(r) => Some(r),
                 None => match admin::decode_response(&env)? {
                     Some(r) => Some(r),
@@ -170,6 +248,12 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
             decoded.ok_or(DecodeError::UnknownKind(other.0))?
         }
     };
+    if !trailer.is_empty() {
+        return Err(DecodeError::Invalid(format!(
+            "{} trailer bytes no partition claims",
+            trailer.len()
+        )));
+    }
     Ok(ResponseFrame {
         correlation_id,
         result: Ok(resp),
@@ -193,6 +277,87 @@ mod tests {
     fn round_trip_response(r: ResponseFrame) {
         let b = body(encode_response(&r));
         assert_eq!(decode_response(&b).unwrap(), r);
+        // Version 2 (a fetch's records after the flatbuffer) reads back the
+        // same, whatever the kind.
+        let b = body(encode_response_for(&r, 2).to_bytes().to_vec());
+        assert_eq!(decode_response(&b).unwrap(), r);
+    }
+
+    /// A version 2 fetch answer over `records`, one partition each.
+    fn fetch_answer(records: Vec<Chain>) -> ResponseFrame {
+        ResponseFrame {
+            correlation_id: 9,
+            result: Ok(Response::Fetch(vec![FetchTopicResult {
+                name: "t".into(),
+                partitions: records
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, records)| FetchPartitionResult {
+                        partition: i as u32,
+                        error: None,
+                        high_watermark: 100,
+                        log_start_offset: 0,
+                        records,
+                    })
+                    .collect(),
+            }])),
+        }
+    }
+
+    #[test]
+    fn a_version_2_fetch_answer_sends_the_records_as_they_are_held() {
+        let a = Bytes::from(vec![1u8; 5000]);
+        let (b1, b2) = (Bytes::from(vec![2u8; 16]), Bytes::from(vec![3u8; 700]));
+        let mut two = Chain::from(b1.clone());
+        two.push(b2.clone());
+        let r = fetch_answer(vec![Chain::from(a.clone()), Chain::new(), two]);
+        let out = encode_response_for(&r, 2);
+        // Prefix and flatbuffer in one fragment, then the held fragments
+        // themselves: the same memory, not copies.
+        let f = out.fragments();
+        assert_eq!(f.len(), 4);
+        assert!(f[0].len() < 400, "the head is small: {}", f[0].len());
+        for (sent, held) in f[1..].iter().zip([&a, &b1, &b2]) {
+            assert_eq!(sent.as_ptr(), held.as_ptr());
+        }
+        // The length prefix covers the whole frame.
+        let whole = out.to_bytes();
+        let mut buf = bytes::BytesMut::from(&whole[..]);
+        let frame = frame::next_frame(&mut buf, 1 << 20).unwrap().unwrap();
+        assert!(buf.is_empty());
+        let back = decode_response(&frame).unwrap();
+        assert_eq!(back, r);
+        // The client's records are slices of the frame, not copies.
+        let Ok(Response::Fetch(t)) = &back.result else {
+            panic!()
+        };
+        let got = &t[0].partitions[0].records.fragments()[0];
+        assert!(frame.as_ptr_range().contains(&got.as_ptr()));
+    }
+
+    #[test]
+    fn version_2_trailers_that_lie_are_refused() {
+        let r = fetch_answer(vec![
+            Chain::from(vec![7u8; 100]),
+            Chain::from(vec![8u8; 50]),
+        ]);
+        let good = body(encode_response_for(&r, 2).to_bytes().to_vec()).to_vec();
+        assert!(decode_response(&Bytes::from(good.clone())).is_ok());
+        // A frame cut short: the flatbuffer no longer fits before the trailer.
+        let short = Bytes::from(good[..good.len() - 51].to_vec());
+        assert!(decode_response(&short).is_err());
+        // Bytes after the trailer that nothing claims.
+        let mut long = good.clone();
+        long.extend_from_slice(&[0; 3]);
+        let e = decode_response(&Bytes::from(long)).unwrap_err();
+        assert!(e.to_string().contains("trailer"), "{e}");
+        // The flatbuffer's length lies: past the frame, or into the trailer.
+        for len in [u32::MAX, good.len() as u32 - 8, good.len() as u32 - 60] {
+            let mut lie = good.clone();
+            lie[4..8].copy_from_slice(&len.to_le_bytes());
+            assert!(decode_response(&Bytes::from(lie)).is_err(), "{len}");
+        }
+        assert!(decode_response(&Bytes::from_static(&[0xff; 6])).is_err());
     }
 
     #[test]
@@ -452,6 +617,27 @@ mod tests {
                 }
             }
             let _ = decode_response(&Bytes::from(b));
+        }
+
+        /// Version 2 fetch answers with bytes changed: every lie about the
+        /// trailer is an error, never a panic or a read out of the frame.
+        #[test]
+        fn fuzz_decoders_never_panic_on_mutated_v2_fetch_answers(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let r = fetch_answer(vec![Chain::from(vec![7u8; 100]), Chain::new(), Chain::from(vec![8u8; 50])]);
+            let mut b = body(encode_response_for(&r, 2).to_bytes().to_vec()).to_vec();
+            for (at, val) in edits {
+                let i = at % b.len();
+                b[i] = val;
+            }
+            let frame = Bytes::from(b);
+            let (decoded, peak) = crate::alloc_count::peak_bytes(|| decode_response(&frame));
+            prop_assert!(peak <= crate::alloc_count::decode_bound(frame.len()), "{} bytes: {}", frame.len(), peak);
+            if let Ok(ResponseFrame { result: Ok(Response::Fetch(t)), .. }) = decoded {
+                let n: usize = t.iter().flat_map(|t| &t.partitions).map(|p| p.records.len()).sum();
+                prop_assert!(n <= frame.len());
+            }
         }
 
         #[test]

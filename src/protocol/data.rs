@@ -1,7 +1,10 @@
 //! The data-path messages <-> flatbuffers: Produce, Fetch and ListOffsets.
 //!
 //! Record batches pass as they are: produce and fetch records decode as
-//! `Bytes::slice_ref` of the frame (no copy) and encode as one byte vector.
+//! `Bytes::slice_ref` of the frame (no copy). Produce records encode as one
+//! byte vector; a version 2 fetch answer leaves its records out of the
+//! flatbuffer (`records_bytes` says how long each is) and they follow it
+//! in the frame, as the broker holds them (see `codec::encode_response_for`).
 //!
 //! Must never: panic on a verified buffer whose optional fields are absent.
 
@@ -257,9 +260,12 @@ pub(super) fn decode_request(
 }
 
 /// Encodes a response body of this family; `None` for other kinds.
+/// With `records_after`, a fetch answer's records are left for the frame's
+/// trailer.
 pub(super) fn encode_response(
     fbb: &mut FlatBufferBuilder<'_>,
     resp: &Response,
+    records_after: bool,
 ) -> Option<RespBody> {
     Some(match resp {
         Response::Produce(topics) => {
@@ -302,9 +308,9 @@ pub(super) fn encode_response(
                 topics,
                 |t| (&t.name, &t.partitions),
                 |fbb, p| {
-                    // The stored bytes go into the frame as they are: one
-                    // memcpy into the builder, no re-encoding.
-                    let r = records(fbb, &p.records.to_bytes());
+                    // Version 1: the stored bytes go into the builder as they
+                    // are (a copy, no re-encoding); version 2: after it.
+                    let r = (!records_after).then(|| records(fbb, &p.records.to_bytes()));
                     let msg = opt_str(fbb, &p.error);
                     fb::FetchPartitionResult::create(
                         fbb,
@@ -314,7 +320,12 @@ pub(super) fn encode_response(
                             error_message: msg,
                             high_watermark: p.high_watermark,
                             log_start_offset: p.log_start_offset,
-                            records: Some(r),
+                            records: r,
+                            records_bytes: if records_after {
+                                u32::try_from(p.records.len()).expect("records under 4 GiB")
+                            } else {
+                                0
+                            },
                         },
                     )
                 },
@@ -376,9 +387,12 @@ pub(super) fn encode_response(
 }
 
 /// Decodes a response of this family; `Ok(None)` for other kinds.
+/// A version 2 fetch answer's records come off the front of `trailer` (the
+/// bytes after the flatbuffer; `frame` is the flatbuffer).
 pub(super) fn decode_response(
     env: &fb::ResponseEnvelope<'_>,
     frame: &Bytes,
+    trailer: &mut Bytes,
 ) -> Result<Option<Response>, DecodeError> {
     let missing = DecodeError::MissingRequest;
     Ok(Some(match env.response_type() {
@@ -407,31 +421,41 @@ pub(super) fn decode_response(
             let f = env.response_as_fetch_response().ok_or(missing)?;
             let mut ts = Vec::new();
             for t in f.topics().iter().flatten() {
+                let mut partitions = Vec::new();
+                for p in t.partitions().iter().flatten() {
+                    let inside = p
+                        .records()
+                        .and_then(|r| r.data())
+                        .map(|d| d.bytes())
+                        .unwrap_or(&[]);
+                    let after = p.records_bytes() as usize;
+                    let records = match (inside.is_empty(), after) {
+                        (true, 0) => Chain::new(),
+                        (false, 0) => Chain::from(frame.slice_ref(inside)),
+                        (true, n) if n <= trailer.len() => Chain::from(trailer.split_to(n)),
+                        (true, n) => {
+                            return Err(DecodeError::Invalid(format!(
+                                "a partition's {n} record bytes overrun the {} left in the frame",
+                                trailer.len()
+                            )))
+                        }
+                        (false, _) => {
+                            return Err(DecodeError::Invalid(
+                                "a partition has records both inside and after the answer".into(),
+                            ))
+                        }
+                    };
+                    partitions.push(FetchPartitionResult {
+                        partition: p.partition(),
+                        error: err_of(p.error_code(), p.error_message()),
+                        high_watermark: p.high_watermark(),
+                        log_start_offset: p.log_start_offset(),
+                        records,
+                    });
+                }
                 ts.push(FetchTopicResult {
                     name: name_of(t.name())?,
-                    partitions: t
-                        .partitions()
-                        .iter()
-                        .flatten()
-                        .map(|p| {
-                            let data = p
-                                .records()
-                                .and_then(|r| r.data())
-                                .map(|d| d.bytes())
-                                .unwrap_or(&[]);
-                            FetchPartitionResult {
-                                partition: p.partition(),
-                                error: err_of(p.error_code(), p.error_message()),
-                                high_watermark: p.high_watermark(),
-                                log_start_offset: p.log_start_offset(),
-                                records: if data.is_empty() {
-                                    Chain::new()
-                                } else {
-                                    Chain::from(frame.slice_ref(data))
-                                },
-                            }
-                        })
-                        .collect(),
+                    partitions,
                 });
             }
             Response::Fetch(ts)

@@ -18,8 +18,9 @@ mod groups;
 
 use bytes::Bytes;
 
-/// The protocol version this build speaks.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks (and sends). Version 2: a
+/// fetch answer's records follow the flatbuffer (schema/shardlog.fbs).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Wire error codes (0 = success). Mirrors `ErrorCode` in the schema.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -3477,6 +3477,7 @@ impl<'a> FetchPartitionResult<'a> {
   pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 10;
   pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 12;
   pub const VT_RECORDS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_RECORDS_BYTES: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3490,6 +3491,7 @@ impl<'a> FetchPartitionResult<'a> {
     let mut builder = FetchPartitionResultBuilder::new(_fbb);
     builder.add_log_start_offset(args.log_start_offset);
     builder.add_high_watermark(args.high_watermark);
+    builder.add_records_bytes(args.records_bytes);
     if let Some(x) = args.records { builder.add_records(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
     builder.add_partition(args.partition);
@@ -3533,12 +3535,21 @@ impl<'a> FetchPartitionResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(FetchPartitionResult::VT_LOG_START_OFFSET, Some(-1)).unwrap()}
   }
+  /// Version 1: the records.
   #[inline]
   pub fn records(&self) -> Option<RecordBatches<'a>> {
     // Safety:
     // Created from valid Table for this object
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<RecordBatches>>(FetchPartitionResult::VT_RECORDS, None)}
+  }
+  /// Version 2: the length of this partition's records in the frame's trailer.
+  #[inline]
+  pub fn records_bytes(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(FetchPartitionResult::VT_RECORDS_BYTES, Some(0)).unwrap()}
   }
 }
 
@@ -3554,6 +3565,7 @@ impl ::flatbuffers::Verifiable for FetchPartitionResult<'_> {
      .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
      .visit_field::<i64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<RecordBatches>>("records", Self::VT_RECORDS, false)?
+     .visit_field::<u32>("records_bytes", Self::VT_RECORDS_BYTES, false)?
      .finish();
     Ok(())
   }
@@ -3565,6 +3577,7 @@ pub struct FetchPartitionResultArgs<'a> {
     pub high_watermark: i64,
     pub log_start_offset: i64,
     pub records: Option<::flatbuffers::WIPOffset<RecordBatches<'a>>>,
+    pub records_bytes: u32,
 }
 impl<'a> Default for FetchPartitionResultArgs<'a> {
   #[inline]
@@ -3576,6 +3589,7 @@ impl<'a> Default for FetchPartitionResultArgs<'a> {
       high_watermark: -1,
       log_start_offset: -1,
       records: None,
+      records_bytes: 0,
     }
   }
 }
@@ -3610,6 +3624,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FetchPartitionResultBuilder<'
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<RecordBatches>>(FetchPartitionResult::VT_RECORDS, records);
   }
   #[inline]
+  pub fn add_records_bytes(&mut self, records_bytes: u32) {
+    self.fbb_.push_slot::<u32>(FetchPartitionResult::VT_RECORDS_BYTES, records_bytes, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FetchPartitionResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FetchPartitionResultBuilder {
@@ -3633,6 +3651,7 @@ impl ::core::fmt::Debug for FetchPartitionResult<'_> {
       ds.field("high_watermark", &self.high_watermark());
       ds.field("log_start_offset", &self.log_start_offset());
       ds.field("records", &self.records());
+      ds.field("records_bytes", &self.records_bytes());
       ds.finish()
   }
 }
