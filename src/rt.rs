@@ -523,6 +523,31 @@ pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     Ok(unsafe { TcpListener::from_raw_fd(fd) })
 }
 
+/// Takes what the socket `fd` already holds, up to `buf.len()` bytes,
+/// without waiting: `Ok(Some(n))` with the first `n` bytes of `buf` now
+/// initialized (0: the peer closed), `Ok(None)` when nothing is there yet
+/// (the caller then waits through the runtime). `buf` may be uninitialized
+/// memory (a buffer's spare capacity): the kernel writes it through a raw
+/// pointer, so nothing has to be zeroed first.
+pub fn recv_now(
+    fd: std::os::fd::RawFd,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+) -> io::Result<Option<usize>> {
+    loop {
+        // SAFETY: recv writes at most buf.len() bytes into buf's memory.
+        let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), libc::MSG_DONTWAIT) };
+        if n >= 0 {
+            return Ok(Some(n as usize));
+        }
+        let e = io::Error::last_os_error();
+        match e.kind() {
+            io::ErrorKind::Interrupted => continue,
+            io::ErrorKind::WouldBlock => return Ok(None),
+            _ => return Err(e),
+        }
+    }
+}
+
 /// Fragments one `sendmsg` takes at most (Linux's IOV_MAX is 1024).
 const MAX_IOVECS: usize = 1024;
 

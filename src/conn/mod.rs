@@ -166,7 +166,7 @@ pub async fn serve<D: Door>(
             }
         }
         reader.settle();
-        if let Err(reason) = reader.fill(&mut rd, stop, &activity).await {
+        if let Err(reason) = reader.fill(&mut rd, Some(fd), stop, &activity).await {
             // EOF, stop, a timeout or a failed read: requests already
             // started still get their answers.
             break (reason, close_detail(reason, &reader.timeouts()));

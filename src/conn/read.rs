@@ -31,13 +31,16 @@ pub const FREE_READ_BYTES: usize = 16 * 1024;
 /// Smallest read: several small pipelined requests fit in one read.
 const MIN_READ_BYTES: usize = 16 * 1024;
 
-/// Largest single read (zero-filling the room costs a pass over it).
+/// Largest single read.
 const MAX_READ_BYTES: usize = 1 << 20;
 
 /// Each read may at most quadruple what a frame's buffer holds: it grows
 /// with the bytes that arrived, not with the length prefix, and the copies
 /// when it grows cost at most a third of a pass over the frame.
 const GROWTH_FACTOR: usize = 4;
+
+/// Most a read that had to wait takes (its window is zeroed first).
+const WAIT_READ_BYTES: usize = 64 * 1024;
 
 /// The shard's budget for bytes of requests being read (Kafka's
 /// `queued.max.request.bytes`, per shard here). A connection draws on it
@@ -318,6 +321,7 @@ impl FrameReader {
     pub async fn fill<R: futures_lite::AsyncRead + Unpin>(
         &mut self,
         rd: &mut R,
+        fd: Option<std::os::fd::RawFd>,
         stop: &Rc<rt::Event>,
         activity: &Activity,
     ) -> Result<usize, CloseReason> {
@@ -359,6 +363,31 @@ impl FrameReader {
             grown.extend_from_slice(&self.buf);
             self.buf = grown;
         }
+        // Bytes already waiting go straight into the spare capacity: no
+        // zeroing of the buffer first (it cost more than the copy out of
+        // the socket), no trip through the ring.
+        if let Some(fd) = fd {
+            match rt::recv_now(fd, &mut self.buf.spare_capacity_mut()[..room]) {
+                Ok(Some(0)) => return Err(CloseReason::ClientClosed),
+                Ok(Some(n)) => {
+                    // SAFETY: recv initialized the n bytes after len.
+                    unsafe { self.buf.set_len(len + n) };
+                    return Ok(n);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!("read failed: {e}");
+                    return Err(CloseReason::IoError);
+                }
+            }
+        }
+        // Nothing there: wait through the runtime, into a zeroed window
+        // that stays small (zeroing is per wait here, not per byte).
+        let room = if fd.is_some() {
+            room.min(WAIT_READ_BYTES)
+        } else {
+            room
+        };
         self.buf.resize(len + room, 0);
         let r = self.read_within_deadline(rd, stop, activity, len).await;
         let n = *r.as_ref().unwrap_or(&0);
