@@ -10,6 +10,7 @@
 //! the `kafka-protocol` crate. Record batches pass through as `Bytes`
 //! slices of the request frame (produce) and as stored (fetch).
 
+use crate::chain::Chain;
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
@@ -271,17 +272,24 @@ pub fn encode_response(
     describe_configs: &[ConfigResource],
     nodes: &[NodeInfo],
     defaults: &TopicDefaults,
-) -> Result<Bytes, anyhow::Error> {
+) -> Result<Chain, anyhow::Error> {
     if super::groups::is_group_api(api) {
-        return super::groups::encode(api, version, correlation_id, result, shape);
+        return super::groups::encode(api, version, correlation_id, result, shape).map(Chain::from);
     }
+    let result = match (api, result) {
+        // The records go out as the log holds them, between the fields.
+        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => {
+            return data::fetch_frame(version, correlation_id, topics)
+        }
+        (_, r) => r,
+    };
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     let local = || {
         refused
             .iter()
             .map(|(n, code, msg)| (n.clone(), *code, Some(msg.clone())))
     };
-    match (api, result) {
+    let framed = match (api, result) {
         (ApiKey::CreateTopics, Ok(Response::CreateTopics(results))) => {
             let all = results
                 .into_iter()
@@ -306,7 +314,6 @@ pub fn encode_response(
             frame(&metadata::metadata_response(Ok(m.topics), shape, nodes))
         }
         (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
-        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => frame(&data::fetch_response(topics)),
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
             frame(&data::list_offsets_response(topics))
         }
@@ -318,7 +325,8 @@ pub fn encode_response(
             refuse_response(api, version, correlation_id, shape, kafka_code(Some(&e)))
         }
         (_, Err(e)) => refuse_response(api, version, correlation_id, shape, kafka_code(Some(&e))),
-    }
+    };
+    framed.map(Chain::from)
 }
 
 fn api_of(r: &Response) -> &'static str {

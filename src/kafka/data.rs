@@ -6,20 +6,21 @@
 //!
 //! Must never: decode or re-encode a record batch, or do I/O.
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
     ProduceResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::wire::{name_of, non_negative, partition_u32, topic_name, Shape, Work};
+use super::wire::{encode_frame, name_of, non_negative, partition_u32, topic_name, Shape, Work};
+use crate::chain::Chain;
 use crate::errors::kafka_code;
 use crate::protocol::{self, Acks, ListOffsetsPartition, ListOffsetsTopic, Request, RequestFrame};
 
@@ -216,8 +217,9 @@ pub(super) fn fetch_response(topics: Vec<protocol::FetchTopicResult>) -> FetchRe
                     pd.last_stable_offset = p.high_watermark;
                     pd.log_start_offset = p.log_start_offset;
                     pd.aborted_transactions = Some(vec![]);
-                    // Whole batches as stored (the crate copies them
-                    // once into the response buffer).
+                    // Whole batches as stored (the crate copies them into
+                    // the response buffer: versions `fetch_frame` does not
+                    // assemble itself, and its tests).
                     pd.records = Some(p.records.to_bytes());
                     pd
                 })
@@ -226,6 +228,83 @@ pub(super) fn fetch_response(topics: Vec<protocol::FetchTopicResult>) -> FetchRe
         })
         .collect();
     r
+}
+
+/// Fetch versions whose answer `fetch_frame` assembles around the records:
+/// fixed-width fields, classic arrays and strings, no tagged fields, and
+/// each partition's records its last field.
+const ASSEMBLED_FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=11;
+
+/// The Fetch answer as a whole frame in fragments: every field encoded
+/// here, between them each partition's records as the log holds them (the
+/// crate's encoder would copy them into one buffer), so they go to the
+/// socket as stored. Byte for byte what `fetch_response` encodes (tested
+/// for every version); versions outside `ASSEMBLED_FETCH_VERSIONS` go
+/// through the crate.
+pub(super) fn fetch_frame(
+    version: i16,
+    correlation_id: i32,
+    topics: Vec<protocol::FetchTopicResult>,
+) -> anyhow::Result<Chain> {
+    if !ASSEMBLED_FETCH_VERSIONS.contains(&version) {
+        let r = fetch_response(topics);
+        return Ok(encode_frame(ApiKey::Fetch, version, correlation_id, &r)?.into());
+    }
+    debug_assert_eq!(ApiKey::Fetch.response_header_version(version), 0);
+    let records: usize = topics
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .map(|p| p.records.len())
+        .sum();
+    let mut fields = BytesMut::with_capacity(64 + 64 * topics.len());
+    let mut body = Chain::with_capacity(2 + 2 * topics.len());
+    fields.put_i32(0); // the frame's size, set below
+    fields.put_i32(correlation_id);
+    fields.put_i32(0); // throttle_time_ms
+    if version >= 7 {
+        fields.put_i16(0); // error_code
+        fields.put_i32(0); // session_id: no fetch sessions
+    }
+    fields.put_i32(i32::try_from(topics.len())?);
+    for t in &topics {
+        fields.put_i16(i16::try_from(t.name.len())?);
+        fields.put_slice(t.name.as_bytes());
+        fields.put_i32(i32::try_from(t.partitions.len())?);
+        for p in &t.partitions {
+            fields.put_i32(p.partition as i32);
+            fields.put_i16(kafka_code(p.error.as_ref()));
+            fields.put_i64(p.high_watermark);
+            // No transactions: everything below the high watermark is stable.
+            fields.put_i64(p.high_watermark);
+            if version >= 5 {
+                fields.put_i64(p.log_start_offset);
+            }
+            fields.put_i32(0); // aborted_transactions: none
+            if version >= 11 {
+                fields.put_i32(-1); // preferred_read_replica: none
+            }
+            fields.put_i32(i32::try_from(p.records.len())?);
+            if !p.records.is_empty() {
+                body.push(fields.split().freeze());
+                body.extend(p.records.clone());
+            }
+        }
+    }
+    body.push(fields.freeze());
+    // The size goes first; patch it into the first fragment's copy.
+    let size = i32::try_from(body.len() - 4)?;
+    let mut out = Chain::with_capacity(body.fragments().len());
+    for (i, f) in body.fragments().iter().enumerate() {
+        if i == 0 {
+            let mut first = BytesMut::from(&f[..]);
+            first[..4].copy_from_slice(&size.to_be_bytes());
+            out.push(first.freeze());
+        } else {
+            out.push(f.clone());
+        }
+    }
+    debug_assert!(out.len() >= records);
+    Ok(out)
 }
 
 /// The ListOffsets answer, from the native one.
@@ -254,4 +333,78 @@ pub(super) fn list_offsets_response(
         })
         .collect();
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{ErrorCode, FetchPartitionResult, FetchTopicResult, WireError};
+
+    fn answer() -> (Vec<FetchTopicResult>, Vec<Bytes>) {
+        let held = vec![
+            Bytes::from(vec![1u8; 300]),
+            Bytes::from(vec![2u8; 16]),
+            Bytes::from(vec![3u8; 5000]),
+        ];
+        let mut two = Chain::from(held[1].clone());
+        two.push(held[2].clone());
+        let part = |partition, records: Chain, error: Option<WireError>| FetchPartitionResult {
+            partition,
+            error,
+            high_watermark: 77,
+            log_start_offset: 3,
+            records,
+        };
+        let topics = vec![
+            FetchTopicResult {
+                name: "first".into(),
+                partitions: vec![
+                    part(0, Chain::from(held[0].clone()), None),
+                    part(1, Chain::new(), None),
+                    part(
+                        2,
+                        Chain::new(),
+                        Some(WireError::new(ErrorCode::OffsetOutOfRange, "x")),
+                    ),
+                ],
+            },
+            FetchTopicResult {
+                name: "second-topic".into(),
+                partitions: vec![part(5, two, None)],
+            },
+            FetchTopicResult {
+                name: "empty".into(),
+                partitions: vec![],
+            },
+        ];
+        (topics, held)
+    }
+
+    #[test]
+    fn the_assembled_fetch_answer_is_what_kafkas_encoder_writes_with_the_records_unjoined() {
+        for version in 4..=11 {
+            let (topics, held) = answer();
+            let ours = fetch_frame(version, 42, topics.clone()).unwrap();
+            let theirs = encode_frame(ApiKey::Fetch, version, 42, &fetch_response(topics)).unwrap();
+            assert_eq!(ours.to_bytes(), theirs, "version {version}");
+            // The records are the held Bytes themselves, not copies.
+            for h in &held {
+                assert!(
+                    ours.fragments()
+                        .iter()
+                        .any(|f| f.as_ptr() == h.as_ptr() && f.len() == h.len()),
+                    "version {version}: a held fragment was copied"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn versions_past_the_assembled_ones_still_encode_through_the_crate() {
+        let (topics, _) = answer();
+        let v = *ASSEMBLED_FETCH_VERSIONS.end() + 1;
+        let ours = fetch_frame(v, 1, topics.clone()).unwrap();
+        let theirs = encode_frame(ApiKey::Fetch, v, 1, &fetch_response(topics)).unwrap();
+        assert_eq!(ours.to_bytes(), theirs);
+    }
 }
