@@ -26,6 +26,8 @@ pub const MAX_BATCH_BYTES: usize = 15 << 20;
 pub const MAX_IN_FLIGHT: usize = 1024;
 pub const MAX_SHARDS: u16 = 256;
 pub const DEFAULT_BATCH_MESSAGES: usize = 100;
+/// Closed-loop runs' batch size when none is asked for.
+pub const DEFAULT_BATCH_BYTES: u64 = 256 << 10;
 pub const MAX_LINGER_MS: u64 = 60_000;
 pub const MAX_GROUP_NAME_BYTES: usize = 255;
 /// RecordBatch v2 header.
@@ -72,13 +74,20 @@ pub struct Args {
     /// measure what collecting them costs).
     #[arg(long, default_value = "on", value_name = "on|off", value_parser = ["on", "off"])]
     pub broker_metrics: String,
+    /// Where a separate broker (--broker) serves /metrics (its
+    /// --http-listen), to read the CPU it used: the report gives its
+    /// CPU-seconds per GB. Default: the broker's host, port 9480; off: none.
+    #[arg(long, value_name = "IP:PORT|off")]
+    pub broker_http: Option<String>,
 
-    /// Producer threads (each with its own connections).
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub producers: usize,
-    /// Consumer threads; partitions are dealt out among them.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    pub consumers: usize,
+    /// Producer threads (each with its own connections). Default: one per
+    /// shard of a spawned broker, else one per CPU this process may use.
+    #[arg(long, value_name = "N")]
+    pub producers: Option<usize>,
+    /// Consumer threads; partitions are dealt out among them. Default: as
+    /// producers, at most one per partition.
+    #[arg(long, value_name = "N")]
+    pub consumers: Option<usize>,
     /// Topic to use; created with --partitions if it does not exist.
     #[arg(long, default_value = "bench", value_name = "NAME")]
     pub topic: String,
@@ -271,6 +280,8 @@ pub struct Params {
     pub json: Option<PathBuf>,
     pub html: Option<PathBuf>,
     pub quiet: bool,
+    /// Where the broker's CPU time is read; None: nowhere (`--broker-http off`).
+    pub broker_cpu: Option<crate::brokercpu::Source>,
 }
 
 impl Params {
@@ -290,6 +301,15 @@ pub fn acks_name(a: Acks) -> &'static str {
 
 /// Checks the arguments; the error is one line, ready to print.
 pub fn validate(a: Args) -> Result<Params, String> {
+    let broker_cpu = match (&a.broker, a.spawn_broker, a.broker_http.as_deref()) {
+        (_, _, Some("off")) => None,
+        (_, true, _) => Some(crate::brokercpu::Source::ThisProcess),
+        (_, false, Some(h)) => Some(crate::brokercpu::Source::Metrics(h.to_owned())),
+        (Some(b), false, None) => b
+            .rsplit_once(':')
+            .map(|(host, _)| crate::brokercpu::Source::Metrics(format!("{host}:9480"))),
+        (None, false, None) => None,
+    };
     let target = match (a.broker, a.spawn_broker) {
         (Some(b), false) => {
             if b.rsplit_once(':')
@@ -317,10 +337,19 @@ pub fn validate(a: Args) -> Result<Params, String> {
         }
         (Some(_), true) => return Err("--broker and --spawn-broker exclude each other".into()),
     };
-    if a.producers == 0 && a.consumers == 0 {
+    // What the host can do: a producer and a consumer per shard.
+    let per_shard = match &target {
+        Target::Spawn { shards, .. } => *shards as usize,
+        Target::Broker(_) => default_shards() as usize,
+    };
+    let producers = a.producers.unwrap_or(per_shard);
+    let consumers = a
+        .consumers
+        .unwrap_or_else(|| per_shard.min(a.partitions.max(1) as usize));
+    if producers == 0 && consumers == 0 {
         return Err("nothing to do: --producers and --consumers are both 0".into());
     }
-    if a.producers > MAX_ACTORS || a.consumers > MAX_ACTORS {
+    if producers > MAX_ACTORS || consumers > MAX_ACTORS {
         return Err(format!(
             "--producers and --consumers must be at most {MAX_ACTORS}"
         ));
@@ -340,14 +369,14 @@ pub fn validate(a: Args) -> Result<Params, String> {
                 "--consumer-group must be 1..={MAX_GROUP_NAME_BYTES} bytes"
             ));
         }
-        if a.consumers == 0 {
+        if consumers == 0 {
             return Err("--consumer-group needs --consumers of at least 1".into());
         }
     }
-    if a.consumers as u64 > a.partitions as u64 {
+    if consumers as u64 > a.partitions as u64 {
         return Err(format!(
             "--consumers ({}) must not exceed --partitions ({}): each partition is read by one consumer",
-            a.consumers, a.partitions
+            consumers, a.partitions
         ));
     }
     let message_size = parse_size_range(&a.message_size)?;
@@ -357,7 +386,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
             a.message_size
         ));
     }
-    if a.producers > 0 && a.consumers > 0 && message_size.min < STAMP_BYTES {
+    if producers > 0 && consumers > 0 && message_size.min < STAMP_BYTES {
         return Err(format!(
             "--message-size must be at least {STAMP_BYTES} when producing and consuming: each message carries its send time"
         ));
@@ -365,10 +394,19 @@ pub fn validate(a: Args) -> Result<Params, String> {
     if a.rate == Some(0) {
         return Err("--rate must be more than 0 messages per second".into());
     }
-    if a.rate.is_some() && a.producers == 0 {
+    if a.rate.is_some() && producers == 0 {
         return Err("--rate paces producers: it needs --producers of at least 1".into());
     }
-    let batch_bytes_cap = match a.batch_bytes {
+    // Closed loop with no batch asked for: batches big enough that the
+    // run measures the host, not the per-request cost.
+    let batch_bytes_arg = match (a.batch_bytes, a.batch_size, a.rate) {
+        (None, None, None) => Some(
+            DEFAULT_BATCH_BYTES
+                .max((BATCH_HEADER_BYTES + message_size.max + RECORD_FRAMING_BYTES) as u64),
+        ),
+        (b, _, _) => b,
+    };
+    let batch_bytes_cap = match batch_bytes_arg {
         None => None,
         Some(b) => {
             // One message (with a key and its framing) must always fit.
@@ -430,20 +468,20 @@ pub fn validate(a: Args) -> Result<Params, String> {
         Stop::After(_) => Duration::from_secs(1),
         Stop::Messages(_) | Stop::Bytes(_) => Duration::ZERO,
     });
-    let from = a.from.unwrap_or(if a.producers > 0 {
+    let from = a.from.unwrap_or(if producers > 0 {
         FromArg::Latest
     } else {
         FromArg::Earliest
     });
-    if a.producers > 0 && a.consumers > 0 && from == FromArg::Earliest {
+    if producers > 0 && consumers > 0 && from == FromArg::Earliest {
         return Err(
             "--from earliest with producers would mix older messages into end-to-end latency: use it with --producers 0".into(),
         );
     }
     Ok(Params {
         target,
-        producers: a.producers,
-        consumers: a.consumers,
+        producers,
+        consumers,
         topic: a.topic,
         partitions: a.partitions,
         message_size,
@@ -467,6 +505,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
         json: a.json,
         html: a.html,
         quiet: a.quiet,
+        broker_cpu,
     })
 }
 
@@ -618,9 +657,18 @@ mod tests {
         assert_eq!((p.batch_size, p.batch_bytes), (10, Some(1 << 20)));
         assert_eq!(p.linger, Duration::from_millis(5));
         assert_eq!(p.consumer_group.as_deref(), Some("g1"));
+        // Closed loop by default: 256 KiB batches of as many messages as fit.
         let p = parse(&["--spawn-broker"]).unwrap();
-        assert_eq!((p.batch_size, p.batch_bytes), (100, None));
+        assert_eq!((p.batch_size, p.batch_bytes), (254, Some(256 << 10)));
         assert_eq!(p.pin_cpus, PinMode::Auto);
+        // Open loop keeps 100-message batches (latency, not throughput).
+        let p = parse(&["--spawn-broker", "--rate", "1000"]).unwrap();
+        assert_eq!((p.batch_size, p.batch_bytes), (100, None));
+        // A producer and a consumer per shard, consumers at most one per partition.
+        let p = parse(&["--spawn-broker", "--shards", "3"]).unwrap();
+        assert_eq!((p.producers, p.consumers), (3, 3));
+        let p = parse(&["--spawn-broker", "--shards", "6", "--partitions", "4"]).unwrap();
+        assert_eq!((p.producers, p.consumers), (6, 4));
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod args;
 mod assigned;
+mod brokercpu;
 mod cpus;
 mod html;
 mod machine;
@@ -125,6 +126,9 @@ fn run(p: &Params) -> Result<()> {
         group_consumers = cs.into_iter().map(Some).collect();
     }
 
+    // The broker's CPU from here to the end of the actors.
+    let cpu_before = p.broker_cpu.as_ref().map(|s| s.read());
+    let main_cpu_before = brokercpu::thread_cpu_s();
     let live = Live::new();
     let sh = Shared {
         params: p,
@@ -156,7 +160,10 @@ fn run(p: &Params) -> Result<()> {
     };
     let progress_done = std::sync::atomic::AtomicBool::new(false);
     let (producers, consumers, series) = std::thread::scope(|s| {
-        let progress = s.spawn(|| progress(&sh, &progress_done));
+        let progress = s.spawn(|| {
+            let series = progress(&sh, &progress_done);
+            (series, brokercpu::thread_cpu_s())
+        });
         // Whatever happens below (a panic included), the progress thread
         // must end, or the scope would wait for it forever.
         let _guard = ScopeGuard {
@@ -181,7 +188,7 @@ fn run(p: &Params) -> Result<()> {
                             (Some(g), Some(c)) => assigned::consume(i, sh, c, g, group_next),
                             _ => workload::consume(i, parts, sh),
                         };
-                        abort_on_err(sh, r)
+                        abort_on_err(sh, r.map(with_cpu))
                     })
             })
             .collect();
@@ -192,7 +199,7 @@ fn run(p: &Params) -> Result<()> {
                     .name(format!("producer-{i}"))
                     .spawn_scoped(s, move || {
                         pin(i);
-                        abort_on_err(sh, workload::produce(i, sh))
+                        abort_on_err(sh, workload::produce(i, sh).map(with_cpu))
                     })
             })
             .collect();
@@ -200,12 +207,25 @@ fn run(p: &Params) -> Result<()> {
         live.producers_done.store(true, Ordering::Release);
         let consumers = join_all(consumers);
         progress_done.store(true, Ordering::Relaxed);
-        let series = progress.join().unwrap_or_default();
-        (producers, consumers, series)
+        let (series, progress_cpu) = progress.join().unwrap_or_default();
+        (producers, consumers, (series, progress_cpu))
     });
+    let (series, progress_cpu) = series;
     let elapsed_s = sh.t0.elapsed().as_secs_f64();
     let producers = producers?;
     let consumers = consumers?;
+    let broker_cpu = broker_cpu_used(
+        p.broker_cpu.as_ref(),
+        cpu_before,
+        // This tool's own threads, when the broker shares the process.
+        producers
+            .iter()
+            .chain(&consumers)
+            .map(|a| a.cpu_s)
+            .sum::<f64>()
+            + progress_cpu
+            + (brokercpu::thread_cpu_s() - main_cpu_before),
+    );
 
     let produce = (p.producers > 0).then(|| stats::summarize(&producers, p.warmup));
     let consume = (p.consumers > 0).then(|| stats::summarize(&consumers, p.warmup));
@@ -231,6 +251,7 @@ fn run(p: &Params) -> Result<()> {
         produce: produce.as_ref(),
         consume: consume.as_ref(),
         series: &series,
+        broker_cpu: &broker_cpu,
     };
     // Stop the broker before reporting, so a failure to stop cleanly (data
     // not flushed) fails the run instead of passing silently.
@@ -248,6 +269,32 @@ fn run(p: &Params) -> Result<()> {
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(())
+}
+
+/// The actor's result with its thread's CPU time.
+fn with_cpu(mut a: ActorResult) -> ActorResult {
+    a.cpu_s = brokercpu::thread_cpu_s();
+    a
+}
+
+/// What the broker's CPU did since `before`; `own` is what this tool's
+/// threads used (subtracted when the broker runs in this process).
+fn broker_cpu_used(
+    source: Option<&brokercpu::Source>,
+    before: Option<Result<f64, String>>,
+    own: f64,
+) -> brokercpu::Usage {
+    use brokercpu::{Source, Usage};
+    let (Some(source), Some(before)) = (source, before) else {
+        return Usage::Unknown("not measured (--broker-http off)".into());
+    };
+    match (before, source.read()) {
+        (Ok(a), Ok(b)) => match source {
+            Source::ThisProcess => Usage::Seconds((b - a - own).max(0.0)),
+            Source::Metrics(_) => Usage::Seconds((b - a).max(0.0)),
+        },
+        (Err(e), _) | (_, Err(e)) => Usage::Unknown(e),
+    }
 }
 
 /// Creates the topic (or checks an existing one) and returns where each

@@ -8,6 +8,7 @@
 //! level (`publishRate`, `aggregatedPublishLatency99pct`, ... in ms, as OMB
 //! writes them) so existing plotting scripts can read a run.
 
+use crate::brokercpu::Usage;
 use std::fmt::Write as _;
 
 use crate::args::{acks_name, FromArg, Params, Stop, Target};
@@ -121,6 +122,27 @@ pub struct Results<'a> {
     pub produce: Option<&'a Summary>,
     pub consume: Option<&'a Summary>,
     pub series: &'a [Second],
+    /// The broker's CPU over the run.
+    pub broker_cpu: &'a Usage,
+}
+
+/// The broker's CPU against the bytes it moved: (CPU-seconds, per GB
+/// produced, per GB consumed, per GB moved). "Moved" counts a byte once
+/// in and once out: a run that does both divides one CPU total by both.
+pub fn broker_cpu_figures(r: &Results) -> Option<(f64, Option<f64>, Option<f64>, f64)> {
+    let Usage::Seconds(s) = r.broker_cpu else {
+        return None;
+    };
+    let produced = r.produce.map_or(0, |p| p.bytes);
+    let consumed = r.consume.map_or(0, |c| c.bytes);
+    let moved = r.broker_cpu.per_gb(produced + consumed)?;
+    let only = |mine: u64, other: u64| (other == 0).then(|| r.broker_cpu.per_gb(mine)).flatten();
+    Some((
+        *s,
+        only(produced, consumed),
+        only(consumed, produced),
+        moved,
+    ))
 }
 
 fn latency_json(p: &Percentiles) -> J {
@@ -390,6 +412,19 @@ pub fn json(info: &RunInfo, r: &Results) -> String {
             ("aggregatedEndToEndLatencyMax", ms(l.max)),
         ]);
     }
+    top.push((
+        "broker_cpu",
+        match (r.broker_cpu, broker_cpu_figures(r)) {
+            (_, Some((s, produced, consumed, moved))) => J::Obj(vec![
+                ("seconds", J::Num(s)),
+                ("per_gb_produced", produced.map_or(J::Null, J::Num)),
+                ("per_gb_consumed", consumed.map_or(J::Null, J::Num)),
+                ("per_gb_moved", J::Num(moved)),
+            ]),
+            (Usage::Unknown(why), None) => J::Obj(vec![("unknown", J::Str(why.clone()))]),
+            (Usage::Seconds(_), None) => J::Obj(vec![("unknown", J::Str("no bytes moved".into()))]),
+        },
+    ));
     J::Obj(top).render()
 }
 
@@ -488,6 +523,20 @@ pub fn table(info: &RunInfo, r: &Results) -> String {
             row("end-to-end", s, Some(&s.latency));
         }
     }
+    let _ = match (r.broker_cpu, broker_cpu_figures(r)) {
+        (_, Some((s, Some(g), None, _))) => {
+            writeln!(out, "broker CPU: {s:.2} s, {g:.3} CPU-s per GB produced")
+        }
+        (_, Some((s, None, Some(g), _))) => {
+            writeln!(out, "broker CPU: {s:.2} s, {g:.3} CPU-s per GB consumed")
+        }
+        (_, Some((s, _, _, g))) => writeln!(
+            out,
+            "broker CPU: {s:.2} s, {g:.3} CPU-s per GB moved (produced + consumed)"
+        ),
+        (Usage::Unknown(why), None) => writeln!(out, "broker CPU: unknown ({why})"),
+        (Usage::Seconds(_), None) => Ok(()),
+    };
     out
 }
 

@@ -118,6 +118,8 @@ pub struct ActorResult {
     pub latency: Histogram<u64>,
     /// When this actor finished its last measured message, since the start.
     pub end: Duration,
+    /// CPU-seconds this actor's thread used (set when it ends).
+    pub cpu_s: f64,
 }
 
 impl ActorResult {
@@ -130,6 +132,7 @@ impl ActorResult {
             measured_bytes: 0,
             latency: new_histogram(),
             end: Duration::ZERO,
+            cpu_s: 0.0,
         }
     }
 }

@@ -161,6 +161,19 @@ fn spawned_run_consumes_exactly_what_it_produced_and_reports_sane_figures() {
     for row in ["produce", "consume", "end-to-end", "p99.9 us"] {
         assert!(out.stdout.contains(row), "no {row:?} in:\n{}", out.stdout);
     }
+    // The spawned broker's CPU, apart from this tool's threads: some, and
+    // per GB moved (4 MB in and out) the division of the two.
+    let cpu = f(&j, "broker_cpu.seconds");
+    assert!(cpu > 0.0, "{}", j["broker_cpu"]);
+    let per_gb = f(&j, "broker_cpu.per_gb_moved");
+    // (the JSON rounds to 3 decimals)
+    assert!(
+        (per_gb - cpu / 0.004).abs() <= 0.01 * per_gb + 0.3,
+        "{}",
+        j["broker_cpu"]
+    );
+    assert!(j["broker_cpu"]["per_gb_produced"].is_null());
+    assert!(out.stdout.contains("CPU-s per GB moved"), "{}", out.stdout);
 }
 
 #[test]
@@ -228,6 +241,16 @@ fn timed_produce_only_run_reports_a_series_and_no_consume_section() {
     assert!(f(&j, "produce.msgs_per_s") > 0.0);
     assert_ordered_latency(&j, "produce");
     assert!(j.get("consume").is_none() && j.get("end_to_end").is_none());
+    assert!(
+        f(&j, "broker_cpu.per_gb_produced") > 0.0,
+        "{}",
+        j["broker_cpu"]
+    );
+    assert!(
+        out.stdout.contains("CPU-s per GB produced"),
+        "{}",
+        out.stdout
+    );
     let series = j["series"].as_array().expect("series");
     assert!(series.len() >= 2, "series: {series:?}");
     assert!(series.iter().all(|s| s["produce_msgs_per_s"].is_number()));
