@@ -257,6 +257,9 @@ pub struct FrameReader {
     frame_len: fn(&[u8]) -> Option<usize>,
     max_frame_bytes: usize,
     timeouts: Timeouts,
+    /// The largest frame this connection sent whole: its buffer for a
+    /// frame up to this size is allocated at once.
+    proven: usize,
 }
 
 impl FrameReader {
@@ -274,6 +277,7 @@ impl FrameReader {
             frame_len,
             max_frame_bytes,
             timeouts,
+            proven: 0,
         }
     }
 
@@ -330,11 +334,12 @@ impl FrameReader {
             return Err(CloseReason::Stopping);
         }
         let len = self.buf.len();
+        let front = self.front_frame();
         // What the frame at the front still lacks (a small read's worth
         // when its prefix is not in yet), growing the buffer at most
         // GROWTH_FACTOR-fold per read; any room already allocated is used
         // too (several small requests per read).
-        let want = match self.front_frame() {
+        let want = match front {
             Some(total) if total > len => total - len,
             _ => MIN_READ_BYTES,
         };
@@ -342,8 +347,16 @@ impl FrameReader {
             .min(MAX_READ_BYTES)
             .min(len.max(MIN_READ_BYTES) * (GROWTH_FACTOR - 1));
         let spare = self.buf.capacity() - len;
-        let room = grown.max(spare.min(MAX_READ_BYTES));
-        let need = Self::needed(self.buf.capacity().max(len + room));
+        let mut room = grown.max(spare.min(MAX_READ_BYTES));
+        // A frame no larger than one this connection already sent whole
+        // gets its whole buffer at once: growing step by step copies what
+        // arrived so far at every step (a third of every 100 KiB produce).
+        // A length prefix alone still earns no more than GROWTH_FACTOR.
+        let whole = match front {
+            Some(total) if total > len && total <= self.proven => (total - len).max(room),
+            _ => room,
+        };
+        let need = Self::needed(self.buf.capacity().max(len + whole));
         if need > self.held {
             // Waiting for the budget is a stall like a silent client's:
             // bounded by the read timeout.
@@ -357,11 +370,12 @@ impl FrameReader {
                 .await?;
             self.held = need;
         }
-        if self.buf.capacity() < len + room {
+        if self.buf.capacity() < len + whole {
             // Grow to exactly what was budgeted; the bytes move once.
-            let mut grown = BytesMut::with_capacity(len + room);
+            let mut grown = BytesMut::with_capacity(len + whole);
             grown.extend_from_slice(&self.buf);
             self.buf = grown;
+            room = room.max(whole.min(MAX_READ_BYTES));
         }
         // Bytes already waiting go straight into the spare capacity: no
         // zeroing of the buffer first (it cost more than the copy out of
@@ -372,6 +386,7 @@ impl FrameReader {
                 Ok(Some(n)) => {
                     // SAFETY: recv initialized the n bytes after len.
                     unsafe { self.buf.set_len(len + n) };
+                    self.prove(front, len + n);
                     return Ok(n);
                 }
                 Ok(None) => {}
@@ -392,7 +407,16 @@ impl FrameReader {
         let r = self.read_within_deadline(rd, stop, activity, len).await;
         let n = *r.as_ref().unwrap_or(&0);
         self.buf.truncate(len + n);
+        self.prove(front, len + n);
         r
+    }
+
+    /// A frame of `front` bytes fully arrived (the buffer holds `held`):
+    /// frames up to its size get their whole buffer at once from now on.
+    fn prove(&mut self, front: Option<usize>, held: usize) {
+        if let Some(total) = front.filter(|&t| t <= held) {
+            self.proven = self.proven.max(total);
+        }
     }
 
     async fn read_within_deadline<R: futures_lite::AsyncRead + Unpin>(
@@ -470,6 +494,59 @@ impl Drop for FrameReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Counts the buffers `fill` allocates while reading the frame at the
+    /// front until it is whole, then takes it off.
+    async fn read_one(
+        r: &mut FrameReader,
+        rd: &mut futures_lite::io::Cursor<Vec<u8>>,
+        stop: &Rc<rt::Event>,
+        activity: &Activity,
+    ) -> usize {
+        let mut buffers = 0;
+        let mut at = r.buf().as_ptr();
+        loop {
+            if let Ok(Some(_)) = crate::protocol::frame::next_frame(r.buf(), 1 << 20) {
+                r.settle();
+                return buffers;
+            }
+            r.fill(rd, None, stop, activity).await.unwrap();
+            if r.buf().as_ptr() != at {
+                buffers += 1;
+                at = r.buf().as_ptr();
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_no_larger_than_one_already_sent_whole_gets_its_buffer_at_once() {
+        rt::testkit::run(Duration::from_secs(30), || async {
+            let frame = |n: usize| {
+                let mut v = (n as u32).to_le_bytes().to_vec();
+                v.extend(std::iter::repeat_n(7u8, n));
+                v
+            };
+            let mut data = frame(100_000);
+            data.extend(frame(100_000));
+            data.extend(frame(300_000));
+            let mut rd = futures_lite::io::Cursor::new(data);
+            let timeouts = Timeouts {
+                idle: Duration::from_secs(10),
+                read: Duration::from_secs(10),
+            };
+            let budget = ReadBudget::new(1 << 30, ShardMetrics::detached());
+            let mut r =
+                FrameReader::new(budget, crate::protocol::frame::frame_len, 1 << 20, timeouts);
+            let (stop, activity) = (Rc::new(rt::Event::default()), Activity::new());
+            // The first frame: its prefix earns GROWTH_FACTOR per read.
+            assert!(read_one(&mut r, &mut rd, &stop, &activity).await > 2);
+            // The same size again: its first read (which learns the size),
+            // then one buffer for the rest: no step-by-step growth.
+            assert!(read_one(&mut r, &mut rd, &stop, &activity).await <= 2);
+            // Larger than any before: step by step again.
+            assert!(read_one(&mut r, &mut rd, &stop, &activity).await > 1);
+        });
+    }
     #[test]
     fn past_its_limit_the_budget_lets_one_finisher_through_and_frees_its_place_when_it_is_done() {
         let b = ReadBudget::new(100, ShardMetrics::detached());
