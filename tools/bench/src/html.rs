@@ -177,11 +177,24 @@ fn pct_x(pct: f64) -> f64 {
     -(1.0 - pct / 100.0).max(1e-12).log10()
 }
 
+/// The seconds a chart draws: all but a last, partial one. Its rate is
+/// over a fraction of a second in which actors were already stopping, so
+/// drawn it is a cliff to zero that the run never had (the JSON keeps it).
+fn drawn(series: &[crate::stats::Second]) -> &[crate::stats::Second] {
+    let full = crate::workload::PROGRESS_EVERY.as_secs_f64() * 0.9;
+    match series {
+        [.., a, b] if b.t_s - a.t_s < full => &series[..series.len() - 1],
+        [only] if only.t_s < full => &[],
+        _ => series,
+    }
+}
+
 /// The whole page.
 pub fn page(info: &RunInfo, r: &Results) -> String {
     let p = info.params;
+    let series = drawn(r.series);
     let time_ticks: Ticks = {
-        let end = r.series.last().map_or(1.0, |s| s.t_s.ceil().max(1.0));
+        let end = series.last().map_or(1.0, |s| s.t_s.ceil().max(1.0));
         let step = (end / 10.0).ceil().max(1.0);
         let mut v = Vec::new();
         let mut t = 0.0;
@@ -194,7 +207,7 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
     let series_line = |name, color, f: &dyn Fn(&crate::stats::Second) -> f64| Line {
         name,
         color,
-        points: r.series.iter().map(|s| (s.t_s, f(s))).collect(),
+        points: series.iter().map(|s| (s.t_s, f(s))).collect(),
     };
     let mut msgs = Vec::new();
     let mut mib = Vec::new();
@@ -256,7 +269,7 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
         escape(&table(info, r))
     );
     h.push_str("<h2>Throughput over time</h2>\n");
-    if r.series.is_empty() {
+    if series.is_empty() {
         h.push_str("<p>The run was shorter than one progress interval: no time series.</p>\n");
     }
     h.push_str(&chart(
@@ -301,6 +314,26 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_last_partial_second_is_not_drawn() {
+        let at = |t_s| crate::stats::Second {
+            t_s,
+            warmup: false,
+            produce_msgs_per_s: 1.0,
+            produce_mb_per_s: 1.0,
+            produce_p99_us: 1.0,
+            consume_msgs_per_s: 1.0,
+            consume_mb_per_s: 1.0,
+            end_to_end_p99_us: 1.0,
+        };
+        let s = [at(1.0), at(2.0), at(2.3)];
+        assert_eq!(drawn(&s).len(), 2);
+        let whole = [at(1.0), at(2.0), at(3.0)];
+        assert_eq!(drawn(&whole).len(), 3);
+        assert!(drawn(&[at(0.4)]).is_empty());
+        assert_eq!(drawn(&[at(1.0)]).len(), 1);
+    }
 
     #[test]
     fn text_is_escaped() {
