@@ -94,48 +94,50 @@ fn parse(
 /// The standard process series in Prometheus text format (no prefix: the
 /// names every dashboard and `rate(process_cpu_seconds_total[1m])` expect).
 pub fn encode(p: &ProcStat) -> String {
+    let series: [(&str, &str, &str, String); 6] = [
+        (
+            "process_cpu_seconds_total",
+            "counter",
+            "Total user and system CPU time spent in seconds.",
+            format!("{:.2}", p.cpu_seconds),
+        ),
+        (
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            p.resident_bytes.to_string(),
+        ),
+        (
+            "process_virtual_memory_bytes",
+            "gauge",
+            "Virtual memory size in bytes.",
+            p.virtual_bytes.to_string(),
+        ),
+        (
+            "process_start_time_seconds",
+            "gauge",
+            "Start time of the process since unix epoch in seconds.",
+            format!("{:.2}", p.start_time_seconds),
+        ),
+        (
+            "process_threads",
+            "gauge",
+            "Number of OS threads in the process.",
+            p.threads.to_string(),
+        ),
+        (
+            "process_open_fds",
+            "gauge",
+            "Number of open file descriptors.",
+            p.open_fds.to_string(),
+        ),
+    ];
     let mut out = String::new();
-    let mut series = |name: &str, kind: &str, help: &str, value: String| {
+    for (name, kind, help, value) in series {
         let _ = writeln!(out, "# HELP {name} {help}");
         let _ = writeln!(out, "# TYPE {name} {kind}");
         let _ = writeln!(out, "{name} {value}");
-    };
-    series(
-        "process_cpu_seconds_total",
-        "counter",
-        "Total user and system CPU time spent in seconds.",
-        format!("{:.2}", p.cpu_seconds),
-    );
-    series(
-        "process_resident_memory_bytes",
-        "gauge",
-        "Resident memory size in bytes.",
-        p.resident_bytes.to_string(),
-    );
-    series(
-        "process_virtual_memory_bytes",
-        "gauge",
-        "Virtual memory size in bytes.",
-        p.virtual_bytes.to_string(),
-    );
-    series(
-        "process_start_time_seconds",
-        "gauge",
-        "Start time of the process since unix epoch in seconds.",
-        format!("{:.2}", p.start_time_seconds),
-    );
-    series(
-        "process_threads",
-        "gauge",
-        "Number of OS threads in the process.",
-        p.threads.to_string(),
-    );
-    series(
-        "process_open_fds",
-        "gauge",
-        "Number of open file descriptors.",
-        p.open_fds.to_string(),
-    );
+    }
     out
 }
 

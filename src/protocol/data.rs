@@ -20,6 +20,12 @@ fn records<'a>(fbb: &mut FlatBufferBuilder<'a>, data: &[u8]) -> WIPOffset<fb::Re
     fb::RecordBatches::create(fbb, &fb::RecordBatchesArgs { data: Some(v) })
 }
 
+/// The bytes of a `RecordBatches` table (empty when absent): a slice of
+/// the verified frame.
+fn bytes_of<'a>(r: Option<fb::RecordBatches<'a>>) -> &'a [u8] {
+    r.and_then(|r| r.data()).map(|d| d.bytes()).unwrap_or(&[])
+}
+
 /// Encodes a request body of this family; `None` for other kinds.
 pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> Option<ReqBody> {
     Some(match req {
@@ -179,11 +185,7 @@ pub(super) fn decode_request(
             for t in p.topics().iter().flatten() {
                 let mut partitions = Vec::new();
                 for pp in t.partitions().iter().flatten() {
-                    let data = pp
-                        .records()
-                        .and_then(|r| r.data())
-                        .map(|d| d.bytes())
-                        .unwrap_or(&[]);
+                    let data = bytes_of(pp.records());
                     // hot path: a slice of the frame, not a copy
                     let records = if data.is_empty() {
                         Bytes::new()
@@ -423,11 +425,7 @@ pub(super) fn decode_response(
             for t in f.topics().iter().flatten() {
                 let mut partitions = Vec::new();
                 for p in t.partitions().iter().flatten() {
-                    let inside = p
-                        .records()
-                        .and_then(|r| r.data())
-                        .map(|d| d.bytes())
-                        .unwrap_or(&[]);
+                    let inside = bytes_of(p.records());
                     let after = p.records_bytes() as usize;
                     let records = match (inside.is_empty(), after) {
                         (true, 0) => Chain::new(),
