@@ -516,7 +516,10 @@ impl Partition {
             return Ok(());
         }
         // The writes taken and the offset they reach, in one step.
-        let (pending, next_offset) = (self.log.take_writes(&w), self.state.borrow().next_offset);
+        let (pending, next_offset) = (
+            self.log.take_writes(&w, &self.config.log),
+            self.state.borrow().next_offset,
+        );
         debug_assert!(!pending.is_empty(), "unwritten offsets imply a write");
         let bytes = pending.bytes;
         self.log
@@ -867,6 +870,73 @@ mod tests {
             assert_eq!(rec.truncated_bytes, 9);
             assert_eq!(rec.next_offset, 2);
             seg.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn segment_files_grow_ahead_of_their_data_and_a_crash_cuts_only_zeros() {
+        on_fresh_dir(|path| async move {
+            let p = Partition::open(&path, "t", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            let mut sent = Vec::new();
+            for i in 0..4 {
+                let b = make_batch(i, 2, 3000);
+                let a = p.append(&b).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+                sent.push((b, a.base_offset));
+            }
+            let data_end: u64 = sent.iter().map(|(b, _)| b.len() as u64).sum();
+            let seg = partition_dir(&path, "t", 0).join(segment::file_name(0));
+            let len = std::fs::metadata(&seg).unwrap().len();
+            // One step of preallocation: the default segment.bytes is larger.
+            assert_eq!(
+                len,
+                crate::storage::log::PREALLOC_MAX_BYTES,
+                "data ends at {data_end}"
+            );
+            drop(p); // a crash: the preallocated zeros stay in the file
+
+            let pdir = partition_dir(&path, "t", 0);
+            let (s, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
+            assert!(
+                !rec.torn,
+                "zeros past the data are not a torn tail: {rec:?}"
+            );
+            assert_eq!(rec.end_pos, data_end);
+            assert_eq!(rec.truncated_bytes, len - data_end);
+            assert_eq!(rec.next_offset, 8);
+            s.close().await.unwrap();
+            assert_eq!(std::fs::metadata(&seg).unwrap().len(), data_end);
+
+            let p = Partition::open(&path, "t", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            let got = read_all(&p).await;
+            assert_eq!(got.len(), sent.len());
+            for (g, (s, base)) in got.iter().zip(&sent) {
+                assert_eq!(&g[..], &as_stored(s, *base)[..]);
+            }
+            // Appends after recovery grow the file again (the recovered
+            // segment, or a new one when the test batches' old timestamps
+            // make it roll) and stay readable.
+            let b = make_batch(9, 1, 100);
+            let a = p.append(&b).unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            assert_eq!(a.base_offset, 8);
+            let active = p.log.segments().back().unwrap().path().to_owned();
+            let grown = std::fs::metadata(&active).unwrap().len();
+            assert_eq!(grown, crate::storage::log::PREALLOC_MAX_BYTES);
+            assert_eq!(read_all(&p).await.last().unwrap()[..], as_stored(&b, 8)[..]);
+            p.close().await.unwrap();
+            // A clean close trims every file to its data.
+            let on_disk: u64 = std::fs::read_dir(&pdir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .filter(|f| f.extension().is_some_and(|x| x == "log"))
+                .map(|f| std::fs::metadata(f).unwrap().len())
+                .sum();
+            assert_eq!(on_disk, data_end + b.len() as u64);
         });
     }
 

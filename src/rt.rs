@@ -123,6 +123,12 @@ impl DirectFile {
         Ok(self.file.read_at(pos, len).await?)
     }
 
+    /// Grows the file to at least `len` bytes of allocated blocks that read
+    /// as zeros (fallocate without KEEP_SIZE: the length changes too).
+    pub async fn preallocate(&self, len: u64) -> io::Result<()> {
+        Ok(self.file.pre_allocate(len, false).await?)
+    }
+
     pub async fn fdatasync(&self) -> io::Result<()> {
         #[cfg(test)]
         if let Some(errno) = faults::on_sync(&self.path) {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::batch::{self, BatchHeader, Records};
 use crate::metrics::ShardMetrics;
-use crate::rt::{self, DirectFile, LocalLock, LocalLockGuard};
+use crate::rt::{self, align_up, DirectFile, LocalLock, LocalLockGuard};
 use crate::storage::index::INDEX_INTERVAL_BYTES;
 use crate::storage::meta::LogConfig;
 use crate::storage::recovery::{Scanner, Step};
@@ -105,6 +105,12 @@ struct View {
     end: u64,
     path: PathBuf,
 }
+
+/// The most a segment file grows ahead of its data in one step. Large
+/// enough that the fallocate is rare (one per 16 MiB), small enough that a
+/// crash leaves little to cut and a partition with a trickle of data does
+/// not hold much unused disk.
+pub const PREALLOC_MAX_BYTES: u64 = 16 << 20;
 
 pub struct Log {
     dir: PathBuf,
@@ -339,11 +345,18 @@ impl Log {
         Syncs(self.syncs.lock().await)
     }
 
-    /// Takes every segment's unwritten bytes for one write stage.
-    pub fn take_writes(&self, _w: &Writes<'_>) -> PendingWrites {
+    /// Takes every segment's unwritten bytes for one write stage; files grow
+    /// ahead of their writes in steps of `segment.bytes`, at most
+    /// PREALLOC_MAX_BYTES (see `Segment::take_flush`).
+    pub fn take_writes(&self, _w: &Writes<'_>, config: &LogConfig) -> PendingWrites {
+        let step = config.segment_bytes.min(PREALLOC_MAX_BYTES);
+        let step = align_up(step.max(1));
         let mut segments = self.segments.borrow_mut();
         let bytes = segments.iter().map(|s| s.end_pos() - s.written_pos()).sum();
-        let jobs = segments.iter_mut().filter_map(|s| s.take_flush()).collect();
+        let jobs = segments
+            .iter_mut()
+            .filter_map(|s| s.take_flush(step))
+            .collect();
         PendingWrites { jobs, bytes }
     }
 
@@ -369,6 +382,14 @@ impl Log {
                     f
                 }
             };
+            if let Some(len) = job.preallocate {
+                // Only a speed-up: on failure (a full disk, a filesystem
+                // without fallocate) the writes extend the file as before and
+                // report a full disk themselves.
+                if let Err(e) = file.preallocate(len).await {
+                    tracing::debug!("preallocating {} to {len} bytes: {e}", job.path.display());
+                }
+            }
             for (buf, pos) in job.writes {
                 if let Err(e) = file.write_all_at(buf, pos).await {
                     return Err(StageError {
