@@ -219,6 +219,18 @@ pub(crate) fn light() {
 #[inline]
 #[allow(dead_code)]
 pub(crate) fn heavy() {
+    // shardlog patch: a full fence, not membarrier(PRIVATE_EXPEDITED). The
+    // executor calls this each time it is about to sleep; the syscall sends
+    // an IPI to every CPU running a thread of the process, which cost the
+    // broker 7% of its CPU under produce load (perf, 2026-12-06). The only
+    // caller pairs it with `SleepNotifier::notify`, which now fences too, so
+    // the Dekker handshake (sleeper: store flag, fence, read queues; waker:
+    // write queue, fence, read flag) holds without the asymmetric trick.
+    atomic::fence(atomic::Ordering::SeqCst);
+}
+
+#[allow(dead_code)]
+fn heavy_upstream() {
     use self::Strategy::*;
     match *STRATEGY {
         Membarrier => syscall::barrier(),

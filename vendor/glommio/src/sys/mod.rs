@@ -306,6 +306,11 @@ impl SleepNotifier {
     }
 
     pub(crate) fn notify(&self, force: bool) {
+        // shardlog patch: the sleeper's side of the barrier is a SeqCst fence
+        // now (membarrier.rs), so the waker's side must be one too: what the
+        // caller queued is visible before `should_notify` is read
+        // (store-load order, which only a full fence gives).
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self
             .should_notify
             .compare_exchange(true, false, Ordering::Relaxed, Ordering::Relaxed)
