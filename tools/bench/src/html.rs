@@ -9,18 +9,35 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{params_json, table, Results, RunInfo};
+use crate::report::{broker_cpu_line, params_json, run_line, Results, RunInfo};
+use crate::stats::{Percentiles, Summary};
 
 const WIDTH: f64 = 760.0;
 const HEIGHT: f64 = 300.0;
-/// Plot margins: left (y labels), right, top (title), bottom (x labels).
-const MARGIN: (f64, f64, f64, f64) = (70.0, 20.0, 30.0, 45.0);
-const PRODUCE_COLOR: &str = "#1f77b4";
-const CONSUME_COLOR: &str = "#d62728";
+/// Plot margins: left (y labels), right, top (title, then the legend's
+/// row: a legend never sits on the data), bottom (x labels).
+const MARGIN: (f64, f64, f64, f64) = (70.0, 20.0, 50.0, 45.0);
+const PRODUCE: Style = Style {
+    color: "#1f77b4",
+    dash: None,
+};
+/// Dashed and in another colour: produce and consume at the same rate draw
+/// on top of each other, and both must still show.
+const CONSUME: Style = Style {
+    color: "#d62728",
+    dash: Some("7 4"),
+};
+
+#[derive(Clone, Copy)]
+struct Style {
+    color: &'static str,
+    /// An SVG stroke-dasharray; None: solid.
+    dash: Option<&'static str>,
+}
 
 struct Line<'a> {
     name: &'a str,
-    color: &'a str,
+    style: Style,
     /// (x, y) in data units (x already transformed for log axes).
     points: Vec<(f64, f64)>,
 }
@@ -130,7 +147,8 @@ fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Line], x_ticks: &Ti
         xl = escape(x_label),
         yl = escape(y_label)
     );
-    for (i, l) in lines.iter().enumerate() {
+    let mut legend_x = ml;
+    for l in lines {
         if l.points.is_empty() {
             continue;
         }
@@ -139,10 +157,14 @@ fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Line], x_ticks: &Ti
             .iter()
             .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.min(y_max))))
             .collect();
+        let dash = l
+            .style
+            .dash
+            .map_or(String::new(), |d| format!(r#" stroke-dasharray="{d}""#));
         let _ = write!(
             s,
-            r#"<polyline fill="none" stroke="{c}" stroke-width="2" points="{p}"/>"#,
-            c = l.color,
+            r#"<polyline fill="none" stroke="{c}" stroke-width="2" stroke-opacity="0.85"{dash} points="{p}"/>"#,
+            c = l.style.color,
             p = pts.join(" ")
         );
         for &(x, y) in &l.points {
@@ -154,19 +176,22 @@ fn chart(title: &str, x_label: &str, y_label: &str, lines: &[Line], x_ticks: &Ti
                 escape(l.name),
                 fmt_num(y),
                 fmt_num(x),
-                c = l.color
+                c = l.style.color
             );
         }
-        let lx = ml + 10.0 + i as f64 * 170.0;
+        // The legend: a line sample in the row between title and plot.
+        let ly = mt - 12.0;
         let _ = write!(
             s,
-            r#"<rect x="{lx}" y="{ry}" width="12" height="12" fill="{c}"/><text x="{tx}" y="{ty}" font-size="12">{n}</text>"#,
-            ry = mt + 6.0,
-            tx = lx + 16.0,
-            ty = mt + 16.0,
-            c = l.color,
+            r#"<line x1="{lx}" x2="{lx2}" y1="{ly}" y2="{ly}" stroke="{c}" stroke-width="2"{dash}/><text x="{tx}" y="{ty}" font-size="12">{n}</text>"#,
+            lx = legend_x,
+            lx2 = legend_x + 28.0,
+            tx = legend_x + 34.0,
+            ty = ly + 4.0,
+            c = l.style.color,
             n = escape(l.name)
         );
+        legend_x += 34.0 + 7.0 * l.name.chars().count() as f64 + 24.0;
     }
     s.push_str("</svg>\n");
     s
@@ -189,6 +214,46 @@ fn drawn(series: &[crate::stats::Second]) -> &[crate::stats::Second] {
     }
 }
 
+/// The results as an HTML table (the text table is wider than a page):
+/// the run's line, one row per direction, the broker's CPU per GB.
+fn results(info: &RunInfo, r: &Results) -> String {
+    let mut h = String::from("<h2>Results</h2>\n");
+    let _ = writeln!(h, "<p>{}</p>", escape(&run_line(info)));
+    h.push_str(
+        "<div class=\"wide\"><table><tr><th></th><th>messages</th><th>msgs/s</th><th>MiB/s</th>\
+         <th>p50 µs</th><th>p90 µs</th><th>p99 µs</th><th>p99.9 µs</th><th>p99.99 µs</th>\
+         <th>max µs</th><th>window s</th></tr>\n",
+    );
+    let row = |h: &mut String, name: &str, s: &Summary, l: Option<&Percentiles>| {
+        let lat = match l {
+            Some(l) => [l.p50, l.p90, l.p99, l.p999, l.p9999, l.max]
+                .iter()
+                .map(|v| format!("<td>{v:.1}</td>"))
+                .collect::<String>(),
+            None => "<td></td>".repeat(6),
+        };
+        let _ = writeln!(
+            h,
+            "<tr><td>{name}</td><td>{}</td><td>{:.0}</td><td>{:.1}</td>{lat}<td>{:.2}</td></tr>",
+            s.messages, s.msgs_per_s, s.mb_per_s, s.window_s
+        );
+    };
+    if let Some(s) = r.produce {
+        row(&mut h, "produce", s, Some(&s.latency));
+    }
+    if let Some(s) = r.consume {
+        row(&mut h, "consume", s, None);
+        if info.params.end_to_end() {
+            row(&mut h, "end-to-end", s, Some(&s.latency));
+        }
+    }
+    h.push_str("</table></div>\n");
+    if let Some(line) = broker_cpu_line(r) {
+        let _ = writeln!(h, "<p><b>{}</b></p>", escape(&line));
+    }
+    h
+}
+
 /// The whole page.
 pub fn page(info: &RunInfo, r: &Results) -> String {
     let p = info.params;
@@ -204,26 +269,26 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
         }
         v
     };
-    let series_line = |name, color, f: &dyn Fn(&crate::stats::Second) -> f64| Line {
+    let series_line = |name, style, f: &dyn Fn(&crate::stats::Second) -> f64| Line {
         name,
-        color,
+        style,
         points: series.iter().map(|s| (s.t_s, f(s))).collect(),
     };
     let mut msgs = Vec::new();
     let mut mib = Vec::new();
     if p.producers > 0 {
-        msgs.push(series_line("produce msgs/s", PRODUCE_COLOR, &|s| {
+        msgs.push(series_line("produce msgs/s", PRODUCE, &|s| {
             s.produce_msgs_per_s
         }));
-        mib.push(series_line("produce MiB/s", PRODUCE_COLOR, &|s| {
+        mib.push(series_line("produce MiB/s", PRODUCE, &|s| {
             s.produce_mb_per_s
         }));
     }
     if p.consumers > 0 {
-        msgs.push(series_line("consume msgs/s", CONSUME_COLOR, &|s| {
+        msgs.push(series_line("consume msgs/s", CONSUME, &|s| {
             s.consume_msgs_per_s
         }));
-        mib.push(series_line("consume MiB/s", CONSUME_COLOR, &|s| {
+        mib.push(series_line("consume MiB/s", CONSUME, &|s| {
             s.consume_mb_per_s
         }));
     }
@@ -232,14 +297,14 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
     if let Some(s) = r.produce {
         lat.push(Line {
             name: "produce-ack",
-            color: PRODUCE_COLOR,
+            style: PRODUCE,
             points: curve(&s.curve),
         });
     }
     if let (Some(s), true) = (r.consume, p.end_to_end()) {
         lat.push(Line {
             name: "end-to-end",
-            color: CONSUME_COLOR,
+            style: CONSUME,
             points: curve(&s.curve),
         });
     }
@@ -252,7 +317,10 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
     h.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>shardlog-bench report</title>\n\
          <style>body{font-family:sans-serif;margin:2em;max-width:1100px}pre{background:#f6f6f6;padding:1em;overflow-x:auto}\
-         svg{display:block;margin:1em 0;font-family:sans-serif}.warn{color:#b00}</style></head><body>\n",
+         .wide{overflow-x:auto}table{border-collapse:collapse;font-size:14px}\
+         th,td{padding:3px 10px;border-bottom:1px solid #ddd;text-align:right}\
+         th:first-child,td:first-child{text-align:left}\
+         svg{display:block;margin:1em 0;font-family:sans-serif;max-width:100%;height:auto}.warn{color:#b00}</style></head><body>\n",
     );
     h.push_str("<h1>shardlog-bench</h1>\n");
     if let Some(sig) = info.stopped_by {
@@ -263,11 +331,7 @@ pub fn page(info: &RunInfo, r: &Results) -> String {
             info.elapsed_s
         );
     }
-    let _ = writeln!(
-        h,
-        "<h2>Results</h2>\n<pre>{}</pre>",
-        escape(&table(info, r))
-    );
+    h.push_str(&results(info, r));
     h.push_str("<h2>Throughput over time</h2>\n");
     if series.is_empty() {
         h.push_str("<p>The run was shorter than one progress interval: no time series.</p>\n");
@@ -366,12 +430,63 @@ mod tests {
             "y",
             &[Line {
                 name: "a<b",
-                color: "#000",
+                style: PRODUCE,
                 points: vec![(0.0, 1.0), (1.0, 3.0)],
             }],
             &vec![(0.0, "0".into()), (1.0, "1".into())],
         );
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
         assert!(s.contains("<polyline") && s.contains("a&lt;b"));
+    }
+
+    #[test]
+    fn equal_lines_both_show_and_legends_sit_above_the_plot() {
+        let pts = vec![(0.0, 5.0), (1.0, 5.0)];
+        let s = chart(
+            "t",
+            "x",
+            "y",
+            &[
+                Line {
+                    name: "produce",
+                    style: PRODUCE,
+                    points: pts.clone(),
+                },
+                Line {
+                    name: "consume",
+                    style: CONSUME,
+                    points: pts,
+                },
+            ],
+            &vec![(0.0, "0".into()), (1.0, "1".into())],
+        );
+        let polylines: Vec<&str> = s.split("<polyline").skip(1).collect();
+        assert_eq!(polylines.len(), 2);
+        // The same points: only a dash and a colour tell them apart.
+        assert!(!polylines[0]
+            .split("/>")
+            .next()
+            .unwrap()
+            .contains("dasharray"));
+        assert!(polylines[1]
+            .split("/>")
+            .next()
+            .unwrap()
+            .contains("dasharray"));
+        assert_ne!(PRODUCE.color, CONSUME.color);
+        // Every legend sample sits above the plot's top edge.
+        let plot_top = MARGIN.2;
+        let legends: Vec<f64> = s
+            .split("<line ")
+            .skip(1)
+            .map(|l| &l[..l.find("/>").unwrap()])
+            .filter(|l| l.contains("stroke-width=\"2\""))
+            .map(|l| {
+                let y = l.split("y1=\"").nth(1).unwrap();
+                y[..y.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        assert_eq!(legends.len(), 2, "{s}");
+        assert!(legends.iter().all(|&y| y < plot_top), "{legends:?}");
     }
 }

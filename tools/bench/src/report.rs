@@ -428,10 +428,9 @@ pub fn json(info: &RunInfo, r: &Results) -> String {
     J::Obj(top).render()
 }
 
-/// The final table.
-pub fn table(info: &RunInfo, r: &Results) -> String {
+/// The run in one line: who, how many, what size, what pace, what durability.
+pub fn run_line(info: &RunInfo) -> String {
     let p = info.params;
-    let mut out = String::new();
     let durability = match &p.target {
         Target::Spawn { fsync_text, .. } => {
             format!("fsync {fsync_text}, acks {}", acks_name(p.acks))
@@ -458,15 +457,21 @@ pub fn table(info: &RunInfo, r: &Results) -> String {
         Some(g) => format!(" in group {g}"),
         None => String::new(),
     };
-    let _ = writeln!(
-        out,
+    format!(
         "shardlog-bench: {} producers, {} consumers{group}, {} partitions, {size} messages, keys {}, {per_batch} per batch, {} in flight, {pace}; {durability}",
         p.producers,
         p.consumers,
         p.partitions,
         p.key_mode.name(),
         p.max_in_flight
-    );
+    )
+}
+
+/// The final table, as printed on stdout.
+pub fn table(info: &RunInfo, r: &Results) -> String {
+    let p = info.params;
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", run_line(info));
     if let Some(sig) = info.stopped_by {
         let _ = writeln!(
             out,
@@ -523,21 +528,28 @@ pub fn table(info: &RunInfo, r: &Results) -> String {
             row("end-to-end", s, Some(&s.latency));
         }
     }
-    let _ = match (r.broker_cpu, broker_cpu_figures(r)) {
-        (_, Some((s, Some(g), None, _))) => {
-            writeln!(out, "broker CPU: {s:.2} s, {g:.3} CPU-s per GB produced")
-        }
-        (_, Some((s, None, Some(g), _))) => {
-            writeln!(out, "broker CPU: {s:.2} s, {g:.3} CPU-s per GB consumed")
-        }
-        (_, Some((s, _, _, g))) => writeln!(
-            out,
-            "broker CPU: {s:.2} s, {g:.3} CPU-s per GB moved (produced + consumed)"
-        ),
-        (Usage::Unknown(why), None) => writeln!(out, "broker CPU: unknown ({why})"),
-        (Usage::Seconds(_), None) => Ok(()),
-    };
+    if let Some(line) = broker_cpu_line(r) {
+        let _ = writeln!(out, "{line}");
+    }
     out
+}
+
+/// The broker's CPU against the bytes, in words: None when the run did not
+/// ask for it.
+pub fn broker_cpu_line(r: &Results) -> Option<String> {
+    match (r.broker_cpu, broker_cpu_figures(r)) {
+        (_, Some((s, Some(g), None, _))) => Some(format!(
+            "broker CPU: {s:.2} s, {g:.3} CPU-s per GB produced"
+        )),
+        (_, Some((s, None, Some(g), _))) => Some(format!(
+            "broker CPU: {s:.2} s, {g:.3} CPU-s per GB consumed"
+        )),
+        (_, Some((s, _, _, g))) => Some(format!(
+            "broker CPU: {s:.2} s, {g:.3} CPU-s per GB moved (produced + consumed)"
+        )),
+        (Usage::Unknown(why), None) => Some(format!("broker CPU: unknown ({why})")),
+        (Usage::Seconds(_), None) => None,
+    }
 }
 
 #[cfg(test)]

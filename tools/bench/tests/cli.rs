@@ -304,6 +304,13 @@ fn html_report_is_one_offline_page_with_charts_and_the_runs_numbers() {
     let page = std::fs::read_to_string(&html).expect("html written");
     assert!(page.starts_with("<!DOCTYPE html>"), "{}", &page[..80]);
     assert_eq!(page.matches("<svg").count(), 3, "three charts");
+    // The results are a table of the page, not preformatted text that runs
+    // out of its box.
+    assert!(page.contains("<table>") && page.contains("<th>p99 µs</th>"));
+    assert!(
+        page.contains("broker CPU:"),
+        "no broker CPU figure in the page"
+    );
     assert!(page.contains("<polyline"), "the charts have lines");
     for banned in ["<script", "http://", "https://", "src=", "<link", "@import"] {
         assert!(
