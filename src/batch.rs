@@ -58,6 +58,14 @@ const OFF_RECORD_COUNT: usize = 57;
 
 /// Compression codec bits of `attributes`.
 const COMPRESSION_MASK: i16 = 0x07;
+/// `attributes` bit: the batch belongs to a transaction.
+pub const ATTR_TRANSACTIONAL: i16 = 0x10;
+/// `attributes` bit: a control batch (transaction markers).
+pub const ATTR_CONTROL: i16 = 0x20;
+/// `attributes` bit (KIP-534): `base_timestamp` holds the time after which
+/// the log cleaner may remove the batch's tombstones, set by the cleaning
+/// that first kept them; record timestamps stay base + delta.
+pub const ATTR_DELETE_HORIZON: i16 = 0x40;
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
 pub enum BatchError {
@@ -155,6 +163,15 @@ impl BatchHeader {
 
     pub fn compression(&self) -> i16 {
         self.attributes & COMPRESSION_MASK
+    }
+
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// When the log cleaner may drop this batch's tombstones (KIP-534).
+    pub fn delete_horizon(&self) -> Option<i64> {
+        (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)
     }
 }
 
@@ -422,37 +439,7 @@ impl BatchBuilder {
         headers: &[Header],
     ) {
         let ts_delta = timestamp_ms - self.base_timestamp;
-        let offset_delta = self.count;
-        let mut body_len = 1 + varlong_len(ts_delta) + varlong_len(offset_delta as i64);
-        body_len += match key {
-            Some(k) => varlong_len(k.len() as i64) + k.len(),
-            None => 1,
-        };
-        body_len += match value {
-            Some(v) => varlong_len(v.len() as i64) + v.len(),
-            None => 1,
-        };
-        body_len += varlong_len(headers.len() as i64);
-        for h in headers {
-            body_len += varlong_len(h.key.len() as i64) + h.key.len();
-            body_len += match &h.value {
-                Some(v) => varlong_len(v.len() as i64) + v.len(),
-                None => 1,
-            };
-        }
-        let out = &mut self.buf;
-        out.reserve(body_len + 5);
-        put_varint(out, body_len as i32);
-        out.put_i8(0); // record attributes: unused in v2
-        put_varlong(out, ts_delta);
-        put_varint(out, offset_delta);
-        put_opt_bytes(out, key);
-        put_opt_bytes(out, value);
-        put_varint(out, headers.len() as i32);
-        for h in headers {
-            put_opt_bytes(out, Some(&h.key));
-            put_opt_bytes(out, h.value.as_deref());
-        }
+        put_record(&mut self.buf, ts_delta, self.count, key, value, headers);
         self.count += 1;
         self.max_timestamp = self.max_timestamp.max(timestamp_ms);
     }
@@ -484,6 +471,46 @@ impl BatchBuilder {
     }
 }
 
+/// One record, length-prefixed, as v2 encodes it.
+fn put_record(
+    out: &mut BytesMut,
+    ts_delta: i64,
+    offset_delta: i32,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[Header],
+) {
+    let mut body_len = 1 + varlong_len(ts_delta) + varlong_len(offset_delta as i64);
+    body_len += match key {
+        Some(k) => varlong_len(k.len() as i64) + k.len(),
+        None => 1,
+    };
+    body_len += match value {
+        Some(v) => varlong_len(v.len() as i64) + v.len(),
+        None => 1,
+    };
+    body_len += varlong_len(headers.len() as i64);
+    for h in headers {
+        body_len += varlong_len(h.key.len() as i64) + h.key.len();
+        body_len += match &h.value {
+            Some(v) => varlong_len(v.len() as i64) + v.len(),
+            None => 1,
+        };
+    }
+    out.reserve(body_len + 5);
+    put_varint(out, body_len as i32);
+    out.put_i8(0); // record attributes: unused in v2
+    put_varlong(out, ts_delta);
+    put_varint(out, offset_delta);
+    put_opt_bytes(out, key);
+    put_opt_bytes(out, value);
+    put_varint(out, headers.len() as i32);
+    for h in headers {
+        put_opt_bytes(out, Some(&h.key));
+        put_opt_bytes(out, h.value.as_deref());
+    }
+}
+
 fn put_opt_bytes(out: &mut BytesMut, v: Option<&[u8]>) {
     match v {
         Some(v) => {
@@ -492,6 +519,87 @@ fn put_opt_bytes(out: &mut BytesMut, v: Option<&[u8]>) {
         }
         None => put_varint(out, -1),
     }
+}
+
+/// Encodes one batch whose header fields are given (`base_offset`,
+/// `last_offset_delta`, `base_timestamp`, `attributes` with its codec, the
+/// producer fields, `leader_epoch`; `max_timestamp` and the record count
+/// are taken from `records`, or kept from `h` when there are none) around
+/// `records`, whose offsets and timestamps become deltas from it. The log
+/// cleaner rewrites batches so: offsets keep their holes, the producer
+/// fields and the last offset stay, and a compressed batch is compressed
+/// again with its own codec. An empty `records` gives an empty batch (what
+/// Kafka keeps for a producer's last batch).
+pub fn encode_batch(h: &BatchHeader, records: &[Record]) -> Result<Bytes, BatchError> {
+    let codec = h.compression();
+    let mut body = BytesMut::new();
+    for r in records {
+        let offset_delta = r.offset - h.base_offset;
+        if !(0..=h.last_offset_delta as i64).contains(&offset_delta) {
+            return Err(BatchError::BadRecord("record offset outside its batch"));
+        }
+        put_record(
+            &mut body,
+            r.timestamp_ms - h.base_timestamp,
+            offset_delta as i32,
+            r.key.as_deref(),
+            r.value.as_deref(),
+            &r.headers,
+        );
+    }
+    let body = match codec {
+        0 => body.freeze(),
+        _ => compress_records(codec, &body)?,
+    };
+    let mut b = BytesMut::with_capacity(HEADER_BYTES + body.len());
+    b.resize(HEADER_BYTES, 0);
+    b.extend_from_slice(&body);
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp_ms)
+        .max()
+        .unwrap_or(h.max_timestamp);
+    let batch_length = (b.len() - LOG_OVERHEAD) as i32;
+    b[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8].copy_from_slice(&h.base_offset.to_be_bytes());
+    b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
+    b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&h.leader_epoch.to_be_bytes());
+    b[OFF_MAGIC] = MAGIC as u8;
+    b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&h.attributes.to_be_bytes());
+    b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&h.last_offset_delta.to_be_bytes());
+    b[OFF_BASE_TIMESTAMP..OFF_BASE_TIMESTAMP + 8].copy_from_slice(&h.base_timestamp.to_be_bytes());
+    b[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8].copy_from_slice(&max_timestamp.to_be_bytes());
+    b[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8].copy_from_slice(&h.producer_id.to_be_bytes());
+    b[OFF_PRODUCER_EPOCH..OFF_PRODUCER_EPOCH + 2].copy_from_slice(&h.producer_epoch.to_be_bytes());
+    b[OFF_BASE_SEQUENCE..OFF_BASE_SEQUENCE + 4].copy_from_slice(&h.base_sequence.to_be_bytes());
+    b[OFF_RECORD_COUNT..OFF_RECORD_COUNT + 4]
+        .copy_from_slice(&(records.len() as i32).to_be_bytes());
+    let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
+    b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(b.freeze())
+}
+
+/// A records section compressed with `codec` (Kafka's framing for each, as
+/// the `kafka-protocol` crate writes it).
+fn compress_records(codec: i16, body: &[u8]) -> Result<Bytes, BatchError> {
+    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy, Zstd};
+    let mut out = BytesMut::new();
+    let fill = |b: &mut BytesMut| {
+        b.extend_from_slice(body);
+        Ok(())
+    };
+    match codec {
+        1 => Gzip::compress(&mut out, fill),
+        2 => Snappy::compress(&mut out, fill),
+        3 => Lz4::compress(&mut out, fill),
+        4 => Zstd::compress(&mut out, fill),
+        other => return Err(BatchError::Compressed(other)),
+    }
+    .map_err(|e| BatchError::Decompress {
+        codec,
+        message: format!("compressing: {e:#}"),
+    })?;
+    Ok(out.freeze())
 }
 
 // ---- decoding records -------------------------------------------------------
