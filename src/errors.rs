@@ -26,6 +26,7 @@ impl ToWire for PartitionError {
     fn to_wire(&self) -> WireError {
         let code = match self {
             PartitionError::Batch(_) => ErrorCode::CorruptBatch,
+            PartitionError::KeylessRecord { .. } => ErrorCode::InvalidRecord,
             PartitionError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
             PartitionError::Storage(_) => ErrorCode::StorageError,
             PartitionError::TooLarge { .. } => ErrorCode::MessageTooLarge,
@@ -98,6 +99,7 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::InvalidConfig => ResponseError::InvalidConfig,
         ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+        ErrorCode::InvalidRecord => ResponseError::InvalidRecord,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
         // Offset commits (the classic protocol's generation is carried as

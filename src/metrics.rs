@@ -204,9 +204,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= InvalidProducerEpoch;
+/// Error codes counted (`ErrorCode` as index: 0 ..= InvalidRecord;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::InvalidProducerEpoch as usize + 1;
+const ERROR_CODES: usize = ErrorCode::InvalidRecord as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]

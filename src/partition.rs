@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::batch::{self, BatchError};
+use crate::batch::{self, BatchError, Records};
 use crate::cache::{BatchCache, CacheBudget, Lookup};
 use crate::chain::Chain;
 use crate::memory::MemoryGauge;
@@ -118,6 +118,10 @@ pub enum PartitionError {
     TooLarge { bytes: usize, max: usize },
     #[error("produce carries no record batch")]
     Empty,
+    /// Kafka's rule for cleanup.policy=compact: the cleaner keeps the newest
+    /// record per key, so a record without one has no place in the log.
+    #[error("compacted topic cannot accept a record without a key (record {index} of batch {batch} has none)")]
+    KeylessRecord { batch: usize, index: usize },
     #[error("partition is closed: the broker is shutting down or the topic was deleted")]
     Closed,
     /// Idempotent produce: a sequence gap, a stale epoch, or a batch kind
@@ -130,6 +134,23 @@ impl From<StorageError> for PartitionError {
     fn from(e: StorageError) -> Self {
         PartitionError::Storage(e.to_string())
     }
+}
+
+/// Every record of a produce to a compacted topic has a key. Decodes the
+/// records (decompressing within `batch::MAX_DECOMPRESSED_BYTES`), which
+/// only compacted topics pay for.
+fn check_keys(records: &Bytes, headers: &[batch::BatchHeader]) -> Result<(), PartitionError> {
+    let mut at = 0;
+    for (b, h) in headers.iter().enumerate() {
+        let one = records.slice(at..at + h.total_bytes());
+        at += h.total_bytes();
+        for (index, r) in Records::new(one)?.enumerate() {
+            if r?.key.is_none() {
+                return Err(PartitionError::KeylessRecord { batch: b, index });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Where an append landed.
@@ -367,6 +388,9 @@ impl Partition {
         }
         for h in &headers {
             producer_state::check_header(h)?;
+        }
+        if self.config.log.cleanup_policy.compact {
+            check_keys(records, &headers)?;
         }
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
         if idempotent && headers.len() > 1 {
@@ -956,6 +980,42 @@ mod tests {
     }
 
     #[test]
+    fn a_compacted_topic_refuses_records_without_a_key_and_keeps_nothing_of_them() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = PartitionConfig::default();
+            cfg.log.cleanup_policy = crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            let p = Partition::open(&path, "c", 0, cfg).await.unwrap();
+            let keyed = make_batch(1, 3, 10);
+            let a = p.append(&keyed).unwrap();
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            // A run of two batches whose second has one keyless record.
+            let mut b = BatchBuilder::new(5);
+            b.push(5, Some(b"k"), Some(b"v"), &[]);
+            b.push(5, None, Some(b"no key"), &[]);
+            let mut run = make_batch(2, 1, 10).to_vec();
+            run.extend_from_slice(&b.finish());
+            match p.append(&Bytes::from(run)) {
+                Err(PartitionError::KeylessRecord { batch: 1, index: 1 }) => {}
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(
+                p.high_watermark(),
+                3,
+                "nothing of the refused run was appended"
+            );
+            // A delete topic takes the same batch.
+            let d = Partition::open(&path, "d", 0, PartitionConfig::default())
+                .await
+                .unwrap();
+            let mut b = BatchBuilder::new(5);
+            b.push(5, None, Some(b"no key"), &[]);
+            d.append(&b.finish()).unwrap();
+            p.close().await.unwrap();
+            d.close().await.unwrap();
+        });
+    }
+
+    #[test]
     fn close_refuses_later_appends_and_keeps_everything_appended() {
         on_fresh_dir(|path| async move {
             let p = Partition::open(&path, "t", 0, PartitionConfig::default())
@@ -1303,6 +1363,16 @@ mod tests {
             assert!(first_ts >= now - 86_400_000);
             p.close().await.unwrap();
             p_cfg.log.retention_ms = 0;
+            // cleanup.policy=compact alone: retention deletes nothing.
+            let mut compact_only = p_cfg.clone();
+            compact_only.log.cleanup_policy =
+                crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            let p = Partition::open(&path, "t", 0, compact_only).await.unwrap();
+            let segments = p.segment_count();
+            p.enforce_retention(now + 1).await.unwrap();
+            assert_eq!(p.segment_count(), segments);
+            assert!(segments > 1);
+            p.close().await.unwrap();
             let p = Partition::open(&path, "t", 0, p_cfg).await.unwrap();
             p.enforce_retention(now + 1).await.unwrap();
             assert_eq!(p.segment_count(), 1, "the active segment stays");

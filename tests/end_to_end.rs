@@ -265,11 +265,11 @@ fn cli_errors_are_one_line_and_nonzero() {
                 "--partitions",
                 "1",
                 "--config",
-                "cleanup.policy=compact",
+                "compression.type=zstd",
                 "--broker",
                 &ba,
             ],
-            "unknown topic config \"cleanup.policy\"",
+            "unknown topic config \"compression.type\"",
         ),
     );
     let dd = dir.path().join("other");

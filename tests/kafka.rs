@@ -1809,3 +1809,64 @@ fn a_restarted_static_librdkafka_member_rejoins_without_a_rebalance() {
         );
     }
 }
+
+#[test]
+fn a_compacted_topic_over_kafka_refuses_records_without_a_key_with_invalid_record() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let dir = data_dir();
+    let (_b, kafka) = broker(dir.path(), "1");
+    let mut k = Kafka::connect(kafka);
+    let made = create_topics(
+        &mut k,
+        4,
+        &[("changelog", 1, 1)],
+        &[
+            ("cleanup.policy", "compact"),
+            ("delete.retention.ms", "1000"),
+        ],
+    );
+    assert_eq!(made, vec![("changelog".to_owned(), 0)]);
+    // Kafka's rule: INVALID_RECORD (87), nothing written.
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request(
+            "changelog",
+            0,
+            -1,
+            batch_of(1_700_000_000_000, &[b"no key"]),
+        ),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
+    let mut keyed = BatchBuilder::new(1_700_000_000_000);
+    keyed.push(1_700_000_000_000, Some(b"user-1"), Some(b"v1"), &[]);
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("changelog", 0, -1, keyed.finish()),
+    );
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!((pr.error_code, pr.base_offset), (0, 0));
+    // DescribeConfigs reports the settings as set (source TOPIC_CONFIG).
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string("changelog".into());
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let r: DescribeConfigsResponse = k.call(ApiKey::DescribeConfigs, 4, &req);
+    let cfg = |key: &str| {
+        r.results[0]
+            .configs
+            .iter()
+            .find(|c| c.name.as_str() == key)
+            .map(|c| (c.value.as_ref().unwrap().to_string(), c.config_source))
+    };
+    assert_eq!(cfg("cleanup.policy"), Some(("compact".into(), 1)));
+    assert_eq!(cfg("delete.retention.ms"), Some(("1000".into(), 1)));
+    assert_eq!(cfg("min.cleanable.dirty.ratio"), Some(("0.5".into(), 5)));
+    // A bad value is Kafka's INVALID_CONFIG (40).
+    let bad = create_topics(&mut k, 4, &[("bad", 1, 1)], &[("cleanup.policy", "shrink")]);
+    assert_eq!(bad, vec![("bad".to_owned(), 40)]);
+}

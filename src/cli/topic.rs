@@ -15,7 +15,9 @@ pub(super) enum TopicCommand {
         #[arg(long)]
         partitions: u32,
         /// A topic setting overriding the broker default, KEY=VALUE
-        /// (segment.bytes, segment.ms, retention.bytes, retention.ms); repeatable.
+        /// (segment.bytes, segment.ms, retention.bytes, retention.ms,
+        /// cleanup.policy, min.cleanable.dirty.ratio, min.compaction.lag.ms,
+        /// max.compaction.lag.ms, delete.retention.ms); repeatable.
         #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
         configs: Vec<(String, String)>,
     },

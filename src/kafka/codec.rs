@@ -535,7 +535,11 @@ pub(crate) mod tests {
             TopicDescription {
                 name: "t".into(),
                 error: None,
-                configs: vec![("retention.ms".into(), "1000".into())],
+                configs: vec![
+                    ("retention.ms".into(), "1000".into()),
+                    ("cleanup.policy".into(), "compact,delete".into()),
+                    ("min.cleanable.dirty.ratio".into(), "0.25".into()),
+                ],
                 partitions: vec![],
             },
             TopicDescription {
@@ -583,10 +587,24 @@ pub(crate) mod tests {
             get(0, "segment.bytes"),
             Some(((1u64 << 30).to_string(), SOURCE_DEFAULT, false))
         );
+        // Compaction settings: as set, or Kafka's defaults.
         assert_eq!(
             get(0, "cleanup.policy"),
-            Some(("delete".into(), SOURCE_DEFAULT, true))
+            Some(("compact,delete".into(), SOURCE_TOPIC, false))
         );
+        assert_eq!(
+            get(0, "min.cleanable.dirty.ratio"),
+            Some(("0.25".into(), SOURCE_TOPIC, false))
+        );
+        assert_eq!(
+            get(0, "delete.retention.ms"),
+            Some(("86400000".into(), SOURCE_DEFAULT, false))
+        );
+        assert_eq!(
+            get(0, "max.compaction.lag.ms"),
+            Some((i64::MAX.to_string(), SOURCE_DEFAULT, false))
+        );
+        assert_eq!(get(0, "min.compaction.lag.ms").unwrap().0, "0");
         assert_eq!(get(0, "max.message.bytes").unwrap().0, "1048576");
         assert_eq!(r.results[1].configs.len(), 1, "only the keys asked for");
         assert_eq!(

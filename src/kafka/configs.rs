@@ -37,6 +37,7 @@ const TYPE_BOOLEAN: i8 = 1;
 const TYPE_STRING: i8 = 2;
 const TYPE_INT: i8 = 3;
 const TYPE_LONG: i8 = 5;
+const TYPE_DOUBLE: i8 = 6;
 const TYPE_LIST: i8 = 7;
 
 /// What DescribeConfigs reports for a topic setting the topic does not
@@ -53,7 +54,7 @@ type ConfigEntry = (&'static str, String, i8, bool, i8);
 
 /// A topic's settings as Kafka names them: what the topic overrides
 /// (source TOPIC_CONFIG; settable at creation), the rest from the broker
-/// (DEFAULT_CONFIG). Fixed behaviour (delete, no recompression, one
+/// (DEFAULT_CONFIG). Fixed behaviour (no recompression, one
 /// replica, CreateTime) is read only.
 pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<ConfigEntry> {
     let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
@@ -69,8 +70,30 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
     };
     let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
     vec![
-        fixed("cleanup.policy", "delete", TYPE_LIST),
+        (
+            "cleanup.policy",
+            set.get("cleanup.policy")
+                .cloned()
+                .unwrap_or_else(|| eff.cleanup_policy.name().to_owned()),
+            src("cleanup.policy"),
+            false,
+            TYPE_LIST,
+        ),
         fixed("compression.type", "producer", TYPE_STRING),
+        (
+            "delete.retention.ms",
+            eff.delete_retention_ms.to_string(),
+            src("delete.retention.ms"),
+            false,
+            TYPE_LONG,
+        ),
+        (
+            "max.compaction.lag.ms",
+            eff.max_compaction_lag_ms.to_string(),
+            src("max.compaction.lag.ms"),
+            false,
+            TYPE_LONG,
+        ),
         (
             "max.message.bytes",
             d.max_batch_bytes.to_string(),
@@ -79,6 +102,22 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
             TYPE_INT,
         ),
         fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
+        (
+            "min.cleanable.dirty.ratio",
+            set.get("min.cleanable.dirty.ratio")
+                .cloned()
+                .unwrap_or_else(|| eff.min_cleanable_dirty_ratio.to_string()),
+            src("min.cleanable.dirty.ratio"),
+            false,
+            TYPE_DOUBLE,
+        ),
+        (
+            "min.compaction.lag.ms",
+            eff.min_compaction_lag_ms.to_string(),
+            src("min.compaction.lag.ms"),
+            false,
+            TYPE_LONG,
+        ),
         fixed("min.insync.replicas", "1", TYPE_INT),
         (
             "retention.bytes",
@@ -121,7 +160,31 @@ pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
         b("broker.id", node_id.to_string(), TYPE_INT),
         b("compression.type", "producer".into(), TYPE_STRING),
         b("default.replication.factor", "1".into(), TYPE_INT),
-        b("log.cleanup.policy", "delete".into(), TYPE_LIST),
+        b(
+            "log.cleaner.delete.retention.ms",
+            d.log.delete_retention_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.cleaner.min.cleanable.ratio",
+            d.log.min_cleanable_dirty_ratio.to_string(),
+            TYPE_DOUBLE,
+        ),
+        b(
+            "log.cleaner.min.compaction.lag.ms",
+            d.log.min_compaction_lag_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.cleaner.max.compaction.lag.ms",
+            d.log.max_compaction_lag_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.cleanup.policy",
+            d.log.cleanup_policy.name().into(),
+            TYPE_LIST,
+        ),
         b(
             "log.retention.bytes",
             d.log.retention_bytes.to_string(),

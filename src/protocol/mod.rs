@@ -51,6 +51,7 @@ pub enum ErrorCode {
     UnknownGroup = 22,
     OutOfOrderSequence = 23,
     InvalidProducerEpoch = 24,
+    InvalidRecord = 25,
 }
 
 impl ErrorCode {
@@ -81,6 +82,7 @@ impl ErrorCode {
             22 => UnknownGroup,
             23 => OutOfOrderSequence,
             24 => InvalidProducerEpoch,
+            25 => InvalidRecord,
             _ => Unknown,
         }
     }

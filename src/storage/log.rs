@@ -595,8 +595,12 @@ impl Log {
         config: &LogConfig,
         now: i64,
     ) -> Result<Retained, StorageError> {
-        let _w = self.lock_writes().await;
         let mut done = Retained::default();
+        if !config.cleanup_policy.delete {
+            // compact alone: the cleaner, not age or size, bounds the log.
+            return Ok(done);
+        }
+        let _w = self.lock_writes().await;
         loop {
             let victim = {
                 let mut segments = self.segments.borrow_mut();

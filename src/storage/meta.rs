@@ -32,8 +32,49 @@ pub struct TopicMeta {
     pub shards: u16,
 }
 
-/// How a partition log rolls and what retention keeps (Kafka's names).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What happens to old data: `cleanup.policy` (a Kafka list: `delete`,
+/// `compact`, or both).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Retention (`retention.ms`, `retention.bytes`) deletes old segments.
+    pub delete: bool,
+    /// The cleaner keeps the newest record per key; records need a key.
+    pub compact: bool,
+}
+
+impl CleanupPolicy {
+    pub fn parse(v: &str) -> Result<CleanupPolicy, String> {
+        let mut p = CleanupPolicy {
+            delete: false,
+            compact: false,
+        };
+        for item in v.split(',').map(str::trim) {
+            match item {
+                "delete" => p.delete = true,
+                "compact" => p.compact = true,
+                other => {
+                    return Err(format!(
+                        "cleanup.policy: {other:?} is not delete or compact (a list of them: \"compact,delete\")"
+                    ))
+                }
+            }
+        }
+        Ok(p)
+    }
+
+    /// As Kafka lists it.
+    pub fn name(&self) -> &'static str {
+        match (self.compact, self.delete) {
+            (true, true) => "compact,delete",
+            (true, false) => "compact",
+            _ => "delete",
+        }
+    }
+}
+
+/// How a partition log rolls, what retention keeps and how compaction
+/// cleans (Kafka's names).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// Roll the active segment once it holds this many bytes.
     pub segment_bytes: u64,
@@ -43,13 +84,29 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     /// Delete segments whose newest timestamp is older than this; -1: keep forever.
     pub retention_ms: i64,
+    pub cleanup_policy: CleanupPolicy,
+    /// Clean once the part not yet cleaned is at least this share of the log.
+    pub min_cleanable_dirty_ratio: f64,
+    /// A record stays uncompacted at least this long (ms since its timestamp).
+    pub min_compaction_lag_ms: i64,
+    /// A record is cleanable at the latest this long after its timestamp,
+    /// whatever the dirty ratio.
+    pub max_compaction_lag_ms: i64,
+    /// How long a tombstone stays readable after the cleaning that first
+    /// kept it (then the next cleaning drops it).
+    pub delete_retention_ms: i64,
 }
 
-pub const CONFIG_KEYS: [&str; 4] = [
+pub const CONFIG_KEYS: [&str; 9] = [
     "segment.bytes",
     "segment.ms",
     "retention.bytes",
     "retention.ms",
+    "cleanup.policy",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
 ];
 /// Smallest segment: one page (tests roll often; production uses the default).
 pub const MIN_SEGMENT_BYTES: u64 = 4096;
@@ -64,6 +121,15 @@ impl Default for LogConfig {
             segment_ms: 7 * 24 * 3600 * 1000,
             retention_bytes: -1,
             retention_ms: 7 * 24 * 3600 * 1000,
+            // Kafka's defaults.
+            cleanup_policy: CleanupPolicy {
+                delete: true,
+                compact: false,
+            },
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 3600 * 1000,
         }
     }
 }
@@ -109,6 +175,35 @@ impl LogConfig {
                 }
                 self.retention_ms = v;
             }
+            "cleanup.policy" => self.cleanup_policy = CleanupPolicy::parse(value)?,
+            "min.cleanable.dirty.ratio" => {
+                let v: f64 = value
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("{key}: {value:?} is not a number"))?;
+                if !(0.0..=1.0).contains(&v) {
+                    return Err(format!("{key}: {v} is outside 0..=1"));
+                }
+                self.min_cleanable_dirty_ratio = v;
+            }
+            "min.compaction.lag.ms" | "delete.retention.ms" => {
+                let v = int(value)?;
+                if v < 0 {
+                    return Err(format!("{key}: {v} must be 0 or more"));
+                }
+                if key == "delete.retention.ms" {
+                    self.delete_retention_ms = v;
+                } else {
+                    self.min_compaction_lag_ms = v;
+                }
+            }
+            "max.compaction.lag.ms" => {
+                let v = int(value)?;
+                if v < 1 {
+                    return Err(format!("{key}: {v} must be at least 1"));
+                }
+                self.max_compaction_lag_ms = v;
+            }
             _ => {
                 return Err(format!(
                     "unknown topic config {key:?} (known: {})",
@@ -127,6 +222,12 @@ impl LogConfig {
         let mut c = self.clone();
         for (k, v) in overrides {
             c.set(k, v)?;
+        }
+        if c.min_compaction_lag_ms > c.max_compaction_lag_ms {
+            return Err(format!(
+                "min.compaction.lag.ms {} is above max.compaction.lag.ms {}",
+                c.min_compaction_lag_ms, c.max_compaction_lag_ms
+            ));
         }
         Ok(c)
     }
@@ -432,7 +533,8 @@ mod tests {
             ("segment.bytes", "10", "segment.bytes"),
             ("segment.ms", "x", "not an integer"),
             ("retention.ms", "-5", "retention.ms"),
-            ("cleanup.policy", "compact", "unknown topic config"),
+            ("cleanup.policy", "none", "not delete or compact"),
+            ("compression.type", "zstd", "unknown topic config"),
         ] {
             let e = c.set(k, v).unwrap_err();
             assert!(e.contains(want), "{e}");
@@ -458,5 +560,65 @@ mod tests {
         store(dir.path(), &a).unwrap();
         std::fs::create_dir_all(topics_dir(dir.path()).join("half-created")).unwrap();
         assert_eq!(load_all(dir.path()).unwrap(), vec![a, b]);
+    }
+
+    #[test]
+    fn compaction_settings_take_kafkas_names_values_and_bounds() {
+        let d = LogConfig::default();
+        assert_eq!(d.cleanup_policy.name(), "delete");
+        let over = |pairs: &[(&str, &str)]| {
+            let m: BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            d.with_overrides(&m)
+        };
+        let c = over(&[("cleanup.policy", "compact")]).unwrap();
+        assert!(c.cleanup_policy.compact && !c.cleanup_policy.delete);
+        for both in ["compact,delete", "delete, compact"] {
+            let c = over(&[("cleanup.policy", both)]).unwrap();
+            assert_eq!(c.cleanup_policy.name(), "compact,delete");
+        }
+        let c = over(&[
+            ("min.cleanable.dirty.ratio", "0.1"),
+            ("min.compaction.lag.ms", "1000"),
+            ("max.compaction.lag.ms", "60000"),
+            ("delete.retention.ms", "0"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (
+                c.min_cleanable_dirty_ratio,
+                c.min_compaction_lag_ms,
+                c.max_compaction_lag_ms,
+                c.delete_retention_ms
+            ),
+            (0.1, 1000, 60000, 0)
+        );
+        for (k, v, says) in [
+            ("cleanup.policy", "compacted", "not delete or compact"),
+            ("cleanup.policy", "", "not delete or compact"),
+            ("min.cleanable.dirty.ratio", "1.5", "outside 0..=1"),
+            ("min.cleanable.dirty.ratio", "half", "not a number"),
+            ("delete.retention.ms", "-1", "0 or more"),
+            ("max.compaction.lag.ms", "0", "at least 1"),
+        ] {
+            let e = over(&[(k, v)]).unwrap_err();
+            assert!(e.contains(k) && e.contains(says), "{k}={v}: {e}");
+        }
+        let e = over(&[
+            ("min.compaction.lag.ms", "10"),
+            ("max.compaction.lag.ms", "5"),
+        ])
+        .unwrap_err();
+        assert!(e.contains("above max.compaction.lag.ms"), "{e}");
+        // Stored as given, and a topic file with them loads.
+        let m = TopicMeta {
+            name: "changelog".into(),
+            owners: vec![0],
+            configs: BTreeMap::from([("cleanup.policy".into(), "compact,delete".into())]),
+            shards: 1,
+        };
+        assert_eq!(TopicMeta::decode(&m.encode()).unwrap(), m);
     }
 }

@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 24;
+pub const ENUM_MAX_ERROR_CODE: i16 = 25;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 26] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -42,6 +42,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 25] = [
   ErrorCode::UnknownGroup,
   ErrorCode::OutOfOrderSequence,
   ErrorCode::InvalidProducerEpoch,
+  ErrorCode::InvalidRecord,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -88,9 +89,12 @@ impl ErrorCode {
   /// Idempotent produce: the batch's producer epoch is older than the
   /// partition's (a fenced producer); nothing was written.
   pub const InvalidProducerEpoch: Self = Self(24);
+  /// A record the topic cannot take (a compacted topic's record without a
+  /// key); nothing of the produce was written.
+  pub const InvalidRecord: Self = Self(25);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 24;
+  pub const ENUM_MAX: i16 = 25;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -117,6 +121,7 @@ impl ErrorCode {
     Self::UnknownGroup,
     Self::OutOfOrderSequence,
     Self::InvalidProducerEpoch,
+    Self::InvalidRecord,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -146,6 +151,7 @@ impl ErrorCode {
       Self::UnknownGroup => Some("UnknownGroup"),
       Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
       Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
+      Self::InvalidRecord => Some("InvalidRecord"),
       _ => None,
     }
   }
@@ -1769,7 +1775,9 @@ pub enum ConfigEntryOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
 /// A topic setting overriding the broker default (Kafka's names:
-/// segment.bytes, segment.ms, retention.bytes, retention.ms).
+/// segment.bytes, segment.ms, retention.bytes, retention.ms, cleanup.policy,
+/// min.cleanable.dirty.ratio, min.compaction.lag.ms, max.compaction.lag.ms,
+/// delete.retention.ms).
 pub struct ConfigEntry<'a> {
   pub _tab: ::flatbuffers::Table<'a>,
 }
