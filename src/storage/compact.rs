@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use crate::batch::{self, BatchError, BatchHeader, Record, Records, ATTR_DELETE_HORIZON};
+use crate::storage::meta::LogConfig;
 
 /// Each key's newest offset among the batches added.
 #[derive(Debug, Default)]
@@ -209,6 +210,98 @@ pub fn clean_log(
     Ok((out, stats))
 }
 
+/// What the planner needs of one segment, oldest first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentSummary {
+    pub base_offset: i64,
+    /// One past its last offset.
+    pub next_offset: i64,
+    pub bytes: u64,
+    /// Newest record timestamp in it (-1: none).
+    pub max_timestamp: i64,
+    /// Sealed, every byte written and synced: a cleaning may read and
+    /// replace it. The active segment never is.
+    pub sealed_and_synced: bool,
+}
+
+/// A cleaning the planner chose: rewrite the segments below `end`, with a
+/// key map over `[first_dirty, end)`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Plan {
+    /// Where the part never cleaned starts (the cleaner's checkpoint).
+    pub first_dirty: i64,
+    /// The first offset a cleaning may not touch: the first segment that
+    /// is not sealed and synced, or whose newest record is younger than
+    /// `min.compaction.lag.ms`.
+    pub end: i64,
+    pub clean_bytes: u64,
+    pub dirty_bytes: u64,
+    /// dirty / (clean + dirty): what `min.cleanable.dirty.ratio` compares.
+    pub dirty_ratio: f64,
+    /// Cleaning is due by `max.compaction.lag.ms`, whatever the ratio.
+    pub forced: bool,
+}
+
+/// Kafka's LogCleanerManager rules for one log: the cleanable range ends
+/// at the first segment a cleaning may not touch; the log is due when the
+/// dirty share of what lies below that end reaches
+/// `min.cleanable.dirty.ratio`, or when the oldest dirty segment's newest
+/// record is older than `max.compaction.lag.ms`. None: nothing is due
+/// (or the policy does not compact). `checkpoint`: where the last cleaning
+/// ended (None, or outside the log: the log start).
+pub fn plan(
+    segments: &[SegmentSummary],
+    checkpoint: Option<i64>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Option<Plan> {
+    if !config.cleanup_policy.compact || segments.is_empty() {
+        return None;
+    }
+    let log_start = segments[0].base_offset;
+    let log_end = segments[segments.len() - 1].next_offset;
+    let first_dirty = checkpoint
+        .filter(|&c| c >= log_start && c <= log_end)
+        .unwrap_or(log_start);
+    let young = |s: &SegmentSummary| {
+        s.max_timestamp >= 0
+            && now_ms.saturating_sub(s.max_timestamp) < config.min_compaction_lag_ms
+    };
+    let end = segments
+        .iter()
+        .find(|s| !s.sealed_and_synced || (s.next_offset > first_dirty && young(s)))
+        .map_or(log_end, |s| s.base_offset);
+    if end <= first_dirty {
+        return None;
+    }
+    let (mut clean_bytes, mut dirty_bytes) = (0u64, 0u64);
+    let mut oldest_dirty: Option<i64> = None;
+    for s in segments.iter().take_while(|s| s.next_offset <= end) {
+        if s.next_offset <= first_dirty {
+            clean_bytes += s.bytes;
+        } else {
+            dirty_bytes += s.bytes;
+            if oldest_dirty.is_none() && s.max_timestamp >= 0 {
+                oldest_dirty = Some(s.max_timestamp);
+            }
+        }
+    }
+    if dirty_bytes == 0 {
+        return None;
+    }
+    let dirty_ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
+    let forced =
+        oldest_dirty.is_some_and(|t| now_ms.saturating_sub(t) > config.max_compaction_lag_ms);
+    (dirty_ratio >= config.min_cleanable_dirty_ratio || forced).then_some(Plan {
+        first_dirty,
+        end,
+        clean_bytes,
+        dirty_bytes,
+        dirty_ratio,
+        forced,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,6 +484,88 @@ mod tests {
             );
             assert_eq!((stats.records_read, stats.records_kept), (3, 2));
         }
+    }
+
+    fn seg(base: i64, next: i64, bytes: u64, ts: i64, done: bool) -> SegmentSummary {
+        SegmentSummary {
+            base_offset: base,
+            next_offset: next,
+            bytes,
+            max_timestamp: ts,
+            sealed_and_synced: done,
+        }
+    }
+
+    fn compact_config(ratio: f64, min_lag: i64, max_lag: i64) -> LogConfig {
+        LogConfig {
+            cleanup_policy: crate::storage::meta::CleanupPolicy::parse("compact").unwrap(),
+            min_cleanable_dirty_ratio: ratio,
+            min_compaction_lag_ms: min_lag,
+            max_compaction_lag_ms: max_lag,
+            ..LogConfig::default()
+        }
+    }
+
+    #[test]
+    fn the_planner_follows_kafkas_ratio_and_lag_rules() {
+        let now = 1_000_000;
+        // Three sealed segments and the active one.
+        let log = [
+            seg(0, 100, 1000, now - 5000, true),
+            seg(100, 200, 1000, now - 4000, true),
+            seg(200, 300, 1000, now - 100, true),
+            seg(300, 320, 200, now - 10, false),
+        ];
+        // Never cleaned: all three sealed are dirty; the active one is not.
+        let p = plan(&log, None, &compact_config(0.5, 0, i64::MAX), now).unwrap();
+        assert_eq!(
+            (p.first_dirty, p.end, p.clean_bytes, p.dirty_bytes),
+            (0, 300, 0, 3000)
+        );
+        assert!(!p.forced && p.dirty_ratio == 1.0);
+        // Cleaned up to 200: a third dirty, under a ratio of 0.5 ...
+        assert_eq!(
+            plan(&log, Some(200), &compact_config(0.5, 0, i64::MAX), now),
+            None
+        );
+        // ... over 0.3.
+        let p = plan(&log, Some(200), &compact_config(0.3, 0, i64::MAX), now).unwrap();
+        assert_eq!(
+            (p.first_dirty, p.end, p.clean_bytes, p.dirty_bytes),
+            (200, 300, 2000, 1000)
+        );
+        // min.compaction.lag.ms: the segment written 100 ms ago stays out.
+        let p = plan(&log, None, &compact_config(0.5, 1000, i64::MAX), now).unwrap();
+        assert_eq!(p.end, 200);
+        assert_eq!(
+            plan(&log, Some(200), &compact_config(0.0, 1000, i64::MAX), now),
+            None
+        );
+        // max.compaction.lag.ms forces a cleaning the ratio would not start.
+        let p = plan(&log, Some(100), &compact_config(0.99, 0, 3000), now).unwrap();
+        assert!(p.forced && p.dirty_ratio < 0.99);
+        // A sealed segment not yet synced ends the range.
+        let mut unsynced = log;
+        unsynced[1].sealed_and_synced = false;
+        assert_eq!(
+            plan(&unsynced, None, &compact_config(0.5, 0, i64::MAX), now)
+                .unwrap()
+                .end,
+            100
+        );
+        // A checkpoint outside the log counts from the log start; delete
+        // topics never plan.
+        assert_eq!(
+            plan(&log, Some(9999), &compact_config(0.5, 0, i64::MAX), now)
+                .unwrap()
+                .first_dirty,
+            0
+        );
+        assert_eq!(plan(&log, None, &LogConfig::default(), now), None);
+        assert_eq!(
+            plan(&log[3..], None, &compact_config(0.0, 0, i64::MAX), now),
+            None
+        );
     }
 
     #[test]
