@@ -122,7 +122,13 @@ fn bench_recovery_scan(c: &mut Criterion) {
         offset += 16;
         log.extend_from_slice(&b);
     }
-    let (end, next, _) = recovery::scan_bytes(&log, 0, 0, recovery::CHUNK_BYTES);
+    let (end, next, _) = recovery::scan_bytes(
+        &log,
+        0,
+        0,
+        recovery::CHUNK_BYTES,
+        shardlog::batch::OffsetChain::Contiguous,
+    );
     assert_eq!(
         (end, next),
         (log.len() as u64, offset),
@@ -130,7 +136,15 @@ fn bench_recovery_scan(c: &mut Criterion) {
     );
     g.throughput(Throughput::Bytes(log.len() as u64));
     g.bench_function("scan_bytes_32MiB_of_16KiB_batches", |b| {
-        b.iter(|| recovery::scan_bytes(black_box(&log), 0, 0, recovery::CHUNK_BYTES))
+        b.iter(|| {
+            recovery::scan_bytes(
+                black_box(&log),
+                0,
+                0,
+                recovery::CHUNK_BYTES,
+                shardlog::batch::OffsetChain::Contiguous,
+            )
+        })
     });
     g.finish();
 }

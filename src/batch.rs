@@ -278,11 +278,35 @@ pub struct ScanResult {
     pub max_timestamp: Option<i64>,
 }
 
+/// How a stored log's offsets follow each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetChain {
+    /// Every batch starts where the one before ended: any other offset is
+    /// damage (the base offset is not covered by the CRC).
+    Contiguous,
+    /// Offsets only increase: a compacted log, whose cleanings left holes.
+    Increasing,
+}
+
+impl OffsetChain {
+    /// Whether a batch at `base` may follow a log that ends before `next`.
+    pub fn follows(self, base: i64, next: i64) -> bool {
+        match self {
+            OffsetChain::Contiguous => base == next,
+            OffsetChain::Increasing => base >= next,
+        }
+    }
+}
+
 /// Scans `b` from its start and stops at the first byte that does not begin
-/// a whole, CRC-valid batch whose offsets follow the previous one (zero
-/// padding, a torn write, garbage). Pure: recovery is built on this.
-/// `on_batch(position, header)` is called for every valid batch.
-pub fn scan(b: &[u8], mut on_batch: impl FnMut(usize, &BatchHeader)) -> ScanResult {
+/// a whole, CRC-valid batch whose offsets follow the previous one by
+/// `chain` (zero padding, a torn write, garbage). Pure: recovery is built
+/// on this. `on_batch(position, header)` is called for every valid batch.
+pub fn scan(
+    b: &[u8],
+    chain: OffsetChain,
+    mut on_batch: impl FnMut(usize, &BatchHeader),
+) -> ScanResult {
     let mut r = ScanResult {
         valid_bytes: 0,
         batches: 0,
@@ -297,7 +321,7 @@ pub fn scan(b: &[u8], mut on_batch: impl FnMut(usize, &BatchHeader)) -> ScanResu
             Err(_) => break,
         };
         if let Some(next) = r.next_offset {
-            if h.base_offset != next {
+            if !chain.follows(h.base_offset, next) {
                 break;
             }
         } else if h.base_offset < 0 {
@@ -1155,7 +1179,7 @@ mod tests {
         }
         let whole = log.len();
         log.extend_from_slice(&[0u8; 4096]);
-        let r = scan(&log, |_, _| {});
+        let r = scan(&log, OffsetChain::Contiguous, |_, _| {});
         assert_eq!(r.valid_bytes, whole);
         assert_eq!(r.batches, 3);
         assert_eq!(r.next_offset, Some(6));
@@ -1164,7 +1188,10 @@ mod tests {
         patch_base_offset(&mut b, 99, 0);
         log.truncate(whole);
         log.extend_from_slice(&b);
-        assert_eq!(scan(&log, |_, _| {}).valid_bytes, whole);
+        assert_eq!(
+            scan(&log, OffsetChain::Contiguous, |_, _| {}).valid_bytes,
+            whole
+        );
     }
 
     type ArbRecord = (
@@ -1265,7 +1292,7 @@ mod tests {
         #[test]
         fn fuzz_validate_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = validate(&bytes);
-            let _ = scan(&bytes, |_, _| {});
+            let _ = scan(&bytes, OffsetChain::Contiguous, |_, _| {});
             let _ = split_batches(&Bytes::from(bytes));
         }
 

@@ -25,7 +25,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use thiserror::Error;
 
-use crate::batch::{self, BatchError, Records};
+use crate::batch::{self, BatchError, OffsetChain, Records};
 use crate::cache::{BatchCache, CacheBudget, Lookup};
 use crate::chain::Chain;
 use crate::memory::MemoryGauge;
@@ -253,6 +253,12 @@ impl Partition {
             format!("{topic}/{id}"),
             config.tail_buffer_bytes,
             visible,
+            // A compacted log has holes where cleanings dropped records.
+            if config.log.cleanup_policy.compact {
+                OffsetChain::Increasing
+            } else {
+                OffsetChain::Contiguous
+            },
             &config.metrics,
         )
         .await?;
@@ -893,7 +899,9 @@ mod tests {
             p.flush_to(a.next_offset, Level::Synced).await.unwrap();
             drop(p); // a crash: no close, the last page keeps its zero padding
             let pdir = partition_dir(&path, "t", 0);
-            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
+            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms(), OffsetChain::Contiguous)
+                .await
+                .unwrap();
             assert!(rec.truncated_bytes > 0 && !rec.torn, "{rec:?}");
             assert_eq!(rec.next_offset, 2);
             seg.close().await.unwrap();
@@ -904,7 +912,9 @@ mod tests {
                 .unwrap();
             std::io::Write::write_all(&mut f, b"\0\0garbage").unwrap();
             drop(f);
-            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
+            let (seg, rec) = Segment::open(&pdir, 0, 8192, now_ms(), OffsetChain::Contiguous)
+                .await
+                .unwrap();
             assert!(rec.torn, "{rec:?}");
             assert_eq!(rec.truncated_bytes, 9);
             assert_eq!(rec.next_offset, 2);
@@ -937,7 +947,9 @@ mod tests {
             drop(p); // a crash: the preallocated zeros stay in the file
 
             let pdir = partition_dir(&path, "t", 0);
-            let (s, rec) = Segment::open(&pdir, 0, 8192, now_ms()).await.unwrap();
+            let (s, rec) = Segment::open(&pdir, 0, 8192, now_ms(), OffsetChain::Contiguous)
+                .await
+                .unwrap();
             assert!(
                 !rec.torn,
                 "zeros past the data are not a torn tail: {rec:?}"
@@ -1012,6 +1024,84 @@ mod tests {
             d.append(&b.finish()).unwrap();
             p.close().await.unwrap();
             d.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn a_compacted_log_with_holes_recovers_and_reads_back_the_survivors() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(8 << 10);
+            cfg.log.cleanup_policy = crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            // 40 updates of 4 keys, one 1 KiB record each: several segments.
+            for i in 0..40u8 {
+                let mut b = BatchBuilder::new(1_000 + i as i64);
+                let key = format!("key-{}", i % 4);
+                b.push(
+                    1_000 + i as i64,
+                    Some(key.as_bytes()),
+                    Some(&[i; 1000]),
+                    &[],
+                );
+                let a = p.append(&b.finish()).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            }
+            let before = read_all(&p).await;
+            p.close().await.unwrap();
+            // Clean the first two sealed segments the way the cleaner will:
+            // batches rewritten in place of the old file, index files gone.
+            let dir = partition_dir(&path, "t", 0);
+            let logs = files_of(&path, "log");
+            assert!(logs.len() >= 4, "{logs:?}");
+            let base_of = |f: &str| f.trim_end_matches(".log").parse::<i64>().unwrap();
+            let end = base_of(&logs[2]);
+            let mut old = Vec::new();
+            for f in &logs[..2] {
+                old.extend(
+                    batch::split_batches(&Bytes::from(std::fs::read(dir.join(f)).unwrap()))
+                        .unwrap(),
+                );
+            }
+            let c = crate::storage::compact::Cleaning {
+                now_ms: 0,
+                delete_retention_ms: 0,
+            };
+            let (cleaned, stats) = crate::storage::compact::clean_log(&old, end, &c).unwrap();
+            assert!(stats.records_kept < stats.records_read);
+            // The survivors of both go into the first file (the cleaner
+            // merges a group into its first segment, so no segment is left
+            // empty and the log start stays); the second goes.
+            let bytes: Vec<u8> = cleaned
+                .iter()
+                .filter(|b| batch::validate(b).unwrap().base_offset < end)
+                .flat_map(|b| b.iter().copied())
+                .collect();
+            std::fs::write(dir.join(&logs[0]), &bytes).unwrap();
+            segment::remove_index_files(&dir, 0).unwrap();
+            std::fs::remove_file(dir.join(&logs[1])).unwrap();
+            segment::remove_index_files(&dir, base_of(&logs[1])).unwrap();
+            // Reopened: the holes are not damage, every survivor reads back
+            // at its own offset, and what was past the cleaning is whole.
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert_eq!((p.log_start_offset(), p.high_watermark()), (0, 40));
+            let got = read_all(&p).await;
+            let offsets = |v: &[Bytes]| -> Vec<i64> {
+                v.iter()
+                    .flat_map(|b| Records::new(b.clone()).unwrap().map(|r| r.unwrap().offset))
+                    .collect()
+            };
+            let want: Vec<i64> = offsets(&before)
+                .into_iter()
+                .filter(|&o| o >= end || o + 4 >= end)
+                .collect();
+            assert_eq!(
+                offsets(&got),
+                want,
+                "the newest of each key below {end}, all above"
+            );
+            let a = p.append(&make_batch(1, 1, 10)).unwrap();
+            assert_eq!(a.base_offset, 40);
+            p.close().await.unwrap();
         });
     }
 
@@ -1239,7 +1329,9 @@ mod tests {
             let dir = partition_dir(&path, "t", 0);
             for name in files_of(&path, ".log") {
                 let base: i64 = name.trim_end_matches(".log").parse().unwrap();
-                let (seg, rec) = Segment::open(&dir, base, 8192, now_ms()).await.unwrap();
+                let (seg, rec) = Segment::open(&dir, base, 8192, now_ms(), OffsetChain::Contiguous)
+                    .await
+                    .unwrap();
                 assert!(rec.index_rebuilt.is_none(), "{name}: {rec:?}");
                 assert!(rec.batches_scanned <= 4, "{name}: {rec:?}");
                 seg.close().await.unwrap();

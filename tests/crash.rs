@@ -665,7 +665,7 @@ fn garbage_appended_to_newest_segment_is_cut_exactly() {
     let clean = file_bytes(&segment);
     let on_disk = std::fs::read(&segment).unwrap();
     assert_eq!(
-        batch::scan(&on_disk, |_, _| {}).valid_bytes as u64,
+        batch::scan(&on_disk, batch::OffsetChain::Contiguous, |_, _| {}).valid_bytes as u64,
         clean,
         "after a clean stop the segment holds whole batches only"
     );

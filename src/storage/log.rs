@@ -22,7 +22,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader, Records};
+use crate::batch::{self, BatchHeader, OffsetChain, Records};
 use crate::metrics::ShardMetrics;
 use crate::rt::{self, align_up, DirectFile, LocalLock, LocalLockGuard};
 use crate::storage::index::INDEX_INTERVAL_BYTES;
@@ -118,6 +118,8 @@ pub struct Log {
     name: String,
     tail_buffer_bytes: usize,
     visible: Visible,
+    /// Contiguous, or increasing with holes once compaction may have run.
+    chain: OffsetChain,
     /// Ascending by base offset; never empty; the last one is active.
     segments: RefCell<VecDeque<Segment>>,
     /// Serializes write stages, seals and retention: two writes of the same
@@ -136,6 +138,7 @@ impl Log {
         name: String,
         tail_buffer_bytes: usize,
         visible: Visible,
+        chain: OffsetChain,
         metrics: &ShardMetrics,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
@@ -163,7 +166,7 @@ impl Log {
         let count = bases.len();
         for (i, &base) in bases.iter().enumerate() {
             let last = i + 1 == count;
-            let (mut seg, rec) = Segment::open(&dir, base, tail_buffer_bytes, now).await?;
+            let (mut seg, rec) = Segment::open(&dir, base, tail_buffer_bytes, now, chain).await?;
             log_recovery(&name, &seg, &rec);
             metrics.recovered(rec.torn, rec.truncated_bytes, rec.index_rebuilt.is_some());
             if let Some(prev) = segments.back() {
@@ -176,7 +179,7 @@ impl Log {
                         ),
                     });
                 }
-                if prev.next_offset() < base {
+                if prev.next_offset() < base && chain == OffsetChain::Contiguous {
                     tracing::error!(
                         "recovery of {name}: offsets {}..{base} are missing between {} and {}",
                         prev.next_offset(),
@@ -215,6 +218,7 @@ impl Log {
             name,
             tail_buffer_bytes,
             visible,
+            chain,
             segments: RefCell::new(segments),
             writes: LocalLock::default(),
             syncs: LocalLock::default(),
@@ -290,7 +294,7 @@ impl Log {
             plan
         };
         for (file, path, offset, start, end) in plan.into_iter().rev() {
-            let mut scan = Scanner::new(start, offset, end);
+            let mut scan = Scanner::new(start, offset, end, self.chain);
             while let Step::Read { pos, len } = scan.step() {
                 let buf = file
                     .read_at(pos, len)

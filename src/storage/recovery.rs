@@ -2,14 +2,15 @@
 //!
 //! Owns: deciding where the valid log ends. Starting at a known-good batch
 //! boundary (the segment start, or the last entry of an index that checked
-//! out), every batch must be whole, CRC-valid and continue the offset chain;
-//! the log ends before the first that is not. Also tells zero padding (the
+//! out), every batch must be whole, CRC-valid and continue the offset chain
+//! (`OffsetChain`: contiguous, or only increasing for a compacted log whose
+//! cleanings left holes); the log ends before the first that is not. Also tells zero padding (the
 //! unwritten rest of the last O_DIRECT page) from a torn or corrupt tail.
 //!
 //! Must never: do I/O (the segment reads, this decides), or accept a batch
-//! whose offsets do not follow the previous one.
+//! whose offsets do not follow the previous one (never one that goes back).
 
-use crate::batch::{self, BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
+use crate::batch::{self, BatchHeader, OffsetChain, HEADER_BYTES, LOG_OVERHEAD};
 
 /// Bytes asked for at a time (more when one batch is larger).
 pub const CHUNK_BYTES: usize = 4 << 20;
@@ -32,6 +33,7 @@ pub struct Scanner {
     expected_offset: i64,
     want: usize,
     chunk: usize,
+    chain: OffsetChain,
     done: bool,
     pub batches: usize,
     pub max_timestamp: i64,
@@ -39,9 +41,15 @@ pub struct Scanner {
 
 impl Scanner {
     /// Scans from `start_pos` (a batch boundary) of a file of `file_bytes`;
-    /// the first batch must have base offset `expected_offset`.
-    pub fn new(start_pos: u64, expected_offset: i64, file_bytes: u64) -> Scanner {
-        Self::with_chunk(start_pos, expected_offset, file_bytes, CHUNK_BYTES)
+    /// the first batch must have base offset `expected_offset` (at least
+    /// that, with `OffsetChain::Increasing`).
+    pub fn new(
+        start_pos: u64,
+        expected_offset: i64,
+        file_bytes: u64,
+        chain: OffsetChain,
+    ) -> Scanner {
+        Self::with_chunk(start_pos, expected_offset, file_bytes, CHUNK_BYTES, chain)
     }
 
     pub fn with_chunk(
@@ -49,6 +57,7 @@ impl Scanner {
         expected_offset: i64,
         file_bytes: u64,
         chunk: usize,
+        chain: OffsetChain,
     ) -> Scanner {
         assert!(chunk >= HEADER_BYTES);
         Scanner {
@@ -57,6 +66,7 @@ impl Scanner {
             expected_offset,
             want: chunk,
             chunk,
+            chain,
             done: start_pos >= file_bytes,
             batches: 0,
             max_timestamp: -1,
@@ -90,8 +100,9 @@ impl Scanner {
         let pos = self.pos;
         let mut chain_ok = true;
         let expected = self.expected_offset;
-        let r = batch::scan(buf, |at, h| {
-            if at == 0 && h.base_offset != expected {
+        let chain = self.chain;
+        let r = batch::scan(buf, chain, |at, h| {
+            if at == 0 && !chain.follows(h.base_offset, expected) {
                 chain_ok = false;
             }
             if chain_ok {
@@ -134,8 +145,9 @@ pub fn scan_bytes(
     start_pos: u64,
     expected_offset: i64,
     chunk: usize,
+    chain: OffsetChain,
 ) -> (u64, i64, usize) {
-    let mut s = Scanner::with_chunk(start_pos, expected_offset, log.len() as u64, chunk);
+    let mut s = Scanner::with_chunk(start_pos, expected_offset, log.len() as u64, chunk, chain);
     while let Step::Read { pos, len } = s.step() {
         let p = pos as usize;
         s.feed(&log[p..p + len], |_, _| {});
@@ -187,9 +199,9 @@ mod tests {
             let mut damaged = log[..cut].to_vec();
             damaged.extend_from_slice(&garbage);
             let (want_pos, want_next) = *bounds.iter().rev().find(|&&(p, _)| p as usize <= cut).unwrap();
-            let (end, next, _) = scan_bytes(&damaged, 0, 0, chunk);
+            let (end, next, _) = scan_bytes(&damaged, 0, 0, chunk, OffsetChain::Contiguous);
             // Garbage could by chance continue the log with a valid batch only
-            // if it carried a correct CRC-32C and the next offset: we treat a
+            // if it carried a correct CRC-32C and a following offset: we treat a
             // longer recovery as a failure too.
             prop_assert_eq!((end, next), (want_pos, want_next));
         }
@@ -205,9 +217,9 @@ mod tests {
             let log = &log[..log.len() - cut_back.min(log.len())];
             let (start, expected) = bounds[from % bounds.len()];
             prop_assume!(start as usize <= log.len());
-            let full = scan_bytes(log, 0, 0, 4096);
+            let full = scan_bytes(log, 0, 0, 4096, OffsetChain::Contiguous);
             prop_assume!(full.0 >= start);
-            let part = scan_bytes(log, start, expected, 4096);
+            let part = scan_bytes(log, start, expected, 4096, OffsetChain::Contiguous);
             prop_assert_eq!((part.0, part.1), (full.0, full.1));
         }
     }
@@ -218,15 +230,40 @@ mod tests {
         // the third batch claims offset 7 instead of 5
         let third = bounds[2].0 as usize;
         patch_base_offset(&mut log[third..], 7, 0);
-        assert_eq!(scan_bytes(&log, 0, 0, 64), (bounds[2].0, 5, 2));
+        assert_eq!(
+            scan_bytes(&log, 0, 0, 64, OffsetChain::Contiguous),
+            (bounds[2].0, 5, 2)
+        );
         // a segment whose first batch is not its base offset holds nothing
-        assert_eq!(scan_bytes(&log, 0, 1, 64), (0, 1, 0));
+        assert_eq!(
+            scan_bytes(&log, 0, 1, 64, OffsetChain::Contiguous),
+            (0, 1, 0)
+        );
+    }
+
+    #[test]
+    fn a_compacted_log_may_skip_offsets_but_never_go_back() {
+        let (mut log, bounds) = log_of(&[(2, 10), (3, 10), (1, 10)]);
+        let inc = OffsetChain::Increasing;
+        // A cleaning dropped offsets 5 and 6: the third batch starts at 7.
+        let third = bounds[2].0 as usize;
+        patch_base_offset(&mut log[third..], 7, 0);
+        assert_eq!(scan_bytes(&log, 0, 0, 64, inc), (log.len() as u64, 8, 3));
+        let mut from_base = log.clone();
+        patch_base_offset(&mut from_base, 1, 0); // 1..2, then 2..4: overlap
+        assert_eq!(scan_bytes(&from_base, 0, 0, 64, inc), (bounds[1].0, 3, 1));
+        // Going back ends the log, as damage.
+        patch_base_offset(&mut log[third..], 4, 0);
+        assert_eq!(scan_bytes(&log, 0, 0, 64, inc), (bounds[2].0, 5, 2));
     }
 
     #[test]
     fn batches_larger_than_a_chunk_are_read_whole() {
         let (log, bounds) = log_of(&[(3, 9000), (2, 20_000)]);
-        assert_eq!(scan_bytes(&log, 0, 0, 100), (bounds[2].0, 5, 2));
+        assert_eq!(
+            scan_bytes(&log, 0, 0, 100, OffsetChain::Contiguous),
+            (bounds[2].0, 5, 2)
+        );
         assert!(is_zero_padding(&[0; 100]));
         assert!(!is_zero_padding(&[0, 0, 1]));
     }

@@ -25,7 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use crate::batch::{BatchHeader, HEADER_BYTES, LOG_OVERHEAD};
+use crate::batch::{BatchHeader, OffsetChain, HEADER_BYTES, LOG_OVERHEAD};
 use crate::rt::{align_down, align_up, AlignedBuf, DirectFile, PAGE_BYTES};
 
 use super::index::{OffsetIndex, TimeIndex};
@@ -159,6 +159,7 @@ impl Segment {
         base_offset: i64,
         tail_capacity: usize,
         now_ms: i64,
+        chain: OffsetChain,
     ) -> Result<(Segment, Recovery), StorageError> {
         assert!(tail_capacity >= PAGE_BYTES && tail_capacity.is_multiple_of(PAGE_BYTES));
         let path = dir.join(file_name(base_offset));
@@ -173,7 +174,7 @@ impl Segment {
         loop {
             index.truncate_to_pos(start.1);
             time_index.drop_from(start.0);
-            scan = Scanner::new(start.1, start.0, size);
+            scan = Scanner::new(start.1, start.0, size, chain);
             while let Step::Read { pos, len } = scan.step() {
                 let buf = file
                     .read_at(pos, len)
@@ -658,7 +659,7 @@ fn load_indexes(
     Ok(Some((index, time)))
 }
 
-fn remove_index_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
+pub fn remove_index_files(dir: &Path, base_offset: i64) -> Result<(), StorageError> {
     for name in [index_name(base_offset), time_index_name(base_offset)] {
         let p = dir.join(name);
         match std::fs::remove_file(&p) {
