@@ -29,6 +29,7 @@ use crate::storage::index::INDEX_INTERVAL_BYTES;
 use crate::storage::meta::LogConfig;
 use crate::storage::recovery::{Scanner, Step};
 use crate::storage::segment::{self, FlushJob, Segment, Selection};
+use crate::storage::swap;
 use crate::storage::{sync_dir, StorageError};
 
 /// Which of a segment's bytes readers may see.
@@ -142,6 +143,14 @@ impl Log {
         metrics: &ShardMetrics,
     ) -> Result<Log, StorageError> {
         std::fs::create_dir_all(&dir).map_err(|e| StorageError::io("create dir", &dir, e))?;
+        // A compaction cut by a crash: undone before its commit, finished
+        // after it (swap.rs), before the segments are listed.
+        let (dropped, finished) = swap::recover(&dir)?;
+        if dropped + finished > 0 {
+            tracing::warn!(
+                "recovery of {name}: {dropped} uncommitted compaction(s) dropped, {finished} committed one(s) finished"
+            );
+        }
         let mut bases = Vec::new();
         for entry in std::fs::read_dir(&dir).map_err(|e| StorageError::io("list", &dir, e))? {
             let entry = entry.map_err(|e| StorageError::io("list", &dir, e))?;

@@ -13,6 +13,7 @@ pub mod log;
 pub mod meta;
 pub mod recovery;
 pub mod segment;
+pub mod swap;
 
 use std::io;
 use std::path::{Path, PathBuf};
