@@ -1015,6 +1015,20 @@ mod tests {
                 3,
                 "nothing of the refused run was appended"
             );
+            // A batch whose records cannot be decoded (gzip claimed, not
+            // gzip inside, CRC made to agree) is refused as corrupt.
+            let mut bad = make_batch(3, 2, 10).to_vec();
+            bad[22] |= 1; // attributes' low byte: codec 1
+            let crc = crc32c::crc32c(&bad[21..]);
+            bad[17..21].copy_from_slice(&crc.to_be_bytes());
+            assert!(matches!(
+                p.append(&Bytes::from(bad)),
+                Err(PartitionError::Batch(BatchError::Decompress {
+                    codec: 1,
+                    ..
+                }))
+            ));
+            assert_eq!(p.high_watermark(), 3);
             // A delete topic takes the same batch.
             let d = Partition::open(&path, "d", 0, PartitionConfig::default())
                 .await

@@ -61,37 +61,28 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
     // Overrides were validated when the topic was created; a bad one
     // would not have loaded.
     let eff = d.log.with_overrides(&set).unwrap_or_else(|_| d.log.clone());
-    let src = |k: &str| {
-        if set.contains_key(k) {
-            SOURCE_TOPIC
-        } else {
-            SOURCE_DEFAULT
-        }
+    // A setting the topic may override: its value as the topic set it (so
+    // a list or a number reads back as written), else the effective one.
+    let own = |n: &'static str, effective: String, t| match set.get(n) {
+        Some(v) => (n, v.clone(), SOURCE_TOPIC, false, t),
+        None => (n, effective, SOURCE_DEFAULT, false, t),
     };
     let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
     vec![
-        (
+        own(
             "cleanup.policy",
-            set.get("cleanup.policy")
-                .cloned()
-                .unwrap_or_else(|| eff.cleanup_policy.name().to_owned()),
-            src("cleanup.policy"),
-            false,
+            eff.cleanup_policy.name().to_owned(),
             TYPE_LIST,
         ),
         fixed("compression.type", "producer", TYPE_STRING),
-        (
+        own(
             "delete.retention.ms",
             eff.delete_retention_ms.to_string(),
-            src("delete.retention.ms"),
-            false,
             TYPE_LONG,
         ),
-        (
+        own(
             "max.compaction.lag.ms",
             eff.max_compaction_lag_ms.to_string(),
-            src("max.compaction.lag.ms"),
-            false,
             TYPE_LONG,
         ),
         (
@@ -102,51 +93,25 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
             TYPE_INT,
         ),
         fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
-        (
+        own(
             "min.cleanable.dirty.ratio",
-            set.get("min.cleanable.dirty.ratio")
-                .cloned()
-                .unwrap_or_else(|| eff.min_cleanable_dirty_ratio.to_string()),
-            src("min.cleanable.dirty.ratio"),
-            false,
+            eff.min_cleanable_dirty_ratio.to_string(),
             TYPE_DOUBLE,
         ),
-        (
+        own(
             "min.compaction.lag.ms",
             eff.min_compaction_lag_ms.to_string(),
-            src("min.compaction.lag.ms"),
-            false,
             TYPE_LONG,
         ),
         fixed("min.insync.replicas", "1", TYPE_INT),
-        (
+        own(
             "retention.bytes",
             eff.retention_bytes.to_string(),
-            src("retention.bytes"),
-            false,
             TYPE_LONG,
         ),
-        (
-            "retention.ms",
-            eff.retention_ms.to_string(),
-            src("retention.ms"),
-            false,
-            TYPE_LONG,
-        ),
-        (
-            "segment.bytes",
-            eff.segment_bytes.to_string(),
-            src("segment.bytes"),
-            false,
-            TYPE_INT,
-        ),
-        (
-            "segment.ms",
-            eff.segment_ms.to_string(),
-            src("segment.ms"),
-            false,
-            TYPE_LONG,
-        ),
+        own("retention.ms", eff.retention_ms.to_string(), TYPE_LONG),
+        own("segment.bytes", eff.segment_bytes.to_string(), TYPE_INT),
+        own("segment.ms", eff.segment_ms.to_string(), TYPE_LONG),
         fixed("unclean.leader.election.enable", "false", TYPE_BOOLEAN),
     ]
 }
