@@ -1293,6 +1293,7 @@ mod tests {
         fn fuzz_validate_never_panics_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
             let _ = validate(&bytes);
             let _ = scan(&bytes, OffsetChain::Contiguous, |_, _| {});
+            let _ = scan(&bytes, OffsetChain::Increasing, |_, _| {});
             let _ = split_batches(&Bytes::from(bytes));
         }
 
