@@ -119,6 +119,24 @@ const SETTINGS: &[Setting] = &[
         "how often retention runs, in ms",
     ),
     s(
+        "cleaner-io-bytes-per-sec",
+        Kind::Int,
+        "104857600",
+        "compaction's reads and writes per shard, bytes/s; 0 = no limit (log.cleaner.io.max.bytes.per.second)",
+    ),
+    s(
+        "cleaner-map-bytes",
+        Kind::Int,
+        "67108864",
+        "memory for compaction's key map per shard (log.cleaner.dedupe.buffer.size)",
+    ),
+    s(
+        "cleaner-check-ms",
+        Kind::Int,
+        "15000",
+        "how often each shard looks for logs due for compaction (log.cleaner.backoff.ms)",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -400,6 +418,16 @@ impl Resolved {
         if retention_check_ms == 0 {
             return Err(self.bad("retention-check-ms", "must be more than 0"));
         }
+        let cleaner_io_bytes_per_sec: u64 =
+            self.parse("cleaner-io-bytes-per-sec", "a number of bytes per second")?;
+        let cleaner_map_bytes: usize = self.parse("cleaner-map-bytes", "a number of bytes")?;
+        if cleaner_map_bytes < 1 << 20 {
+            return Err(self.bad("cleaner-map-bytes", "must be at least 1 MiB"));
+        }
+        let cleaner_check_ms: u64 = self.parse("cleaner-check-ms", "a number of ms")?;
+        if cleaner_check_ms == 0 {
+            return Err(self.bad("cleaner-check-ms", "must be more than 0"));
+        }
         let max_frame_bytes: usize = self.parse("max-frame-bytes", "a number of bytes")?;
         let max_batch_bytes: usize = self.parse("max-batch-bytes", "a number of bytes")?;
         if max_batch_bytes < 61 || max_batch_bytes > max_frame_bytes {
@@ -474,6 +502,9 @@ impl Resolved {
             fsync,
             log,
             retention_check_ms,
+            cleaner_io_bytes_per_sec,
+            cleaner_map_bytes,
+            cleaner_check_ms,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -569,6 +600,9 @@ pub struct ServeSettings {
     pub fsync: FsyncPolicy,
     pub log: LogConfig,
     pub retention_check_ms: u64,
+    pub cleaner_io_bytes_per_sec: u64,
+    pub cleaner_map_bytes: usize,
+    pub cleaner_check_ms: u64,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -640,6 +674,11 @@ impl ServeSettings {
         }
         c.log = self.log.clone();
         c.retention_check = std::time::Duration::from_millis(self.retention_check_ms);
+        c.cleaner_limits = crate::storage::cleaner::Limits {
+            map_bytes: self.cleaner_map_bytes,
+            io_bytes_per_sec: self.cleaner_io_bytes_per_sec,
+        };
+        c.cleaner_check = std::time::Duration::from_millis(self.cleaner_check_ms);
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -718,6 +757,18 @@ pub struct ServeArgs {
     /// How often retention runs, in ms [default: 30000].
     #[arg(long, value_name = "MS")]
     pub retention_check_ms: Option<String>,
+    /// Compaction's reads and writes per shard, in bytes per second; 0: no
+    /// limit (log.cleaner.io.max.bytes.per.second) [default: 100 MiB/s].
+    #[arg(long, value_name = "BYTES")]
+    pub cleaner_io_bytes_per_sec: Option<String>,
+    /// Memory for compaction's key map per shard; a dirty range with more
+    /// keys is cleaned in parts (log.cleaner.dedupe.buffer.size) [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    pub cleaner_map_bytes: Option<String>,
+    /// How often each shard looks for logs due for compaction, in ms
+    /// (log.cleaner.backoff.ms) [default: 15000].
+    #[arg(long, value_name = "MS")]
+    pub cleaner_check_ms: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -799,6 +850,12 @@ impl ServeArgs {
             ("retention-bytes", self.retention_bytes.clone()),
             ("retention-ms", self.retention_ms.clone()),
             ("retention-check-ms", self.retention_check_ms.clone()),
+            (
+                "cleaner-io-bytes-per-sec",
+                self.cleaner_io_bytes_per_sec.clone(),
+            ),
+            ("cleaner-map-bytes", self.cleaner_map_bytes.clone()),
+            ("cleaner-check-ms", self.cleaner_check_ms.clone()),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

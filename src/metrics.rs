@@ -217,6 +217,8 @@ pub struct PartitionMetrics {
     pub produce_bytes: Counter,
     pub fetch_messages: Counter,
     pub fetch_bytes: Counter,
+    /// Compaction: dirty bytes over cleanable bytes at the last look, x1000.
+    pub cleaner_dirty_permille: Gauge,
 }
 
 /// One shard's numbers. Written only by that shard's thread.
@@ -261,6 +263,14 @@ pub struct ShardMetrics {
     recovery_truncations: Counter,
     recovery_truncated_bytes: Counter,
     index_rebuilds: Counter,
+    cleaner_runs: Counter,
+    cleaner_failures: Counter,
+    cleaner_bytes_read: Counter,
+    cleaner_bytes_written: Counter,
+    cleaner_records_removed: Counter,
+    cleaner_tombstones_removed: Counter,
+    /// Unix time (s) the last cleaning on this shard ended; 0: none yet.
+    cleaner_last_run: Gauge,
     errors: [Counter; ERROR_CODES],
     labelled: Mutex<Vec<Arc<PartitionMetrics>>>,
 }
@@ -300,6 +310,13 @@ impl ShardMetrics {
             recovery_truncations: Counter::default(),
             recovery_truncated_bytes: Counter::default(),
             index_rebuilds: Counter::default(),
+            cleaner_runs: Counter::default(),
+            cleaner_failures: Counter::default(),
+            cleaner_bytes_read: Counter::default(),
+            cleaner_bytes_written: Counter::default(),
+            cleaner_records_removed: Counter::default(),
+            cleaner_tombstones_removed: Counter::default(),
+            cleaner_last_run: Gauge::default(),
             errors: Default::default(),
             labelled: Mutex::new(Vec::new()),
         }
@@ -341,6 +358,7 @@ impl ShardMetrics {
             produce_bytes: Counter::default(),
             fetch_messages: Counter::default(),
             fetch_bytes: Counter::default(),
+            cleaner_dirty_permille: Gauge::default(),
         });
         l.push(p.clone());
         Some(p)
@@ -471,6 +489,24 @@ impl ShardMetrics {
             self.forwards.add(1);
             self.forward_bytes.add(record_bytes);
         }
+    }
+
+    /// One compaction cleaning done on this shard.
+    pub fn cleaned(&self, read: u64, written: u64, records_removed: u64, tombstones_removed: u64) {
+        self.cleaner_runs.add(1);
+        self.cleaner_bytes_read.add(read);
+        self.cleaner_bytes_written.add(written);
+        self.cleaner_records_removed.add(records_removed);
+        self.cleaner_tombstones_removed.add(tombstones_removed);
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.cleaner_last_run.set(now);
+    }
+
+    /// A cleaning that ended in an error (logged; the log is as it was).
+    pub fn cleaner_failed(&self) {
+        self.cleaner_failures.add(1);
     }
 
     /// What recovery did to one segment.
@@ -802,6 +838,68 @@ impl prometheus_client::collector::Collector for Collect {
             "Index files rebuilt from the log by recovery",
             &|s| s.index_rebuilds.get(),
         )?;
+        counter(
+            &mut enc,
+            "cleaner_runs",
+            "Compaction cleanings done",
+            &|s| s.cleaner_runs.get(),
+        )?;
+        counter(
+            &mut enc,
+            "cleaner_failures",
+            "Compaction cleanings that failed (the log stays as it was)",
+            &|s| s.cleaner_failures.get(),
+        )?;
+        counter(
+            &mut enc,
+            "cleaner_read_bytes",
+            "Batch bytes compaction cleanings read",
+            &|s| s.cleaner_bytes_read.get(),
+        )?;
+        counter(
+            &mut enc,
+            "cleaner_written_bytes",
+            "Batch bytes compaction cleanings wrote (what they kept)",
+            &|s| s.cleaner_bytes_written.get(),
+        )?;
+        counter(
+            &mut enc,
+            "cleaner_removed_records",
+            "Records compaction removed (superseded, keyless, expired tombstones)",
+            &|s| s.cleaner_records_removed.get(),
+        )?;
+        counter(
+            &mut enc,
+            "cleaner_removed_tombstones",
+            "Tombstones compaction removed past delete.retention.ms",
+            &|s| s.cleaner_tombstones_removed.get(),
+        )?;
+        gauge(
+            &mut enc,
+            "cleaner_last_run_timestamp_seconds",
+            "Unix time the shard's last compaction cleaning ended (0: none yet)",
+            &|s| s.cleaner_last_run.get(),
+        )?;
+        {
+            let mut m = enc.encode_descriptor(
+                "partition_cleaner_dirty_ratio",
+                "A compacted partition's dirty bytes over its cleanable bytes at the cleaner's last look (the first 64 per shard)",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in shards {
+                let l = s.labelled.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for p in l {
+                    let labels = [
+                        ("shard", s.shard.to_string()),
+                        ("topic", p.topic.clone()),
+                        ("partition", p.partition.to_string()),
+                    ];
+                    let ratio = p.cleaner_dirty_permille.get() as f64 / 1000.0;
+                    ConstGauge::new(ratio).encode(m.encode_family(&labels)?)?;
+                }
+            }
+        }
         {
             let mut m = enc.encode_descriptor(
                 "errors",

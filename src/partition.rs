@@ -35,6 +35,7 @@ use crate::rt;
 pub use crate::storage::log::{IoCounts, Retained};
 use crate::storage::log::{Log, StageError, Visible};
 use crate::storage::meta::LogConfig;
+use crate::storage::{cleaner, compact};
 use crate::storage::{partition_dir, segment, StorageError};
 
 /// When appended bytes are fdatasync'ed.
@@ -233,6 +234,25 @@ pub struct Partition {
     labelled: Option<Arc<PartitionMetrics>>,
     /// Recent batches as they arrived: what caught-up consumers read.
     cache: BatchCache,
+    /// Compaction's progress (compacted topics only).
+    cleaner: Cell<CleanerStatus>,
+}
+
+/// Where compaction stands on one partition, for `/metrics` and `topic
+/// describe`.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct CleanerStatus {
+    /// Where the part no cleaning covered starts (the checkpoint).
+    pub checkpoint: Option<i64>,
+    /// Dirty bytes over cleanable bytes at the last look (0 when nothing
+    /// is cleanable).
+    pub dirty_ratio: f64,
+    /// Cleanings done since the partition opened, and their totals.
+    pub runs: u64,
+    pub bytes_read: u64,
+    pub bytes_written: u64,
+    /// Wall-clock ms when the last cleaning ended (-1: none yet).
+    pub last_run_ms: i64,
 }
 
 impl Partition {
@@ -278,6 +298,11 @@ impl Partition {
         let labelled = config.metrics.partition(topic, id);
         (config.metrics.tail_buffer_bytes).add(config.tail_buffer_bytes as u64);
         let cache = BatchCache::new(config.cache.clone());
+        let cleaner = Cell::new(CleanerStatus {
+            checkpoint: cleaner::read_checkpoint(log.dir()),
+            last_run_ms: -1,
+            ..CleanerStatus::default()
+        });
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
             id,
@@ -296,6 +321,7 @@ impl Partition {
             data: Rc::default(),
             labelled,
             cache,
+            cleaner,
         }))
     }
 
@@ -672,6 +698,57 @@ impl Partition {
         let r = self.log.enforce_retention(&self.config.log, now).await?;
         self.cache.trim_below(self.log.log_start());
         Ok(r)
+    }
+
+    /// Compaction's progress here.
+    pub fn cleaner_status(&self) -> CleanerStatus {
+        self.cleaner.get()
+    }
+
+    /// Looks at how dirty the log is now (compacted topics only) and keeps
+    /// the figure for `cleaner_status`.
+    pub fn assess_cleaning(&self, now: i64) -> CleanerStatus {
+        let mut st = self.cleaner.get();
+        st.dirty_ratio =
+            compact::assess(&self.log.summaries(), st.checkpoint, &self.config.log, now)
+                .map_or(0.0, |p| p.dirty_ratio);
+        self.cleaner.set(st);
+        if let Some(l) = &self.labelled {
+            l.cleaner_dirty_permille
+                .set((st.dirty_ratio * 1000.0) as u64);
+        }
+        st
+    }
+
+    /// Runs a compaction cleaning if one is due (see `storage::cleaner`),
+    /// on this shard, within `limits`; records its progress and checkpoint.
+    /// Ok(None): not a compacted topic, or nothing due.
+    pub async fn clean(
+        &self,
+        now: i64,
+        limits: &cleaner::Limits,
+    ) -> Result<Option<cleaner::Report>, PartitionError> {
+        if !self.config.log.cleanup_policy.compact || self.state.borrow().closing {
+            return Ok(None);
+        }
+        let st = self.assess_cleaning(now);
+        let report =
+            cleaner::clean(&self.log, &self.config.log, st.checkpoint, now, limits).await?;
+        let Some(r) = report else {
+            return Ok(None);
+        };
+        // Cached batches below the end hold what the cleaning dropped.
+        self.cache.trim_below(r.end);
+        let mut st = self.cleaner.get();
+        st.checkpoint = Some(r.end);
+        st.runs += 1;
+        st.bytes_read += r.stats.bytes_read;
+        st.bytes_written += r.stats.bytes_written;
+        st.last_run_ms = rt::now_ms();
+        self.cleaner.set(st);
+        self.assess_cleaning(now);
+        cleaner::write_checkpoint(self.log.dir(), r.end)?;
+        Ok(Some(r))
     }
 
     /// Writes, syncs, seals the index files of and closes every segment. Used
@@ -1115,6 +1192,129 @@ mod tests {
             );
             let a = p.append(&make_batch(1, 1, 10)).unwrap();
             assert_eq!(a.base_offset, 40);
+            p.close().await.unwrap();
+        });
+    }
+
+    /// (offset, key, value) of every record, in log order.
+    fn records_of(batches: &[Bytes]) -> Vec<(i64, Option<Bytes>, Option<Bytes>)> {
+        batches
+            .iter()
+            .flat_map(|b| Records::new(b.clone()).unwrap().map(|r| r.unwrap()))
+            .map(|r| (r.offset, r.key, r.value))
+            .collect()
+    }
+
+    /// The compacted view of `all` below `end`: each key's newest record
+    /// (tombstones too, unless `tombstones_gone`), everything from `end` on.
+    fn compacted(
+        all: &[(i64, Option<Bytes>, Option<Bytes>)],
+        end: i64,
+        tombstones_gone: bool,
+    ) -> Vec<(i64, Option<Bytes>, Option<Bytes>)> {
+        let mut newest = std::collections::HashMap::new();
+        for (o, k, _) in all.iter().filter(|r| r.0 < end) {
+            newest.insert(k.clone(), *o);
+        }
+        all.iter()
+            .filter(|(o, k, v)| *o >= end || (newest[k] == *o && !(tombstones_gone && v.is_none())))
+            .cloned()
+            .collect()
+    }
+
+    #[test]
+    fn the_cleaner_keeps_each_keys_newest_record_at_its_offset_and_survives_a_restart() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(8 << 10);
+            cfg.log.cleanup_policy = crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            cfg.log.delete_retention_ms = 1_000;
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            // 400 updates of 10 keys in batches of 1-3 records, 300 bytes
+            // each, some compressed; keys 0 and 1 end with a tombstone.
+            let produce = |p: Rc<Partition>, from: usize, to: usize, prefix: &'static str| async move {
+                let mut i = from;
+                while i < to {
+                    let n = (i % 3 + 1).min(to - i);
+                    let mut b = BatchBuilder::new(1_000 + i as i64);
+                    for j in i..i + n {
+                        let key = format!("{prefix}-{}", j % 10);
+                        let tomb = prefix == "key" && j + 10 >= to && j % 10 < 2;
+                        let value = vec![(j % 251) as u8; 300];
+                        b.push(
+                            1_000 + j as i64,
+                            Some(key.as_bytes()),
+                            (!tomb).then_some(&value[..]),
+                            &[],
+                        );
+                    }
+                    let mut b = b.finish();
+                    if i.is_multiple_of(5) {
+                        // Snappy: the cleaner compresses its rewrite again.
+                        let mut h = batch::validate(&b).unwrap();
+                        h.attributes |= 2;
+                        let rs: Vec<_> = Records::new(b).unwrap().map(|r| r.unwrap()).collect();
+                        b = batch::encode_batch(&h, &rs).unwrap();
+                    }
+                    let a = p.append(&b).unwrap();
+                    p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+                    i += n;
+                }
+            };
+            produce(p.clone(), 0, 400, "key").await;
+            let all = records_of(&read_all(&p).await);
+            let logs_before = files_of(&path, "log").len();
+            let limits = cleaner::Limits::default();
+            let now = rt::now_ms();
+            let r = p
+                .clean(now, &limits)
+                .await
+                .unwrap()
+                .expect("a cleaning is due");
+            assert!(r.end > 300 && r.end < 400, "{r:?}");
+            assert!(r.groups >= 1 && r.groups_skipped == 0, "{r:?}");
+            assert!(r.stats.records_kept < r.stats.records_read / 4, "{r:?}");
+            let want = compacted(&all, r.end, false);
+            assert_eq!(records_of(&read_all(&p).await), want);
+            assert!(files_of(&path, "log").len() < logs_before);
+            assert_eq!(p.cleaner_status().checkpoint, Some(r.end));
+            // Nothing new is dirty: nothing is due.
+            assert_eq!(p.clean(now, &limits).await.unwrap(), None);
+            // A restart reads the same and remembers where it got to.
+            p.close().await.unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            assert_eq!(records_of(&read_all(&p).await), want);
+            assert_eq!(p.cleaner_status().checkpoint, Some(r.end));
+            assert_eq!(p.append(&make_batch(1, 1, 10)).unwrap().base_offset, 400);
+            // More updates, and a cleaning past the tombstones' horizon:
+            // they go; before it they stay.
+            produce(p.clone(), 401, 800, "key").await;
+            let all = records_of(&read_all(&p).await);
+            let r2 = p
+                .clean(now + 500, &limits)
+                .await
+                .unwrap()
+                .expect("due again");
+            let tombstones = |v: &[(i64, Option<Bytes>, Option<Bytes>)]| {
+                v.iter().filter(|r| r.2.is_none() && r.0 < 400).count()
+            };
+            let got = records_of(&read_all(&p).await);
+            assert_eq!(got, compacted(&all, r2.end, false));
+            assert_eq!(tombstones(&got), 0, "superseded by the later updates");
+            let kept = got.iter().filter(|r| r.2.is_none() && r.0 < r2.end).count();
+            assert_eq!(kept, 2, "the new tombstones stay until their horizon");
+            // Other keys only, and a cleaning before the horizon (stamped
+            // at now + 500 + delete.retention.ms): they stay; after: gone.
+            produce(p.clone(), 800, 1000, "other").await;
+            let r3 = p.clean(now + 1_400, &limits).await.unwrap().expect("due");
+            let got = records_of(&read_all(&p).await);
+            assert_eq!(got.iter().filter(|r| r.2.is_none()).count(), 2, "{r3:?}");
+            produce(p.clone(), 1000, 1200, "other").await;
+            let all = records_of(&read_all(&p).await);
+            let r4 = p.clean(now + 1_501, &limits).await.unwrap().expect("due");
+            let got = records_of(&read_all(&p).await);
+            assert_eq!(got, compacted(&all, r4.end, true));
+            assert_eq!(got.iter().filter(|r| r.2.is_none()).count(), 0, "{r4:?}");
+            assert_eq!(r4.stats.tombstones_dropped, 2);
             p.close().await.unwrap();
         });
     }

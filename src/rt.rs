@@ -329,6 +329,28 @@ pub fn spawn_detached<T: 'static>(
     glommio::spawn_local(f).detach()
 }
 
+/// Runs a future as a task of a low-priority queue of the current
+/// executor: when both have work, the default queue (connections, the data
+/// path) gets `1000 / shares` times the CPU time this one gets. The task
+/// must yield (`yield_if_needed`) for the scheduler to switch.
+pub fn spawn_background<T: 'static>(
+    name: &str,
+    shares: usize,
+    f: impl Future<Output = T> + 'static,
+) -> Task<T> {
+    let tq = glommio::executor().create_task_queue(
+        glommio::Shares::Static(shares.max(1)),
+        glommio::Latency::NotImportant,
+        name,
+    );
+    glommio::spawn_local_into(f, tq).expect("a task queue made here takes tasks")
+}
+
+/// Lets other task queues run if this one used its time slice.
+pub async fn yield_if_needed() {
+    glommio::yield_if_needed().await
+}
+
 pub async fn sleep(d: Duration) {
     glommio::timer::sleep(d).await
 }

@@ -80,6 +80,10 @@ pub struct BrokerConfig {
     pub log: LogConfig,
     /// How often retention looks for segments to delete.
     pub retention_check: Duration,
+    /// Compaction's budget per shard, and how often each shard looks for
+    /// logs due for a cleaning.
+    pub cleaner_limits: crate::storage::cleaner::Limits,
+    pub cleaner_check: Duration,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -128,6 +132,8 @@ impl BrokerConfig {
             request_read_timeout: Duration::from_secs(30),
             log: LogConfig::default(),
             retention_check: Duration::from_secs(30),
+            cleaner_limits: crate::storage::cleaner::Limits::default(),
+            cleaner_check: Duration::from_secs(15),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -455,6 +461,8 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
         },
         memory_budget: config.memory_budget,
         retention_check: config.retention_check,
+        cleaner_limits: config.cleaner_limits,
+        cleaner_check: config.cleaner_check,
         shard_count: config.shards.max(1),
         nodes,
     }

@@ -39,6 +39,10 @@ pub struct ShardConfig {
     pub partition: PartitionConfig,
     /// How often retention looks for segments to delete.
     pub retention_check: std::time::Duration,
+    /// Compaction's budget on this shard, and how often it looks for logs
+    /// due for a cleaning.
+    pub cleaner_limits: crate::storage::cleaner::Limits,
+    pub cleaner_check: std::time::Duration,
     /// Memory for tail buffers (half of it) and unwritten bytes (the other
     /// half, `partition.memory`).
     pub memory_budget: u64,
@@ -65,6 +69,10 @@ pub struct Shard {
     /// partition it owns).
     groups: crate::coordinator_host::CoordinatorHost,
 }
+
+/// The log cleaner's CPU shares against the data path's 1000: when both
+/// have work, a cleaning gets about a tenth of the shard's CPU.
+const CLEANER_SHARES: usize = 100;
 
 /// Longest a fetch may wait for data (Kafka caps it by its request timeout).
 pub const MAX_FETCH_WAIT_MS: u32 = 60_000;
@@ -323,6 +331,70 @@ impl Shard {
             }
         })
         .detach();
+        let shard = self.clone();
+        rt::spawn_background("cleaner", CLEANER_SHARES, async move {
+            while !shard.stopping.get() {
+                rt::sleep(shard.config.cleaner_check).await;
+                shard.clean_due_logs().await;
+            }
+        })
+        .detach();
+    }
+
+    /// One round of the shard's log cleaner: every compacted partition due
+    /// for a cleaning, dirtiest first (Kafka's order), one at a time, within
+    /// the shard's I/O budget, in a task queue of low CPU shares so the
+    /// data path keeps its latency.
+    async fn clean_due_logs(&self) {
+        let now = rt::now_ms();
+        let mut due: Vec<_> = self
+            .all_partitions()
+            .into_iter()
+            .filter(|p| p.config().log.cleanup_policy.compact)
+            .collect();
+        // Refresh every dirty ratio, then clean the dirtiest first.
+        for p in &due {
+            p.assess_cleaning(now);
+        }
+        due.sort_by(|a, b| {
+            b.cleaner_status()
+                .dirty_ratio
+                .total_cmp(&a.cleaner_status().dirty_ratio)
+        });
+        for p in due {
+            if self.stopping.get() {
+                return;
+            }
+            match p.clean(rt::now_ms(), &self.config.cleaner_limits).await {
+                Ok(None) => {}
+                Ok(Some(r)) => {
+                    self.config.partition.metrics.cleaned(
+                        r.stats.bytes_read,
+                        r.stats.bytes_written,
+                        r.stats.records_read - r.stats.records_kept,
+                        r.stats.tombstones_dropped,
+                    );
+                    tracing::info!(
+                        topic = p.topic(),
+                        partition = p.id(),
+                        "cleaned offsets up to {}: {} of {} records kept, {} -> {} bytes, {} -> {} segments, {} tombstones removed, in {:?}",
+                        r.end,
+                        r.stats.records_kept,
+                        r.stats.records_read,
+                        r.bytes_before,
+                        r.bytes_after,
+                        r.segments_before,
+                        r.segments_after,
+                        r.stats.tombstones_dropped,
+                        r.elapsed
+                    );
+                }
+                Err(e) => {
+                    self.config.partition.metrics.cleaner_failed();
+                    tracing::error!(topic = p.topic(), partition = p.id(), "cleaning: {e}");
+                }
+            }
+        }
     }
 
     /// The offsets partition holding `group`'s commits; the router sends a

@@ -40,12 +40,17 @@ impl KeyMap {
         for r in records {
             let r = r?;
             if let Some(k) = r.key {
-                let len = k.len();
-                match self.latest.insert(k, r.offset) {
+                match self.latest.get_mut(&k) {
                     Some(prev) => {
-                        debug_assert!(prev < r.offset, "batches are added in offset order")
+                        debug_assert!(*prev < r.offset, "batches are added in offset order");
+                        *prev = r.offset;
                     }
-                    None => self.key_bytes += len,
+                    None => {
+                        // A copy: the record's key is a slice of the whole
+                        // read chunk, which it would otherwise keep alive.
+                        self.key_bytes += k.len();
+                        self.latest.insert(Bytes::copy_from_slice(&k), r.offset);
+                    }
                 }
             }
         }
@@ -242,14 +247,10 @@ pub struct Plan {
     pub forced: bool,
 }
 
-/// Kafka's LogCleanerManager rules for one log: the cleanable range ends
-/// at the first segment a cleaning may not touch; the log is due when the
-/// dirty share of what lies below that end reaches
-/// `min.cleanable.dirty.ratio`, or when the oldest dirty segment's newest
-/// record is older than `max.compaction.lag.ms`. None: nothing is due
-/// (or the policy does not compact). `checkpoint`: where the last cleaning
-/// ended (None, or outside the log: the log start).
-pub fn plan(
+/// The cleanable range of one log and how dirty it is, due or not (what
+/// `plan` decides on, and what the cleaner reports). None: the policy does
+/// not compact, or nothing below the cleanable end is dirty.
+pub fn assess(
     segments: &[SegmentSummary],
     checkpoint: Option<i64>,
     config: &LogConfig,
@@ -292,7 +293,7 @@ pub fn plan(
     let dirty_ratio = dirty_bytes as f64 / (clean_bytes + dirty_bytes) as f64;
     let forced =
         oldest_dirty.is_some_and(|t| now_ms.saturating_sub(t) > config.max_compaction_lag_ms);
-    (dirty_ratio >= config.min_cleanable_dirty_ratio || forced).then_some(Plan {
+    Some(Plan {
         first_dirty,
         end,
         clean_bytes,
@@ -300,6 +301,51 @@ pub fn plan(
         dirty_ratio,
         forced,
     })
+}
+
+/// Kafka's LogCleanerManager rules for one log: the cleanable range ends
+/// at the first segment a cleaning may not touch; the log is due when the
+/// dirty share of what lies below that end reaches
+/// `min.cleanable.dirty.ratio`, or when the oldest dirty segment's newest
+/// record is older than `max.compaction.lag.ms`. None: nothing is due
+/// (or the policy does not compact). `checkpoint`: where the last cleaning
+/// ended (None, or outside the log: the log start).
+pub fn plan(
+    segments: &[SegmentSummary],
+    checkpoint: Option<i64>,
+    config: &LogConfig,
+    now_ms: i64,
+) -> Option<Plan> {
+    assess(segments, checkpoint, config, now_ms)
+        .filter(|p| p.dirty_ratio >= config.min_cleanable_dirty_ratio || p.forced)
+}
+
+/// The groups a cleaning of `[log start, end)` rewrites, as index ranges
+/// into `segments`: consecutive segments below `end` whose bytes together
+/// stay within `max_bytes` (a group's output is never larger than its
+/// input, so it fits one segment), each at least one segment.
+pub fn groups(
+    segments: &[SegmentSummary],
+    end: i64,
+    max_bytes: u64,
+) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < segments.len() && segments[i].next_offset <= end && segments[i].base_offset < end {
+        let start = i;
+        let mut bytes = segments[i].bytes;
+        i += 1;
+        while i < segments.len()
+            && segments[i].next_offset <= end
+            && segments[i].base_offset < end
+            && bytes + segments[i].bytes <= max_bytes
+        {
+            bytes += segments[i].bytes;
+            i += 1;
+        }
+        out.push(start..i);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -587,5 +633,29 @@ mod tests {
         let h = batch::validate(&cleaned[0]).unwrap();
         assert_eq!((h.producer_id, h.record_count, h.base_offset), (7, 0, 0));
         assert_eq!(read(&cleaned).len(), 1);
+    }
+
+    #[test]
+    fn groups_are_consecutive_segments_below_the_end_within_a_segment_size() {
+        let seg = |base: i64, next: i64, bytes: u64| SegmentSummary {
+            base_offset: base,
+            next_offset: next,
+            bytes,
+            max_timestamp: 0,
+            sealed_and_synced: true,
+        };
+        let log = [
+            seg(0, 10, 600),
+            seg(10, 20, 300),
+            seg(20, 30, 200),
+            seg(30, 40, 900),
+            seg(40, 50, 1200),
+            seg(50, 60, 10),
+            seg(60, 70, 10),
+        ];
+        assert_eq!(groups(&log, 60, 1000), vec![0..2, 2..3, 3..4, 4..5, 5..6]);
+        assert_eq!(groups(&log, 30, 1000), vec![0..2, 2..3]);
+        assert_eq!(groups(&log, 0, 1000), Vec::<std::ops::Range<usize>>::new());
+        assert_eq!(groups(&log, 70, 10_000), vec![0..7]);
     }
 }

@@ -25,10 +25,11 @@ use bytes::Bytes;
 use crate::batch::{self, BatchHeader, OffsetChain, Records};
 use crate::metrics::ShardMetrics;
 use crate::rt::{self, align_up, DirectFile, LocalLock, LocalLockGuard};
+use crate::storage::compact::SegmentSummary;
 use crate::storage::index::INDEX_INTERVAL_BYTES;
 use crate::storage::meta::LogConfig;
 use crate::storage::recovery::{Scanner, Step};
-use crate::storage::segment::{self, FlushJob, Segment, Selection};
+use crate::storage::segment::{self, FlushJob, Segment, Selection, Written};
 use crate::storage::swap;
 use crate::storage::{sync_dir, StorageError};
 
@@ -197,15 +198,17 @@ impl Log {
                     );
                 }
             }
-            if !last && seg.is_empty() {
-                // An empty segment before another (a crash right after a roll
-                // created it): it holds nothing.
+            if !last && seg.is_empty() && !segments.is_empty() {
+                // An empty segment between others (a crash right after a roll
+                // created it, or a cleaning that kept nothing of a group): it
+                // holds nothing. An empty first one stays: a cleaning emptied
+                // it and the log's start offset must not move.
                 seg.close().await?;
                 segment::remove_files(&dir, base)?;
                 continue;
             }
             if !last {
-                seg.seal();
+                seg.seal_recovered();
                 if let Some(job) = seg.take_seal() {
                     if rec.index_rebuilt.is_some() || rec.truncated_bytes > 0 {
                         let path = job.log_path.clone();
@@ -492,9 +495,12 @@ impl Log {
             metrics.fsynced(started);
         }
         let mut segments = self.segments.borrow_mut();
-        for (base, _, pos, _) in pending.files {
-            // Retention may have removed a segment meanwhile: nothing to record.
-            if let Some(s) = segments.iter_mut().find(|s| s.base_offset() == base) {
+        for (base, file, pos, _) in pending.files {
+            // Retention may have removed a segment meanwhile, or a cleaning
+            // replaced it (same base, another file): nothing to record.
+            if let Some(s) = segments.iter_mut().find(|s| {
+                s.base_offset() == base && s.file().is_some_and(|f| Rc::ptr_eq(&f, &file))
+            }) {
                 s.complete_sync(pos);
             }
         }
@@ -656,6 +662,104 @@ impl Log {
             sync_dir(&self.dir)?;
         }
         Ok(done)
+    }
+
+    /// What the compaction planner needs of each segment, oldest first. A
+    /// segment is settled once sealed and every byte is written (and synced,
+    /// where readers see only synced bytes): only those may be cleaned.
+    pub fn summaries(&self) -> Vec<SegmentSummary> {
+        self.segments
+            .borrow()
+            .iter()
+            .map(|s| SegmentSummary {
+                base_offset: s.base_offset(),
+                next_offset: s.next_offset(),
+                bytes: s.end_pos(),
+                max_timestamp: s.max_timestamp(),
+                sealed_and_synced: s.is_sealed()
+                    && s.written_pos() == s.end_pos()
+                    && (self.visible == Visible::Written || s.synced_pos() == s.end_pos()),
+            })
+            .collect()
+    }
+
+    /// A settled segment's file and length, for the cleaner to read. None
+    /// when retention or a cleaning removed it meanwhile.
+    pub fn settled_file(&self, base: i64) -> Option<(Rc<DirectFile>, u64, PathBuf)> {
+        let segments = self.segments.borrow();
+        let s = segments.iter().find(|s| s.base_offset() == base)?;
+        if !s.is_sealed() || s.written_pos() != s.end_pos() {
+            return None;
+        }
+        Some((s.file()?, s.end_pos(), s.path().to_owned()))
+    }
+
+    /// Any DMA file of this log, to allocate aligned buffers through.
+    pub fn allocator(&self) -> Rc<DirectFile> {
+        self.active_ref(|s| s.allocator())
+    }
+
+    /// Replaces the segments with base offsets `group` (consecutive in the
+    /// log, below the active segment) with the cleaning's output: the file
+    /// `swap::cleaned_name(group[0])`, written and synced, laid out as `out`
+    /// says. Commits and finishes the swap (swap.rs), then the log reads the
+    /// new segment. An empty output replaces the group by nothing, except
+    /// at the log's start (the start offset stays). Ok(false): the group is
+    /// not there as it was (retention removed some of it), nothing changed;
+    /// the caller removes its file.
+    pub async fn swap_in(
+        &self,
+        w: &Writes<'_>,
+        group: &[i64],
+        file: Rc<DirectFile>,
+        out: Written,
+    ) -> Result<bool, StorageError> {
+        let (at, end) = {
+            let segments = self.segments.borrow();
+            let Some(at) = segments.iter().position(|s| s.base_offset() == group[0]) else {
+                return Ok(false);
+            };
+            let same = at + group.len() < segments.len()
+                && group.iter().enumerate().all(|(k, &b)| {
+                    let s = &segments[at + k];
+                    s.base_offset() == b && s.is_sealed() && s.written_pos() == s.end_pos()
+                });
+            if !same {
+                return Ok(false);
+            }
+            (at, segments[at + group.len()].base_offset())
+        };
+        let base = group[0];
+        debug_assert!(out.last_batch_offset.is_none_or(|l| l < end));
+        swap::commit(&self.dir, base, end)?;
+        swap::finish(&self.dir, base, end)?;
+        let keep_empty = at == 0;
+        let old: Vec<Segment> = {
+            let mut segments = self.segments.borrow_mut();
+            let old = segments.drain(at..at + group.len()).collect();
+            if out.end_pos > 0 || keep_empty {
+                segments.insert(at, Segment::cleaned(&self.dir, base, file, out));
+            }
+            old
+        };
+        for seg in old {
+            seg.discard().await;
+        }
+        if !(keep_empty
+            || self
+                .segments
+                .borrow()
+                .iter()
+                .any(|s| s.base_offset() == base))
+        {
+            // Nothing survived: the empty file the swap put in place goes
+            // (recovery would drop it too: an empty segment between others).
+            segment::remove_files(&self.dir, base)?;
+            sync_dir(&self.dir)?;
+        }
+        // The new segment's index files and the trim of its padding.
+        self.run_seals(w).await;
+        Ok(true)
     }
 
     /// Seals the index files of and closes every segment, once no stage

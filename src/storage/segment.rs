@@ -101,6 +101,38 @@ pub struct FlushJob {
     pub preallocate: Option<u64>,
 }
 
+/// What was written into a segment file outside the append path (a
+/// compaction cleaning), for `Segment::cleaned`: built batch by batch with
+/// `on_batch` as the bytes are laid out.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub end_pos: u64,
+    /// One past the last offset of the last batch (0 while empty).
+    pub next_offset: i64,
+    pub last_batch_offset: Option<i64>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    /// The age of the segment counts from here if it holds no timestamp.
+    pub now_ms: i64,
+}
+
+impl Written {
+    /// The batch `h` was laid out at `end_pos`.
+    pub fn on_batch(&mut self, h: &BatchHeader) {
+        assert!(
+            self.last_batch_offset.is_none_or(|l| l < h.base_offset)
+                && h.base_offset >= self.next_offset,
+            "a segment's batches keep their offsets in order"
+        );
+        self.index.on_batch(h.base_offset, self.end_pos);
+        self.time_index
+            .on_batch(h.base_offset, h.max_timestamp, self.end_pos);
+        self.end_pos += h.total_bytes() as u64;
+        self.next_offset = h.last_offset() + 1;
+        self.last_batch_offset = Some(h.base_offset);
+    }
+}
+
 /// What sealing a fully written segment writes: both index files, then the
 /// log trimmed to whole batches.
 pub struct SealJob {
@@ -303,6 +335,40 @@ impl Segment {
         }
     }
 
+    /// A segment a compaction cleaning wrote (see `storage::cleaner`): its
+    /// file holds `out.end_pos` bytes of whole batches (plus zero padding to
+    /// a page), written and synced, under the segment's own name. Sealed;
+    /// its seal job writes the index files and trims the padding.
+    pub fn cleaned(dir: &Path, base_offset: i64, file: Rc<DirectFile>, out: Written) -> Segment {
+        let created_ms = out.time_index.max_timestamp();
+        Segment {
+            base_offset,
+            path: dir.join(file_name(base_offset)),
+            alloc: file.clone(),
+            file: Some(file),
+            tail_capacity: PAGE_BYTES,
+            tail: None,
+            tail_pos: out.end_pos,
+            tail_len: 0,
+            pending: Vec::new(),
+            end_pos: out.end_pos,
+            written_pos: out.end_pos,
+            synced_pos: out.end_pos,
+            allocated: align_up(out.end_pos),
+            next_offset: out.next_offset.max(base_offset),
+            last_batch_offset: out.last_batch_offset,
+            index: out.index,
+            time_index: out.time_index,
+            created_ms: if created_ms >= 0 {
+                created_ms
+            } else {
+                out.now_ms
+            },
+            sealed: true,
+            seal_done: false,
+        }
+    }
+
     pub fn base_offset(&self) -> i64 {
         self.base_offset
     }
@@ -411,6 +477,13 @@ impl Segment {
     /// written by the next flush, then `take_seal` finishes it.
     pub fn seal(&mut self) {
         assert!(!self.is_empty(), "an empty segment is never sealed");
+        self.sealed = true;
+    }
+
+    /// Seals a recovered segment that another follows: it takes no more
+    /// appends, even when empty (a cleaning that kept nothing of the log's
+    /// first segment leaves it so, to hold the log's start offset).
+    pub fn seal_recovered(&mut self) {
         self.sealed = true;
     }
 
@@ -570,6 +643,20 @@ impl Segment {
             file.close().await.map_err(io_err("close", &self.path))?;
         }
         Ok(())
+    }
+
+    /// Closes a segment whose files a compaction swap already replaced:
+    /// nothing of it is written any more (its name now belongs to the
+    /// cleaned file). Reads still holding its file finish on the old inode.
+    pub async fn discard(mut self) {
+        assert_eq!(self.written_pos, self.end_pos, "discarding unwritten bytes");
+        self.tail = None;
+        drop(self.alloc);
+        if let Some(Ok(file)) = self.file.take().map(Rc::try_unwrap) {
+            if let Err(e) = file.close().await {
+                tracing::debug!("closing replaced {}: {e}", self.path.display());
+            }
+        }
     }
 }
 
