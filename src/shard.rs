@@ -886,6 +886,17 @@ impl Shard {
                     high_watermark: p.high_watermark(),
                     size_bytes: p.size_bytes(),
                     segments: p.segment_count() as u32,
+                    cleaner: p.config().log.cleanup_policy.compact.then(|| {
+                        let c = p.cleaner_status();
+                        CleanerProgress {
+                            checkpoint: c.checkpoint.unwrap_or(-1),
+                            dirty_permille: (c.dirty_ratio * 1000.0).round() as u32,
+                            runs: c.runs,
+                            read_bytes: c.bytes_read,
+                            written_bytes: c.bytes_written,
+                            last_run_ms: c.last_run_ms,
+                        }
+                    }),
                 })
                 .collect(),
         };

@@ -99,6 +99,24 @@ pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
                         p.segments
                     );
                 }
+                if t.partitions.iter().any(|p| p.cleaner.is_some()) {
+                    println!(
+                        "partition\tcleaned_up_to\tdirty_ratio\tcleanings\tread_bytes\twritten_bytes\tlast_cleaned_ms"
+                    );
+                    for p in &t.partitions {
+                        let Some(c) = p.cleaner else { continue };
+                        println!(
+                            "{}\t{}\t{:.3}\t{}\t{}\t{}\t{}",
+                            p.partition,
+                            c.checkpoint,
+                            c.dirty_permille as f64 / 1000.0,
+                            c.runs,
+                            c.read_bytes,
+                            c.written_bytes,
+                            c.last_run_ms
+                        );
+                    }
+                }
             }
         }
         TopicCommand::Delete { name } => {
@@ -119,8 +137,19 @@ fn describe_json(t: &shardlog::protocol::TopicDescription) -> String {
         .partitions
         .iter()
         .map(|p| {
+            let cleaner = p.cleaner.map_or(String::new(), |c| {
+                format!(
+                    ",\"cleaner\":{{\"cleaned_up_to\":{},\"dirty_ratio\":{:.3},\"cleanings\":{},\"read_bytes\":{},\"written_bytes\":{},\"last_cleaned_ms\":{}}}",
+                    c.checkpoint,
+                    c.dirty_permille as f64 / 1000.0,
+                    c.runs,
+                    c.read_bytes,
+                    c.written_bytes,
+                    c.last_run_ms
+                )
+            });
             format!(
-                "{{\"partition\":{},\"owner_shard\":{},\"earliest_offset\":{},\"latest_offset\":{},\"size_bytes\":{},\"segments\":{}}}",
+                "{{\"partition\":{},\"owner_shard\":{},\"earliest_offset\":{},\"latest_offset\":{},\"size_bytes\":{},\"segments\":{}{cleaner}}}",
                 p.partition, p.owner_shard, p.log_start_offset, p.high_watermark, p.size_bytes, p.segments
             )
         })

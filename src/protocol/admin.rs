@@ -313,6 +313,19 @@ pub(super) fn encode_response(
                         .partitions
                         .iter()
                         .map(|p| {
+                            let cleaner = p.cleaner.map(|c| {
+                                fb::CleanerProgress::create(
+                                    fbb,
+                                    &fb::CleanerProgressArgs {
+                                        checkpoint: c.checkpoint,
+                                        dirty_permille: c.dirty_permille,
+                                        runs: c.runs,
+                                        read_bytes: c.read_bytes,
+                                        written_bytes: c.written_bytes,
+                                        last_run_ms: c.last_run_ms,
+                                    },
+                                )
+                            });
                             fb::PartitionDescription::create(
                                 fbb,
                                 &fb::PartitionDescriptionArgs {
@@ -322,6 +335,7 @@ pub(super) fn encode_response(
                                     high_watermark: p.high_watermark,
                                     size_bytes: p.size_bytes,
                                     segments: p.segments,
+                                    cleaner,
                                 },
                             )
                         })
@@ -436,6 +450,14 @@ pub(super) fn decode_response(
                             high_watermark: p.high_watermark(),
                             size_bytes: p.size_bytes(),
                             segments: p.segments(),
+                            cleaner: p.cleaner().map(|c| CleanerProgress {
+                                checkpoint: c.checkpoint(),
+                                dirty_permille: c.dirty_permille(),
+                                runs: c.runs(),
+                                read_bytes: c.read_bytes(),
+                                written_bytes: c.written_bytes(),
+                                last_run_ms: c.last_run_ms(),
+                            }),
                         })
                         .collect(),
                 });

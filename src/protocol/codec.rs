@@ -507,6 +507,14 @@ mod tests {
                         high_watermark: 99,
                         size_bytes: 1 << 40,
                         segments: 3,
+                        cleaner: Some(CleanerProgress {
+                            checkpoint: 7,
+                            dirty_permille: 420,
+                            runs: 2,
+                            read_bytes: 1 << 33,
+                            written_bytes: 5,
+                            last_run_ms: 1_700_000_000_000,
+                        }),
                     }],
                 },
                 TopicDescription {

@@ -395,6 +395,22 @@ pub struct PartitionDescription {
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u32,
+    /// Compacted topics only.
+    pub cleaner: Option<CleanerProgress>,
+}
+
+/// Compaction's progress on one partition (see `partition::CleanerStatus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanerProgress {
+    /// Where the part no cleaning covered starts; -1: no cleaning yet.
+    pub checkpoint: i64,
+    /// Dirty bytes over cleanable bytes at the last look, x1000.
+    pub dirty_permille: u32,
+    pub runs: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    /// Wall-clock ms the last cleaning ended; -1: none since the start.
+    pub last_run_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

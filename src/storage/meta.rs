@@ -382,15 +382,24 @@ pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, S
 /// Creates the internal offsets topic (`OFFSETS_TOPIC`) on a data directory
 /// that lacks it, its partitions spread over the least-loaded shards, before
 /// any shard opens: every broker start finds it, so no client request ever
-/// waits for its creation. Segments of 64 MiB, kept forever (the log holds
-/// every commit; compaction is not built: see ARCHITECTURE.md).
+/// waits for its creation. Segments of 64 MiB, compacted (Kafka's
+/// `__consumer_offsets` is too): each group's newest commit per partition
+/// stays, and the tombstones of deleted groups go after
+/// `delete.retention.ms`. An offsets topic made before compaction existed
+/// (kept forever) becomes compacted here.
 pub fn ensure_offsets_topic(
     data_dir: &Path,
     metas: &mut Vec<TopicMeta>,
     shards: u16,
 ) -> Result<(), StorageError> {
     use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
-    if metas.iter().any(|m| m.name == OFFSETS_TOPIC) {
+    if let Some(m) = metas.iter_mut().find(|m| m.name == OFFSETS_TOPIC) {
+        if !m.configs.contains_key("cleanup.policy") {
+            m.configs
+                .insert("cleanup.policy".to_owned(), "compact".to_owned());
+            store(data_dir, m)?;
+            tracing::info!(topic = OFFSETS_TOPIC, "the offsets topic is now compacted");
+        }
         return Ok(());
     }
     let mut load = vec![0u64; shards as usize];
@@ -406,8 +415,7 @@ pub fn ensure_offsets_topic(
         .collect();
     let configs = BTreeMap::from([
         ("segment.bytes".to_owned(), (64u64 << 20).to_string()),
-        ("retention.ms".to_owned(), "-1".to_owned()),
-        ("retention.bytes".to_owned(), "-1".to_owned()),
+        ("cleanup.policy".to_owned(), "compact".to_owned()),
     ]);
     let m = TopicMeta {
         name: OFFSETS_TOPIC.to_owned(),

@@ -4859,6 +4859,193 @@ impl ::core::fmt::Debug for DescribeTopicsRequest<'_> {
       ds.finish()
   }
 }
+pub enum CleanerProgressOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Compaction's progress on one partition of a compacted topic.
+pub struct CleanerProgress<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CleanerProgress<'a> {
+  type Inner = CleanerProgress<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CleanerProgress<'a> {
+  pub const VT_CHECKPOINT: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DIRTY_PERMILLE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_RUNS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_READ_BYTES: ::flatbuffers::VOffsetT = 10;
+  pub const VT_WRITTEN_BYTES: ::flatbuffers::VOffsetT = 12;
+  pub const VT_LAST_RUN_MS: ::flatbuffers::VOffsetT = 14;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CleanerProgress { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CleanerProgressArgs
+  ) -> ::flatbuffers::WIPOffset<CleanerProgress<'bldr>> {
+    let mut builder = CleanerProgressBuilder::new(_fbb);
+    builder.add_last_run_ms(args.last_run_ms);
+    builder.add_written_bytes(args.written_bytes);
+    builder.add_read_bytes(args.read_bytes);
+    builder.add_runs(args.runs);
+    builder.add_checkpoint(args.checkpoint);
+    builder.add_dirty_permille(args.dirty_permille);
+    builder.finish()
+  }
+
+
+  /// Where the part no cleaning covered starts; -1: no cleaning yet.
+  #[inline]
+  pub fn checkpoint(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(CleanerProgress::VT_CHECKPOINT, Some(-1)).unwrap()}
+  }
+  /// Dirty bytes over cleanable bytes at the cleaner's last look, x1000.
+  #[inline]
+  pub fn dirty_permille(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CleanerProgress::VT_DIRTY_PERMILLE, Some(0)).unwrap()}
+  }
+  /// Cleanings since the broker started, and the batch bytes they read
+  /// and wrote.
+  #[inline]
+  pub fn runs(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CleanerProgress::VT_RUNS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn read_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CleanerProgress::VT_READ_BYTES, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn written_bytes(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(CleanerProgress::VT_WRITTEN_BYTES, Some(0)).unwrap()}
+  }
+  /// Wall-clock ms the last cleaning ended; -1: none since the start.
+  #[inline]
+  pub fn last_run_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(CleanerProgress::VT_LAST_RUN_MS, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CleanerProgress<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i64>("checkpoint", Self::VT_CHECKPOINT, false)?
+     .visit_field::<u32>("dirty_permille", Self::VT_DIRTY_PERMILLE, false)?
+     .visit_field::<u64>("runs", Self::VT_RUNS, false)?
+     .visit_field::<u64>("read_bytes", Self::VT_READ_BYTES, false)?
+     .visit_field::<u64>("written_bytes", Self::VT_WRITTEN_BYTES, false)?
+     .visit_field::<i64>("last_run_ms", Self::VT_LAST_RUN_MS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CleanerProgressArgs {
+    pub checkpoint: i64,
+    pub dirty_permille: u32,
+    pub runs: u64,
+    pub read_bytes: u64,
+    pub written_bytes: u64,
+    pub last_run_ms: i64,
+}
+impl<'a> Default for CleanerProgressArgs {
+  #[inline]
+  fn default() -> Self {
+    CleanerProgressArgs {
+      checkpoint: -1,
+      dirty_permille: 0,
+      runs: 0,
+      read_bytes: 0,
+      written_bytes: 0,
+      last_run_ms: -1,
+    }
+  }
+}
+
+pub struct CleanerProgressBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CleanerProgressBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_checkpoint(&mut self, checkpoint: i64) {
+    self.fbb_.push_slot::<i64>(CleanerProgress::VT_CHECKPOINT, checkpoint, -1);
+  }
+  #[inline]
+  pub fn add_dirty_permille(&mut self, dirty_permille: u32) {
+    self.fbb_.push_slot::<u32>(CleanerProgress::VT_DIRTY_PERMILLE, dirty_permille, 0);
+  }
+  #[inline]
+  pub fn add_runs(&mut self, runs: u64) {
+    self.fbb_.push_slot::<u64>(CleanerProgress::VT_RUNS, runs, 0);
+  }
+  #[inline]
+  pub fn add_read_bytes(&mut self, read_bytes: u64) {
+    self.fbb_.push_slot::<u64>(CleanerProgress::VT_READ_BYTES, read_bytes, 0);
+  }
+  #[inline]
+  pub fn add_written_bytes(&mut self, written_bytes: u64) {
+    self.fbb_.push_slot::<u64>(CleanerProgress::VT_WRITTEN_BYTES, written_bytes, 0);
+  }
+  #[inline]
+  pub fn add_last_run_ms(&mut self, last_run_ms: i64) {
+    self.fbb_.push_slot::<i64>(CleanerProgress::VT_LAST_RUN_MS, last_run_ms, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CleanerProgressBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CleanerProgressBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CleanerProgress<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CleanerProgress<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CleanerProgress");
+      ds.field("checkpoint", &self.checkpoint());
+      ds.field("dirty_permille", &self.dirty_permille());
+      ds.field("runs", &self.runs());
+      ds.field("read_bytes", &self.read_bytes());
+      ds.field("written_bytes", &self.written_bytes());
+      ds.field("last_run_ms", &self.last_run_ms());
+      ds.finish()
+  }
+}
 pub enum PartitionDescriptionOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -4881,6 +5068,7 @@ impl<'a> PartitionDescription<'a> {
   pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 10;
   pub const VT_SIZE_BYTES: ::flatbuffers::VOffsetT = 12;
   pub const VT_SEGMENTS: ::flatbuffers::VOffsetT = 14;
+  pub const VT_CLEANER: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -4889,12 +5077,13 @@ impl<'a> PartitionDescription<'a> {
   #[allow(unused_mut)]
   pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
     _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
-    args: &'args PartitionDescriptionArgs
+    args: &'args PartitionDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<PartitionDescription<'bldr>> {
     let mut builder = PartitionDescriptionBuilder::new(_fbb);
     builder.add_size_bytes(args.size_bytes);
     builder.add_high_watermark(args.high_watermark);
     builder.add_log_start_offset(args.log_start_offset);
+    if let Some(x) = args.cleaner { builder.add_cleaner(x); }
     builder.add_segments(args.segments);
     builder.add_partition(args.partition);
     builder.add_owner_shard(args.owner_shard);
@@ -4945,6 +5134,14 @@ impl<'a> PartitionDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(PartitionDescription::VT_SEGMENTS, Some(0)).unwrap()}
   }
+  /// Only for compacted topics.
+  #[inline]
+  pub fn cleaner(&self) -> Option<CleanerProgress<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<CleanerProgress>>(PartitionDescription::VT_CLEANER, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for PartitionDescription<'_> {
@@ -4959,19 +5156,21 @@ impl ::flatbuffers::Verifiable for PartitionDescription<'_> {
      .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
      .visit_field::<u64>("size_bytes", Self::VT_SIZE_BYTES, false)?
      .visit_field::<u32>("segments", Self::VT_SEGMENTS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<CleanerProgress>>("cleaner", Self::VT_CLEANER, false)?
      .finish();
     Ok(())
   }
 }
-pub struct PartitionDescriptionArgs {
+pub struct PartitionDescriptionArgs<'a> {
     pub partition: u32,
     pub owner_shard: u16,
     pub log_start_offset: i64,
     pub high_watermark: i64,
     pub size_bytes: u64,
     pub segments: u32,
+    pub cleaner: Option<::flatbuffers::WIPOffset<CleanerProgress<'a>>>,
 }
-impl<'a> Default for PartitionDescriptionArgs {
+impl<'a> Default for PartitionDescriptionArgs<'a> {
   #[inline]
   fn default() -> Self {
     PartitionDescriptionArgs {
@@ -4981,6 +5180,7 @@ impl<'a> Default for PartitionDescriptionArgs {
       high_watermark: 0,
       size_bytes: 0,
       segments: 0,
+      cleaner: None,
     }
   }
 }
@@ -5015,6 +5215,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> PartitionDescriptionBuilder<'
     self.fbb_.push_slot::<u32>(PartitionDescription::VT_SEGMENTS, segments, 0);
   }
   #[inline]
+  pub fn add_cleaner(&mut self, cleaner: ::flatbuffers::WIPOffset<CleanerProgress<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<CleanerProgress>>(PartitionDescription::VT_CLEANER, cleaner);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> PartitionDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     PartitionDescriptionBuilder {
@@ -5038,6 +5242,7 @@ impl ::core::fmt::Debug for PartitionDescription<'_> {
       ds.field("high_watermark", &self.high_watermark());
       ds.field("size_bytes", &self.size_bytes());
       ds.field("segments", &self.segments());
+      ds.field("cleaner", &self.cleaner());
       ds.finish()
   }
 }
