@@ -266,3 +266,176 @@ fn consumer_offsets_keep_each_groups_newest_commit() {
     );
     assert_eq!(offsets_size(&b), after);
 }
+
+/// splitmix64, seeded: the moments of the kills.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// Every record of partition 0 as (offset, key, update index), checking on
+/// the way that batches are whole and offsets only grow.
+fn read_compacted(b: &Broker, topic: &str) -> (Vec<(i64, String, usize)>, i64) {
+    use shardlog::batch::{split_batches, Records};
+    use shardlog::protocol::FetchPartition;
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    let mut out: Vec<(i64, String, usize)> = Vec::new();
+    let mut next = 0i64;
+    loop {
+        let r = c
+            .fetch(
+                topic,
+                &[FetchPartition {
+                    partition: 0,
+                    fetch_offset: next,
+                    max_bytes: 1 << 20,
+                }],
+                1 << 20,
+            )
+            .unwrap();
+        let r = &r[0];
+        assert_eq!(r.error, None, "fetch at {next}");
+        let batches = split_batches(&r.records.to_bytes()).unwrap();
+        if batches.is_empty() {
+            assert_eq!(next.max(r.log_start_offset), r.high_watermark);
+            return (out, r.high_watermark);
+        }
+        for batch in batches {
+            for rec in Records::new(batch).unwrap() {
+                let rec = rec.unwrap();
+                assert!(
+                    out.last().is_none_or(|l| l.0 < rec.offset),
+                    "offsets only grow"
+                );
+                let key = String::from_utf8(rec.key.unwrap().to_vec()).unwrap();
+                let value = String::from_utf8(rec.value.unwrap().to_vec()).unwrap();
+                let (k, u) = value.split_once("-u").unwrap();
+                assert_eq!(
+                    format!("key-{}", &k[1..]),
+                    key,
+                    "value {value} under key {key}"
+                );
+                out.push((rec.offset, key, u.parse().unwrap()));
+                next = rec.offset + 1;
+            }
+        }
+    }
+}
+
+#[test]
+fn kill_9_while_cleaning_leaves_the_compacted_view_of_every_acknowledged_update() {
+    let seed = match std::env::var("CRASH_TEST_SEED") {
+        Ok(s) => s.parse().expect("CRASH_TEST_SEED must be a u64"),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    };
+    eprintln!("seed {seed} (replay with CRASH_TEST_SEED={seed})");
+    let mut rng = Rng(seed);
+    const ROUNDS: usize = 16;
+    const PER_ROUND: usize = 20_000;
+    const KEYS: usize = 300;
+    let dir = data_dir();
+    // A budget of 8 MB/s stretches a round's cleaning over a few hundred ms.
+    let extra = [
+        "--cleaner-check-ms",
+        "20",
+        "--cleaner-io-bytes-per-sec",
+        "8000000",
+    ];
+    let mut b = Broker::start(dir.path(), &extra);
+    let out = run(
+        &[
+            "topic",
+            "create",
+            "kv",
+            "--partitions",
+            "1",
+            "--config",
+            "cleanup.policy=compact",
+            "--config",
+            "segment.bytes=65536",
+            "--config",
+            "min.cleanable.dirty.ratio=0.1",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    // The model: each key's newest update (every update is acknowledged
+    // before the kill: `produce` exits 0 only then).
+    let mut latest = std::collections::BTreeMap::new();
+    let mut produced = 0usize;
+    let mut recovered = 0usize;
+    for round in 0..ROUNDS {
+        let mut input = String::new();
+        for i in produced..produced + PER_ROUND {
+            let k = (i * 7 + round) % KEYS;
+            input.push_str(&format!("key-{k:04}|k{k:04}-u{i:08}\n"));
+            latest.insert(format!("key-{k:04}"), i);
+        }
+        let out = run(
+            &[
+                "produce",
+                "kv",
+                "--key-separator",
+                "|",
+                "--broker",
+                &b.broker_arg(),
+            ],
+            input.as_bytes(),
+            T,
+        );
+        assert!(out.status.success(), "round {round}: {}", out.stderr);
+        produced += PER_ROUND;
+        // The cleaner looks every 20 ms and, at its budget, cleans a round's
+        // segments in a few hundred ms: a kill in the next 500 ms lands
+        // before, inside or after a cleaning.
+        std::thread::sleep(Duration::from_millis(rng.next() % 500));
+        b.kill();
+        let addr = b.addr;
+        drop(b);
+        b = Broker::start_on(dir.path(), addr, &extra);
+        let log = b.log();
+        recovered += log.matches("uncommitted compaction").count();
+        let (records, hw) = read_compacted(&b, "kv");
+        assert_eq!(
+            hw, produced as i64,
+            "round {round}: an acknowledged update was lost"
+        );
+        // Each key's newest record is its newest acknowledged update, and
+        // every record is at the offset it was given (update i at offset i).
+        let mut newest = std::collections::BTreeMap::new();
+        for (offset, key, u) in &records {
+            assert_eq!(*offset, *u as i64, "round {round}: update {u} moved");
+            newest.insert(key.clone(), *u);
+        }
+        assert_eq!(newest, latest, "round {round}: the compacted view differs");
+        eprintln!("round {round}: {} records of {produced}", records.len());
+    }
+    // Left alone, the cleaner catches up.
+    let start = Instant::now();
+    loop {
+        let (records, _) = read_compacted(&b, "kv");
+        if records.len() < produced / 4 {
+            break;
+        }
+        assert!(
+            start.elapsed() < T,
+            "the cleaner did not catch up: {} records of {produced} left",
+            records.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!("{recovered} restarts found a cleaning cut midway");
+}
