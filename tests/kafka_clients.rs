@@ -363,6 +363,11 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Self::start_with(&[])
+    }
+
+    /// A cluster whose broker also gets `extra` flags.
+    pub fn start_with(extra: &[&str]) -> Cluster {
         let dir = data_dir();
         let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let http = format!("127.0.0.1:{}", free_port());
@@ -372,21 +377,20 @@ impl Cluster {
             kafka_port_base.to_string(),
             two_free_ports().to_string(),
         );
-        let broker = Broker::start(
-            dir.path(),
-            &[
-                "--shards",
-                "2",
-                "--kafka-listen",
-                &k,
-                "--kafka-port-base",
-                &kbase,
-                "--shard-port-base",
-                &nbase,
-                "--http-listen",
-                &http,
-            ],
-        );
+        let mut args = vec![
+            "--shards",
+            "2",
+            "--kafka-listen",
+            &k,
+            "--kafka-port-base",
+            &kbase,
+            "--shard-port-base",
+            &nbase,
+            "--http-listen",
+            &http,
+        ];
+        args.extend_from_slice(extra);
+        let broker = Broker::start(dir.path(), &args);
         let start = Instant::now();
         while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
             assert!(start.elapsed() < STEP, "kafka listener {kafka} not up");
@@ -826,5 +830,114 @@ fn compressed_batches_round_trip_between_clients_and_the_cli() {
         .messages();
         assert_same(&sent, &got, 2);
     }
+    c.assert_no_forwarding();
+}
+
+#[test]
+fn a_compacted_topic_produced_by_confluent_kafka_reads_back_each_keys_latest_value() {
+    if !have_clients() {
+        return;
+    }
+    const KEYS: usize = 1_000;
+    const UPDATES: usize = 1_000_000;
+    let c = Cluster::start_with(&["--cleaner-check-ms", "200"]);
+    c.cli(
+        &[
+            "topic",
+            "create",
+            "cdc",
+            "--partitions",
+            "2",
+            "--config",
+            "cleanup.policy=compact",
+            "--config",
+            "segment.bytes=1048576",
+            "--config",
+            "segment.ms=2000",
+        ],
+        b"",
+    );
+    // Idempotent and lz4: the cleaner decompresses, filters and compresses
+    // again, and keeps each producer's last batch (maybe empty).
+    let out = run_py(
+        "ck_compact_produce.py",
+        &[
+            &c.bootstrap(),
+            "cdc",
+            &KEYS.to_string(),
+            &UPDATES.to_string(),
+        ],
+        b"",
+        STEP,
+    )
+    .ok();
+    assert_eq!(out.stdout.trim(), format!("{{\"delivered\": {UPDATES}}}"));
+    // Once segment.ms passed, one marker per partition rolls its active
+    // segment: everything before it becomes cleanable.
+    std::thread::sleep(Duration::from_millis(2_100));
+    let markers: Vec<Msg> = (0..2)
+        .map(|p| Msg {
+            partition: p,
+            offset: -1,
+            key: Some(b"marker".to_vec()),
+            value: Some(format!("end-{p}").into_bytes()),
+            headers: vec![],
+            timestamp_ms: -1,
+        })
+        .collect();
+    run_py(
+        "ck_produce.py",
+        &[&c.bootstrap(), "cdc"],
+        &json_lines(&markers),
+        STEP,
+    )
+    .ok();
+    let start = Instant::now();
+    loop {
+        let d = shardlog::client::Client::connect(&c.broker.broker_arg())
+            .unwrap()
+            .describe_topic("cdc")
+            .unwrap();
+        if d.partitions.iter().all(|p| {
+            p.cleaner
+                .is_some_and(|cl| cl.runs > 0 && cl.checkpoint == p.high_watermark - 1)
+        }) {
+            break;
+        }
+        assert!(start.elapsed() < STEP, "not cleaned: {d:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // librdkafka from the beginning: every key once with its final value,
+    // in key order, at increasing offsets with holes, then the marker.
+    let got = run_py(
+        "ck_consume.py",
+        &[&c.bootstrap(), "cdc", "2", &(KEYS + 2).to_string()],
+        b"",
+        STEP,
+    )
+    .ok()
+    .messages();
+    let mut keys = 0;
+    for p in 0..2 {
+        let msgs: Vec<&Msg> = got.iter().filter(|m| m.partition == p).collect();
+        let (marker, values) = msgs.split_last().expect("the marker at least");
+        assert_eq!(marker.value.as_deref(), Some(format!("end-{p}").as_bytes()));
+        let mut last: Option<(i64, usize)> = None;
+        for m in values {
+            let v = String::from_utf8(m.value.clone().unwrap()).unwrap();
+            let (k, u) = v.split_once("-u").unwrap();
+            let (k, u): (usize, usize) = (k[1..].parse().unwrap(), u.parse().unwrap());
+            assert_eq!(u, UPDATES - KEYS + k, "key {k}: an older value {v}");
+            assert_eq!(m.key.as_deref(), Some(format!("key-{k:04}").as_bytes()));
+            assert!(
+                last.is_none_or(|(o, lk)| o < m.offset && lk < k),
+                "{v} at {}",
+                m.offset
+            );
+            last = Some((m.offset, k));
+        }
+        keys += values.len();
+    }
+    assert_eq!(keys, KEYS);
     c.assert_no_forwarding();
 }
