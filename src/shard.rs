@@ -377,7 +377,7 @@ impl Shard {
                     tracing::info!(
                         topic = p.topic(),
                         partition = p.id(),
-                        "cleaned offsets up to {}: {} of {} records kept, {} -> {} bytes, {} -> {} segments, {} tombstones removed, in {:?}",
+                        "cleaned offsets up to {}: {} of {} records kept, {} -> {} bytes, {} -> {} segments, {} tombstones removed, in {:?} ({:.0} MB/s of log)",
                         r.end,
                         r.stats.records_kept,
                         r.stats.records_read,
@@ -386,7 +386,8 @@ impl Shard {
                         r.segments_before,
                         r.segments_after,
                         r.stats.tombstones_dropped,
-                        r.elapsed
+                        r.elapsed,
+                        r.stats.bytes_read as f64 / r.elapsed.as_secs_f64().max(1e-9) / 1e6
                     );
                 }
                 Err(e) => {

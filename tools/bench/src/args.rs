@@ -102,6 +102,11 @@ pub struct Args {
     /// `partition_for_key` (Kafka's murmur2) instead of round-robin.
     #[arg(long, value_enum, default_value_t = KeyMode::None)]
     pub key_mode: KeyMode,
+    /// With keys: only this many distinct keys (0..N in decimal: sequential
+    /// cycles through them, random picks one each time), as a compacted
+    /// topic's updates. Default: every key new.
+    #[arg(long, value_name = "N")]
+    pub key_space: Option<u64>,
     /// Open loop: produce this many messages per second in all, spread
     /// evenly over the producers; latency counts from when each message was
     /// due (coordinated-omission correction). Default: closed loop, as fast
@@ -262,6 +267,8 @@ pub struct Params {
     pub partitions: u32,
     pub message_size: SizeRange,
     pub key_mode: KeyMode,
+    /// Distinct keys (`--key-space`); None: unbounded.
+    pub key_space: Option<u64>,
     /// Open-loop total rate (`--rate`); None is closed loop.
     pub rate: Option<u64>,
     pub batch_size: usize,
@@ -478,6 +485,12 @@ pub fn validate(a: Args) -> Result<Params, String> {
             "--from earliest with producers would mix older messages into end-to-end latency: use it with --producers 0".into(),
         );
     }
+    if a.key_space == Some(0) {
+        return Err("--key-space must be at least 1".into());
+    }
+    if a.key_space.is_some() && a.key_mode == KeyMode::None {
+        return Err("--key-space needs --key-mode random or sequential".into());
+    }
     Ok(Params {
         target,
         producers,
@@ -486,6 +499,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
         partitions: a.partitions,
         message_size,
         key_mode: a.key_mode,
+        key_space: a.key_space,
         rate: a.rate,
         batch_size,
         batch_bytes: batch_bytes_cap,
@@ -632,7 +646,19 @@ mod tests {
         .unwrap();
         assert_eq!(p.rate, Some(2000));
         assert_eq!(p.key_mode, KeyMode::Sequential);
+        assert_eq!(p.key_space, None);
         assert_eq!(p.stop, Stop::Bytes(1 << 20));
+        let q = parse(&[
+            "--spawn-broker",
+            "--key-mode",
+            "random",
+            "--key-space",
+            "1000",
+        ])
+        .unwrap();
+        assert_eq!(q.key_space, Some(1000));
+        assert!(parse(&["--spawn-broker", "--key-space", "1000"]).is_err());
+        assert!(parse(&["--spawn-broker", "--key-mode", "random", "--key-space", "0"]).is_err());
         assert_eq!(p.message_size, SizeRange { min: 8, max: 100 });
         assert_eq!(p.warmup, Duration::ZERO);
     }

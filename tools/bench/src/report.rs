@@ -246,6 +246,7 @@ pub fn params_json(info: &RunInfo) -> J {
         ("message_size_min", J::Int(p.message_size.min as u64)),
         ("message_size_max", J::Int(p.message_size.max as u64)),
         ("key_mode", J::Str(p.key_mode.name().into())),
+        ("key_space", p.key_space.map_or(J::Null, J::Int)),
         ("rate", p.rate.map_or(J::Null, J::Int)),
         ("batch_size", J::Int(p.batch_size as u64)),
         (
@@ -462,7 +463,10 @@ pub fn run_line(info: &RunInfo) -> String {
         p.producers,
         p.consumers,
         p.partitions,
-        p.key_mode.name(),
+        match p.key_space {
+            Some(n) => format!("{} of {n}", p.key_mode.name()),
+            None => p.key_mode.name().to_owned(),
+        },
         p.max_in_flight
     )
 }

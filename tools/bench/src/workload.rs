@@ -280,12 +280,18 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
                     KeyMode::None => next_partition,
                     KeyMode::Random => {
                         key.clear();
-                        key.extend_from_slice(&rng.next_u64().to_le_bytes());
+                        match p.key_space {
+                            Some(n) => {
+                                let _ = write!(key, "{}", rng.next_u64() % n);
+                            }
+                            None => key.extend_from_slice(&rng.next_u64().to_le_bytes()),
+                        }
                         partition_for_key(&key, partitions)
                     }
                     KeyMode::Sequential => {
                         key.clear();
-                        let _ = write!(key, "{}", key_base + j);
+                        let k = key_base + j;
+                        let _ = write!(key, "{}", p.key_space.map_or(k, |n| k % n));
                         partition_for_key(&key, partitions)
                     }
                 };
