@@ -747,7 +747,11 @@ impl Partition {
         st.last_run_ms = rt::now_ms();
         self.cleaner.set(st);
         self.assess_cleaning(now);
-        cleaner::write_checkpoint(self.log.dir(), r.end)?;
+        if !self.state.borrow().closing {
+            // A partition being closed (or its topic deleted) keeps its
+            // directory as the close leaves it.
+            cleaner::write_checkpoint(self.log.dir(), r.end)?;
+        }
         Ok(Some(r))
     }
 
