@@ -137,6 +137,18 @@ const SETTINGS: &[Setting] = &[
         "how often each shard looks for logs due for compaction (log.cleaner.backoff.ms)",
     ),
     s(
+        "auto-create-topics-enable",
+        Kind::Str,
+        "true",
+        "Metadata requests that allow it create the topics they name (auto.create.topics.enable)",
+    ),
+    s(
+        "num-partitions",
+        Kind::Int,
+        "1",
+        "partitions of an auto-created topic (num.partitions)",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -428,6 +440,24 @@ impl Resolved {
         if cleaner_check_ms == 0 {
             return Err(self.bad("cleaner-check-ms", "must be more than 0"));
         }
+        let (auto_raw, _) = self.get("auto-create-topics-enable").expect("default");
+        let auto_create = match auto_raw.trim() {
+            "true" | "on" => true,
+            "false" | "off" => false,
+            other => {
+                return Err(self.bad(
+                    "auto-create-topics-enable",
+                    format!("{other:?} is not true or false"),
+                ))
+            }
+        };
+        let num_partitions: u32 = self.parse("num-partitions", "a number of partitions")?;
+        if num_partitions == 0 || num_partitions > crate::storage::meta::MAX_PARTITIONS {
+            return Err(self.bad(
+                "num-partitions",
+                format!("must be 1 to {}", crate::storage::meta::MAX_PARTITIONS),
+            ));
+        }
         let max_frame_bytes: usize = self.parse("max-frame-bytes", "a number of bytes")?;
         let max_batch_bytes: usize = self.parse("max-batch-bytes", "a number of bytes")?;
         if max_batch_bytes < 61 || max_batch_bytes > max_frame_bytes {
@@ -505,6 +535,7 @@ impl Resolved {
             cleaner_io_bytes_per_sec,
             cleaner_map_bytes,
             cleaner_check_ms,
+            auto_create_partitions: auto_create.then_some(num_partitions),
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -603,6 +634,8 @@ pub struct ServeSettings {
     pub cleaner_io_bytes_per_sec: u64,
     pub cleaner_map_bytes: usize,
     pub cleaner_check_ms: u64,
+    /// Partitions of an auto-created topic; None: auto-creation off.
+    pub auto_create_partitions: Option<u32>,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -679,6 +712,7 @@ impl ServeSettings {
             io_bytes_per_sec: self.cleaner_io_bytes_per_sec,
         };
         c.cleaner_check = std::time::Duration::from_millis(self.cleaner_check_ms);
+        c.auto_create_partitions = self.auto_create_partitions;
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -769,6 +803,14 @@ pub struct ServeArgs {
     /// (log.cleaner.backoff.ms) [default: 15000].
     #[arg(long, value_name = "MS")]
     pub cleaner_check_ms: Option<String>,
+    /// Whether Metadata requests that allow it (Kafka clients do by
+    /// default) create the topics they name (auto.create.topics.enable)
+    /// [default: true].
+    #[arg(long, value_name = "true|false")]
+    pub auto_create_topics_enable: Option<String>,
+    /// Partitions of an auto-created topic (num.partitions) [default: 1].
+    #[arg(long, value_name = "N")]
+    pub num_partitions: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -856,6 +898,11 @@ impl ServeArgs {
             ),
             ("cleaner-map-bytes", self.cleaner_map_bytes.clone()),
             ("cleaner-check-ms", self.cleaner_check_ms.clone()),
+            (
+                "auto-create-topics-enable",
+                self.auto_create_topics_enable.clone(),
+            ),
+            ("num-partitions", self.num_partitions.clone()),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

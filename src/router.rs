@@ -334,6 +334,26 @@ impl Router {
                     done(r)
                 })
             }
+            Request::Metadata {
+                topics: Some(names),
+                auto_create: true,
+            } if self.shard.auto_create_partitions().is_some() => {
+                let this = self.clone();
+                let (version, client_id) = (frame.version, frame.client_id);
+                Box::pin(async move {
+                    this.auto_create(&names).await;
+                    let frame = RequestFrame {
+                        version,
+                        correlation_id: cid,
+                        client_id,
+                        request: Request::Metadata {
+                            topics: Some(names),
+                            auto_create: false,
+                        },
+                    };
+                    this.shard.dispatch(frame).await
+                })
+            }
             Request::Produce(p) => self.route_produce(cid, p).await,
             Request::ListOffsets(l) => self.route_list_offsets(cid, l).await,
             Request::Fetch(f) => self.route_fetch(cid, f).await,
@@ -775,6 +795,57 @@ impl Router {
         }
         all.sort_by(|a, b| a.group.cmp(&b.group));
         Response::ListGroups(all)
+    }
+
+    /// Creates, through the controller, each of `names` that does not exist
+    /// and could (a valid name, not an internal topic), with the broker's
+    /// `num-partitions` and default settings: Kafka's
+    /// `auto.create.topics.enable`. A name another request is creating
+    /// meanwhile is left to it; failures are logged and the Metadata answer
+    /// then says what the client must know (unknown or invalid topic).
+    async fn auto_create(self: &Rc<Self>, names: &[String]) {
+        let Some(partitions) = self.shard.auto_create_partitions() else {
+            return;
+        };
+        let missing: Vec<CreateTopic> = names
+            .iter()
+            .filter(|n| {
+                !self.shard.topic_exists(n)
+                    && !crate::storage::is_internal_topic(n)
+                    && crate::storage::validate_topic_name(n).is_ok()
+            })
+            .map(|n| CreateTopic {
+                name: n.clone(),
+                partitions,
+                configs: vec![],
+            })
+            .collect();
+        if missing.is_empty() {
+            return;
+        }
+        let req = Request::CreateTopics(missing);
+        let r = if self.id == 0 {
+            self.admin(req).await
+        } else {
+            match self.call(0, Call::Admin(req)).await {
+                Ok(Reply::Resp(r)) => r,
+                Ok(_) => Err(WireError::new(ErrorCode::Unknown, "bad reply")),
+                Err(e) => Err(e),
+            }
+        };
+        match r {
+            Ok(Response::CreateTopics(rs)) => {
+                for t in rs {
+                    match t.error {
+                        None => tracing::info!(topic = %t.name, partitions, "topic auto-created"),
+                        Some(e) if e.code == ErrorCode::TopicAlreadyExists => {}
+                        Some(e) => tracing::warn!(topic = %t.name, "auto-creating: {}", e.message),
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("auto-creating topics: {}", e.message),
+        }
     }
 
     /// Topic administration; runs on the controller (shard 0) only.

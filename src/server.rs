@@ -84,6 +84,9 @@ pub struct BrokerConfig {
     /// logs due for a cleaning.
     pub cleaner_limits: crate::storage::cleaner::Limits,
     pub cleaner_check: Duration,
+    /// Metadata may create missing topics with this many partitions
+    /// (`auto.create.topics.enable`, `num.partitions`); None: off.
+    pub auto_create_partitions: Option<u32>,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -134,6 +137,7 @@ impl BrokerConfig {
             retention_check: Duration::from_secs(30),
             cleaner_limits: crate::storage::cleaner::Limits::default(),
             cleaner_check: Duration::from_secs(15),
+            auto_create_partitions: Some(1),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -463,6 +467,7 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
         retention_check: config.retention_check,
         cleaner_limits: config.cleaner_limits,
         cleaner_check: config.cleaner_check,
+        auto_create_partitions: config.auto_create_partitions,
         shard_count: config.shards.max(1),
         nodes,
     }

@@ -43,6 +43,10 @@ pub struct ShardConfig {
     /// due for a cleaning.
     pub cleaner_limits: crate::storage::cleaner::Limits,
     pub cleaner_check: std::time::Duration,
+    /// Metadata requests that allow it create the topics they name that do
+    /// not exist, with this many partitions (Kafka's
+    /// `auto.create.topics.enable` and `num.partitions`); None: off.
+    pub auto_create_partitions: Option<u32>,
     /// Memory for tail buffers (half of it) and unwritten bytes (the other
     /// half, `partition.memory`).
     pub memory_budget: u64,
@@ -253,6 +257,11 @@ impl Shard {
 
     pub fn topic_exists(&self, name: &str) -> bool {
         self.topics.borrow().contains_key(name)
+    }
+
+    /// Partitions of an auto-created topic; None: auto-creation is off.
+    pub fn auto_create_partitions(&self) -> Option<u32> {
+        self.config.auto_create_partitions
     }
 
     pub fn shard_count(&self) -> u16 {
@@ -480,7 +489,7 @@ impl Shard {
                 let r = done(Response::ApiVersions(supported_apis()));
                 Box::pin(async move { r })
             }
-            Request::Metadata { topics } => {
+            Request::Metadata { topics, .. } => {
                 let r = done(Response::Metadata(self.metadata(topics)));
                 Box::pin(async move { r })
             }
@@ -588,7 +597,13 @@ impl Shard {
                     Some(t) => info(n, t),
                     None => TopicInfo {
                         name: n.clone(),
-                        error: Some(unknown_topic(n)),
+                        // A name no topic can have fails at once (Kafka's
+                        // INVALID_TOPIC_EXCEPTION), instead of being waited
+                        // for as a topic that may yet appear.
+                        error: Some(match validate_topic_name(n) {
+                            Ok(()) => unknown_topic(n),
+                            Err(e) => WireError::new(ErrorCode::InvalidTopicName, e.to_string()),
+                        }),
                         partitions: vec![],
                     },
                 })

@@ -397,6 +397,7 @@ fn native_seeds() -> Vec<Vec<u8>> {
     vec![
         frame(Request::Metadata {
             topics: Some(vec!["attack".into()]),
+            auto_create: false,
         }),
         frame(Request::Produce(ProduceRequest {
             acks: Acks::Durable,

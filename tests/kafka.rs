@@ -85,20 +85,25 @@ impl ShardPorts {
 }
 
 /// A broker with the Kafka listener on a free port, per-shard Kafka ports off.
+/// A broker with its Kafka listener, topic auto-creation off (these tests
+/// ask for topics that must stay unknown).
 fn broker(dir: &std::path::Path, shards: &str) -> (Broker, SocketAddr) {
+    broker_with(dir, shards, &["--auto-create-topics-enable", "false"])
+}
+
+fn broker_with(dir: &std::path::Path, shards: &str, extra: &[&str]) -> (Broker, SocketAddr) {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let k = kafka.to_string();
-    let b = Broker::start(
-        dir,
-        &[
-            "--kafka-listen",
-            &k,
-            "--kafka-port-base",
-            "0",
-            "--shards",
-            shards,
-        ],
-    );
+    let mut args = vec![
+        "--kafka-listen",
+        &k,
+        "--kafka-port-base",
+        "0",
+        "--shards",
+        shards,
+    ];
+    args.extend_from_slice(extra);
+    let b = Broker::start(dir, &args);
     wait_port(kafka);
     (b, kafka)
 }
@@ -279,6 +284,50 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
         .map(|t| t.name.as_ref().unwrap().0.to_string())
         .collect();
     assert_eq!(names, vec!["m".to_owned()]);
+}
+
+#[test]
+fn metadata_creates_missing_topics_when_allowed_and_fails_invalid_names_at_once() {
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    let dir = data_dir();
+    let (_b, kafka) = broker_with(dir.path(), "2", &["--num-partitions", "3"]);
+    let mut k = Kafka::connect(kafka);
+    let ask = |k: &mut Kafka, version: i16, topic: &str, allow: bool| -> (i16, usize) {
+        let mut req = MetadataRequest::default();
+        let mut t = MetadataRequestTopic::default();
+        t.name = Some(name(topic));
+        req.topics = Some(vec![t]);
+        if version >= 4 {
+            req.allow_auto_topic_creation = allow;
+        }
+        let r: MetadataResponse = k.call(ApiKey::Metadata, version, &req);
+        (r.topics[0].error_code, r.topics[0].partitions.len())
+    };
+    // Not allowed by the request: still unknown, and not created.
+    assert_eq!(ask(&mut k, 9, "auto1", false), (3, 0));
+    assert_eq!(ask(&mut k, 9, "auto1", false), (3, 0));
+    // Allowed: created with num-partitions, answered at once.
+    assert_eq!(ask(&mut k, 9, "auto1", true), (0, 3));
+    assert_eq!(ask(&mut k, 9, "auto1", false), (0, 3));
+    // Before v4 every Metadata request may create (Kafka's rule).
+    assert_eq!(ask(&mut k, 1, "auto2", false), (0, 3));
+    // A name no topic can have fails now instead of after a timeout.
+    for v in [1, 9] {
+        assert_eq!(
+            ask(&mut k, v, "bad name!", true),
+            (INVALID_TOPIC_EXCEPTION, 0)
+        );
+        assert_eq!(
+            ask(&mut k, v, &"x".repeat(250), true),
+            (INVALID_TOPIC_EXCEPTION, 0)
+        );
+    }
+    // Off on the broker: nothing is created whatever the request says.
+    let dir2 = data_dir();
+    let (_b2, kafka2) = broker(dir2.path(), "1");
+    let mut k2 = Kafka::connect(kafka2);
+    assert_eq!(ask(&mut k2, 9, "auto3", true), (3, 0));
+    assert_eq!(ask(&mut k2, 1, "auto3", true), (3, 0));
 }
 
 #[test]

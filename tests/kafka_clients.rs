@@ -941,3 +941,35 @@ fn a_compacted_topic_produced_by_confluent_kafka_reads_back_each_keys_latest_val
     assert_eq!(keys, KEYS);
     c.assert_no_forwarding();
 }
+
+#[test]
+fn confluent_kafka_produces_to_a_topic_nobody_created() {
+    if !have_clients() {
+        return;
+    }
+    // Kafka's defaults: auto.create.topics.enable=true, num.partitions=1.
+    let c = Cluster::start();
+    let sent = sample(50, 1);
+    let report = run_py(
+        "ck_produce.py",
+        &[&c.bootstrap(), "fresh"],
+        &json_lines(&sent),
+        STEP,
+    )
+    .ok();
+    assert_delivered(&sent, &report, 1);
+    let d = shardlog::client::Client::connect(&c.broker.broker_arg())
+        .unwrap()
+        .describe_topic("fresh")
+        .unwrap();
+    assert_eq!(d.partitions.len(), 1);
+    let got = run_py(
+        "ck_consume.py",
+        &[&c.bootstrap(), "fresh", "1", "50"],
+        b"",
+        STEP,
+    )
+    .ok()
+    .messages();
+    assert_same(&sent, &got, 1);
+}

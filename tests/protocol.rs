@@ -75,7 +75,13 @@ fn pipelined_requests_are_answered_in_order_with_their_ids() {
             ))
             .unwrap(),
         );
-        ids.push(c.send(Request::Metadata { topics: None }).unwrap());
+        ids.push(
+            c.send(Request::Metadata {
+                topics: None,
+                auto_create: false,
+            })
+            .unwrap(),
+        );
     }
     let mut next_offset = [0i64; 2];
     for (k, id) in ids.into_iter().enumerate() {

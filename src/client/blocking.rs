@@ -164,7 +164,10 @@ impl Client {
         &mut self,
         topics: Option<Vec<String>>,
     ) -> Result<MetadataResponse, ClientError> {
-        match self.call(Request::Metadata { topics })? {
+        match self.call(Request::Metadata {
+            topics,
+            auto_create: false,
+        })? {
             Response::Metadata(m) => Ok(m),
             _ => Err(ClientError::WrongKind("Metadata")),
         }

@@ -36,7 +36,11 @@ pub(super) fn decode_metadata(
         .map(|n| (n.clone(), vec![]))
         .collect();
     Ok(Work::Native {
-        frame: native(Request::Metadata { topics }),
+        // Before v4 every Metadata request may create (Kafka's rule).
+        frame: native(Request::Metadata {
+            topics,
+            auto_create: version < 4 || r.allow_auto_topic_creation,
+        }),
         shape,
         respond: true,
         refused: vec![],

@@ -88,12 +88,21 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
             fb::Request::ApiVersionsRequest,
             fb::ApiVersionsRequest::create(fbb, &fb::ApiVersionsRequestArgs {}).as_union_value(),
         ),
-        Request::Metadata { topics } => {
+        Request::Metadata {
+            topics,
+            auto_create,
+        } => {
             let t = topics.as_ref().map(|t| strings(fbb, t));
             (
                 fb::Request::MetadataRequest,
-                fb::MetadataRequest::create(fbb, &fb::MetadataRequestArgs { topics: t })
-                    .as_union_value(),
+                fb::MetadataRequest::create(
+                    fbb,
+                    &fb::MetadataRequestArgs {
+                        topics: t,
+                        allow_auto_topic_creation: *auto_create,
+                    },
+                )
+                .as_union_value(),
             )
         }
         Request::CreateTopics(topics) => {
@@ -162,6 +171,7 @@ pub(super) fn decode_request(
                 .map(|t| t.iter().map(str::to_owned).collect::<Vec<_>>());
             Request::Metadata {
                 topics: topics.filter(|t| !t.is_empty()),
+                auto_create: m.allow_auto_topic_creation(),
             }
         }
         fb::Request::CreateTopicsRequest => {

@@ -364,9 +364,13 @@ mod tests {
     fn every_request_kind_round_trips() {
         let reqs = vec![
             Request::ApiVersions,
-            Request::Metadata { topics: None },
+            Request::Metadata {
+                topics: None,
+                auto_create: false,
+            },
             Request::Metadata {
                 topics: Some(vec!["a".into(), "b".into()]),
+                auto_create: true,
             },
             Request::CreateTopics(vec![CreateTopic {
                 name: "t".into(),
@@ -572,6 +576,7 @@ mod tests {
             client_id: None,
             request: Request::Metadata {
                 topics: Some(vec![String::new(); 100_000]),
+                auto_create: false,
             },
         };
         let b = body(encode_request(&r));

@@ -250,6 +250,9 @@ pub enum Request {
     /// `None`: every topic.
     Metadata {
         topics: Option<Vec<String>>,
+        /// Create the named topics that do not exist, if the broker's
+        /// `auto-create-topics-enable` is on (Kafka's semantics).
+        auto_create: bool,
     },
     CreateTopics(Vec<CreateTopic>),
     Produce(ProduceRequest),

@@ -1152,6 +1152,7 @@ impl<'a> ::flatbuffers::Follow<'a> for MetadataRequest<'a> {
 
 impl<'a> MetadataRequest<'a> {
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ALLOW_AUTO_TOPIC_CREATION: ::flatbuffers::VOffsetT = 6;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1164,6 +1165,7 @@ impl<'a> MetadataRequest<'a> {
   ) -> ::flatbuffers::WIPOffset<MetadataRequest<'bldr>> {
     let mut builder = MetadataRequestBuilder::new(_fbb);
     if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_allow_auto_topic_creation(args.allow_auto_topic_creation);
     builder.finish()
   }
 
@@ -1176,6 +1178,15 @@ impl<'a> MetadataRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(MetadataRequest::VT_TOPICS, None)}
   }
+  /// Create the named topics that do not exist, when the broker's
+  /// `auto-create-topics-enable` is on (Kafka's Metadata v4+ field).
+  #[inline]
+  pub fn allow_auto_topic_creation(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MetadataRequest::VT_ALLOW_AUTO_TOPIC_CREATION, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MetadataRequest<'_> {
@@ -1185,18 +1196,21 @@ impl ::flatbuffers::Verifiable for MetadataRequest<'_> {
   ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<bool>("allow_auto_topic_creation", Self::VT_ALLOW_AUTO_TOPIC_CREATION, false)?
      .finish();
     Ok(())
   }
 }
 pub struct MetadataRequestArgs<'a> {
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub allow_auto_topic_creation: bool,
 }
 impl<'a> Default for MetadataRequestArgs<'a> {
   #[inline]
   fn default() -> Self {
     MetadataRequestArgs {
       topics: None,
+      allow_auto_topic_creation: false,
     }
   }
 }
@@ -1209,6 +1223,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MetadataRequestBuilder<'a, 'b
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(MetadataRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_allow_auto_topic_creation(&mut self, allow_auto_topic_creation: bool) {
+    self.fbb_.push_slot::<bool>(MetadataRequest::VT_ALLOW_AUTO_TOPIC_CREATION, allow_auto_topic_creation, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MetadataRequestBuilder<'a, 'b, A> {
@@ -1229,6 +1247,7 @@ impl ::core::fmt::Debug for MetadataRequest<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("MetadataRequest");
       ds.field("topics", &self.topics());
+      ds.field("allow_auto_topic_creation", &self.allow_auto_topic_creation());
       ds.finish()
   }
 }
