@@ -1,0 +1,114 @@
+//! The Java Kafka ecosystem, unchanged, against the Kafka listener: the
+//! Maven module in `tests/java` (kafka-clients 4.4: the producer with its
+//! defaults, idempotent; the consumer in a classic group; Admin) runs its
+//! JUnit tests against a 2-shard broker started here, which it finds in
+//! `SHARDLOG_KAFKA`.
+//!
+//! Needs `mvn` and a JDK 17+; Maven fetches the pinned dependencies from
+//! Maven Central into `target/m2` (`.ci/run` does it first). Without them
+//! the test prints SKIPPED, or fails when `KAFKA_CLIENT_TESTS=required`.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Maven, the JVM start and the tests together; the tests' own timeouts
+/// are shorter.
+const DEADLINE: Duration = Duration::from_secs(600);
+
+fn module() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/java")
+}
+
+/// Maven's local repository: inside this clone's target directory, so CI
+/// fetches once per clone and nothing is shared with the machine.
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/m2")
+}
+
+fn have_maven() -> bool {
+    let ok = Command::new("mvn")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if ok {
+        return true;
+    }
+    if std::env::var("KAFKA_CLIENT_TESTS").as_deref() == Ok("required") {
+        panic!("KAFKA_CLIENT_TESTS=required, but mvn does not run (install Maven and a JDK 17+)");
+    }
+    println!("SKIPPED: mvn does not run");
+    false
+}
+
+#[test]
+fn the_java_client_and_admin_work_unchanged() {
+    if !have_maven() {
+        return;
+    }
+    let dir = data_dir();
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let k = kafka.to_string();
+    let base = common::kafka::two_free_ports().to_string();
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--shards",
+            "2",
+            "--kafka-listen",
+            &k,
+            "--kafka-port-base",
+            &base,
+        ],
+    );
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "kafka listener {kafka} not up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut child = Command::new("mvn")
+        .args(["-B", "-q", "test"])
+        .arg(format!("-Dmaven.repo.local={}", repo().display()))
+        .current_dir(module())
+        .env("SHARDLOG_KAFKA", &k)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mvn");
+    // Drain both pipes on threads: a full pipe must not stall Maven.
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = wait_deadline(&mut child, DEADLINE);
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "mvn test failed ({status:?}):\n{stdout}\n{stderr}\nbroker log:\n{}",
+        b.log()
+    );
+}
