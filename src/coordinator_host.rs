@@ -502,8 +502,15 @@ impl CoordinatorHost {
     /// Checks each partition's commit, appends the accepted ones as one
     /// batch to `log` (the group's offsets partition), and answers once that
     /// batch is durable. Commits arriving together share the group commit's
-    /// fdatasync, like produces: no fsync per commit.
-    pub async fn commit(&self, log: &Rc<Partition>, r: OffsetCommitRequest) -> Response {
+    /// fdatasync, like produces: no fsync per commit. `exists`: whether a
+    /// topic's partition exists (a commit to one that does not is refused
+    /// with UnknownTopic, as Kafka does, instead of stored).
+    pub async fn commit(
+        &self,
+        log: &Rc<Partition>,
+        r: OffsetCommitRequest,
+        exists: impl Fn(&str, u32) -> bool,
+    ) -> Response {
         let now_wall = rt::now_ms();
         let mut results: Vec<TopicPartitionErrors> = Vec::with_capacity(r.topics.len());
         let mut records: Vec<(Bytes, Bytes)> = Vec::new();
@@ -527,7 +534,12 @@ impl CoordinatorHost {
                         metadata: p.metadata.clone(),
                         commit_ts_ms: now_wall.max(0) as u64,
                     };
-                    let error = if p.offset < 0 {
+                    let error = if !exists(&t.name, p.partition) {
+                        Some(WireError::new(
+                            ErrorCode::UnknownTopic,
+                            format!("no partition {} of topic '{}'", p.partition, t.name),
+                        ))
+                    } else if p.offset < 0 {
                         Some(WireError::new(
                             ErrorCode::InvalidRequest,
                             format!("offset {} is negative", p.offset),

@@ -692,6 +692,17 @@ impl Partition {
         Ok(self.log.offset_for_timestamp(target).await?)
     }
 
+    /// The first record with the log's largest timestamp, with it (Kafka's
+    /// ListOffsets MAX_TIMESTAMP); None when the log holds no visible
+    /// record with a timestamp.
+    pub async fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, PartitionError> {
+        let newest = self.log.max_timestamp();
+        if newest < 0 {
+            return Ok(None);
+        }
+        Ok(self.log.offset_for_timestamp(newest).await?)
+    }
+
     /// Retention of whole old segments by the topic's `retention.bytes`
     /// and `retention.ms` (see `Log::enforce_retention`).
     pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {

@@ -26,6 +26,9 @@ use crate::rt;
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
 
+/// Topics one Metadata request may auto-create (see `Router::auto_create`).
+const MAX_AUTO_CREATE_PER_REQUEST: usize = 64;
+
 /// Whose answer a request gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
@@ -814,6 +817,11 @@ impl Router {
                     && !crate::storage::is_internal_topic(n)
                     && crate::storage::validate_topic_name(n).is_ok()
             })
+            // One request creates a bounded number: a client naming
+            // thousands of topics (by mistake or on purpose) does not hold
+            // the controller for minutes; the rest stay unknown (a retriable
+            // error) and the client's next Metadata creates more.
+            .take(MAX_AUTO_CREATE_PER_REQUEST)
             .map(|n| CreateTopic {
                 name: n.clone(),
                 partitions,

@@ -540,7 +540,10 @@ impl Shard {
                 let shard = self.clone();
                 Box::pin(async move {
                     let result = match shard.offsets_log(&c.group) {
-                        Ok(log) => Ok(shard.groups.commit(&log, c).await),
+                        Ok(log) => {
+                            let exists = |t: &str, p: u32| shard.owner(t, p).is_some();
+                            Ok(shard.groups.commit(&log, c, exists).await)
+                        }
                         Err(e) => Err(e),
                     };
                     ResponseFrame {
@@ -951,13 +954,22 @@ impl Shard {
                 match self.partition(&t.name, p.partition) {
                     Err(e) => r.error = Some(e),
                     Ok(part) => match p.timestamp {
-                        LIST_EARLIEST => r.offset = part.log_start_offset(),
+                        LIST_EARLIEST | LIST_EARLIEST_LOCAL => r.offset = part.log_start_offset(),
                         LIST_LATEST => r.offset = part.high_watermark(),
+                        LIST_LATEST_TIERED => {}
+                        LIST_MAX_TIMESTAMP => match part.max_timestamp_offset().await {
+                            Ok(Some((offset, at))) => {
+                                r.offset = offset;
+                                r.timestamp = at;
+                            }
+                            Ok(None) => {}
+                            Err(e) => r.error = Some(e.to_wire()),
+                        },
                         ts if ts < 0 => {
                             r.error = Some(WireError::new(
                                 ErrorCode::InvalidRequest,
                                 format!(
-                                "timestamp {ts}: use -2 (earliest), -1 (latest) or a time in ms"
+                                "timestamp {ts}: use -2 (earliest), -1 (latest), -3 (max timestamp), -4 (earliest local), -5 (latest tiered) or a time in ms"
                             ),
                             ))
                         }

@@ -667,6 +667,15 @@ fn bad_group_requests_get_clear_errors_and_internal_topics_are_protected() {
     assert_eq!(e.code(), Some(ErrorCode::InvalidRequest), "{e}");
     let e = c.commit_offsets(commit(1, "m".repeat(5000))).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::MessageTooLarge), "{e}");
+    // A topic or partition that does not exist: refused, as Kafka does.
+    let mut to_nowhere = commit(1, String::new());
+    to_nowhere.topics[0].name = "no-such-topic".into();
+    let e = c.commit_offsets(to_nowhere).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopic), "{e}");
+    let mut past_the_end = commit(1, String::new());
+    past_the_end.topics[0].partitions[0].partition = 999;
+    let e = c.commit_offsets(past_the_end).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::UnknownTopic), "{e}");
     // The refused commits stored nothing.
     assert!(c.fetch_offsets("solo", None).unwrap().is_empty());
 

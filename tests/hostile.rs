@@ -783,7 +783,14 @@ fn a_kafka_request_other_than_produce_over_max_control_request_bytes_closes_its_
     let t = start(
         dir.path(),
         "1",
-        &["--max-control-request-bytes", "65536", "--fsync", "never"],
+        &[
+            "--max-control-request-bytes",
+            "65536",
+            "--fsync",
+            "never",
+            "--auto-create-topics-enable",
+            "false",
+        ],
     );
     create_topic(&t.b, "ctl", "1");
     let metadata = |topics: usize| {

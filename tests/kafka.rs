@@ -173,7 +173,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
     let want = [
         (ApiKey::Produce as i16, 3, 8),
         (ApiKey::Fetch as i16, 4, 11),
-        (ApiKey::ListOffsets as i16, 1, 5),
+        (ApiKey::ListOffsets as i16, 1, 10),
         (ApiKey::Metadata as i16, 1, 9),
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
@@ -467,7 +467,7 @@ fn acks_zero_gets_no_response_and_list_offsets_sees_it() {
         assert!(start.elapsed() < T, "latest stuck at {latest}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    for version in [1, 5] {
+    for version in [1, 5, 6, 7, 8, 9, 10] {
         assert_eq!(list_offset(&mut k, version, "z", 0, -2), (0, 0));
         assert_eq!(list_offset(&mut k, version, "z", 0, -1), (0, 3));
         // By timestamp: the first record at or after it.
@@ -475,6 +475,16 @@ fn acks_zero_gets_no_response_and_list_offsets_sees_it() {
         assert_eq!(list_offset(&mut k, version, "z", 0, base + 5_000), (0, 2));
         assert_eq!(list_offset(&mut k, version, "z", 0, base + 99_000).1, -1);
     }
+    for version in [7, 10] {
+        // The max timestamp (-3): the first record holding it, offset 2.
+        assert_eq!(list_offset(&mut k, version, "z", 0, -3), (0, 2));
+    }
+    for version in [8, 10] {
+        // Earliest local (-4): everything is local, the log start.
+        assert_eq!(list_offset(&mut k, version, "z", 0, -4), (0, 0));
+    }
+    // Latest tiered (-5): no tiered storage, no offset (as Kafka without it).
+    assert_eq!(list_offset(&mut k, 9, "z", 0, -5), (0, -1));
     // Unknown partition and topic.
     assert_eq!(list_offset(&mut k, 5, "z", 7, -1).0, 3);
     assert_eq!(list_offset(&mut k, 5, "nope", 0, -1).0, 3);

@@ -51,7 +51,10 @@ pub(super) fn decode_create_topics(
                 name,
                 ResponseError::InvalidReplicationFactor.code(),
                 format!(
-                    "replication factor {} is not supported: shardlog keeps one copy (use 1 or -1)",
+                    "replication factor {} is not supported: shardlog is one node and keeps one \
+                     copy; ask for 1 or -1 (Kafka Connect: config.storage.replication.factor, \
+                     offset.storage.replication.factor, status.storage.replication.factor; Kafka \
+                     Streams: replication.factor; the Admin client: NewTopic's replicationFactor)",
                     t.replication_factor
                 ),
             ));

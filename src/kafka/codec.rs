@@ -48,11 +48,15 @@ use crate::protocol::{
 /// InitProducerId 0-5: all the crate encodes (librdkafka 2.x asks for up
 /// to 4); only idempotence, no transactions. DescribeConfigs 1-4: what
 /// the crate encodes (v0 is gone from Kafka 4 too; kafka-python then
-/// uses v1-2, the Java admin and librdkafka up to 4).
+/// uses v1-2, the Java admin and librdkafka up to 4). ListOffsets 1-10, as
+/// Kafka 4: v7 asks for the max timestamp (-3), v8 the earliest local
+/// offset (-4), v9 the latest tiered one (-5), v10 adds a timeout for
+/// remote storage (none here); kafka-python reads the broker's version
+/// from this range (v10: Kafka 4).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
     (ApiKey::Fetch, 4, 11),
-    (ApiKey::ListOffsets, 1, 5),
+    (ApiKey::ListOffsets, 1, 10),
     (ApiKey::Metadata, 1, 9),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),

@@ -230,6 +230,14 @@ pub struct FetchRequest {
 
 /// Kafka's special timestamps for ListOffsets.
 pub const LIST_EARLIEST: i64 = -2;
+/// ListOffsets: the first record with the largest timestamp (KIP-734).
+pub const LIST_MAX_TIMESTAMP: i64 = -3;
+/// ListOffsets: the first offset on local storage (KIP-405): the log start
+/// here, where all storage is local.
+pub const LIST_EARLIEST_LOCAL: i64 = -4;
+/// ListOffsets: the last offset in tiered storage (KIP-1005): none here
+/// (offset -1, as Kafka without remote storage answers).
+pub const LIST_LATEST_TIERED: i64 = -5;
 pub const LIST_LATEST: i64 = -1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -256,6 +256,16 @@ impl Log {
             .base_offset()
     }
 
+    /// The newest record timestamp in the log (-1: none).
+    pub fn max_timestamp(&self) -> i64 {
+        self.segments
+            .borrow()
+            .iter()
+            .map(|s| s.max_timestamp())
+            .max()
+            .unwrap_or(-1)
+    }
+
     /// Number of segments (the active one included).
     pub fn segment_count(&self) -> usize {
         self.segments.borrow().len()
