@@ -692,6 +692,24 @@ impl Partition {
         Ok(self.log.offset_for_timestamp(target).await?)
     }
 
+    /// Kafka's DeleteRecords: moves the log start to `offset` (-1: the high
+    /// watermark); records below it are gone for consumers, whole segments
+    /// below it are deleted. Returns the new log start (the low watermark).
+    pub async fn delete_records(&self, offset: i64) -> Result<i64, PartitionError> {
+        let hw = self.high_watermark();
+        let target = if offset == -1 { hw } else { offset };
+        if target < 0 || target > hw {
+            return Err(PartitionError::OffsetOutOfRange {
+                offset,
+                log_start: self.log.log_start(),
+                high_watermark: hw,
+            });
+        }
+        let start = self.log.delete_records_before(target).await?;
+        self.cache.trim_below(start);
+        Ok(start)
+    }
+
     /// The first record with the log's largest timestamp, with it (Kafka's
     /// ListOffsets MAX_TIMESTAMP); None when the log holds no visible
     /// record with a timestamp.
@@ -1330,6 +1348,47 @@ mod tests {
             assert_eq!(got, compacted(&all, r4.end, true));
             assert_eq!(got.iter().filter(|r| r.2.is_none()).count(), 0, "{r4:?}");
             assert_eq!(r4.stats.tombstones_dropped, 2);
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn delete_records_moves_the_log_start_drops_whole_segments_and_survives_a_restart() {
+        on_fresh_dir(|path| async move {
+            let cfg = small_segments(8 << 10);
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            for i in 0..40 {
+                let a = p.append(&make_batch(i, 1, 1000)).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            }
+            let segments = p.segment_count();
+            assert!(segments >= 4, "{segments}");
+            // Past the high watermark: refused, nothing moves.
+            assert!(matches!(
+                p.delete_records(41).await,
+                Err(PartitionError::OffsetOutOfRange { .. })
+            ));
+            assert_eq!(p.log_start_offset(), 0);
+            // Into the middle of a segment: the start moves there, the
+            // segments wholly below it go, the one holding it stays.
+            assert_eq!(p.delete_records(25).await.unwrap(), 25);
+            assert_eq!(p.log_start_offset(), 25);
+            assert!(p.segment_count() < segments);
+            assert!(matches!(
+                p.read(24, 1).await,
+                Err(PartitionError::OffsetOutOfRange { .. })
+            ));
+            let r = p.read(25, 1).await.unwrap();
+            let first = batch::split_batches(&r.records.to_bytes()).unwrap();
+            assert!(batch::validate(&first[0]).unwrap().last_offset() >= 25);
+            // The start never moves back.
+            assert_eq!(p.delete_records(10).await.unwrap(), 25);
+            p.close().await.unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            assert_eq!(p.log_start_offset(), 25, "the moved start is durable");
+            // -1: up to the high watermark; appends go on at the end.
+            assert_eq!(p.delete_records(-1).await.unwrap(), 40);
+            assert_eq!(p.append(&make_batch(1, 1, 10)).unwrap().base_offset, 40);
             p.close().await.unwrap();
         });
     }

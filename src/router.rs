@@ -359,6 +359,7 @@ impl Router {
             }
             Request::Produce(p) => self.route_produce(cid, p).await,
             Request::ListOffsets(l) => self.route_list_offsets(cid, l).await,
+            Request::DeleteRecords(d) => self.route_delete_records(cid, d).await,
             Request::Fetch(f) => self.route_fetch(cid, f).await,
             Request::DescribeTopics { topics } if self.shard.shard_count() > 1 => {
                 let this = self.clone();
@@ -574,6 +575,60 @@ impl Router {
                     joined
                         .into_iter()
                         .map(|(name, partitions)| ListOffsetsTopicResult { name, partitions })
+                        .collect(),
+                )),
+            }
+        })
+    }
+
+    /// DeleteRecords: each partition's part goes to its owner, like
+    /// ListOffsets.
+    async fn route_delete_records(
+        self: &Rc<Self>,
+        cid: u32,
+        d: Vec<DeleteRecordsTopic>,
+    ) -> ResponseFuture {
+        if d.iter()
+            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|p| p.partition)))
+        {
+            return self
+                .shard
+                .dispatch(Self::local_frame(cid, Request::DeleteRecords(d)));
+        }
+        let topics: Vec<(String, Vec<DeleteRecordsPartition>)> =
+            d.into_iter().map(|t| (t.name, t.partitions)).collect();
+        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
+        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
+        for (owner, topics) in parts {
+            let req = Request::DeleteRecords(
+                topics
+                    .into_iter()
+                    .map(|(name, partitions)| DeleteRecordsTopic { name, partitions })
+                    .collect(),
+            );
+            waits.push((owner, self.send_part(cid, owner, req, 0).await));
+        }
+        Box::pin(async move {
+            let results = gather(waits, |r| match r {
+                Response::DeleteRecords(ts) => {
+                    Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                }
+                _ => None,
+            })
+            .await;
+            let joined = join(&routes, results, |partition, e| {
+                DeleteRecordsPartitionResult {
+                    partition,
+                    error: Some(e.clone()),
+                    low_watermark: -1,
+                }
+            });
+            ResponseFrame {
+                correlation_id: cid,
+                result: Ok(Response::DeleteRecords(
+                    joined
+                        .into_iter()
+                        .map(|(name, partitions)| DeleteRecordsTopicResult { name, partitions })
                         .collect(),
                 )),
             }
@@ -1052,6 +1107,12 @@ impl HasPartition for FetchPartition {
 }
 
 impl HasPartition for ListOffsetsPartition {
+    fn partition_id(&self) -> u32 {
+        self.partition
+    }
+}
+
+impl HasPartition for DeleteRecordsPartition {
     fn partition_id(&self) -> u32 {
         self.partition
     }

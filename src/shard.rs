@@ -518,6 +518,12 @@ impl Shard {
                 let shard = self.clone();
                 Box::pin(async move { done(Response::ListOffsets(shard.list_offsets(l).await)) })
             }
+            Request::DeleteRecords(d) => {
+                let shard = self.clone();
+                Box::pin(
+                    async move { done(Response::DeleteRecords(shard.delete_records(d).await)) },
+                )
+            }
             Request::DescribeTopics { topics } => {
                 let r = done(Response::DescribeTopics(self.describe_topics(topics)));
                 Box::pin(async move { r })
@@ -986,6 +992,36 @@ impl Shard {
                 partitions.push(r);
             }
             out.push(ListOffsetsTopicResult {
+                name: t.name,
+                partitions,
+            });
+        }
+        out
+    }
+
+    /// Kafka's DeleteRecords on this shard's partitions.
+    async fn delete_records(
+        &self,
+        topics: Vec<DeleteRecordsTopic>,
+    ) -> Vec<DeleteRecordsTopicResult> {
+        let mut out = Vec::with_capacity(topics.len());
+        for t in topics {
+            let mut partitions = Vec::with_capacity(t.partitions.len());
+            for p in &t.partitions {
+                let (error, low_watermark) = match self.partition(&t.name, p.partition) {
+                    Err(e) => (Some(e), -1),
+                    Ok(part) => match part.delete_records(p.offset).await {
+                        Ok(start) => (None, start),
+                        Err(e) => (Some(e.to_wire()), -1),
+                    },
+                };
+                partitions.push(DeleteRecordsPartitionResult {
+                    partition: p.partition,
+                    error,
+                    low_watermark,
+                });
+            }
+            out.push(DeleteRecordsTopicResult {
                 name: t.name,
                 partitions,
             });

@@ -174,6 +174,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::Produce as i16, 3, 8),
         (ApiKey::Fetch as i16, 4, 11),
         (ApiKey::ListOffsets as i16, 1, 10),
+        (ApiKey::DeleteRecords as i16, 0, 2),
         (ApiKey::Metadata as i16, 1, 9),
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
@@ -488,6 +489,75 @@ fn acks_zero_gets_no_response_and_list_offsets_sees_it() {
     // Unknown partition and topic.
     assert_eq!(list_offset(&mut k, 5, "z", 7, -1).0, 3);
     assert_eq!(list_offset(&mut k, 5, "nope", 0, -1).0, 3);
+}
+
+#[test]
+fn delete_records_moves_the_log_start_on_every_owner() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("dr", 2).unwrap();
+    let o = owners(&b, "dr");
+    assert!(o.contains(&0) && o.contains(&1), "{o:?}");
+    let mut k = Kafka::connect(kafka);
+    for p in 0..2 {
+        for i in 0..5 {
+            let r: ProduceResponse = k.call(
+                ApiKey::Produce,
+                8,
+                &produce_request("dr", p, -1, batch_of(1_700_000_000_000 + i, &[b"x"])),
+            );
+            assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+        }
+    }
+    let delete = |k: &mut Kafka, version: i16, parts: &[(i32, i64)]| -> Vec<(i32, i16, i64)> {
+        let mut t = DeleteRecordsTopic::default();
+        t.name = name("dr");
+        t.partitions = parts
+            .iter()
+            .map(|&(p, o)| {
+                let mut x = DeleteRecordsPartition::default();
+                x.partition_index = p;
+                x.offset = o;
+                x
+            })
+            .collect();
+        let mut req = DeleteRecordsRequest::default();
+        req.topics = vec![t];
+        req.timeout_ms = 5_000;
+        let r: DeleteRecordsResponse = k.call(ApiKey::DeleteRecords, version, &req);
+        let mut v: Vec<_> = r.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.error_code, p.low_watermark))
+            .collect();
+        v.sort();
+        v
+    };
+    // Both owners in one request: partition 0 to offset 3, partition 1 to
+    // its high watermark (-1); a partition past the end is unknown (3),
+    // an offset past the high watermark out of range (1).
+    assert_eq!(
+        delete(&mut k, 2, &[(0, 3), (1, -1), (7, 0)]),
+        vec![(0, 0, 3), (1, 0, 5), (7, 3, -1)]
+    );
+    assert_eq!(delete(&mut k, 0, &[(0, 99)]), vec![(0, 1, -1)]);
+    assert_eq!(
+        delete(&mut k, 1, &[(0, 1)]),
+        vec![(0, 0, 3)],
+        "never moves back"
+    );
+    assert_eq!(list_offset(&mut k, 5, "dr", 0, -2), (0, 3));
+    assert_eq!(list_offset(&mut k, 5, "dr", 1, -2), (0, 5));
+    assert_eq!(
+        c.list_offset("dr", 0, shardlog::protocol::LIST_EARLIEST)
+            .unwrap(),
+        3
+    );
 }
 
 #[test]

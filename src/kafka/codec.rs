@@ -57,6 +57,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
     (ApiKey::Fetch, 4, 11),
     (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::Metadata, 1, 9),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
@@ -210,6 +211,9 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         ApiKey::ListOffsets => {
             data::decode_list_offsets(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::DeleteRecords => {
+            data::decode_delete_records(&mut body, version, &native).map_err(malformed)?
+        }
         ApiKey::CreateTopics => {
             admin::decode_create_topics(&mut body, version, &native).map_err(malformed)?
         }
@@ -321,6 +325,9 @@ pub fn encode_response(
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
             frame(&data::list_offsets_response(topics))
         }
+        (ApiKey::DeleteRecords, Ok(Response::DeleteRecords(topics))) => {
+            frame(&data::delete_records_response(topics))
+        }
         (_, Ok(other)) => {
             let e = WireError::new(
                 ErrorCode::Unknown,
@@ -403,6 +410,31 @@ pub fn refuse_response(
                     tr
                 })
                 .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
+        ApiKey::DeleteRecords => {
+            let r = data::delete_records_response(
+                shape
+                    .iter()
+                    .map(|(n, ps)| crate::protocol::DeleteRecordsTopicResult {
+                        name: n.clone(),
+                        partitions: ps
+                            .iter()
+                            .map(|&p| crate::protocol::DeleteRecordsPartitionResult {
+                                partition: p as u32,
+                                error: None,
+                                low_watermark: -1,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            );
+            let mut r = r;
+            for t in &mut r.topics {
+                for p in &mut t.partitions {
+                    p.error_code = error;
+                }
+            }
             encode_frame(api, version, correlation_id, &r)
         }
         ApiKey::ListOffsets => {

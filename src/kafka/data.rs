@@ -1,4 +1,5 @@
-//! The data path's APIs over Kafka: Produce, Fetch and ListOffsets,
+//! The data path's APIs over Kafka: Produce, Fetch, ListOffsets and
+//! DeleteRecords,
 //! decoded into native requests and answered from native responses.
 //!
 //! Owns: their translation both ways (record batches pass as `Bytes`
@@ -7,14 +8,17 @@
 //! Must never: decode or re-encode a record batch, or do I/O.
 
 use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{
-    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, ListOffsetsResponse, ProduceRequest,
-    ProduceResponse,
+    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -305,6 +309,75 @@ pub(super) fn fetch_frame(
     }
     debug_assert!(out.len() >= records);
     Ok(out)
+}
+
+/// DeleteRecords: what the request asks for (the log start of each
+/// partition moves; routed to owners like ListOffsets).
+pub(super) fn decode_delete_records(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DeleteRecordsRequest::decode(body, version)?;
+    let shape = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.name),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::DeleteRecords(
+            r.topics
+                .into_iter()
+                .map(|t| protocol::DeleteRecordsTopic {
+                    name: name_of(&t.name),
+                    partitions: t
+                        .partitions
+                        .into_iter()
+                        .map(|p| protocol::DeleteRecordsPartition {
+                            partition: partition_u32(p.partition_index),
+                            offset: p.offset,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// The DeleteRecords answer, from the native one.
+pub(super) fn delete_records_response(
+    topics: Vec<protocol::DeleteRecordsTopicResult>,
+) -> DeleteRecordsResponse {
+    let mut r = DeleteRecordsResponse::default();
+    r.topics = topics
+        .into_iter()
+        .map(|t| {
+            let mut tr = DeleteRecordsTopicResult::default();
+            tr.name = topic_name(&t.name);
+            tr.partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut pr = DeleteRecordsPartitionResult::default();
+                    pr.partition_index = p.partition as i32;
+                    pr.error_code = kafka_code(p.error.as_ref());
+                    pr.low_watermark = p.low_watermark;
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    r
 }
 
 /// The ListOffsets answer, from the native one.

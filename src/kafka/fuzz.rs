@@ -130,6 +130,21 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     ])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DeleteRecords => {
+            let r = DeleteRecordsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                    .with_name(topic("events"))
+                    .with_partitions(vec![
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(0)
+                            .with_offset(10),
+                        delete_records_request::DeleteRecordsPartition::default()
+                            .with_partition_index(1)
+                            .with_offset(-1),
+                    ])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::Metadata => {
             let r = MetadataRequest::default().with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default().with_name(Some(topic("events"))),

@@ -413,6 +413,19 @@ mod tests {
                     timestamp: LIST_EARLIEST,
                 }],
             }]),
+            Request::DeleteRecords(vec![DeleteRecordsTopic {
+                name: "t".into(),
+                partitions: vec![
+                    DeleteRecordsPartition {
+                        partition: 1,
+                        offset: 42,
+                    },
+                    DeleteRecordsPartition {
+                        partition: 2,
+                        offset: -1,
+                    },
+                ],
+            }]),
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -551,10 +564,25 @@ mod tests {
                 name: "t".into(),
                 partitions: vec![ListOffsetsPartitionResult {
                     partition: 0,
-                    error: err,
+                    error: err.clone(),
                     offset: -1,
                     timestamp: -1,
                 }],
+            }])),
+            Ok(Response::DeleteRecords(vec![DeleteRecordsTopicResult {
+                name: "t".into(),
+                partitions: vec![
+                    DeleteRecordsPartitionResult {
+                        partition: 0,
+                        error: None,
+                        low_watermark: 42,
+                    },
+                    DeleteRecordsPartitionResult {
+                        partition: 9,
+                        error: err,
+                        low_watermark: -1,
+                    },
+                ],
             }])),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];

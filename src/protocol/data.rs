@@ -163,6 +163,46 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::DeleteRecords(topics) => {
+            let topics: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let parts: Vec<_> = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            fb::DeleteRecordsPartition::create(
+                                fbb,
+                                &fb::DeleteRecordsPartitionArgs {
+                                    partition: p.partition,
+                                    offset: p.offset,
+                                },
+                            )
+                        })
+                        .collect();
+                    let parts = fbb.create_vector(&parts);
+                    let name = fbb.create_string(&t.name);
+                    fb::DeleteRecordsTopic::create(
+                        fbb,
+                        &fb::DeleteRecordsTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::DeleteRecordsRequest,
+                fb::DeleteRecordsRequest::create(
+                    fbb,
+                    &fb::DeleteRecordsRequestArgs {
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -256,6 +296,26 @@ pub(super) fn decode_request(
                 });
             }
             Request::ListOffsets(topics)
+        }
+        fb::Request::DeleteRecordsRequest => {
+            let d = env.request_as_delete_records_request().ok_or(missing)?;
+            let mut topics = Vec::new();
+            for t in d.topics().iter().flatten() {
+                let partitions = t
+                    .partitions()
+                    .iter()
+                    .flatten()
+                    .map(|p| DeleteRecordsPartition {
+                        partition: p.partition(),
+                        offset: p.offset(),
+                    })
+                    .collect();
+                topics.push(DeleteRecordsTopic {
+                    name: name_of(t.name())?,
+                    partitions,
+                });
+            }
+            Request::DeleteRecords(topics)
         }
         _ => return Ok(None),
     }))
@@ -384,6 +444,42 @@ pub(super) fn encode_response(
                 .as_union_value(),
             )
         }
+        Response::DeleteRecords(topics) => {
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    fb::DeleteRecordsPartitionResult::create(
+                        fbb,
+                        &fb::DeleteRecordsPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            low_watermark: p.low_watermark,
+                        },
+                    )
+                },
+                |fbb, name, ps| {
+                    fb::DeleteRecordsTopicResult::create(
+                        fbb,
+                        &fb::DeleteRecordsTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                },
+            );
+            (
+                fb::Response::DeleteRecordsResponse,
+                fb::DeleteRecordsResponse::create(
+                    fbb,
+                    &fb::DeleteRecordsResponseArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -478,6 +574,26 @@ pub(super) fn decode_response(
                 });
             }
             Response::ListOffsets(ts)
+        }
+        fb::Response::DeleteRecordsResponse => {
+            let d = env.response_as_delete_records_response().ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in d.topics().iter().flatten() {
+                ts.push(DeleteRecordsTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| DeleteRecordsPartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            low_watermark: p.low_watermark(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::DeleteRecords(ts)
         }
         _ => return Ok(None),
     }))

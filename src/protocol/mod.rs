@@ -128,10 +128,11 @@ pub enum ApiKey {
     OffsetFetch = 11,
     ListGroups = 12,
     DescribeGroups = 13,
+    DeleteRecords = 14,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 14] = [
+    pub const ALL: [ApiKey; 15] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -146,6 +147,7 @@ impl ApiKey {
         ApiKey::OffsetFetch,
         ApiKey::ListGroups,
         ApiKey::DescribeGroups,
+        ApiKey::DeleteRecords,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -252,6 +254,33 @@ pub struct ListOffsetsTopic {
     pub partitions: Vec<ListOffsetsPartition>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeleteRecordsPartition {
+    pub partition: u32,
+    /// The new log start; -1: the high watermark.
+    pub offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRecordsTopic {
+    pub name: String,
+    pub partitions: Vec<DeleteRecordsPartition>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRecordsPartitionResult {
+    pub partition: u32,
+    pub error: Option<WireError>,
+    /// The log start offset after the call (-1 with an error).
+    pub low_watermark: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeleteRecordsTopicResult {
+    pub name: String,
+    pub partitions: Vec<DeleteRecordsPartitionResult>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     ApiVersions,
@@ -266,6 +295,8 @@ pub enum Request {
     Produce(ProduceRequest),
     Fetch(FetchRequest),
     ListOffsets(Vec<ListOffsetsTopic>),
+    /// Kafka's DeleteRecords: moves each partition's log start.
+    DeleteRecords(Vec<DeleteRecordsTopic>),
     DeleteTopics(Vec<String>),
     /// `None`: every topic.
     DescribeTopics {
@@ -388,6 +419,7 @@ pub enum Response {
     Produce(Vec<ProduceTopicResult>),
     Fetch(Vec<FetchTopicResult>),
     ListOffsets(Vec<ListOffsetsTopicResult>),
+    DeleteRecords(Vec<DeleteRecordsTopicResult>),
     DeleteTopics(Vec<TopicResult>),
     DescribeTopics(Vec<TopicDescription>),
     GroupHeartbeat(GroupHeartbeatResponse),

@@ -130,7 +130,15 @@ pub struct Log {
     /// Serializes fdatasyncs: the group-commit point of `always`.
     syncs: LocalLock,
     io: Cell<IoCounts>,
+    /// The start offset DeleteRecords moved the log to (0: never moved):
+    /// offsets below it are gone for readers even where their segment
+    /// stays. Persisted in `START_OFFSET_FILE`.
+    start: Cell<i64>,
 }
+
+/// Where a partition's log start offset moved by DeleteRecords is kept
+/// (Kafka's log-start-offset-checkpoint, per partition here).
+pub const START_OFFSET_FILE: &str = "log-start-offset";
 
 impl Log {
     /// Opens (or creates) the log in `dir` and recovers its segments (see
@@ -225,7 +233,9 @@ impl Log {
             segments.push_back(seg);
         }
         sync_dir(&dir)?;
+        let start = read_start_offset(&dir)?;
         Ok(Log {
+            start: Cell::new(start),
             dir,
             name,
             tail_buffer_bytes,
@@ -247,13 +257,51 @@ impl Log {
         self.active_ref(|s| s.next_offset())
     }
 
-    /// The first offset the log holds: its oldest segment's base.
+    /// The first offset the log holds: its oldest segment's base, or
+    /// where DeleteRecords moved the start, whichever is later.
     pub fn log_start(&self) -> i64 {
-        self.segments
+        let front = self
+            .segments
             .borrow()
             .front()
             .expect("a log has a segment")
-            .base_offset()
+            .base_offset();
+        front.max(self.start.get())
+    }
+
+    /// Kafka's DeleteRecords: the log starts at `offset` from now on (the
+    /// caller checked it is at most the high watermark). The new start is
+    /// made durable first; then whole segments below it are deleted (not
+    /// the active one, nor one still being written: they stay, hidden).
+    /// Returns the log start, which never moves back.
+    pub async fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
+        if offset <= self.log_start() {
+            return Ok(self.log_start());
+        }
+        write_start_offset(&self.dir, offset)?;
+        self.start.set(offset);
+        let _w = self.lock_writes().await;
+        let mut removed = 0;
+        loop {
+            let victim = {
+                let mut segments = self.segments.borrow_mut();
+                let Some(front) = segments.front() else { break };
+                let settled = front.is_sealed() && front.written_pos() == front.end_pos();
+                if segments.len() < 2 || !settled || front.next_offset() > offset {
+                    break;
+                }
+                segments.pop_front().expect("checked above")
+            };
+            let base = victim.base_offset();
+            victim.close().await?;
+            segment::remove_files(&self.dir, base)?;
+            removed += 1;
+        }
+        if removed > 0 {
+            sync_dir(&self.dir)?;
+        }
+        tracing::info!(log = %self.name, start = offset, segments_deleted = removed, "log start moved (DeleteRecords)");
+        Ok(self.log_start())
     }
 
     /// The newest record timestamp in the log (-1: none).
@@ -783,6 +831,38 @@ impl Log {
         }
         Ok(())
     }
+}
+
+/// The start offset DeleteRecords left (0 when it never ran).
+fn read_start_offset(dir: &Path) -> Result<i64, StorageError> {
+    let path = dir.join(START_OFFSET_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|&o| o >= 0)
+            .ok_or_else(|| StorageError::Corrupt {
+                path,
+                detail: format!("{text:?} is not an offset"),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(StorageError::io("read", &path, e)),
+    }
+}
+
+/// Replaces the start offset file durably: a temp file, fsynced, renamed
+/// over it, the directory fsynced (DeleteRecords is answered after this).
+fn write_start_offset(dir: &Path, offset: i64) -> Result<(), StorageError> {
+    use std::io::Write;
+    let path = dir.join(START_OFFSET_FILE);
+    let tmp = dir.join(format!("{START_OFFSET_FILE}.tmp"));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+    f.write_all(format!("{offset}\n").as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| StorageError::io("write", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+    sync_dir(dir)
 }
 
 /// The read cursor: from `view.start`, reads chunks of the segment's

@@ -209,10 +209,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 13;
+pub const ENUM_MAX_API_KEY: u16 = 14;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 14] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 15] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -227,6 +227,7 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 14] = [
   ApiKey::OffsetFetch,
   ApiKey::ListGroups,
   ApiKey::DescribeGroups,
+  ApiKey::DeleteRecords,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -248,9 +249,10 @@ impl ApiKey {
   pub const OffsetFetch: Self = Self(11);
   pub const ListGroups: Self = Self(12);
   pub const DescribeGroups: Self = Self(13);
+  pub const DeleteRecords: Self = Self(14);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 13;
+  pub const ENUM_MAX: u16 = 14;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -266,6 +268,7 @@ impl ApiKey {
     Self::OffsetFetch,
     Self::ListGroups,
     Self::DescribeGroups,
+    Self::DeleteRecords,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -284,6 +287,7 @@ impl ApiKey {
       Self::OffsetFetch => Some("OffsetFetch"),
       Self::ListGroups => Some("ListGroups"),
       Self::DescribeGroups => Some("DescribeGroups"),
+      Self::DeleteRecords => Some("DeleteRecords"),
       _ => None,
     }
   }
@@ -432,10 +436,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Acks {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 14;
+pub const ENUM_MAX_REQUEST: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 15] = [
+pub const ENUM_VALUES_REQUEST: [Request; 16] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -451,6 +455,7 @@ pub const ENUM_VALUES_REQUEST: [Request; 15] = [
   Request::OffsetFetchRequest,
   Request::ListGroupsRequest,
   Request::DescribeGroupsRequest,
+  Request::DeleteRecordsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -473,9 +478,10 @@ impl Request {
   pub const OffsetFetchRequest: Self = Self(12);
   pub const ListGroupsRequest: Self = Self(13);
   pub const DescribeGroupsRequest: Self = Self(14);
+  pub const DeleteRecordsRequest: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -492,6 +498,7 @@ impl Request {
     Self::OffsetFetchRequest,
     Self::ListGroupsRequest,
     Self::DescribeGroupsRequest,
+    Self::DeleteRecordsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -511,6 +518,7 @@ impl Request {
       Self::OffsetFetchRequest => Some("OffsetFetchRequest"),
       Self::ListGroupsRequest => Some("ListGroupsRequest"),
       Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
+      Self::DeleteRecordsRequest => Some("DeleteRecordsRequest"),
       _ => None,
     }
   }
@@ -570,10 +578,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 14;
+pub const ENUM_MAX_RESPONSE: u8 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 15] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 16] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -589,6 +597,7 @@ pub const ENUM_VALUES_RESPONSE: [Response; 15] = [
   Response::OffsetFetchResponse,
   Response::ListGroupsResponse,
   Response::DescribeGroupsResponse,
+  Response::DeleteRecordsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -611,9 +620,10 @@ impl Response {
   pub const OffsetFetchResponse: Self = Self(12);
   pub const ListGroupsResponse: Self = Self(13);
   pub const DescribeGroupsResponse: Self = Self(14);
+  pub const DeleteRecordsResponse: Self = Self(15);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 14;
+  pub const ENUM_MAX: u8 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -630,6 +640,7 @@ impl Response {
     Self::OffsetFetchResponse,
     Self::ListGroupsResponse,
     Self::DescribeGroupsResponse,
+    Self::DeleteRecordsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -649,6 +660,7 @@ impl Response {
       Self::OffsetFetchResponse => Some("OffsetFetchResponse"),
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
+      Self::DeleteRecordsResponse => Some("DeleteRecordsResponse"),
       _ => None,
     }
   }
@@ -4585,6 +4597,687 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListOffsetsResponseBuilder<'a
 impl ::core::fmt::Debug for ListOffsetsResponse<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("ListOffsetsResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsPartitionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DeleteRecords: the partition's log starts at `offset` from now
+/// on (-1: its high watermark); whole segments below are deleted.
+pub struct DeleteRecordsPartition<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsPartition<'a> {
+  type Inner = DeleteRecordsPartition<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsPartition<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsPartition { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsPartitionArgs
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsPartition<'bldr>> {
+    let mut builder = DeleteRecordsPartitionBuilder::new(_fbb);
+    builder.add_offset(args.offset);
+    builder.add_partition(args.partition);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(DeleteRecordsPartition::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(DeleteRecordsPartition::VT_OFFSET, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsPartition<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsPartitionArgs {
+    pub partition: u32,
+    pub offset: i64,
+}
+impl<'a> Default for DeleteRecordsPartitionArgs {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsPartitionArgs {
+      partition: 0,
+      offset: 0,
+    }
+  }
+}
+
+pub struct DeleteRecordsPartitionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsPartitionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(DeleteRecordsPartition::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_offset(&mut self, offset: i64) {
+    self.fbb_.push_slot::<i64>(DeleteRecordsPartition::VT_OFFSET, offset, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsPartitionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsPartitionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsPartition<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsPartition<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsPartition");
+      ds.field("partition", &self.partition());
+      ds.field("offset", &self.offset());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteRecordsTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsTopic<'a> {
+  type Inner = DeleteRecordsTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsTopic<'bldr>> {
+    let mut builder = DeleteRecordsTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DeleteRecordsTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartition<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartition>>>>(DeleteRecordsTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartition>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartition<'a>>>>>,
+}
+impl<'a> Default for DeleteRecordsTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsTopicArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct DeleteRecordsTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DeleteRecordsPartition<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteRecordsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsRequest<'a> {
+  type Inner = DeleteRecordsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsRequest<'bldr>> {
+    let mut builder = DeleteRecordsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopic>>>>(DeleteRecordsRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopic<'a>>>>>,
+}
+impl<'a> Default for DeleteRecordsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsRequestArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DeleteRecordsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DeleteRecordsTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsRequest");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsPartitionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteRecordsPartitionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsPartitionResult<'a> {
+  type Inner = DeleteRecordsPartitionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsPartitionResult<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LOW_WATERMARK: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsPartitionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsPartitionResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsPartitionResult<'bldr>> {
+    let mut builder = DeleteRecordsPartitionResultBuilder::new(_fbb);
+    builder.add_low_watermark(args.low_watermark);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_partition(args.partition);
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(DeleteRecordsPartitionResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(DeleteRecordsPartitionResult::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DeleteRecordsPartitionResult::VT_ERROR_MESSAGE, None)}
+  }
+  /// The log start offset after the call.
+  #[inline]
+  pub fn low_watermark(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(DeleteRecordsPartitionResult::VT_LOW_WATERMARK, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsPartitionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<i64>("low_watermark", Self::VT_LOW_WATERMARK, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsPartitionResultArgs<'a> {
+    pub partition: u32,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub low_watermark: i64,
+}
+impl<'a> Default for DeleteRecordsPartitionResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsPartitionResultArgs {
+      partition: 0,
+      error_code: ErrorCode::None,
+      error_message: None,
+      low_watermark: -1,
+    }
+  }
+}
+
+pub struct DeleteRecordsPartitionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsPartitionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(DeleteRecordsPartitionResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(DeleteRecordsPartitionResult::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsPartitionResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_low_watermark(&mut self, low_watermark: i64) {
+    self.fbb_.push_slot::<i64>(DeleteRecordsPartitionResult::VT_LOW_WATERMARK, low_watermark, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsPartitionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsPartitionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsPartitionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsPartitionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsPartitionResult");
+      ds.field("partition", &self.partition());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("low_watermark", &self.low_watermark());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsTopicResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteRecordsTopicResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsTopicResult<'a> {
+  type Inner = DeleteRecordsTopicResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsTopicResult<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsTopicResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsTopicResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsTopicResult<'bldr>> {
+    let mut builder = DeleteRecordsTopicResultBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DeleteRecordsTopicResult::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartitionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartitionResult>>>>(DeleteRecordsTopicResult::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsTopicResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartitionResult>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsTopicResultArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsPartitionResult<'a>>>>>,
+}
+impl<'a> Default for DeleteRecordsTopicResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsTopicResultArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct DeleteRecordsTopicResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsTopicResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsTopicResult::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DeleteRecordsPartitionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsTopicResult::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsTopicResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsTopicResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsTopicResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsTopicResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsTopicResult");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum DeleteRecordsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DeleteRecordsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DeleteRecordsResponse<'a> {
+  type Inner = DeleteRecordsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DeleteRecordsResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DeleteRecordsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DeleteRecordsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DeleteRecordsResponse<'bldr>> {
+    let mut builder = DeleteRecordsResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopicResult>>>>(DeleteRecordsResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DeleteRecordsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopicResult>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DeleteRecordsResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DeleteRecordsTopicResult<'a>>>>>,
+}
+impl<'a> Default for DeleteRecordsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DeleteRecordsResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DeleteRecordsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DeleteRecordsTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DeleteRecordsResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DeleteRecordsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DeleteRecordsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DeleteRecordsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DeleteRecordsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DeleteRecordsResponse");
       ds.field("topics", &self.topics());
       ds.finish()
   }
@@ -8720,6 +9413,21 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_delete_records_request(&self) -> Option<DeleteRecordsRequest<'a>> {
+    if self.request_type() == Request::DeleteRecordsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteRecordsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -8747,6 +9455,7 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::OffsetFetchRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchRequest>>("Request::OffsetFetchRequest", pos),
           Request::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("Request::ListGroupsRequest", pos),
           Request::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("Request::DescribeGroupsRequest", pos),
+          Request::DeleteRecordsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsRequest>>("Request::DeleteRecordsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -8915,6 +9624,13 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::DescribeGroupsRequest => {
           if let Some(x) = self.request_as_describe_groups_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DeleteRecordsRequest => {
+          if let Some(x) = self.request_as_delete_records_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -9216,6 +9932,21 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_delete_records_response(&self) -> Option<DeleteRecordsResponse<'a>> {
+    if self.response_type() == Response::DeleteRecordsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DeleteRecordsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -9243,6 +9974,7 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::OffsetFetchResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<OffsetFetchResponse>>("Response::OffsetFetchResponse", pos),
           Response::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("Response::ListGroupsResponse", pos),
           Response::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("Response::DescribeGroupsResponse", pos),
+          Response::DeleteRecordsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsResponse>>("Response::DeleteRecordsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -9411,6 +10143,13 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::DescribeGroupsResponse => {
           if let Some(x) = self.response_as_describe_groups_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DeleteRecordsResponse => {
+          if let Some(x) = self.response_as_delete_records_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

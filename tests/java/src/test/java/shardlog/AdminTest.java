@@ -15,6 +15,7 @@ import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -71,7 +72,8 @@ class AdminTest {
       pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
       try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
         for (int i = 0; i < 10; i++) {
-          producer.send(new ProducerRecord<>(topic, 2, "k" + i, "v" + i)).get();
+          long ts = 1_700_000_000_000L + i;
+          producer.send(new ProducerRecord<>(topic, 2, ts, "k" + i, "v" + i)).get();
         }
       }
       TopicPartition tp = new TopicPartition(topic, 2);
@@ -81,6 +83,21 @@ class AdminTest {
           admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp);
       assertEquals(10, latest.offset());
       assertEquals(0, earliest.offset());
+
+      // DeleteRecords (Kafka Streams purges its repartition topics so).
+      long low =
+          admin
+              .deleteRecords(Map.of(tp, RecordsToDelete.beforeOffset(4)))
+              .lowWatermarks()
+              .get(tp)
+              .get()
+              .lowWatermark();
+      assertEquals(4L, low);
+      assertEquals(
+          4, admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp).offset());
+      // The max timestamp (ListOffsets v7+): the last record, sent last.
+      assertEquals(
+          9, admin.listOffsets(Map.of(tp, OffsetSpec.maxTimestamp())).all().get().get(tp).offset());
     }
   }
 }
