@@ -1122,8 +1122,15 @@ fn topic_config(
     broker: &PartitionConfig,
     overrides: &std::collections::BTreeMap<String, String>,
 ) -> Result<PartitionConfig, String> {
+    let log = broker.log.with_overrides(overrides)?;
+    // A topic's max.message.bytes lowers the broker's batch limit for it.
+    let max_batch_bytes = match usize::try_from(log.max_message_bytes) {
+        Ok(m) => m.min(broker.max_batch_bytes),
+        Err(_) => broker.max_batch_bytes,
+    };
     Ok(PartitionConfig {
-        log: broker.log.with_overrides(overrides)?,
+        log,
+        max_batch_bytes,
         ..broker.clone()
     })
 }

@@ -256,6 +256,23 @@ fn cli_errors_are_one_line_and_nonzero() {
         ),
     );
     cases.insert(
+        "a setting with one possible value, set to another",
+        (
+            vec![
+                "topic",
+                "create",
+                "x2",
+                "--partitions",
+                "1",
+                "--config",
+                "compression.type=zstd",
+                "--broker",
+                &ba,
+            ],
+            "compression.type: only producer is supported",
+        ),
+    );
+    cases.insert(
         "unknown topic config",
         (
             vec![
@@ -265,11 +282,11 @@ fn cli_errors_are_one_line_and_nonzero() {
                 "--partitions",
                 "1",
                 "--config",
-                "compression.type=zstd",
+                "flush.messages=1",
                 "--broker",
                 &ba,
             ],
-            "unknown topic config \"compression.type\"",
+            "unknown topic config \"flush.messages\"",
         ),
     );
     let dd = dir.path().join("other");

@@ -1684,9 +1684,24 @@ fn describe_configs_reports_topic_settings_broker_settings_and_unknown_topics() 
     let (b, kafka) = broker(dir.path(), "2");
     Client::connect(&b.broker_arg())
         .unwrap()
-        .create_topic_with("cfg", 3, &[("retention.ms".into(), "60000".into())])
+        .create_topic_with(
+            "cfg",
+            3,
+            &[
+                ("retention.ms".into(), "60000".into()),
+                ("max.message.bytes".into(), "2000".into()),
+                ("message.timestamp.type".into(), "CreateTime".into()),
+            ],
+        )
         .unwrap();
     let mut k = Kafka::connect(kafka);
+    // A batch over the topic's max.message.bytes: MESSAGE_TOO_LARGE (10).
+    let big = batch_of(1_700_000_000_000, &[&[7u8; 3000]]);
+    let r: ProduceResponse = k.call(ApiKey::Produce, 8, &produce_request("cfg", 0, -1, big));
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 10);
+    let small = batch_of(1_700_000_000_000, &[&[7u8; 1000]]);
+    let r: ProduceResponse = k.call(ApiKey::Produce, 8, &produce_request("cfg", 0, -1, small));
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
     let res = |ty: i8, n: &str| {
         let mut r = DescribeConfigsResource::default();
         r.resource_type = ty;
@@ -1718,6 +1733,12 @@ fn describe_configs_reports_topic_settings_broker_settings_and_unknown_topics() 
             "broker default"
         );
         assert_eq!(cfg(0, "cleanup.policy").unwrap().0, "delete");
+        assert_eq!(cfg(0, "max.message.bytes"), Some(("2000".into(), 1)));
+        assert_eq!(
+            cfg(0, "message.timestamp.type"),
+            Some(("CreateTime".into(), 1))
+        );
+        assert_eq!(cfg(0, "min.insync.replicas"), Some(("1".into(), 5)));
         assert_eq!(r.results[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(r.results[2].error_code, 0);
         assert_eq!(cfg(2, "log.retention.ms").unwrap().0, "604800000");

@@ -54,8 +54,9 @@ type ConfigEntry = (&'static str, String, i8, bool, i8);
 
 /// A topic's settings as Kafka names them: what the topic overrides
 /// (source TOPIC_CONFIG; settable at creation), the rest from the broker
-/// (DEFAULT_CONFIG). Fixed behaviour (no recompression, one
-/// replica, CreateTime) is read only.
+/// (DEFAULT_CONFIG). Settings with one possible value here (no
+/// recompression, one replica, CreateTime) take only that value
+/// (`meta::FIXED_CONFIGS`).
 pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<ConfigEntry> {
     let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
     // Overrides were validated when the topic was created; a bad one
@@ -67,14 +68,13 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
         Some(v) => (n, v.clone(), SOURCE_TOPIC, false, t),
         None => (n, effective, SOURCE_DEFAULT, false, t),
     };
-    let fixed = |n, v: &str, t| (n, v.to_owned(), SOURCE_DEFAULT, true, t);
     vec![
         own(
             "cleanup.policy",
             eff.cleanup_policy.name().to_owned(),
             TYPE_LIST,
         ),
-        fixed("compression.type", "producer", TYPE_STRING),
+        own("compression.type", "producer".to_owned(), TYPE_STRING),
         own(
             "delete.retention.ms",
             eff.delete_retention_ms.to_string(),
@@ -85,14 +85,20 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
             eff.max_compaction_lag_ms.to_string(),
             TYPE_LONG,
         ),
-        (
+        own(
             "max.message.bytes",
-            d.max_batch_bytes.to_string(),
-            SOURCE_DEFAULT,
-            true,
+            match usize::try_from(eff.max_message_bytes) {
+                Ok(m) => m.min(d.max_batch_bytes),
+                Err(_) => d.max_batch_bytes,
+            }
+            .to_string(),
             TYPE_INT,
         ),
-        fixed("message.timestamp.type", "CreateTime", TYPE_STRING),
+        own(
+            "message.timestamp.type",
+            "CreateTime".to_owned(),
+            TYPE_STRING,
+        ),
         own(
             "min.cleanable.dirty.ratio",
             eff.min_cleanable_dirty_ratio.to_string(),
@@ -103,7 +109,7 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
             eff.min_compaction_lag_ms.to_string(),
             TYPE_LONG,
         ),
-        fixed("min.insync.replicas", "1", TYPE_INT),
+        own("min.insync.replicas", "1".to_owned(), TYPE_INT),
         own(
             "retention.bytes",
             eff.retention_bytes.to_string(),
@@ -112,7 +118,11 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
         own("retention.ms", eff.retention_ms.to_string(), TYPE_LONG),
         own("segment.bytes", eff.segment_bytes.to_string(), TYPE_INT),
         own("segment.ms", eff.segment_ms.to_string(), TYPE_LONG),
-        fixed("unclean.leader.election.enable", "false", TYPE_BOOLEAN),
+        own(
+            "unclean.leader.election.enable",
+            "false".to_owned(),
+            TYPE_BOOLEAN,
+        ),
     ]
 }
 

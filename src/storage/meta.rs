@@ -95,9 +95,35 @@ pub struct LogConfig {
     /// How long a tombstone stays readable after the cleaning that first
     /// kept it (then the next cleaning drops it).
     pub delete_retention_ms: i64,
+    /// Largest run of batches one produce may bring to a partition
+    /// (Kafka's largest record batch); -1: the broker's `--max-batch-bytes`,
+    /// which also caps a larger value.
+    pub max_message_bytes: i64,
 }
 
-pub const CONFIG_KEYS: [&str; 9] = [
+/// Kafka topic settings whose one value is what shardlog does: accepted at
+/// that value (Kafka Streams sets `message.timestamp.type=CreateTime` on its
+/// internal topics), refused at any other, reported by DescribeConfigs.
+pub const FIXED_CONFIGS: [(&str, &[&str], &str); 4] = [
+    (
+        "message.timestamp.type",
+        &["CreateTime"],
+        "records keep their producers' timestamps; LogAppendTime would rewrite batches",
+    ),
+    (
+        "compression.type",
+        &["producer"],
+        "batches are stored as producers compressed them; the broker never recompresses",
+    ),
+    (
+        "min.insync.replicas",
+        &["1"],
+        "shardlog is one node: one in-sync replica",
+    ),
+    ("unclean.leader.election.enable", &["false", "true"], ""),
+];
+
+pub const CONFIG_KEYS: [&str; 10] = [
     "segment.bytes",
     "segment.ms",
     "retention.bytes",
@@ -107,6 +133,7 @@ pub const CONFIG_KEYS: [&str; 9] = [
     "min.compaction.lag.ms",
     "max.compaction.lag.ms",
     "delete.retention.ms",
+    "max.message.bytes",
 ];
 /// Smallest segment: one page (tests roll often; production uses the default).
 pub const MIN_SEGMENT_BYTES: u64 = 4096;
@@ -130,6 +157,7 @@ impl Default for LogConfig {
             min_compaction_lag_ms: 0,
             max_compaction_lag_ms: i64::MAX,
             delete_retention_ms: 24 * 3600 * 1000,
+            max_message_bytes: -1,
         }
     }
 }
@@ -204,10 +232,33 @@ impl LogConfig {
                 }
                 self.max_compaction_lag_ms = v;
             }
+            "max.message.bytes" => {
+                let v = int(value)?;
+                // One batch header at least; -1: the broker's limit.
+                if v != -1 && v < 61 {
+                    return Err(format!(
+                        "{key}: {v} must be -1 (the broker's) or at least 61"
+                    ));
+                }
+                self.max_message_bytes = v;
+            }
+            _ if FIXED_CONFIGS.iter().any(|(k, _, _)| *k == key) => {
+                let (_, ok, why) = FIXED_CONFIGS
+                    .iter()
+                    .find(|(k, _, _)| *k == key)
+                    .expect("checked above");
+                if !ok.contains(&value.trim()) {
+                    return Err(format!(
+                        "{key}: only {} is supported ({why})",
+                        ok.join(" or ")
+                    ));
+                }
+            }
             _ => {
                 return Err(format!(
-                    "unknown topic config {key:?} (known: {})",
-                    CONFIG_KEYS.join(", ")
+                    "unknown topic config {key:?} (known: {}, {})",
+                    CONFIG_KEYS.join(", "),
+                    FIXED_CONFIGS.map(|(k, _, _)| k).join(", ")
                 ))
             }
         }
@@ -542,11 +593,27 @@ mod tests {
             ("segment.ms", "x", "not an integer"),
             ("retention.ms", "-5", "retention.ms"),
             ("cleanup.policy", "none", "not delete or compact"),
-            ("compression.type", "zstd", "unknown topic config"),
+            ("compression.type", "zstd", "only producer is supported"),
+            ("message.timestamp.type", "LogAppendTime", "only CreateTime"),
+            ("min.insync.replicas", "2", "one node"),
+            ("max.message.bytes", "12", "at least 61"),
+            ("flush.messages", "1", "unknown topic config"),
         ] {
             let e = c.set(k, v).unwrap_err();
             assert!(e.contains(want), "{e}");
         }
+        // The one value each fixed setting has is taken (Kafka Streams and
+        // Connect set some of them on their internal topics).
+        for (k, v) in [
+            ("message.timestamp.type", "CreateTime"),
+            ("compression.type", "producer"),
+            ("min.insync.replicas", "1"),
+            ("unclean.leader.election.enable", "true"),
+        ] {
+            c.set(k, v).unwrap();
+        }
+        c.set("max.message.bytes", "1048588").unwrap();
+        assert_eq!(c.max_message_bytes, 1_048_588);
     }
 
     #[test]
