@@ -1,7 +1,8 @@
 //! The Java Kafka ecosystem, unchanged, against the Kafka listener: the
 //! Maven module in `tests/java` (kafka-clients 4.4: the producer with its
-//! defaults, idempotent; the consumer in a classic group; Admin) runs its
-//! JUnit tests against a 2-shard broker started here, which it finds in
+//! defaults, idempotent; the consumer in a classic group; Admin; a Kafka
+//! Streams word count; a Kafka Connect distributed worker) runs its JUnit
+//! tests against a 2-shard broker started here, which it finds in
 //! `SHARDLOG_KAFKA`.
 //!
 //! Needs `mvn` and a JDK 17+; Maven fetches the pinned dependencies from

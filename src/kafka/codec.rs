@@ -654,6 +654,32 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_compatibility_page_lists_exactly_the_offered_apis() {
+        // COMPATIBILITY.md's first table: "| Name (key) | lo-hi | notes |".
+        let page = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/COMPATIBILITY.md"));
+        let table = page
+            .split("## Offered APIs")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("an Offered APIs section");
+        let mut listed: Vec<(i16, i16, i16)> = table
+            .lines()
+            .filter_map(|l| {
+                let cells: Vec<&str> = l.split('|').map(str::trim).collect();
+                let key = cells.get(1)?.rsplit_once('(')?.1.strip_suffix(')')?;
+                let (lo, hi) = cells.get(2)?.split_once('-')?;
+                Some((key.parse().ok()?, lo.parse().ok()?, hi.parse().ok()?))
+            })
+            .collect();
+        listed.sort();
+        let mut offered: Vec<(i16, i16, i16)> = all_supported()
+            .map(|&(api, lo, hi)| (api as i16, lo, hi))
+            .collect();
+        offered.sort();
+        assert_eq!(listed, offered, "COMPATIBILITY.md is out of date");
+    }
+
+    #[test]
     fn frames_split_whole_and_refuse_bad_lengths() {
         let mut buf = BytesMut::from(&[0, 0, 0, 3, 1, 2][..]);
         assert_eq!(next_frame(&mut buf, 10), Ok(None));

@@ -1,0 +1,142 @@
+package shardlog;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.net.ServerSocket;
+import java.net.URI;
+import java.net.http.HttpClient;
+import java.net.http.HttpRequest;
+import java.net.http.HttpResponse;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.UUID;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.connect.cli.ConnectDistributed;
+import org.apache.kafka.connect.runtime.Connect;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * A Kafka Connect distributed worker (connect-runtime 4.4) against shardlog: its internal topics
+ * created compacted and checked by Connect itself, a file moved through a topic into another file
+ * by the file connectors.
+ */
+class ConnectTest {
+  static int freePort() throws Exception {
+    try (ServerSocket s = new ServerSocket(0)) {
+      return s.getLocalPort();
+    }
+  }
+
+  static HttpResponse<String> post(HttpClient http, String url, String json) throws Exception {
+    return http.send(
+        HttpRequest.newBuilder(URI.create(url))
+            .header("Content-Type", "application/json")
+            .POST(HttpRequest.BodyPublishers.ofString(json))
+            .build(),
+        HttpResponse.BodyHandlers.ofString());
+  }
+
+  @Test
+  @Timeout(120)
+  void aDistributedWorkerMovesAFileThroughATopic() throws Exception {
+    String id = "connect-" + UUID.randomUUID().toString().substring(0, 8);
+    Path dir = Files.createTempDirectory("connect");
+    Path in = dir.resolve("in.txt");
+    Path out = dir.resolve("out.txt");
+    List<String> lines = new ArrayList<>();
+    for (int i = 0; i < 500; i++) {
+      lines.add("line " + i + " of " + id);
+    }
+    Files.write(in, lines, StandardCharsets.UTF_8);
+    int port = freePort();
+    Map<String, String> w = new HashMap<>();
+    w.put("bootstrap.servers", ClientsTest.bootstrap());
+    w.put("group.id", id);
+    w.put("config.storage.topic", id + "-configs");
+    w.put("offset.storage.topic", id + "-offsets");
+    w.put("status.storage.topic", id + "-status");
+    // One node: one copy (Connect asks for 3 by default).
+    w.put("config.storage.replication.factor", "1");
+    w.put("offset.storage.replication.factor", "1");
+    w.put("status.storage.replication.factor", "1");
+    w.put("key.converter", "org.apache.kafka.connect.storage.StringConverter");
+    w.put("value.converter", "org.apache.kafka.connect.storage.StringConverter");
+    w.put("listeners", "http://127.0.0.1:" + port);
+    w.put("offset.flush.interval.ms", "500");
+    w.put("plugin.discovery", "hybrid_warn");
+    Connect<?> connect = new ConnectDistributed().startConnect(w);
+    try {
+      HttpClient http = HttpClient.newHttpClient();
+      String base = "http://127.0.0.1:" + port;
+      String topic = id + "-lines";
+      String src =
+          "{\"name\":\"src\",\"config\":{\"connector.class\":"
+              + "\"shardlog.LineFiles$Source\",\"tasks.max\":\"1\","
+              + "\"file\":\""
+              + in
+              + "\",\"topic\":\""
+              + topic
+              + "\"}}";
+      String sink =
+          "{\"name\":\"sink\",\"config\":{\"connector.class\":"
+              + "\"shardlog.LineFiles$Sink\",\"tasks.max\":\"1\","
+              + "\"file\":\""
+              + out
+              + "\",\"topics\":\""
+              + topic
+              + "\"}}";
+      long deadline = System.currentTimeMillis() + 60_000;
+      int code = 0;
+      // The REST API answers once the worker joined its group.
+      while (System.currentTimeMillis() < deadline) {
+        try {
+          code = post(http, base + "/connectors", src).statusCode();
+          if (code == 201) {
+            break;
+          }
+        } catch (java.io.IOException e) {
+          // not listening yet
+        }
+        Thread.sleep(200);
+      }
+      assertEquals(201, code, "source connector created");
+      assertEquals(201, post(http, base + "/connectors", sink).statusCode());
+      List<String> got = List.of();
+      while (System.currentTimeMillis() < deadline) {
+        if (Files.exists(out)) {
+          got = Files.readAllLines(out, StandardCharsets.UTF_8);
+          if (got.size() >= lines.size()) {
+            break;
+          }
+        }
+        Thread.sleep(200);
+      }
+      assertEquals(lines, got, "the file arrived whole, in order");
+
+      // Connect's internal topics are compacted, as it requires.
+      Properties ap = new Properties();
+      ap.put("bootstrap.servers", ClientsTest.bootstrap());
+      try (Admin admin = Admin.create(ap)) {
+        for (String t : List.of(id + "-configs", id + "-offsets", id + "-status")) {
+          ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, t);
+          assertEquals(
+              "compact",
+              admin.describeConfigs(List.of(r)).all().get().get(r).get("cleanup.policy").value(),
+              t);
+        }
+      }
+    } finally {
+      connect.stop();
+      connect.awaitStop();
+    }
+  }
+}
