@@ -192,9 +192,10 @@ impl Api {
             Request::Fetch(_) => Api::Fetch,
             Request::ListOffsets(_) => Api::ListOffsets,
             Request::Metadata { .. } | Request::DescribeTopics { .. } => Api::Metadata,
-            Request::CreateTopics(_) | Request::DeleteTopics(_) | Request::DeleteRecords(_) => {
-                Api::Admin
-            }
+            Request::CreateTopics(_)
+            | Request::DeleteTopics(_)
+            | Request::DeleteRecords(_)
+            | Request::CreatePartitions(_) => Api::Admin,
             Request::GroupHeartbeat(_)
             | Request::LeaveGroup(_)
             | Request::OffsetCommit(_)

@@ -320,7 +320,9 @@ impl Router {
             result: r,
         };
         match frame.request {
-            req @ (Request::CreateTopics(_) | Request::DeleteTopics(_)) => {
+            req @ (Request::CreateTopics(_)
+            | Request::DeleteTopics(_)
+            | Request::CreatePartitions(_)) => {
                 let this = self.clone();
                 Box::pin(async move {
                     let r = if this.id == 0 {
@@ -929,6 +931,20 @@ impl Router {
                 }
                 Ok(Response::CreateTopics(out))
             }
+            Request::CreatePartitions(topics) => {
+                let mut out = Vec::with_capacity(topics.len());
+                for t in topics {
+                    let error = self.create_partitions(&t).await.err();
+                    if error.is_none() {
+                        tracing::info!(topic = %t.name, partitions = t.count, "partitions added");
+                    }
+                    out.push(TopicResult {
+                        name: t.name,
+                        error,
+                    });
+                }
+                Ok(Response::CreatePartitions(out))
+            }
             Request::DeleteTopics(names) => {
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
@@ -991,6 +1007,61 @@ impl Router {
             meta::store(self.shard.data_dir(), &m)
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
             self.broadcast(|| Call::Open(m.clone()))
+                .await
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e))
+        }
+        .await;
+        self.shard.creation_done(&t.name);
+        result
+    }
+
+    /// Kafka's CreatePartitions: the topic's metadata grows (new partitions
+    /// to the least-loaded shards), then every shard opens its new ones;
+    /// the call returns once all have. Never shrinks.
+    async fn create_partitions(
+        self: &Rc<Self>,
+        t: &CreatePartitionsTopic,
+    ) -> Result<(), WireError> {
+        let Some(m) = self.shard.topic_meta(&t.name) else {
+            return Err(WireError::new(
+                ErrorCode::UnknownTopic,
+                format!("unknown topic '{}'", t.name),
+            ));
+        };
+        if crate::storage::is_internal_topic(&t.name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!("topic '{}' is internal: its partitions are fixed", t.name),
+            ));
+        }
+        let have = m.owners.len() as u32;
+        if t.count <= have || t.count > meta::MAX_PARTITIONS {
+            return Err(WireError::new(
+                ErrorCode::InvalidPartitions,
+                format!(
+                    "topic '{}' has {have} partitions: ask for more, up to {} (partitions are never removed)",
+                    t.name,
+                    meta::MAX_PARTITIONS
+                ),
+            ));
+        }
+        if !self.shard.lock_name(&t.name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "topic '{}' is being created, deleted or grown; retry",
+                    t.name
+                ),
+            ));
+        }
+        let result = async {
+            let mut grown = m.clone();
+            grown
+                .owners
+                .extend(self.shard.assign_owners(t.count - have)?);
+            meta::store(self.shard.data_dir(), &grown)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.broadcast(|| Call::Open(grown.clone()))
                 .await
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e))
         }

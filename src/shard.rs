@@ -172,7 +172,17 @@ impl Shard {
     }
 
     /// Registers a topic and opens the partitions this shard owns of it.
+    /// A topic already open with fewer partitions (CreatePartitions grew it)
+    /// keeps the ones it has and opens the new ones.
     pub async fn open_topic(&self, m: TopicMeta) -> Result<(), String> {
+        let have = self
+            .topics
+            .borrow()
+            .get(&m.name)
+            .map(|t| t.partitions.len());
+        if let Some(have) = have {
+            return self.grow_topic(m, have).await;
+        }
         let id = self.config.shard_id;
         let mut pc = topic_config(&self.config.partition, &m.configs)?;
         let owned_before: u64 = self
@@ -215,6 +225,59 @@ impl Shard {
         );
         self.topics_changed();
         Ok(())
+    }
+
+    /// Opens this shard's partitions among the new ones of a grown topic,
+    /// then takes its new metadata.
+    async fn grow_topic(&self, m: TopicMeta, have: usize) -> Result<(), String> {
+        if m.owners.len() < have {
+            return Err(format!(
+                "topic '{}' cannot shrink from {have} to {} partitions",
+                m.name,
+                m.owners.len()
+            ));
+        }
+        let id = self.config.shard_id;
+        let mut pc = topic_config(&self.config.partition, &m.configs)?;
+        let owned: u64 = self
+            .topics
+            .borrow()
+            .values()
+            .filter(|t| !is_internal_topic(&t.meta.name))
+            .map(|t| t.partitions.iter().flatten().count() as u64)
+            .sum();
+        let mine = m.owners[have..].iter().filter(|&&o| o == id).count() as u64;
+        pc.tail_buffer_bytes = tail_buffer_for(self.config.memory_budget, owned + mine);
+        let mut opened = Vec::with_capacity(m.owners.len() - have);
+        for (p, &owner) in m.owners.iter().enumerate().skip(have) {
+            opened.push(if owner == id {
+                Some(
+                    Partition::open(&self.config.data_dir, &m.name, p as u32, pc.clone())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                )
+            } else {
+                None
+            });
+        }
+        {
+            let mut topics = self.topics.borrow_mut();
+            let t = topics
+                .get_mut(&m.name)
+                .ok_or_else(|| format!("topic '{}' went away while growing", m.name))?;
+            t.partitions.extend(opened);
+            t.meta = m;
+        }
+        if mine > 0 {
+            tracing::info!(shard = id, "new partitions opened: {mine}");
+        }
+        self.topics_changed();
+        Ok(())
+    }
+
+    /// The metadata of a topic, if it exists.
+    pub fn topic_meta(&self, name: &str) -> Option<TopicMeta> {
+        self.topics.borrow().get(name).map(|t| t.meta.clone())
     }
 
     /// Tells the group coordinator the topics groups may subscribe to (so
@@ -493,7 +556,7 @@ impl Shard {
                 let r = done(Response::Metadata(self.metadata(topics)));
                 Box::pin(async move { r })
             }
-            Request::CreateTopics(_) | Request::DeleteTopics(_) => {
+            Request::CreateTopics(_) | Request::DeleteTopics(_) | Request::CreatePartitions(_) => {
                 // The router's controller handles these (one metadata writer).
                 let r = ResponseFrame {
                     correlation_id,

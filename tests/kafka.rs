@@ -178,6 +178,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::Metadata as i16, 1, 9),
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
+        (ApiKey::CreatePartitions as i16, 0, 3),
         (ApiKey::DeleteTopics as i16, 1, 4),
         (ApiKey::OffsetCommit as i16, 2, 8),
         (ApiKey::OffsetFetch as i16, 1, 7),
@@ -489,6 +490,70 @@ fn acks_zero_gets_no_response_and_list_offsets_sees_it() {
     // Unknown partition and topic.
     assert_eq!(list_offset(&mut k, 5, "z", 7, -1).0, 3);
     assert_eq!(list_offset(&mut k, 5, "nope", 0, -1).0, 3);
+}
+
+#[test]
+fn create_partitions_grows_a_live_topic_across_shards_and_a_restart() {
+    use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+    use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+    let dir = data_dir();
+    let (mut b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("grow", 2).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let grow = |k: &mut Kafka, version: i16, topic: &str, count: i32| -> i16 {
+        let mut t = CreatePartitionsTopic::default();
+        t.name = name(topic);
+        t.count = count;
+        let mut req = CreatePartitionsRequest::default();
+        req.topics = vec![t];
+        req.timeout_ms = 5000;
+        let r: CreatePartitionsResponse = k.call(ApiKey::CreatePartitions, version, &req);
+        r.results[0].error_code
+    };
+    assert_eq!(grow(&mut k, 3, "grow", 5), 0);
+    let m = metadata(&mut k, 9, Some(&["grow"]));
+    assert_eq!(m.topics[0].partitions.len(), 5);
+    // The new partitions are spread over both shards and take data.
+    let o = owners(&b, "grow");
+    assert_eq!(o.len(), 5);
+    assert!(o[2..].contains(&0) && o[2..].contains(&1), "{o:?}");
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("grow", 4, -1, batch_of(1_700_000_000_000, &[b"new"])),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    // Never shrinks, nor stays the same (INVALID_PARTITIONS, 37); unknown
+    // topics are UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(grow(&mut k, 0, "grow", 3), 37);
+    assert_eq!(grow(&mut k, 1, "grow", 5), 37);
+    assert_eq!(grow(&mut k, 2, "nope", 9), 3);
+    // A restart keeps the grown topic.
+    drop(c);
+    assert!(b.terminate(T).success());
+    let b = Broker::start_on(
+        dir.path(),
+        b.addr,
+        &[
+            "--kafka-listen",
+            &kafka.to_string(),
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            "2",
+            "--auto-create-topics-enable",
+            "false",
+        ],
+    );
+    wait_port(kafka);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    assert_eq!(c.describe_topic("grow").unwrap().partitions.len(), 5);
+    assert_eq!(
+        c.list_offset("grow", 4, shardlog::protocol::LIST_LATEST)
+            .unwrap(),
+        1
+    );
 }
 
 #[test]

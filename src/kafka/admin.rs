@@ -1,5 +1,5 @@
 //! Topic administration and producer ids over Kafka: CreateTopics,
-//! DeleteTopics and InitProducerId.
+//! CreatePartitions, DeleteTopics and InitProducerId.
 //!
 //! Owns: their translation both ways, and the Kafka-only rules checked
 //! before a request reaches the controller (replication factor,
@@ -9,11 +9,13 @@
 //! requests are refused with Kafka's code for it.
 
 use bytes::Bytes;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
-    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProducerId,
+    CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ProducerId,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -152,6 +154,68 @@ pub(super) fn create_topics_response(
     r.topics = topics
         .map(|(n, code, message)| {
             let mut t = CreatableTopicResult::default();
+            t.name = topic_name(&n);
+            t.error_code = code;
+            t.error_message = message.map(StrBytes::from_string);
+            t
+        })
+        .collect();
+    r
+}
+
+/// CreatePartitions: what the request asks for. Manual assignments and
+/// dry runs are refused per topic, as CreateTopics refuses them.
+pub(super) fn decode_create_partitions(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = CreatePartitionsRequest::decode(body, version)?;
+    let shape: Shape = r
+        .topics
+        .iter()
+        .map(|t| (name_of(&t.name), vec![]))
+        .collect();
+    let mut refused = Refused::new();
+    let mut topics = Vec::with_capacity(r.topics.len());
+    for t in r.topics {
+        let name = name_of(&t.name);
+        if r.validate_only {
+            refused.push((
+                name,
+                ResponseError::InvalidRequest.code(),
+                "validate_only is not supported: shardlog has no dry run".to_owned(),
+            ));
+        } else if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            refused.push((
+                name,
+                ResponseError::InvalidReplicaAssignment.code(),
+                "manual replica assignment is not supported: partitions go to shards".to_owned(),
+            ));
+        } else {
+            topics.push(protocol::CreatePartitionsTopic {
+                name,
+                count: non_negative(t.count),
+            });
+        }
+    }
+    Ok(Work::Native {
+        frame: native(Request::CreatePartitions(topics)),
+        shape,
+        respond: true,
+        refused,
+        describe_configs: vec![],
+    })
+}
+
+/// The CreatePartitions answer: each topic's result.
+pub(super) fn create_partitions_response(
+    topics: impl Iterator<Item = (String, i16, Option<String>)>,
+) -> CreatePartitionsResponse {
+    let mut r = CreatePartitionsResponse::default();
+    r.results = topics
+        .map(|(n, code, message)| {
+            let mut t = CreatePartitionsTopicResult::default();
             t.name = topic_name(&n);
             t.error_code = code;
             t.error_message = message.map(StrBytes::from_string);

@@ -58,6 +58,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 11),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::Metadata, 1, 9),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
@@ -220,6 +221,9 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         ApiKey::DeleteTopics => {
             admin::decode_delete_topics(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::CreatePartitions => {
+            admin::decode_create_partitions(&mut body, version, &native).map_err(malformed)?
+        }
         ApiKey::DescribeConfigs => {
             configs::decode_describe_configs(&mut body, version, &native).map_err(malformed)?
         }
@@ -307,6 +311,16 @@ pub fn encode_response(
                 })
                 .chain(local());
             frame(&admin::create_topics_response(all))
+        }
+        (ApiKey::CreatePartitions, Ok(Response::CreatePartitions(results))) => {
+            let all = results
+                .into_iter()
+                .map(|t| {
+                    let code = kafka_code(t.error.as_ref());
+                    (t.name, code, t.error.map(|e| e.message))
+                })
+                .chain(local());
+            frame(&admin::create_partitions_response(all))
         }
         (ApiKey::DeleteTopics, Ok(Response::DeleteTopics(results))) => {
             let all = results.into_iter().map(|t| {
@@ -465,6 +479,12 @@ pub fn refuse_response(
             version,
             correlation_id,
             &admin::create_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+        ),
+        ApiKey::CreatePartitions => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &admin::create_partitions_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
         ),
         ApiKey::DeleteTopics => encode_frame(
             api,

@@ -130,6 +130,16 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     ])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::CreatePartitions => {
+            let r = CreatePartitionsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(topic("events"))
+                        .with_count(8),
+                ]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::DeleteRecords => {
             let r = DeleteRecordsRequest::default()
                 .with_timeout_ms(5000)

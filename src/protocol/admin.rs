@@ -142,6 +142,30 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::CreatePartitions(topics) => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let name = fbb.create_string(&t.name);
+                    fb::CreatePartitionsTopic::create(
+                        fbb,
+                        &fb::CreatePartitionsTopicArgs {
+                            name: Some(name),
+                            count: t.count,
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Request::CreatePartitionsRequest,
+                fb::CreatePartitionsRequest::create(
+                    fbb,
+                    &fb::CreatePartitionsRequestArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
         Request::DescribeTopics { topics } => {
             let t = topics.as_ref().map(|t| strings(fbb, t));
             (
@@ -190,6 +214,17 @@ pub(super) fn decode_request(
         fb::Request::DeleteTopicsRequest => {
             let d = env.request_as_delete_topics_request().ok_or(missing)?;
             Request::DeleteTopics(d.topics().iter().flatten().map(str::to_owned).collect())
+        }
+        fb::Request::CreatePartitionsRequest => {
+            let c = env.request_as_create_partitions_request().ok_or(missing)?;
+            let mut out = Vec::new();
+            for t in c.topics().iter().flatten() {
+                out.push(CreatePartitionsTopic {
+                    name: name_of(t.name())?,
+                    count: t.count(),
+                });
+            }
+            Request::CreatePartitions(out)
         }
         fb::Request::DescribeTopicsRequest => {
             let d = env.request_as_describe_topics_request().ok_or(missing)?;
@@ -308,6 +343,17 @@ pub(super) fn encode_response(
                 fb::DeleteTopicsResponse::create(
                     fbb,
                     &fb::DeleteTopicsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::CreatePartitions(results) => {
+            let rs = topic_results(fbb, results);
+            (
+                fb::Response::CreatePartitionsResponse,
+                fb::CreatePartitionsResponse::create(
+                    fbb,
+                    &fb::CreatePartitionsResponseArgs { results: Some(rs) },
                 )
                 .as_union_value(),
             )
@@ -440,6 +486,12 @@ pub(super) fn decode_response(
         fb::Response::DeleteTopicsResponse => {
             let d = env.response_as_delete_topics_response().ok_or(missing)?;
             Response::DeleteTopics(topic_results_of(d.results())?)
+        }
+        fb::Response::CreatePartitionsResponse => {
+            let d = env
+                .response_as_create_partitions_response()
+                .ok_or(missing)?;
+            Response::CreatePartitions(topic_results_of(d.results())?)
         }
         fb::Response::DescribeTopicsResponse => {
             let d = env.response_as_describe_topics_response().ok_or(missing)?;

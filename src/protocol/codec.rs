@@ -413,6 +413,16 @@ mod tests {
                     timestamp: LIST_EARLIEST,
                 }],
             }]),
+            Request::CreatePartitions(vec![
+                CreatePartitionsTopic {
+                    name: "t".into(),
+                    count: 12,
+                },
+                CreatePartitionsTopic {
+                    name: "u".into(),
+                    count: 1,
+                },
+            ]),
             Request::DeleteRecords(vec![DeleteRecordsTopic {
                 name: "t".into(),
                 partitions: vec![
@@ -568,6 +578,10 @@ mod tests {
                     offset: -1,
                     timestamp: -1,
                 }],
+            }])),
+            Ok(Response::CreatePartitions(vec![TopicResult {
+                name: "t".into(),
+                error: Some(WireError::new(ErrorCode::InvalidPartitions, "never shrinks")),
             }])),
             Ok(Response::DeleteRecords(vec![DeleteRecordsTopicResult {
                 name: "t".into(),

@@ -129,10 +129,11 @@ pub enum ApiKey {
     ListGroups = 12,
     DescribeGroups = 13,
     DeleteRecords = 14,
+    CreatePartitions = 15,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 15] = [
+    pub const ALL: [ApiKey; 16] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -148,6 +149,7 @@ impl ApiKey {
         ApiKey::ListGroups,
         ApiKey::DescribeGroups,
         ApiKey::DeleteRecords,
+        ApiKey::CreatePartitions,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -254,6 +256,13 @@ pub struct ListOffsetsTopic {
     pub partitions: Vec<ListOffsetsPartition>,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreatePartitionsTopic {
+    pub name: String,
+    /// The partition count wanted (more than the topic has).
+    pub count: u32,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteRecordsPartition {
     pub partition: u32,
@@ -297,6 +306,8 @@ pub enum Request {
     ListOffsets(Vec<ListOffsetsTopic>),
     /// Kafka's DeleteRecords: moves each partition's log start.
     DeleteRecords(Vec<DeleteRecordsTopic>),
+    /// Grows each topic to its partition count.
+    CreatePartitions(Vec<CreatePartitionsTopic>),
     DeleteTopics(Vec<String>),
     /// `None`: every topic.
     DescribeTopics {
@@ -420,6 +431,7 @@ pub enum Response {
     Fetch(Vec<FetchTopicResult>),
     ListOffsets(Vec<ListOffsetsTopicResult>),
     DeleteRecords(Vec<DeleteRecordsTopicResult>),
+    CreatePartitions(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     DescribeTopics(Vec<TopicDescription>),
     GroupHeartbeat(GroupHeartbeatResponse),

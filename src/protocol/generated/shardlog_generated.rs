@@ -209,10 +209,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 14;
+pub const ENUM_MAX_API_KEY: u16 = 15;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 15] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 16] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -228,6 +228,7 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 15] = [
   ApiKey::ListGroups,
   ApiKey::DescribeGroups,
   ApiKey::DeleteRecords,
+  ApiKey::CreatePartitions,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -250,9 +251,10 @@ impl ApiKey {
   pub const ListGroups: Self = Self(12);
   pub const DescribeGroups: Self = Self(13);
   pub const DeleteRecords: Self = Self(14);
+  pub const CreatePartitions: Self = Self(15);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 14;
+  pub const ENUM_MAX: u16 = 15;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -269,6 +271,7 @@ impl ApiKey {
     Self::ListGroups,
     Self::DescribeGroups,
     Self::DeleteRecords,
+    Self::CreatePartitions,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -288,6 +291,7 @@ impl ApiKey {
       Self::ListGroups => Some("ListGroups"),
       Self::DescribeGroups => Some("DescribeGroups"),
       Self::DeleteRecords => Some("DeleteRecords"),
+      Self::CreatePartitions => Some("CreatePartitions"),
       _ => None,
     }
   }
@@ -436,10 +440,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for Acks {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 15;
+pub const ENUM_MAX_REQUEST: u8 = 16;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 16] = [
+pub const ENUM_VALUES_REQUEST: [Request; 17] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -456,6 +460,7 @@ pub const ENUM_VALUES_REQUEST: [Request; 16] = [
   Request::ListGroupsRequest,
   Request::DescribeGroupsRequest,
   Request::DeleteRecordsRequest,
+  Request::CreatePartitionsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -479,9 +484,10 @@ impl Request {
   pub const ListGroupsRequest: Self = Self(13);
   pub const DescribeGroupsRequest: Self = Self(14);
   pub const DeleteRecordsRequest: Self = Self(15);
+  pub const CreatePartitionsRequest: Self = Self(16);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 15;
+  pub const ENUM_MAX: u8 = 16;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -499,6 +505,7 @@ impl Request {
     Self::ListGroupsRequest,
     Self::DescribeGroupsRequest,
     Self::DeleteRecordsRequest,
+    Self::CreatePartitionsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -519,6 +526,7 @@ impl Request {
       Self::ListGroupsRequest => Some("ListGroupsRequest"),
       Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
       Self::DeleteRecordsRequest => Some("DeleteRecordsRequest"),
+      Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
       _ => None,
     }
   }
@@ -578,10 +586,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 15;
+pub const ENUM_MAX_RESPONSE: u8 = 16;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 16] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 17] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -598,6 +606,7 @@ pub const ENUM_VALUES_RESPONSE: [Response; 16] = [
   Response::ListGroupsResponse,
   Response::DescribeGroupsResponse,
   Response::DeleteRecordsResponse,
+  Response::CreatePartitionsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -621,9 +630,10 @@ impl Response {
   pub const ListGroupsResponse: Self = Self(13);
   pub const DescribeGroupsResponse: Self = Self(14);
   pub const DeleteRecordsResponse: Self = Self(15);
+  pub const CreatePartitionsResponse: Self = Self(16);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 15;
+  pub const ENUM_MAX: u8 = 16;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -641,6 +651,7 @@ impl Response {
     Self::ListGroupsResponse,
     Self::DescribeGroupsResponse,
     Self::DeleteRecordsResponse,
+    Self::CreatePartitionsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -661,6 +672,7 @@ impl Response {
       Self::ListGroupsResponse => Some("ListGroupsResponse"),
       Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
       Self::DeleteRecordsResponse => Some("DeleteRecordsResponse"),
+      Self::CreatePartitionsResponse => Some("CreatePartitionsResponse"),
       _ => None,
     }
   }
@@ -5474,6 +5486,313 @@ impl ::core::fmt::Debug for DeleteTopicsResponse<'_> {
       ds.finish()
   }
 }
+pub enum CreatePartitionsTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Grows a topic to `count` partitions (never shrinks); the new ones go to
+/// the least-loaded shards, as at creation.
+pub struct CreatePartitionsTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsTopic<'a> {
+  type Inner = CreatePartitionsTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_COUNT: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsTopic<'bldr>> {
+    let mut builder = CreatePartitionsTopicBuilder::new(_fbb);
+    builder.add_count(args.count);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(CreatePartitionsTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn count(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(CreatePartitionsTopic::VT_COUNT, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<u32>("count", Self::VT_COUNT, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub count: u32,
+}
+impl<'a> Default for CreatePartitionsTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsTopicArgs {
+      name: None,
+      count: 0,
+    }
+  }
+}
+
+pub struct CreatePartitionsTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_count(&mut self, count: u32) {
+    self.fbb_.push_slot::<u32>(CreatePartitionsTopic::VT_COUNT, count, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsTopic");
+      ds.field("name", &self.name());
+      ds.field("count", &self.count());
+      ds.finish()
+  }
+}
+pub enum CreatePartitionsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CreatePartitionsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsRequest<'a> {
+  type Inner = CreatePartitionsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'bldr>> {
+    let mut builder = CreatePartitionsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreatePartitionsTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreatePartitionsTopic>>>>(CreatePartitionsRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CreatePartitionsTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreatePartitionsTopic<'a>>>>>,
+}
+impl<'a> Default for CreatePartitionsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsRequestArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct CreatePartitionsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CreatePartitionsTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsRequest");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum CreatePartitionsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct CreatePartitionsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for CreatePartitionsResponse<'a> {
+  type Inner = CreatePartitionsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> CreatePartitionsResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    CreatePartitionsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args CreatePartitionsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<CreatePartitionsResponse<'bldr>> {
+    let mut builder = CreatePartitionsResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>(CreatePartitionsResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for CreatePartitionsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct CreatePartitionsResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>>>,
+}
+impl<'a> Default for CreatePartitionsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    CreatePartitionsResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct CreatePartitionsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CreatePartitionsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CreateTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(CreatePartitionsResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CreatePartitionsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    CreatePartitionsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<CreatePartitionsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for CreatePartitionsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("CreatePartitionsResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
 pub enum DescribeTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9428,6 +9747,21 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_create_partitions_request(&self) -> Option<CreatePartitionsRequest<'a>> {
+    if self.request_type() == Request::CreatePartitionsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreatePartitionsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -9456,6 +9790,7 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::ListGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsRequest>>("Request::ListGroupsRequest", pos),
           Request::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("Request::DescribeGroupsRequest", pos),
           Request::DeleteRecordsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsRequest>>("Request::DeleteRecordsRequest", pos),
+          Request::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("Request::CreatePartitionsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -9631,6 +9966,13 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::DeleteRecordsRequest => {
           if let Some(x) = self.request_as_delete_records_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::CreatePartitionsRequest => {
+          if let Some(x) = self.request_as_create_partitions_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -9947,6 +10289,21 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_create_partitions_response(&self) -> Option<CreatePartitionsResponse<'a>> {
+    if self.response_type() == Response::CreatePartitionsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { CreatePartitionsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -9975,6 +10332,7 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::ListGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListGroupsResponse>>("Response::ListGroupsResponse", pos),
           Response::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("Response::DescribeGroupsResponse", pos),
           Response::DeleteRecordsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsResponse>>("Response::DeleteRecordsResponse", pos),
+          Response::CreatePartitionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsResponse>>("Response::CreatePartitionsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -10150,6 +10508,13 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::DeleteRecordsResponse => {
           if let Some(x) = self.response_as_delete_records_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::CreatePartitionsResponse => {
+          if let Some(x) = self.response_as_create_partitions_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -13,6 +13,7 @@ import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
+import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.admin.RecordsToDelete;
@@ -83,6 +84,11 @@ class AdminTest {
           admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp);
       assertEquals(10, latest.offset());
       assertEquals(0, earliest.offset());
+
+      // CreatePartitions: 4 -> 6, seen by describeTopics.
+      admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(6))).all().get();
+      assertEquals(
+          6, admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).partitions().size());
 
       // DeleteRecords (Kafka Streams purges its repartition topics so).
       long low =
