@@ -293,9 +293,12 @@ pub fn find_coordinator_response(
         let mut c = Coordinator::default();
         c.key = str_bytes(key);
         if key_type != 0 {
-            c.error_code = ResponseError::CoordinatorNotAvailable.code();
+            // Not COORDINATOR_NOT_AVAILABLE: clients retry that until their
+            // timeout (kafka-python for 60 s); this one fails them at once,
+            // as InitProducerId with a transactional id does.
+            c.error_code = super::admin::TRANSACTIONS_UNSUPPORTED.code();
             c.error_message = Some(str_bytes(
-                "shardlog has no transactions: only group coordinators (key type 0)",
+                "shardlog has no transactions yet: only group coordinators (key type 0)",
             ));
             c.node_id = BrokerId(-1);
             c.port = -1;
@@ -809,7 +812,10 @@ mod tests {
         let r = find_coordinator_response(4, &["a".into(), "abc".into()], 0, node);
         assert_eq!(r.coordinators.len(), 2);
         assert_eq!(r.coordinators[1].node_id.0, 3);
+        // No transaction coordinator: a code clients do not retry.
         let r = find_coordinator_response(3, &["tx".into()], 1, node);
-        assert_eq!(r.error_code, 15, "no transaction coordinator");
+        assert_eq!(r.error_code, 42, "INVALID_REQUEST");
+        let r = find_coordinator_response(4, &["tx".into()], 1, node);
+        assert_eq!(r.coordinators[0].error_code, 42, "INVALID_REQUEST");
     }
 }

@@ -581,7 +581,10 @@ mod tests {
             }])),
             Ok(Response::CreatePartitions(vec![TopicResult {
                 name: "t".into(),
-                error: Some(WireError::new(ErrorCode::InvalidPartitions, "never shrinks")),
+                error: Some(WireError::new(
+                    ErrorCode::InvalidPartitions,
+                    "never shrinks",
+                )),
             }])),
             Ok(Response::DeleteRecords(vec![DeleteRecordsTopicResult {
                 name: "t".into(),
