@@ -274,6 +274,11 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
             .collect();
         leaders.sort();
         assert_eq!(leaders, (0..4).map(|p| (p, 0)).collect::<Vec<_>>());
+        // No authorizer: every topic operation is allowed (Kafka's answer
+        // without one), from v8.
+        if version >= 8 {
+            assert_eq!(m.topic_authorized_operations, 3576, "v{version}");
+        }
         // Auto-create is off: an unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
         assert_eq!(r.topics[1].error_code, 3, "v{version}");
         assert!(r.topics[1].partitions.is_empty());

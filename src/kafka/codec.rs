@@ -332,9 +332,12 @@ pub fn encode_response(
         (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
             &describe_configs_response(describe_configs, &ts, nodes, defaults),
         ),
-        (ApiKey::Metadata, Ok(Response::Metadata(m))) => {
-            frame(&metadata::metadata_response(Ok(m.topics), shape, nodes))
-        }
+        (ApiKey::Metadata, Ok(Response::Metadata(m))) => frame(&metadata::metadata_response(
+            version,
+            Ok(m.topics),
+            shape,
+            nodes,
+        )),
         (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
             frame(&data::list_offsets_response(topics))
@@ -510,7 +513,7 @@ pub fn refuse_response(
             api,
             version,
             correlation_id,
-            &metadata::metadata_response(Err(error), shape, &[]),
+            &metadata::metadata_response(version, Err(error), shape, &[]),
         ),
     }
 }

@@ -48,13 +48,30 @@ pub(super) fn decode_metadata(
     })
 }
 
-/// `Err(code)`: every topic of `shape` with that error.
+/// Every operation Kafka defines on a topic (READ, WRITE, CREATE, DELETE,
+/// ALTER, DESCRIBE, DESCRIBE_CONFIGS, ALTER_CONFIGS), as the bit field
+/// Metadata v8+ reports: shardlog has no authorizer, and Kafka without one
+/// allows everything.
+pub const TOPIC_OPERATIONS_ALL: i32 =
+    (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11);
+/// Every operation Kafka defines on the cluster (CREATE, ALTER, DESCRIBE,
+/// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE).
+pub const CLUSTER_OPERATIONS_ALL: i32 =
+    (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// `Err(code)`: every topic of `shape` with that error. From v8 each topic
+/// (and, v8-10, the cluster) reports every operation as authorized: no
+/// authorizer, as Kafka without one (clients that did not ask ignore it).
 pub(super) fn metadata_response(
+    version: i16,
     result: Result<Vec<protocol::TopicInfo>, i16>,
     shape: &Shape,
     nodes: &[NodeInfo],
 ) -> MetadataResponse {
     let mut r = MetadataResponse::default();
+    if (8..=10).contains(&version) {
+        r.cluster_authorized_operations = CLUSTER_OPERATIONS_ALL;
+    }
     r.brokers = nodes
         .iter()
         .map(|n| {
@@ -89,6 +106,9 @@ pub(super) fn metadata_response(
             tr.error_code = error.unwrap_or_else(|| kafka_code(t.error.as_ref()));
             tr.is_internal = t.name.starts_with("__");
             tr.name = Some(topic_name(&t.name));
+            if version >= 8 && tr.error_code == 0 {
+                tr.topic_authorized_operations = TOPIC_OPERATIONS_ALL;
+            }
             tr.partitions = t
                 .partitions
                 .iter()
