@@ -59,30 +59,35 @@ fn the_java_client_and_admin_work_unchanged() {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let k = kafka.to_string();
     let base = common::kafka::two_free_ports().to_string();
-    let b = Broker::start(
-        dir.path(),
-        &[
-            "--shards",
-            "2",
-            "--kafka-listen",
-            &k,
-            "--kafka-port-base",
-            &base,
-        ],
-    );
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "kafka listener {kafka} not up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let args = [
+        "--shards",
+        "2",
+        "--kafka-listen",
+        &k,
+        "--kafka-port-base",
+        &base,
+    ];
+    let mut b = Broker::start(dir.path(), &args);
+    let wait_kafka = || {
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "kafka listener {kafka} not up"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_kafka();
+    // The Java tests ask for a broker restart by creating `restart` here
+    // (Kafka Connect must survive one); `restarted` answers.
+    let control = tempfile::tempdir().unwrap();
     let mut child = Command::new("mvn")
         .args(["-B", "-q", "test"])
         .arg(format!("-Dmaven.repo.local={}", repo().display()))
         .current_dir(module())
         .env("SHARDLOG_KAFKA", &k)
+        .env("SHARDLOG_CONTROL", control.path())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -101,15 +106,37 @@ fn the_java_client_and_admin_work_unchanged() {
         let _ = err.read_to_string(&mut s);
         s
     });
-    let status = wait_deadline(&mut child, DEADLINE);
-    if status.is_none() {
-        let _ = child.kill();
-        let _ = child.wait();
-    }
+    let start = Instant::now();
+    let mut restarts = 0;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("mvn status") {
+            break Some(s);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        let ask = control.path().join("restart");
+        if ask.exists() {
+            std::fs::remove_file(&ask).unwrap();
+            assert!(
+                b.terminate(Duration::from_secs(30)).success(),
+                "{}",
+                b.log()
+            );
+            b = Broker::start_on(dir.path(), b.addr, &args);
+            wait_kafka();
+            restarts += 1;
+            std::fs::write(control.path().join("restarted"), "yes").unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
     assert!(
         status.is_some_and(|s| s.success()),
         "mvn test failed ({status:?}):\n{stdout}\n{stderr}\nbroker log:\n{}",
         b.log()
     );
+    assert_eq!(restarts, 1, "the Connect test asked for one broker restart");
 }

@@ -2,6 +2,7 @@ package shardlog;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.net.ServerSocket;
 import java.net.URI;
@@ -121,6 +122,36 @@ class ConnectTest {
         Thread.sleep(200);
       }
       assertEquals(lines, got, "the file arrived whole, in order");
+
+      // The broker restarts under the running worker (the harness does it
+      // when asked through SHARDLOG_CONTROL); lines added afterwards still
+      // arrive, none twice.
+      String control = System.getenv("SHARDLOG_CONTROL");
+      if (control != null) {
+        Path ask = Path.of(control, "restart");
+        Path done = Path.of(control, "restarted");
+        Files.writeString(ask, "please");
+        long until = System.currentTimeMillis() + 60_000;
+        while (!Files.exists(done) && System.currentTimeMillis() < until) {
+          Thread.sleep(100);
+        }
+        assertTrue(Files.exists(done), "the harness restarted the broker");
+        List<String> more = new ArrayList<>();
+        for (int i = 500; i < 1000; i++) {
+          more.add("line " + i + " of " + id);
+        }
+        Files.write(in, more, StandardCharsets.UTF_8, java.nio.file.StandardOpenOption.APPEND);
+        lines.addAll(more);
+        deadline = System.currentTimeMillis() + 60_000;
+        while (System.currentTimeMillis() < deadline) {
+          got = Files.readAllLines(out, StandardCharsets.UTF_8);
+          if (got.size() >= lines.size()) {
+            break;
+          }
+          Thread.sleep(200);
+        }
+        assertEquals(lines, got, "after the broker restart: every line once, in order");
+      }
 
       // Connect's internal topics are compacted, as it requires.
       Properties ap = new Properties();
