@@ -179,6 +179,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
         (ApiKey::CreatePartitions as i16, 0, 3),
+        (ApiKey::DescribeCluster as i16, 0, 2),
         (ApiKey::DeleteTopics as i16, 1, 4),
         (ApiKey::OffsetCommit as i16, 2, 8),
         (ApiKey::OffsetFetch as i16, 1, 7),
@@ -283,6 +284,23 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
         assert_eq!(r.topics[1].error_code, 3, "v{version}");
         assert!(r.topics[1].partitions.is_empty());
     }
+    // DescribeCluster: the same broker, the cluster id, every operation.
+    for version in 0..=2 {
+        let r: kafka_protocol::messages::DescribeClusterResponse = k.call(
+            ApiKey::DescribeCluster,
+            version,
+            &kafka_protocol::messages::DescribeClusterRequest::default(),
+        );
+        assert_eq!((r.error_code, r.cluster_id.as_str()), (0, "shardlog"));
+        let brokers: Vec<_> = r.brokers.iter().map(|b| (b.broker_id.0, b.port)).collect();
+        assert_eq!(brokers, vec![(0, i32::from(kafka.port()))]);
+        assert_eq!(r.cluster_authorized_operations, 8096);
+    }
+    let mut controllers = kafka_protocol::messages::DescribeClusterRequest::default();
+    controllers.endpoint_type = 2;
+    let r: kafka_protocol::messages::DescribeClusterResponse =
+        k.call(ApiKey::DescribeCluster, 1, &controllers);
+    assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
     // "Every topic" (null) lists the users' topics.
     let all = metadata(&mut k, 9, None);
     let names: Vec<_> = all

@@ -59,6 +59,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::Metadata, 1, 9),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
@@ -224,6 +225,9 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         ApiKey::CreatePartitions => {
             admin::decode_create_partitions(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::DescribeCluster => {
+            metadata::decode_describe_cluster(&mut body, version, &native).map_err(malformed)?
+        }
         ApiKey::DescribeConfigs => {
             configs::decode_describe_configs(&mut body, version, &native).map_err(malformed)?
         }
@@ -332,6 +336,9 @@ pub fn encode_response(
         (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
             &describe_configs_response(describe_configs, &ts, nodes, defaults),
         ),
+        (ApiKey::DescribeCluster, Ok(Response::Metadata(_))) => {
+            frame(&metadata::describe_cluster_response(shape, nodes, 0))
+        }
         (ApiKey::Metadata, Ok(Response::Metadata(m))) => frame(&metadata::metadata_response(
             version,
             Ok(m.topics),
@@ -482,6 +489,12 @@ pub fn refuse_response(
             version,
             correlation_id,
             &admin::create_topics_response(shape.iter().map(|(n, _)| (n.clone(), error, None))),
+        ),
+        ApiKey::DescribeCluster => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &metadata::describe_cluster_response(shape, &[], error),
         ),
         ApiKey::CreatePartitions => encode_frame(
             api,

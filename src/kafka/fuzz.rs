@@ -130,6 +130,11 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     ])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DescribeCluster => {
+            let r =
+                DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::CreatePartitions => {
             let r = CreatePartitionsRequest::default()
                 .with_timeout_ms(5000)

@@ -8,10 +8,13 @@
 //! Must never: advertise a broker that does not serve the partition.
 
 use bytes::Bytes;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::messages::{
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+};
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use super::wire::{name_of, topic_name, Shape, Work};
@@ -58,6 +61,69 @@ pub const TOPIC_OPERATIONS_ALL: i32 =
 /// CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS, IDEMPOTENT_WRITE).
 pub const CLUSTER_OPERATIONS_ALL: i32 =
     (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12);
+
+/// DescribeCluster: the brokers (shards) and the cluster, from a native
+/// Metadata of no topic. `shape` carries the endpoint type asked for.
+pub(super) fn decode_describe_cluster(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeClusterRequest::decode(body, version)?;
+    Ok(Work::Native {
+        frame: native(Request::Metadata {
+            topics: Some(vec![]),
+            auto_create: false,
+        }),
+        // The endpoint type rides in the shape (no topics here).
+        shape: vec![(String::new(), vec![i32::from(r.endpoint_type)])],
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// The DescribeCluster answer: every advertised broker, the cluster id,
+/// shard 0 as controller, every cluster operation allowed (no
+/// authorizer). Controller endpoints (type 2) are not served by a broker:
+/// MISMATCHED_ENDPOINT_TYPE, as Kafka's brokers answer.
+pub(super) fn describe_cluster_response(
+    shape: &Shape,
+    nodes: &[NodeInfo],
+    error: i16,
+) -> DescribeClusterResponse {
+    let endpoint_type = shape
+        .first()
+        .and_then(|(_, v)| v.first())
+        .map_or(1, |&t| t as i8);
+    let mut r = DescribeClusterResponse::default();
+    r.endpoint_type = endpoint_type;
+    r.cluster_id = StrBytes::from_static_str("shardlog");
+    r.controller_id = BrokerId(0);
+    r.cluster_authorized_operations = CLUSTER_OPERATIONS_ALL;
+    if error != 0 {
+        r.error_code = error;
+        return r;
+    }
+    if endpoint_type == 2 {
+        r.error_code = kafka_protocol::ResponseError::MismatchedEndpointType.code();
+        r.error_message = Some(StrBytes::from_static_str(
+            "shardlog has no separate controller endpoints: ask for brokers",
+        ));
+        return r;
+    }
+    r.brokers = nodes
+        .iter()
+        .map(|n| {
+            let mut b = DescribeClusterBroker::default();
+            b.broker_id = BrokerId(n.node_id as i32);
+            b.host = StrBytes::from_string(n.host.clone());
+            b.port = i32::from(n.port);
+            b
+        })
+        .collect();
+    r
+}
 
 /// `Err(code)`: every topic of `shape` with that error. From v8 each topic
 /// (and, v8-10, the cluster) reports every operation as authorized: no
