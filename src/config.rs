@@ -536,6 +536,7 @@ impl Resolved {
             cleaner_map_bytes,
             cleaner_check_ms,
             auto_create_partitions: auto_create.then_some(num_partitions),
+            num_partitions,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -636,6 +637,8 @@ pub struct ServeSettings {
     pub cleaner_check_ms: u64,
     /// Partitions of an auto-created topic; None: auto-creation off.
     pub auto_create_partitions: Option<u32>,
+    /// Partitions of a topic created without a count (Kafka's -1).
+    pub num_partitions: u32,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -713,6 +716,7 @@ impl ServeSettings {
         };
         c.cleaner_check = std::time::Duration::from_millis(self.cleaner_check_ms);
         c.auto_create_partitions = self.auto_create_partitions;
+        c.num_partitions = self.num_partitions;
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;

@@ -995,6 +995,17 @@ impl Router {
     /// Metadata first (owners assigned), then every shard opens its
     /// partitions; the call returns once all have.
     async fn create_topic(self: &Rc<Self>, t: &CreateTopic) -> Result<(), WireError> {
+        // 0: no count given (Kafka's -1): the broker's num-partitions.
+        let defaulted;
+        let t = if t.partitions == 0 {
+            defaulted = CreateTopic {
+                partitions: self.shard.num_partitions(),
+                ..t.clone()
+            };
+            &defaulted
+        } else {
+            t
+        };
         let configs = self.shard.begin_create(t)?;
         let result = async {
             let owners = self.shard.assign_owners(t.partitions)?;

@@ -87,6 +87,8 @@ pub struct BrokerConfig {
     /// Metadata may create missing topics with this many partitions
     /// (`auto.create.topics.enable`, `num.partitions`); None: off.
     pub auto_create_partitions: Option<u32>,
+    /// Partitions of a topic created without a count (`num.partitions`).
+    pub num_partitions: u32,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -138,6 +140,7 @@ impl BrokerConfig {
             cleaner_limits: crate::storage::cleaner::Limits::default(),
             cleaner_check: Duration::from_secs(15),
             auto_create_partitions: Some(1),
+            num_partitions: 1,
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -468,6 +471,7 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
         cleaner_limits: config.cleaner_limits,
         cleaner_check: config.cleaner_check,
         auto_create_partitions: config.auto_create_partitions,
+        num_partitions: config.num_partitions,
         shard_count: config.shards.max(1),
         nodes,
     }

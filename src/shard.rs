@@ -47,6 +47,8 @@ pub struct ShardConfig {
     /// not exist, with this many partitions (Kafka's
     /// `auto.create.topics.enable` and `num.partitions`); None: off.
     pub auto_create_partitions: Option<u32>,
+    /// Partitions of a topic created without a count (`num.partitions`).
+    pub num_partitions: u32,
     /// Memory for tail buffers (half of it) and unwritten bytes (the other
     /// half, `partition.memory`).
     pub memory_budget: u64,
@@ -325,6 +327,11 @@ impl Shard {
     /// Partitions of an auto-created topic; None: auto-creation is off.
     pub fn auto_create_partitions(&self) -> Option<u32> {
         self.config.auto_create_partitions
+    }
+
+    /// Partitions of a topic created without a count (Kafka's -1).
+    pub fn num_partitions(&self) -> u32 {
+        self.config.num_partitions
     }
 
     pub fn shard_count(&self) -> u16 {

@@ -347,6 +347,12 @@ fn metadata_creates_missing_topics_when_allowed_and_fails_invalid_names_at_once(
             (INVALID_TOPIC_EXCEPTION, 0)
         );
     }
+    // CreateTopics without a count (-1) takes num-partitions too.
+    assert_eq!(
+        create_topics(&mut k, 4, &[("dflt", -1, -1)], &[]),
+        vec![("dflt".to_owned(), 0)]
+    );
+    assert_eq!(ask(&mut k, 9, "dflt", false), (0, 3));
     // Off on the broker: nothing is created whatever the request says.
     let dir2 = data_dir();
     let (_b2, kafka2) = broker(dir2.path(), "1");

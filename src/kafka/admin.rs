@@ -72,12 +72,11 @@ pub(super) fn decode_create_topics(
         }
         topics.push(protocol::CreateTopic {
             name,
-            // -1: the broker's default, one partition (as Kafka's
-            // num.partitions); other negatives become 0, refused.
-            partitions: if t.num_partitions == -1 {
-                1
-            } else {
-                non_negative(t.num_partitions)
+            // -1: the broker's default (`--num-partitions`, Kafka's
+            // num.partitions), sent as 0; other negatives are refused.
+            partitions: match t.num_partitions {
+                -1 => 0,
+                n => u32::try_from(n).ok().filter(|&n| n > 0).unwrap_or(u32::MAX),
             },
             // A null value means "the default": left out.
             configs: t

@@ -186,6 +186,7 @@ pub enum Acks {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTopic {
     pub name: String,
+    /// 0: the broker's `--num-partitions`.
     pub partitions: u32,
     /// Topic settings overriding the broker's defaults, as (key, value).
     pub configs: Vec<(String, String)>,
