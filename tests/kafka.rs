@@ -315,7 +315,18 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
 fn metadata_creates_missing_topics_when_allowed_and_fails_invalid_names_at_once() {
     const INVALID_TOPIC_EXCEPTION: i16 = 17;
     let dir = data_dir();
-    let (_b, kafka) = broker_with(dir.path(), "2", &["--num-partitions", "3"]);
+    let (b, kafka) = broker_with(dir.path(), "2", &["--num-partitions", "3"]);
+    // The CLI without --partitions takes num-partitions as well.
+    let out = run(
+        &["topic", "create", "cli-dflt", "--broker", &b.broker_arg()],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "created topic cli-dflt with 3 partitions\n"
+    );
     let mut k = Kafka::connect(kafka);
     let ask = |k: &mut Kafka, version: i16, topic: &str, allow: bool| -> (i16, usize) {
         let mut req = MetadataRequest::default();

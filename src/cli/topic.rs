@@ -12,8 +12,9 @@ pub(super) enum TopicCommand {
     /// Create a topic.
     Create {
         name: String,
-        #[arg(long)]
-        partitions: u32,
+        /// Partitions (default: the broker's --num-partitions).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: Option<u32>,
         /// A topic setting overriding the broker default, KEY=VALUE
         /// (segment.bytes, segment.ms, retention.bytes, retention.ms,
         /// cleanup.policy, min.cleanable.dirty.ratio, min.compaction.lag.ms,
@@ -46,8 +47,13 @@ pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
             partitions,
             configs,
         } => {
-            c.create_topic_with(&name, partitions, &configs)?;
-            println!("created topic {name} with {partitions} partitions");
+            // 0 asks for the broker's num-partitions.
+            c.create_topic_with(&name, partitions.unwrap_or(0), &configs)?;
+            let n = match partitions {
+                Some(n) => n as usize,
+                None => c.describe_topic(&name)?.partitions.len(),
+            };
+            println!("created topic {name} with {n} partitions");
         }
         TopicCommand::List { json } => {
             let m = c.metadata(None)?;

@@ -886,7 +886,8 @@ pub(crate) mod tests {
             panic!("create topics")
         };
         let got: Vec<_> = ts.iter().map(|t| (t.name.as_str(), t.partitions)).collect();
-        assert_eq!(got, vec![("a", 1), ("b", 3)]);
+        // -1 partitions: 0 on the native side, the broker's num-partitions.
+        assert_eq!(got, vec![("a", 0), ("b", 3)]);
         assert_eq!(
             ts[0].configs,
             vec![("retention.ms".to_owned(), "1000".to_owned())]
