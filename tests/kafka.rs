@@ -569,6 +569,40 @@ fn create_partitions_grows_a_live_topic_across_shards_and_a_restart() {
     assert_eq!(grow(&mut k, 0, "grow", 3), 37);
     assert_eq!(grow(&mut k, 1, "grow", 5), 37);
     assert_eq!(grow(&mut k, 2, "nope", 9), 3);
+    // The CLI grows it too, and refuses to shrink it.
+    let out = run(
+        &[
+            "topic",
+            "alter",
+            "grow",
+            "--partitions",
+            "6",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "topic grow now has 6 partitions\n"
+    );
+    let out = run(
+        &[
+            "topic",
+            "alter",
+            "grow",
+            "--partitions",
+            "2",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("never removed"), "{}", out.stderr);
     // A restart keeps the grown topic.
     drop(c);
     assert!(b.terminate(T).success());
@@ -588,7 +622,7 @@ fn create_partitions_grows_a_live_topic_across_shards_and_a_restart() {
     );
     wait_port(kafka);
     let mut c = Client::connect(&b.broker_arg()).unwrap();
-    assert_eq!(c.describe_topic("grow").unwrap().partitions.len(), 5);
+    assert_eq!(c.describe_topic("grow").unwrap().partitions.len(), 6);
     assert_eq!(
         c.list_offset("grow", 4, shardlog::protocol::LIST_LATEST)
             .unwrap(),

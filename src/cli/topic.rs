@@ -37,6 +37,13 @@ pub(super) enum TopicCommand {
     },
     /// Delete a topic and its data.
     Delete { name: String },
+    /// Change a live topic: grow it to more partitions (new ones go to the
+    /// least-loaded shards; partitions are never removed).
+    Alter {
+        name: String,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: u32,
+    },
 }
 
 pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
@@ -128,6 +135,10 @@ pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
         TopicCommand::Delete { name } => {
             c.delete_topic(&name)?;
             println!("deleted topic {name}");
+        }
+        TopicCommand::Alter { name, partitions } => {
+            c.create_partitions(&name, partitions)?;
+            println!("topic {name} now has {partitions} partitions");
         }
     }
     Ok(())

@@ -225,6 +225,22 @@ impl Client {
         }
     }
 
+    /// Grows a topic to `partitions` (Kafka's CreatePartitions; never
+    /// shrinks).
+    pub fn create_partitions(&mut self, name: &str, partitions: u32) -> Result<(), ClientError> {
+        match self.call(Request::CreatePartitions(vec![CreatePartitionsTopic {
+            name: name.to_owned(),
+            count: partitions,
+        }]))? {
+            Response::CreatePartitions(rs) => match rs.into_iter().next() {
+                Some(TopicResult { error: Some(e), .. }) => Err(ClientError::Broker(e)),
+                Some(_) => Ok(()),
+                None => Err(ClientError::WrongKind("CreatePartitions")),
+            },
+            _ => Err(ClientError::WrongKind("CreatePartitions")),
+        }
+    }
+
     /// Partitions, offsets, sizes and settings of topics (`None`: all).
     pub fn describe_topics(
         &mut self,
