@@ -589,6 +589,10 @@ async fn run_shard(
             defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log.clone(),
                 max_batch_bytes: config.max_batch_bytes,
+                auto_create_partitions: config.auto_create_partitions,
+                num_partitions: config.num_partitions,
+                cleaner: config.cleaner_limits,
+                cleaner_check_ms: config.cleaner_check.as_millis() as u64,
             },
         })
     };

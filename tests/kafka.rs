@@ -1881,6 +1881,12 @@ fn describe_configs_reports_topic_settings_broker_settings_and_unknown_topics() 
         assert_eq!(r.results[1].error_code, 3, "UNKNOWN_TOPIC_OR_PARTITION");
         assert_eq!(r.results[2].error_code, 0);
         assert_eq!(cfg(2, "log.retention.ms").unwrap().0, "604800000");
+        // The broker test runs with auto-creation off; Kafka's names.
+        assert_eq!(cfg(2, "auto.create.topics.enable").unwrap().0, "false");
+        assert_eq!(cfg(2, "num.partitions").unwrap().0, "1");
+        let listener = cfg(2, "advertised.listeners").unwrap().0;
+        assert_eq!(listener, format!("PLAINTEXT://127.0.0.1:{}", kafka.port()));
+        assert_eq!(cfg(2, "log.cleaner.backoff.ms").unwrap().0, "15000");
     }
 }
 

@@ -632,6 +632,7 @@ pub(crate) mod tests {
         let defaults = TopicDefaults {
             log: LogConfig::default(),
             max_batch_bytes: 1 << 20,
+            ..TopicDefaults::default()
         };
         let r = describe_configs_response(&describe_configs, &topics, &nodes, &defaults);
         let names: Vec<_> = r.results.iter().map(|x| x.resource_name.as_str()).collect();

@@ -47,6 +47,13 @@ pub struct TopicDefaults {
     pub log: LogConfig,
     /// `--max-batch-bytes`: Kafka's `max.message.bytes` (largest batch run).
     pub max_batch_bytes: usize,
+    /// `--auto-create-topics-enable` (Some: on, with this many partitions).
+    pub auto_create_partitions: Option<u32>,
+    /// `--num-partitions`.
+    pub num_partitions: u32,
+    /// The cleaner's budget and backoff (`--cleaner-*`).
+    pub cleaner: crate::storage::cleaner::Limits,
+    pub cleaner_check_ms: u64,
 }
 
 /// (name, value, source, read only, type).
@@ -128,13 +135,47 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
 
 /// The broker's settings under Kafka's broker names; all read only (no
 /// AlterConfigs), from its start flags.
-pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
+pub fn broker_configs(node: &NodeInfo, d: &TopicDefaults) -> Vec<ConfigEntry> {
     let b = |n, v: String, t| (n, v, SOURCE_STATIC_BROKER, true, t);
+    let listener = format!("PLAINTEXT://{}:{}", node.host, node.port);
     vec![
-        b("auto.create.topics.enable", "false".into(), TYPE_BOOLEAN),
-        b("broker.id", node_id.to_string(), TYPE_INT),
+        b("advertised.listeners", listener.clone(), TYPE_LIST),
+        b(
+            "auto.create.topics.enable",
+            d.auto_create_partitions.is_some().to_string(),
+            TYPE_BOOLEAN,
+        ),
+        b("broker.id", node.node_id.to_string(), TYPE_INT),
+        b("listeners", listener, TYPE_LIST),
+        b("node.id", node.node_id.to_string(), TYPE_INT),
+        b("offsets.topic.replication.factor", "1".into(), TYPE_INT),
+        b(
+            "transaction.state.log.replication.factor",
+            "1".into(),
+            TYPE_INT,
+        ),
         b("compression.type", "producer".into(), TYPE_STRING),
         b("default.replication.factor", "1".into(), TYPE_INT),
+        b(
+            "log.cleaner.backoff.ms",
+            d.cleaner_check_ms.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.cleaner.dedupe.buffer.size",
+            d.cleaner.map_bytes.to_string(),
+            TYPE_LONG,
+        ),
+        b(
+            "log.cleaner.io.max.bytes.per.second",
+            // 0 is "no limit": Kafka's own unlimited value.
+            if d.cleaner.io_bytes_per_sec == 0 {
+                f64::MAX.to_string()
+            } else {
+                (d.cleaner.io_bytes_per_sec as f64).to_string()
+            },
+            TYPE_DOUBLE,
+        ),
         b(
             "log.cleaner.delete.retention.ms",
             d.log.delete_retention_ms.to_string(),
@@ -178,7 +219,11 @@ pub fn broker_configs(node_id: u32, d: &TopicDefaults) -> Vec<ConfigEntry> {
         ),
         b("message.max.bytes", d.max_batch_bytes.to_string(), TYPE_INT),
         b("min.insync.replicas", "1".into(), TYPE_INT),
-        b("num.partitions", "1".into(), TYPE_INT),
+        b(
+            "num.partitions",
+            d.num_partitions.max(1).to_string(),
+            TYPE_INT,
+        ),
     ]
 }
 
@@ -211,15 +256,15 @@ pub(crate) fn describe_configs_response(
                     // "" is the cluster-wide default; otherwise one of the
                     // advertised nodes (shards).
                     let node = if a.name.is_empty() {
-                        nodes.first().map(|n| n.node_id)
+                        nodes.first()
                     } else {
                         a.name
                             .parse::<u32>()
                             .ok()
-                            .filter(|id| nodes.iter().any(|n| n.node_id == *id))
+                            .and_then(|id| nodes.iter().find(|n| n.node_id == id))
                     };
                     match node {
-                        Some(id) => Ok(broker_configs(id, defaults)),
+                        Some(n) => Ok(broker_configs(n, defaults)),
                         None => Err((
                             ResponseError::InvalidRequest.code(),
                             Some(format!("broker '{}' is not a node of this cluster", a.name)),
