@@ -1353,6 +1353,43 @@ mod tests {
     }
 
     #[test]
+    fn a_cleaning_that_meets_a_corrupt_segment_fails_clearly_and_changes_nothing() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(8 << 10);
+            cfg.log.cleanup_policy = crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            for i in 0..60u8 {
+                let mut b = BatchBuilder::new(1_000 + i as i64);
+                let key = format!("key-{}", i % 4);
+                b.push(1_000 + i as i64, Some(key.as_bytes()), Some(&[i; 500]), &[]);
+                let a = p.append(&b.finish()).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            }
+            let before = read_all(&p).await;
+            let logs = files_of(&path, "log");
+            // Flip a byte inside a record of the second (sealed) segment:
+            // its CRC no longer holds.
+            let victim = partition_dir(&path, "t", 0).join(&logs[1]);
+            let mut bytes = std::fs::read(&victim).unwrap();
+            bytes[200] ^= 0xff;
+            std::fs::write(&victim, &bytes).unwrap();
+            let e = p
+                .clean(rt::now_ms(), &cleaner::Limits::default())
+                .await
+                .unwrap_err();
+            assert!(e.to_string().contains(&logs[1]), "names the file: {e}");
+            // Nothing was replaced or left behind; the other segments read
+            // as before (the cache serves what it holds).
+            assert_eq!(files_of(&path, "log"), logs);
+            assert!(files_of(&path, "cleaned").is_empty());
+            assert!(files_of(&path, "swap").is_empty());
+            assert_eq!(p.cleaner_status().checkpoint, None);
+            assert_eq!(read_all(&p).await.len(), before.len());
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
     fn delete_records_moves_the_log_start_drops_whole_segments_and_survives_a_restart() {
         on_fresh_dir(|path| async move {
             let cfg = small_segments(8 << 10);

@@ -699,13 +699,21 @@ mod tests {
         }
 
         #[test]
-        fn fuzz_decoders_never_panic_on_mutated_requests(pos in 0usize..4096, val in any::<u8>()) {
-            let r = RequestFrame {
-                version: 1, correlation_id: 1, client_id: Some("c".into()),
-                request: Request::Fetch(FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 10,
+        fn fuzz_decoders_never_panic_on_mutated_requests(
+            kind in 0usize..4, pos in 0usize..4096, val in any::<u8>()
+        ) {
+            // One request of each shape with nested tables: Fetch, and the
+            // admin requests that carry per-partition and per-topic lists.
+            let request = match kind {
+                0 => Request::Fetch(FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 10,
                     topics: vec![FetchTopic { name: "topic".into(),
                         partitions: vec![FetchPartition { partition: 0, fetch_offset: 0, max_bytes: 5 }] }] }),
+                1 => Request::DeleteRecords(vec![DeleteRecordsTopic { name: "topic".into(),
+                    partitions: vec![DeleteRecordsPartition { partition: 3, offset: 99 }] }]),
+                2 => Request::CreatePartitions(vec![CreatePartitionsTopic { name: "topic".into(), count: 8 }]),
+                _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true },
             };
+            let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };
             let mut b = body(encode_request(&r)).to_vec();
             let i = pos % b.len();
             b[i] = val;
