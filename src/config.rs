@@ -708,7 +708,7 @@ impl ServeSettings {
                 ));
             }
         }
-        c.log = self.log.clone();
+        c.log = self.log;
         c.retention_check = std::time::Duration::from_millis(self.retention_check_ms);
         c.cleaner_limits = crate::storage::cleaner::Limits {
             map_bytes: self.cleaner_map_bytes,

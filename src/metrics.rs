@@ -195,7 +195,8 @@ impl Api {
             Request::CreateTopics(_)
             | Request::DeleteTopics(_)
             | Request::DeleteRecords(_)
-            | Request::CreatePartitions(_) => Api::Admin,
+            | Request::CreatePartitions(_)
+            | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)
             | Request::LeaveGroup(_)
             | Request::OffsetCommit(_)

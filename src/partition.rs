@@ -78,8 +78,12 @@ pub struct PartitionConfig {
     pub memory: Rc<MemoryGauge>,
     /// Largest record-batch run accepted in one produce for one partition.
     pub max_batch_bytes: usize,
-    /// Roll and retention (the topic's overrides already applied).
+    /// Roll and retention (the topic's overrides already applied); the
+    /// value at open: `Partition::set_topic_config` changes it live.
     pub log: LogConfig,
+    /// The topic was ever compacted: its log may have offset holes
+    /// (`TopicMeta::offset_holes`).
+    pub offset_holes: bool,
     /// The shard's metrics (detached by default).
     pub metrics: Arc<ShardMetrics>,
     /// The shard's batch cache limit, shared by its partitions.
@@ -94,6 +98,7 @@ impl Default for PartitionConfig {
             memory: MemoryGauge::new(u64::MAX),
             max_batch_bytes: 16 << 20,
             log: LogConfig::default(),
+            offset_holes: false,
             metrics: ShardMetrics::detached(),
             cache: CacheBudget::new(64 << 20, ShardMetrics::detached()),
         }
@@ -222,7 +227,10 @@ impl State {
 pub struct Partition {
     topic: String,
     id: u32,
+    /// Its `log` and `max_batch_bytes` are the values at open; the live
+    /// ones are `settings` (IncrementalAlterConfigs changes them).
     config: PartitionConfig,
+    settings: Cell<Settings>,
     log: Log,
     state: RefCell<State>,
     /// Bytes this partition holds in the shard's memory gauge.
@@ -236,6 +244,15 @@ pub struct Partition {
     cache: BatchCache,
     /// Compaction's progress (compacted topics only).
     cleaner: Cell<CleanerStatus>,
+}
+
+/// The topic settings a partition applies now: changed live by
+/// `Partition::set_topic_config` (the owner shard, after the controller
+/// stored them).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Settings {
+    log: LogConfig,
+    max_batch_bytes: usize,
 }
 
 /// Where compaction stands on one partition, for `/metrics` and `topic
@@ -274,7 +291,7 @@ impl Partition {
             config.tail_buffer_bytes,
             visible,
             // A compacted log has holes where cleanings dropped records.
-            if config.log.cleanup_policy.compact {
+            if config.log.cleanup_policy.compact || config.offset_holes {
                 OffsetChain::Increasing
             } else {
                 OffsetChain::Contiguous
@@ -306,6 +323,10 @@ impl Partition {
         Ok(Rc::new(Partition {
             topic: topic.to_owned(),
             id,
+            settings: Cell::new(Settings {
+                log: config.log,
+                max_batch_bytes: config.max_batch_bytes,
+            }),
             config,
             log,
             state: RefCell::new(State {
@@ -341,8 +362,31 @@ impl Partition {
         self.labelled.as_deref()
     }
 
-    pub fn config(&self) -> &PartitionConfig {
-        &self.config
+    /// The settings it runs with now (the topic's live settings).
+    pub fn config(&self) -> PartitionConfig {
+        let s = self.settings.get();
+        PartitionConfig {
+            log: s.log,
+            max_batch_bytes: s.max_batch_bytes,
+            ..self.config.clone()
+        }
+    }
+
+    /// The topic's settings changed (IncrementalAlterConfigs): appends,
+    /// rolls, retention and the cleaner follow them from now on. A log
+    /// that becomes compacted may get holes from here on.
+    pub fn set_topic_config(&self, log: LogConfig, max_batch_bytes: usize) {
+        if log.cleanup_policy.compact {
+            self.log.allow_offset_holes();
+        }
+        self.settings.set(Settings {
+            log,
+            max_batch_bytes,
+        });
+    }
+
+    fn log_config(&self) -> LogConfig {
+        self.settings.get().log
     }
 
     pub fn high_watermark(&self) -> i64 {
@@ -394,10 +438,11 @@ impl Partition {
         if records.is_empty() {
             return Err(PartitionError::Empty);
         }
-        if records.len() > self.config.max_batch_bytes {
+        let max_batch_bytes = self.settings.get().max_batch_bytes;
+        if records.len() > max_batch_bytes {
             return Err(PartitionError::TooLarge {
                 bytes: records.len(),
-                max: self.config.max_batch_bytes,
+                max: max_batch_bytes,
             });
         }
         // Validate everything before appending anything: all or nothing.
@@ -421,7 +466,7 @@ impl Partition {
         for h in &headers {
             producer_state::check_header(h)?;
         }
-        if self.config.log.cleanup_policy.compact {
+        if self.log_config().cleanup_policy.compact {
             check_keys(records, &headers)?;
         }
         let idempotent = headers.iter().any(|h| h.producer_id >= 0);
@@ -447,7 +492,7 @@ impl Partition {
         }
         let now = rt::now_ms();
         self.log
-            .roll_if_due(&self.config.log, records.len() as u64, now);
+            .roll_if_due(&self.log_config(), records.len() as u64, now);
         let base_offset = st.next_offset;
         // Only the first 16 bytes of a batch change (base offset, leader
         // epoch): patch copies of them, in one buffer for the whole run, and
@@ -573,7 +618,7 @@ impl Partition {
         }
         // The writes taken and the offset they reach, in one step.
         let (pending, next_offset) = (
-            self.log.take_writes(&w, &self.config.log),
+            self.log.take_writes(&w, &self.log_config()),
             self.state.borrow().next_offset,
         );
         debug_assert!(!pending.is_empty(), "unwritten offsets imply a write");
@@ -724,7 +769,7 @@ impl Partition {
     /// Retention of whole old segments by the topic's `retention.bytes`
     /// and `retention.ms` (see `Log::enforce_retention`).
     pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {
-        let r = self.log.enforce_retention(&self.config.log, now).await?;
+        let r = self.log.enforce_retention(&self.log_config(), now).await?;
         self.cache.trim_below(self.log.log_start());
         Ok(r)
     }
@@ -738,9 +783,13 @@ impl Partition {
     /// the figure for `cleaner_status`.
     pub fn assess_cleaning(&self, now: i64) -> CleanerStatus {
         let mut st = self.cleaner.get();
-        st.dirty_ratio =
-            compact::assess(&self.log.summaries(), st.checkpoint, &self.config.log, now)
-                .map_or(0.0, |p| p.dirty_ratio);
+        st.dirty_ratio = compact::assess(
+            &self.log.summaries(),
+            st.checkpoint,
+            &self.log_config(),
+            now,
+        )
+        .map_or(0.0, |p| p.dirty_ratio);
         self.cleaner.set(st);
         if let Some(l) = &self.labelled {
             l.cleaner_dirty_permille
@@ -757,12 +806,12 @@ impl Partition {
         now: i64,
         limits: &cleaner::Limits,
     ) -> Result<Option<cleaner::Report>, PartitionError> {
-        if !self.config.log.cleanup_policy.compact || self.state.borrow().closing {
+        if !self.log_config().cleanup_policy.compact || self.state.borrow().closing {
             return Ok(None);
         }
         let st = self.assess_cleaning(now);
         let report =
-            cleaner::clean(&self.log, &self.config.log, st.checkpoint, now, limits).await?;
+            cleaner::clean(&self.log, &self.log_config(), st.checkpoint, now, limits).await?;
         let Some(r) = report else {
             return Ok(None);
         };

@@ -322,7 +322,8 @@ impl Router {
         match frame.request {
             req @ (Request::CreateTopics(_)
             | Request::DeleteTopics(_)
-            | Request::CreatePartitions(_)) => {
+            | Request::CreatePartitions(_)
+            | Request::AlterConfigs { .. }) => {
                 let this = self.clone();
                 Box::pin(async move {
                     let r = if this.id == 0 {
@@ -945,6 +946,23 @@ impl Router {
                 }
                 Ok(Response::CreatePartitions(out))
             }
+            Request::AlterConfigs {
+                topics,
+                validate_only,
+            } => {
+                let mut out = Vec::with_capacity(topics.len());
+                for t in topics {
+                    let error = self.alter_configs(&t, validate_only).await.err();
+                    if error.is_none() && !validate_only {
+                        tracing::info!(topic = %t.name, "topic settings changed");
+                    }
+                    out.push(TopicResult {
+                        name: t.name,
+                        error,
+                    });
+                }
+                Ok(Response::AlterConfigs(out))
+            }
             Request::DeleteTopics(names) => {
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
@@ -1014,6 +1032,7 @@ impl Router {
                 owners,
                 configs,
                 shards: self.shard.shard_count(),
+                offset_holes: false,
             };
             meta::store(self.shard.data_dir(), &m)
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
@@ -1073,6 +1092,53 @@ impl Router {
             meta::store(self.shard.data_dir(), &grown)
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
             self.broadcast(|| Call::Open(grown.clone()))
+                .await
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e))
+        }
+        .await;
+        self.shard.creation_done(&t.name);
+        result
+    }
+
+    /// Kafka's IncrementalAlterConfigs and AlterConfigs: the topic's new
+    /// settings are checked whole, stored, then applied by every shard (the
+    /// owners change their partitions live); the call returns once all
+    /// have. `validate_only`: checked, nothing changed.
+    async fn alter_configs(
+        self: &Rc<Self>,
+        t: &AlterConfigsTopic,
+        validate_only: bool,
+    ) -> Result<(), WireError> {
+        let changes: Vec<meta::ConfigChange> = t
+            .ops
+            .iter()
+            .map(|o| {
+                let (k, v) = (o.key.clone(), o.value.clone());
+                match o.op {
+                    ConfigOpKind::Set => meta::ConfigChange::Set(k, v),
+                    ConfigOpKind::Delete => meta::ConfigChange::Delete(k),
+                    ConfigOpKind::Append => meta::ConfigChange::Append(k, v),
+                    ConfigOpKind::Subtract => meta::ConfigChange::Subtract(k, v),
+                }
+            })
+            .collect();
+        if !self.shard.lock_name(&t.name) {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "topic '{}' is being created, deleted or changed; retry",
+                    t.name
+                ),
+            ));
+        }
+        let result = async {
+            let m = self.shard.altered_topic(&t.name, &changes, t.replace)?;
+            if validate_only {
+                return Ok(());
+            }
+            meta::store(self.shard.data_dir(), &m)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.broadcast(|| Call::Open(m.clone()))
                 .await
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e))
         }

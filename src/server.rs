@@ -454,7 +454,8 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
         partition: PartitionConfig {
             fsync: config.fsync,
             tail_buffer_bytes: TAIL_BUFFER_BYTES,
-            log: config.log.clone(),
+            log: config.log,
+            offset_holes: false,
             max_batch_bytes: config.max_batch_bytes,
             memory: crate::memory::MemoryGauge::with_metrics(
                 config.memory_budget / 2,
@@ -587,7 +588,7 @@ async fn run_shard(
             shard_node,
             producer_ids: producer_ids.clone(),
             defaults: crate::kafka::configs::TopicDefaults {
-                log: config.log.clone(),
+                log: config.log,
                 max_batch_bytes: config.max_batch_bytes,
                 auto_create_partitions: config.auto_create_partitions,
                 num_partitions: config.num_partitions,

@@ -25,7 +25,7 @@ use crate::errors::ToWire;
 use crate::partition::{Appended, FsyncPolicy, Level, Partition, PartitionConfig};
 use crate::protocol::*;
 use crate::rt;
-use crate::storage::meta::{TopicMeta, MAX_PARTITIONS};
+use crate::storage::meta::{self, TopicMeta, MAX_PARTITIONS};
 use crate::storage::{
     is_internal_topic, validate_topic_name, StorageError, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
 };
@@ -186,7 +186,7 @@ impl Shard {
             return self.grow_topic(m, have).await;
         }
         let id = self.config.shard_id;
-        let mut pc = topic_config(&self.config.partition, &m.configs)?;
+        let mut pc = topic_config(&self.config.partition, &m.configs, m.offset_holes)?;
         let owned_before: u64 = self
             .topics
             .borrow()
@@ -230,7 +230,8 @@ impl Shard {
     }
 
     /// Opens this shard's partitions among the new ones of a grown topic,
-    /// then takes its new metadata.
+    /// applies changed settings to the ones it has (IncrementalAlterConfigs
+    /// sends the same partition count), then takes its new metadata.
     async fn grow_topic(&self, m: TopicMeta, have: usize) -> Result<(), String> {
         if m.owners.len() < have {
             return Err(format!(
@@ -240,7 +241,7 @@ impl Shard {
             ));
         }
         let id = self.config.shard_id;
-        let mut pc = topic_config(&self.config.partition, &m.configs)?;
+        let mut pc = topic_config(&self.config.partition, &m.configs, m.offset_holes)?;
         let owned: u64 = self
             .topics
             .borrow()
@@ -267,6 +268,12 @@ impl Shard {
             let t = topics
                 .get_mut(&m.name)
                 .ok_or_else(|| format!("topic '{}' went away while growing", m.name))?;
+            if t.meta.configs != m.configs {
+                for p in t.partitions.iter().flatten() {
+                    p.set_topic_config(pc.log, pc.max_batch_bytes);
+                }
+                tracing::info!(shard = id, topic = %m.name, "topic settings changed: {:?}", m.configs);
+            }
             t.partitions.extend(opened);
             t.meta = m;
         }
@@ -563,7 +570,10 @@ impl Shard {
                 let r = done(Response::Metadata(self.metadata(topics)));
                 Box::pin(async move { r })
             }
-            Request::CreateTopics(_) | Request::DeleteTopics(_) | Request::CreatePartitions(_) => {
+            Request::CreateTopics(_)
+            | Request::DeleteTopics(_)
+            | Request::CreatePartitions(_)
+            | Request::AlterConfigs { .. } => {
                 // The router's controller handles these (one metadata writer).
                 let r = ResponseFrame {
                     correlation_id,
@@ -726,7 +736,7 @@ impl Shard {
                 ));
             }
         }
-        topic_config(&self.config.partition, &configs)
+        topic_config(&self.config.partition, &configs, false)
             .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
         if self.topics.borrow().contains_key(&t.name)
             || !self.creating.borrow_mut().insert(t.name.clone())
@@ -737,6 +747,40 @@ impl Shard {
             ));
         }
         Ok(configs)
+    }
+
+    /// A topic's metadata with its settings changed (the controller stores
+    /// and broadcasts it): all of the changes or none, checked against the
+    /// broker's defaults as at creation. A topic compacted before or after
+    /// is marked as possibly holding offset holes.
+    pub fn altered_topic(
+        &self,
+        name: &str,
+        changes: &[meta::ConfigChange],
+        replace: bool,
+    ) -> Result<TopicMeta, WireError> {
+        let Some(mut m) = self.topic_meta(name) else {
+            return Err(WireError::new(
+                ErrorCode::UnknownTopic,
+                format!("unknown topic '{name}'"),
+            ));
+        };
+        let defaults = &self.config.partition.log;
+        let configs = meta::alter_overrides(&m.configs, defaults, changes, replace)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
+        let before = topic_config(&self.config.partition, &m.configs, m.offset_holes)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
+        let after = topic_config(&self.config.partition, &configs, m.offset_holes)
+            .map_err(|e| WireError::new(ErrorCode::InvalidConfig, e))?;
+        if is_internal_topic(name) && !after.log.cleanup_policy.compact {
+            return Err(WireError::new(
+                ErrorCode::InvalidConfig,
+                format!("topic '{name}' is internal: it stays compacted (it holds the newest commit per key)"),
+            ));
+        }
+        m.offset_holes |= before.log.cleanup_policy.compact || after.log.cleanup_policy.compact;
+        m.configs = configs;
+        Ok(m)
     }
 
     /// Marks a topic name as busy (being created or deleted); false if it is.
@@ -1191,6 +1235,7 @@ async fn complete_produce(
 fn topic_config(
     broker: &PartitionConfig,
     overrides: &std::collections::BTreeMap<String, String>,
+    offset_holes: bool,
 ) -> Result<PartitionConfig, String> {
     let log = broker.log.with_overrides(overrides)?;
     // A topic's max.message.bytes lowers the broker's batch limit for it.
@@ -1201,6 +1246,7 @@ fn topic_config(
     Ok(PartitionConfig {
         log,
         max_batch_bytes,
+        offset_holes,
         ..broker.clone()
     })
 }

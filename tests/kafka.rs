@@ -193,6 +193,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::DeleteGroups as i16, 0, 2),
         (ApiKey::InitProducerId as i16, 0, 5),
         (ApiKey::DescribeConfigs as i16, 1, 4),
+        (ApiKey::AlterConfigs as i16, 0, 2),
+        (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
@@ -2164,4 +2166,282 @@ fn a_compacted_topic_over_kafka_refuses_records_without_a_key_with_invalid_recor
     // A bad value is Kafka's INVALID_CONFIG (40).
     let bad = create_topics(&mut k, 4, &[("bad", 1, 1)], &[("cleanup.policy", "shrink")]);
     assert_eq!(bad, vec![("bad".to_owned(), 40)]);
+}
+
+/// DescribeConfigs of one topic as (name -> (value, source)).
+fn topic_settings(k: &mut Kafka, topic: &str) -> std::collections::BTreeMap<String, (String, i8)> {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+    let mut res = DescribeConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = StrBytes::from_string(topic.into());
+    res.configuration_keys = None;
+    let mut req = DescribeConfigsRequest::default();
+    req.resources = vec![res];
+    let r: DescribeConfigsResponse = k.call(ApiKey::DescribeConfigs, 4, &req);
+    assert_eq!(r.results[0].error_code, 0);
+    r.results[0]
+        .configs
+        .iter()
+        .map(|c| {
+            (
+                c.name.to_string(),
+                (c.value.as_ref().unwrap().to_string(), c.config_source),
+            )
+        })
+        .collect()
+}
+
+/// IncrementalAlterConfigs and AlterConfigs change a live topic's settings
+/// on every owner shard at once (a batch limit, the compaction policy),
+/// all of a resource's changes or none, and the change survives a restart;
+/// broker settings are refused with the reason; the CLI does the same.
+#[test]
+fn alter_configs_change_live_topics_on_every_owner_and_survive_a_restart() {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::{
+        AlterConfigsRequest, AlterConfigsResponse, IncrementalAlterConfigsRequest,
+        IncrementalAlterConfigsResponse,
+    };
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic_with("live", 2, &[("max.message.bytes".into(), "2000".into())])
+        .unwrap();
+    assert_ne!(owners(&b, "live")[0], owners(&b, "live")[1]);
+    let mut k = Kafka::connect(kafka);
+    let produce = |k: &mut Kafka, p: i32, batch: Bytes| -> i16 {
+        let r: ProduceResponse = k.call(ApiKey::Produce, 8, &produce_request("live", p, -1, batch));
+        r.responses[0].partition_responses[0].error_code
+    };
+    let mut big = BatchBuilder::new(1_700_000_000_000);
+    big.push(1_700_000_000_000, Some(b"k"), Some(&[7u8; 3000]), &[]);
+    let big = big.finish();
+    assert_eq!(produce(&mut k, 0, big.clone()), 10, "MESSAGE_TOO_LARGE");
+    let op = |key: &str, op: i8, value: Option<&str>| {
+        let mut c = AlterableConfig::default();
+        c.name = StrBytes::from_string(key.into());
+        c.config_operation = op;
+        c.value = value.map(|v| StrBytes::from_string(v.into()));
+        c
+    };
+    let res = |ty: i8, name: &str, configs: Vec<AlterableConfig>| {
+        let mut r = AlterConfigsResource::default();
+        r.resource_type = ty;
+        r.resource_name = StrBytes::from_string(name.into());
+        r.configs = configs;
+        r
+    };
+    let incremental =
+        |k: &mut Kafka, version: i16, resources, validate_only| -> Vec<(i8, String, i16)> {
+            let mut req = IncrementalAlterConfigsRequest::default();
+            req.resources = resources;
+            req.validate_only = validate_only;
+            let r: IncrementalAlterConfigsResponse =
+                k.call(ApiKey::IncrementalAlterConfigs, version, &req);
+            r.responses
+                .iter()
+                .map(|x| (x.resource_type, x.resource_name.to_string(), x.error_code))
+                .collect()
+        };
+    // SET a larger limit and APPEND compact to cleanup.policy; a broker
+    // resource without changes is fine, an unknown topic is 3.
+    let got = incremental(
+        &mut k,
+        1,
+        vec![
+            res(
+                2,
+                "live",
+                vec![
+                    op("max.message.bytes", 0, Some("5000")),
+                    op("cleanup.policy", 2, Some("compact")),
+                ],
+            ),
+            res(4, "0", vec![]),
+            res(2, "nope", vec![op("retention.ms", 0, Some("1"))]),
+        ],
+        false,
+    );
+    assert_eq!(
+        got,
+        vec![
+            (2, "live".into(), 0),
+            (4, "0".into(), 0),
+            (2, "nope".into(), 3)
+        ]
+    );
+    // Both owner shards apply it at once: the batch now fits on both
+    // partitions, and records without a key are refused (compacted).
+    assert_eq!(produce(&mut k, 0, big.clone()), 0);
+    assert_eq!(produce(&mut k, 1, big.clone()), 0);
+    assert_eq!(
+        produce(&mut k, 1, batch_of(1_700_000_000_000, &[b"no key"])),
+        87,
+        "INVALID_RECORD"
+    );
+    let s = topic_settings(&mut k, "live");
+    assert_eq!(s["max.message.bytes"], ("5000".into(), 1));
+    assert_eq!(s["cleanup.policy"], ("delete,compact".into(), 1));
+    let meta = std::fs::read_to_string(dir.path().join("topics/live/topic.meta")).unwrap();
+    assert!(meta.contains("offset_holes=1"), "{meta}");
+    // All or nothing: a bad value fails the resource (INVALID_CONFIG, 40)
+    // and its good change is not made; APPEND on a non-list setting, an
+    // unknown setting and broker settings are refused.
+    let got = incremental(
+        &mut k,
+        0,
+        vec![
+            res(
+                2,
+                "live",
+                vec![
+                    op("segment.ms", 0, Some("5000")),
+                    op("retention.ms", 0, Some("soon")),
+                ],
+            ),
+            res(4, "1", vec![op("log.retention.ms", 0, Some("1"))]),
+        ],
+        false,
+    );
+    assert_eq!(got, vec![(2, "live".into(), 40), (4, "1".into(), 42)]);
+    assert_eq!(
+        incremental(
+            &mut k,
+            1,
+            vec![res(2, "live", vec![op("retention.ms", 2, Some("1"))])],
+            false
+        ),
+        vec![(2, "live".into(), 40)]
+    );
+    assert_eq!(
+        incremental(
+            &mut k,
+            1,
+            vec![res(2, "live", vec![op("no.such.setting", 0, Some("1"))])],
+            false
+        ),
+        vec![(2, "live".into(), 40)]
+    );
+    // validate_only checks and changes nothing.
+    assert_eq!(
+        incremental(
+            &mut k,
+            1,
+            vec![res(2, "live", vec![op("segment.ms", 0, Some("5000"))])],
+            true
+        ),
+        vec![(2, "live".into(), 0)]
+    );
+    let s = topic_settings(&mut k, "live");
+    assert_eq!(s["segment.ms"].1, 5, "unchanged: {:?}", s["segment.ms"]);
+    // SUBTRACT compact and DELETE the limit: back to the broker's.
+    assert_eq!(
+        incremental(
+            &mut k,
+            1,
+            vec![res(
+                2,
+                "live",
+                vec![
+                    op("cleanup.policy", 3, Some("compact")),
+                    op("max.message.bytes", 1, None)
+                ]
+            )],
+            false
+        ),
+        vec![(2, "live".into(), 0)]
+    );
+    let s = topic_settings(&mut k, "live");
+    assert_eq!(s["cleanup.policy"], ("delete".into(), 1));
+    assert_eq!(s["max.message.bytes"].1, 5);
+    assert_eq!(
+        produce(&mut k, 0, batch_of(1_700_000_000_000, &[b"keyless again"])),
+        0
+    );
+    // AlterConfigs (the legacy API) replaces the whole set of overrides.
+    {
+        use kafka_protocol::messages::alter_configs_request::{
+            AlterConfigsResource as R, AlterableConfig as C,
+        };
+        let mut c = C::default();
+        c.name = StrBytes::from_string("retention.ms".into());
+        c.value = Some(StrBytes::from_string("123456".into()));
+        let mut r = R::default();
+        r.resource_type = 2;
+        r.resource_name = StrBytes::from_string("live".into());
+        r.configs = vec![c];
+        let mut req = AlterConfigsRequest::default();
+        req.resources = vec![r];
+        for version in [0, 2] {
+            let resp: AlterConfigsResponse = k.call(ApiKey::AlterConfigs, version, &req);
+            assert_eq!(resp.responses[0].error_code, 0, "v{version}");
+        }
+    }
+    let s = topic_settings(&mut k, "live");
+    assert_eq!(s["retention.ms"], ("123456".into(), 1));
+    assert_eq!(
+        s["cleanup.policy"],
+        ("delete".into(), 5),
+        "not in the new set"
+    );
+    // The CLI sets and deletes settings the same way.
+    let out = run(
+        &[
+            "topic",
+            "alter",
+            "live",
+            "--config",
+            "segment.ms=7000",
+            "--delete-config",
+            "retention.ms",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = run(
+        &[
+            "topic",
+            "alter",
+            "live",
+            "--config",
+            "segment.ms=soon",
+            "--broker",
+            &b.broker_arg(),
+        ],
+        b"",
+        T,
+    );
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("segment.ms"), "{}", out.stderr);
+    // A restart keeps what was changed.
+    drop(k);
+    let mut b = b;
+    assert!(b.terminate(T).success());
+    let b = Broker::start_on(
+        dir.path(),
+        b.addr,
+        &[
+            "--kafka-listen",
+            &kafka.to_string(),
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            "2",
+            "--auto-create-topics-enable",
+            "false",
+        ],
+    );
+    wait_port(kafka);
+    let mut k = Kafka::connect(kafka);
+    let s = topic_settings(&mut k, "live");
+    assert_eq!(s["segment.ms"], ("7000".into(), 1));
+    assert_eq!(s["retention.ms"].1, 5);
+    drop(b);
 }

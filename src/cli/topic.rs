@@ -1,9 +1,10 @@
-//! `shardlog topic create|list|describe|delete`.
+//! `shardlog topic create|list|describe|delete|alter`.
 
 use anyhow::Result;
 use clap::Subcommand;
 
 use shardlog::client::Client;
+use shardlog::protocol::{ConfigOp, ConfigOpKind};
 
 use super::common::json_str;
 
@@ -38,11 +39,19 @@ pub(super) enum TopicCommand {
     /// Delete a topic and its data.
     Delete { name: String },
     /// Change a live topic: grow it to more partitions (new ones go to the
-    /// least-loaded shards; partitions are never removed).
+    /// least-loaded shards; partitions are never removed), and/or change
+    /// its settings (applied at once by the partitions' shards).
     Alter {
         name: String,
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
-        partitions: u32,
+        partitions: Option<u32>,
+        /// Set a topic setting, KEY=VALUE (names as for create); repeatable.
+        #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_config)]
+        configs: Vec<(String, String)>,
+        /// Drop the topic's own value of a setting: it follows the broker's
+        /// default again; repeatable.
+        #[arg(long = "delete-config", value_name = "KEY")]
+        delete_configs: Vec<String>,
     },
 }
 
@@ -136,9 +145,36 @@ pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
             c.delete_topic(&name)?;
             println!("deleted topic {name}");
         }
-        TopicCommand::Alter { name, partitions } => {
-            c.create_partitions(&name, partitions)?;
-            println!("topic {name} now has {partitions} partitions");
+        TopicCommand::Alter {
+            name,
+            partitions,
+            configs,
+            delete_configs,
+        } => {
+            if partitions.is_none() && configs.is_empty() && delete_configs.is_empty() {
+                anyhow::bail!("nothing to change: give --partitions, --config or --delete-config");
+            }
+            if let Some(n) = partitions {
+                c.create_partitions(&name, n)?;
+                println!("topic {name} now has {n} partitions");
+            }
+            if !configs.is_empty() || !delete_configs.is_empty() {
+                let ops = configs
+                    .into_iter()
+                    .map(|(key, value)| ConfigOp {
+                        key,
+                        op: ConfigOpKind::Set,
+                        value,
+                    })
+                    .chain(delete_configs.into_iter().map(|key| ConfigOp {
+                        key,
+                        op: ConfigOpKind::Delete,
+                        value: String::new(),
+                    }))
+                    .collect();
+                c.alter_topic_configs(&name, ops)?;
+                println!("topic {name} settings changed");
+            }
         }
     }
     Ok(())

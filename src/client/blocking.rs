@@ -241,6 +241,30 @@ impl Client {
         }
     }
 
+    /// Changes a live topic's settings (Kafka's IncrementalAlterConfigs):
+    /// all of `ops` or none.
+    pub fn alter_topic_configs(
+        &mut self,
+        name: &str,
+        ops: Vec<ConfigOp>,
+    ) -> Result<(), ClientError> {
+        match self.call(Request::AlterConfigs {
+            topics: vec![AlterConfigsTopic {
+                name: name.to_owned(),
+                ops,
+                replace: false,
+            }],
+            validate_only: false,
+        })? {
+            Response::AlterConfigs(rs) => match rs.into_iter().next() {
+                Some(TopicResult { error: Some(e), .. }) => Err(ClientError::Broker(e)),
+                Some(_) => Ok(()),
+                None => Err(ClientError::WrongKind("AlterConfigs")),
+            },
+            _ => Err(ClientError::WrongKind("AlterConfigs")),
+        }
+    }
+
     /// Partitions, offsets, sizes and settings of topics (`None`: all).
     pub fn describe_topics(
         &mut self,

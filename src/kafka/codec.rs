@@ -66,6 +66,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 /// The default largest request body of any API but Produce
@@ -231,6 +233,12 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
         ApiKey::DescribeConfigs => {
             configs::decode_describe_configs(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::AlterConfigs => {
+            configs::decode_alter_configs(&mut body, version, &native, false).map_err(malformed)?
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            configs::decode_alter_configs(&mut body, version, &native, true).map_err(malformed)?
+        }
         ApiKey::InitProducerId => {
             admin::decode_init_producer_id(&mut body, version).map_err(malformed)?
         }
@@ -332,6 +340,29 @@ pub fn encode_response(
                 (t.name, code, t.error.map(|e| e.message))
             });
             frame(&admin::delete_topics_response(all))
+        }
+        (ApiKey::AlterConfigs, Ok(Response::AlterConfigs(rs))) => {
+            frame(&configs::alter_configs_response(
+                configs::alter_configs_results(shape, refused, &rs, None),
+            ))
+        }
+        (ApiKey::IncrementalAlterConfigs, Ok(Response::AlterConfigs(rs))) => {
+            frame(&configs::incremental_alter_configs_response(
+                configs::alter_configs_results(shape, refused, &rs, None),
+            ))
+        }
+        (ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs, Err(e)) => {
+            let rs = configs::alter_configs_results(
+                shape,
+                refused,
+                &[],
+                Some((kafka_code(Some(&e)), e.message)),
+            );
+            if api == ApiKey::AlterConfigs {
+                frame(&configs::alter_configs_response(rs))
+            } else {
+                frame(&configs::incremental_alter_configs_response(rs))
+            }
         }
         (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
             &describe_configs_response(describe_configs, &ts, nodes, defaults),
@@ -495,6 +526,28 @@ pub fn refuse_response(
             version,
             correlation_id,
             &metadata::describe_cluster_response(shape, &[], error),
+        ),
+        ApiKey::AlterConfigs => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &configs::alter_configs_response(configs::alter_configs_results(
+                shape,
+                &Refused::new(),
+                &[],
+                Some((error, String::new())),
+            )),
+        ),
+        ApiKey::IncrementalAlterConfigs => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &configs::incremental_alter_configs_response(configs::alter_configs_results(
+                shape,
+                &Refused::new(),
+                &[],
+                Some((error, String::new())),
+            )),
         ),
         ApiKey::CreatePartitions => encode_frame(
             api,

@@ -1,9 +1,11 @@
 //! Kafka's topic and broker settings as DescribeConfigs reports them:
 //! every setting Kafka lists for a topic, with its value, source and
-//! read-only flag, over the broker's defaults (the `serve` flags).
+//! read-only flag, over the broker's defaults (the `serve` flags); and
+//! their changes by AlterConfigs and IncrementalAlterConfigs.
 //!
-//! Owns: the names, types and sources Kafka gives each setting, and the
-//! DescribeConfigs answer. Pure.
+//! Owns: the names, types and sources Kafka gives each setting, the
+//! DescribeConfigs answer, and the translation of the two alter APIs
+//! (which resources may change). Pure.
 //!
 //! Must never: invent a setting Kafka does not have, or report a value
 //! other than the one the broker applies.
@@ -11,7 +13,10 @@
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult,
 };
-use kafka_protocol::messages::DescribeConfigsResponse;
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
@@ -19,8 +24,9 @@ use bytes::Bytes;
 use kafka_protocol::messages::DescribeConfigsRequest;
 use kafka_protocol::protocol::Decodable;
 
-use super::wire::{ConfigResource, Work};
+use super::wire::{ConfigResource, Refused, Shape, Work};
 use crate::errors::kafka_code;
+use crate::protocol;
 use crate::protocol::{NodeInfo, TopicDescription};
 use crate::protocol::{Request, RequestFrame};
 use crate::storage::meta::LogConfig;
@@ -68,7 +74,7 @@ pub fn topic_configs(overrides: &[(String, String)], d: &TopicDefaults) -> Vec<C
     let set: std::collections::BTreeMap<String, String> = overrides.iter().cloned().collect();
     // Overrides were validated when the topic was created; a bad one
     // would not have loaded.
-    let eff = d.log.with_overrides(&set).unwrap_or_else(|_| d.log.clone());
+    let eff = d.log.with_overrides(&set).unwrap_or(d.log);
     // A setting the topic may override: its value as the topic set it (so
     // a list or a number reads back as written), else the effective one.
     let own = |n: &'static str, effective: String, t| match set.get(n) {
@@ -342,4 +348,253 @@ pub(super) fn decode_describe_configs(
         refused: vec![],
         describe_configs: ask,
     })
+}
+
+/// Kafka's resource type for broker loggers (log levels).
+const RESOURCE_BROKER_LOGGER: i8 = 8;
+
+/// One resource of an (Incremental)AlterConfigs request, as decoded:
+/// (type, name, operations (key, Kafka operation code, value)).
+type AlterResource = (i8, String, Vec<(String, i8, Option<String>)>);
+
+/// AlterConfigs (`incremental` false: the resource's settings become the
+/// ones given) and IncrementalAlterConfigs (SET, DELETE, APPEND, SUBTRACT
+/// on single settings): the topic resources go to the controller as one
+/// native AlterConfigs; what cannot be changed is refused per resource.
+/// The shape keeps every resource in request order as (name, [type,
+/// refused]), the refusals in `refused` in the same order.
+pub(super) fn decode_alter_configs(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+    incremental: bool,
+) -> anyhow::Result<Work> {
+    let (resources, validate_only): (Vec<AlterResource>, bool) = if incremental {
+        let r = IncrementalAlterConfigsRequest::decode(body, version)?;
+        let rs = r
+            .resources
+            .into_iter()
+            .map(|res| {
+                let ops = res
+                    .configs
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_owned(),
+                            c.config_operation,
+                            c.value.map(|v| v.as_str().to_owned()),
+                        )
+                    })
+                    .collect();
+                (
+                    res.resource_type,
+                    res.resource_name.as_str().to_owned(),
+                    ops,
+                )
+            })
+            .collect();
+        (rs, r.validate_only)
+    } else {
+        let r = AlterConfigsRequest::decode(body, version)?;
+        let rs = r
+            .resources
+            .into_iter()
+            .map(|res| {
+                let ops = res
+                    .configs
+                    .into_iter()
+                    .map(|c| {
+                        (
+                            c.name.as_str().to_owned(),
+                            OP_SET,
+                            c.value.map(|v| v.as_str().to_owned()),
+                        )
+                    })
+                    .collect();
+                (
+                    res.resource_type,
+                    res.resource_name.as_str().to_owned(),
+                    ops,
+                )
+            })
+            .collect();
+        (rs, r.validate_only)
+    };
+    let mut shape = Vec::with_capacity(resources.len());
+    let mut refused = Refused::new();
+    let mut topics = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (rtype, name, ops) in resources {
+        let refusal = if !seen.insert((rtype, name.clone())) {
+            Some((
+                ResponseError::InvalidRequest.code(),
+                format!("resource {name:?} is named twice in one request"),
+            ))
+        } else {
+            match rtype {
+                RESOURCE_TOPIC => match alter_ops(ops) {
+                    Ok(ops) => {
+                        topics.push(protocol::AlterConfigsTopic {
+                            name: name.clone(),
+                            ops,
+                            replace: !incremental,
+                        });
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                RESOURCE_BROKER if ops.is_empty() => None,
+                RESOURCE_BROKER => Some((
+                    ResponseError::InvalidRequest.code(),
+                    "broker settings are `shardlog serve` flags (or its config file): change them there and restart; they cannot be changed live".to_owned(),
+                )),
+                RESOURCE_BROKER_LOGGER => Some((
+                    ResponseError::InvalidRequest.code(),
+                    "log levels are set by RUST_LOG at start; they cannot be changed live".to_owned(),
+                )),
+                other => Some((
+                    ResponseError::InvalidRequest.code(),
+                    format!("resource type {other} has no settings that can be changed here"),
+                )),
+            }
+        };
+        let flag = match refusal {
+            Some((code, message)) => {
+                refused.push((name.clone(), code, message));
+                1
+            }
+            None => 0,
+        };
+        shape.push((name, vec![i32::from(rtype), flag]));
+    }
+    Ok(Work::Native {
+        frame: native(Request::AlterConfigs {
+            topics,
+            validate_only,
+        }),
+        shape,
+        respond: true,
+        refused,
+        describe_configs: vec![],
+    })
+}
+
+/// Kafka's `AlterConfigOp.OpType` codes.
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+const OP_APPEND: i8 = 2;
+const OP_SUBTRACT: i8 = 3;
+
+/// A resource's operations as native ones; Err: (Kafka code, message).
+fn alter_ops(
+    ops: Vec<(String, i8, Option<String>)>,
+) -> Result<Vec<protocol::ConfigOp>, (i16, String)> {
+    use protocol::ConfigOpKind as K;
+    ops.into_iter()
+        .map(|(key, op, value)| {
+            let op = match op {
+                OP_SET => K::Set,
+                OP_DELETE => K::Delete,
+                OP_APPEND => K::Append,
+                OP_SUBTRACT => K::Subtract,
+                other => {
+                    return Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!("{key}: unknown config operation {other}"),
+                    ))
+                }
+            };
+            let value = match (op, value) {
+                (K::Delete, _) => String::new(),
+                (_, Some(v)) => v,
+                (_, None) => {
+                    return Err((
+                        ResponseError::InvalidRequest.code(),
+                        format!("{key}: a null value is only allowed with DELETE"),
+                    ))
+                }
+            };
+            Ok(protocol::ConfigOp { key, op, value })
+        })
+        .collect()
+}
+
+/// The (Incremental)AlterConfigs answer, every resource in request order:
+/// topics from the controller's `results` (in the order they were sent),
+/// refusals from `refused`, a broker resource without changes as done.
+/// `error` (a request-level failure) goes on every topic not refused.
+pub(crate) fn alter_configs_results(
+    shape: &Shape,
+    refused: &Refused,
+    results: &[crate::protocol::TopicResult],
+    error: Option<(i16, String)>,
+) -> Vec<(i8, String, i16, Option<String>)> {
+    let mut refusals = refused.iter();
+    let mut answers = results.iter();
+    shape
+        .iter()
+        .map(|(name, v)| {
+            let rtype = v.first().map_or(RESOURCE_TOPIC, |&t| t as i8);
+            let (code, message) = if v.get(1) == Some(&1) {
+                match (refusals.next(), &error) {
+                    (Some((_, c, m)), _) => (*c, Some(m.clone())),
+                    (None, Some((c, m))) => (*c, Some(m.clone()).filter(|m| !m.is_empty())),
+                    (None, None) => (ResponseError::UnknownServerError.code(), None),
+                }
+            } else if rtype != RESOURCE_TOPIC {
+                (0, None)
+            } else if let Some((c, m)) = &error {
+                (*c, Some(m.clone()).filter(|m| !m.is_empty()))
+            } else {
+                match answers.next() {
+                    Some(r) => (
+                        kafka_code(r.error.as_ref()),
+                        r.error.as_ref().map(|e| e.message.clone()),
+                    ),
+                    None => (ResponseError::UnknownServerError.code(), None),
+                }
+            };
+            (rtype, name.clone(), code, message)
+        })
+        .collect()
+}
+
+/// The AlterConfigs answer from `alter_configs_results`.
+pub(crate) fn alter_configs_response(
+    rs: Vec<(i8, String, i16, Option<String>)>,
+) -> AlterConfigsResponse {
+    use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+    let mut r = AlterConfigsResponse::default();
+    r.responses = rs
+        .into_iter()
+        .map(|(t, n, code, msg)| {
+            let mut x = AlterConfigsResourceResponse::default();
+            x.resource_type = t;
+            x.resource_name = StrBytes::from_string(n);
+            x.error_code = code;
+            x.error_message = msg.map(StrBytes::from_string);
+            x
+        })
+        .collect();
+    r
+}
+
+/// The IncrementalAlterConfigs answer from `alter_configs_results`.
+pub(crate) fn incremental_alter_configs_response(
+    rs: Vec<(i8, String, i16, Option<String>)>,
+) -> IncrementalAlterConfigsResponse {
+    use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+    let mut r = IncrementalAlterConfigsResponse::default();
+    r.responses = rs
+        .into_iter()
+        .map(|(t, n, code, msg)| {
+            let mut x = AlterConfigsResourceResponse::default();
+            x.resource_type = t;
+            x.resource_name = StrBytes::from_string(n);
+            x.error_code = code;
+            x.error_message = msg.map(StrBytes::from_string);
+            x
+        })
+        .collect();
+    r
 }

@@ -135,6 +135,40 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                 DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::IncrementalAlterConfigs => {
+            use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+            let r = IncrementalAlterConfigsRequest::default().with_resources(vec![
+                AlterConfigsResource::default()
+                    .with_resource_type(2)
+                    .with_resource_name(StrBytes::from_static_str("events"))
+                    .with_configs(vec![
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("retention.ms"))
+                            .with_config_operation(0)
+                            .with_value(Some(StrBytes::from_static_str("60000"))),
+                        AlterableConfig::default()
+                            .with_name(StrBytes::from_static_str("cleanup.policy"))
+                            .with_config_operation(2)
+                            .with_value(Some(StrBytes::from_static_str("compact"))),
+                    ]),
+                AlterConfigsResource::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("0")),
+            ]);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::AlterConfigs => {
+            use alter_configs_request::{AlterConfigsResource, AlterableConfig};
+            let r =
+                AlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default(
+                )
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("events"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_static_str("segment.ms"))
+                    .with_value(Some(StrBytes::from_static_str("3600000")))])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::CreatePartitions => {
             let r = CreatePartitionsRequest::default()
                 .with_timeout_ms(5000)

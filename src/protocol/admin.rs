@@ -166,6 +166,54 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::AlterConfigs {
+            topics,
+            validate_only,
+        } => {
+            let ts: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let ops: Vec<_> = t
+                        .ops
+                        .iter()
+                        .map(|o| {
+                            let key = fbb.create_string(&o.key);
+                            let value = fbb.create_string(&o.value);
+                            fb::ConfigOp::create(
+                                fbb,
+                                &fb::ConfigOpArgs {
+                                    key: Some(key),
+                                    op: fb::ConfigOpKind(o.op as i8),
+                                    value: Some(value),
+                                },
+                            )
+                        })
+                        .collect();
+                    let ops = fbb.create_vector(&ops);
+                    let name = fbb.create_string(&t.name);
+                    fb::AlterConfigsTopic::create(
+                        fbb,
+                        &fb::AlterConfigsTopicArgs {
+                            name: Some(name),
+                            ops: Some(ops),
+                            replace: t.replace,
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Request::AlterConfigsRequest,
+                fb::AlterConfigsRequest::create(
+                    fbb,
+                    &fb::AlterConfigsRequestArgs {
+                        topics: Some(ts),
+                        validate_only: *validate_only,
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         Request::DescribeTopics { topics } => {
             let t = topics.as_ref().map(|t| strings(fbb, t));
             (
@@ -225,6 +273,36 @@ pub(super) fn decode_request(
                 });
             }
             Request::CreatePartitions(out)
+        }
+        fb::Request::AlterConfigsRequest => {
+            let a = env.request_as_alter_configs_request().ok_or(missing)?;
+            let mut topics = Vec::new();
+            for t in a.topics().iter().flatten() {
+                let mut ops = Vec::new();
+                for o in t.ops().iter().flatten() {
+                    let op = match o.op() {
+                        fb::ConfigOpKind::Set => ConfigOpKind::Set,
+                        fb::ConfigOpKind::Delete => ConfigOpKind::Delete,
+                        fb::ConfigOpKind::Append => ConfigOpKind::Append,
+                        fb::ConfigOpKind::Subtract => ConfigOpKind::Subtract,
+                        _ => return Err(DecodeError::MissingField("op")),
+                    };
+                    ops.push(ConfigOp {
+                        key: o.key().ok_or(DecodeError::MissingField("key"))?.to_owned(),
+                        op,
+                        value: o.value().unwrap_or_default().to_owned(),
+                    });
+                }
+                topics.push(AlterConfigsTopic {
+                    name: name_of(t.name())?,
+                    ops,
+                    replace: t.replace(),
+                });
+            }
+            Request::AlterConfigs {
+                topics,
+                validate_only: a.validate_only(),
+            }
         }
         fb::Request::DescribeTopicsRequest => {
             let d = env.request_as_describe_topics_request().ok_or(missing)?;
@@ -354,6 +432,17 @@ pub(super) fn encode_response(
                 fb::CreatePartitionsResponse::create(
                     fbb,
                     &fb::CreatePartitionsResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::AlterConfigs(results) => {
+            let rs = topic_results(fbb, results);
+            (
+                fb::Response::AlterConfigsResponse,
+                fb::AlterConfigsResponse::create(
+                    fbb,
+                    &fb::AlterConfigsResponseArgs { results: Some(rs) },
                 )
                 .as_union_value(),
             )
@@ -492,6 +581,10 @@ pub(super) fn decode_response(
                 .response_as_create_partitions_response()
                 .ok_or(missing)?;
             Response::CreatePartitions(topic_results_of(d.results())?)
+        }
+        fb::Response::AlterConfigsResponse => {
+            let d = env.response_as_alter_configs_response().ok_or(missing)?;
+            Response::AlterConfigs(topic_results_of(d.results())?)
         }
         fb::Response::DescribeTopicsResponse => {
             let d = env.response_as_describe_topics_response().ok_or(missing)?;

@@ -413,6 +413,42 @@ mod tests {
                     timestamp: LIST_EARLIEST,
                 }],
             }]),
+            Request::AlterConfigs {
+                topics: vec![
+                    AlterConfigsTopic {
+                        name: "t".into(),
+                        ops: vec![
+                            ConfigOp {
+                                key: "retention.ms".into(),
+                                op: ConfigOpKind::Set,
+                                value: "1000".into(),
+                            },
+                            ConfigOp {
+                                key: "segment.ms".into(),
+                                op: ConfigOpKind::Delete,
+                                value: String::new(),
+                            },
+                            ConfigOp {
+                                key: "cleanup.policy".into(),
+                                op: ConfigOpKind::Append,
+                                value: "compact".into(),
+                            },
+                            ConfigOp {
+                                key: "cleanup.policy".into(),
+                                op: ConfigOpKind::Subtract,
+                                value: "delete".into(),
+                            },
+                        ],
+                        replace: false,
+                    },
+                    AlterConfigsTopic {
+                        name: "u".into(),
+                        ops: vec![],
+                        replace: true,
+                    },
+                ],
+                validate_only: true,
+            },
             Request::CreatePartitions(vec![
                 CreatePartitionsTopic {
                     name: "t".into(),
@@ -579,6 +615,16 @@ mod tests {
                     timestamp: -1,
                 }],
             }])),
+            Ok(Response::AlterConfigs(vec![
+                TopicResult {
+                    name: "t".into(),
+                    error: Some(WireError::new(ErrorCode::InvalidConfig, "retention.ms: x")),
+                },
+                TopicResult {
+                    name: "u".into(),
+                    error: None,
+                },
+            ])),
             Ok(Response::CreatePartitions(vec![TopicResult {
                 name: "t".into(),
                 error: Some(WireError::new(
@@ -700,7 +746,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..4, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..5, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -711,6 +757,9 @@ mod tests {
                 1 => Request::DeleteRecords(vec![DeleteRecordsTopic { name: "topic".into(),
                     partitions: vec![DeleteRecordsPartition { partition: 3, offset: 99 }] }]),
                 2 => Request::CreatePartitions(vec![CreatePartitionsTopic { name: "topic".into(), count: 8 }]),
+                3 => Request::AlterConfigs { topics: vec![AlterConfigsTopic { name: "topic".into(),
+                    ops: vec![ConfigOp { key: "retention.ms".into(), op: ConfigOpKind::Set, value: "1".into() }],
+                    replace: false }], validate_only: false },
                 _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true },
             };
             let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };

@@ -130,10 +130,11 @@ pub enum ApiKey {
     DescribeGroups = 13,
     DeleteRecords = 14,
     CreatePartitions = 15,
+    AlterConfigs = 16,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -150,6 +151,7 @@ impl ApiKey {
         ApiKey::DescribeGroups,
         ApiKey::DeleteRecords,
         ApiKey::CreatePartitions,
+        ApiKey::AlterConfigs,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -264,6 +266,34 @@ pub struct CreatePartitionsTopic {
     pub count: u32,
 }
 
+/// Kafka's IncrementalAlterConfigs operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigOpKind {
+    Set = 0,
+    Delete = 1,
+    /// List settings only: items added.
+    Append = 2,
+    /// List settings only: items removed.
+    Subtract = 3,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigOp {
+    pub key: String,
+    pub op: ConfigOpKind,
+    /// Empty for `Delete`.
+    pub value: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlterConfigsTopic {
+    pub name: String,
+    pub ops: Vec<ConfigOp>,
+    /// The ops (all `Set`) are the topic's whole new set of overrides
+    /// (Kafka's AlterConfigs); else they change the ones it has.
+    pub replace: bool,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DeleteRecordsPartition {
     pub partition: u32,
@@ -309,6 +339,11 @@ pub enum Request {
     DeleteRecords(Vec<DeleteRecordsTopic>),
     /// Grows each topic to its partition count.
     CreatePartitions(Vec<CreatePartitionsTopic>),
+    /// Changes topics' settings live (applied by their owner shards).
+    AlterConfigs {
+        topics: Vec<AlterConfigsTopic>,
+        validate_only: bool,
+    },
     DeleteTopics(Vec<String>),
     /// `None`: every topic.
     DescribeTopics {
@@ -433,6 +468,7 @@ pub enum Response {
     ListOffsets(Vec<ListOffsetsTopicResult>),
     DeleteRecords(Vec<DeleteRecordsTopicResult>),
     CreatePartitions(Vec<TopicResult>),
+    AlterConfigs(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),
     DescribeTopics(Vec<TopicDescription>),
     GroupHeartbeat(GroupHeartbeatResponse),

@@ -121,7 +121,7 @@ pub struct Log {
     tail_buffer_bytes: usize,
     visible: Visible,
     /// Contiguous, or increasing with holes once compaction may have run.
-    chain: OffsetChain,
+    chain: Cell<OffsetChain>,
     /// Ascending by base offset; never empty; the last one is active.
     segments: RefCell<VecDeque<Segment>>,
     /// Serializes write stages, seals and retention: two writes of the same
@@ -240,12 +240,18 @@ impl Log {
             name,
             tail_buffer_bytes,
             visible,
-            chain,
+            chain: Cell::new(chain),
             segments: RefCell::new(segments),
             writes: LocalLock::default(),
             syncs: LocalLock::default(),
             io: Cell::default(),
         })
+    }
+
+    /// The log may get holes from now on (it became compacted): scans
+    /// read past them instead of stopping there.
+    pub fn allow_offset_holes(&self) {
+        self.chain.set(OffsetChain::Increasing);
     }
 
     pub fn dir(&self) -> &Path {
@@ -364,7 +370,7 @@ impl Log {
             plan
         };
         for (file, path, offset, start, end) in plan.into_iter().rev() {
-            let mut scan = Scanner::new(start, offset, end, self.chain);
+            let mut scan = Scanner::new(start, offset, end, self.chain.get());
             while let Step::Read { pos, len } = scan.step() {
                 let buf = file
                     .read_at(pos, len)

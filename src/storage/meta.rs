@@ -30,6 +30,105 @@ pub struct TopicMeta {
     /// How many shards the broker had when the owners were assigned (0:
     /// unknown); a start with another count reassigns them.
     pub shards: u16,
+    /// The topic was compacted at some time (it may no longer be): its
+    /// partitions may have offset holes, so recovery must not read a hole
+    /// as the end of the log. Set once, never cleared.
+    pub offset_holes: bool,
+}
+
+/// One change IncrementalAlterConfigs (or AlterConfigs, as a set of
+/// `Set`s over no overrides) makes to a topic's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigChange {
+    /// The topic overrides the key with this value.
+    Set(String, String),
+    /// The topic follows the broker's default again.
+    Delete(String),
+    /// List settings (`cleanup.policy`): items added to the effective value.
+    Append(String, String),
+    /// List settings: items removed from the effective value.
+    Subtract(String, String),
+}
+
+/// Kafka's settings of list type among the topic settings.
+const LIST_KEYS: [&str; 1] = ["cleanup.policy"];
+
+/// A topic's overrides after `changes`, checked against the broker's
+/// `defaults` as a whole (Kafka applies all of a resource's changes or
+/// none). `replace`: the changes are the whole new set (AlterConfigs).
+/// Err names the key and what is wrong.
+pub fn alter_overrides(
+    current: &BTreeMap<String, String>,
+    defaults: &LogConfig,
+    changes: &[ConfigChange],
+    replace: bool,
+) -> Result<BTreeMap<String, String>, String> {
+    let mut out = if replace {
+        BTreeMap::new()
+    } else {
+        current.clone()
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for c in changes {
+        let key = match c {
+            ConfigChange::Set(k, _)
+            | ConfigChange::Delete(k)
+            | ConfigChange::Append(k, _)
+            | ConfigChange::Subtract(k, _) => k,
+        };
+        if !seen.insert(key.as_str()) {
+            return Err(format!("topic config {key:?} changed twice in one request"));
+        }
+        if !is_topic_config(key) {
+            // Names the known keys.
+            LogConfig::default().set(key, "")?;
+        }
+        match c {
+            ConfigChange::Set(k, v) => {
+                out.insert(k.clone(), v.clone());
+            }
+            ConfigChange::Delete(k) => {
+                out.remove(k);
+            }
+            ConfigChange::Append(k, v) | ConfigChange::Subtract(k, v) => {
+                if !LIST_KEYS.contains(&k.as_str()) {
+                    return Err(format!(
+                        "{k}: APPEND and SUBTRACT apply to list settings only ({})",
+                        LIST_KEYS.join(", ")
+                    ));
+                }
+                let now = out
+                    .get(k)
+                    .cloned()
+                    .unwrap_or_else(|| defaults.cleanup_policy.name().to_owned());
+                let mut items: Vec<String> = now
+                    .split(',')
+                    .map(|i| i.trim().to_owned())
+                    .filter(|i| !i.is_empty())
+                    .collect();
+                for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    if matches!(c, ConfigChange::Append(..)) {
+                        if !items.iter().any(|i| i == item) {
+                            items.push(item.to_owned());
+                        }
+                    } else {
+                        items.retain(|i| i != item);
+                    }
+                }
+                if items.is_empty() {
+                    return Err(format!("{k}: the list cannot become empty"));
+                }
+                out.insert(k.clone(), items.join(","));
+            }
+        }
+    }
+    defaults.with_overrides(&out)?;
+    Ok(out)
+}
+
+/// A key a topic may set (one of `CONFIG_KEYS` or `FIXED_CONFIGS`).
+pub fn is_topic_config(key: &str) -> bool {
+    CONFIG_KEYS.contains(&key) || FIXED_CONFIGS.iter().any(|(k, _, _)| *k == key)
 }
 
 /// What happens to old data: `cleanup.policy` (a Kafka list: `delete`,
@@ -74,7 +173,7 @@ impl CleanupPolicy {
 
 /// How a partition log rolls, what retention keeps and how compaction
 /// cleans (Kafka's names).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LogConfig {
     /// Roll the active segment once it holds this many bytes.
     pub segment_bytes: u64,
@@ -270,7 +369,7 @@ impl LogConfig {
         &self,
         overrides: &BTreeMap<String, String>,
     ) -> Result<LogConfig, String> {
-        let mut c = self.clone();
+        let mut c = *self;
         for (k, v) in overrides {
             c.set(k, v)?;
         }
@@ -304,6 +403,9 @@ impl TopicMeta {
         if self.shards > 0 {
             body.push_str(&format!("shards={}\n", self.shards));
         }
+        if self.offset_holes {
+            body.push_str("offset_holes=1\n");
+        }
         let crc = crc32fast::hash(body.as_bytes());
         body.push_str(&format!("crc={crc:08x}\n"));
         body
@@ -330,6 +432,7 @@ impl TopicMeta {
         let mut owners = Vec::new();
         let mut configs = BTreeMap::new();
         let mut shards = 0;
+        let mut offset_holes = false;
         for line in lines {
             let (k, v) = line
                 .split_once('=')
@@ -337,6 +440,7 @@ impl TopicMeta {
             match k {
                 "name" => name = Some(v.to_owned()),
                 "shards" => shards = v.parse::<u16>().map_err(|e| format!("shards: {e}"))?,
+                "offset_holes" => offset_holes = v == "1",
                 "partitions" => {
                     partitions = Some(v.parse::<u32>().map_err(|e| format!("partitions: {e}"))?)
                 }
@@ -368,6 +472,7 @@ impl TopicMeta {
             owners,
             configs,
             shards,
+            offset_holes,
         })
     }
 }
@@ -473,6 +578,7 @@ pub fn ensure_offsets_topic(
         owners,
         configs,
         shards,
+        offset_holes: true,
     };
     store(data_dir, &m)?;
     tracing::info!(
@@ -570,12 +676,119 @@ mod tests {
     use super::*;
 
     #[test]
+    fn alter_overrides_applies_kafkas_four_operations_all_or_nothing() {
+        use ConfigChange::*;
+        let d = LogConfig::default();
+        let now = BTreeMap::from([("retention.ms".to_owned(), "60000".to_owned())]);
+        let s = |k: &str, v: &str| Set(k.into(), v.into());
+        // SET adds or replaces, DELETE drops (the broker default again).
+        let got = alter_overrides(
+            &now,
+            &d,
+            &[s("segment.ms", "1000"), Delete("retention.ms".into())],
+            false,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            BTreeMap::from([("segment.ms".to_owned(), "1000".to_owned())])
+        );
+        // APPEND/SUBTRACT work on the effective list (the default when
+        // not overridden), keep it without duplicates, never empty it.
+        let got = alter_overrides(
+            &now,
+            &d,
+            &[Append("cleanup.policy".into(), "compact,delete".into())],
+            false,
+        )
+        .unwrap();
+        assert_eq!(got["cleanup.policy"], "delete,compact");
+        let got2 = alter_overrides(
+            &got,
+            &d,
+            &[Subtract("cleanup.policy".into(), "delete".into())],
+            false,
+        )
+        .unwrap();
+        assert_eq!(got2["cleanup.policy"], "compact");
+        let e = alter_overrides(
+            &got2,
+            &d,
+            &[Subtract("cleanup.policy".into(), "compact".into())],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("empty"), "{e}");
+        let e = alter_overrides(
+            &now,
+            &d,
+            &[Append("retention.ms".into(), "1".into())],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("list"), "{e}");
+        // One bad change fails them all; unknown keys and twice-changed keys too.
+        let e = alter_overrides(
+            &now,
+            &d,
+            &[s("segment.ms", "1000"), s("retention.ms", "soon")],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("retention.ms"), "{e}");
+        assert!(
+            alter_overrides(&now, &d, &[Delete("no.such".into())], false)
+                .unwrap_err()
+                .contains("unknown")
+        );
+        assert!(alter_overrides(
+            &now,
+            &d,
+            &[s("segment.ms", "1"), Delete("segment.ms".into())],
+            false
+        )
+        .is_err());
+        // Checked as a whole: min lag above max lag is refused.
+        let e = alter_overrides(
+            &now,
+            &d,
+            &[
+                s("min.compaction.lag.ms", "10"),
+                s("max.compaction.lag.ms", "5"),
+            ],
+            false,
+        )
+        .unwrap_err();
+        assert!(e.contains("above"), "{e}");
+        // replace: the changes are the whole new set.
+        let got = alter_overrides(&now, &d, &[s("segment.ms", "1000")], true).unwrap();
+        assert_eq!(got.len(), 1);
+        assert!(alter_overrides(&now, &d, &[], true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn offset_holes_round_trips_and_defaults_to_false() {
+        let mut m = TopicMeta {
+            name: "t".into(),
+            owners: vec![0],
+            configs: BTreeMap::new(),
+            shards: 1,
+            offset_holes: false,
+        };
+        assert!(!m.encode().contains("offset_holes"));
+        assert!(!TopicMeta::decode(&m.encode()).unwrap().offset_holes);
+        m.offset_holes = true;
+        assert!(TopicMeta::decode(&m.encode()).unwrap().offset_holes);
+    }
+
+    #[test]
     fn meta_round_trips_and_detects_corruption() {
         let m = TopicMeta {
             name: "orders".into(),
             owners: vec![0, 1, 0],
             configs: BTreeMap::from([("retention.ms".to_owned(), "60000".to_owned())]),
             shards: 2,
+            offset_holes: false,
         };
         let text = m.encode();
         assert_eq!(TopicMeta::decode(&text).unwrap(), m);
@@ -624,12 +837,14 @@ mod tests {
             owners: vec![0; 3],
             configs: BTreeMap::new(),
             shards: 0,
+            offset_holes: false,
         };
         let b = TopicMeta {
             name: "b".into(),
             owners: vec![0],
             configs: BTreeMap::new(),
             shards: 0,
+            offset_holes: false,
         };
         store(dir.path(), &b).unwrap();
         store(dir.path(), &a).unwrap();
@@ -693,6 +908,7 @@ mod tests {
             owners: vec![0],
             configs: BTreeMap::from([("cleanup.policy".into(), "compact,delete".into())]),
             shards: 1,
+            offset_holes: false,
         };
         assert_eq!(TopicMeta::decode(&m.encode()).unwrap(), m);
     }

@@ -209,10 +209,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 15;
+pub const ENUM_MAX_API_KEY: u16 = 16;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 16] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 17] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -229,6 +229,7 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 16] = [
   ApiKey::DescribeGroups,
   ApiKey::DeleteRecords,
   ApiKey::CreatePartitions,
+  ApiKey::AlterConfigs,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -252,9 +253,10 @@ impl ApiKey {
   pub const DescribeGroups: Self = Self(13);
   pub const DeleteRecords: Self = Self(14);
   pub const CreatePartitions: Self = Self(15);
+  pub const AlterConfigs: Self = Self(16);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 15;
+  pub const ENUM_MAX: u16 = 16;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -272,6 +274,7 @@ impl ApiKey {
     Self::DescribeGroups,
     Self::DeleteRecords,
     Self::CreatePartitions,
+    Self::AlterConfigs,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -292,6 +295,7 @@ impl ApiKey {
       Self::DescribeGroups => Some("DescribeGroups"),
       Self::DeleteRecords => Some("DeleteRecords"),
       Self::CreatePartitions => Some("CreatePartitions"),
+      Self::AlterConfigs => Some("AlterConfigs"),
       _ => None,
     }
   }
@@ -438,12 +442,106 @@ impl<'a> ::flatbuffers::Verifiable for Acks {
 
 impl ::flatbuffers::SimpleToVerifyInSlice for Acks {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MIN_REQUEST: u8 = 0;
+pub const ENUM_MIN_CONFIG_OP_KIND: i8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 16;
+pub const ENUM_MAX_CONFIG_OP_KIND: i8 = 3;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 17] = [
+pub const ENUM_VALUES_CONFIG_OP_KIND: [ConfigOpKind; 4] = [
+  ConfigOpKind::Set,
+  ConfigOpKind::Delete,
+  ConfigOpKind::Append,
+  ConfigOpKind::Subtract,
+];
+
+/// Kafka's IncrementalAlterConfigs operations (AlterConfigs is a set of
+/// Set over no overrides: `replace`).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+#[repr(transparent)]
+pub struct ConfigOpKind(pub i8);
+#[allow(non_upper_case_globals)]
+impl ConfigOpKind {
+  pub const Set: Self = Self(0);
+  pub const Delete: Self = Self(1);
+  pub const Append: Self = Self(2);
+  pub const Subtract: Self = Self(3);
+
+  pub const ENUM_MIN: i8 = 0;
+  pub const ENUM_MAX: i8 = 3;
+  pub const ENUM_VALUES: &'static [Self] = &[
+    Self::Set,
+    Self::Delete,
+    Self::Append,
+    Self::Subtract,
+  ];
+  /// Returns the variant's name or "" if unknown.
+  pub fn variant_name(self) -> Option<&'static str> {
+    match self {
+      Self::Set => Some("Set"),
+      Self::Delete => Some("Delete"),
+      Self::Append => Some("Append"),
+      Self::Subtract => Some("Subtract"),
+      _ => None,
+    }
+  }
+}
+impl ::core::fmt::Debug for ConfigOpKind {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    if let Some(name) = self.variant_name() {
+      f.write_str(name)
+    } else {
+      f.write_fmt(format_args!("<UNKNOWN {:?}>", self.0))
+    }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for ConfigOpKind {
+  type Inner = Self;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    let b = unsafe { ::flatbuffers::read_scalar_at::<i8>(buf, loc) };
+    Self(b)
+  }
+}
+
+impl ::flatbuffers::Push for ConfigOpKind {
+    type Output = ConfigOpKind;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        unsafe { ::flatbuffers::emplace_scalar::<i8>(dst, self.0) };
+    }
+}
+
+impl ::flatbuffers::EndianScalar for ConfigOpKind {
+  type Scalar = i8;
+  #[inline]
+  fn to_little_endian(self) -> i8 {
+    self.0.to_le()
+  }
+  #[inline]
+  #[allow(clippy::wrong_self_convention)]
+  fn from_little_endian(v: i8) -> Self {
+    let b = i8::from_le(v);
+    Self(b)
+  }
+}
+
+impl<'a> ::flatbuffers::Verifiable for ConfigOpKind {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    i8::run_verifier(v, pos)
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MIN_REQUEST: u8 = 0;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+pub const ENUM_MAX_REQUEST: u8 = 17;
+#[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
+#[allow(non_camel_case_types)]
+pub const ENUM_VALUES_REQUEST: [Request; 18] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -461,6 +559,7 @@ pub const ENUM_VALUES_REQUEST: [Request; 17] = [
   Request::DescribeGroupsRequest,
   Request::DeleteRecordsRequest,
   Request::CreatePartitionsRequest,
+  Request::AlterConfigsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -485,9 +584,10 @@ impl Request {
   pub const DescribeGroupsRequest: Self = Self(14);
   pub const DeleteRecordsRequest: Self = Self(15);
   pub const CreatePartitionsRequest: Self = Self(16);
+  pub const AlterConfigsRequest: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 16;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -506,6 +606,7 @@ impl Request {
     Self::DescribeGroupsRequest,
     Self::DeleteRecordsRequest,
     Self::CreatePartitionsRequest,
+    Self::AlterConfigsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -527,6 +628,7 @@ impl Request {
       Self::DescribeGroupsRequest => Some("DescribeGroupsRequest"),
       Self::DeleteRecordsRequest => Some("DeleteRecordsRequest"),
       Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
+      Self::AlterConfigsRequest => Some("AlterConfigsRequest"),
       _ => None,
     }
   }
@@ -586,10 +688,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 16;
+pub const ENUM_MAX_RESPONSE: u8 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 17] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 18] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -607,6 +709,7 @@ pub const ENUM_VALUES_RESPONSE: [Response; 17] = [
   Response::DescribeGroupsResponse,
   Response::DeleteRecordsResponse,
   Response::CreatePartitionsResponse,
+  Response::AlterConfigsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -631,9 +734,10 @@ impl Response {
   pub const DescribeGroupsResponse: Self = Self(14);
   pub const DeleteRecordsResponse: Self = Self(15);
   pub const CreatePartitionsResponse: Self = Self(16);
+  pub const AlterConfigsResponse: Self = Self(17);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 16;
+  pub const ENUM_MAX: u8 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -652,6 +756,7 @@ impl Response {
     Self::DescribeGroupsResponse,
     Self::DeleteRecordsResponse,
     Self::CreatePartitionsResponse,
+    Self::AlterConfigsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -673,6 +778,7 @@ impl Response {
       Self::DescribeGroupsResponse => Some("DescribeGroupsResponse"),
       Self::DeleteRecordsResponse => Some("DeleteRecordsResponse"),
       Self::CreatePartitionsResponse => Some("CreatePartitionsResponse"),
+      Self::AlterConfigsResponse => Some("AlterConfigsResponse"),
       _ => None,
     }
   }
@@ -5793,6 +5899,478 @@ impl ::core::fmt::Debug for CreatePartitionsResponse<'_> {
       ds.finish()
   }
 }
+pub enum ConfigOpOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ConfigOp<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ConfigOp<'a> {
+  type Inner = ConfigOp<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ConfigOp<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OP: ::flatbuffers::VOffsetT = 6;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ConfigOp { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ConfigOpArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ConfigOp<'bldr>> {
+    let mut builder = ConfigOpBuilder::new(_fbb);
+    if let Some(x) = args.value { builder.add_value(x); }
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_op(args.op);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ConfigOp::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn op(&self) -> ConfigOpKind {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ConfigOpKind>(ConfigOp::VT_OP, Some(ConfigOpKind::Set)).unwrap()}
+  }
+  #[inline]
+  pub fn value(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(ConfigOp::VT_VALUE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ConfigOp<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<ConfigOpKind>("op", Self::VT_OP, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("value", Self::VT_VALUE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ConfigOpArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub op: ConfigOpKind,
+    pub value: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for ConfigOpArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ConfigOpArgs {
+      key: None,
+      op: ConfigOpKind::Set,
+      value: None,
+    }
+  }
+}
+
+pub struct ConfigOpBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ConfigOpBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ConfigOp::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_op(&mut self, op: ConfigOpKind) {
+    self.fbb_.push_slot::<ConfigOpKind>(ConfigOp::VT_OP, op, ConfigOpKind::Set);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ConfigOp::VT_VALUE, value);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ConfigOpBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ConfigOpBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ConfigOp<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ConfigOp<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ConfigOp");
+      ds.field("key", &self.key());
+      ds.field("op", &self.op());
+      ds.field("value", &self.value());
+      ds.finish()
+  }
+}
+pub enum AlterConfigsTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A topic's settings changed live: all of `ops` or none. `replace`: the
+/// ops are the topic's whole new set of overrides.
+pub struct AlterConfigsTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterConfigsTopic<'a> {
+  type Inner = AlterConfigsTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterConfigsTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_OPS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REPLACE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterConfigsTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterConfigsTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterConfigsTopic<'bldr>> {
+    let mut builder = AlterConfigsTopicBuilder::new(_fbb);
+    if let Some(x) = args.ops { builder.add_ops(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_replace(args.replace);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AlterConfigsTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn ops(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigOp<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigOp>>>>(AlterConfigsTopic::VT_OPS, None)}
+  }
+  #[inline]
+  pub fn replace(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AlterConfigsTopic::VT_REPLACE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterConfigsTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigOp>>>>("ops", Self::VT_OPS, false)?
+     .visit_field::<bool>("replace", Self::VT_REPLACE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterConfigsTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub ops: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigOp<'a>>>>>,
+    pub replace: bool,
+}
+impl<'a> Default for AlterConfigsTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterConfigsTopicArgs {
+      name: None,
+      ops: None,
+      replace: false,
+    }
+  }
+}
+
+pub struct AlterConfigsTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterConfigsTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterConfigsTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_ops(&mut self, ops: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ConfigOp<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterConfigsTopic::VT_OPS, ops);
+  }
+  #[inline]
+  pub fn add_replace(&mut self, replace: bool) {
+    self.fbb_.push_slot::<bool>(AlterConfigsTopic::VT_REPLACE, replace, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterConfigsTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterConfigsTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterConfigsTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterConfigsTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterConfigsTopic");
+      ds.field("name", &self.name());
+      ds.field("ops", &self.ops());
+      ds.field("replace", &self.replace());
+      ds.finish()
+  }
+}
+pub enum AlterConfigsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterConfigsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterConfigsRequest<'a> {
+  type Inner = AlterConfigsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterConfigsRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALIDATE_ONLY: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterConfigsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterConfigsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterConfigsRequest<'bldr>> {
+    let mut builder = AlterConfigsRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_validate_only(args.validate_only);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AlterConfigsTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AlterConfigsTopic>>>>(AlterConfigsRequest::VT_TOPICS, None)}
+  }
+  /// Check only; change nothing.
+  #[inline]
+  pub fn validate_only(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AlterConfigsRequest::VT_VALIDATE_ONLY, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterConfigsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AlterConfigsTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterConfigsRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AlterConfigsTopic<'a>>>>>,
+    pub validate_only: bool,
+}
+impl<'a> Default for AlterConfigsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterConfigsRequestArgs {
+      topics: None,
+      validate_only: false,
+    }
+  }
+}
+
+pub struct AlterConfigsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterConfigsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AlterConfigsTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterConfigsRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_validate_only(&mut self, validate_only: bool) {
+    self.fbb_.push_slot::<bool>(AlterConfigsRequest::VT_VALIDATE_ONLY, validate_only, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterConfigsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterConfigsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterConfigsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterConfigsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterConfigsRequest");
+      ds.field("topics", &self.topics());
+      ds.field("validate_only", &self.validate_only());
+      ds.finish()
+  }
+}
+pub enum AlterConfigsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterConfigsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterConfigsResponse<'a> {
+  type Inner = AlterConfigsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterConfigsResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterConfigsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterConfigsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterConfigsResponse<'bldr>> {
+    let mut builder = AlterConfigsResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>(AlterConfigsResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterConfigsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<CreateTopicResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterConfigsResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<CreateTopicResult<'a>>>>>,
+}
+impl<'a> Default for AlterConfigsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterConfigsResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct AlterConfigsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterConfigsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<CreateTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterConfigsResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterConfigsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterConfigsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterConfigsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterConfigsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterConfigsResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
 pub enum DescribeTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -9762,6 +10340,21 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_alter_configs_request(&self) -> Option<AlterConfigsRequest<'a>> {
+    if self.request_type() == Request::AlterConfigsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterConfigsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -9791,6 +10384,7 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::DescribeGroupsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsRequest>>("Request::DescribeGroupsRequest", pos),
           Request::DeleteRecordsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsRequest>>("Request::DeleteRecordsRequest", pos),
           Request::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("Request::CreatePartitionsRequest", pos),
+          Request::AlterConfigsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsRequest>>("Request::AlterConfigsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -9973,6 +10567,13 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::CreatePartitionsRequest => {
           if let Some(x) = self.request_as_create_partitions_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::AlterConfigsRequest => {
+          if let Some(x) = self.request_as_alter_configs_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -10304,6 +10905,21 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_alter_configs_response(&self) -> Option<AlterConfigsResponse<'a>> {
+    if self.response_type() == Response::AlterConfigsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterConfigsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -10333,6 +10949,7 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::DescribeGroupsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeGroupsResponse>>("Response::DescribeGroupsResponse", pos),
           Response::DeleteRecordsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsResponse>>("Response::DeleteRecordsResponse", pos),
           Response::CreatePartitionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsResponse>>("Response::CreatePartitionsResponse", pos),
+          Response::AlterConfigsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsResponse>>("Response::AlterConfigsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -10515,6 +11132,13 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::CreatePartitionsResponse => {
           if let Some(x) = self.response_as_create_partitions_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::AlterConfigsResponse => {
+          if let Some(x) = self.response_as_alter_configs_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

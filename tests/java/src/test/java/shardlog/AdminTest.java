@@ -10,7 +10,9 @@ import java.util.UUID;
 import java.util.concurrent.ExecutionException;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
 import org.apache.kafka.clients.admin.Config;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewPartitions;
@@ -23,6 +25,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.InvalidConfigurationException;
 import org.apache.kafka.common.errors.TopicExistsException;
 import org.apache.kafka.common.serialization.StringSerializer;
 import org.junit.jupiter.api.Test;
@@ -104,6 +107,43 @@ class AdminTest {
       // The max timestamp (ListOffsets v7+): the last record, sent last.
       assertEquals(
           9, admin.listOffsets(Map.of(tp, OffsetSpec.maxTimestamp())).all().get().get(tp).offset());
+
+      // incrementalAlterConfigs: set, append to a list, delete (back to the
+      // broker default), all applied live; a bad value fails the resource.
+      admin
+          .incrementalAlterConfigs(
+              Map.of(
+                  res,
+                  List.of(
+                      new AlterConfigOp(
+                          new ConfigEntry("retention.ms", "3600000"), AlterConfigOp.OpType.SET),
+                      new AlterConfigOp(
+                          new ConfigEntry("cleanup.policy", "delete"),
+                          AlterConfigOp.OpType.APPEND),
+                      new AlterConfigOp(
+                          new ConfigEntry("segment.bytes", null), AlterConfigOp.OpType.DELETE))))
+          .all()
+          .get();
+      Config after = admin.describeConfigs(List.of(res)).all().get().get(res);
+      assertEquals("3600000", after.get("retention.ms").value());
+      assertEquals("compact,delete", after.get("cleanup.policy").value());
+      assertEquals(
+          ConfigEntry.ConfigSource.DEFAULT_CONFIG, after.get("segment.bytes").source());
+      ExecutionException bad =
+          org.junit.jupiter.api.Assertions.assertThrows(
+              ExecutionException.class,
+              () ->
+                  admin
+                      .incrementalAlterConfigs(
+                          Map.of(
+                              res,
+                              List.of(
+                                  new AlterConfigOp(
+                                      new ConfigEntry("retention.ms", "soon"),
+                                      AlterConfigOp.OpType.SET))))
+                      .all()
+                      .get());
+      assertTrue(bad.getCause() instanceof InvalidConfigurationException, bad.toString());
     }
   }
 }
