@@ -100,6 +100,7 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::OutOfOrderSequence => ResponseError::OutOfOrderSequenceNumber,
         ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         ErrorCode::InvalidRecord => ResponseError::InvalidRecord,
+        ErrorCode::UnknownTopicId => ResponseError::UnknownTopicId,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
         // Offset commits (the classic protocol's generation is carried as

@@ -1032,6 +1032,8 @@ impl Router {
                 owners,
                 configs,
                 shards: self.shard.shard_count(),
+                id: meta::new_topic_id()
+                    .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?,
                 offset_holes: false,
             };
             meta::store(self.shard.data_dir(), &m)

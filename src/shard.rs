@@ -15,7 +15,7 @@
 //! `Rc`, reached only from its executor.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -69,6 +69,9 @@ pub struct Shard {
     /// Set by `close`: the background loops end.
     stopping: std::cell::Cell<bool>,
     topics: RefCell<BTreeMap<String, Topic>>,
+    /// Topic id -> name, for the requests that name topics by id (Kafka's
+    /// Fetch v13+); kept with `topics`.
+    topic_ids: RefCell<HashMap<[u8; 16], String>>,
     /// Topics whose creation is under way (files being opened).
     creating: RefCell<HashSet<String>>,
     /// The consumer groups this shard coordinates (those whose offsets
@@ -116,6 +119,7 @@ impl Shard {
             config: config.clone(),
             stopping: std::cell::Cell::new(false),
             topics: RefCell::new(BTreeMap::new()),
+            topic_ids: RefCell::new(HashMap::new()),
             creating: RefCell::new(HashSet::new()),
             groups: crate::coordinator_host::CoordinatorHost::new(config.shard_id),
         });
@@ -218,6 +222,7 @@ impl Shard {
         if mine > 0 {
             tracing::info!(shard = id, topic = %m.name, partitions = mine, "partitions opened");
         }
+        self.topic_ids.borrow_mut().insert(m.id, m.name.clone());
         self.topics.borrow_mut().insert(
             m.name.clone(),
             Topic {
@@ -284,6 +289,16 @@ impl Shard {
         Ok(())
     }
 
+    /// The name of the topic with this id, if one has it.
+    pub fn topic_by_id(&self, id: &[u8; 16]) -> Option<String> {
+        self.topic_ids.borrow().get(id).cloned()
+    }
+
+    /// A topic's id, if the topic exists.
+    pub fn topic_id(&self, name: &str) -> Option<[u8; 16]> {
+        self.topics.borrow().get(name).map(|t| t.meta.id)
+    }
+
     /// The metadata of a topic, if it exists.
     pub fn topic_meta(&self, name: &str) -> Option<TopicMeta> {
         self.topics.borrow().get(name).map(|t| t.meta.clone())
@@ -307,6 +322,9 @@ impl Shard {
     /// are written first). The controller removes the files afterwards.
     pub async fn drop_topic(&self, name: &str) -> Result<(), String> {
         let topic = self.topics.borrow_mut().remove(name);
+        if let Some(t) = &topic {
+            self.topic_ids.borrow_mut().remove(&t.meta.id);
+        }
         let Some(topic) = topic else {
             return Ok(());
         };
@@ -659,6 +677,7 @@ impl Shard {
         let topics = self.topics.borrow();
         let info = |name: &str, t: &Topic| TopicInfo {
             name: name.to_owned(),
+            id: t.meta.id,
             error: None,
             partitions: t
                 .meta
@@ -686,6 +705,7 @@ impl Shard {
                     Some(t) => info(n, t),
                     None => TopicInfo {
                         name: n.clone(),
+                        id: [0; 16],
                         // A name no topic can have fails at once (Kafka's
                         // INVALID_TOPIC_EXCEPTION), instead of being waited
                         // for as a topic that may yet appear.
@@ -1006,6 +1026,7 @@ impl Shard {
         let topics = self.topics.borrow();
         let describe = |name: &str, t: &Topic| TopicDescription {
             name: name.to_owned(),
+            id: t.meta.id,
             error: None,
             configs: t
                 .meta
@@ -1051,6 +1072,7 @@ impl Shard {
                     Some(t) => describe(n, t),
                     None => TopicDescription {
                         name: n.clone(),
+                        id: [0; 16],
                         error: Some(unknown_topic(n)),
                         configs: vec![],
                         partitions: vec![],

@@ -172,10 +172,10 @@ fn api_versions_lists_exactly_the_implemented_apis() {
     let mut k = Kafka::connect(kafka);
     let want = [
         (ApiKey::Produce as i16, 3, 8),
-        (ApiKey::Fetch as i16, 4, 11),
+        (ApiKey::Fetch as i16, 4, 17),
         (ApiKey::ListOffsets as i16, 1, 10),
         (ApiKey::DeleteRecords as i16, 0, 2),
-        (ApiKey::Metadata as i16, 1, 9),
+        (ApiKey::Metadata as i16, 1, 13),
         (ApiKey::ApiVersions as i16, 0, 3),
         (ApiKey::CreateTopics as i16, 2, 4),
         (ApiKey::CreatePartitions as i16, 0, 3),
@@ -2444,4 +2444,139 @@ fn alter_configs_change_live_topics_on_every_owner_and_survive_a_restart() {
     assert_eq!(s["segment.ms"], ("7000".into(), 1));
     assert_eq!(s["retention.ms"].1, 5);
     drop(b);
+}
+
+/// Kafka's topic ids: every topic has a stable random id, the same on
+/// every shard and across restarts, new for a topic deleted and created
+/// again; Metadata v10+ reports it and finds a topic by it; Fetch v13+
+/// reads by it (zero-copy, flexible versions), an unknown id answered
+/// UNKNOWN_TOPIC_ID (100); `topic describe` prints it as Kafka does.
+#[test]
+fn topic_ids_are_stable_and_name_topics_in_metadata_and_fetch() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::{FetchResponse, MetadataRequest};
+    let dir = data_dir();
+    let (mut b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("ids", 2).unwrap();
+    c.create_topic("other", 1).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let id_of = |k: &mut Kafka, version: i16, topic: &str| -> uuid::Uuid {
+        let m = metadata(k, version, Some(&[topic]));
+        assert_eq!(m.topics[0].error_code, 0);
+        m.topics[0].topic_id
+    };
+    let id = id_of(&mut k, 12, "ids");
+    assert!(!id.is_nil());
+    assert_ne!(id, id_of(&mut k, 12, "other"));
+    for v in [10, 11, 13] {
+        assert_eq!(id_of(&mut k, v, "ids"), id, "v{v}");
+    }
+    // Found by id alone (v12: no name).
+    let by_id = |k: &mut Kafka, topic_id: uuid::Uuid| {
+        let mut t = MetadataRequestTopic::default();
+        t.topic_id = topic_id;
+        t.name = None;
+        let mut req = MetadataRequest::default();
+        req.topics = Some(vec![t]);
+        let m: MetadataResponse = k.call(ApiKey::Metadata, 12, &req);
+        (
+            m.topics[0].error_code,
+            m.topics[0].name.as_ref().map(|n| n.to_string()),
+            m.topics[0].topic_id,
+        )
+    };
+    assert_eq!(by_id(&mut k, id), (0, Some("ids".into()), id));
+    let nobody = uuid::Uuid::from_bytes([5; 16]);
+    assert_eq!(by_id(&mut k, nobody), (100, None, nobody));
+    // Fetch: by name at v12, by id at v13-17, records as produced.
+    for p in 0..2 {
+        let r: ProduceResponse = k.call(
+            ApiKey::Produce,
+            8,
+            &produce_request("ids", p, -1, batch_of(1_700_000_000_000, &[b"a", b"b"])),
+        );
+        assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    }
+    let fetch = |k: &mut Kafka, version: i16, topic_id: uuid::Uuid, partition: i32| {
+        let mut req = fetch_request(if version < 13 { "ids" } else { "" }, partition, 0, 0);
+        req.topics[0].topic_id = topic_id;
+        let r: FetchResponse = k.call(ApiKey::Fetch, version, &req);
+        let t = &r.responses[0];
+        let p = &t.partitions[0];
+        (
+            t.topic_id,
+            p.error_code,
+            p.records.clone().unwrap_or_default(),
+        )
+    };
+    for version in 12..=17 {
+        for p in 0..2 {
+            let (tid, code, records) = fetch(&mut k, version, id, p);
+            assert_eq!(code, 0, "v{version} p{p}");
+            assert_eq!(
+                values_of(&records),
+                vec![b"a".to_vec(), b"b".to_vec()],
+                "v{version} p{p}"
+            );
+            if version >= 13 {
+                assert_eq!(tid, id);
+            }
+        }
+    }
+    let (tid, code, _) = fetch(&mut k, 13, nobody, 0);
+    assert_eq!((tid, code), (nobody, 100), "UNKNOWN_TOPIC_ID");
+    // The CLI prints it as Kafka's tools do (URL-safe base64).
+    let out = run(
+        &["topic", "describe", "ids", "--broker", &b.broker_arg()],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("id {} ", kafka_id_string(id))),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Stable across a restart; a topic deleted and made again gets a new one.
+    drop(k);
+    drop(c);
+    assert!(b.terminate(T).success());
+    let b = Broker::start_on(
+        dir.path(),
+        b.addr,
+        &[
+            "--kafka-listen",
+            &kafka.to_string(),
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            "2",
+            "--auto-create-topics-enable",
+            "false",
+        ],
+    );
+    wait_port(kafka);
+    let mut k = Kafka::connect(kafka);
+    assert_eq!(id_of(&mut k, 12, "ids"), id);
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.delete_topic("ids").unwrap();
+    c.create_topic("ids", 2).unwrap();
+    let again = id_of(&mut k, 12, "ids");
+    assert!(!again.is_nil() && again != id);
+    assert_eq!(fetch(&mut k, 13, id, 0).1, 100, "the old id names nothing");
+}
+
+/// Kafka's `Uuid.toString`: URL-safe base64 without padding.
+fn kafka_id_string(id: uuid::Uuid) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bits: String = id.as_bytes().iter().map(|b| format!("{b:08b}")).collect();
+    bits.as_bytes()
+        .chunks(6)
+        .map(|c| {
+            let s = std::str::from_utf8(c).unwrap();
+            let v = u8::from_str_radix(&format!("{s:0<6}"), 2).unwrap();
+            A[v as usize] as char
+        })
+        .collect()
 }

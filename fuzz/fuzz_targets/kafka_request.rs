@@ -12,7 +12,8 @@ fuzz_target!(|data: &[u8]| {
     // The consumer-protocol bytes of a SyncGroup are decoded when the
     // group's assignments are described: `classic_assignments` decodes
     // every one the request carries, as the broker would.
-    if let Ok(d) = decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES) {
+    let ids = shardlog::kafka::wire::NoTopicIds;
+    if let Ok(d) = decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES, &ids) {
         shardlog::kafka::wire::classic_assignments(&d.work);
     }
 });

@@ -5,6 +5,7 @@ use clap::Subcommand;
 
 use shardlog::client::Client;
 use shardlog::protocol::{ConfigOp, ConfigOpKind};
+use shardlog::storage::meta::topic_id_string;
 
 use super::common::json_str;
 
@@ -100,8 +101,9 @@ pub(super) fn topic(cmd: TopicCommand, broker: &str) -> Result<()> {
                 let configs: Vec<String> =
                     t.configs.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 println!(
-                    "topic {}  partitions {}  configs {}",
+                    "topic {}  id {}  partitions {}  configs {}",
                     t.name,
+                    topic_id_string(&t.id),
                     t.partitions.len(),
                     if configs.is_empty() {
                         "(broker defaults)".to_owned()
@@ -208,10 +210,11 @@ fn describe_json(t: &shardlog::protocol::TopicDescription) -> String {
         })
         .collect();
     format!(
-        "{{\"name\":{},\"configs\":{{{}}},\"partitions\":[{}]}}",
+        "{{\"name\":{},\"configs\":{{{}}},\"partitions\":[{}],\"id\":{}}}",
         json_str(&t.name),
         configs.join(","),
-        parts.join(",")
+        parts.join(","),
+        json_str(&topic_id_string(&t.id))
     )
 }
 

@@ -29,7 +29,8 @@ use thiserror::Error;
 
 use super::configs::{describe_configs_response, TopicDefaults};
 use super::wire::{
-    encode_frame, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape, Work,
+    encode_frame, partition_u32, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape,
+    TopicIds, Work,
 };
 use super::{admin, configs, data, metadata};
 use crate::errors::kafka_code;
@@ -39,9 +40,12 @@ use crate::protocol::{
 
 /// The APIs the Kafka listener implements, with the versions it speaks;
 /// ApiVersions lists exactly these, so clients call nothing else. Ranges
-/// cover what librdkafka 2.x and kafka-python negotiate; Fetch stops at 11
-/// (v12 adds fetch sessions' diverging epochs and flexible records we do not
-/// need yet; v13 names topics by id) and Metadata at 9 (v10 adds topic ids).
+/// cover what librdkafka 2.x, kafka-python and the Java client 4.x
+/// negotiate. Fetch 4-17: v12 is flexible (assembled zero-copy like the
+/// rest), v13 names topics by id, v15-17 change only replica fields and
+/// tags we leave empty (no fetch sessions, no leader changes to announce).
+/// Metadata 1-13: topic ids from v10, nullable names v12, a top-level
+/// error code v13 (always none).
 /// CreateTopics 2-4 and DeleteTopics 1-4: what the crate encodes (Kafka 4
 /// dropped the older ones too); librdkafka 2.x asks for at most 4 and
 /// kafka-python 3; v5+ answers with topic configs, v6 deletes by topic id.
@@ -55,12 +59,12 @@ use crate::protocol::{
 /// from this range (v10: Kafka 4).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 8),
-    (ApiKey::Fetch, 4, 11),
+    (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::Metadata, 1, 9),
+    (ApiKey::Metadata, 1, 13),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 4),
     (ApiKey::DeleteTopics, 1, 4),
@@ -159,7 +163,11 @@ pub enum DecodeError {
 
 /// Decodes one request frame's body (length prefix removed); a body over
 /// `max_control` bytes is refused unless it is a Produce.
-pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, DecodeError> {
+pub fn decode_request(
+    mut body: Bytes,
+    max_control: usize,
+    ids: &dyn TopicIds,
+) -> Result<Decoded, DecodeError> {
     if body.len() < 8 {
         return Err(DecodeError::Short(body.len()));
     }
@@ -208,10 +216,10 @@ pub fn decode_request(mut body: Bytes, max_control: usize) -> Result<Decoded, De
     let work = match api {
         ApiKey::ApiVersions => Work::ApiVersions { error: 0 },
         ApiKey::Metadata => {
-            metadata::decode_metadata(&mut body, version, &native).map_err(malformed)?
+            metadata::decode_metadata(&mut body, version, &native, ids).map_err(malformed)?
         }
         ApiKey::Produce => data::decode_produce(&mut body, version, &native).map_err(malformed)?,
-        ApiKey::Fetch => data::decode_fetch(&mut body, version, &native).map_err(malformed)?,
+        ApiKey::Fetch => data::decode_fetch(&mut body, version, &native, ids).map_err(malformed)?,
         ApiKey::ListOffsets => {
             data::decode_list_offsets(&mut body, version, &native).map_err(malformed)?
         }
@@ -296,14 +304,35 @@ pub fn encode_response(
     describe_configs: &[ConfigResource],
     nodes: &[NodeInfo],
     defaults: &TopicDefaults,
+    ids: &dyn TopicIds,
 ) -> Result<Chain, anyhow::Error> {
     if super::groups::is_group_api(api) {
         return super::groups::encode(api, version, correlation_id, result, shape).map(Chain::from);
     }
     let result = match (api, result) {
         // The records go out as the log holds them, between the fields.
-        (ApiKey::Fetch, Ok(Response::Fetch(topics))) => {
-            return data::fetch_frame(version, correlation_id, topics)
+        (ApiKey::Fetch, Ok(Response::Fetch(mut topics))) => {
+            // Topics named by an id no topic has (v13+), beside the rest.
+            for (name, _, message) in refused {
+                let partitions = shape
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map_or(&[][..], |(_, ps)| ps.as_slice());
+                topics.push(crate::protocol::FetchTopicResult {
+                    name: name.clone(),
+                    partitions: partitions
+                        .iter()
+                        .map(|&p| crate::protocol::FetchPartitionResult {
+                            partition: partition_u32(p),
+                            error: Some(WireError::new(ErrorCode::UnknownTopicId, message.clone())),
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: Chain::new(),
+                        })
+                        .collect(),
+                });
+            }
+            return data::fetch_frame(version, correlation_id, topics, ids);
         }
         (_, r) => r,
     };
@@ -374,6 +403,7 @@ pub fn encode_response(
             version,
             Ok(m.topics),
             shape,
+            refused,
             nodes,
         )),
         (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
@@ -579,7 +609,7 @@ pub fn refuse_response(
             api,
             version,
             correlation_id,
-            &metadata::metadata_response(version, Err(error), shape, &[]),
+            &metadata::metadata_response(version, Err(error), shape, &Refused::new(), &[]),
         ),
     }
 }
@@ -599,7 +629,11 @@ pub(crate) mod tests {
 
     /// A request decoded under the default limits.
     pub(crate) fn decode(body: Bytes) -> Result<Decoded, DecodeError> {
-        decode_request(body, DEFAULT_MAX_CONTROL_REQUEST_BYTES)
+        decode_request(
+            body,
+            DEFAULT_MAX_CONTROL_REQUEST_BYTES,
+            &super::super::wire::NoTopicIds,
+        )
     }
     use kafka_protocol::messages::ApiVersionsRequest;
     use kafka_protocol::protocol::Encodable;
@@ -658,6 +692,7 @@ pub(crate) mod tests {
         assert_eq!(shape[1], ("1".to_owned(), vec![4]));
         let topics = vec![
             TopicDescription {
+                id: [0; 16],
                 name: "t".into(),
                 error: None,
                 configs: vec![
@@ -668,6 +703,7 @@ pub(crate) mod tests {
                 partitions: vec![],
             },
             TopicDescription {
+                id: [0; 16],
                 name: "missing".into(),
                 error: Some(WireError::new(ErrorCode::UnknownTopic, "unknown topic")),
                 configs: vec![],

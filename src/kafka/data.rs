@@ -23,7 +23,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::wire::{encode_frame, name_of, non_negative, partition_u32, topic_name, Shape, Work};
+use super::wire::{
+    answer_id, encode_frame, name_of, non_negative, partition_u32, topic_name, unknown_id_name,
+    Refused, Shape, TopicIds, Work,
+};
 use crate::chain::Chain;
 use crate::errors::kafka_code;
 use crate::protocol::{self, Acks, ListOffsetsPartition, ListOffsetsTopic, Request, RequestFrame};
@@ -86,18 +89,44 @@ pub(super) fn decode_produce(
 }
 
 /// Fetch: what the request asks for.
+/// Fetch: what the request asks for. From v13 topics are named by id: an
+/// id no topic has is refused (UNKNOWN_TOPIC_ID) under a stand-in name
+/// (`wire::unknown_id_name`) and answered beside the fetched topics.
 pub(super) fn decode_fetch(
     body: &mut Bytes,
     version: i16,
     native: &dyn Fn(Request) -> Box<RequestFrame>,
+    ids: &dyn TopicIds,
 ) -> anyhow::Result<Work> {
     let r = FetchRequest::decode(body, version)?;
-    let shape = r
+    let mut refused = Refused::new();
+    let names: Vec<Option<String>> = r
         .topics
         .iter()
         .map(|t| {
+            if version < 13 {
+                return Some(name_of(&t.topic));
+            }
+            let id = *t.topic_id.as_bytes();
+            let name = ids.name_of_id(&id);
+            if name.is_none() {
+                refused.push((
+                    unknown_id_name(&id),
+                    ResponseError::UnknownTopicId.code(),
+                    format!("no topic has id {}", uuid::Uuid::from_bytes(id)),
+                ));
+            }
+            name
+        })
+        .collect();
+    let shape = r
+        .topics
+        .iter()
+        .zip(&names)
+        .map(|(t, n)| {
             (
-                name_of(&t.topic),
+                n.clone()
+                    .unwrap_or_else(|| unknown_id_name(t.topic_id.as_bytes())),
                 t.partitions.iter().map(|p| p.partition).collect(),
             )
         })
@@ -110,23 +139,26 @@ pub(super) fn decode_fetch(
             topics: r
                 .topics
                 .into_iter()
-                .map(|t| protocol::FetchTopic {
-                    name: name_of(&t.topic),
-                    partitions: t
-                        .partitions
-                        .into_iter()
-                        .map(|p| protocol::FetchPartition {
-                            partition: partition_u32(p.partition),
-                            fetch_offset: p.fetch_offset,
-                            max_bytes: non_negative(p.partition_max_bytes),
-                        })
-                        .collect(),
+                .zip(names)
+                .filter_map(|(t, name)| {
+                    Some(protocol::FetchTopic {
+                        name: name?,
+                        partitions: t
+                            .partitions
+                            .into_iter()
+                            .map(|p| protocol::FetchPartition {
+                                partition: partition_u32(p.partition),
+                                fetch_offset: p.fetch_offset,
+                                max_bytes: non_negative(p.partition_max_bytes),
+                            })
+                            .collect(),
+                    })
                 })
                 .collect(),
         })),
         shape,
         respond: true,
-        refused: vec![],
+        refused,
         describe_configs: vec![],
     })
 }
@@ -201,12 +233,16 @@ pub(super) fn produce_response(topics: Vec<protocol::ProduceTopicResult>) -> Pro
 }
 
 /// The Fetch answer, from the native one.
-pub(super) fn fetch_response(topics: Vec<protocol::FetchTopicResult>) -> FetchResponse {
+pub(super) fn fetch_response(
+    topics: Vec<protocol::FetchTopicResult>,
+    ids: &dyn TopicIds,
+) -> FetchResponse {
     let mut r = FetchResponse::default();
     r.responses = topics
         .into_iter()
         .map(|t| {
             let mut tr = FetchableTopicResponse::default();
+            tr.topic_id = uuid::Uuid::from_bytes(answer_id(ids, &t.name));
             tr.topic = topic_name(&t.name);
             tr.partitions = t
                 .partitions
@@ -235,9 +271,19 @@ pub(super) fn fetch_response(topics: Vec<protocol::FetchTopicResult>) -> FetchRe
 }
 
 /// Fetch versions whose answer `fetch_frame` assembles around the records:
-/// fixed-width fields, classic arrays and strings, no tagged fields, and
-/// each partition's records its last field.
-const ASSEMBLED_FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=11;
+/// 4-11 with fixed-width fields and classic arrays and strings, 12-17
+/// flexible (compact arrays, strings and bytes, empty tagged fields; topic
+/// ids from 13); each partition's records its last field but the tags.
+const ASSEMBLED_FETCH_VERSIONS: std::ops::RangeInclusive<i16> = 4..=17;
+
+/// Kafka's unsigned varint (the lengths of flexible versions).
+fn put_uvarint(b: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        b.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
 
 /// The Fetch answer as a whole frame in fragments: every field encoded
 /// here, between them each partition's records as the log holds them (the
@@ -249,31 +295,55 @@ pub(super) fn fetch_frame(
     version: i16,
     correlation_id: i32,
     topics: Vec<protocol::FetchTopicResult>,
+    ids: &dyn TopicIds,
 ) -> anyhow::Result<Chain> {
     if !ASSEMBLED_FETCH_VERSIONS.contains(&version) {
-        let r = fetch_response(topics);
+        let r = fetch_response(topics, ids);
         return Ok(encode_frame(ApiKey::Fetch, version, correlation_id, &r)?.into());
     }
-    debug_assert_eq!(ApiKey::Fetch.response_header_version(version), 0);
+    let flexible = version >= 12;
+    debug_assert_eq!(
+        ApiKey::Fetch.response_header_version(version),
+        i16::from(flexible)
+    );
     let records: usize = topics
         .iter()
         .flat_map(|t| &t.partitions)
         .map(|p| p.records.len())
         .sum();
+    // An array's or a string's length: classic i32/i16, or compact (n + 1).
+    let count = |b: &mut BytesMut, n: usize| -> anyhow::Result<()> {
+        if flexible {
+            put_uvarint(b, n as u64 + 1);
+        } else {
+            b.put_i32(i32::try_from(n)?);
+        }
+        Ok(())
+    };
     let mut fields = BytesMut::with_capacity(64 + 64 * topics.len());
     let mut body = Chain::with_capacity(2 + 2 * topics.len());
     fields.put_i32(0); // the frame's size, set below
     fields.put_i32(correlation_id);
+    if flexible {
+        fields.put_u8(0); // header tagged fields: none
+    }
     fields.put_i32(0); // throttle_time_ms
     if version >= 7 {
         fields.put_i16(0); // error_code
         fields.put_i32(0); // session_id: no fetch sessions
     }
-    fields.put_i32(i32::try_from(topics.len())?);
+    count(&mut fields, topics.len())?;
     for t in &topics {
-        fields.put_i16(i16::try_from(t.name.len())?);
-        fields.put_slice(t.name.as_bytes());
-        fields.put_i32(i32::try_from(t.partitions.len())?);
+        if version >= 13 {
+            fields.put_slice(&answer_id(ids, &t.name));
+        } else if flexible {
+            put_uvarint(&mut fields, t.name.len() as u64 + 1);
+            fields.put_slice(t.name.as_bytes());
+        } else {
+            fields.put_i16(i16::try_from(t.name.len())?);
+            fields.put_slice(t.name.as_bytes());
+        }
+        count(&mut fields, t.partitions.len())?;
         for p in &t.partitions {
             fields.put_i32(p.partition as i32);
             fields.put_i16(kafka_code(p.error.as_ref()));
@@ -283,16 +353,25 @@ pub(super) fn fetch_frame(
             if version >= 5 {
                 fields.put_i64(p.log_start_offset);
             }
-            fields.put_i32(0); // aborted_transactions: none
+            count(&mut fields, 0)?; // aborted_transactions: none
             if version >= 11 {
                 fields.put_i32(-1); // preferred_read_replica: none
             }
-            fields.put_i32(i32::try_from(p.records.len())?);
+            count(&mut fields, p.records.len())?;
             if !p.records.is_empty() {
                 body.push(fields.split().freeze());
                 body.extend(p.records.clone());
             }
+            if flexible {
+                fields.put_u8(0); // partition tagged fields: none
+            }
         }
+        if flexible {
+            fields.put_u8(0); // topic tagged fields: none
+        }
+    }
+    if flexible {
+        fields.put_u8(0); // body tagged fields: none (no node endpoints)
     }
     body.push(fields.freeze());
     // The size goes first; patch it into the first fragment's copy.
@@ -453,12 +532,35 @@ mod tests {
         (topics, held)
     }
 
+    /// Topic ids for the test answer's topics, and the stand-in of an
+    /// unknown one.
+    struct Ids;
+    impl TopicIds for Ids {
+        fn name_of_id(&self, id: &[u8; 16]) -> Option<String> {
+            (id[0] == 7).then(|| "first".to_owned())
+        }
+        fn id_of_name(&self, name: &str) -> Option<[u8; 16]> {
+            (name == "first").then_some([7; 16])
+        }
+    }
+
     #[test]
     fn the_assembled_fetch_answer_is_what_kafkas_encoder_writes_with_the_records_unjoined() {
-        for version in 4..=11 {
-            let (topics, held) = answer();
-            let ours = fetch_frame(version, 42, topics.clone()).unwrap();
-            let theirs = encode_frame(ApiKey::Fetch, version, 42, &fetch_response(topics)).unwrap();
+        for version in ASSEMBLED_FETCH_VERSIONS {
+            let (mut topics, held) = answer();
+            topics.push(FetchTopicResult {
+                name: super::super::wire::unknown_id_name(&[9; 16]),
+                partitions: vec![FetchPartitionResult {
+                    partition: 0,
+                    error: Some(WireError::new(ErrorCode::UnknownTopicId, "no")),
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    records: Chain::new(),
+                }],
+            });
+            let ours = fetch_frame(version, 42, topics.clone(), &Ids).unwrap();
+            let theirs =
+                encode_frame(ApiKey::Fetch, version, 42, &fetch_response(topics, &Ids)).unwrap();
             assert_eq!(ours.to_bytes(), theirs, "version {version}");
             // The records are the held Bytes themselves, not copies.
             for h in &held {
@@ -476,8 +578,8 @@ mod tests {
     fn versions_past_the_assembled_ones_still_encode_through_the_crate() {
         let (topics, _) = answer();
         let v = *ASSEMBLED_FETCH_VERSIONS.end() + 1;
-        let ours = fetch_frame(v, 1, topics.clone()).unwrap();
-        let theirs = encode_frame(ApiKey::Fetch, v, 1, &fetch_response(topics)).unwrap();
+        let ours = fetch_frame(v, 1, topics.clone(), &Ids).unwrap();
+        let theirs = encode_frame(ApiKey::Fetch, v, 1, &fetch_response(topics, &Ids)).unwrap();
         assert_eq!(ours.to_bytes(), theirs);
     }
 }

@@ -763,6 +763,7 @@ mod tests {
             let d = super::super::codec::decode_request(
                 body(ApiKey::JoinGroup, version, &r),
                 super::super::codec::DEFAULT_MAX_CONTROL_REQUEST_BYTES,
+                &super::super::wire::NoTopicIds,
             )
             .unwrap();
             let Work::KafkaGroups {

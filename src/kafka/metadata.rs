@@ -17,20 +17,41 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
-use super::wire::{name_of, topic_name, Shape, Work};
+use super::wire::{
+    id_of_unknown_name, name_of, topic_name, unknown_id_name, Refused, Shape, TopicIds, Work,
+};
 use crate::errors::kafka_code;
 use crate::protocol::{self, NodeInfo, Request, RequestFrame};
+use kafka_protocol::ResponseError;
 
-/// Metadata: what the request asks for.
+/// Metadata: what the request asks for. From v10 a topic may be named by
+/// id alone: an id no topic has is answered UNKNOWN_TOPIC_ID (refused
+/// under a stand-in name, `wire::unknown_id_name`).
 pub(super) fn decode_metadata(
     body: &mut Bytes,
     version: i16,
     native: &dyn Fn(Request) -> Box<RequestFrame>,
+    ids: &dyn TopicIds,
 ) -> anyhow::Result<Work> {
     let r = MetadataRequest::decode(body, version)?;
+    let mut refused = Refused::new();
     let topics = r.topics.map(|ts| {
         ts.iter()
-            .filter_map(|t| t.name.as_ref().map(name_of))
+            .filter_map(|t| match &t.name {
+                Some(n) => Some(name_of(n)),
+                None => {
+                    let id = *t.topic_id.as_bytes();
+                    let name = ids.name_of_id(&id);
+                    if name.is_none() {
+                        refused.push((
+                            unknown_id_name(&id),
+                            ResponseError::UnknownTopicId.code(),
+                            String::new(),
+                        ));
+                    }
+                    name
+                }
+            })
             .collect::<Vec<_>>()
     });
     let shape = topics
@@ -46,7 +67,7 @@ pub(super) fn decode_metadata(
         }),
         shape,
         respond: true,
-        refused: vec![],
+        refused,
         describe_configs: vec![],
     })
 }
@@ -132,6 +153,7 @@ pub(super) fn metadata_response(
     version: i16,
     result: Result<Vec<protocol::TopicInfo>, i16>,
     shape: &Shape,
+    refused: &Refused,
     nodes: &[NodeInfo],
 ) -> MetadataResponse {
     let mut r = MetadataResponse::default();
@@ -158,6 +180,7 @@ pub(super) fn metadata_response(
                 .iter()
                 .map(|(n, _)| protocol::TopicInfo {
                     name: n.clone(),
+                    id: [0; 16],
                     error: None,
                     partitions: vec![],
                 })
@@ -172,6 +195,7 @@ pub(super) fn metadata_response(
             tr.error_code = error.unwrap_or_else(|| kafka_code(t.error.as_ref()));
             tr.is_internal = t.name.starts_with("__");
             tr.name = Some(topic_name(&t.name));
+            tr.topic_id = uuid::Uuid::from_bytes(t.id);
             if version >= 8 && tr.error_code == 0 {
                 tr.topic_authorized_operations = TOPIC_OPERATIONS_ALL;
             }
@@ -200,5 +224,14 @@ pub(super) fn metadata_response(
             tr
         })
         .collect();
+    // Topics asked for by an id no topic has: no name, the id, the error.
+    for (name, code, _) in refused {
+        let mut tr = MetadataResponseTopic::default();
+        tr.error_code = *code;
+        tr.topic_id = uuid::Uuid::from_bytes(id_of_unknown_name(name).unwrap_or([0; 16]));
+        // Names are nullable in answers from v12 (ids alone before: v10-11).
+        tr.name = (version < 12).then(|| topic_name(""));
+        r.topics.push(tr);
+    }
     r
 }

@@ -92,7 +92,11 @@ impl Door for KafkaDoor {
     }
 
     async fn start(&self, frame: Bytes) -> Step {
-        match codec::decode_request(frame, self.ctx.max_control_request_bytes) {
+        match codec::decode_request(
+            frame,
+            self.ctx.max_control_request_bytes,
+            self.router.as_ref(),
+        ) {
             Ok(d) => Step::Answer(start(&self.router, &self.ctx, d, self.peer).await),
             Err(e) => Step::Close {
                 last: None,
@@ -100,6 +104,15 @@ impl Door for KafkaDoor {
                 detail: e.to_string(),
             },
         }
+    }
+}
+
+impl wire::TopicIds for Router {
+    fn name_of_id(&self, id: &[u8; 16]) -> Option<String> {
+        self.shard().topic_by_id(id)
+    }
+    fn id_of_name(&self, name: &str) -> Option<[u8; 16]> {
+        self.shard().topic_id(name)
     }
 }
 
@@ -273,6 +286,7 @@ async fn start_native(
     };
     let answer = router.begin(*frame, scope).await;
     let ctx = ctx.clone();
+    let router = router.clone();
     Answer::Later(rt::spawn(async move {
         let r = answer.await;
         if !respond {
@@ -288,6 +302,7 @@ async fn start_native(
             &describe_configs,
             &ctx.nodes,
             &ctx.defaults,
+            router.as_ref(),
         ))
     }))
 }

@@ -15,6 +15,52 @@ use crate::coordinator_host::KafkaGroupCall;
 use crate::group::classic::ClassicCall;
 use crate::protocol::RequestFrame;
 
+/// The shard's topic ids both ways: Metadata v10+ and Fetch v13+ name
+/// topics by id, the rest of shardlog by name.
+pub trait TopicIds {
+    fn name_of_id(&self, id: &[u8; 16]) -> Option<String>;
+    fn id_of_name(&self, name: &str) -> Option<[u8; 16]>;
+}
+
+/// No topics at all (decoders under test and fuzzing).
+pub struct NoTopicIds;
+
+impl TopicIds for NoTopicIds {
+    fn name_of_id(&self, _: &[u8; 16]) -> Option<String> {
+        None
+    }
+    fn id_of_name(&self, _: &str) -> Option<[u8; 16]> {
+        None
+    }
+}
+
+/// A request named a topic id no topic has: the stand-in name its refusal
+/// carries through the shape ('?' is in no topic name), and back.
+pub(crate) fn unknown_id_name(id: &[u8; 16]) -> String {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("?{hex}")
+}
+
+pub(crate) fn id_of_unknown_name(name: &str) -> Option<[u8; 16]> {
+    let hex = name.strip_prefix('?')?;
+    if hex.len() != 32 || !hex.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
+}
+
+/// The id to answer for a topic: its own, or the unknown one a request
+/// named (all zero when neither).
+pub(crate) fn answer_id(ids: &dyn TopicIds, name: &str) -> [u8; 16] {
+    ids.id_of_name(name)
+        .or_else(|| id_of_unknown_name(name))
+        .unwrap_or([0; 16])
+}
+
 /// One resource of a DescribeConfigs request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigResource {

@@ -8,6 +8,22 @@ use super::generated as fb;
 use super::*;
 use flatbuffers::{FlatBufferBuilder, ForwardsUOffset, Vector, WIPOffset};
 
+/// A topic id as two big-endian halves (the schema's `id_hi`, `id_lo`).
+fn id_halves(id: &[u8; 16]) -> (u64, u64) {
+    let (hi, lo) = id.split_at(8);
+    (
+        u64::from_be_bytes(hi.try_into().expect("8 bytes")),
+        u64::from_be_bytes(lo.try_into().expect("8 bytes")),
+    )
+}
+
+fn id_of(hi: u64, lo: u64) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&hi.to_be_bytes());
+    id[8..].copy_from_slice(&lo.to_be_bytes());
+    id
+}
+
 fn topic_results<'a>(
     fbb: &mut FlatBufferBuilder<'a>,
     results: &[TopicResult],
@@ -386,6 +402,8 @@ pub(super) fn encode_response(
                             error_code: err_code(&t.error),
                             error_message: msg,
                             partitions: Some(parts),
+                            id_hi: id_halves(&t.id).0,
+                            id_lo: id_halves(&t.id).1,
                         },
                     )
                 })
@@ -494,6 +512,8 @@ pub(super) fn encode_response(
                             error_message: msg,
                             configs,
                             partitions: Some(ps),
+                            id_hi: id_halves(&t.id).0,
+                            id_lo: id_halves(&t.id).1,
                         },
                     )
                 })
@@ -553,6 +573,7 @@ pub(super) fn decode_response(
             for t in m.topics().iter().flatten() {
                 topics.push(TopicInfo {
                     name: name_of(t.name())?,
+                    id: id_of(t.id_hi(), t.id_lo()),
                     error: err_of(t.error_code(), t.error_message()),
                     partitions: t
                         .partitions()
@@ -592,6 +613,7 @@ pub(super) fn decode_response(
             for t in d.topics().iter().flatten() {
                 ts.push(TopicDescription {
                     name: name_of(t.name())?,
+                    id: id_of(t.id_hi(), t.id_lo()),
                     error: err_of(t.error_code(), t.error_message()),
                     configs: configs_of(t.configs()),
                     partitions: t

@@ -529,6 +529,7 @@ mod tests {
                 }],
                 topics: vec![
                     TopicInfo {
+                        id: [0x5a; 16],
                         name: "t".into(),
                         error: None,
                         partitions: vec![PartitionInfo {
@@ -538,6 +539,7 @@ mod tests {
                         }],
                     },
                     TopicInfo {
+                        id: [0x5a; 16],
                         name: "x".into(),
                         error: err.clone(),
                         partitions: vec![],
@@ -560,6 +562,7 @@ mod tests {
             ])),
             Ok(Response::DescribeTopics(vec![
                 TopicDescription {
+                    id: [0; 16],
                     name: "t".into(),
                     error: None,
                     configs: vec![("retention.bytes".into(), "100".into())],
@@ -581,6 +584,7 @@ mod tests {
                     }],
                 },
                 TopicDescription {
+                    id: [0; 16],
                     name: "nope".into(),
                     error: err.clone(),
                     configs: vec![],

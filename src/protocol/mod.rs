@@ -52,6 +52,7 @@ pub enum ErrorCode {
     OutOfOrderSequence = 23,
     InvalidProducerEpoch = 24,
     InvalidRecord = 25,
+    UnknownTopicId = 26,
 }
 
 impl ErrorCode {
@@ -83,6 +84,7 @@ impl ErrorCode {
             23 => OutOfOrderSequence,
             24 => InvalidProducerEpoch,
             25 => InvalidRecord,
+            26 => UnknownTopicId,
             _ => Unknown,
         }
     }
@@ -399,6 +401,8 @@ pub struct TopicInfo {
     pub name: String,
     pub error: Option<WireError>,
     pub partitions: Vec<PartitionInfo>,
+    /// The topic id (Kafka's topic UUID); all zero: none (unknown topic).
+    pub id: [u8; 16],
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -508,6 +512,8 @@ pub struct CleanerProgress {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicDescription {
     pub name: String,
+    /// The topic id; all zero: none.
+    pub id: [u8; 16],
     pub error: Option<WireError>,
     pub configs: Vec<(String, String)>,
     pub partitions: Vec<PartitionDescription>,

@@ -30,10 +30,63 @@ pub struct TopicMeta {
     /// How many shards the broker had when the owners were assigned (0:
     /// unknown); a start with another count reassigns them.
     pub shards: u16,
+    /// Kafka's topic id (a random UUID, fixed at creation): Metadata v10+
+    /// reports it, Fetch v13+ names topics by it. All zero only in a file
+    /// written before ids existed (`load_for_shards` gives it one).
+    pub id: [u8; 16],
     /// The topic was compacted at some time (it may no longer be): its
     /// partitions may have offset holes, so recovery must not read a hole
     /// as the end of the log. Set once, never cleared.
     pub offset_holes: bool,
+}
+
+/// A new random topic id (a version 4 UUID, never all zero), from the
+/// kernel's random source.
+pub fn new_topic_id() -> Result<[u8; 16], StorageError> {
+    use std::io::Read;
+    let mut id = [0u8; 16];
+    let path = Path::new("/dev/urandom");
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut id))
+        .map_err(|e| StorageError::io("read", path, e))?;
+    id[6] = (id[6] & 0x0f) | 0x40;
+    id[8] = (id[8] & 0x3f) | 0x80;
+    Ok(id)
+}
+
+/// A topic id as Kafka prints it (`Uuid.toString`: URL-safe base64, no
+/// padding).
+pub fn topic_id_string(id: &[u8; 16]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(22);
+    for chunk in id.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 16]> {
+    if s.len() != 32 || !s.is_ascii() {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(id)
 }
 
 /// One change IncrementalAlterConfigs (or AlterConfigs, as a set of
@@ -406,6 +459,9 @@ impl TopicMeta {
         if self.offset_holes {
             body.push_str("offset_holes=1\n");
         }
+        if self.id != [0; 16] {
+            body.push_str(&format!("id={}\n", hex(&self.id)));
+        }
         let crc = crc32fast::hash(body.as_bytes());
         body.push_str(&format!("crc={crc:08x}\n"));
         body
@@ -433,6 +489,7 @@ impl TopicMeta {
         let mut configs = BTreeMap::new();
         let mut shards = 0;
         let mut offset_holes = false;
+        let mut id = [0u8; 16];
         for line in lines {
             let (k, v) = line
                 .split_once('=')
@@ -441,6 +498,7 @@ impl TopicMeta {
                 "name" => name = Some(v.to_owned()),
                 "shards" => shards = v.parse::<u16>().map_err(|e| format!("shards: {e}"))?,
                 "offset_holes" => offset_holes = v == "1",
+                "id" => id = unhex(v).ok_or_else(|| format!("id: {v:?} is not 32 hex digits"))?,
                 "partitions" => {
                     partitions = Some(v.parse::<u32>().map_err(|e| format!("partitions: {e}"))?)
                 }
@@ -472,6 +530,7 @@ impl TopicMeta {
             owners,
             configs,
             shards,
+            id,
             offset_holes,
         })
     }
@@ -513,6 +572,12 @@ pub fn load_for_shards(data_dir: &Path, shards: u16) -> Result<Vec<TopicMeta>, S
         }
     }
     for m in &mut metas {
+        if m.id == [0; 16] {
+            // Written before topic ids existed.
+            m.id = new_topic_id()?;
+            store(data_dir, m)?;
+            tracing::info!(topic = %m.name, id = %topic_id_string(&m.id), "topic id assigned");
+        }
         if m.shards == shards && m.owners.iter().all(|&o| o < shards) {
             continue;
         }
@@ -578,6 +643,7 @@ pub fn ensure_offsets_topic(
         owners,
         configs,
         shards,
+        id: new_topic_id()?,
         offset_holes: true,
     };
     store(data_dir, &m)?;
@@ -767,12 +833,43 @@ mod tests {
     }
 
     #[test]
+    fn topic_ids_are_random_v4_uuids_printed_as_kafka_does() {
+        let a = new_topic_id().unwrap();
+        let b = new_topic_id().unwrap();
+        assert_ne!(a, b);
+        assert_eq!(a[6] >> 4, 4, "version 4");
+        assert_eq!(a[8] >> 6, 2, "RFC 4122 variant");
+        // Kafka's Uuid.toString: URL-safe base64 without padding.
+        let mut id = [0u8; 16];
+        for (i, b) in id.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        assert_eq!(topic_id_string(&id), "AAECAwQFBgcICQoLDA0ODw");
+        assert_eq!(topic_id_string(&[0xff; 16]), "_____________________w");
+        // Stored in topic.meta and read back; a file without one reads as
+        // all zero (load_for_shards then gives it one).
+        let mut m = TopicMeta {
+            name: "t".into(),
+            owners: vec![0],
+            configs: BTreeMap::new(),
+            shards: 1,
+            id,
+            offset_holes: false,
+        };
+        assert_eq!(TopicMeta::decode(&m.encode()).unwrap().id, id);
+        m.id = [0; 16];
+        assert!(!m.encode().contains("id="));
+        assert_eq!(TopicMeta::decode(&m.encode()).unwrap().id, [0; 16]);
+    }
+
+    #[test]
     fn offset_holes_round_trips_and_defaults_to_false() {
         let mut m = TopicMeta {
             name: "t".into(),
             owners: vec![0],
             configs: BTreeMap::new(),
             shards: 1,
+            id: [0; 16],
             offset_holes: false,
         };
         assert!(!m.encode().contains("offset_holes"));
@@ -788,6 +885,7 @@ mod tests {
             owners: vec![0, 1, 0],
             configs: BTreeMap::from([("retention.ms".to_owned(), "60000".to_owned())]),
             shards: 2,
+            id: [0; 16],
             offset_holes: false,
         };
         let text = m.encode();
@@ -837,6 +935,7 @@ mod tests {
             owners: vec![0; 3],
             configs: BTreeMap::new(),
             shards: 0,
+            id: [0; 16],
             offset_holes: false,
         };
         let b = TopicMeta {
@@ -844,12 +943,19 @@ mod tests {
             owners: vec![0],
             configs: BTreeMap::new(),
             shards: 0,
+            id: [0; 16],
             offset_holes: false,
         };
         store(dir.path(), &b).unwrap();
         store(dir.path(), &a).unwrap();
         std::fs::create_dir_all(topics_dir(dir.path()).join("half-created")).unwrap();
-        assert_eq!(load_all(dir.path()).unwrap(), vec![a, b]);
+        assert_eq!(load_all(dir.path()).unwrap(), vec![a.clone(), b.clone()]);
+        // Written before topic ids: a start gives each its own, stored, and
+        // the next start keeps them.
+        let started = load_for_shards(dir.path(), 1).unwrap();
+        assert!(started.iter().all(|m| m.id != [0; 16]));
+        assert_ne!(started[0].id, started[1].id);
+        assert_eq!(load_for_shards(dir.path(), 1).unwrap(), started);
     }
 
     #[test]
@@ -908,6 +1014,7 @@ mod tests {
             owners: vec![0],
             configs: BTreeMap::from([("cleanup.policy".into(), "compact,delete".into())]),
             shards: 1,
+            id: [0; 16],
             offset_holes: false,
         };
         assert_eq!(TopicMeta::decode(&m.encode()).unwrap(), m);

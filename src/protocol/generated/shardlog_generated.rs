@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 25;
+pub const ENUM_MAX_ERROR_CODE: i16 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 26] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 27] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -43,6 +43,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 26] = [
   ErrorCode::OutOfOrderSequence,
   ErrorCode::InvalidProducerEpoch,
   ErrorCode::InvalidRecord,
+  ErrorCode::UnknownTopicId,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -92,9 +93,11 @@ impl ErrorCode {
   /// A record the topic cannot take (a compacted topic's record without a
   /// key); nothing of the produce was written.
   pub const InvalidRecord: Self = Self(25);
+  /// A topic named by an id no topic has (Kafka's topic ids).
+  pub const UnknownTopicId: Self = Self(26);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 25;
+  pub const ENUM_MAX: i16 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -122,6 +125,7 @@ impl ErrorCode {
     Self::OutOfOrderSequence,
     Self::InvalidProducerEpoch,
     Self::InvalidRecord,
+    Self::UnknownTopicId,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -152,6 +156,7 @@ impl ErrorCode {
       Self::OutOfOrderSequence => Some("OutOfOrderSequence"),
       Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
       Self::InvalidRecord => Some("InvalidRecord"),
+      Self::UnknownTopicId => Some("UnknownTopicId"),
       _ => None,
     }
   }
@@ -1680,6 +1685,8 @@ impl<'a> TopicInfo<'a> {
   pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
   pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_ID_HI: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ID_LO: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1691,6 +1698,8 @@ impl<'a> TopicInfo<'a> {
     args: &'args TopicInfoArgs<'args>
   ) -> ::flatbuffers::WIPOffset<TopicInfo<'bldr>> {
     let mut builder = TopicInfoBuilder::new(_fbb);
+    builder.add_id_lo(args.id_lo);
+    builder.add_id_hi(args.id_hi);
     if let Some(x) = args.partitions { builder.add_partitions(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
     if let Some(x) = args.name { builder.add_name(x); }
@@ -1727,6 +1736,21 @@ impl<'a> TopicInfo<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionInfo>>>>(TopicInfo::VT_PARTITIONS, None)}
   }
+  /// The topic id (Kafka's topic UUID), big-endian halves; 0 and 0: none.
+  #[inline]
+  pub fn id_hi(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TopicInfo::VT_ID_HI, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn id_lo(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TopicInfo::VT_ID_LO, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopicInfo<'_> {
@@ -1739,6 +1763,8 @@ impl ::flatbuffers::Verifiable for TopicInfo<'_> {
      .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PartitionInfo>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .visit_field::<u64>("id_hi", Self::VT_ID_HI, false)?
+     .visit_field::<u64>("id_lo", Self::VT_ID_LO, false)?
      .finish();
     Ok(())
   }
@@ -1748,6 +1774,8 @@ pub struct TopicInfoArgs<'a> {
     pub error_code: ErrorCode,
     pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionInfo<'a>>>>>,
+    pub id_hi: u64,
+    pub id_lo: u64,
 }
 impl<'a> Default for TopicInfoArgs<'a> {
   #[inline]
@@ -1757,6 +1785,8 @@ impl<'a> Default for TopicInfoArgs<'a> {
       error_code: ErrorCode::None,
       error_message: None,
       partitions: None,
+      id_hi: 0,
+      id_lo: 0,
     }
   }
 }
@@ -1783,6 +1813,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicInfoBuilder<'a, 'b, A> {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicInfo::VT_PARTITIONS, partitions);
   }
   #[inline]
+  pub fn add_id_hi(&mut self, id_hi: u64) {
+    self.fbb_.push_slot::<u64>(TopicInfo::VT_ID_HI, id_hi, 0);
+  }
+  #[inline]
+  pub fn add_id_lo(&mut self, id_lo: u64) {
+    self.fbb_.push_slot::<u64>(TopicInfo::VT_ID_LO, id_lo, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicInfoBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopicInfoBuilder {
@@ -1804,6 +1842,8 @@ impl ::core::fmt::Debug for TopicInfo<'_> {
       ds.field("error_code", &self.error_code());
       ds.field("error_message", &self.error_message());
       ds.field("partitions", &self.partitions());
+      ds.field("id_hi", &self.id_hi());
+      ds.field("id_lo", &self.id_lo());
       ds.finish()
   }
 }
@@ -6876,6 +6916,8 @@ impl<'a> TopicDescription<'a> {
   pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
   pub const VT_CONFIGS: ::flatbuffers::VOffsetT = 10;
   pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 12;
+  pub const VT_ID_HI: ::flatbuffers::VOffsetT = 14;
+  pub const VT_ID_LO: ::flatbuffers::VOffsetT = 16;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -6887,6 +6929,8 @@ impl<'a> TopicDescription<'a> {
     args: &'args TopicDescriptionArgs<'args>
   ) -> ::flatbuffers::WIPOffset<TopicDescription<'bldr>> {
     let mut builder = TopicDescriptionBuilder::new(_fbb);
+    builder.add_id_lo(args.id_lo);
+    builder.add_id_hi(args.id_hi);
     if let Some(x) = args.partitions { builder.add_partitions(x); }
     if let Some(x) = args.configs { builder.add_configs(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
@@ -6932,6 +6976,21 @@ impl<'a> TopicDescription<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionDescription>>>>(TopicDescription::VT_PARTITIONS, None)}
   }
+  /// The topic id, as in TopicInfo.
+  #[inline]
+  pub fn id_hi(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TopicDescription::VT_ID_HI, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn id_lo(&self) -> u64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u64>(TopicDescription::VT_ID_LO, Some(0)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for TopicDescription<'_> {
@@ -6945,6 +7004,8 @@ impl ::flatbuffers::Verifiable for TopicDescription<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ConfigEntry>>>>("configs", Self::VT_CONFIGS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<PartitionDescription>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .visit_field::<u64>("id_hi", Self::VT_ID_HI, false)?
+     .visit_field::<u64>("id_lo", Self::VT_ID_LO, false)?
      .finish();
     Ok(())
   }
@@ -6955,6 +7016,8 @@ pub struct TopicDescriptionArgs<'a> {
     pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub configs: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ConfigEntry<'a>>>>>,
     pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<PartitionDescription<'a>>>>>,
+    pub id_hi: u64,
+    pub id_lo: u64,
 }
 impl<'a> Default for TopicDescriptionArgs<'a> {
   #[inline]
@@ -6965,6 +7028,8 @@ impl<'a> Default for TopicDescriptionArgs<'a> {
       error_message: None,
       configs: None,
       partitions: None,
+      id_hi: 0,
+      id_lo: 0,
     }
   }
 }
@@ -6995,6 +7060,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TopicDescriptionBuilder<'a, '
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TopicDescription::VT_PARTITIONS, partitions);
   }
   #[inline]
+  pub fn add_id_hi(&mut self, id_hi: u64) {
+    self.fbb_.push_slot::<u64>(TopicDescription::VT_ID_HI, id_hi, 0);
+  }
+  #[inline]
+  pub fn add_id_lo(&mut self, id_lo: u64) {
+    self.fbb_.push_slot::<u64>(TopicDescription::VT_ID_LO, id_lo, 0);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TopicDescriptionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     TopicDescriptionBuilder {
@@ -7017,6 +7090,8 @@ impl ::core::fmt::Debug for TopicDescription<'_> {
       ds.field("error_message", &self.error_message());
       ds.field("configs", &self.configs());
       ds.field("partitions", &self.partitions());
+      ds.field("id_hi", &self.id_hi());
+      ds.field("id_lo", &self.id_lo());
       ds.finish()
   }
 }

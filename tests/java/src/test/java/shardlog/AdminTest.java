@@ -63,6 +63,11 @@ class AdminTest {
 
       TopicDescription d = admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic);
       assertEquals(4, d.partitions().size());
+      // Topic ids (Metadata v10+): a real one, the same on every call.
+      assertTrue(!d.topicId().equals(org.apache.kafka.common.Uuid.ZERO_UUID), d.toString());
+      assertEquals(
+          d.topicId(),
+          admin.describeTopics(List.of(topic)).allTopicNames().get().get(topic).topicId());
       d.partitions().forEach(p -> assertTrue(p.leader() != null, "leader of " + p));
 
       ConfigResource res = new ConfigResource(ConfigResource.Type.TOPIC, topic);
