@@ -113,6 +113,21 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
     k.code()
 }
 
+/// Kafka's code for an error of a KIP-848 consumer-group call
+/// (ConsumerGroupHeartbeat, ConsumerGroupDescribe): the new protocol has
+/// its own names for a fenced epoch and a refused assignor.
+pub fn kafka_consumer_group_code(e: Option<&WireError>) -> i16 {
+    let Some(e) = e else { return 0 };
+    let k = match e.code {
+        ErrorCode::StaleMemberEpoch => ResponseError::FencedMemberEpoch,
+        ErrorCode::UnknownMember => ResponseError::UnknownMemberId,
+        ErrorCode::InconsistentStrategy => ResponseError::UnsupportedAssignor,
+        ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
+        _ => return kafka_code(Some(e)),
+    };
+    k.code()
+}
+
 /// Kafka's code for a classic-protocol error (0: none).
 pub fn kafka_classic_code(e: Option<&ClassicError>) -> i16 {
     let Some(e) = e else { return 0 };

@@ -343,6 +343,7 @@ impl Router {
             Request::Metadata {
                 topics: Some(names),
                 auto_create: true,
+                ..
             } if self.shard.auto_create_partitions().is_some() => {
                 let this = self.clone();
                 let (version, client_id) = (frame.version, frame.client_id);
@@ -355,6 +356,7 @@ impl Router {
                         request: Request::Metadata {
                             topics: Some(names),
                             auto_create: false,
+                            include_internal: false,
                         },
                     };
                     this.shard.dispatch(frame).await

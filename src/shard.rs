@@ -584,8 +584,12 @@ impl Shard {
                 let r = done(Response::ApiVersions(supported_apis()));
                 Box::pin(async move { r })
             }
-            Request::Metadata { topics, .. } => {
-                let r = done(Response::Metadata(self.metadata(topics)));
+            Request::Metadata {
+                topics,
+                include_internal,
+                ..
+            } => {
+                let r = done(Response::Metadata(self.metadata(topics, include_internal)));
                 Box::pin(async move { r })
             }
             Request::CreateTopics(_)
@@ -673,7 +677,7 @@ impl Shard {
         }
     }
 
-    fn metadata(&self, wanted: Option<Vec<String>>) -> MetadataResponse {
+    fn metadata(&self, wanted: Option<Vec<String>>, include_internal: bool) -> MetadataResponse {
         let topics = self.topics.borrow();
         let info = |name: &str, t: &Topic| TopicInfo {
             name: name.to_owned(),
@@ -696,7 +700,7 @@ impl Shard {
             // means the users' topics; internal ones are listed when named.
             None => topics
                 .iter()
-                .filter(|(n, _)| !is_internal_topic(n))
+                .filter(|(n, _)| include_internal || !is_internal_topic(n))
                 .map(|(n, t)| info(n, t))
                 .collect(),
             Some(names) => names

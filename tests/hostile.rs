@@ -398,6 +398,7 @@ fn native_seeds() -> Vec<Vec<u8>> {
         frame(Request::Metadata {
             topics: Some(vec!["attack".into()]),
             auto_create: false,
+            include_internal: false,
         }),
         frame(Request::Produce(ProduceRequest {
             acks: Acks::Durable,

@@ -194,6 +194,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::InitProducerId as i16, 0, 5),
         (ApiKey::DescribeConfigs as i16, 1, 4),
         (ApiKey::AlterConfigs as i16, 0, 2),
+        (ApiKey::ConsumerGroupHeartbeat as i16, 0, 1),
+        (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     ];
     for version in 0..=3 {
@@ -303,14 +305,22 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
     let r: kafka_protocol::messages::DescribeClusterResponse =
         k.call(ApiKey::DescribeCluster, 1, &controllers);
     assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
-    // "Every topic" (null) lists the users' topics.
+    // "Every topic" (null) lists the users' topics and, as Kafka does, the
+    // internal offsets topic marked internal (clients skip it themselves).
     let all = metadata(&mut k, 9, None);
-    let names: Vec<_> = all
+    let mut names: Vec<_> = all
         .topics
         .iter()
-        .map(|t| t.name.as_ref().unwrap().0.to_string())
+        .map(|t| (t.name.as_ref().unwrap().0.to_string(), t.is_internal))
         .collect();
-    assert_eq!(names, vec!["m".to_owned()]);
+    names.sort();
+    assert_eq!(
+        names,
+        vec![
+            ("__consumer_offsets".to_owned(), true),
+            ("m".to_owned(), false)
+        ]
+    );
 }
 
 #[test]
@@ -2579,4 +2589,150 @@ fn kafka_id_string(id: uuid::Uuid) -> String {
             A[v as usize] as char
         })
         .collect()
+}
+
+/// KIP-848 over the Kafka wire: ConsumerGroupHeartbeat joins with the
+/// member id the client made up, gets partitions by topic id, shares them
+/// incrementally with a second member (a partition moves only once its
+/// owner reports it released), fences a stale epoch (FENCED_MEMBER_EPOCH),
+/// refuses unknown assignors and non-prefix regexes, takes a prefix regex,
+/// and leaves with epoch -1; ConsumerGroupDescribe shows the members.
+#[test]
+fn consumer_group_heartbeat_shares_partitions_incrementally_over_the_kafka_wire() {
+    use kafka_protocol::messages::consumer_group_heartbeat_request::TopicPartitions as Owned;
+    use kafka_protocol::messages::{
+        ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, ConsumerGroupHeartbeatRequest,
+        ConsumerGroupHeartbeatResponse, FindCoordinatorRequest, FindCoordinatorResponse,
+    };
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("feed", 4).unwrap();
+    c.create_topic("feed-extra", 2).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let topic_id = metadata(&mut k, 12, Some(&["feed"])).topics[0].topic_id;
+    // The coordinator (any shard answers on the shared address).
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key = sb("kip848");
+    let r: FindCoordinatorResponse = k.call(ApiKey::FindCoordinator, 3, &fc);
+    assert_eq!(r.error_code, 0);
+    let beat = |k: &mut Kafka,
+                member: &str,
+                epoch: i32,
+                subscribe: Option<(&[&str], Option<&str>)>,
+                owned: Option<Vec<i32>>,
+                assignor: Option<&str>|
+     -> ConsumerGroupHeartbeatResponse {
+        let mut r = ConsumerGroupHeartbeatRequest::default();
+        r.group_id = GroupId(sb("kip848"));
+        r.member_id = sb(member);
+        r.member_epoch = epoch;
+        r.rebalance_timeout_ms = 60_000;
+        if let Some((topics, regex)) = subscribe {
+            r.subscribed_topic_names = Some(topics.iter().map(|t| name(t)).collect());
+            r.subscribed_topic_regex = regex.map(sb);
+        }
+        r.server_assignor = assignor.map(sb);
+        r.topic_partitions = owned.map(|ps| {
+            let mut o = Owned::default();
+            o.topic_id = topic_id;
+            o.partitions = ps;
+            vec![o]
+        });
+        k.call(ApiKey::ConsumerGroupHeartbeat, 1, &r)
+    };
+    let parts = |r: &ConsumerGroupHeartbeatResponse| -> Vec<i32> {
+        let a = r.assignment.as_ref().expect("an assignment");
+        let mut ps: Vec<i32> = a
+            .topic_partitions
+            .iter()
+            .inspect(|t| assert_eq!(t.topic_id, topic_id))
+            .flat_map(|t| t.partitions.clone())
+            .collect();
+        ps.sort();
+        ps
+    };
+    // Refusals: an assignor the broker lacks (UNSUPPORTED_ASSIGNOR, 112), a
+    // regex that is not a prefix (INVALID_REGULAR_EXPRESSION, 128).
+    let r = beat(&mut k, "a", 0, Some((&["feed"], None)), None, Some("fancy"));
+    assert_eq!(r.error_code, 112);
+    let r = beat(&mut k, "a", 0, Some((&[], Some("fe+d"))), None, None);
+    assert_eq!(r.error_code, 128);
+    // Member a joins alone: all four partitions, epoch 1 or more.
+    let r = beat(
+        &mut k,
+        "a",
+        0,
+        Some((&["feed"], None)),
+        None,
+        Some("uniform"),
+    );
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    assert_eq!(r.member_id.as_ref().unwrap().as_str(), "a");
+    assert!(r.heartbeat_interval_ms > 0);
+    assert_eq!(parts(&r), vec![0, 1, 2, 3]);
+    let a_epoch = r.member_epoch;
+    assert!(a_epoch > 0);
+    let r = beat(&mut k, "a", a_epoch, None, Some(vec![0, 1, 2, 3]), None);
+    assert_eq!((r.error_code, parts(&r)), (0, vec![0, 1, 2, 3]));
+    // Member b joins: a must give up two first; b gets them only after a
+    // reports them released.
+    let r = beat(&mut k, "b", 0, Some((&["feed"], None)), None, None);
+    assert_eq!(r.error_code, 0);
+    assert!(parts(&r).is_empty(), "b waits: {:?}", parts(&r));
+    let r = beat(&mut k, "a", a_epoch, None, Some(vec![0, 1, 2, 3]), None);
+    let a_now = parts(&r);
+    assert_eq!(a_now.len(), 2, "a keeps two: {a_now:?}");
+    let r = beat(&mut k, "a", a_epoch, None, Some(a_now.clone()), None);
+    assert_eq!(r.error_code, 0);
+    let a_epoch = r.member_epoch;
+    // b's current epoch, as ConsumerGroupDescribe reports it.
+    let d = {
+        let mut q = ConsumerGroupDescribeRequest::default();
+        q.group_ids = vec![GroupId(sb("kip848"))];
+        let r: ConsumerGroupDescribeResponse = k.call(ApiKey::ConsumerGroupDescribe, 1, &q);
+        r
+    };
+    let g = &d.groups[0];
+    assert_eq!(g.error_code, 0);
+    assert_eq!(g.assignor_name.as_str(), "uniform");
+    assert_eq!(g.members.len(), 2);
+    let b_epoch = g
+        .members
+        .iter()
+        .find(|m| m.member_id.as_str() == "b")
+        .unwrap()
+        .member_epoch;
+    let r = beat(&mut k, "b", b_epoch, None, Some(vec![]), None);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let b_now = parts(&r);
+    let mut all: Vec<i32> = a_now.iter().chain(&b_now).copied().collect();
+    all.sort();
+    assert_eq!(all, vec![0, 1, 2, 3], "a {a_now:?} b {b_now:?}");
+    // A stale epoch is fenced (FENCED_MEMBER_EPOCH, 110).
+    let r = beat(&mut k, "a", a_epoch + 100, None, None, None);
+    assert_eq!(r.error_code, 110);
+    // a leaves (-1): its answer carries epoch -1; b gets everything once
+    // it heartbeats.
+    let r = beat(&mut k, "a", -1, None, None, None);
+    assert_eq!((r.error_code, r.member_epoch), (0, -1));
+    let r = beat(&mut k, "b", b_epoch, None, Some(b_now.clone()), None);
+    assert_eq!(r.error_code, 0);
+    let r = beat(&mut k, "b", r.member_epoch, None, Some(parts(&r)), None);
+    assert_eq!(parts(&r), vec![0, 1, 2, 3]);
+    // A prefix regex subscription (RE2 `feed.*`) takes both topics.
+    let r = beat(&mut k, "c", 0, Some((&[], Some("feed.*"))), None, None);
+    assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let mut q = ConsumerGroupDescribeRequest::default();
+    q.group_ids = vec![GroupId(sb("kip848"))];
+    let d: ConsumerGroupDescribeResponse = k.call(ApiKey::ConsumerGroupDescribe, 0, &q);
+    let cm = d.groups[0]
+        .members
+        .iter()
+        .find(|m| m.member_id.as_str() == "c")
+        .unwrap();
+    assert_eq!(
+        cm.subscribed_topic_regex.as_ref().unwrap().as_str(),
+        "feed.*"
+    );
 }

@@ -79,6 +79,7 @@ fn pipelined_requests_are_answered_in_order_with_their_ids() {
             c.send(Request::Metadata {
                 topics: None,
                 auto_create: false,
+                include_internal: false,
             })
             .unwrap(),
         );

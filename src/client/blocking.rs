@@ -167,6 +167,7 @@ impl Client {
         match self.call(Request::Metadata {
             topics,
             auto_create: false,
+            include_internal: false,
         })? {
             Response::Metadata(m) => Ok(m),
             _ => Err(ClientError::WrongKind("Metadata")),

@@ -256,6 +256,7 @@ pub fn decode_request(
             &mut body,
             header.client_id.as_ref().map(|c| c.as_str().to_owned()),
             native,
+            ids,
         )
         .map_err(malformed)?,
         _ => return Err(DecodeError::UnknownApi(key)),
@@ -307,7 +308,8 @@ pub fn encode_response(
     ids: &dyn TopicIds,
 ) -> Result<Chain, anyhow::Error> {
     if super::groups::is_group_api(api) {
-        return super::groups::encode(api, version, correlation_id, result, shape).map(Chain::from);
+        return super::groups::encode(api, version, correlation_id, result, shape, ids)
+            .map(Chain::from);
     }
     let result = match (api, result) {
         // The records go out as the log holds them, between the fields.

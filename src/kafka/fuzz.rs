@@ -350,6 +350,27 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
             let r = DeleteGroupsRequest::default().with_groups_names(vec![group("billing")]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let r = ConsumerGroupHeartbeatRequest::default()
+                .with_group_id(group("billing"))
+                .with_member_id(StrBytes::from_static_str("m-1"))
+                .with_member_epoch(3)
+                .with_rebalance_timeout_ms(300_000)
+                .with_subscribed_topic_names(Some(vec![topic("events")]))
+                .with_subscribed_topic_regex((v >= 1).then(|| StrBytes::from_static_str("ev.*")))
+                .with_server_assignor(Some(StrBytes::from_static_str("uniform")))
+                .with_topic_partitions(Some(vec![
+                    consumer_group_heartbeat_request::TopicPartitions::default()
+                        .with_topic_id(uuid::Uuid::from_bytes([7; 16]))
+                        .with_partitions(vec![0, 1, 2]),
+                ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let r = ConsumerGroupDescribeRequest::default()
+                .with_group_ids(vec![group("billing"), group("audit")]);
+            body(&|b| r.encode(b, v))
+        }
         _ => None,
     }
 }

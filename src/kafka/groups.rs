@@ -29,19 +29,21 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerProtocolAssignment, ConsumerProtocolSubscription,
-    DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
+    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, ConsumerProtocolAssignment,
+    ConsumerProtocolSubscription, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
-use super::wire::{topic_name, EncodeDyn, KafkaGroupKind, Shape, Work};
+use super::wire::{topic_name, EncodeDyn, KafkaGroupKind, Shape, TopicIds, Work};
 use crate::coordinator_host::{KafkaGroupDescription, KafkaGroupReply};
-use crate::errors::{kafka_classic_code, kafka_code};
+use crate::errors::{kafka_classic_code, kafka_code, kafka_consumer_group_code};
 use crate::group::classic::{self, ClassicCall, ClassicReply};
 use crate::protocol::{
     self, GroupDescription, NodeInfo, Request, RequestFrame, Response, TopicPartitions, WireError,
@@ -52,6 +54,10 @@ use crate::protocol::{
 /// negotiate. JoinGroup stops at 7 (v8 adds a reason, v9 KIP-814's
 /// skip_assignment), OffsetFetch at 7 (v8 batches groups), OffsetCommit at
 /// 8 (v9 is KIP-848's), ListGroups at 4 (v5 filters by group type).
+/// ConsumerGroupHeartbeat and ConsumerGroupDescribe 0-1: KIP-848 over the
+/// Kafka wire, served by the native coordinator (which is KIP-848-style);
+/// the Java client 4.x and librdkafka 2.12+ use them with
+/// `group.protocol=consumer`.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
@@ -63,6 +69,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn is_group_api(api: ApiKey) -> bool {
@@ -93,6 +101,7 @@ pub fn decode(
     body: &mut Bytes,
     client_id: Option<String>,
     native: impl Fn(Request) -> Box<RequestFrame>,
+    ids: &dyn TopicIds,
 ) -> Result<Work, anyhow::Error> {
     let in_process = |call: ClassicCall| Work::KafkaGroups {
         kind: KafkaGroupKind::Classic(Box::new(call)),
@@ -277,8 +286,130 @@ pub fn decode(
                 shape,
             }
         }
+        ApiKey::ConsumerGroupHeartbeat => {
+            let r = ConsumerGroupHeartbeatRequest::decode(body, version)?;
+            decode_consumer_heartbeat(r, client_id, &routed, ids)?
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let r = ConsumerGroupDescribeRequest::decode(body, version)?;
+            let groups: Vec<String> = r.group_ids.iter().map(|g| s(&g.0)).collect();
+            let shape = groups.iter().map(|g| (g.clone(), vec![])).collect();
+            routed(Request::DescribeGroups(groups), shape)
+        }
         _ => unreachable!("decode is called for group APIs only"),
     })
+}
+
+/// Kafka's default `group.consumer.session.timeout.ms` (a broker setting in
+/// KIP-848: the client does not send one).
+const CONSUMER_SESSION_TIMEOUT_MS: u32 = 45_000;
+
+/// ConsumerGroupHeartbeat: joins (epoch 0, with the member id the client
+/// made up, v1, or none, v0), beats, or leaves (-1, or -2 for a static
+/// member) through the native coordinator. Owned partitions come by topic
+/// id (unknown ids are dropped: those topics are gone). The shape carries
+/// the member id and, for a leave, the epoch to answer with.
+fn decode_consumer_heartbeat(
+    r: ConsumerGroupHeartbeatRequest,
+    client_id: Option<String>,
+    routed: &dyn Fn(Request, Shape) -> Work,
+    ids: &dyn TopicIds,
+) -> Result<Work, anyhow::Error> {
+    let group = s(&r.group_id.0);
+    let member_id = s(&r.member_id);
+    if r.member_epoch < 0 {
+        let shape = vec![(member_id.clone(), vec![r.member_epoch])];
+        return Ok(routed(
+            Request::LeaveGroup(protocol::LeaveGroupRequest {
+                group,
+                member_id,
+                member_epoch: -1,
+            }),
+            shape,
+        ));
+    }
+    let shape = vec![(member_id.clone(), vec![])];
+    let refuse = |error: ResponseError| Work::Refuse {
+        shape: shape.clone(),
+        error: error.code(),
+    };
+    let strategy = match r.server_assignor.as_ref().map(s).as_deref() {
+        None => None,
+        // Kafka's server-side assignors: `uniform` is sticky, as ours.
+        Some("uniform") => Some("sticky".to_owned()),
+        Some("range") => Some("range".to_owned()),
+        Some(_) => return Ok(refuse(ResponseError::UnsupportedAssignor)),
+    };
+    let topic_prefix = match r.subscribed_topic_regex.as_ref().map(s) {
+        None => None,
+        Some(re) if re.is_empty() => None,
+        Some(re) => match regex_prefix(&re) {
+            Some(p) => Some(p),
+            None => return Ok(refuse(ResponseError::InvalidRegularExpression)),
+        },
+    };
+    let owned = r.topic_partitions.map(|tps| {
+        tps.iter()
+            .filter_map(|t| {
+                Some(TopicPartitions {
+                    topic: ids.name_of_id(t.topic_id.as_bytes())?,
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|&p| u32::try_from(p).unwrap_or(u32::MAX))
+                        .collect(),
+                })
+            })
+            .collect()
+    });
+    Ok(routed(
+        Request::GroupHeartbeat(protocol::GroupHeartbeatRequest {
+            group,
+            member_id,
+            member_epoch: r.member_epoch,
+            topics: r
+                .subscribed_topic_names
+                .map(|ts| ts.iter().map(|t| s(&t.0)).collect()),
+            topic_prefix,
+            strategy,
+            // Sent on join only; the coordinator keeps it (0: unchanged).
+            session_timeout_ms: if r.member_epoch == 0 {
+                CONSUMER_SESSION_TIMEOUT_MS
+            } else {
+                0
+            },
+            max_poll_interval_ms: ms(r.rebalance_timeout_ms),
+            owned,
+            // KIP-848 clients leave the group themselves when they stop
+            // polling; every heartbeat counts as progress.
+            polled: true,
+            client_id,
+        }),
+        shape,
+    ))
+}
+
+/// The topic-name prefix a KIP-848 subscription regex (RE2 syntax) stands
+/// for, when it is one: `prefix.*`, optionally anchored, with `\.` for a
+/// literal dot. None for anything else (the coordinator matches prefixes,
+/// not full regular expressions).
+pub(crate) fn regex_prefix(re: &str) -> Option<String> {
+    let re = re.strip_prefix('^').unwrap_or(re);
+    let re = re.strip_suffix('$').unwrap_or(re);
+    let body = re.strip_suffix(".*")?;
+    let mut out = String::with_capacity(body.len());
+    let mut chars = body.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => match chars.next()? {
+                e @ ('.' | '-' | '_') => out.push(e),
+                _ => return None,
+            },
+            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => out.push(c),
+            _ => return None,
+        }
+    }
+    Some(out)
 }
 
 /// FindCoordinator: `node_of(key)` is the Kafka broker (shard) that
@@ -458,13 +589,57 @@ pub fn encode(
     correlation_id: i32,
     result: Result<Response, WireError>,
     shape: &Shape,
+    ids: &dyn TopicIds,
 ) -> Result<Bytes, anyhow::Error> {
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     let result = match result {
         Ok(r) => r,
+        Err(e) if api == ApiKey::ConsumerGroupHeartbeat => {
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            r.error_code = kafka_consumer_group_code(Some(&e));
+            r.error_message = Some(str_bytes(&e.message));
+            r.member_epoch = -1;
+            return frame(&r);
+        }
         Err(e) => return refuse(api, version, correlation_id, shape, kafka_code(Some(&e))),
     };
     match (api, result) {
+        (ApiKey::ConsumerGroupHeartbeat, Response::GroupHeartbeat(h)) => {
+            use kafka_protocol::messages::consumer_group_heartbeat_response::{
+                Assignment, TopicPartitions as Assigned,
+            };
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            r.member_id = Some(str_bytes(&h.member_id));
+            r.member_epoch = h.member_epoch;
+            r.heartbeat_interval_ms = i32::try_from(h.heartbeat_interval_ms).unwrap_or(i32::MAX);
+            // The whole assignment every time (KIP-848 allows sending it
+            // unchanged; the client reconciles to it).
+            let mut a = Assignment::default();
+            a.topic_partitions = h
+                .assignment
+                .iter()
+                .filter_map(|t| {
+                    let mut x = Assigned::default();
+                    x.topic_id = uuid::Uuid::from_bytes(ids.id_of_name(&t.topic)?);
+                    x.partitions = t.partitions.iter().map(|&p| p as i32).collect();
+                    Some(x)
+                })
+                .collect();
+            r.assignment = Some(a);
+            frame(&r)
+        }
+        (ApiKey::ConsumerGroupHeartbeat, Response::LeaveGroup) => {
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            let (member, epoch) = shape.first().map_or((String::new(), -1), |(m, e)| {
+                (m.clone(), e.first().copied().unwrap_or(-1))
+            });
+            r.member_id = Some(str_bytes(&member));
+            r.member_epoch = epoch;
+            frame(&r)
+        }
+        (ApiKey::ConsumerGroupDescribe, Response::DescribeGroups(groups)) => {
+            frame(&consumer_group_describe_response(&groups, ids))
+        }
         (ApiKey::OffsetCommit, Response::OffsetCommit(topics)) => {
             let mut r = OffsetCommitResponse::default();
             r.topics = topics
@@ -648,6 +823,79 @@ fn delete_groups_response<'a>(
     r
 }
 
+/// ConsumerGroupDescribe: each group as its coordinator describes it, its
+/// members' assignments and targets by topic id and name (the native
+/// coordinator converges to the target through the assignment: what a
+/// member may consume now is its assignment, the target its assignment
+/// plus what it waits for).
+fn consumer_group_describe_response(
+    groups: &[GroupDescription],
+    ids: &dyn TopicIds,
+) -> ConsumerGroupDescribeResponse {
+    use kafka_protocol::messages::consumer_group_describe_response::{
+        Assignment, DescribedGroup as D, Member, TopicPartitions as Tp,
+    };
+    let assignment = |tps: &[TopicPartitions]| {
+        let mut a = Assignment::default();
+        a.topic_partitions = tps
+            .iter()
+            .map(|t| {
+                let mut x = Tp::default();
+                x.topic_id = uuid::Uuid::from_bytes(ids.id_of_name(&t.topic).unwrap_or([0; 16]));
+                x.topic_name = topic_name(&t.topic);
+                x.partitions = t.partitions.iter().map(|&p| p as i32).collect();
+                x
+            })
+            .collect();
+        a
+    };
+    let mut r = ConsumerGroupDescribeResponse::default();
+    r.groups = groups
+        .iter()
+        .map(|g| {
+            let mut d = D::default();
+            d.group_id = group_id(&g.group);
+            d.authorized_operations = i32::MIN;
+            if let Some(e) = &g.error {
+                d.error_code = kafka_consumer_group_code(Some(e));
+                d.error_message = Some(str_bytes(&e.message));
+                return d;
+            }
+            d.group_state = str_bytes(kafka_state(&g.state));
+            d.group_epoch = i32::try_from(g.group_epoch).unwrap_or(i32::MAX);
+            d.assignment_epoch = d.group_epoch;
+            d.assignor_name = str_bytes(match g.strategy.as_str() {
+                "sticky" => "uniform",
+                other => other,
+            });
+            d.members = g
+                .members
+                .iter()
+                .map(|m| {
+                    let mut x = Member::default();
+                    x.member_id = str_bytes(&m.member_id);
+                    x.member_epoch = m.member_epoch;
+                    x.client_id = str_bytes(&m.client_id);
+                    x.client_host = str_bytes("/127.0.0.1");
+                    x.subscribed_topic_names =
+                        m.subscribed_topics.iter().map(|t| topic_name(t)).collect();
+                    x.subscribed_topic_regex = m
+                        .topic_prefix
+                        .as_ref()
+                        .map(|p| str_bytes(&format!("{}.*", p.replace('.', "\\."))));
+                    x.assignment = assignment(&m.assignment);
+                    x.target_assignment = assignment(&m.assignment);
+                    // 1: a consumer-protocol member (v1).
+                    x.member_type = 1;
+                    x
+                })
+                .collect();
+            d
+        })
+        .collect();
+    r
+}
+
 /// The answer to a group request that failed as a whole: `error` wherever
 /// the response has an error code.
 pub fn refuse(
@@ -659,6 +907,26 @@ pub fn refuse(
 ) -> Result<Bytes, anyhow::Error> {
     let frame = |body: &dyn EncodeDyn| body.frame(api, version, correlation_id);
     match api {
+        ApiKey::ConsumerGroupHeartbeat => {
+            let mut r = ConsumerGroupHeartbeatResponse::default();
+            r.error_code = error;
+            r.member_epoch = -1;
+            frame(&r)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            use kafka_protocol::messages::consumer_group_describe_response::DescribedGroup;
+            let mut r = ConsumerGroupDescribeResponse::default();
+            r.groups = shape
+                .iter()
+                .map(|(g, _)| {
+                    let mut d = DescribedGroup::default();
+                    d.group_id = group_id(g);
+                    d.error_code = error;
+                    d
+                })
+                .collect();
+            frame(&r)
+        }
         ApiKey::FindCoordinator => {
             let mut r = FindCoordinatorResponse::default();
             r.error_code = error;
@@ -742,6 +1010,17 @@ pub fn refuse(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscription_regex_is_taken_only_as_a_prefix() {
+        assert_eq!(regex_prefix("events.*").as_deref(), Some("events"));
+        assert_eq!(regex_prefix("^orders\\..*$").as_deref(), Some("orders."));
+        assert_eq!(regex_prefix(".*").as_deref(), Some(""));
+        assert_eq!(regex_prefix("a_b-c.*").as_deref(), Some("a_b-c"));
+        for not_prefix in ["events", "ev.nts.*", "(a|b).*", "a+.*", "a.*b", "a\\d.*"] {
+            assert_eq!(regex_prefix(not_prefix), None, "{not_prefix}");
+        }
+    }
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 
     fn body<M: Encodable>(api: ApiKey, version: i16, m: &M) -> Bytes {

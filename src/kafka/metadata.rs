@@ -64,6 +64,9 @@ pub(super) fn decode_metadata(
         frame: native(Request::Metadata {
             topics,
             auto_create: version < 4 || r.allow_auto_topic_creation,
+            // Kafka lists its internal topics among "every topic" (marked
+            // internal; clients skip them themselves).
+            include_internal: true,
         }),
         shape,
         respond: true,
@@ -95,6 +98,7 @@ pub(super) fn decode_describe_cluster(
         frame: native(Request::Metadata {
             topics: Some(vec![]),
             auto_create: false,
+            include_internal: false,
         }),
         // The endpoint type rides in the shape (no topics here).
         shape: vec![(String::new(), vec![i32::from(r.endpoint_type)])],

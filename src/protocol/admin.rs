@@ -107,6 +107,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
         Request::Metadata {
             topics,
             auto_create,
+            include_internal,
         } => {
             let t = topics.as_ref().map(|t| strings(fbb, t));
             (
@@ -116,6 +117,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                     &fb::MetadataRequestArgs {
                         topics: t,
                         allow_auto_topic_creation: *auto_create,
+                        include_internal: *include_internal,
                     },
                 )
                 .as_union_value(),
@@ -260,6 +262,7 @@ pub(super) fn decode_request(
             Request::Metadata {
                 topics: topics.filter(|t| !t.is_empty()),
                 auto_create: m.allow_auto_topic_creation(),
+                include_internal: m.include_internal(),
             }
         }
         fb::Request::CreateTopicsRequest => {

@@ -367,10 +367,12 @@ mod tests {
             Request::Metadata {
                 topics: None,
                 auto_create: false,
+                include_internal: true,
             },
             Request::Metadata {
                 topics: Some(vec!["a".into(), "b".into()]),
                 auto_create: true,
+                include_internal: false,
             },
             Request::CreateTopics(vec![CreateTopic {
                 name: "t".into(),
@@ -672,6 +674,7 @@ mod tests {
             request: Request::Metadata {
                 topics: Some(vec![String::new(); 100_000]),
                 auto_create: false,
+                include_internal: false,
             },
         };
         let b = body(encode_request(&r));
@@ -764,7 +767,7 @@ mod tests {
                 3 => Request::AlterConfigs { topics: vec![AlterConfigsTopic { name: "topic".into(),
                     ops: vec![ConfigOp { key: "retention.ms".into(), op: ConfigOpKind::Set, value: "1".into() }],
                     replace: false }], validate_only: false },
-                _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true },
+                _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true, include_internal: false },
             };
             let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };
             let mut b = body(encode_request(&r)).to_vec();

@@ -332,6 +332,9 @@ pub enum Request {
         /// Create the named topics that do not exist, if the broker's
         /// `auto-create-topics-enable` is on (Kafka's semantics).
         auto_create: bool,
+        /// With `topics: None`, list the broker's internal topics too (Kafka
+        /// does; the native answer is the users' topics).
+        include_internal: bool,
     },
     CreateTopics(Vec<CreateTopic>),
     Produce(ProduceRequest),

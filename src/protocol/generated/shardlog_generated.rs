@@ -1288,6 +1288,7 @@ impl<'a> ::flatbuffers::Follow<'a> for MetadataRequest<'a> {
 impl<'a> MetadataRequest<'a> {
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
   pub const VT_ALLOW_AUTO_TOPIC_CREATION: ::flatbuffers::VOffsetT = 6;
+  pub const VT_INCLUDE_INTERNAL: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -1300,6 +1301,7 @@ impl<'a> MetadataRequest<'a> {
   ) -> ::flatbuffers::WIPOffset<MetadataRequest<'bldr>> {
     let mut builder = MetadataRequestBuilder::new(_fbb);
     if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_include_internal(args.include_internal);
     builder.add_allow_auto_topic_creation(args.allow_auto_topic_creation);
     builder.finish()
   }
@@ -1322,6 +1324,14 @@ impl<'a> MetadataRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<bool>(MetadataRequest::VT_ALLOW_AUTO_TOPIC_CREATION, Some(false)).unwrap()}
   }
+  /// With no topics named: the broker's internal topics too.
+  #[inline]
+  pub fn include_internal(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(MetadataRequest::VT_INCLUDE_INTERNAL, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for MetadataRequest<'_> {
@@ -1332,6 +1342,7 @@ impl ::flatbuffers::Verifiable for MetadataRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("topics", Self::VT_TOPICS, false)?
      .visit_field::<bool>("allow_auto_topic_creation", Self::VT_ALLOW_AUTO_TOPIC_CREATION, false)?
+     .visit_field::<bool>("include_internal", Self::VT_INCLUDE_INTERNAL, false)?
      .finish();
     Ok(())
   }
@@ -1339,6 +1350,7 @@ impl ::flatbuffers::Verifiable for MetadataRequest<'_> {
 pub struct MetadataRequestArgs<'a> {
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
     pub allow_auto_topic_creation: bool,
+    pub include_internal: bool,
 }
 impl<'a> Default for MetadataRequestArgs<'a> {
   #[inline]
@@ -1346,6 +1358,7 @@ impl<'a> Default for MetadataRequestArgs<'a> {
     MetadataRequestArgs {
       topics: None,
       allow_auto_topic_creation: false,
+      include_internal: false,
     }
   }
 }
@@ -1362,6 +1375,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> MetadataRequestBuilder<'a, 'b
   #[inline]
   pub fn add_allow_auto_topic_creation(&mut self, allow_auto_topic_creation: bool) {
     self.fbb_.push_slot::<bool>(MetadataRequest::VT_ALLOW_AUTO_TOPIC_CREATION, allow_auto_topic_creation, false);
+  }
+  #[inline]
+  pub fn add_include_internal(&mut self, include_internal: bool) {
+    self.fbb_.push_slot::<bool>(MetadataRequest::VT_INCLUDE_INTERNAL, include_internal, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> MetadataRequestBuilder<'a, 'b, A> {
@@ -1383,6 +1400,7 @@ impl ::core::fmt::Debug for MetadataRequest<'_> {
     let mut ds = f.debug_struct("MetadataRequest");
       ds.field("topics", &self.topics());
       ds.field("allow_auto_topic_creation", &self.allow_auto_topic_creation());
+      ds.field("include_internal", &self.include_internal());
       ds.finish()
   }
 }

@@ -88,4 +88,78 @@ class ClientsTest {
       assertTrue(prev == null || prev < i, r.key() + ": " + i + " after " + prev);
     }
   }
+
+  /**
+   * KIP-848: two consumers with group.protocol=consumer share a topic's
+   * partitions through ConsumerGroupHeartbeat (the broker assigns), commit,
+   * and a later member resumes from the commits; the Admin describes the
+   * group as a consumer-protocol group with ConsumerGroupDescribe.
+   */
+  @Test
+  @Timeout(90)
+  void consumerProtocolGroupSharesPartitionsAndResumes() throws Exception {
+    String topic = "kip848-" + UUID.randomUUID();
+    String group = "g848-" + topic;
+    try (Admin admin = Admin.create(common())) {
+      admin.createTopics(List.of(new NewTopic(topic, 4, (short) 1))).all().get();
+    }
+    Properties pp = common();
+    pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+    int n = 400;
+    try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+      for (int i = 0; i < n; i++) {
+        producer.send(new ProducerRecord<>(topic, i % 4, "k" + i, "v" + i));
+      }
+      producer.flush();
+    }
+    Properties cp = common();
+    cp.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+    cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+    cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+    cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+    cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+    cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+    java.util.Set<String> seen = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    try (KafkaConsumer<String, String> a = new KafkaConsumer<>(cp);
+        KafkaConsumer<String, String> b = new KafkaConsumer<>(cp)) {
+      a.subscribe(List.of(topic));
+      b.subscribe(List.of(topic));
+      long deadline = System.currentTimeMillis() + 60_000;
+      // Both end up with partitions (the broker splits the four), and
+      // together they read everything once.
+      while ((seen.size() < n || a.assignment().isEmpty() || b.assignment().isEmpty())
+          && System.currentTimeMillis() < deadline) {
+        for (ConsumerRecord<String, String> r : a.poll(Duration.ofMillis(100))) {
+          assertTrue(seen.add(r.value()), "read twice: " + r.value());
+        }
+        for (ConsumerRecord<String, String> r : b.poll(Duration.ofMillis(100))) {
+          assertTrue(seen.add(r.value()), "read twice: " + r.value());
+        }
+      }
+      assertEquals(n, seen.size());
+      assertEquals(2, a.assignment().size(), "a: " + a.assignment());
+      assertEquals(2, b.assignment().size(), "b: " + b.assignment());
+      a.commitSync();
+      b.commitSync();
+      try (Admin admin = Admin.create(common())) {
+        var d = admin.describeConsumerGroups(List.of(group)).all().get().get(group);
+        assertEquals(org.apache.kafka.common.GroupType.CONSUMER, d.type(), d.toString());
+        assertEquals(2, d.members().size(), d.toString());
+      }
+    }
+    // Committed: a new member starts where they stopped (nothing more).
+    try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+      producer.send(new ProducerRecord<>(topic, 0, "k", "after")).get();
+    }
+    try (KafkaConsumer<String, String> c = new KafkaConsumer<>(cp)) {
+      c.subscribe(List.of(topic));
+      List<String> later = new ArrayList<>();
+      long deadline = System.currentTimeMillis() + 30_000;
+      while (later.isEmpty() && System.currentTimeMillis() < deadline) {
+        c.poll(Duration.ofMillis(200)).forEach(r -> later.add(r.value()));
+      }
+      assertEquals(List.of("after"), later);
+    }
+  }
 }
