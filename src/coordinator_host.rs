@@ -28,7 +28,7 @@ use crate::group::classic::{
 };
 use crate::group::{
     Coordinator, GroupError, GroupState, HeartbeatRequest, OffsetCommit, Strategy, Subscription,
-    TopicPartition,
+    TopicPartition, TopicRegex,
 };
 use crate::partition::Partition;
 use crate::protocol::*;
@@ -350,6 +350,7 @@ impl CoordinatorHost {
                         assignment,
                         subscribed_topics: Vec::new(),
                         topic_prefix: None,
+                        topic_regex: None,
                     }
                 })
                 .collect(),
@@ -446,10 +447,13 @@ impl CoordinatorHost {
                     GroupError::UnsupportedStrategy { name: s.to_owned() }.to_wire()
                 })?),
             };
-        let subscription = match (r.topics, r.topic_prefix) {
-            (_, Some(p)) if !p.is_empty() => Some(Subscription::Prefix(p)),
-            (Some(ts), _) => Some(Subscription::topics(ts)),
-            (None, _) => None,
+        let subscription = match (r.topics, r.topic_prefix, r.topic_regex) {
+            (_, _, Some(re)) if !re.is_empty() => Some(Subscription::Regex(
+                TopicRegex::new(&re).map_err(|e| e.to_wire())?,
+            )),
+            (_, Some(p), _) if !p.is_empty() => Some(Subscription::Prefix(p)),
+            (Some(ts), _, _) => Some(Subscription::topics(ts)),
+            (None, _, _) => None,
         };
         let req = HeartbeatRequest {
             member_id: (!r.member_id.is_empty()).then_some(r.member_id),
@@ -750,9 +754,10 @@ impl CoordinatorHost {
                 .members
                 .into_iter()
                 .map(|m| {
-                    let (subscribed_topics, topic_prefix) = match m.subscription {
-                        Subscription::Topics(ts) => (ts.into_iter().collect(), None),
-                        Subscription::Prefix(p) => (Vec::new(), Some(p)),
+                    let (subscribed_topics, topic_prefix, topic_regex) = match m.subscription {
+                        Subscription::Topics(ts) => (ts.into_iter().collect(), None, None),
+                        Subscription::Prefix(p) => (Vec::new(), Some(p), None),
+                        Subscription::Regex(re) => (Vec::new(), None, Some(re.as_str().to_owned())),
                     };
                     GroupMember {
                         member_id: m.member_id,
@@ -762,6 +767,7 @@ impl CoordinatorHost {
                         owned: from_tps(&m.owned),
                         subscribed_topics,
                         topic_prefix,
+                        topic_regex,
                     }
                 })
                 .collect(),

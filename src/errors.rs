@@ -56,6 +56,7 @@ impl ToWire for GroupError {
             GroupError::InconsistentStrategy { .. } => ErrorCode::InconsistentStrategy,
             GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
             GroupError::UnknownGroup { .. } => ErrorCode::UnknownGroup,
+            GroupError::InvalidRegex { .. } => ErrorCode::InvalidRegex,
             GroupError::Offset(crate::group::OffsetError::MetadataTooLarge { .. }) => {
                 ErrorCode::MessageTooLarge
             }
@@ -66,13 +67,12 @@ impl ToWire for GroupError {
 }
 
 /// Classic-protocol errors on the native wire (offset commits of classic
-/// groups); the Kafka listener maps these codes back to Kafka's
-/// (StaleMemberEpoch -> ILLEGAL_GENERATION for a classic client).
+/// groups); the Kafka listener maps these codes back to Kafka's.
 impl ToWire for ClassicError {
     fn to_wire(&self) -> WireError {
         let code = match self {
             ClassicError::UnknownMember(_) => ErrorCode::UnknownMember,
-            ClassicError::IllegalGeneration { .. } => ErrorCode::StaleMemberEpoch,
+            ClassicError::IllegalGeneration { .. } => ErrorCode::IllegalGeneration,
             _ => ErrorCode::InvalidRequest,
         };
         WireError::new(code, self.to_string())
@@ -101,12 +101,16 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         ErrorCode::InvalidRecord => ResponseError::InvalidRecord,
         ErrorCode::UnknownTopicId => ResponseError::UnknownTopicId,
+        ErrorCode::InvalidRegex => ResponseError::InvalidRegularExpression,
         // A stopping shard: retriable, the client reconnects and retries.
         ErrorCode::ShuttingDown => ResponseError::NotLeaderOrFollower,
-        // Offset commits (the classic protocol's generation is carried as
-        // the native member epoch).
+        // Offset commits.
         ErrorCode::UnknownMember | ErrorCode::GroupNotEmpty => ResponseError::UnknownMemberId,
-        ErrorCode::StaleMemberEpoch => ResponseError::IllegalGeneration,
+        // A KIP-848 member's commit with an epoch the coordinator moved
+        // past (clients refresh it and retry); a classic member's stale
+        // generation is ILLEGAL_GENERATION (the client rejoins).
+        ErrorCode::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
+        ErrorCode::IllegalGeneration => ResponseError::IllegalGeneration,
         ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
         _ => ResponseError::UnknownServerError,
     };

@@ -208,9 +208,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= UnknownTopicId;
+/// Error codes counted (`ErrorCode` as index: 0 ..= IllegalGeneration;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::UnknownTopicId as usize + 1;
+const ERROR_CODES: usize = ErrorCode::IllegalGeneration as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]

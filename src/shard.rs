@@ -305,7 +305,8 @@ impl Shard {
     }
 
     /// Tells the group coordinator the topics groups may subscribe to (so
-    /// topics created later reach matching subscriptions).
+    /// topics created later reach matching subscriptions): the users'
+    /// topics (groups are never given the offsets topic).
     fn topics_changed(&self) {
         let topics = self
             .topics

@@ -2653,10 +2653,10 @@ fn consumer_group_heartbeat_shares_partitions_incrementally_over_the_kafka_wire(
         ps
     };
     // Refusals: an assignor the broker lacks (UNSUPPORTED_ASSIGNOR, 112), a
-    // regex that is not a prefix (INVALID_REGULAR_EXPRESSION, 128).
+    // regex that does not compile (INVALID_REGULAR_EXPRESSION, 128).
     let r = beat(&mut k, "a", 0, Some((&["feed"], None)), None, Some("fancy"));
     assert_eq!(r.error_code, 112);
-    let r = beat(&mut k, "a", 0, Some((&[], Some("fe+d"))), None, None);
+    let r = beat(&mut k, "a", 0, Some((&[], Some("fe(d"))), None, None);
     assert_eq!(r.error_code, 128);
     // Member a joins alone: all four partitions, epoch 1 or more.
     let r = beat(
@@ -2720,9 +2720,29 @@ fn consumer_group_heartbeat_shares_partitions_incrementally_over_the_kafka_wire(
     assert_eq!(r.error_code, 0);
     let r = beat(&mut k, "b", r.member_epoch, None, Some(parts(&r)), None);
     assert_eq!(parts(&r), vec![0, 1, 2, 3]);
-    // A prefix regex subscription (RE2 `feed.*`) takes both topics.
-    let r = beat(&mut k, "c", 0, Some((&[], Some("feed.*"))), None, None);
+    // A regex subscription (RE2, matched against whole names, as franz-go
+    // and the Java client send them) takes both topics: c's target holds
+    // partitions of feed-extra, which nobody else wants, at once.
+    let r = beat(
+        &mut k,
+        "c",
+        0,
+        Some((&[], Some(".*(?:(?:feed-e.tra)|(?:feed)).*"))),
+        None,
+        None,
+    );
     assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+    let extra = metadata(&mut k, 12, Some(&["feed-extra"])).topics[0].topic_id;
+    let got: Vec<_> = r
+        .assignment
+        .as_ref()
+        .unwrap()
+        .topic_partitions
+        .iter()
+        .filter(|t| t.topic_id == extra)
+        .flat_map(|t| t.partitions.clone())
+        .collect();
+    assert_eq!(got, vec![0, 1]);
     let mut q = ConsumerGroupDescribeRequest::default();
     q.group_ids = vec![GroupId(sb("kip848"))];
     let d: ConsumerGroupDescribeResponse = k.call(ApiKey::ConsumerGroupDescribe, 0, &q);
@@ -2733,6 +2753,6 @@ fn consumer_group_heartbeat_shares_partitions_incrementally_over_the_kafka_wire(
         .unwrap();
     assert_eq!(
         cm.subscribed_topic_regex.as_ref().unwrap().as_str(),
-        "feed.*"
+        ".*(?:(?:feed-e.tra)|(?:feed)).*"
     );
 }

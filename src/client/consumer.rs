@@ -261,6 +261,7 @@ fn heartbeat_loop(broker: String, cfg: GroupConfig, hb: Arc<Hb>) {
                     } else {
                         None
                     },
+                    topic_regex: None,
                     strategy: cfg.strategy.clone(),
                     session_timeout_ms: cfg.session_timeout_ms,
                     max_poll_interval_ms: cfg.max_poll_interval_ms,

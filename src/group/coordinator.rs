@@ -22,9 +22,12 @@
 //! knows its current epoch, or the previous one if a response was lost (both
 //! are accepted on heartbeats). Commits need the current epoch exactly.
 //!
-//! Subscriptions are explicit topic lists or a topic-name prefix; full
-//! regular expressions are left out (a prefix covers the usual
-//! `events.*`, and needs no regex engine).
+//! Subscriptions are explicit topic lists, a topic-name prefix (the
+//! native protocol's), or a regular expression matched against whole topic
+//! names (KIP-848's, RE2 syntax; compiled with size limits). Internal topics
+//! (`__` names) are never assigned, whatever matches them (Kafka lets a
+//! name or a regex take `__consumer_offsets`; a group reading the offsets
+//! topic is not something shardlog offers).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -74,6 +77,8 @@ pub enum GroupError {
     },
     #[error("group has {members} active members: a commit without a member id is only allowed when it has none")]
     GroupNotEmpty { members: usize },
+    #[error("invalid subscription regex: {reason}")]
+    InvalidRegex { reason: String },
     #[error("the group uses strategy {group}; a member asked for {requested}")]
     InconsistentStrategy {
         group: Strategy,
@@ -118,6 +123,7 @@ impl GroupError {
             GroupError::GroupMaxSizeReached { .. } => "GroupMaxSizeReached",
             GroupError::TooManyGroups { .. } => "TooManyGroups",
             GroupError::UnknownGroup { .. } => "UnknownGroup",
+            GroupError::InvalidRegex { .. } => "InvalidRegex",
             GroupError::Offset(e) => e.code(),
         }
     }
@@ -151,6 +157,67 @@ fn check_id(what: &str, id: &str) -> Result<(), GroupError> {
     Ok(())
 }
 
+/// A subscription's regular expression: RE2 syntax (Kafka's RE2J),
+/// matched against whole topic names. Compiled once, with limits, so a
+/// hostile pattern costs bounded memory and time.
+#[derive(Clone)]
+pub struct TopicRegex {
+    source: String,
+    re: regex::Regex,
+}
+
+impl TopicRegex {
+    /// Longest pattern taken.
+    pub const MAX_BYTES: usize = 4096;
+
+    pub fn new(source: &str) -> Result<TopicRegex, GroupError> {
+        let bad = |reason: String| GroupError::InvalidRegex { reason };
+        if source.is_empty() || source.len() > Self::MAX_BYTES {
+            return Err(bad(format!(
+                "a topic regex has 1 to {} bytes, not {}",
+                Self::MAX_BYTES,
+                source.len()
+            )));
+        }
+        let re = regex::RegexBuilder::new(&format!("^(?:{source})$"))
+            .size_limit(1 << 20)
+            .dfa_size_limit(1 << 20)
+            .build()
+            .map_err(|e| bad(format!("topic regex {source:?}: {e}")))?;
+        Ok(TopicRegex {
+            source: source.to_owned(),
+            re,
+        })
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    pub fn is_match(&self, topic: &str) -> bool {
+        self.re.is_match(topic)
+    }
+}
+
+impl PartialEq for TopicRegex {
+    fn eq(&self, other: &TopicRegex) -> bool {
+        self.source == other.source
+    }
+}
+
+impl Eq for TopicRegex {}
+
+impl std::fmt::Debug for TopicRegex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TopicRegex({:?})", self.source)
+    }
+}
+
+/// Internal topics (the offsets topic): named `__...`, Kafka's convention.
+fn is_internal(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
 /// What a member wants to consume, resolved against the topic metadata
 /// every time it changes (so topics created later, and partitions added
 /// later, reach the group).
@@ -158,8 +225,10 @@ fn check_id(what: &str, id: &str) -> Result<(), GroupError> {
 pub enum Subscription {
     /// These topics (those that exist).
     Topics(BTreeSet<String>),
-    /// Every topic whose name starts with this (non-empty) prefix.
+    /// Every user topic whose name starts with this (non-empty) prefix.
     Prefix(String),
+    /// Every topic whose whole name the regex matches.
+    Regex(TopicRegex),
 }
 
 impl Subscription {
@@ -191,6 +260,8 @@ impl Subscription {
                     return bad(format!("prefix {p:?} is empty or too long"));
                 }
             }
+            // Checked when it was built.
+            Subscription::Regex(_) => {}
         }
         Ok(())
     }
@@ -199,13 +270,19 @@ impl Subscription {
         match self {
             Subscription::Topics(ts) => ts
                 .iter()
-                .filter(|t| topics.contains_key(*t))
+                .filter(|t| topics.contains_key(*t) && !is_internal(t))
                 .cloned()
                 .collect(),
             Subscription::Prefix(p) => topics
                 .range(p.clone()..)
                 .take_while(|(t, _)| t.starts_with(p.as_str()))
+                .filter(|(t, _)| !is_internal(t))
                 .map(|(t, _)| t.clone())
+                .collect(),
+            Subscription::Regex(re) => topics
+                .keys()
+                .filter(|t| re.is_match(t) && !is_internal(t))
+                .cloned()
                 .collect(),
         }
     }
@@ -1572,6 +1649,43 @@ mod tests {
         g.metadata_changed(topics(&[("other", 3), ("ev.clicks", 3), ("later", 1)]));
         beat(&mut g, 0, &mut a);
         assert_eq!(a.have.len(), 3);
+    }
+
+    #[test]
+    fn regex_subscriptions_match_whole_names_and_never_internal_topics() {
+        let re = |s: &str| Subscription::Regex(TopicRegex::new(s).unwrap());
+        let meta = topics(&[
+            ("ev.a", 1),
+            ("ev.b", 1),
+            ("xev.c", 1),
+            ("__consumer_offsets", 2),
+        ]);
+        let names = |s: &Subscription| s.resolve(&meta).into_iter().collect::<Vec<_>>();
+        // Whole names: `ev\..*` does not match `xev.c`.
+        assert_eq!(names(&re("ev\\..*")), vec!["ev.a", "ev.b"]);
+        assert_eq!(names(&re(".*ev.*")), vec!["ev.a", "ev.b", "xev.c"]);
+        // The offsets topic is never assigned, whatever names it.
+        assert_eq!(names(&re("__consumer_offsets|ev.a")), vec!["ev.a"]);
+        assert!(names(&Subscription::Prefix("_".into())).is_empty());
+        assert!(names(&Subscription::topics(["__consumer_offsets"])).is_empty());
+        // Bad or hostile patterns are refused, not compiled without bound.
+        for bad in ["(", "a{99999}{99999}", ""] {
+            assert_eq!(
+                TopicRegex::new(bad).unwrap_err().code(),
+                "InvalidRegex",
+                "{bad:?}"
+            );
+        }
+        let long = "a".repeat(TopicRegex::MAX_BYTES + 1);
+        assert!(TopicRegex::new(&long).is_err());
+        // Members join with one and follow topics made later.
+        let mut g = sticky_group(&[("ev.a", 2)]);
+        let mut a = join(&mut g, 0, "a", re("ev\\..*"));
+        beat(&mut g, 0, &mut a);
+        assert_eq!(a.have, vec![tp("ev.a", 0), tp("ev.a", 1)]);
+        g.metadata_changed(topics(&[("ev.a", 2), ("ev.new", 1), ("other", 1)]));
+        beat(&mut g, 0, &mut a);
+        assert_eq!(a.have, vec![tp("ev.a", 0), tp("ev.a", 1), tp("ev.new", 0)]);
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub mod offsets;
 pub use assign::{target_assignment, Strategy};
 pub use coordinator::{
     Coordinator, ExpiryReason, Group, GroupDescription, GroupError, GroupListing, GroupState,
-    HeartbeatRequest, HeartbeatResponse, MemberDescription, Subscription,
+    HeartbeatRequest, HeartbeatResponse, MemberDescription, Subscription, TopicRegex,
 };
 pub use offsets::{CommittedOffset, OffsetCommit, OffsetError, OffsetKey, OffsetTable};
 

@@ -340,14 +340,12 @@ fn decode_consumer_heartbeat(
         Some("range") => Some("range".to_owned()),
         Some(_) => return Ok(refuse(ResponseError::UnsupportedAssignor)),
     };
-    let topic_prefix = match r.subscribed_topic_regex.as_ref().map(s) {
-        None => None,
-        Some(re) if re.is_empty() => None,
-        Some(re) => match regex_prefix(&re) {
-            Some(p) => Some(p),
-            None => return Ok(refuse(ResponseError::InvalidRegularExpression)),
-        },
-    };
+    // Compiled by the coordinator (a bad one: INVALID_REGULAR_EXPRESSION).
+    let topic_regex = r
+        .subscribed_topic_regex
+        .as_ref()
+        .map(s)
+        .filter(|re| !re.is_empty());
     let owned = r.topic_partitions.map(|tps| {
         tps.iter()
             .filter_map(|t| {
@@ -370,7 +368,8 @@ fn decode_consumer_heartbeat(
             topics: r
                 .subscribed_topic_names
                 .map(|ts| ts.iter().map(|t| s(&t.0)).collect()),
-            topic_prefix,
+            topic_prefix: None,
+            topic_regex,
             strategy,
             // Sent on join only; the coordinator keeps it (0: unchanged).
             session_timeout_ms: if r.member_epoch == 0 {
@@ -387,29 +386,6 @@ fn decode_consumer_heartbeat(
         }),
         shape,
     ))
-}
-
-/// The topic-name prefix a KIP-848 subscription regex (RE2 syntax) stands
-/// for, when it is one: `prefix.*`, optionally anchored, with `\.` for a
-/// literal dot. None for anything else (the coordinator matches prefixes,
-/// not full regular expressions).
-pub(crate) fn regex_prefix(re: &str) -> Option<String> {
-    let re = re.strip_prefix('^').unwrap_or(re);
-    let re = re.strip_suffix('$').unwrap_or(re);
-    let body = re.strip_suffix(".*")?;
-    let mut out = String::with_capacity(body.len());
-    let mut chars = body.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => match chars.next()? {
-                e @ ('.' | '-' | '_') => out.push(e),
-                _ => return None,
-            },
-            c if c.is_ascii_alphanumeric() || c == '-' || c == '_' => out.push(c),
-            _ => return None,
-        }
-    }
-    Some(out)
 }
 
 /// FindCoordinator: `node_of(key)` is the Kafka broker (shard) that
@@ -879,10 +855,12 @@ fn consumer_group_describe_response(
                     x.client_host = str_bytes("/127.0.0.1");
                     x.subscribed_topic_names =
                         m.subscribed_topics.iter().map(|t| topic_name(t)).collect();
-                    x.subscribed_topic_regex = m
-                        .topic_prefix
-                        .as_ref()
-                        .map(|p| str_bytes(&format!("{}.*", p.replace('.', "\\."))));
+                    x.subscribed_topic_regex =
+                        m.topic_regex.as_deref().map(str_bytes).or_else(|| {
+                            m.topic_prefix
+                                .as_ref()
+                                .map(|p| str_bytes(&format!("{}.*", p.replace('.', "\\."))))
+                        });
                     x.assignment = assignment(&m.assignment);
                     x.target_assignment = assignment(&m.assignment);
                     // 1: a consumer-protocol member (v1).
@@ -1011,16 +989,6 @@ pub fn refuse(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_subscription_regex_is_taken_only_as_a_prefix() {
-        assert_eq!(regex_prefix("events.*").as_deref(), Some("events"));
-        assert_eq!(regex_prefix("^orders\\..*$").as_deref(), Some("orders."));
-        assert_eq!(regex_prefix(".*").as_deref(), Some(""));
-        assert_eq!(regex_prefix("a_b-c.*").as_deref(), Some("a_b-c"));
-        for not_prefix in ["events", "ev.nts.*", "(a|b).*", "a+.*", "a.*b", "a\\d.*"] {
-            assert_eq!(regex_prefix(not_prefix), None, "{not_prefix}");
-        }
-    }
     use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 
     fn body<M: Encodable>(api: ApiKey, version: i16, m: &M) -> Bytes {

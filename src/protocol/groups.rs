@@ -121,6 +121,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
             let member_id = fbb.create_string(&h.member_id);
             let topics = h.topics.as_ref().map(|t| strings(fbb, t));
             let topic_prefix = h.topic_prefix.as_ref().map(|p| fbb.create_string(p));
+            let topic_regex = h.topic_regex.as_ref().map(|p| fbb.create_string(p));
             let strategy = h.strategy.as_ref().map(|s| fbb.create_string(s));
             let owned = h.owned.as_ref().map(|o| topic_partitions(fbb, o));
             let client_id = h.client_id.as_ref().map(|c| fbb.create_string(c));
@@ -134,6 +135,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                         member_epoch: h.member_epoch,
                         topics,
                         topic_prefix,
+                        topic_regex,
                         strategy,
                         session_timeout_ms: h.session_timeout_ms,
                         max_poll_interval_ms: h.max_poll_interval_ms,
@@ -257,6 +259,7 @@ pub(super) fn decode_request(
                 member_epoch: h.member_epoch(),
                 topics: h.topics().map(|t| t.iter().map(str::to_owned).collect()),
                 topic_prefix: h.topic_prefix().map(str::to_owned),
+                topic_regex: h.topic_regex().map(str::to_owned),
                 strategy: h.strategy().map(str::to_owned),
                 session_timeout_ms: h.session_timeout_ms(),
                 max_poll_interval_ms: h.max_poll_interval_ms(),
@@ -438,6 +441,7 @@ pub(super) fn encode_response(
                             let owned = topic_partitions(fbb, &m.owned);
                             let subscribed = strings(fbb, &m.subscribed_topics);
                             let prefix = m.topic_prefix.as_ref().map(|p| fbb.create_string(p));
+                            let regex = m.topic_regex.as_ref().map(|p| fbb.create_string(p));
                             fb::GroupMember::create(
                                 fbb,
                                 &fb::GroupMemberArgs {
@@ -448,6 +452,7 @@ pub(super) fn encode_response(
                                     owned: Some(owned),
                                     subscribed_topics: Some(subscribed),
                                     topic_prefix: prefix,
+                                    topic_regex: regex,
                                 },
                             )
                         })
@@ -570,6 +575,7 @@ pub(super) fn decode_response(
                                 owned: topic_partitions_of(m.owned()).unwrap_or_default(),
                                 subscribed_topics: strings_of(m.subscribed_topics()),
                                 topic_prefix: m.topic_prefix().map(str::to_owned),
+                                topic_regex: m.topic_regex().map(str::to_owned),
                             })
                             .collect(),
                         offsets: committed_of(g.offsets()),
@@ -607,6 +613,7 @@ mod tests {
                 member_epoch: 0,
                 topics: Some(vec!["t".into()]),
                 topic_prefix: None,
+                topic_regex: None,
                 strategy: Some("sticky".into()),
                 session_timeout_ms: 10_000,
                 max_poll_interval_ms: 60_000,
@@ -622,6 +629,7 @@ mod tests {
                 member_epoch: 3,
                 topics: None,
                 topic_prefix: Some("logs.".into()),
+                topic_regex: Some("^logs\\..*$".into()),
                 strategy: None,
                 session_timeout_ms: 45_000,
                 max_poll_interval_ms: 300_000,
@@ -724,6 +732,7 @@ mod tests {
                     owned: tps(),
                     subscribed_topics: vec!["t".into()],
                     topic_prefix: None,
+                    topic_regex: None,
                 }],
                 offsets: committed,
             }]),

@@ -53,6 +53,8 @@ pub enum ErrorCode {
     InvalidProducerEpoch = 24,
     InvalidRecord = 25,
     UnknownTopicId = 26,
+    InvalidRegex = 27,
+    IllegalGeneration = 28,
 }
 
 impl ErrorCode {
@@ -85,6 +87,8 @@ impl ErrorCode {
             24 => InvalidProducerEpoch,
             25 => InvalidRecord,
             26 => UnknownTopicId,
+            27 => InvalidRegex,
+            28 => IllegalGeneration,
             _ => Unknown,
         }
     }
@@ -548,6 +552,8 @@ pub struct GroupHeartbeatRequest {
     /// The subscription; `None` = unchanged.
     pub topics: Option<Vec<String>>,
     pub topic_prefix: Option<String>,
+    /// A regular expression (RE2 syntax) matched against whole topic names.
+    pub topic_regex: Option<String>,
     pub strategy: Option<String>,
     pub session_timeout_ms: u32,
     pub max_poll_interval_ms: u32,
@@ -651,6 +657,7 @@ pub struct GroupMember {
     pub owned: Vec<TopicPartitions>,
     pub subscribed_topics: Vec<String>,
     pub topic_prefix: Option<String>,
+    pub topic_regex: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

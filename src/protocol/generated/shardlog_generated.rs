@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 26;
+pub const ENUM_MAX_ERROR_CODE: i16 = 28;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 27] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 29] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -44,6 +44,8 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 27] = [
   ErrorCode::InvalidProducerEpoch,
   ErrorCode::InvalidRecord,
   ErrorCode::UnknownTopicId,
+  ErrorCode::InvalidRegex,
+  ErrorCode::IllegalGeneration,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -95,9 +97,14 @@ impl ErrorCode {
   pub const InvalidRecord: Self = Self(25);
   /// A topic named by an id no topic has (Kafka's topic ids).
   pub const UnknownTopicId: Self = Self(26);
+  /// A subscription's regular expression does not compile (or is too big).
+  pub const InvalidRegex: Self = Self(27);
+  /// A classic-protocol (Kafka JoinGroup) member's generation is not the
+  /// group's.
+  pub const IllegalGeneration: Self = Self(28);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 26;
+  pub const ENUM_MAX: i16 = 28;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -126,6 +133,8 @@ impl ErrorCode {
     Self::InvalidProducerEpoch,
     Self::InvalidRecord,
     Self::UnknownTopicId,
+    Self::InvalidRegex,
+    Self::IllegalGeneration,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -157,6 +166,8 @@ impl ErrorCode {
       Self::InvalidProducerEpoch => Some("InvalidProducerEpoch"),
       Self::InvalidRecord => Some("InvalidRecord"),
       Self::UnknownTopicId => Some("UnknownTopicId"),
+      Self::InvalidRegex => Some("InvalidRegex"),
+      Self::IllegalGeneration => Some("IllegalGeneration"),
       _ => None,
     }
   }
@@ -7349,6 +7360,7 @@ impl<'a> GroupHeartbeatRequest<'a> {
   pub const VT_OWNED: ::flatbuffers::VOffsetT = 20;
   pub const VT_POLLED: ::flatbuffers::VOffsetT = 22;
   pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 24;
+  pub const VT_TOPIC_REGEX: ::flatbuffers::VOffsetT = 26;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -7360,6 +7372,7 @@ impl<'a> GroupHeartbeatRequest<'a> {
     args: &'args GroupHeartbeatRequestArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupHeartbeatRequest<'bldr>> {
     let mut builder = GroupHeartbeatRequestBuilder::new(_fbb);
+    if let Some(x) = args.topic_regex { builder.add_topic_regex(x); }
     if let Some(x) = args.client_id { builder.add_client_id(x); }
     if let Some(x) = args.owned { builder.add_owned(x); }
     builder.add_max_poll_interval_ms(args.max_poll_interval_ms);
@@ -7462,6 +7475,15 @@ impl<'a> GroupHeartbeatRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_CLIENT_ID, None)}
   }
+  /// The subscription as a regular expression (RE2 syntax, matched against
+  /// whole topic names; Kafka's KIP-848 `subscribed_topic_regex`).
+  #[inline]
+  pub fn topic_regex(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupHeartbeatRequest::VT_TOPIC_REGEX, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
@@ -7481,6 +7503,7 @@ impl ::flatbuffers::Verifiable for GroupHeartbeatRequest<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartitions>>>>("owned", Self::VT_OWNED, false)?
      .visit_field::<bool>("polled", Self::VT_POLLED, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic_regex", Self::VT_TOPIC_REGEX, false)?
      .finish();
     Ok(())
   }
@@ -7497,6 +7520,7 @@ pub struct GroupHeartbeatRequestArgs<'a> {
     pub owned: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitions<'a>>>>>,
     pub polled: bool,
     pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topic_regex: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
   #[inline]
@@ -7513,6 +7537,7 @@ impl<'a> Default for GroupHeartbeatRequestArgs<'a> {
       owned: None,
       polled: true,
       client_id: None,
+      topic_regex: None,
     }
   }
 }
@@ -7567,6 +7592,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupHeartbeatRequestBuilder<
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_CLIENT_ID, client_id);
   }
   #[inline]
+  pub fn add_topic_regex(&mut self, topic_regex: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupHeartbeatRequest::VT_TOPIC_REGEX, topic_regex);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupHeartbeatRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupHeartbeatRequestBuilder {
@@ -7595,6 +7624,7 @@ impl ::core::fmt::Debug for GroupHeartbeatRequest<'_> {
       ds.field("owned", &self.owned());
       ds.field("polled", &self.polled());
       ds.field("client_id", &self.client_id());
+      ds.field("topic_regex", &self.topic_regex());
       ds.finish()
   }
 }
@@ -9613,6 +9643,7 @@ impl<'a> GroupMember<'a> {
   pub const VT_OWNED: ::flatbuffers::VOffsetT = 12;
   pub const VT_SUBSCRIBED_TOPICS: ::flatbuffers::VOffsetT = 14;
   pub const VT_TOPIC_PREFIX: ::flatbuffers::VOffsetT = 16;
+  pub const VT_TOPIC_REGEX: ::flatbuffers::VOffsetT = 18;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9624,6 +9655,7 @@ impl<'a> GroupMember<'a> {
     args: &'args GroupMemberArgs<'args>
   ) -> ::flatbuffers::WIPOffset<GroupMember<'bldr>> {
     let mut builder = GroupMemberBuilder::new(_fbb);
+    if let Some(x) = args.topic_regex { builder.add_topic_regex(x); }
     if let Some(x) = args.topic_prefix { builder.add_topic_prefix(x); }
     if let Some(x) = args.subscribed_topics { builder.add_subscribed_topics(x); }
     if let Some(x) = args.owned { builder.add_owned(x); }
@@ -9684,6 +9716,13 @@ impl<'a> GroupMember<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMember::VT_TOPIC_PREFIX, None)}
   }
+  #[inline]
+  pub fn topic_regex(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(GroupMember::VT_TOPIC_REGEX, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for GroupMember<'_> {
@@ -9699,6 +9738,7 @@ impl ::flatbuffers::Verifiable for GroupMember<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartitions>>>>("owned", Self::VT_OWNED, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("subscribed_topics", Self::VT_SUBSCRIBED_TOPICS, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic_prefix", Self::VT_TOPIC_PREFIX, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("topic_regex", Self::VT_TOPIC_REGEX, false)?
      .finish();
     Ok(())
   }
@@ -9711,6 +9751,7 @@ pub struct GroupMemberArgs<'a> {
     pub owned: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitions<'a>>>>>,
     pub subscribed_topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
     pub topic_prefix: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub topic_regex: Option<::flatbuffers::WIPOffset<&'a str>>,
 }
 impl<'a> Default for GroupMemberArgs<'a> {
   #[inline]
@@ -9723,6 +9764,7 @@ impl<'a> Default for GroupMemberArgs<'a> {
       owned: None,
       subscribed_topics: None,
       topic_prefix: None,
+      topic_regex: None,
     }
   }
 }
@@ -9761,6 +9803,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> GroupMemberBuilder<'a, 'b, A>
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMember::VT_TOPIC_PREFIX, topic_prefix);
   }
   #[inline]
+  pub fn add_topic_regex(&mut self, topic_regex: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(GroupMember::VT_TOPIC_REGEX, topic_regex);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> GroupMemberBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     GroupMemberBuilder {
@@ -9785,6 +9831,7 @@ impl ::core::fmt::Debug for GroupMember<'_> {
       ds.field("owned", &self.owned());
       ds.field("subscribed_topics", &self.subscribed_topics());
       ds.field("topic_prefix", &self.topic_prefix());
+      ds.field("topic_regex", &self.topic_regex());
       ds.finish()
   }
 }
