@@ -594,6 +594,7 @@ async fn run_shard(
                 num_partitions: config.num_partitions,
                 cleaner: config.cleaner_limits,
                 cleaner_check_ms: config.cleaner_check.as_millis() as u64,
+                log_dir: config.data_dir.display().to_string(),
             },
         })
     };

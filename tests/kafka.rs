@@ -195,6 +195,10 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::DescribeConfigs as i16, 1, 4),
         (ApiKey::AlterConfigs as i16, 0, 2),
         (ApiKey::ConsumerGroupHeartbeat as i16, 0, 1),
+        (ApiKey::DescribeLogDirs as i16, 1, 4),
+        (ApiKey::ElectLeaders as i16, 0, 2),
+        (ApiKey::ListPartitionReassignments as i16, 0, 0),
+        (ApiKey::AlterPartitionReassignments as i16, 0, 1),
         (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     ];
@@ -2755,4 +2759,119 @@ fn consumer_group_heartbeat_shares_partitions_incrementally_over_the_kafka_wire(
         cm.subscribed_topic_regex.as_ref().unwrap().as_str(),
         ".*(?:(?:feed-e.tra)|(?:feed)).*"
     );
+}
+
+/// The cluster-administration APIs tools call, answered for one node:
+/// DescribeLogDirs (the data directory, each partition's size, gathered
+/// from both shards), ElectLeaders (ELECTION_NOT_NEEDED: one replica leads
+/// each partition), ListPartitionReassignments (none) and
+/// AlterPartitionReassignments (only to where a partition already is;
+/// anything else refused with the reason).
+#[test]
+fn cluster_admin_apis_answer_truthfully_for_one_node() {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions as ElectTps;
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+        DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest, ElectLeadersResponse,
+        ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("dirs", 2).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("dirs", 1, -1, batch_of(1_700_000_000_000, &[&[9u8; 5000]])),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    // DescribeLogDirs: one directory, the data directory; partition 1 holds
+    // the batch (sizes from its owner shard), partition 0 less.
+    for version in 1..=4 {
+        let mut t = DescribableLogDirTopic::default();
+        t.topic = name("dirs");
+        t.partitions = vec![0, 1];
+        let mut req = DescribeLogDirsRequest::default();
+        req.topics = Some(vec![t]);
+        let r: DescribeLogDirsResponse = k.call(ApiKey::DescribeLogDirs, version, &req);
+        assert_eq!(r.results.len(), 1);
+        let d = &r.results[0];
+        assert_eq!(d.error_code, 0);
+        assert_eq!(d.log_dir.as_str(), dir.path().display().to_string());
+        let sizes: Vec<(i32, i64)> = d.topics[0]
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.partition_size))
+            .collect();
+        assert_eq!(sizes.len(), 2, "{sizes:?}");
+        let size = |p: i32| sizes.iter().find(|s| s.0 == p).unwrap().1;
+        assert!(size(1) >= 5000 && size(1) > size(0), "{sizes:?}");
+    }
+    // Every partition (null): users' topics, both listed.
+    let mut all = DescribeLogDirsRequest::default();
+    all.topics = None;
+    let r: DescribeLogDirsResponse = k.call(ApiKey::DescribeLogDirs, 4, &all);
+    assert!(r.results[0]
+        .topics
+        .iter()
+        .any(|t| t.name.0.as_str() == "dirs"));
+    // ElectLeaders: not needed (84) for real partitions, 3 for others.
+    let mut t = ElectTps::default();
+    t.topic = name("dirs");
+    t.partitions = vec![0, 1, 7];
+    let mut req = ElectLeadersRequest::default();
+    req.topic_partitions = Some(vec![t]);
+    for version in 0..=2 {
+        let r: ElectLeadersResponse = k.call(ApiKey::ElectLeaders, version, &req);
+        let codes: Vec<(i32, i16)> = r.replica_election_results[0]
+            .partition_result
+            .iter()
+            .map(|p| (p.partition_id, p.error_code))
+            .collect();
+        assert_eq!(codes, vec![(0, 84), (1, 84), (7, 3)], "v{version}");
+    }
+    // No reassignment is ever in progress.
+    let r: ListPartitionReassignmentsResponse = k.call(
+        ApiKey::ListPartitionReassignments,
+        0,
+        &ListPartitionReassignmentsRequest::default(),
+    );
+    assert_eq!((r.error_code, r.topics.len()), (0, 0));
+    // A partition may be "moved" only to where it is.
+    let owner0 = owners(&b, "dirs")[0];
+    let other = 1 - owner0;
+    let part = |p: i32, replicas: Option<Vec<i32>>| {
+        let mut x = ReassignablePartition::default();
+        x.partition_index = p;
+        x.replicas = replicas.map(|rs| rs.into_iter().map(BrokerId).collect());
+        x
+    };
+    let mut t = ReassignableTopic::default();
+    t.name = name("dirs");
+    t.partitions = vec![
+        part(0, Some(vec![owner0])),
+        part(0, Some(vec![other])),
+        part(0, Some(vec![0, 1])),
+        part(0, None),
+        part(9, Some(vec![0])),
+        part(0, Some(vec![42])),
+    ];
+    let mut req = AlterPartitionReassignmentsRequest::default();
+    req.topics = vec![t];
+    let r: AlterPartitionReassignmentsResponse =
+        k.call(ApiKey::AlterPartitionReassignments, 0, &req);
+    let codes: Vec<i16> = r.responses[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    // 0 (already there), 39 INVALID_REPLICA_ASSIGNMENT, 38
+    // INVALID_REPLICATION_FACTOR, 85 NO_REASSIGNMENT_IN_PROGRESS, 3, 39.
+    assert_eq!(codes, vec![0, 39, 38, 85, 3, 39]);
+    assert_eq!(c.describe_topic("dirs").unwrap().partitions.len(), 2);
 }

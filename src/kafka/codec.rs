@@ -32,7 +32,7 @@ use super::wire::{
     encode_frame, partition_u32, topic_name, ConfigResource, Decoded, EncodeDyn, Refused, Shape,
     TopicIds, Work,
 };
-use super::{admin, configs, data, metadata};
+use super::{admin, cluster, configs, data, metadata};
 use crate::errors::kafka_code;
 use crate::protocol::{
     ErrorCode, NodeInfo, Request, RequestFrame, Response, WireError, PROTOCOL_VERSION,
@@ -72,6 +72,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeLogDirs, 1, 4),
+    (ApiKey::ElectLeaders, 0, 2),
+    (ApiKey::ListPartitionReassignments, 0, 0),
+    (ApiKey::AlterPartitionReassignments, 0, 1),
 ];
 
 /// The default largest request body of any API but Produce
@@ -250,6 +254,19 @@ pub fn decode_request(
         ApiKey::InitProducerId => {
             admin::decode_init_producer_id(&mut body, version).map_err(malformed)?
         }
+        ApiKey::DescribeLogDirs => {
+            cluster::decode_describe_log_dirs(&mut body, version, &native).map_err(malformed)?
+        }
+        ApiKey::ElectLeaders => {
+            cluster::decode_elect_leaders(&mut body, version, &native).map_err(malformed)?
+        }
+        ApiKey::ListPartitionReassignments => {
+            cluster::decode_list_partition_reassignments(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::AlterPartitionReassignments => {
+            cluster::decode_alter_partition_reassignments(&mut body, version, &native)
+                .map_err(malformed)?
+        }
         api if super::groups::is_group_api(api) => super::groups::decode(
             api,
             version,
@@ -395,6 +412,15 @@ pub fn encode_response(
                 frame(&configs::incremental_alter_configs_response(rs))
             }
         }
+        (ApiKey::DescribeLogDirs, Ok(Response::DescribeTopics(ts))) => frame(
+            &cluster::describe_log_dirs_response(shape, &ts, &defaults.log_dir, 0),
+        ),
+        (ApiKey::ElectLeaders, Ok(Response::Metadata(m))) => {
+            frame(&cluster::elect_leaders_response(shape, &m.topics, 0))
+        }
+        (ApiKey::AlterPartitionReassignments, Ok(Response::Metadata(m))) => frame(
+            &cluster::alter_partition_reassignments_response(shape, &m.topics, nodes, 0),
+        ),
         (ApiKey::DescribeConfigs, Ok(Response::DescribeTopics(ts))) => frame(
             &describe_configs_response(describe_configs, &ts, nodes, defaults),
         ),
@@ -580,6 +606,30 @@ pub fn refuse_response(
                 &[],
                 Some((error, String::new())),
             )),
+        ),
+        ApiKey::DescribeLogDirs => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::describe_log_dirs_response(shape, &[], "", error),
+        ),
+        ApiKey::ElectLeaders => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::elect_leaders_response(shape, &[], error),
+        ),
+        ApiKey::ListPartitionReassignments => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::list_partition_reassignments_response(error),
+        ),
+        ApiKey::AlterPartitionReassignments => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::alter_partition_reassignments_response(shape, &[], &[], error),
         ),
         ApiKey::CreatePartitions => encode_frame(
             api,

@@ -60,6 +60,8 @@ pub struct TopicDefaults {
     /// The cleaner's budget and backoff (`--cleaner-*`).
     pub cleaner: crate::storage::cleaner::Limits,
     pub cleaner_check_ms: u64,
+    /// The data directory: Kafka's one log directory (`log.dirs`).
+    pub log_dir: String,
 }
 
 /// (name, value, source, read only, type).
@@ -230,6 +232,7 @@ pub fn broker_configs(node: &NodeInfo, d: &TopicDefaults) -> Vec<ConfigEntry> {
             d.num_partitions.max(1).to_string(),
             TYPE_INT,
         ),
+        b("log.dirs", d.log_dir.clone(), TYPE_STRING),
     ]
 }
 

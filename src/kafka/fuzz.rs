@@ -366,6 +366,49 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                 ]));
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DescribeLogDirs => {
+            let r = DescribeLogDirsRequest::default().with_topics(Some(vec![
+                describe_log_dirs_request::DescribableLogDirTopic::default()
+                    .with_topic(topic("events"))
+                    .with_partitions(vec![0, 1]),
+            ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::ElectLeaders => {
+            let r = ElectLeadersRequest::default()
+                .with_election_type(0)
+                .with_timeout_ms(5000)
+                .with_topic_partitions(Some(vec![
+                    elect_leaders_request::TopicPartitions::default()
+                        .with_topic(topic("events"))
+                        .with_partitions(vec![0, 1, 2]),
+                ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::ListPartitionReassignments => {
+            let r = ListPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(Some(vec![
+                    list_partition_reassignments_request::ListPartitionReassignmentsTopics::default()
+                        .with_name(topic("events"))
+                        .with_partition_indexes(vec![0]),
+                ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::AlterPartitionReassignments => {
+            use alter_partition_reassignments_request::{ReassignablePartition, ReassignableTopic};
+            let r = AlterPartitionReassignmentsRequest::default()
+                .with_timeout_ms(5000)
+                .with_topics(vec![ReassignableTopic::default()
+                    .with_name(topic("events"))
+                    .with_partitions(vec![
+                        ReassignablePartition::default()
+                            .with_partition_index(0)
+                            .with_replicas(Some(vec![BrokerId(1)])),
+                        ReassignablePartition::default().with_partition_index(1),
+                    ])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::ConsumerGroupDescribe => {
             let r = ConsumerGroupDescribeRequest::default()
                 .with_group_ids(vec![group("billing"), group("audit")]);

@@ -15,6 +15,7 @@
 //! unsupported version or an undecodable request closes that connection.
 
 mod admin;
+mod cluster;
 pub mod codec;
 pub mod configs;
 mod data;

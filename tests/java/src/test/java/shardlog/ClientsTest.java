@@ -106,13 +106,6 @@ class ClientsTest {
     Properties pp = common();
     pp.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
     pp.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
-    int n = 400;
-    try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
-      for (int i = 0; i < n; i++) {
-        producer.send(new ProducerRecord<>(topic, i % 4, "k" + i, "v" + i));
-      }
-      producer.flush();
-    }
     Properties cp = common();
     cp.put(ConsumerConfig.GROUP_ID_CONFIG, group);
     cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
@@ -120,16 +113,31 @@ class ClientsTest {
     cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     cp.put(ConsumerConfig.GROUP_PROTOCOL_CONFIG, "consumer");
+    int n = 400;
     java.util.Set<String> seen = java.util.concurrent.ConcurrentHashMap.newKeySet();
     try (KafkaConsumer<String, String> a = new KafkaConsumer<>(cp);
         KafkaConsumer<String, String> b = new KafkaConsumer<>(cp)) {
       a.subscribe(List.of(topic));
       b.subscribe(List.of(topic));
-      long deadline = System.currentTimeMillis() + 60_000;
-      // Both end up with partitions (the broker splits the four), and
-      // together they read everything once.
-      while ((seen.size() < n || a.assignment().isEmpty() || b.assignment().isEmpty())
+      // The broker splits the four partitions: two each, settled before
+      // any record exists (so no partition moves while it is being read).
+      long deadline = System.currentTimeMillis() + 30_000;
+      while ((a.assignment().size() != 2 || b.assignment().size() != 2)
           && System.currentTimeMillis() < deadline) {
+        assertTrue(a.poll(Duration.ofMillis(100)).isEmpty());
+        assertTrue(b.poll(Duration.ofMillis(100)).isEmpty());
+      }
+      assertEquals(2, a.assignment().size(), "a: " + a.assignment());
+      assertEquals(2, b.assignment().size(), "b: " + b.assignment());
+      try (KafkaProducer<String, String> producer = new KafkaProducer<>(pp)) {
+        for (int i = 0; i < n; i++) {
+          producer.send(new ProducerRecord<>(topic, i % 4, "k" + i, "v" + i));
+        }
+        producer.flush();
+      }
+      // Together they read everything once.
+      deadline = System.currentTimeMillis() + 30_000;
+      while (seen.size() < n && System.currentTimeMillis() < deadline) {
         for (ConsumerRecord<String, String> r : a.poll(Duration.ofMillis(100))) {
           assertTrue(seen.add(r.value()), "read twice: " + r.value());
         }
@@ -138,8 +146,6 @@ class ClientsTest {
         }
       }
       assertEquals(n, seen.size());
-      assertEquals(2, a.assignment().size(), "a: " + a.assignment());
-      assertEquals(2, b.assignment().size(), "b: " + b.assignment());
       a.commitSync();
       b.commitSync();
       try (Admin admin = Admin.create(common())) {
@@ -157,6 +163,10 @@ class ClientsTest {
       List<String> later = new ArrayList<>();
       long deadline = System.currentTimeMillis() + 30_000;
       while (later.isEmpty() && System.currentTimeMillis() < deadline) {
+        c.poll(Duration.ofMillis(200)).forEach(r -> later.add(r.value()));
+      }
+      // A little longer: anything left uncommitted would show up now.
+      for (int i = 0; i < 5; i++) {
         c.poll(Duration.ofMillis(200)).forEach(r -> later.add(r.value()));
       }
       assertEquals(List.of("after"), later);
