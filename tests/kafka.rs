@@ -199,6 +199,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ElectLeaders as i16, 0, 2),
         (ApiKey::ListPartitionReassignments as i16, 0, 0),
         (ApiKey::AlterPartitionReassignments as i16, 0, 1),
+        (ApiKey::DescribeTopicPartitions as i16, 0, 0),
         (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     ];
@@ -2874,4 +2875,86 @@ fn cluster_admin_apis_answer_truthfully_for_one_node() {
     // INVALID_REPLICATION_FACTOR, 85 NO_REASSIGNMENT_IN_PROGRESS, 3, 39.
     assert_eq!(codes, vec![0, 39, 38, 85, 3, 39]);
     assert_eq!(c.describe_topic("dirs").unwrap().partitions.len(), 2);
+}
+
+/// DescribeTopicPartitions (KIP-966, what the Java Admin's describeTopics
+/// uses): topics by name with ids and leaders, paged by the partition
+/// limit with a cursor that resumes exactly where the last page stopped;
+/// an unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+#[test]
+fn describe_topic_partitions_pages_through_topics_with_a_cursor() {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    use kafka_protocol::messages::{
+        DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
+    };
+    let dir = data_dir();
+    let (_b, kafka) = broker(dir.path(), "2");
+    let mut k = Kafka::connect(kafka);
+    assert_eq!(
+        create_topics(&mut k, 4, &[("pa", 3, 1), ("pb", 4, 1)], &[]),
+        vec![("pa".to_owned(), 0), ("pb".to_owned(), 0)]
+    );
+    let ids: Vec<uuid::Uuid> = ["pa", "pb"]
+        .iter()
+        .map(|t| metadata(&mut k, 12, Some(&[t])).topics[0].topic_id)
+        .collect();
+    let page = |k: &mut Kafka, names: &[&str], limit: i32, cursor: Option<(&str, i32)>| {
+        let mut req = DescribeTopicPartitionsRequest::default();
+        req.topics = names
+            .iter()
+            .map(|n| {
+                let mut t = TopicRequest::default();
+                t.name = name(n);
+                t
+            })
+            .collect();
+        req.response_partition_limit = limit;
+        req.cursor = cursor.map(|(t, p)| {
+            let mut c = Cursor::default();
+            c.topic_name = name(t);
+            c.partition_index = p;
+            c
+        });
+        let r: DescribeTopicPartitionsResponse = k.call(ApiKey::DescribeTopicPartitions, 0, &req);
+        r
+    };
+    // Pages of 3 partitions through pa (3) and pb (4): 3, 3, 1.
+    let mut seen = Vec::new();
+    let mut cursor: Option<(String, i32)> = None;
+    for _ in 0..5 {
+        let r = page(
+            &mut k,
+            &["pb", "pa"],
+            3,
+            cursor.as_ref().map(|(t, p)| (t.as_str(), *p)),
+        );
+        for t in &r.topics {
+            assert_eq!(t.error_code, 0);
+            let n = t.name.as_ref().unwrap().to_string();
+            assert_eq!(t.topic_id, ids[usize::from(n == "pb")]);
+            for p in &t.partitions {
+                assert_eq!(p.replica_nodes, vec![p.leader_id]);
+                seen.push((n.clone(), p.partition_index));
+            }
+        }
+        match r.next_cursor {
+            Some(c) => cursor = Some((c.topic_name.to_string(), c.partition_index)),
+            None => break,
+        }
+    }
+    let want: Vec<(String, i32)> = (0..3)
+        .map(|p| ("pa".to_owned(), p))
+        .chain((0..4).map(|p| ("pb".to_owned(), p)))
+        .collect();
+    assert_eq!(seen, want);
+    // An unknown topic; no names: every topic (the offsets topic too).
+    let r = page(&mut k, &["nope"], 100, None);
+    assert_eq!(r.topics[0].error_code, 3);
+    let r = page(&mut k, &[], 2000, None);
+    let names: Vec<String> = r
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().to_string())
+        .collect();
+    assert!(names.contains(&"__consumer_offsets".to_owned()) && names.contains(&"pa".to_owned()));
 }

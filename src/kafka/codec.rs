@@ -76,6 +76,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ElectLeaders, 0, 2),
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
+    (ApiKey::DescribeTopicPartitions, 0, 0),
 ];
 
 /// The default largest request body of any API but Produce
@@ -254,6 +255,10 @@ pub fn decode_request(
         ApiKey::InitProducerId => {
             admin::decode_init_producer_id(&mut body, version).map_err(malformed)?
         }
+        ApiKey::DescribeTopicPartitions => {
+            metadata::decode_describe_topic_partitions(&mut body, version, &native)
+                .map_err(malformed)?
+        }
         ApiKey::DescribeLogDirs => {
             cluster::decode_describe_log_dirs(&mut body, version, &native).map_err(malformed)?
         }
@@ -414,6 +419,9 @@ pub fn encode_response(
         }
         (ApiKey::DescribeLogDirs, Ok(Response::DescribeTopics(ts))) => frame(
             &cluster::describe_log_dirs_response(shape, &ts, &defaults.log_dir, 0),
+        ),
+        (ApiKey::DescribeTopicPartitions, Ok(Response::Metadata(m))) => frame(
+            &metadata::describe_topic_partitions_response(shape, m.topics, nodes, 0),
         ),
         (ApiKey::ElectLeaders, Ok(Response::Metadata(m))) => {
             frame(&cluster::elect_leaders_response(shape, &m.topics, 0))
@@ -607,6 +615,25 @@ pub fn refuse_response(
                 Some((error, String::new())),
             )),
         ),
+        ApiKey::DescribeTopicPartitions => {
+            // Every named topic with the error.
+            let topics = shape
+                .iter()
+                .skip(1)
+                .map(|(n, _)| crate::protocol::TopicInfo {
+                    name: n.clone(),
+                    id: [0; 16],
+                    error: None,
+                    partitions: vec![],
+                })
+                .collect();
+            encode_frame(
+                api,
+                version,
+                correlation_id,
+                &metadata::describe_topic_partitions_response(shape, topics, &[], error),
+            )
+        }
         ApiKey::DescribeLogDirs => encode_frame(
             api,
             version,

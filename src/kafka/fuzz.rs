@@ -366,6 +366,20 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                 ]));
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DescribeTopicPartitions => {
+            let r = DescribeTopicPartitionsRequest::default()
+                .with_topics(vec![
+                    describe_topic_partitions_request::TopicRequest::default()
+                        .with_name(topic("events")),
+                ])
+                .with_response_partition_limit(100)
+                .with_cursor(Some(
+                    describe_topic_partitions_request::Cursor::default()
+                        .with_topic_name(topic("events"))
+                        .with_partition_index(3),
+                ));
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::DescribeLogDirs => {
             let r = DescribeLogDirsRequest::default().with_topics(Some(vec![
                 describe_log_dirs_request::DescribableLogDirTopic::default()

@@ -13,7 +13,8 @@ use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeClusterRequest, DescribeClusterResponse, MetadataRequest, MetadataResponse,
+    BrokerId, DescribeClusterRequest, DescribeClusterResponse, DescribeTopicPartitionsRequest,
+    DescribeTopicPartitionsResponse, MetadataRequest, MetadataResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
@@ -150,6 +151,134 @@ pub(super) fn describe_cluster_response(
     r
 }
 
+/// The broker that leads a partition: its owner shard's; node 0 when only
+/// one is advertised (no per-shard ports: any shard serves).
+fn leader_of(nodes: &[NodeInfo], owner_shard: u16) -> BrokerId {
+    let owner = u32::from(owner_shard);
+    match nodes.iter().find(|n| n.node_id == owner) {
+        Some(n) => BrokerId(n.node_id as i32),
+        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
+    }
+}
+
+/// Kafka's broker-side cap on partitions per DescribeTopicPartitions
+/// answer (`max.request.partition.size.limit`).
+const DESCRIBE_PARTITIONS_LIMIT: i32 = 2000;
+
+/// DescribeTopicPartitions (KIP-966; the Java Admin's describeTopics): the
+/// topics named (none: every topic, internal ones too), from a native
+/// Metadata. The shape's first entry carries the cursor (its topic, and
+/// the partition limit and cursor partition); the names follow.
+pub(super) fn decode_describe_topic_partitions(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeTopicPartitionsRequest::decode(body, version)?;
+    let limit = r
+        .response_partition_limit
+        .clamp(1, DESCRIBE_PARTITIONS_LIMIT);
+    let (cursor_topic, cursor_partition) = match &r.cursor {
+        Some(c) => (name_of(&c.topic_name), c.partition_index.max(0)),
+        None => (String::new(), -1),
+    };
+    let names: Vec<String> = r.topics.iter().map(|t| name_of(&t.name)).collect();
+    let mut shape: Shape = vec![(cursor_topic, vec![limit, cursor_partition])];
+    shape.extend(names.iter().map(|n| (n.clone(), vec![])));
+    Ok(Work::Native {
+        frame: native(Request::Metadata {
+            topics: (!names.is_empty()).then_some(names),
+            auto_create: false,
+            include_internal: true,
+        }),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// The DescribeTopicPartitions answer: topics in name order from the
+/// cursor on, at most the limit's partitions, and where to go on.
+pub(super) fn describe_topic_partitions_response(
+    shape: &Shape,
+    topics: Vec<protocol::TopicInfo>,
+    nodes: &[NodeInfo],
+    error: i16,
+) -> DescribeTopicPartitionsResponse {
+    use kafka_protocol::messages::describe_topic_partitions_response::{
+        Cursor, DescribeTopicPartitionsResponsePartition as P,
+        DescribeTopicPartitionsResponseTopic as T,
+    };
+    let (cursor_topic, limit, cursor_partition) = match shape.first() {
+        Some((t, v)) => (
+            t.as_str(),
+            v.first().copied().unwrap_or(DESCRIBE_PARTITIONS_LIMIT),
+            v.get(1).copied().unwrap_or(-1),
+        ),
+        None => ("", DESCRIBE_PARTITIONS_LIMIT, -1),
+    };
+    let mut r = DescribeTopicPartitionsResponse::default();
+    let mut topics = topics;
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    let mut left = limit.max(1) as usize;
+    for t in topics {
+        if !cursor_topic.is_empty() && t.name.as_str() < cursor_topic {
+            continue;
+        }
+        let mut x = T::default();
+        x.name = Some(topic_name(&t.name));
+        x.is_internal = t.name.starts_with("__");
+        x.error_code = if error != 0 {
+            error
+        } else {
+            kafka_code(t.error.as_ref())
+        };
+        if x.error_code != 0 {
+            r.topics.push(x);
+            continue;
+        }
+        x.topic_id = uuid::Uuid::from_bytes(t.id);
+        x.topic_authorized_operations = TOPIC_OPERATIONS_ALL;
+        let from = if t.name == cursor_topic {
+            cursor_partition.max(0) as u32
+        } else {
+            0
+        };
+        let mut parts: Vec<_> = t
+            .partitions
+            .iter()
+            .filter(|p| p.partition >= from)
+            .collect();
+        parts.sort_by_key(|p| p.partition);
+        for p in parts {
+            if left == 0 {
+                let mut c = Cursor::default();
+                c.topic_name = topic_name(&t.name);
+                c.partition_index = p.partition as i32;
+                r.next_cursor = Some(c);
+                break;
+            }
+            left -= 1;
+            let leader = leader_of(nodes, p.owner_shard);
+            let mut y = P::default();
+            y.partition_index = p.partition as i32;
+            y.leader_id = leader;
+            y.leader_epoch = -1;
+            y.replica_nodes = vec![leader];
+            y.isr_nodes = vec![leader];
+            y.eligible_leader_replicas = Some(vec![]);
+            y.last_known_elr = Some(vec![]);
+            x.partitions.push(y);
+        }
+        r.topics.push(x);
+        if r.next_cursor.is_some() {
+            break;
+        }
+    }
+    r
+}
+
 /// `Err(code)`: every topic of `shape` with that error. From v8 each topic
 /// (and, v8-10, the cluster) reports every operation as authorized: no
 /// authorizer, as Kafka without one (clients that did not ask ignore it).
@@ -207,13 +336,7 @@ pub(super) fn metadata_response(
                 .partitions
                 .iter()
                 .map(|p| {
-                    // The owner shard's broker; node 0 when only one is
-                    // advertised (no per-shard ports: any shard serves).
-                    let owner = u32::from(p.owner_shard);
-                    let leader = match nodes.iter().find(|n| n.node_id == owner) {
-                        Some(n) => BrokerId(n.node_id as i32),
-                        None => BrokerId(nodes.first().map_or(0, |n| n.node_id as i32)),
-                    };
+                    let leader = leader_of(nodes, p.owner_shard);
                     let mut pr = MetadataResponsePartition::default();
                     pr.partition_index = p.partition as i32;
                     pr.leader_id = leader;
