@@ -1,0 +1,245 @@
+//! librdkafka's own regression suite (v2.15.1, the `tests/` directory of
+//! the source the npm package `@confluentinc/kafka-javascript@1.10.1`
+//! ships under `deps/librdkafka`) against the Kafka listener of a 2-shard
+//! broker started here: `tests/test.conf` points at it, and the broker
+//! tests of `ALLOWED` run in quick mode (`-Q`; broker tests only: `-L`; no
+//! socket-emulation tests: `-E`; two at a time as its `make` does). Every allowed test must pass (a test the suite skips itself for
+//! the broker version is counted as skipped); the broker tests not allowed
+//! are named in `LEFT_OUT` with why.
+//!
+//! `tools/librdkafka-suite.sh build` fetches and builds the suite (`.ci/run`
+//! does); without it the test prints SKIPPED, or fails when
+//! `KAFKA_CLIENT_TESTS=required`.
+
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The Kafka version whose APIs shardlog serves, as far as librdkafka's
+/// tests ask (they skip what needs a newer broker): 4.0's API versions,
+/// without transactions.
+const KAFKA_VERSION: &str = "4.0.0";
+
+/// Broker tests that run, each of which must pass.
+const ALLOWED: &[&str] = &[
+    "0001", "0002", "0003", "0005", "0007", "0008", "0013", "0014", "0016", "0017", "0018", "0019",
+    "0020", "0021", "0022", "0026", "0030", "0031", "0033", "0034", "0035", "0036", "0038", "0039",
+    "0040", "0041", "0042", "0044", "0045", "0048", "0050", "0051", "0055", "0059", "0060", "0061",
+    "0063", "0064", "0065", "0067", "0069", "0070", "0073", "0083", "0084", "0085", "0086", "0089",
+    "0090", "0091", "0093", "0099", "0102", "0112", "0113", "0114", "0122", "0123", "0125", "0127",
+];
+
+/// Broker tests left out, with why. Grow the suite by moving tests from
+/// here to `ALLOWED`.
+const LEFT_OUT: &[(&str, &str)] = &[
+    ("0011", "produce_batch: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0012", "produce_consume: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0015", "offsets_seek: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0028", "long_topicnames: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0029", "assign_offset: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0047", "partial_buf_tmout: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0049", "consume_conn_close: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0052", "msg_timestamps: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0054", "offset_time: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0056", "balanced_group_mt: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0057", "invalid_topic: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0068", "produce_timeout: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0075", "retry: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0076", "produce_retry: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0077", "compaction: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0081", "admin: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0088", "produce_metadata_timeout: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0094", "idempotence_msg_timeout: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0103", "transactions: transactions (issue 22): the broker refuses transactional ids"),
+    ("0107", "topic_recreate: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0109", "auto_create_topics: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0111", "delay_create_topics: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0115", "producer_auth: authentication and ACLs (issue 23)"),
+    ("0118", "commit_rebalance: failed in the first triage run (2026-12-06, -Q -E -p2); not yet diagnosed"),
+    ("0119", "consumer_auth: authentication and ACLs (issue 23)"),
+    ("0129", "fetch_aborted_msgs: transactions (issue 22): the broker refuses transactional ids"),
+    ("0130", "store_offsets: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0132", "strategy_ordering: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0135", "sasl_credentials: authentication and ACLs (issue 23)"),
+    ("0137", "barrier_batch_consume: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0139", "offset_validation_mock: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0140", "commit_metadata: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0142", "reauthentication: authentication and ACLs (issue 23)"),
+    ("0150", "telemetry_mock: not triaged yet: the first run (2026-12-06) hit its time limit in 0103 before reaching it"),
+    ("0170", "share_consumer_subscription: share groups (KIP-932) are not served"),
+    ("0171", "share_consumer_consume: share groups (KIP-932) are not served"),
+    ("0172", "share_consumer_acknowledge: share groups (KIP-932) are not served"),
+    ("0173", "share_consumer_commit_async: share groups (KIP-932) are not served"),
+    ("0174", "share_consumer_concurrency: share groups (KIP-932) are not served"),
+    ("0175", "share_consumer_groups: share groups (KIP-932) are not served"),
+    ("0176", "share_consumer_commit_sync: share groups (KIP-932) are not served"),
+    ("0177", "share_consumer_transactions: share groups (KIP-932) are not served"),
+    ("0178", "share_consumer_close: share groups (KIP-932) are not served"),
+    ("0179", "share_consumer_destroy: share groups (KIP-932) are not served"),
+    ("0180", "share_consumer_config: share groups (KIP-932) are not served"),
+    ("0181", "share_consumer_topic_delete: share groups (KIP-932) are not served"),
+    ("0184", "share_consumer_topic_recreate: share groups (KIP-932) are not served"),
+    ("0185", "share_consumer_max_poll_interval: share groups (KIP-932) are not served"),
+];
+
+const DEADLINE: Duration = Duration::from_secs(900);
+
+/// The directory of the built test-runner, if it is built.
+fn runner_dir() -> Option<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/librdkafka/package/deps/librdkafka/tests");
+    if dir.join("test-runner").exists() {
+        return Some(dir);
+    }
+    if std::env::var("KAFKA_CLIENT_TESTS").as_deref() == Ok("required") {
+        panic!(
+            "KAFKA_CLIENT_TESTS=required, but librdkafka's test-runner is not built (run tools/librdkafka-suite.sh build)"
+        );
+    }
+    println!("SKIPPED: librdkafka's test-runner is not built (tools/librdkafka-suite.sh build)");
+    None
+}
+
+/// (passed, failed, skipped) test names from the runner's verdict lines
+/// (`==== Test 0001_multiobj PASSED ====`).
+fn results(log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let (mut pass, mut fail, mut skip) = (Vec::new(), Vec::new(), Vec::new());
+    for line in log.lines() {
+        let Some(at) = line.find("= Test ") else {
+            continue;
+        };
+        let mut words = line[at + 7..].split_whitespace();
+        let (Some(name), Some(verdict)) = (words.next(), words.next()) else {
+            continue;
+        };
+        match verdict {
+            "PASSED" => pass.push(name.to_owned()),
+            "FAILED" => fail.push(name.to_owned()),
+            "SKIPPED" => skip.push(name.to_owned()),
+            _ => {}
+        }
+    }
+    (pass, fail, skip)
+}
+
+#[test]
+fn allowlist_and_left_out_do_not_overlap() {
+    for t in ALLOWED {
+        assert!(
+            !LEFT_OUT.iter().any(|(l, _)| l == t),
+            "{t} both allowed and left out"
+        );
+    }
+}
+
+#[test]
+fn librdkafka_suite_passes_against_shardlog() {
+    let Some(dir) = runner_dir() else {
+        return;
+    };
+    let data = data_dir();
+    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let k = kafka.to_string();
+    let base = common::kafka::two_free_ports().to_string();
+    let b = Broker::start(
+        data.path(),
+        &[
+            "--shards",
+            "2",
+            "--kafka-listen",
+            &k,
+            "--kafka-port-base",
+            &base,
+        ],
+    );
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "kafka listener not up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The runner reads its configuration from a file; one per run, in the
+    // broker's temporary directory.
+    let conf = data.path().join("test.conf");
+    std::fs::write(
+        &conf,
+        format!("metadata.broker.list={k}\ntest.timeout.multiplier=3\n"),
+    )
+    .unwrap();
+    let src = dir.parent().unwrap();
+    let libs = format!(
+        "{}:{}",
+        src.join("src").display(),
+        src.join("src-cpp").display()
+    );
+    let mut child = Command::new(dir.join("test-runner"))
+        .args(["-L", "-Q", "-E", "-p2"])
+        .current_dir(&dir)
+        .env("LD_LIBRARY_PATH", libs)
+        .env("RDKAFKA_TEST_CONF", &conf)
+        .env("TESTS", ALLOWED.join(","))
+        .env("TEST_KAFKA_VERSION", KAFKA_VERSION)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("test-runner");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("test-runner status") {
+            break Some(s);
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    // The runner writes its progress to stderr.
+    let log = format!("{stdout}\n{stderr}");
+    let (pass, fail, skipped) = results(&log);
+    println!(
+        "librdkafka 2.15.1 tests: {} passed, {} failed, {} skipped by the suite, {} left out",
+        pass.len(),
+        fail.len(),
+        skipped.len(),
+        LEFT_OUT.len(),
+    );
+    let tail: String = {
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(300)..].join("\n")
+    };
+    assert!(
+        fail.is_empty() && status.is_some_and(|s| s.success()),
+        "librdkafka tests failed: {fail:?} (status {status:?})\n{tail}\nbroker log:\n{}",
+        b.log()
+    );
+    // Each allowed test ran: passed, or skipped by the suite itself.
+    for t in ALLOWED {
+        assert!(
+            pass.iter().chain(&skipped).any(|p| p.starts_with(t)),
+            "{t} did not run:\n{tail}"
+        );
+    }
+}
