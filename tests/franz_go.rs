@@ -11,8 +11,7 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -105,7 +104,7 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let k = kafka.to_string();
     let base = common::kafka::two_free_ports().to_string();
-    let b = Broker::start(
+    let mut b = Broker::start(
         data.path(),
         &[
             "--shards",
@@ -116,56 +115,29 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
             &base,
         ],
     );
+    b.wait_kafka(kafka);
     let start = Instant::now();
-    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "kafka listener not up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     let skip = LEFT_OUT
         .iter()
         .map(|(t, _)| format!("^{t}$"))
         .collect::<Vec<_>>()
         .join("|");
-    let mut child = Command::new("go")
-        .args(["test", "-count=1", "-v", "-timeout", "800s", "-skip", &skip])
-        .arg("./pkg/kgo")
-        .current_dir(&dir)
-        .env("KGO_SEEDS", &k)
-        .env("KGO_TEST_RF", "1")
-        .env("KGO_TEST_RECORDS", RECORDS)
-        .env("KGO_LOG_LEVEL", "none")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("go test");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("go test status") {
-            break Some(s);
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    let Bounded {
+        status,
+        stdout,
+        stderr,
+    } = run_bounded(
+        Command::new("go")
+            .args(["test", "-count=1", "-v", "-timeout", "800s", "-skip", &skip])
+            .arg("./pkg/kgo")
+            .current_dir(&dir)
+            .env("KGO_SEEDS", &k)
+            .env("KGO_TEST_RF", "1")
+            .env("KGO_TEST_RECORDS", RECORDS)
+            .env("KGO_LOG_LEVEL", "none"),
+        DEADLINE.saturating_sub(start.elapsed()),
+        || {},
+    );
     let (pass, fail, skipped) = results(&stdout);
     println!(
         "franz-go {FRANZ_GO} pkg/kgo: {} passed, {} failed, {} skipped by the suite, {} left out ({})",

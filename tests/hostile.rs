@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use common::kafka::{fetch_request, name, produce_request, wait_port, Kafka};
+use common::kafka::{fetch_request, name, produce_request, Kafka};
 use common::{free_port, run, scrape, total, Broker};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -50,8 +50,8 @@ fn start(dir: &std::path::Path, shards: &str, extra: &[&str]) -> Target {
         &http,
     ];
     args.extend_from_slice(extra);
-    let b = Broker::start(dir, &args);
-    wait_port(kafka);
+    let mut b = Broker::start(dir, &args);
+    b.wait_kafka(kafka);
     Target { b, kafka, http }
 }
 
@@ -569,7 +569,7 @@ fn a_flood_of_mutated_frames_and_garbage_on_both_listeners_harms_no_good_client_
     );
     let addr = t.b.addr;
     let k = t.kafka.to_string();
-    let b = Broker::start_on(
+    let mut b = Broker::start_on(
         dir.path(),
         addr,
         &[
@@ -581,7 +581,7 @@ fn a_flood_of_mutated_frames_and_garbage_on_both_listeners_harms_no_good_client_
             "0",
         ],
     );
-    wait_port(t.kafka);
+    b.wait_kafka(t.kafka);
     assert_eq!(kafka_fetch_all(t.kafka, "goodk"), kafka_sent);
     assert_eq!(native_consume(&b, "goodn"), native_sent);
     let log = b.log();

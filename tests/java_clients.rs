@@ -11,11 +11,10 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::*;
 
@@ -68,71 +67,39 @@ fn the_java_client_and_admin_work_unchanged() {
         &base,
     ];
     let mut b = Broker::start(dir.path(), &args);
-    let wait_kafka = || {
-        let start = Instant::now();
-        while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "kafka listener {kafka} not up"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    };
-    wait_kafka();
+    b.wait_kafka(kafka);
     // The Java tests ask for a broker restart by creating `restart` here
     // (Kafka Connect must survive one); `restarted` answers.
     let control = tempfile::tempdir().unwrap();
-    let mut child = Command::new("mvn")
-        .args(["-B", "-q", "test"])
-        .arg(format!("-Dmaven.repo.local={}", repo().display()))
-        .current_dir(module())
-        .env("SHARDLOG_KAFKA", &k)
-        .env("SHARDLOG_CONTROL", control.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mvn");
-    // Drain both pipes on threads: a full pipe must not stall Maven.
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let start = Instant::now();
     let mut restarts = 0;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("mvn status") {
-            break Some(s);
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        let ask = control.path().join("restart");
-        if ask.exists() {
-            std::fs::remove_file(&ask).unwrap();
-            assert!(
-                b.terminate(Duration::from_secs(30)).success(),
-                "{}",
-                b.log()
-            );
-            b = Broker::start_on(dir.path(), b.addr, &args);
-            wait_kafka();
-            restarts += 1;
-            std::fs::write(control.path().join("restarted"), "yes").unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    let Bounded {
+        status,
+        stdout,
+        stderr,
+    } = run_bounded(
+        Command::new("mvn")
+            .args(["-B", "-q", "test"])
+            .arg(format!("-Dmaven.repo.local={}", repo().display()))
+            .current_dir(module())
+            .env("SHARDLOG_KAFKA", &k)
+            .env("SHARDLOG_CONTROL", control.path()),
+        DEADLINE,
+        || {
+            let ask = control.path().join("restart");
+            if ask.exists() {
+                std::fs::remove_file(&ask).unwrap();
+                assert!(
+                    b.terminate(Duration::from_secs(30)).success(),
+                    "{}",
+                    b.log()
+                );
+                b = Broker::start_on(dir.path(), b.addr, &args);
+                b.wait_kafka(kafka);
+                restarts += 1;
+                std::fs::write(control.path().join("restarted"), "yes").unwrap();
+            }
+        },
+    );
     assert!(
         status.is_some_and(|s| s.success()),
         "mvn test failed ({status:?}):\n{stdout}\n{stderr}\nbroker log:\n{}",

@@ -71,15 +71,15 @@ impl ShardPorts {
 
     /// Starts the broker and waits for its Kafka listener.
     fn start(&self, dir: &std::path::Path) -> Broker {
-        let b = Broker::start(dir, &self.args());
-        wait_port(self.kafka);
+        let mut b = Broker::start(dir, &self.args());
+        b.wait_kafka(self.kafka);
         b
     }
 
     /// Starts it again on the same addresses (after `kill`).
     fn restart(&self, dir: &std::path::Path, addr: SocketAddr) -> Broker {
-        let b = Broker::start_on(dir, addr, &self.args());
-        wait_port(self.kafka);
+        let mut b = Broker::start_on(dir, addr, &self.args());
+        b.wait_kafka(self.kafka);
         b
     }
 }
@@ -103,8 +103,8 @@ fn broker_with(dir: &std::path::Path, shards: &str, extra: &[&str]) -> (Broker, 
         shards,
     ];
     args.extend_from_slice(extra);
-    let b = Broker::start(dir, &args);
-    wait_port(kafka);
+    let mut b = Broker::start(dir, &args);
+    b.wait_kafka(kafka);
     (b, kafka)
 }
 
@@ -623,7 +623,7 @@ fn create_partitions_grows_a_live_topic_across_shards_and_a_restart() {
     // A restart keeps the grown topic.
     drop(c);
     assert!(b.terminate(T).success());
-    let b = Broker::start_on(
+    let mut b = Broker::start_on(
         dir.path(),
         b.addr,
         &[
@@ -637,7 +637,7 @@ fn create_partitions_grows_a_live_topic_across_shards_and_a_restart() {
             "false",
         ],
     );
-    wait_port(kafka);
+    b.wait_kafka(kafka);
     let mut c = Client::connect(&b.broker_arg()).unwrap();
     assert_eq!(c.describe_topic("grow").unwrap().partitions.len(), 6);
     assert_eq!(
@@ -877,7 +877,7 @@ fn kcat_produces_and_consumes_unchanged() {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let base = two_free_ports().to_string();
     let k_arg = kafka.to_string();
-    let b = Broker::start(
+    let mut b = Broker::start(
         dir.path(),
         &[
             "--kafka-listen",
@@ -888,7 +888,7 @@ fn kcat_produces_and_consumes_unchanged() {
             "2",
         ],
     );
-    wait_port(kafka);
+    b.wait_kafka(kafka);
     let broker_arg = b.broker_arg();
     Client::connect(&broker_arg)
         .unwrap()
@@ -2439,7 +2439,7 @@ fn alter_configs_change_live_topics_on_every_owner_and_survive_a_restart() {
     drop(k);
     let mut b = b;
     assert!(b.terminate(T).success());
-    let b = Broker::start_on(
+    let mut b = Broker::start_on(
         dir.path(),
         b.addr,
         &[
@@ -2453,7 +2453,7 @@ fn alter_configs_change_live_topics_on_every_owner_and_survive_a_restart() {
             "false",
         ],
     );
-    wait_port(kafka);
+    b.wait_kafka(kafka);
     let mut k = Kafka::connect(kafka);
     let s = topic_settings(&mut k, "live");
     assert_eq!(s["segment.ms"], ("7000".into(), 1));
@@ -2557,7 +2557,7 @@ fn topic_ids_are_stable_and_name_topics_in_metadata_and_fetch() {
     drop(k);
     drop(c);
     assert!(b.terminate(T).success());
-    let b = Broker::start_on(
+    let mut b = Broker::start_on(
         dir.path(),
         b.addr,
         &[
@@ -2571,7 +2571,7 @@ fn topic_ids_are_stable_and_name_topics_in_metadata_and_fetch() {
             "false",
         ],
     );
-    wait_port(kafka);
+    b.wait_kafka(kafka);
     let mut k = Kafka::connect(kafka);
     assert_eq!(id_of(&mut k, 12, "ids"), id);
     let mut c = Client::connect(&b.broker_arg()).unwrap();

@@ -13,10 +13,9 @@
 
 mod common;
 
-use std::io::Read;
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -147,7 +146,7 @@ fn librdkafka_suite_passes_against_shardlog() {
     let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let k = kafka.to_string();
     let base = common::kafka::two_free_ports().to_string();
-    let b = Broker::start(
+    let mut b = Broker::start(
         data.path(),
         &[
             "--shards",
@@ -158,14 +157,8 @@ fn librdkafka_suite_passes_against_shardlog() {
             &base,
         ],
     );
+    b.wait_kafka(kafka);
     let start = Instant::now();
-    while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "kafka listener not up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
     // The runner reads its configuration from a file; one per run, in the
     // broker's temporary directory.
     let conf = data.path().join("test.conf");
@@ -180,42 +173,21 @@ fn librdkafka_suite_passes_against_shardlog() {
         src.join("src").display(),
         src.join("src-cpp").display()
     );
-    let mut child = Command::new(dir.join("test-runner"))
-        .args(["-L", "-Q", "-E", "-p2"])
-        .current_dir(&dir)
-        .env("LD_LIBRARY_PATH", libs)
-        .env("RDKAFKA_TEST_CONF", &conf)
-        .env("TESTS", ALLOWED.join(","))
-        .env("TEST_KAFKA_VERSION", KAFKA_VERSION)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("test-runner");
-    let mut out = child.stdout.take().unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let t_out = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = out.read_to_string(&mut s);
-        s
-    });
-    let t_err = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = err.read_to_string(&mut s);
-        s
-    });
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("test-runner status") {
-            break Some(s);
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            let _ = child.wait();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    let (stdout, stderr) = (t_out.join().unwrap(), t_err.join().unwrap());
+    let Bounded {
+        status,
+        stdout,
+        stderr,
+    } = run_bounded(
+        Command::new(dir.join("test-runner"))
+            .args(["-L", "-Q", "-E", "-p2"])
+            .current_dir(&dir)
+            .env("LD_LIBRARY_PATH", libs)
+            .env("RDKAFKA_TEST_CONF", &conf)
+            .env("TESTS", ALLOWED.join(","))
+            .env("TEST_KAFKA_VERSION", KAFKA_VERSION),
+        DEADLINE.saturating_sub(start.elapsed()),
+        || {},
+    );
     // The runner writes its progress to stderr.
     let log = format!("{stdout}\n{stderr}");
     let (pass, fail, skipped) = results(&log);

@@ -25,12 +25,27 @@ pub fn data_dir() -> tempfile::TempDir {
         .unwrap()
 }
 
+/// A port nobody listens on now, never handed out before in this process.
+/// Tests in one binary run in parallel and each binds its port only when
+/// its broker starts: two tests given the same released port would race
+/// for it, and the loser's broker exits while the test talks to the
+/// winner's (CI saw a Kafka listener "not up" for a minute that way).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let given = given.get_or_insert_with(HashSet::new);
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if given.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// A running `shardlog serve`; killed on drop.
@@ -118,6 +133,27 @@ impl Broker {
             }
             if start.elapsed() > deadline {
                 panic!("broker not ready within {deadline:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) until this broker's Kafka listener at `addr`
+    /// accepts connections; fails at once, with the log, if it exited.
+    pub fn wait_kafka(&mut self, addr: SocketAddr) {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("broker exited early with {status}; log:\n{}", self.log());
+            }
+            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+                return;
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                panic!(
+                    "kafka listener {addr} not up within 60 s; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -277,4 +313,55 @@ pub fn total(s: &shardlog::top::Samples, name: &str, with: &[(&str, &str)]) -> f
         })
         .map(|(_, v)| v)
         .sum()
+}
+
+/// What a bounded run of an outside program printed, and how it ended.
+pub struct Bounded {
+    /// None: still running at the deadline, and killed.
+    pub status: Option<ExitStatus>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` (stdin closed, both pipes drained on threads so a full pipe
+/// never stalls it) until it exits or `deadline` passes, then kills it.
+/// `tick` runs every 100 ms while it runs (a test's side of a protocol
+/// with the program, e.g. restarting the broker when asked).
+pub fn run_bounded(cmd: &mut Command, deadline: Duration, mut tick: impl FnMut()) -> Bounded {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = out.read_to_string(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        tick();
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    Bounded {
+        status,
+        stdout: t_out.join().unwrap(),
+        stderr: t_err.join().unwrap(),
+    }
 }
