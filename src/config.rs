@@ -149,6 +149,12 @@ const SETTINGS: &[Setting] = &[
         "partitions of an auto-created topic (num.partitions)",
     ),
     s(
+        "group-initial-rebalance-delay-ms",
+        Kind::Int,
+        "3000",
+        "how long a classic group's first rebalance waits for more members (group.initial.rebalance.delay.ms)",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -458,6 +464,16 @@ impl Resolved {
                 format!("must be 1 to {}", crate::storage::meta::MAX_PARTITIONS),
             ));
         }
+        let group_initial_rebalance_delay_ms: u32 = self.parse(
+            "group-initial-rebalance-delay-ms",
+            "a number of milliseconds",
+        )?;
+        if group_initial_rebalance_delay_ms > 300_000 {
+            return Err(self.bad(
+                "group-initial-rebalance-delay-ms",
+                "must be at most 300000 (5 minutes)".to_owned(),
+            ));
+        }
         let max_frame_bytes: usize = self.parse("max-frame-bytes", "a number of bytes")?;
         let max_batch_bytes: usize = self.parse("max-batch-bytes", "a number of bytes")?;
         if max_batch_bytes < 61 || max_batch_bytes > max_frame_bytes {
@@ -537,6 +553,7 @@ impl Resolved {
             cleaner_check_ms,
             auto_create_partitions: auto_create.then_some(num_partitions),
             num_partitions,
+            group_initial_rebalance_delay_ms,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -639,6 +656,8 @@ pub struct ServeSettings {
     pub auto_create_partitions: Option<u32>,
     /// Partitions of a topic created without a count (Kafka's -1).
     pub num_partitions: u32,
+    /// Kafka's group.initial.rebalance.delay.ms.
+    pub group_initial_rebalance_delay_ms: u32,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -717,6 +736,8 @@ impl ServeSettings {
         c.cleaner_check = std::time::Duration::from_millis(self.cleaner_check_ms);
         c.auto_create_partitions = self.auto_create_partitions;
         c.num_partitions = self.num_partitions;
+        c.group_initial_rebalance_delay =
+            std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -815,6 +836,13 @@ pub struct ServeArgs {
     /// Partitions of an auto-created topic (num.partitions) [default: 1].
     #[arg(long, value_name = "N")]
     pub num_partitions: Option<String>,
+    /// How long a classic consumer group's first rebalance (the group was
+    /// empty) waits for more members to join, extended by each newcomer up
+    /// to the rebalance timeout, so a starting fleet of consumers forms one
+    /// generation instead of a rebalance per member
+    /// (group.initial.rebalance.delay.ms) [default: 3000].
+    #[arg(long, value_name = "MS")]
+    pub group_initial_rebalance_delay_ms: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -907,6 +935,10 @@ impl ServeArgs {
                 self.auto_create_topics_enable.clone(),
             ),
             ("num-partitions", self.num_partitions.clone()),
+            (
+                "group-initial-rebalance-delay-ms",
+                self.group_initial_rebalance_delay_ms.clone(),
+            ),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

@@ -15,7 +15,7 @@
 //! log order, so memory and the log agree after a restart).
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -54,6 +54,11 @@ pub enum KafkaGroupCall {
     Describe(String),
     /// DeleteGroups of one group.
     Delete(String),
+    /// OffsetDelete: a group's committed offsets of these partitions.
+    OffsetDelete {
+        group: String,
+        topics: Vec<(String, Vec<i32>)>,
+    },
 }
 
 impl KafkaGroupCall {
@@ -62,6 +67,7 @@ impl KafkaGroupCall {
         match self {
             KafkaGroupCall::Classic(c) => c.group(),
             KafkaGroupCall::Describe(g) | KafkaGroupCall::Delete(g) => g,
+            KafkaGroupCall::OffsetDelete { group, .. } => group,
         }
     }
 }
@@ -73,6 +79,9 @@ pub enum KafkaGroupReply {
     Describe(KafkaGroupDescription),
     /// `None`: deleted.
     Delete(Option<WireError>),
+    /// Each partition asked for with its error (`None`: its offset is
+    /// gone, or there was none); `Err`: the group's own error.
+    OffsetDelete(Result<Vec<(String, i32, Option<WireError>)>, WireError>),
 }
 
 /// One group as Kafka's DescribeGroups shows it.
@@ -147,7 +156,7 @@ pub struct CoordinatorHost {
 }
 
 impl CoordinatorHost {
-    pub fn new(shard_id: u16) -> CoordinatorHost {
+    pub fn new(shard_id: u16, initial_rebalance_delay: std::time::Duration) -> CoordinatorHost {
         // Member ids must not repeat across broker runs: seed with the time.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -156,7 +165,10 @@ impl CoordinatorHost {
         CoordinatorHost {
             shard_id,
             coordinator: RefCell::new(Coordinator::new(seed)),
-            classic: RefCell::new(ClassicGroups::new(seed.rotate_left(17))),
+            classic: RefCell::new(
+                ClassicGroups::new(seed.rotate_left(17))
+                    .with_initial_rebalance_delay(initial_rebalance_delay.as_millis() as u32),
+            ),
             waiters: RefCell::new(HashMap::new()),
             next_waiter: Cell::new(1),
             stopping: Cell::new(false),
@@ -356,6 +368,103 @@ impl CoordinatorHost {
                 .collect(),
             offsets: self.all_committed(&c, group),
         }
+    }
+
+    /// Kafka's OffsetDelete: the group's committed offsets of the given
+    /// partitions go (tombstones appended and awaited like a commit), except
+    /// for topics the group consumes (GROUP_SUBSCRIBED_TO_TOPIC: a member
+    /// would lose its place). A classic group with members of another
+    /// protocol type than "consumer" cannot tell what it consumes: refused
+    /// as a whole (`GroupNotEmpty`); no such group: `UnknownGroup`.
+    /// `exists` says whether a partition exists (else
+    /// UNKNOWN_TOPIC_OR_PARTITION).
+    pub async fn delete_offsets(
+        &self,
+        log: &Rc<Partition>,
+        group: &str,
+        topics: &[(String, Vec<i32>)],
+        exists: impl Fn(&str, i32) -> bool,
+    ) -> Result<Vec<(String, i32, Option<WireError>)>, WireError> {
+        let classic = self.classic.borrow().describe(group);
+        let mut results = Vec::new();
+        let tombstones: Vec<(Bytes, Option<Bytes>)> = {
+            let c = self.coordinator.borrow();
+            let native = c.group(group);
+            let has_offsets = c.offsets().for_group(group).next().is_some();
+            if classic.is_none() && native.is_none() && !has_offsets {
+                return Err(GroupError::UnknownGroup {
+                    group_id: group.to_owned(),
+                }
+                .to_wire());
+            }
+            // What the classic members consume, from their subscriptions
+            // (None: cannot tell, so every topic counts as consumed).
+            let classic_topics: Option<Option<BTreeSet<String>>> =
+                classic.as_ref().filter(|d| !d.members.is_empty()).map(|d| {
+                    d.members
+                        .iter()
+                        .map(|m| crate::group::classic::consumer_subscription(&m.metadata))
+                        .collect::<Option<Vec<Vec<String>>>>()
+                        .map(|ts| ts.into_iter().flatten().collect())
+                });
+            if let Some(d) = classic.as_ref().filter(|d| !d.members.is_empty()) {
+                if d.protocol_type != "consumer" {
+                    return Err(GroupError::GroupNotEmpty {
+                        members: d.members.len(),
+                    }
+                    .to_wire());
+                }
+            }
+            let consumed = |topic: &str| {
+                classic_topics
+                    .as_ref()
+                    .is_some_and(|ts| ts.as_ref().is_none_or(|ts| ts.contains(topic)))
+                    || native.is_some_and(|g| g.is_subscribed_to(topic))
+            };
+            let mut keys = Vec::new();
+            for (topic, partitions) in topics {
+                for &p in partitions {
+                    let error = if p < 0 || !exists(topic, p) {
+                        Some(WireError::new(
+                            crate::protocol::ErrorCode::UnknownPartition,
+                            format!("no partition {p} of topic '{topic}'"),
+                        ))
+                    } else if consumed(topic) {
+                        Some(
+                            GroupError::SubscribedToTopic {
+                                topic: topic.clone(),
+                            }
+                            .to_wire(),
+                        )
+                    } else {
+                        let tp = crate::group::TopicPartition::new(topic.as_str(), p as u32);
+                        if c.committed(group, &tp).is_some() {
+                            if let Ok(k) =
+                                crate::group::offsets::encode_key(&crate::group::OffsetKey {
+                                    group: group.to_owned(),
+                                    tp,
+                                })
+                            {
+                                keys.push((k, None));
+                            }
+                        }
+                        None
+                    };
+                    results.push((topic.clone(), p, error));
+                }
+            }
+            keys
+        };
+        if !tombstones.is_empty() {
+            self.append(log, &tombstones).await?;
+        }
+        tracing::info!(
+            shard = self.shard_id,
+            group,
+            offsets = tombstones.len(),
+            "committed offsets deleted"
+        );
+        Ok(results)
     }
 
     /// Kafka's DeleteGroups: a group without members loses its committed

@@ -57,6 +57,7 @@ impl ToWire for GroupError {
             GroupError::InvalidSessionTimeout { .. } => ErrorCode::InvalidSessionTimeout,
             GroupError::UnknownGroup { .. } => ErrorCode::UnknownGroup,
             GroupError::InvalidRegex { .. } => ErrorCode::InvalidRegex,
+            GroupError::SubscribedToTopic { .. } => ErrorCode::GroupSubscribedToTopic,
             GroupError::Offset(crate::group::OffsetError::MetadataTooLarge { .. }) => {
                 ErrorCode::MessageTooLarge
             }
@@ -112,6 +113,7 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::StaleMemberEpoch => ResponseError::StaleMemberEpoch,
         ErrorCode::IllegalGeneration => ResponseError::IllegalGeneration,
         ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
+        ErrorCode::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
         _ => ResponseError::UnknownServerError,
     };
     k.code()

@@ -208,9 +208,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= IllegalGeneration;
+/// Error codes counted (`ErrorCode` as index: 0 ..= GroupSubscribedToTopic;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::IllegalGeneration as usize + 1;
+const ERROR_CODES: usize = ErrorCode::GroupSubscribedToTopic as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]

@@ -126,8 +126,15 @@ pub enum PartitionError {
     Empty,
     /// Kafka's rule for cleanup.policy=compact: the cleaner keeps the newest
     /// record per key, so a record without one has no place in the log.
-    #[error("compacted topic cannot accept a record without a key (record {index} of batch {batch} has none)")]
-    KeylessRecord { batch: usize, index: usize },
+    /// `records`: the positions (0-based, over every record of the
+    /// produce) of each record without a key, so a client can tell the
+    /// refused records from those refused only for sharing their batch.
+    #[error(
+        "compacted topic cannot accept a record without a key ({} without one, the first at record {})",
+        records.len(),
+        records[0]
+    )]
+    KeylessRecord { records: Vec<u32> },
     #[error("partition is closed: the broker is shutting down or the topic was deleted")]
     Closed,
     /// Idempotent produce: a sequence gap, a stale epoch, or a batch kind
@@ -147,16 +154,23 @@ impl From<StorageError> for PartitionError {
 /// only compacted topics pay for.
 fn check_keys(records: &Bytes, headers: &[batch::BatchHeader]) -> Result<(), PartitionError> {
     let mut at = 0;
-    for (b, h) in headers.iter().enumerate() {
+    let mut position = 0u32;
+    let mut keyless = Vec::new();
+    for h in headers {
         let one = records.slice(at..at + h.total_bytes());
         at += h.total_bytes();
-        for (index, r) in Records::new(one)?.enumerate() {
+        for r in Records::new(one)? {
             if r?.key.is_none() {
-                return Err(PartitionError::KeylessRecord { batch: b, index });
+                keyless.push(position);
             }
+            position += 1;
         }
     }
-    Ok(())
+    if keyless.is_empty() {
+        Ok(())
+    } else {
+        Err(PartitionError::KeylessRecord { records: keyless })
+    }
 }
 
 /// Where an append landed.
@@ -1166,7 +1180,9 @@ mod tests {
             let mut run = make_batch(2, 1, 10).to_vec();
             run.extend_from_slice(&b.finish());
             match p.append(&Bytes::from(run)) {
-                Err(PartitionError::KeylessRecord { batch: 1, index: 1 }) => {}
+                // One record in the first batch: the keyless one is the
+                // third of the produce.
+                Err(PartitionError::KeylessRecord { records }) if records == [2] => {}
                 other => panic!("{other:?}"),
             }
             assert_eq!(

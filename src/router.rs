@@ -520,6 +520,7 @@ impl Router {
                 error: Some(e.clone()),
                 base_offset: -1,
                 high_watermark: -1,
+                invalid_records: vec![],
             });
             ResponseFrame {
                 correlation_id: cid,

@@ -89,6 +89,9 @@ pub struct BrokerConfig {
     pub auto_create_partitions: Option<u32>,
     /// Partitions of a topic created without a count (`num.partitions`).
     pub num_partitions: u32,
+    /// How long a classic group's first rebalance waits for more members
+    /// (`group.initial.rebalance.delay.ms`).
+    pub group_initial_rebalance_delay: Duration,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -141,6 +144,7 @@ impl BrokerConfig {
             cleaner_check: Duration::from_secs(15),
             auto_create_partitions: Some(1),
             num_partitions: 1,
+            group_initial_rebalance_delay: Duration::from_secs(3),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -473,6 +477,7 @@ fn shard_config(id: u16, config: &BrokerConfig, nodes: Vec<NodeInfo>) -> ShardCo
         cleaner_check: config.cleaner_check,
         auto_create_partitions: config.auto_create_partitions,
         num_partitions: config.num_partitions,
+        group_initial_rebalance_delay: config.group_initial_rebalance_delay,
         shard_count: config.shards.max(1),
         nodes,
     }

@@ -49,6 +49,8 @@ pub struct ShardConfig {
     pub auto_create_partitions: Option<u32>,
     /// Partitions of a topic created without a count (`num.partitions`).
     pub num_partitions: u32,
+    /// Kafka's group.initial.rebalance.delay.ms, for classic groups.
+    pub group_initial_rebalance_delay: std::time::Duration,
     /// Memory for tail buffers (half of it) and unwritten bytes (the other
     /// half, `partition.memory`).
     pub memory_budget: u64,
@@ -121,7 +123,10 @@ impl Shard {
             topics: RefCell::new(BTreeMap::new()),
             topic_ids: RefCell::new(HashMap::new()),
             creating: RefCell::new(HashSet::new()),
-            groups: crate::coordinator_host::CoordinatorHost::new(config.shard_id),
+            groups: crate::coordinator_host::CoordinatorHost::new(
+                config.shard_id,
+                config.group_initial_rebalance_delay,
+            ),
         });
         let id = shard.config.shard_id;
         let count: u64 = metas
@@ -556,6 +561,20 @@ impl Shard {
                     Err(e) => Some(e),
                 })
             }),
+            KafkaGroupCall::OffsetDelete { group, topics } => Box::pin(async move {
+                let log = match shard.offsets_log(&group) {
+                    Ok(log) => log,
+                    Err(e) => return KafkaGroupReply::OffsetDelete(Err(e)),
+                };
+                let exists =
+                    |t: &str, p: i32| u32::try_from(p).is_ok_and(|p| shard.owner(t, p).is_some());
+                KafkaGroupReply::OffsetDelete(
+                    shard
+                        .groups
+                        .delete_offsets(&log, &group, &topics, exists)
+                        .await,
+                )
+            }),
         }
     }
 
@@ -880,19 +899,28 @@ impl Shard {
                                     t.name
                                 ),
                             )),
+                            invalid_records: vec![],
                         },
                         Err(e) => PendingAppend {
                             partition: pp.partition,
                             result: Err(e),
+                            invalid_records: vec![],
                         },
                         Ok(part) => match part.append(&pp.records) {
                             Ok(a) => PendingAppend {
                                 partition: pp.partition,
                                 result: Ok((part, a)),
+                                invalid_records: vec![],
                             },
                             Err(e) => PendingAppend {
                                 partition: pp.partition,
                                 result: Err(e.to_wire()),
+                                invalid_records: match e {
+                                    crate::partition::PartitionError::KeylessRecord { records } => {
+                                        records
+                                    }
+                                    _ => vec![],
+                                },
                             },
                         },
                     })
@@ -1200,6 +1228,8 @@ impl Shard {
 struct PendingAppend {
     partition: u32,
     result: Result<(Rc<Partition>, Appended), WireError>,
+    /// With a refusal for records without keys: their positions.
+    invalid_records: Vec<u32>,
 }
 
 /// The waiting half of a produce: flushes per the acks, then the results.
@@ -1219,6 +1249,7 @@ async fn complete_produce(
                 error: None,
                 base_offset: -1,
                 high_watermark: -1,
+                invalid_records: pa.invalid_records,
             };
             match pa.result {
                 Err(e) => r.error = Some(e),

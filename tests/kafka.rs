@@ -191,6 +191,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::DescribeGroups as i16, 0, 5),
         (ApiKey::ListGroups as i16, 0, 4),
         (ApiKey::DeleteGroups as i16, 0, 2),
+        (ApiKey::OffsetDelete as i16, 0, 0),
         (ApiKey::InitProducerId as i16, 0, 5),
         (ApiKey::DescribeConfigs as i16, 1, 4),
         (ApiKey::AlterConfigs as i16, 0, 2),
@@ -200,6 +201,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ListPartitionReassignments as i16, 0, 0),
         (ApiKey::AlterPartitionReassignments as i16, 0, 1),
         (ApiKey::DescribeTopicPartitions as i16, 0, 0),
+        (ApiKey::DescribeQuorum as i16, 0, 2),
+        (ApiKey::AlterReplicaLogDirs as i16, 1, 2),
         (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
     ];
@@ -2151,6 +2154,31 @@ fn a_compacted_topic_over_kafka_refuses_records_without_a_key_with_invalid_recor
         ),
     );
     assert_eq!(r.responses[0].partition_responses[0].error_code, 87);
+    // A batch of five with two keyless records: KIP-467's record_errors
+    // name exactly those two (by index in the batch), so a client fails
+    // them with INVALID_RECORD and the other three as refused for their
+    // batch, not for themselves.
+    let mut mixed = BatchBuilder::new(1_700_000_000_000);
+    for (i, key) in [Some(&b"a"[..]), None, Some(b"c"), Some(b"d"), None]
+        .into_iter()
+        .enumerate()
+    {
+        mixed.push(1_700_000_000_000 + i as i64, key, Some(b"v"), &[]);
+    }
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request("changelog", 0, -1, mixed.finish()),
+    );
+    let pr = &r.responses[0].partition_responses[0];
+    assert_eq!(pr.error_code, 87);
+    assert_eq!(
+        pr.record_errors
+            .iter()
+            .map(|e| e.batch_index)
+            .collect::<Vec<_>>(),
+        vec![1, 4]
+    );
     let mut keyed = BatchBuilder::new(1_700_000_000_000);
     keyed.push(1_700_000_000_000, Some(b"user-1"), Some(b"v1"), &[]);
     let r: ProduceResponse = k.call(
@@ -2875,6 +2903,73 @@ fn cluster_admin_apis_answer_truthfully_for_one_node() {
     // INVALID_REPLICATION_FACTOR, 85 NO_REASSIGNMENT_IN_PROGRESS, 3, 39.
     assert_eq!(codes, vec![0, 39, 38, 85, 3, 39]);
     assert_eq!(c.describe_topic("dirs").unwrap().partitions.len(), 2);
+    // DescribeQuorum: one voter, node 0, the leader; no observers (per-shard
+    // Kafka ports are off here: one node); v2 with the voter's endpoint.
+    // Another partition: 3.
+    {
+        use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+        use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
+        let mut t = TopicData::default();
+        t.topic_name = name("__cluster_metadata");
+        t.partitions = [0, 1]
+            .map(|p| {
+                let mut x = PartitionData::default();
+                x.partition_index = p;
+                x
+            })
+            .to_vec();
+        let mut req = DescribeQuorumRequest::default();
+        req.topics = vec![t];
+        for version in 0..=2 {
+            let r: DescribeQuorumResponse = k.call(ApiKey::DescribeQuorum, version, &req);
+            assert_eq!(r.error_code, 0);
+            let ps = &r.topics[0].partitions;
+            assert_eq!((ps[0].error_code, ps[0].leader_id.0), (0, 0));
+            assert_eq!(ps[0].current_voters.len(), 1);
+            assert_eq!(ps[0].current_voters[0].replica_id.0, 0);
+            assert!(ps[0].observers.is_empty());
+            assert_eq!(ps[1].error_code, 3);
+            if version >= 2 {
+                assert_eq!(r.nodes.len(), 1);
+                assert_eq!(r.nodes[0].listeners[0].port, kafka.port());
+            }
+        }
+    }
+    // AlterReplicaLogDirs: to the data directory, done; elsewhere,
+    // LOG_DIR_NOT_FOUND (57); an unknown partition, 3.
+    {
+        use kafka_protocol::messages::alter_replica_log_dirs_request::{
+            AlterReplicaLogDir, AlterReplicaLogDirTopic,
+        };
+        use kafka_protocol::messages::{AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse};
+        let to = |path: String, parts: Vec<i32>| {
+            let mut t = AlterReplicaLogDirTopic::default();
+            t.name = name("dirs");
+            t.partitions = parts;
+            let mut d = AlterReplicaLogDir::default();
+            d.path = StrBytes::from_string(path);
+            d.topics = vec![t];
+            d
+        };
+        let mut req = AlterReplicaLogDirsRequest::default();
+        req.dirs = vec![
+            to(dir.path().display().to_string(), vec![0, 5]),
+            to("/elsewhere".into(), vec![1]),
+        ];
+        for version in 1..=2 {
+            let r: AlterReplicaLogDirsResponse = k.call(ApiKey::AlterReplicaLogDirs, version, &req);
+            let codes: Vec<(i32, i16)> = r
+                .results
+                .iter()
+                .flat_map(|t| {
+                    t.partitions
+                        .iter()
+                        .map(|p| (p.partition_index, p.error_code))
+                })
+                .collect();
+            assert_eq!(codes, vec![(0, 0), (5, 3), (1, 57)], "v{version}");
+        }
+    }
 }
 
 /// DescribeTopicPartitions (KIP-966, what the Java Admin's describeTopics
@@ -2957,4 +3052,187 @@ fn describe_topic_partitions_pages_through_topics_with_a_cursor() {
         .map(|t| t.name.as_ref().unwrap().to_string())
         .collect();
     assert!(names.contains(&"__consumer_offsets".to_owned()) && names.contains(&"pa".to_owned()));
+}
+
+/// OffsetDelete (`kafka-consumer-groups --delete-offsets`, the Admin's
+/// deleteConsumerGroupOffsets): a group's committed offsets of partitions
+/// it does not consume go, durably; those of a topic a member subscribes
+/// to stay (GROUP_SUBSCRIBED_TO_TOPIC), for a classic consumer (from its
+/// subscription bytes) and a KIP-848 member alike; unknown partitions get
+/// UNKNOWN_TOPIC_OR_PARTITION and an unknown group GROUP_ID_NOT_FOUND.
+#[test]
+fn offset_delete_drops_offsets_of_topics_the_group_does_not_consume() {
+    use kafka_protocol::messages::offset_delete_request::{
+        OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+    };
+    use kafka_protocol::messages::{
+        ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+        ConsumerProtocolSubscription, OffsetDeleteRequest, OffsetDeleteResponse,
+    };
+    use kafka_protocol::protocol::Encodable;
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("od", 2).unwrap();
+    c.create_topic("kept", 1).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let commit_all = |k: &mut Kafka, group: &str, member: &str, generation: i32| {
+        let mut r = OffsetCommitRequest::default();
+        r.group_id = GroupId(sb(group));
+        r.member_id = sb(member);
+        r.generation_id_or_member_epoch = generation;
+        r.topics = [("od", vec![0, 1]), ("kept", vec![0])]
+            .into_iter()
+            .map(|(topic, ps)| {
+                let mut t = OffsetCommitRequestTopic::default();
+                t.name = name(topic);
+                t.partitions = ps
+                    .into_iter()
+                    .map(|p| {
+                        let mut x = OffsetCommitRequestPartition::default();
+                        x.partition_index = p;
+                        x.committed_offset = 10 + i64::from(p);
+                        x
+                    })
+                    .collect();
+                t
+            })
+            .collect();
+        let r: OffsetCommitResponse = k.call(ApiKey::OffsetCommit, 8, &r);
+        for t in &r.topics {
+            for p in &t.partitions {
+                assert_eq!(p.error_code, 0, "commit {group} {:?}", t.name);
+            }
+        }
+    };
+    let committed = |k: &mut Kafka, group: &str, topic: &str, p: i32| -> i64 {
+        let mut r = OffsetFetchRequest::default();
+        r.group_id = GroupId(sb(group));
+        let mut t = OffsetFetchRequestTopic::default();
+        t.name = name(topic);
+        t.partition_indexes = vec![p];
+        r.topics = Some(vec![t]);
+        let f: OffsetFetchResponse = k.call(ApiKey::OffsetFetch, 5, &r);
+        f.topics[0].partitions[0].committed_offset
+    };
+    let delete = |k: &mut Kafka, group: &str, asks: &[(&str, &[i32])]| {
+        let mut r = OffsetDeleteRequest::default();
+        r.group_id = GroupId(sb(group));
+        r.topics = asks
+            .iter()
+            .map(|(topic, ps)| {
+                let mut t = OffsetDeleteRequestTopic::default();
+                t.name = name(topic);
+                t.partitions = ps
+                    .iter()
+                    .map(|&p| {
+                        let mut x = OffsetDeleteRequestPartition::default();
+                        x.partition_index = p;
+                        x
+                    })
+                    .collect();
+                t
+            })
+            .collect();
+        let r: OffsetDeleteResponse = k.call(ApiKey::OffsetDelete, 0, &r);
+        let codes: Vec<(String, i32, i16)> = r
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (t.name.0.to_string(), p.partition_index, p.error_code))
+            })
+            .collect();
+        (r.error_code, codes)
+    };
+    // A group with no members: offsets of named partitions go, others stay.
+    commit_all(&mut k, "idle", "", -1);
+    let (e, codes) = delete(&mut k, "idle", &[("od", &[0, 9]), ("nosuch", &[0])]);
+    assert_eq!(e, 0);
+    assert_eq!(
+        codes,
+        vec![
+            ("od".to_owned(), 0, 0),
+            ("od".to_owned(), 9, 3),
+            ("nosuch".to_owned(), 0, 3)
+        ]
+    );
+    assert_eq!(committed(&mut k, "idle", "od", 0), -1);
+    assert_eq!(committed(&mut k, "idle", "od", 1), 11);
+    assert_eq!(committed(&mut k, "idle", "kept", 0), 10);
+    // No such group at all.
+    assert_eq!(delete(&mut k, "nobody", &[("od", &[0])]).0, 69);
+
+    // A classic consumer subscribed to "od": its offsets of "od" stay,
+    // those of "kept" go.
+    let mut sub = ConsumerProtocolSubscription::default();
+    sub.topics = vec![sb("od")];
+    let mut metadata = bytes::BytesMut::new();
+    metadata.extend_from_slice(&1i16.to_be_bytes());
+    sub.encode(&mut metadata, 1).unwrap();
+    let mut join = join_request("classic-od", "");
+    join.protocols[0].metadata = metadata.freeze();
+    let j: JoinGroupResponse = k.call(ApiKey::JoinGroup, 3, &join);
+    assert_eq!(j.error_code, 0, "v3 joins without a member id round");
+    let member = j.member_id.to_string();
+    let s: SyncGroupResponse = k.call(
+        ApiKey::SyncGroup,
+        3,
+        &sync_request("classic-od", &member, j.generation_id, &[(&member, b"")]),
+    );
+    assert_eq!(s.error_code, 0);
+    commit_all(&mut k, "classic-od", &member, j.generation_id);
+    let (e, codes) = delete(&mut k, "classic-od", &[("od", &[0, 1]), ("kept", &[0])]);
+    assert_eq!(e, 0);
+    assert_eq!(
+        codes,
+        vec![
+            ("od".to_owned(), 0, 86),
+            ("od".to_owned(), 1, 86),
+            ("kept".to_owned(), 0, 0)
+        ]
+    );
+    assert_eq!(committed(&mut k, "classic-od", "od", 1), 11);
+    assert_eq!(committed(&mut k, "classic-od", "kept", 0), -1);
+
+    // A KIP-848 member subscribed to "kept": the same, the other way round.
+    let mut hb = ConsumerGroupHeartbeatRequest::default();
+    hb.group_id = GroupId(sb("kip848-od"));
+    hb.member_id = sb("m-1");
+    hb.member_epoch = 0;
+    hb.rebalance_timeout_ms = 60_000;
+    hb.subscribed_topic_names = Some(vec![name("kept")]);
+    hb.topic_partitions = Some(vec![]);
+    let h: ConsumerGroupHeartbeatResponse = k.call(ApiKey::ConsumerGroupHeartbeat, 1, &hb);
+    assert_eq!(h.error_code, 0);
+    let (_, codes) = delete(&mut k, "kip848-od", &[("kept", &[0]), ("od", &[0])]);
+    assert_eq!(
+        codes,
+        vec![("kept".to_owned(), 0, 86), ("od".to_owned(), 0, 0)]
+    );
+
+    // What was deleted stays deleted across a restart.
+    drop(k);
+    let mut b = b;
+    b.kill();
+    let mut b2 = Broker::start_on(
+        dir.path(),
+        b.addr,
+        &[
+            "--kafka-listen",
+            &kafka.to_string(),
+            "--kafka-port-base",
+            "0",
+            "--shards",
+            "2",
+            "--auto-create-topics-enable",
+            "false",
+        ],
+    );
+    b2.wait_kafka(kafka);
+    let mut k = Kafka::connect(kafka);
+    assert_eq!(committed(&mut k, "idle", "od", 0), -1);
+    assert_eq!(committed(&mut k, "idle", "od", 1), 11);
+    assert_eq!(committed(&mut k, "classic-od", "kept", 0), -1);
 }

@@ -48,14 +48,6 @@ const LEFT_OUT: &[(&str, &str)] = &[
         "test_admin_integration.py::test_create_partitions",
         "asks for manual replica assignments ([[0], [0]]), which shardlog refuses: a shard owns each partition",
     ),
-    (
-        "test_admin_integration.py::test_alter_replica_log_dirs",
-        "AlterReplicaLogDirs is not served (one log directory)",
-    ),
-    (
-        "test_admin_integration.py::test_describe_metadata_quorum",
-        "DescribeQuorum is not served (no KRaft quorum)",
-    ),
 ];
 
 /// Left out only where the broker has two Kafka nodes.

@@ -21,11 +21,13 @@
 //! in a stable group, unless it leads or its subscription changed, it gets
 //! the current generation and its old assignment back with no rebalance.
 //!
-//! Differences from Kafka, on purpose: no initial rebalance delay (the first
-//! member's join completes at once; later members trigger a rebalance the
-//! earlier ones learn of by heartbeat), and offset commits are accepted
-//! during CompletingRebalance when the generation matches (and fenced by
-//! member id, not instance id).
+//! The first rebalance of an empty group waits for more members (Kafka's
+//! group.initial.rebalance.delay.ms, `with_initial_rebalance_delay`): the
+//! delay again after each newcomer, never past the rebalance timeout.
+//!
+//! Differences from Kafka, on purpose: offset commits are accepted during
+//! CompletingRebalance when the generation matches (and fenced by member
+//! id, not instance id).
 
 use std::collections::BTreeMap;
 
@@ -271,6 +273,17 @@ struct Group {
     /// Ids handed out with MEMBER_ID_REQUIRED, with their deadline.
     pending: Vec<(String, u64)>,
     rebalance_deadline: u64,
+    /// While the first rebalance of a group that was empty waits for more
+    /// members (Kafka's group.initial.rebalance.delay.ms).
+    initial: Option<InitialJoin>,
+}
+
+/// The initial delayed join: it completes at `until` (pushed back by each
+/// newcomer), never after `end` (the rebalance timeout from its start).
+#[derive(Debug, Clone, Copy)]
+struct InitialJoin {
+    until: u64,
+    end: u64,
 }
 
 impl Group {
@@ -284,6 +297,7 @@ impl Group {
             members: Vec::new(),
             pending: Vec::new(),
             rebalance_deadline: 0,
+            initial: None,
         }
     }
 
@@ -361,6 +375,13 @@ impl Group {
     fn maybe_complete_join(&mut self, now: u64, deadline_passed: bool, out: &mut Vec<Completion>) {
         if self.state != ClassicState::PreparingRebalance {
             return;
+        }
+        if let Some(initial) = self.initial {
+            if now < initial.until && !deadline_passed && !self.members.is_empty() {
+                // The initial delay: more members may be on their way.
+                return;
+            }
+            self.initial = None;
         }
         if !self.members.iter().all(|m| m.awaiting_join.is_some()) {
             if !deadline_passed {
@@ -540,6 +561,8 @@ pub struct ClassicDescription {
 pub struct ClassicGroups {
     groups: BTreeMap<String, Group>,
     rng: u64,
+    /// Kafka's group.initial.rebalance.delay.ms (0: none).
+    initial_delay_ms: u32,
 }
 
 fn join_error(member_id: &str, e: ClassicError) -> ClassicReply {
@@ -613,7 +636,18 @@ impl ClassicGroups {
         ClassicGroups {
             groups: BTreeMap::new(),
             rng: seed | 1,
+            initial_delay_ms: 0,
         }
+    }
+
+    /// The first rebalance of an empty group waits `ms` for more members,
+    /// `ms` more after each newcomer, at most its rebalance timeout
+    /// (Kafka's group.initial.rebalance.delay.ms, 3000 there by default):
+    /// a fleet of consumers starting together forms one generation instead
+    /// of rebalancing once per member.
+    pub fn with_initial_rebalance_delay(mut self, ms: u32) -> ClassicGroups {
+        self.initial_delay_ms = ms;
+        self
     }
 
     fn new_member_id(&mut self, client_id: &str) -> String {
@@ -670,6 +704,7 @@ impl ClassicGroups {
             .member_id
             .is_empty()
             .then(|| self.new_member_id(&r.client_id));
+        let delay = self.initial_delay_ms;
         let g = self.groups.get_mut(&r.group).expect("present");
         if !g.compatible(&r.protocol_type, &r.protocols, &r.member_id) {
             out.push((
@@ -691,7 +726,7 @@ impl ClassicGroups {
                 (Some(id), None) if g.members.len() < MAX_MEMBERS => {
                     // A new static member: no KIP-394 round (its instance id
                     // already names it).
-                    Self::add_member(g, now, r, id, waiter, &mut out);
+                    Self::add_member(g, now, r, id, waiter, delay, &mut out);
                 }
                 (Some(_), None) => {
                     out.push((waiter, join_error("", ClassicError::GroupMaxSizeReached)));
@@ -725,7 +760,7 @@ impl ClassicGroups {
                 out.push((waiter, join_error(&id, ClassicError::MemberIdRequired)));
                 return out;
             }
-            Self::add_member(g, now, r, id, waiter, &mut out);
+            Self::add_member(g, now, r, id, waiter, delay, &mut out);
         } else if let Some(pos) = g.pending.iter().position(|(id, _)| *id == r.member_id) {
             g.pending.remove(pos);
             let id = r.member_id.clone();
@@ -733,7 +768,7 @@ impl ClassicGroups {
                 out.push((waiter, join_error(&id, ClassicError::GroupMaxSizeReached)));
                 return out;
             }
-            Self::add_member(g, now, r, id, waiter, &mut out);
+            Self::add_member(g, now, r, id, waiter, delay, &mut out);
         } else if let Some(idx) = g.member(&r.member_id) {
             Self::rejoin(g, now, idx, r, waiter, &mut out);
         } else {
@@ -749,14 +784,17 @@ impl ClassicGroups {
         out
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn add_member(
         g: &mut Group,
         now: u64,
         r: JoinRequest,
         id: String,
         waiter: Waiter,
+        initial_delay_ms: u32,
         out: &mut Vec<Completion>,
     ) {
+        let was_empty = g.state == ClassicState::Empty;
         if g.members.is_empty() {
             g.protocol_type = Some(r.protocol_type.clone());
         }
@@ -775,10 +813,22 @@ impl ClassicGroups {
         });
         if g.state != ClassicState::PreparingRebalance {
             g.prepare_rebalance(now, out);
+            if was_empty && initial_delay_ms > 0 {
+                let delay = u64::from(initial_delay_ms);
+                let end = g.rebalance_deadline;
+                g.initial = Some(InitialJoin {
+                    until: (now + delay).min(end),
+                    end,
+                });
+            }
         } else {
             // A longer rebalance timeout of a newcomer extends the wait.
             let t = g.members.last().expect("pushed").rebalance_timeout_ms;
             g.rebalance_deadline = g.rebalance_deadline.max(now + u64::from(t));
+            if let Some(i) = &mut g.initial {
+                // Another newcomer: wait the delay again, within the bound.
+                i.until = (now + u64::from(initial_delay_ms)).min(i.end);
+            }
         }
         g.maybe_complete_join(now, false, out);
     }
@@ -1067,6 +1117,8 @@ impl ClassicGroups {
             }
             if g.state == ClassicState::PreparingRebalance && g.rebalance_deadline <= now {
                 g.maybe_complete_join(now, true, &mut out);
+            } else if g.initial.is_some_and(|i| i.until <= now) {
+                g.maybe_complete_join(now, false, &mut out);
             }
             g.check_invariants();
         }
@@ -1150,6 +1202,21 @@ impl ClassicGroups {
             })
             .collect()
     }
+}
+
+/// The topics in a consumer-protocol subscription (a classic consumer's
+/// JoinGroup metadata), for OffsetDelete's "does the group consume this
+/// topic"; `None` when the bytes are not one.
+pub fn consumer_subscription(bytes: &[u8]) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    if bytes.len() < 2 {
+        return None;
+    }
+    let version = i16::from_be_bytes([bytes[0], bytes[1]]);
+    let mut rest = Bytes::copy_from_slice(&bytes[2..]);
+    let s = ConsumerProtocolSubscription::decode(&mut rest, version.clamp(0, 3)).ok()?;
+    Some(s.topics.iter().map(|t| t.as_str().to_owned()).collect())
 }
 
 /// The partitions in a consumer-protocol assignment (what Kafka's consumer
@@ -1266,6 +1333,47 @@ mod tests {
         assert!(jb.members.is_empty(), "followers see none");
         assert_eq!(ja.members[1].metadata, Bytes::from("meta--range"));
         (a.member_id, jb.member_id)
+    }
+
+    #[test]
+    fn the_first_rebalance_waits_the_initial_delay_for_more_members() {
+        let mut c = ClassicGroups::new(7).with_initial_rebalance_delay(3_000);
+        assert!(c.join(0, join("g", "", &["range"]), 1).is_empty());
+        assert!(c.tick(2_999).is_empty(), "still within the delay");
+        // A newcomer at 2 s pushes the end to 5 s.
+        assert!(c.join(2_000, join("g", "", &["range"]), 2).is_empty());
+        assert!(c.tick(4_999).is_empty());
+        let out = c.tick(5_000);
+        let (a, b) = (joined(&out, 1), joined(&out, 2));
+        assert_eq!((a.generation_id, b.generation_id), (1, 1), "one generation");
+        assert_eq!(a.members.len(), 2, "the leader sees both");
+        // A later newcomer rebalances at once when everyone rejoins: the
+        // delay is for a group that was empty.
+        assert!(c
+            .sync(5_001, sync(&a.member_id, 1, &[(&a.member_id, "x")]), 3)
+            .iter()
+            .any(|(w, _)| *w == 3));
+        assert!(c.join(5_002, join("g", "", &["range"]), 4).is_empty());
+        c.join(5_003, join("g", &a.member_id, &["range"]), 5);
+        let out = c.join(5_004, join("g", &b.member_id, &["range"]), 6);
+        assert_eq!(joined(&out, 4).generation_id, 2);
+    }
+
+    #[test]
+    fn the_initial_delay_never_outlasts_the_rebalance_timeout() {
+        let mut c = ClassicGroups::new(7).with_initial_rebalance_delay(3_000);
+        let mut r = join("g", "", &["range"]);
+        r.rebalance_timeout_ms = 10_000;
+        assert!(c.join(0, r.clone(), 1).is_empty());
+        // A newcomer every 2 s would hold it forever without the bound.
+        for (i, t) in [2_000u64, 4_000, 6_000, 8_000].into_iter().enumerate() {
+            assert!(c.join(t, r.clone(), 2 + i as u64).is_empty());
+            assert!(c.tick(t + 1).is_empty());
+        }
+        let out = c.tick(10_000);
+        assert_eq!(out.len(), 5, "all five answered at the rebalance timeout");
+        assert!(out.iter().all(|(_, a)| matches!(a,
+            ClassicReply::Join(j) if j.error.is_none() && j.generation_id == 1)));
     }
 
     #[test]

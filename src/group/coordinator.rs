@@ -103,6 +103,10 @@ pub enum GroupError {
     TooManyGroups { max: usize },
     #[error("unknown group {group_id:?}")]
     UnknownGroup { group_id: String },
+    /// OffsetDelete of a topic the group consumes (its members would
+    /// commit again, or lose their place).
+    #[error("the group consumes topic {topic:?}: its offsets stay")]
+    SubscribedToTopic { topic: String },
     #[error(transparent)]
     Offset(#[from] OffsetError),
 }
@@ -124,6 +128,7 @@ impl GroupError {
             GroupError::TooManyGroups { .. } => "TooManyGroups",
             GroupError::UnknownGroup { .. } => "UnknownGroup",
             GroupError::InvalidRegex { .. } => "InvalidRegex",
+            GroupError::SubscribedToTopic { .. } => "SubscribedToTopic",
             GroupError::Offset(e) => e.code(),
         }
     }
@@ -529,6 +534,12 @@ impl Group {
 
     pub fn group_epoch(&self) -> u32 {
         self.group_epoch
+    }
+
+    /// Whether a member's subscription, resolved against the current
+    /// topics, takes `topic` (Kafka's isSubscribedToTopic).
+    pub fn is_subscribed_to(&self, topic: &str) -> bool {
+        self.members.values().any(|m| m.topics.contains(topic))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -4,7 +4,8 @@
 //! partition's size), ElectLeaders (no election is ever needed),
 //! ListPartitionReassignments (none is ever in progress) and
 //! AlterPartitionReassignments (only the assignment a partition already
-//! has).
+//! has), DescribeQuorum (one voter, node 0, always the leader) and
+//! AlterReplicaLogDirs (only to the one directory there is).
 //!
 //! Owns: their translation both ways and the shapes that carry what the
 //! answer needs. Pure.
@@ -16,14 +17,21 @@ use bytes::Bytes;
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
+use kafka_protocol::messages::alter_replica_log_dirs_response::{
+    AlterReplicaLogDirPartitionResult, AlterReplicaLogDirTopicResult,
+};
 use kafka_protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
+};
+use kafka_protocol::messages::describe_quorum_response::{
+    Listener, Node, PartitionData, ReplicaState, TopicData,
 };
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
-    DescribeLogDirsRequest, DescribeLogDirsResponse, ElectLeadersRequest, ElectLeadersResponse,
-    ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    AlterReplicaLogDirsRequest, AlterReplicaLogDirsResponse, BrokerId, DescribeLogDirsRequest,
+    DescribeLogDirsResponse, DescribeQuorumRequest, DescribeQuorumResponse, ElectLeadersRequest,
+    ElectLeadersResponse, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -307,6 +315,209 @@ pub(super) fn alter_partition_reassignments_response(
                             ),
                         ),
                     }
+                    x
+                })
+                .collect();
+            t
+        })
+        .collect();
+    r
+}
+
+/// The metadata log's name in KRaft: the one partition DescribeQuorum
+/// describes.
+const CLUSTER_METADATA: &str = "__cluster_metadata";
+
+/// DescribeQuorum: the (topic, partitions) asked for ride in the shape;
+/// the nodes come with the answer of an empty Metadata request.
+pub(super) fn decode_describe_quorum(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeQuorumRequest::decode(body, version)?;
+    let shape: Shape = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.topic_name),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
+    Ok(routed(
+        native(Request::Metadata {
+            topics: Some(vec![]),
+            auto_create: false,
+            include_internal: false,
+        }),
+        shape,
+    ))
+}
+
+/// The quorum of a single node: node 0 (the controller DescribeCluster
+/// and Metadata name) is the only voter and always the leader, at epoch 0
+/// (never an election); the other shards' nodes are observers. shardlog
+/// keeps no metadata log (topic metadata is one file per topic), so its
+/// offsets are 0 and no fetch times are known (-1). Anything other than
+/// `__cluster_metadata` partition 0: UNKNOWN_TOPIC_OR_PARTITION.
+pub(super) fn describe_quorum_response(
+    version: i16,
+    shape: &Shape,
+    nodes: &[NodeInfo],
+    error: i16,
+) -> DescribeQuorumResponse {
+    let mut r = DescribeQuorumResponse::default();
+    r.error_code = error;
+    if error != 0 {
+        return r;
+    }
+    let replica = |id: u32| {
+        let mut s = ReplicaState::default();
+        s.replica_id = BrokerId(id as i32);
+        s.log_end_offset = 0;
+        s.last_fetch_timestamp = -1;
+        s.last_caught_up_timestamp = -1;
+        s
+    };
+    r.topics = shape
+        .iter()
+        .map(|(topic, partitions)| {
+            let mut t = TopicData::default();
+            t.topic_name = topic_name(topic);
+            t.partitions = partitions
+                .iter()
+                .map(|&p| {
+                    let mut x = PartitionData::default();
+                    x.partition_index = p;
+                    if topic != CLUSTER_METADATA || p != 0 {
+                        // (No message: v0-1 have no field for one.)
+                        x.error_code = ResponseError::UnknownTopicOrPartition.code();
+                        x.leader_id = BrokerId(-1);
+                        x.leader_epoch = -1;
+                        x.high_watermark = -1;
+                        return x;
+                    }
+                    x.leader_id = BrokerId(0);
+                    x.leader_epoch = 0;
+                    x.high_watermark = 0;
+                    x.current_voters = vec![replica(0)];
+                    x.observers = nodes
+                        .iter()
+                        .filter(|n| n.node_id != 0)
+                        .map(|n| replica(n.node_id))
+                        .collect();
+                    x
+                })
+                .collect();
+            t
+        })
+        .collect();
+    // v2: the voters' endpoints.
+    r.nodes = nodes
+        .iter()
+        .filter(|n| version >= 2 && n.node_id == 0)
+        .map(|n| {
+            let mut l = Listener::default();
+            l.name = StrBytes::from_static_str("PLAINTEXT");
+            l.host = StrBytes::from_string(n.host.clone());
+            l.port = n.port;
+            let mut node = Node::default();
+            node.node_id = BrokerId(0);
+            node.listeners = vec![l];
+            node
+        })
+        .collect();
+    r
+}
+
+/// AlterReplicaLogDirs: the partitions to move, each with the directory
+/// it should move to, ride in the shape as (topic, [partition]) with the
+/// wanted directory's index in `dirs` (returned beside the work).
+pub(super) fn decode_alter_replica_log_dirs(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = AlterReplicaLogDirsRequest::decode(body, version)?;
+    // (topic, [partition, dir index, partition, dir index, ...]): the
+    // shape carries i32s only, so each partition is followed by the index
+    // of the directory it asks for; the directories follow as a last
+    // entry per directory named `\0` + path (no topic name has a NUL).
+    let mut shape: Shape = Vec::new();
+    for (d, dir) in r.dirs.iter().enumerate() {
+        for t in &dir.topics {
+            let name = name_of(&t.name);
+            let mut pairs = Vec::with_capacity(t.partitions.len() * 2);
+            for &p in &t.partitions {
+                pairs.push(p);
+                pairs.push(d as i32);
+            }
+            shape.push((name, pairs));
+        }
+    }
+    for dir in &r.dirs {
+        shape.push((format!("\0{}", dir.path.as_str()), vec![]));
+    }
+    let topics: Vec<String> = shape
+        .iter()
+        .filter(|(n, _)| !n.starts_with('\0'))
+        .map(|(n, _)| n.clone())
+        .collect();
+    Ok(routed(
+        native(Request::DescribeTopics {
+            topics: Some(topics),
+        }),
+        shape,
+    ))
+}
+
+/// Each partition stays in the one log directory there is: asked to move
+/// there, it is done (NONE, as Kafka answers a move to where a replica
+/// already is); any other path is LOG_DIR_NOT_FOUND; a partition that does
+/// not exist, UNKNOWN_TOPIC_OR_PARTITION.
+pub(super) fn alter_replica_log_dirs_response(
+    shape: &Shape,
+    topics: &[protocol::TopicDescription],
+    log_dir: &str,
+    error: i16,
+) -> AlterReplicaLogDirsResponse {
+    let dirs: Vec<&str> = shape
+        .iter()
+        .filter_map(|(n, _)| n.strip_prefix('\0'))
+        .collect();
+    let same_dir = |path: &str| {
+        path == log_dir
+            || (std::fs::canonicalize(path).ok())
+                .zip(std::fs::canonicalize(log_dir).ok())
+                .is_some_and(|(a, b)| a == b)
+    };
+    let mut r = AlterReplicaLogDirsResponse::default();
+    r.results = shape
+        .iter()
+        .filter(|(n, _)| !n.starts_with('\0'))
+        .map(|(name, pairs)| {
+            let known = topics.iter().find(|t| t.name == *name && t.error.is_none());
+            let mut t = AlterReplicaLogDirTopicResult::default();
+            t.topic_name = topic_name(name);
+            t.partitions = pairs
+                .chunks_exact(2)
+                .map(|pd| {
+                    let (p, d) = (pd[0], pd[1]);
+                    let mut x = AlterReplicaLogDirPartitionResult::default();
+                    x.partition_index = p;
+                    x.error_code = if error != 0 {
+                        error
+                    } else if !known
+                        .is_some_and(|t| t.partitions.iter().any(|q| q.partition as i32 == p))
+                    {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    } else if dirs.get(d as usize).is_some_and(|path| same_dir(path)) {
+                        0
+                    } else {
+                        ResponseError::LogDirNotFound.code()
+                    };
                     x
                 })
                 .collect();

@@ -77,6 +77,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListPartitionReassignments, 0, 0),
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
+    (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
 /// The default largest request body of any API but Produce
@@ -265,6 +267,13 @@ pub fn decode_request(
         ApiKey::ElectLeaders => {
             cluster::decode_elect_leaders(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::DescribeQuorum => {
+            cluster::decode_describe_quorum(&mut body, version, &native).map_err(malformed)?
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            cluster::decode_alter_replica_log_dirs(&mut body, version, &native)
+                .map_err(malformed)?
+        }
         ApiKey::ListPartitionReassignments => {
             cluster::decode_list_partition_reassignments(&mut body, version).map_err(malformed)?
         }
@@ -426,6 +435,12 @@ pub fn encode_response(
         (ApiKey::ElectLeaders, Ok(Response::Metadata(m))) => {
             frame(&cluster::elect_leaders_response(shape, &m.topics, 0))
         }
+        (ApiKey::DescribeQuorum, Ok(Response::Metadata(_))) => {
+            frame(&cluster::describe_quorum_response(version, shape, nodes, 0))
+        }
+        (ApiKey::AlterReplicaLogDirs, Ok(Response::DescribeTopics(ts))) => frame(
+            &cluster::alter_replica_log_dirs_response(shape, &ts, &defaults.log_dir, 0),
+        ),
         (ApiKey::AlterPartitionReassignments, Ok(Response::Metadata(m))) => frame(
             &cluster::alter_partition_reassignments_response(shape, &m.topics, nodes, 0),
         ),
@@ -651,6 +666,18 @@ pub fn refuse_response(
             version,
             correlation_id,
             &cluster::list_partition_reassignments_response(error),
+        ),
+        ApiKey::DescribeQuorum => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::describe_quorum_response(version, shape, &[], error),
+        ),
+        ApiKey::AlterReplicaLogDirs => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &cluster::alter_replica_log_dirs_response(shape, &[], "", error),
         ),
         ApiKey::AlterPartitionReassignments => encode_frame(
             api,

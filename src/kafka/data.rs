@@ -15,7 +15,9 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{
     ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
     ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
@@ -223,6 +225,22 @@ pub(super) fn produce_response(topics: Vec<protocol::ProduceTopicResult>) -> Pro
                     if let Some(e) = &p.error {
                         pr.error_message = Some(StrBytes::from_string(e.message.clone()));
                     }
+                    // KIP-467 (v8+): which records were refused. A client
+                    // fails those with INVALID_RECORD and the rest of the
+                    // batch with its own "invalid different record" error,
+                    // instead of blaming every record.
+                    pr.record_errors = p
+                        .invalid_records
+                        .iter()
+                        .map(|&i| {
+                            let mut e = BatchIndexAndErrorMessage::default();
+                            e.batch_index = i as i32;
+                            e.batch_index_error_message = Some(StrBytes::from_static_str(
+                                "Compacted topic cannot accept message without key.",
+                            ));
+                            e
+                        })
+                        .collect();
                     pr
                 })
                 .collect();

@@ -350,6 +350,20 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
             let r = DeleteGroupsRequest::default().with_groups_names(vec![group("billing")]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::OffsetDelete => {
+            use kafka_protocol::messages::offset_delete_request::{
+                OffsetDeleteRequestPartition, OffsetDeleteRequestTopic,
+            };
+            let r = kafka_protocol::messages::OffsetDeleteRequest::default()
+                .with_group_id(group("billing"))
+                .with_topics(vec![OffsetDeleteRequestTopic::default()
+                    .with_name(topic("events"))
+                    .with_partitions(vec![
+                        OffsetDeleteRequestPartition::default().with_partition_index(0),
+                        OffsetDeleteRequestPartition::default().with_partition_index(1),
+                    ])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::ConsumerGroupHeartbeat => {
             let r = ConsumerGroupHeartbeatRequest::default()
                 .with_group_id(group("billing"))
@@ -386,6 +400,29 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     .with_topic(topic("events"))
                     .with_partitions(vec![0, 1]),
             ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::DescribeQuorum => {
+            use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+            let r = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
+                TopicData::default()
+                    .with_topic_name(topic("__cluster_metadata"))
+                    .with_partitions(vec![PartitionData::default().with_partition_index(0)]),
+            ]);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::AlterReplicaLogDirs => {
+            use kafka_protocol::messages::alter_replica_log_dirs_request::{
+                AlterReplicaLogDir, AlterReplicaLogDirTopic,
+            };
+            let r =
+                kafka_protocol::messages::AlterReplicaLogDirsRequest::default().with_dirs(vec![
+                    AlterReplicaLogDir::default()
+                        .with_path(StrBytes::from_static_str("/data"))
+                        .with_topics(vec![AlterReplicaLogDirTopic::default()
+                            .with_name(topic("events"))
+                            .with_partitions(vec![0, 1])]),
+                ]);
             body(&|b| r.encode(b, v))
         }
         ApiKey::ElectLeaders => {

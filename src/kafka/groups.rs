@@ -25,6 +25,9 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponsePartition, OffsetFetchResponseTopic,
 };
@@ -35,8 +38,8 @@ use kafka_protocol::messages::{
     DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
     HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
     LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
-    SyncGroupResponse,
+    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -69,6 +72,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeGroups, 0, 5),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::OffsetDelete, 0, 0),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -283,6 +287,20 @@ pub fn decode(
             let shape = r.groups_names.iter().map(|g| (s(&g.0), vec![])).collect();
             Work::KafkaGroups {
                 kind: KafkaGroupKind::Delete,
+                shape,
+            }
+        }
+        ApiKey::OffsetDelete => {
+            let r = OffsetDeleteRequest::decode(body, version)?;
+            let mut shape: Shape = vec![(s(&r.group_id.0), vec![])];
+            shape.extend(r.topics.iter().map(|t| {
+                (
+                    s(&t.name.0),
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            }));
+            Work::KafkaGroups {
+                kind: KafkaGroupKind::OffsetDelete,
                 shape,
             }
         }
@@ -734,6 +752,28 @@ pub fn encode_kafka_groups(
                 shape.iter().map(|(g, _)| g.as_str()).zip(codes),
             ))
         }
+        ApiKey::OffsetDelete => {
+            let result = match replies.into_iter().next() {
+                Some(Ok(KafkaGroupReply::OffsetDelete(r))) => r,
+                Some(Ok(other)) => anyhow::bail!("{api:?}: unexpected group reply {other:?}"),
+                Some(Err(e)) => Err(e),
+                None => anyhow::bail!("{api:?}: no reply"),
+            };
+            match result {
+                Ok(partitions) => frame(&offset_delete_response(shape, 0, &partitions)),
+                Err(e) => {
+                    let code = match e.code {
+                        // Kafka's codes for a group whose members cannot
+                        // be told apart from consumers of the topic, and
+                        // for one that does not exist.
+                        protocol::ErrorCode::GroupNotEmpty => ResponseError::NonEmptyGroup.code(),
+                        protocol::ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound.code(),
+                        _ => kafka_code(Some(&e)),
+                    };
+                    frame(&offset_delete_response(shape, code, &[]))
+                }
+            }
+        }
         _ => {
             let reply = match replies.into_iter().next() {
                 Some(Ok(r)) => r,
@@ -782,6 +822,39 @@ pub fn encode_kafka_groups(
             }
         }
     }
+}
+
+/// The OffsetDelete answer: the group's error, or each partition's.
+fn offset_delete_response(
+    shape: &Shape,
+    error: i16,
+    partitions: &[(String, i32, Option<WireError>)],
+) -> OffsetDeleteResponse {
+    let mut r = OffsetDeleteResponse::default();
+    r.error_code = error;
+    if error != 0 {
+        return r;
+    }
+    r.topics = shape
+        .iter()
+        .skip(1)
+        .map(|(topic, _)| {
+            let mut t = OffsetDeleteResponseTopic::default();
+            t.name = topic_name(topic);
+            t.partitions = partitions
+                .iter()
+                .filter(|(n, _, _)| n == topic)
+                .map(|(_, p, e)| {
+                    let mut x = OffsetDeleteResponsePartition::default();
+                    x.partition_index = *p;
+                    x.error_code = kafka_code(e.as_ref());
+                    x
+                })
+                .collect();
+            t
+        })
+        .collect();
+    r
 }
 
 fn delete_groups_response<'a>(
@@ -981,6 +1054,7 @@ pub fn refuse(
         ApiKey::DeleteGroups => frame(&delete_groups_response(
             shape.iter().map(|(g, _)| (g.as_str(), error)),
         )),
+        ApiKey::OffsetDelete => frame(&offset_delete_response(shape, error, &[])),
         _ => anyhow::bail!("{api:?} is not a group API"),
     }
 }

@@ -79,6 +79,9 @@ pub enum KafkaGroupKind {
     Classic(Box<ClassicCall>),
     Describe,
     Delete,
+    /// OffsetDelete: the shape's first entry names the group, the rest
+    /// are the topics with their partitions.
+    OffsetDelete,
 }
 
 impl KafkaGroupKind {
@@ -94,6 +97,13 @@ impl KafkaGroupKind {
                 .iter()
                 .map(|(g, _)| KafkaGroupCall::Delete(g.clone()))
                 .collect(),
+            KafkaGroupKind::OffsetDelete => match shape.split_first() {
+                Some(((group, _), topics)) => vec![KafkaGroupCall::OffsetDelete {
+                    group: group.clone(),
+                    topics: topics.to_vec(),
+                }],
+                None => vec![],
+            },
         }
     }
 }

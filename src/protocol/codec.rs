@@ -595,12 +595,22 @@ mod tests {
             ])),
             Ok(Response::Produce(vec![ProduceTopicResult {
                 name: "t".into(),
-                partitions: vec![ProducePartitionResult {
-                    partition: 0,
-                    error: None,
-                    base_offset: 5,
-                    high_watermark: 9,
-                }],
+                partitions: vec![
+                    ProducePartitionResult {
+                        partition: 0,
+                        error: None,
+                        base_offset: 5,
+                        high_watermark: 9,
+                        invalid_records: vec![],
+                    },
+                    ProducePartitionResult {
+                        partition: 1,
+                        error: Some(WireError::new(ErrorCode::InvalidRecord, "keyless")),
+                        base_offset: -1,
+                        high_watermark: -1,
+                        invalid_records: vec![0, 10, 20],
+                    },
+                ],
             }])),
             Ok(Response::Fetch(vec![FetchTopicResult {
                 name: "t".into(),

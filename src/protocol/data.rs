@@ -337,6 +337,8 @@ pub(super) fn encode_response(
                 |t| (&t.name, &t.partitions),
                 |fbb, p| {
                     let msg = opt_str(fbb, &p.error);
+                    let invalid = (!p.invalid_records.is_empty())
+                        .then(|| fbb.create_vector(&p.invalid_records));
                     fb::ProducePartitionResult::create(
                         fbb,
                         &fb::ProducePartitionResultArgs {
@@ -345,6 +347,7 @@ pub(super) fn encode_response(
                             error_message: msg,
                             base_offset: p.base_offset,
                             high_watermark: p.high_watermark,
+                            invalid_records: invalid,
                         },
                     )
                 },
@@ -509,6 +512,10 @@ pub(super) fn decode_response(
                             error: err_of(p.error_code(), p.error_message()),
                             base_offset: p.base_offset(),
                             high_watermark: p.high_watermark(),
+                            invalid_records: p
+                                .invalid_records()
+                                .map(|v| v.iter().collect())
+                                .unwrap_or_default(),
                         })
                         .collect(),
                 });

@@ -55,6 +55,7 @@ pub enum ErrorCode {
     UnknownTopicId = 26,
     InvalidRegex = 27,
     IllegalGeneration = 28,
+    GroupSubscribedToTopic = 29,
 }
 
 impl ErrorCode {
@@ -89,6 +90,7 @@ impl ErrorCode {
             26 => UnknownTopicId,
             27 => InvalidRegex,
             28 => IllegalGeneration,
+            29 => GroupSubscribedToTopic,
             _ => Unknown,
         }
     }
@@ -430,6 +432,10 @@ pub struct ProducePartitionResult {
     pub error: Option<WireError>,
     pub base_offset: i64,
     pub high_watermark: i64,
+    /// With `InvalidRecord`: which records (0-based, over this partition's
+    /// records in the produce) were refused themselves; the rest only
+    /// shared their batch (Kafka's `record_errors`, KIP-467).
+    pub invalid_records: Vec<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

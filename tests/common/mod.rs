@@ -101,6 +101,13 @@ impl Broker {
             } else {
                 &["--kafka-port-base", "0"][..]
             })
+            // Kafka's 3 s initial rebalance delay would add 3 s to each
+            // group a test forms: none unless a test asks for it.
+            .args(if extra.contains(&"--group-initial-rebalance-delay-ms") {
+                &[][..]
+            } else {
+                &["--group-initial-rebalance-delay-ms", "0"][..]
+            })
             // The metrics endpoint's default port is one for the whole host:
             // off unless a test asks for it.
             .args(if extra.contains(&"--http-listen") {

@@ -13,10 +13,10 @@ pub mod wire {
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_ERROR_CODE: i16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_ERROR_CODE: i16 = 28;
+pub const ENUM_MAX_ERROR_CODE: i16 = 29;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 29] = [
+pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 30] = [
   ErrorCode::None,
   ErrorCode::Unknown,
   ErrorCode::InvalidRequest,
@@ -46,6 +46,7 @@ pub const ENUM_VALUES_ERROR_CODE: [ErrorCode; 29] = [
   ErrorCode::UnknownTopicId,
   ErrorCode::InvalidRegex,
   ErrorCode::IllegalGeneration,
+  ErrorCode::GroupSubscribedToTopic,
 ];
 
 /// Error codes; 0 is success. Mapped from the library's typed errors in
@@ -102,9 +103,11 @@ impl ErrorCode {
   /// A classic-protocol (Kafka JoinGroup) member's generation is not the
   /// group's.
   pub const IllegalGeneration: Self = Self(28);
+  /// Deleting a group's committed offsets of a topic the group consumes.
+  pub const GroupSubscribedToTopic: Self = Self(29);
 
   pub const ENUM_MIN: i16 = 0;
-  pub const ENUM_MAX: i16 = 28;
+  pub const ENUM_MAX: i16 = 29;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::None,
     Self::Unknown,
@@ -135,6 +138,7 @@ impl ErrorCode {
     Self::UnknownTopicId,
     Self::InvalidRegex,
     Self::IllegalGeneration,
+    Self::GroupSubscribedToTopic,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -168,6 +172,7 @@ impl ErrorCode {
       Self::UnknownTopicId => Some("UnknownTopicId"),
       Self::InvalidRegex => Some("InvalidRegex"),
       Self::IllegalGeneration => Some("IllegalGeneration"),
+      Self::GroupSubscribedToTopic => Some("GroupSubscribedToTopic"),
       _ => None,
     }
   }
@@ -2935,6 +2940,7 @@ impl<'a> ProducePartitionResult<'a> {
   pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
   pub const VT_BASE_OFFSET: ::flatbuffers::VOffsetT = 10;
   pub const VT_HIGH_WATERMARK: ::flatbuffers::VOffsetT = 12;
+  pub const VT_INVALID_RECORDS: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -2948,6 +2954,7 @@ impl<'a> ProducePartitionResult<'a> {
     let mut builder = ProducePartitionResultBuilder::new(_fbb);
     builder.add_high_watermark(args.high_watermark);
     builder.add_base_offset(args.base_offset);
+    if let Some(x) = args.invalid_records { builder.add_invalid_records(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
     builder.add_partition(args.partition);
     builder.add_error_code(args.error_code);
@@ -2992,6 +2999,16 @@ impl<'a> ProducePartitionResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(ProducePartitionResult::VT_HIGH_WATERMARK, Some(-1)).unwrap()}
   }
+  /// With error_code InvalidRecord: the positions (0-based, counted over
+  /// the produce's records for this partition) of the records that were
+  /// refused; the others were refused only for sharing their batch.
+  #[inline]
+  pub fn invalid_records(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(ProducePartitionResult::VT_INVALID_RECORDS, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for ProducePartitionResult<'_> {
@@ -3005,6 +3022,7 @@ impl ::flatbuffers::Verifiable for ProducePartitionResult<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
      .visit_field::<i64>("base_offset", Self::VT_BASE_OFFSET, false)?
      .visit_field::<i64>("high_watermark", Self::VT_HIGH_WATERMARK, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("invalid_records", Self::VT_INVALID_RECORDS, false)?
      .finish();
     Ok(())
   }
@@ -3015,6 +3033,7 @@ pub struct ProducePartitionResultArgs<'a> {
     pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub base_offset: i64,
     pub high_watermark: i64,
+    pub invalid_records: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
 }
 impl<'a> Default for ProducePartitionResultArgs<'a> {
   #[inline]
@@ -3025,6 +3044,7 @@ impl<'a> Default for ProducePartitionResultArgs<'a> {
       error_message: None,
       base_offset: -1,
       high_watermark: -1,
+      invalid_records: None,
     }
   }
 }
@@ -3055,6 +3075,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ProducePartitionResultBuilder
     self.fbb_.push_slot::<i64>(ProducePartitionResult::VT_HIGH_WATERMARK, high_watermark, -1);
   }
   #[inline]
+  pub fn add_invalid_records(&mut self, invalid_records: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ProducePartitionResult::VT_INVALID_RECORDS, invalid_records);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ProducePartitionResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     ProducePartitionResultBuilder {
@@ -3077,6 +3101,7 @@ impl ::core::fmt::Debug for ProducePartitionResult<'_> {
       ds.field("error_message", &self.error_message());
       ds.field("base_offset", &self.base_offset());
       ds.field("high_watermark", &self.high_watermark());
+      ds.field("invalid_records", &self.invalid_records());
       ds.finish()
   }
 }
