@@ -79,6 +79,15 @@ pub struct Args {
     /// CPU-seconds per GB. Default: the broker's host, port 9480; off: none.
     #[arg(long, value_name = "IP:PORT|off")]
     pub broker_http: Option<String>,
+    /// Load any Kafka-compatible broker (Apache Kafka, Redpanda, shardlog's
+    /// --kafka-listen) over the Kafka protocol instead: its bootstrap
+    /// address. One workload against Kafka and shardlog in one sitting.
+    #[arg(long, value_name = "ADDR")]
+    pub kafka: Option<String>,
+    /// Read the broker's CPU time from /proc/PID (a broker on this host,
+    /// of any kind: Kafka's JVM too) instead of its /metrics.
+    #[arg(long, value_name = "PID")]
+    pub broker_pid: Option<u32>,
 
     /// Producer threads (each with its own connections). Default: one per
     /// shard of a spawned broker, else one per CPU this process may use.
@@ -248,6 +257,8 @@ pub enum Stop {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     Broker(String),
+    /// A Kafka-protocol broker's bootstrap address (`--kafka`).
+    Kafka(String),
     Spawn {
         shards: u16,
         fsync: FsyncPolicy,
@@ -309,6 +320,7 @@ pub fn acks_name(a: Acks) -> &'static str {
 /// Checks the arguments; the error is one line, ready to print.
 pub fn validate(a: Args) -> Result<Params, String> {
     let broker_cpu = match (&a.broker, a.spawn_broker, a.broker_http.as_deref()) {
+        _ if a.broker_pid.is_some() => a.broker_pid.map(crate::brokercpu::Source::Pid),
         (_, _, Some("off")) => None,
         (_, true, _) => Some(crate::brokercpu::Source::ThisProcess),
         (_, false, Some(h)) => Some(crate::brokercpu::Source::Metrics(h.to_owned())),
@@ -317,7 +329,24 @@ pub fn validate(a: Args) -> Result<Params, String> {
             .map(|(host, _)| crate::brokercpu::Source::Metrics(format!("{host}:9480"))),
         (None, false, None) => None,
     };
+    if a.kafka.is_some() && (a.broker.is_some() || a.spawn_broker) {
+        return Err("--kafka excludes --broker and --spawn-broker".into());
+    }
+    if a.kafka.is_some() && a.consumer_group.is_some() {
+        return Err(
+            "--consumer-group uses shardlog's native group protocol: not with --kafka".into(),
+        );
+    }
     let target = match (a.broker, a.spawn_broker) {
+        (None, false) if a.kafka.is_some() => {
+            let k = a.kafka.clone().unwrap_or_default();
+            if k.rsplit_once(':')
+                .is_none_or(|(_, p)| p.parse::<u16>().is_err())
+            {
+                return Err(format!("--kafka {k:?} is not HOST:PORT"));
+            }
+            Target::Kafka(k)
+        }
         (Some(b), false) => {
             if b.rsplit_once(':')
                 .is_none_or(|(_, p)| p.parse::<u16>().is_err())
@@ -347,7 +376,7 @@ pub fn validate(a: Args) -> Result<Params, String> {
     // What the host can do: a producer and a consumer per shard.
     let per_shard = match &target {
         Target::Spawn { shards, .. } => *shards as usize,
-        Target::Broker(_) => default_shards() as usize,
+        Target::Broker(_) | Target::Kafka(_) => default_shards() as usize,
     };
     let producers = a.producers.unwrap_or(per_shard);
     let consumers = a

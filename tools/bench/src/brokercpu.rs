@@ -22,6 +22,8 @@ pub enum Source {
     Metrics(String),
     /// This process, less this tool's threads.
     ThisProcess,
+    /// A process on this host, read from /proc/PID/stat (`--broker-pid`).
+    Pid(u32),
 }
 
 /// CPU-seconds this thread has used (CLOCK_THREAD_CPUTIME_ID).
@@ -53,6 +55,7 @@ impl Source {
         match self {
             Source::ThisProcess => Ok(process_cpu_s()),
             Source::Metrics(addr) => scrape(addr),
+            Source::Pid(pid) => proc_cpu_s(*pid),
         }
     }
 }
@@ -73,6 +76,25 @@ fn scrape(addr: &str) -> Result<f64, String> {
         .read_to_string(&mut page)
         .map_err(|e| format!("{addr}: {e}"))?;
     parse_cpu(&page).ok_or_else(|| format!("no process_cpu_seconds_total at http://{addr}/metrics"))
+}
+
+/// User plus system CPU seconds of process `pid` (/proc/PID/stat fields 14
+/// and 15, in clock ticks; the command name before them may hold spaces).
+fn proc_cpu_s(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("--broker-pid {pid}: {e}"))?;
+    parse_stat(&stat).ok_or_else(|| format!("--broker-pid {pid}: unreadable /proc/{pid}/stat"))
+}
+
+fn parse_stat(stat: &str) -> Option<f64> {
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // After the name: state is field 3, so utime (14) is index 11 here.
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0).then(|| (utime + stime) / hz as f64)
 }
 
 fn parse_cpu(page: &str) -> Option<f64> {
@@ -111,6 +133,17 @@ mod tests {
                     process_cpu_seconds_total 12.75\nprocess_resident_memory_bytes 1\n";
         assert_eq!(parse_cpu(page), Some(12.75));
         assert_eq!(parse_cpu("shardlog_requests_total 3\n"), None);
+    }
+
+    #[test]
+    fn proc_stat_cpu_is_user_plus_system_ticks() {
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+        // A command name with spaces and a parenthesis, as the kernel allows.
+        let stat =
+            "4242 (java (kafka) x) S 1 4242 4242 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 80 0";
+        assert_eq!(parse_stat(stat), Some(300.0 / hz));
+        assert!(Source::Pid(std::process::id()).read().unwrap() >= 0.0);
+        assert!(parse_stat("garbage").is_none());
     }
 
     #[test]

@@ -17,6 +17,7 @@ mod assigned;
 mod brokercpu;
 mod cpus;
 mod html;
+mod kafka;
 mod machine;
 mod report;
 mod signals;
@@ -103,11 +104,11 @@ fn run(p: &Params) -> Result<()> {
             tmp_dir.as_deref(),
             *metrics,
         )?),
-        Target::Broker(_) => None,
+        Target::Broker(_) | Target::Kafka(_) => None,
     };
     let broker_addr = match (&p.target, &spawned) {
         (_, Some(s)) => s.addr.clone(),
-        (Target::Broker(b), None) => b.clone(),
+        (Target::Broker(b) | Target::Kafka(b), None) => b.clone(),
         (Target::Spawn { .. }, None) => unreachable!("spawned above"),
     };
     let start_offsets = prepare_topic(p, &broker_addr)?;
@@ -133,6 +134,7 @@ fn run(p: &Params) -> Result<()> {
     let sh = Shared {
         params: p,
         broker: &broker_addr,
+        kafka: matches!(p.target, Target::Kafka(_)),
         t0: Instant::now(),
         live: &live,
         remaining: AtomicU64::new(match p.stop {
@@ -291,7 +293,7 @@ fn broker_cpu_used(
     match (before, source.read()) {
         (Ok(a), Ok(b)) => match source {
             Source::ThisProcess => Usage::Seconds((b - a - own).max(0.0)),
-            Source::Metrics(_) => Usage::Seconds((b - a).max(0.0)),
+            Source::Metrics(_) | Source::Pid(_) => Usage::Seconds((b - a).max(0.0)),
         },
         (Err(e), _) | (_, Err(e)) => Usage::Unknown(e),
     }
@@ -300,6 +302,9 @@ fn broker_cpu_used(
 /// Creates the topic (or checks an existing one) and returns where each
 /// partition's consumer starts.
 fn prepare_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
+    if let Target::Kafka(_) = p.target {
+        return prepare_kafka_topic(p, broker);
+    }
     let mut rc = RoutedClient::connect(broker)?;
     match rc.public().create_topic(&p.topic, p.partitions) {
         Ok(()) => {}
@@ -322,6 +327,33 @@ fn prepare_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
         .map(|q| {
             rc.public()
                 .list_offset(&p.topic, q, at)
+                .with_context(|| format!("cannot list offsets of partition {q}"))
+        })
+        .collect()
+}
+
+/// `prepare_topic` over the Kafka protocol.
+fn prepare_kafka_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
+    let mut k = kafka::KafkaClient::connect(broker)?;
+    if k.topic(&p.topic)? == 0 {
+        k.create_topic(&p.topic, p.partitions)
+            .with_context(|| format!("cannot create topic {}", p.topic))?;
+    }
+    let n = k.topic(&p.topic)?;
+    if n != p.partitions {
+        bail!(
+            "topic {} exists with {n} partitions, not --partitions {}",
+            p.topic,
+            p.partitions
+        );
+    }
+    let at = match p.from {
+        FromArg::Earliest => LIST_EARLIEST,
+        FromArg::Latest => LIST_LATEST,
+    };
+    (0..n)
+        .map(|q| {
+            k.list_offset(q, at)
                 .with_context(|| format!("cannot list offsets of partition {q}"))
         })
         .collect()

@@ -211,6 +211,10 @@ pub fn params_json(info: &RunInfo) -> J {
     let mut v = vec![("broker", J::Str(info.broker_addr.to_owned()))];
     match &p.target {
         Target::Broker(_) => v.push(("spawn_broker", J::Bool(false))),
+        Target::Kafka(_) => {
+            v.push(("spawn_broker", J::Bool(false)));
+            v.push(("protocol", J::Str("kafka".to_owned())));
+        }
         Target::Spawn {
             shards,
             fsync_text,
@@ -437,6 +441,10 @@ pub fn run_line(info: &RunInfo) -> String {
             format!("fsync {fsync_text}, acks {}", acks_name(p.acks))
         }
         Target::Broker(_) => format!("fsync (broker's own), acks {}", acks_name(p.acks)),
+        Target::Kafka(_) => format!(
+            "Kafka protocol, fsync (broker's own), acks {}",
+            acks_name(p.acks)
+        ),
     };
     let size = if p.message_size.fixed() {
         format!("{} B", p.message_size.min)

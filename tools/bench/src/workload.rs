@@ -1,7 +1,8 @@
 //! The load: producer and consumer threads, each with its own
-//! `RoutedClient` (so every partition's requests go to its owner shard's
-//! port), closed-loop with up to `--max-in-flight` produce requests
-//! pipelined per producer.
+//! connections (`Wire`: shardlog's `RoutedClient`, so every partition's
+//! requests go to its owner shard's port, or with `--kafka` a Kafka
+//! client, one connection per node), closed-loop with up to
+//! `--max-in-flight` produce requests pipelined per producer.
 //!
 //! Owns: what a message holds (its first 8 bytes are the send time, u64
 //! little-endian nanoseconds since the run's shared `Instant`, so consumers
@@ -17,9 +18,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
 use shardlog::batch::{split_batches, BatchBuilder, Records};
 use shardlog::client::{partition_for_key, produce_request, RoutedClient, Ticket};
-use shardlog::protocol::{FetchPartition, FetchRequest, FetchTopic, Request, Response};
+use shardlog::protocol::{Acks, FetchPartition, FetchRequest, FetchTopic, Request, Response};
+
+use crate::kafka::{KTicket, KafkaClient};
 
 use crate::args::{KeyMode, Params, Stop, STAMP_BYTES};
 use crate::stats::{flush_interval, record, ActorResult, Live};
@@ -33,10 +37,126 @@ const FETCH_MAX_WAIT_MS: u32 = 100;
 /// deltas, key, headers), for sizing the batch buffer once.
 const RECORD_OVERHEAD_BYTES: usize = 24;
 
+/// One actor's connections: shardlog's native wire or the Kafka wire.
+pub enum Wire {
+    Native(RoutedClient),
+    Kafka(KafkaClient),
+}
+
+/// A request in flight on a `Wire`.
+pub enum WireTicket {
+    Native(Ticket),
+    Kafka(KTicket),
+}
+
+impl Wire {
+    pub fn connect(broker: &str, kafka: bool) -> Result<Wire> {
+        Ok(if kafka {
+            Wire::Kafka(KafkaClient::connect(broker)?)
+        } else {
+            Wire::Native(RoutedClient::connect(broker)?)
+        })
+    }
+
+    /// The topic's partition count (its routes loaded).
+    pub fn topic(&mut self, topic: &str) -> Result<u32> {
+        Ok(match self {
+            Wire::Native(rc) => rc.topic(topic)?,
+            Wire::Kafka(k) => match k.topic(topic)? {
+                0 => bail!("topic {topic} does not exist"),
+                n => n,
+            },
+        })
+    }
+
+    fn send_produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        batch: Bytes,
+        acks: Acks,
+    ) -> Result<WireTicket> {
+        Ok(match self {
+            Wire::Native(rc) => {
+                let req = produce_request(topic, partition, batch, acks);
+                WireTicket::Native(rc.send_for(topic, partition, req)?)
+            }
+            Wire::Kafka(k) => {
+                let acks = match acks {
+                    Acks::None => 0,
+                    Acks::Leader => 1,
+                    Acks::Durable => -1,
+                };
+                WireTicket::Kafka(k.send_produce(partition, batch, acks)?)
+            }
+        })
+    }
+
+    fn recv_produce(&mut self, t: WireTicket) -> Result<()> {
+        match (self, t) {
+            (Wire::Native(rc), WireTicket::Native(t)) => rc.recv_produce(t).map(drop)?,
+            (Wire::Kafka(k), WireTicket::Kafka(t)) => k.recv_produce(t)?,
+            _ => bail!("a ticket of the other wire"),
+        }
+        Ok(())
+    }
+
+    fn send_fetch(&mut self, topic: &str, partition: u32, offset: i64) -> Result<WireTicket> {
+        Ok(match self {
+            Wire::Native(rc) => {
+                let req = Request::Fetch(FetchRequest {
+                    max_wait_ms: FETCH_MAX_WAIT_MS,
+                    min_bytes: 1,
+                    max_bytes: FETCH_MAX_BYTES,
+                    topics: vec![FetchTopic {
+                        name: topic.to_owned(),
+                        partitions: vec![FetchPartition {
+                            partition,
+                            fetch_offset: offset,
+                            max_bytes: FETCH_MAX_BYTES,
+                        }],
+                    }],
+                });
+                WireTicket::Native(rc.send_for(topic, partition, req)?)
+            }
+            Wire::Kafka(k) => WireTicket::Kafka(k.send_fetch(
+                partition,
+                offset,
+                FETCH_MAX_WAIT_MS,
+                FETCH_MAX_BYTES,
+            )?),
+        })
+    }
+
+    /// A fetch's records as stored (whole batches, maybe a partial last).
+    fn recv_fetch(&mut self, t: WireTicket, partition: u32) -> Result<Bytes> {
+        match (self, t) {
+            (Wire::Native(rc), WireTicket::Native(t)) => {
+                let r = match rc.recv(t)? {
+                    Response::Fetch(ts) => ts
+                        .into_iter()
+                        .flat_map(|t| t.partitions)
+                        .find(|r| r.partition == partition)
+                        .ok_or_else(|| anyhow!("no answer for it in the fetch"))?,
+                    _ => bail!("the broker answered a fetch with something else"),
+                };
+                if let Some(e) = r.error {
+                    bail!("{}", e.message);
+                }
+                Ok(r.records.to_bytes())
+            }
+            (Wire::Kafka(k), WireTicket::Kafka(t)) => k.recv_fetch(t, partition),
+            _ => bail!("a ticket of the other wire"),
+        }
+    }
+}
+
 /// What every actor shares: the parameters, the clock, the counters.
 pub struct Shared<'a> {
     pub params: &'a Params,
     pub broker: &'a str,
+    /// `--kafka`: the broker speaks the Kafka protocol.
+    pub kafka: bool,
     /// Time zero of the run; send stamps and windows are relative to it.
     pub t0: Instant,
     pub live: &'a Live,
@@ -110,7 +230,7 @@ impl Rng {
 }
 
 struct InFlight {
-    ticket: Ticket,
+    ticket: WireTicket,
     partition: u32,
     /// When each message was due, in ns since t0: its send time (closed
     /// loop) or its scheduled time (open loop, `--rate`), so latency counts
@@ -149,7 +269,7 @@ const PACE_SLEEP_MAX: Duration = Duration::from_millis(10);
 /// `--producers` so that each one's interval exceeds the ack latency.
 pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
     let p = sh.params;
-    let mut rc = RoutedClient::connect(sh.broker)?;
+    let mut rc = Wire::connect(sh.broker, sh.kafka)?;
     let partitions = rc.topic(&p.topic)?;
     if partitions != p.partitions {
         bail!(
@@ -334,9 +454,8 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
                     &mut pending[0]
                 };
                 let Some(pb) = slot.take() else { continue };
-                let req = produce_request(&p.topic, partition, pb.builder.finish(), p.acks);
                 let ticket = rc
-                    .send_for(&p.topic, partition, req)
+                    .send_produce(&p.topic, partition, pb.builder.finish(), p.acks)
                     .with_context(|| format!("producer {id}: sending to partition {partition}"))?;
                 in_flight.push_back(InFlight {
                     ticket,
@@ -413,7 +532,7 @@ pub fn produce(id: usize, sh: &Shared) -> Result<ActorResult> {
 /// the duration ends or `--messages` were read by all consumers together.
 pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorResult> {
     let p = sh.params;
-    let mut rc = RoutedClient::connect(sh.broker)?;
+    let mut rc = Wire::connect(sh.broker, sh.kafka)?;
     rc.topic(&p.topic)?;
     let mut res = ActorResult::new(id);
     let mut recent = crate::stats::new_histogram();
@@ -422,7 +541,7 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
     let start: Vec<i64> = parts.iter().map(|&(_, o)| o).collect();
     let mut next = start.clone();
     let mut last_data = Instant::now();
-    let mut tickets: Vec<(usize, Ticket)> = Vec::with_capacity(parts.len());
+    let mut tickets: Vec<(usize, WireTicket)> = Vec::with_capacity(parts.len());
     loop {
         if sh.live.aborted() {
             bail!("consumer {id}: stopped because another actor failed");
@@ -450,43 +569,20 @@ pub fn consume(id: usize, parts: Vec<(u32, i64)>, sh: &Shared) -> Result<ActorRe
         tickets.clear();
         for &i in &open {
             let (partition, _) = parts[i];
-            let req = Request::Fetch(FetchRequest {
-                max_wait_ms: FETCH_MAX_WAIT_MS,
-                min_bytes: 1,
-                max_bytes: FETCH_MAX_BYTES,
-                topics: vec![FetchTopic {
-                    name: p.topic.clone(),
-                    partitions: vec![FetchPartition {
-                        partition,
-                        fetch_offset: next[i],
-                        max_bytes: FETCH_MAX_BYTES,
-                    }],
-                }],
-            });
             let t = rc
-                .send_for(&p.topic, partition, req)
+                .send_fetch(&p.topic, partition, next[i])
                 .with_context(|| format!("consumer {id}: fetching partition {partition}"))?;
             tickets.push((i, t));
         }
-        for &(i, t) in &tickets {
+        for (i, t) in tickets.drain(..) {
             let partition = parts[i].0;
             let ctx = || format!("consumer {id}: partition {partition}");
-            let r = match rc.recv(t).with_context(ctx)? {
-                Response::Fetch(ts) => ts
-                    .into_iter()
-                    .flat_map(|t| t.partitions)
-                    .find(|r| r.partition == partition)
-                    .ok_or_else(|| anyhow!("{}: no answer for it in the fetch", ctx()))?,
-                _ => bail!("{}: the broker answered a fetch with something else", ctx()),
-            };
-            if let Some(e) = r.error {
-                bail!("{}: {}", ctx(), e.message);
-            }
+            let records = rc.recv_fetch(t, partition).with_context(ctx)?;
             let got = Instant::now();
             let got_ns = sh.nanos(got);
             let measured = got_ns >= warmup_ns;
             let (mut n, mut bytes) = (0u64, 0u64);
-            for b in split_batches(&r.records.to_bytes()).with_context(ctx)? {
+            for b in split_batches(&records).with_context(ctx)? {
                 let records = Records::new(b).with_context(ctx)?;
                 let last = records.header().last_offset();
                 if last < next[i] {

@@ -488,6 +488,12 @@ fn bad_arguments_exit_non_zero_with_one_line() {
             "exclude each other",
         ),
         (&[], "--spawn-broker"),
+        (&["--kafka", "127.0.0.1:1", "--spawn-broker"], "--kafka"),
+        (&["--kafka", "nohost"], "--kafka"),
+        (
+            &["--kafka", "127.0.0.1:1", "--consumer-group", "g"],
+            "--consumer-group",
+        ),
         (&["--spawn-broker", "--acks", "maybe"], "maybe"),
         (
             &["--spawn-broker", "--duration", "5 fortnights"],
@@ -610,4 +616,70 @@ fn open_loop_with_linger_and_batch_bytes_keeps_the_rate_and_loses_nothing() {
     // 4000 msg/s for 4000 messages: about a second, not a burst.
     let rate = f(&j, "produce.msgs_per_s");
     assert!(rate < 6000.0 && rate > 2000.0, "rate {rate}");
+}
+
+/// `--kafka`: the same workload over the Kafka protocol, here against
+/// shardlog's own Kafka listener (a 2-shard broker in this process, each
+/// shard its own Kafka node, so partitions' leaders differ): everything
+/// produced is consumed, and the report says which wire it used.
+#[test]
+fn kafka_wire_run_consumes_exactly_what_it_produced() {
+    use shardlog::server::{Broker, BrokerConfig};
+    let dir = scratch("kafka-wire");
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    };
+    let (native, kafka) = (free(), free());
+    let base = loop {
+        // Two consecutive free ports for the shards' own Kafka ports.
+        let p = free().port();
+        if p < 65000 && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            break p;
+        }
+    };
+    let mut cfg = BrokerConfig::new(dir.join("data"), native);
+    cfg.shards = 2;
+    cfg.shard_port_base = None;
+    cfg.kafka_listen = Some(kafka);
+    cfg.kafka_port_base = Some(base);
+    let broker = Broker::start(cfg).expect("broker starts");
+    let json = dir.join("report.json");
+    let out = bench(&[
+        "--kafka",
+        &kafka.to_string(),
+        "--broker-pid",
+        &std::process::id().to_string(),
+        "--partitions",
+        "4",
+        "--producers",
+        "2",
+        "--consumers",
+        "2",
+        "--messages",
+        "20000",
+        "--message-size",
+        "100",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    let j: Value = serde_json::from_str(&std::fs::read_to_string(&json).expect("json written"))
+        .expect("valid JSON");
+    for section in ["produce", "consume", "end_to_end"] {
+        assert_eq!(f(&j, &format!("{section}.messages")), 20000.0, "{section}");
+    }
+    assert_eq!(f(&j, "consume.bytes"), 2_000_000.0);
+    assert_ordered_latency(&j, "produce");
+    assert_eq!(j["params"]["protocol"], "kafka");
+    assert!(out.stdout.contains("Kafka protocol"), "{}", out.stdout);
+    // This process hosts the broker: its CPU was read from /proc.
+    assert!(f(&j, "broker_cpu.seconds") > 0.0, "{}", j["broker_cpu"]);
+    broker
+        .stop_flag()
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    broker.join().expect("the broker stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
 }
