@@ -202,6 +202,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::AlterPartitionReassignments as i16, 0, 1),
         (ApiKey::DescribeTopicPartitions as i16, 0, 0),
         (ApiKey::DescribeQuorum as i16, 0, 2),
+        (ApiKey::OffsetForLeaderEpoch as i16, 2, 4),
         (ApiKey::AlterReplicaLogDirs as i16, 1, 2),
         (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
@@ -3235,4 +3236,70 @@ fn offset_delete_drops_offsets_of_topics_the_group_does_not_consume() {
     assert_eq!(committed(&mut k, "idle", "od", 0), -1);
     assert_eq!(committed(&mut k, "idle", "od", 1), 11);
     assert_eq!(committed(&mut k, "classic-od", "kept", 0), -1);
+}
+
+/// OffsetForLeaderEpoch (what a Kafka consumer asks to detect a log
+/// truncated under it): every partition has one epoch, 0; asked for it,
+/// the log end offset; a later epoch is unknown (-1, -1); a client that
+/// knows a newer current epoch than 0 gets UNKNOWN_LEADER_EPOCH (75);
+/// partitions that do not exist, UNKNOWN_TOPIC_OR_PARTITION.
+#[test]
+fn offset_for_leader_epoch_answers_the_one_epoch_with_the_log_end() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("ep", 2)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        8,
+        &produce_request(
+            "ep",
+            1,
+            -1,
+            batch_of(1_700_000_000_000, &[b"a", b"b", b"c"]),
+        ),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let ask = |k: &mut Kafka, version: i16, topic: &str, p: i32, wanted: i32, current: i32| {
+        let mut x = OffsetForLeaderPartition::default();
+        x.partition = p;
+        x.leader_epoch = wanted;
+        x.current_leader_epoch = current;
+        let mut t = OffsetForLeaderTopic::default();
+        t.topic = name(topic);
+        t.partitions = vec![x];
+        let mut req = OffsetForLeaderEpochRequest::default();
+        req.replica_id = kafka_protocol::messages::BrokerId(-1);
+        req.topics = vec![t];
+        let r: OffsetForLeaderEpochResponse = k.call(ApiKey::OffsetForLeaderEpoch, version, &req);
+        let e = &r.topics[0].partitions[0];
+        (e.error_code, e.leader_epoch, e.end_offset)
+    };
+    for version in 2..=4 {
+        assert_eq!(
+            ask(&mut k, version, "ep", 0, 0, -1),
+            (0, 0, 0),
+            "v{version}"
+        );
+        assert_eq!(ask(&mut k, version, "ep", 1, 0, 0), (0, 0, 3), "v{version}");
+        assert_eq!(
+            ask(&mut k, version, "ep", 1, 5, -1),
+            (0, -1, -1),
+            "v{version}"
+        );
+        assert_eq!(
+            ask(&mut k, version, "ep", 1, 0, 3),
+            (75, -1, -1),
+            "v{version}"
+        );
+        assert_eq!(ask(&mut k, version, "ep", 9, 0, -1).0, 3, "v{version}");
+        assert_eq!(ask(&mut k, version, "nosuch", 0, 0, -1).0, 3, "v{version}");
+    }
 }

@@ -78,6 +78,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::AlterPartitionReassignments, 0, 1),
     (ApiKey::DescribeTopicPartitions, 0, 0),
     (ApiKey::DescribeQuorum, 0, 2),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
 ];
 
@@ -270,6 +271,9 @@ pub fn decode_request(
         ApiKey::DescribeQuorum => {
             cluster::decode_describe_quorum(&mut body, version, &native).map_err(malformed)?
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            data::decode_offset_for_leader_epoch(&mut body, version, &native).map_err(malformed)?
+        }
         ApiKey::AlterReplicaLogDirs => {
             cluster::decode_alter_replica_log_dirs(&mut body, version, &native)
                 .map_err(malformed)?
@@ -460,6 +464,9 @@ pub fn encode_response(
         (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
             frame(&data::list_offsets_response(topics))
+        }
+        (ApiKey::OffsetForLeaderEpoch, Ok(Response::ListOffsets(topics))) => {
+            frame(&data::offset_for_leader_epoch_response(shape, &topics, 0))
         }
         (ApiKey::DeleteRecords, Ok(Response::DeleteRecords(topics))) => {
             frame(&data::delete_records_response(topics))
@@ -672,6 +679,12 @@ pub fn refuse_response(
             version,
             correlation_id,
             &cluster::describe_quorum_response(version, shape, &[], error),
+        ),
+        ApiKey::OffsetForLeaderEpoch => encode_frame(
+            api,
+            version,
+            correlation_id,
+            &data::offset_for_leader_epoch_response(shape, &[], error),
         ),
         ApiKey::AlterReplicaLogDirs => encode_frame(
             api,

@@ -15,12 +15,16 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
     ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse,
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -500,6 +504,109 @@ pub(super) fn list_offsets_response(
                 })
                 .collect();
             tr
+        })
+        .collect();
+    r
+}
+
+/// The one leader epoch every partition has: its one replica leads it
+/// from creation on and never changes. (Metadata reports -1, "unknown", so
+/// clients skip the truncation checks that could never find anything.)
+const LEADER_EPOCH: i32 = 0;
+
+/// OffsetForLeaderEpoch (KIP-101/KIP-320): each partition's
+/// (partition, wanted epoch, current epoch) ride in the shape as triples;
+/// the log end offsets come from a native ListOffsets (latest).
+pub(super) fn decode_offset_for_leader_epoch(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = OffsetForLeaderEpochRequest::decode(body, version)?;
+    let shape: Shape = r
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.topic),
+                t.partitions
+                    .iter()
+                    .flat_map(|p| [p.partition, p.leader_epoch, p.current_leader_epoch])
+                    .collect(),
+            )
+        })
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::ListOffsets(
+            r.topics
+                .iter()
+                .map(|t| ListOffsetsTopic {
+                    name: name_of(&t.topic),
+                    partitions: t
+                        .partitions
+                        .iter()
+                        .map(|p| ListOffsetsPartition {
+                            partition: partition_u32(p.partition),
+                            timestamp: protocol::LIST_LATEST,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        )),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// Kafka's answer for one epoch: the wanted epoch is the one there is:
+/// (0, the log end offset); a later one: unknown (-1, -1), as Kafka answers
+/// an epoch past its newest; a current epoch past 0: UNKNOWN_LEADER_EPOCH
+/// (the client knows a newer leader than this one: it refreshes).
+pub(super) fn offset_for_leader_epoch_response(
+    shape: &Shape,
+    topics: &[protocol::ListOffsetsTopicResult],
+    error: i16,
+) -> OffsetForLeaderEpochResponse {
+    let mut r = OffsetForLeaderEpochResponse::default();
+    r.topics = shape
+        .iter()
+        .map(|(name, triples)| {
+            let mut t = OffsetForLeaderTopicResult::default();
+            t.topic = topic_name(name);
+            t.partitions = triples
+                .chunks_exact(3)
+                .map(|x| {
+                    let (partition, wanted, current) = (x[0], x[1], x[2]);
+                    let mut e = EpochEndOffset::default();
+                    e.partition = partition;
+                    e.leader_epoch = -1;
+                    e.end_offset = -1;
+                    let found = topics
+                        .iter()
+                        .filter(|t| t.name == *name)
+                        .flat_map(|t| &t.partitions)
+                        .find(|p| p.partition as i32 == partition);
+                    e.error_code = match found {
+                        _ if error != 0 => error,
+                        None => ResponseError::UnknownTopicOrPartition.code(),
+                        Some(p) if p.error.is_some() => kafka_code(p.error.as_ref()),
+                        Some(_) if current > LEADER_EPOCH => {
+                            ResponseError::UnknownLeaderEpoch.code()
+                        }
+                        Some(p) => {
+                            if wanted == LEADER_EPOCH {
+                                e.leader_epoch = LEADER_EPOCH;
+                                e.end_offset = p.offset;
+                            }
+                            0
+                        }
+                    };
+                    e
+                })
+                .collect();
+            t
         })
         .collect();
     r

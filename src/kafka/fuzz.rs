@@ -402,6 +402,20 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
             ]));
             body(&|b| r.encode(b, v))
         }
+        ApiKey::OffsetForLeaderEpoch => {
+            use kafka_protocol::messages::offset_for_leader_epoch_request::{
+                OffsetForLeaderPartition, OffsetForLeaderTopic,
+            };
+            let r = kafka_protocol::messages::OffsetForLeaderEpochRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_topics(vec![OffsetForLeaderTopic::default()
+                    .with_topic(topic("events"))
+                    .with_partitions(vec![OffsetForLeaderPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(0)
+                        .with_leader_epoch(0)])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::DescribeQuorum => {
             use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
             let r = kafka_protocol::messages::DescribeQuorumRequest::default().with_topics(vec![
