@@ -368,6 +368,7 @@ fn main() {
                         partition: p,
                         offset: 0,
                         metadata: String::new(),
+                        leader_epoch: -1,
                     })
                     .collect(),
             }],

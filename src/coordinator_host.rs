@@ -646,6 +646,9 @@ impl CoordinatorHost {
                         offset: p.offset,
                         metadata: p.metadata.clone(),
                         commit_ts_ms: now_wall.max(0) as u64,
+                        // Kafka stores what the client sent; below -1 means
+                        // nothing.
+                        leader_epoch: p.leader_epoch.max(-1),
                     };
                     let error = if !exists(&t.name, p.partition) {
                         Some(WireError::new(
@@ -745,12 +748,14 @@ impl CoordinatorHost {
                     offset: v.offset,
                     metadata: v.metadata.clone(),
                     commit_timestamp: v.commit_ts_ms as i64,
+                    leader_epoch: v.leader_epoch,
                 },
                 None => CommittedOffset {
                     partition: p,
                     offset: -1,
                     metadata: String::new(),
                     commit_timestamp: -1,
+                    leader_epoch: -1,
                 },
             }
         };
@@ -779,6 +784,7 @@ impl CoordinatorHost {
                 offset: v.offset,
                 metadata: v.metadata.clone(),
                 commit_timestamp: v.commit_ts_ms as i64,
+                leader_epoch: v.leader_epoch,
             };
             match out.last_mut() {
                 Some(t) if t.name == tp.topic => t.partitions.push(o),

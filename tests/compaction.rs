@@ -202,6 +202,7 @@ fn consumer_offsets_keep_each_groups_newest_commit() {
                         partition: p,
                         offset: offset + p as i64,
                         metadata: "m".repeat(100),
+                        leader_epoch: -1,
                     })
                     .collect(),
             }],

@@ -175,6 +175,7 @@ fn commits_are_fenced_by_member_and_epoch() {
                 partition,
                 offset: 5,
                 metadata: "note".into(),
+                leader_epoch: -1,
             }],
         }],
     };
@@ -662,6 +663,7 @@ fn bad_group_requests_get_clear_errors_and_internal_topics_are_protected() {
                 partition: 0,
                 offset,
                 metadata,
+                leader_epoch: -1,
             }],
         }],
     };

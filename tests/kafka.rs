@@ -1265,6 +1265,8 @@ fn commit(k: &mut Kafka, group: &str, member: &str, generation: i32, offset: i64
     p.partition_index = 1;
     p.committed_offset = offset;
     p.committed_metadata = Some(sb("m"));
+    // The epoch of the last record consumed, which OffsetFetch must return.
+    p.committed_leader_epoch = COMMITTED_EPOCH;
     t.partitions = vec![p];
     r.topics = vec![t];
     let c: OffsetCommitResponse = k.call(ApiKey::OffsetCommit, 7, &r);
@@ -1280,8 +1282,20 @@ fn fetch_committed(k: &mut Kafka, group: &str) -> i64 {
     r.topics = Some(vec![t]);
     let f: OffsetFetchResponse = k.call(ApiKey::OffsetFetch, 5, &r);
     assert_eq!(f.error_code, 0);
-    f.topics[0].partitions[0].committed_offset
+    let p = &f.topics[0].partitions[0];
+    let epoch = if p.committed_offset < 0 {
+        -1
+    } else {
+        COMMITTED_EPOCH
+    };
+    assert_eq!(
+        p.committed_leader_epoch, epoch,
+        "the committed leader epoch"
+    );
+    p.committed_offset
 }
+
+const COMMITTED_EPOCH: i32 = 4;
 
 /// The classic protocol step by step, on the wire: FindCoordinator leads to
 /// the coordinator shard's own port; KIP-394's member id round; the join

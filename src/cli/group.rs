@@ -187,6 +187,7 @@ pub fn run(cmd: GroupCommand, broker: &str) -> Result<()> {
                         partition: p,
                         offset,
                         metadata: String::new(),
+                        leader_epoch: -1,
                     });
                 }
                 req.topics.push(OffsetCommitTopic {

@@ -853,6 +853,7 @@ impl GroupConsumer {
                 partition: *p,
                 offset: *o,
                 metadata: String::new(),
+                leader_epoch: -1,
             });
         }
         OffsetCommitRequest {

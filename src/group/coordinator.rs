@@ -1733,6 +1733,7 @@ mod tests {
             offset: 10,
             metadata: "m".into(),
             commit_ts_ms: 5,
+            leader_epoch: -1,
         };
         let (k, v) = c
             .prepare_commit(&r.member_id, r.member_epoch, &commit)

@@ -13,7 +13,9 @@
 //! Key, version 1 (big-endian, as Kafka's own `__consumer_offsets` records):
 //! `u16 version | u16 len | group | u16 len | topic | u32 partition`.
 //! Value, version 1: `u16 version | i64 offset | u64 commit_ts_ms | u16 len |
-//! metadata`.
+//! metadata`. Version 2 (written since the Kafka door returns Kafka's
+//! `committed_leader_epoch`): version 1 followed by `i32 leader_epoch`
+//! (-1: none); version 1 records read back with epoch -1.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ use thiserror::Error;
 use super::ids::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 pub const KEY_VERSION: u16 = 1;
-pub const VALUE_VERSION: u16 = 1;
+pub const VALUE_VERSION: u16 = 2;
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const MAX_METADATA_BYTES: usize = 4096;
 
@@ -74,6 +76,9 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: String,
     pub commit_ts_ms: u64,
+    /// The leader epoch of the last record the committer consumed, which
+    /// Kafka clients use to detect log truncation on resume; -1: none.
+    pub leader_epoch: i32,
 }
 
 /// One commit as a client asks for it.
@@ -85,6 +90,7 @@ pub struct OffsetCommit {
     pub offset: i64,
     pub metadata: String,
     pub commit_ts_ms: u64,
+    pub leader_epoch: i32,
 }
 
 impl OffsetCommit {
@@ -100,6 +106,7 @@ impl OffsetCommit {
             offset: self.offset,
             metadata: self.metadata.clone(),
             commit_ts_ms: self.commit_ts_ms,
+            leader_epoch: self.leader_epoch,
         }
     }
 
@@ -145,12 +152,13 @@ pub fn encode_value(v: &CommittedOffset) -> Result<Bytes, OffsetError> {
     if v.offset < 0 {
         return Err(OffsetError::NegativeOffset { offset: v.offset });
     }
-    let mut b = BytesMut::with_capacity(2 + 8 + 8 + 2 + v.metadata.len());
+    let mut b = BytesMut::with_capacity(2 + 8 + 8 + 2 + v.metadata.len() + 4);
     b.put_u16(VALUE_VERSION);
     b.put_i64(v.offset);
     b.put_u64(v.commit_ts_ms);
     b.put_u16(v.metadata.len() as u16);
     b.put_slice(v.metadata.as_bytes());
+    b.put_i32(v.leader_epoch);
     Ok(b.freeze())
 }
 
@@ -230,7 +238,7 @@ pub fn decode(
     };
     let mut r = Reader { buf: value };
     let version = r.u16("value version")?;
-    if version != VALUE_VERSION {
+    if !(1..=VALUE_VERSION).contains(&version) {
         return Err(corrupt(format!("unknown value version {version}")));
     }
     let offset = r.u64("offset")? as i64;
@@ -239,6 +247,15 @@ pub fn decode(
     }
     let commit_ts_ms = r.u64("commit timestamp")?;
     let metadata = r.string("metadata", MAX_METADATA_BYTES)?;
+    let leader_epoch = if version >= 2 {
+        let epoch = r.u32("leader epoch")? as i32;
+        if epoch < -1 {
+            return Err(corrupt(format!("leader epoch {epoch}")));
+        }
+        epoch
+    } else {
+        -1
+    };
     r.finish()?;
     Ok((
         key,
@@ -246,6 +263,7 @@ pub fn decode(
             offset,
             metadata,
             commit_ts_ms,
+            leader_epoch,
         }),
     ))
 }
@@ -344,7 +362,30 @@ mod tests {
             offset,
             metadata: String::new(),
             commit_ts_ms: 1,
+            leader_epoch: -1,
         }
+    }
+
+    #[test]
+    fn version_1_values_read_back_without_a_leader_epoch() {
+        // A value written before version 2, byte for byte.
+        let mut v1 = vec![0, 1];
+        v1.extend_from_slice(&42i64.to_be_bytes());
+        v1.extend_from_slice(&7u64.to_be_bytes());
+        v1.extend_from_slice(&[0, 2, b'h', b'i']);
+        let c = commit("g", "t", 0, 42);
+        let k = encode_key(&c.key()).unwrap();
+        let (_, v) = decode(&k, Some(&v1)).unwrap();
+        let v = v.unwrap();
+        assert_eq!(
+            (v.offset, v.commit_ts_ms, v.metadata.as_str()),
+            (42, 7, "hi")
+        );
+        assert_eq!(v.leader_epoch, -1);
+        let mut with_epoch = c.clone();
+        with_epoch.leader_epoch = 6;
+        let (_, v) = with_epoch.record().unwrap();
+        assert_eq!(decode(&k, Some(&v)).unwrap().1.unwrap().leader_epoch, 6);
     }
 
     #[test]
@@ -444,8 +485,9 @@ mod tests {
             offset in 0..i64::MAX,
             metadata in ".{0,60}",
             commit_ts_ms in any::<u64>(),
+            leader_epoch in -1..i32::MAX,
         ) {
-            let c = OffsetCommit { group, topic, partition, offset, metadata, commit_ts_ms };
+            let c = OffsetCommit { group, topic, partition, offset, metadata, commit_ts_ms, leader_epoch };
             let (k, v) = c.record().unwrap();
             prop_assert_eq!(decode(&k, Some(&v)).unwrap(), (c.key(), Some(c.value())));
             prop_assert_eq!(decode(&k, None).unwrap(), (c.key(), None));

@@ -225,6 +225,8 @@ pub fn decode(
                             partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
                             offset: p.committed_offset,
                             metadata: p.committed_metadata.as_ref().map(s).unwrap_or_default(),
+                            // Absent before v6: the default -1.
+                            leader_epoch: p.committed_leader_epoch,
                         })
                         .collect(),
                 })
@@ -670,7 +672,7 @@ pub fn encode(
                             let mut y = OffsetFetchResponsePartition::default();
                             y.partition_index = p.partition as i32;
                             y.committed_offset = p.offset;
-                            y.committed_leader_epoch = -1;
+                            y.committed_leader_epoch = p.leader_epoch;
                             y.metadata = Some(str_bytes(&p.metadata));
                             y
                         })

@@ -64,6 +64,7 @@ fn committed<'a>(
                             offset: p.offset,
                             metadata: Some(metadata),
                             commit_timestamp: p.commit_timestamp,
+                            leader_epoch: p.leader_epoch,
                         },
                     )
                 })
@@ -98,6 +99,7 @@ fn committed_of(
                     offset: p.offset(),
                     metadata: p.metadata().unwrap_or("").to_owned(),
                     commit_timestamp: p.commit_timestamp(),
+                    leader_epoch: p.leader_epoch(),
                 })
                 .collect(),
         })
@@ -179,6 +181,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                                     partition: p.partition,
                                     offset: p.offset,
                                     metadata: Some(metadata),
+                                    leader_epoch: p.leader_epoch,
                                 },
                             )
                         })
@@ -293,6 +296,7 @@ pub(super) fn decode_request(
                             partition: p.partition(),
                             offset: p.offset(),
                             metadata: p.metadata().unwrap_or("").to_owned(),
+                            leader_epoch: p.leader_epoch(),
                         })
                         .collect(),
                 });
@@ -652,6 +656,7 @@ mod tests {
                         partition: 3,
                         offset: 42,
                         metadata: "note".into(),
+                        leader_epoch: 5,
                     }],
                 }],
             }),
@@ -686,6 +691,7 @@ mod tests {
                 offset: 7,
                 metadata: "m".into(),
                 commit_timestamp: 1_700_000_000_000,
+                leader_epoch: 2,
             }],
         }];
         let resps = vec![

@@ -593,6 +593,9 @@ pub struct OffsetCommitPartition {
     pub partition: u32,
     pub offset: i64,
     pub metadata: String,
+    /// The leader epoch of the last record consumed (Kafka's
+    /// `committed_leader_epoch`); -1: unknown.
+    pub leader_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -637,6 +640,8 @@ pub struct CommittedOffset {
     pub offset: i64,
     pub metadata: String,
     pub commit_timestamp: i64,
+    /// The leader epoch committed with the offset; -1: none.
+    pub leader_epoch: i32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

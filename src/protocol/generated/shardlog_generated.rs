@@ -8028,6 +8028,7 @@ impl<'a> OffsetCommitPartition<'a> {
   pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
   pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
   pub const VT_METADATA: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 10;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8040,6 +8041,7 @@ impl<'a> OffsetCommitPartition<'a> {
   ) -> ::flatbuffers::WIPOffset<OffsetCommitPartition<'bldr>> {
     let mut builder = OffsetCommitPartitionBuilder::new(_fbb);
     builder.add_offset(args.offset);
+    builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.metadata { builder.add_metadata(x); }
     builder.add_partition(args.partition);
     builder.finish()
@@ -8067,6 +8069,14 @@ impl<'a> OffsetCommitPartition<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(OffsetCommitPartition::VT_METADATA, None)}
   }
+  /// The leader epoch of the last record the committer consumed; -1: unknown.
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(OffsetCommitPartition::VT_LEADER_EPOCH, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for OffsetCommitPartition<'_> {
@@ -8078,6 +8088,7 @@ impl ::flatbuffers::Verifiable for OffsetCommitPartition<'_> {
      .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
      .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
      .finish();
     Ok(())
   }
@@ -8086,6 +8097,7 @@ pub struct OffsetCommitPartitionArgs<'a> {
     pub partition: u32,
     pub offset: i64,
     pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub leader_epoch: i32,
 }
 impl<'a> Default for OffsetCommitPartitionArgs<'a> {
   #[inline]
@@ -8094,6 +8106,7 @@ impl<'a> Default for OffsetCommitPartitionArgs<'a> {
       partition: 0,
       offset: 0,
       metadata: None,
+      leader_epoch: -1,
     }
   }
 }
@@ -8116,6 +8129,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetCommitPartitionBuilder<
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetCommitPartition::VT_METADATA, metadata);
   }
   #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(OffsetCommitPartition::VT_LEADER_EPOCH, leader_epoch, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetCommitPartitionBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     OffsetCommitPartitionBuilder {
@@ -8136,6 +8153,7 @@ impl ::core::fmt::Debug for OffsetCommitPartition<'_> {
       ds.field("partition", &self.partition());
       ds.field("offset", &self.offset());
       ds.field("metadata", &self.metadata());
+      ds.field("leader_epoch", &self.leader_epoch());
       ds.finish()
   }
 }
@@ -8874,6 +8892,7 @@ impl<'a> CommittedOffset<'a> {
   pub const VT_OFFSET: ::flatbuffers::VOffsetT = 6;
   pub const VT_METADATA: ::flatbuffers::VOffsetT = 8;
   pub const VT_COMMIT_TIMESTAMP: ::flatbuffers::VOffsetT = 10;
+  pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -8887,6 +8906,7 @@ impl<'a> CommittedOffset<'a> {
     let mut builder = CommittedOffsetBuilder::new(_fbb);
     builder.add_commit_timestamp(args.commit_timestamp);
     builder.add_offset(args.offset);
+    builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.metadata { builder.add_metadata(x); }
     builder.add_partition(args.partition);
     builder.finish()
@@ -8922,6 +8942,14 @@ impl<'a> CommittedOffset<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i64>(CommittedOffset::VT_COMMIT_TIMESTAMP, Some(-1)).unwrap()}
   }
+  /// The leader epoch committed with the offset; -1: none.
+  #[inline]
+  pub fn leader_epoch(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(CommittedOffset::VT_LEADER_EPOCH, Some(-1)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CommittedOffset<'_> {
@@ -8934,6 +8962,7 @@ impl ::flatbuffers::Verifiable for CommittedOffset<'_> {
      .visit_field::<i64>("offset", Self::VT_OFFSET, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
      .visit_field::<i64>("commit_timestamp", Self::VT_COMMIT_TIMESTAMP, false)?
+     .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
      .finish();
     Ok(())
   }
@@ -8943,6 +8972,7 @@ pub struct CommittedOffsetArgs<'a> {
     pub offset: i64,
     pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub commit_timestamp: i64,
+    pub leader_epoch: i32,
 }
 impl<'a> Default for CommittedOffsetArgs<'a> {
   #[inline]
@@ -8952,6 +8982,7 @@ impl<'a> Default for CommittedOffsetArgs<'a> {
       offset: -1,
       metadata: None,
       commit_timestamp: -1,
+      leader_epoch: -1,
     }
   }
 }
@@ -8978,6 +9009,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CommittedOffsetBuilder<'a, 'b
     self.fbb_.push_slot::<i64>(CommittedOffset::VT_COMMIT_TIMESTAMP, commit_timestamp, -1);
   }
   #[inline]
+  pub fn add_leader_epoch(&mut self, leader_epoch: i32) {
+    self.fbb_.push_slot::<i32>(CommittedOffset::VT_LEADER_EPOCH, leader_epoch, -1);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CommittedOffsetBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CommittedOffsetBuilder {
@@ -8999,6 +9034,7 @@ impl ::core::fmt::Debug for CommittedOffset<'_> {
       ds.field("offset", &self.offset());
       ds.field("metadata", &self.metadata());
       ds.field("commit_timestamp", &self.commit_timestamp());
+      ds.field("leader_epoch", &self.leader_epoch());
       ds.finish()
   }
 }
