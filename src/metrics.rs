@@ -195,6 +195,7 @@ impl Api {
             Request::CreateTopics(_)
             | Request::DeleteTopics(_)
             | Request::DeleteRecords(_)
+            | Request::DescribeProducers(_)
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)

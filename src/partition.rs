@@ -407,6 +407,11 @@ impl Partition {
         self.state.borrow().high_watermark
     }
 
+    /// The idempotent producers this partition tracks (DescribeProducers).
+    pub fn producers(&self) -> Vec<producer_state::ProducerSummary> {
+        self.state.borrow().producers.summaries()
+    }
+
     pub fn log_start_offset(&self) -> i64 {
         self.log.log_start()
     }

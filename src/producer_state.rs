@@ -43,8 +43,19 @@ pub struct BatchMeta {
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {
     epoch: i16,
+    /// The max timestamp of the last batch appended (DescribeProducers).
+    last_timestamp: i64,
     /// Oldest first; 1..=DEDUPE_WINDOW entries.
     batches: VecDeque<BatchMeta>,
+}
+
+/// What DescribeProducers reports of one producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerSummary {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
 }
 
 /// What to do with a batch.
@@ -132,6 +143,22 @@ impl ProducerStates {
         self.producers.is_empty()
     }
 
+    /// Every producer tracked, by id.
+    pub fn summaries(&self) -> Vec<ProducerSummary> {
+        let mut out: Vec<ProducerSummary> = self
+            .producers
+            .iter()
+            .map(|(&producer_id, e)| ProducerSummary {
+                producer_id,
+                epoch: e.epoch,
+                last_sequence: e.batches.back().expect("an entry holds a batch").last_seq,
+                last_timestamp: e.last_timestamp,
+            })
+            .collect();
+        out.sort_unstable_by_key(|s| s.producer_id);
+        out
+    }
+
     /// Judges a batch (already validated: CRC, `check_header`) against the
     /// state; changes nothing.
     pub fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
@@ -200,6 +227,7 @@ impl ProducerStates {
         }
         let e = self.producers.entry(h.producer_id).or_insert(Entry {
             epoch: h.producer_epoch,
+            last_timestamp: h.max_timestamp,
             batches: VecDeque::with_capacity(DEDUPE_WINDOW),
         });
         if h.producer_epoch < e.epoch {
@@ -215,6 +243,7 @@ impl ProducerStates {
             e.batches.pop_front();
         }
         e.batches.push_back(meta);
+        e.last_timestamp = h.max_timestamp;
         debug_assert!(e.batches.len() <= DEDUPE_WINDOW);
     }
 
@@ -343,6 +372,39 @@ mod tests {
             s.check(&h(7, 0, 0, 2)),
             Err(SequenceError::OutOfOrder { expected: 5, .. })
         ));
+    }
+
+    #[test]
+    fn summaries_report_each_producers_last_batch() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        let mut b = h(9, 0, 0, 3);
+        b.max_timestamp = 1_000;
+        produce(&mut s, &b, &mut next).unwrap();
+        let mut b = h(4, 2, 0, 1);
+        b.max_timestamp = 2_000;
+        produce(&mut s, &b, &mut next).unwrap();
+        let mut b = h(9, 0, 3, 2);
+        b.max_timestamp = 3_000;
+        produce(&mut s, &b, &mut next).unwrap();
+        produce(&mut s, &h(-1, -1, -1, 5), &mut next).unwrap();
+        assert_eq!(
+            s.summaries(),
+            vec![
+                ProducerSummary {
+                    producer_id: 4,
+                    epoch: 2,
+                    last_sequence: 0,
+                    last_timestamp: 2_000
+                },
+                ProducerSummary {
+                    producer_id: 9,
+                    epoch: 0,
+                    last_sequence: 4,
+                    last_timestamp: 3_000
+                },
+            ]
+        );
     }
 
     #[test]

@@ -365,6 +365,7 @@ impl Router {
             Request::Produce(p) => self.route_produce(cid, p).await,
             Request::ListOffsets(l) => self.route_list_offsets(cid, l).await,
             Request::DeleteRecords(d) => self.route_delete_records(cid, d).await,
+            Request::DescribeProducers(d) => self.route_describe_producers(cid, d).await,
             Request::Fetch(f) => self.route_fetch(cid, f).await,
             Request::DescribeTopics { topics } if self.shard.shard_count() > 1 => {
                 let this = self.clone();
@@ -534,57 +535,77 @@ impl Router {
         })
     }
 
+    /// A request whose partitions each go to their owner shard and whose
+    /// answers join back in the request's order (ListOffsets,
+    /// DeleteRecords, DescribeProducers): `request` rebuilds one owner's
+    /// part, `take` reads its answer, `failed` stands in for a partition
+    /// whose owner failed, `response` builds the joined answer.
+    #[allow(clippy::too_many_arguments)]
+    async fn route_by_owner<P: HasPartition + 'static, R: 'static>(
+        self: &Rc<Self>,
+        cid: u32,
+        topics: ByTopic<P>,
+        request: fn(ByTopic<P>) -> Request,
+        take: fn(Response) -> Option<ByTopic<R>>,
+        failed: fn(u32, &WireError) -> R,
+        response: fn(ByTopic<R>) -> Response,
+    ) -> ResponseFuture {
+        if topics
+            .iter()
+            .all(|(name, ps)| self.all_here(name, ps.iter().map(HasPartition::partition_id)))
+        {
+            return self.shard.dispatch(Self::local_frame(cid, request(topics)));
+        }
+        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition_id()));
+        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
+        for (owner, topics) in parts {
+            waits.push((owner, self.send_part(cid, owner, request(topics), 0).await));
+        }
+        Box::pin(async move {
+            let results = gather(waits, take).await;
+            ResponseFrame {
+                correlation_id: cid,
+                result: Ok(response(join(&routes, results, failed))),
+            }
+        })
+    }
+
     async fn route_list_offsets(
         self: &Rc<Self>,
         cid: u32,
         l: Vec<ListOffsetsTopic>,
     ) -> ResponseFuture {
-        if l.iter()
-            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|p| p.partition)))
-        {
-            return self
-                .shard
-                .dispatch(Self::local_frame(cid, Request::ListOffsets(l)));
-        }
-        let topics: Vec<(String, Vec<ListOffsetsPartition>)> =
-            l.into_iter().map(|t| (t.name, t.partitions)).collect();
-        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
-        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
-        for (owner, topics) in parts {
-            let req = Request::ListOffsets(
-                topics
-                    .into_iter()
-                    .map(|(name, partitions)| ListOffsetsTopic { name, partitions })
-                    .collect(),
-            );
-            waits.push((owner, self.send_part(cid, owner, req, 0).await));
-        }
-        Box::pin(async move {
-            let results = gather(waits, |r| match r {
+        self.route_by_owner(
+            cid,
+            l.into_iter().map(|t| (t.name, t.partitions)).collect(),
+            |ts| {
+                Request::ListOffsets(
+                    ts.into_iter()
+                        .map(|(name, partitions)| ListOffsetsTopic { name, partitions })
+                        .collect(),
+                )
+            },
+            |r| match r {
                 Response::ListOffsets(ts) => {
                     Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
                 }
                 _ => None,
-            })
-            .await;
-            let joined = join(&routes, results, |partition, e| {
-                ListOffsetsPartitionResult {
-                    partition,
-                    error: Some(e.clone()),
-                    offset: -1,
-                    timestamp: -1,
-                }
-            });
-            ResponseFrame {
-                correlation_id: cid,
-                result: Ok(Response::ListOffsets(
-                    joined
-                        .into_iter()
+            },
+            |partition, e| ListOffsetsPartitionResult {
+                partition,
+                error: Some(e.clone()),
+                offset: -1,
+                timestamp: -1,
+            },
+            |ts| {
+                Response::ListOffsets(
+                    ts.into_iter()
                         .map(|(name, partitions)| ListOffsetsTopicResult { name, partitions })
                         .collect(),
-                )),
-            }
-        })
+                )
+            },
+        )
+        .await
     }
 
     /// DeleteRecords: each partition's part goes to its owner, like
@@ -594,51 +615,74 @@ impl Router {
         cid: u32,
         d: Vec<DeleteRecordsTopic>,
     ) -> ResponseFuture {
-        if d.iter()
-            .all(|t| self.all_here(&t.name, t.partitions.iter().map(|p| p.partition)))
-        {
-            return self
-                .shard
-                .dispatch(Self::local_frame(cid, Request::DeleteRecords(d)));
-        }
-        let topics: Vec<(String, Vec<DeleteRecordsPartition>)> =
-            d.into_iter().map(|t| (t.name, t.partitions)).collect();
-        let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
-        let mut waits: Vec<(u16, PendingReply)> = Vec::new();
-        for (owner, topics) in parts {
-            let req = Request::DeleteRecords(
-                topics
-                    .into_iter()
-                    .map(|(name, partitions)| DeleteRecordsTopic { name, partitions })
-                    .collect(),
-            );
-            waits.push((owner, self.send_part(cid, owner, req, 0).await));
-        }
-        Box::pin(async move {
-            let results = gather(waits, |r| match r {
+        self.route_by_owner(
+            cid,
+            d.into_iter().map(|t| (t.name, t.partitions)).collect(),
+            |ts| {
+                Request::DeleteRecords(
+                    ts.into_iter()
+                        .map(|(name, partitions)| DeleteRecordsTopic { name, partitions })
+                        .collect(),
+                )
+            },
+            |r| match r {
                 Response::DeleteRecords(ts) => {
                     Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
                 }
                 _ => None,
-            })
-            .await;
-            let joined = join(&routes, results, |partition, e| {
-                DeleteRecordsPartitionResult {
-                    partition,
-                    error: Some(e.clone()),
-                    low_watermark: -1,
-                }
-            });
-            ResponseFrame {
-                correlation_id: cid,
-                result: Ok(Response::DeleteRecords(
-                    joined
-                        .into_iter()
+            },
+            |partition, e| DeleteRecordsPartitionResult {
+                partition,
+                error: Some(e.clone()),
+                low_watermark: -1,
+            },
+            |ts| {
+                Response::DeleteRecords(
+                    ts.into_iter()
                         .map(|(name, partitions)| DeleteRecordsTopicResult { name, partitions })
                         .collect(),
-                )),
-            }
-        })
+                )
+            },
+        )
+        .await
+    }
+
+    /// DescribeProducers: each partition's producers come from its owner.
+    async fn route_describe_producers(
+        self: &Rc<Self>,
+        cid: u32,
+        d: Vec<TopicPartitions>,
+    ) -> ResponseFuture {
+        self.route_by_owner(
+            cid,
+            d.into_iter().map(|t| (t.topic, t.partitions)).collect(),
+            |ts| {
+                Request::DescribeProducers(
+                    ts.into_iter()
+                        .map(|(topic, partitions)| TopicPartitions { topic, partitions })
+                        .collect(),
+                )
+            },
+            |r| match r {
+                Response::DescribeProducers(ts) => {
+                    Some(ts.into_iter().map(|t| (t.name, t.partitions)).collect())
+                }
+                _ => None,
+            },
+            |partition, e| DescribeProducersPartitionResult {
+                partition,
+                error: Some(e.clone()),
+                producers: Vec::new(),
+            },
+            |ts| {
+                Response::DescribeProducers(
+                    ts.into_iter()
+                        .map(|(name, partitions)| DescribeProducersTopicResult { name, partitions })
+                        .collect(),
+                )
+            },
+        )
+        .await
     }
 
     /// A fetch over several shards: every part waits (long polling) on its
@@ -1265,12 +1309,21 @@ impl HasPartition for ListOffsetsPartition {
     }
 }
 
+/// A bare partition id (DescribeProducers).
+impl HasPartition for u32 {
+    fn partition_id(&self) -> u32 {
+        *self
+    }
+}
+
 impl HasPartition for DeleteRecordsPartition {
     fn partition_id(&self) -> u32 {
         self.partition
     }
 }
 
+/// A request's or answer's (topic, per-partition items) list.
+type ByTopic<T> = Vec<(String, Vec<T>)>;
 type Parts<P> = BTreeMap<u16, Vec<(String, Vec<P>)>>;
 /// Each owner's answer: (topic, partition results) in its part's order.
 type Answers<R> = BTreeMap<u16, Result<Vec<(String, Vec<R>)>, WireError>>;

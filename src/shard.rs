@@ -646,6 +646,10 @@ impl Shard {
                     async move { done(Response::DeleteRecords(shard.delete_records(d).await)) },
                 )
             }
+            Request::DescribeProducers(topics) => {
+                let r = done(Response::DescribeProducers(self.describe_producers(topics)));
+                Box::pin(async move { r })
+            }
             Request::DescribeTopics { topics } => {
                 let r = done(Response::DescribeTopics(self.describe_topics(topics)));
                 Box::pin(async move { r })
@@ -1196,6 +1200,47 @@ impl Shard {
             });
         }
         out
+    }
+
+    /// Kafka's DescribeProducers on this shard's partitions. No producer
+    /// has an open transaction yet (shardlog refuses transactional
+    /// batches), so `current_txn_start_offset` is -1.
+    fn describe_producers(
+        &self,
+        topics: Vec<TopicPartitions>,
+    ) -> Vec<DescribeProducersTopicResult> {
+        topics
+            .into_iter()
+            .map(|t| DescribeProducersTopicResult {
+                partitions: t
+                    .partitions
+                    .iter()
+                    .map(|&p| match self.partition(&t.topic, p) {
+                        Err(e) => DescribeProducersPartitionResult {
+                            partition: p,
+                            error: Some(e),
+                            producers: Vec::new(),
+                        },
+                        Ok(part) => DescribeProducersPartitionResult {
+                            partition: p,
+                            error: None,
+                            producers: part
+                                .producers()
+                                .into_iter()
+                                .map(|s| ActiveProducer {
+                                    producer_id: s.producer_id,
+                                    producer_epoch: s.epoch,
+                                    last_sequence: s.last_sequence,
+                                    last_timestamp: s.last_timestamp,
+                                    current_txn_start_offset: -1,
+                                })
+                                .collect(),
+                        },
+                    })
+                    .collect(),
+                name: t.topic,
+            })
+            .collect()
     }
 
     /// The first step of a clean stop: background loops end and fetches

@@ -62,6 +62,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeProducers, 0, 0),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DescribeCluster, 0, 2),
     (ApiKey::Metadata, 1, 13),
@@ -233,6 +234,9 @@ pub fn decode_request(
         }
         ApiKey::DeleteRecords => {
             data::decode_delete_records(&mut body, version, &native).map_err(malformed)?
+        }
+        ApiKey::DescribeProducers => {
+            data::decode_describe_producers(&mut body, version, &native).map_err(malformed)?
         }
         ApiKey::CreateTopics => {
             admin::decode_create_topics(&mut body, version, &native).map_err(malformed)?
@@ -471,6 +475,9 @@ pub fn encode_response(
         (ApiKey::DeleteRecords, Ok(Response::DeleteRecords(topics))) => {
             frame(&data::delete_records_response(topics))
         }
+        (ApiKey::DescribeProducers, Ok(Response::DescribeProducers(topics))) => {
+            frame(&data::describe_producers_response(topics))
+        }
         (_, Ok(other)) => {
             let e = WireError::new(
                 ErrorCode::Unknown,
@@ -686,6 +693,28 @@ pub fn refuse_response(
             correlation_id,
             &data::offset_for_leader_epoch_response(shape, &[], error),
         ),
+        ApiKey::DescribeProducers => {
+            let mut r = data::describe_producers_response(
+                shape
+                    .iter()
+                    .map(|(n, ps)| crate::protocol::DescribeProducersTopicResult {
+                        name: n.clone(),
+                        partitions: ps
+                            .iter()
+                            .map(|&p| crate::protocol::DescribeProducersPartitionResult {
+                                partition: p as u32,
+                                error: None,
+                                producers: vec![],
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            );
+            for p in r.topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+                p.error_code = error;
+            }
+            encode_frame(api, version, correlation_id, &r)
+        }
         ApiKey::AlterReplicaLogDirs => encode_frame(
             api,
             version,

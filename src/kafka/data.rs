@@ -1,6 +1,6 @@
-//! The data path's APIs over Kafka: Produce, Fetch, ListOffsets and
-//! DeleteRecords,
-//! decoded into native requests and answered from native responses.
+//! The data path's APIs over Kafka: Produce, Fetch, ListOffsets,
+//! DeleteRecords, OffsetForLeaderEpoch and DescribeProducers, decoded into
+//! native requests and answered from native responses.
 //!
 //! Owns: their translation both ways (record batches pass as `Bytes`
 //! slices of the request frame; fetched batches as stored).
@@ -10,6 +10,9 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::describe_producers_response::{
+    PartitionResponse as ProducersPartition, ProducerState, TopicResponse as ProducersTopic,
 };
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -22,9 +25,10 @@ use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use kafka_protocol::messages::{
-    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, FetchRequest, FetchResponse,
-    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
-    OffsetForLeaderEpochResponse, ProduceRequest, ProduceResponse,
+    ApiKey, DeleteRecordsRequest, DeleteRecordsResponse, DescribeProducersRequest,
+    DescribeProducersResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
+    ListOffsetsResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
+    ProduceResponse, ProducerId,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -452,6 +456,80 @@ pub(super) fn decode_delete_records(
         refused: vec![],
         describe_configs: vec![],
     })
+}
+
+/// DescribeProducers (the Java Admin's describeProducers, Kafka's
+/// `kafka-transactions.sh describe-producers`): each partition's producers
+/// come from its owner shard.
+pub(super) fn decode_describe_producers(
+    body: &mut Bytes,
+    version: i16,
+    native: &dyn Fn(Request) -> Box<RequestFrame>,
+) -> anyhow::Result<Work> {
+    let r = DescribeProducersRequest::decode(body, version)?;
+    let shape = r
+        .topics
+        .iter()
+        .map(|t| (name_of(&t.name), t.partition_indexes.clone()))
+        .collect();
+    Ok(Work::Native {
+        frame: native(Request::DescribeProducers(
+            r.topics
+                .into_iter()
+                .map(|t| protocol::TopicPartitions {
+                    topic: name_of(&t.name),
+                    partitions: t.partition_indexes.into_iter().map(partition_u32).collect(),
+                })
+                .collect(),
+        )),
+        shape,
+        respond: true,
+        refused: vec![],
+        describe_configs: vec![],
+    })
+}
+
+/// The DescribeProducers answer, from the native one (errors carry their
+/// message: Kafka's answer has the field).
+pub(super) fn describe_producers_response(
+    topics: Vec<protocol::DescribeProducersTopicResult>,
+) -> DescribeProducersResponse {
+    let mut r = DescribeProducersResponse::default();
+    r.topics = topics
+        .into_iter()
+        .map(|t| {
+            let mut tr = ProducersTopic::default();
+            tr.name = topic_name(&t.name);
+            tr.partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let mut pr = ProducersPartition::default();
+                    pr.partition_index = p.partition as i32;
+                    pr.error_code = kafka_code(p.error.as_ref());
+                    pr.error_message = p.error.as_ref().map(|e| StrBytes::from(e.message.clone()));
+                    pr.active_producers = p
+                        .producers
+                        .iter()
+                        .map(|a| {
+                            let mut s = ProducerState::default();
+                            s.producer_id = ProducerId(a.producer_id);
+                            s.producer_epoch = i32::from(a.producer_epoch);
+                            s.last_sequence = a.last_sequence;
+                            s.last_timestamp = a.last_timestamp;
+                            // No transaction coordinator yet: Kafka's -1.
+                            s.coordinator_epoch = -1;
+                            s.current_txn_start_offset = a.current_txn_start_offset;
+                            s
+                        })
+                        .collect();
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    r
 }
 
 /// The DeleteRecords answer, from the native one.

@@ -194,6 +194,16 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     ])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DescribeProducers => {
+            use kafka_protocol::messages::describe_producers_request::TopicRequest;
+            let r =
+                kafka_protocol::messages::DescribeProducersRequest::default().with_topics(vec![
+                    TopicRequest::default()
+                        .with_name(topic("events"))
+                        .with_partition_indexes(vec![0, 1, -1]),
+                ]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::Metadata => {
             let r = MetadataRequest::default().with_topics(Some(vec![
                 metadata_request::MetadataRequestTopic::default().with_name(Some(topic("events"))),

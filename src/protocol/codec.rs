@@ -474,6 +474,10 @@ mod tests {
                     },
                 ],
             }]),
+            Request::DescribeProducers(vec![TopicPartitions {
+                topic: "t".into(),
+                partitions: vec![0, 7],
+            }]),
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -658,11 +662,34 @@ mod tests {
                     },
                     DeleteRecordsPartitionResult {
                         partition: 9,
-                        error: err,
+                        error: err.clone(),
                         low_watermark: -1,
                     },
                 ],
             }])),
+            Ok(Response::DescribeProducers(vec![
+                DescribeProducersTopicResult {
+                    name: "t".into(),
+                    partitions: vec![
+                        DescribeProducersPartitionResult {
+                            partition: 0,
+                            error: None,
+                            producers: vec![ActiveProducer {
+                                producer_id: 1 << 40,
+                                producer_epoch: 3,
+                                last_sequence: 99,
+                                last_timestamp: 1_700_000_000_000,
+                                current_txn_start_offset: -1,
+                            }],
+                        },
+                        DescribeProducersPartitionResult {
+                            partition: 9,
+                            error: err,
+                            producers: vec![],
+                        },
+                    ],
+                },
+            ])),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];
         for (i, result) in resps.into_iter().enumerate() {
@@ -763,7 +790,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..5, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..6, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -777,6 +804,7 @@ mod tests {
                 3 => Request::AlterConfigs { topics: vec![AlterConfigsTopic { name: "topic".into(),
                     ops: vec![ConfigOp { key: "retention.ms".into(), op: ConfigOpKind::Set, value: "1".into() }],
                     replace: false }], validate_only: false },
+                4 => Request::DescribeProducers(vec![TopicPartitions { topic: "topic".into(), partitions: vec![0, 3] }]),
                 _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true, include_internal: false },
             };
             let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };

@@ -1,4 +1,6 @@
-//! The data-path messages <-> flatbuffers: Produce, Fetch and ListOffsets.
+//! The data-path messages <-> flatbuffers: Produce, Fetch, ListOffsets,
+//! DeleteRecords and DescribeProducers (each partition's part answered by
+//! its owner).
 //!
 //! Record batches pass as they are: produce and fetch records decode as
 //! `Bytes::slice_ref` of the frame (no copy). Produce records encode as one
@@ -203,6 +205,33 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::DescribeProducers(topics) => {
+            let topics: Vec<_> = topics
+                .iter()
+                .map(|t| {
+                    let parts = fbb.create_vector(&t.partitions);
+                    let name = fbb.create_string(&t.topic);
+                    fb::DescribeProducersTopic::create(
+                        fbb,
+                        &fb::DescribeProducersTopicArgs {
+                            name: Some(name),
+                            partitions: Some(parts),
+                        },
+                    )
+                })
+                .collect();
+            let topics = fbb.create_vector(&topics);
+            (
+                fb::Request::DescribeProducersRequest,
+                fb::DescribeProducersRequest::create(
+                    fbb,
+                    &fb::DescribeProducersRequestArgs {
+                        topics: Some(topics),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -316,6 +345,17 @@ pub(super) fn decode_request(
                 });
             }
             Request::DeleteRecords(topics)
+        }
+        fb::Request::DescribeProducersRequest => {
+            let d = env.request_as_describe_producers_request().ok_or(missing)?;
+            let mut topics = Vec::new();
+            for t in d.topics().iter().flatten() {
+                topics.push(TopicPartitions {
+                    topic: name_of(t.name())?,
+                    partitions: t.partitions().iter().flatten().collect(),
+                });
+            }
+            Request::DescribeProducers(topics)
         }
         _ => return Ok(None),
     }))
@@ -483,6 +523,59 @@ pub(super) fn encode_response(
                 .as_union_value(),
             )
         }
+        Response::DescribeProducers(topics) => {
+            let ts = topic_tables(
+                fbb,
+                topics,
+                |t| (&t.name, &t.partitions),
+                |fbb, p| {
+                    let msg = opt_str(fbb, &p.error);
+                    let producers: Vec<_> = p
+                        .producers
+                        .iter()
+                        .map(|a| {
+                            fb::ActiveProducer::create(
+                                fbb,
+                                &fb::ActiveProducerArgs {
+                                    producer_id: a.producer_id,
+                                    producer_epoch: a.producer_epoch,
+                                    last_sequence: a.last_sequence,
+                                    last_timestamp: a.last_timestamp,
+                                    current_txn_start_offset: a.current_txn_start_offset,
+                                },
+                            )
+                        })
+                        .collect();
+                    let producers = fbb.create_vector(&producers);
+                    fb::DescribeProducersPartitionResult::create(
+                        fbb,
+                        &fb::DescribeProducersPartitionResultArgs {
+                            partition: p.partition,
+                            error_code: err_code(&p.error),
+                            error_message: msg,
+                            producers: Some(producers),
+                        },
+                    )
+                },
+                |fbb, name, ps| {
+                    fb::DescribeProducersTopicResult::create(
+                        fbb,
+                        &fb::DescribeProducersTopicResultArgs {
+                            name: Some(name),
+                            partitions: Some(ps),
+                        },
+                    )
+                },
+            );
+            (
+                fb::Response::DescribeProducersResponse,
+                fb::DescribeProducersResponse::create(
+                    fbb,
+                    &fb::DescribeProducersResponseArgs { topics: Some(ts) },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -601,6 +694,39 @@ pub(super) fn decode_response(
                 });
             }
             Response::DeleteRecords(ts)
+        }
+        fb::Response::DescribeProducersResponse => {
+            let d = env
+                .response_as_describe_producers_response()
+                .ok_or(missing)?;
+            let mut ts = Vec::new();
+            for t in d.topics().iter().flatten() {
+                ts.push(DescribeProducersTopicResult {
+                    name: name_of(t.name())?,
+                    partitions: t
+                        .partitions()
+                        .iter()
+                        .flatten()
+                        .map(|p| DescribeProducersPartitionResult {
+                            partition: p.partition(),
+                            error: err_of(p.error_code(), p.error_message()),
+                            producers: p
+                                .producers()
+                                .iter()
+                                .flatten()
+                                .map(|a| ActiveProducer {
+                                    producer_id: a.producer_id(),
+                                    producer_epoch: a.producer_epoch(),
+                                    last_sequence: a.last_sequence(),
+                                    last_timestamp: a.last_timestamp(),
+                                    current_txn_start_offset: a.current_txn_start_offset(),
+                                })
+                                .collect(),
+                        })
+                        .collect(),
+                });
+            }
+            Response::DescribeProducers(ts)
         }
         _ => return Ok(None),
     }))

@@ -139,10 +139,11 @@ pub enum ApiKey {
     DeleteRecords = 14,
     CreatePartitions = 15,
     AlterConfigs = 16,
+    DescribeProducers = 17,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 17] = [
+    pub const ALL: [ApiKey; 18] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -160,6 +161,7 @@ impl ApiKey {
         ApiKey::DeleteRecords,
         ApiKey::CreatePartitions,
         ApiKey::AlterConfigs,
+        ApiKey::DescribeProducers,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -329,6 +331,34 @@ pub struct DeleteRecordsTopicResult {
     pub partitions: Vec<DeleteRecordsPartitionResult>,
 }
 
+/// One idempotent (or transactional) producer a partition tracks, as
+/// Kafka's DescribeProducers reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ActiveProducer {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    /// The sequence of the last record appended.
+    pub last_sequence: i32,
+    /// The max timestamp of the last batch appended.
+    pub last_timestamp: i64,
+    /// The first offset of the producer's open transaction; -1: none.
+    pub current_txn_start_offset: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeProducersPartitionResult {
+    pub partition: u32,
+    pub error: Option<WireError>,
+    /// By producer id.
+    pub producers: Vec<ActiveProducer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DescribeProducersTopicResult {
+    pub name: String,
+    pub partitions: Vec<DescribeProducersPartitionResult>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Request {
     ApiVersions,
@@ -348,6 +378,8 @@ pub enum Request {
     ListOffsets(Vec<ListOffsetsTopic>),
     /// Kafka's DeleteRecords: moves each partition's log start.
     DeleteRecords(Vec<DeleteRecordsTopic>),
+    /// Kafka's DescribeProducers: each partition's active producers.
+    DescribeProducers(Vec<TopicPartitions>),
     /// Grows each topic to its partition count.
     CreatePartitions(Vec<CreatePartitionsTopic>),
     /// Changes topics' settings live (applied by their owner shards).
@@ -484,6 +516,7 @@ pub enum Response {
     Fetch(Vec<FetchTopicResult>),
     ListOffsets(Vec<ListOffsetsTopicResult>),
     DeleteRecords(Vec<DeleteRecordsTopicResult>),
+    DescribeProducers(Vec<DescribeProducersTopicResult>),
     CreatePartitions(Vec<TopicResult>),
     AlterConfigs(Vec<TopicResult>),
     DeleteTopics(Vec<TopicResult>),

@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 16;
+pub const ENUM_MAX_API_KEY: u16 = 17;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 17] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 18] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -251,6 +251,7 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 17] = [
   ApiKey::DeleteRecords,
   ApiKey::CreatePartitions,
   ApiKey::AlterConfigs,
+  ApiKey::DescribeProducers,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -275,9 +276,10 @@ impl ApiKey {
   pub const DeleteRecords: Self = Self(14);
   pub const CreatePartitions: Self = Self(15);
   pub const AlterConfigs: Self = Self(16);
+  pub const DescribeProducers: Self = Self(17);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 16;
+  pub const ENUM_MAX: u16 = 17;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -296,6 +298,7 @@ impl ApiKey {
     Self::DeleteRecords,
     Self::CreatePartitions,
     Self::AlterConfigs,
+    Self::DescribeProducers,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -317,6 +320,7 @@ impl ApiKey {
       Self::DeleteRecords => Some("DeleteRecords"),
       Self::CreatePartitions => Some("CreatePartitions"),
       Self::AlterConfigs => Some("AlterConfigs"),
+      Self::DescribeProducers => Some("DescribeProducers"),
       _ => None,
     }
   }
@@ -559,10 +563,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 17;
+pub const ENUM_MAX_REQUEST: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 18] = [
+pub const ENUM_VALUES_REQUEST: [Request; 19] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -581,6 +585,7 @@ pub const ENUM_VALUES_REQUEST: [Request; 18] = [
   Request::DeleteRecordsRequest,
   Request::CreatePartitionsRequest,
   Request::AlterConfigsRequest,
+  Request::DescribeProducersRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -606,9 +611,10 @@ impl Request {
   pub const DeleteRecordsRequest: Self = Self(15);
   pub const CreatePartitionsRequest: Self = Self(16);
   pub const AlterConfigsRequest: Self = Self(17);
+  pub const DescribeProducersRequest: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -628,6 +634,7 @@ impl Request {
     Self::DeleteRecordsRequest,
     Self::CreatePartitionsRequest,
     Self::AlterConfigsRequest,
+    Self::DescribeProducersRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -650,6 +657,7 @@ impl Request {
       Self::DeleteRecordsRequest => Some("DeleteRecordsRequest"),
       Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
       Self::AlterConfigsRequest => Some("AlterConfigsRequest"),
+      Self::DescribeProducersRequest => Some("DescribeProducersRequest"),
       _ => None,
     }
   }
@@ -709,10 +717,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 17;
+pub const ENUM_MAX_RESPONSE: u8 = 18;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 18] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 19] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -731,6 +739,7 @@ pub const ENUM_VALUES_RESPONSE: [Response; 18] = [
   Response::DeleteRecordsResponse,
   Response::CreatePartitionsResponse,
   Response::AlterConfigsResponse,
+  Response::DescribeProducersResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -756,9 +765,10 @@ impl Response {
   pub const DeleteRecordsResponse: Self = Self(15);
   pub const CreatePartitionsResponse: Self = Self(16);
   pub const AlterConfigsResponse: Self = Self(17);
+  pub const DescribeProducersResponse: Self = Self(18);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 17;
+  pub const ENUM_MAX: u8 = 18;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -778,6 +788,7 @@ impl Response {
     Self::DeleteRecordsResponse,
     Self::CreatePartitionsResponse,
     Self::AlterConfigsResponse,
+    Self::DescribeProducersResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -800,6 +811,7 @@ impl Response {
       Self::DeleteRecordsResponse => Some("DeleteRecordsResponse"),
       Self::CreatePartitionsResponse => Some("CreatePartitionsResponse"),
       Self::AlterConfigsResponse => Some("AlterConfigsResponse"),
+      Self::DescribeProducersResponse => Some("DescribeProducersResponse"),
       _ => None,
     }
   }
@@ -5490,6 +5502,739 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DeleteRecordsResponseBuilder<
 impl ::core::fmt::Debug for DeleteRecordsResponse<'_> {
   fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
     let mut ds = f.debug_struct("DeleteRecordsResponse");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum DescribeProducersTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DescribeProducers: the idempotent producers a partition tracks.
+pub struct DescribeProducersTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeProducersTopic<'a> {
+  type Inner = DescribeProducersTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeProducersTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeProducersTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeProducersTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeProducersTopic<'bldr>> {
+    let mut builder = DescribeProducersTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribeProducersTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(DescribeProducersTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeProducersTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeProducersTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for DescribeProducersTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeProducersTopicArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct DescribeProducersTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeProducersTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeProducersTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeProducersTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeProducersTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeProducersTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeProducersTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum DescribeProducersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeProducersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeProducersRequest<'a> {
+  type Inner = DescribeProducersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeProducersRequest<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeProducersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeProducersRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeProducersRequest<'bldr>> {
+    let mut builder = DescribeProducersRequestBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopic>>>>(DescribeProducersRequest::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeProducersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DescribeProducersTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeProducersRequestArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopic<'a>>>>>,
+}
+impl<'a> Default for DescribeProducersRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeProducersRequestArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DescribeProducersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeProducersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DescribeProducersTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeProducersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeProducersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeProducersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeProducersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeProducersRequest");
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum ActiveProducerOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ActiveProducer<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ActiveProducer<'a> {
+  type Inner = ActiveProducer<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ActiveProducer<'a> {
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_EPOCH: ::flatbuffers::VOffsetT = 6;
+  pub const VT_LAST_SEQUENCE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_LAST_TIMESTAMP: ::flatbuffers::VOffsetT = 10;
+  pub const VT_CURRENT_TXN_START_OFFSET: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ActiveProducer { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ActiveProducerArgs
+  ) -> ::flatbuffers::WIPOffset<ActiveProducer<'bldr>> {
+    let mut builder = ActiveProducerBuilder::new(_fbb);
+    builder.add_current_txn_start_offset(args.current_txn_start_offset);
+    builder.add_last_timestamp(args.last_timestamp);
+    builder.add_producer_id(args.producer_id);
+    builder.add_last_sequence(args.last_sequence);
+    builder.add_producer_epoch(args.producer_epoch);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn producer_id(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ActiveProducer::VT_PRODUCER_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn producer_epoch(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(ActiveProducer::VT_PRODUCER_EPOCH, Some(0)).unwrap()}
+  }
+  /// The sequence of the last record appended.
+  #[inline]
+  pub fn last_sequence(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(ActiveProducer::VT_LAST_SEQUENCE, Some(-1)).unwrap()}
+  }
+  /// The max timestamp of the last batch appended.
+  #[inline]
+  pub fn last_timestamp(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ActiveProducer::VT_LAST_TIMESTAMP, Some(-1)).unwrap()}
+  }
+  /// The first offset of the producer's open transaction; -1: none.
+  #[inline]
+  pub fn current_txn_start_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(ActiveProducer::VT_CURRENT_TXN_START_OFFSET, Some(-1)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ActiveProducer<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<i16>("producer_epoch", Self::VT_PRODUCER_EPOCH, false)?
+     .visit_field::<i32>("last_sequence", Self::VT_LAST_SEQUENCE, false)?
+     .visit_field::<i64>("last_timestamp", Self::VT_LAST_TIMESTAMP, false)?
+     .visit_field::<i64>("current_txn_start_offset", Self::VT_CURRENT_TXN_START_OFFSET, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ActiveProducerArgs {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub last_sequence: i32,
+    pub last_timestamp: i64,
+    pub current_txn_start_offset: i64,
+}
+impl<'a> Default for ActiveProducerArgs {
+  #[inline]
+  fn default() -> Self {
+    ActiveProducerArgs {
+      producer_id: 0,
+      producer_epoch: 0,
+      last_sequence: -1,
+      last_timestamp: -1,
+      current_txn_start_offset: -1,
+    }
+  }
+}
+
+pub struct ActiveProducerBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ActiveProducerBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: i64) {
+    self.fbb_.push_slot::<i64>(ActiveProducer::VT_PRODUCER_ID, producer_id, 0);
+  }
+  #[inline]
+  pub fn add_producer_epoch(&mut self, producer_epoch: i16) {
+    self.fbb_.push_slot::<i16>(ActiveProducer::VT_PRODUCER_EPOCH, producer_epoch, 0);
+  }
+  #[inline]
+  pub fn add_last_sequence(&mut self, last_sequence: i32) {
+    self.fbb_.push_slot::<i32>(ActiveProducer::VT_LAST_SEQUENCE, last_sequence, -1);
+  }
+  #[inline]
+  pub fn add_last_timestamp(&mut self, last_timestamp: i64) {
+    self.fbb_.push_slot::<i64>(ActiveProducer::VT_LAST_TIMESTAMP, last_timestamp, -1);
+  }
+  #[inline]
+  pub fn add_current_txn_start_offset(&mut self, current_txn_start_offset: i64) {
+    self.fbb_.push_slot::<i64>(ActiveProducer::VT_CURRENT_TXN_START_OFFSET, current_txn_start_offset, -1);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ActiveProducerBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ActiveProducerBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ActiveProducer<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ActiveProducer<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ActiveProducer");
+      ds.field("producer_id", &self.producer_id());
+      ds.field("producer_epoch", &self.producer_epoch());
+      ds.field("last_sequence", &self.last_sequence());
+      ds.field("last_timestamp", &self.last_timestamp());
+      ds.field("current_txn_start_offset", &self.current_txn_start_offset());
+      ds.finish()
+  }
+}
+pub enum DescribeProducersPartitionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeProducersPartitionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeProducersPartitionResult<'a> {
+  type Inner = DescribeProducersPartitionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeProducersPartitionResult<'a> {
+  pub const VT_PARTITION: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PRODUCERS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeProducersPartitionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeProducersPartitionResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeProducersPartitionResult<'bldr>> {
+    let mut builder = DescribeProducersPartitionResultBuilder::new(_fbb);
+    if let Some(x) = args.producers { builder.add_producers(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_partition(args.partition);
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn partition(&self) -> u32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<u32>(DescribeProducersPartitionResult::VT_PARTITION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(DescribeProducersPartitionResult::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribeProducersPartitionResult::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn producers(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ActiveProducer<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ActiveProducer>>>>(DescribeProducersPartitionResult::VT_PRODUCERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeProducersPartitionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<u32>("partition", Self::VT_PARTITION, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<ActiveProducer>>>>("producers", Self::VT_PRODUCERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeProducersPartitionResultArgs<'a> {
+    pub partition: u32,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub producers: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<ActiveProducer<'a>>>>>,
+}
+impl<'a> Default for DescribeProducersPartitionResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeProducersPartitionResultArgs {
+      partition: 0,
+      error_code: ErrorCode::None,
+      error_message: None,
+      producers: None,
+    }
+  }
+}
+
+pub struct DescribeProducersPartitionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeProducersPartitionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_partition(&mut self, partition: u32) {
+    self.fbb_.push_slot::<u32>(DescribeProducersPartitionResult::VT_PARTITION, partition, 0);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(DescribeProducersPartitionResult::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersPartitionResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_producers(&mut self, producers: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<ActiveProducer<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersPartitionResult::VT_PRODUCERS, producers);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeProducersPartitionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeProducersPartitionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeProducersPartitionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeProducersPartitionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeProducersPartitionResult");
+      ds.field("partition", &self.partition());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("producers", &self.producers());
+      ds.finish()
+  }
+}
+pub enum DescribeProducersTopicResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeProducersTopicResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeProducersTopicResult<'a> {
+  type Inner = DescribeProducersTopicResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeProducersTopicResult<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeProducersTopicResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeProducersTopicResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeProducersTopicResult<'bldr>> {
+    let mut builder = DescribeProducersTopicResultBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(DescribeProducersTopicResult::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersPartitionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersPartitionResult>>>>(DescribeProducersTopicResult::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeProducersTopicResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DescribeProducersPartitionResult>>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeProducersTopicResultArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersPartitionResult<'a>>>>>,
+}
+impl<'a> Default for DescribeProducersTopicResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeProducersTopicResultArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct DescribeProducersTopicResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeProducersTopicResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersTopicResult::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DescribeProducersPartitionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersTopicResult::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeProducersTopicResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeProducersTopicResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeProducersTopicResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeProducersTopicResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeProducersTopicResult");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum DescribeProducersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeProducersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeProducersResponse<'a> {
+  type Inner = DescribeProducersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeProducersResponse<'a> {
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeProducersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeProducersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeProducersResponse<'bldr>> {
+    let mut builder = DescribeProducersResponseBuilder::new(_fbb);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopicResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopicResult>>>>(DescribeProducersResponse::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeProducersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<DescribeProducersTopicResult>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeProducersResponseArgs<'a> {
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<DescribeProducersTopicResult<'a>>>>>,
+}
+impl<'a> Default for DescribeProducersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeProducersResponseArgs {
+      topics: None,
+    }
+  }
+}
+
+pub struct DescribeProducersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeProducersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<DescribeProducersTopicResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeProducersResponse::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeProducersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeProducersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeProducersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeProducersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeProducersResponse");
       ds.field("topics", &self.topics());
       ds.finish()
   }
@@ -10556,6 +11301,21 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_producers_request(&self) -> Option<DescribeProducersRequest<'a>> {
+    if self.request_type() == Request::DescribeProducersRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeProducersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -10586,6 +11346,7 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::DeleteRecordsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsRequest>>("Request::DeleteRecordsRequest", pos),
           Request::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("Request::CreatePartitionsRequest", pos),
           Request::AlterConfigsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsRequest>>("Request::AlterConfigsRequest", pos),
+          Request::DescribeProducersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersRequest>>("Request::DescribeProducersRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -10775,6 +11536,13 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::AlterConfigsRequest => {
           if let Some(x) = self.request_as_alter_configs_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeProducersRequest => {
+          if let Some(x) = self.request_as_describe_producers_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -11121,6 +11889,21 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_producers_response(&self) -> Option<DescribeProducersResponse<'a>> {
+    if self.response_type() == Response::DescribeProducersResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeProducersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -11151,6 +11934,7 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::DeleteRecordsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DeleteRecordsResponse>>("Response::DeleteRecordsResponse", pos),
           Response::CreatePartitionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsResponse>>("Response::CreatePartitionsResponse", pos),
           Response::AlterConfigsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsResponse>>("Response::AlterConfigsResponse", pos),
+          Response::DescribeProducersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersResponse>>("Response::DescribeProducersResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -11340,6 +12124,13 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::AlterConfigsResponse => {
           if let Some(x) = self.response_as_alter_configs_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeProducersResponse => {
+          if let Some(x) = self.response_as_describe_producers_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

@@ -18,6 +18,7 @@ import org.apache.kafka.clients.admin.ListOffsetsResult;
 import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.producer.KafkaProducer;
@@ -92,6 +93,15 @@ class AdminTest {
           admin.listOffsets(Map.of(tp, OffsetSpec.earliest())).all().get().get(tp);
       assertEquals(10, latest.offset());
       assertEquals(0, earliest.offset());
+
+      // DescribeProducers: the producer above (idempotent by default), its
+      // last sequence and its last batch's timestamp.
+      List<ProducerState> active =
+          admin.describeProducers(List.of(tp)).partitionResult(tp).get().activeProducers();
+      assertEquals(1, active.size(), active.toString());
+      assertEquals(9, active.get(0).lastSequence());
+      assertEquals(1_700_000_000_009L, active.get(0).lastTimestamp());
+      assertTrue(active.get(0).currentTransactionStartOffset().isEmpty(), active.toString());
 
       // CreatePartitions: 4 -> 6, seen by describeTopics.
       admin.createPartitions(Map.of(topic, NewPartitions.increaseTo(6))).all().get();
