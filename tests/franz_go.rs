@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -101,21 +100,7 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
     }
     let dir = module_dir();
     let data = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let k = kafka.to_string();
-    let base = common::kafka::two_free_ports().to_string();
-    let mut b = Broker::start(
-        data.path(),
-        &[
-            "--shards",
-            "2",
-            "--kafka-listen",
-            &k,
-            "--kafka-port-base",
-            &base,
-        ],
-    );
-    b.wait_kafka(kafka);
+    let (b, kafka, _) = common::kafka::suite_broker(data.path(), "2", &[]);
     let start = Instant::now();
     let skip = LEFT_OUT
         .iter()
@@ -131,7 +116,7 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
             .args(["test", "-count=1", "-v", "-timeout", "800s", "-skip", &skip])
             .arg("./pkg/kgo")
             .current_dir(&dir)
-            .env("KGO_SEEDS", &k)
+            .env("KGO_SEEDS", kafka.to_string())
             .env("KGO_TEST_RF", "1")
             .env("KGO_TEST_RECORDS", RECORDS)
             .env("KGO_LOG_LEVEL", "none"),

@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -55,19 +54,8 @@ fn the_java_client_and_admin_work_unchanged() {
         return;
     }
     let dir = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let k = kafka.to_string();
-    let base = common::kafka::two_free_ports().to_string();
-    let args = [
-        "--shards",
-        "2",
-        "--kafka-listen",
-        &k,
-        "--kafka-port-base",
-        &base,
-    ];
-    let mut b = Broker::start(dir.path(), &args);
-    b.wait_kafka(kafka);
+    let (mut b, kafka, args) = common::kafka::suite_broker(dir.path(), "2", &[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The Java tests ask for a broker restart by creating `restart` here
     // (Kafka Connect must survive one); `restarted` answers.
     let control = tempfile::tempdir().unwrap();
@@ -81,7 +69,7 @@ fn the_java_client_and_admin_work_unchanged() {
             .args(["-B", "-q", "test"])
             .arg(format!("-Dmaven.repo.local={}", repo().display()))
             .current_dir(module())
-            .env("SHARDLOG_KAFKA", &k)
+            .env("SHARDLOG_KAFKA", kafka.to_string())
             .env("SHARDLOG_CONTROL", control.path()),
         DEADLINE,
         || {

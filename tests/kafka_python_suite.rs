@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -107,27 +106,13 @@ fn results(log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 /// passed.
 fn run_against(dir: &std::path::Path, shards: &str, left_out: &[(&str, &str)]) -> usize {
     let data = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let k = kafka.to_string();
-    let base = common::kafka::two_free_ports().to_string();
-    let mut b = Broker::start(
-        data.path(),
-        &[
-            "--shards",
-            shards,
-            "--kafka-listen",
-            &k,
-            "--kafka-port-base",
-            &base,
-        ],
-    );
-    b.wait_kafka(kafka);
+    let (b, kafka, _) = common::kafka::suite_broker(data.path(), shards, &[]);
     let mut cmd = Command::new("python3");
     cmd.args(["-m", "pytest", "-v", "-p", "no:cacheprovider", "--tb=short"])
         .args(["--timeout", "120", "-o", "log_level=WARNING"])
         .args(FILES)
         .current_dir(dir)
-        .env("KAFKA_URI", format!("tcp://{k}"))
+        .env("KAFKA_URI", format!("tcp://{kafka}"))
         .env("KAFKA_VERSION", KAFKA_VERSION)
         // The fixtures want a Kafka distribution's directory to exist even
         // when they never start one (the external-broker mode).

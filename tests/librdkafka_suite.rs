@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -149,30 +148,17 @@ fn allowlist_and_left_out_do_not_overlap() {
 /// any failure or any test that did not run.
 fn run_scenario(dir: &std::path::Path, scenario: &str, tests: &[&str], broker_args: &[&str]) {
     let data = data_dir();
-    let kafka: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let k = kafka.to_string();
-    let base = common::kafka::two_free_ports().to_string();
-    let mut args = vec![
-        "--shards",
-        "2",
-        "--kafka-listen",
-        &k,
-        "--kafka-port-base",
-        &base,
-        // Kafka's initial rebalance delay, which the suite's group tests
-        // count on (0118: both consumers in the first generation).
-        "--group-initial-rebalance-delay-ms",
-        "3000",
-    ];
+    // Kafka's initial rebalance delay, which the suite's group tests count
+    // on (0118: both consumers in the first generation).
+    let mut args = vec!["--group-initial-rebalance-delay-ms", "3000"];
     args.extend_from_slice(broker_args);
-    let mut b = Broker::start(data.path(), &args);
-    b.wait_kafka(kafka);
+    let (b, kafka, _) = common::kafka::suite_broker(data.path(), "2", &args);
     // The runner reads its configuration from a file; one per run, in the
     // broker's temporary directory.
     let conf = data.path().join("test.conf");
     std::fs::write(
         &conf,
-        format!("metadata.broker.list={k}\ntest.timeout.multiplier=3\n"),
+        format!("metadata.broker.list={kafka}\ntest.timeout.multiplier=3\n"),
     )
     .unwrap();
     let src = dir.parent().unwrap();

@@ -44,16 +44,6 @@ use crate::protocol::{self, NodeInfo, Request, RequestFrame};
 const NO_REPLICAS: i32 = -1;
 const NOT_ONE_REPLICA: i32 = -2;
 
-fn routed(frame: Box<RequestFrame>, shape: Shape) -> Work {
-    Work::Native {
-        frame,
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    }
-}
-
 /// DescribeLogDirs: the partitions asked for (none: every one), described
 /// by their owners. The shape names what was asked (empty: everything).
 pub(super) fn decode_describe_log_dirs(
@@ -71,7 +61,10 @@ pub(super) fn decode_describe_log_dirs(
     let topics = r
         .topics
         .map(|ts| ts.iter().map(|t| name_of(&t.topic)).collect());
-    Ok(routed(native(Request::DescribeTopics { topics }), shape))
+    Ok(Work::native(
+        native(Request::DescribeTopics { topics }),
+        shape,
+    ))
 }
 
 /// The one log directory (`log_dir`, the data directory) with the sizes of
@@ -131,7 +124,7 @@ pub(super) fn decode_elect_leaders(
         .map(|t| (name_of(&t.topic), t.partitions.clone()))
         .collect();
     let topics = shape.iter().map(|(n, _)| n.clone()).collect();
-    Ok(routed(
+    Ok(Work::native(
         native(Request::Metadata {
             topics: Some(topics),
             auto_create: false,
@@ -247,7 +240,7 @@ pub(super) fn decode_alter_partition_reassignments(
         })
         .collect();
     let topics = shape.iter().map(|(n, _)| n.clone()).collect();
-    Ok(routed(
+    Ok(Work::native(
         native(Request::Metadata {
             topics: Some(topics),
             auto_create: false,
@@ -346,7 +339,7 @@ pub(super) fn decode_describe_quorum(
             )
         })
         .collect();
-    Ok(routed(
+    Ok(Work::native(
         native(Request::Metadata {
             topics: Some(vec![]),
             auto_create: false,
@@ -465,7 +458,7 @@ pub(super) fn decode_alter_replica_log_dirs(
         .filter(|(n, _)| !n.starts_with('\0'))
         .map(|(n, _)| n.clone())
         .collect();
-    Ok(routed(
+    Ok(Work::native(
         native(Request::DescribeTopics {
             topics: Some(topics),
         }),

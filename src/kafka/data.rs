@@ -190,28 +190,32 @@ pub(super) fn decode_list_offsets(
             )
         })
         .collect();
-    Ok(Work::Native {
-        frame: native(Request::ListOffsets(
-            r.topics
-                .into_iter()
-                .map(|t| ListOffsetsTopic {
-                    name: name_of(&t.name),
-                    partitions: t
-                        .partitions
-                        .into_iter()
-                        .map(|p| ListOffsetsPartition {
-                            partition: partition_u32(p.partition_index),
-                            timestamp: p.timestamp,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        )),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
+    let topics = r.topics.into_iter().map(|t| {
+        let ps = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition_index, p.timestamp));
+        (name_of(&t.name), ps.collect())
+    });
+    Ok(Work::native(native(list_offsets(topics)), shape))
+}
+
+/// A native ListOffsets of (topic, [(partition index, timestamp)]).
+fn list_offsets(topics: impl Iterator<Item = (String, Vec<(i32, i64)>)>) -> Request {
+    Request::ListOffsets(
+        topics
+            .map(|(name, ps)| ListOffsetsTopic {
+                name,
+                partitions: ps
+                    .into_iter()
+                    .map(|(p, timestamp)| ListOffsetsPartition {
+                        partition: partition_u32(p),
+                        timestamp,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    )
 }
 
 /// The Produce answer, from the native one.
@@ -434,8 +438,8 @@ pub(super) fn decode_delete_records(
             )
         })
         .collect();
-    Ok(Work::Native {
-        frame: native(Request::DeleteRecords(
+    Ok(Work::native(
+        native(Request::DeleteRecords(
             r.topics
                 .into_iter()
                 .map(|t| protocol::DeleteRecordsTopic {
@@ -452,10 +456,7 @@ pub(super) fn decode_delete_records(
                 .collect(),
         )),
         shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
+    ))
 }
 
 /// DescribeProducers (the Java Admin's describeProducers, Kafka's
@@ -472,8 +473,8 @@ pub(super) fn decode_describe_producers(
         .iter()
         .map(|t| (name_of(&t.name), t.partition_indexes.clone()))
         .collect();
-    Ok(Work::Native {
-        frame: native(Request::DescribeProducers(
+    Ok(Work::native(
+        native(Request::DescribeProducers(
             r.topics
                 .into_iter()
                 .map(|t| protocol::TopicPartitions {
@@ -483,10 +484,7 @@ pub(super) fn decode_describe_producers(
                 .collect(),
         )),
         shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
+    ))
 }
 
 /// The DescribeProducers answer, from the native one (errors carry their
@@ -614,28 +612,15 @@ pub(super) fn decode_offset_for_leader_epoch(
             )
         })
         .collect();
-    Ok(Work::Native {
-        frame: native(Request::ListOffsets(
-            r.topics
-                .iter()
-                .map(|t| ListOffsetsTopic {
-                    name: name_of(&t.topic),
-                    partitions: t
-                        .partitions
-                        .iter()
-                        .map(|p| ListOffsetsPartition {
-                            partition: partition_u32(p.partition),
-                            timestamp: protocol::LIST_LATEST,
-                        })
-                        .collect(),
-                })
-                .collect(),
-        )),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
+    // Every epoch asked for ends where the log ends (the one epoch, 0).
+    let topics = r.topics.iter().map(|t| {
+        let ps = t
+            .partitions
+            .iter()
+            .map(|p| (p.partition, protocol::LIST_LATEST));
+        (name_of(&t.topic), ps.collect())
+    });
+    Ok(Work::native(native(list_offsets(topics)), shape))
 }
 
 /// Kafka's answer for one epoch: the wanted epoch is the one there is:

@@ -111,13 +111,7 @@ pub fn decode(
         kind: KafkaGroupKind::Classic(Box::new(call)),
         shape: vec![],
     };
-    let routed = |request: Request, shape: Shape| Work::Native {
-        frame: native(request),
-        shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    };
+    let routed = |request: Request, shape: Shape| Work::native(native(request), shape);
     Ok(match api {
         ApiKey::FindCoordinator => {
             let r = FindCoordinatorRequest::decode(body, version)?;

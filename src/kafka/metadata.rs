@@ -185,17 +185,14 @@ pub(super) fn decode_describe_topic_partitions(
     let names: Vec<String> = r.topics.iter().map(|t| name_of(&t.name)).collect();
     let mut shape: Shape = vec![(cursor_topic, vec![limit, cursor_partition])];
     shape.extend(names.iter().map(|n| (n.clone(), vec![])));
-    Ok(Work::Native {
-        frame: native(Request::Metadata {
+    Ok(Work::native(
+        native(Request::Metadata {
             topics: (!names.is_empty()).then_some(names),
             auto_create: false,
             include_internal: true,
         }),
         shape,
-        respond: true,
-        refused: vec![],
-        describe_configs: vec![],
-    })
+    ))
 }
 
 /// The DescribeTopicPartitions answer: topics in name order from the

@@ -150,6 +150,20 @@ pub enum Work {
     InitProducerId { transactional_id: Option<String> },
 }
 
+impl Work {
+    /// The common case: through the router, answered, nothing refused by
+    /// the listener, not a DescribeConfigs.
+    pub fn native(frame: Box<RequestFrame>, shape: Shape) -> Work {
+        Work::Native {
+            frame,
+            shape,
+            respond: true,
+            refused: vec![],
+            describe_configs: vec![],
+        }
+    }
+}
+
 /// A decoded Kafka request.
 #[derive(Debug)]
 pub struct Decoded {

@@ -162,3 +162,32 @@ pub fn fetch_request(topic: &str, partition: i32, offset: i64, max_wait_ms: i32)
     r.topics = vec![t];
     r
 }
+
+/// A broker for an outside client suite (librdkafka, franz-go,
+/// kafka-python, the Java module): `shards` shards, a Kafka bootstrap
+/// listener and per-shard Kafka ports, plus `extra` flags; up and answering
+/// on the Kafka listener when this returns. Also the flags it was started
+/// with, to restart it the same way.
+pub fn suite_broker(
+    dir: &std::path::Path,
+    shards: &str,
+    extra: &[&str],
+) -> (super::Broker, SocketAddr, Vec<String>) {
+    let kafka: SocketAddr = format!("127.0.0.1:{}", super::free_port()).parse().unwrap();
+    let mut args: Vec<String> = [
+        "--shards",
+        shards,
+        "--kafka-listen",
+        &kafka.to_string(),
+        "--kafka-port-base",
+        &two_free_ports().to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut b = super::Broker::start(dir, &refs);
+    b.wait_kafka(kafka);
+    (b, kafka, args)
+}

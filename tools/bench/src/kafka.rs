@@ -99,19 +99,7 @@ impl Conn {
         }
         let mut body = vec![0u8; len as usize];
         self.s.read_exact(&mut body)?;
-        let mut body = Bytes::from(body);
-        let h = ResponseHeader::decode(&mut body, api.response_header_version(version))?;
-        if h.correlation_id != cid {
-            bail!(
-                "{api:?}: response for request {} while waiting for {cid}",
-                h.correlation_id
-            );
-        }
-        let r = R::decode(&mut body, version)?;
-        if body.has_remaining() {
-            bail!("{api:?} v{version}: {} trailing bytes", body.remaining());
-        }
-        Ok(r)
+        decode_response(api, version, cid, Bytes::from(body))
     }
 
     fn call<Q: Encodable, R: Decodable>(
@@ -123,6 +111,28 @@ impl Conn {
         let cid = self.send(api, version, req)?;
         self.recv(api, version, cid)
     }
+}
+
+/// One response frame's body (after its length): the header's
+/// correlation id must be `cid`, and the body must decode exactly.
+fn decode_response<R: Decodable>(
+    api: ApiKey,
+    version: i16,
+    cid: i32,
+    mut body: Bytes,
+) -> Result<R> {
+    let h = ResponseHeader::decode(&mut body, api.response_header_version(version))?;
+    if h.correlation_id != cid {
+        bail!(
+            "{api:?}: response for request {} while waiting for {cid}",
+            h.correlation_id
+        );
+    }
+    let r = R::decode(&mut body, version)?;
+    if body.has_remaining() {
+        bail!("{api:?} v{version}: {} trailing bytes", body.remaining());
+    }
+    Ok(r)
 }
 
 fn error_of(code: i16) -> Option<String> {
@@ -390,5 +400,111 @@ impl KafkaClient {
             bail!("fetch of partition {partition}: {e}");
         }
         Ok(p.records.clone().unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use proptest::prelude::*;
+
+    /// A response frame body as a broker sends it: header, then message.
+    fn frame<R: Encodable>(api: ApiKey, version: i16, cid: i32, r: &R) -> Vec<u8> {
+        let mut b = BytesMut::new();
+        let mut h = ResponseHeader::default();
+        h.correlation_id = cid;
+        h.encode(&mut b, api.response_header_version(version))
+            .unwrap();
+        r.encode(&mut b, version).unwrap();
+        b.to_vec()
+    }
+
+    fn metadata() -> Vec<u8> {
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(0);
+        b.host = StrBytes::from_static_str("127.0.0.1");
+        b.port = 9092;
+        let mut p = MetadataResponsePartition::default();
+        p.partition_index = 0;
+        p.leader_id = BrokerId(0);
+        let mut t = MetadataResponseTopic::default();
+        t.name = Some(TopicName(StrBytes::from_static_str("bench")));
+        t.partitions = vec![p.clone(), p];
+        let mut r = MetadataResponse::default();
+        r.brokers = vec![b];
+        r.topics = vec![t];
+        frame(ApiKey::Metadata, METADATA_V, 7, &r)
+    }
+
+    fn fetch() -> Vec<u8> {
+        let mut p = PartitionData::default();
+        p.partition_index = 0;
+        p.high_watermark = 10;
+        p.records = Some(Bytes::from_static(&[0u8; 70]));
+        let mut t = FetchableTopicResponse::default();
+        t.topic = TopicName(StrBytes::from_static_str("bench"));
+        t.partitions = vec![p];
+        let mut r = FetchResponse::default();
+        r.responses = vec![t];
+        frame(ApiKey::Fetch, FETCH_V, 7, &r)
+    }
+
+    #[test]
+    fn a_good_frame_decodes_and_a_wrong_correlation_id_or_extra_bytes_fail() {
+        let m: MetadataResponse =
+            decode_response(ApiKey::Metadata, METADATA_V, 7, Bytes::from(metadata())).unwrap();
+        assert_eq!(m.topics[0].partitions.len(), 2);
+        let e =
+            decode_response::<MetadataResponse>(ApiKey::Metadata, METADATA_V, 8, metadata().into())
+                .unwrap_err();
+        assert!(e.to_string().contains("while waiting for 8"), "{e}");
+        let mut long = metadata();
+        long.push(0);
+        let e = decode_response::<MetadataResponse>(ApiKey::Metadata, METADATA_V, 7, long.into())
+            .unwrap_err();
+        assert!(e.to_string().contains("trailing"), "{e}");
+    }
+
+    /// Decodes `body` as each response the bench reads; only errors, never
+    /// a panic or a runaway allocation (kafka-protocol is vendored with
+    /// bounded allocations).
+    fn decode_all(body: &[u8]) {
+        let b = || Bytes::copy_from_slice(body);
+        let _ = decode_response::<MetadataResponse>(ApiKey::Metadata, METADATA_V, 7, b());
+        let _ =
+            decode_response::<CreateTopicsResponse>(ApiKey::CreateTopics, CREATE_TOPICS_V, 7, b());
+        let _ = decode_response::<ListOffsetsResponse>(ApiKey::ListOffsets, LIST_OFFSETS_V, 7, b());
+        let _ = decode_response::<ProduceResponse>(ApiKey::Produce, PRODUCE_V, 7, b());
+        let _ = decode_response::<FetchResponse>(ApiKey::Fetch, FETCH_V, 7, b());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn fuzz_garbage_responses_are_errors(body in proptest::collection::vec(any::<u8>(), 0..256)) {
+            decode_all(&body);
+        }
+
+        #[test]
+        fn fuzz_damaged_responses_are_errors(
+            which in any::<bool>(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6),
+            cut in proptest::option::of(any::<usize>()),
+        ) {
+            let mut body = if which { metadata() } else { fetch() };
+            for (i, v) in edits {
+                let n = body.len();
+                body[i % n] = v;
+            }
+            if let Some(c) = cut {
+                body.truncate(c % (body.len() + 1));
+            }
+            decode_all(&body);
+        }
     }
 }

@@ -301,45 +301,53 @@ fn broker_cpu_used(
 
 /// Creates the topic (or checks an existing one) and returns where each
 /// partition's consumer starts.
-fn prepare_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
-    if let Target::Kafka(_) = p.target {
-        return prepare_kafka_topic(p, broker);
-    }
-    let mut rc = RoutedClient::connect(broker)?;
-    match rc.public().create_topic(&p.topic, p.partitions) {
-        Ok(()) => {}
-        Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {}
-        Err(e) => return Err(e).with_context(|| format!("cannot create topic {}", p.topic)),
-    }
-    let n = rc.topic(&p.topic)?;
-    if n != p.partitions {
-        bail!(
-            "topic {} exists with {n} partitions, not --partitions {}",
-            p.topic,
-            p.partitions
-        );
-    }
-    let at = match p.from {
-        FromArg::Earliest => LIST_EARLIEST,
-        FromArg::Latest => LIST_LATEST,
-    };
-    (0..n)
-        .map(|q| {
-            rc.public()
-                .list_offset(&p.topic, q, at)
-                .with_context(|| format!("cannot list offsets of partition {q}"))
-        })
-        .collect()
+/// What `prepare_topic` needs of a client, over either wire.
+trait TopicSetup {
+    /// Creates `topic` unless it exists; its partition count.
+    fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32>;
+    /// The offset `at` (LIST_EARLIEST or LIST_LATEST) of one partition of
+    /// the topic `ensure_topic` named.
+    fn offset_at(&mut self, topic: &str, partition: u32, at: i64) -> Result<i64>;
 }
 
-/// `prepare_topic` over the Kafka protocol.
-fn prepare_kafka_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
-    let mut k = kafka::KafkaClient::connect(broker)?;
-    if k.topic(&p.topic)? == 0 {
-        k.create_topic(&p.topic, p.partitions)
-            .with_context(|| format!("cannot create topic {}", p.topic))?;
+impl TopicSetup for RoutedClient {
+    fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32> {
+        match self.public().create_topic(topic, partitions) {
+            Ok(()) => {}
+            Err(e) if e.code() == Some(ErrorCode::TopicAlreadyExists) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(self.topic(topic)?)
     }
-    let n = k.topic(&p.topic)?;
+
+    fn offset_at(&mut self, topic: &str, partition: u32, at: i64) -> Result<i64> {
+        Ok(self.public().list_offset(topic, partition, at)?)
+    }
+}
+
+impl TopicSetup for kafka::KafkaClient {
+    fn ensure_topic(&mut self, topic: &str, partitions: u32) -> Result<u32> {
+        if self.topic(topic)? == 0 {
+            self.create_topic(topic, partitions)?;
+        }
+        self.topic(topic)
+    }
+
+    fn offset_at(&mut self, _topic: &str, partition: u32, at: i64) -> Result<i64> {
+        self.list_offset(partition, at)
+    }
+}
+
+/// Creates the topic (or checks the one there has `--partitions`) and
+/// lists where each partition starts for `--from`.
+fn prepare_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
+    let mut c: Box<dyn TopicSetup> = match p.target {
+        Target::Kafka(_) => Box::new(kafka::KafkaClient::connect(broker)?),
+        _ => Box::new(RoutedClient::connect(broker)?),
+    };
+    let n = c
+        .ensure_topic(&p.topic, p.partitions)
+        .with_context(|| format!("cannot create topic {}", p.topic))?;
     if n != p.partitions {
         bail!(
             "topic {} exists with {n} partitions, not --partitions {}",
@@ -353,7 +361,7 @@ fn prepare_kafka_topic(p: &Params, broker: &str) -> Result<Vec<i64>> {
     };
     (0..n)
         .map(|q| {
-            k.list_offset(q, at)
+            c.offset_at(&p.topic, q, at)
                 .with_context(|| format!("cannot list offsets of partition {q}"))
         })
         .collect()
