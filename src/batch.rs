@@ -414,6 +414,9 @@ pub struct BatchBuilder {
     count: i32,
     /// (producer id, epoch, base sequence); -1s: not idempotent.
     producer: (i64, i16, i32),
+    /// Attribute bits (transactional, control); never a codec: the
+    /// builder writes records uncompressed.
+    attributes: i16,
 }
 
 impl BatchBuilder {
@@ -430,7 +433,16 @@ impl BatchBuilder {
             max_timestamp: base_timestamp_ms,
             count: 0,
             producer: (-1, -1, -1),
+            attributes: 0,
         }
+    }
+
+    /// Marks the batch as part of its producer's transaction (Kafka's
+    /// `isTransactional`): read_committed consumers see it once its
+    /// transaction commits.
+    pub fn transactional(mut self) -> BatchBuilder {
+        self.attributes |= ATTR_TRANSACTIONAL;
+        self
     }
 
     /// Marks the batch as an idempotent producer's (Kafka's producer id,
@@ -477,7 +489,7 @@ impl BatchBuilder {
         b[OFF_LENGTH..OFF_LENGTH + 4].copy_from_slice(&batch_length.to_be_bytes());
         b[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
         b[OFF_MAGIC] = MAGIC as u8;
-        b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&0i16.to_be_bytes());
+        b[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2].copy_from_slice(&self.attributes.to_be_bytes());
         b[OFF_LAST_OFFSET_DELTA..OFF_LAST_OFFSET_DELTA + 4]
             .copy_from_slice(&(self.count - 1).to_be_bytes());
         b[OFF_BASE_TIMESTAMP..OFF_BASE_TIMESTAMP + 8]
@@ -492,6 +504,54 @@ impl BatchBuilder {
         let crc = crc32c::crc32c(&b[OFF_ATTRIBUTES..]);
         b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
         b.freeze()
+    }
+}
+
+/// How a transaction ended, as its marker says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marker {
+    Abort = 0,
+    Commit = 1,
+}
+
+/// A transaction marker as Kafka writes it (`EndTransactionMarker`): a
+/// transactional control batch of one record whose key is (version 0, the
+/// marker type) and value (version 0, the coordinator epoch), both i16
+/// big-endian then i32. Its producer fields are the transaction's; its
+/// base sequence -1 (markers take no sequence).
+pub fn control_batch(
+    producer_id: i64,
+    epoch: i16,
+    marker: Marker,
+    coordinator_epoch: i32,
+    timestamp_ms: i64,
+) -> Bytes {
+    let mut key = [0u8; 4];
+    key[2..].copy_from_slice(&(marker as i16).to_be_bytes());
+    let mut value = [0u8; 6];
+    value[2..].copy_from_slice(&coordinator_epoch.to_be_bytes());
+    let mut b = BatchBuilder::with_capacity(timestamp_ms, 128).idempotent(producer_id, epoch, -1);
+    b.attributes = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+    b.push(timestamp_ms, Some(&key), Some(&value), &[]);
+    b.finish()
+}
+
+/// The marker a control batch holds; None for any other batch, or a
+/// control record of another type (Kafka has others; none end a
+/// transaction).
+pub fn marker_of(batch: Bytes) -> Option<Marker> {
+    let mut records = Records::new(batch).ok()?;
+    if !records.header().is_control() {
+        return None;
+    }
+    let key = records.next()?.ok()?.key?;
+    if key.len() < 4 || key[..2] != [0, 0] {
+        return None;
+    }
+    match i16::from_be_bytes([key[2], key[3]]) {
+        0 => Some(Marker::Abort),
+        1 => Some(Marker::Commit),
+        _ => None,
     }
 }
 
@@ -956,6 +1016,34 @@ mod tests {
         let mut c = b.to_vec();
         c[OFF_MAGIC] = 1;
         assert!(matches!(validate(&c), Err(BatchError::BadMagic(1))));
+    }
+
+    #[test]
+    fn markers_are_kafkas_control_batches() {
+        use kafka_protocol::records::RecordBatchDecoder;
+        for (marker, ty) in [(Marker::Commit, 1u8), (Marker::Abort, 0)] {
+            let b = control_batch(77, 3, marker, 5, 1_700_000_000_000);
+            let h = validate(&b).unwrap();
+            assert!(h.is_control());
+            assert_ne!(h.attributes & ATTR_TRANSACTIONAL, 0);
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (77, 3, -1)
+            );
+            assert_eq!(marker_of(b.clone()), Some(marker));
+            let set = RecordBatchDecoder::decode(&mut b.clone()).unwrap();
+            let r = &set.records[0];
+            assert!(r.control && r.transactional);
+            assert_eq!(r.key.as_deref(), Some(&[0, 0, 0, ty][..]));
+            assert_eq!(r.value.as_deref(), Some(&[0, 0, 0, 0, 0, 5][..]));
+        }
+        assert_eq!(marker_of(sample_batch(1)), None, "a data batch");
+        let mut txn = BatchBuilder::new(0).idempotent(1, 0, 0).transactional();
+        txn.push(0, None, Some(b"v"), &[]);
+        let t = txn.finish();
+        let h = validate(&t).unwrap();
+        assert!(!h.is_control());
+        assert_eq!(h.attributes, ATTR_TRANSACTIONAL);
     }
 
     #[test]

@@ -34,3 +34,4 @@ pub mod server;
 pub(crate) mod shard;
 pub mod storage;
 pub mod top;
+pub mod txn;

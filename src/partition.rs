@@ -30,7 +30,7 @@ use crate::cache::{BatchCache, CacheBudget, Lookup};
 use crate::chain::Chain;
 use crate::memory::MemoryGauge;
 use crate::metrics::{PartitionMetrics, ShardMetrics};
-use crate::producer_state::{self, Check, ProducerStates, SequenceError};
+use crate::producer_state::{self, Check, EndedTxn, ProducerStates, SequenceError};
 use crate::rt;
 pub use crate::storage::log::{IoCounts, Retained};
 use crate::storage::log::{Log, StageError, Visible};
@@ -510,6 +510,18 @@ impl Partition {
             }
         }
         let now = rt::now_ms();
+        Ok(self.append_checked(&mut st, records, &headers, now))
+    }
+
+    /// Appends a run of batches that passed every check, as one step with
+    /// the checks (`st` stays borrowed from the check to here).
+    fn append_checked(
+        &self,
+        st: &mut State,
+        records: &Bytes,
+        headers: &[batch::BatchHeader],
+        now: i64,
+    ) -> Appended {
         self.log
             .roll_if_due(&self.log_config(), records.len() as u64, now);
         let base_offset = st.next_offset;
@@ -519,7 +531,7 @@ impl Partition {
         // buffer and (as slices, no copy) into the batch cache.
         let mut prefixes = BytesMut::with_capacity(headers.len() * PATCHED_PREFIX_BYTES);
         let mut pos = 0;
-        for h in &headers {
+        for h in headers {
             let offset = st.next_offset;
             prefixes.extend_from_slice(&records[pos..pos + PATCHED_PREFIX_BYTES]);
             let at = prefixes.len() - PATCHED_PREFIX_BYTES;
@@ -529,7 +541,7 @@ impl Partition {
         }
         let mut prefixes = prefixes.freeze();
         let (mut pos, mut offset) = (0, base_offset);
-        for h in &headers {
+        for h in headers {
             let total = h.total_bytes();
             let prefix = prefixes.split_to(PATCHED_PREFIX_BYTES);
             let rest = records.slice(pos + PATCHED_PREFIX_BYTES..pos + total);
@@ -547,10 +559,59 @@ impl Partition {
         let messages = (st.next_offset - base_offset) as u64;
         (self.config.metrics).produced(self.labelled.as_deref(), messages, pos as u64);
         debug_assert_eq!(st.next_offset, self.log.next_offset());
-        Ok(Appended {
+        Appended {
             base_offset,
             next_offset: st.next_offset,
-        })
+        }
+    }
+
+    /// The transaction coordinator opened `producer_id`'s transaction at
+    /// `epoch` on this partition (AddPartitionsToTxn): its transactional
+    /// batches are taken from now on.
+    pub fn open_txn(&self, producer_id: i64, epoch: i16) {
+        self.state
+            .borrow_mut()
+            .producers
+            .open_txn(producer_id, epoch);
+    }
+
+    /// Appends the marker that ends `producer_id`'s transaction here
+    /// (written by the broker, never by a client): its offset, and the
+    /// transaction's range when it wrote here. The caller waits for the
+    /// marker's durability like a produce's.
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        marker: batch::Marker,
+        coordinator_epoch: i32,
+    ) -> Result<(Appended, Option<EndedTxn>), PartitionError> {
+        let now = rt::now_ms();
+        let records = batch::control_batch(producer_id, epoch, marker, coordinator_epoch, now);
+        let headers = batch::validate_all(&records)?;
+        let mut st = self.state.borrow_mut();
+        st.check_writable()?;
+        let first_offset = st.producers.txn_start(producer_id);
+        // Recording the marker (in the append) ends the transaction.
+        let appended = self.append_checked(&mut st, &records, &headers, now);
+        debug_assert_eq!(st.producers.txn_start(producer_id), None);
+        let ended = first_offset.map(|first_offset| EndedTxn {
+            producer_id,
+            first_offset,
+            last_offset: appended.base_offset,
+        });
+        Ok((appended, ended))
+    }
+
+    /// Kafka's last stable offset: below it every transaction has ended
+    /// (read_committed reads stop here); the high watermark when none is
+    /// open.
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self.state.borrow();
+        match st.producers.first_unstable_offset() {
+            Some(first) => first.min(st.high_watermark),
+            None => st.high_watermark,
+        }
     }
 
     /// Returns once every offset below `next_offset` reached `level`.
@@ -1610,6 +1671,70 @@ mod tests {
             b.push(1_000, None, Some(v.as_bytes()), &[]);
         }
         b.finish()
+    }
+
+    fn txn_batch(seed: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
+        let mut b = BatchBuilder::new(1_000)
+            .idempotent(pid, epoch, seq)
+            .transactional();
+        b.push(1_000, None, Some(format!("t{seed}").as_bytes()), &[]);
+        b.finish()
+    }
+
+    #[test]
+    fn transactions_hold_the_last_stable_offset_until_their_markers() {
+        on_fresh_dir(|path| async move {
+            let cfg = PartitionConfig::default();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            // Not opened by a coordinator: refused, nothing written.
+            assert!(matches!(
+                p.append(&txn_batch(0, 7, 0, 0)),
+                Err(PartitionError::Sequence(SequenceError::Transactional(_)))
+            ));
+            p.open_txn(7, 0);
+            p.open_txn(8, 0);
+            p.append(&make_batch(1, 1, 10)).unwrap(); // 0
+            p.append(&txn_batch(2, 7, 0, 0)).unwrap(); // 1
+            p.append(&txn_batch(3, 8, 0, 0)).unwrap(); // 2
+            let a = p.append(&make_batch(4, 1, 10)).unwrap(); // 3
+            p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+            assert_eq!(p.high_watermark(), 4);
+            assert_eq!(p.last_stable_offset(), 1, "7's transaction is open");
+            // Clients never write markers.
+            let forged = batch::control_batch(7, 0, batch::Marker::Commit, 0, 1_000);
+            assert!(p.append(&forged).is_err());
+            let (m, ended) = p.append_marker(7, 0, batch::Marker::Abort, 0).unwrap();
+            assert_eq!(m.base_offset, 4);
+            assert_eq!(
+                ended,
+                Some(EndedTxn {
+                    producer_id: 7,
+                    first_offset: 1,
+                    last_offset: 4
+                })
+            );
+            p.flush_to(m.next_offset, Level::Synced).await.unwrap();
+            assert_eq!(p.last_stable_offset(), 2, "8's transaction is open");
+            p.close().await.unwrap();
+
+            // Reopen: 8's transaction is open again (its batch and no
+            // marker), and its marker ends it.
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert_eq!(p.last_stable_offset(), 2);
+            let (m, ended) = p.append_marker(8, 0, batch::Marker::Commit, 0).unwrap();
+            assert_eq!(ended.map(|e| e.first_offset), Some(2));
+            p.flush_to(m.next_offset, Level::Synced).await.unwrap();
+            assert_eq!(p.last_stable_offset(), p.high_watermark());
+            let stored = read_all(&p).await;
+            assert_eq!(
+                batch::marker_of(stored[4].clone()),
+                Some(batch::Marker::Abort)
+            );
+            assert_eq!(
+                batch::marker_of(stored[5].clone()),
+                Some(batch::Marker::Commit)
+            );
+        });
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! records: everything here comes from the 61-byte batch header
 //! (`batch::BatchHeader`). Depends on `batch` only.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use thiserror::Error;
 
@@ -56,6 +56,8 @@ pub struct ProducerSummary {
     pub epoch: i16,
     pub last_sequence: i32,
     pub last_timestamp: i64,
+    /// The first offset of its open transaction here; -1: none.
+    pub txn_start_offset: i64,
 }
 
 /// What to do with a batch.
@@ -110,14 +112,19 @@ fn next_sequence(last: i32) -> i32 {
     }
 }
 
-/// Refuses what shardlog does not implement (transactions) and headers an
-/// idempotent producer cannot have sent.
+/// Refuses headers a producer cannot have sent: control batches (only the
+/// broker writes transaction markers), a transactional batch without a
+/// producer id, a producer id without an epoch or sequence.
 pub fn check_header(h: &BatchHeader) -> Result<(), SequenceError> {
-    if h.attributes & TRANSACTIONAL_BIT != 0 {
-        return Err(SequenceError::Transactional("transactional batch"));
-    }
     if h.attributes & CONTROL_BIT != 0 {
-        return Err(SequenceError::Transactional("control batch"));
+        return Err(SequenceError::Transactional(
+            "a control batch (only the broker writes transaction markers)",
+        ));
+    }
+    if h.attributes & TRANSACTIONAL_BIT != 0 && h.producer_id < 0 {
+        return Err(SequenceError::Invalid(
+            "a transactional batch needs a producer id",
+        ));
     }
     if h.producer_id >= 0 && (h.producer_epoch < 0 || h.base_sequence < 0) {
         return Err(SequenceError::Invalid(
@@ -132,6 +139,31 @@ pub fn check_header(h: &BatchHeader) -> Result<(), SequenceError> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, Entry>,
+    /// Producers with a transaction open on this partition: the
+    /// coordinator opened it (AddPartitionsToTxn) or the log shows its
+    /// batches without a marker after them.
+    open: HashMap<i64, OpenTxn>,
+    /// The open transactions that wrote here, by first offset: the first
+    /// is where the last stable offset stops.
+    unstable: BTreeSet<(i64, i64)>,
+}
+
+/// A transaction open on one partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OpenTxn {
+    epoch: i16,
+    /// Offset of its first batch here; None until it writes.
+    first_offset: Option<i64>,
+}
+
+/// A transaction a marker ended on this partition, with data here: what an
+/// abort adds to the aborted-transactions index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
 }
 
 impl ProducerStates {
@@ -153,6 +185,7 @@ impl ProducerStates {
                 epoch: e.epoch,
                 last_sequence: e.batches.back().expect("an entry holds a batch").last_seq,
                 last_timestamp: e.last_timestamp,
+                txn_start_offset: self.txn_start(producer_id).unwrap_or(-1),
             })
             .collect();
         out.sort_unstable_by_key(|s| s.producer_id);
@@ -164,6 +197,21 @@ impl ProducerStates {
     pub fn check(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
         if h.producer_id < 0 {
             return Ok(Check::Plain);
+        }
+        let open = self.open.get(&h.producer_id);
+        if h.attributes & TRANSACTIONAL_BIT != 0 {
+            // KIP-890's verification: only a transaction the coordinator
+            // opened here may write, so a late batch of an ended one never
+            // leaves a transaction hanging.
+            if open.is_none_or(|o| o.epoch != h.producer_epoch) {
+                return Err(SequenceError::Transactional(
+                    "no open transaction of this producer and epoch on this partition (AddPartitionsToTxn first)",
+                ));
+            }
+        } else if open.is_some_and(|o| o.first_offset.is_some()) {
+            return Err(SequenceError::Transactional(
+                "a non-transactional batch inside the producer's open transaction",
+            ));
         }
         let Some(e) = self.producers.get(&h.producer_id) else {
             // Unknown producer (new, expired from the window, or older than
@@ -209,10 +257,25 @@ impl ProducerStates {
     }
 
     /// Records an appended batch at `base_offset` (after `check` said
-    /// `Append`, and when rebuilding from the log, in log order).
+    /// `Append`, and when rebuilding from the log, in log order: there a
+    /// transactional batch opens its transaction and a marker ends it).
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64) {
         if h.producer_id < 0 {
             return;
+        }
+        if h.attributes & CONTROL_BIT != 0 {
+            let _ = self.end_txn(h.producer_id, h.producer_epoch, base_offset);
+            return;
+        }
+        if h.attributes & TRANSACTIONAL_BIT != 0 {
+            let o = self.open.entry(h.producer_id).or_insert(OpenTxn {
+                epoch: h.producer_epoch,
+                first_offset: None,
+            });
+            if o.first_offset.is_none() {
+                o.first_offset = Some(base_offset);
+                self.unstable.insert((base_offset, h.producer_id));
+            }
         }
         let meta = BatchMeta {
             first_seq: h.base_sequence,
@@ -256,6 +319,60 @@ impl ProducerStates {
             s.record(h, h.base_offset);
         }
         s
+    }
+
+    /// The coordinator opened a transaction of `producer_id` at `epoch` on
+    /// this partition (AddPartitionsToTxn): its transactional batches are
+    /// taken from now on. Again for the same transaction: nothing changes.
+    pub fn open_txn(&mut self, producer_id: i64, epoch: i16) {
+        let o = self.open.entry(producer_id).or_insert(OpenTxn {
+            epoch,
+            first_offset: None,
+        });
+        if o.first_offset.is_none() {
+            o.epoch = epoch;
+        }
+    }
+
+    /// A marker of `producer_id` at `epoch` was appended at `offset`: its
+    /// transaction here ends; the producer's epoch is at least the
+    /// marker's from now on (a fencing abort bumps it). The ended
+    /// transaction, when it wrote here.
+    pub fn end_txn(&mut self, producer_id: i64, epoch: i16, offset: i64) -> Option<EndedTxn> {
+        if let Some(e) = self.producers.get_mut(&producer_id) {
+            if epoch > e.epoch {
+                e.epoch = epoch;
+                // The next batch at a newer epoch starts at sequence 0;
+                // nothing of the old epoch is a retry any more.
+                let last = *e.batches.back().expect("an entry holds a batch");
+                e.batches.clear();
+                e.batches.push_back(BatchMeta {
+                    first_seq: -1,
+                    last_seq: -1,
+                    ..last
+                });
+            }
+        }
+        let o = self.open.remove(&producer_id)?;
+        let first_offset = o.first_offset?;
+        let removed = self.unstable.remove(&(first_offset, producer_id));
+        debug_assert!(removed, "an open transaction that wrote is unstable");
+        Some(EndedTxn {
+            producer_id,
+            first_offset,
+            last_offset: offset,
+        })
+    }
+
+    /// Where the last stable offset stops: the first offset of the oldest
+    /// open transaction that wrote here; None: nothing is open.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.unstable.first().map(|&(offset, _)| offset)
+    }
+
+    /// The first offset of `producer_id`'s open transaction here.
+    pub fn txn_start(&self, producer_id: i64) -> Option<i64> {
+        self.open.get(&producer_id).and_then(|o| o.first_offset)
     }
 
     fn evict_least_recent(&mut self) {
@@ -395,13 +512,15 @@ mod tests {
                     producer_id: 4,
                     epoch: 2,
                     last_sequence: 0,
-                    last_timestamp: 2_000
+                    last_timestamp: 2_000,
+                    txn_start_offset: -1
                 },
                 ProducerSummary {
                     producer_id: 9,
                     epoch: 0,
                     last_sequence: 4,
-                    last_timestamp: 3_000
+                    last_timestamp: 3_000,
+                    txn_start_offset: -1
                 },
             ]
         );
@@ -517,24 +636,116 @@ mod tests {
     }
 
     #[test]
-    fn transactional_and_control_batches_and_bad_headers_are_refused() {
+    fn control_batches_and_bad_headers_are_refused() {
         let mut b = h(1, 0, 0, 1);
         assert_eq!(check_header(&b), Ok(()));
         b.attributes = TRANSACTIONAL_BIT;
+        assert_eq!(check_header(&b), Ok(()), "judged against open transactions");
+        b.attributes = CONTROL_BIT | TRANSACTIONAL_BIT;
         assert!(matches!(
             check_header(&b),
             Err(SequenceError::Transactional(_))
         ));
-        b.attributes = CONTROL_BIT;
+        let mut anonymous = h(-1, -1, -1, 1);
+        anonymous.attributes = TRANSACTIONAL_BIT;
         assert!(matches!(
-            check_header(&b),
-            Err(SequenceError::Transactional(_))
+            check_header(&anonymous),
+            Err(SequenceError::Invalid(_))
         ));
         assert!(matches!(
             check_header(&h(1, 0, -1, 1)),
             Err(SequenceError::Invalid(_))
         ));
         assert_eq!(check_header(&h(-1, -1, -1, 1)), Ok(()));
+    }
+
+    fn txn(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        let mut b = h(pid, epoch, seq, records);
+        b.attributes = TRANSACTIONAL_BIT;
+        b
+    }
+
+    fn marker(pid: i64, epoch: i16) -> BatchHeader {
+        let mut b = h(pid, epoch, -1, 1);
+        b.attributes = TRANSACTIONAL_BIT | CONTROL_BIT;
+        b
+    }
+
+    #[test]
+    fn only_an_opened_transaction_writes_and_the_oldest_open_one_holds_the_stable_offset() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        // Not opened by the coordinator: refused (KIP-890 verification).
+        assert!(matches!(
+            s.check(&txn(7, 0, 0, 2)),
+            Err(SequenceError::Transactional(_))
+        ));
+        s.open_txn(7, 0);
+        s.open_txn(8, 3);
+        assert_eq!(s.first_unstable_offset(), None, "nothing written yet");
+        // Another epoch than the one opened: refused.
+        assert!(s.check(&txn(7, 1, 0, 1)).is_err());
+        produce(&mut s, &h(1, 0, 0, 1), &mut next).unwrap(); // plain idempotent, offset 0
+        produce(&mut s, &txn(7, 0, 0, 2), &mut next).unwrap(); // 1..=2
+        produce(&mut s, &txn(8, 3, 0, 1), &mut next).unwrap(); // 3
+        produce(&mut s, &txn(7, 0, 2, 1), &mut next).unwrap(); // 4
+        assert_eq!(s.first_unstable_offset(), Some(1));
+        assert_eq!(s.txn_start(8), Some(3));
+        // Inside its open transaction a producer cannot write plainly.
+        assert!(s.check(&h(7, 0, 3, 1)).is_err());
+        // 7 aborts (marker at 5): the range it wrote ends there.
+        assert_eq!(
+            s.end_txn(7, 0, 5),
+            Some(EndedTxn {
+                producer_id: 7,
+                first_offset: 1,
+                last_offset: 5
+            })
+        );
+        assert_eq!(s.first_unstable_offset(), Some(3));
+        // Its next batch needs a new transaction; sequences go on (same
+        // epoch).
+        assert!(s.check(&txn(7, 0, 3, 1)).is_err());
+        s.open_txn(7, 0);
+        assert_eq!(s.check(&txn(7, 0, 3, 1)), Ok(Check::Append));
+        // A transaction that wrote nothing here ends without a range.
+        s.end_txn(7, 0, 6);
+        assert_eq!(s.end_txn(8, 3, 7).map(|e| e.first_offset), Some(3));
+        assert_eq!(s.first_unstable_offset(), None);
+        assert_eq!(s.end_txn(8, 3, 8), None, "a repeated marker");
+    }
+
+    #[test]
+    fn a_fencing_marker_bumps_the_epoch_and_fences_the_zombie() {
+        let mut s = ProducerStates::default();
+        let mut next = 0;
+        s.open_txn(7, 0);
+        produce(&mut s, &txn(7, 0, 0, 1), &mut next).unwrap();
+        // The coordinator aborted with epoch 1 (InitProducerId or timeout).
+        assert!(s.end_txn(7, 1, 1).is_some());
+        s.open_txn(7, 0);
+        assert!(matches!(
+            s.check(&txn(7, 0, 1, 1)),
+            Err(SequenceError::StaleEpoch { current: 1, .. })
+        ));
+        // The new producer (epoch 2) starts at sequence 0.
+        s.open_txn(7, 2);
+        assert!(s.check(&txn(7, 2, 5, 1)).is_err());
+        assert_eq!(s.check(&txn(7, 2, 0, 1)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn rebuild_from_the_log_reopens_unfinished_transactions() {
+        let mut a = txn(7, 0, 0, 2);
+        a.base_offset = 10;
+        let mut b = txn(8, 0, 0, 1);
+        b.base_offset = 12;
+        let mut m = marker(7, 0);
+        m.base_offset = 13;
+        let s = ProducerStates::rebuild([&a, &b, &m]);
+        assert_eq!(s.first_unstable_offset(), Some(12), "8 is still open");
+        assert_eq!(s.txn_start(7), None);
+        assert_eq!(s.check(&txn(8, 0, 1, 1)), Ok(Check::Append));
     }
 
     #[test]

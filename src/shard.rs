@@ -1202,9 +1202,7 @@ impl Shard {
         out
     }
 
-    /// Kafka's DescribeProducers on this shard's partitions. No producer
-    /// has an open transaction yet (shardlog refuses transactional
-    /// batches), so `current_txn_start_offset` is -1.
+    /// Kafka's DescribeProducers on this shard's partitions.
     fn describe_producers(
         &self,
         topics: Vec<TopicPartitions>,
@@ -1232,7 +1230,7 @@ impl Shard {
                                     producer_epoch: s.epoch,
                                     last_sequence: s.last_sequence,
                                     last_timestamp: s.last_timestamp,
-                                    current_txn_start_offset: -1,
+                                    current_txn_start_offset: s.txn_start_offset,
                                 })
                                 .collect(),
                         },

@@ -15,6 +15,7 @@ pub mod meta;
 pub mod recovery;
 pub mod segment;
 pub mod swap;
+pub mod txnindex;
 
 use std::io;
 use std::path::{Path, PathBuf};
