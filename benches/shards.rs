@@ -178,6 +178,7 @@ fn main() {
             let offset =
                 ((k as u64 * 7919 + i * 104_729) % 2_000) as i64 * RECORDS_PER_BATCH as i64;
             Request::Fetch(FetchRequest {
+                read_committed: false,
                 max_wait_ms: 0,
                 min_bytes: 0,
                 max_bytes: bytes as u32,

@@ -555,6 +555,53 @@ pub fn marker_of(batch: Bytes) -> Option<Marker> {
     }
 }
 
+/// Which fetched batches reach an application, as Kafka's consumers
+/// decide it: never a control batch (markers are the broker's); under
+/// read_committed, not the batches of a transaction the fetch named as
+/// aborted, from its first offset up to its abort marker.
+#[derive(Debug, Default)]
+pub struct TxnFilter {
+    /// (producer id, first offset), by first offset.
+    aborted: Vec<(i64, i64)>,
+    next: usize,
+    /// Producers whose aborted transaction the batches are inside.
+    skipping: std::collections::HashSet<i64>,
+}
+
+impl TxnFilter {
+    /// `aborted`: what a read_committed fetch answered (empty for
+    /// read_uncommitted).
+    pub fn new(mut aborted: Vec<(i64, i64)>) -> TxnFilter {
+        aborted.sort_by_key(|&(_, first)| first);
+        TxnFilter {
+            aborted,
+            ..TxnFilter::default()
+        }
+    }
+
+    /// Whether the records of the batch with header `h` (batches in
+    /// offset order) reach the application.
+    pub fn keep(&mut self, h: &BatchHeader) -> bool {
+        while let Some(&(pid, first)) = self.aborted.get(self.next) {
+            if first > h.last_offset() {
+                break;
+            }
+            self.skipping.insert(pid);
+            self.next += 1;
+        }
+        let transactional = h.attributes & ATTR_TRANSACTIONAL != 0;
+        if h.is_control() {
+            // The marker that ends a skipped transaction (an aborted one
+            // cannot end with a commit).
+            if transactional {
+                self.skipping.remove(&h.producer_id);
+            }
+            return false;
+        }
+        !(transactional && self.skipping.contains(&h.producer_id))
+    }
+}
+
 /// One record, length-prefixed, as v2 encodes it.
 fn put_record(
     out: &mut BytesMut,
@@ -1016,6 +1063,49 @@ mod tests {
         let mut c = b.to_vec();
         c[OFF_MAGIC] = 1;
         assert!(matches!(validate(&c), Err(BatchError::BadMagic(1))));
+    }
+
+    #[test]
+    fn the_filter_skips_markers_and_the_aborted_transactions_named() {
+        let header = |base: i64, pid: i64, attributes: i16| BatchHeader {
+            base_offset: base,
+            batch_length: 0,
+            leader_epoch: 0,
+            magic: MAGIC,
+            crc: 0,
+            attributes,
+            last_offset_delta: 0,
+            base_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: 0,
+            base_sequence: 0,
+            record_count: 1,
+        };
+        let (t, c) = (ATTR_TRANSACTIONAL, ATTR_TRANSACTIONAL | ATTR_CONTROL);
+        // 7 aborts what it wrote at 1 and 3 (marker 4); 8 commits 2
+        // (marker 5); 7 writes again at 6 (a new transaction).
+        let log = [
+            (header(0, -1, 0), true),
+            (header(1, 7, t), false),
+            (header(2, 8, t), true),
+            (header(3, 7, t), false),
+            (header(4, 7, c), false),
+            (header(5, 8, c), false),
+            (header(6, 7, t), true),
+        ];
+        let mut f = TxnFilter::new(vec![(7, 1)]);
+        for (h, want) in &log {
+            assert_eq!(f.keep(h), *want, "offset {}", h.base_offset);
+        }
+        // read_uncommitted: every data batch, no marker.
+        let mut f = TxnFilter::new(vec![]);
+        let kept: Vec<i64> = log
+            .iter()
+            .filter(|(h, _)| f.keep(h))
+            .map(|(h, _)| h.base_offset)
+            .collect();
+        assert_eq!(kept, vec![0, 1, 2, 3, 6]);
     }
 
     #[test]

@@ -37,9 +37,10 @@ impl ToWire for PartitionError {
                     ErrorCode::OutOfOrderSequence
                 }
                 SequenceError::StaleEpoch { .. } => ErrorCode::InvalidProducerEpoch,
-                SequenceError::Transactional(_) | SequenceError::Invalid(_) => {
-                    ErrorCode::InvalidRequest
-                }
+                // Kafka's answer to a batch outside its transaction
+                // (KIP-890's verification) or a forged marker.
+                SequenceError::Transactional(_) => ErrorCode::InvalidTxnState,
+                SequenceError::Invalid(_) => ErrorCode::InvalidRequest,
             },
         };
         WireError::new(code, self.to_string())
@@ -62,6 +63,22 @@ impl ToWire for GroupError {
                 ErrorCode::MessageTooLarge
             }
             _ => ErrorCode::InvalidRequest,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+impl ToWire for crate::txn::TxnError {
+    fn to_wire(&self) -> WireError {
+        use crate::txn::TxnError as E;
+        let code = match self {
+            E::InvalidRequest(_) => ErrorCode::InvalidRequest,
+            E::InvalidTimeout { .. } => ErrorCode::InvalidTransactionTimeout,
+            E::Concurrent(_) => ErrorCode::ConcurrentTransactions,
+            E::Fenced { .. } => ErrorCode::ProducerFenced,
+            E::ProducerIdMapping { .. } => ErrorCode::InvalidProducerIdMapping,
+            E::InvalidState { .. } => ErrorCode::InvalidTxnState,
+            E::NotFound(_) => ErrorCode::TransactionalIdNotFound,
         };
         WireError::new(code, self.to_string())
     }
@@ -114,6 +131,15 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::IllegalGeneration => ResponseError::IllegalGeneration,
         ErrorCode::UnknownGroup => ResponseError::GroupIdNotFound,
         ErrorCode::GroupSubscribedToTopic => ResponseError::GroupSubscribedToTopic,
+        ErrorCode::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        ErrorCode::NotCoordinator => ResponseError::NotCoordinator,
+        ErrorCode::OperationNotAttempted => ResponseError::OperationNotAttempted,
+        ErrorCode::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        ErrorCode::ProducerFenced => ResponseError::ProducerFenced,
+        ErrorCode::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        ErrorCode::InvalidTxnState => ResponseError::InvalidTxnState,
+        ErrorCode::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        ErrorCode::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
         _ => ResponseError::UnknownServerError,
     };
     k.code()

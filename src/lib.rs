@@ -35,3 +35,4 @@ pub(crate) mod shard;
 pub mod storage;
 pub mod top;
 pub mod txn;
+pub(crate) mod txn_host;

@@ -209,9 +209,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= GroupSubscribedToTopic;
+/// Error codes counted (`ErrorCode` as index: 0 ..= TransactionalIdNotFound;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::GroupSubscribedToTopic as usize + 1;
+const ERROR_CODES: usize = ErrorCode::TransactionalIdNotFound as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]
@@ -322,7 +322,7 @@ impl ShardMetrics {
             cleaner_records_removed: Counter::default(),
             cleaner_tombstones_removed: Counter::default(),
             cleaner_last_run: Gauge::default(),
-            errors: Default::default(),
+            errors: std::array::from_fn(|_| Counter::default()),
             labelled: Mutex::new(Vec::new()),
         }
     }

@@ -35,6 +35,7 @@ use crate::rt;
 pub use crate::storage::log::{IoCounts, Retained};
 use crate::storage::log::{Log, StageError, Visible};
 use crate::storage::meta::LogConfig;
+use crate::storage::txnindex::{self, AbortedTxn};
 use crate::storage::{cleaner, compact};
 use crate::storage::{partition_dir, segment, StorageError};
 
@@ -197,6 +198,10 @@ pub struct ReadOutput {
     pub records: Chain,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// read_committed: (producer id, first offset) of the aborted
+    /// transactions from the read offset up to the last stable offset.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 /// Bytes at the end of a partition's log whose batch headers rebuild the
@@ -206,6 +211,22 @@ pub const PRODUCER_REBUILD_BYTES: u64 = 16 << 20;
 
 /// Bytes of a batch the broker rewrites: base offset and leader epoch.
 const PATCHED_PREFIX_BYTES: usize = 16;
+
+/// The whole batches of `run` whose base offset is below `upper`.
+fn below(run: Bytes, upper: i64) -> Bytes {
+    let mut pos = 0;
+    while run.len() - pos >= batch::LOG_OVERHEAD {
+        let b = &run[pos..];
+        let base = i64::from_be_bytes(b[..8].try_into().expect("8 bytes"));
+        let len = i32::from_be_bytes(b[8..12].try_into().expect("4 bytes"));
+        let total = batch::LOG_OVERHEAD + len.max(0) as usize;
+        if base >= upper || total > b.len() {
+            break;
+        }
+        pos += total;
+    }
+    run.slice(..pos)
+}
 
 fn closed() -> PartitionError {
     PartitionError::Closed
@@ -258,6 +279,10 @@ pub struct Partition {
     cache: BatchCache,
     /// Compaction's progress (compacted topics only).
     cleaner: Cell<CleanerStatus>,
+    /// Aborted transactions in marker order, for read_committed fetches
+    /// (Kafka's `.txnindex`, held in memory; entries below the log start
+    /// are dropped as markers come).
+    aborted: RefCell<Vec<AbortedTxn>>,
 }
 
 /// The topic settings a partition applies now: changed live by
@@ -357,6 +382,7 @@ impl Partition {
             labelled,
             cache,
             cleaner,
+            aborted: RefCell::default(),
         }))
     }
 
@@ -600,6 +626,22 @@ impl Partition {
             first_offset,
             last_offset: appended.base_offset,
         });
+        if let (Some(e), batch::Marker::Abort) = (ended, marker) {
+            let mut aborted = self.aborted.borrow_mut();
+            let start = self.log.log_start();
+            let gone = aborted.partition_point(|t| t.last_offset < start);
+            aborted.drain(..gone);
+            debug_assert!(aborted.last().is_none_or(|t| t.last_offset < e.last_offset));
+            aborted.push(AbortedTxn {
+                producer_id,
+                first_offset: e.first_offset,
+                last_offset: e.last_offset,
+                last_stable_offset: st
+                    .producers
+                    .first_unstable_offset()
+                    .unwrap_or(e.last_offset + 1),
+            });
+        }
         Ok((appended, ended))
     }
 
@@ -771,7 +813,23 @@ impl Partition {
     /// Reads whole batches from the one holding `offset`, up to `max_bytes`
     /// (at least one batch), from one segment. Empty at the high watermark.
     pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOutput, PartitionError> {
+        self.read_isolated(offset, max_bytes, false).await
+    }
+
+    /// `read`, and with `committed` (Kafka's read_committed) only up to the
+    /// last stable offset, naming the aborted transactions from `offset`
+    /// on (the consumer skips their batches).
+    pub async fn read_isolated(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        committed: bool,
+    ) -> Result<ReadOutput, PartitionError> {
         let hw = self.state.borrow().high_watermark;
+        let lso = self.last_stable_offset();
+        // Batches never straddle the last stable offset: it is the base of
+        // an open transaction's first batch, or the high watermark.
+        let upper = if committed { lso } else { hw };
         let log_start = self.log.log_start();
         if offset < log_start || offset > hw {
             return Err(PartitionError::OffsetOutOfRange {
@@ -780,12 +838,15 @@ impl Partition {
                 high_watermark: hw,
             });
         }
-        let records = if offset == hw {
+        let records = if offset >= upper {
             Chain::new()
-        } else if let Lookup::Hit(records) = self.cache.read(offset, hw, max_bytes) {
+        } else if let Lookup::Hit(records) = self.cache.read(offset, upper, max_bytes) {
             records
         } else {
-            let records = self.log.read(offset, max_bytes).await?;
+            let mut records = self.log.read(offset, max_bytes).await?;
+            if committed {
+                records = below(records, upper);
+            }
             // What a consumer relies on: below the high watermark a read
             // returns at least one whole batch, and the first one holds
             // `offset` (or, past a gap, starts after it).
@@ -800,10 +861,20 @@ impl Partition {
             );
             Chain::from(records)
         };
+        let aborted = if committed && !records.is_empty() {
+            txnindex::collect(&self.aborted.borrow(), offset, upper)
+                .into_iter()
+                .map(|t| (t.producer_id, t.first_offset))
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(ReadOutput {
             records,
             high_watermark: hw,
             log_start_offset: log_start,
+            last_stable_offset: lso,
+            aborted,
         })
     }
 

@@ -21,10 +21,12 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use crate::coordinator_host::{KafkaGroupCall, KafkaGroupReply};
+use crate::group::TopicPartition;
 use crate::protocol::*;
 use crate::rt;
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
+use crate::txn_host::{TxnAction, TxnCall, TxnPeers, TxnReply};
 
 /// Topics one Metadata request may auto-create (see `Router::auto_create`).
 const MAX_AUTO_CREATE_PER_REQUEST: usize = 64;
@@ -58,12 +60,24 @@ pub enum Call {
     Admin(Request),
     /// A Kafka-only group call, to the group's coordinator shard.
     KafkaGroup(KafkaGroupCall),
+    /// A transaction call, to the transactional id's coordinator shard.
+    Txn(TxnCall),
+    /// A transaction coordinator -> a partition owner: open a producer's
+    /// transaction on these partitions, or write its markers.
+    TxnPart {
+        action: TxnAction,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    },
 }
 
 pub enum Reply {
     Resp(Result<Response, WireError>),
     Done(Result<(), String>),
     KafkaGroup(KafkaGroupReply),
+    Txn(TxnReply),
+    TxnPart(Vec<(TopicPartition, Option<WireError>)>),
 }
 
 pub enum Msg {
@@ -91,7 +105,12 @@ pub struct Router {
     /// Fetch parts waiting here for other shards, by (origin, wait id).
     waits: RefCell<HashMap<(u16, u64), Rc<rt::Event>>>,
     forwarded: Cell<Forwarded>,
+    /// This router, for calls made through `&self` (`TxnPeers`).
+    me: std::rc::Weak<Router>,
 }
+
+/// A transaction call's answer, not yet received.
+type TxnWait = Pin<Box<dyn Future<Output = Result<TxnReply, WireError>>>>;
 
 /// A reply not yet received.
 type PendingReply = Pin<Box<dyn Future<Output = Result<Reply, WireError>>>>;
@@ -107,7 +126,7 @@ impl Router {
     /// Connects this shard's end of the mesh and starts serving peers.
     pub async fn start(shard: Rc<Shard>, end: rt::mesh::MeshEnd<Msg>) -> Rc<Router> {
         let (mesh, inboxes) = end.connect().await;
-        let router = Rc::new(Router {
+        let router = Rc::new_cyclic(|me| Router {
             id: shard.id(),
             shard,
             mesh,
@@ -115,6 +134,7 @@ impl Router {
             pending: RefCell::default(),
             waits: RefCell::default(),
             forwarded: Cell::default(),
+            me: me.clone(),
         });
         for inbox in inboxes {
             let r = router.clone();
@@ -276,6 +296,31 @@ impl Router {
                 })
                 .detach();
             }
+            Call::Txn(call) => {
+                let fut = self.shard.txns().call(call);
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = fut.await;
+                    this.reply(from, id, Reply::Txn(r));
+                })
+                .detach();
+            }
+            Call::TxnPart {
+                action,
+                producer_id,
+                epoch,
+                partitions,
+            } => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this
+                        .shard
+                        .txn_apply(action, producer_id, epoch, partitions)
+                        .await;
+                    this.reply(from, id, Reply::TxnPart(r));
+                })
+                .detach();
+            }
         }
     }
 
@@ -331,9 +376,7 @@ impl Router {
                     } else {
                         match this.call(0, Call::Admin(req)).await {
                             Ok(Reply::Resp(r)) => r,
-                            Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
-                                Err(WireError::new(ErrorCode::Unknown, "bad reply"))
-                            }
+                            Ok(_) => Err(WireError::new(ErrorCode::Unknown, "bad reply")),
                             Err(e) => Err(e),
                         }
                     };
@@ -428,6 +471,55 @@ impl Router {
                 Reply::KafkaGroup(r) => Ok(r),
                 _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
             }
+        })
+    }
+
+    /// The shard coordinating transactional id `id`: the owner of its
+    /// partition of the transaction log.
+    pub fn txn_coordinator_of(&self, id: &str) -> u16 {
+        let p = crate::txn::log::partition_for_txn(id, crate::storage::TXN_PARTITIONS);
+        self.owner_of(crate::storage::TXN_TOPIC, p)
+    }
+
+    /// A transaction call, to its coordinator shard (List: to every shard,
+    /// merged by id): started here in order with the connection's earlier
+    /// calls, answered by the returned future.
+    pub async fn txn_call(self: &Rc<Self>, call: TxnCall) -> TxnWait {
+        let owners: Vec<u16> = match call.id() {
+            Some(id) => vec![self.txn_coordinator_of(id)],
+            None => (0..self.shard.shard_count()).collect(),
+        };
+        let mut waits: Vec<TxnWait> = Vec::new();
+        for owner in owners {
+            if owner == self.id {
+                let fut = self.shard.txns().call(call.clone());
+                waits.push(Box::pin(async move { Ok(fut.await) }));
+            } else {
+                let w = self.send_call(owner, Call::Txn(call.clone())).await;
+                waits.push(Box::pin(async move {
+                    match w.await? {
+                        Reply::Txn(r) => Ok(r),
+                        _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+                    }
+                }));
+            }
+        }
+        Box::pin(async move {
+            let mut listed = Vec::new();
+            let mut last = None;
+            for w in waits {
+                match w.await? {
+                    TxnReply::Listed(l) => listed.extend(l),
+                    other => last = Some(other),
+                }
+            }
+            Ok(match last {
+                Some(r) => r,
+                None => {
+                    listed.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+                    TxnReply::Listed(listed)
+                }
+            })
         })
     }
 
@@ -704,7 +796,9 @@ impl Router {
             .map(|t| (t.name, t.partitions))
             .collect();
         let (parts, routes) = split(topics, |t, p| self.owner_of(t, p.partition));
+        let read_committed = f.read_committed;
         let sub = |topics: Vec<(String, Vec<FetchPartition>)>| FetchRequest {
+            read_committed,
             max_wait_ms,
             min_bytes,
             max_bytes,
@@ -749,6 +843,8 @@ impl Router {
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: Default::default(),
+                last_stable_offset: -1,
+                aborted: Vec::new(),
             });
             trim_to_max_bytes(&mut joined, max_bytes);
             ResponseFrame {
@@ -1251,9 +1347,7 @@ async fn merge_groups<T>(
 fn reply_response(r: Result<Reply, WireError>) -> Result<Response, WireError> {
     match r {
         Ok(Reply::Resp(r)) => r,
-        Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
-            Err(WireError::new(ErrorCode::Unknown, "unexpected reply"))
-        }
+        Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
         Err(e) => Err(e),
     }
 }
@@ -1271,9 +1365,7 @@ async fn gather<R>(
                 take(resp).ok_or_else(|| WireError::new(ErrorCode::Unknown, "unexpected reply"))
             }
             Ok(Reply::Resp(Err(e))) | Err(e) => Err(e),
-            Ok(Reply::Done(_) | Reply::KafkaGroup(_)) => {
-                Err(WireError::new(ErrorCode::Unknown, "unexpected reply"))
-            }
+            Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
         };
         results.insert(owner, r);
     }
@@ -1439,6 +1531,73 @@ fn trim_to_max_bytes(joined: &mut [(String, Vec<FetchPartitionResult>)], max_byt
             total += n;
         }
     }
+}
+
+impl TxnPeers for Router {
+    fn exists(&self, tp: &TopicPartition) -> bool {
+        self.shard.owner(&tp.topic, tp.partition).is_some()
+    }
+
+    fn apply(
+        &self,
+        action: TxnAction,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<TopicPartition>,
+    ) -> Pin<Box<dyn Future<Output = Vec<(TopicPartition, Option<WireError>)>>>> {
+        let mut by_owner: BTreeMap<u16, Vec<TopicPartition>> = BTreeMap::new();
+        for tp in partitions {
+            let owner = self.owner_of(&tp.topic, tp.partition);
+            by_owner.entry(owner).or_default().push(tp);
+        }
+        let Some(this) = self.me.upgrade() else {
+            let e = WireError::new(ErrorCode::ShuttingDown, "the broker is stopping");
+            let all: Vec<_> = by_owner.into_values().flatten().collect();
+            return Box::pin(async move { failed(all, e) });
+        };
+        Box::pin(async move {
+            let mut waits = Vec::new();
+            for (owner, parts) in by_owner {
+                if owner == this.id {
+                    let shard = this.shard.clone();
+                    waits.push(Box::pin(async move {
+                        shard.txn_apply(action, producer_id, epoch, parts).await
+                    }) as Pin<Box<dyn Future<Output = _>>>);
+                } else {
+                    let w = this
+                        .send_call(
+                            owner,
+                            Call::TxnPart {
+                                action,
+                                producer_id,
+                                epoch,
+                                partitions: parts.clone(),
+                            },
+                        )
+                        .await;
+                    waits.push(Box::pin(async move {
+                        match w.await {
+                            Ok(Reply::TxnPart(r)) => r,
+                            Ok(_) => failed(
+                                parts,
+                                WireError::new(ErrorCode::Unknown, "unexpected reply"),
+                            ),
+                            Err(e) => failed(parts, e),
+                        }
+                    }));
+                }
+            }
+            let mut out = Vec::new();
+            for w in waits {
+                out.extend(w.await);
+            }
+            out
+        })
+    }
+}
+
+fn failed(parts: Vec<TopicPartition>, e: WireError) -> Vec<(TopicPartition, Option<WireError>)> {
+    parts.into_iter().map(|tp| (tp, Some(e.clone()))).collect()
 }
 
 #[cfg(test)]

@@ -578,12 +578,10 @@ async fn run_shard(
             return shard.close().await;
         }
     };
-    // One producer-id source per shard, shared by its listeners (the shard
-    // id in the low bits keeps shards apart, so two sources in one shard
-    // would repeat ids).
-    let producer_ids = Rc::new(std::cell::RefCell::new(
-        crate::producer_state::ProducerIds::new(id),
-    ));
+    // One producer-id source per shard, shared by its listeners and its
+    // transaction coordinator (the shard id in the low bits keeps shards
+    // apart, so two sources in one shard would repeat ids).
+    let producer_ids = shard.producer_ids().clone();
     let kafka_ctx = |shard_node: bool| {
         Rc::new(crate::kafka::KafkaContext {
             nodes: kafka_nodes.clone(),
@@ -605,6 +603,12 @@ async fn run_shard(
     };
     let local = public.local_addr().unwrap_or(config.listen);
     let router = Router::start(shard.clone(), mesh).await;
+    // Transactions reach partitions on other shards through the router;
+    // those left open or prepared by the last run are taken up before any
+    // client is served.
+    let peers: Rc<dyn crate::txn_host::TxnPeers> = router.clone();
+    shard.txns().set_peers(Rc::downgrade(&peers));
+    shard.txns().recover().await;
     shard.start_background();
     let _ = ready.send(Ok(local));
     let conns = Rc::new(Conns {

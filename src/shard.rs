@@ -28,6 +28,7 @@ use crate::rt;
 use crate::storage::meta::{self, TopicMeta, MAX_PARTITIONS};
 use crate::storage::{
     is_internal_topic, validate_topic_name, StorageError, OFFSETS_PARTITIONS, OFFSETS_TOPIC,
+    TXN_PARTITIONS, TXN_TOPIC,
 };
 
 #[derive(Debug, Clone)]
@@ -79,6 +80,12 @@ pub struct Shard {
     /// The consumer groups this shard coordinates (those whose offsets
     /// partition it owns).
     groups: crate::coordinator_host::CoordinatorHost,
+    /// The transactional ids this shard coordinates (those whose partition
+    /// of the transaction log it owns).
+    txns: Rc<crate::txn_host::TxnHost>,
+    /// This shard's producer ids: InitProducerId without a transactional
+    /// id (answered where it arrives) and the coordinator's new ids alike.
+    producer_ids: Rc<RefCell<crate::producer_state::ProducerIds>>,
 }
 
 /// The log cleaner's CPU shares against the data path's 1000: when both
@@ -117,7 +124,17 @@ impl Shard {
         rt::probe_polled_io(&config.data_dir)
             .await
             .map_err(|e| StorageError::io("polled-I/O probe in", &config.data_dir, e))?;
+        let producer_ids = Rc::new(RefCell::new(crate::producer_state::ProducerIds::new(
+            config.shard_id,
+        )));
         let shard = Rc::new(Shard {
+            txns: Rc::new(crate::txn_host::TxnHost::new(
+                config.shard_id,
+                TXN_PARTITIONS,
+                crate::txn::coordinator::DEFAULT_MAX_TIMEOUT_MS,
+                producer_ids.clone(),
+            )),
+            producer_ids,
             config: config.clone(),
             stopping: std::cell::Cell::new(false),
             topics: RefCell::new(BTreeMap::new()),
@@ -179,7 +196,84 @@ impl Shard {
                 );
             }
         }
+        // The transactions coordinated here, likewise.
+        let logs: Vec<Rc<Partition>> = shard
+            .topics
+            .borrow()
+            .get(TXN_TOPIC)
+            .map(|t| t.partitions.iter().flatten().cloned().collect())
+            .unwrap_or_default();
+        for log in logs {
+            let n = shard
+                .txns
+                .replay(&log)
+                .await
+                .map_err(|detail| StorageError::Corrupt {
+                    path: log.dir().to_path_buf(),
+                    detail,
+                })?;
+            if n > 0 {
+                tracing::info!(
+                    shard = id,
+                    partition = log.id(),
+                    records = n,
+                    "transactions loaded"
+                );
+            }
+        }
         Ok(shard)
+    }
+
+    pub fn txns(&self) -> &Rc<crate::txn_host::TxnHost> {
+        &self.txns
+    }
+
+    pub fn producer_ids(&self) -> &Rc<RefCell<crate::producer_state::ProducerIds>> {
+        &self.producer_ids
+    }
+
+    /// Applies a transaction coordinator's action on partitions this shard
+    /// owns: opens the producer's transaction, or writes its marker and
+    /// waits until the marker is as durable as a produce.
+    pub async fn txn_apply(
+        &self,
+        action: crate::txn_host::TxnAction,
+        producer_id: i64,
+        epoch: i16,
+        partitions: Vec<crate::group::TopicPartition>,
+    ) -> Vec<(crate::group::TopicPartition, Option<WireError>)> {
+        use crate::txn_host::TxnAction;
+        let mut out = Vec::with_capacity(partitions.len());
+        for tp in partitions {
+            let part = match self.partition(&tp.topic, tp.partition) {
+                Ok(p) => p,
+                Err(e) => {
+                    out.push((tp, Some(e)));
+                    continue;
+                }
+            };
+            let r = match action {
+                TxnAction::Open => {
+                    part.open_txn(producer_id, epoch);
+                    Ok(())
+                }
+                TxnAction::End(outcome) => {
+                    let marker = match outcome {
+                        crate::txn::Outcome::Commit => crate::batch::Marker::Commit,
+                        crate::txn::Outcome::Abort => crate::batch::Marker::Abort,
+                    };
+                    match part.append_marker(producer_id, epoch, marker, 0) {
+                        Ok((appended, _ended)) => part
+                            .flush_to(appended.next_offset, part.durable_level())
+                            .await
+                            .map_err(|e| e.to_wire()),
+                        Err(e) => Err(e.to_wire()),
+                    }
+                }
+            };
+            out.push((tp, r.err()));
+        }
+        out
     }
 
     /// Registers a topic and opens the partitions this shard owns of it.
@@ -416,6 +510,15 @@ impl Shard {
             })
             .detach();
         }
+        let shard = self.clone();
+        rt::spawn(async move {
+            let every = std::time::Duration::from_millis(crate::txn_host::TIMEOUT_CHECK_MS);
+            while !shard.stopping.get() {
+                rt::sleep(every).await;
+                shard.txns.check_timeouts().await;
+            }
+        })
+        .detach();
         let shard = self.clone();
         rt::spawn(async move {
             let every = std::time::Duration::from_millis(crate::coordinator_host::EXPIRY_CHECK_MS);
@@ -1012,6 +1115,8 @@ impl Shard {
                     high_watermark: -1,
                     log_start_offset: -1,
                     records: Default::default(),
+                    last_stable_offset: -1,
+                    aborted: Vec::new(),
                 };
                 match self.partition(&t.name, p.partition) {
                     Err(e) => r.error = Some(e),
@@ -1019,12 +1124,16 @@ impl Shard {
                         // The response is full: report where the partition stands.
                         r.high_watermark = part.high_watermark();
                         r.log_start_offset = part.log_start_offset();
+                        r.last_stable_offset = part.last_stable_offset();
                     }
                     Ok(part) => {
                         // At least one whole batch even past max_bytes, so a
                         // consumer never stalls on a batch larger than its limit.
                         let max = (p.max_bytes as usize).min(budget).max(1);
-                        match part.read(p.fetch_offset, max).await {
+                        match part
+                            .read_isolated(p.fetch_offset, max, req.read_committed)
+                            .await
+                        {
                             Ok(o) => {
                                 assert!(
                                     o.log_start_offset <= o.high_watermark,
@@ -1039,10 +1148,13 @@ impl Shard {
                                 r.high_watermark = o.high_watermark;
                                 r.log_start_offset = o.log_start_offset;
                                 r.records = o.records;
+                                r.last_stable_offset = o.last_stable_offset;
+                                r.aborted = o.aborted;
                             }
                             Err(e) => {
                                 r.high_watermark = part.high_watermark();
                                 r.log_start_offset = part.log_start_offset();
+                                r.last_stable_offset = part.last_stable_offset();
                                 r.error = Some(e.to_wire());
                             }
                         }
@@ -1246,6 +1358,7 @@ impl Shard {
     pub fn begin_stop(&self) {
         self.stopping.set(true);
         self.groups.stop();
+        self.txns.stop();
         for p in self.all_partitions() {
             p.data_event().notify_all();
         }

@@ -207,6 +207,10 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::ConsumerGroupDescribe as i16, 0, 1),
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
         (ApiKey::DescribeProducers as i16, 0, 0),
+        (ApiKey::AddPartitionsToTxn as i16, 0, 3),
+        (ApiKey::EndTxn as i16, 0, 4),
+        (ApiKey::DescribeTransactions as i16, 0, 0),
+        (ApiKey::ListTransactions as i16, 0, 1),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
@@ -316,7 +320,8 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
         k.call(ApiKey::DescribeCluster, 1, &controllers);
     assert_eq!(r.error_code, 114, "MISMATCHED_ENDPOINT_TYPE");
     // "Every topic" (null) lists the users' topics and, as Kafka does, the
-    // internal offsets topic marked internal (clients skip it themselves).
+    // internal offsets and transaction topics marked internal (clients skip
+    // them themselves).
     let all = metadata(&mut k, 9, None);
     let mut names: Vec<_> = all
         .topics
@@ -328,6 +333,7 @@ fn metadata_without_shard_ports_names_one_broker_that_leads_everything() {
         names,
         vec![
             ("__consumer_offsets".to_owned(), true),
+            ("__transaction_state".to_owned(), true),
             ("m".to_owned(), false)
         ]
     );

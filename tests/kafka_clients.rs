@@ -973,3 +973,100 @@ fn confluent_kafka_produces_to_a_topic_nobody_created() {
     .messages();
     assert_same(&sent, &got, 1);
 }
+
+/// Transactions with librdkafka's transactional producer (commit and abort
+/// in turns, every batch sent before the end): a read_committed consumer
+/// (librdkafka, and `shardlog consume --isolation read_committed`) gets
+/// exactly the committed records, a read_uncommitted one every record, and
+/// nobody sees a transaction marker.
+#[test]
+fn confluent_kafka_transactions_commit_and_abort_for_read_committed_consumers() {
+    if !have_clients() {
+        return;
+    }
+    let c = Cluster::start();
+    c.create_topic("txn", 2);
+    let (txns, per) = (6, 10);
+    let report = run_py(
+        "ck_txn_produce.py",
+        &[
+            &c.bootstrap(),
+            "txn",
+            "app-1",
+            &txns.to_string(),
+            &per.to_string(),
+        ],
+        b"",
+        Duration::from_secs(120),
+    )
+    .ok();
+    assert_eq!(report.stdout.lines().count(), txns);
+    let values = |committed_only: bool| -> Vec<String> {
+        let mut v: Vec<String> = (0..txns)
+            .filter(|i| !committed_only || i % 2 == 0)
+            .flat_map(|i| (0..per).map(move |j| format!("t{i}-{j}")))
+            .collect();
+        v.sort();
+        v
+    };
+    let sorted = |msgs: Vec<Msg>| -> Vec<String> {
+        let mut v: Vec<String> = msgs
+            .into_iter()
+            .map(|m| String::from_utf8(m.value.unwrap()).unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let committed = values(true);
+    let got = run_py(
+        "ck_consume.py",
+        &[
+            &c.bootstrap(),
+            "txn",
+            "2",
+            &committed.len().to_string(),
+            "isolation.level=read_committed",
+        ],
+        b"",
+        STEP,
+    )
+    .ok()
+    .messages();
+    assert_eq!(sorted(got), committed, "read_committed");
+    let all = values(false);
+    let got = run_py(
+        "ck_consume.py",
+        &[
+            &c.bootstrap(),
+            "txn",
+            "2",
+            &all.len().to_string(),
+            "isolation.level=read_uncommitted",
+        ],
+        b"",
+        STEP,
+    )
+    .ok()
+    .messages();
+    assert_eq!(sorted(got), all, "read_uncommitted");
+    for (isolation, want) in [("read_committed", &committed), ("read_uncommitted", &all)] {
+        let out = c.cli(
+            &[
+                "consume",
+                "txn",
+                "--isolation",
+                isolation,
+                "--idle-timeout-ms",
+                "1000",
+            ],
+            b"",
+        );
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        assert_eq!(&lines, want, "shardlog consume --isolation {isolation}");
+    }
+}

@@ -24,7 +24,6 @@ use shardlog::client::Client;
 const T: Duration = Duration::from_secs(60);
 const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
-const INVALID_REQUEST: i16 = 42;
 
 /// What these tests ask of a Kafka connection beyond `call`.
 trait Idempotent {
@@ -178,21 +177,48 @@ fn retried_batches_get_their_original_offsets_and_are_written_once_on_every_shar
     }
 }
 
+/// InitProducerId with a transactional id goes to its coordinator: the
+/// same producer id each time with the epoch bumped (fencing the previous
+/// holder), durable across a kill -9; a timeout past Kafka's 15-minute
+/// maximum is INVALID_TRANSACTION_TIMEOUT.
 #[test]
-fn transactional_ids_are_refused() {
+fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
     let dir = data_dir();
     let (addr, kafka) = addrs();
-    let b = start(dir.path(), addr, kafka, "1");
+    let mut b = start(dir.path(), addr, kafka, "2");
     let mut k = Kafka::connect(kafka);
-    for v in [0, 3, 5] {
+    let first = k.init_producer_id(3, Some("tx-1"));
+    assert_eq!((first.error_code, first.producer_epoch), (0, 0));
+    let pid = first.producer_id.0;
+    assert!(pid > 0);
+    for (v, epoch) in [(0, 1), (3, 2), (5, 3)] {
         let r = k.init_producer_id(v, Some("tx-1"));
         assert_eq!(
             (r.error_code, r.producer_id.0, r.producer_epoch),
-            (INVALID_REQUEST, -1, -1),
+            (0, pid, epoch),
             "v{v}"
         );
     }
-    assert!(b.log().contains("transactions"), "{}", b.log());
+    let other = k.init_producer_id(5, Some("tx-2"));
+    assert_eq!(other.error_code, 0);
+    assert_ne!(other.producer_id.0, pid, "another id, another producer");
+    let mut long = InitProducerIdRequest::default();
+    long.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx-3")));
+    long.transaction_timeout_ms = 900_001;
+    long.producer_id = ProducerId(-1);
+    long.producer_epoch = -1;
+    let r: InitProducerIdResponse = k.call(ApiKey::InitProducerId, 4, &long);
+    assert_eq!(r.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
+    drop(k);
+    b.kill();
+    let _b = start(dir.path(), addr, kafka, "2");
+    let mut k = Kafka::connect(kafka);
+    let r = k.init_producer_id(5, Some("tx-1"));
+    assert_eq!(
+        (r.error_code, r.producer_id.0, r.producer_epoch),
+        (0, pid, 4),
+        "the coordinator's log outlived the kill"
+    );
 }
 
 #[test]

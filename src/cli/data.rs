@@ -68,6 +68,11 @@ pub(super) struct ConsumeArgs {
     /// With --group, for the group's first member: range, roundrobin or sticky.
     #[arg(long)]
     strategy: Option<String>,
+    /// read_uncommitted (every record but transaction markers) or
+    /// read_committed (committed transactions only, up to the last stable
+    /// offset), as Kafka's `isolation.level`.
+    #[arg(long, default_value = "read_uncommitted", value_parser = ["read_uncommitted", "read_committed"])]
+    isolation: String,
     #[command(flatten)]
     broker: BrokerArg,
 }
@@ -168,6 +173,7 @@ fn routed_fetch(
     topic: &str,
     parts: &[FetchPartition],
     wait: u32,
+    read_committed: bool,
 ) -> Result<Vec<shardlog::protocol::FetchPartitionResult>> {
     let mut groups: std::collections::BTreeMap<Option<u16>, Vec<FetchPartition>> =
         Default::default();
@@ -186,6 +192,7 @@ fn routed_fetch(
     for ps in groups.into_values() {
         let first = ps[0].partition;
         let req = shardlog::protocol::Request::Fetch(shardlog::protocol::FetchRequest {
+            read_committed,
             max_wait_ms: wait,
             min_bytes: 1,
             max_bytes: 8 << 20,
@@ -226,8 +233,10 @@ pub(super) fn consume(a: ConsumeArgs) -> Result<()> {
             idle_timeout_ms: a.idle_timeout_ms,
             session_timeout_ms: a.session_timeout_ms,
             strategy: a.strategy.clone(),
+            read_committed: a.isolation == "read_committed",
         });
     }
+    let read_committed = a.isolation == "read_committed";
     let mut rc = RoutedClient::connect(&a.broker.broker)?;
     let count = rc.topic(&a.topic)?;
     let parts: Vec<u32> = match a.partition {
@@ -268,7 +277,7 @@ pub(super) fn consume(a: ConsumeArgs) -> Result<()> {
                 t.saturating_sub(last_data.elapsed().as_millis() as u64)
             })
             .clamp(1, 1000) as u32;
-        let results = routed_fetch(&mut rc, &a.topic, &req, wait)?;
+        let results = routed_fetch(&mut rc, &a.topic, &req, wait, read_committed)?;
         let mut got_any = false;
         for r in results {
             if let Some(e) = r.error {
@@ -278,9 +287,19 @@ pub(super) fn consume(a: ConsumeArgs) -> Result<()> {
                 .iter()
                 .position(|&p| p == r.partition)
                 .ok_or_else(|| anyhow!("answer for unasked partition"))?;
+            let mut filter = batch::TxnFilter::new(r.aborted.clone());
             for b in batch::split_batches(&r.records.to_bytes())
                 .with_context(|| format!("partition {}", r.partition))?
             {
+                let h = batch::BatchHeader::parse(&b)
+                    .with_context(|| format!("partition {}", r.partition))?;
+                if !filter.keep(&h) {
+                    // A transaction marker, or an aborted transaction's batch.
+                    if printed < limit {
+                        next[i] = next[i].max(h.last_offset() + 1);
+                    }
+                    continue;
+                }
                 // Batches from Kafka clients may be compressed: shown decompressed.
                 let records = batch::decompress(b)
                     .and_then(batch::Records::new)

@@ -49,6 +49,7 @@ pub struct GroupConsume<'a> {
     pub idle_timeout_ms: Option<u64>,
     pub session_timeout_ms: u32,
     pub strategy: Option<String>,
+    pub read_committed: bool,
 }
 
 /// Consumes as a member of the group; prints one value per line and
@@ -58,6 +59,7 @@ pub fn consume(a: GroupConsume) -> Result<()> {
     cfg.auto_commit = None;
     cfg.session_timeout_ms = a.session_timeout_ms;
     cfg.strategy = a.strategy.clone();
+    cfg.read_committed = a.read_committed;
     cfg.offset_reset = match a.from {
         "earliest" => OffsetReset::Earliest,
         "latest" => OffsetReset::Latest,

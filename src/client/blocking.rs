@@ -348,6 +348,7 @@ impl Client {
                 name: topic.to_owned(),
                 partitions: partitions.to_vec(),
             }],
+            read_committed: false,
         });
         match self.call(req)? {
             Response::Fetch(ts) => Ok(ts.into_iter().flat_map(|t| t.partitions).collect()),
@@ -668,6 +669,7 @@ impl RoutedClient {
                     name: topic.to_owned(),
                     partitions: vec![p],
                 }],
+                read_committed: false,
             })
         };
         let t = self.send_for(topic, partition.partition, req(partition))?;

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::blocking::{Client, ClientError, RoutedClient, Ticket};
-use crate::batch::{decompress, split_batches, Header, Records};
+use crate::batch::{decompress, split_batches, BatchHeader, Header, Records, TxnFilter};
 use crate::protocol::*;
 
 /// A partition of a topic.
@@ -56,6 +56,9 @@ pub struct GroupConfig {
     /// How long `poll` and commits keep reconnecting to a broker they lost
     /// (a restart) before they give up with the connection error.
     pub reconnect_timeout: Duration,
+    /// Kafka's `isolation.level=read_committed`: only records of committed
+    /// transactions (and of no transaction), up to the last stable offset.
+    pub read_committed: bool,
 }
 
 impl GroupConfig {
@@ -74,6 +77,7 @@ impl GroupConfig {
             client_id: format!("shardlog-consumer-{}", std::process::id()),
             max_partition_fetch_bytes: 1 << 20,
             reconnect_timeout: Duration::from_secs(60),
+            read_committed: false,
         }
     }
 }
@@ -745,6 +749,7 @@ impl GroupConsumer {
                 .map(|(t, ps)| (t.to_string(), ps[0].partition))
                 .expect("non-empty");
             let req = Request::Fetch(FetchRequest {
+                read_committed: self.cfg.read_committed,
                 max_wait_ms: wait_ms,
                 min_bytes: 1,
                 max_bytes: 8 << 20,
@@ -793,9 +798,18 @@ impl GroupConsumer {
                         return Err(ClientError::Broker(e).into());
                     }
                     let mut pos = state.fetch_pos;
+                    let mut filter = TxnFilter::new(r.aborted);
                     for b in split_batches(&r.records.to_bytes()).map_err(|e| {
                         ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
                     })? {
+                        let h = BatchHeader::parse(&b).map_err(|e| {
+                            ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+                        })?;
+                        if !filter.keep(&h) {
+                            // A marker, or an aborted transaction's batch.
+                            pos = pos.max(h.last_offset() + 1);
+                            continue;
+                        }
                         // Batches from Kafka clients may be compressed.
                         let records = decompress(b).and_then(Records::new).map_err(|e| {
                             ClientError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e))

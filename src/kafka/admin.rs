@@ -14,8 +14,7 @@ use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
-    DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ProducerId,
+    DeleteTopicsRequest, DeleteTopicsResponse, InitProducerIdResponse, ProducerId,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -112,17 +111,6 @@ pub(super) fn decode_delete_topics(
     })
 }
 
-/// InitProducerId: what the request asks for.
-pub(super) fn decode_init_producer_id(body: &mut Bytes, version: i16) -> anyhow::Result<Work> {
-    let r = InitProducerIdRequest::decode(body, version)?;
-    // The producer id and epoch a v3+ client may send (KIP-360) are
-    // ignored: without a transactional id Kafka, too, always hands out a
-    // new id at epoch 0.
-    Ok(Work::InitProducerId {
-        transactional_id: r.transactional_id.map(|t| t.0.as_str().to_owned()),
-    })
-}
-
 /// InitProducerId's answer: a producer id at epoch 0, or `Err(code)`.
 pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResponse {
     let mut r = InitProducerIdResponse::default();
@@ -139,12 +127,6 @@ pub fn init_producer_id_response(result: Result<i64, i16>) -> InitProducerIdResp
     }
     r
 }
-
-/// The Kafka error for an InitProducerId with a transactional id: shardlog
-/// has no transactions. INVALID_REQUEST is fatal in every client (a
-/// retriable code such as COORDINATOR_NOT_AVAILABLE would make them retry
-/// forever; an authorization error would send users after ACLs).
-pub const TRANSACTIONS_UNSUPPORTED: ResponseError = ResponseError::InvalidRequest;
 
 pub(super) fn create_topics_response(
     topics: impl Iterator<Item = (String, i16, Option<String>)>,

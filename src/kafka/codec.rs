@@ -70,6 +70,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 4),
     (ApiKey::DeleteTopics, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::DescribeTransactions, 0, 0),
+    (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::AlterConfigs, 0, 2),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
@@ -260,7 +264,17 @@ pub fn decode_request(
             configs::decode_alter_configs(&mut body, version, &native, true).map_err(malformed)?
         }
         ApiKey::InitProducerId => {
-            admin::decode_init_producer_id(&mut body, version).map_err(malformed)?
+            super::txn::decode_init_producer_id(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::AddPartitionsToTxn => {
+            super::txn::decode_add_partitions(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::EndTxn => super::txn::decode_end_txn(&mut body, version).map_err(malformed)?,
+        ApiKey::DescribeTransactions => {
+            super::txn::decode_describe_transactions(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::ListTransactions => {
+            super::txn::decode_list_transactions(&mut body, version).map_err(malformed)?
         }
         ApiKey::DescribeTopicPartitions => {
             metadata::decode_describe_topic_partitions(&mut body, version, &native)
@@ -369,6 +383,8 @@ pub fn encode_response(
                             high_watermark: -1,
                             log_start_offset: -1,
                             records: Chain::new(),
+                            last_stable_offset: -1,
+                            aborted: vec![],
                         })
                         .collect(),
                 });
@@ -512,6 +528,9 @@ pub fn refuse_response(
 ) -> Result<Bytes, anyhow::Error> {
     if super::groups::is_group_api(api) {
         return super::groups::refuse(api, version, correlation_id, shape, error);
+    }
+    if super::txn::is_txn_api(api) {
+        return super::txn::refuse(api, version, correlation_id, error);
     }
     match api {
         ApiKey::Produce => {
@@ -764,7 +783,7 @@ pub fn refuse_response(
 
 #[cfg(test)]
 pub(crate) mod tests {
-    use super::super::admin::{init_producer_id_response, TRANSACTIONS_UNSUPPORTED};
+    use super::super::admin::init_producer_id_response;
     use super::super::configs::{RESOURCE_BROKER, RESOURCE_TOPIC, SOURCE_DEFAULT, SOURCE_TOPIC};
     use super::*;
     use crate::protocol::Acks;
@@ -1051,7 +1070,8 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn init_producer_id_takes_no_transactional_id() {
+    fn init_producer_id_goes_to_the_transaction_coordinator_with_an_id() {
+        use crate::txn_host::TxnCall;
         use kafka_protocol::messages::TransactionalId;
         let mut r = InitProducerIdRequest::default();
         r.transactional_id = None;
@@ -1059,29 +1079,27 @@ pub(crate) mod tests {
         r.producer_epoch = -1;
         for v in 0..=5 {
             let d = decode(request_body(ApiKey::InitProducerId, v, 3, &r)).unwrap();
-            assert!(matches!(
-                d.work,
-                Work::InitProducerId {
-                    transactional_id: None
-                }
-            ));
+            assert!(matches!(d.work, Work::InitProducerId));
         }
         r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tx")));
+        r.transaction_timeout_ms = 30_000;
         let d = decode(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
-        assert!(matches!(d.work, Work::InitProducerId { transactional_id: Some(t) } if t == "tx"));
+        let want = TxnCall::Init {
+            id: "tx".into(),
+            timeout_ms: 30_000,
+            expected: None,
+        };
+        assert!(matches!(&d.work, Work::Txn { calls, .. } if calls == &vec![want]));
+        // KIP-360: a producer recovering names its id and epoch.
+        r.producer_id = ProducerId(77);
+        r.producer_epoch = 3;
+        let d = decode(request_body(ApiKey::InitProducerId, 4, 3, &r)).unwrap();
+        assert!(matches!(&d.work, Work::Txn { calls, .. }
+            if matches!(&calls[0], TxnCall::Init { expected: Some((77, 3)), .. })));
         let ok = init_producer_id_response(Ok(42));
         assert_eq!(
             (ok.error_code, ok.producer_id.0, ok.producer_epoch),
             (0, 42, 0)
-        );
-        let refused = init_producer_id_response(Err(TRANSACTIONS_UNSUPPORTED.code()));
-        assert_eq!(
-            (
-                refused.error_code,
-                refused.producer_id.0,
-                refused.producer_epoch
-            ),
-            (42, -1, -1)
         );
         for v in 0..=5 {
             encode_frame(ApiKey::InitProducerId, v, 3, &ok).unwrap();

@@ -14,7 +14,9 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::describe_producers_response::{
     PartitionResponse as ProducersPartition, ProducerState, TopicResponse as ProducersTopic,
 };
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -98,8 +100,8 @@ pub(super) fn decode_produce(
     })
 }
 
-/// Fetch: what the request asks for.
-/// Fetch: what the request asks for. From v13 topics are named by id: an
+/// Fetch: what the request asks for (v4+: with its isolation level, 1
+/// for read_committed). From v13 topics are named by id: an
 /// id no topic has is refused (UNKNOWN_TOPIC_ID) under a stand-in name
 /// (`wire::unknown_id_name`) and answered beside the fetched topics.
 pub(super) fn decode_fetch(
@@ -109,6 +111,7 @@ pub(super) fn decode_fetch(
     ids: &dyn TopicIds,
 ) -> anyhow::Result<Work> {
     let r = FetchRequest::decode(body, version)?;
+    let read_committed = r.isolation_level == 1;
     let mut refused = Refused::new();
     let names: Vec<Option<String>> = r
         .topics
@@ -165,6 +168,7 @@ pub(super) fn decode_fetch(
                     })
                 })
                 .collect(),
+            read_committed,
         })),
         shape,
         respond: true,
@@ -282,11 +286,19 @@ pub(super) fn fetch_response(
                     pd.partition_index = p.partition as i32;
                     pd.error_code = kafka_code(p.error.as_ref());
                     pd.high_watermark = p.high_watermark;
-                    // No transactions: everything below the high
-                    // watermark is stable.
-                    pd.last_stable_offset = p.high_watermark;
+                    pd.last_stable_offset = p.last_stable_offset;
                     pd.log_start_offset = p.log_start_offset;
-                    pd.aborted_transactions = Some(vec![]);
+                    pd.aborted_transactions = Some(
+                        p.aborted
+                            .iter()
+                            .map(|&(pid, first)| {
+                                let mut a = AbortedTransaction::default();
+                                a.producer_id = ProducerId(pid);
+                                a.first_offset = first;
+                                a
+                            })
+                            .collect(),
+                    );
                     // Whole batches as stored (the crate copies them into
                     // the response buffer: versions `fetch_frame` does not
                     // assemble itself, and its tests).
@@ -378,12 +390,18 @@ pub(super) fn fetch_frame(
             fields.put_i32(p.partition as i32);
             fields.put_i16(kafka_code(p.error.as_ref()));
             fields.put_i64(p.high_watermark);
-            // No transactions: everything below the high watermark is stable.
-            fields.put_i64(p.high_watermark);
+            fields.put_i64(p.last_stable_offset);
             if version >= 5 {
                 fields.put_i64(p.log_start_offset);
             }
-            count(&mut fields, 0)?; // aborted_transactions: none
+            count(&mut fields, p.aborted.len())?;
+            for &(pid, first) in &p.aborted {
+                fields.put_i64(pid);
+                fields.put_i64(first);
+                if flexible {
+                    fields.put_u8(0); // aborted transaction tagged fields: none
+                }
+            }
             if version >= 11 {
                 fields.put_i32(-1); // preferred_read_replica: none
             }
@@ -694,6 +712,8 @@ mod tests {
             high_watermark: 77,
             log_start_offset: 3,
             records,
+            last_stable_offset: 77,
+            aborted: vec![],
         };
         let topics = vec![
             FetchTopicResult {
@@ -744,8 +764,13 @@ mod tests {
                     high_watermark: -1,
                     log_start_offset: -1,
                     records: Chain::new(),
+                    last_stable_offset: -1,
+                    aborted: vec![],
                 }],
             });
+            // A read_committed answer names aborted transactions.
+            topics[0].partitions[0].aborted = vec![(7, 3), (1 << 40, 9)];
+            topics[0].partitions[0].last_stable_offset = 12;
             let ours = fetch_frame(version, 42, topics.clone(), &Ids).unwrap();
             let theirs =
                 encode_frame(ApiKey::Fetch, version, 42, &fetch_response(topics, &Ids)).unwrap();

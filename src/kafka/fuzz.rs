@@ -194,6 +194,46 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     ])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::AddPartitionsToTxn => {
+            use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+            let r = kafka_protocol::messages::AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_static_str("txn-1"),
+                ))
+                .with_v3_and_below_producer_id(kafka_protocol::messages::ProducerId(7))
+                .with_v3_and_below_producer_epoch(0)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(topic("events"))
+                    .with_partitions(vec![0, 1])]);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::EndTxn => {
+            let r = kafka_protocol::messages::EndTxnRequest::default()
+                .with_transactional_id(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_static_str("txn-1"),
+                ))
+                .with_producer_id(kafka_protocol::messages::ProducerId(7))
+                .with_committed(true);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::DescribeTransactions => {
+            let r = kafka_protocol::messages::DescribeTransactionsRequest::default()
+                .with_transactional_ids(vec![
+                    kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("a")),
+                    kafka_protocol::messages::TransactionalId(StrBytes::from_static_str("b")),
+                ]);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::ListTransactions => {
+            let r = kafka_protocol::messages::ListTransactionsRequest::default()
+                .with_state_filters(vec![
+                    StrBytes::from_static_str("Ongoing"),
+                    StrBytes::from_static_str("Bogus"),
+                ])
+                .with_producer_id_filters(vec![kafka_protocol::messages::ProducerId(7)])
+                .with_duration_filter(if v >= 1 { 1_000 } else { -1 });
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::DescribeProducers => {
             use kafka_protocol::messages::describe_producers_request::TopicRequest;
             let r =

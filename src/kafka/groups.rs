@@ -403,7 +403,8 @@ fn decode_consumer_heartbeat(
 }
 
 /// FindCoordinator: `node_of(key)` is the Kafka broker (shard) that
-/// coordinates the group. Transactions have no coordinator here.
+/// coordinates the group (key type 0) or the transactional id (1); other
+/// key types (share groups, KIP-932) are refused.
 pub fn find_coordinator_response(
     version: i16,
     keys: &[String],
@@ -413,13 +414,12 @@ pub fn find_coordinator_response(
     let one = |key: &str| {
         let mut c = Coordinator::default();
         c.key = str_bytes(key);
-        if key_type != 0 {
+        if key_type != 0 && key_type != 1 {
             // Not COORDINATOR_NOT_AVAILABLE: clients retry that until their
-            // timeout (kafka-python for 60 s); this one fails them at once,
-            // as InitProducerId with a transactional id does.
-            c.error_code = super::admin::TRANSACTIONS_UNSUPPORTED.code();
+            // timeout; this one fails them at once.
+            c.error_code = kafka_protocol::ResponseError::InvalidRequest.code();
             c.error_message = Some(str_bytes(
-                "shardlog has no transactions yet: only group coordinators (key type 0)",
+                "shardlog coordinates groups (key type 0) and transactions (1) only",
             ));
             c.node_id = BrokerId(-1);
             c.port = -1;
@@ -1130,10 +1130,11 @@ mod tests {
         let r = find_coordinator_response(4, &["a".into(), "abc".into()], 0, node);
         assert_eq!(r.coordinators.len(), 2);
         assert_eq!(r.coordinators[1].node_id.0, 3);
-        // No transaction coordinator: a code clients do not retry.
-        let r = find_coordinator_response(3, &["tx".into()], 1, node);
-        assert_eq!(r.error_code, 42, "INVALID_REQUEST");
-        let r = find_coordinator_response(4, &["tx".into()], 1, node);
+        // Transactional ids (key type 1) alike; share groups (2) are
+        // refused with a code clients do not retry.
+        let r = find_coordinator_response(3, &["txn".into()], 1, node);
+        assert_eq!((r.error_code, r.node_id.0), (0, 3));
+        let r = find_coordinator_response(4, &["tx".into()], 2, node);
         assert_eq!(r.coordinators[0].error_code, 42, "INVALID_REQUEST");
     }
 }

@@ -23,6 +23,7 @@ mod data;
 mod fuzz;
 pub mod groups;
 mod metadata;
+mod txn;
 pub mod wire;
 
 use std::cell::RefCell;
@@ -142,32 +143,54 @@ async fn start(
             );
             Answer::Ready(encoded(r))
         }
-        Work::InitProducerId { transactional_id } => {
-            let result = match transactional_id {
-                Some(t) => {
-                    tracing::warn!(
-                        "kafka: InitProducerId for transactional id {t:?} refused: \
-                         shardlog does not support transactions (idempotence only)"
-                    );
-                    Err(admin::TRANSACTIONS_UNSUPPORTED.code())
-                }
-                None => Ok(ctx.producer_ids.borrow_mut().next(rt::now_ms())),
-            };
+        Work::InitProducerId => {
+            let id = ctx.producer_ids.borrow_mut().next(rt::now_ms());
             let r = wire::encode_frame(
                 api,
                 version,
                 correlation_id,
-                &admin::init_producer_id_response(result),
+                &admin::init_producer_id_response(Ok(id)),
             );
             Answer::Ready(encoded(r))
+        }
+        Work::Txn {
+            calls,
+            unknown_states,
+        } => {
+            let m = router.shard().metrics().clone();
+            let started = m.request_started(Api::Group);
+            let mut waits = Vec::with_capacity(calls.len());
+            for call in &calls {
+                waits.push(router.txn_call(call.clone()).await);
+            }
+            Answer::Later(rt::spawn(async move {
+                let mut replies = Vec::with_capacity(waits.len());
+                for w in waits {
+                    replies.push(w.await);
+                }
+                m.request_finished(Api::Group, started);
+                encoded(txn::encode_txn(
+                    api,
+                    version,
+                    correlation_id,
+                    &calls,
+                    replies,
+                    &unknown_states,
+                ))
+            }))
         }
         Work::FindCoordinator { keys, key_type } => {
             let r = wire::encode_frame(
                 api,
                 version,
                 correlation_id,
-                &groups::find_coordinator_response(version, &keys, key_type, |group| {
-                    let shard = router.coordinator_of(group);
+                &groups::find_coordinator_response(version, &keys, key_type, |key| {
+                    // Key type 1: a transactional id's coordinator.
+                    let shard = if key_type == 1 {
+                        router.txn_coordinator_of(key)
+                    } else {
+                        router.coordinator_of(key)
+                    };
                     // One advertised broker (per-shard ports off): that one.
                     ctx.nodes
                         .iter()

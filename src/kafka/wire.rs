@@ -145,12 +145,26 @@ pub enum Work {
     Refuse { shape: Shape, error: i16 },
     /// Answered by the listener from the router's coordinator map.
     FindCoordinator { keys: Vec<String>, key_type: i8 },
-    /// A new producer id from this shard (`producer_state::ProducerIds`);
-    /// a transactional id is refused (no transactions).
-    InitProducerId { transactional_id: Option<String> },
+    /// A new producer id from this shard (`producer_state::ProducerIds`):
+    /// InitProducerId without a transactional id.
+    InitProducerId,
+    /// Transaction calls, each to its transactional id's coordinator shard
+    /// (ListTransactions: to every shard), answered in call order.
+    Txn {
+        calls: Vec<crate::txn_host::TxnCall>,
+        /// ListTransactions' state names that are none of Kafka's.
+        unknown_states: Vec<String>,
+    },
 }
 
 impl Work {
+    pub fn txn(calls: Vec<crate::txn_host::TxnCall>) -> Work {
+        Work::Txn {
+            calls,
+            unknown_states: vec![],
+        }
+    }
+
     /// The common case: through the router, answered, nothing refused by
     /// the listener, not a DescribeConfigs.
     pub fn native(frame: Box<RequestFrame>, shape: Shape) -> Work {

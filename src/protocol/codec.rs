@@ -298,6 +298,8 @@ mod tests {
                         high_watermark: 100,
                         log_start_offset: 0,
                         records,
+                        last_stable_offset: 90,
+                        aborted: vec![(7, 80)],
                     })
                     .collect(),
             }])),
@@ -396,6 +398,7 @@ mod tests {
                 }],
             }),
             Request::Fetch(FetchRequest {
+                read_committed: true,
                 max_wait_ms: 10,
                 min_bytes: 1,
                 max_bytes: 1000,
@@ -624,6 +627,8 @@ mod tests {
                     high_watermark: 3,
                     log_start_offset: 0,
                     records: Bytes::from_static(b"stored").into(),
+                    last_stable_offset: 3,
+                    aborted: vec![],
                 }],
             }])),
             Ok(Response::ListOffsets(vec![ListOffsetsTopicResult {
@@ -795,7 +800,7 @@ mod tests {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
             let request = match kind {
-                0 => Request::Fetch(FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 10,
+                0 => Request::Fetch(FetchRequest { max_wait_ms: 0, min_bytes: 0, max_bytes: 10, read_committed: true,
                     topics: vec![FetchTopic { name: "topic".into(),
                         partitions: vec![FetchPartition { partition: 0, fetch_offset: 0, max_bytes: 5 }] }] }),
                 1 => Request::DeleteRecords(vec![DeleteRecordsTopic { name: "topic".into(),

@@ -120,6 +120,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                         min_bytes: f.min_bytes,
                         max_bytes: f.max_bytes,
                         topics: Some(topics),
+                        read_committed: f.read_committed,
                     },
                 )
                 .as_union_value(),
@@ -304,6 +305,7 @@ pub(super) fn decode_request(
                 min_bytes: f.min_bytes(),
                 max_bytes: f.max_bytes(),
                 topics,
+                read_committed: f.read_committed(),
             })
         }
         fb::Request::ListOffsetsRequest => {
@@ -417,6 +419,12 @@ pub(super) fn encode_response(
                     // are (a copy, no re-encoding); version 2: after it.
                     let r = (!records_after).then(|| records(fbb, &p.records.to_bytes()));
                     let msg = opt_str(fbb, &p.error);
+                    let aborted: Vec<fb::AbortedTxn> = p
+                        .aborted
+                        .iter()
+                        .map(|&(pid, first)| fb::AbortedTxn::new(pid, first))
+                        .collect();
+                    let aborted = (!aborted.is_empty()).then(|| fbb.create_vector(&aborted));
                     fb::FetchPartitionResult::create(
                         fbb,
                         &fb::FetchPartitionResultArgs {
@@ -431,6 +439,8 @@ pub(super) fn encode_response(
                             } else {
                                 0
                             },
+                            last_stable_offset: p.last_stable_offset,
+                            aborted,
                         },
                     )
                 },
@@ -645,6 +655,13 @@ pub(super) fn decode_response(
                         high_watermark: p.high_watermark(),
                         log_start_offset: p.log_start_offset(),
                         records,
+                        last_stable_offset: p.last_stable_offset(),
+                        aborted: p
+                            .aborted()
+                            .iter()
+                            .flatten()
+                            .map(|a| (a.producer_id(), a.first_offset()))
+                            .collect(),
                     });
                 }
                 ts.push(FetchTopicResult {

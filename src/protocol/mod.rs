@@ -56,6 +56,23 @@ pub enum ErrorCode {
     InvalidRegex = 27,
     IllegalGeneration = 28,
     GroupSubscribedToTopic = 29,
+    /// Retriable: the coordinator could not write (clients look it up again
+    /// and retry).
+    CoordinatorNotAvailable = 30,
+    /// The call reached a shard that does not coordinate its key.
+    NotCoordinator = 31,
+    /// Not tried: another part of the same request failed.
+    OperationNotAttempted = 32,
+    /// Retriable: another change of the transactional id is in progress.
+    ConcurrentTransactions = 33,
+    /// A newer producer with the same transactional id took over.
+    ProducerFenced = 34,
+    /// The transactional id belongs to another producer id (or to none).
+    InvalidProducerIdMapping = 35,
+    /// The transaction cannot do that in its state.
+    InvalidTxnState = 36,
+    InvalidTransactionTimeout = 37,
+    TransactionalIdNotFound = 38,
 }
 
 impl ErrorCode {
@@ -91,6 +108,15 @@ impl ErrorCode {
             27 => InvalidRegex,
             28 => IllegalGeneration,
             29 => GroupSubscribedToTopic,
+            30 => CoordinatorNotAvailable,
+            31 => NotCoordinator,
+            32 => OperationNotAttempted,
+            33 => ConcurrentTransactions,
+            34 => ProducerFenced,
+            35 => InvalidProducerIdMapping,
+            36 => InvalidTxnState,
+            37 => InvalidTransactionTimeout,
+            38 => TransactionalIdNotFound,
             _ => Unknown,
         }
     }
@@ -243,6 +269,9 @@ pub struct FetchRequest {
     pub min_bytes: u32,
     pub max_bytes: u32,
     pub topics: Vec<FetchTopic>,
+    /// Kafka's read_committed: records up to each partition's last stable
+    /// offset, with the aborted transactions among them named.
+    pub read_committed: bool,
 }
 
 /// Kafka's special timestamps for ListOffsets.
@@ -485,6 +514,12 @@ pub struct FetchPartitionResult {
     /// Whole batches, exactly as stored, in fragments (a broker's answer
     /// holds slices of its batch cache; a decoded one is one slice).
     pub records: crate::chain::Chain,
+    /// Below it every transaction has ended (-1 with an error).
+    pub last_stable_offset: i64,
+    /// read_committed: (producer id, first offset) of each aborted
+    /// transaction the records overlap; the consumer skips that producer's
+    /// batches from there to its abort marker.
+    pub aborted: Vec<(i64, i64)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -613,13 +613,26 @@ pub fn ensure_offsets_topic(
     metas: &mut Vec<TopicMeta>,
     shards: u16,
 ) -> Result<(), StorageError> {
-    use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
-    if let Some(m) = metas.iter_mut().find(|m| m.name == OFFSETS_TOPIC) {
+    use super::{OFFSETS_PARTITIONS, OFFSETS_TOPIC, TXN_PARTITIONS, TXN_TOPIC};
+    ensure_internal_topic(data_dir, metas, shards, OFFSETS_TOPIC, OFFSETS_PARTITIONS)?;
+    // The transaction log alike (Kafka's `__transaction_state` is
+    // compacted too: each id's last transition stays).
+    ensure_internal_topic(data_dir, metas, shards, TXN_TOPIC, TXN_PARTITIONS)
+}
+
+fn ensure_internal_topic(
+    data_dir: &Path,
+    metas: &mut Vec<TopicMeta>,
+    shards: u16,
+    name: &str,
+    partitions: u32,
+) -> Result<(), StorageError> {
+    if let Some(m) = metas.iter_mut().find(|m| m.name == name) {
         if !m.configs.contains_key("cleanup.policy") {
             m.configs
                 .insert("cleanup.policy".to_owned(), "compact".to_owned());
             store(data_dir, m)?;
-            tracing::info!(topic = OFFSETS_TOPIC, "the offsets topic is now compacted");
+            tracing::info!(topic = name, "the internal topic is now compacted");
         }
         return Ok(());
     }
@@ -631,7 +644,7 @@ pub fn ensure_offsets_topic(
             }
         }
     }
-    let owners = (0..OFFSETS_PARTITIONS)
+    let owners = (0..partitions)
         .map(|_| take_least_loaded(&mut load))
         .collect();
     let configs = BTreeMap::from([
@@ -639,7 +652,7 @@ pub fn ensure_offsets_topic(
         ("cleanup.policy".to_owned(), "compact".to_owned()),
     ]);
     let m = TopicMeta {
-        name: OFFSETS_TOPIC.to_owned(),
+        name: name.to_owned(),
         owners,
         configs,
         shards,
@@ -647,11 +660,7 @@ pub fn ensure_offsets_topic(
         offset_holes: true,
     };
     store(data_dir, &m)?;
-    tracing::info!(
-        topic = OFFSETS_TOPIC,
-        partitions = OFFSETS_PARTITIONS,
-        "created the internal offsets topic"
-    );
+    tracing::info!(topic = name, partitions, "created the internal topic");
     metas.push(m);
     Ok(())
 }

@@ -100,6 +100,14 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// each partition here costs a tail buffer on its shard.
 pub const OFFSETS_PARTITIONS: u32 = 16;
 
+/// The internal log of transactions (Kafka's name): one record per
+/// transition of a transactional id. An id's coordinator is the shard that
+/// owns partition `txn::log::partition_for_txn(id, TXN_PARTITIONS)` of it.
+pub const TXN_TOPIC: &str = "__transaction_state";
+/// Partitions of `TXN_TOPIC`, fixed when a data directory first has it
+/// (Kafka's default is 50).
+pub const TXN_PARTITIONS: u32 = 16;
+
 /// Names starting with `__` belong to the broker: clients cannot create,
 /// delete or produce to them (they can read them, as in Kafka).
 pub fn is_internal_topic(name: &str) -> bool {

@@ -1027,6 +1027,136 @@ impl<'a> ApiVersionRange {
 
 }
 
+/// A transaction aborted in the range a read_committed fetch returns: the
+/// consumer skips this producer's batches from `first_offset` up to its
+/// abort marker.
+// struct AbortedTxn, aligned to 8
+#[repr(transparent)]
+#[derive(Clone, Copy, PartialEq)]
+pub struct AbortedTxn(pub [u8; 16]);
+impl Default for AbortedTxn { 
+  fn default() -> Self { 
+    Self([0; 16])
+  }
+}
+impl ::core::fmt::Debug for AbortedTxn {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter) -> ::core::fmt::Result {
+    f.debug_struct("AbortedTxn")
+      .field("producer_id", &self.producer_id())
+      .field("first_offset", &self.first_offset())
+      .finish()
+  }
+}
+
+impl ::flatbuffers::SimpleToVerifyInSlice for AbortedTxn {}
+impl<'a> ::flatbuffers::Follow<'a> for AbortedTxn {
+  type Inner = &'a AbortedTxn;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { <&'a AbortedTxn>::follow(buf, loc) }
+  }
+}
+impl<'a> ::flatbuffers::Follow<'a> for &'a AbortedTxn {
+  type Inner = &'a AbortedTxn;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    unsafe { ::flatbuffers::follow_cast_ref::<AbortedTxn>(buf, loc) }
+  }
+}
+impl<'b> ::flatbuffers::Push for AbortedTxn {
+    type Output = AbortedTxn;
+    #[inline]
+    unsafe fn push(&self, dst: &mut [u8], _written_len: usize) {
+        let src = unsafe { ::core::slice::from_raw_parts(self as *const AbortedTxn as *const u8, <Self as ::flatbuffers::Push>::size()) };
+        dst.copy_from_slice(src);
+    }
+    #[inline]
+    fn alignment() -> ::flatbuffers::PushAlignment {
+        ::flatbuffers::PushAlignment::new(8)
+    }
+}
+
+impl<'a> ::flatbuffers::Verifiable for AbortedTxn {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.in_buffer::<Self>(pos)
+  }
+}
+
+impl<'a> AbortedTxn {
+  #[allow(clippy::too_many_arguments)]
+  pub fn new(
+    producer_id: i64,
+    first_offset: i64,
+  ) -> Self {
+    let mut s = Self([0; 16]);
+    s.set_producer_id(producer_id);
+    s.set_first_offset(first_offset);
+    s
+  }
+
+  pub fn producer_id(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[0..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_producer_id(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[0..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+  pub fn first_offset(&self) -> i64 {
+    let mut mem = ::core::mem::MaybeUninit::<<i64 as ::flatbuffers::EndianScalar>::Scalar>::uninit();
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    ::flatbuffers::EndianScalar::from_little_endian(unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        self.0[8..].as_ptr(),
+        mem.as_mut_ptr() as *mut u8,
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+      mem.assume_init()
+    })
+  }
+
+  pub fn set_first_offset(&mut self, x: i64) {
+    let x_le = ::flatbuffers::EndianScalar::to_little_endian(x);
+    // Safety:
+    // Created from a valid Table for this object
+    // Which contains a valid value in this slot
+    unsafe {
+      ::core::ptr::copy_nonoverlapping(
+        &x_le as *const _ as *const u8,
+        self.0[8..].as_mut_ptr(),
+        ::core::mem::size_of::<<i64 as ::flatbuffers::EndianScalar>::Scalar>(),
+      );
+    }
+  }
+
+}
+
 pub enum RecordBatchesOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -3591,6 +3721,7 @@ impl<'a> FetchRequest<'a> {
   pub const VT_MIN_BYTES: ::flatbuffers::VOffsetT = 6;
   pub const VT_MAX_BYTES: ::flatbuffers::VOffsetT = 8;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 10;
+  pub const VT_READ_COMMITTED: ::flatbuffers::VOffsetT = 12;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3606,6 +3737,7 @@ impl<'a> FetchRequest<'a> {
     builder.add_max_bytes(args.max_bytes);
     builder.add_min_bytes(args.min_bytes);
     builder.add_max_wait_ms(args.max_wait_ms);
+    builder.add_read_committed(args.read_committed);
     builder.finish()
   }
 
@@ -3638,6 +3770,15 @@ impl<'a> FetchRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FetchTopic>>>>(FetchRequest::VT_TOPICS, None)}
   }
+  /// Kafka's read_committed: records up to the last stable offset, with
+  /// the aborted transactions among them named.
+  #[inline]
+  pub fn read_committed(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(FetchRequest::VT_READ_COMMITTED, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for FetchRequest<'_> {
@@ -3650,6 +3791,7 @@ impl ::flatbuffers::Verifiable for FetchRequest<'_> {
      .visit_field::<u32>("min_bytes", Self::VT_MIN_BYTES, false)?
      .visit_field::<u32>("max_bytes", Self::VT_MAX_BYTES, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<FetchTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<bool>("read_committed", Self::VT_READ_COMMITTED, false)?
      .finish();
     Ok(())
   }
@@ -3659,6 +3801,7 @@ pub struct FetchRequestArgs<'a> {
     pub min_bytes: u32,
     pub max_bytes: u32,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<FetchTopic<'a>>>>>,
+    pub read_committed: bool,
 }
 impl<'a> Default for FetchRequestArgs<'a> {
   #[inline]
@@ -3668,6 +3811,7 @@ impl<'a> Default for FetchRequestArgs<'a> {
       min_bytes: 0,
       max_bytes: 52428800,
       topics: None,
+      read_committed: false,
     }
   }
 }
@@ -3694,6 +3838,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FetchRequestBuilder<'a, 'b, A
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FetchRequest::VT_TOPICS, topics);
   }
   #[inline]
+  pub fn add_read_committed(&mut self, read_committed: bool) {
+    self.fbb_.push_slot::<bool>(FetchRequest::VT_READ_COMMITTED, read_committed, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FetchRequestBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FetchRequestBuilder {
@@ -3715,6 +3863,7 @@ impl ::core::fmt::Debug for FetchRequest<'_> {
       ds.field("min_bytes", &self.min_bytes());
       ds.field("max_bytes", &self.max_bytes());
       ds.field("topics", &self.topics());
+      ds.field("read_committed", &self.read_committed());
       ds.finish()
   }
 }
@@ -3741,6 +3890,8 @@ impl<'a> FetchPartitionResult<'a> {
   pub const VT_LOG_START_OFFSET: ::flatbuffers::VOffsetT = 12;
   pub const VT_RECORDS: ::flatbuffers::VOffsetT = 14;
   pub const VT_RECORDS_BYTES: ::flatbuffers::VOffsetT = 16;
+  pub const VT_LAST_STABLE_OFFSET: ::flatbuffers::VOffsetT = 18;
+  pub const VT_ABORTED: ::flatbuffers::VOffsetT = 20;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -3752,8 +3903,10 @@ impl<'a> FetchPartitionResult<'a> {
     args: &'args FetchPartitionResultArgs<'args>
   ) -> ::flatbuffers::WIPOffset<FetchPartitionResult<'bldr>> {
     let mut builder = FetchPartitionResultBuilder::new(_fbb);
+    builder.add_last_stable_offset(args.last_stable_offset);
     builder.add_log_start_offset(args.log_start_offset);
     builder.add_high_watermark(args.high_watermark);
+    if let Some(x) = args.aborted { builder.add_aborted(x); }
     builder.add_records_bytes(args.records_bytes);
     if let Some(x) = args.records { builder.add_records(x); }
     if let Some(x) = args.error_message { builder.add_error_message(x); }
@@ -3814,6 +3967,23 @@ impl<'a> FetchPartitionResult<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<u32>(FetchPartitionResult::VT_RECORDS_BYTES, Some(0)).unwrap()}
   }
+  /// Below it every transaction has ended (the high watermark when none
+  /// is open).
+  #[inline]
+  pub fn last_stable_offset(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(FetchPartitionResult::VT_LAST_STABLE_OFFSET, Some(-1)).unwrap()}
+  }
+  /// read_committed: the aborted transactions the records overlap.
+  #[inline]
+  pub fn aborted(&self) -> Option<::flatbuffers::Vector<'a, AbortedTxn>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, AbortedTxn>>>(FetchPartitionResult::VT_ABORTED, None)}
+  }
 }
 
 impl ::flatbuffers::Verifiable for FetchPartitionResult<'_> {
@@ -3829,6 +3999,8 @@ impl ::flatbuffers::Verifiable for FetchPartitionResult<'_> {
      .visit_field::<i64>("log_start_offset", Self::VT_LOG_START_OFFSET, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<RecordBatches>>("records", Self::VT_RECORDS, false)?
      .visit_field::<u32>("records_bytes", Self::VT_RECORDS_BYTES, false)?
+     .visit_field::<i64>("last_stable_offset", Self::VT_LAST_STABLE_OFFSET, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, AbortedTxn>>>("aborted", Self::VT_ABORTED, false)?
      .finish();
     Ok(())
   }
@@ -3841,6 +4013,8 @@ pub struct FetchPartitionResultArgs<'a> {
     pub log_start_offset: i64,
     pub records: Option<::flatbuffers::WIPOffset<RecordBatches<'a>>>,
     pub records_bytes: u32,
+    pub last_stable_offset: i64,
+    pub aborted: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, AbortedTxn>>>,
 }
 impl<'a> Default for FetchPartitionResultArgs<'a> {
   #[inline]
@@ -3853,6 +4027,8 @@ impl<'a> Default for FetchPartitionResultArgs<'a> {
       log_start_offset: -1,
       records: None,
       records_bytes: 0,
+      last_stable_offset: -1,
+      aborted: None,
     }
   }
 }
@@ -3891,6 +4067,14 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> FetchPartitionResultBuilder<'
     self.fbb_.push_slot::<u32>(FetchPartitionResult::VT_RECORDS_BYTES, records_bytes, 0);
   }
   #[inline]
+  pub fn add_last_stable_offset(&mut self, last_stable_offset: i64) {
+    self.fbb_.push_slot::<i64>(FetchPartitionResult::VT_LAST_STABLE_OFFSET, last_stable_offset, -1);
+  }
+  #[inline]
+  pub fn add_aborted(&mut self, aborted: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , AbortedTxn>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(FetchPartitionResult::VT_ABORTED, aborted);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> FetchPartitionResultBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     FetchPartitionResultBuilder {
@@ -3915,6 +4099,8 @@ impl ::core::fmt::Debug for FetchPartitionResult<'_> {
       ds.field("log_start_offset", &self.log_start_offset());
       ds.field("records", &self.records());
       ds.field("records_bytes", &self.records_bytes());
+      ds.field("last_stable_offset", &self.last_stable_offset());
+      ds.field("aborted", &self.aborted());
       ds.finish()
   }
 }

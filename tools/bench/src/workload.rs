@@ -105,6 +105,7 @@ impl Wire {
         Ok(match self {
             Wire::Native(rc) => {
                 let req = Request::Fetch(FetchRequest {
+                    read_committed: false,
                     max_wait_ms: FETCH_MAX_WAIT_MS,
                     min_bytes: 1,
                     max_bytes: FETCH_MAX_BYTES,
