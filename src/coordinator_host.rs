@@ -59,6 +59,12 @@ pub enum KafkaGroupCall {
         group: String,
         topics: Vec<(String, Vec<i32>)>,
     },
+    /// TxnOffsetCommit: commits held for the producer's transaction, made
+    /// durable now and applied when its marker commits it.
+    TxnOffsetCommit {
+        request: OffsetCommitRequest,
+        producer_id: i64,
+    },
 }
 
 impl KafkaGroupCall {
@@ -68,6 +74,7 @@ impl KafkaGroupCall {
             KafkaGroupCall::Classic(c) => c.group(),
             KafkaGroupCall::Describe(g) | KafkaGroupCall::Delete(g) => g,
             KafkaGroupCall::OffsetDelete { group, .. } => group,
+            KafkaGroupCall::TxnOffsetCommit { request, .. } => &request.group,
         }
     }
 }
@@ -82,6 +89,8 @@ pub enum KafkaGroupReply {
     /// Each partition asked for with its error (`None`: its offset is
     /// gone, or there was none); `Err`: the group's own error.
     OffsetDelete(Result<Vec<(String, i32, Option<WireError>)>, WireError>),
+    /// TxnOffsetCommit: each partition's error, as OffsetCommit's.
+    TxnOffsetCommit(Vec<TopicPartitionErrors>),
 }
 
 /// One group as Kafka's DescribeGroups shows it.
@@ -618,11 +627,17 @@ impl CoordinatorHost {
     /// fdatasync, like produces: no fsync per commit. `exists`: whether a
     /// topic's partition exists (a commit to one that does not is refused
     /// with UnknownTopic, as Kafka does, instead of stored).
+    ///
+    /// `txn`: TxnOffsetCommit for this producer id: the commits are held
+    /// for its transaction (`end_txn` applies or drops them); without a
+    /// member id (TxnOffsetCommit before v3) nothing checks membership, as
+    /// in Kafka.
     pub async fn commit(
         &self,
         log: &Rc<Partition>,
         r: OffsetCommitRequest,
         exists: impl Fn(&str, u32) -> bool,
+        txn: Option<i64>,
     ) -> Response {
         let now_wall = rt::now_ms();
         let mut results: Vec<TopicPartitionErrors> = Vec::with_capacity(r.topics.len());
@@ -661,12 +676,24 @@ impl CoordinatorHost {
                             format!("offset {} is negative", p.offset),
                         ))
                     } else {
+                        let unchecked = txn.is_some() && r.member_id.is_empty();
                         let checked = match &classic {
+                            _ if unchecked => {
+                                commit.record().map_err(|e| GroupError::from(e).to_wire())
+                            }
                             Err(e) => Err(e.clone()),
                             Ok(true) => commit.record().map_err(|e| GroupError::from(e).to_wire()),
                             Ok(false) => c
                                 .prepare_commit(&r.member_id, r.member_epoch, &commit)
                                 .map_err(|e| e.to_wire()),
+                        };
+                        let checked = match (checked, txn) {
+                            (Ok((_, v)), Some(pid)) => {
+                                crate::group::offsets::encode_pending_key(&commit.key(), pid)
+                                    .map(|k| (k, v))
+                                    .map_err(|e| GroupError::from(e).to_wire())
+                            }
+                            (other, _) => other,
                         };
                         match checked {
                             Ok(kv) => {
@@ -702,6 +729,27 @@ impl CoordinatorHost {
             }
         }
         Response::OffsetCommit(results)
+    }
+
+    /// Ends `producer_id`'s transaction on this offsets partition: its
+    /// held commits become committed offsets (`commit`) or are dropped,
+    /// durably, before the coordinator hears of it.
+    pub async fn end_txn(
+        &self,
+        log: &Rc<Partition>,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<(), WireError> {
+        let records = self
+            .coordinator
+            .borrow()
+            .offsets()
+            .end_txn_records(producer_id, commit)
+            .map_err(|e| GroupError::from(e).to_wire())?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.append(log, &records).await
     }
 
     /// Appends commit records as one batch, applies them, and waits until

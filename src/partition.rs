@@ -32,6 +32,7 @@ use crate::memory::MemoryGauge;
 use crate::metrics::{PartitionMetrics, ShardMetrics};
 use crate::producer_state::{self, Check, EndedTxn, ProducerStates, SequenceError};
 use crate::rt;
+use crate::storage::aborted::AbortedLog;
 pub use crate::storage::log::{IoCounts, Retained};
 use crate::storage::log::{Log, StageError, Visible};
 use crate::storage::meta::LogConfig;
@@ -280,9 +281,8 @@ pub struct Partition {
     /// Compaction's progress (compacted topics only).
     cleaner: Cell<CleanerStatus>,
     /// Aborted transactions in marker order, for read_committed fetches
-    /// (Kafka's `.txnindex`, held in memory; entries below the log start
-    /// are dropped as markers come).
-    aborted: RefCell<Vec<AbortedTxn>>,
+    /// (Kafka's `.txnindex` entries, in memory and in one file).
+    aborted: AbortedLog,
 }
 
 /// The topic settings a partition applies now: changed live by
@@ -340,10 +340,46 @@ impl Partition {
         .await?;
         let next = log.next_offset();
         let mut producers = ProducerStates::default();
+        // Transactions the log's tail ends (with what stayed open after
+        // each): an abort among them that its file lacks (a crash between
+        // the marker's fdatasync and its entry's) is added below.
+        let mut ended: Vec<(EndedTxn, i64)> = Vec::new();
         log.replay_tail_headers(PRODUCER_REBUILD_BYTES, |h| {
-            producers.record(h, h.base_offset)
+            if h.is_control() && h.producer_id >= 0 {
+                if let Some(e) = producers.end_txn(h.producer_id, h.producer_epoch, h.base_offset) {
+                    let lso = producers
+                        .first_unstable_offset()
+                        .unwrap_or(e.last_offset + 1);
+                    ended.push((e, lso));
+                }
+            } else {
+                producers.record(h, h.base_offset)
+            }
         })
         .await?;
+        let aborted = AbortedLog::open(log.dir()).await?;
+        let known = aborted.entries().last().map_or(-1, |t| t.last_offset);
+        for (e, lso) in ended.into_iter().filter(|(e, _)| e.last_offset > known) {
+            let marker = log.read(e.last_offset, batch::HEADER_BYTES + 64).await?;
+            let marker = batch::split_batches(&marker)
+                .ok()
+                .and_then(|b| b.into_iter().next())
+                .and_then(batch::marker_of);
+            if marker == Some(batch::Marker::Abort) {
+                tracing::info!(
+                    "{topic}/{id}: an abort of producer {} at {} restored to the aborted transactions",
+                    e.producer_id,
+                    e.last_offset
+                );
+                aborted.push(AbortedTxn {
+                    producer_id: e.producer_id,
+                    first_offset: e.first_offset,
+                    last_offset: e.last_offset,
+                    last_stable_offset: lso,
+                });
+            }
+        }
+        aborted.sync().await?;
         if !producers.is_empty() {
             tracing::debug!(
                 "{topic}/{id}: {} idempotent producers rebuilt from the last {} bytes",
@@ -382,7 +418,7 @@ impl Partition {
             labelled,
             cache,
             cleaner,
-            aborted: RefCell::default(),
+            aborted,
         }))
     }
 
@@ -627,12 +663,9 @@ impl Partition {
             last_offset: appended.base_offset,
         });
         if let (Some(e), batch::Marker::Abort) = (ended, marker) {
-            let mut aborted = self.aborted.borrow_mut();
-            let start = self.log.log_start();
-            let gone = aborted.partition_point(|t| t.last_offset < start);
-            aborted.drain(..gone);
-            debug_assert!(aborted.last().is_none_or(|t| t.last_offset < e.last_offset));
-            aborted.push(AbortedTxn {
+            // Before the marker is visible: no read_committed fetch may see
+            // the aborted batches below a stable offset without this.
+            self.aborted.push(AbortedTxn {
                 producer_id,
                 first_offset: e.first_offset,
                 last_offset: e.last_offset,
@@ -643,6 +676,27 @@ impl Partition {
             });
         }
         Ok((appended, ended))
+    }
+
+    /// Writes the marker that ends `producer_id`'s transaction here and
+    /// waits until it (and for an abort, its aborted-transactions entry) is
+    /// as durable as a produce: what the coordinator waits for before it
+    /// completes the transaction.
+    pub async fn write_marker(
+        self: &Rc<Self>,
+        producer_id: i64,
+        epoch: i16,
+        marker: batch::Marker,
+        coordinator_epoch: i32,
+    ) -> Result<(), PartitionError> {
+        let (appended, ended) =
+            self.append_marker(producer_id, epoch, marker, coordinator_epoch)?;
+        self.flush_to(appended.next_offset, self.durable_level())
+            .await?;
+        if ended.is_some() && marker == batch::Marker::Abort {
+            self.aborted.sync().await?;
+        }
+        Ok(())
     }
 
     /// Kafka's last stable offset: below it every transaction has ended
@@ -862,7 +916,7 @@ impl Partition {
             Chain::from(records)
         };
         let aborted = if committed && !records.is_empty() {
-            txnindex::collect(&self.aborted.borrow(), offset, upper)
+            txnindex::collect(&self.aborted.entries(), offset, upper)
                 .into_iter()
                 .map(|t| (t.producer_id, t.first_offset))
                 .collect()
@@ -997,6 +1051,7 @@ impl Partition {
         self.data.notify_all();
         self.flush_to(next, Level::Written).await?;
         self.sync_now().await?;
+        self.aborted.close().await;
         self.log.close().await?;
         self.cache.clear();
         if let Some(l) = &self.labelled {
@@ -1786,16 +1841,34 @@ mod tests {
             );
             p.flush_to(m.next_offset, Level::Synced).await.unwrap();
             assert_eq!(p.last_stable_offset(), 2, "8's transaction is open");
+
+            // read_committed: up to the stable offset, 7's abort named.
+            let o = p.read_isolated(0, 1 << 20, true).await.unwrap();
+            assert_eq!((o.last_stable_offset, o.aborted.clone()), (2, vec![(7, 1)]));
+            let offsets: Vec<i64> = batch::split_batches(&o.records.to_bytes())
+                .unwrap()
+                .iter()
+                .map(|b| batch::BatchHeader::parse(b).unwrap().base_offset)
+                .collect();
+            assert_eq!(offsets, vec![0, 1], "nothing at or past the stable offset");
             p.close().await.unwrap();
 
             // Reopen: 8's transaction is open again (its batch and no
-            // marker), and its marker ends it.
-            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            // marker); 7's abort, whose entry was never synced (as after a
+            // crash between the marker and its entry), comes back from the
+            // log's tail.
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
             assert_eq!(p.last_stable_offset(), 2);
-            let (m, ended) = p.append_marker(8, 0, batch::Marker::Commit, 0).unwrap();
-            assert_eq!(ended.map(|e| e.first_offset), Some(2));
-            p.flush_to(m.next_offset, Level::Synced).await.unwrap();
+            let o = p.read_isolated(0, 1 << 20, true).await.unwrap();
+            assert_eq!(o.aborted, vec![(7, 1)]);
+            p.write_marker(8, 0, batch::Marker::Commit, 0)
+                .await
+                .unwrap();
             assert_eq!(p.last_stable_offset(), p.high_watermark());
+            // A second abort through write_marker: durable in the file.
+            p.open_txn(9, 0);
+            p.append(&txn_batch(5, 9, 0, 0)).unwrap(); // 6
+            p.write_marker(9, 0, batch::Marker::Abort, 0).await.unwrap(); // 7
             let stored = read_all(&p).await;
             assert_eq!(
                 batch::marker_of(stored[4].clone()),
@@ -1805,6 +1878,11 @@ mod tests {
                 batch::marker_of(stored[5].clone()),
                 Some(batch::Marker::Commit)
             );
+            p.close().await.unwrap();
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            let o = p.read_isolated(0, 1 << 20, true).await.unwrap();
+            assert_eq!(o.aborted, vec![(7, 1), (9, 6)]);
+            assert_eq!(o.last_stable_offset, 8);
         });
     }
 

@@ -252,6 +252,21 @@ impl Shard {
                     continue;
                 }
             };
+            if tp.topic == OFFSETS_TOPIC {
+                // A group's offsets partition (AddOffsetsToTxn): the
+                // transaction's held commits are the group coordinator's,
+                // here; no marker goes into the offsets log.
+                let r = match action {
+                    TxnAction::Open => Ok(()),
+                    TxnAction::End(outcome) => {
+                        self.groups
+                            .end_txn(&part, producer_id, outcome == crate::txn::Outcome::Commit)
+                            .await
+                    }
+                };
+                out.push((tp, r.err()));
+                continue;
+            }
             let r = match action {
                 TxnAction::Open => {
                     part.open_txn(producer_id, epoch);
@@ -262,13 +277,9 @@ impl Shard {
                         crate::txn::Outcome::Commit => crate::batch::Marker::Commit,
                         crate::txn::Outcome::Abort => crate::batch::Marker::Abort,
                     };
-                    match part.append_marker(producer_id, epoch, marker, 0) {
-                        Ok((appended, _ended)) => part
-                            .flush_to(appended.next_offset, part.durable_level())
-                            .await
-                            .map_err(|e| e.to_wire()),
-                        Err(e) => Err(e.to_wire()),
-                    }
+                    part.write_marker(producer_id, epoch, marker, 0)
+                        .await
+                        .map_err(|e| e.to_wire())
                 }
             };
             out.push((tp, r.err()));
@@ -664,6 +675,42 @@ impl Shard {
                     Err(e) => Some(e),
                 })
             }),
+            KafkaGroupCall::TxnOffsetCommit {
+                request,
+                producer_id,
+            } => Box::pin(async move {
+                let log = match shard.offsets_log(&request.group) {
+                    Ok(log) => log,
+                    Err(e) => {
+                        return KafkaGroupReply::TxnOffsetCommit(
+                            request
+                                .topics
+                                .iter()
+                                .map(|t| TopicPartitionErrors {
+                                    name: t.name.clone(),
+                                    partitions: t
+                                        .partitions
+                                        .iter()
+                                        .map(|p| PartitionError {
+                                            partition: p.partition,
+                                            error: Some(e.clone()),
+                                        })
+                                        .collect(),
+                                })
+                                .collect(),
+                        )
+                    }
+                };
+                let exists = |t: &str, p: u32| shard.owner(t, p).is_some();
+                match shard
+                    .groups
+                    .commit(&log, request, exists, Some(producer_id))
+                    .await
+                {
+                    Response::OffsetCommit(r) => KafkaGroupReply::TxnOffsetCommit(r),
+                    other => unreachable!("a commit answers OffsetCommit, not {other:?}"),
+                }
+            }),
             KafkaGroupCall::OffsetDelete { group, topics } => Box::pin(async move {
                 let log = match shard.offsets_log(&group) {
                     Ok(log) => log,
@@ -777,7 +824,7 @@ impl Shard {
                     let result = match shard.offsets_log(&c.group) {
                         Ok(log) => {
                             let exists = |t: &str, p: u32| shard.owner(t, p).is_some();
-                            Ok(shard.groups.commit(&log, c, exists).await)
+                            Ok(shard.groups.commit(&log, c, exists, None).await)
                         }
                         Err(e) => Err(e),
                     };

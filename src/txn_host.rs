@@ -25,11 +25,13 @@ use std::time::Duration;
 
 use crate::batch::{split_batches, BatchBuilder, Records};
 use crate::errors::ToWire;
+use crate::group::offsets::partition_for_group;
 use crate::group::TopicPartition;
 use crate::partition::Partition;
 use crate::producer_state::ProducerIds;
 use crate::protocol::{ErrorCode, WireError};
 use crate::rt;
+use crate::storage::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::txn::coordinator::{TxnListing, DEFAULT_ID_EXPIRATION_MS};
 use crate::txn::{log as txn_log, Outcome, TxnCoordinator, TxnError, TxnMeta, TxnState, TxnStep};
 
@@ -58,6 +60,14 @@ pub enum TxnCall {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     },
+    /// AddOffsetsToTxn: the group's offsets partition joins the
+    /// transaction (its TxnOffsetCommits take effect with it).
+    AddOffsets {
+        id: String,
+        producer_id: i64,
+        epoch: i16,
+        group: String,
+    },
     End {
         id: String,
         producer_id: i64,
@@ -80,6 +90,7 @@ impl TxnCall {
         match self {
             TxnCall::Init { id, .. }
             | TxnCall::Add { id, .. }
+            | TxnCall::AddOffsets { id, .. }
             | TxnCall::End { id, .. }
             | TxnCall::Describe(id) => Some(id),
             TxnCall::List { .. } => None,
@@ -94,6 +105,7 @@ pub enum TxnReply {
     /// AddPartitionsToTxn: each partition's result, in request order.
     Added(Vec<(TopicPartition, Option<WireError>)>),
     Ended(Result<(), WireError>),
+    OffsetsAdded(Result<(), WireError>),
     Described(Result<TxnMeta, WireError>),
     Listed(Vec<TxnListing>),
 }
@@ -306,6 +318,22 @@ impl TxnHost {
                 epoch,
                 partitions,
             } => TxnReply::Added(self.add(&id, producer_id, epoch, partitions, now).await),
+            TxnCall::AddOffsets {
+                id,
+                producer_id,
+                epoch,
+                group,
+            } => {
+                let tp = TopicPartition::new(
+                    OFFSETS_TOPIC,
+                    partition_for_group(&group, OFFSETS_PARTITIONS),
+                );
+                let r = self.add(&id, producer_id, epoch, vec![tp], now).await;
+                TxnReply::OffsetsAdded(match r.into_iter().next() {
+                    Some((_, Some(e))) => Err(e),
+                    _ => Ok(()),
+                })
+            }
             TxnCall::End {
                 id,
                 producer_id,

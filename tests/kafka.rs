@@ -209,6 +209,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::DescribeProducers as i16, 0, 0),
         (ApiKey::AddPartitionsToTxn as i16, 0, 3),
         (ApiKey::EndTxn as i16, 0, 4),
+        (ApiKey::AddOffsetsToTxn as i16, 0, 4),
+        (ApiKey::TxnOffsetCommit as i16, 0, 4),
         (ApiKey::DescribeTransactions as i16, 0, 0),
         (ApiKey::ListTransactions as i16, 0, 1),
     ];

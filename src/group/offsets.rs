@@ -12,6 +12,10 @@
 //!
 //! Key, version 1 (big-endian, as Kafka's own `__consumer_offsets` records):
 //! `u16 version | u16 len | group | u16 len | topic | u32 partition`.
+//! Key, version 2: a transaction's pending commit (TxnOffsetCommit), the
+//! version 1 key followed by `i64 producer_id`; its value is a committed
+//! offset's; it takes effect when the transaction commits (the caller then
+//! appends the version 1 record) and is deleted by a tombstone either way.
 //! Value, version 1: `u16 version | i64 offset | u64 commit_ts_ms | u16 len |
 //! metadata`. Version 2 (written since the Kafka door returns Kafka's
 //! `committed_leader_epoch`): version 1 followed by `i32 leader_epoch`
@@ -25,6 +29,8 @@ use thiserror::Error;
 use super::ids::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 pub const KEY_VERSION: u16 = 1;
+/// Keys of a transaction's pending commits.
+pub const PENDING_KEY_VERSION: u16 = 2;
 pub const VALUE_VERSION: u16 = 2;
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const MAX_METADATA_BYTES: usize = 4096;
@@ -281,10 +287,23 @@ pub fn partition_for_group(group: &str, partitions: u32) -> u32 {
     abs as u32 % partitions
 }
 
-/// Committed offsets of every group, as replayed from the offsets log.
+/// The key of a transaction's pending commit of `key`.
+pub fn encode_pending_key(key: &OffsetKey, producer_id: i64) -> Result<Bytes, OffsetError> {
+    let plain = encode_key(key)?;
+    let mut b = BytesMut::with_capacity(plain.len() + 8);
+    b.put_u16(PENDING_KEY_VERSION);
+    b.put_slice(&plain[2..]);
+    b.put_i64(producer_id);
+    Ok(b.freeze())
+}
+
+/// Committed offsets of every group, as replayed from the offsets log, and
+/// the transactions' pending ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OffsetTable {
     groups: BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>,
+    /// By producer id: what its open transaction committed (TxnOffsetCommit).
+    pending: BTreeMap<i64, BTreeMap<OffsetKey, CommittedOffset>>,
 }
 
 impl OffsetTable {
@@ -308,9 +327,75 @@ impl OffsetTable {
 
     /// Decodes and applies one record read from the offsets log.
     pub fn apply_record(&mut self, key: &[u8], value: Option<&[u8]>) -> Result<(), OffsetError> {
+        if key.len() >= 2 && u16::from_be_bytes([key[0], key[1]]) == PENDING_KEY_VERSION {
+            if key.len() < 10 {
+                return Err(corrupt("a pending key without its producer id"));
+            }
+            let (plain, pid) = key.split_at(key.len() - 8);
+            let mut k = plain.to_vec();
+            k[..2].copy_from_slice(&KEY_VERSION.to_be_bytes());
+            let (k, v) = decode(&k, value)?;
+            let pid = i64::from_be_bytes(pid.try_into().expect("8 bytes"));
+            self.apply_pending(pid, k, v);
+            return Ok(());
+        }
         let (k, v) = decode(key, value)?;
         self.apply(k, v);
         Ok(())
+    }
+
+    /// A transaction's pending commit (None: its tombstone).
+    pub fn apply_pending(
+        &mut self,
+        producer_id: i64,
+        key: OffsetKey,
+        value: Option<CommittedOffset>,
+    ) {
+        match value {
+            Some(v) => {
+                self.pending.entry(producer_id).or_default().insert(key, v);
+            }
+            None => {
+                if let Some(p) = self.pending.get_mut(&producer_id) {
+                    p.remove(&key);
+                    if p.is_empty() {
+                        self.pending.remove(&producer_id);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The records that end `producer_id`'s transaction here: for a commit
+    /// its pending offsets as committed ones, then (either way) a
+    /// tombstone for each pending key. Appended in this order and applied,
+    /// they leave no pending commit of the producer.
+    pub fn end_txn_records(
+        &self,
+        producer_id: i64,
+        commit: bool,
+    ) -> Result<Vec<(Bytes, Option<Bytes>)>, OffsetError> {
+        let Some(p) = self.pending.get(&producer_id) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::with_capacity(p.len() * 2);
+        if commit {
+            for (k, v) in p {
+                out.push((encode_key(k)?, Some(encode_value(v)?)));
+            }
+        }
+        for k in p.keys() {
+            out.push((encode_pending_key(k, producer_id)?, None));
+        }
+        Ok(out)
+    }
+
+    /// The offsets `producer_id`'s open transaction committed here.
+    pub fn pending_of(
+        &self,
+        producer_id: i64,
+    ) -> impl Iterator<Item = (&OffsetKey, &CommittedOffset)> + '_ {
+        self.pending.get(&producer_id).into_iter().flatten()
     }
 
     pub fn get(&self, group: &str, tp: &TopicPartition) -> Option<&CommittedOffset> {
@@ -364,6 +449,50 @@ mod tests {
             commit_ts_ms: 1,
             leader_epoch: -1,
         }
+    }
+
+    #[test]
+    fn a_transactions_pending_commits_apply_only_when_it_commits() {
+        let mut t = OffsetTable::default();
+        let c = commit("g", "t", 0, 40);
+        let pending = |pid: i64, offset: i64| {
+            let mut c = commit("g", "t", 0, offset);
+            c.metadata = format!("p{pid}");
+            (
+                encode_pending_key(&c.key(), pid).unwrap(),
+                encode_value(&c.value()).unwrap(),
+            )
+        };
+        let (k, v) = c.record().unwrap();
+        t.apply_record(&k, Some(&v)).unwrap();
+        for (pid, offset) in [(7, 50), (8, 60)] {
+            let (k, v) = pending(pid, offset);
+            t.apply_record(&k, Some(&v)).unwrap();
+        }
+        let tp = TopicPartition::new("t", 0);
+        assert_eq!(
+            t.get("g", &tp).unwrap().offset,
+            40,
+            "pending is not committed"
+        );
+        assert_eq!(t.pending_of(7).count(), 1);
+        // 7 commits: its offset, then its tombstone.
+        for (k, v) in t.end_txn_records(7, true).unwrap() {
+            t.apply_record(&k, v.as_deref()).unwrap();
+        }
+        assert_eq!(t.get("g", &tp).unwrap().offset, 50);
+        assert_eq!(t.pending_of(7).count(), 0);
+        // 8 aborts: only the tombstone.
+        let recs = t.end_txn_records(8, false).unwrap();
+        assert_eq!(recs.len(), 1);
+        for (k, v) in recs {
+            t.apply_record(&k, v.as_deref()).unwrap();
+        }
+        assert_eq!(t.get("g", &tp).unwrap().offset, 50);
+        assert_eq!(t.pending_of(8).count(), 0);
+        assert!(t.end_txn_records(9, true).unwrap().is_empty());
+        // A damaged pending key is an error, not a panic.
+        assert!(t.apply_record(&[0, 2, 0], None).is_err());
     }
 
     #[test]

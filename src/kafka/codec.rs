@@ -71,6 +71,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 4),
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 4),
     (ApiKey::EndTxn, 0, 4),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
@@ -270,6 +271,9 @@ pub fn decode_request(
             super::txn::decode_add_partitions(&mut body, version).map_err(malformed)?
         }
         ApiKey::EndTxn => super::txn::decode_end_txn(&mut body, version).map_err(malformed)?,
+        ApiKey::AddOffsetsToTxn => {
+            super::txn::decode_add_offsets(&mut body, version).map_err(malformed)?
+        }
         ApiKey::DescribeTransactions => {
             super::txn::decode_describe_transactions(&mut body, version).map_err(malformed)?
         }

@@ -207,6 +207,39 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     .with_partitions(vec![0, 1])]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::AddOffsetsToTxn => {
+            let r = kafka_protocol::messages::AddOffsetsToTxnRequest::default()
+                .with_transactional_id(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_static_str("txn-1"),
+                ))
+                .with_producer_id(kafka_protocol::messages::ProducerId(7))
+                .with_group_id(kafka_protocol::messages::GroupId(
+                    StrBytes::from_static_str("g"),
+                ));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::TxnOffsetCommit => {
+            use kafka_protocol::messages::txn_offset_commit_request::{
+                TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+            };
+            let r = kafka_protocol::messages::TxnOffsetCommitRequest::default()
+                .with_transactional_id(kafka_protocol::messages::TransactionalId(
+                    StrBytes::from_static_str("txn-1"),
+                ))
+                .with_group_id(kafka_protocol::messages::GroupId(
+                    StrBytes::from_static_str("g"),
+                ))
+                .with_producer_id(kafka_protocol::messages::ProducerId(7))
+                .with_generation_id(if v >= 3 { 3 } else { -1 })
+                .with_member_id(StrBytes::from_static_str(if v >= 3 { "m-1" } else { "" }))
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic("events"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(42)
+                        .with_committed_metadata(Some(StrBytes::from_static_str("m")))])]);
+            body(&|b| r.encode(b, v))
+        }
         ApiKey::EndTxn => {
             let r = kafka_protocol::messages::EndTxnRequest::default()
                 .with_transactional_id(kafka_protocol::messages::TransactionalId(

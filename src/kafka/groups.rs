@@ -73,6 +73,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
+    (ApiKey::TxnOffsetCommit, 0, 4),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -297,6 +298,47 @@ pub fn decode(
             }));
             Work::KafkaGroups {
                 kind: KafkaGroupKind::OffsetDelete,
+                shape,
+            }
+        }
+        ApiKey::TxnOffsetCommit => {
+            let r = kafka_protocol::messages::TxnOffsetCommitRequest::decode(body, version)?;
+            let shape: Shape = r
+                .topics
+                .iter()
+                .map(|t| {
+                    (
+                        s(&t.name.0),
+                        t.partitions.iter().map(|p| p.partition_index).collect(),
+                    )
+                })
+                .collect();
+            let request = protocol::OffsetCommitRequest {
+                group: s(&r.group_id.0),
+                // v3+ (KIP-447): the member, checked like OffsetCommit's;
+                // before, nobody is checked, as in Kafka.
+                member_id: s(&r.member_id),
+                member_epoch: r.generation_id,
+                topics: r
+                    .topics
+                    .iter()
+                    .map(|t| protocol::OffsetCommitTopic {
+                        name: s(&t.name.0),
+                        partitions: t
+                            .partitions
+                            .iter()
+                            .map(|p| protocol::OffsetCommitPartition {
+                                partition: u32::try_from(p.partition_index).unwrap_or(u32::MAX),
+                                offset: p.committed_offset,
+                                metadata: p.committed_metadata.as_ref().map(s).unwrap_or_default(),
+                                leader_epoch: p.committed_leader_epoch,
+                            })
+                            .collect(),
+                    })
+                    .collect(),
+            };
+            Work::KafkaGroups {
+                kind: KafkaGroupKind::TxnOffsetCommit(Box::new((request, r.producer_id.0))),
                 shape,
             }
         }
@@ -748,6 +790,27 @@ pub fn encode_kafka_groups(
                 shape.iter().map(|(g, _)| g.as_str()).zip(codes),
             ))
         }
+        ApiKey::TxnOffsetCommit => match replies.into_iter().next() {
+            Some(Ok(KafkaGroupReply::TxnOffsetCommit(topics))) => {
+                frame(&txn_offset_commit_response(
+                    topics
+                        .iter()
+                        .map(|t| {
+                            (
+                                t.name.as_str(),
+                                t.partitions
+                                    .iter()
+                                    .map(|p| (p.partition as i32, kafka_code(p.error.as_ref())))
+                                    .collect(),
+                            )
+                        })
+                        .collect(),
+                ))
+            }
+            Some(Ok(other)) => anyhow::bail!("{api:?}: unexpected group reply {other:?}"),
+            Some(Err(e)) => refuse(api, version, correlation_id, shape, kafka_code(Some(&e))),
+            None => anyhow::bail!("{api:?}: no reply"),
+        },
         ApiKey::OffsetDelete => {
             let result = match replies.into_iter().next() {
                 Some(Ok(KafkaGroupReply::OffsetDelete(r))) => r,
@@ -1051,8 +1114,42 @@ pub fn refuse(
             shape.iter().map(|(g, _)| (g.as_str(), error)),
         )),
         ApiKey::OffsetDelete => frame(&offset_delete_response(shape, error, &[])),
+        ApiKey::TxnOffsetCommit => frame(&txn_offset_commit_response(
+            shape
+                .iter()
+                .map(|(t, ps)| (t.as_str(), ps.iter().map(|&p| (p, error)).collect()))
+                .collect(),
+        )),
         _ => anyhow::bail!("{api:?} is not a group API"),
     }
+}
+
+/// TxnOffsetCommit's answer: each topic's partitions with their codes.
+fn txn_offset_commit_response(
+    topics: Vec<(&str, Vec<(i32, i16)>)>,
+) -> kafka_protocol::messages::TxnOffsetCommitResponse {
+    use kafka_protocol::messages::txn_offset_commit_response::{
+        TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+    };
+    let mut r = kafka_protocol::messages::TxnOffsetCommitResponse::default();
+    r.topics = topics
+        .into_iter()
+        .map(|(name, parts)| {
+            let mut t = TxnOffsetCommitResponseTopic::default();
+            t.name = topic_name(name);
+            t.partitions = parts
+                .into_iter()
+                .map(|(p, code)| {
+                    let mut x = TxnOffsetCommitResponsePartition::default();
+                    x.partition_index = p;
+                    x.error_code = code;
+                    x
+                })
+                .collect();
+            t
+        })
+        .collect();
+    r
 }
 
 #[cfg(test)]

@@ -17,10 +17,10 @@ use kafka_protocol::messages::describe_transactions_response::{
 };
 use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest,
-    DescribeTransactionsResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
-    TransactionalId,
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, ApiKey, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
 use kafka_protocol::protocol::{Decodable, StrBytes};
 use kafka_protocol::ResponseError;
@@ -38,7 +38,7 @@ use crate::txn_host::{TxnCall, TxnReply};
 fn code(api: ApiKey, version: i16, e: Option<&WireError>) -> i16 {
     let fenced_since = match api {
         ApiKey::InitProducerId => 4,
-        ApiKey::AddPartitionsToTxn | ApiKey::EndTxn => 2,
+        ApiKey::AddPartitionsToTxn | ApiKey::AddOffsetsToTxn | ApiKey::EndTxn => 2,
         _ => 0,
     };
     match e {
@@ -90,6 +90,16 @@ pub(super) fn decode_add_partitions(body: &mut Bytes, version: i16) -> anyhow::R
         producer_id: r.v3_and_below_producer_id.0,
         epoch: r.v3_and_below_producer_epoch,
         partitions,
+    }]))
+}
+
+pub(super) fn decode_add_offsets(body: &mut Bytes, version: i16) -> anyhow::Result<Work> {
+    let r = AddOffsetsToTxnRequest::decode(body, version)?;
+    Ok(Work::txn(vec![TxnCall::AddOffsets {
+        id: txn_id(&r.transactional_id),
+        producer_id: r.producer_id.0,
+        epoch: r.producer_epoch,
+        group: r.group_id.0.as_str().to_owned(),
     }]))
 }
 
@@ -217,6 +227,16 @@ pub(super) fn encode_txn(
             r.results_by_topic_v3_and_below = topics;
             encode_frame(api, version, correlation_id, &r)
         }
+        ApiKey::AddOffsetsToTxn => {
+            let result = match replies.into_iter().next() {
+                Some(Ok(TxnReply::OffsetsAdded(r))) => r,
+                Some(Ok(_)) | None => Err(unexpected()),
+                Some(Err(e)) => Err(e),
+            };
+            let mut r = AddOffsetsToTxnResponse::default();
+            r.error_code = code(api, version, result.as_ref().err());
+            encode_frame(api, version, correlation_id, &r)
+        }
         ApiKey::EndTxn => {
             let result = match replies.into_iter().next() {
                 Some(Ok(TxnReply::Ended(r))) => r,
@@ -331,6 +351,11 @@ pub(super) fn refuse(
             r.error_code = error;
             encode_frame(api, version, correlation_id, &r)
         }
+        ApiKey::AddOffsetsToTxn => {
+            let mut r = AddOffsetsToTxnResponse::default();
+            r.error_code = error;
+            encode_frame(api, version, correlation_id, &r)
+        }
         ApiKey::DescribeTransactions => encode_frame(
             api,
             version,
@@ -351,6 +376,7 @@ pub(super) fn is_txn_api(api: ApiKey) -> bool {
     matches!(
         api,
         ApiKey::AddPartitionsToTxn
+            | ApiKey::AddOffsetsToTxn
             | ApiKey::EndTxn
             | ApiKey::DescribeTransactions
             | ApiKey::ListTransactions

@@ -82,6 +82,9 @@ pub enum KafkaGroupKind {
     /// OffsetDelete: the shape's first entry names the group, the rest
     /// are the topics with their partitions.
     OffsetDelete,
+    /// TxnOffsetCommit: the commits and the producer id whose transaction
+    /// holds them.
+    TxnOffsetCommit(Box<(crate::protocol::OffsetCommitRequest, i64)>),
 }
 
 impl KafkaGroupKind {
@@ -97,6 +100,13 @@ impl KafkaGroupKind {
                 .iter()
                 .map(|(g, _)| KafkaGroupCall::Delete(g.clone()))
                 .collect(),
+            KafkaGroupKind::TxnOffsetCommit(c) => {
+                let (request, producer_id) = *c;
+                vec![KafkaGroupCall::TxnOffsetCommit {
+                    request,
+                    producer_id,
+                }]
+            }
             KafkaGroupKind::OffsetDelete => match shape.split_first() {
                 Some(((group, _), topics)) => vec![KafkaGroupCall::OffsetDelete {
                     group: group.clone(),

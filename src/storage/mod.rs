@@ -7,6 +7,7 @@
 //! Must never: touch a socket, assign offsets, or be used from a shard that
 //! does not own the partition (one writer per file, no locks).
 
+pub mod aborted;
 pub mod cleaner;
 pub mod compact;
 pub mod index;
