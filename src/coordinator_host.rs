@@ -375,7 +375,7 @@ impl CoordinatorHost {
                     }
                 })
                 .collect(),
-            offsets: self.all_committed(&c, group),
+            offsets: self.all_committed(&c, group, false),
         }
     }
 
@@ -790,13 +790,15 @@ impl CoordinatorHost {
         let c = self.coordinator.borrow();
         let committed = |topic: &str, p: u32| {
             let tp = TopicPartition::new(topic, p);
-            match c.committed(&r.group, &tp) {
+            let unstable = r.require_stable && c.offsets().is_pending(&r.group, &tp);
+            let mut o = match c.committed(&r.group, &tp) {
                 Some(v) => CommittedOffset {
                     partition: p,
                     offset: v.offset,
                     metadata: v.metadata.clone(),
                     commit_timestamp: v.commit_ts_ms as i64,
                     leader_epoch: v.leader_epoch,
+                    unstable: false,
                 },
                 None => CommittedOffset {
                     partition: p,
@@ -804,8 +806,11 @@ impl CoordinatorHost {
                     metadata: String::new(),
                     commit_timestamp: -1,
                     leader_epoch: -1,
+                    unstable: false,
                 },
-            }
+            };
+            o.unstable = unstable;
+            o
         };
         let out = match r.topics {
             Some(ts) => ts
@@ -819,12 +824,12 @@ impl CoordinatorHost {
                         .collect(),
                 })
                 .collect(),
-            None => self.all_committed(&c, &r.group),
+            None => self.all_committed(&c, &r.group, r.require_stable),
         };
         Response::OffsetFetch(out)
     }
 
-    fn all_committed(&self, c: &Coordinator, group: &str) -> Vec<CommittedTopic> {
+    fn all_committed(&self, c: &Coordinator, group: &str, r_stable: bool) -> Vec<CommittedTopic> {
         let mut out: Vec<CommittedTopic> = Vec::new();
         for (tp, v) in c.offsets().for_group(group) {
             let o = CommittedOffset {
@@ -833,6 +838,7 @@ impl CoordinatorHost {
                 metadata: v.metadata.clone(),
                 commit_timestamp: v.commit_ts_ms as i64,
                 leader_epoch: v.leader_epoch,
+                unstable: r_stable && c.offsets().is_pending(group, tp),
             };
             match out.last_mut() {
                 Some(t) if t.name == tp.topic => t.partitions.push(o),
@@ -934,7 +940,7 @@ impl CoordinatorHost {
                     }
                 })
                 .collect(),
-            offsets: self.all_committed(&c, group),
+            offsets: self.all_committed(&c, group, false),
         }
     }
 }

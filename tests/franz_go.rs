@@ -24,10 +24,6 @@ pub const FRANZ_GO: &str = "github.com/twmb/franz-go@v1.22.3";
 /// Tests left out, with why. Grow the suite by shrinking this list.
 const LEFT_OUT: &[(&str, &str)] = &[
     (
-        "TestTxnEtl",
-        "transactions (issue 22): the broker refuses transactional ids",
-    ),
-    (
         "Test848RegexBrokerResolves",
         "expects the broker to assign __consumer_offsets to a KIP-848 regex member; shardlog never gives a group the offsets topic",
     ),

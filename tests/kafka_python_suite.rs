@@ -32,14 +32,6 @@ const FILES: &[&str] = &[
 /// Tests left out on every broker, with why.
 const LEFT_OUT: &[(&str, &str)] = &[
     (
-        "test_producer_integration.py::test_transactional_producer_messages",
-        "transactions (issue 22)",
-    ),
-    (
-        "test_producer_integration.py::test_transactional_producer_offsets",
-        "transactions (issue 22)",
-    ),
-    (
         "test_admin_integration.py::test_create_describe_delete_acls",
         "ACLs (issue 23)",
     ),

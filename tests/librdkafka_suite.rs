@@ -31,7 +31,8 @@ const ALLOWED: &[&str] = &[
     "0035", "0036", "0038", "0039", "0040", "0041", "0042", "0044", "0045", "0048", "0050", "0051",
     "0054", "0055", "0056", "0057", "0059", "0060", "0061", "0063", "0064", "0065", "0067", "0069",
     "0070", "0073", "0083", "0084", "0085", "0086", "0089", "0090", "0091", "0093", "0099", "0102",
-    "0112", "0113", "0114", "0118", "0122", "0123", "0125", "0127", "0130", "0132", "0137", "0140",
+    "0112", "0113", "0114", "0118", "0122", "0123", "0125", "0127", "0129", "0130", "0132", "0137",
+    "0140",
 ];
 
 /// Tests of the suite's "noautocreate" scenario (a broker that does not
@@ -51,13 +52,12 @@ const LEFT_OUT: &[(&str, &str)] = &[
     ("0052", "msg_timestamps: runs Kafka's kafka-topics.sh (KAFKA_PATH), not installed here"),
     ("0077", "compaction: runs Kafka's kafka-topics.sh (KAFKA_PATH), not installed here"),
     ("0081", "admin: creates topics with a replication factor of the node count (2 here; shardlog keeps one copy) and manual replica assignments, and needs ACLs (issue 23)"),
-    ("0103", "transactions: transactions (issue 22): the broker refuses transactional ids"),
+    ("0103", "transactions: creates its topics with replication factor 3 (the suite's three-broker cluster)"),
     ("0107", "topic_recreate (noautocreate): creates its topics with replication factor 3 (the suite's three-broker cluster)"),
     ("0109", "auto_create_topics: runs Kafka's kafka-acls.sh (KAFKA_PATH), not installed here"),
     ("0111", "delay_create_topics (noautocreate): creates its topic with replication factor 3 (the suite's three-broker cluster)"),
     ("0115", "producer_auth: authentication and ACLs (issue 23)"),
     ("0119", "consumer_auth: authentication and ACLs (issue 23)"),
-    ("0129", "fetch_aborted_msgs: transactions (issue 22): the broker refuses transactional ids"),
     ("0135", "sasl_credentials: authentication and ACLs (issue 23)"),
     ("0139", "offset_validation_mock: runs against librdkafka's own mock cluster, not the broker (and on a slow machine its mock cluster's threads outlive the runner's exit check: CI failed once so)"),
     ("0142", "reauthentication: authentication and ACLs (issue 23)"),

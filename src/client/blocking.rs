@@ -421,6 +421,7 @@ impl Client {
         match self.call(Request::OffsetFetch(OffsetFetchRequest {
             group: group.to_owned(),
             topics,
+            require_stable: false,
         }))? {
             Response::OffsetFetch(ts) => Ok(ts),
             _ => Err(ClientError::WrongKind("OffsetFetch")),

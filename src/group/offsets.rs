@@ -390,6 +390,16 @@ impl OffsetTable {
         Ok(out)
     }
 
+    /// Whether a transaction's commit of the group's partition is pending
+    /// (KIP-447's unstable offset).
+    pub fn is_pending(&self, group: &str, tp: &TopicPartition) -> bool {
+        let key = OffsetKey {
+            group: group.to_string(),
+            tp: tp.clone(),
+        };
+        self.pending.values().any(|p| p.contains_key(&key))
+    }
+
     /// The offsets `producer_id`'s open transaction committed here.
     pub fn pending_of(
         &self,

@@ -260,6 +260,8 @@ pub fn decode(
                 Request::OffsetFetch(protocol::OffsetFetchRequest {
                     group: s(&r.group_id.0),
                     topics,
+                    // v7+ (KIP-447); false before.
+                    require_stable: r.require_stable,
                 }),
                 shape,
             )
@@ -709,6 +711,9 @@ pub fn encode(
                             y.partition_index = p.partition as i32;
                             y.committed_offset = p.offset;
                             y.committed_leader_epoch = p.leader_epoch;
+                            if p.unstable {
+                                y.error_code = ResponseError::UnstableOffsetCommit.code();
+                            }
                             y.metadata = Some(str_bytes(&p.metadata));
                             y
                         })

@@ -65,6 +65,7 @@ fn committed<'a>(
                             metadata: Some(metadata),
                             commit_timestamp: p.commit_timestamp,
                             leader_epoch: p.leader_epoch,
+                            unstable: p.unstable,
                         },
                     )
                 })
@@ -100,6 +101,7 @@ fn committed_of(
                     metadata: p.metadata().unwrap_or("").to_owned(),
                     commit_timestamp: p.commit_timestamp(),
                     leader_epoch: p.leader_epoch(),
+                    unstable: p.unstable(),
                 })
                 .collect(),
         })
@@ -224,6 +226,7 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                     &fb::OffsetFetchRequestArgs {
                         group: Some(group),
                         topics,
+                        require_stable: f.require_stable,
                     },
                 )
                 .as_union_value(),
@@ -313,6 +316,7 @@ pub(super) fn decode_request(
             Request::OffsetFetch(OffsetFetchRequest {
                 group: group_of(f.group())?,
                 topics: topic_partitions_of(f.topics()),
+                require_stable: f.require_stable(),
             })
         }
         fb::Request::ListGroupsRequest => Request::ListGroups,
@@ -663,10 +667,12 @@ mod tests {
             Request::OffsetFetch(OffsetFetchRequest {
                 group: "g".into(),
                 topics: None,
+                require_stable: false,
             }),
             Request::OffsetFetch(OffsetFetchRequest {
                 group: "g".into(),
                 topics: Some(tps()),
+                require_stable: true,
             }),
             Request::ListGroups,
             Request::DescribeGroups(vec!["g".into(), "h".into()]),
@@ -692,6 +698,7 @@ mod tests {
                 metadata: "m".into(),
                 commit_timestamp: 1_700_000_000_000,
                 leader_epoch: 2,
+                unstable: true,
             }],
         }];
         let resps = vec![

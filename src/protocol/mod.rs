@@ -699,6 +699,9 @@ pub struct OffsetFetchRequest {
     pub group: String,
     /// `None`: everything the group committed.
     pub topics: Option<Vec<TopicPartitions>>,
+    /// KIP-447: partitions with a transaction's commit pending answer
+    /// `unstable` (the consumer retries) instead of the older offset.
+    pub require_stable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -710,6 +713,9 @@ pub struct CommittedOffset {
     pub commit_timestamp: i64,
     /// The leader epoch committed with the offset; -1: none.
     pub leader_epoch: i32,
+    /// Asked with `require_stable` while a transaction's commit of this
+    /// partition is pending: retry.
+    pub unstable: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9707,6 +9707,7 @@ impl<'a> ::flatbuffers::Follow<'a> for OffsetFetchRequest<'a> {
 impl<'a> OffsetFetchRequest<'a> {
   pub const VT_GROUP: ::flatbuffers::VOffsetT = 4;
   pub const VT_TOPICS: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REQUIRE_STABLE: ::flatbuffers::VOffsetT = 8;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9720,6 +9721,7 @@ impl<'a> OffsetFetchRequest<'a> {
     let mut builder = OffsetFetchRequestBuilder::new(_fbb);
     if let Some(x) = args.topics { builder.add_topics(x); }
     if let Some(x) = args.group { builder.add_group(x); }
+    builder.add_require_stable(args.require_stable);
     builder.finish()
   }
 
@@ -9739,6 +9741,15 @@ impl<'a> OffsetFetchRequest<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitions>>>>(OffsetFetchRequest::VT_TOPICS, None)}
   }
+  /// KIP-447: a partition with a transaction's commit still pending answers
+  /// `unstable` instead of its offset (the consumer retries).
+  #[inline]
+  pub fn require_stable(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(OffsetFetchRequest::VT_REQUIRE_STABLE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
@@ -9749,6 +9760,7 @@ impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
     v.visit_table(pos)?
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("group", Self::VT_GROUP, false)?
      .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TopicPartitions>>>>("topics", Self::VT_TOPICS, false)?
+     .visit_field::<bool>("require_stable", Self::VT_REQUIRE_STABLE, false)?
      .finish();
     Ok(())
   }
@@ -9756,6 +9768,7 @@ impl ::flatbuffers::Verifiable for OffsetFetchRequest<'_> {
 pub struct OffsetFetchRequestArgs<'a> {
     pub group: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TopicPartitions<'a>>>>>,
+    pub require_stable: bool,
 }
 impl<'a> Default for OffsetFetchRequestArgs<'a> {
   #[inline]
@@ -9763,6 +9776,7 @@ impl<'a> Default for OffsetFetchRequestArgs<'a> {
     OffsetFetchRequestArgs {
       group: None,
       topics: None,
+      require_stable: false,
     }
   }
 }
@@ -9779,6 +9793,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> OffsetFetchRequestBuilder<'a,
   #[inline]
   pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TopicPartitions<'b >>>>) {
     self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(OffsetFetchRequest::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn add_require_stable(&mut self, require_stable: bool) {
+    self.fbb_.push_slot::<bool>(OffsetFetchRequest::VT_REQUIRE_STABLE, require_stable, false);
   }
   #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> OffsetFetchRequestBuilder<'a, 'b, A> {
@@ -9800,6 +9818,7 @@ impl ::core::fmt::Debug for OffsetFetchRequest<'_> {
     let mut ds = f.debug_struct("OffsetFetchRequest");
       ds.field("group", &self.group());
       ds.field("topics", &self.topics());
+      ds.field("require_stable", &self.require_stable());
       ds.finish()
   }
 }
@@ -9824,6 +9843,7 @@ impl<'a> CommittedOffset<'a> {
   pub const VT_METADATA: ::flatbuffers::VOffsetT = 8;
   pub const VT_COMMIT_TIMESTAMP: ::flatbuffers::VOffsetT = 10;
   pub const VT_LEADER_EPOCH: ::flatbuffers::VOffsetT = 12;
+  pub const VT_UNSTABLE: ::flatbuffers::VOffsetT = 14;
 
   #[inline]
   pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
@@ -9840,6 +9860,7 @@ impl<'a> CommittedOffset<'a> {
     builder.add_leader_epoch(args.leader_epoch);
     if let Some(x) = args.metadata { builder.add_metadata(x); }
     builder.add_partition(args.partition);
+    builder.add_unstable(args.unstable);
     builder.finish()
   }
 
@@ -9881,6 +9902,15 @@ impl<'a> CommittedOffset<'a> {
     // which contains a valid value in this slot
     unsafe { self._tab.get::<i32>(CommittedOffset::VT_LEADER_EPOCH, Some(-1)).unwrap()}
   }
+  /// Asked with require_stable: a transaction's commit of this partition
+  /// is pending (Kafka's UNSTABLE_OFFSET_COMMIT); retry.
+  #[inline]
+  pub fn unstable(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(CommittedOffset::VT_UNSTABLE, Some(false)).unwrap()}
+  }
 }
 
 impl ::flatbuffers::Verifiable for CommittedOffset<'_> {
@@ -9894,6 +9924,7 @@ impl ::flatbuffers::Verifiable for CommittedOffset<'_> {
      .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("metadata", Self::VT_METADATA, false)?
      .visit_field::<i64>("commit_timestamp", Self::VT_COMMIT_TIMESTAMP, false)?
      .visit_field::<i32>("leader_epoch", Self::VT_LEADER_EPOCH, false)?
+     .visit_field::<bool>("unstable", Self::VT_UNSTABLE, false)?
      .finish();
     Ok(())
   }
@@ -9904,6 +9935,7 @@ pub struct CommittedOffsetArgs<'a> {
     pub metadata: Option<::flatbuffers::WIPOffset<&'a str>>,
     pub commit_timestamp: i64,
     pub leader_epoch: i32,
+    pub unstable: bool,
 }
 impl<'a> Default for CommittedOffsetArgs<'a> {
   #[inline]
@@ -9914,6 +9946,7 @@ impl<'a> Default for CommittedOffsetArgs<'a> {
       metadata: None,
       commit_timestamp: -1,
       leader_epoch: -1,
+      unstable: false,
     }
   }
 }
@@ -9944,6 +9977,10 @@ impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> CommittedOffsetBuilder<'a, 'b
     self.fbb_.push_slot::<i32>(CommittedOffset::VT_LEADER_EPOCH, leader_epoch, -1);
   }
   #[inline]
+  pub fn add_unstable(&mut self, unstable: bool) {
+    self.fbb_.push_slot::<bool>(CommittedOffset::VT_UNSTABLE, unstable, false);
+  }
+  #[inline]
   pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> CommittedOffsetBuilder<'a, 'b, A> {
     let start = _fbb.start_table();
     CommittedOffsetBuilder {
@@ -9966,6 +10003,7 @@ impl ::core::fmt::Debug for CommittedOffset<'_> {
       ds.field("metadata", &self.metadata());
       ds.field("commit_timestamp", &self.commit_timestamp());
       ds.field("leader_epoch", &self.leader_epoch());
+      ds.field("unstable", &self.unstable());
       ds.finish()
   }
 }
