@@ -1842,7 +1842,15 @@ fn kafka_python_group_shares_partitions_and_reads_everything_once() {
     }
     assert!(
         !m0.values().is_empty() && !m1.values().is_empty(),
-        "both members read"
+        "both members read: {:?}\n{:?}",
+        m0.seen
+            .iter()
+            .filter(|l| !l.contains("\"value\""))
+            .collect::<Vec<_>>(),
+        m1.seen
+            .iter()
+            .filter(|l| !l.contains("\"value\""))
+            .collect::<Vec<_>>()
     );
     let mut got: Vec<String> = m0.values().into_iter().chain(m1.values()).collect();
     got.sort();

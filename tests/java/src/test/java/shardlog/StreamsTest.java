@@ -33,11 +33,24 @@ import org.apache.kafka.streams.kstream.Produced;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
-/** A Kafka Streams word count (at_least_once, a repartition topic, a changelog). */
+/**
+ * A Kafka Streams word count (a repartition topic, a changelog), at_least_once and
+ * exactly_once_v2 (transactions: the counts read read_committed).
+ */
 class StreamsTest {
   @Test
   @Timeout(120)
   void wordCountWithARepartitionTopicPurgedByDeleteRecords() throws Exception {
+    wordCount(StreamsConfig.AT_LEAST_ONCE);
+  }
+
+  @Test
+  @Timeout(120)
+  void wordCountExactlyOnceV2() throws Exception {
+    wordCount(StreamsConfig.EXACTLY_ONCE_V2);
+  }
+
+  private void wordCount(String guarantee) throws Exception {
     String id = "wc-" + UUID.randomUUID().toString().substring(0, 8);
     String in = id + "-in";
     String out = id + "-out";
@@ -73,6 +86,7 @@ class StreamsTest {
     Properties sp = new Properties();
     sp.putAll(common);
     sp.put(StreamsConfig.APPLICATION_ID_CONFIG, id);
+    sp.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
     sp.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
     sp.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
     sp.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
@@ -94,6 +108,8 @@ class StreamsTest {
       Properties cp = new Properties();
       cp.putAll(common);
       cp.put(ConsumerConfig.GROUP_ID_CONFIG, id + "-reader");
+      // Under exactly_once_v2 only committed counts are results.
+      cp.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
       cp.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
       cp.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
       cp.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
