@@ -98,7 +98,11 @@ fn results(log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
 /// passed.
 fn run_against(dir: &std::path::Path, shards: &str, left_out: &[(&str, &str)]) -> usize {
     let data = data_dir();
-    let (b, kafka, _) = common::kafka::suite_broker(data.path(), shards, &[]);
+    // Kafka's test fixture creates topics with 4 partitions
+    // (`num.partitions`); the offsets test commits to partition 1 of an
+    // auto-created topic.
+    let (b, kafka, _) =
+        common::kafka::suite_broker(data.path(), shards, &["--num-partitions", "4"]);
     let mut cmd = Command::new("python3");
     cmd.args(["-m", "pytest", "-v", "-p", "no:cacheprovider", "--tb=short"])
         .args(["--timeout", "120", "-o", "log_level=WARNING"])
