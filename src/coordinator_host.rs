@@ -20,7 +20,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use crate::batch::{split_batches, BatchBuilder, Records};
+use crate::batch::BatchBuilder;
 use crate::errors::ToWire;
 use crate::group::classic::ClassicDescription;
 use crate::group::classic::{
@@ -33,9 +33,6 @@ use crate::group::{
 use crate::partition::Partition;
 use crate::protocol::*;
 use crate::rt;
-
-/// Most bytes read from an offsets partition at once while replaying it.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 
 /// How often members' sessions and poll intervals are checked.
 pub const EXPIRY_CHECK_MS: u64 = 100;
@@ -194,41 +191,19 @@ impl CoordinatorHost {
     /// tombstone, in log order. A record that does not decode is skipped
     /// with a warning (the batch CRC passed, so it was written that way).
     pub async fn replay(&self, part: &Partition) -> Result<u64, String> {
-        let mut offset = part.log_start_offset();
         let mut applied = 0u64;
-        loop {
-            let out = part
-                .read(offset, REPLAY_READ_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            if out.records.is_empty() {
-                break;
+        part.for_each_keyed_record(|key, value, offset| {
+            match self.coordinator.borrow_mut().apply(key, value) {
+                Ok(()) => applied += 1,
+                Err(e) => tracing::warn!(
+                    shard = self.shard_id,
+                    partition = part.id(),
+                    offset,
+                    "skipping an offsets record that does not decode: {e}"
+                ),
             }
-            let batches = split_batches(&out.records.to_bytes()).map_err(|e| e.to_string())?;
-            for b in batches {
-                let records = Records::new(b).map_err(|e| e.to_string())?;
-                let last = records.header().last_offset();
-                for rec in records {
-                    let rec = rec.map_err(|e| e.to_string())?;
-                    let Some(key) = rec.key else { continue };
-                    if let Err(e) = self
-                        .coordinator
-                        .borrow_mut()
-                        .apply(&key, rec.value.as_deref())
-                    {
-                        tracing::warn!(
-                            shard = self.shard_id,
-                            partition = part.id(),
-                            offset = rec.offset,
-                            "skipping an offsets record that does not decode: {e}"
-                        );
-                        continue;
-                    }
-                    applied += 1;
-                }
-                offset = last + 1;
-            }
-        }
+        })
+        .await?;
         Ok(applied)
     }
 

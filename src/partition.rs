@@ -932,6 +932,36 @@ impl Partition {
         })
     }
 
+    /// Every keyed record from the log start to the high watermark, in log
+    /// order, as (key, value, offset): what a coordinator replays its
+    /// internal log with. Reads 1 MiB at a time.
+    pub async fn for_each_keyed_record(
+        &self,
+        mut f: impl FnMut(&[u8], Option<&[u8]>, i64),
+    ) -> Result<(), String> {
+        let mut offset = self.log_start_offset();
+        loop {
+            let out = self
+                .read(offset, 1 << 20)
+                .await
+                .map_err(|e| e.to_string())?;
+            if out.records.is_empty() {
+                return Ok(());
+            }
+            for b in batch::split_batches(&out.records.to_bytes()).map_err(|e| e.to_string())? {
+                let records = Records::new(b).map_err(|e| e.to_string())?;
+                let last = records.header().last_offset();
+                for rec in records {
+                    let rec = rec.map_err(|e| e.to_string())?;
+                    if let Some(key) = &rec.key {
+                        f(key, rec.value.as_deref(), rec.offset);
+                    }
+                }
+                offset = last + 1;
+            }
+        }
+    }
+
     /// The first offset whose record timestamp is at or after `target`, with
     /// that timestamp (Kafka's ListOffsets by time); None when every visible
     /// record is older.

@@ -170,55 +170,34 @@ impl Shard {
                     detail,
                 })?;
         }
-        // Committed offsets of the groups coordinated here, before any
-        // client can ask for them.
-        let logs: Vec<Rc<Partition>> = shard
-            .topics
-            .borrow()
-            .get(OFFSETS_TOPIC)
-            .map(|t| t.partitions.iter().flatten().cloned().collect())
-            .unwrap_or_default();
-        for log in logs {
-            let n = shard
-                .groups
-                .replay(&log)
-                .await
+        // Committed offsets of the groups and the transactions coordinated
+        // here, before any client can ask for them.
+        for topic in [OFFSETS_TOPIC, TXN_TOPIC] {
+            let logs: Vec<Rc<Partition>> = shard
+                .topics
+                .borrow()
+                .get(topic)
+                .map(|t| t.partitions.iter().flatten().cloned().collect())
+                .unwrap_or_default();
+            for log in logs {
+                let n = if topic == OFFSETS_TOPIC {
+                    shard.groups.replay(&log).await
+                } else {
+                    shard.txns.replay(&log).await
+                }
                 .map_err(|detail| StorageError::Corrupt {
                     path: log.dir().to_path_buf(),
                     detail,
                 })?;
-            if n > 0 {
-                tracing::info!(
-                    shard = id,
-                    partition = log.id(),
-                    records = n,
-                    "committed offsets loaded"
-                );
-            }
-        }
-        // The transactions coordinated here, likewise.
-        let logs: Vec<Rc<Partition>> = shard
-            .topics
-            .borrow()
-            .get(TXN_TOPIC)
-            .map(|t| t.partitions.iter().flatten().cloned().collect())
-            .unwrap_or_default();
-        for log in logs {
-            let n = shard
-                .txns
-                .replay(&log)
-                .await
-                .map_err(|detail| StorageError::Corrupt {
-                    path: log.dir().to_path_buf(),
-                    detail,
-                })?;
-            if n > 0 {
-                tracing::info!(
-                    shard = id,
-                    partition = log.id(),
-                    records = n,
-                    "transactions loaded"
-                );
+                if n > 0 {
+                    tracing::info!(
+                        shard = id,
+                        topic,
+                        partition = log.id(),
+                        records = n,
+                        "coordinator state loaded"
+                    );
+                }
             }
         }
         Ok(shard)

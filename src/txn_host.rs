@@ -23,7 +23,7 @@ use std::pin::Pin;
 use std::rc::{Rc, Weak};
 use std::time::Duration;
 
-use crate::batch::{split_batches, BatchBuilder, Records};
+use crate::batch::BatchBuilder;
 use crate::errors::ToWire;
 use crate::group::offsets::partition_for_group;
 use crate::group::TopicPartition;
@@ -35,9 +35,6 @@ use crate::storage::{OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 use crate::txn::coordinator::{TxnListing, DEFAULT_ID_EXPIRATION_MS};
 use crate::txn::{log as txn_log, Outcome, TxnCoordinator, TxnError, TxnMeta, TxnState, TxnStep};
 
-/// Most bytes read from a transaction log partition at once while
-/// replaying it.
-const REPLAY_READ_BYTES: usize = 1 << 20;
 /// How often open transactions are checked against their timeout (Kafka's
 /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` is 10 s;
 /// a shorter check aborts closer to the timeout).
@@ -189,39 +186,20 @@ impl TxnHost {
     /// for writes. Returns the records applied.
     pub async fn replay(&self, part: &Rc<Partition>) -> Result<u64, String> {
         self.logs.borrow_mut().insert(part.id(), part.clone());
-        let mut offset = part.log_start_offset();
         let mut applied = 0u64;
-        loop {
-            let out = part
-                .read(offset, REPLAY_READ_BYTES)
-                .await
-                .map_err(|e| e.to_string())?;
-            if out.records.is_empty() {
-                break;
+        part.for_each_keyed_record(|key, value, offset| match txn_log::decode(key, value) {
+            Ok((id, meta)) => {
+                self.coordinator.borrow_mut().apply(&id, meta);
+                applied += 1;
             }
-            let batches = split_batches(&out.records.to_bytes()).map_err(|e| e.to_string())?;
-            for b in batches {
-                let records = Records::new(b).map_err(|e| e.to_string())?;
-                let last = records.header().last_offset();
-                for rec in records {
-                    let rec = rec.map_err(|e| e.to_string())?;
-                    let Some(key) = rec.key else { continue };
-                    match txn_log::decode(&key, rec.value.as_deref()) {
-                        Ok((id, meta)) => {
-                            self.coordinator.borrow_mut().apply(&id, meta);
-                            applied += 1;
-                        }
-                        Err(e) => tracing::warn!(
-                            shard = self.shard_id,
-                            partition = part.id(),
-                            offset = rec.offset,
-                            "skipping a transaction record that does not decode: {e}"
-                        ),
-                    }
-                }
-                offset = last + 1;
-            }
-        }
+            Err(e) => tracing::warn!(
+                shard = self.shard_id,
+                partition = part.id(),
+                offset,
+                "skipping a transaction record that does not decode: {e}"
+            ),
+        })
+        .await?;
         Ok(applied)
     }
 
