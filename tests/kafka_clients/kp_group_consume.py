@@ -70,8 +70,12 @@ class Listener(ConsumerRebalanceListener):
 def member(i):
     c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
                       client_id=f"kp-member-{i}", enable_auto_commit=False,
-                      auto_offset_reset="earliest", session_timeout_ms=6000,
-                      heartbeat_interval_ms=300,
+                      auto_offset_reset="earliest",
+                      # Generous: on CI's two busy cores a member's heartbeat
+                      # thread was once starved past a 6 s session and the
+                      # member expired. Members leave explicitly at the end,
+                      # so nothing here waits out the session.
+                      session_timeout_ms=30000, heartbeat_interval_ms=1000,
                       partition_assignment_strategy=[RangePartitionAssignor])
     try:
         # Know the topic's partitions before joining: a leader without them

@@ -11,6 +11,7 @@ import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -18,6 +19,10 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.UUID;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.connect.cli.ConnectDistributed;
 import org.apache.kafka.connect.runtime.Connect;
@@ -62,6 +67,51 @@ class ConnectTest {
       Thread.sleep(200);
     }
     return code;
+  }
+
+  /**
+   * Waits until the sink's group has committed the whole topic and the source's last position
+   * ({@code "line": n}) is in Connect's offsets topic.
+   */
+  static void awaitCommitted(String id, String topic, int n, long deadline) throws Exception {
+    Properties ap = new Properties();
+    ap.put("bootstrap.servers", ClientsTest.bootstrap());
+    try (Admin admin = Admin.create(ap)) {
+      long sunk = -1;
+      while (sunk < n && System.currentTimeMillis() < deadline) {
+        var offsets =
+            admin.listConsumerGroupOffsets("connect-sink").partitionsToOffsetAndMetadata().get();
+        sunk =
+            offsets.entrySet().stream()
+                .filter(e -> e.getKey().topic().equals(topic) && e.getValue() != null)
+                .mapToLong(e -> e.getValue().offset())
+                .sum();
+        if (sunk < n) {
+          Thread.sleep(100);
+        }
+      }
+      assertEquals(n, sunk, "the sink committed every line before the restart");
+    }
+    Properties cp = new Properties();
+    cp.put("bootstrap.servers", ClientsTest.bootstrap());
+    cp.put("key.deserializer", StringDeserializer.class.getName());
+    cp.put("value.deserializer", StringDeserializer.class.getName());
+    String want = "\"line\":" + n;
+    try (KafkaConsumer<String, String> c = new KafkaConsumer<>(cp)) {
+      List<TopicPartition> parts = new ArrayList<>();
+      for (var p : c.partitionsFor(id + "-offsets")) {
+        parts.add(new TopicPartition(p.topic(), p.partition()));
+      }
+      c.assign(parts);
+      c.seekToBeginning(parts);
+      boolean stored = false;
+      while (!stored && System.currentTimeMillis() < deadline) {
+        for (ConsumerRecord<String, String> r : c.poll(Duration.ofMillis(100))) {
+          stored |= r.value() != null && r.value().contains(want);
+        }
+      }
+      assertTrue(stored, "the source's position " + want + " was stored before the restart");
+    }
   }
 
   @Test
@@ -136,6 +186,11 @@ class ConnectTest {
       // arrive, none twice.
       String control = System.getenv("SHARDLOG_CONTROL");
       if (control != null) {
+        // Connect is at least once: what a task did not commit before the
+        // broker goes away is done again (on Kafka too). The restart comes
+        // once both tasks' progress is stored, so a line seen twice after it
+        // is the broker's fault.
+        awaitCommitted(id, topic, lines.size(), deadline);
         Path ask = Path.of(control, "restart");
         Path done = Path.of(control, "restarted");
         Files.writeString(ask, "please");
