@@ -169,6 +169,10 @@ impl BatchHeader {
         self.attributes & ATTR_CONTROL != 0
     }
 
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
     /// When the log cleaner may drop this batch's tombstones (KIP-534).
     pub fn delete_horizon(&self) -> Option<i64> {
         (self.attributes & ATTR_DELETE_HORIZON != 0).then_some(self.base_timestamp)

@@ -36,7 +36,8 @@ use crate::storage::aborted::AbortedLog;
 pub use crate::storage::log::{IoCounts, Retained};
 use crate::storage::log::{Log, StageError, Visible};
 use crate::storage::meta::LogConfig;
-use crate::storage::txnindex::{self, AbortedTxn};
+use crate::storage::txnindex::{self, AbortedTxn, OpenTxns};
+use crate::storage::txnopen::TxnSnapshots;
 use crate::storage::{cleaner, compact};
 use crate::storage::{partition_dir, segment, StorageError};
 
@@ -210,6 +211,11 @@ pub struct ReadOutput {
 /// after a restart is recognised if its original lies in this window).
 pub const PRODUCER_REBUILD_BYTES: u64 = 16 << 20;
 
+/// Appended bytes between two records of the open transactions (while any
+/// are open): half the replay window, so that a transaction older than the
+/// window was recorded at an offset inside it.
+pub const TXN_RECORD_EVERY: u64 = PRODUCER_REBUILD_BYTES / 2;
+
 /// Bytes of a batch the broker rewrites: base offset and leader epoch.
 const PATCHED_PREFIX_BYTES: usize = 16;
 
@@ -246,6 +252,11 @@ struct State {
     /// Idempotent producers' last batches: checked and updated in the same
     /// synchronous step as the append (`append`).
     producers: ProducerStates,
+    /// Bytes appended since the last open-transactions check point.
+    since_txn_record: u64,
+    /// The open transactions at a check point, waiting for what lies
+    /// below it to be durable before `txn_records` writes them.
+    txn_record: Option<OpenTxns>,
 }
 
 impl State {
@@ -283,6 +294,9 @@ pub struct Partition {
     /// Aborted transactions in marker order, for read_committed fetches
     /// (Kafka's `.txnindex` entries, in memory and in one file).
     aborted: AbortedLog,
+    /// The open transactions every `TXN_RECORD_EVERY` bytes, so that a
+    /// restart knows those older than the tail it replays.
+    txn_records: TxnSnapshots,
 }
 
 /// The topic settings a partition applies now: changed live by
@@ -340,11 +354,29 @@ impl Partition {
         .await?;
         let next = log.next_offset();
         let mut producers = ProducerStates::default();
+        // Transactions open at the newest record seed the state, and the
+        // replay starts at or below the record's offset: it ends those that
+        // ended since and sees every one begun since.
+        let (txn_records, record) = TxnSnapshots::load(log.dir()).await?;
+        let mut window = PRODUCER_REBUILD_BYTES;
+        match record {
+            Some(r) if r.at > next => tracing::warn!(
+                "{topic}/{id}: the open-transactions record at {} is past the log's end {next}; not used",
+                r.at
+            ),
+            Some(r) if !r.txns.is_empty() => {
+                for &(pid, epoch, first) in &r.txns {
+                    producers.seed_open(pid, epoch, first);
+                }
+                window = window.max(log.bytes_from(r.at));
+            }
+            _ => {}
+        }
         // Transactions the log's tail ends (with what stayed open after
         // each): an abort among them that its file lacks (a crash between
         // the marker's fdatasync and its entry's) is added below.
         let mut ended: Vec<(EndedTxn, i64)> = Vec::new();
-        log.replay_tail_headers(PRODUCER_REBUILD_BYTES, |h| {
+        log.replay_tail_headers(window, |h| {
             if h.is_control() && h.producer_id >= 0 {
                 if let Some(e) = producers.end_txn(h.producer_id, h.producer_epoch, h.base_offset) {
                     let lso = producers
@@ -380,6 +412,16 @@ impl Partition {
             }
         }
         aborted.sync().await?;
+        let open = producers.open_txns();
+        if txn_records.due(open.len()) {
+            // From here a later restart replays no further back than now.
+            txn_records
+                .write(&OpenTxns {
+                    at: next,
+                    txns: open,
+                })
+                .await?;
+        }
         if !producers.is_empty() {
             tracing::debug!(
                 "{topic}/{id}: {} idempotent producers rebuilt from the last {} bytes",
@@ -412,6 +454,8 @@ impl Partition {
                 failed: None,
                 closing: false,
                 producers,
+                since_txn_record: 0,
+                txn_record: None,
             }),
             counted: Cell::default(),
             data: Rc::default(),
@@ -419,6 +463,7 @@ impl Partition {
             cache,
             cleaner,
             aborted,
+            txn_records,
         }))
     }
 
@@ -616,6 +661,18 @@ impl Partition {
         }
         assert_eq!(offset, st.next_offset, "offsets follow the headers");
         assert_eq!(pos, records.len(), "every validated byte is appended");
+        st.since_txn_record += pos as u64;
+        if st.since_txn_record >= TXN_RECORD_EVERY {
+            st.since_txn_record = 0;
+            let open = st.producers.open_txns();
+            if self.txn_records.due(open.len()) {
+                // Written by the flush stage that makes this offset durable.
+                st.txn_record = Some(OpenTxns {
+                    at: st.next_offset,
+                    txns: open,
+                });
+            }
+        }
         self.config.memory.add(pos as u64);
         self.counted.set(self.counted.get() + pos as u64);
         let messages = (st.next_offset - base_offset) as u64;
@@ -787,7 +844,7 @@ impl Partition {
     }
 
     /// One write stage: everything appended when it starts.
-    async fn write_stage(&self, target: i64) -> Result<(), PartitionError> {
+    async fn write_stage(self: &Rc<Self>, target: i64) -> Result<(), PartitionError> {
         let w = self.log.lock_writes().await;
         if self.reached(target, Level::Written)? {
             return Ok(());
@@ -817,12 +874,46 @@ impl Partition {
                 self.data.notify_all();
             }
         }
+        self.record_txns_if_due();
         self.log.run_seals(&w).await;
         Ok(())
     }
 
+    /// Writes the pending open-transactions record once everything below
+    /// its offset is as durable as a produce (it must never speak of
+    /// offsets a crash could take back), as a task of its own: no produce
+    /// waits for it.
+    fn record_txns_if_due(self: &Rc<Self>) {
+        let record = {
+            let mut st = self.state.borrow_mut();
+            let durable = match self.durable_level() {
+                Level::Written => st.written_offset,
+                Level::Synced => st.synced_offset,
+            };
+            match &st.txn_record {
+                Some(r) if r.at <= durable && !st.closing => st.txn_record.take(),
+                _ => None,
+            }
+        };
+        if let Some(r) = record {
+            let this = self.clone();
+            rt::spawn(async move {
+                if let Err(e) = this.txn_records.write(&r).await {
+                    // The older record stays, true of its own offset; a
+                    // restart replays further back.
+                    tracing::warn!(
+                        "{}/{}: recording open transactions: {e}",
+                        this.topic,
+                        this.id
+                    );
+                }
+            })
+            .detach();
+        }
+    }
+
     /// One fdatasync stage: everything written when it starts.
-    async fn sync_stage(&self, target: i64) -> Result<(), PartitionError> {
+    async fn sync_stage(self: &Rc<Self>, target: i64) -> Result<(), PartitionError> {
         let s = self.log.lock_syncs().await;
         if self.reached(target, Level::Synced)? {
             return Ok(());
@@ -861,6 +952,8 @@ impl Partition {
             st.high_watermark = offset;
             self.data.notify_all();
         }
+        drop(st);
+        self.record_txns_if_due();
         Ok(())
     }
 
@@ -987,6 +1080,7 @@ impl Partition {
         }
         let start = self.log.delete_records_before(target).await?;
         self.cache.trim_below(start);
+        self.prune_aborted().await?;
         Ok(start)
     }
 
@@ -1006,7 +1100,23 @@ impl Partition {
     pub async fn enforce_retention(&self, now: i64) -> Result<Retained, PartitionError> {
         let r = self.log.enforce_retention(&self.log_config(), now).await?;
         self.cache.trim_below(self.log.log_start());
+        self.prune_aborted().await?;
         Ok(r)
+    }
+
+    /// Drops the aborted transactions whose marker is below the log start:
+    /// no fetch reaches them any more.
+    async fn prune_aborted(&self) -> Result<(), PartitionError> {
+        let start = self.log.log_start();
+        if self
+            .aborted
+            .entries()
+            .first()
+            .is_some_and(|t| t.last_offset < start)
+        {
+            self.aborted.retain(|t| t.last_offset >= start).await?;
+        }
+        Ok(())
     }
 
     /// Compaction's progress here.
@@ -1023,6 +1133,7 @@ impl Partition {
             st.checkpoint,
             &self.log_config(),
             now,
+            self.state.borrow().producers.first_unstable_offset(),
         )
         .map_or(0.0, |p| p.dirty_ratio);
         self.cleaner.set(st);
@@ -1045,11 +1156,26 @@ impl Partition {
             return Ok(None);
         }
         let st = self.assess_cleaning(now);
-        let report =
-            cleaner::clean(&self.log, &self.log_config(), st.checkpoint, now, limits).await?;
+        let txns = cleaner::Txns {
+            first_unstable: self.state.borrow().producers.first_unstable_offset(),
+            aborted: self.aborted.entries().clone(),
+        };
+        let report = cleaner::clean(
+            &self.log,
+            &self.log_config(),
+            st.checkpoint,
+            now,
+            limits,
+            &txns,
+        )
+        .await?;
         let Some(r) = report else {
             return Ok(None);
         };
+        if !r.emptied.is_empty() {
+            // Their data is gone: read_committed fetches need not skip it.
+            self.aborted.retain(|t| !r.emptied.contains(t)).await?;
+        }
         // Cached batches below the end hold what the cleaning dropped.
         self.cache.trim_below(r.end);
         let mut st = self.cleaner.get();
@@ -1082,6 +1208,7 @@ impl Partition {
         self.flush_to(next, Level::Written).await?;
         self.sync_now().await?;
         self.aborted.close().await;
+        self.txn_records.close().await;
         self.log.close().await?;
         self.cache.clear();
         if let Some(l) = &self.labelled {
@@ -1477,7 +1604,7 @@ mod tests {
                 now_ms: 0,
                 delete_retention_ms: 0,
             };
-            let (cleaned, stats) = crate::storage::compact::clean_log(&old, end, &c).unwrap();
+            let (cleaned, stats) = crate::storage::compact::clean_log(&old, end, &c, &[]).unwrap();
             assert!(stats.records_kept < stats.records_read);
             // The survivors of both go into the first file (the cleaner
             // merges a group into its first segment, so no segment is left
@@ -1635,6 +1762,105 @@ mod tests {
             assert_eq!(got, compacted(&all, r4.end, true));
             assert_eq!(got.iter().filter(|r| r.2.is_none()).count(), 0, "{r4:?}");
             assert_eq!(r4.stats.tombstones_dropped, 2);
+            p.close().await.unwrap();
+        });
+    }
+
+    #[test]
+    fn the_cleaner_removes_aborted_data_keeps_markers_and_stops_at_an_open_transaction() {
+        on_fresh_dir(|path| async move {
+            let mut cfg = small_segments(8 << 10);
+            cfg.log.cleanup_policy = crate::storage::meta::CleanupPolicy::parse("compact").unwrap();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            let keyed = |pid: i64, seq: i32, key: &str, fill: u8| {
+                let mut b = BatchBuilder::new(1_000);
+                if pid >= 0 {
+                    b = b.idempotent(pid, 0, seq).transactional();
+                }
+                b.push(1_000, Some(key.as_bytes()), Some(&[fill; 500]), &[]);
+                b.finish()
+            };
+            let put = |p: Rc<Partition>, b: Bytes| async move {
+                let a = p.append(&b).unwrap();
+                p.flush_to(a.next_offset, Level::Synced).await.unwrap();
+                a.base_offset
+            };
+            put(p.clone(), keyed(-1, 0, "a", 1)).await; // 0: a=1
+                                                        // 7 writes a=7 twice and aborts; 8 writes a=8 and commits.
+            p.open_txn(7, 0);
+            let first7 = put(p.clone(), keyed(7, 0, "a", 7)).await;
+            put(p.clone(), keyed(7, 1, "a", 7)).await;
+            p.write_marker(7, 0, batch::Marker::Abort, 0).await.unwrap();
+            for i in 0..30 {
+                put(p.clone(), keyed(-1, 0, &format!("b{}", i % 3), 2)).await;
+            }
+            p.open_txn(8, 0);
+            put(p.clone(), keyed(8, 0, "c", 8)).await;
+            p.write_marker(8, 0, batch::Marker::Commit, 0)
+                .await
+                .unwrap();
+            // 9 stays open from here: nothing from its segment on is cleaned.
+            for i in 0..20 {
+                put(p.clone(), keyed(-1, 0, &format!("b{}", i % 3), 3)).await;
+            }
+            p.open_txn(9, 0);
+            let first9 = put(p.clone(), keyed(9, 0, "a", 9)).await;
+            for i in 0..20 {
+                put(p.clone(), keyed(-1, 0, &format!("b{}", i % 3), 4)).await;
+            }
+            let limits = cleaner::Limits::default();
+            let r = p.clean(rt::now_ms(), &limits).await.unwrap().expect("due");
+            assert!(r.end <= first9 && r.end > first7 + 3, "{r:?} {first9}");
+            assert_eq!(r.stats.aborted_dropped, 2, "{r:?}");
+            // The aborted a=7 went without superseding a=1; every marker
+            // stays (their data was there when the cleaning began).
+            let got = read_all(&p).await;
+            let values_of = |key: &str| -> Vec<(i64, u8)> {
+                records_of(&got)
+                    .into_iter()
+                    .filter(|(_, k, _)| k.as_deref() == Some(key.as_bytes()))
+                    .map(|(o, _, v)| (o, v.unwrap()[0]))
+                    .collect()
+            };
+            assert_eq!(values_of("a"), vec![(0, 1), (first9, 9)]);
+            assert_eq!(values_of("c").len(), 1);
+            let markers = got
+                .iter()
+                .filter(|b| batch::marker_of((*b).clone()).is_some())
+                .count();
+            assert_eq!(markers, 2);
+            // read_committed still names 7's abort (its marker is there) and
+            // stops at 9's first batch.
+            let o = p.read_isolated(0, 1 << 20, true).await.unwrap();
+            assert_eq!(o.aborted, vec![(7, first7)]);
+            assert_eq!(o.last_stable_offset, first9);
+
+            // 9 commits; the next cleaning finds 7's marker without data: it
+            // gets a horizon and the abort leaves the index, durably.
+            p.write_marker(9, 0, batch::Marker::Commit, 0)
+                .await
+                .unwrap();
+            for i in 0..40 {
+                put(p.clone(), keyed(-1, 0, &format!("b{}", i % 3), 5)).await;
+            }
+            let r = p.clean(rt::now_ms(), &limits).await.unwrap().expect("due");
+            assert!(r.end > first9, "{r:?}");
+            assert_eq!(r.emptied.len(), 1, "{r:?}");
+            assert!(p
+                .read_isolated(0, 1 << 20, true)
+                .await
+                .unwrap()
+                .aborted
+                .is_empty());
+            p.close().await.unwrap();
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert!(p
+                .read_isolated(0, 1 << 20, true)
+                .await
+                .unwrap()
+                .aborted
+                .is_empty());
+            assert_eq!(p.last_stable_offset(), p.high_watermark());
             p.close().await.unwrap();
         });
     }
@@ -1835,6 +2061,60 @@ mod tests {
             .transactional();
         b.push(1_000, None, Some(format!("t{seed}").as_bytes()), &[]);
         b.finish()
+    }
+
+    #[test]
+    fn a_transaction_older_than_the_replayed_tail_holds_the_stable_offset_after_a_crash() {
+        on_fresh_dir(|path| async move {
+            let cfg = PartitionConfig::default();
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            p.open_txn(7, 0);
+            p.append(&txn_batch(0, 7, 0, 0)).unwrap(); // 0
+                                                       // Then more than the replayed tail of other data (1 MiB
+                                                       // batches): 7's batch lies far before the window.
+            let mut next = 1;
+            while (next as u64) < PRODUCER_REBUILD_BYTES / (1 << 20) + 10 {
+                let a = p.append(&make_batch(next as usize, 1, 1 << 20)).unwrap();
+                p.flush_to(a.next_offset, p.durable_level()).await.unwrap();
+                next = a.next_offset;
+            }
+            assert_eq!(p.last_stable_offset(), 0);
+            // The record is written by a task of its own: wait for one at
+            // or past the last check point.
+            let check_point = next - (TXN_RECORD_EVERY >> 20) as i64 - 1;
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                let (_, r) = TxnSnapshots::load(p.log.dir()).await.unwrap();
+                if r.as_ref().is_some_and(|r| r.at >= check_point) {
+                    assert_eq!(r.unwrap().txns, vec![(7, 0, 0)]);
+                    break;
+                }
+                assert!(std::time::Instant::now() < deadline, "no record: {r:?}");
+                rt::sleep(Duration::from_millis(10)).await;
+            }
+            drop(p); // a crash: no close
+
+            // Reopened: 7's transaction is still open from offset 0 (the
+            // tail alone shows nothing of it), and its abort covers it all.
+            let p = Partition::open(&path, "t", 0, cfg.clone()).await.unwrap();
+            assert_eq!(p.high_watermark(), next);
+            assert_eq!(p.last_stable_offset(), 0);
+            p.write_marker(7, 0, batch::Marker::Abort, 0).await.unwrap();
+            assert_eq!(p.last_stable_offset(), p.high_watermark());
+            let o = p.read_isolated(0, 1 << 10, true).await.unwrap();
+            assert_eq!(o.aborted, vec![(7, 0)]);
+            p.close().await.unwrap();
+            // Nothing open any more: a reopen replays only the tail.
+            let p = Partition::open(&path, "t", 0, cfg).await.unwrap();
+            assert_eq!(p.last_stable_offset(), p.high_watermark());
+            let (_, r) = TxnSnapshots::load(p.log.dir()).await.unwrap();
+            assert_eq!(
+                r.map(|r| r.txns),
+                Some(vec![]),
+                "an empty record after the last"
+            );
+            p.close().await.unwrap();
+        });
     }
 
     #[test]

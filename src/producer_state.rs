@@ -370,6 +370,36 @@ impl ProducerStates {
         self.unstable.first().map(|&(offset, _)| offset)
     }
 
+    /// The open transactions that wrote here: (producer id, epoch, first
+    /// offset), by producer id (what `storage::txnopen` records).
+    pub fn open_txns(&self) -> Vec<(i64, i16, i64)> {
+        let mut v: Vec<(i64, i16, i64)> = self
+            .open
+            .iter()
+            .filter_map(|(&pid, o)| o.first_offset.map(|f| (pid, o.epoch, f)))
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// At open, before the log's tail is replayed from an offset at or
+    /// below the record's: a transaction the record says was open, from
+    /// `first_offset` on. The replay ends it if a marker follows; a later
+    /// batch of it changes nothing.
+    pub fn seed_open(&mut self, producer_id: i64, epoch: i16, first_offset: i64) {
+        if self.open.contains_key(&producer_id) {
+            return;
+        }
+        self.open.insert(
+            producer_id,
+            OpenTxn {
+                epoch,
+                first_offset: Some(first_offset),
+            },
+        );
+        self.unstable.insert((first_offset, producer_id));
+    }
+
     /// The first offset of `producer_id`'s open transaction here.
     pub fn txn_start(&self, producer_id: i64) -> Option<i64> {
         self.open.get(&producer_id).and_then(|o| o.first_offset)
@@ -746,6 +776,37 @@ mod tests {
         assert_eq!(s.first_unstable_offset(), Some(12), "8 is still open");
         assert_eq!(s.txn_start(7), None);
         assert_eq!(s.check(&txn(8, 0, 1, 1)), Ok(Check::Append));
+    }
+
+    #[test]
+    fn a_record_of_open_transactions_seeds_what_the_replayed_tail_cannot_show() {
+        // Recorded open at offset 20: 7 from 3, 8 from 15, 9 from 18. The
+        // replay starts at 16: 8's batch at 16, 7's marker at 17, then 7
+        // again (a new transaction) from 19.
+        let at = |mut b: BatchHeader, o: i64| {
+            b.base_offset = o;
+            b
+        };
+        let tail = [
+            at(txn(8, 0, 3, 1), 16),
+            at(marker(7, 0), 17),
+            at(txn(9, 1, 0, 1), 18),
+            at(txn(7, 0, 5, 1), 19),
+        ];
+        let mut s = ProducerStates::default();
+        for (pid, epoch, first) in [(7, 0, 3), (8, 0, 15), (9, 1, 18)] {
+            s.seed_open(pid, epoch, first);
+        }
+        for b in &tail {
+            s.record(b, b.base_offset);
+        }
+        // 7's old transaction ended at 17 and its new one starts at 19;
+        // 8 and 9 keep the first offsets the record gave.
+        assert_eq!(s.open_txns(), vec![(7, 0, 19), (8, 0, 15), (9, 1, 18)]);
+        assert_eq!(s.first_unstable_offset(), Some(15));
+        // Without the record the tail alone starts 8 too late.
+        let alone = ProducerStates::rebuild(tail.iter());
+        assert_eq!(alone.txn_start(8), Some(16));
     }
 
     #[test]

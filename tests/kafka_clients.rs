@@ -358,6 +358,8 @@ pub struct Cluster {
     /// Shard i's own Kafka port is `kafka_port_base + i`.
     pub kafka_port_base: u16,
     pub http: String,
+    /// The broker's flags, for a restart.
+    args: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -390,7 +392,9 @@ impl Cluster {
             &http,
         ];
         args.extend_from_slice(extra);
-        let broker = Broker::start(dir.path(), &args);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let flags: Vec<&str> = args.iter().map(String::as_str).collect();
+        let broker = Broker::start(dir.path(), &flags);
         let start = Instant::now();
         while TcpStream::connect_timeout(&kafka, Duration::from_millis(200)).is_err() {
             assert!(start.elapsed() < STEP, "kafka listener {kafka} not up");
@@ -401,8 +405,18 @@ impl Cluster {
             kafka,
             kafka_port_base,
             http,
+            args,
             _dir: dir,
         }
+    }
+
+    /// kill -9 of the broker, and a restart on the same ports and data
+    /// (returns once its Kafka listener is up again).
+    pub fn kill_and_restart(&mut self) {
+        self.broker.kill();
+        let flags: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        self.broker = Broker::start_on(&self.broker.data_dir.clone(), self.broker.addr, &flags);
+        self.broker.wait_kafka(self.kafka);
     }
 
     /// The clients' bootstrap.servers.
@@ -1078,6 +1092,111 @@ fn confluent_kafka_transactions_commit_and_abort_for_read_committed_consumers() 
 /// rewinds. The output, read read_committed, holds each input's result
 /// exactly once; the aborted attempts are in the log (read_uncommitted
 /// sees them); the group's committed position is the input's end.
+/// The consume-transform-produce loop killed (-9) and restarted, and the
+/// broker killed (-9) and restarted under it, in turns: the output read
+/// read_committed holds each input record's result exactly once, and the
+/// group's committed position is the input's end.
+#[test]
+fn consume_transform_produce_stays_exactly_once_across_kill_9_of_app_and_broker() {
+    if !have_clients() {
+        return;
+    }
+    let mut c = Cluster::start();
+    c.create_topic("ctpk-in", 1);
+    c.create_topic("ctpk-out", 1);
+    let n = 400;
+    let input: Vec<u8> = (0..n).flat_map(|i| format!("{i}\n").into_bytes()).collect();
+    c.cli(&["produce", "ctpk-in"], &input);
+    let args = |b: &str| -> Vec<String> {
+        [
+            b,
+            "ctpk-in",
+            "ctpk-out",
+            "ctpk-group",
+            "ctpk-1",
+            &n.to_string(),
+            "0.05",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let spawn = |c: &Cluster| {
+        let a = args(&c.bootstrap());
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        Py::spawn("ck_txn_ctp.py", &a, b"")
+    };
+    let mut app = spawn(&c);
+    let mut kills = (0, 0);
+    for round in 0..6 {
+        std::thread::sleep(Duration::from_millis(1500 + 250 * round));
+        if round % 2 == 0 {
+            drop(app); // kill -9 of the app, mid-transaction most likely
+            kills.0 += 1;
+        } else {
+            c.kill_and_restart(); // the app lives on (or fails and is replaced)
+            kills.1 += 1;
+            std::thread::sleep(Duration::from_millis(1000));
+            drop(app);
+        }
+        app = spawn(&c);
+    }
+    let out = app.wait(Duration::from_secs(100));
+    assert!(
+        out.status.success(),
+        "the last run finished: {}",
+        out.stderr
+    );
+    assert_eq!(kills, (3, 3));
+    let lines = |isolation: &str| -> Vec<String> {
+        let out = c.cli(
+            &[
+                "consume",
+                "ctpk-out",
+                "--isolation",
+                isolation,
+                "--idle-timeout-ms",
+                "1000",
+            ],
+            b"",
+        );
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    };
+    let mut want: Vec<String> = (0..n).map(|i| format!("out-{i}")).collect();
+    want.sort();
+    let got = lines("read_committed");
+    if got != want {
+        let dup: Vec<&String> = got
+            .windows(2)
+            .filter(|w| w[0] == w[1])
+            .map(|w| &w[0])
+            .collect();
+        let missing: Vec<&String> = want.iter().filter(|w| !got.contains(w)).collect();
+        panic!(
+            "each result exactly once: {} read, twice: {dup:?}, missing: {missing:?}\nbroker log:\n{}",
+            got.len(),
+            c.broker.log()
+        );
+    }
+    assert!(
+        lines("read_uncommitted").len() > n,
+        "aborted attempts are in the log"
+    );
+    let offsets = c.cli(&["group", "describe", "ctpk-group"], b"");
+    let text = String::from_utf8(offsets.stdout).unwrap();
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ctpk-in") && l.split_whitespace().any(|w| w == n.to_string())),
+        "the group's committed position is the input's end:\n{text}"
+    );
+}
+
 #[test]
 fn confluent_kafka_consume_transform_produce_is_exactly_once() {
     if !have_clients() {

@@ -136,6 +136,46 @@ impl AbortedLog {
         Ok(())
     }
 
+    /// Keeps only the entries `keep` holds to, durably: the whole file
+    /// written anew beside the old one (whole pages, zero padded), synced,
+    /// renamed over it, the directory synced. Rare (a cleaning found
+    /// aborted data gone, or the log start passed entries) and a few KiB:
+    /// plain file calls, no await between the new list and its write, so
+    /// an abort pushed meanwhile is written by the next `sync`.
+    pub async fn retain(&self, keep: impl Fn(&AbortedTxn) -> bool) -> Result<(), StorageError> {
+        use std::io::Write;
+        let _w = self.writer.lock().await;
+        let kept: Vec<AbortedTxn> = {
+            let mut e = self.entries.borrow_mut();
+            let before = e.len();
+            e.retain(|t| keep(t));
+            if e.len() == before {
+                return Ok(());
+            }
+            e.clone()
+        };
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("txnindex.tmp");
+        let mut bytes = Vec::with_capacity(kept.len() * ENTRY_BYTES);
+        for t in &kept {
+            t.encode_into(&mut bytes);
+        }
+        bytes.resize(rt::align_up(bytes.len() as u64) as usize, 0);
+        let mut f = std::fs::File::create(&tmp).map_err(|e| StorageError::io("create", &tmp, e))?;
+        f.write_all(&bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| StorageError::io("write", &tmp, e))?;
+        std::fs::rename(&tmp, &self.path).map_err(|e| StorageError::io("rename", &tmp, e))?;
+        super::sync_dir(dir)?;
+        self.durable.set(kept.len());
+        // The old handle points at the replaced file.
+        let old = self.file.borrow_mut().take();
+        if let Some(f) = old.and_then(|f| std::rc::Rc::try_unwrap(f).ok()) {
+            let _ = f.close().await;
+        }
+        Ok(())
+    }
+
     async fn file(&self) -> Result<std::rc::Rc<DirectFile>, StorageError> {
         if let Some(f) = self.file.borrow().as_ref() {
             return Ok(f.clone());
@@ -161,5 +201,89 @@ impl AbortedLog {
         if let Some(f) = f.and_then(|f| std::rc::Rc::try_unwrap(f).ok()) {
             let _ = f.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rt::testkit;
+    use std::time::Duration;
+
+    fn entry(i: i64) -> AbortedTxn {
+        AbortedTxn {
+            producer_id: 100 + i,
+            first_offset: 10 * i,
+            last_offset: 10 * i + 5,
+            last_stable_offset: 10 * i + 6,
+        }
+    }
+
+    fn on_fresh_dir<F: std::future::Future<Output = ()> + 'static>(
+        body: impl FnOnce(PathBuf) -> F + Send + 'static,
+    ) {
+        let dir = testkit::data_dir();
+        let path = dir.path().to_owned();
+        testkit::run(Duration::from_secs(60), move || async move {
+            crate::rt::probe_polled_io(&path).await.unwrap();
+            body(path).await
+        });
+    }
+
+    #[test]
+    fn entries_survive_a_reopen_a_retain_and_a_damaged_tail() {
+        on_fresh_dir(|dir| async move {
+            let log = AbortedLog::open(&dir).await.unwrap();
+            assert!(log.entries().is_empty());
+            // More than a page of entries, synced in two steps.
+            for i in 0..150 {
+                log.push(entry(i));
+            }
+            log.sync().await.unwrap();
+            for i in 150..200 {
+                log.push(entry(i));
+            }
+            log.push(entry(199)); // the same marker again: not added twice
+            log.sync().await.unwrap();
+            log.close().await;
+            let want: Vec<AbortedTxn> = (0..200).map(entry).collect();
+            let log = AbortedLog::open(&dir).await.unwrap();
+            assert_eq!(*log.entries(), want);
+
+            // Retain keeps the rest durably; a later push and sync append.
+            log.retain(|t| t.producer_id % 2 == 0).await.unwrap();
+            log.push(entry(200));
+            log.sync().await.unwrap();
+            log.close().await;
+            let want: Vec<AbortedTxn> = (0..=200).filter(|i| i % 2 == 0).map(entry).collect();
+            let log = AbortedLog::open(&dir).await.unwrap();
+            assert_eq!(*log.entries(), want);
+            log.close().await;
+            assert!(!dir.join("aborted.txnindex.tmp").exists());
+
+            // A damaged entry (a bit flipped in its version) ends the load
+            // there; what it held the partition restores from its log.
+            let path = dir.join(FILE_NAME);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[40 * ENTRY_BYTES] ^= 0x40;
+            std::fs::write(&path, &bytes).unwrap();
+            let log = AbortedLog::open(&dir).await.unwrap();
+            assert_eq!(*log.entries(), want[..40].to_vec());
+            // An entry out of marker order ends it too: the 6th and 7th
+            // swapped, the load stops after the (now) 6th.
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[40 * ENTRY_BYTES] ^= 0x40;
+            let (a, b) = (5 * ENTRY_BYTES, 6 * ENTRY_BYTES);
+            let first: Vec<u8> = bytes[a..b].to_vec();
+            bytes.copy_within(b..b + ENTRY_BYTES, a);
+            bytes[b..b + ENTRY_BYTES].copy_from_slice(&first);
+            log.close().await;
+            std::fs::write(&path, &bytes).unwrap();
+            let log = AbortedLog::open(&dir).await.unwrap();
+            let mut head = want[..5].to_vec();
+            head.push(want[6]);
+            assert_eq!(*log.entries(), head);
+            log.close().await;
+        });
     }
 }

@@ -13,11 +13,13 @@
 //! `Log::swap_in` (under the write lock, crash-safe by swap.rs), or leave a
 //! `.cleaned` file behind on an error it returns.
 //!
-//! A cleaning: plan (compact::plan) -> key map pass over `[log start, end)`
-//! (keys only from the dirty part `[first dirty, end)`; every batch's
+//! A cleaning: plan (compact::plan, below the first unstable offset) -> key
+//! map pass over `[log start, end)` (keys only from the dirty part
+//! `[first dirty, end)` and not from aborted transactions; every batch's
 //! producer, for "last batch of its producer") -> per group: clean each
-//! batch (compact::clean_batch), write the survivors, fdatasync, swap in
-//! -> checkpoint `end`.
+//! batch (compact::clean_batch, walking the transactions again), write the
+//! survivors, fdatasync, swap in -> checkpoint `end`; the aborted
+//! transactions found without data are reported for the aborted index.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -28,11 +30,12 @@ use bytes::{Bytes, BytesMut};
 
 use crate::batch::{BatchHeader, HEADER_BYTES};
 use crate::rt::{self, align_up, AlignedBuf, DirectFile};
-use crate::storage::compact::{self, Cleaning, KeyMap, Outcome, Plan, Stats};
+use crate::storage::compact::{self, Cleaning, KeyMap, Outcome, Plan, Stats, TxnWalk};
 use crate::storage::log::Log;
 use crate::storage::meta::LogConfig;
 use crate::storage::segment::Written;
 use crate::storage::swap;
+use crate::storage::txnindex::AbortedTxn;
 use crate::storage::StorageError;
 
 /// Where the part of a log no cleaning covered yet starts, per partition.
@@ -80,6 +83,19 @@ pub struct Report {
     pub bytes_after: u64,
     /// Wall time, throttling included.
     pub elapsed: Duration,
+    /// Aborted transactions found with no data left: their entries in the
+    /// partition's aborted index can go.
+    pub emptied: Vec<AbortedTxn>,
+}
+
+/// What a cleaning needs of the partition's transactions.
+#[derive(Debug, Clone, Default)]
+pub struct Txns {
+    /// The first offset of the oldest open transaction: nothing from its
+    /// segment on is cleaned.
+    pub first_unstable: Option<i64>,
+    /// Every aborted transaction of the partition.
+    pub aborted: Vec<AbortedTxn>,
 }
 
 /// The checkpoint of a partition directory; None when missing or unreadable
@@ -108,10 +124,12 @@ pub async fn clean(
     checkpoint: Option<i64>,
     now_ms: i64,
     limits: &Limits,
+    txns: &Txns,
 ) -> Result<Option<Report>, StorageError> {
     let started = Instant::now();
     let summaries = log.summaries();
-    let Some(plan) = compact::plan(&summaries, checkpoint, config, now_ms) else {
+    let Some(plan) = compact::plan(&summaries, checkpoint, config, now_ms, txns.first_unstable)
+    else {
         return Ok(None);
     };
     let mut io = Throttle::new(limits.io_bytes_per_sec);
@@ -120,9 +138,10 @@ pub async fn clean(
         delete_retention_ms: config.delete_retention_ms,
     };
 
-    // Pass 1: the key map over the dirty part, each producer's last batch
-    // over everything cleaned.
+    // Pass 1: the key map over the dirty part (aborted data left out), each
+    // producer's last batch over everything cleaned.
     let mut keys = KeyMap::default();
+    let mut walk = TxnWalk::new(&txns.aborted);
     let mut last_of: HashMap<i64, i64> = HashMap::new();
     let mut end = plan.end;
     for s in summaries.iter().take_while(|s| s.next_offset <= plan.end) {
@@ -138,9 +157,9 @@ pub async fn clean(
             if h.producer_id >= 0 {
                 last_of.insert(h.producer_id, h.base_offset);
             }
-            if dirty && h.base_offset >= plan.first_dirty {
-                keys.add(&b).map_err(|e| batches.corrupt(&h, e))?;
-            }
+            let add_keys = dirty && h.base_offset >= plan.first_dirty;
+            compact::map_batch(&mut keys, &mut walk, &b, &h, add_keys)
+                .map_err(|e| batches.corrupt(&h, e))?;
             rt::yield_if_needed().await;
         }
     }
@@ -158,12 +177,14 @@ pub async fn clean(
         bytes_before: summaries.iter().map(|s| s.bytes).sum(),
         bytes_after: 0,
         elapsed: Duration::ZERO,
+        emptied: Vec::new(),
     };
+    let mut walk = TxnWalk::new(&txns.aborted);
     for g in compact::groups(&summaries, end, config.segment_bytes) {
         let bases: Vec<i64> = summaries[g].iter().map(|s| s.base_offset).collect();
         let path = log.dir().join(swap::cleaned_name(bases[0]));
         let result = clean_group(
-            log, &bases, &path, &keys, &last_of, &cleaning, &mut stats, &mut io, now_ms,
+            log, &bases, &path, &keys, &last_of, &cleaning, &mut walk, &mut stats, &mut io, now_ms,
         )
         .await;
         let replaced = match result {
@@ -171,7 +192,10 @@ pub async fn clean(
                 let w = log.lock_writes().await;
                 log.swap_in(&w, &bases, file, out).await
             }
-            Ok(None) => Ok(false),
+            Ok(None) => {
+                walk.blind(); // batches of this group were not walked
+                Ok(false)
+            }
             Err(e) => Err(e),
         };
         match replaced {
@@ -188,6 +212,7 @@ pub async fn clean(
     }
     let after = log.summaries();
     report.stats = stats;
+    report.emptied = walk.emptied();
     report.segments_after = after.len();
     report.bytes_after = after.iter().map(|s| s.bytes).sum();
     report.elapsed = started.elapsed();
@@ -203,6 +228,7 @@ async fn clean_group(
     keys: &KeyMap,
     last_of: &HashMap<i64, i64>,
     cleaning: &Cleaning,
+    walk: &mut TxnWalk,
     stats: &mut Stats,
     io: &mut Throttle,
     now_ms: i64,
@@ -221,7 +247,7 @@ async fn clean_group(
         };
         while let Some((b, h)) = batches.next(io).await? {
             let last = h.producer_id >= 0 && last_of.get(&h.producer_id) == Some(&h.base_offset);
-            let outcome = compact::clean_batch(&b, keys, cleaning, last, stats)
+            let outcome = compact::clean_batch(&b, keys, cleaning, last, walk, stats)
                 .map_err(|e| batches.corrupt(&h, e))?;
             match outcome {
                 Outcome::Keep => out.push(&b, &h, io).await?,

@@ -347,6 +347,23 @@ impl Log {
     /// Replays the batch headers of the last `window` bytes of the log
     /// (across the newest segments; from the sparse index entry at or
     /// before the window's start), oldest first, with their base offsets.
+    /// A `replay_tail_headers` window that starts at or before `offset`:
+    /// the bytes from the sparse index entry at or before it to the end.
+    pub fn bytes_from(&self, offset: i64) -> u64 {
+        self.segments
+            .borrow()
+            .iter()
+            .filter(|s| s.next_offset() > offset)
+            .map(|s| {
+                if s.base_offset() >= offset {
+                    s.end_pos()
+                } else {
+                    s.end_pos() - s.locate(offset).min(s.end_pos())
+                }
+            })
+            .sum()
+    }
+
     pub async fn replay_tail_headers(
         &self,
         window: u64,

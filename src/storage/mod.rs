@@ -17,6 +17,7 @@ pub mod recovery;
 pub mod segment;
 pub mod swap;
 pub mod txnindex;
+pub mod txnopen;
 
 use std::io;
 use std::path::{Path, PathBuf};

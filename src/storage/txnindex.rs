@@ -5,10 +5,9 @@
 //! when the marker was written; 34 bytes big-endian, one file per segment
 //! holding the aborts whose marker is in it); the query a fetch makes
 //! (`collect`: the aborted ranges that overlap what it returns); and the
-//! snapshot of the transactions open at a segment's base offset
-//! (`OpenTxns`, a `.txnopen` file: version, count, entries, CRC-32C), from
-//! which the scan of a segment at open rebuilds its aborts and the open
-//! transactions.
+//! record of the transactions open at an offset (`OpenTxns`: version, the
+//! offset, count, entries, CRC-32C) that `txnopen` keeps, so a restart
+//! finds transactions that began before the log tail it replays.
 //!
 //! Must never: panic on file bytes (a damaged file is an error the caller
 //! answers by rebuilding from the log), or allocate by a count read from a
@@ -19,9 +18,11 @@ use thiserror::Error;
 /// Bytes of one `.txnindex` entry.
 pub const ENTRY_BYTES: usize = 34;
 const ENTRY_VERSION: i16 = 0;
-const OPEN_VERSION: u16 = 1;
-/// Bytes of one `.txnopen` entry: producer id, epoch, first offset.
-const OPEN_ENTRY_BYTES: usize = 8 + 2 + 8;
+const OPEN_VERSION: u16 = 2;
+/// Version, `at`, count.
+const OPEN_HEADER_BYTES: usize = 2 + 8 + 4;
+/// Bytes of one open transaction: producer id, epoch, first offset.
+pub const OPEN_ENTRY_BYTES: usize = 8 + 2 + 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TxnIndexError {
@@ -109,17 +110,23 @@ pub fn collect(aborted: &[AbortedTxn], start: i64, upper: i64) -> Vec<AbortedTxn
     out
 }
 
-/// The transactions open at a segment's base offset: (producer id, epoch,
-/// first offset), by producer id.
+/// The transactions open at offset `at` that had written below it:
+/// (producer id, epoch, first offset), by producer id.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OpenTxns(pub Vec<(i64, i16, i64)>);
+pub struct OpenTxns {
+    pub at: i64,
+    pub txns: Vec<(i64, i16, i64)>,
+}
 
 impl OpenTxns {
+    /// Version, `at`, count, entries, CRC-32C of all before it.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(6 + self.0.len() * OPEN_ENTRY_BYTES + 4);
+        let mut out =
+            Vec::with_capacity(OPEN_HEADER_BYTES + self.txns.len() * OPEN_ENTRY_BYTES + 4);
         out.extend_from_slice(&OPEN_VERSION.to_be_bytes());
-        out.extend_from_slice(&(self.0.len() as u32).to_be_bytes());
-        for &(pid, epoch, first) in &self.0 {
+        out.extend_from_slice(&self.at.to_be_bytes());
+        out.extend_from_slice(&(self.txns.len() as u32).to_be_bytes());
+        for &(pid, epoch, first) in &self.txns {
             out.extend_from_slice(&pid.to_be_bytes());
             out.extend_from_slice(&epoch.to_be_bytes());
             out.extend_from_slice(&first.to_be_bytes());
@@ -129,37 +136,46 @@ impl OpenTxns {
         out
     }
 
+    /// Decodes one from the start of `b` (bytes after its end, such as
+    /// padding, are ignored).
     pub fn decode(b: &[u8]) -> Result<OpenTxns, TxnIndexError> {
         let bad = |why: String| TxnIndexError::Corrupt(format!("open transactions: {why}"));
-        if b.len() < 10 {
+        if b.len() < OPEN_HEADER_BYTES + 4 {
             return Err(bad(format!("{} bytes", b.len())));
         }
-        let (body, crc) = b.split_at(b.len() - 4);
-        if crc32c::crc32c(body).to_be_bytes() != crc {
-            return Err(bad("CRC mismatch".into()));
-        }
-        let version = u16::from_be_bytes([body[0], body[1]]);
+        let version = u16::from_be_bytes([b[0], b[1]]);
         if version != OPEN_VERSION {
             return Err(bad(format!("version {version}")));
         }
-        let n = u32::from_be_bytes([body[2], body[3], body[4], body[5]]) as usize;
-        let entries = &body[6..];
-        if entries.len() != n.saturating_mul(OPEN_ENTRY_BYTES) {
-            return Err(bad(format!("{n} entries in {} bytes", entries.len())));
+        let at = i64_at(b, 2);
+        let n = u32::from_be_bytes([b[10], b[11], b[12], b[13]]) as usize;
+        // The count is checked against the bytes there before anything is
+        // allocated by it.
+        let len = n
+            .checked_mul(OPEN_ENTRY_BYTES)
+            .and_then(|e| e.checked_add(OPEN_HEADER_BYTES + 4))
+            .filter(|&l| l <= b.len())
+            .ok_or_else(|| bad(format!("{n} entries in {} bytes", b.len())))?;
+        let (body, crc) = b[..len].split_at(len - 4);
+        if crc32c::crc32c(body).to_be_bytes() != crc {
+            return Err(bad("CRC mismatch".into()));
         }
-        let mut out = Vec::with_capacity(n);
-        for e in entries.chunks_exact(OPEN_ENTRY_BYTES) {
+        if at < 0 {
+            return Err(bad(format!("at {at}")));
+        }
+        let mut txns = Vec::with_capacity(n);
+        for e in body[OPEN_HEADER_BYTES..].chunks_exact(OPEN_ENTRY_BYTES) {
             let (pid, epoch, first) = (
                 i64_at(e, 0),
                 i16::from_be_bytes([e[8], e[9]]),
                 i64_at(e, 10),
             );
-            if pid < 0 || epoch < 0 || first < 0 {
-                return Err(bad(format!("entry ({pid}, {epoch}, {first})")));
+            if pid < 0 || epoch < 0 || first < 0 || first >= at {
+                return Err(bad(format!("entry ({pid}, {epoch}, {first}) at {at}")));
             }
-            out.push((pid, epoch, first));
+            txns.push((pid, epoch, first));
         }
-        Ok(OpenTxns(out))
+        Ok(OpenTxns { at, txns })
     }
 }
 
@@ -212,9 +228,15 @@ mod tests {
 
     #[test]
     fn open_transactions_round_trip_and_damage_is_detected() {
-        let o = OpenTxns(vec![(1, 0, 5), (1 << 40, 3, 99)]);
+        let o = OpenTxns {
+            at: 100,
+            txns: vec![(1, 0, 5), (1 << 40, 3, 99)],
+        };
         let b = o.encode();
         assert_eq!(OpenTxns::decode(&b).unwrap(), o);
+        let mut padded = b.clone();
+        padded.resize(4096, 0);
+        assert_eq!(OpenTxns::decode(&padded).unwrap(), o, "padding after it");
         assert_eq!(
             OpenTxns::decode(&OpenTxns::default().encode()).unwrap(),
             OpenTxns::default()
@@ -225,6 +247,12 @@ mod tests {
             assert!(OpenTxns::decode(&d).is_err(), "flip at {i}");
         }
         assert!(OpenTxns::decode(&b[..b.len() - 1]).is_err());
+        // A transaction cannot start at or past the offset it was open at.
+        let late = OpenTxns {
+            at: 99,
+            txns: vec![(1, 0, 99)],
+        };
+        assert!(OpenTxns::decode(&late.encode()).is_err());
     }
 
     proptest! {
