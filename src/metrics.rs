@@ -196,6 +196,8 @@ impl Api {
             | Request::DeleteTopics(_)
             | Request::DeleteRecords(_)
             | Request::DescribeProducers(_)
+            | Request::ListTransactions { .. }
+            | Request::DescribeTransactions(_)
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)

@@ -409,6 +409,61 @@ impl Router {
             Request::ListOffsets(l) => self.route_list_offsets(cid, l).await,
             Request::DeleteRecords(d) => self.route_delete_records(cid, d).await,
             Request::DescribeProducers(d) => self.route_describe_producers(cid, d).await,
+            Request::ListTransactions {
+                states,
+                producer_ids,
+            } => {
+                let mut filter = Vec::new();
+                for name in &states {
+                    match crate::txn::TxnState::from_name(name) {
+                        Some(s) => filter.push(s),
+                        None => {
+                            let e = WireError::new(
+                                ErrorCode::InvalidRequest,
+                                format!("no transaction state is called {name:?}"),
+                            );
+                            return Box::pin(async move { done(Err(e)) });
+                        }
+                    }
+                }
+                let w = self
+                    .txn_call(TxnCall::List {
+                        states: filter,
+                        producer_ids,
+                        min_duration_ms: -1,
+                    })
+                    .await;
+                Box::pin(async move {
+                    done(match w.await {
+                        Ok(TxnReply::Listed(l)) => Ok(Response::ListTransactions(
+                            l.into_iter()
+                                .map(|t| TransactionListing {
+                                    transactional_id: t.transactional_id,
+                                    producer_id: t.producer_id,
+                                    state: t.state.name().to_owned(),
+                                })
+                                .collect(),
+                        )),
+                        Ok(_) => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+                        Err(e) => Err(e),
+                    })
+                })
+            }
+            Request::DescribeTransactions(ids) => {
+                // Each id from its own coordinator, answers in request order.
+                let mut waits = Vec::with_capacity(ids.len());
+                for id in ids {
+                    let w = self.txn_call(TxnCall::Describe(id.clone())).await;
+                    waits.push((id, w));
+                }
+                Box::pin(async move {
+                    let mut out = Vec::with_capacity(waits.len());
+                    for (id, w) in waits {
+                        out.push(transaction_description(id, w.await));
+                    }
+                    done(Ok(Response::DescribeTransactions(out)))
+                })
+            }
             Request::Fetch(f) => self.route_fetch(cid, f).await,
             Request::DescribeTopics { topics } if self.shard.shard_count() > 1 => {
                 let this = self.clone();
@@ -1598,6 +1653,45 @@ impl TxnPeers for Router {
 
 fn failed(parts: Vec<TopicPartition>, e: WireError) -> Vec<(TopicPartition, Option<WireError>)> {
     parts.into_iter().map(|tp| (tp, Some(e.clone()))).collect()
+}
+
+/// DescribeTransactions' answer for one id from its coordinator's reply.
+fn transaction_description(
+    id: String,
+    reply: Result<TxnReply, WireError>,
+) -> TransactionDescription {
+    let mut d = TransactionDescription {
+        transactional_id: id,
+        error: None,
+        state: String::new(),
+        producer_id: -1,
+        producer_epoch: -1,
+        timeout_ms: 0,
+        start_time_ms: -1,
+        topics: Vec::new(),
+    };
+    match reply {
+        Ok(TxnReply::Described(Ok(m))) => {
+            d.state = m.state.name().to_owned();
+            d.producer_id = m.producer_id;
+            d.producer_epoch = m.producer_epoch;
+            d.timeout_ms = m.timeout_ms;
+            d.start_time_ms = m.start_ms;
+            // The set is ordered by topic: one entry per run.
+            for tp in &m.partitions {
+                match d.topics.last_mut() {
+                    Some(t) if t.topic == tp.topic => t.partitions.push(tp.partition),
+                    _ => d.topics.push(TopicPartitions {
+                        topic: tp.topic.clone(),
+                        partitions: vec![tp.partition],
+                    }),
+                }
+            }
+        }
+        Ok(TxnReply::Described(Err(e))) | Err(e) => d.error = Some(e),
+        Ok(_) => d.error = Some(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+    }
+    d
 }
 
 #[cfg(test)]

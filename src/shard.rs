@@ -741,6 +741,17 @@ impl Shard {
                 let r = done(Response::Metadata(self.metadata(topics, include_internal)));
                 Box::pin(async move { r })
             }
+            Request::ListTransactions { .. } | Request::DescribeTransactions(_) => {
+                // The router asks each id's coordinator.
+                let r = ResponseFrame {
+                    correlation_id,
+                    result: Err(WireError::new(
+                        ErrorCode::InvalidRequest,
+                        "transaction requests go through the router",
+                    )),
+                };
+                Box::pin(async move { r })
+            }
             Request::CreateTopics(_)
             | Request::DeleteTopics(_)
             | Request::CreatePartitions(_)

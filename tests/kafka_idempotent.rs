@@ -12,9 +12,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::kafka::*;
 use common::*;
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    ApiKey, FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse,
-    ProducerId, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FetchResponse,
+    InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId, TopicName,
+    TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -211,7 +213,7 @@ fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
     assert_eq!(r.error_code, 50, "INVALID_TRANSACTION_TIMEOUT");
     drop(k);
     b.kill();
-    let _b = start(dir.path(), addr, kafka, "2");
+    let b = start(dir.path(), addr, kafka, "2");
     let mut k = Kafka::connect(kafka);
     let r = k.init_producer_id(5, Some("tx-1"));
     assert_eq!(
@@ -219,6 +221,127 @@ fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
         (0, pid, 4),
         "the coordinator's log outlived the kill"
     );
+
+    // AddPartitionsToTxn with a partition that does not exist: nothing is
+    // added (the others get OPERATION_NOT_ATTEMPTED); then the two that do.
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("tx-topic", 2)
+        .unwrap();
+    let add = |k: &mut Kafka, topics: &[(&str, &[i32])]| -> Vec<(String, i32, i16)> {
+        let mut r = AddPartitionsToTxnRequest::default();
+        r.v3_and_below_transactional_id = TransactionalId(StrBytes::from_static_str("tx-1"));
+        r.v3_and_below_producer_id = ProducerId(pid);
+        r.v3_and_below_producer_epoch = 4;
+        r.v3_and_below_topics = topics
+            .iter()
+            .map(|(t, ps)| {
+                let mut topic = AddPartitionsToTxnTopic::default();
+                topic.name = TopicName(StrBytes::from_string(t.to_string()));
+                topic.partitions = ps.to_vec();
+                topic
+            })
+            .collect();
+        let resp: AddPartitionsToTxnResponse = k.call(ApiKey::AddPartitionsToTxn, 3, &r);
+        let mut out: Vec<(String, i32, i16)> = resp
+            .results_by_topic_v3_and_below
+            .iter()
+            .flat_map(|t| {
+                t.results_by_partition.iter().map(|p| {
+                    (
+                        t.name.0.to_string(),
+                        p.partition_index,
+                        p.partition_error_code,
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    };
+    assert_eq!(
+        add(&mut k, &[("tx-topic", &[0, 1]), ("no-such-topic", &[0])]),
+        vec![
+            ("no-such-topic".into(), 0, 3), // UNKNOWN_TOPIC_OR_PARTITION
+            ("tx-topic".into(), 0, 55),     // OPERATION_NOT_ATTEMPTED
+            ("tx-topic".into(), 1, 55),
+        ]
+    );
+    assert_eq!(
+        add(&mut k, &[("tx-topic", &[0, 1])]),
+        vec![("tx-topic".into(), 0, 0), ("tx-topic".into(), 1, 0)]
+    );
+
+    // The operator's view: `shardlog txn list|describe`.
+    struct Ran {
+        ok: bool,
+        stdout: String,
+        stderr: String,
+    }
+    let cli = |args: &[&str]| {
+        let mut a = args.to_vec();
+        let broker = b.broker_arg();
+        a.extend(["--broker", &broker]);
+        let out = run(&a, b"", T);
+        Ran {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: out.stderr.to_string(),
+        }
+    };
+    let out = cli(&["txn", "list"]);
+    assert!(out.ok, "{}", out.stderr);
+    let rows: Vec<Vec<String>> = out
+        .stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            vec!["tx-1".to_string(), pid.to_string(), "Ongoing".into()],
+            vec![
+                "tx-2".to_string(),
+                other.producer_id.0.to_string(),
+                "Empty".into()
+            ],
+        ],
+        "{}",
+        out.stdout
+    );
+    let out = cli(&["txn", "list", "--state", "Empty", "--json"]);
+    assert!(out.ok, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("\"tx-2\"") && !out.stdout.contains("\"tx-1\""),
+        "{}",
+        out.stdout
+    );
+    let out = cli(&["txn", "describe", "tx-1"]);
+    assert!(out.ok, "{}", out.stderr);
+    for want in [
+        "state\tOngoing".to_string(),
+        format!("producer_id\t{pid}"),
+        "producer_epoch\t4".into(),
+        "timeout_ms\t60000".into(),
+        "partitions\ttx-topic-0,tx-topic-1".into(),
+    ] {
+        assert!(
+            out.stdout.lines().any(|l| l == want),
+            "{want:?} in:\n{}",
+            out.stdout
+        );
+    }
+    let out = cli(&["txn", "describe", "tx-nobody"]);
+    assert!(!out.ok);
+    assert!(
+        out.stderr.to_lowercase().contains("transactional"),
+        "{}",
+        out.stderr
+    );
+    let out = cli(&["txn", "list", "--state", "Sleeping"]);
+    assert!(!out.ok);
+    assert!(out.stderr.contains("Sleeping"), "{}", out.stderr);
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! The `shardlog` command line: `serve`, `topic`, `produce`, `consume`,
-//! `group`, `top`.
+//! `group`, `txn`, `top`.
 //!
 //! The edge of the program: the only place with `anyhow` and process exit.
 //! Every command exits 0 on success and non-zero with one line on stderr.
@@ -9,6 +9,7 @@ mod data;
 mod group;
 mod serve;
 mod topic;
+mod txn;
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
@@ -48,6 +49,14 @@ enum Command {
         #[command(flatten)]
         broker: common::BrokerArg,
     },
+    /// Transactions: list, describe (Kafka's ListTransactions and
+    /// DescribeTransactions).
+    Txn {
+        #[command(subcommand)]
+        command: txn::TxnCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
     /// Live per-shard view of a broker, from its /metrics.
     Top(shardlog::top::TopArgs),
 }
@@ -73,6 +82,7 @@ pub fn run() {
         Command::Produce(a) => data::produce(a),
         Command::Consume(a) => data::consume(a),
         Command::Group { command, broker } => group::run(command, &broker.broker),
+        Command::Txn { command, broker } => txn::run(command, &broker.broker),
         Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
     };
     if let Err(e) = result {

@@ -435,6 +435,43 @@ impl Client {
         }
     }
 
+    /// Kafka's ListTransactions: `states` (Kafka's names) and
+    /// `producer_ids` filter; empty: any.
+    pub fn list_transactions(
+        &mut self,
+        states: &[String],
+        producer_ids: &[i64],
+    ) -> Result<Vec<TransactionListing>, ClientError> {
+        match self.call(Request::ListTransactions {
+            states: states.to_vec(),
+            producer_ids: producer_ids.to_vec(),
+        })? {
+            Response::ListTransactions(ts) => Ok(ts),
+            _ => Err(ClientError::WrongKind("ListTransactions")),
+        }
+    }
+
+    /// Kafka's DescribeTransactions of one id (TRANSACTIONAL_ID_NOT_FOUND
+    /// as an error when no coordinator knows it).
+    pub fn describe_transaction(
+        &mut self,
+        id: &str,
+    ) -> Result<TransactionDescription, ClientError> {
+        match self.call(Request::DescribeTransactions(vec![id.to_owned()]))? {
+            Response::DescribeTransactions(ts) => {
+                let t = ts
+                    .into_iter()
+                    .next()
+                    .ok_or(ClientError::WrongKind("DescribeTransactions"))?;
+                match t.error {
+                    Some(e) => Err(ClientError::Broker(e)),
+                    None => Ok(t),
+                }
+            }
+            _ => Err(ClientError::WrongKind("DescribeTransactions")),
+        }
+    }
+
     pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         match self.call(Request::DescribeGroups(vec![group.to_owned()]))? {
             Response::DescribeGroups(gs) => {

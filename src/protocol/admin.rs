@@ -1,5 +1,6 @@
 //! The admin messages <-> flatbuffers: ApiVersions, Metadata, CreateTopics,
-//! DeleteTopics and DescribeTopics.
+//! DeleteTopics, DescribeTopics, CreatePartitions, AlterConfigs, and the
+//! operators' transaction requests (ListTransactions, DescribeTransactions).
 //!
 //! Must never: panic on a verified buffer whose optional fields are absent.
 
@@ -243,6 +244,37 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::ListTransactions {
+            states,
+            producer_ids,
+        } => {
+            let states = strings(fbb, states);
+            let producer_ids = fbb.create_vector(producer_ids);
+            (
+                fb::Request::ListTransactionsRequest,
+                fb::ListTransactionsRequest::create(
+                    fbb,
+                    &fb::ListTransactionsRequestArgs {
+                        states: Some(states),
+                        producer_ids: Some(producer_ids),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Request::DescribeTransactions(ids) => {
+            let ids = strings(fbb, ids);
+            (
+                fb::Request::DescribeTransactionsRequest,
+                fb::DescribeTransactionsRequest::create(
+                    fbb,
+                    &fb::DescribeTransactionsRequestArgs {
+                        transactional_ids: Some(ids),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -331,6 +363,29 @@ pub(super) fn decode_request(
             Request::DescribeTopics {
                 topics: topics.filter(|t| !t.is_empty()),
             }
+        }
+        fb::Request::ListTransactionsRequest => {
+            let l = env.request_as_list_transactions_request().ok_or(missing)?;
+            Request::ListTransactions {
+                states: l
+                    .states()
+                    .map(|v| v.iter().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+                producer_ids: l
+                    .producer_ids()
+                    .map(|v| v.iter().collect())
+                    .unwrap_or_default(),
+            }
+        }
+        fb::Request::DescribeTransactionsRequest => {
+            let d = env
+                .request_as_describe_transactions_request()
+                .ok_or(missing)?;
+            Request::DescribeTransactions(
+                d.transactional_ids()
+                    .map(|v| v.iter().map(str::to_owned).collect())
+                    .unwrap_or_default(),
+            )
         }
         _ => return Ok(None),
     }))
@@ -531,6 +586,85 @@ pub(super) fn encode_response(
                 .as_union_value(),
             )
         }
+        Response::ListTransactions(list) => {
+            let ts: Vec<_> = list
+                .iter()
+                .map(|t| {
+                    let id = fbb.create_string(&t.transactional_id);
+                    let state = fbb.create_string(&t.state);
+                    fb::TransactionListing::create(
+                        fbb,
+                        &fb::TransactionListingArgs {
+                            transactional_id: Some(id),
+                            producer_id: t.producer_id,
+                            state: Some(state),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::ListTransactionsResponse,
+                fb::ListTransactionsResponse::create(
+                    fbb,
+                    &fb::ListTransactionsResponseArgs {
+                        transactions: Some(ts),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::DescribeTransactions(list) => {
+            let ts: Vec<_> = list
+                .iter()
+                .map(|t| {
+                    let topics: Vec<_> = t
+                        .topics
+                        .iter()
+                        .map(|tp| {
+                            let name = fbb.create_string(&tp.topic);
+                            let partitions = fbb.create_vector(&tp.partitions);
+                            fb::TransactionTopic::create(
+                                fbb,
+                                &fb::TransactionTopicArgs {
+                                    name: Some(name),
+                                    partitions: Some(partitions),
+                                },
+                            )
+                        })
+                        .collect();
+                    let topics = fbb.create_vector(&topics);
+                    let id = fbb.create_string(&t.transactional_id);
+                    let state = fbb.create_string(&t.state);
+                    let msg = opt_str(fbb, &t.error);
+                    fb::TransactionDescription::create(
+                        fbb,
+                        &fb::TransactionDescriptionArgs {
+                            transactional_id: Some(id),
+                            error_code: err_code(&t.error),
+                            error_message: msg,
+                            state: Some(state),
+                            producer_id: t.producer_id,
+                            producer_epoch: t.producer_epoch,
+                            timeout_ms: t.timeout_ms,
+                            start_time_ms: t.start_time_ms,
+                            topics: Some(topics),
+                        },
+                    )
+                })
+                .collect();
+            let ts = fbb.create_vector(&ts);
+            (
+                fb::Response::DescribeTransactionsResponse,
+                fb::DescribeTransactionsResponse::create(
+                    fbb,
+                    &fb::DescribeTransactionsResponseArgs {
+                        transactions: Some(ts),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -643,6 +777,55 @@ pub(super) fn decode_response(
                 });
             }
             Response::DescribeTopics(ts)
+        }
+        fb::Response::ListTransactionsResponse => {
+            let l = env
+                .response_as_list_transactions_response()
+                .ok_or(missing)?;
+            let mut out = Vec::new();
+            for t in l.transactions().iter().flatten() {
+                out.push(TransactionListing {
+                    transactional_id: t
+                        .transactional_id()
+                        .ok_or(DecodeError::MissingField("transactional_id"))?
+                        .to_owned(),
+                    producer_id: t.producer_id(),
+                    state: t.state().unwrap_or_default().to_owned(),
+                });
+            }
+            Response::ListTransactions(out)
+        }
+        fb::Response::DescribeTransactionsResponse => {
+            let d = env
+                .response_as_describe_transactions_response()
+                .ok_or(missing)?;
+            let mut out = Vec::new();
+            for t in d.transactions().iter().flatten() {
+                let mut topics = Vec::new();
+                for tp in t.topics().iter().flatten() {
+                    topics.push(TopicPartitions {
+                        topic: name_of(tp.name())?,
+                        partitions: tp
+                            .partitions()
+                            .map(|v| v.iter().collect())
+                            .unwrap_or_default(),
+                    });
+                }
+                out.push(TransactionDescription {
+                    transactional_id: t
+                        .transactional_id()
+                        .ok_or(DecodeError::MissingField("transactional_id"))?
+                        .to_owned(),
+                    error: err_of(t.error_code(), t.error_message()),
+                    state: t.state().unwrap_or_default().to_owned(),
+                    producer_id: t.producer_id(),
+                    producer_epoch: t.producer_epoch(),
+                    timeout_ms: t.timeout_ms(),
+                    start_time_ms: t.start_time_ms(),
+                    topics,
+                });
+            }
+            Response::DescribeTransactions(out)
         }
         _ => return Ok(None),
     }))

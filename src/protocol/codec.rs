@@ -481,6 +481,15 @@ mod tests {
                 topic: "t".into(),
                 partitions: vec![0, 7],
             }]),
+            Request::ListTransactions {
+                states: vec!["Ongoing".into(), "PrepareCommit".into()],
+                producer_ids: vec![1 << 40, 7],
+            },
+            Request::ListTransactions {
+                states: vec![],
+                producer_ids: vec![],
+            },
+            Request::DescribeTransactions(vec!["app-1".into(), "app-2".into()]),
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -689,10 +698,40 @@ mod tests {
                         },
                         DescribeProducersPartitionResult {
                             partition: 9,
-                            error: err,
+                            error: err.clone(),
                             producers: vec![],
                         },
                     ],
+                },
+            ])),
+            Ok(Response::ListTransactions(vec![TransactionListing {
+                transactional_id: "app-1".into(),
+                producer_id: 1 << 40,
+                state: "Ongoing".into(),
+            }])),
+            Ok(Response::DescribeTransactions(vec![
+                TransactionDescription {
+                    transactional_id: "app-1".into(),
+                    error: None,
+                    state: "Ongoing".into(),
+                    producer_id: 1 << 40,
+                    producer_epoch: 3,
+                    timeout_ms: 60_000,
+                    start_time_ms: 1_700_000_000_000,
+                    topics: vec![TopicPartitions {
+                        topic: "t".into(),
+                        partitions: vec![0, 2],
+                    }],
+                },
+                TransactionDescription {
+                    transactional_id: "nobody".into(),
+                    error: err,
+                    state: String::new(),
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    timeout_ms: 0,
+                    start_time_ms: -1,
+                    topics: vec![],
                 },
             ])),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
@@ -793,9 +832,37 @@ mod tests {
             }
         }
 
+        /// The operators' transaction answers (what `shardlog txn` decodes
+        /// from the network) with bytes changed: errors, never a panic, and
+        /// memory bounded by the frame.
+        #[test]
+        fn fuzz_decoders_never_panic_on_mutated_transaction_answers(
+            kind in 0usize..2,
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
+        ) {
+            let result = if kind == 0 {
+                Ok(Response::ListTransactions(vec![TransactionListing {
+                    transactional_id: "app".into(), producer_id: 7, state: "Ongoing".into() }]))
+            } else {
+                Ok(Response::DescribeTransactions(vec![TransactionDescription {
+                    transactional_id: "app".into(), error: None, state: "Ongoing".into(),
+                    producer_id: 7, producer_epoch: 1, timeout_ms: 1000, start_time_ms: 5,
+                    topics: vec![TopicPartitions { topic: "t".into(), partitions: vec![0, 1] }] }]))
+            };
+            let r = ResponseFrame { correlation_id: 3, result };
+            let mut b = body(encode_response_for(&r, 1).to_bytes().to_vec()).to_vec();
+            for (at, val) in edits {
+                let i = at % b.len();
+                b[i] = val;
+            }
+            let frame = Bytes::from(b);
+            let (_, peak) = crate::alloc_count::peak_bytes(|| decode_response(&frame).is_ok());
+            prop_assert!(peak <= crate::alloc_count::decode_bound(frame.len()), "{} bytes: {}", frame.len(), peak);
+        }
+
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..6, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..8, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -810,6 +877,8 @@ mod tests {
                     ops: vec![ConfigOp { key: "retention.ms".into(), op: ConfigOpKind::Set, value: "1".into() }],
                     replace: false }], validate_only: false },
                 4 => Request::DescribeProducers(vec![TopicPartitions { topic: "topic".into(), partitions: vec![0, 3] }]),
+                5 => Request::ListTransactions { states: vec!["Ongoing".into()], producer_ids: vec![7, 9] },
+                6 => Request::DescribeTransactions(vec!["a".into(), "b".into()]),
                 _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true, include_internal: false },
             };
             let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };

@@ -166,10 +166,12 @@ pub enum ApiKey {
     CreatePartitions = 15,
     AlterConfigs = 16,
     DescribeProducers = 17,
+    ListTransactions = 18,
+    DescribeTransactions = 19,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 18] = [
+    pub const ALL: [ApiKey; 20] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -188,6 +190,8 @@ impl ApiKey {
         ApiKey::CreatePartitions,
         ApiKey::AlterConfigs,
         ApiKey::DescribeProducers,
+        ApiKey::ListTransactions,
+        ApiKey::DescribeTransactions,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -427,6 +431,15 @@ pub enum Request {
     OffsetFetch(OffsetFetchRequest),
     ListGroups,
     DescribeGroups(Vec<String>),
+    /// Kafka's ListTransactions: every coordinator's transactional ids in
+    /// one of `states` (Kafka's names; empty: any) and of one of
+    /// `producer_ids` (empty: any).
+    ListTransactions {
+        states: Vec<String>,
+        producer_ids: Vec<i64>,
+    },
+    /// Kafka's DescribeTransactions: each id's state at its coordinator.
+    DescribeTransactions(Vec<String>),
 }
 
 impl Request {
@@ -562,6 +575,33 @@ pub enum Response {
     OffsetFetch(Vec<CommittedTopic>),
     ListGroups(Vec<GroupListing>),
     DescribeGroups(Vec<GroupDescription>),
+    ListTransactions(Vec<TransactionListing>),
+    DescribeTransactions(Vec<TransactionDescription>),
+}
+
+/// One transactional id as ListTransactions lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionListing {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    /// Kafka's state name (`Ongoing`, `CompleteCommit`, ...).
+    pub state: String,
+}
+
+/// One transactional id as DescribeTransactions shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransactionDescription {
+    pub transactional_id: String,
+    /// TRANSACTIONAL_ID_NOT_FOUND for an id no coordinator knows.
+    pub error: Option<WireError>,
+    pub state: String,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    /// When the open transaction began (ms since the epoch); -1: none.
+    pub start_time_ms: i64,
+    /// The partitions in the open transaction, by topic.
+    pub topics: Vec<TopicPartitions>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 17;
+pub const ENUM_MAX_API_KEY: u16 = 19;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 18] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 20] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -252,6 +252,8 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 18] = [
   ApiKey::CreatePartitions,
   ApiKey::AlterConfigs,
   ApiKey::DescribeProducers,
+  ApiKey::ListTransactions,
+  ApiKey::DescribeTransactions,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -277,9 +279,11 @@ impl ApiKey {
   pub const CreatePartitions: Self = Self(15);
   pub const AlterConfigs: Self = Self(16);
   pub const DescribeProducers: Self = Self(17);
+  pub const ListTransactions: Self = Self(18);
+  pub const DescribeTransactions: Self = Self(19);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 17;
+  pub const ENUM_MAX: u16 = 19;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -299,6 +303,8 @@ impl ApiKey {
     Self::CreatePartitions,
     Self::AlterConfigs,
     Self::DescribeProducers,
+    Self::ListTransactions,
+    Self::DescribeTransactions,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -321,6 +327,8 @@ impl ApiKey {
       Self::CreatePartitions => Some("CreatePartitions"),
       Self::AlterConfigs => Some("AlterConfigs"),
       Self::DescribeProducers => Some("DescribeProducers"),
+      Self::ListTransactions => Some("ListTransactions"),
+      Self::DescribeTransactions => Some("DescribeTransactions"),
       _ => None,
     }
   }
@@ -563,10 +571,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 18;
+pub const ENUM_MAX_REQUEST: u8 = 20;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 19] = [
+pub const ENUM_VALUES_REQUEST: [Request; 21] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -586,6 +594,8 @@ pub const ENUM_VALUES_REQUEST: [Request; 19] = [
   Request::CreatePartitionsRequest,
   Request::AlterConfigsRequest,
   Request::DescribeProducersRequest,
+  Request::ListTransactionsRequest,
+  Request::DescribeTransactionsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -612,9 +622,11 @@ impl Request {
   pub const CreatePartitionsRequest: Self = Self(16);
   pub const AlterConfigsRequest: Self = Self(17);
   pub const DescribeProducersRequest: Self = Self(18);
+  pub const ListTransactionsRequest: Self = Self(19);
+  pub const DescribeTransactionsRequest: Self = Self(20);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_MAX: u8 = 20;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -635,6 +647,8 @@ impl Request {
     Self::CreatePartitionsRequest,
     Self::AlterConfigsRequest,
     Self::DescribeProducersRequest,
+    Self::ListTransactionsRequest,
+    Self::DescribeTransactionsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -658,6 +672,8 @@ impl Request {
       Self::CreatePartitionsRequest => Some("CreatePartitionsRequest"),
       Self::AlterConfigsRequest => Some("AlterConfigsRequest"),
       Self::DescribeProducersRequest => Some("DescribeProducersRequest"),
+      Self::ListTransactionsRequest => Some("ListTransactionsRequest"),
+      Self::DescribeTransactionsRequest => Some("DescribeTransactionsRequest"),
       _ => None,
     }
   }
@@ -717,10 +733,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 18;
+pub const ENUM_MAX_RESPONSE: u8 = 20;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 19] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 21] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -740,6 +756,8 @@ pub const ENUM_VALUES_RESPONSE: [Response; 19] = [
   Response::CreatePartitionsResponse,
   Response::AlterConfigsResponse,
   Response::DescribeProducersResponse,
+  Response::ListTransactionsResponse,
+  Response::DescribeTransactionsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -766,9 +784,11 @@ impl Response {
   pub const CreatePartitionsResponse: Self = Self(16);
   pub const AlterConfigsResponse: Self = Self(17);
   pub const DescribeProducersResponse: Self = Self(18);
+  pub const ListTransactionsResponse: Self = Self(19);
+  pub const DescribeTransactionsResponse: Self = Self(20);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 18;
+  pub const ENUM_MAX: u8 = 20;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -789,6 +809,8 @@ impl Response {
     Self::CreatePartitionsResponse,
     Self::AlterConfigsResponse,
     Self::DescribeProducersResponse,
+    Self::ListTransactionsResponse,
+    Self::DescribeTransactionsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -812,6 +834,8 @@ impl Response {
       Self::CreatePartitionsResponse => Some("CreatePartitionsResponse"),
       Self::AlterConfigsResponse => Some("AlterConfigsResponse"),
       Self::DescribeProducersResponse => Some("DescribeProducersResponse"),
+      Self::ListTransactionsResponse => Some("ListTransactionsResponse"),
+      Self::DescribeTransactionsResponse => Some("DescribeTransactionsResponse"),
       _ => None,
     }
   }
@@ -6425,6 +6449,889 @@ impl ::core::fmt::Debug for DescribeProducersResponse<'_> {
       ds.finish()
   }
 }
+pub enum ListTransactionsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's ListTransactions: the transactional ids of every coordinator.
+pub struct ListTransactionsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListTransactionsRequest<'a> {
+  type Inner = ListTransactionsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListTransactionsRequest<'a> {
+  pub const VT_STATES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_IDS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListTransactionsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListTransactionsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListTransactionsRequest<'bldr>> {
+    let mut builder = ListTransactionsRequestBuilder::new(_fbb);
+    if let Some(x) = args.producer_ids { builder.add_producer_ids(x); }
+    if let Some(x) = args.states { builder.add_states(x); }
+    builder.finish()
+  }
+
+
+  /// Kafka's state names (Empty, Ongoing, PrepareCommit, PrepareAbort,
+  /// CompleteCommit, CompleteAbort, PrepareEpochFence); empty: any.
+  #[inline]
+  pub fn states(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(ListTransactionsRequest::VT_STATES, None)}
+  }
+  /// Empty: any.
+  #[inline]
+  pub fn producer_ids(&self) -> Option<::flatbuffers::Vector<'a, i64>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, i64>>>(ListTransactionsRequest::VT_PRODUCER_IDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListTransactionsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("states", Self::VT_STATES, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, i64>>>("producer_ids", Self::VT_PRODUCER_IDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTransactionsRequestArgs<'a> {
+    pub states: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+    pub producer_ids: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, i64>>>,
+}
+impl<'a> Default for ListTransactionsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTransactionsRequestArgs {
+      states: None,
+      producer_ids: None,
+    }
+  }
+}
+
+pub struct ListTransactionsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListTransactionsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_states(&mut self, states: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListTransactionsRequest::VT_STATES, states);
+  }
+  #[inline]
+  pub fn add_producer_ids(&mut self, producer_ids: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , i64>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListTransactionsRequest::VT_PRODUCER_IDS, producer_ids);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListTransactionsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListTransactionsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListTransactionsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListTransactionsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListTransactionsRequest");
+      ds.field("states", &self.states());
+      ds.field("producer_ids", &self.producer_ids());
+      ds.finish()
+  }
+}
+pub enum TransactionListingOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransactionListing<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransactionListing<'a> {
+  type Inner = TransactionListing<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransactionListing<'a> {
+  pub const VT_TRANSACTIONAL_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 6;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransactionListing { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransactionListingArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TransactionListing<'bldr>> {
+    let mut builder = TransactionListingBuilder::new(_fbb);
+    builder.add_producer_id(args.producer_id);
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.transactional_id { builder.add_transactional_id(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn transactional_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionListing::VT_TRANSACTIONAL_ID, None)}
+  }
+  #[inline]
+  pub fn producer_id(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(TransactionListing::VT_PRODUCER_ID, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionListing::VT_STATE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransactionListing<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("transactional_id", Self::VT_TRANSACTIONAL_ID, false)?
+     .visit_field::<i64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransactionListingArgs<'a> {
+    pub transactional_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub producer_id: i64,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for TransactionListingArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TransactionListingArgs {
+      transactional_id: None,
+      producer_id: 0,
+      state: None,
+    }
+  }
+}
+
+pub struct TransactionListingBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransactionListingBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_transactional_id(&mut self, transactional_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionListing::VT_TRANSACTIONAL_ID, transactional_id);
+  }
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: i64) {
+    self.fbb_.push_slot::<i64>(TransactionListing::VT_PRODUCER_ID, producer_id, 0);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionListing::VT_STATE, state);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransactionListingBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransactionListingBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransactionListing<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransactionListing<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransactionListing");
+      ds.field("transactional_id", &self.transactional_id());
+      ds.field("producer_id", &self.producer_id());
+      ds.field("state", &self.state());
+      ds.finish()
+  }
+}
+pub enum ListTransactionsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct ListTransactionsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for ListTransactionsResponse<'a> {
+  type Inner = ListTransactionsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> ListTransactionsResponse<'a> {
+  pub const VT_TRANSACTIONS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    ListTransactionsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args ListTransactionsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<ListTransactionsResponse<'bldr>> {
+    let mut builder = ListTransactionsResponseBuilder::new(_fbb);
+    if let Some(x) = args.transactions { builder.add_transactions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn transactions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionListing<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionListing>>>>(ListTransactionsResponse::VT_TRANSACTIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for ListTransactionsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TransactionListing>>>>("transactions", Self::VT_TRANSACTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct ListTransactionsResponseArgs<'a> {
+    pub transactions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionListing<'a>>>>>,
+}
+impl<'a> Default for ListTransactionsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    ListTransactionsResponseArgs {
+      transactions: None,
+    }
+  }
+}
+
+pub struct ListTransactionsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> ListTransactionsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_transactions(&mut self, transactions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TransactionListing<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(ListTransactionsResponse::VT_TRANSACTIONS, transactions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> ListTransactionsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    ListTransactionsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<ListTransactionsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for ListTransactionsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("ListTransactionsResponse");
+      ds.field("transactions", &self.transactions());
+      ds.finish()
+  }
+}
+pub enum DescribeTransactionsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DescribeTransactions: each id's state at its coordinator.
+pub struct DescribeTransactionsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeTransactionsRequest<'a> {
+  type Inner = DescribeTransactionsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeTransactionsRequest<'a> {
+  pub const VT_TRANSACTIONAL_IDS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeTransactionsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeTransactionsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeTransactionsRequest<'bldr>> {
+    let mut builder = DescribeTransactionsRequestBuilder::new(_fbb);
+    if let Some(x) = args.transactional_ids { builder.add_transactional_ids(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn transactional_ids(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeTransactionsRequest::VT_TRANSACTIONAL_IDS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeTransactionsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("transactional_ids", Self::VT_TRANSACTIONAL_IDS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeTransactionsRequestArgs<'a> {
+    pub transactional_ids: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DescribeTransactionsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeTransactionsRequestArgs {
+      transactional_ids: None,
+    }
+  }
+}
+
+pub struct DescribeTransactionsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeTransactionsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_transactional_ids(&mut self, transactional_ids: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeTransactionsRequest::VT_TRANSACTIONAL_IDS, transactional_ids);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeTransactionsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeTransactionsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeTransactionsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeTransactionsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeTransactionsRequest");
+      ds.field("transactional_ids", &self.transactional_ids());
+      ds.finish()
+  }
+}
+pub enum TransactionTopicOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransactionTopic<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransactionTopic<'a> {
+  type Inner = TransactionTopic<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransactionTopic<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PARTITIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransactionTopic { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransactionTopicArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TransactionTopic<'bldr>> {
+    let mut builder = TransactionTopicBuilder::new(_fbb);
+    if let Some(x) = args.partitions { builder.add_partitions(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionTopic::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn partitions(&self) -> Option<::flatbuffers::Vector<'a, u32>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u32>>>(TransactionTopic::VT_PARTITIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransactionTopic<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u32>>>("partitions", Self::VT_PARTITIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransactionTopicArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub partitions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u32>>>,
+}
+impl<'a> Default for TransactionTopicArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TransactionTopicArgs {
+      name: None,
+      partitions: None,
+    }
+  }
+}
+
+pub struct TransactionTopicBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransactionTopicBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionTopic::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_partitions(&mut self, partitions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u32>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionTopic::VT_PARTITIONS, partitions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransactionTopicBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransactionTopicBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransactionTopic<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransactionTopic<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransactionTopic");
+      ds.field("name", &self.name());
+      ds.field("partitions", &self.partitions());
+      ds.finish()
+  }
+}
+pub enum TransactionDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct TransactionDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for TransactionDescription<'a> {
+  type Inner = TransactionDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> TransactionDescription<'a> {
+  pub const VT_TRANSACTIONAL_ID: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_STATE: ::flatbuffers::VOffsetT = 10;
+  pub const VT_PRODUCER_ID: ::flatbuffers::VOffsetT = 12;
+  pub const VT_PRODUCER_EPOCH: ::flatbuffers::VOffsetT = 14;
+  pub const VT_TIMEOUT_MS: ::flatbuffers::VOffsetT = 16;
+  pub const VT_START_TIME_MS: ::flatbuffers::VOffsetT = 18;
+  pub const VT_TOPICS: ::flatbuffers::VOffsetT = 20;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    TransactionDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args TransactionDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<TransactionDescription<'bldr>> {
+    let mut builder = TransactionDescriptionBuilder::new(_fbb);
+    builder.add_start_time_ms(args.start_time_ms);
+    builder.add_producer_id(args.producer_id);
+    if let Some(x) = args.topics { builder.add_topics(x); }
+    builder.add_timeout_ms(args.timeout_ms);
+    if let Some(x) = args.state { builder.add_state(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.transactional_id { builder.add_transactional_id(x); }
+    builder.add_producer_epoch(args.producer_epoch);
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn transactional_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionDescription::VT_TRANSACTIONAL_ID, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(TransactionDescription::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionDescription::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn state(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(TransactionDescription::VT_STATE, None)}
+  }
+  #[inline]
+  pub fn producer_id(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(TransactionDescription::VT_PRODUCER_ID, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn producer_epoch(&self) -> i16 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i16>(TransactionDescription::VT_PRODUCER_EPOCH, Some(-1)).unwrap()}
+  }
+  #[inline]
+  pub fn timeout_ms(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(TransactionDescription::VT_TIMEOUT_MS, Some(0)).unwrap()}
+  }
+  /// When the open transaction began (ms since the epoch); -1: none.
+  #[inline]
+  pub fn start_time_ms(&self) -> i64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i64>(TransactionDescription::VT_START_TIME_MS, Some(-1)).unwrap()}
+  }
+  /// The partitions in the open transaction.
+  #[inline]
+  pub fn topics(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionTopic<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionTopic>>>>(TransactionDescription::VT_TOPICS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for TransactionDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("transactional_id", Self::VT_TRANSACTIONAL_ID, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("state", Self::VT_STATE, false)?
+     .visit_field::<i64>("producer_id", Self::VT_PRODUCER_ID, false)?
+     .visit_field::<i16>("producer_epoch", Self::VT_PRODUCER_EPOCH, false)?
+     .visit_field::<i32>("timeout_ms", Self::VT_TIMEOUT_MS, false)?
+     .visit_field::<i64>("start_time_ms", Self::VT_START_TIME_MS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TransactionTopic>>>>("topics", Self::VT_TOPICS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct TransactionDescriptionArgs<'a> {
+    pub transactional_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub state: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub timeout_ms: i32,
+    pub start_time_ms: i64,
+    pub topics: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionTopic<'a>>>>>,
+}
+impl<'a> Default for TransactionDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    TransactionDescriptionArgs {
+      transactional_id: None,
+      error_code: ErrorCode::None,
+      error_message: None,
+      state: None,
+      producer_id: -1,
+      producer_epoch: -1,
+      timeout_ms: 0,
+      start_time_ms: -1,
+      topics: None,
+    }
+  }
+}
+
+pub struct TransactionDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> TransactionDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_transactional_id(&mut self, transactional_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionDescription::VT_TRANSACTIONAL_ID, transactional_id);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(TransactionDescription::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionDescription::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_state(&mut self, state: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionDescription::VT_STATE, state);
+  }
+  #[inline]
+  pub fn add_producer_id(&mut self, producer_id: i64) {
+    self.fbb_.push_slot::<i64>(TransactionDescription::VT_PRODUCER_ID, producer_id, -1);
+  }
+  #[inline]
+  pub fn add_producer_epoch(&mut self, producer_epoch: i16) {
+    self.fbb_.push_slot::<i16>(TransactionDescription::VT_PRODUCER_EPOCH, producer_epoch, -1);
+  }
+  #[inline]
+  pub fn add_timeout_ms(&mut self, timeout_ms: i32) {
+    self.fbb_.push_slot::<i32>(TransactionDescription::VT_TIMEOUT_MS, timeout_ms, 0);
+  }
+  #[inline]
+  pub fn add_start_time_ms(&mut self, start_time_ms: i64) {
+    self.fbb_.push_slot::<i64>(TransactionDescription::VT_START_TIME_MS, start_time_ms, -1);
+  }
+  #[inline]
+  pub fn add_topics(&mut self, topics: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TransactionTopic<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(TransactionDescription::VT_TOPICS, topics);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> TransactionDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    TransactionDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<TransactionDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for TransactionDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("TransactionDescription");
+      ds.field("transactional_id", &self.transactional_id());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("state", &self.state());
+      ds.field("producer_id", &self.producer_id());
+      ds.field("producer_epoch", &self.producer_epoch());
+      ds.field("timeout_ms", &self.timeout_ms());
+      ds.field("start_time_ms", &self.start_time_ms());
+      ds.field("topics", &self.topics());
+      ds.finish()
+  }
+}
+pub enum DescribeTransactionsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeTransactionsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeTransactionsResponse<'a> {
+  type Inner = DescribeTransactionsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeTransactionsResponse<'a> {
+  pub const VT_TRANSACTIONS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeTransactionsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeTransactionsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeTransactionsResponse<'bldr>> {
+    let mut builder = DescribeTransactionsResponseBuilder::new(_fbb);
+    if let Some(x) = args.transactions { builder.add_transactions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn transactions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionDescription>>>>(DescribeTransactionsResponse::VT_TRANSACTIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeTransactionsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<TransactionDescription>>>>("transactions", Self::VT_TRANSACTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeTransactionsResponseArgs<'a> {
+    pub transactions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<TransactionDescription<'a>>>>>,
+}
+impl<'a> Default for DescribeTransactionsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeTransactionsResponseArgs {
+      transactions: None,
+    }
+  }
+}
+
+pub struct DescribeTransactionsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeTransactionsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_transactions(&mut self, transactions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<TransactionDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeTransactionsResponse::VT_TRANSACTIONS, transactions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeTransactionsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeTransactionsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeTransactionsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeTransactionsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeTransactionsResponse");
+      ds.field("transactions", &self.transactions());
+      ds.finish()
+  }
+}
 pub enum DeleteTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -11540,6 +12447,36 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_list_transactions_request(&self) -> Option<ListTransactionsRequest<'a>> {
+    if self.request_type() == Request::ListTransactionsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTransactionsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_transactions_request(&self) -> Option<DescribeTransactionsRequest<'a>> {
+    if self.request_type() == Request::DescribeTransactionsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeTransactionsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -11571,6 +12508,8 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::CreatePartitionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsRequest>>("Request::CreatePartitionsRequest", pos),
           Request::AlterConfigsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsRequest>>("Request::AlterConfigsRequest", pos),
           Request::DescribeProducersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersRequest>>("Request::DescribeProducersRequest", pos),
+          Request::ListTransactionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListTransactionsRequest>>("Request::ListTransactionsRequest", pos),
+          Request::DescribeTransactionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsRequest>>("Request::DescribeTransactionsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -11767,6 +12706,20 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::DescribeProducersRequest => {
           if let Some(x) = self.request_as_describe_producers_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::ListTransactionsRequest => {
+          if let Some(x) = self.request_as_list_transactions_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeTransactionsRequest => {
+          if let Some(x) = self.request_as_describe_transactions_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -12128,6 +13081,36 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_list_transactions_response(&self) -> Option<ListTransactionsResponse<'a>> {
+    if self.response_type() == Response::ListTransactionsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { ListTransactionsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_transactions_response(&self) -> Option<DescribeTransactionsResponse<'a>> {
+    if self.response_type() == Response::DescribeTransactionsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeTransactionsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -12159,6 +13142,8 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::CreatePartitionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<CreatePartitionsResponse>>("Response::CreatePartitionsResponse", pos),
           Response::AlterConfigsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterConfigsResponse>>("Response::AlterConfigsResponse", pos),
           Response::DescribeProducersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersResponse>>("Response::DescribeProducersResponse", pos),
+          Response::ListTransactionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListTransactionsResponse>>("Response::ListTransactionsResponse", pos),
+          Response::DescribeTransactionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsResponse>>("Response::DescribeTransactionsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -12355,6 +13340,20 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::DescribeProducersResponse => {
           if let Some(x) = self.response_as_describe_producers_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::ListTransactionsResponse => {
+          if let Some(x) = self.response_as_list_transactions_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeTransactionsResponse => {
+          if let Some(x) = self.response_as_describe_transactions_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
