@@ -1223,25 +1223,10 @@ impl Partition {
 mod tests {
     use super::*;
     use crate::batch::{BatchBuilder, Records};
-    use crate::rt::{now_ms, testkit};
+    use crate::rt::now_ms;
+    use crate::rt::testkit::on_fresh_dir;
     use crate::storage::segment::Segment;
-    use std::path::PathBuf;
     use std::time::Duration;
-
-    /// Runs `body` on a test executor over a fresh data directory (on a real
-    /// disk), after the polled-I/O probe, with a deadline.
-    fn on_fresh_dir<G, F>(body: G)
-    where
-        G: FnOnce(PathBuf) -> F + Send + 'static,
-        F: std::future::Future<Output = ()> + 'static,
-    {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
-            body(path).await
-        });
-    }
 
     fn make_batch(seed: usize, records: usize, value_bytes: usize) -> Bytes {
         let mut b = BatchBuilder::new(1_000 + seed as i64);

@@ -777,6 +777,21 @@ pub mod testkit {
             .expect("temp dir")
     }
 
+    /// Runs `body` on a fresh executor over a fresh data directory (on a
+    /// real disk), after the polled-I/O probe, with a 60 s deadline.
+    pub fn on_fresh_dir<G, F>(body: G)
+    where
+        G: FnOnce(PathBuf) -> F + Send + 'static,
+        F: std::future::Future<Output = ()> + 'static,
+    {
+        let dir = data_dir();
+        let path = dir.path().to_owned();
+        run(Duration::from_secs(60), move || async move {
+            super::probe_polled_io(&path).await.unwrap();
+            body(path).await
+        });
+    }
+
     /// Runs `f` on a fresh executor; panics if it takes longer than `deadline`
     /// (the executor thread is then abandoned, the test fails instead of hanging).
     pub fn run<G, F, T>(deadline: Duration, f: G) -> T

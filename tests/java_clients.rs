@@ -57,9 +57,12 @@ fn the_java_client_and_admin_work_unchanged() {
     let (mut b, kafka, args) = common::kafka::suite_broker(dir.path(), "2", &[]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // The Java tests ask for a broker restart by creating `restart` here
-    // (Kafka Connect must survive one); `restarted` answers.
+    // (Kafka Connect must survive one), `restarted` answers; and for a
+    // kill -9 and restart with `kill` (the transactional producer must
+    // survive two), `killed` answers.
     let control = tempfile::tempdir().unwrap();
     let mut restarts = 0;
+    let mut kills = 0;
     let Bounded {
         status,
         stdout,
@@ -86,6 +89,15 @@ fn the_java_client_and_admin_work_unchanged() {
                 restarts += 1;
                 std::fs::write(control.path().join("restarted"), "yes").unwrap();
             }
+            let ask = control.path().join("kill");
+            if ask.exists() {
+                std::fs::remove_file(&ask).unwrap();
+                b.kill();
+                b = Broker::start_on(dir.path(), b.addr, &args);
+                b.wait_kafka(kafka);
+                kills += 1;
+                std::fs::write(control.path().join("killed"), "yes").unwrap();
+            }
         },
     );
     assert!(
@@ -94,4 +106,5 @@ fn the_java_client_and_admin_work_unchanged() {
         b.log()
     );
     assert_eq!(restarts, 1, "the Connect test asked for one broker restart");
+    assert_eq!(kills, 2, "the transactions test asked for two kills");
 }

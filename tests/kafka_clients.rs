@@ -434,6 +434,29 @@ impl Cluster {
         out
     }
 
+    /// Every value of `topic` as `shardlog consume --isolation ISOLATION`
+    /// prints them (until 1 s without data), sorted.
+    pub fn sorted_values(&self, topic: &str, isolation: &str) -> Vec<String> {
+        let out = self.cli(
+            &[
+                "consume",
+                topic,
+                "--isolation",
+                isolation,
+                "--idle-timeout-ms",
+                "1000",
+            ],
+            b"",
+        );
+        let mut v: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// Creates `topic` with partitions owned by both shards.
     pub fn create_topic(&self, topic: &str, partitions: u32) {
         self.cli(
@@ -1148,26 +1171,7 @@ fn consume_transform_produce_stays_exactly_once_across_kill_9_of_app_and_broker(
         out.stderr
     );
     assert_eq!(kills, (3, 3));
-    let lines = |isolation: &str| -> Vec<String> {
-        let out = c.cli(
-            &[
-                "consume",
-                "ctpk-out",
-                "--isolation",
-                isolation,
-                "--idle-timeout-ms",
-                "1000",
-            ],
-            b"",
-        );
-        let mut v: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        v.sort();
-        v
-    };
+    let lines = |isolation: &str| c.sorted_values("ctpk-out", isolation);
     let mut want: Vec<String> = (0..n).map(|i| format!("out-{i}")).collect();
     want.sort();
     let got = lines("read_committed");
@@ -1224,26 +1228,7 @@ fn confluent_kafka_consume_transform_produce_is_exactly_once() {
     .ok();
     let summary: serde_json::Value = serde_json::from_str(report.stdout.trim()).unwrap();
     assert!(summary["aborted"].as_u64().unwrap() > 0, "{summary}");
-    let lines = |isolation: &str| -> Vec<String> {
-        let out = c.cli(
-            &[
-                "consume",
-                "ctp-out",
-                "--isolation",
-                isolation,
-                "--idle-timeout-ms",
-                "1000",
-            ],
-            b"",
-        );
-        let mut v: Vec<String> = String::from_utf8(out.stdout)
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        v.sort();
-        v
-    };
+    let lines = |isolation: &str| c.sorted_values("ctp-out", isolation);
     let mut want: Vec<String> = (0..n).map(|i| format!("out-{i}")).collect();
     want.sort();
     assert_eq!(lines("read_committed"), want, "each result exactly once");

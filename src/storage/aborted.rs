@@ -177,23 +177,7 @@ impl AbortedLog {
     }
 
     async fn file(&self) -> Result<std::rc::Rc<DirectFile>, StorageError> {
-        if let Some(f) = self.file.borrow().as_ref() {
-            return Ok(f.clone());
-        }
-        let created = !self.path.exists();
-        let f = std::rc::Rc::new(
-            DirectFile::open_rw(&self.path)
-                .await
-                .map_err(|e| StorageError::io("open", &self.path, e))?,
-        );
-        if created {
-            // The new name must outlive a crash too.
-            if let Some(dir) = self.path.parent() {
-                super::sync_dir(dir)?;
-            }
-        }
-        *self.file.borrow_mut() = Some(f.clone());
-        Ok(f)
+        super::side_file(&self.file, &self.path).await
     }
 
     pub async fn close(&self) {
@@ -207,8 +191,7 @@ impl AbortedLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::testkit;
-    use std::time::Duration;
+    use crate::rt::testkit::on_fresh_dir;
 
     fn entry(i: i64) -> AbortedTxn {
         AbortedTxn {
@@ -217,17 +200,6 @@ mod tests {
             last_offset: 10 * i + 5,
             last_stable_offset: 10 * i + 6,
         }
-    }
-
-    fn on_fresh_dir<F: std::future::Future<Output = ()> + 'static>(
-        body: impl FnOnce(PathBuf) -> F + Send + 'static,
-    ) {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
-            body(path).await
-        });
     }
 
     #[test]

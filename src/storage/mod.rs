@@ -123,6 +123,31 @@ pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| StorageError::io("fsync dir", dir, e))
 }
 
+/// A small side file of a partition (`aborted.txnindex`,
+/// `txnopen.snapshot`) for direct I/O, opened once and kept in `slot`;
+/// created if missing, and then its name is made to outlive a crash too.
+pub(crate) async fn side_file(
+    slot: &std::cell::RefCell<Option<std::rc::Rc<crate::rt::DirectFile>>>,
+    path: &Path,
+) -> Result<std::rc::Rc<crate::rt::DirectFile>, StorageError> {
+    if let Some(f) = slot.borrow().as_ref() {
+        return Ok(f.clone());
+    }
+    let created = !path.exists();
+    let f = std::rc::Rc::new(
+        crate::rt::DirectFile::open_rw(path)
+            .await
+            .map_err(|e| StorageError::io("open", path, e))?,
+    );
+    if created {
+        if let Some(dir) = path.parent() {
+            sync_dir(dir)?;
+        }
+    }
+    *slot.borrow_mut() = Some(f.clone());
+    Ok(f)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

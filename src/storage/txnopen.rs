@@ -127,22 +127,7 @@ impl TxnSnapshots {
     }
 
     async fn file(&self) -> Result<Rc<DirectFile>, StorageError> {
-        if let Some(f) = self.file.borrow().as_ref() {
-            return Ok(f.clone());
-        }
-        let created = !self.path.exists();
-        let f = Rc::new(
-            DirectFile::open_rw(&self.path)
-                .await
-                .map_err(|e| StorageError::io("open", &self.path, e))?,
-        );
-        if created {
-            if let Some(dir) = self.path.parent() {
-                super::sync_dir(dir)?;
-            }
-        }
-        *self.file.borrow_mut() = Some(f.clone());
-        Ok(f)
+        super::side_file(&self.file, &self.path).await
     }
 
     pub async fn close(&self) {
@@ -157,19 +142,7 @@ impl TxnSnapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rt::testkit;
-    use std::time::Duration;
-
-    fn on_fresh_dir<F: std::future::Future<Output = ()> + 'static>(
-        body: impl FnOnce(PathBuf) -> F + Send + 'static,
-    ) {
-        let dir = testkit::data_dir();
-        let path = dir.path().to_owned();
-        testkit::run(Duration::from_secs(60), move || async move {
-            crate::rt::probe_polled_io(&path).await.unwrap();
-            body(path).await
-        });
-    }
+    use crate::rt::testkit::on_fresh_dir;
 
     fn rec(at: i64, n: i64) -> OpenTxns {
         OpenTxns {
