@@ -106,5 +106,5 @@ fn the_java_client_and_admin_work_unchanged() {
         b.log()
     );
     assert_eq!(restarts, 1, "the Connect test asked for one broker restart");
-    assert_eq!(kills, 2, "the transactions test asked for two kills");
+    assert_eq!(kills, 3, "the transactions test asked for two kills, Streams for one");
 }
