@@ -41,6 +41,13 @@ use crate::txn::{log as txn_log, Outcome, TxnCoordinator, TxnError, TxnMeta, Txn
 pub const TIMEOUT_CHECK_MS: u64 = 1_000;
 /// Between attempts to write markers a partition refused.
 const MARKER_RETRY_MS: u64 = 100;
+/// How long a call for a transactional id whose last transaction is still
+/// writing its markers waits for them before it is answered
+/// CONCURRENT_TRANSACTIONS. Kafka answers at once and the client retries
+/// after a backoff (librdkafka's and Java's: tens of ms); the markers
+/// usually take a couple of ms, so waiting here saves the client that
+/// backoff, which was the tail of a small transaction's commit.
+const FINISH_WAIT_MS: u64 = 200;
 
 /// A transaction call, served by the id's coordinator shard.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +149,8 @@ pub struct TxnHost {
     ids: Rc<RefCell<ProducerIds>>,
     peers: RefCell<Option<Weak<dyn TxnPeers>>>,
     stopping: Cell<bool>,
+    /// Notified whenever a transaction completes (its markers written).
+    completed: Rc<rt::Event>,
 }
 
 fn storage_error(e: impl std::fmt::Display) -> WireError {
@@ -167,6 +176,7 @@ impl TxnHost {
             ids,
             peers: RefCell::new(None),
             stopping: Cell::new(false),
+            completed: Rc::default(),
         }
     }
 
@@ -256,6 +266,11 @@ impl TxnHost {
     }
 
     async fn serve(self: &Rc<Self>, call: TxnCall) -> TxnReply {
+        if let Some(id) = call.id() {
+            if !matches!(call, TxnCall::Describe(_)) {
+                self.await_finished(id).await;
+            }
+        }
         let now = rt::now_ms();
         match call {
             TxnCall::Init {
@@ -463,6 +478,28 @@ impl TxnHost {
             .map_err(|e| storage_error(e.to_wire().message))
     }
 
+    /// Waits (at most `FINISH_WAIT_MS`) while `id`'s last transaction is
+    /// still writing its markers.
+    async fn await_finished(&self, id: &str) {
+        let finishing = || {
+            self.coordinator.borrow().get(id).is_some_and(|m| {
+                matches!(
+                    m.state,
+                    TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence
+                )
+            })
+        };
+        let until = rt::monotonic_ms() + FINISH_WAIT_MS;
+        while finishing() && !self.stopping.get() {
+            let now = rt::monotonic_ms();
+            if now >= until {
+                return;
+            }
+            let done = rt::any_notified(vec![self.completed.clone()]);
+            rt::timeout(Duration::from_millis(until - now), done).await;
+        }
+    }
+
     /// Writes the markers of `id`'s prepared transaction on every
     /// partition (retrying those that fail; a partition gone with its
     /// topic is skipped), then completes it.
@@ -529,7 +566,10 @@ impl TxnHost {
                 return;
             };
             match self.write(id, &done).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.completed.notify_all();
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(id, "completing a transaction: {e} (retrying)");
                     rt::sleep(Duration::from_millis(MARKER_RETRY_MS)).await;

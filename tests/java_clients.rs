@@ -106,5 +106,8 @@ fn the_java_client_and_admin_work_unchanged() {
         b.log()
     );
     assert_eq!(restarts, 1, "the Connect test asked for one broker restart");
-    assert_eq!(kills, 3, "the transactions test asked for two kills, Streams for one");
+    assert_eq!(
+        kills, 3,
+        "the transactions test asked for two kills, Streams for one"
+    );
 }

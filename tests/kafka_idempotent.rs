@@ -14,9 +14,9 @@ use common::kafka::*;
 use common::*;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, FetchResponse,
-    InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId, TopicName,
-    TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
+    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -342,6 +342,25 @@ fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
     let out = cli(&["txn", "list", "--state", "Sleeping"]);
     assert!(!out.ok);
     assert!(out.stderr.contains("Sleeping"), "{}", out.stderr);
+
+    // The next transaction's first AddPartitionsToTxn, sent right after
+    // EndTxn while the markers are still being written, waits for them
+    // instead of being refused with CONCURRENT_TRANSACTIONS (which costs
+    // the client a retry backoff).
+    for round in 0..5 {
+        let mut end = EndTxnRequest::default();
+        end.transactional_id = TransactionalId(StrBytes::from_static_str("tx-1"));
+        end.producer_id = ProducerId(pid);
+        end.producer_epoch = 4;
+        end.committed = round % 2 == 0;
+        let r: EndTxnResponse = k.call(ApiKey::EndTxn, 3, &end);
+        assert_eq!(r.error_code, 0, "round {round}");
+        assert_eq!(
+            add(&mut k, &[("tx-topic", &[0, 1])]),
+            vec![("tx-topic".into(), 0, 0), ("tx-topic".into(), 1, 0)],
+            "round {round}"
+        );
+    }
 }
 
 #[test]
