@@ -602,8 +602,16 @@ impl TxnHost {
             .borrow()
             .expired(now, DEFAULT_ID_EXPIRATION_MS);
         for id in expired {
-            if self.append(&id, None).await.is_ok() {
-                self.coordinator.borrow_mut().apply(&id, None);
+            if !self
+                .coordinator
+                .borrow_mut()
+                .begin_expire(&id, now, DEFAULT_ID_EXPIRATION_MS)
+            {
+                continue; // used since
+            }
+            match self.append(&id, None).await {
+                Ok(()) => self.coordinator.borrow_mut().apply(&id, None),
+                Err(_) => self.coordinator.borrow_mut().cancel(&id),
             }
         }
     }

@@ -521,6 +521,25 @@ impl TxnCoordinator {
             .collect()
     }
 
+    /// Starts removing an id `expired` named: its tombstone is on the way,
+    /// and calls for it get CONCURRENT_TRANSACTIONS until `apply(id, None)`
+    /// (or `cancel`), so that an InitProducerId cannot slip in between the
+    /// decision and the tombstone and then be forgotten. False when the id
+    /// is no longer idle past `expiration_ms` (it was used meanwhile).
+    pub fn begin_expire(&mut self, id: &str, now_ms: i64, expiration_ms: i64) -> bool {
+        match self.txns.get_mut(id) {
+            Some(e)
+                if !e.pending
+                    && e.meta.state.is_idle()
+                    && e.meta.last_update_ms.saturating_add(expiration_ms) < now_ms =>
+            {
+                e.pending = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// After a durable write of a transition (or while replaying the log:
     /// `None` is a tombstone).
     pub fn apply(&mut self, id: &str, meta: Option<TxnMeta>) {
@@ -964,6 +983,24 @@ mod tests {
         assert_eq!(both, vec!["idle".to_string(), "t".to_string()]);
         c.apply("idle", None);
         assert!(c.get("idle").is_none());
+        // Expiring "t": while its tombstone is on the way, an
+        // InitProducerId for it waits (CONCURRENT_TRANSACTIONS) instead of
+        // being forgotten when the removal lands; a failed write gives the
+        // id back.
+        let later = 200_001 + exp + 1;
+        assert!(c.begin_expire("t", later, exp));
+        assert!(!c.begin_expire("t", later, exp), "already on its way");
+        assert_eq!(c.expired(later, exp), Vec::<String>::new());
+        let e = c
+            .init_producer_id("t", T, None, later, &mut new_id)
+            .unwrap_err();
+        assert_eq!(e.code(), "ConcurrentTransactions");
+        c.cancel("t");
+        assert!(c.get("t").is_some(), "the write failed: still there");
+        assert!(c.begin_expire("t", later, exp));
+        c.apply("t", None);
+        assert!(c.get("t").is_none());
+        assert!(!c.begin_expire("t", later, exp), "gone");
     }
 
     #[test]
