@@ -34,6 +34,7 @@ pub mod classic;
 pub mod coordinator;
 mod ids;
 pub mod offsets;
+pub mod reader;
 
 pub use assign::{target_assignment, Strategy};
 pub use coordinator::{

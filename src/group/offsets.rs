@@ -27,6 +27,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::ids::{TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
+use super::reader::{Malformed, Reader};
 
 pub const KEY_VERSION: u16 = 1;
 /// Keys of a transaction's pending commits.
@@ -60,6 +61,12 @@ impl OffsetError {
             OffsetError::NameTooLong { .. } => "InvalidRequest",
             OffsetError::Corrupt { .. } => "CorruptOffsetRecord",
         }
+    }
+}
+
+impl From<Malformed> for OffsetError {
+    fn from(m: Malformed) -> OffsetError {
+        corrupt(m.0)
     }
 }
 
@@ -168,65 +175,12 @@ pub fn encode_value(v: &CommittedOffset) -> Result<Bytes, OffsetError> {
     Ok(b.freeze())
 }
 
-/// A bounds-checked reader: every take says what was missing.
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], OffsetError> {
-        if self.buf.len() < n {
-            return Err(corrupt(format!(
-                "{what}: need {n} bytes, {} left",
-                self.buf.len()
-            )));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn u16(&mut self, what: &str) -> Result<u16, OffsetError> {
-        let b = self.take(2, what)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, OffsetError> {
-        let mut a = [0; 4];
-        a.copy_from_slice(self.take(4, what)?);
-        Ok(u32::from_be_bytes(a))
-    }
-
-    fn u64(&mut self, what: &str) -> Result<u64, OffsetError> {
-        let mut a = [0; 8];
-        a.copy_from_slice(self.take(8, what)?);
-        Ok(u64::from_be_bytes(a))
-    }
-
-    fn string(&mut self, what: &'static str, max: usize) -> Result<String, OffsetError> {
-        let len = self.u16(what)? as usize;
-        if len > max {
-            return Err(corrupt(format!("{what} of {len} bytes exceeds {max}")));
-        }
-        let b = self.take(len, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| corrupt(format!("{what} is not UTF-8")))
-    }
-
-    fn finish(&self) -> Result<(), OffsetError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(corrupt(format!("{} trailing bytes", self.buf.len())))
-        }
-    }
-}
-
 /// Decodes one record of the offsets log; `value: None` is a tombstone.
 pub fn decode(
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Result<(OffsetKey, Option<CommittedOffset>), OffsetError> {
-    let mut r = Reader { buf: key };
+    let mut r = Reader::new(key);
     let version = r.u16("key version")?;
     if version != KEY_VERSION {
         return Err(corrupt(format!("unknown key version {version}")));
@@ -242,7 +196,7 @@ pub fn decode(
     let Some(value) = value else {
         return Ok((key, None));
     };
-    let mut r = Reader { buf: value };
+    let mut r = Reader::new(value);
     let version = r.u16("value version")?;
     if !(1..=VALUE_VERSION).contains(&version) {
         return Err(corrupt(format!("unknown value version {version}")));

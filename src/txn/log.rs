@@ -21,6 +21,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
 use super::coordinator::{TxnMeta, TxnState};
+use crate::group::reader::{Malformed, Reader};
 use crate::group::{offsets::partition_for_group, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 pub const KEY_VERSION: u16 = 1;
@@ -34,6 +35,12 @@ pub enum TxnLogError {
     NotStored(TxnState),
     #[error("corrupt transaction record: {0}")]
     Corrupt(String),
+}
+
+impl From<Malformed> for TxnLogError {
+    fn from(m: Malformed) -> TxnLogError {
+        corrupt(m.0)
+    }
 }
 
 fn corrupt(detail: impl Into<String>) -> TxnLogError {
@@ -97,74 +104,9 @@ pub fn encode_value(m: &TxnMeta) -> Result<Bytes, TxnLogError> {
     Ok(b.freeze())
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, what: &str) -> Result<&'a [u8], TxnLogError> {
-        if self.buf.len() < n {
-            return Err(corrupt(format!(
-                "{what}: need {n} bytes, {} left",
-                self.buf.len()
-            )));
-        }
-        let (head, tail) = self.buf.split_at(n);
-        self.buf = tail;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self, what: &str) -> Result<[u8; N], TxnLogError> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N, what)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self, what: &str) -> Result<u8, TxnLogError> {
-        Ok(self.array::<1>(what)?[0])
-    }
-
-    fn u16(&mut self, what: &str) -> Result<u16, TxnLogError> {
-        Ok(u16::from_be_bytes(self.array(what)?))
-    }
-
-    fn u32(&mut self, what: &str) -> Result<u32, TxnLogError> {
-        Ok(u32::from_be_bytes(self.array(what)?))
-    }
-
-    fn i16(&mut self, what: &str) -> Result<i16, TxnLogError> {
-        Ok(i16::from_be_bytes(self.array(what)?))
-    }
-
-    fn i32(&mut self, what: &str) -> Result<i32, TxnLogError> {
-        Ok(i32::from_be_bytes(self.array(what)?))
-    }
-
-    fn i64(&mut self, what: &str) -> Result<i64, TxnLogError> {
-        Ok(i64::from_be_bytes(self.array(what)?))
-    }
-
-    fn string(&mut self, what: &'static str, max: usize) -> Result<String, TxnLogError> {
-        let len = self.u16(what)? as usize;
-        if len > max {
-            return Err(corrupt(format!("{what} of {len} bytes exceeds {max}")));
-        }
-        let b = self.take(len, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| corrupt(format!("{what} is not UTF-8")))
-    }
-
-    fn finish(&self) -> Result<(), TxnLogError> {
-        if self.buf.is_empty() {
-            Ok(())
-        } else {
-            Err(corrupt(format!("{} trailing bytes", self.buf.len())))
-        }
-    }
-}
-
 /// Decodes one record; `None` value: a tombstone.
 pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, Option<TxnMeta>), TxnLogError> {
-    let mut r = Reader { buf: key };
+    let mut r = Reader::new(key);
     let version = r.u16("key version")?;
     if version != KEY_VERSION {
         return Err(corrupt(format!("unknown key version {version}")));
@@ -174,7 +116,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, Option<TxnMet
     let Some(value) = value else {
         return Ok((id, None));
     };
-    let mut r = Reader { buf: value };
+    let mut r = Reader::new(value);
     let version = r.u16("value version")?;
     if version != VALUE_VERSION {
         return Err(corrupt(format!("unknown value version {version}")));
