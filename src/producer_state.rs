@@ -198,6 +198,19 @@ impl ProducerStates {
         if h.producer_id < 0 {
             return Ok(Check::Plain);
         }
+        // A fenced epoch first, as Kafka checks it: a late batch of a
+        // transaction that a marker at a newer epoch ended (transaction
+        // version 2 bumps it at every end) is INVALID_PRODUCER_EPOCH, the
+        // same answer the coordinator gives it.
+        if let Some(e) = self.producers.get(&h.producer_id) {
+            if h.producer_epoch < e.epoch {
+                return Err(SequenceError::StaleEpoch {
+                    producer_id: h.producer_id,
+                    current: e.epoch,
+                    got: h.producer_epoch,
+                });
+            }
+        }
         let open = self.open.get(&h.producer_id);
         if h.attributes & TRANSACTIONAL_BIT != 0 {
             // KIP-890's verification: only a transaction the coordinator
@@ -219,13 +232,6 @@ impl ProducerStates {
             return Ok(Check::Append);
         };
         let first = h.base_sequence;
-        if h.producer_epoch < e.epoch {
-            return Err(SequenceError::StaleEpoch {
-                producer_id: h.producer_id,
-                current: e.epoch,
-                got: h.producer_epoch,
-            });
-        }
         if h.producer_epoch > e.epoch {
             if first != 0 {
                 return Err(SequenceError::NewEpochNotAtZero {
@@ -753,6 +759,13 @@ mod tests {
         produce(&mut s, &txn(7, 0, 0, 1), &mut next).unwrap();
         // The coordinator aborted with epoch 1 (InitProducerId or timeout).
         assert!(s.end_txn(7, 1, 1).is_some());
+        // Nothing is open now: a late batch at the ended epoch is a fenced
+        // epoch (what transaction version 2's bumped markers promise), not
+        // a missing transaction.
+        assert!(matches!(
+            s.check(&txn(7, 0, 1, 1)),
+            Err(SequenceError::StaleEpoch { current: 1, .. })
+        ));
         s.open_txn(7, 0);
         assert!(matches!(
             s.check(&txn(7, 0, 1, 1)),

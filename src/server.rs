@@ -800,7 +800,12 @@ async fn accept_loop(
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                         Proto::Kafka(ctx) => {
-                            let door = KafkaDoor { router, ctx, peer };
+                            let door = KafkaDoor {
+                                router,
+                                ctx,
+                                peer,
+                                txn_added: Default::default(),
+                            };
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                     };

@@ -58,25 +58,32 @@ pub enum TxnCall {
         /// KIP-360: the producer id and epoch the client has.
         expected: Option<(i64, i16)>,
     },
+    /// AddPartitionsToTxn (`txn_version` 1), or the implicit add of a
+    /// Produce v12+ (2: KIP-890 part 2).
     Add {
         id: String,
         producer_id: i64,
         epoch: i16,
         partitions: Vec<TopicPartition>,
+        txn_version: u8,
     },
     /// AddOffsetsToTxn: the group's offsets partition joins the
-    /// transaction (its TxnOffsetCommits take effect with it).
+    /// transaction (its TxnOffsetCommits take effect with it); at
+    /// `txn_version` 2 the implicit add of a TxnOffsetCommit v5+.
     AddOffsets {
         id: String,
         producer_id: i64,
         epoch: i16,
         group: String,
+        txn_version: u8,
     },
+    /// EndTxn; at `txn_version` 2 (v5+) the epoch is bumped.
     End {
         id: String,
         producer_id: i64,
         epoch: i16,
         outcome: Outcome,
+        txn_version: u8,
     },
     Describe(String),
     /// Served by every shard for its own ids; the caller merges.
@@ -108,7 +115,9 @@ pub enum TxnReply {
     Init(Result<(i64, i16), WireError>),
     /// AddPartitionsToTxn: each partition's result, in request order.
     Added(Vec<(TopicPartition, Option<WireError>)>),
-    Ended(Result<(), WireError>),
+    /// EndTxn: at transaction version 2 the producer id and epoch to go on
+    /// with; (-1, -1) at version 1.
+    Ended(Result<(i64, i16), WireError>),
     OffsetsAdded(Result<(), WireError>),
     Described(Result<TxnMeta, WireError>),
     Listed(Vec<TxnListing>),
@@ -310,18 +319,25 @@ impl TxnHost {
                 producer_id,
                 epoch,
                 partitions,
-            } => TxnReply::Added(self.add(&id, producer_id, epoch, partitions, now).await),
+                txn_version,
+            } => TxnReply::Added(
+                self.add(&id, (producer_id, epoch), partitions, txn_version, now)
+                    .await,
+            ),
             TxnCall::AddOffsets {
                 id,
                 producer_id,
                 epoch,
                 group,
+                txn_version,
             } => {
                 let tp = TopicPartition::new(
                     OFFSETS_TOPIC,
                     partition_for_group(&group, OFFSETS_PARTITIONS),
                 );
-                let r = self.add(&id, producer_id, epoch, vec![tp], now).await;
+                let r = self
+                    .add(&id, (producer_id, epoch), vec![tp], txn_version, now)
+                    .await;
                 TxnReply::OffsetsAdded(match r.into_iter().next() {
                     Some((_, Some(e))) => Err(e),
                     _ => Ok(()),
@@ -332,14 +348,31 @@ impl TxnHost {
                 producer_id,
                 epoch,
                 outcome,
+                txn_version,
             } => {
-                let step =
+                let v2 = txn_version >= 2;
+                let step = if v2 {
+                    let ids = self.ids.clone();
+                    self.coordinator.borrow_mut().end_txn_v2(
+                        &id,
+                        producer_id,
+                        epoch,
+                        outcome,
+                        now,
+                        &mut || ids.borrow_mut().next(now),
+                    )
+                } else {
                     self.coordinator
                         .borrow_mut()
-                        .end_txn(&id, producer_id, epoch, outcome, now);
+                        .end_txn(&id, producer_id, epoch, outcome, now)
+                };
+                // Version 1 answers no producer.
+                let answer = |m: &TxnMeta| if v2 { m.next_producer() } else { (-1, -1) };
                 TxnReply::Ended(match step {
                     Err(e) => Err(e.to_wire()),
-                    Ok(TxnStep::Done) => Ok(()),
+                    Ok(TxnStep::Done) => {
+                        Ok(self.coordinator.borrow().get(&id).map_or((-1, -1), answer))
+                    }
                     Ok(TxnStep::Write(m) | TxnStep::FenceAndAbort(m)) => {
                         match self.write(&id, &m).await {
                             Ok(()) => {
@@ -347,7 +380,7 @@ impl TxnHost {
                                 // durable; the markers follow.
                                 let this = self.clone();
                                 rt::spawn(async move { this.finish(&id).await }).detach();
-                                Ok(())
+                                Ok(answer(&m))
                             }
                             Err(e) => Err(e),
                         }
@@ -381,9 +414,9 @@ impl TxnHost {
     async fn add(
         self: &Rc<Self>,
         id: &str,
-        producer_id: i64,
-        epoch: i16,
+        (producer_id, epoch): (i64, i16),
         partitions: Vec<TopicPartition>,
+        txn_version: u8,
         now: i64,
     ) -> Vec<(TopicPartition, Option<WireError>)> {
         let all = |e: &WireError, parts: &[TopicPartition]| {
@@ -416,10 +449,14 @@ impl TxnHost {
                 })
                 .collect();
         }
-        let step =
-            self.coordinator
-                .borrow_mut()
-                .add_partitions(id, producer_id, epoch, &partitions, now);
+        let step = self.coordinator.borrow_mut().add_partitions(
+            id,
+            producer_id,
+            epoch,
+            &partitions,
+            txn_version,
+            now,
+        );
         match step {
             Err(e) => all(&e.to_wire(), &partitions),
             Ok(TxnStep::Done) => partitions.into_iter().map(|tp| (tp, None)).collect(),

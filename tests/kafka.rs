@@ -171,7 +171,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
     let (_b, kafka) = broker(dir.path(), "1");
     let mut k = Kafka::connect(kafka);
     let want = [
-        (ApiKey::Produce as i16, 3, 8),
+        (ApiKey::Produce as i16, 3, 12),
         (ApiKey::Fetch as i16, 4, 17),
         (ApiKey::ListOffsets as i16, 1, 10),
         (ApiKey::DeleteRecords as i16, 0, 2),
@@ -208,9 +208,9 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::IncrementalAlterConfigs as i16, 0, 1),
         (ApiKey::DescribeProducers as i16, 0, 0),
         (ApiKey::AddPartitionsToTxn as i16, 0, 3),
-        (ApiKey::EndTxn as i16, 0, 4),
+        (ApiKey::EndTxn as i16, 0, 5),
         (ApiKey::AddOffsetsToTxn as i16, 0, 4),
-        (ApiKey::TxnOffsetCommit as i16, 0, 4),
+        (ApiKey::TxnOffsetCommit as i16, 0, 5),
         (ApiKey::DescribeTransactions as i16, 0, 0),
         (ApiKey::ListTransactions as i16, 0, 1),
     ];
@@ -227,9 +227,16 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         w.sort();
         assert_eq!(got, w, "v{version}");
         if version >= 3 {
-            // Tagged fields holding defaults are left out (kcat trap).
-            assert!(r.supported_features.is_empty() && r.finalized_features.is_empty());
-            assert_eq!(r.finalized_features_epoch, -1);
+            // KIP-584 features: transaction version 2 finalized (Kafka 4
+            // clients speak KIP-890 part 2); no other tagged field.
+            let f: Vec<(String, i16, i16)> = r
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+                .collect();
+            assert_eq!(f, vec![("transaction.version".to_string(), 2, 2)]);
+            assert_eq!(r.finalized_features_epoch, 1);
+            assert!(!r.zk_migration_ready);
         }
     }
     // KIP-511: a version the broker does not know is answered with v0 and

@@ -2,7 +2,8 @@
 //! crate as the client: InitProducerId, retries acknowledged with their
 //! original offsets and written once (also when forwarded to the owner
 //! shard, and after a kill -9 and restart), sequence gaps and stale epochs
-//! refused with nothing written, transactional ids refused.
+//! refused with nothing written; transactional ids at their coordinator,
+//! and transaction version 2's implicit adds and epoch bumps.
 
 mod common;
 
@@ -14,9 +15,9 @@ use common::kafka::*;
 use common::*;
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::{
-    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
-    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ProduceResponse, ProducerId,
-    TopicName, TransactionalId,
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ApiVersionsRequest,
+    ApiVersionsResponse, EndTxnRequest, EndTxnResponse, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ProduceResponse, ProducerId, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
@@ -361,6 +362,113 @@ fn transactional_ids_keep_their_producer_id_and_bump_the_epoch() {
             "round {round}"
         );
     }
+}
+
+/// Transaction version 2 (KIP-890 part 2), as Kafka 4 clients speak it
+/// when ApiVersions finalizes it: Produce v12 adds its partitions to the
+/// transaction itself (no AddPartitionsToTxn), EndTxn v5 bumps the epoch
+/// and names it, so a late batch of the ended transaction is fenced
+/// instead of opening a hanging one; a retried EndTxn is recognised; the
+/// read_committed view is exactly the committed transactions.
+#[test]
+fn transaction_version_2_adds_on_produce_and_fences_what_an_end_left_behind() {
+    let dir = data_dir();
+    let (addr, kafka) = addrs();
+    let b = start(dir.path(), addr, kafka, "2");
+    Client::connect(&b.broker_arg())
+        .unwrap()
+        .create_topic("tv2", 2)
+        .unwrap();
+    let mut k = Kafka::connect(kafka);
+    let versions: ApiVersionsResponse =
+        k.call(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert!(
+        versions
+            .finalized_features
+            .iter()
+            .any(|f| f.name.as_str() == "transaction.version" && f.max_version_level == 2),
+        "{:?}",
+        versions.finalized_features
+    );
+    let init = k.init_producer_id(5, Some("tv2-app"));
+    assert_eq!(init.error_code, 0);
+    let pid = init.producer_id.0;
+    let txn_batch = |epoch: i16, seq: i32, value: &str| {
+        let mut b = BatchBuilder::new(1_000)
+            .idempotent(pid, epoch, seq)
+            .transactional();
+        b.push(1_000, None, Some(value.as_bytes()), &[]);
+        b.finish()
+    };
+    let produce = |k: &mut Kafka, partition: i32, batch: Bytes| -> i16 {
+        let mut r = produce_request("tv2", partition, -1, batch);
+        r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tv2-app")));
+        let resp: ProduceResponse = k.call(ApiKey::Produce, 12, &r);
+        resp.responses[0].partition_responses[0].error_code
+    };
+    let end = |k: &mut Kafka, epoch: i16, commit: bool| -> (i16, i64, i16) {
+        let mut e = EndTxnRequest::default();
+        e.transactional_id = TransactionalId(StrBytes::from_static_str("tv2-app"));
+        e.producer_id = ProducerId(pid);
+        e.producer_epoch = epoch;
+        e.committed = commit;
+        let r: EndTxnResponse = k.call(ApiKey::EndTxn, 5, &e);
+        (r.error_code, r.producer_id.0, r.producer_epoch)
+    };
+    // The first transaction, on both partitions (one of each shard's),
+    // without AddPartitionsToTxn.
+    assert_eq!(produce(&mut k, 0, txn_batch(0, 0, "c0")), 0);
+    assert_eq!(produce(&mut k, 1, txn_batch(0, 0, "c1")), 0);
+    assert_eq!(produce(&mut k, 0, txn_batch(0, 1, "c2")), 0);
+    assert_eq!(
+        end(&mut k, 0, true),
+        (0, pid, 1),
+        "commit: go on at epoch 1"
+    );
+    // A late batch of the committed transaction, from this connection and
+    // from a fresh one: fenced by the markers' epoch, nothing written.
+    assert_eq!(
+        produce(&mut k, 0, txn_batch(0, 2, "late")),
+        INVALID_PRODUCER_EPOCH
+    );
+    let mut k2 = Kafka::connect(kafka);
+    assert_eq!(
+        produce(&mut k2, 1, txn_batch(0, 1, "late")),
+        INVALID_PRODUCER_EPOCH
+    );
+    // The next transaction at epoch 1 starts at sequence 0, and aborts.
+    assert_eq!(produce(&mut k, 0, txn_batch(1, 0, "a0")), 0);
+    assert_eq!(end(&mut k, 1, false), (0, pid, 2));
+    assert_eq!(end(&mut k, 1, false), (0, pid, 2), "a retry of the abort");
+    assert_eq!(end(&mut k, 0, false).0, 90, "PRODUCER_FENCED");
+    // An abort with nothing added: success, one more epoch.
+    assert_eq!(end(&mut k, 2, false), (0, pid, 3));
+    let committed = |k: &mut Kafka, partition: i32| -> (Vec<String>, usize) {
+        let mut r = fetch_request("tv2", partition, 0, 0);
+        r.isolation_level = 1;
+        let resp: FetchResponse = k.call(ApiKey::Fetch, 11, &r);
+        let pd = &resp.responses[0].partitions[0];
+        assert_eq!(pd.error_code, 0);
+        let aborted: Vec<i64> = pd
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| a.first_offset)
+            .collect();
+        let mut buf = pd.records.clone().unwrap_or_default();
+        let mut out = Vec::new();
+        for set in RecordBatchDecoder::decode_all(&mut buf).unwrap() {
+            for r in set.records {
+                let in_aborted = aborted.contains(&r.offset);
+                if !r.control && !in_aborted {
+                    out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                }
+            }
+        }
+        (out, aborted.len())
+    };
+    assert_eq!(committed(&mut k, 0), (vec!["c0".into(), "c2".into()], 1));
+    assert_eq!(committed(&mut k, 1), (vec!["c1".into()], 0));
 }
 
 #[test]

@@ -12,7 +12,9 @@
 
 use crate::chain::Chain;
 use bytes::{Buf, Bytes, BytesMut};
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::describe_configs_response::DescribeConfigsResult;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::list_offsets_response::{
@@ -58,7 +60,7 @@ use crate::protocol::{
 /// remote storage (none here); kafka-python reads the broker's version
 /// from this range (v10: Kafka 4).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 8),
+    (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 17),
     (ApiKey::ListOffsets, 1, 10),
     (ApiKey::DeleteRecords, 0, 2),
@@ -72,7 +74,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::InitProducerId, 0, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 1),
     (ApiKey::DescribeConfigs, 1, 4),
@@ -342,8 +344,28 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
             v
         })
         .collect();
+    // KIP-584 features (v3+, tagged): transaction version 2 (KIP-890 part
+    // 2) is finalized, so Kafka 4 clients add partitions implicitly on
+    // Produce v12+ and TxnOffsetCommit v5+, and read their next epoch from
+    // EndTxn v5. The epoch never changes: the level is fixed.
+    let mut supported = SupportedFeatureKey::default();
+    supported.name = StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
+    supported.min_version = 0;
+    supported.max_version = TRANSACTION_VERSION;
+    r.supported_features = vec![supported];
+    let mut finalized = FinalizedFeatureKey::default();
+    finalized.name = StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
+    finalized.min_version_level = TRANSACTION_VERSION;
+    finalized.max_version_level = TRANSACTION_VERSION;
+    r.finalized_features = vec![finalized];
+    r.finalized_features_epoch = 1;
     r
 }
+
+/// Kafka's feature name for the transaction protocol's version.
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+/// The transaction version the listener finalizes (KIP-890 part 2).
+pub const TRANSACTION_VERSION: i16 = 2;
 
 /// Translates a native answer into the Kafka response for `api`/`version`
 /// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
@@ -993,15 +1015,31 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn api_versions_v3_leaves_default_tagged_fields_out() {
+    fn api_versions_v3_finalizes_transaction_version_2_in_its_tagged_fields() {
         let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
         // length, correlation id (header v0 always), error, compact array
         // (one length byte), each key/min/max + empty tags (7 bytes),
-        // throttle, then one byte: zero tagged fields.
+        // throttle, then the tagged fields: the features.
         let apis = all_supported().count();
         assert!(apis < 127, "the array length fits one byte");
-        assert_eq!(b.len(), 4 + 4 + 2 + 1 + apis * 7 + 4 + 1);
-        assert_eq!(b[b.len() - 1], 0);
+        let fixed = 4 + 4 + 2 + 1 + apis * 7 + 4;
+        assert_eq!(
+            b[fixed], 3,
+            "three tagged fields: supported, epoch, finalized"
+        );
+        let mut body = b.slice(8..);
+        let r = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        let f: Vec<(String, i16, i16)> = r
+            .finalized_features
+            .iter()
+            .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+            .collect();
+        assert_eq!(f, vec![("transaction.version".to_string(), 2, 2)]);
+        assert_eq!(r.finalized_features_epoch, 1);
+        assert_eq!(r.supported_features[0].max_version, 2);
+        // v0-2 carry no features: the same fixed part, nothing after it.
+        let b2 = encode_frame(ApiKey::ApiVersions, 2, 7, &api_versions_response(0)).unwrap();
+        assert!(b2.len() < b.len());
     }
 
     #[test]
@@ -1070,6 +1108,104 @@ pub(crate) mod tests {
             let start = body.as_ptr() as usize;
             let at = got.as_ptr() as usize;
             assert!(at >= start && at < start + body.len());
+        }
+    }
+
+    #[test]
+    fn transaction_version_2_requests_add_their_partitions_implicitly() {
+        use crate::batch::BatchBuilder;
+        use crate::group::TopicPartition;
+        use crate::txn_host::TxnCall;
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{
+            EndTxnRequest, GroupId, ProduceRequest, TopicName, TransactionalId,
+            TxnOffsetCommitRequest,
+        };
+        let txn_batch = |pid: i64, epoch: i16| {
+            let mut b = BatchBuilder::new(1)
+                .idempotent(pid, epoch, 0)
+                .transactional();
+            b.push(1, None, Some(&b"v"[..]), &[]);
+            b.finish()
+        };
+        let mut plain = BatchBuilder::new(1);
+        plain.push(1, None, Some(&b"v"[..]), &[]);
+        let part = |i: i32, records: Bytes| {
+            PartitionProduceData::default()
+                .with_index(i)
+                .with_records(Some(records))
+        };
+        let produce = |parts: Vec<PartitionProduceData>| {
+            ProduceRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+                .with_acks(-1)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(TopicName(StrBytes::from_static_str("t")))
+                    .with_partition_data(parts)])
+        };
+        let r = produce(vec![
+            part(0, txn_batch(9, 4)),
+            part(1, plain.finish()),
+            part(2, txn_batch(9, 4)),
+        ]);
+        // v12: the transactional partitions join the producer's
+        // transaction first; the produce itself follows unchanged.
+        let d = decode(request_body(ApiKey::Produce, 12, 3, &r)).unwrap();
+        let Work::TxnAdd { add, then } = d.work else {
+            panic!("{:?}", d.work)
+        };
+        assert_eq!(
+            add,
+            TxnCall::Add {
+                id: "tx".into(),
+                producer_id: 9,
+                epoch: 4,
+                partitions: vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2)],
+                txn_version: 2,
+            }
+        );
+        assert!(matches!(*then, Work::Native { .. }));
+        // v11 and below: transaction version 1, the client added them.
+        let d = decode(request_body(ApiKey::Produce, 11, 3, &r)).unwrap();
+        assert!(matches!(d.work, Work::Native { .. }));
+        // Two producers in one transactional request: refused whole.
+        let mixed = produce(vec![part(0, txn_batch(9, 4)), part(1, txn_batch(9, 5))]);
+        let d = decode(request_body(ApiKey::Produce, 12, 3, &mixed)).unwrap();
+        assert!(matches!(
+            d.work,
+            Work::Refuse { error, .. } if error == ResponseError::InvalidProducerIdMapping.code()
+        ));
+        // TxnOffsetCommit v5: the group's offsets partition, no
+        // AddOffsetsToTxn; v4 as before.
+        let mut c = TxnOffsetCommitRequest::default();
+        c.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+        c.group_id = GroupId(StrBytes::from_static_str("g"));
+        c.producer_id = ProducerId(9);
+        c.producer_epoch = 4;
+        let d = decode(request_body(ApiKey::TxnOffsetCommit, 5, 3, &c)).unwrap();
+        let Work::TxnAdd { add, then } = d.work else {
+            panic!("{:?}", d.work)
+        };
+        assert_eq!(
+            add,
+            TxnCall::AddOffsets {
+                id: "tx".into(),
+                producer_id: 9,
+                epoch: 4,
+                group: "g".into(),
+                txn_version: 2,
+            }
+        );
+        assert!(matches!(*then, Work::KafkaGroups { .. }));
+        let d = decode(request_body(ApiKey::TxnOffsetCommit, 4, 3, &c)).unwrap();
+        assert!(matches!(d.work, Work::KafkaGroups { .. }));
+        // EndTxn v5 is version 2's.
+        let mut e = EndTxnRequest::default();
+        e.transactional_id = TransactionalId(StrBytes::from_static_str("tx"));
+        for (v, want) in [(4, 1), (5, 2)] {
+            let d = decode(request_body(ApiKey::EndTxn, v, 3, &e)).unwrap();
+            assert!(matches!(&d.work, Work::Txn { calls, .. }
+                if matches!(&calls[0], TxnCall::End { txn_version, .. } if *txn_version == want)));
         }
     }
 

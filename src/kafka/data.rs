@@ -39,9 +39,12 @@ use super::wire::{
     answer_id, encode_frame, name_of, non_negative, partition_u32, topic_name, unknown_id_name,
     Refused, Shape, TopicIds, Work,
 };
+use crate::batch::BatchHeader;
 use crate::chain::Chain;
 use crate::errors::kafka_code;
+use crate::group::TopicPartition;
 use crate::protocol::{self, Acks, ListOffsetsPartition, ListOffsetsTopic, Request, RequestFrame};
+use crate::txn_host::TxnCall;
 
 /// Produce: what the request asks for.
 pub(super) fn decode_produce(
@@ -50,16 +53,20 @@ pub(super) fn decode_produce(
     native: &dyn Fn(Request) -> Box<RequestFrame>,
 ) -> anyhow::Result<Work> {
     let r = ProduceRequest::decode(body, version)?;
-    let shape: Shape = r
-        .topic_data
-        .iter()
-        .map(|t| {
-            (
-                name_of(&t.name),
-                t.partition_data.iter().map(|p| p.index).collect(),
-            )
-        })
-        .collect();
+    let implicit_add = if version >= 12 {
+        match transactional_writer(&r) {
+            Ok(add) => add,
+            Err(error) => {
+                return Ok(Work::Refuse {
+                    shape: produce_shape(&r),
+                    error,
+                })
+            }
+        }
+    } else {
+        None
+    };
+    let shape = produce_shape(&r);
     let acks = match r.acks {
         0 => Some(Acks::None),
         1 => Some(Acks::Leader),
@@ -98,6 +105,66 @@ pub(super) fn decode_produce(
             describe_configs: vec![],
         },
     })
+    .map(|work| match implicit_add {
+        Some(add) => Work::TxnAdd {
+            add,
+            then: Box::new(work),
+        },
+        None => work,
+    })
+}
+
+fn produce_shape(r: &ProduceRequest) -> Shape {
+    r.topic_data
+        .iter()
+        .map(|t| {
+            (
+                name_of(&t.name),
+                t.partition_data.iter().map(|p| p.index).collect(),
+            )
+        })
+        .collect()
+}
+
+/// Produce v12+ from a transactional producer (KIP-890 part 2): the add
+/// of every partition whose records are transactional, for the producer
+/// id and epoch of their batches (read from the first batch's header;
+/// the batch itself is validated where it is appended). Err: Kafka's code
+/// for a request that mixes producers.
+fn transactional_writer(r: &ProduceRequest) -> Result<Option<TxnCall>, i16> {
+    let Some(id) = r.transactional_id.as_ref().filter(|t| !t.0.is_empty()) else {
+        return Ok(None);
+    };
+    let mut writer: Option<(i64, i16)> = None;
+    let mut partitions = Vec::new();
+    for t in &r.topic_data {
+        for p in &t.partition_data {
+            let Some(h) = p
+                .records
+                .as_deref()
+                .and_then(|b| BatchHeader::parse(b).ok())
+                .filter(|h| h.is_transactional() && h.producer_id >= 0)
+            else {
+                continue;
+            };
+            match writer {
+                None => writer = Some((h.producer_id, h.producer_epoch)),
+                Some(w) if w == (h.producer_id, h.producer_epoch) => {}
+                Some(_) => return Err(ResponseError::InvalidProducerIdMapping.code()),
+            }
+            partitions.push(TopicPartition::new(
+                name_of(&t.name).as_str(),
+                partition_u32(p.index),
+            ));
+        }
+    }
+    Ok(writer.map(|(producer_id, epoch)| TxnCall::Add {
+        id: id.0.as_str().to_owned(),
+        producer_id,
+        epoch,
+        partitions,
+        txn_version: 2,
+    }))
 }
 
 /// Fetch: what the request asks for (v4+: with its isolation level, 1

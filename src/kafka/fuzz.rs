@@ -81,7 +81,14 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
     };
     match api {
         ApiKey::Produce => {
+            // A transactional producer's request: from v12 its batch
+            // headers are read for the implicit add (KIP-890 part 2).
+            let mut txn = crate::batch::BatchBuilder::new(1_700_000_000_000)
+                .idempotent(4242, 3, 0)
+                .transactional();
+            txn.push(1_700_000_000_000, Some(&b"k"[..]), Some(&b"v"[..]), &[]);
             let r = ProduceRequest::default()
+                .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(s("app-1"))))
                 .with_acks(-1)
                 .with_timeout_ms(30_000)
                 .with_topic_data(vec![produce_request::TopicProduceData::default()
@@ -89,7 +96,7 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     .with_partition_data(vec![
                         produce_request::PartitionProduceData::default()
                             .with_index(0)
-                            .with_records(Some(batch())),
+                            .with_records(Some(txn.finish())),
                         produce_request::PartitionProduceData::default()
                             .with_index(1)
                             .with_records(Some(batch())),

@@ -73,7 +73,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
     (ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
@@ -339,9 +339,25 @@ pub fn decode(
                     })
                     .collect(),
             };
-            Work::KafkaGroups {
+            let commit = Work::KafkaGroups {
                 kind: KafkaGroupKind::TxnOffsetCommit(Box::new((request, r.producer_id.0))),
                 shape,
+            };
+            if version >= 5 {
+                // KIP-890 part 2: no AddOffsetsToTxn first; the commit adds
+                // the group's offsets partition to the transaction itself.
+                Work::TxnAdd {
+                    add: crate::txn_host::TxnCall::AddOffsets {
+                        id: s(&r.transactional_id.0),
+                        producer_id: r.producer_id.0,
+                        epoch: r.producer_epoch,
+                        group: s(&r.group_id.0),
+                        txn_version: 2,
+                    },
+                    then: Box::new(commit),
+                }
+            } else {
+                commit
             }
         }
         ApiKey::ConsumerGroupHeartbeat => {

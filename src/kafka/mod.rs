@@ -27,6 +27,7 @@ mod txn;
 pub mod wire;
 
 use std::cell::RefCell;
+use std::collections::HashSet;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -35,11 +36,16 @@ use kafka_protocol::messages::ApiKey;
 use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::group::classic::ClassicCall;
+use crate::group::TopicPartition;
 use crate::metrics::Api;
 use crate::producer_state::ProducerIds;
-use crate::protocol::{NodeInfo, Request, RequestFrame};
+use crate::protocol::{
+    ErrorCode, NodeInfo, ProducePartitionResult, ProduceTopicResult, Request, RequestFrame,
+    Response, WireError,
+};
 use crate::router::{Router, Scope};
 use crate::rt;
+use crate::txn_host::{TxnCall, TxnReply};
 use wire::{ConfigResource, Decoded, KafkaGroupKind, Refused, Shape, Work};
 
 /// What every Kafka connection of a shard shares.
@@ -74,6 +80,45 @@ pub struct KafkaDoor {
     pub router: Rc<Router>,
     pub ctx: Rc<KafkaContext>,
     pub peer: Option<std::net::SocketAddr>,
+    pub txn_added: RefCell<TxnAdded>,
+}
+
+/// KIP-890 part 2: the partitions this connection's transactional
+/// producer has added to its current transaction. Under transaction
+/// version 2 every transaction has its own epoch, so a producer id and
+/// epoch name one transaction, and a partition added once needs no second
+/// trip to the coordinator. It only saves trips: a partition refuses a
+/// batch of a transaction that is not open there (ended, or fenced by a
+/// newer epoch), whatever this says.
+#[derive(Debug, Default)]
+pub struct TxnAdded {
+    producer: (i64, i16),
+    partitions: HashSet<TopicPartition>,
+}
+
+impl TxnAdded {
+    /// Of `partitions`, those not yet added for `producer`'s transaction.
+    fn missing(
+        &mut self,
+        producer: (i64, i16),
+        partitions: &[TopicPartition],
+    ) -> Vec<TopicPartition> {
+        if self.producer != producer {
+            self.producer = producer;
+            self.partitions.clear();
+        }
+        partitions
+            .iter()
+            .filter(|tp| !self.partitions.contains(*tp))
+            .cloned()
+            .collect()
+    }
+
+    fn added(&mut self, producer: (i64, i16), tp: TopicPartition) {
+        if self.producer == producer {
+            self.partitions.insert(tp);
+        }
+    }
 }
 
 impl Door for KafkaDoor {
@@ -99,7 +144,9 @@ impl Door for KafkaDoor {
             self.ctx.max_control_request_bytes,
             self.router.as_ref(),
         ) {
-            Ok(d) => Step::Answer(start(&self.router, &self.ctx, d, self.peer).await),
+            Ok(d) => {
+                Step::Answer(start(&self.router, &self.ctx, d, self.peer, &self.txn_added).await)
+            }
             Err(e) => Step::Close {
                 last: None,
                 reason: CloseReason::BadRequest,
@@ -125,14 +172,22 @@ async fn start(
     ctx: &Rc<KafkaContext>,
     d: Decoded,
     peer: Option<std::net::SocketAddr>,
+    txn_added: &RefCell<TxnAdded>,
 ) -> Answer {
     let Decoded {
         api,
         version,
         correlation_id,
-        work,
+        mut work,
     } = d;
     let encoded = move |r| encoded(api, version, r);
+    // Awaited here, before the next request is read: the append that
+    // follows keeps the connection's order.
+    let mut add_failed = Vec::new();
+    if let Work::TxnAdd { add, then } = work {
+        add_failed = implicit_add(router, txn_added, add).await;
+        work = without_failed(*then, &add_failed);
+    }
     match work {
         Work::ApiVersions { error } => {
             let r = wire::encode_frame(
@@ -221,9 +276,121 @@ async fn start(
                 respond,
                 refused,
                 describe_configs,
+                add_failed,
             };
             start_native(router, ctx, (api, version, correlation_id), native).await
         }
+        Work::TxnAdd { .. } => unreachable!("taken apart above"),
+    }
+}
+
+/// KIP-890 part 2's implicit add (`Work::TxnAdd`): the partitions this
+/// connection has not added to the producer's transaction yet go to the
+/// coordinator. Returns the partitions whose add failed, with the error
+/// their request answers (a Produce's as Kafka's partition leader maps
+/// the coordinator's: a fenced producer is INVALID_PRODUCER_EPOCH, which
+/// a producer knows from a send).
+async fn implicit_add(
+    router: &Rc<Router>,
+    txn_added: &RefCell<TxnAdded>,
+    mut add: TxnCall,
+) -> Vec<(TopicPartition, WireError)> {
+    let producer = match &mut add {
+        TxnCall::Add {
+            producer_id,
+            epoch,
+            partitions,
+            ..
+        } => {
+            let p = (*producer_id, *epoch);
+            *partitions = txn_added.borrow_mut().missing(p, partitions);
+            if partitions.is_empty() {
+                return vec![];
+            }
+            Some(p)
+        }
+        _ => None,
+    };
+    let asked: Vec<TopicPartition> = match &add {
+        TxnCall::Add { partitions, .. } => partitions.clone(),
+        _ => vec![],
+    };
+    let reply = router.txn_call(add).await.await;
+    let fenced_as_epoch = |e: WireError| {
+        if producer.is_some() && e.code == ErrorCode::ProducerFenced {
+            WireError::new(ErrorCode::InvalidProducerEpoch, e.message)
+        } else {
+            e
+        }
+    };
+    match reply {
+        Ok(TxnReply::Added(results)) => results
+            .into_iter()
+            .filter_map(|(tp, e)| match e {
+                None => {
+                    if let Some(p) = producer {
+                        txn_added.borrow_mut().added(p, tp);
+                    }
+                    None
+                }
+                Some(e) => Some((tp, fenced_as_epoch(e))),
+            })
+            .collect(),
+        // AddOffsets: the offsets partition stands for the whole commit.
+        Ok(TxnReply::OffsetsAdded(Ok(()))) => vec![],
+        Ok(TxnReply::OffsetsAdded(Err(e))) | Err(e) => {
+            let e = fenced_as_epoch(e);
+            if asked.is_empty() {
+                vec![(TopicPartition::new("", 0), e)]
+            } else {
+                asked.into_iter().map(|tp| (tp, e.clone())).collect()
+            }
+        }
+        Ok(other) => {
+            let e = WireError::new(ErrorCode::Unknown, format!("unexpected reply {other:?}"));
+            vec![(TopicPartition::new("", 0), e)]
+        }
+    }
+}
+
+/// The request that follows an implicit add, without what failed: a
+/// Produce leaves out the failed partitions (answered beside the rest by
+/// `start_native`); a TxnOffsetCommit is refused whole with the error.
+fn without_failed(work: Work, failed: &[(TopicPartition, WireError)]) -> Work {
+    let Some((_, first)) = failed.first() else {
+        return work;
+    };
+    match work {
+        Work::Native {
+            mut frame,
+            shape,
+            respond,
+            refused,
+            describe_configs,
+        } => {
+            if let Request::Produce(p) = &mut frame.request {
+                for t in &mut p.topics {
+                    t.partitions.retain(|part| {
+                        !failed
+                            .iter()
+                            .any(|(tp, _)| tp.topic == t.name && tp.partition == part.partition)
+                    });
+                }
+                p.topics.retain(|t| !t.partitions.is_empty());
+            }
+            Work::Native {
+                frame,
+                shape,
+                respond,
+                refused,
+                describe_configs,
+            }
+        }
+        Work::KafkaGroups { shape, .. } => Work::Refuse {
+            shape,
+            error: crate::errors::kafka_code(Some(first)),
+        },
+        other => other,
     }
 }
 
@@ -286,6 +453,9 @@ struct NativeWork {
     respond: bool,
     refused: Refused,
     describe_configs: Vec<ConfigResource>,
+    /// A Produce's partitions whose implicit add failed (`implicit_add`):
+    /// answered with their error beside the rest.
+    add_failed: Vec<(TopicPartition, WireError)>,
 }
 
 /// Starts a request the shards answer through the native data path.
@@ -302,25 +472,54 @@ async fn start_native(
         respond,
         refused,
         describe_configs,
+        add_failed,
     } = w;
     let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
         Scope::ThisShard
     } else {
         Scope::Broker
     };
-    let answer = router.begin(*frame, scope).await;
+    // A Produce whose every partition failed its implicit add: nothing to
+    // append.
+    let nothing = matches!(&frame.request, Request::Produce(p) if p.topics.is_empty());
+    let answer = if nothing {
+        None
+    } else {
+        Some(router.begin(*frame, scope).await)
+    };
     let ctx = ctx.clone();
     let router = router.clone();
     Answer::Later(rt::spawn(async move {
-        let r = answer.await;
+        let mut result = match answer {
+            Some(answer) => answer.await.result,
+            None => Ok(Response::Produce(vec![])),
+        };
         if !respond {
             return None; // acks=0: Kafka sends no response
+        }
+        if let Ok(Response::Produce(topics)) = &mut result {
+            for (tp, e) in add_failed {
+                let failed = ProducePartitionResult {
+                    partition: tp.partition,
+                    error: Some(e),
+                    base_offset: -1,
+                    high_watermark: -1,
+                    invalid_records: vec![],
+                };
+                match topics.iter_mut().find(|t| t.name == tp.topic) {
+                    Some(t) => t.partitions.push(failed),
+                    None => topics.push(ProduceTopicResult {
+                        name: tp.topic,
+                        partitions: vec![failed],
+                    }),
+                }
+            }
         }
         encoded(codec::encode_response(
             api,
             version,
             correlation_id,
-            r.result,
+            result,
             &shape,
             &refused,
             &describe_configs,

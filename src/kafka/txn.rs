@@ -90,6 +90,7 @@ pub(super) fn decode_add_partitions(body: &mut Bytes, version: i16) -> anyhow::R
         producer_id: r.v3_and_below_producer_id.0,
         epoch: r.v3_and_below_producer_epoch,
         partitions,
+        txn_version: 1,
     }]))
 }
 
@@ -100,6 +101,7 @@ pub(super) fn decode_add_offsets(body: &mut Bytes, version: i16) -> anyhow::Resu
         producer_id: r.producer_id.0,
         epoch: r.producer_epoch,
         group: r.group_id.0.as_str().to_owned(),
+        txn_version: 1,
     }]))
 }
 
@@ -114,6 +116,9 @@ pub(super) fn decode_end_txn(body: &mut Bytes, version: i16) -> anyhow::Result<W
         } else {
             Outcome::Abort
         },
+        // KIP-890 part 2: a client sends v5+ only under transaction
+        // version 2 (it caps at v4 otherwise).
+        txn_version: if version >= 5 { 2 } else { 1 },
     }]))
 }
 
@@ -245,6 +250,10 @@ pub(super) fn encode_txn(
             };
             let mut r = EndTxnResponse::default();
             r.error_code = code(api, version, result.as_ref().err());
+            // v5+: the producer id and epoch to go on with.
+            let (pid, epoch) = result.unwrap_or((-1, -1));
+            r.producer_id = ProducerId(pid);
+            r.producer_epoch = epoch;
             encode_frame(api, version, correlation_id, &r)
         }
         ApiKey::DescribeTransactions => {
@@ -349,6 +358,8 @@ pub(super) fn refuse(
         ApiKey::EndTxn => {
             let mut r = EndTxnResponse::default();
             r.error_code = error;
+            r.producer_id = ProducerId(-1);
+            r.producer_epoch = -1;
             encode_frame(api, version, correlation_id, &r)
         }
         ApiKey::AddOffsetsToTxn => {

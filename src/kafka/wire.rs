@@ -158,6 +158,16 @@ pub enum Work {
     /// A new producer id from this shard (`producer_state::ProducerIds`):
     /// InitProducerId without a transactional id.
     InitProducerId,
+    /// KIP-890 part 2 (transaction version 2): `add` (a `TxnCall::Add` or
+    /// `AddOffsets` at version 2) joins the request's partitions to its
+    /// transaction at the coordinator before `then` starts: Produce v12+
+    /// adds the partitions it writes transactionally, TxnOffsetCommit v5+
+    /// its group's offsets partition. A partition whose add failed is
+    /// answered with that error and left out of `then`.
+    TxnAdd {
+        add: crate::txn_host::TxnCall,
+        then: Box<Work>,
+    },
     /// Transaction calls, each to its transactional id's coordinator shard
     /// (ListTransactions: to every shard), answered in call order.
     Txn {

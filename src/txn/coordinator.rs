@@ -1,8 +1,10 @@
 //! The transaction coordinator's state machine: every transactional id one
 //! shard coordinates, as Kafka's `TransactionCoordinator` and
-//! `TransactionMetadata` define its transitions (transaction version 1:
-//! KIP-98, KIP-360's epoch bumps for recovery, KIP-447's offsets
-//! partitions).
+//! `TransactionMetadata` define its transitions: transaction version 1
+//! (KIP-98, KIP-360's epoch bumps for recovery, KIP-447's offsets
+//! partitions) and version 2 (KIP-890 part 2: partitions join implicitly,
+//! and every EndTxn bumps the epoch, so that a late write of an ended
+//! transaction is fenced instead of opening a hanging one).
 //!
 //! Owns: the table of transactional ids, each a `TxnMeta` plus at most one
 //! transition in flight; what each request may do in each state and the
@@ -117,9 +119,27 @@ pub struct TxnMeta {
     /// Wall-clock ms the open transaction began; -1: none.
     pub start_ms: i64,
     pub last_update_ms: i64,
+    /// The producer id a Prepare state of version 2 rotates to when it
+    /// completes (its bumped epoch was the last one: Kafka's
+    /// nextProducerId, durable so a restart keeps what EndTxn answered);
+    /// -1: none.
+    pub next_producer_id: i64,
+    /// Kafka's ClientTransactionVersion of the last transaction (0 in a
+    /// record from before it was kept; 1 or 2).
+    pub txn_version: u8,
 }
 
 impl TxnMeta {
+    /// The producer id and epoch the client goes on with once this
+    /// transition completes (what EndTxn v5 answers).
+    pub fn next_producer(&self) -> (i64, i16) {
+        if self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.producer_epoch)
+        }
+    }
+
     /// The epoch can go no higher: the next InitProducerId rotates the id.
     pub fn epoch_exhausted(&self) -> bool {
         epoch_exhausted(self.producer_epoch)
@@ -303,6 +323,8 @@ impl TxnCoordinator {
                         partitions: BTreeSet::new(),
                         start_ms: -1,
                         last_update_ms: now_ms,
+                        next_producer_id: NO_PRODUCER_ID,
+                        txn_version: 0,
                     },
                     pending: false,
                 },
@@ -386,13 +408,15 @@ impl TxnCoordinator {
     }
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's offsets
-    /// partition).
+    /// partition); at `txn_version` 2 the implicit add of a Produce or a
+    /// TxnOffsetCommit, which Kafka checks the same way.
     pub fn add_partitions(
         &mut self,
         id: &str,
         producer_id: i64,
         epoch: i16,
         partitions: &[TopicPartition],
+        txn_version: u8,
         now_ms: i64,
     ) -> Result<TxnStep, TxnError> {
         let m = self.entry(id)?.meta.clone();
@@ -414,6 +438,7 @@ impl TxnCoordinator {
                     state: TxnState::Ongoing,
                     start_ms,
                     last_update_ms: now_ms,
+                    txn_version,
                     ..m
                 };
                 next.partitions.extend(partitions.iter().cloned());
@@ -422,7 +447,8 @@ impl TxnCoordinator {
         }
     }
 
-    /// EndTxn from the client.
+    /// EndTxn from the client, transaction version 1 (EndTxn v0-4): the
+    /// epoch stays.
     pub fn end_txn(
         &mut self,
         id: &str,
@@ -461,6 +487,119 @@ impl TxnCoordinator {
         }
     }
 
+    /// EndTxn v5+, transaction version 2 (Kafka's `endTransaction`): the
+    /// Prepare state bumps the epoch, so its markers fence whatever the
+    /// ended transaction's producer still sends at the old one; the client
+    /// goes on at the bumped epoch (`TxnMeta::next_producer`), or with a
+    /// new producer id at epoch 0 when the epoch is exhausted (`new_id`).
+    /// A retry is recognised by its epoch being one below the stored one.
+    /// Kafka's table for the idle states (PF: PRODUCER_FENCED, ITS:
+    /// INVALID_TXN_STATE, Done: success, nothing written, EB: a Prepare
+    /// with the epoch bumped):
+    ///
+    /// | state          | Abort retry | Abort current | Commit retry | Commit current |
+    /// |----------------|-------------|---------------|--------------|----------------|
+    /// | Empty          | PF          | EB            | PF           | ITS            |
+    /// | CompleteAbort  | Done        | EB            | ITS          | ITS            |
+    /// | CompleteCommit | ITS         | EB            | Done         | ITS            |
+    pub fn end_txn_v2(
+        &mut self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+        outcome: Outcome,
+        now_ms: i64,
+        new_id: &mut dyn FnMut() -> i64,
+    ) -> Result<TxnStep, TxnError> {
+        let m = self.entry(id)?.meta.clone();
+        // The client retried an end whose answer rotated the producer id.
+        let retry_on_overflow =
+            m.last_producer_id == producer_id && epoch == i16::MAX - 1 && m.producer_epoch == 0;
+        // The client retried an end whose answer bumped the epoch.
+        let retry_on_bump = i32::from(m.producer_epoch) == i32::from(epoch) + 1;
+        let valid_epoch = match m.state {
+            TxnState::Ongoing | TxnState::Empty => epoch == m.producer_epoch,
+            TxnState::PrepareCommit | TxnState::PrepareAbort => retry_on_bump,
+            TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                retry_on_bump || retry_on_overflow || epoch == m.producer_epoch
+            }
+            TxnState::Dead | TxnState::PrepareEpochFence => {
+                unreachable!("never stored: {:?}", m.state)
+            }
+        };
+        if m.producer_id != producer_id && !retry_on_overflow {
+            return Err(TxnError::ProducerIdMapping {
+                id: id.to_string(),
+                current: m.producer_id,
+                got: producer_id,
+            });
+        }
+        if !valid_epoch {
+            return Err(TxnError::Fenced {
+                producer_id,
+                got: epoch,
+                current: m.producer_epoch,
+            });
+        }
+        let retry = retry_on_bump || retry_on_overflow;
+        let invalid = || TxnError::InvalidState {
+            id: id.to_string(),
+            state: m.state,
+            wanted: outcome,
+        };
+        // The Prepare state: epoch bumped; an abort of nothing (no partition
+        // was added: the client aborts after a failed first send) starts
+        // and ends now.
+        let mut prepare = |state: TxnState, nothing_added: bool| {
+            if m.producer_epoch == i16::MAX {
+                // Only a fencing abort reaches the last epoch: the
+                // producer must InitProducerId (which rotates the id).
+                return Err(TxnError::Fenced {
+                    producer_id,
+                    got: epoch,
+                    current: m.producer_epoch,
+                });
+            }
+            let next = TxnMeta {
+                state,
+                producer_epoch: m.producer_epoch + 1,
+                last_producer_epoch: m.producer_epoch,
+                next_producer_id: if m.epoch_exhausted() {
+                    new_id()
+                } else {
+                    NO_PRODUCER_ID
+                },
+                start_ms: if nothing_added { now_ms } else { m.start_ms },
+                partitions: if nothing_added {
+                    BTreeSet::new()
+                } else {
+                    m.partitions.clone()
+                },
+                last_update_ms: now_ms,
+                txn_version: 2,
+                ..m.clone()
+            };
+            Ok(TxnStep::Write(self.begin(id, next)))
+        };
+        match (m.state, outcome) {
+            (TxnState::Ongoing, Outcome::Commit) => prepare(TxnState::PrepareCommit, false),
+            (TxnState::Ongoing, Outcome::Abort) => prepare(TxnState::PrepareAbort, false),
+            (TxnState::CompleteCommit, Outcome::Commit)
+            | (TxnState::CompleteAbort, Outcome::Abort)
+                if retry =>
+            {
+                Ok(TxnStep::Done)
+            }
+            (
+                TxnState::CompleteCommit | TxnState::CompleteAbort | TxnState::Empty,
+                Outcome::Abort,
+            ) if !retry => prepare(TxnState::PrepareAbort, true),
+            (TxnState::PrepareCommit, Outcome::Commit)
+            | (TxnState::PrepareAbort, Outcome::Abort) => Err(TxnError::Concurrent(id.to_string())),
+            _ => Err(invalid()),
+        }
+    }
+
     /// The markers of `id`'s PrepareCommit/PrepareAbort are all written:
     /// the Complete meta to write and apply.
     pub fn complete(&mut self, id: &str, now_ms: i64) -> Option<TxnMeta> {
@@ -473,12 +612,21 @@ impl TxnCoordinator {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return None,
         };
-        let next = TxnMeta {
+        let mut next = TxnMeta {
             state,
             partitions: BTreeSet::new(),
             last_update_ms: now_ms,
+            next_producer_id: NO_PRODUCER_ID,
             ..e.meta.clone()
         };
+        if e.meta.next_producer_id >= 0 {
+            // The bumped epoch was the last: the producer goes on with the
+            // new id at epoch 0 (the client heard so from EndTxn); the old
+            // id is kept to recognise a retry of that EndTxn.
+            next.last_producer_id = e.meta.producer_id;
+            next.producer_id = e.meta.next_producer_id;
+            next.producer_epoch = 0;
+        }
         Some(self.begin(id, next))
     }
 
@@ -707,7 +855,7 @@ mod tests {
             (1001, 0, TxnState::Empty)
         );
         let add = c
-            .add_partitions("t", 1001, 0, &[tp("a", 0), tp("b", 1)], 20)
+            .add_partitions("t", 1001, 0, &[tp("a", 0), tp("b", 1)], 1, 20)
             .unwrap();
         let TxnStep::Write(on) = add else { panic!() };
         assert_eq!(
@@ -716,7 +864,7 @@ mod tests {
         );
         // Nothing can start while the write is in flight.
         assert_eq!(
-            c.add_partitions("t", 1001, 0, &[tp("c", 0)], 21)
+            c.add_partitions("t", 1001, 0, &[tp("c", 0)], 1, 21)
                 .unwrap_err()
                 .code(),
             "ConcurrentTransactions"
@@ -724,7 +872,8 @@ mod tests {
         c.apply("t", Some(on));
         // Partitions already in: nothing to write.
         assert_eq!(
-            c.add_partitions("t", 1001, 0, &[tp("a", 0)], 22).unwrap(),
+            c.add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 22)
+                .unwrap(),
             TxnStep::Done
         );
         let TxnStep::Write(prep) = c.end_txn("t", 1001, 0, Outcome::Commit, 30).unwrap() else {
@@ -767,7 +916,9 @@ mod tests {
             "InvalidTxnState"
         );
         // The next transaction starts its own clock.
-        let TxnStep::Write(next) = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 50).unwrap()
+        let TxnStep::Write(next) = c
+            .add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 50)
+            .unwrap()
         else {
             panic!()
         };
@@ -786,19 +937,19 @@ mod tests {
             "same id, next epoch"
         );
         for (what, r) in [
-            ("add", c.add_partitions("t", 1001, 0, &[tp("a", 0)], 2)),
+            ("add", c.add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 2)),
             ("end", c.end_txn("t", 1001, 0, Outcome::Commit, 2)),
         ] {
             assert_eq!(r.unwrap_err().code(), "ProducerFenced", "{what}");
         }
         assert_eq!(
-            c.add_partitions("t", 77, 1, &[tp("a", 0)], 2)
+            c.add_partitions("t", 77, 1, &[tp("a", 0)], 1, 2)
                 .unwrap_err()
                 .code(),
             "InvalidProducerIdMapping"
         );
         assert_eq!(
-            c.add_partitions("nope", 1001, 1, &[tp("a", 0)], 2)
+            c.add_partitions("nope", 1001, 1, &[tp("a", 0)], 1, 2)
                 .unwrap_err()
                 .code(),
             "InvalidProducerIdMapping"
@@ -810,7 +961,7 @@ mod tests {
         let mut c = TxnCoordinator::new(DEFAULT_MAX_TIMEOUT_MS);
         let mut new_id = ids();
         init(&mut c, "t", 0, &mut new_id);
-        let s = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 1).unwrap();
+        let s = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 1).unwrap();
         run(&mut c, "t", s, 1);
         let TxnStep::FenceAndAbort(abort) =
             c.init_producer_id("t", T, None, 5, &mut new_id).unwrap()
@@ -952,7 +1103,9 @@ mod tests {
         let mut new_id = ids();
         init(&mut c, "t", 0, &mut new_id);
         init(&mut c, "idle", 0, &mut new_id);
-        let s = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 100).unwrap();
+        let s = c
+            .add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 100)
+            .unwrap();
         run(&mut c, "t", s, 100);
         assert!(
             c.timed_out(100 + i64::from(T)).is_empty(),
@@ -967,7 +1120,7 @@ mod tests {
         assert!(c.timed_out(200_000).is_empty(), "in flight");
         c.apply("t", Some(abort));
         assert_eq!(
-            c.add_partitions("t", 1001, 0, &[tp("a", 0)], 200_000)
+            c.add_partitions("t", 1001, 0, &[tp("a", 0)], 1, 200_000)
                 .unwrap_err()
                 .code(),
             "ProducerFenced",
@@ -1009,7 +1162,9 @@ mod tests {
         let mut new_id = ids();
         init(&mut c, "a", 0, &mut new_id);
         init(&mut c, "b", 0, &mut new_id);
-        let s = c.add_partitions("b", 1002, 0, &[tp("x", 0)], 10).unwrap();
+        let s = c
+            .add_partitions("b", 1002, 0, &[tp("x", 0)], 1, 10)
+            .unwrap();
         run(&mut c, "b", s, 10);
         let d = c.describe("b").unwrap();
         assert_eq!(
@@ -1030,5 +1185,187 @@ mod tests {
             assert_eq!(TxnState::from_name(s.name()), Some(s));
             assert_eq!(TxnState::from_id(s as u8), Some(s));
         }
+    }
+
+    /// Applies a written step, and completes a Prepare one as the caller
+    /// does once the markers are written.
+    fn apply_and_complete(c: &mut TxnCoordinator, id: &str, step: &TxnStep, now: i64) {
+        if let TxnStep::Write(m) = step {
+            c.apply(id, Some(m.clone()));
+            if let Some(done) = c.complete(id, now) {
+                c.apply(id, Some(done));
+            }
+        }
+    }
+
+    #[test]
+    fn version_2_bumps_the_epoch_at_every_end_and_knows_its_retries() {
+        let mut c = TxnCoordinator::new(DEFAULT_MAX_TIMEOUT_MS);
+        let mut new_id = ids();
+        init(&mut c, "t", 0, &mut new_id);
+        // Produce v12's implicit add opens the transaction at version 2.
+        let s = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 2, 5).unwrap();
+        run(&mut c, "t", s, 5);
+        assert_eq!(c.get("t").unwrap().txn_version, 2);
+        let s = c
+            .end_txn_v2("t", 1001, 0, Outcome::Commit, 10, &mut new_id)
+            .unwrap();
+        let TxnStep::Write(prep) = &s else {
+            panic!("{s:?}")
+        };
+        // The markers go out at the bumped epoch: a late batch at epoch 0
+        // is fenced on every partition of the transaction.
+        assert_eq!(
+            (prep.state, prep.producer_epoch, prep.last_producer_epoch),
+            (TxnState::PrepareCommit, 1, 0)
+        );
+        assert_eq!(prep.next_producer(), (1001, 1), "what EndTxn v5 answers");
+        assert_eq!(prep.partitions.len(), 1);
+        c.apply("t", Some(prep.clone()));
+        // The same end again while the markers are written: wait.
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 0, Outcome::Commit, 11, &mut new_id)
+                .unwrap_err()
+                .code(),
+            "ConcurrentTransactions"
+        );
+        let done = c.complete("t", 12).unwrap();
+        assert_eq!(
+            (done.state, done.producer_epoch),
+            (TxnState::CompleteCommit, 1)
+        );
+        c.apply("t", Some(done));
+        // A retry (the epoch one below): success, nothing written; the
+        // other outcome at that epoch is no retry of it.
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 0, Outcome::Commit, 13, &mut new_id),
+            Ok(TxnStep::Done)
+        );
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 0, Outcome::Abort, 13, &mut new_id)
+                .unwrap_err()
+                .code(),
+            "InvalidTxnState"
+        );
+        // A commit with nothing added is no transaction; an abort of
+        // nothing bumps the epoch (franz-go and Java abort after a failed
+        // first send).
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 1, Outcome::Commit, 14, &mut new_id)
+                .unwrap_err()
+                .code(),
+            "InvalidTxnState"
+        );
+        let s = c
+            .end_txn_v2("t", 1001, 1, Outcome::Abort, 15, &mut new_id)
+            .unwrap();
+        let TxnStep::Write(prep) = &s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(
+            (
+                prep.state,
+                prep.producer_epoch,
+                prep.partitions.len(),
+                prep.start_ms
+            ),
+            (TxnState::PrepareAbort, 2, 0, 15)
+        );
+        apply_and_complete(&mut c, "t", &s, 15);
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 1, Outcome::Abort, 16, &mut new_id),
+            Ok(TxnStep::Done),
+            "a retry of that abort"
+        );
+        // Epochs other than the current one and the one before are
+        // fenced; another producer id is no mapping.
+        for stale in [0, 3] {
+            assert_eq!(
+                c.end_txn_v2("t", 1001, stale, Outcome::Abort, 17, &mut new_id)
+                    .unwrap_err()
+                    .code(),
+                "ProducerFenced",
+                "epoch {stale}"
+            );
+        }
+        assert_eq!(
+            c.end_txn_v2("t", 77, 2, Outcome::Abort, 17, &mut new_id)
+                .unwrap_err()
+                .code(),
+            "InvalidProducerIdMapping"
+        );
+        // A version-1 client at the old epoch is fenced by the new one.
+        let s = c
+            .add_partitions("t", 1001, 1, &[tp("a", 0)], 1, 18)
+            .unwrap_err();
+        assert_eq!(s.code(), "ProducerFenced");
+    }
+
+    #[test]
+    fn version_2_rotates_the_producer_id_when_the_epoch_runs_out() {
+        let mut c = TxnCoordinator::new(DEFAULT_MAX_TIMEOUT_MS);
+        let mut new_id = ids();
+        let mut m = init(&mut c, "t", 0, &mut new_id);
+        m.producer_epoch = i16::MAX - 1;
+        m.state = TxnState::Ongoing;
+        m.partitions = [tp("a", 0)].into_iter().collect();
+        c.apply("t", Some(m));
+        let s = c
+            .end_txn_v2("t", 1001, i16::MAX - 1, Outcome::Commit, 10, &mut new_id)
+            .unwrap();
+        let TxnStep::Write(prep) = &s else {
+            panic!("{s:?}")
+        };
+        // The markers at the last epoch; the client goes on with a new id.
+        assert_eq!((prep.producer_id, prep.producer_epoch), (1001, i16::MAX));
+        assert_eq!(prep.next_producer(), (1002, 0));
+        apply_and_complete(&mut c, "t", &s, 11);
+        let now = c.get("t").unwrap().clone();
+        assert_eq!(
+            (
+                now.producer_id,
+                now.producer_epoch,
+                now.last_producer_id,
+                now.next_producer_id
+            ),
+            (1002, 0, 1001, -1)
+        );
+        // A retry of that EndTxn, with the old id at its last epoch: done.
+        assert_eq!(
+            c.end_txn_v2("t", 1001, i16::MAX - 1, Outcome::Commit, 12, &mut new_id),
+            Ok(TxnStep::Done)
+        );
+        // The new id works.
+        let s = c
+            .add_partitions("t", 1002, 0, &[tp("a", 0)], 2, 13)
+            .unwrap();
+        assert!(matches!(s, TxnStep::Write(_)));
+    }
+
+    #[test]
+    fn version_2_after_a_timeout_abort_the_producer_may_abort_but_not_commit() {
+        let mut c = TxnCoordinator::new(DEFAULT_MAX_TIMEOUT_MS);
+        let mut new_id = ids();
+        init(&mut c, "t", 0, &mut new_id);
+        let s = c.add_partitions("t", 1001, 0, &[tp("a", 0)], 2, 0).unwrap();
+        run(&mut c, "t", s, 0);
+        let fenced = c.abort_timed_out("t", i64::from(T) + 1).unwrap();
+        assert_eq!(fenced.producer_epoch, 1);
+        c.apply("t", Some(fenced));
+        let done = c.complete("t", i64::from(T) + 2).unwrap();
+        c.apply("t", Some(done));
+        // The producer, still at epoch 0, commits: its transaction is gone.
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 0, Outcome::Commit, i64::from(T) + 3, &mut new_id)
+                .unwrap_err()
+                .code(),
+            "InvalidTxnState"
+        );
+        // Aborting is what it meant anyway: success, and it goes on at 1.
+        assert_eq!(
+            c.end_txn_v2("t", 1001, 0, Outcome::Abort, i64::from(T) + 3, &mut new_id),
+            Ok(TxnStep::Done)
+        );
+        assert_eq!(c.get("t").unwrap().next_producer(), (1001, 1));
     }
 }

@@ -10,10 +10,13 @@
 //! allocation), or change the meaning of an encoded version.
 //!
 //! Key, version 1 (big-endian): `u16 version | u16 len | transactional id`.
-//! Value, version 1: `u16 version | i64 producer_id | i64 last_producer_id
+//! Value, version 2: `u16 version | i64 producer_id | i64 last_producer_id
 //! | i16 producer_epoch | i16 last_producer_epoch | i32 timeout_ms | u8
 //! state | i64 start_ms | i64 last_update_ms | u32 topics | per topic (u16
-//! len | name | u32 partitions | u32 each)`, topics and partitions in order.
+//! len | name | u32 partitions | u32 each) | i64 next_producer_id | u8
+//! txn_version`, topics and partitions in order. Version 1 (before
+//! transaction version 2) ends after the topics and still decodes: no next
+//! producer id, version 0.
 
 use std::collections::BTreeSet;
 
@@ -25,7 +28,7 @@ use crate::group::reader::{Malformed, Reader};
 use crate::group::{offsets::partition_for_group, TopicPartition, MAX_ID_BYTES, MAX_TOPIC_BYTES};
 
 pub const KEY_VERSION: u16 = 1;
-pub const VALUE_VERSION: u16 = 1;
+pub const VALUE_VERSION: u16 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum TxnLogError {
@@ -101,6 +104,8 @@ pub fn encode_value(m: &TxnMeta) -> Result<Bytes, TxnLogError> {
             b.put_u32(p);
         }
     }
+    b.put_i64(m.next_producer_id);
+    b.put_u8(m.txn_version);
     Ok(b.freeze())
 }
 
@@ -118,7 +123,7 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, Option<TxnMet
     };
     let mut r = Reader::new(value);
     let version = r.u16("value version")?;
-    if version != VALUE_VERSION {
+    if !(1..=VALUE_VERSION).contains(&version) {
         return Err(corrupt(format!("unknown value version {version}")));
     }
     let producer_id = r.i64("producer id")?;
@@ -146,6 +151,16 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, Option<TxnMet
             partitions.insert(TopicPartition::new(topic.as_str(), r.u32("partition")?));
         }
     }
+    let (next_producer_id, txn_version) = if version >= 2 {
+        (r.i64("next producer id")?, r.u8("transaction version")?)
+    } else {
+        (-1, 0)
+    };
+    if next_producer_id < -1 || txn_version > 2 {
+        return Err(corrupt(format!(
+            "next producer {next_producer_id} transaction version {txn_version}"
+        )));
+    }
     r.finish()?;
     Ok((
         id,
@@ -159,6 +174,8 @@ pub fn decode(key: &[u8], value: Option<&[u8]>) -> Result<(String, Option<TxnMet
             partitions,
             start_ms,
             last_update_ms,
+            next_producer_id,
+            txn_version,
         }),
     ))
 }
@@ -182,7 +199,25 @@ mod tests {
                 .collect(),
             start_ms: 1_700_000_000_000,
             last_update_ms: 1_700_000_000_500,
+            next_producer_id: 1 << 41,
+            txn_version: 2,
         }
+    }
+
+    #[test]
+    fn a_version_1_record_decodes_without_the_version_2_fields() {
+        let mut m = meta(TxnState::CompleteCommit, &[]);
+        let v2 = encode_value(&m).unwrap();
+        // Version 1: the same bytes up to the topics, no tail.
+        let mut v1 = v2[..v2.len() - 9].to_vec();
+        v1[..2].copy_from_slice(&1u16.to_be_bytes());
+        m.next_producer_id = -1;
+        m.txn_version = 0;
+        let k = encode_key("t").unwrap();
+        assert_eq!(decode(&k, Some(&v1)).unwrap(), ("t".to_string(), Some(m)));
+        let mut v3 = v2.to_vec();
+        v3[..2].copy_from_slice(&3u16.to_be_bytes());
+        assert!(decode(&k, Some(&v3)).is_err(), "an unknown version");
     }
 
     #[test]

@@ -13,6 +13,7 @@ import java.util.Properties;
 import java.util.UUID;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
@@ -26,7 +27,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
 /**
- * The Java transactional producer (kafka-clients 4.4) across kill -9 of the broker, once inside a
+ * The Java transactional producer (kafka-clients 4.4, transaction version 2: partitions join on
+ * Produce v12, every EndTxn bumps the epoch) across kill -9 of the broker, once inside a
  * transaction (its records acknowledged, the commit still to come) and once between two: a
  * read_committed consumer reads every committed record exactly once and no aborted one.
  */
@@ -90,6 +92,15 @@ class TransactionsTest {
           kills += killBroker() ? 1 : 0; // between two transactions
         }
       }
+    }
+    // Transaction version 2 (the broker finalizes it; this client speaks
+    // it): every end bumps the producer's epoch, eight transactions ended,
+    // so the coordinator holds epoch 8 or more (a recovery may add one).
+    // Under version 1 it would still be initTransactions' epoch, 0.
+    try (Admin admin = Admin.create(ClientsTest.common())) {
+      String id = "tx-" + topic;
+      TransactionDescription d = admin.describeTransactions(List.of(id)).description(id).get();
+      assertTrue(d.producerEpoch() >= 8, d.toString());
     }
     Properties cp = ClientsTest.common();
     cp.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
