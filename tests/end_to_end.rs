@@ -357,3 +357,68 @@ fn cli_errors_are_one_line_and_nonzero() {
     assert!(!out.status.success());
     assert!(out.stderr.contains("already exists"), "{}", out.stderr);
 }
+
+/// `shardlog consume ... | head`: when the reader stops, the command ends
+/// quietly by SIGPIPE, as Unix tools do, instead of panicking on the
+/// broken pipe with a backtrace on stderr.
+#[test]
+fn consume_into_a_reader_that_stops_ends_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    let ba = b.broker_arg();
+    let out = run(
+        &[
+            "topic",
+            "create",
+            "many",
+            "--partitions",
+            "1",
+            "--broker",
+            &ba,
+        ],
+        b"",
+        T,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    // Far more than a pipe holds (64 KiB).
+    let mut stdin = Vec::new();
+    for i in 0..20_000 {
+        stdin.extend_from_slice(format!("line {i:06} {}\n", "x".repeat(40)).as_bytes());
+    }
+    let out = run(&["produce", "many", "--broker", &ba], &stdin, T);
+    assert!(out.status.success(), "{}", out.stderr);
+    let mut child = Command::new(BIN)
+        .args([
+            "consume",
+            "many",
+            "--idle-timeout-ms",
+            "5000",
+            "--broker",
+            &ba,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start shardlog");
+    let mut first = [0u8; 12];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"line 000000 ");
+    // The reader is gone (the pipe's read end dropped above).
+    let status = wait_deadline(&mut child, T).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("consume did not end after its reader went");
+    });
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}

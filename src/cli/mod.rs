@@ -76,6 +76,18 @@ pub fn run() {
             std::process::exit(2);
         }
     };
+    if !matches!(cli.command, Command::Serve(_)) {
+        // A command piped into `head` (or anything that stops reading)
+        // ends quietly when the reader goes, as Unix tools do: Rust starts
+        // with SIGPIPE ignored, and `println!` then panics on the broken
+        // pipe. The broker keeps ignoring it: there a peer that went is an
+        // error on that connection, not the end of the process.
+        // SAFETY: called before any other thread starts; SIG_DFL is a valid
+        // disposition for SIGPIPE.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Serve(a) => serve::serve(*a),
         Command::Topic { command, broker } => topic::topic(command, &broker.broker),
