@@ -155,6 +155,12 @@ const SETTINGS: &[Setting] = &[
         "how long a classic group's first rebalance waits for more members (group.initial.rebalance.delay.ms)",
     ),
     s(
+        "transaction-version",
+        Kind::Int,
+        "2",
+        "the transaction protocol the Kafka listener finalizes (transaction.version): 2 = KIP-890 part 2, 1 = before it",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -464,6 +470,11 @@ impl Resolved {
                 format!("must be 1 to {}", crate::storage::meta::MAX_PARTITIONS),
             ));
         }
+        let transaction_version: i16 =
+            self.parse("transaction-version", "a transaction version")?;
+        if !(1..=2).contains(&transaction_version) {
+            return Err(self.bad("transaction-version", "must be 1 or 2"));
+        }
         let group_initial_rebalance_delay_ms: u32 = self.parse(
             "group-initial-rebalance-delay-ms",
             "a number of milliseconds",
@@ -554,6 +565,7 @@ impl Resolved {
             auto_create_partitions: auto_create.then_some(num_partitions),
             num_partitions,
             group_initial_rebalance_delay_ms,
+            transaction_version,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -658,6 +670,9 @@ pub struct ServeSettings {
     pub num_partitions: u32,
     /// Kafka's group.initial.rebalance.delay.ms.
     pub group_initial_rebalance_delay_ms: u32,
+    /// Kafka's `transaction.version` feature level the Kafka listener
+    /// finalizes (1 or 2).
+    pub transaction_version: i16,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -738,6 +753,7 @@ impl ServeSettings {
         c.num_partitions = self.num_partitions;
         c.group_initial_rebalance_delay =
             std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
+        c.transaction_version = self.transaction_version;
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -843,6 +859,13 @@ pub struct ServeArgs {
     /// (group.initial.rebalance.delay.ms) [default: 3000].
     #[arg(long, value_name = "MS")]
     pub group_initial_rebalance_delay_ms: Option<String>,
+    /// The transaction protocol the Kafka listener finalizes in ApiVersions
+    /// (Kafka's `transaction.version` feature): 2 (KIP-890 part 2: Kafka 4
+    /// clients add partitions implicitly on produce and every commit or
+    /// abort bumps the producer epoch), or 1 to keep such clients on the
+    /// older protocol [default: 2].
+    #[arg(long, value_name = "1|2")]
+    pub transaction_version: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -939,6 +962,7 @@ impl ServeArgs {
                 "group-initial-rebalance-delay-ms",
                 self.group_initial_rebalance_delay_ms.clone(),
             ),
+            ("transaction-version", self.transaction_version.clone()),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),
@@ -1037,6 +1061,15 @@ mod tests {
         assert!(e.to_string().contains("'shards'"), "{e}");
         let e = Resolved::resolve(None, vec![], &flags(&[("memory-budget", "12")])).unwrap_err();
         assert!(e.to_string().contains("'memory-budget'"), "{e}");
+        for bad in ["0", "3", "two"] {
+            let e = Resolved::resolve(None, vec![], &flags(&[("transaction-version", bad)]))
+                .and_then(|r| r.settings())
+                .unwrap_err();
+            assert!(
+                e.to_string().contains("'transaction-version'"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

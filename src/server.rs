@@ -92,6 +92,8 @@ pub struct BrokerConfig {
     /// How long a classic group's first rebalance waits for more members
     /// (`group.initial.rebalance.delay.ms`).
     pub group_initial_rebalance_delay: Duration,
+    /// Kafka's `transaction.version` the Kafka listener finalizes.
+    pub transaction_version: i16,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -145,6 +147,7 @@ impl BrokerConfig {
             auto_create_partitions: Some(1),
             num_partitions: 1,
             group_initial_rebalance_delay: Duration::from_secs(3),
+            transaction_version: crate::kafka::codec::TRANSACTION_VERSION,
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -590,6 +593,7 @@ async fn run_shard(
             max_inflight: config.max_inflight_per_connection,
             shard_node,
             producer_ids: producer_ids.clone(),
+            transaction_version: config.transaction_version,
             defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log,
                 max_batch_bytes: config.max_batch_bytes,

@@ -332,7 +332,7 @@ pub fn decode_request(
 /// keep their defaults, so the crate leaves them out (Debian's kcat,
 /// librdkafka 2.0.2, misreads them: ARCHITECTURE.md, "Facts the code
 /// relies on").
-pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
+pub fn api_versions_response(error: i16, transaction_version: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error;
     r.api_keys = all_supported()
@@ -344,10 +344,12 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
             v
         })
         .collect();
-    // KIP-584 features (v3+, tagged): transaction version 2 (KIP-890 part
-    // 2) is finalized, so Kafka 4 clients add partitions implicitly on
+    // KIP-584 features (v3+, tagged): at transaction version 2 (KIP-890
+    // part 2, the default) Kafka 4 clients add partitions implicitly on
     // Produce v12+ and TxnOffsetCommit v5+, and read their next epoch from
-    // EndTxn v5. The epoch never changes: the level is fixed.
+    // EndTxn v5; at 1 they stay on the older protocol (capping those
+    // APIs' versions themselves, as against Kafka). The features epoch
+    // never changes: the level is fixed while the broker runs.
     let mut supported = SupportedFeatureKey::default();
     supported.name = StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
     supported.min_version = 0;
@@ -355,8 +357,8 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
     r.supported_features = vec![supported];
     let mut finalized = FinalizedFeatureKey::default();
     finalized.name = StrBytes::from_static_str(TRANSACTION_VERSION_FEATURE);
-    finalized.min_version_level = TRANSACTION_VERSION;
-    finalized.max_version_level = TRANSACTION_VERSION;
+    finalized.min_version_level = transaction_version;
+    finalized.max_version_level = transaction_version;
     r.finalized_features = vec![finalized];
     r.finalized_features_epoch = 1;
     r
@@ -364,7 +366,8 @@ pub fn api_versions_response(error: i16) -> ApiVersionsResponse {
 
 /// Kafka's feature name for the transaction protocol's version.
 pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
-/// The transaction version the listener finalizes (KIP-890 part 2).
+/// The highest transaction version the listener supports (KIP-890 part
+/// 2), and what it finalizes unless `--transaction-version` says 1.
 pub const TRANSACTION_VERSION: i16 = 2;
 
 /// Translates a native answer into the Kafka response for `api`/`version`
@@ -1016,7 +1019,13 @@ pub(crate) mod tests {
 
     #[test]
     fn api_versions_v3_finalizes_transaction_version_2_in_its_tagged_fields() {
-        let b = encode_frame(ApiKey::ApiVersions, 3, 7, &api_versions_response(0)).unwrap();
+        let b = encode_frame(
+            ApiKey::ApiVersions,
+            3,
+            7,
+            &api_versions_response(0, TRANSACTION_VERSION),
+        )
+        .unwrap();
         // length, correlation id (header v0 always), error, compact array
         // (one length byte), each key/min/max + empty tags (7 bytes),
         // throttle, then the tagged fields: the features.
@@ -1037,8 +1046,24 @@ pub(crate) mod tests {
         assert_eq!(f, vec![("transaction.version".to_string(), 2, 2)]);
         assert_eq!(r.finalized_features_epoch, 1);
         assert_eq!(r.supported_features[0].max_version, 2);
+        // `--transaction-version 1`: finalized at 1, Kafka 4 clients stay
+        // on the older protocol.
+        let one = api_versions_response(0, 1);
+        assert_eq!(
+            (
+                one.finalized_features[0].min_version_level,
+                one.finalized_features[0].max_version_level
+            ),
+            (1, 1)
+        );
         // v0-2 carry no features: the same fixed part, nothing after it.
-        let b2 = encode_frame(ApiKey::ApiVersions, 2, 7, &api_versions_response(0)).unwrap();
+        let b2 = encode_frame(
+            ApiKey::ApiVersions,
+            2,
+            7,
+            &api_versions_response(0, TRANSACTION_VERSION),
+        )
+        .unwrap();
         assert!(b2.len() < b.len());
     }
 

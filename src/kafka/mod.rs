@@ -66,6 +66,8 @@ pub struct KafkaContext {
     /// This shard's producer ids (InitProducerId is answered where it
     /// arrives: the shard id in the low bits keeps ids apart).
     pub producer_ids: Rc<RefCell<ProducerIds>>,
+    /// Kafka's `transaction.version` finalized in ApiVersions (1 or 2).
+    pub transaction_version: i16,
     /// What DescribeConfigs reports for a topic setting that the topic
     /// does not override, and for the broker.
     pub defaults: configs::TopicDefaults,
@@ -194,7 +196,7 @@ async fn start(
                 api,
                 version,
                 correlation_id,
-                &codec::api_versions_response(error),
+                &codec::api_versions_response(error, ctx.transaction_version),
             );
             Answer::Ready(encoded(r))
         }
