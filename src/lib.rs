@@ -30,6 +30,7 @@ pub(crate) mod producer_state;
 pub mod protocol;
 pub(crate) mod router;
 pub mod rt;
+pub mod security;
 pub mod server;
 pub(crate) mod shard;
 pub mod storage;
