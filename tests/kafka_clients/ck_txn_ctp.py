@@ -43,10 +43,14 @@ def rewind():
     consumer.seek(TopicPartition(topic_in, 0, c.offset if c.offset >= 0 else 0))
 
 
-start = consumer.committed([TopicPartition(topic_in, 0)], timeout=10)[0].offset
-consumer.assign([TopicPartition(topic_in, 0, start if start >= 0 else 0)])
+# init_transactions first: it fences a killed predecessor and aborts its
+# open transaction, whose pending offset commit would otherwise keep the
+# group's offsets unstable (KIP-447: committed() waits, here until its
+# timeout) for the whole transaction timeout.
 producer = Producer({"bootstrap.servers": bootstrap, "transactional.id": txn_id})
 producer.init_transactions(30)
+start = consumer.committed([TopicPartition(topic_in, 0)], timeout=10)[0].offset
+consumer.assign([TopicPartition(topic_in, 0, start if start >= 0 else 0)])
 done, txns, aborted = max(start, 0), 0, 0
 while done < count:
     msgs = consumer.consume(num_messages=4, timeout=1)
