@@ -161,6 +161,12 @@ const SETTINGS: &[Setting] = &[
         "the transaction protocol the Kafka listener finalizes (transaction.version): 2 = KIP-890 part 2, 1 = before it",
     ),
     s(
+        "sasl-enabled-mechanisms",
+        Kind::Str,
+        "",
+        "SASL mechanisms the Kafka listener requires (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = no SASL",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -470,6 +476,19 @@ impl Resolved {
                 format!("must be 1 to {}", crate::storage::meta::MAX_PARTITIONS),
             ));
         }
+        let (sasl_raw, _) = self.get("sasl-enabled-mechanisms").expect("default");
+        let mut sasl_enabled_mechanisms = Vec::new();
+        for name in sasl_raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let m = crate::security::sasl::SaslMechanism::from_name(name).ok_or_else(|| {
+                self.bad(
+                    "sasl-enabled-mechanisms",
+                    format!("{name:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                )
+            })?;
+            if !sasl_enabled_mechanisms.contains(&m) {
+                sasl_enabled_mechanisms.push(m);
+            }
+        }
         let transaction_version: i16 =
             self.parse("transaction-version", "a transaction version")?;
         if !(1..=2).contains(&transaction_version) {
@@ -566,6 +585,7 @@ impl Resolved {
             num_partitions,
             group_initial_rebalance_delay_ms,
             transaction_version,
+            sasl_enabled_mechanisms,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -673,6 +693,8 @@ pub struct ServeSettings {
     /// Kafka's `transaction.version` feature level the Kafka listener
     /// finalizes (1 or 2).
     pub transaction_version: i16,
+    /// SASL mechanisms the Kafka listener requires; empty: none.
+    pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -754,6 +776,7 @@ impl ServeSettings {
         c.group_initial_rebalance_delay =
             std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
         c.transaction_version = self.transaction_version;
+        c.sasl_enabled_mechanisms = self.sasl_enabled_mechanisms.clone();
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -866,6 +889,13 @@ pub struct ServeArgs {
     /// older protocol [default: 2].
     #[arg(long, value_name = "1|2")]
     pub transaction_version: Option<String>,
+    /// SASL mechanisms the Kafka listener requires, comma-separated:
+    /// PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 (Kafka's
+    /// sasl.enabled.mechanisms; users: `shardlog user add` or Kafka's
+    /// AlterUserScramCredentials). A connection then authenticates before
+    /// anything else [default: none: no SASL].
+    #[arg(long, value_name = "MECHANISMS")]
+    pub sasl_enabled_mechanisms: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -963,6 +993,10 @@ impl ServeArgs {
                 self.group_initial_rebalance_delay_ms.clone(),
             ),
             ("transaction-version", self.transaction_version.clone()),
+            (
+                "sasl-enabled-mechanisms",
+                self.sasl_enabled_mechanisms.clone(),
+            ),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

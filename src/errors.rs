@@ -86,6 +86,32 @@ impl ToWire for crate::txn::TxnError {
 
 /// Classic-protocol errors on the native wire (offset commits of classic
 /// groups); the Kafka listener maps these codes back to Kafka's.
+impl ToWire for crate::security::users::UsersError {
+    fn to_wire(&self) -> WireError {
+        use crate::security::users::UsersError as E;
+        let code = match self {
+            E::BadName(_) | E::Unacceptable(_) => ErrorCode::UnacceptableCredential,
+            E::NoUser(_) | E::NoCredential { .. } => ErrorCode::ResourceNotFound,
+            E::UnsupportedMechanism(_) => ErrorCode::UnsupportedSaslMechanism,
+            E::Duplicate(_) => ErrorCode::DuplicateResource,
+            E::Corrupt(_) => ErrorCode::StorageError,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
+impl ToWire for crate::security::sasl::SaslError {
+    fn to_wire(&self) -> WireError {
+        use crate::security::sasl::SaslError as E;
+        let code = match self {
+            E::UnsupportedMechanism(_) => ErrorCode::UnsupportedSaslMechanism,
+            E::IllegalState(_) => ErrorCode::IllegalSaslState,
+            E::Failed(_) => ErrorCode::SaslAuthenticationFailed,
+        };
+        WireError::new(code, self.to_string())
+    }
+}
+
 impl ToWire for ClassicError {
     fn to_wire(&self) -> WireError {
         let code = match self {
@@ -140,6 +166,12 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::InvalidTxnState => ResponseError::InvalidTxnState,
         ErrorCode::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
         ErrorCode::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        ErrorCode::UnsupportedSaslMechanism => ResponseError::UnsupportedSaslMechanism,
+        ErrorCode::ResourceNotFound => ResponseError::ResourceNotFound,
+        ErrorCode::DuplicateResource => ResponseError::DuplicateResource,
+        ErrorCode::UnacceptableCredential => ResponseError::UnacceptableCredential,
+        ErrorCode::SaslAuthenticationFailed => ResponseError::SaslAuthenticationFailed,
+        ErrorCode::IllegalSaslState => ResponseError::IllegalSaslState,
         _ => ResponseError::UnknownServerError,
     };
     k.code()

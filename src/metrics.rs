@@ -34,7 +34,7 @@ pub const MAX_LABELLED_PARTITIONS: usize = 64;
 pub const LISTENERS: [&str; 2] = ["native", "kafka"];
 
 /// The `reason` label of closed connections, by `conn::CloseReason` index.
-pub const CLOSE_REASONS: [&str; 8] = [
+pub const CLOSE_REASONS: [&str; 10] = [
     "client_closed",
     "idle",
     "read_timeout",
@@ -43,6 +43,8 @@ pub const CLOSE_REASONS: [&str; 8] = [
     "io_error",
     "stopping",
     "connection_limit",
+    "auth_failed",
+    "unauthenticated",
 ];
 
 /// A counter with one writer: relaxed load + store, no read-modify-write.
@@ -198,6 +200,8 @@ impl Api {
             | Request::DescribeProducers(_)
             | Request::ListTransactions { .. }
             | Request::DescribeTransactions(_)
+            | Request::DescribeUsers(_)
+            | Request::AlterUsers(_)
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)
@@ -211,9 +215,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= TransactionalIdNotFound;
+/// Error codes counted (`ErrorCode` as index: 0 ..= IllegalSaslState;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::TransactionalIdNotFound as usize + 1;
+const ERROR_CODES: usize = ErrorCode::IllegalSaslState as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]

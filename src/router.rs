@@ -21,9 +21,11 @@ use std::pin::Pin;
 use std::rc::Rc;
 
 use crate::coordinator_host::{KafkaGroupCall, KafkaGroupReply};
+use crate::errors::ToWire;
 use crate::group::TopicPartition;
 use crate::protocol::*;
 use crate::rt;
+use crate::security::users::{UserChange, Users};
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
 use crate::txn_host::{TxnAction, TxnCall, TxnPeers, TxnReply};
@@ -70,7 +72,14 @@ pub enum Call {
         epoch: i16,
         partitions: Vec<TopicPartition>,
     },
+    /// Any shard -> controller: change the SCRAM users.
+    AlterUsers(Vec<UserChange>),
+    /// Controller -> every shard: the SCRAM users now (durable already).
+    SetUsers(Users),
 }
+
+/// Each user's result of a users change, in request order.
+pub type UsersAltered = Vec<(String, Option<WireError>)>;
 
 pub enum Reply {
     Resp(Result<Response, WireError>),
@@ -78,6 +87,7 @@ pub enum Reply {
     KafkaGroup(KafkaGroupReply),
     Txn(TxnReply),
     TxnPart(Vec<(TopicPartition, Option<WireError>)>),
+    UsersAltered(Result<UsersAltered, WireError>),
 }
 
 pub enum Msg {
@@ -321,7 +331,58 @@ impl Router {
                 })
                 .detach();
             }
+            Call::AlterUsers(changes) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.alter_users(changes).await;
+                    this.reply(from, id, Reply::UsersAltered(r));
+                })
+                .detach();
+            }
+            Call::SetUsers(users) => {
+                self.shard.set_users(users);
+                self.reply(from, id, Reply::Done(Ok(())));
+            }
         }
+    }
+
+    /// Changes the SCRAM users (Kafka's AlterUserScramCredentials,
+    /// `shardlog user`): on the controller, the new table is written to
+    /// `DATA/users.scram` (atomically, durable) before any shard uses it,
+    /// then every shard gets a copy. Each user's result, in request order.
+    pub async fn alter_users(
+        self: &Rc<Self>,
+        changes: Vec<UserChange>,
+    ) -> Result<UsersAltered, WireError> {
+        if self.id != 0 {
+            return match self.call(0, Call::AlterUsers(changes)).await? {
+                Reply::UsersAltered(r) => r,
+                _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            };
+        }
+        // Read, change, write and take the new table with no await in
+        // between: two changes at once cannot lose one another.
+        let mut users = (*self.shard.users()).clone();
+        let (results, changed) = users.apply(&changes);
+        if changed {
+            crate::storage::store_users(self.shard.data_dir(), &users)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.shard.set_users(users.clone());
+            let mut waits = Vec::new();
+            for o in 1..self.shard.shard_count() {
+                waits.push(self.send_call(o, Call::SetUsers(users.clone())).await);
+            }
+            for w in waits {
+                // A shard that is stopping misses it; it reads the file
+                // when it starts again.
+                let _ = w.await;
+            }
+            tracing::info!(users = users.len(), "SCRAM users changed");
+        }
+        Ok(results
+            .into_iter()
+            .map(|(user, r)| (user, r.err().map(|e| e.to_wire())))
+            .collect())
     }
 
     /// Starts one client request, as both front doors do: a produce first
@@ -448,6 +509,43 @@ impl Router {
                         Err(e) => Err(e),
                     })
                 })
+            }
+            Request::DescribeUsers(names) => {
+                let users = self.shard.users();
+                let out = users
+                    .describe(names.as_deref())
+                    .into_iter()
+                    .map(|(name, r)| match r {
+                        Ok(creds) => UserDescription {
+                            name,
+                            error: None,
+                            credentials: creds
+                                .iter()
+                                .map(|c| (c.mechanism.kafka_type(), c.iterations as i32))
+                                .collect(),
+                        },
+                        Err(e) => UserDescription {
+                            name,
+                            error: Some(e.to_wire()),
+                            credentials: vec![],
+                        },
+                    })
+                    .collect();
+                let r = done(Ok(Response::DescribeUsers(out)));
+                Box::pin(async move { r })
+            }
+            Request::AlterUsers(changes) => {
+                // Awaited here, as an admin change: the connection's next
+                // request sees it.
+                let r = self.alter_users(changes).await.map(|rows| {
+                    Response::AlterUsers(
+                        rows.into_iter()
+                            .map(|(name, error)| UserResult { name, error })
+                            .collect(),
+                    )
+                });
+                let r = done(r);
+                Box::pin(async move { r })
             }
             Request::DescribeTransactions(ids) => {
                 // Each id from its own coordinator, answers in request order.

@@ -94,6 +94,8 @@ pub struct BrokerConfig {
     pub group_initial_rebalance_delay: Duration,
     /// Kafka's `transaction.version` the Kafka listener finalizes.
     pub transaction_version: i16,
+    /// SASL mechanisms the Kafka listener requires (empty: none).
+    pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -148,6 +150,7 @@ impl BrokerConfig {
             num_partitions: 1,
             group_initial_rebalance_delay: Duration::from_secs(3),
             transaction_version: crate::kafka::codec::TRANSACTION_VERSION,
+            sasl_enabled_mechanisms: Vec::new(),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -594,6 +597,7 @@ async fn run_shard(
             shard_node,
             producer_ids: producer_ids.clone(),
             transaction_version: config.transaction_version,
+            sasl: config.sasl_enabled_mechanisms.clone(),
             defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log,
                 max_batch_bytes: config.max_batch_bytes,
@@ -804,12 +808,7 @@ async fn accept_loop(
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                         Proto::Kafka(ctx) => {
-                            let door = KafkaDoor {
-                                router,
-                                ctx,
-                                peer,
-                                txn_added: Default::default(),
-                            };
+                            let door = KafkaDoor::new(router, ctx, peer);
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                     };

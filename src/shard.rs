@@ -86,6 +86,9 @@ pub struct Shard {
     /// This shard's producer ids: InitProducerId without a transactional
     /// id (answered where it arrives) and the coordinator's new ids alike.
     producer_ids: Rc<RefCell<crate::producer_state::ProducerIds>>,
+    /// The broker's SCRAM users, this shard's copy: read at open, replaced
+    /// whole when the controller changes them (`set_users`).
+    users: RefCell<Rc<crate::security::users::Users>>,
 }
 
 /// The log cleaner's CPU shares against the data path's 1000: when both
@@ -127,7 +130,9 @@ impl Shard {
         let producer_ids = Rc::new(RefCell::new(crate::producer_state::ProducerIds::new(
             config.shard_id,
         )));
+        let users = crate::storage::load_users(&config.data_dir)?;
         let shard = Rc::new(Shard {
+            users: RefCell::new(Rc::new(users)),
             txns: Rc::new(crate::txn_host::TxnHost::new(
                 config.shard_id,
                 TXN_PARTITIONS,
@@ -209,6 +214,16 @@ impl Shard {
 
     pub fn producer_ids(&self) -> &Rc<RefCell<crate::producer_state::ProducerIds>> {
         &self.producer_ids
+    }
+
+    /// The SCRAM users as this shard knows them.
+    pub fn users(&self) -> Rc<crate::security::users::Users> {
+        self.users.borrow().clone()
+    }
+
+    /// The controller changed the users: this shard's copy is replaced.
+    pub fn set_users(&self, users: crate::security::users::Users) {
+        *self.users.borrow_mut() = Rc::new(users);
     }
 
     /// Applies a transaction coordinator's action on partitions this shard
@@ -741,13 +756,16 @@ impl Shard {
                 let r = done(Response::Metadata(self.metadata(topics, include_internal)));
                 Box::pin(async move { r })
             }
-            Request::ListTransactions { .. } | Request::DescribeTransactions(_) => {
-                // The router asks each id's coordinator.
+            Request::ListTransactions { .. }
+            | Request::DescribeTransactions(_)
+            | Request::DescribeUsers(_)
+            | Request::AlterUsers(_) => {
+                // The router asks each id's coordinator, or the controller.
                 let r = ResponseFrame {
                     correlation_id,
                     result: Err(WireError::new(
                         ErrorCode::InvalidRequest,
-                        "transaction requests go through the router",
+                        "transaction and user requests go through the router",
                     )),
                 };
                 Box::pin(async move { r })

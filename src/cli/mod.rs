@@ -1,5 +1,5 @@
 //! The `shardlog` command line: `serve`, `topic`, `produce`, `consume`,
-//! `group`, `txn`, `top`.
+//! `group`, `txn`, `user`, `top`.
 //!
 //! The edge of the program: the only place with `anyhow` and process exit.
 //! Every command exits 0 on success and non-zero with one line on stderr.
@@ -10,6 +10,7 @@ mod group;
 mod serve;
 mod topic;
 mod txn;
+mod user;
 
 use anyhow::anyhow;
 use clap::{Parser, Subcommand};
@@ -57,6 +58,14 @@ enum Command {
         #[command(flatten)]
         broker: common::BrokerArg,
     },
+    /// SCRAM users: add (password from stdin), list, delete (Kafka's
+    /// Describe/AlterUserScramCredentials).
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
     /// Live per-shard view of a broker, from its /metrics.
     Top(shardlog::top::TopArgs),
 }
@@ -95,6 +104,7 @@ pub fn run() {
         Command::Consume(a) => data::consume(a),
         Command::Group { command, broker } => group::run(command, &broker.broker),
         Command::Txn { command, broker } => txn::run(command, &broker.broker),
+        Command::User { command, broker } => user::run(command, &broker.broker),
         Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
     };
     if let Err(e) = result {

@@ -472,6 +472,29 @@ impl Client {
         }
     }
 
+    /// Kafka's DescribeUserScramCredentials: every SCRAM user (None) or
+    /// the named ones (an unknown one carries RESOURCE_NOT_FOUND).
+    pub fn describe_users(
+        &mut self,
+        names: Option<&[String]>,
+    ) -> Result<Vec<UserDescription>, ClientError> {
+        match self.call(Request::DescribeUsers(names.map(<[String]>::to_vec)))? {
+            Response::DescribeUsers(us) => Ok(us),
+            _ => Err(ClientError::WrongKind("DescribeUsers")),
+        }
+    }
+
+    /// Kafka's AlterUserScramCredentials: each user's result.
+    pub fn alter_users(
+        &mut self,
+        changes: Vec<crate::security::users::UserChange>,
+    ) -> Result<Vec<UserResult>, ClientError> {
+        match self.call(Request::AlterUsers(changes))? {
+            Response::AlterUsers(rs) => Ok(rs),
+            _ => Err(ClientError::WrongKind("AlterUsers")),
+        }
+    }
+
     pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         match self.call(Request::DescribeGroups(vec![group.to_owned()]))? {
             Response::DescribeGroups(gs) => {

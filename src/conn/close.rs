@@ -47,10 +47,16 @@ pub enum CloseReason {
     Stopping,
     /// Refused at accept: the shard is at `--max-connections`.
     ConnectionLimit,
+    /// SASL authentication failed (wrong password, unknown user, a broken
+    /// exchange): answered, then closed, as Kafka does.
+    AuthFailed,
+    /// A request other than ApiVersions and SASL's before authenticating
+    /// on a listener that requires it.
+    Unauthenticated,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 8] = [
+    pub const ALL: [CloseReason; 10] = [
         CloseReason::ClientClosed,
         CloseReason::Idle,
         CloseReason::ReadTimeout,
@@ -59,6 +65,8 @@ impl CloseReason {
         CloseReason::IoError,
         CloseReason::Stopping,
         CloseReason::ConnectionLimit,
+        CloseReason::AuthFailed,
+        CloseReason::Unauthenticated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +82,8 @@ impl CloseReason {
                 | CloseReason::FrameTooLarge
                 | CloseReason::BadRequest
                 | CloseReason::ConnectionLimit
+                | CloseReason::AuthFailed
+                | CloseReason::Unauthenticated
         )
     }
 }

@@ -58,7 +58,9 @@ use crate::protocol::{
 /// Kafka 4: v7 asks for the max timestamp (-3), v8 the earliest local
 /// offset (-4), v9 the latest tiered one (-5), v10 adds a timeout for
 /// remote storage (none here); kafka-python reads the broker's version
-/// from this range (v10: Kafka 4).
+/// from this range (v10: Kafka 4). SaslHandshake 1 only: v0 sends the
+/// tokens without Kafka framing, which no current client does (Kafka 4
+/// dropped it too).
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 17),
@@ -88,6 +90,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The default largest request body of any API but Produce
@@ -281,6 +287,18 @@ pub fn decode_request(
         }
         ApiKey::ListTransactions => {
             super::txn::decode_list_transactions(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::SaslHandshake => {
+            super::sasl::decode_handshake(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::SaslAuthenticate => {
+            super::sasl::decode_authenticate(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            super::sasl::decode_describe_users(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::AlterUserScramCredentials => {
+            super::sasl::decode_alter_users(&mut body, version).map_err(malformed)?
         }
         ApiKey::DescribeTopicPartitions => {
             metadata::decode_describe_topic_partitions(&mut body, version, &native)
@@ -560,6 +578,9 @@ pub fn refuse_response(
     }
     if super::txn::is_txn_api(api) {
         return super::txn::refuse(api, version, correlation_id, error);
+    }
+    if super::sasl::is_sasl_api(api) {
+        return super::sasl::refuse(api, version, correlation_id, error);
     }
     match api {
         ApiKey::Produce => {

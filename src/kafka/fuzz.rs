@@ -569,6 +569,41 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                 .with_group_ids(vec![group("billing"), group("audit")]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::SaslHandshake => {
+            let r = kafka_protocol::messages::SaslHandshakeRequest::default()
+                .with_mechanism(s("SCRAM-SHA-512"));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::SaslAuthenticate => {
+            let r = kafka_protocol::messages::SaslAuthenticateRequest::default()
+                .with_auth_bytes(Bytes::from_static(b"n,,n=alice,r=fyko+d2lbbFgONRv9qkxdawL"));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::DescribeUserScramCredentials => {
+            use kafka_protocol::messages::describe_user_scram_credentials_request::UserName;
+            let r = kafka_protocol::messages::DescribeUserScramCredentialsRequest::default()
+                .with_users(Some(vec![
+                    UserName::default().with_name(s("alice")),
+                    UserName::default().with_name(s("bob")),
+                ]));
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            use kafka_protocol::messages::alter_user_scram_credentials_request::{
+                ScramCredentialDeletion, ScramCredentialUpsertion,
+            };
+            let r = kafka_protocol::messages::AlterUserScramCredentialsRequest::default()
+                .with_deletions(vec![ScramCredentialDeletion::default()
+                    .with_name(s("bob"))
+                    .with_mechanism(1)])
+                .with_upsertions(vec![ScramCredentialUpsertion::default()
+                    .with_name(s("alice"))
+                    .with_mechanism(2)
+                    .with_iterations(8192)
+                    .with_salt(Bytes::from_static(b"0123456789abcdef"))
+                    .with_salted_password(Bytes::from(vec![7u8; 64]))]);
+            body(&|b| r.encode(b, v))
+        }
         _ => None,
     }
 }

@@ -23,6 +23,7 @@ mod data;
 mod fuzz;
 pub mod groups;
 mod metadata;
+mod sasl;
 mod txn;
 pub mod wire;
 
@@ -35,6 +36,7 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
+use crate::errors::ToWire;
 use crate::group::classic::ClassicCall;
 use crate::group::TopicPartition;
 use crate::metrics::Api;
@@ -45,8 +47,9 @@ use crate::protocol::{
 };
 use crate::router::{Router, Scope};
 use crate::rt;
+use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as SaslStep};
 use crate::txn_host::{TxnCall, TxnReply};
-use wire::{ConfigResource, Decoded, KafkaGroupKind, Refused, Shape, Work};
+use wire::{ConfigResource, Decoded, KafkaGroupKind, Refused, SaslWork, Shape, UsersWork, Work};
 
 /// What every Kafka connection of a shard shares.
 pub struct KafkaContext {
@@ -68,6 +71,11 @@ pub struct KafkaContext {
     pub producer_ids: Rc<RefCell<ProducerIds>>,
     /// Kafka's `transaction.version` finalized in ApiVersions (1 or 2).
     pub transaction_version: i16,
+    /// The SASL mechanisms this listener accepts (Kafka's
+    /// `sasl.enabled.mechanisms`); empty: no SASL, every connection is
+    /// served as it comes. Otherwise a connection must authenticate before
+    /// anything but ApiVersions and SASL's own requests.
+    pub sasl: Vec<SaslMechanism>,
     /// What DescribeConfigs reports for a topic setting that the topic
     /// does not override, and for the broker.
     pub defaults: configs::TopicDefaults,
@@ -83,6 +91,108 @@ pub struct KafkaDoor {
     pub ctx: Rc<KafkaContext>,
     pub peer: Option<std::net::SocketAddr>,
     pub txn_added: RefCell<TxnAdded>,
+    /// This connection's SASL authentication.
+    pub auth: RefCell<Authenticator>,
+}
+
+impl KafkaDoor {
+    pub fn new(
+        router: Rc<Router>,
+        ctx: Rc<KafkaContext>,
+        peer: Option<std::net::SocketAddr>,
+    ) -> KafkaDoor {
+        let auth = RefCell::new(Authenticator::new(ctx.sasl.clone()));
+        KafkaDoor {
+            router,
+            ctx,
+            peer,
+            txn_added: RefCell::default(),
+            auth,
+        }
+    }
+
+    /// SaslHandshake and SaslAuthenticate, against this connection's
+    /// authenticator. A failure is answered, then the connection closes
+    /// (as Kafka's): the client starts over on a new one.
+    fn sasl(&self, version: i16, correlation_id: i32, work: SaslWork) -> Step {
+        let close = |bytes: anyhow::Result<Bytes>, detail: String| Step::Close {
+            last: bytes.ok().map(Chain::from),
+            reason: CloseReason::AuthFailed,
+            detail,
+        };
+        let off = self.ctx.sasl.is_empty();
+        match work {
+            SaslWork::Handshake(mechanism) => {
+                let r = if off {
+                    Err(SaslError::IllegalState(
+                        "SASL is not enabled on this listener",
+                    ))
+                } else {
+                    self.auth.borrow_mut().handshake(&mechanism)
+                };
+                let names = self.auth.borrow().enabled_names();
+                match r {
+                    Ok(()) => Step::Answer(Answer::Ready(encoded(
+                        ApiKey::SaslHandshake,
+                        version,
+                        sasl::handshake_response(version, correlation_id, None, &names),
+                    ))),
+                    Err(e) => {
+                        let w = e.to_wire();
+                        close(
+                            sasl::handshake_response(version, correlation_id, Some(&w), &names),
+                            format!("SASL handshake for {mechanism:?}: {e}"),
+                        )
+                    }
+                }
+            }
+            SaslWork::Authenticate(token) => {
+                let r = if off {
+                    Err(SaslError::IllegalState(
+                        "SASL is not enabled on this listener",
+                    ))
+                } else {
+                    let users = self.router.shard().users();
+                    let mut random = |b: &mut [u8]| {
+                        getrandom::getrandom(b).expect("the OS's random source");
+                    };
+                    self.auth.borrow_mut().authenticate(
+                        &token,
+                        &|user, m| users.credential(user, m),
+                        &mut random,
+                    )
+                };
+                match r {
+                    Ok(SaslStep::Continue(bytes)) => Step::Answer(Answer::Ready(encoded(
+                        ApiKey::SaslAuthenticate,
+                        version,
+                        sasl::authenticate_response(version, correlation_id, Ok(bytes)),
+                    ))),
+                    Ok(SaslStep::Done { principal, reply }) => {
+                        tracing::debug!(principal, peer = ?self.peer, "authenticated");
+                        Step::Answer(Answer::Ready(encoded(
+                            ApiKey::SaslAuthenticate,
+                            version,
+                            sasl::authenticate_response(version, correlation_id, Ok(reply)),
+                        )))
+                    }
+                    Err(e) => {
+                        let w = e.to_wire();
+                        let user = self
+                            .auth
+                            .borrow()
+                            .attempted_user()
+                            .unwrap_or("?")
+                            .to_owned();
+                        close(
+                            sasl::authenticate_response(version, correlation_id, Err(&w)),
+                            format!("SASL authentication as {user:?} failed: {e}"),
+                        )
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// KIP-890 part 2: the partitions this connection's transactional
@@ -141,11 +251,37 @@ impl Door for KafkaDoor {
     }
 
     async fn start(&self, frame: Bytes) -> Step {
+        if !self.ctx.sasl.is_empty() && self.auth.borrow().principal().is_none() {
+            // Before authenticating only ApiVersions and SASL's requests
+            // (Kafka closes such a connection the same way).
+            let api = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+            let allowed = [
+                ApiKey::ApiVersions as i16,
+                ApiKey::SaslHandshake as i16,
+                ApiKey::SaslAuthenticate as i16,
+            ];
+            if !api.is_some_and(|a| allowed.contains(&a)) {
+                return Step::Close {
+                    last: None,
+                    reason: CloseReason::Unauthenticated,
+                    detail: format!(
+                        "a request (API key {}) before authenticating on a listener that requires SASL",
+                        api.unwrap_or(-1)
+                    ),
+                };
+            }
+        }
         match codec::decode_request(
             frame,
             self.ctx.max_control_request_bytes,
             self.router.as_ref(),
         ) {
+            Ok(Decoded {
+                version,
+                correlation_id,
+                work: Work::Sasl(w),
+                ..
+            }) => self.sasl(version, correlation_id, w),
             Ok(d) => {
                 Step::Answer(start(&self.router, &self.ctx, d, self.peer, &self.txn_added).await)
             }
@@ -283,6 +419,27 @@ async fn start(
             start_native(router, ctx, (api, version, correlation_id), native).await
         }
         Work::TxnAdd { .. } => unreachable!("taken apart above"),
+        Work::Sasl(_) => unreachable!("answered by the door"),
+        Work::Users(UsersWork::Describe(names)) => {
+            let users = router.shard().users();
+            Answer::Ready(encoded(sasl::describe_users_response(
+                version,
+                correlation_id,
+                &users,
+                names.as_deref(),
+            )))
+        }
+        Work::Users(UsersWork::Alter(changes)) => {
+            // Awaited here: the next request on this connection sees the
+            // change (describing right after altering).
+            let r = router.alter_users(changes.clone()).await;
+            Answer::Ready(encoded(sasl::alter_users_response(
+                version,
+                correlation_id,
+                r,
+                &changes,
+            )))
+        }
     }
 }
 

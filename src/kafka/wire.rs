@@ -168,6 +168,11 @@ pub enum Work {
         add: crate::txn_host::TxnCall,
         then: Box<Work>,
     },
+    /// SASL (KIP-43, KIP-152): answered by the connection's authenticator.
+    Sasl(SaslWork),
+    /// SCRAM users (KIP-554): described from this shard's copy, altered
+    /// through the controller.
+    Users(UsersWork),
     /// Transaction calls, each to its transactional id's coordinator shard
     /// (ListTransactions: to every shard), answered in call order.
     Txn {
@@ -175,6 +180,22 @@ pub enum Work {
         /// ListTransactions' state names that are none of Kafka's.
         unknown_states: Vec<String>,
     },
+}
+
+#[derive(Debug)]
+pub enum SaslWork {
+    /// SaslHandshake: the mechanism the client wants.
+    Handshake(String),
+    /// SaslAuthenticate: the mechanism's next token.
+    Authenticate(bytes::Bytes),
+}
+
+#[derive(Debug)]
+pub enum UsersWork {
+    /// DescribeUserScramCredentials: these users, or (None) all.
+    Describe(Option<Vec<String>>),
+    /// AlterUserScramCredentials.
+    Alter(Vec<crate::security::users::UserChange>),
 }
 
 impl Work {

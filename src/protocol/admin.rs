@@ -1,6 +1,7 @@
 //! The admin messages <-> flatbuffers: ApiVersions, Metadata, CreateTopics,
-//! DeleteTopics, DescribeTopics, CreatePartitions, AlterConfigs, and the
-//! operators' transaction requests (ListTransactions, DescribeTransactions).
+//! DeleteTopics, DescribeTopics, CreatePartitions, AlterConfigs, the
+//! operators' transaction requests (ListTransactions, DescribeTransactions)
+//! and SCRAM users (DescribeUsers, AlterUsers).
 //!
 //! Must never: panic on a verified buffer whose optional fields are absent.
 
@@ -275,6 +276,67 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::DescribeUsers(names) => {
+            let names = names.as_ref().map(|n| strings(fbb, n));
+            (
+                fb::Request::DescribeUsersRequest,
+                fb::DescribeUsersRequest::create(fbb, &fb::DescribeUsersRequestArgs { names })
+                    .as_union_value(),
+            )
+        }
+        Request::AlterUsers(changes) => {
+            use crate::security::users::UserChange;
+            let mut deletions = Vec::new();
+            let mut upsertions = Vec::new();
+            for c in changes {
+                match c {
+                    UserChange::Delete { user, mechanism } => {
+                        let name = fbb.create_string(user);
+                        deletions.push(fb::UserDeletion::create(
+                            fbb,
+                            &fb::UserDeletionArgs {
+                                name: Some(name),
+                                mechanism: *mechanism,
+                            },
+                        ));
+                    }
+                    UserChange::Upsert {
+                        user,
+                        mechanism,
+                        iterations,
+                        salt,
+                        salted_password,
+                    } => {
+                        let name = fbb.create_string(user);
+                        let salt = fbb.create_vector(salt);
+                        let salted = fbb.create_vector(salted_password);
+                        upsertions.push(fb::UserUpsertion::create(
+                            fbb,
+                            &fb::UserUpsertionArgs {
+                                name: Some(name),
+                                mechanism: *mechanism,
+                                iterations: *iterations,
+                                salt: Some(salt),
+                                salted_password: Some(salted),
+                            },
+                        ));
+                    }
+                }
+            }
+            let deletions = fbb.create_vector(&deletions);
+            let upsertions = fbb.create_vector(&upsertions);
+            (
+                fb::Request::AlterUsersRequest,
+                fb::AlterUsersRequest::create(
+                    fbb,
+                    &fb::AlterUsersRequestArgs {
+                        deletions: Some(deletions),
+                        upsertions: Some(upsertions),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -386,6 +448,40 @@ pub(super) fn decode_request(
                     .map(|v| v.iter().map(str::to_owned).collect())
                     .unwrap_or_default(),
             )
+        }
+        fb::Request::DescribeUsersRequest => {
+            let d = env.request_as_describe_users_request().ok_or(missing)?;
+            Request::DescribeUsers(d.names().map(|v| v.iter().map(str::to_owned).collect()))
+        }
+        fb::Request::AlterUsersRequest => {
+            use crate::security::users::UserChange;
+            let a = env.request_as_alter_users_request().ok_or(missing)?;
+            let mut changes = Vec::new();
+            for d in a.deletions().iter().flatten() {
+                changes.push(UserChange::Delete {
+                    user: d
+                        .name()
+                        .ok_or(DecodeError::MissingField("name"))?
+                        .to_owned(),
+                    mechanism: d.mechanism(),
+                });
+            }
+            for u in a.upsertions().iter().flatten() {
+                changes.push(UserChange::Upsert {
+                    user: u
+                        .name()
+                        .ok_or(DecodeError::MissingField("name"))?
+                        .to_owned(),
+                    mechanism: u.mechanism(),
+                    iterations: u.iterations(),
+                    salt: u.salt().map(|v| v.bytes().to_vec()).unwrap_or_default(),
+                    salted_password: u
+                        .salted_password()
+                        .map(|v| v.bytes().to_vec())
+                        .unwrap_or_default(),
+                });
+            }
+            Request::AlterUsers(changes)
         }
         _ => return Ok(None),
     }))
@@ -665,6 +761,73 @@ pub(super) fn encode_response(
                 .as_union_value(),
             )
         }
+        Response::DescribeUsers(users) => {
+            let us: Vec<_> = users
+                .iter()
+                .map(|u| {
+                    let creds: Vec<_> = u
+                        .credentials
+                        .iter()
+                        .map(|&(mechanism, iterations)| {
+                            fb::UserCredentialInfo::create(
+                                fbb,
+                                &fb::UserCredentialInfoArgs {
+                                    mechanism,
+                                    iterations,
+                                },
+                            )
+                        })
+                        .collect();
+                    let creds = fbb.create_vector(&creds);
+                    let name = fbb.create_string(&u.name);
+                    let msg = opt_str(fbb, &u.error);
+                    fb::UserDescription::create(
+                        fbb,
+                        &fb::UserDescriptionArgs {
+                            name: Some(name),
+                            error_code: err_code(&u.error),
+                            error_message: msg,
+                            credentials: Some(creds),
+                        },
+                    )
+                })
+                .collect();
+            let us = fbb.create_vector(&us);
+            (
+                fb::Response::DescribeUsersResponse,
+                fb::DescribeUsersResponse::create(
+                    fbb,
+                    &fb::DescribeUsersResponseArgs { users: Some(us) },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::AlterUsers(results) => {
+            let rs: Vec<_> = results
+                .iter()
+                .map(|r| {
+                    let name = fbb.create_string(&r.name);
+                    let msg = opt_str(fbb, &r.error);
+                    fb::UserResult::create(
+                        fbb,
+                        &fb::UserResultArgs {
+                            name: Some(name),
+                            error_code: err_code(&r.error),
+                            error_message: msg,
+                        },
+                    )
+                })
+                .collect();
+            let rs = fbb.create_vector(&rs);
+            (
+                fb::Response::AlterUsersResponse,
+                fb::AlterUsersResponse::create(
+                    fbb,
+                    &fb::AlterUsersResponseArgs { results: Some(rs) },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -826,6 +989,40 @@ pub(super) fn decode_response(
                 });
             }
             Response::DescribeTransactions(out)
+        }
+        fb::Response::DescribeUsersResponse => {
+            let d = env.response_as_describe_users_response().ok_or(missing)?;
+            let mut out = Vec::new();
+            for u in d.users().iter().flatten() {
+                out.push(UserDescription {
+                    name: u
+                        .name()
+                        .ok_or(DecodeError::MissingField("name"))?
+                        .to_owned(),
+                    error: err_of(u.error_code(), u.error_message()),
+                    credentials: u
+                        .credentials()
+                        .iter()
+                        .flatten()
+                        .map(|c| (c.mechanism(), c.iterations()))
+                        .collect(),
+                });
+            }
+            Response::DescribeUsers(out)
+        }
+        fb::Response::AlterUsersResponse => {
+            let a = env.response_as_alter_users_response().ok_or(missing)?;
+            let mut out = Vec::new();
+            for r in a.results().iter().flatten() {
+                out.push(UserResult {
+                    name: r
+                        .name()
+                        .ok_or(DecodeError::MissingField("name"))?
+                        .to_owned(),
+                    error: err_of(r.error_code(), r.error_message()),
+                });
+            }
+            Response::AlterUsers(out)
         }
         _ => return Ok(None),
     }))

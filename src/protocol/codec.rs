@@ -490,6 +490,21 @@ mod tests {
                 producer_ids: vec![],
             },
             Request::DescribeTransactions(vec!["app-1".into(), "app-2".into()]),
+            Request::DescribeUsers(None),
+            Request::DescribeUsers(Some(vec!["alice".into(), "bob".into()])),
+            Request::AlterUsers(vec![
+                crate::security::users::UserChange::Delete {
+                    user: "bob".into(),
+                    mechanism: 1,
+                },
+                crate::security::users::UserChange::Upsert {
+                    user: "alice".into(),
+                    mechanism: 2,
+                    iterations: 8192,
+                    salt: vec![1, 2, 3],
+                    salted_password: vec![9; 64],
+                },
+            ]),
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -734,6 +749,31 @@ mod tests {
                     topics: vec![],
                 },
             ])),
+            Ok(Response::DescribeUsers(vec![
+                UserDescription {
+                    name: "alice".into(),
+                    error: None,
+                    credentials: vec![(1, 4096), (2, 8192)],
+                },
+                UserDescription {
+                    name: "nobody".into(),
+                    error: Some(WireError::new(ErrorCode::ResourceNotFound, "no user")),
+                    credentials: vec![],
+                },
+            ])),
+            Ok(Response::AlterUsers(vec![
+                UserResult {
+                    name: "alice".into(),
+                    error: None,
+                },
+                UserResult {
+                    name: "carol".into(),
+                    error: Some(WireError::new(
+                        ErrorCode::UnacceptableCredential,
+                        "iterations",
+                    )),
+                },
+            ])),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];
         for (i, result) in resps.into_iter().enumerate() {
@@ -837,12 +877,18 @@ mod tests {
         /// memory bounded by the frame.
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_transaction_answers(
-            kind in 0usize..2,
+            kind in 0usize..4,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
             let result = if kind == 0 {
                 Ok(Response::ListTransactions(vec![TransactionListing {
                     transactional_id: "app".into(), producer_id: 7, state: "Ongoing".into() }]))
+            } else if kind == 2 {
+                // `shardlog user list` decodes this one.
+                Ok(Response::DescribeUsers(vec![UserDescription {
+                    name: "alice".into(), error: None, credentials: vec![(1, 4096), (2, 8192)] }]))
+            } else if kind == 3 {
+                Ok(Response::AlterUsers(vec![UserResult { name: "alice".into(), error: None }]))
             } else {
                 Ok(Response::DescribeTransactions(vec![TransactionDescription {
                     transactional_id: "app".into(), error: None, state: "Ongoing".into(),
@@ -862,7 +908,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..8, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..9, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -879,6 +925,9 @@ mod tests {
                 4 => Request::DescribeProducers(vec![TopicPartitions { topic: "topic".into(), partitions: vec![0, 3] }]),
                 5 => Request::ListTransactions { states: vec!["Ongoing".into()], producer_ids: vec![7, 9] },
                 6 => Request::DescribeTransactions(vec!["a".into(), "b".into()]),
+                7 => Request::AlterUsers(vec![crate::security::users::UserChange::Upsert {
+                    user: "alice".into(), mechanism: 2, iterations: 8192,
+                    salt: vec![1, 2, 3], salted_password: vec![9; 64] }]),
                 _ => Request::Metadata { topics: Some(vec!["a".into(), "b".into()]), auto_create: true, include_internal: false },
             };
             let r = RequestFrame { version: 1, correlation_id: 1, client_id: Some("c".into()), request };

@@ -73,6 +73,18 @@ pub enum ErrorCode {
     InvalidTxnState = 36,
     InvalidTransactionTimeout = 37,
     TransactionalIdNotFound = 38,
+    /// SASL: a mechanism the listener does not accept (or not SCRAM's).
+    UnsupportedSaslMechanism = 39,
+    /// A named resource (a SCRAM user or credential) does not exist.
+    ResourceNotFound = 40,
+    /// The same resource twice in one request.
+    DuplicateResource = 41,
+    /// A credential that does not meet the rules (iterations, salt, name).
+    UnacceptableCredential = 42,
+    /// SASL authentication failed (the connection closes after).
+    SaslAuthenticationFailed = 43,
+    /// A SASL request out of order.
+    IllegalSaslState = 44,
 }
 
 impl ErrorCode {
@@ -117,6 +129,12 @@ impl ErrorCode {
             36 => InvalidTxnState,
             37 => InvalidTransactionTimeout,
             38 => TransactionalIdNotFound,
+            39 => UnsupportedSaslMechanism,
+            40 => ResourceNotFound,
+            41 => DuplicateResource,
+            42 => UnacceptableCredential,
+            43 => SaslAuthenticationFailed,
+            44 => IllegalSaslState,
             _ => Unknown,
         }
     }
@@ -168,10 +186,12 @@ pub enum ApiKey {
     DescribeProducers = 17,
     ListTransactions = 18,
     DescribeTransactions = 19,
+    DescribeUsers = 20,
+    AlterUsers = 21,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 20] = [
+    pub const ALL: [ApiKey; 22] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -192,6 +212,8 @@ impl ApiKey {
         ApiKey::DescribeProducers,
         ApiKey::ListTransactions,
         ApiKey::DescribeTransactions,
+        ApiKey::DescribeUsers,
+        ApiKey::AlterUsers,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -440,6 +462,11 @@ pub enum Request {
     },
     /// Kafka's DescribeTransactions: each id's state at its coordinator.
     DescribeTransactions(Vec<String>),
+    /// Kafka's DescribeUserScramCredentials: every SCRAM user (None) or
+    /// the named ones.
+    DescribeUsers(Option<Vec<String>>),
+    /// Kafka's AlterUserScramCredentials (through the controller).
+    AlterUsers(Vec<crate::security::users::UserChange>),
 }
 
 impl Request {
@@ -577,6 +604,26 @@ pub enum Response {
     DescribeGroups(Vec<GroupDescription>),
     ListTransactions(Vec<TransactionListing>),
     DescribeTransactions(Vec<TransactionDescription>),
+    DescribeUsers(Vec<UserDescription>),
+    /// Each user's result, in request order.
+    AlterUsers(Vec<UserResult>),
+}
+
+/// One SCRAM user as DescribeUsers shows it: its credentials' mechanisms
+/// (Kafka's type: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512) and iterations only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDescription {
+    pub name: String,
+    /// RESOURCE_NOT_FOUND for a named user that does not exist.
+    pub error: Option<WireError>,
+    pub credentials: Vec<(i8, i32)>,
+}
+
+/// One user's result of AlterUsers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserResult {
+    pub name: String,
+    pub error: Option<WireError>,
 }
 
 /// One transactional id as ListTransactions lists it.

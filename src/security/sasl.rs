@@ -88,6 +88,9 @@ pub struct Authenticator {
     enabled: Vec<SaslMechanism>,
     state: State,
     principal: Option<String>,
+    /// The user the last authentication was for (for the log of a
+    /// failure).
+    attempted: Option<String>,
 }
 
 /// The principal Kafka gives a SASL user.
@@ -101,6 +104,7 @@ impl Authenticator {
             enabled,
             state: State::Idle,
             principal: None,
+            attempted: None,
         }
     }
 
@@ -113,6 +117,11 @@ impl Authenticator {
     /// now: a re-authentication keeps the principal it started with).
     pub fn principal(&self) -> Option<&str> {
         self.principal.as_deref()
+    }
+
+    /// The user the last authentication named, if it got that far.
+    pub fn attempted_user(&self) -> Option<&str> {
+        self.attempted.as_deref()
     }
 
     /// SaslHandshake: the client picks a mechanism.
@@ -142,11 +151,13 @@ impl Authenticator {
                 "SaslAuthenticate before SaslHandshake",
             )),
             State::Chosen(SaslMechanism::Plain) => {
+                self.attempted = plain_user(token);
                 let user = plain(token, credential)?;
                 self.done(user, Vec::new())
             }
             State::Chosen(SaslMechanism::Scram(m)) => {
                 let (e, reply) = Exchange::start(m, token, |u| credential(u, m), random)?;
+                self.attempted = Some(e.user().to_owned());
                 self.state = State::Scram(Box::new(e));
                 Ok(Step::Continue(reply))
             }
@@ -170,6 +181,12 @@ impl Authenticator {
         self.principal = Some(principal.clone());
         Ok(Step::Done { principal, reply })
     }
+}
+
+/// PLAIN's user name, for the log (None when the message has none).
+fn plain_user(token: &[u8]) -> Option<String> {
+    let user = token.split(|&b| b == 0).nth(1)?;
+    std::str::from_utf8(user).ok().map(str::to_owned)
 }
 
 /// PLAIN (RFC 4616): `authzid NUL authcid NUL password`, checked against

@@ -37,6 +37,50 @@ pub enum UsersError {
     },
     #[error("corrupt users file: {0}")]
     Corrupt(String),
+    #[error("SCRAM mechanism type {0} is not SCRAM-SHA-256 (1) or SCRAM-SHA-512 (2)")]
+    UnsupportedMechanism(i8),
+    #[error("unacceptable credential: {0}")]
+    Unacceptable(String),
+    #[error("user {0:?} is changed twice for one mechanism in one request")]
+    Duplicate(String),
+}
+
+/// One user's result of a request's changes.
+pub type UserOutcome = (String, Result<(), UsersError>);
+
+/// One change Kafka's AlterUserScramCredentials (or `shardlog user`) asks
+/// for, as it came: checked by `Users::apply`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserChange {
+    /// Add or replace a credential from the salted password the client
+    /// computed (the password never reaches the broker).
+    Upsert {
+        user: String,
+        mechanism: i8,
+        iterations: i32,
+        salt: Vec<u8>,
+        salted_password: Vec<u8>,
+    },
+    Delete {
+        user: String,
+        mechanism: i8,
+    },
+}
+
+impl UserChange {
+    pub fn user(&self) -> &str {
+        match self {
+            UserChange::Upsert { user, .. } | UserChange::Delete { user, .. } => user,
+        }
+    }
+
+    fn mechanism(&self) -> i8 {
+        match self {
+            UserChange::Upsert { mechanism, .. } | UserChange::Delete { mechanism, .. } => {
+                *mechanism
+            }
+        }
+    }
 }
 
 pub fn check_name(name: &str) -> Result<(), UsersError> {
@@ -101,13 +145,14 @@ impl Users {
         Ok(())
     }
 
-    /// Every user (or those named) with their credentials' mechanisms and
-    /// iterations, by name; a named user that does not exist is an error
-    /// of its own row.
+    /// Every user (no names, or an empty list, as Kafka) or those named,
+    /// with their credentials' mechanisms and iterations, by name; a named
+    /// user that does not exist is an error of its own row.
     pub fn describe(
         &self,
         names: Option<&[String]>,
     ) -> Vec<(String, Result<Vec<CredentialInfo>, UsersError>)> {
+        let names = names.filter(|n| !n.is_empty());
         let row = |creds: &BTreeMap<Mechanism, Credential>| {
             creds
                 .values()
@@ -135,6 +180,91 @@ impl Users {
                 })
                 .collect(),
         }
+    }
+
+    /// Applies a request's changes with Kafka's rules: each user's changes
+    /// all or none (a user named twice for one mechanism, a bad credential
+    /// or a deletion of nothing fails every change of that user); one
+    /// result per user, in first-appearance order. The table is changed
+    /// only when some user's changes all passed (`changed`).
+    pub fn apply(&mut self, changes: &[UserChange]) -> (Vec<UserOutcome>, bool) {
+        let mut order: Vec<&str> = Vec::new();
+        for c in changes {
+            if !order.contains(&c.user()) {
+                order.push(c.user());
+            }
+        }
+        let mut changed = false;
+        let results = order
+            .into_iter()
+            .map(|user| {
+                let mine: Vec<&UserChange> = changes.iter().filter(|c| c.user() == user).collect();
+                let r = self.apply_user(user, &mine);
+                changed |= r.is_ok();
+                (user.to_owned(), r)
+            })
+            .collect();
+        (results, changed)
+    }
+
+    fn apply_user(&mut self, user: &str, changes: &[&UserChange]) -> Result<(), UsersError> {
+        if user.is_empty() {
+            return Err(UsersError::Unacceptable(
+                "a user name must not be empty".into(),
+            ));
+        }
+        check_name(user)?;
+        let mut seen = Vec::new();
+        for c in changes {
+            if seen.contains(&c.mechanism()) {
+                return Err(UsersError::Duplicate(user.to_owned()));
+            }
+            seen.push(c.mechanism());
+        }
+        // Check everything first, then change: all or none.
+        let mut next = self.users.get(user).cloned().unwrap_or_default();
+        for c in changes {
+            let m = Mechanism::from_kafka_type(c.mechanism())
+                .ok_or(UsersError::UnsupportedMechanism(c.mechanism()))?;
+            match c {
+                UserChange::Upsert {
+                    iterations,
+                    salt,
+                    salted_password,
+                    ..
+                } => {
+                    let iterations = u32::try_from(*iterations).unwrap_or(0);
+                    let cred = Credential::from_salted_password(
+                        m,
+                        salted_password,
+                        salt.clone(),
+                        iterations,
+                    )
+                    .map_err(|e| UsersError::Unacceptable(e.to_string()))?;
+                    if cred.salt.len() > MAX_SALT_BYTES {
+                        return Err(UsersError::Unacceptable(format!(
+                            "a salt of {} bytes (at most {MAX_SALT_BYTES})",
+                            cred.salt.len()
+                        )));
+                    }
+                    next.insert(m, cred);
+                }
+                UserChange::Delete { .. } => {
+                    if next.remove(&m).is_none() {
+                        return Err(UsersError::NoCredential {
+                            user: user.to_owned(),
+                            mechanism: m.name(),
+                        });
+                    }
+                }
+            }
+        }
+        if next.is_empty() {
+            self.users.remove(user);
+        } else {
+            self.users.insert(user.to_owned(), next);
+        }
+        Ok(())
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -265,6 +395,7 @@ mod tests {
         let d = u.describe(None);
         assert_eq!(d.len(), 2);
         assert_eq!(d[0].1.as_ref().unwrap().len(), 2);
+        assert_eq!(u.describe(Some(&[])).len(), 2, "an empty list: all");
         let named = u.describe(Some(&["bob".into(), "carol".into()]));
         assert!(named[0].1.is_ok() && named[1].1.is_err());
         assert!(u.credential("bob", Mechanism::Sha256).is_none());
@@ -273,6 +404,56 @@ mod tests {
         assert!(u.delete("bob", Mechanism::Sha512).is_err());
         assert!(u.delete("alice", Mechanism::Sha256).is_ok());
         assert!(u.delete("alice", Mechanism::Sha256).is_err());
+    }
+
+    #[test]
+    fn a_request_changes_each_user_all_or_nothing() {
+        let m256 = Mechanism::Sha256.kafka_type();
+        let m512 = Mechanism::Sha512.kafka_type();
+        let up = |user: &str, mech: i8, iterations: i32| UserChange::Upsert {
+            user: user.into(),
+            mechanism: mech,
+            iterations,
+            salt: b"salt".to_vec(),
+            salted_password: vec![7; if mech == m512 { 64 } else { 32 }],
+        };
+        let del = |user: &str, mech: i8| UserChange::Delete {
+            user: user.into(),
+            mechanism: mech,
+        };
+        let mut u = Users::default();
+        let (r, changed) = u.apply(&[
+            up("alice", m256, 4096),
+            up("alice", m512, 8192),
+            up("bob", m256, 4096),
+            up("bob", m256, 8192),
+            up("carol", m256, 100),
+            up("dave", 9, 4096),
+            del("erin", m256),
+            up("", m256, 4096),
+        ]);
+        assert!(changed);
+        let codes: Vec<(String, Option<UsersError>)> =
+            r.into_iter().map(|(n, r)| (n, r.err())).collect();
+        assert_eq!(codes[0], ("alice".into(), None));
+        assert_eq!(
+            codes[1],
+            ("bob".into(), Some(UsersError::Duplicate("bob".into())))
+        );
+        assert!(matches!(codes[2].1, Some(UsersError::Unacceptable(_))));
+        assert_eq!(codes[3].1, Some(UsersError::UnsupportedMechanism(9)));
+        assert!(matches!(codes[4].1, Some(UsersError::NoCredential { .. })));
+        assert!(matches!(codes[5].1, Some(UsersError::Unacceptable(_))));
+        // Only alice exists, with both credentials.
+        assert_eq!(u.len(), 1);
+        assert_eq!(u.describe(None)[0].1.as_ref().unwrap().len(), 2);
+        // Deleting one of alice's and adding a bad one: neither happens.
+        let (r, changed) = u.apply(&[del("alice", m256), up("alice", m512, 1)]);
+        assert!(!changed && r[0].1.is_err());
+        assert_eq!(u.describe(None)[0].1.as_ref().unwrap().len(), 2);
+        let (_, changed) = u.apply(&[del("alice", m256), del("alice", m512)]);
+        assert!(changed);
+        assert!(u.is_empty(), "alice went with her last credential");
     }
 
     #[test]

@@ -116,6 +116,55 @@ pub fn is_internal_topic(name: &str) -> bool {
     name.starts_with("__")
 }
 
+/// Replaces `dir/name` with `bytes` so a crash leaves the old file or the
+/// new one, never a mix: a temporary file written and fsynced, renamed over
+/// the old, the directory fsynced. Blocking (small, rare files: the
+/// broker's users).
+pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageError> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let write = || -> std::io::Result<()> {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| StorageError::io("write", &path, e))?;
+    sync_dir(dir)
+}
+
+/// The broker's SCRAM users (`DATA/users.scram`); none when there is no
+/// file yet. A file that does not decode is an error: starting without the
+/// users would lock every client out without saying why.
+pub fn load_users(data_dir: &Path) -> Result<crate::security::users::Users, StorageError> {
+    let path = data_dir.join(crate::security::users::FILE_NAME);
+    match read_optional(&path)? {
+        None => Ok(Default::default()),
+        Some(b) => crate::security::users::Users::decode(&b).map_err(|e| StorageError::Corrupt {
+            path,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Writes the users table whole, atomically (`replace_file`).
+pub fn store_users(
+    data_dir: &Path,
+    users: &crate::security::users::Users,
+) -> Result<(), StorageError> {
+    replace_file(data_dir, crate::security::users::FILE_NAME, &users.encode())
+}
+
+/// The whole of a small file, or None when there is none.
+pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
+    match std::fs::read(path) {
+        Ok(b) => Ok(Some(b)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(StorageError::io("read", path, e)),
+    }
+}
+
 /// fsyncs a directory so a rename or a new file in it survives a crash.
 pub fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     std::fs::File::open(dir)

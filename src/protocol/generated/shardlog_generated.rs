@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 19;
+pub const ENUM_MAX_API_KEY: u16 = 21;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 20] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 22] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -254,6 +254,8 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 20] = [
   ApiKey::DescribeProducers,
   ApiKey::ListTransactions,
   ApiKey::DescribeTransactions,
+  ApiKey::DescribeUsers,
+  ApiKey::AlterUsers,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -281,9 +283,11 @@ impl ApiKey {
   pub const DescribeProducers: Self = Self(17);
   pub const ListTransactions: Self = Self(18);
   pub const DescribeTransactions: Self = Self(19);
+  pub const DescribeUsers: Self = Self(20);
+  pub const AlterUsers: Self = Self(21);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 19;
+  pub const ENUM_MAX: u16 = 21;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -305,6 +309,8 @@ impl ApiKey {
     Self::DescribeProducers,
     Self::ListTransactions,
     Self::DescribeTransactions,
+    Self::DescribeUsers,
+    Self::AlterUsers,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -329,6 +335,8 @@ impl ApiKey {
       Self::DescribeProducers => Some("DescribeProducers"),
       Self::ListTransactions => Some("ListTransactions"),
       Self::DescribeTransactions => Some("DescribeTransactions"),
+      Self::DescribeUsers => Some("DescribeUsers"),
+      Self::AlterUsers => Some("AlterUsers"),
       _ => None,
     }
   }
@@ -571,10 +579,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 20;
+pub const ENUM_MAX_REQUEST: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 21] = [
+pub const ENUM_VALUES_REQUEST: [Request; 23] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -596,6 +604,8 @@ pub const ENUM_VALUES_REQUEST: [Request; 21] = [
   Request::DescribeProducersRequest,
   Request::ListTransactionsRequest,
   Request::DescribeTransactionsRequest,
+  Request::DescribeUsersRequest,
+  Request::AlterUsersRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -624,9 +634,11 @@ impl Request {
   pub const DescribeProducersRequest: Self = Self(18);
   pub const ListTransactionsRequest: Self = Self(19);
   pub const DescribeTransactionsRequest: Self = Self(20);
+  pub const DescribeUsersRequest: Self = Self(21);
+  pub const AlterUsersRequest: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 20;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -649,6 +661,8 @@ impl Request {
     Self::DescribeProducersRequest,
     Self::ListTransactionsRequest,
     Self::DescribeTransactionsRequest,
+    Self::DescribeUsersRequest,
+    Self::AlterUsersRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -674,6 +688,8 @@ impl Request {
       Self::DescribeProducersRequest => Some("DescribeProducersRequest"),
       Self::ListTransactionsRequest => Some("ListTransactionsRequest"),
       Self::DescribeTransactionsRequest => Some("DescribeTransactionsRequest"),
+      Self::DescribeUsersRequest => Some("DescribeUsersRequest"),
+      Self::AlterUsersRequest => Some("AlterUsersRequest"),
       _ => None,
     }
   }
@@ -733,10 +749,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 20;
+pub const ENUM_MAX_RESPONSE: u8 = 22;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 21] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 23] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -758,6 +774,8 @@ pub const ENUM_VALUES_RESPONSE: [Response; 21] = [
   Response::DescribeProducersResponse,
   Response::ListTransactionsResponse,
   Response::DescribeTransactionsResponse,
+  Response::DescribeUsersResponse,
+  Response::AlterUsersResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -786,9 +804,11 @@ impl Response {
   pub const DescribeProducersResponse: Self = Self(18);
   pub const ListTransactionsResponse: Self = Self(19);
   pub const DescribeTransactionsResponse: Self = Self(20);
+  pub const DescribeUsersResponse: Self = Self(21);
+  pub const AlterUsersResponse: Self = Self(22);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 20;
+  pub const ENUM_MAX: u8 = 22;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -811,6 +831,8 @@ impl Response {
     Self::DescribeProducersResponse,
     Self::ListTransactionsResponse,
     Self::DescribeTransactionsResponse,
+    Self::DescribeUsersResponse,
+    Self::AlterUsersResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -836,6 +858,8 @@ impl Response {
       Self::DescribeProducersResponse => Some("DescribeProducersResponse"),
       Self::ListTransactionsResponse => Some("ListTransactionsResponse"),
       Self::DescribeTransactionsResponse => Some("DescribeTransactionsResponse"),
+      Self::DescribeUsersResponse => Some("DescribeUsersResponse"),
+      Self::AlterUsersResponse => Some("AlterUsersResponse"),
       _ => None,
     }
   }
@@ -7332,6 +7356,1079 @@ impl ::core::fmt::Debug for DescribeTransactionsResponse<'_> {
       ds.finish()
   }
 }
+pub enum DescribeUsersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DescribeUserScramCredentials: every user, or (names given) those.
+pub struct DescribeUsersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeUsersRequest<'a> {
+  type Inner = DescribeUsersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeUsersRequest<'a> {
+  pub const VT_NAMES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeUsersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeUsersRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeUsersRequest<'bldr>> {
+    let mut builder = DescribeUsersRequestBuilder::new(_fbb);
+    if let Some(x) = args.names { builder.add_names(x); }
+    builder.finish()
+  }
+
+
+  /// Absent: every user.
+  #[inline]
+  pub fn names(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>(DescribeUsersRequest::VT_NAMES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeUsersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<&'_ str>>>>("names", Self::VT_NAMES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeUsersRequestArgs<'a> {
+    pub names: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<&'a str>>>>,
+}
+impl<'a> Default for DescribeUsersRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeUsersRequestArgs {
+      names: None,
+    }
+  }
+}
+
+pub struct DescribeUsersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeUsersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_names(&mut self, names: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<&'b  str>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeUsersRequest::VT_NAMES, names);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeUsersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeUsersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeUsersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeUsersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeUsersRequest");
+      ds.field("names", &self.names());
+      ds.finish()
+  }
+}
+pub enum UserCredentialInfoOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserCredentialInfo<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserCredentialInfo<'a> {
+  type Inner = UserCredentialInfo<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserCredentialInfo<'a> {
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ITERATIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserCredentialInfo { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserCredentialInfoArgs
+  ) -> ::flatbuffers::WIPOffset<UserCredentialInfo<'bldr>> {
+    let mut builder = UserCredentialInfoBuilder::new(_fbb);
+    builder.add_iterations(args.iterations);
+    builder.add_mechanism(args.mechanism);
+    builder.finish()
+  }
+
+
+  /// Kafka's ScramMechanism: 1 SCRAM-SHA-256, 2 SCRAM-SHA-512.
+  #[inline]
+  pub fn mechanism(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(UserCredentialInfo::VT_MECHANISM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn iterations(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(UserCredentialInfo::VT_ITERATIONS, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserCredentialInfo<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i8>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<i32>("iterations", Self::VT_ITERATIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserCredentialInfoArgs {
+    pub mechanism: i8,
+    pub iterations: i32,
+}
+impl<'a> Default for UserCredentialInfoArgs {
+  #[inline]
+  fn default() -> Self {
+    UserCredentialInfoArgs {
+      mechanism: 0,
+      iterations: 0,
+    }
+  }
+}
+
+pub struct UserCredentialInfoBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserCredentialInfoBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: i8) {
+    self.fbb_.push_slot::<i8>(UserCredentialInfo::VT_MECHANISM, mechanism, 0);
+  }
+  #[inline]
+  pub fn add_iterations(&mut self, iterations: i32) {
+    self.fbb_.push_slot::<i32>(UserCredentialInfo::VT_ITERATIONS, iterations, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserCredentialInfoBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserCredentialInfoBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserCredentialInfo<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserCredentialInfo<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserCredentialInfo");
+      ds.field("mechanism", &self.mechanism());
+      ds.field("iterations", &self.iterations());
+      ds.finish()
+  }
+}
+pub enum UserDescriptionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserDescription<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserDescription<'a> {
+  type Inner = UserDescription<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserDescription<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CREDENTIALS: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserDescription { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserDescriptionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserDescription<'bldr>> {
+    let mut builder = UserDescriptionBuilder::new(_fbb);
+    if let Some(x) = args.credentials { builder.add_credentials(x); }
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserDescription::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(UserDescription::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserDescription::VT_ERROR_MESSAGE, None)}
+  }
+  #[inline]
+  pub fn credentials(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserCredentialInfo<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserCredentialInfo>>>>(UserDescription::VT_CREDENTIALS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserDescription<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserCredentialInfo>>>>("credentials", Self::VT_CREDENTIALS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserDescriptionArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub credentials: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserCredentialInfo<'a>>>>>,
+}
+impl<'a> Default for UserDescriptionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserDescriptionArgs {
+      name: None,
+      error_code: ErrorCode::None,
+      error_message: None,
+      credentials: None,
+    }
+  }
+}
+
+pub struct UserDescriptionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserDescriptionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserDescription::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(UserDescription::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserDescription::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn add_credentials(&mut self, credentials: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserCredentialInfo<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserDescription::VT_CREDENTIALS, credentials);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserDescriptionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserDescriptionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserDescription<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserDescription<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserDescription");
+      ds.field("name", &self.name());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.field("credentials", &self.credentials());
+      ds.finish()
+  }
+}
+pub enum DescribeUsersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeUsersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeUsersResponse<'a> {
+  type Inner = DescribeUsersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeUsersResponse<'a> {
+  pub const VT_USERS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeUsersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeUsersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeUsersResponse<'bldr>> {
+    let mut builder = DescribeUsersResponseBuilder::new(_fbb);
+    if let Some(x) = args.users { builder.add_users(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn users(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDescription<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDescription>>>>(DescribeUsersResponse::VT_USERS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeUsersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserDescription>>>>("users", Self::VT_USERS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeUsersResponseArgs<'a> {
+    pub users: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDescription<'a>>>>>,
+}
+impl<'a> Default for DescribeUsersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeUsersResponseArgs {
+      users: None,
+    }
+  }
+}
+
+pub struct DescribeUsersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeUsersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_users(&mut self, users: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserDescription<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeUsersResponse::VT_USERS, users);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeUsersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeUsersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeUsersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeUsersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeUsersResponse");
+      ds.field("users", &self.users());
+      ds.finish()
+  }
+}
+pub enum UserUpsertionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's AlterUserScramCredentials: the client derives the salted
+/// password; the password itself never travels.
+pub struct UserUpsertion<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserUpsertion<'a> {
+  type Inner = UserUpsertion<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserUpsertion<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ITERATIONS: ::flatbuffers::VOffsetT = 8;
+  pub const VT_SALT: ::flatbuffers::VOffsetT = 10;
+  pub const VT_SALTED_PASSWORD: ::flatbuffers::VOffsetT = 12;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserUpsertion { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserUpsertionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserUpsertion<'bldr>> {
+    let mut builder = UserUpsertionBuilder::new(_fbb);
+    if let Some(x) = args.salted_password { builder.add_salted_password(x); }
+    if let Some(x) = args.salt { builder.add_salt(x); }
+    builder.add_iterations(args.iterations);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_mechanism(args.mechanism);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserUpsertion::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn mechanism(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(UserUpsertion::VT_MECHANISM, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn iterations(&self) -> i32 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i32>(UserUpsertion::VT_ITERATIONS, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn salt(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(UserUpsertion::VT_SALT, None)}
+  }
+  #[inline]
+  pub fn salted_password(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(UserUpsertion::VT_SALTED_PASSWORD, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserUpsertion<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<i8>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<i32>("iterations", Self::VT_ITERATIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("salt", Self::VT_SALT, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("salted_password", Self::VT_SALTED_PASSWORD, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserUpsertionArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub mechanism: i8,
+    pub iterations: i32,
+    pub salt: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub salted_password: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for UserUpsertionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserUpsertionArgs {
+      name: None,
+      mechanism: 0,
+      iterations: 0,
+      salt: None,
+      salted_password: None,
+    }
+  }
+}
+
+pub struct UserUpsertionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserUpsertionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserUpsertion::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: i8) {
+    self.fbb_.push_slot::<i8>(UserUpsertion::VT_MECHANISM, mechanism, 0);
+  }
+  #[inline]
+  pub fn add_iterations(&mut self, iterations: i32) {
+    self.fbb_.push_slot::<i32>(UserUpsertion::VT_ITERATIONS, iterations, 0);
+  }
+  #[inline]
+  pub fn add_salt(&mut self, salt: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserUpsertion::VT_SALT, salt);
+  }
+  #[inline]
+  pub fn add_salted_password(&mut self, salted_password: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserUpsertion::VT_SALTED_PASSWORD, salted_password);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserUpsertionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserUpsertionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserUpsertion<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserUpsertion<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserUpsertion");
+      ds.field("name", &self.name());
+      ds.field("mechanism", &self.mechanism());
+      ds.field("iterations", &self.iterations());
+      ds.field("salt", &self.salt());
+      ds.field("salted_password", &self.salted_password());
+      ds.finish()
+  }
+}
+pub enum UserDeletionOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserDeletion<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserDeletion<'a> {
+  type Inner = UserDeletion<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserDeletion<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserDeletion { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserDeletionArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserDeletion<'bldr>> {
+    let mut builder = UserDeletionBuilder::new(_fbb);
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_mechanism(args.mechanism);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserDeletion::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn mechanism(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(UserDeletion::VT_MECHANISM, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserDeletion<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<i8>("mechanism", Self::VT_MECHANISM, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserDeletionArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub mechanism: i8,
+}
+impl<'a> Default for UserDeletionArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserDeletionArgs {
+      name: None,
+      mechanism: 0,
+    }
+  }
+}
+
+pub struct UserDeletionBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserDeletionBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserDeletion::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: i8) {
+    self.fbb_.push_slot::<i8>(UserDeletion::VT_MECHANISM, mechanism, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserDeletionBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserDeletionBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserDeletion<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserDeletion<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserDeletion");
+      ds.field("name", &self.name());
+      ds.field("mechanism", &self.mechanism());
+      ds.finish()
+  }
+}
+pub enum AlterUsersRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterUsersRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterUsersRequest<'a> {
+  type Inner = AlterUsersRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterUsersRequest<'a> {
+  pub const VT_DELETIONS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_UPSERTIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterUsersRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterUsersRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterUsersRequest<'bldr>> {
+    let mut builder = AlterUsersRequestBuilder::new(_fbb);
+    if let Some(x) = args.upsertions { builder.add_upsertions(x); }
+    if let Some(x) = args.deletions { builder.add_deletions(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn deletions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDeletion<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDeletion>>>>(AlterUsersRequest::VT_DELETIONS, None)}
+  }
+  #[inline]
+  pub fn upsertions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserUpsertion<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserUpsertion>>>>(AlterUsersRequest::VT_UPSERTIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterUsersRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserDeletion>>>>("deletions", Self::VT_DELETIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserUpsertion>>>>("upsertions", Self::VT_UPSERTIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterUsersRequestArgs<'a> {
+    pub deletions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserDeletion<'a>>>>>,
+    pub upsertions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserUpsertion<'a>>>>>,
+}
+impl<'a> Default for AlterUsersRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterUsersRequestArgs {
+      deletions: None,
+      upsertions: None,
+    }
+  }
+}
+
+pub struct AlterUsersRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterUsersRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_deletions(&mut self, deletions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserDeletion<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersRequest::VT_DELETIONS, deletions);
+  }
+  #[inline]
+  pub fn add_upsertions(&mut self, upsertions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserUpsertion<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersRequest::VT_UPSERTIONS, upsertions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterUsersRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterUsersRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterUsersRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterUsersRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterUsersRequest");
+      ds.field("deletions", &self.deletions());
+      ds.field("upsertions", &self.upsertions());
+      ds.finish()
+  }
+}
+pub enum UserResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct UserResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for UserResult<'a> {
+  type Inner = UserResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> UserResult<'a> {
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    UserResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args UserResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<UserResult<'bldr>> {
+    let mut builder = UserResultBuilder::new(_fbb);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserResult::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(UserResult::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(UserResult::VT_ERROR_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for UserResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct UserResultArgs<'a> {
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for UserResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    UserResultArgs {
+      name: None,
+      error_code: ErrorCode::None,
+      error_message: None,
+    }
+  }
+}
+
+pub struct UserResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> UserResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserResult::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(UserResult::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(UserResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> UserResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    UserResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<UserResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for UserResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("UserResult");
+      ds.field("name", &self.name());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.finish()
+  }
+}
+pub enum AlterUsersResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterUsersResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterUsersResponse<'a> {
+  type Inner = AlterUsersResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterUsersResponse<'a> {
+  pub const VT_RESULTS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterUsersResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterUsersResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterUsersResponse<'bldr>> {
+    let mut builder = AlterUsersResponseBuilder::new(_fbb);
+    if let Some(x) = args.results { builder.add_results(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn results(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserResult>>>>(AlterUsersResponse::VT_RESULTS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterUsersResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<UserResult>>>>("results", Self::VT_RESULTS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterUsersResponseArgs<'a> {
+    pub results: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<UserResult<'a>>>>>,
+}
+impl<'a> Default for AlterUsersResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterUsersResponseArgs {
+      results: None,
+    }
+  }
+}
+
+pub struct AlterUsersResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterUsersResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_results(&mut self, results: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<UserResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterUsersResponse::VT_RESULTS, results);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterUsersResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterUsersResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterUsersResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterUsersResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterUsersResponse");
+      ds.field("results", &self.results());
+      ds.finish()
+  }
+}
 pub enum DeleteTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -12477,6 +13574,36 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_users_request(&self) -> Option<DescribeUsersRequest<'a>> {
+    if self.request_type() == Request::DescribeUsersRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeUsersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_alter_users_request(&self) -> Option<AlterUsersRequest<'a>> {
+    if self.request_type() == Request::AlterUsersRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterUsersRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -12510,6 +13637,8 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::DescribeProducersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersRequest>>("Request::DescribeProducersRequest", pos),
           Request::ListTransactionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListTransactionsRequest>>("Request::ListTransactionsRequest", pos),
           Request::DescribeTransactionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsRequest>>("Request::DescribeTransactionsRequest", pos),
+          Request::DescribeUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeUsersRequest>>("Request::DescribeUsersRequest", pos),
+          Request::AlterUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersRequest>>("Request::AlterUsersRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -12720,6 +13849,20 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::DescribeTransactionsRequest => {
           if let Some(x) = self.request_as_describe_transactions_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeUsersRequest => {
+          if let Some(x) = self.request_as_describe_users_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::AlterUsersRequest => {
+          if let Some(x) = self.request_as_alter_users_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -13111,6 +14254,36 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_users_response(&self) -> Option<DescribeUsersResponse<'a>> {
+    if self.response_type() == Response::DescribeUsersResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeUsersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_alter_users_response(&self) -> Option<AlterUsersResponse<'a>> {
+    if self.response_type() == Response::AlterUsersResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterUsersResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -13144,6 +14317,8 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::DescribeProducersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeProducersResponse>>("Response::DescribeProducersResponse", pos),
           Response::ListTransactionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<ListTransactionsResponse>>("Response::ListTransactionsResponse", pos),
           Response::DescribeTransactionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsResponse>>("Response::DescribeTransactionsResponse", pos),
+          Response::DescribeUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeUsersResponse>>("Response::DescribeUsersResponse", pos),
+          Response::AlterUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersResponse>>("Response::AlterUsersResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -13354,6 +14529,20 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::DescribeTransactionsResponse => {
           if let Some(x) = self.response_as_describe_transactions_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeUsersResponse => {
+          if let Some(x) = self.response_as_describe_users_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::AlterUsersResponse => {
+          if let Some(x) = self.response_as_alter_users_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
