@@ -415,10 +415,28 @@ fn transaction_version_2_adds_on_produce_and_fences_what_an_end_left_behind() {
         let r: EndTxnResponse = k.call(ApiKey::EndTxn, 5, &e);
         (r.error_code, r.producer_id.0, r.producer_epoch)
     };
+    // A request naming a partition that does not exist: that one is
+    // UNKNOWN_TOPIC_OR_PARTITION, the other goes into the transaction
+    // (the implicit add leaves the missing one out instead of failing all).
+    {
+        let mut r = produce_request("tv2", 7, -1, txn_batch(0, 0, "nowhere"));
+        r.transactional_id = Some(TransactionalId(StrBytes::from_static_str("tv2-app")));
+        let mut other = r.topic_data[0].partition_data[0].clone();
+        other.index = 1;
+        other.records = Some(txn_batch(0, 0, "c1"));
+        r.topic_data[0].partition_data.push(other);
+        let resp: ProduceResponse = k.call(ApiKey::Produce, 12, &r);
+        let mut codes: Vec<(i32, i16)> = resp.responses[0]
+            .partition_responses
+            .iter()
+            .map(|p| (p.index, p.error_code))
+            .collect();
+        codes.sort();
+        assert_eq!(codes, [(1, 0), (7, 3)]);
+    }
     // The first transaction, on both partitions (one of each shard's),
     // without AddPartitionsToTxn.
     assert_eq!(produce(&mut k, 0, txn_batch(0, 0, "c0")), 0);
-    assert_eq!(produce(&mut k, 1, txn_batch(0, 0, "c1")), 0);
     assert_eq!(produce(&mut k, 0, txn_batch(0, 1, "c2")), 0);
     assert_eq!(
         end(&mut k, 0, true),

@@ -462,6 +462,12 @@ async fn implicit_add(
             ..
         } => {
             let p = (*producer_id, *epoch);
+            // A partition that does not exist is not added (the produce
+            // answers it UNKNOWN_TOPIC_OR_PARTITION itself, as Kafka's
+            // leader does before any verification); the coordinator would
+            // otherwise refuse the whole add and fail the others with it.
+            let shard = router.shard();
+            partitions.retain(|tp| shard.owner(&tp.topic, tp.partition).is_some());
             *partitions = txn_added.borrow_mut().missing(p, partitions);
             if partitions.is_empty() {
                 return vec![];
