@@ -202,7 +202,9 @@ impl ProducerStates {
         // transaction that a marker at a newer epoch ended (transaction
         // version 2 bumps it at every end) is INVALID_PRODUCER_EPOCH, the
         // same answer the coordinator gives it.
-        if let Some(e) = self.producers.get(&h.producer_id) {
+        // One lookup: this runs for every idempotent batch.
+        let entry = self.producers.get(&h.producer_id);
+        if let Some(e) = entry {
             if h.producer_epoch < e.epoch {
                 return Err(SequenceError::StaleEpoch {
                     producer_id: h.producer_id,
@@ -226,7 +228,7 @@ impl ProducerStates {
                 "a non-transactional batch inside the producer's open transaction",
             ));
         }
-        let Some(e) = self.producers.get(&h.producer_id) else {
+        let Some(e) = entry else {
             // Unknown producer (new, expired from the window, or older than
             // what a restart rebuilt): accepted and tracked from here.
             return Ok(Check::Append);

@@ -321,4 +321,24 @@ mod tests {
             );
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Tokens off the network in every state: an error or a step,
+        /// never a panic, and never authenticated without the password.
+        #[test]
+        fn fuzz_authenticate_never_panics_or_passes_garbage(
+            mech in 0usize..3,
+            tokens in proptest::collection::vec(proptest::collection::vec(proptest::prelude::any::<u8>(), 0..120), 1..4),
+        ) {
+            let mut a = Authenticator::new(SaslMechanism::ALL.to_vec());
+            a.handshake(SaslMechanism::ALL[mech].name()).unwrap();
+            for t in &tokens {
+                if let Ok(Step::Done { .. }) = a.authenticate(t, &store, &mut |b| b.fill(2)) {
+                    proptest::prop_assert!(t.windows(2).any(|w| w == b"pw"), "{:?}", t);
+                }
+            }
+        }
+    }
 }
