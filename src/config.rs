@@ -167,6 +167,18 @@ const SETTINGS: &[Setting] = &[
         "SASL mechanisms the Kafka listener requires (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = no SASL",
     ),
     s(
+        "authorizer",
+        Kind::Str,
+        "none",
+        "acl = check every Kafka request against the broker's ACLs (Kafka's StandardAuthorizer; no ACL: denied); none = no checks",
+    ),
+    s(
+        "super-users",
+        Kind::Str,
+        "",
+        "principals the authorizer always allows (super.users), semicolon-separated: User:admin;User:ops",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -489,6 +501,27 @@ impl Resolved {
                 sasl_enabled_mechanisms.push(m);
             }
         }
+        let (authorizer_raw, _) = self.get("authorizer").expect("default");
+        let authorizer = match authorizer_raw.as_str() {
+            "none" => false,
+            "acl" => true,
+            _ => return Err(self.bad("authorizer", "must be acl or none")),
+        };
+        let (super_raw, _) = self.get("super-users").expect("default");
+        let mut super_users = Vec::new();
+        for p in super_raw
+            .split(';')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            if !p.contains(':') {
+                return Err(self.bad(
+                    "super-users",
+                    format!("{p:?} is not a principal (User:NAME)"),
+                ));
+            }
+            super_users.push(p.to_owned());
+        }
         let transaction_version: i16 =
             self.parse("transaction-version", "a transaction version")?;
         if !(1..=2).contains(&transaction_version) {
@@ -586,6 +619,8 @@ impl Resolved {
             group_initial_rebalance_delay_ms,
             transaction_version,
             sasl_enabled_mechanisms,
+            authorizer,
+            super_users,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -695,6 +730,10 @@ pub struct ServeSettings {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires; empty: none.
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// Check Kafka requests against the ACLs.
+    pub authorizer: bool,
+    /// Principals the authorizer always allows.
+    pub super_users: Vec<String>,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -777,6 +816,8 @@ impl ServeSettings {
             std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
         c.transaction_version = self.transaction_version;
         c.sasl_enabled_mechanisms = self.sasl_enabled_mechanisms.clone();
+        c.authorizer = self.authorizer;
+        c.super_users = self.super_users.clone();
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -896,6 +937,17 @@ pub struct ServeArgs {
     /// anything else [default: none: no SASL].
     #[arg(long, value_name = "MECHANISMS")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// `acl`: every Kafka request is checked against the broker's ACLs
+    /// (Kafka's authorizer: a principal may do only what an ACL allows; a
+    /// matching deny wins; ACLs with `shardlog acl` or Kafka's CreateAcls);
+    /// the principal is the SASL user (`User:alice`) or `User:ANONYMOUS`
+    /// without SASL [default: none: no checks].
+    #[arg(long, value_name = "acl|none")]
+    pub authorizer: Option<String>,
+    /// Principals the authorizer always allows, semicolon-separated
+    /// (Kafka's super.users): `User:admin;User:ops` [default: none].
+    #[arg(long, value_name = "PRINCIPALS")]
+    pub super_users: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -997,6 +1049,8 @@ impl ServeArgs {
                 "sasl-enabled-mechanisms",
                 self.sasl_enabled_mechanisms.clone(),
             ),
+            ("authorizer", self.authorizer.clone()),
+            ("super-users", self.super_users.clone()),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

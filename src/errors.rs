@@ -172,6 +172,13 @@ pub fn kafka_code(e: Option<&WireError>) -> i16 {
         ErrorCode::UnacceptableCredential => ResponseError::UnacceptableCredential,
         ErrorCode::SaslAuthenticationFailed => ResponseError::SaslAuthenticationFailed,
         ErrorCode::IllegalSaslState => ResponseError::IllegalSaslState,
+        ErrorCode::TopicAuthorizationFailed => ResponseError::TopicAuthorizationFailed,
+        ErrorCode::GroupAuthorizationFailed => ResponseError::GroupAuthorizationFailed,
+        ErrorCode::ClusterAuthorizationFailed => ResponseError::ClusterAuthorizationFailed,
+        ErrorCode::TransactionalIdAuthorizationFailed => {
+            ResponseError::TransactionalIdAuthorizationFailed
+        }
+        ErrorCode::SecurityDisabled => ResponseError::SecurityDisabled,
         _ => ResponseError::UnknownServerError,
     };
     k.code()

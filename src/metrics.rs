@@ -215,9 +215,9 @@ impl Api {
     }
 }
 
-/// Error codes counted (`ErrorCode` as index: 0 ..= IllegalSaslState;
+/// Error codes counted (`ErrorCode` as index: 0 ..= SecurityDisabled;
 /// anything larger is counted as the last one).
-const ERROR_CODES: usize = ErrorCode::IllegalSaslState as usize + 1;
+const ERROR_CODES: usize = ErrorCode::SecurityDisabled as usize + 1;
 
 /// One partition's own series.
 #[derive(Debug)]
@@ -250,6 +250,8 @@ pub struct ShardMetrics {
     pub read_budget_limit_bytes: Gauge,
     /// Times a connection waited for the read budget.
     pub read_budget_waits: Counter,
+    /// Requests (or parts of them) the authorizer refused.
+    pub authorization_denied: Counter,
     produce_messages: Counter,
     produce_bytes: Counter,
     fetch_messages: Counter,
@@ -299,6 +301,7 @@ impl ShardMetrics {
             read_budget_bytes: Gauge::default(),
             read_budget_limit_bytes: Gauge::default(),
             read_budget_waits: Counter::default(),
+            authorization_denied: Counter::default(),
             produce_messages: Counter::default(),
             produce_bytes: Counter::default(),
             fetch_messages: Counter::default(),
@@ -686,6 +689,12 @@ impl prometheus_client::collector::Collector for Collect {
             "read_budget_waits",
             "Times a connection stopped reading until the read budget had room",
             &|s| s.read_budget_waits.get(),
+        )?;
+        counter(
+            &mut enc,
+            "authorization_denied",
+            "Operations the authorizer refused (ACLs): a topic, group, transactional id or the cluster",
+            &|s| s.authorization_denied.get(),
         )?;
         for (i, name, help) in [
             (

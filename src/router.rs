@@ -25,6 +25,7 @@ use crate::errors::ToWire;
 use crate::group::TopicPartition;
 use crate::protocol::*;
 use crate::rt;
+use crate::security::acl::{AclChange, AclChanged, Acls};
 use crate::security::users::{UserChange, Users};
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
@@ -76,6 +77,10 @@ pub enum Call {
     AlterUsers(Vec<UserChange>),
     /// Controller -> every shard: the SCRAM users now (durable already).
     SetUsers(Users),
+    /// Any shard -> controller: create or delete ACLs.
+    AlterAcls(AclChange),
+    /// Controller -> every shard: the ACLs now (durable already).
+    SetAcls(Acls),
 }
 
 /// Each user's result of a users change, in request order.
@@ -88,6 +93,7 @@ pub enum Reply {
     Txn(TxnReply),
     TxnPart(Vec<(TopicPartition, Option<WireError>)>),
     UsersAltered(Result<UsersAltered, WireError>),
+    AclsAltered(Result<AclChanged, WireError>),
 }
 
 pub enum Msg {
@@ -343,6 +349,18 @@ impl Router {
                 self.shard.set_users(users);
                 self.reply(from, id, Reply::Done(Ok(())));
             }
+            Call::AlterAcls(change) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.alter_acls(change).await;
+                    this.reply(from, id, Reply::AclsAltered(r));
+                })
+                .detach();
+            }
+            Call::SetAcls(acls) => {
+                self.shard.set_acls(acls);
+                self.reply(from, id, Reply::Done(Ok(())));
+            }
         }
     }
 
@@ -368,21 +386,52 @@ impl Router {
             crate::storage::store_users(self.shard.data_dir(), &users)
                 .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
             self.shard.set_users(users.clone());
-            let mut waits = Vec::new();
-            for o in 1..self.shard.shard_count() {
-                waits.push(self.send_call(o, Call::SetUsers(users.clone())).await);
-            }
-            for w in waits {
-                // A shard that is stopping misses it; it reads the file
-                // when it starts again.
-                let _ = w.await;
-            }
+            self.copy_to_shards(|| Call::SetUsers(users.clone())).await;
             tracing::info!(users = users.len(), "SCRAM users changed");
         }
         Ok(results
             .into_iter()
             .map(|(user, r)| (user, r.err().map(|e| e.to_wire())))
             .collect())
+    }
+
+    /// The controller's copy of metadata it just made durable, to every
+    /// other shard; returns when each has it.
+    async fn copy_to_shards(self: &Rc<Self>, call: impl Fn() -> Call) {
+        let mut waits = Vec::new();
+        for o in 1..self.shard.shard_count() {
+            waits.push(self.send_call(o, call()).await);
+        }
+        for w in waits {
+            // A shard that is stopping misses it; it reads the file when
+            // it starts again.
+            let _ = w.await;
+        }
+    }
+
+    /// Creates or deletes ACLs (Kafka's CreateAcls and DeleteAcls,
+    /// `shardlog acl`): on the controller, the new set is written to
+    /// `DATA/acls` (atomically, durable) before any shard checks against
+    /// it, then every shard gets a copy. Each binding's or filter's result.
+    pub async fn alter_acls(self: &Rc<Self>, change: AclChange) -> Result<AclChanged, WireError> {
+        if self.id != 0 {
+            return match self.call(0, Call::AlterAcls(change)).await? {
+                Reply::AclsAltered(r) => r,
+                _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            };
+        }
+        // Read, change, write and take the new set with no await in
+        // between: two changes at once cannot lose one another.
+        let mut acls = (*self.shard.acls()).clone();
+        let (results, changed) = acls.apply(&change);
+        if changed {
+            crate::storage::store_acls(self.shard.data_dir(), &acls)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.shard.set_acls(acls.clone());
+            self.copy_to_shards(|| Call::SetAcls(acls.clone())).await;
+            tracing::info!(acls = acls.len(), "ACLs changed");
+        }
+        Ok(results)
     }
 
     /// Starts one client request, as both front doors do: a produce first

@@ -96,6 +96,10 @@ pub struct BrokerConfig {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires (empty: none).
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// Check Kafka requests against the ACLs (`--authorizer acl`).
+    pub authorizer: bool,
+    /// Principals the authorizer always allows (`--super-users`).
+    pub super_users: Vec<String>,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -151,6 +155,8 @@ impl BrokerConfig {
             group_initial_rebalance_delay: Duration::from_secs(3),
             transaction_version: crate::kafka::codec::TRANSACTION_VERSION,
             sasl_enabled_mechanisms: Vec::new(),
+            authorizer: false,
+            super_users: Vec::new(),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -598,6 +604,9 @@ async fn run_shard(
             producer_ids: producer_ids.clone(),
             transaction_version: config.transaction_version,
             sasl: config.sasl_enabled_mechanisms.clone(),
+            authorizer: config
+                .authorizer
+                .then(|| Rc::new(config.super_users.clone())),
             defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log,
                 max_batch_bytes: config.max_batch_bytes,

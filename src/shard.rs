@@ -89,6 +89,9 @@ pub struct Shard {
     /// The broker's SCRAM users, this shard's copy: read at open, replaced
     /// whole when the controller changes them (`set_users`).
     users: RefCell<Rc<crate::security::users::Users>>,
+    /// The broker's ACLs, this shard's copy (checked here without a lock:
+    /// the controller writes them, then replaces every shard's copy whole).
+    acls: RefCell<Rc<crate::security::acl::Acls>>,
 }
 
 /// The log cleaner's CPU shares against the data path's 1000: when both
@@ -131,8 +134,10 @@ impl Shard {
             config.shard_id,
         )));
         let users = crate::storage::load_users(&config.data_dir)?;
+        let acls = crate::storage::load_acls(&config.data_dir)?;
         let shard = Rc::new(Shard {
             users: RefCell::new(Rc::new(users)),
+            acls: RefCell::new(Rc::new(acls)),
             txns: Rc::new(crate::txn_host::TxnHost::new(
                 config.shard_id,
                 TXN_PARTITIONS,
@@ -224,6 +229,16 @@ impl Shard {
     /// The controller changed the users: this shard's copy is replaced.
     pub fn set_users(&self, users: crate::security::users::Users) {
         *self.users.borrow_mut() = Rc::new(users);
+    }
+
+    /// The ACLs as this shard knows them.
+    pub fn acls(&self) -> Rc<crate::security::acl::Acls> {
+        self.acls.borrow().clone()
+    }
+
+    /// The controller changed the ACLs: this shard's copy is replaced.
+    pub fn set_acls(&self, acls: crate::security::acl::Acls) {
+        *self.acls.borrow_mut() = Rc::new(acls);
     }
 
     /// Applies a transaction coordinator's action on partitions this shard

@@ -217,6 +217,9 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::SaslAuthenticate as i16, 0, 2),
         (ApiKey::DescribeUserScramCredentials as i16, 0, 0),
         (ApiKey::AlterUserScramCredentials as i16, 0, 0),
+        (ApiKey::DescribeAcls as i16, 1, 3),
+        (ApiKey::CreateAcls as i16, 1, 3),
+        (ApiKey::DeleteAcls as i16, 1, 3),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);
@@ -3436,4 +3439,146 @@ fn offset_for_leader_epoch_answers_the_one_epoch_with_the_log_end() {
         assert_eq!(ask(&mut k, version, "ep", 9, 0, -1).0, 3, "v{version}");
         assert_eq!(ask(&mut k, version, "nosuch", 0, 0, -1).0, 3, "v{version}");
     }
+}
+
+/// Without an authorizer the ACL APIs answer SECURITY_DISABLED (Kafka's
+/// answer with no authorizer configured). With `--authorizer acl` and no
+/// SASL every Kafka client is User:ANONYMOUS: with no ACL it may do
+/// nothing: Metadata lists no topic and names the asked one
+/// TOPIC_AUTHORIZATION_FAILED, a produce is refused and writes nothing, a
+/// fetch is refused at once, an idempotent producer gets no id, and it
+/// may not manage ACLs. An ACL granting User:* Write on a prefix opens
+/// exactly that.
+#[test]
+fn the_authorizer_refuses_what_no_acl_allows() {
+    use kafka_protocol::messages::create_acls_request::AclCreation;
+    use kafka_protocol::messages::{
+        CreateAclsRequest, CreateAclsResponse, DescribeAclsRequest, DescribeAclsResponse,
+        InitProducerIdRequest, InitProducerIdResponse,
+    };
+    let idempotent = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(-1)
+        .with_producer_id(kafka_protocol::messages::ProducerId(-1))
+        .with_producer_epoch(-1);
+    let describe_all = DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    {
+        let dir = data_dir();
+        let (_b, kafka) = broker(dir.path(), "1");
+        let mut k = Kafka::connect(kafka);
+        let r: DescribeAclsResponse = k.call(ApiKey::DescribeAcls, 3, &describe_all);
+        assert_eq!(r.error_code, 54, "SECURITY_DISABLED");
+    }
+    let dir = data_dir();
+    let (b, kafka) = broker_with(
+        dir.path(),
+        "2",
+        &[
+            "--auto-create-topics-enable",
+            "false",
+            "--authorizer",
+            "acl",
+        ],
+    );
+    // The native listener is the operator's (no SASL there yet).
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("open-t", 1).unwrap();
+    c.create_topic("closed", 1).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let m = metadata(&mut k, 12, None);
+    assert!(m.topics.is_empty(), "{:?}", m.topics);
+    let m = metadata(&mut k, 12, Some(&["closed"]));
+    assert_eq!(m.topics[0].error_code, 29, "TOPIC_AUTHORIZATION_FAILED");
+    let batch = batch_of(1_700_000_000_000, &[b"x"]);
+    let r: ProduceResponse = k.call(
+        ApiKey::Produce,
+        9,
+        &produce_request("closed", 0, -1, batch.clone()),
+    );
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 29);
+    assert_eq!(
+        c.list_offset("closed", 0, -1).unwrap(),
+        0,
+        "nothing written"
+    );
+    let r: FetchResponse = k.call(ApiKey::Fetch, 12, &fetch_request("closed", 0, 0, 30_000));
+    assert_eq!(r.responses[0].partitions[0].error_code, 29);
+    let r: InitProducerIdResponse = k.call(ApiKey::InitProducerId, 4, &idempotent);
+    assert_eq!(r.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED");
+    let grant = CreateAclsRequest::default().with_creations(vec![AclCreation::default()
+        .with_resource_type(2)
+        .with_resource_name(StrBytes::from_static_str("open-"))
+        .with_resource_pattern_type(4)
+        .with_principal(StrBytes::from_static_str("User:*"))
+        .with_host(StrBytes::from_static_str("*"))
+        .with_operation(4)
+        .with_permission_type(3)]);
+    let r: CreateAclsResponse = k.call(ApiKey::CreateAcls, 3, &grant);
+    assert_eq!(r.results[0].error_code, 31);
+    let r: DescribeAclsResponse = k.call(ApiKey::DescribeAcls, 3, &describe_all);
+    assert_eq!(r.error_code, 31);
+    drop(k);
+
+    // A super user grants Write on `open-*` to everyone.
+    let dir2 = data_dir();
+    drop(b);
+    let (b, kafka) = broker_with(
+        dir2.path(),
+        "2",
+        &[
+            "--auto-create-topics-enable",
+            "false",
+            "--authorizer",
+            "acl",
+            "--super-users",
+            "User:ANONYMOUS",
+        ],
+    );
+    let mut c = Client::connect(&b.broker_arg()).unwrap();
+    c.create_topic("open-t", 1).unwrap();
+    let mut k = Kafka::connect(kafka);
+    let r: CreateAclsResponse = k.call(ApiKey::CreateAcls, 3, &grant);
+    assert_eq!(r.results[0].error_code, 0);
+    let r: DescribeAclsResponse = k.call(ApiKey::DescribeAcls, 3, &describe_all);
+    assert_eq!(r.resources.len(), 1);
+    assert_eq!(r.resources[0].resource_name.as_str(), "open-");
+    assert_eq!(r.resources[0].acls[0].principal.as_str(), "User:*");
+    drop(k);
+    drop(b);
+    // The same data, no super user: the ACL (durable) now grants it.
+    let (_b, kafka) = broker_with(
+        dir2.path(),
+        "2",
+        &[
+            "--auto-create-topics-enable",
+            "false",
+            "--authorizer",
+            "acl",
+        ],
+    );
+    let mut k = Kafka::connect(kafka);
+    let m = metadata(&mut k, 12, None);
+    let names: Vec<&str> = m
+        .topics
+        .iter()
+        .map(|t| t.name.as_ref().unwrap().as_str())
+        .collect();
+    assert_eq!(names, ["open-t"]);
+    let owner = m.topics[0].partitions[0].leader_id.0;
+    assert!(owner >= 0);
+    let r: ProduceResponse = k.call(ApiKey::Produce, 9, &produce_request("open-t", 0, -1, batch));
+    // Per-shard ports are off: the one listener forwards to the owner.
+    assert_eq!(r.responses[0].partition_responses[0].error_code, 0);
+    let r: InitProducerIdResponse = k.call(ApiKey::InitProducerId, 4, &idempotent);
+    assert_eq!(
+        r.error_code, 0,
+        "Write on a topic lets a producer be idempotent"
+    );
 }

@@ -22,7 +22,7 @@ use std::rc::Rc;
 use bytes::{Bytes, BytesMut};
 use futures_lite::AsyncWriteExt;
 
-pub use close::{log_close, CloseReason, Listener};
+pub use close::{log_close, CloseReason, Listener, Verdict as WarnVerdict, WarnLimit};
 pub use read::{Activity, FrameReader, ReadBudget, StopSignal, Timeouts};
 
 use crate::chain::Chain;

@@ -60,7 +60,8 @@ use crate::protocol::{
 /// remote storage (none here); kafka-python reads the broker's version
 /// from this range (v10: Kafka 4). SaslHandshake 1 only: v0 sends the
 /// tokens without Kafka framing, which no current client does (Kafka 4
-/// dropped it too).
+/// dropped it too). CreateAcls, DescribeAcls, DeleteAcls 1-3: v0 (no
+/// pattern types) is gone from Kafka 4.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
     (ApiKey::Fetch, 4, 17),
@@ -94,6 +95,9 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// The default largest request body of any API but Produce
@@ -300,6 +304,11 @@ pub fn decode_request(
         ApiKey::AlterUserScramCredentials => {
             super::sasl::decode_alter_users(&mut body, version).map_err(malformed)?
         }
+        ApiKey::CreateAcls => super::acls::decode_create(&mut body, version).map_err(malformed)?,
+        ApiKey::DescribeAcls => {
+            super::acls::decode_describe(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::DeleteAcls => super::acls::decode_delete(&mut body, version).map_err(malformed)?,
         ApiKey::DescribeTopicPartitions => {
             metadata::decode_describe_topic_partitions(&mut body, version, &native)
                 .map_err(malformed)?
@@ -577,10 +586,13 @@ pub fn refuse_response(
         return super::groups::refuse(api, version, correlation_id, shape, error);
     }
     if super::txn::is_txn_api(api) {
-        return super::txn::refuse(api, version, correlation_id, error);
+        return super::txn::refuse(api, version, correlation_id, shape, error);
     }
     if super::sasl::is_sasl_api(api) {
         return super::sasl::refuse(api, version, correlation_id, error);
+    }
+    if super::acls::is_acl_api(api) {
+        return super::acls::refuse(api, version, correlation_id, shape, error);
     }
     match api {
         ApiKey::Produce => {
@@ -1090,8 +1102,13 @@ pub(crate) mod tests {
 
     #[test]
     fn unknown_apis_and_versions_are_refused_and_kip511_is_answered() {
-        let body = request_body(ApiKey::DescribeAcls, 0, 1, &ApiVersionsRequest::default());
-        assert!(matches!(decode(body), Err(DecodeError::UnknownApi(29))));
+        let body = request_body(
+            ApiKey::DescribeDelegationToken,
+            0,
+            1,
+            &ApiVersionsRequest::default(),
+        );
+        assert!(matches!(decode(body), Err(DecodeError::UnknownApi(41))));
         let mut junk = BytesMut::from(
             &request_body(ApiKey::ApiVersions, 0, 1, &ApiVersionsRequest::default())[..],
         );

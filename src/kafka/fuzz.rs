@@ -604,6 +604,57 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
                     .with_salted_password(Bytes::from(vec![7u8; 64]))]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::CreateAcls => {
+            use kafka_protocol::messages::create_acls_request::AclCreation;
+            let r = kafka_protocol::messages::CreateAclsRequest::default().with_creations(vec![
+                AclCreation::default()
+                    .with_resource_type(2)
+                    .with_resource_name(s("orders-"))
+                    .with_resource_pattern_type(4)
+                    .with_principal(s("User:alice"))
+                    .with_host(s("*"))
+                    .with_operation(4)
+                    .with_permission_type(3),
+                AclCreation::default()
+                    .with_resource_type(3)
+                    .with_resource_name(s("billing"))
+                    .with_resource_pattern_type(3)
+                    .with_principal(s("User:*"))
+                    .with_host(s("10.0.0.1"))
+                    .with_operation(3)
+                    .with_permission_type(2),
+            ]);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::DescribeAcls => {
+            let r = kafka_protocol::messages::DescribeAclsRequest::default()
+                .with_resource_type_filter(2)
+                .with_resource_name_filter(Some(s("orders")))
+                .with_pattern_type_filter(2)
+                .with_principal_filter(Some(s("User:alice")))
+                .with_host_filter(None)
+                .with_operation(1)
+                .with_permission_type(1);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::DeleteAcls => {
+            use kafka_protocol::messages::delete_acls_request::DeleteAclsFilter;
+            let r = kafka_protocol::messages::DeleteAclsRequest::default().with_filters(vec![
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(1)
+                    .with_pattern_type_filter(1)
+                    .with_principal_filter(Some(s("User:bob")))
+                    .with_operation(1)
+                    .with_permission_type(1),
+                DeleteAclsFilter::default()
+                    .with_resource_type_filter(2)
+                    .with_resource_name_filter(Some(s("orders-")))
+                    .with_pattern_type_filter(4)
+                    .with_operation(4)
+                    .with_permission_type(3),
+            ]);
+            body(&|b| r.encode(b, v))
+        }
         _ => None,
     }
 }

@@ -14,7 +14,9 @@
 //! let one connection's bad input affect another: an unknown API, an
 //! unsupported version or an undecodable request closes that connection.
 
+mod acls;
 mod admin;
+pub mod authz;
 mod cluster;
 pub mod codec;
 pub mod configs;
@@ -49,7 +51,10 @@ use crate::router::{Router, Scope};
 use crate::rt;
 use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as SaslStep};
 use crate::txn_host::{TxnCall, TxnReply};
-use wire::{ConfigResource, Decoded, KafkaGroupKind, Refused, SaslWork, Shape, UsersWork, Work};
+use authz::{Access, Verdict};
+use wire::{
+    AclsWork, ConfigResource, Decoded, KafkaGroupKind, Refused, SaslWork, Shape, UsersWork, Work,
+};
 
 /// What every Kafka connection of a shard shares.
 pub struct KafkaContext {
@@ -76,6 +81,10 @@ pub struct KafkaContext {
     /// served as it comes. Otherwise a connection must authenticate before
     /// anything but ApiVersions and SASL's own requests.
     pub sasl: Vec<SaslMechanism>,
+    /// The authorizer (`--authorizer acl`) with its super users; None: no
+    /// checks, and the ACL APIs answer SECURITY_DISABLED (as Kafka without
+    /// an authorizer).
+    pub authorizer: Option<Rc<Vec<String>>>,
     /// What DescribeConfigs reports for a topic setting that the topic
     /// does not override, and for the broker.
     pub defaults: configs::TopicDefaults,
@@ -95,7 +104,63 @@ pub struct KafkaDoor {
     pub auth: RefCell<Authenticator>,
 }
 
+thread_local! {
+    /// Denied-operation warnings, rate-limited per shard thread.
+    static DENIED_WARNINGS: RefCell<crate::conn::WarnLimit> = RefCell::default();
+}
+
 impl KafkaDoor {
+    /// Who this connection is to the authorizer, if one runs: its SASL
+    /// principal (`User:ANONYMOUS` before or without SASL, as Kafka's), its
+    /// address, and this shard's copy of the ACLs.
+    fn access(&self) -> Option<Access> {
+        let super_users = self.ctx.authorizer.clone()?;
+        let principal = self
+            .auth
+            .borrow()
+            .principal()
+            .unwrap_or(authz::ANONYMOUS)
+            .to_owned();
+        Some(Access {
+            acls: self.router.shard().acls(),
+            super_users,
+            principal,
+            host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        })
+    }
+
+    /// Counts what the authorizer refused and logs it (a rate-limited
+    /// WARN with the principal, the peer and what was asked).
+    fn note_denials(&self, api: ApiKey, v: &Verdict, a: &Access) {
+        if v.denials.is_empty() {
+            return;
+        }
+        self.router
+            .shard()
+            .metrics()
+            .authorization_denied
+            .add(v.denials.len() as u64);
+        let verdict = DENIED_WARNINGS.with(|w| w.borrow_mut().check(rt::monotonic_ms()));
+        if let crate::conn::WarnVerdict::Log { suppressed } = verdict {
+            let d = &v.denials[0];
+            tracing::warn!(
+                principal = a.principal,
+                peer = ?self.peer,
+                suppressed,
+                "denied {:?}: {} on {:?} {:?}{}",
+                api,
+                d.operation.name(),
+                d.resource,
+                d.name,
+                if v.denials.len() > 1 {
+                    format!(" and {} more", v.denials.len() - 1)
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+
     pub fn new(
         router: Rc<Router>,
         ctx: Rc<KafkaContext>,
@@ -282,8 +347,22 @@ impl Door for KafkaDoor {
                 work: Work::Sasl(w),
                 ..
             }) => self.sasl(version, correlation_id, w),
-            Ok(d) => {
-                Step::Answer(start(&self.router, &self.ctx, d, self.peer, &self.txn_added).await)
+            Ok(mut d) => {
+                let access = self.access();
+                let mut verdict = Verdict::default();
+                if let Some(a) = &access {
+                    let (work, v) = authz::authorize(d.api, d.work, a);
+                    self.note_denials(d.api, &v, a);
+                    d.work = work;
+                    verdict = v;
+                }
+                let conn = Conn {
+                    peer: self.peer,
+                    txn_added: &self.txn_added,
+                    access,
+                    verdict,
+                };
+                Step::Answer(start(&self.router, &self.ctx, d, conn).await)
             }
             Err(e) => Step::Close {
                 last: None,
@@ -303,15 +382,25 @@ impl wire::TopicIds for Router {
     }
 }
 
+/// What one request brings from its connection.
+struct Conn<'a> {
+    peer: Option<std::net::SocketAddr>,
+    txn_added: &'a RefCell<TxnAdded>,
+    /// The authorizer's view of the connection (None: no authorizer).
+    access: Option<Access>,
+    /// What the authorizer took out of the request.
+    verdict: Verdict,
+}
+
 /// Starts one request: appends and hand-offs to other shards happen here,
 /// before the next request is read (order), as on the native listener.
-async fn start(
-    router: &Rc<Router>,
-    ctx: &Rc<KafkaContext>,
-    d: Decoded,
-    peer: Option<std::net::SocketAddr>,
-    txn_added: &RefCell<TxnAdded>,
-) -> Answer {
+async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Conn<'_>) -> Answer {
+    let Conn {
+        peer,
+        txn_added,
+        access,
+        verdict,
+    } = conn;
     let Decoded {
         api,
         version,
@@ -359,7 +448,11 @@ async fn start(
             Answer::Later(rt::spawn(async move {
                 let mut replies = Vec::with_capacity(waits.len());
                 for w in waits {
-                    replies.push(w.await);
+                    let mut reply = w.await;
+                    if let (Ok(r), Some(a)) = (&mut reply, &access) {
+                        authz::filter_txn_reply(r, a);
+                    }
+                    replies.push(reply);
                 }
                 m.request_finished(Api::Group, started);
                 encoded(txn::encode_txn(
@@ -415,6 +508,8 @@ async fn start(
                 refused,
                 describe_configs,
                 add_failed,
+                verdict,
+                access,
             };
             start_native(router, ctx, (api, version, correlation_id), native).await
         }
@@ -429,6 +524,7 @@ async fn start(
                 names.as_deref(),
             )))
         }
+        Work::Acls(w) => acls_work(router, ctx, (api, version, correlation_id), w).await,
         Work::Users(UsersWork::Alter(changes)) => {
             // Awaited here: the next request on this connection sees the
             // change (describing right after altering).
@@ -438,6 +534,95 @@ async fn start(
                 correlation_id,
                 r,
                 &changes,
+            )))
+        }
+    }
+}
+
+/// CreateAcls, DescribeAcls, DeleteAcls: invalid bindings and filters
+/// refused on their own, the rest through the controller (changes) or
+/// from this shard's copy (describe). Without an authorizer there are no
+/// ACLs to manage: SECURITY_DISABLED, as Kafka.
+async fn acls_work(
+    router: &Rc<Router>,
+    ctx: &Rc<KafkaContext>,
+    (api, version, correlation_id): (ApiKey, i16, i32),
+    w: AclsWork,
+) -> Answer {
+    use crate::security::acl::{AclChange, AclChanged};
+    let encoded = move |r| encoded(api, version, r);
+    if ctx.authorizer.is_none() {
+        let error = kafka_protocol::ResponseError::SecurityDisabled.code();
+        return Answer::Ready(encoded(acls::refuse(
+            api,
+            version,
+            correlation_id,
+            &w.shape(),
+            error,
+        )));
+    }
+    let failed = |e: &WireError| acls::kafka_error(e);
+    match w {
+        AclsWork::Describe(f) => {
+            let r = f
+                .map(|f| router.shard().acls().describe(&f))
+                .map_err(|why| acls::invalid(&why));
+            Answer::Ready(encoded(acls::describe_response(version, correlation_id, r)))
+        }
+        AclsWork::Create(creations) => {
+            let valid: Vec<_> = creations.iter().filter_map(|c| c.clone().ok()).collect();
+            let mut done = if valid.is_empty() {
+                Ok(AclChanged::Created(vec![]))
+            } else {
+                // Awaited here: the next request on this connection sees
+                // the change.
+                router.alter_acls(AclChange::Create(valid)).await
+            };
+            let mut results = match &mut done {
+                Ok(AclChanged::Created(rs)) => std::mem::take(rs).into_iter(),
+                _ => Vec::new().into_iter(),
+            };
+            let answers: Vec<_> = creations
+                .iter()
+                .map(|c| match (c, &done) {
+                    (Err(why), _) => Err(acls::invalid(why)),
+                    (Ok(_), Err(e)) => Err(failed(e)),
+                    (Ok(_), Ok(_)) => match results.next() {
+                        Some(Ok(())) => Ok(()),
+                        Some(Err(e)) => Err(acls::invalid(&e.to_string())),
+                        None => Err(acls::invalid("no result")),
+                    },
+                })
+                .collect();
+            Answer::Ready(encoded(acls::create_response(
+                version,
+                correlation_id,
+                &answers,
+            )))
+        }
+        AclsWork::Delete(filters) => {
+            let valid: Vec<_> = filters.iter().filter_map(|f| f.clone().ok()).collect();
+            let mut done = if valid.is_empty() {
+                Ok(AclChanged::Deleted(vec![]))
+            } else {
+                router.alter_acls(AclChange::Delete(valid)).await
+            };
+            let mut results = match &mut done {
+                Ok(AclChanged::Deleted(rs)) => std::mem::take(rs).into_iter(),
+                _ => Vec::new().into_iter(),
+            };
+            let answers: Vec<_> = filters
+                .iter()
+                .map(|f| match (f, &done) {
+                    (Err(why), _) => Err(acls::invalid(why)),
+                    (Ok(_), Err(e)) => Err(failed(e)),
+                    (Ok(_), Ok(_)) => Ok(results.next().unwrap_or_default()),
+                })
+                .collect();
+            Answer::Ready(encoded(acls::delete_response(
+                version,
+                correlation_id,
+                &answers,
             )))
         }
     }
@@ -621,6 +806,10 @@ struct NativeWork {
     /// A Produce's partitions whose implicit add failed (`implicit_add`):
     /// answered with their error beside the rest.
     add_failed: Vec<(TopicPartition, WireError)>,
+    /// Topics the authorizer took out (answered beside the rest) and the
+    /// listing it filters.
+    verdict: Verdict,
+    access: Option<Access>,
 }
 
 /// Starts a request the shards answer through the native data path.
@@ -638,15 +827,20 @@ async fn start_native(
         refused,
         describe_configs,
         add_failed,
+        verdict,
+        access,
     } = w;
     let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
         Scope::ThisShard
     } else {
         Scope::Broker
     };
-    // A Produce whose every partition failed its implicit add: nothing to
-    // append.
-    let nothing = matches!(&frame.request, Request::Produce(p) if p.topics.is_empty());
+    // A Produce whose every partition failed its implicit add (nothing to
+    // append), or a request every topic of which the authorizer took out:
+    // answered without the router.
+    let emptied = authz::emptied(&frame.request, &verdict);
+    let nothing =
+        emptied.is_some() || matches!(&frame.request, Request::Produce(p) if p.topics.is_empty());
     let answer = if nothing {
         None
     } else {
@@ -657,8 +851,11 @@ async fn start_native(
     Answer::Later(rt::spawn(async move {
         let mut result = match answer {
             Some(answer) => answer.await.result,
-            None => Ok(Response::Produce(vec![])),
+            None => Ok(emptied.unwrap_or(Response::Produce(vec![]))),
         };
+        if let Some(a) = &access {
+            authz::answer(&mut result, &verdict, a);
+        }
         if !respond {
             return None; // acks=0: Kafka sends no response
         }

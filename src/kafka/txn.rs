@@ -334,10 +334,14 @@ pub(super) fn encode_txn(
 }
 
 /// A whole transaction request refused with Kafka's `error`.
+/// The whole request refused with Kafka's `error`: AddPartitionsToTxn's
+/// on every partition of `shape` (topic, partitions), DescribeTransactions'
+/// on every id of `shape` (id, []).
 pub(super) fn refuse(
     api: ApiKey,
     version: i16,
     correlation_id: i32,
+    shape: &super::wire::Shape,
     error: i16,
 ) -> anyhow::Result<Bytes> {
     match api {
@@ -348,13 +352,28 @@ pub(super) fn refuse(
             r.producer_epoch = -1;
             encode_frame(api, version, correlation_id, &r)
         }
-        // v0-3 carry errors per partition only: none named, none answered.
-        ApiKey::AddPartitionsToTxn => encode_frame(
-            api,
-            version,
-            correlation_id,
-            &AddPartitionsToTxnResponse::default(),
-        ),
+        // v0-3 carry errors per partition only.
+        ApiKey::AddPartitionsToTxn => {
+            let mut r = AddPartitionsToTxnResponse::default();
+            r.results_by_topic_v3_and_below = shape
+                .iter()
+                .map(|(t, ps)| {
+                    let mut tr = AddPartitionsToTxnTopicResult::default();
+                    tr.name = topic_name(t);
+                    tr.results_by_partition = ps
+                        .iter()
+                        .map(|&p| {
+                            let mut pr = AddPartitionsToTxnPartitionResult::default();
+                            pr.partition_index = p;
+                            pr.partition_error_code = error;
+                            pr
+                        })
+                        .collect();
+                    tr
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
         ApiKey::EndTxn => {
             let mut r = EndTxnResponse::default();
             r.error_code = error;
@@ -367,12 +386,22 @@ pub(super) fn refuse(
             r.error_code = error;
             encode_frame(api, version, correlation_id, &r)
         }
-        ApiKey::DescribeTransactions => encode_frame(
-            api,
-            version,
-            correlation_id,
-            &DescribeTransactionsResponse::default(),
-        ),
+        ApiKey::DescribeTransactions => {
+            let mut r = DescribeTransactionsResponse::default();
+            r.transaction_states = shape
+                .iter()
+                .map(|(id, _)| {
+                    let mut st = DescribedState::default();
+                    st.transactional_id = TransactionalId(StrBytes::from_string(id.clone()));
+                    st.error_code = error;
+                    st.producer_id = ProducerId(-1);
+                    st.producer_epoch = -1;
+                    st.transaction_start_time_ms = -1;
+                    st
+                })
+                .collect();
+            encode_frame(api, version, correlation_id, &r)
+        }
         ApiKey::ListTransactions => {
             let mut r = ListTransactionsResponse::default();
             r.error_code = error;
@@ -386,7 +415,8 @@ pub(super) fn refuse(
 pub(super) fn is_txn_api(api: ApiKey) -> bool {
     matches!(
         api,
-        ApiKey::AddPartitionsToTxn
+        ApiKey::InitProducerId
+            | ApiKey::AddPartitionsToTxn
             | ApiKey::AddOffsetsToTxn
             | ApiKey::EndTxn
             | ApiKey::DescribeTransactions

@@ -173,6 +173,9 @@ pub enum Work {
     /// SCRAM users (KIP-554): described from this shard's copy, altered
     /// through the controller.
     Users(UsersWork),
+    /// ACLs (KIP-11): described from this shard's copy, created and
+    /// deleted through the controller.
+    Acls(AclsWork),
     /// Transaction calls, each to its transactional id's coordinator shard
     /// (ListTransactions: to every shard), answered in call order.
     Txn {
@@ -196,6 +199,19 @@ pub enum UsersWork {
     Describe(Option<Vec<String>>),
     /// AlterUserScramCredentials.
     Alter(Vec<crate::security::users::UserChange>),
+}
+
+/// A binding or filter off the wire the ACL model cannot hold: why.
+pub type InvalidAcl = String;
+
+#[derive(Debug)]
+pub enum AclsWork {
+    /// CreateAcls: each creation, or why it is invalid.
+    Create(Vec<Result<crate::security::acl::AclBinding, InvalidAcl>>),
+    /// DescribeAcls: the filter, or why it is invalid.
+    Describe(Result<crate::security::acl::AclFilter, InvalidAcl>),
+    /// DeleteAcls: each filter, or why it is invalid.
+    Delete(Vec<Result<crate::security::acl::AclFilter, InvalidAcl>>),
 }
 
 impl Work {

@@ -85,6 +85,16 @@ pub enum ErrorCode {
     SaslAuthenticationFailed = 43,
     /// A SASL request out of order.
     IllegalSaslState = 44,
+    /// The principal may not do that to the topic (ACLs).
+    TopicAuthorizationFailed = 45,
+    /// The principal may not do that to the group (ACLs).
+    GroupAuthorizationFailed = 46,
+    /// The principal may not do that to the cluster (ACLs).
+    ClusterAuthorizationFailed = 47,
+    /// The principal may not use the transactional id (ACLs).
+    TransactionalIdAuthorizationFailed = 48,
+    /// ACLs asked of a broker that runs no authorizer.
+    SecurityDisabled = 49,
 }
 
 impl ErrorCode {
@@ -135,6 +145,11 @@ impl ErrorCode {
             42 => UnacceptableCredential,
             43 => SaslAuthenticationFailed,
             44 => IllegalSaslState,
+            45 => TopicAuthorizationFailed,
+            46 => GroupAuthorizationFailed,
+            47 => ClusterAuthorizationFailed,
+            48 => TransactionalIdAuthorizationFailed,
+            49 => SecurityDisabled,
             _ => Unknown,
         }
     }

@@ -24,6 +24,9 @@ pub const FILE_NAME: &str = "acls";
 const VERSION: u16 = 1;
 /// Longest resource name, principal or host.
 const MAX_FIELD_BYTES: usize = 1024;
+/// Most bindings the broker holds (each is checked at every request it
+/// could apply to, and the file is read whole at start).
+pub const MAX_BINDINGS: usize = 100_000;
 
 /// Kafka's ResourceType codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -182,6 +185,21 @@ pub struct AclFilter {
     pub permission: Permission,
 }
 
+/// A change of the ACLs, as CreateAcls and DeleteAcls ask for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclChange {
+    Create(Vec<AclBinding>),
+    Delete(Vec<AclFilter>),
+}
+
+/// What a change did: each binding's result (Create), or the bindings
+/// each filter removed (Delete), in request order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AclChanged {
+    Created(Vec<Result<(), AclError>>),
+    Deleted(Vec<Vec<AclBinding>>),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AclError {
     #[error("invalid ACL: {0}")]
@@ -306,29 +324,102 @@ impl Acls {
         resource: ResourceType,
         name: &str,
     ) -> bool {
+        let covers = |b: &AclBinding| b.resource_type == resource && b.covers(name);
+        self.decide(super_users, principal, host, op, covers, covers)
+    }
+
+    /// Kafka's authorizeByResourceType (KIP-679: an idempotent producer
+    /// needs Write on some topic, or IdempotentWrite on the cluster): may
+    /// `principal` do `op` on at least one resource of `resource`? Super
+    /// users may; otherwise an allow binding must grant it and no deny of
+    /// it may cover every name (`*`).
+    pub fn allows_any(
+        &self,
+        super_users: &[String],
+        principal: &str,
+        host: &str,
+        op: Operation,
+        resource: ResourceType,
+    ) -> bool {
+        self.decide(
+            super_users,
+            principal,
+            host,
+            op,
+            |b| b.resource_type == resource,
+            |b| {
+                b.resource_type == resource
+                    && b.pattern == PatternType::Literal
+                    && b.name == WILDCARD
+            },
+        )
+    }
+
+    /// The authorizer's rule over the bindings of `principal` and `host`:
+    /// super users may; a deny of `op` (or All) among `denies` refuses; an
+    /// allow granting `op` among `allows` allows; nothing: refused.
+    fn decide(
+        &self,
+        super_users: &[String],
+        principal: &str,
+        host: &str,
+        op: Operation,
+        allows: impl Fn(&AclBinding) -> bool,
+        denies: impl Fn(&AclBinding) -> bool,
+    ) -> bool {
         if super_users.iter().any(|s| s == principal) {
             return true;
         }
-        let applies = |b: &&AclBinding| {
-            b.resource_type == resource
-                && b.covers(name)
-                && (b.principal == principal || b.principal == ANY_PRINCIPAL)
-                && (b.host == host || b.host == WILDCARD)
-        };
         let mut allowed = false;
-        for b in self.bindings.iter().filter(applies) {
+        for b in self.bindings.iter().filter(|b| {
+            (b.principal == principal || b.principal == ANY_PRINCIPAL)
+                && (b.host == host || b.host == WILDCARD)
+        }) {
             match b.permission {
                 // A deny of the operation (or of All) wins over any allow;
                 // a deny of Read does not deny Describe (Kafka denies only
                 // what is named).
-                Permission::Deny if b.operation == op || b.operation == Operation::All => {
+                Permission::Deny
+                    if (b.operation == op || b.operation == Operation::All) && denies(b) =>
+                {
                     return false
                 }
-                Permission::Allow if b.operation.grants(op) => allowed = true,
+                Permission::Allow if b.operation.grants(op) && allows(b) => allowed = true,
                 _ => {}
             }
         }
         allowed
+    }
+
+    /// Applies one change (CreateAcls or DeleteAcls); returns each
+    /// binding's or filter's result, in request order, and whether the set
+    /// changed (then it must be stored).
+    pub fn apply(&mut self, change: &AclChange) -> (AclChanged, bool) {
+        let before = self.bindings.len();
+        match change {
+            AclChange::Create(bindings) => {
+                let mut added = false;
+                let results = bindings
+                    .iter()
+                    .map(|b| {
+                        b.validate()?;
+                        if self.bindings.len() >= MAX_BINDINGS && !self.bindings.contains(b) {
+                            return Err(AclError::Invalid(format!(
+                                "the broker holds {MAX_BINDINGS} ACLs, its limit"
+                            )));
+                        }
+                        added |= self.bindings.insert(b.clone());
+                        Ok(())
+                    })
+                    .collect();
+                (AclChanged::Created(results), added)
+            }
+            AclChange::Delete(filters) => {
+                let gone: Vec<Vec<AclBinding>> = filters.iter().map(|f| self.delete(f)).collect();
+                let changed = self.bindings.len() != before;
+                (AclChanged::Deleted(gone), changed)
+            }
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -579,6 +670,62 @@ mod tests {
         let mut flipped = bytes.clone();
         flipped[7] ^= 0x40;
         assert!(Acls::decode(&flipped).is_err());
+    }
+
+    #[test]
+    fn changes_report_each_binding_and_filter_and_whether_anything_changed() {
+        use Operation::*;
+        use PatternType::*;
+        use Permission::*;
+        use ResourceType::*;
+        let mut a = Acls::default();
+        let good = b(Topic, "t", Literal, "User:alice", Read, Allow);
+        let bad = b(Topic, "t", Match, "User:alice", Read, Allow);
+        let (r, changed) = a.apply(&AclChange::Create(vec![good.clone(), bad]));
+        assert!(changed);
+        match r {
+            AclChanged::Created(rs) => {
+                assert!(rs[0].is_ok());
+                assert!(rs[1].is_err());
+            }
+            other => panic!("{other:?}"),
+        }
+        // Again: nothing new, nothing to store.
+        let (_, changed) = a.apply(&AclChange::Create(vec![good.clone()]));
+        assert!(!changed);
+        let f = AclFilter {
+            resource_type: Topic,
+            name: Some("t".into()),
+            pattern: Literal,
+            principal: None,
+            host: None,
+            operation: Operation::Any,
+            permission: Permission::Any,
+        };
+        let (r, changed) = a.apply(&AclChange::Delete(vec![f.clone(), f]));
+        assert!(changed);
+        assert_eq!(r, AclChanged::Deleted(vec![vec![good], vec![]]));
+        assert!(a.is_empty());
+    }
+
+    #[test]
+    fn any_resource_of_a_type_is_kafkas_authorize_by_resource_type() {
+        use Operation::*;
+        use PatternType::*;
+        use Permission::*;
+        use ResourceType::*;
+        let mut a = Acls::default();
+        let who = |a: &Acls, p: &str| a.allows_any(&[], p, "h", Write, Topic);
+        assert!(!who(&a, "User:alice"));
+        a.add(b(Topic, "x-", Prefixed, "User:alice", Write, Allow))
+            .unwrap();
+        assert!(who(&a, "User:alice"));
+        assert!(!who(&a, "User:bob"));
+        // A deny of Write on every topic outweighs any allow.
+        a.add(b(Topic, "*", Literal, "User:alice", Write, Deny))
+            .unwrap();
+        assert!(!who(&a, "User:alice"));
+        assert!(a.allows_any(&["User:alice".into()], "User:alice", "h", Write, Topic));
     }
 
     proptest! {

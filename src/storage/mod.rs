@@ -156,6 +156,25 @@ pub fn store_users(
     replace_file(data_dir, crate::security::users::FILE_NAME, &users.encode())
 }
 
+/// The broker's ACLs (`DATA/acls`); none when there is no file yet. A
+/// file that does not decode stops the broker: starting without its ACLs
+/// would deny everyone (or, read as none, hide what was granted).
+pub fn load_acls(data_dir: &Path) -> Result<crate::security::acl::Acls, StorageError> {
+    let path = data_dir.join(crate::security::acl::FILE_NAME);
+    match read_optional(&path)? {
+        None => Ok(Default::default()),
+        Some(b) => crate::security::acl::Acls::decode(&b).map_err(|e| StorageError::Corrupt {
+            path,
+            detail: e.to_string(),
+        }),
+    }
+}
+
+/// Writes the ACLs whole, atomically (`replace_file`).
+pub fn store_acls(data_dir: &Path, acls: &crate::security::acl::Acls) -> Result<(), StorageError> {
+    replace_file(data_dir, crate::security::acl::FILE_NAME, &acls.encode())
+}
+
 /// The whole of a small file, or None when there is none.
 pub fn read_optional(path: &Path) -> Result<Option<Vec<u8>>, StorageError> {
     match std::fs::read(path) {
