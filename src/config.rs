@@ -179,6 +179,30 @@ const SETTINGS: &[Setting] = &[
         "principals the authorizer always allows (super.users), semicolon-separated: User:admin;User:ops",
     ),
     s(
+        "kafka-tls",
+        Kind::Str,
+        "off",
+        "on = the Kafka listener and its per-shard ports speak TLS (clients: security.protocol SSL or SASL_SSL); needs tls-cert-file and tls-key-file",
+    ),
+    s(
+        "tls-cert-file",
+        Kind::Str,
+        "",
+        "PEM certificate chain of the TLS listeners (leaf first); reloaded on SIGHUP",
+    ),
+    s(
+        "tls-key-file",
+        Kind::Str,
+        "",
+        "PEM private key of tls-cert-file (PKCS#8, PKCS#1 or SEC1); reloaded on SIGHUP",
+    ),
+    s(
+        "tls-client-ca-file",
+        Kind::Str,
+        "",
+        "PEM CAs client certificates must chain to: set, every TLS client must present one (mTLS); empty = no client certificates",
+    ),
+    s(
         "max-frame-bytes",
         Kind::Int,
         "67108864",
@@ -522,6 +546,29 @@ impl Resolved {
             }
             super_users.push(p.to_owned());
         }
+        let (kafka_tls_raw, _) = self.get("kafka-tls").expect("default");
+        let kafka_tls = match kafka_tls_raw.trim() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(self.bad("kafka-tls", format!("{other:?} is not on or off"))),
+        };
+        let path = |key: &'static str| -> Option<PathBuf> {
+            let (v, _) = self.get(key).expect("default");
+            (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
+        };
+        let tls_files = match (path("tls-cert-file"), path("tls-key-file")) {
+            (Some(cert), Some(key)) => Some(crate::tls::TlsFiles {
+                cert,
+                key,
+                client_ca: path("tls-client-ca-file"),
+            }),
+            (None, None) => None,
+            (Some(_), None) => return Err(self.bad("tls-key-file", "needed with tls-cert-file")),
+            (None, Some(_)) => return Err(self.bad("tls-cert-file", "needed with tls-key-file")),
+        };
+        if kafka_tls && tls_files.is_none() {
+            return Err(self.bad("kafka-tls", "on needs tls-cert-file and tls-key-file"));
+        }
         let transaction_version: i16 =
             self.parse("transaction-version", "a transaction version")?;
         if !(1..=2).contains(&transaction_version) {
@@ -621,6 +668,8 @@ impl Resolved {
             sasl_enabled_mechanisms,
             authorizer,
             super_users,
+            kafka_tls,
+            tls_files,
             max_frame_bytes,
             max_batch_bytes,
             memory_budget,
@@ -734,6 +783,10 @@ pub struct ServeSettings {
     pub authorizer: bool,
     /// Principals the authorizer always allows.
     pub super_users: Vec<String>,
+    /// TLS on the Kafka listener and its per-shard ports.
+    pub kafka_tls: bool,
+    /// The TLS listeners' certificate, key and client CA.
+    pub tls_files: Option<crate::tls::TlsFiles>,
     pub max_frame_bytes: usize,
     pub max_batch_bytes: usize,
     pub memory_budget: u64,
@@ -818,6 +871,8 @@ impl ServeSettings {
         c.sasl_enabled_mechanisms = self.sasl_enabled_mechanisms.clone();
         c.authorizer = self.authorizer;
         c.super_users = self.super_users.clone();
+        c.kafka_tls = self.kafka_tls;
+        c.tls_files = self.tls_files.clone();
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
         c.memory_budget = self.memory_budget;
@@ -948,6 +1003,22 @@ pub struct ServeArgs {
     /// (Kafka's super.users): `User:admin;User:ops` [default: none].
     #[arg(long, value_name = "PRINCIPALS")]
     pub super_users: Option<String>,
+    /// `on`: the Kafka listener and its per-shard ports speak TLS (clients
+    /// use security.protocol SSL, or SASL_SSL with SASL); needs
+    /// --tls-cert-file and --tls-key-file [default: off].
+    #[arg(long, value_name = "on|off")]
+    pub kafka_tls: Option<String>,
+    /// PEM certificate chain of the TLS listeners, leaf first (reloaded on
+    /// SIGHUP, without dropping connections).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert_file: Option<String>,
+    /// PEM private key of --tls-cert-file (reloaded on SIGHUP).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key_file: Option<String>,
+    /// PEM CAs a client certificate must chain to: every TLS client must
+    /// then present one (mTLS) [default: none asked for].
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca_file: Option<String>,
     /// Largest request frame accepted, in bytes; a longer one is answered
     /// with MessageTooLarge and the connection closed [default: 64 MiB].
     #[arg(long, value_name = "BYTES")]
@@ -1051,6 +1122,10 @@ impl ServeArgs {
             ),
             ("authorizer", self.authorizer.clone()),
             ("super-users", self.super_users.clone()),
+            ("kafka-tls", self.kafka_tls.clone()),
+            ("tls-cert-file", self.tls_cert_file.clone()),
+            ("tls-key-file", self.tls_key_file.clone()),
+            ("tls-client-ca-file", self.tls_client_ca_file.clone()),
             ("max-frame-bytes", self.max_frame_bytes.clone()),
             ("max-batch-bytes", self.max_batch_bytes.clone()),
             ("memory-budget", self.memory_budget.clone()),

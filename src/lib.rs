@@ -34,6 +34,7 @@ pub mod security;
 pub mod server;
 pub(crate) mod shard;
 pub mod storage;
+pub mod tls;
 pub mod top;
 pub mod txn;
 pub(crate) mod txn_host;

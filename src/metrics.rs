@@ -34,7 +34,7 @@ pub const MAX_LABELLED_PARTITIONS: usize = 64;
 pub const LISTENERS: [&str; 2] = ["native", "kafka"];
 
 /// The `reason` label of closed connections, by `conn::CloseReason` index.
-pub const CLOSE_REASONS: [&str; 10] = [
+pub const CLOSE_REASONS: [&str; 11] = [
     "client_closed",
     "idle",
     "read_timeout",
@@ -45,6 +45,7 @@ pub const CLOSE_REASONS: [&str; 10] = [
     "connection_limit",
     "auth_failed",
     "unauthenticated",
+    "tls_failed",
 ];
 
 /// A counter with one writer: relaxed load + store, no read-modify-write.
@@ -202,6 +203,8 @@ impl Api {
             | Request::DescribeTransactions(_)
             | Request::DescribeUsers(_)
             | Request::AlterUsers(_)
+            | Request::DescribeAcls(_)
+            | Request::AlterAcls { .. }
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)

@@ -434,6 +434,35 @@ impl Router {
         Ok(results)
     }
 
+    /// The native AlterAcls: the creations, then the deletions, each
+    /// through the controller.
+    async fn alter_acls_both(
+        self: &Rc<Self>,
+        create: Vec<crate::security::acl::AclBinding>,
+        delete: Vec<crate::security::acl::AclFilter>,
+    ) -> Result<Response, WireError> {
+        let invalid = |e: crate::security::acl::AclError| {
+            Some(WireError::new(ErrorCode::InvalidRequest, e.to_string()))
+        };
+        let created = match create.is_empty() {
+            true => vec![],
+            false => match self.alter_acls(AclChange::Create(create)).await? {
+                AclChanged::Created(rs) => {
+                    rs.into_iter().map(|r| r.err().and_then(invalid)).collect()
+                }
+                AclChanged::Deleted(_) => vec![],
+            },
+        };
+        let deleted = match delete.is_empty() {
+            true => vec![],
+            false => match self.alter_acls(AclChange::Delete(delete)).await? {
+                AclChanged::Deleted(gone) => gone,
+                AclChanged::Created(_) => vec![],
+            },
+        };
+        Ok(Response::AlterAcls { created, deleted })
+    }
+
     /// Starts one client request, as both front doors do: a produce first
     /// waits while the shard holds its budget of unwritten bytes
     /// (backpressure: the connection is not read meanwhile, so TCP slows
@@ -593,6 +622,19 @@ impl Router {
                             .collect(),
                     )
                 });
+                let r = done(r);
+                Box::pin(async move { r })
+            }
+            Request::DescribeAcls(filter) => {
+                let r = done(Ok(Response::DescribeAcls(
+                    self.shard.acls().describe(&filter),
+                )));
+                Box::pin(async move { r })
+            }
+            Request::AlterAcls { create, delete } => {
+                // Awaited here, as an admin change: the connection's next
+                // request sees it.
+                let r = self.alter_acls_both(create, delete).await;
                 let r = done(r);
                 Box::pin(async move { r })
             }

@@ -100,6 +100,13 @@ pub struct BrokerConfig {
     pub authorizer: bool,
     /// Principals the authorizer always allows (`--super-users`).
     pub super_users: Vec<String>,
+    /// TLS on the Kafka listener and its per-shard ports (`--kafka-tls`).
+    pub kafka_tls: bool,
+    /// The TLS listeners' files.
+    pub tls_files: Option<crate::tls::TlsFiles>,
+    /// Moved by SIGHUP: each shard reloads the TLS files at its next
+    /// handshake.
+    pub tls_reload: Arc<crate::tls::ReloadGeneration>,
     /// Every shard's metrics; `start` replaces it when it has fewer shards
     /// than `shards` (read it back with `Broker::metrics`).
     pub metrics: Arc<Metrics>,
@@ -157,6 +164,9 @@ impl BrokerConfig {
             sasl_enabled_mechanisms: Vec::new(),
             authorizer: false,
             super_users: Vec::new(),
+            kafka_tls: false,
+            tls_files: None,
+            tls_reload: Arc::default(),
             metrics: Metrics::new(1, true),
             hold_recovery_until: None,
             kafka_listen: None,
@@ -184,6 +194,8 @@ pub enum ServerError {
     Close(String),
     #[error("shard thread: {0}")]
     Join(std::io::Error),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A running broker.
@@ -590,6 +602,22 @@ async fn run_shard(
             return shard.close().await;
         }
     };
+    // TLS: the files are read now, so a bad certificate stops the start
+    // with the reason rather than failing every handshake later.
+    let kafka_tls = match (&config.tls_files, config.kafka_tls) {
+        (Some(files), true) => match crate::tls::Acceptor::new(
+            files.clone(),
+            config.tls_reload.clone(),
+            config.request_read_timeout,
+        ) {
+            Ok(a) => Some(Rc::new(a)),
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return shard.close().await;
+            }
+        },
+        _ => None,
+    };
     // One producer-id source per shard, shared by its listeners and its
     // transaction coordinator (the shard id in the low bits keeps shards
     // apart, so two sources in one shard would repeat ids).
@@ -639,8 +667,8 @@ async fn run_shard(
     });
     let native = Proto::Native;
     let (kafka_shared, kafka_own) = (
-        Proto::Kafka(kafka_ctx(false)),
-        Proto::Kafka(kafka_ctx(true)),
+        Proto::Kafka(kafka_ctx(false), kafka_tls.clone()),
+        Proto::Kafka(kafka_ctx(true), kafka_tls),
     );
     let stopped = stop_event(stop);
     let (r, c, st, cs) = (&router, &config, &stopped, &conns);
@@ -734,7 +762,11 @@ async fn wait_for_stop(stop: &AtomicBool) {
 #[derive(Clone)]
 enum Proto {
     Native,
-    Kafka(Rc<crate::kafka::KafkaContext>),
+    /// With TLS when the listener speaks it.
+    Kafka(
+        Rc<crate::kafka::KafkaContext>,
+        Option<Rc<crate::tls::Acceptor>>,
+    ),
 }
 
 async fn accept_loop(
@@ -765,7 +797,7 @@ async fn accept_loop(
                 let metrics = router.shard().metrics().clone();
                 let listener_kind = match proto {
                     Proto::Native => Listener::Native,
-                    Proto::Kafka(_) => Listener::Kafka,
+                    Proto::Kafka(..) => Listener::Kafka,
                 };
                 if conns.open.get() >= config.max_connections {
                     let max = config.max_connections;
@@ -816,9 +848,24 @@ async fn accept_loop(
                             let door = NativeDoor { router };
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
-                        Proto::Kafka(ctx) => {
+                        Proto::Kafka(ctx, None) => {
                             let door = KafkaDoor::new(router, ctx, peer);
                             conn::serve(&door, stream, budget, limits, &stop.event).await
+                        }
+                        Proto::Kafka(ctx, Some(tls)) => {
+                            let _ = stream.set_nodelay(true);
+                            match tls.accept(stream).await {
+                                Ok(s) => {
+                                    let mut door = KafkaDoor::new(router, ctx, peer);
+                                    door.tls_principal =
+                                        s.peer_certificates().and_then(|c| c.first()).and_then(
+                                            |c| crate::security::principal::of_certificate(c),
+                                        );
+                                    conn::serve_stream(&door, s, None, budget, limits, &stop.event)
+                                        .await
+                                }
+                                Err(e) => (CloseReason::TlsFailed, e.to_string()),
+                            }
                         }
                     };
                     metrics.connection_closed(listener_kind as usize, reason as usize);

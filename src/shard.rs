@@ -774,13 +774,15 @@ impl Shard {
             Request::ListTransactions { .. }
             | Request::DescribeTransactions(_)
             | Request::DescribeUsers(_)
-            | Request::AlterUsers(_) => {
+            | Request::AlterUsers(_)
+            | Request::DescribeAcls(_)
+            | Request::AlterAcls { .. } => {
                 // The router asks each id's coordinator, or the controller.
                 let r = ResponseFrame {
                     correlation_id,
                     result: Err(WireError::new(
                         ErrorCode::InvalidRequest,
-                        "transaction and user requests go through the router",
+                        "transaction, user and ACL requests go through the router",
                     )),
                 };
                 Box::pin(async move { r })

@@ -3524,6 +3524,68 @@ fn the_authorizer_refuses_what_no_acl_allows() {
     assert_eq!(r.results[0].error_code, 31);
     let r: DescribeAclsResponse = k.call(ApiKey::DescribeAcls, 3, &describe_all);
     assert_eq!(r.error_code, 31);
+
+    // The operator's `shardlog acl` (native listener) opens `open-*` for
+    // writes, lists it, and removes it again.
+    let acl = |args: &[&str]| {
+        let mut a = vec!["acl"];
+        a.extend_from_slice(args);
+        let broker = b.broker_arg();
+        a.extend(["--broker", &broker]);
+        run(&a, b"", T)
+    };
+    let grant_args = [
+        "add",
+        "--allow-principal",
+        "User:*",
+        "--operation",
+        "write",
+        "--topic",
+        "open-",
+        "--resource-pattern-type",
+        "prefixed",
+    ];
+    let out = acl(&grant_args);
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = acl(&["list", "--json"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"acls":[{"resource_type":"Topic","pattern":"Prefixed","name":"open-","principal":"User:*","host":"*","operation":"Write","permission":"Allow"}]}"#
+    );
+    let write_open = |k: &mut Kafka| -> i16 {
+        let batch = batch_of(1_700_000_000_000, &[b"y"]);
+        let r: ProduceResponse =
+            k.call(ApiKey::Produce, 9, &produce_request("open-t", 0, -1, batch));
+        r.responses[0].partition_responses[0].error_code
+    };
+    assert_eq!(write_open(&mut k), 0);
+    let out = acl(&[
+        "remove",
+        "--topic",
+        "open-",
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(write_open(&mut k), 29);
+    let out = acl(&[
+        "remove",
+        "--topic",
+        "open-",
+        "--resource-pattern-type",
+        "prefixed",
+    ]);
+    assert!(!out.status.success() && out.stderr.contains("no ACL matched"));
+    let out = acl(&[
+        "add",
+        "--allow-principal",
+        "alice",
+        "--operation",
+        "Read",
+        "--topic",
+        "t",
+    ]);
+    assert!(!out.status.success() && out.stderr.contains("not a principal"));
     drop(k);
 
     // A super user grants Write on `open-*` to everyone.

@@ -1517,3 +1517,345 @@ fn acls_decide_what_each_principal_may_do() {
     let marks = step("admin", "admin-pw", "offsets");
     assert_eq!(marks["alice-a"], 5);
 }
+
+/// Test certificates: a CA, and a leaf for 127.0.0.1 and localhost signed
+/// by it, as PEM files in `dir` (`{name}-ca.pem`, `{name}-cert.pem`,
+/// `{name}-key.pem`).
+fn make_certs(dir: &std::path::Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("shardlog test CA {name}"));
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    leaf.distinguished_name.push(DnType::CommonName, "shardlog");
+    let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+    let paths = (
+        dir.join(format!("{name}-ca.pem")),
+        dir.join(format!("{name}-cert.pem")),
+        dir.join(format!("{name}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca_cert.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, key.serialize_pem()).unwrap();
+    // A client certificate from the same CA (mTLS): CN=client-{name}.
+    let ckey = KeyPair::generate().unwrap();
+    let mut client = CertificateParams::new(Vec::<String>::new()).unwrap();
+    client.distinguished_name = rcgen::DistinguishedName::new();
+    client
+        .distinguished_name
+        .push(DnType::OrganizationName, "shardlog tests");
+    client
+        .distinguished_name
+        .push(DnType::CommonName, format!("client-{name}"));
+    let ccert = client.signed_by(&ckey, &ca_cert, &ca_key).unwrap();
+    std::fs::write(dir.join(format!("{name}-client-cert.pem")), ccert.pem()).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}-client-key.pem")),
+        ckey.serialize_pem(),
+    )
+    .unwrap();
+    paths
+}
+
+/// A TLS connection trusting `ca`, as a Kafka client opens one (rustls).
+fn tls_connect(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    tls_connect_as(addr, ca, None)
+}
+
+/// The same, presenting the client certificate `{prefix}-client-cert.pem`
+/// (with its key) when `client` names a prefix.
+fn tls_connect_as(
+    addr: SocketAddr,
+    ca: &std::path::Path,
+    client: Option<&std::path::Path>,
+) -> std::io::Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let provider = shardlog::tls::provider();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match client {
+        None => config.with_no_client_auth(),
+        Some(prefix) => {
+            let p = prefix.display();
+            let cert = CertificateDer::from_pem_file(format!("{p}-client-cert.pem")).unwrap();
+            let key = PrivateKeyDer::from_pem_file(format!("{p}-client-key.pem")).unwrap();
+            config.with_client_auth_cert(vec![cert], key).unwrap()
+        }
+    };
+    let name = ServerName::try_from("127.0.0.1").unwrap().to_owned();
+    let conn = rustls::ClientConnection::new(std::sync::Arc::new(config), name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut s = rustls::StreamOwned::new(conn, tcp);
+    // The handshake, now: an untrusted certificate fails here.
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(s)
+}
+
+/// One Kafka request and its answer over any stream (a TLS one here).
+fn kafka_call_over<S: Read + Write, Q: Encodable, R: Decodable>(
+    s: &mut S,
+    api: ApiKey,
+    version: i16,
+    req: &Q,
+) -> std::io::Result<R> {
+    let mut h = RequestHeader::default();
+    h.request_api_key = api as i16;
+    h.request_api_version = version;
+    h.correlation_id = 9;
+    let mut body = BytesMut::new();
+    h.encode(&mut body, api.request_header_version(version))
+        .unwrap();
+    req.encode(&mut body, version).unwrap();
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    s.write_all(&frame)?;
+    s.flush()?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut resp = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut resp)?;
+    let mut resp = Bytes::from(resp);
+    ResponseHeader::decode(&mut resp, api.response_header_version(version)).unwrap();
+    Ok(R::decode(&mut resp, version).unwrap())
+}
+
+/// ApiVersions v0 over any stream: the answer's correlation id.
+fn api_versions_over<S: Read + Write>(s: &mut S, cid: i32) -> std::io::Result<i32> {
+    let mut req = Vec::new();
+    req.extend_from_slice(&18i16.to_be_bytes()); // ApiVersions
+    req.extend_from_slice(&0i16.to_be_bytes());
+    req.extend_from_slice(&cid.to_be_bytes());
+    req.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+    let mut frame = (req.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&req);
+    s.write_all(&frame)?;
+    s.flush()?;
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len)?;
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    s.read_exact(&mut body)?;
+    Ok(i32::from_be_bytes(body[..4].try_into().unwrap()))
+}
+
+/// TLS on the Kafka listener (`--kafka-tls on`) with SASL (SASL_SSL):
+/// confluent-kafka with SCRAM-SHA-512 and kafka-python with SCRAM-SHA-256
+/// write and read back; a client trusting another CA, plaintext to the TLS
+/// port and TLS garbage are refused (counted as tls_failed) while the good
+/// clients go on; SIGHUP loads a new certificate for new connections while
+/// a connection opened before it keeps working.
+#[test]
+fn tls_clients_connect_and_bad_peers_are_refused() {
+    if !have_clients() {
+        return;
+    }
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs.path(), "one");
+    let (other_ca, cert2, key2) = make_certs(certs.path(), "two");
+    let live_cert = certs.path().join("live-cert.pem");
+    let live_key = certs.path().join("live-key.pem");
+    std::fs::copy(&cert, &live_cert).unwrap();
+    std::fs::copy(&key, &live_key).unwrap();
+    let (lc, lk) = (
+        live_cert.display().to_string(),
+        live_key.display().to_string(),
+    );
+    let c = Cluster::start_with(&[
+        "--kafka-tls",
+        "on",
+        "--tls-cert-file",
+        &lc,
+        "--tls-key-file",
+        &lk,
+        "--sasl-enabled-mechanisms",
+        "SCRAM-SHA-256,SCRAM-SHA-512",
+    ]);
+    c.create_topic("tls", 1);
+    c.cli(&["user", "add", "alice"], b"alice-pw\n");
+    let k = c.kafka.to_string();
+    let ca_s = ca.display().to_string();
+    let roundtrip = |lib: &str, mech: &str, ca: &str, n: usize| {
+        let n_s = n.to_string();
+        run_py(
+            "sasl_roundtrip.py",
+            &[lib, &k, mech, "alice", "alice-pw", "tls", &n_s, ca],
+            b"",
+            STEP,
+        )
+    };
+    let mut total_read = 0;
+    for (lib, mech) in [("ck", "SCRAM-SHA-512"), ("kp", "SCRAM-SHA-256")] {
+        let out = roundtrip(lib, mech, &ca_s, 5).ok();
+        let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+        assert_eq!(v["produced"], 5, "{lib}");
+        total_read += 5;
+        assert_eq!(
+            v["read"].as_array().unwrap().len(),
+            5.min(total_read),
+            "{lib}: {v}"
+        );
+    }
+    // A client that trusts another CA refuses the broker's certificate.
+    let out = roundtrip("ck", "SCRAM-SHA-512", &other_ca.display().to_string(), 1);
+    assert_eq!(out.status.code(), Some(4), "{}{}", out.stdout, out.stderr);
+    // Plaintext Kafka to the TLS port, and garbage: the handshake fails,
+    // the connection closes, nothing else notices.
+    let mut plain = TcpStream::connect(c.kafka).unwrap();
+    plain.set_read_timeout(Some(STEP)).unwrap();
+    assert!(
+        api_versions_over(&mut plain, 7).is_err(),
+        "plaintext is not served"
+    );
+    let mut junk = TcpStream::connect(c.kafka).unwrap();
+    junk.set_read_timeout(Some(STEP)).unwrap();
+    junk.write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 1, 2, 3, 4, 5])
+        .unwrap();
+    let mut buf = [0u8; 64];
+    // An alert at most, then the end of the stream.
+    let mut got = 0;
+    while let Ok(n) = junk.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        got += n;
+        assert!(got < 64, "a refusal is short");
+    }
+    let failed = total(
+        &scrape(&c.http),
+        "shardlog_connections_closed_total",
+        &[("listener", "kafka"), ("reason", "tls_failed")],
+    );
+    assert!(failed >= 3.0, "TLS refusals counted: {failed}");
+
+    // A connection opened with the first certificate...
+    let mut before = tls_connect(c.kafka, &ca).unwrap();
+    assert_eq!(api_versions_over(&mut before, 1).unwrap(), 1);
+    // ...the files replaced (atomically, by rename) and SIGHUP sent.
+    std::fs::copy(&cert2, certs.path().join("new-cert.pem")).unwrap();
+    std::fs::copy(&key2, certs.path().join("new-key.pem")).unwrap();
+    std::fs::rename(certs.path().join("new-key.pem"), &live_key).unwrap();
+    std::fs::rename(certs.path().join("new-cert.pem"), &live_cert).unwrap();
+    c.broker.signal(libc::SIGHUP);
+    // New connections get the new certificate (each shard reloads at its
+    // next handshake: every connection here may land on either shard).
+    let deadline = Instant::now() + STEP;
+    loop {
+        let mut ok = 0;
+        for _ in 0..4 {
+            if let Ok(mut s) = tls_connect(c.kafka, &other_ca) {
+                assert_eq!(api_versions_over(&mut s, 2).unwrap(), 2);
+                ok += 1;
+            }
+        }
+        if ok == 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the new certificate is served");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        tls_connect(c.kafka, &ca).is_err(),
+        "the old CA no longer verifies"
+    );
+    // The connection from before goes on.
+    assert_eq!(api_versions_over(&mut before, 3).unwrap(), 3);
+    let out = roundtrip("ck", "SCRAM-SHA-512", &other_ca.display().to_string(), 1);
+    assert!(out.status.success(), "{}{}", out.stdout, out.stderr);
+}
+
+/// mTLS (`--tls-client-ca-file`): a client without a certificate, or with
+/// one from another CA, is refused in the handshake; one with a
+/// certificate from the CA is `User:` + its subject (RFC 2253, as Kafka's
+/// SSL principal), which ACLs then name: DescribeAcls is
+/// CLUSTER_AUTHORIZATION_FAILED until `shardlog acl add` grants that
+/// principal Describe on the cluster.
+#[test]
+fn mtls_client_certificates_are_required_and_name_the_principal() {
+    use kafka_protocol::messages::{DescribeAclsRequest, DescribeAclsResponse};
+    let certs = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = make_certs(certs.path(), "one");
+    make_certs(certs.path(), "two");
+    let (ca_s, cert_s, key_s) = (
+        ca.display().to_string(),
+        cert.display().to_string(),
+        key.display().to_string(),
+    );
+    let c = Cluster::start_with(&[
+        "--kafka-tls",
+        "on",
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+        "--tls-client-ca-file",
+        &ca_s,
+        "--authorizer",
+        "acl",
+    ]);
+    let one = certs.path().join("one");
+    let two = certs.path().join("two");
+    // No certificate, or one the CA did not sign: refused.
+    let refused = |client: Option<&std::path::Path>| match tls_connect_as(c.kafka, &ca, client) {
+        // TLS 1.3: the client finishes its side before the server's
+        // verdict arrives; the refusal shows at the first exchange.
+        Ok(mut s) => api_versions_over(&mut s, 1).is_err(),
+        Err(_) => true,
+    };
+    assert!(refused(None), "a client without a certificate");
+    assert!(refused(Some(&two)), "a certificate from another CA");
+    let describe = DescribeAclsRequest::default()
+        .with_resource_name_filter(None)
+        .with_principal_filter(None)
+        .with_host_filter(None)
+        .with_resource_type_filter(1)
+        .with_pattern_type_filter(1)
+        .with_operation(1)
+        .with_permission_type(1);
+    let mut s = tls_connect_as(c.kafka, &ca, Some(&one)).unwrap();
+    let r: DescribeAclsResponse =
+        kafka_call_over(&mut s, ApiKey::DescribeAcls, 3, &describe).unwrap();
+    assert_eq!(r.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED");
+    c.cli(
+        &[
+            "acl",
+            "add",
+            "--allow-principal",
+            "User:CN=client-one,O=shardlog tests",
+            "--operation",
+            "Describe",
+            "--cluster",
+        ],
+        b"",
+    );
+    let r: DescribeAclsResponse =
+        kafka_call_over(&mut s, ApiKey::DescribeAcls, 3, &describe).unwrap();
+    assert_eq!(r.error_code, 0, "{:?}: {}", r.error_message, c.broker.log());
+    assert_eq!(
+        r.resources[0].acls[0].principal.as_str(),
+        "User:CN=client-one,O=shardlog tests"
+    );
+    let failed = total(
+        &scrape(&c.http),
+        "shardlog_connections_closed_total",
+        &[("listener", "kafka"), ("reason", "tls_failed")],
+    );
+    assert!(failed >= 2.0, "refused handshakes counted: {failed}");
+}

@@ -4,6 +4,7 @@
 //! The edge of the program: the only place with `anyhow` and process exit.
 //! Every command exits 0 on success and non-zero with one line on stderr.
 
+mod acl;
 mod common;
 mod data;
 mod group;
@@ -66,6 +67,14 @@ enum Command {
         #[command(flatten)]
         broker: common::BrokerArg,
     },
+    /// ACLs in Kafka's model (kafka-acls.sh's options): add, list, remove;
+    /// enforced by `serve --authorizer acl`.
+    Acl {
+        #[command(subcommand)]
+        command: acl::AclCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
     /// Live per-shard view of a broker, from its /metrics.
     Top(shardlog::top::TopArgs),
 }
@@ -105,6 +114,7 @@ pub fn run() {
         Command::Group { command, broker } => group::run(command, &broker.broker),
         Command::Txn { command, broker } => txn::run(command, &broker.broker),
         Command::User { command, broker } => user::run(command, &broker.broker),
+        Command::Acl { command, broker } => acl::run(command, &broker.broker),
         Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
     };
     if let Err(e) = result {

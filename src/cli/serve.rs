@@ -1,4 +1,5 @@
-//! `shardlog serve`: the broker in the foreground until SIGTERM or SIGINT.
+//! `shardlog serve`: the broker in the foreground until SIGTERM or SIGINT
+//! (SIGHUP reloads the TLS certificate and key).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -48,12 +49,21 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
     // large log stops the broker too.
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
+    let reload = config.tls_reload.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let sig = wait_for_signal(&signals);
+            if sig == libc::SIGHUP {
+                // Each shard reads the TLS files again at its next handshake;
+                // connections already open keep theirs.
+                tracing::info!("SIGHUP: reloading the TLS certificate and key");
+                reload.bump();
+                continue;
+            }
             tracing::info!(signal = sig, "stop requested");
             stop2.store(true, Ordering::Relaxed);
+            return;
         })?;
     let shard_ports = config.shard_port_base.map_or("off".to_owned(), |b| {
         format!("{b}..={}", b as u32 + shards as u32 - 1)
@@ -94,6 +104,7 @@ fn block_stop_signals() -> Result<libc::sigset_t> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if rc != 0 {
             bail!("pthread_sigmask failed: {rc}");

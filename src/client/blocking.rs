@@ -495,6 +495,37 @@ impl Client {
         }
     }
 
+    /// Kafka's DescribeAcls: the bindings the filter selects.
+    pub fn describe_acls(
+        &mut self,
+        filter: crate::security::acl::AclFilter,
+    ) -> Result<Vec<crate::security::acl::AclBinding>, ClientError> {
+        match self.call(Request::DescribeAcls(filter))? {
+            Response::DescribeAcls(bs) => Ok(bs),
+            _ => Err(ClientError::WrongKind("DescribeAcls")),
+        }
+    }
+
+    /// Kafka's CreateAcls then DeleteAcls: each creation's error (None:
+    /// created), and the bindings each deletion filter removed.
+    #[allow(clippy::type_complexity)]
+    pub fn alter_acls(
+        &mut self,
+        create: Vec<crate::security::acl::AclBinding>,
+        delete: Vec<crate::security::acl::AclFilter>,
+    ) -> Result<
+        (
+            Vec<Option<WireError>>,
+            Vec<Vec<crate::security::acl::AclBinding>>,
+        ),
+        ClientError,
+    > {
+        match self.call(Request::AlterAcls { create, delete })? {
+            Response::AlterAcls { created, deleted } => Ok((created, deleted)),
+            _ => Err(ClientError::WrongKind("AlterAcls")),
+        }
+    }
+
     pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         match self.call(Request::DescribeGroups(vec![group.to_owned()]))? {
             Response::DescribeGroups(gs) => {

@@ -53,10 +53,14 @@ pub enum CloseReason {
     /// A request other than ApiVersions and SASL's before authenticating
     /// on a listener that requires it.
     Unauthenticated,
+    /// The TLS handshake failed (plaintext to a TLS port, an unknown CA, a
+    /// client certificate missing or refused, garbage) or stalled past
+    /// its deadline.
+    TlsFailed,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 10] = [
+    pub const ALL: [CloseReason; 11] = [
         CloseReason::ClientClosed,
         CloseReason::Idle,
         CloseReason::ReadTimeout,
@@ -67,6 +71,7 @@ impl CloseReason {
         CloseReason::ConnectionLimit,
         CloseReason::AuthFailed,
         CloseReason::Unauthenticated,
+        CloseReason::TlsFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +89,7 @@ impl CloseReason {
                 | CloseReason::ConnectionLimit
                 | CloseReason::AuthFailed
                 | CloseReason::Unauthenticated
+                | CloseReason::TlsFailed
         )
     }
 }

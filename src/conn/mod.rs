@@ -108,15 +108,34 @@ pub async fn serve<D: Door>(
     if let Err(e) = stream.set_nodelay(true) {
         return (CloseReason::IoError, format!("cannot set TCP_NODELAY: {e}"));
     }
+    // The writer sends vectored on the socket itself; the stream (held by
+    // the halves until the writer ends) keeps the descriptor open.
+    let fd = stream.as_raw_fd();
+    serve_stream(door, stream, Some(fd), budget, limits, stop).await
+}
+
+/// The loop over any byte stream: `fd` is the plain socket's (answers go
+/// out with vectored sends straight from their fragments, requests are
+/// read straight from it), None for a TLS stream (every byte passes
+/// through rustls: fragments are written one after another, then flushed).
+pub async fn serve_stream<D, S>(
+    door: &D,
+    stream: S,
+    fd: Option<std::os::fd::RawFd>,
+    budget: Rc<ReadBudget>,
+    limits: Limits,
+    stop: &Rc<rt::Event>,
+) -> (CloseReason, String)
+where
+    D: Door,
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Unpin + 'static,
+{
     let mut reader = FrameReader::new(
         budget,
         D::frame_len,
         limits.max_frame_bytes,
         limits.timeouts,
     );
-    // The writer sends vectored on the socket itself; the stream (held by
-    // the halves until the writer ends) keeps the descriptor open.
-    let fd = stream.as_raw_fd();
     let (mut rd, mut wr) = futures_lite::io::split(stream);
     let (tx, rx) = rt::channel::bounded::<Answer>(limits.max_inflight.max(1));
     let activity = Activity::new();
@@ -127,9 +146,10 @@ pub async fn serve<D: Door>(
                 Answer::Ready(b) => b,
                 Answer::Later(task) => task.await,
             };
-            let written = match bytes {
-                Some(b) => rt::write_all_vectored(&mut wr, fd, b.fragments()).await,
-                None => Ok(()),
+            let written = match (bytes, fd) {
+                (Some(b), Some(fd)) => rt::write_all_vectored(&mut wr, fd, b.fragments()).await,
+                (Some(b), None) => write_fragments(&mut wr, b.fragments()).await,
+                (None, _) => Ok(()),
             };
             writer_activity.answered();
             written?;
@@ -166,7 +186,7 @@ pub async fn serve<D: Door>(
             }
         }
         reader.settle();
-        if let Err(reason) = reader.fill(&mut rd, Some(fd), stop, &activity).await {
+        if let Err(reason) = reader.fill(&mut rd, fd, stop, &activity).await {
             // EOF, stop, a timeout or a failed read: requests already
             // started still get their answers.
             break (reason, close_detail(reason, &reader.timeouts()));
@@ -175,4 +195,17 @@ pub async fn serve<D: Door>(
     drop(reader); // its budget goes back before the answers are awaited
     drop(tx);
     close::with_writer_result(reason, detail, writer.await)
+}
+
+/// An answer through a stream that is not a plain socket (TLS): each
+/// fragment in turn, then flushed, so the answer leaves now rather than
+/// with the next one.
+async fn write_fragments<W: futures_lite::AsyncWrite + Unpin>(
+    wr: &mut W,
+    parts: &[Bytes],
+) -> std::io::Result<()> {
+    for p in parts {
+        wr.write_all(p).await?;
+    }
+    wr.flush().await
 }

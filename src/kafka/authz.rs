@@ -380,7 +380,12 @@ fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<R
         }
     };
     match r {
-        Request::ApiVersions | Request::DescribeUsers(_) | Request::AlterUsers(_) => None,
+        // Not decoded from Kafka requests (the door's own work).
+        Request::ApiVersions
+        | Request::DescribeUsers(_)
+        | Request::AlterUsers(_)
+        | Request::DescribeAcls(_)
+        | Request::AlterAcls { .. } => None,
         Request::Metadata { topics: None, .. } => {
             v.listing = Some(Listing::Topics);
             None

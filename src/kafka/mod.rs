@@ -102,6 +102,9 @@ pub struct KafkaDoor {
     pub txn_added: RefCell<TxnAdded>,
     /// This connection's SASL authentication.
     pub auth: RefCell<Authenticator>,
+    /// The principal of the client's TLS certificate (mTLS), when it
+    /// presented one: the principal without SASL (Kafka's SSL listener).
+    pub tls_principal: Option<String>,
 }
 
 thread_local! {
@@ -115,10 +118,13 @@ impl KafkaDoor {
     /// address, and this shard's copy of the ACLs.
     fn access(&self) -> Option<Access> {
         let super_users = self.ctx.authorizer.clone()?;
+        // SASL's user first (SASL_SSL), then the certificate's (SSL),
+        // else anonymous, as Kafka's principal builder.
         let principal = self
             .auth
             .borrow()
             .principal()
+            .or(self.tls_principal.as_deref())
             .unwrap_or(authz::ANONYMOUS)
             .to_owned();
         Some(Access {
@@ -173,6 +179,7 @@ impl KafkaDoor {
             peer,
             txn_added: RefCell::default(),
             auth,
+            tls_principal: None,
         }
     }
 

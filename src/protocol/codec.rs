@@ -7,7 +7,7 @@
 pub use super::fb::DecodeError;
 use super::fb::{err_code, err_of, opt_str, RespBody};
 use super::generated as fb;
-use super::{admin, data, groups, *};
+use super::{acl, admin, data, groups, *};
 use crate::chain::Chain;
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
@@ -39,8 +39,11 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
         Some(b) => b,
         None => match admin::encode_request(&mut fbb, r) {
             Some(b) => b,
-            None => groups::encode_request(&mut fbb, r)
-                .expect("every request kind belongs to one family"),
+            None => match acl::encode_request(&mut fbb, r) {
+                Some(b) => b,
+                None => groups::encode_request(&mut fbb, r)
+                    .expect("every request kind belongs to one family"),
+            },
         },
     };
     let client_id = req.client_id.as_ref().map(|c| fbb.create_string(c));
@@ -87,7 +90,10 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
                 Some(r) => Some(r),
                 None => match admin::decode_request(&env).map_err(bad)? {
                     Some(r) => Some(r),
-                    None => groups::decode_request(&env).map_err(bad)?,
+                    None => match acl::decode_request(&env).map_err(bad)? {
+                        Some(r) => Some(r),
+                        None => groups::decode_request(&env).map_err(bad)?,
+                    },
                 },
             };
             decoded.ok_or_else(|| bad(DecodeError::UnknownKind(other.0)))?
@@ -190,9 +196,11 @@ fn encode_response_body<'a>(
         Some(b) => b,
         None => match admin::encode_response(fbb, r) {
             Some(b) => b,
-            None => {
-                groups::encode_response(fbb, r).expect("every response kind belongs to one family")
-            }
+            None => match acl::encode_response(fbb, r) {
+                Some(b) => b,
+                None => groups::encode_response(fbb, r)
+                    .expect("every response kind belongs to one family"),
+            },
         },
     }
 }
@@ -242,7 +250,10 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
                 Some(r) => Some(r),
                 None => match admin::decode_response(&env)? {
                     Some(r) => Some(r),
-                    None => groups::decode_response(&env)?,
+                    None => match acl::decode_response(&env)? {
+                        Some(r) => Some(r),
+                        None => groups::decode_response(&env)?,
+                    },
                 },
             };
             decoded.ok_or(DecodeError::UnknownKind(other.0))?
@@ -263,6 +274,32 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn any_acl() -> crate::security::acl::AclFilter {
+        use crate::security::acl::*;
+        AclFilter {
+            resource_type: ResourceType::Any,
+            name: None,
+            pattern: PatternType::Any,
+            principal: None,
+            host: None,
+            operation: Operation::Any,
+            permission: Permission::Any,
+        }
+    }
+
+    fn acl_binding() -> crate::security::acl::AclBinding {
+        use crate::security::acl::*;
+        AclBinding {
+            resource_type: ResourceType::Topic,
+            name: "orders-".into(),
+            pattern: PatternType::Prefixed,
+            principal: "User:alice".into(),
+            host: "*".into(),
+            operation: Operation::Write,
+            permission: Permission::Allow,
+        }
+    }
     use proptest::prelude::*;
 
     fn body(framed: Vec<u8>) -> Bytes {
@@ -505,6 +542,17 @@ mod tests {
                     salted_password: vec![9; 64],
                 },
             ]),
+            Request::DescribeAcls(any_acl()),
+            Request::DescribeAcls(crate::security::acl::AclFilter {
+                name: Some("orders".into()),
+                principal: Some("User:alice".into()),
+                pattern: crate::security::acl::PatternType::Match,
+                ..any_acl()
+            }),
+            Request::AlterAcls {
+                create: vec![acl_binding()],
+                delete: vec![any_acl()],
+            },
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -774,6 +822,14 @@ mod tests {
                     )),
                 },
             ])),
+            Ok(Response::DescribeAcls(vec![acl_binding(), acl_binding()])),
+            Ok(Response::AlterAcls {
+                created: vec![
+                    None,
+                    Some(WireError::new(ErrorCode::InvalidRequest, "pattern")),
+                ],
+                deleted: vec![vec![acl_binding()], vec![]],
+            }),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];
         for (i, result) in resps.into_iter().enumerate() {
@@ -877,7 +933,7 @@ mod tests {
         /// memory bounded by the frame.
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_transaction_answers(
-            kind in 0usize..4,
+            kind in 0usize..6,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
             let result = if kind == 0 {
@@ -889,6 +945,11 @@ mod tests {
                     name: "alice".into(), error: None, credentials: vec![(1, 4096), (2, 8192)] }]))
             } else if kind == 3 {
                 Ok(Response::AlterUsers(vec![UserResult { name: "alice".into(), error: None }]))
+            } else if kind == 4 {
+                // `shardlog acl list` decodes this one.
+                Ok(Response::DescribeAcls(vec![acl_binding()]))
+            } else if kind == 5 {
+                Ok(Response::AlterAcls { created: vec![None], deleted: vec![vec![acl_binding()]] })
             } else {
                 Ok(Response::DescribeTransactions(vec![TransactionDescription {
                     transactional_id: "app".into(), error: None, state: "Ongoing".into(),
@@ -908,7 +969,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..9, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..10, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -925,6 +986,7 @@ mod tests {
                 4 => Request::DescribeProducers(vec![TopicPartitions { topic: "topic".into(), partitions: vec![0, 3] }]),
                 5 => Request::ListTransactions { states: vec!["Ongoing".into()], producer_ids: vec![7, 9] },
                 6 => Request::DescribeTransactions(vec!["a".into(), "b".into()]),
+                8 => Request::AlterAcls { create: vec![acl_binding()], delete: vec![any_acl()] },
                 7 => Request::AlterUsers(vec![crate::security::users::UserChange::Upsert {
                     user: "alice".into(), mechanism: 2, iterations: 8192,
                     salt: vec![1, 2, 3], salted_password: vec![9; 64] }]),

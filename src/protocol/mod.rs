@@ -8,6 +8,7 @@
 //! Must never: do I/O. Record batches pass through as `Bytes` slices of the
 //! frame they arrived in (no copy, no decoding: see `batch`).
 
+mod acl;
 mod admin;
 pub mod codec;
 mod data;
@@ -203,10 +204,12 @@ pub enum ApiKey {
     DescribeTransactions = 19,
     DescribeUsers = 20,
     AlterUsers = 21,
+    DescribeAcls = 22,
+    AlterAcls = 23,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 22] = [
+    pub const ALL: [ApiKey; 24] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -229,6 +232,8 @@ impl ApiKey {
         ApiKey::DescribeTransactions,
         ApiKey::DescribeUsers,
         ApiKey::AlterUsers,
+        ApiKey::DescribeAcls,
+        ApiKey::AlterAcls,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -482,6 +487,14 @@ pub enum Request {
     DescribeUsers(Option<Vec<String>>),
     /// Kafka's AlterUserScramCredentials (through the controller).
     AlterUsers(Vec<crate::security::users::UserChange>),
+    /// Kafka's DescribeAcls.
+    DescribeAcls(crate::security::acl::AclFilter),
+    /// Kafka's CreateAcls and DeleteAcls (through the controller): the
+    /// creations, then the deletions.
+    AlterAcls {
+        create: Vec<crate::security::acl::AclBinding>,
+        delete: Vec<crate::security::acl::AclFilter>,
+    },
 }
 
 impl Request {
@@ -622,6 +635,13 @@ pub enum Response {
     DescribeUsers(Vec<UserDescription>),
     /// Each user's result, in request order.
     AlterUsers(Vec<UserResult>),
+    DescribeAcls(Vec<crate::security::acl::AclBinding>),
+    /// Each creation's result, and the bindings each deletion removed, in
+    /// request order.
+    AlterAcls {
+        created: Vec<Option<WireError>>,
+        deleted: Vec<Vec<crate::security::acl::AclBinding>>,
+    },
 }
 
 /// One SCRAM user as DescribeUsers shows it: its credentials' mechanisms

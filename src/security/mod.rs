@@ -5,6 +5,7 @@
 //! bring the randomness, the time and the bytes.
 
 pub mod acl;
+pub mod principal;
 pub mod quota;
 pub mod sasl;
 pub mod scram;

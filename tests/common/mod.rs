@@ -174,6 +174,12 @@ impl Broker {
         self.addr.to_string()
     }
 
+    /// Sends `sig` (SIGHUP: reload the TLS files).
+    pub fn signal(&self, sig: i32) {
+        let child = self.child.as_ref().expect("broker running");
+        unsafe { libc::kill(child.id() as i32, sig) };
+    }
+
     /// Sends SIGTERM and waits (bounded) for the exit status.
     pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("broker running");

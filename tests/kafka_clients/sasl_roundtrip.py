@@ -2,11 +2,13 @@
 """A SASL client's round trip: produce COUNT messages to partition 0 of
 TOPIC, then read them back, authenticated with MECHANISM as USER.
 
-usage: sasl_roundtrip.py ck|kp BOOTSTRAP MECHANISM USER PASSWORD TOPIC COUNT
+usage: sasl_roundtrip.py ck|kp BOOTSTRAP MECHANISM USER PASSWORD TOPIC COUNT [CAFILE]
 ck: confluent-kafka (librdkafka), kp: kafka-python; security.protocol
-SASL_PLAINTEXT. Prints one JSON line {"produced": n, "read": [values]};
-exits 3 with {"auth_error": "..."} when the broker refuses the credentials
-(the client says so), 124 after 60 s.
+SASL_PLAINTEXT, or SASL_SSL trusting CAFILE's CAs when it is given.
+Prints one JSON line {"produced": n, "read": [values]}; exits 3 with
+{"auth_error": "..."} when the broker refuses the credentials (the client
+says so), 4 with {"tls_error": "..."} when the TLS handshake fails (ck),
+124 after 60 s.
 """
 
 import json
@@ -18,17 +20,18 @@ from _util import deadline
 
 deadline(60)
 
-lib, bootstrap, mechanism, user, password, topic, count = sys.argv[1:]
+lib, bootstrap, mechanism, user, password, topic, count = sys.argv[1:8]
+cafile = sys.argv[8] if len(sys.argv) > 8 else None
 count = int(count)
 values = [f"sasl {mechanism} {i}".encode() for i in range(count)]
 
 
-def auth_failed(e):
-    print(json.dumps({"auth_error": str(e)}), flush=True)
+def auth_failed(e, key="auth_error", code=3):
+    print(json.dumps({key: str(e)}), flush=True)
     sys.stderr.flush()
     # At once: a client still retrying in its threads can crash the
     # interpreter's teardown (librdkafka's), hiding the exit status.
-    os._exit(3)
+    os._exit(code)
 
 
 if lib == "ck":
@@ -36,11 +39,13 @@ if lib == "ck":
 
     common = {
         "bootstrap.servers": bootstrap,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": "SASL_SSL" if cafile else "SASL_PLAINTEXT",
         "sasl.mechanism": mechanism,
         "sasl.username": user,
         "sasl.password": password,
     }
+    if cafile:
+        common["ssl.ca.location"] = cafile
     errors = []
 
     def on_error(e):
@@ -58,6 +63,9 @@ if lib == "ck":
         auth = [e for e in errors if e.code() == KafkaError._AUTHENTICATION]
         if auth:
             auth_failed(auth[0])
+        tls = [e for e in errors if e.code() == KafkaError._SSL]
+        if tls:
+            auth_failed(tls[0], "tls_error", 4)
     left = p.flush(1)
     if left or any(delivered):
         sys.exit(f"produce failed: {left} left, {[e for e in delivered if e]}, {errors}")
@@ -79,11 +87,13 @@ elif lib == "kp":
 
     common = {
         "bootstrap_servers": bootstrap,
-        "security_protocol": "SASL_PLAINTEXT",
+        "security_protocol": "SASL_SSL" if cafile else "SASL_PLAINTEXT",
         "sasl_mechanism": mechanism,
         "sasl_plain_username": user,
         "sasl_plain_password": password,
     }
+    if cafile:
+        common["ssl_cafile"] = cafile
     # kafka-python reports refused credentials while it connects: at the
     # first metadata fetch (the constructor) or the first send.
     try:

@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 21;
+pub const ENUM_MAX_API_KEY: u16 = 23;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 22] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 24] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -256,6 +256,8 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 22] = [
   ApiKey::DescribeTransactions,
   ApiKey::DescribeUsers,
   ApiKey::AlterUsers,
+  ApiKey::DescribeAcls,
+  ApiKey::AlterAcls,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -285,9 +287,11 @@ impl ApiKey {
   pub const DescribeTransactions: Self = Self(19);
   pub const DescribeUsers: Self = Self(20);
   pub const AlterUsers: Self = Self(21);
+  pub const DescribeAcls: Self = Self(22);
+  pub const AlterAcls: Self = Self(23);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 21;
+  pub const ENUM_MAX: u16 = 23;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -311,6 +315,8 @@ impl ApiKey {
     Self::DescribeTransactions,
     Self::DescribeUsers,
     Self::AlterUsers,
+    Self::DescribeAcls,
+    Self::AlterAcls,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -337,6 +343,8 @@ impl ApiKey {
       Self::DescribeTransactions => Some("DescribeTransactions"),
       Self::DescribeUsers => Some("DescribeUsers"),
       Self::AlterUsers => Some("AlterUsers"),
+      Self::DescribeAcls => Some("DescribeAcls"),
+      Self::AlterAcls => Some("AlterAcls"),
       _ => None,
     }
   }
@@ -579,10 +587,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 22;
+pub const ENUM_MAX_REQUEST: u8 = 24;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 23] = [
+pub const ENUM_VALUES_REQUEST: [Request; 25] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -606,6 +614,8 @@ pub const ENUM_VALUES_REQUEST: [Request; 23] = [
   Request::DescribeTransactionsRequest,
   Request::DescribeUsersRequest,
   Request::AlterUsersRequest,
+  Request::DescribeAclsRequest,
+  Request::AlterAclsRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -636,9 +646,11 @@ impl Request {
   pub const DescribeTransactionsRequest: Self = Self(20);
   pub const DescribeUsersRequest: Self = Self(21);
   pub const AlterUsersRequest: Self = Self(22);
+  pub const DescribeAclsRequest: Self = Self(23);
+  pub const AlterAclsRequest: Self = Self(24);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_MAX: u8 = 24;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -663,6 +675,8 @@ impl Request {
     Self::DescribeTransactionsRequest,
     Self::DescribeUsersRequest,
     Self::AlterUsersRequest,
+    Self::DescribeAclsRequest,
+    Self::AlterAclsRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -690,6 +704,8 @@ impl Request {
       Self::DescribeTransactionsRequest => Some("DescribeTransactionsRequest"),
       Self::DescribeUsersRequest => Some("DescribeUsersRequest"),
       Self::AlterUsersRequest => Some("AlterUsersRequest"),
+      Self::DescribeAclsRequest => Some("DescribeAclsRequest"),
+      Self::AlterAclsRequest => Some("AlterAclsRequest"),
       _ => None,
     }
   }
@@ -749,10 +765,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 22;
+pub const ENUM_MAX_RESPONSE: u8 = 24;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 23] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 25] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -776,6 +792,8 @@ pub const ENUM_VALUES_RESPONSE: [Response; 23] = [
   Response::DescribeTransactionsResponse,
   Response::DescribeUsersResponse,
   Response::AlterUsersResponse,
+  Response::DescribeAclsResponse,
+  Response::AlterAclsResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -806,9 +824,11 @@ impl Response {
   pub const DescribeTransactionsResponse: Self = Self(20);
   pub const DescribeUsersResponse: Self = Self(21);
   pub const AlterUsersResponse: Self = Self(22);
+  pub const DescribeAclsResponse: Self = Self(23);
+  pub const AlterAclsResponse: Self = Self(24);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 22;
+  pub const ENUM_MAX: u8 = 24;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -833,6 +853,8 @@ impl Response {
     Self::DescribeTransactionsResponse,
     Self::DescribeUsersResponse,
     Self::AlterUsersResponse,
+    Self::DescribeAclsResponse,
+    Self::AlterAclsResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -860,6 +882,8 @@ impl Response {
       Self::DescribeTransactionsResponse => Some("DescribeTransactionsResponse"),
       Self::DescribeUsersResponse => Some("DescribeUsersResponse"),
       Self::AlterUsersResponse => Some("AlterUsersResponse"),
+      Self::DescribeAclsResponse => Some("DescribeAclsResponse"),
+      Self::AlterAclsResponse => Some("AlterAclsResponse"),
       _ => None,
     }
   }
@@ -8429,6 +8453,839 @@ impl ::core::fmt::Debug for AlterUsersResponse<'_> {
       ds.finish()
   }
 }
+pub enum AclEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One ACL binding in Kafka's model, with Kafka's codes (resource type,
+/// pattern type, operation, permission). As a filter, an absent name,
+/// principal or host matches any, and the codes may be Kafka's Any
+/// (pattern: Any or Match).
+pub struct AclEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclEntry<'a> {
+  type Inner = AclEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclEntry<'a> {
+  pub const VT_RESOURCE_TYPE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_PATTERN: ::flatbuffers::VOffsetT = 6;
+  pub const VT_NAME: ::flatbuffers::VOffsetT = 8;
+  pub const VT_PRINCIPAL: ::flatbuffers::VOffsetT = 10;
+  pub const VT_HOST: ::flatbuffers::VOffsetT = 12;
+  pub const VT_OPERATION: ::flatbuffers::VOffsetT = 14;
+  pub const VT_PERMISSION: ::flatbuffers::VOffsetT = 16;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclEntry<'bldr>> {
+    let mut builder = AclEntryBuilder::new(_fbb);
+    if let Some(x) = args.host { builder.add_host(x); }
+    if let Some(x) = args.principal { builder.add_principal(x); }
+    if let Some(x) = args.name { builder.add_name(x); }
+    builder.add_permission(args.permission);
+    builder.add_operation(args.operation);
+    builder.add_pattern(args.pattern);
+    builder.add_resource_type(args.resource_type);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn resource_type(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(AclEntry::VT_RESOURCE_TYPE, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn pattern(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(AclEntry::VT_PATTERN, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn name(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_NAME, None)}
+  }
+  #[inline]
+  pub fn principal(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_PRINCIPAL, None)}
+  }
+  #[inline]
+  pub fn host(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclEntry::VT_HOST, None)}
+  }
+  #[inline]
+  pub fn operation(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(AclEntry::VT_OPERATION, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn permission(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(AclEntry::VT_PERMISSION, Some(0)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i8>("resource_type", Self::VT_RESOURCE_TYPE, false)?
+     .visit_field::<i8>("pattern", Self::VT_PATTERN, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("name", Self::VT_NAME, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("principal", Self::VT_PRINCIPAL, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("host", Self::VT_HOST, false)?
+     .visit_field::<i8>("operation", Self::VT_OPERATION, false)?
+     .visit_field::<i8>("permission", Self::VT_PERMISSION, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclEntryArgs<'a> {
+    pub resource_type: i8,
+    pub pattern: i8,
+    pub name: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub principal: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub host: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub operation: i8,
+    pub permission: i8,
+}
+impl<'a> Default for AclEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclEntryArgs {
+      resource_type: 0,
+      pattern: 0,
+      name: None,
+      principal: None,
+      host: None,
+      operation: 0,
+      permission: 0,
+    }
+  }
+}
+
+pub struct AclEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_resource_type(&mut self, resource_type: i8) {
+    self.fbb_.push_slot::<i8>(AclEntry::VT_RESOURCE_TYPE, resource_type, 0);
+  }
+  #[inline]
+  pub fn add_pattern(&mut self, pattern: i8) {
+    self.fbb_.push_slot::<i8>(AclEntry::VT_PATTERN, pattern, 0);
+  }
+  #[inline]
+  pub fn add_name(&mut self, name: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_NAME, name);
+  }
+  #[inline]
+  pub fn add_principal(&mut self, principal: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_PRINCIPAL, principal);
+  }
+  #[inline]
+  pub fn add_host(&mut self, host: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclEntry::VT_HOST, host);
+  }
+  #[inline]
+  pub fn add_operation(&mut self, operation: i8) {
+    self.fbb_.push_slot::<i8>(AclEntry::VT_OPERATION, operation, 0);
+  }
+  #[inline]
+  pub fn add_permission(&mut self, permission: i8) {
+    self.fbb_.push_slot::<i8>(AclEntry::VT_PERMISSION, permission, 0);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclEntry");
+      ds.field("resource_type", &self.resource_type());
+      ds.field("pattern", &self.pattern());
+      ds.field("name", &self.name());
+      ds.field("principal", &self.principal());
+      ds.field("host", &self.host());
+      ds.field("operation", &self.operation());
+      ds.field("permission", &self.permission());
+      ds.finish()
+  }
+}
+pub enum DescribeAclsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DescribeAcls: the bindings the filter selects.
+pub struct DescribeAclsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeAclsRequest<'a> {
+  type Inner = DescribeAclsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeAclsRequest<'a> {
+  pub const VT_FILTER: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeAclsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeAclsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeAclsRequest<'bldr>> {
+    let mut builder = DescribeAclsRequestBuilder::new(_fbb);
+    if let Some(x) = args.filter { builder.add_filter(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn filter(&self) -> Option<AclEntry<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<AclEntry>>(DescribeAclsRequest::VT_FILTER, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeAclsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<AclEntry>>("filter", Self::VT_FILTER, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeAclsRequestArgs<'a> {
+    pub filter: Option<::flatbuffers::WIPOffset<AclEntry<'a>>>,
+}
+impl<'a> Default for DescribeAclsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeAclsRequestArgs {
+      filter: None,
+    }
+  }
+}
+
+pub struct DescribeAclsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeAclsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_filter(&mut self, filter: ::flatbuffers::WIPOffset<AclEntry<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<AclEntry>>(DescribeAclsRequest::VT_FILTER, filter);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeAclsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeAclsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeAclsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeAclsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeAclsRequest");
+      ds.field("filter", &self.filter());
+      ds.finish()
+  }
+}
+pub enum DescribeAclsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeAclsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeAclsResponse<'a> {
+  type Inner = DescribeAclsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeAclsResponse<'a> {
+  pub const VT_ACLS: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeAclsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeAclsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeAclsResponse<'bldr>> {
+    let mut builder = DescribeAclsResponseBuilder::new(_fbb);
+    if let Some(x) = args.acls { builder.add_acls(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn acls(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(DescribeAclsResponse::VT_ACLS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeAclsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("acls", Self::VT_ACLS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeAclsResponseArgs<'a> {
+    pub acls: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for DescribeAclsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeAclsResponseArgs {
+      acls: None,
+    }
+  }
+}
+
+pub struct DescribeAclsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeAclsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_acls(&mut self, acls: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeAclsResponse::VT_ACLS, acls);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeAclsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeAclsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeAclsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeAclsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeAclsResponse");
+      ds.field("acls", &self.acls());
+      ds.finish()
+  }
+}
+pub enum AlterAclsRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's CreateAcls and DeleteAcls in one: the creations, then the
+/// deletions (filters).
+pub struct AlterAclsRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterAclsRequest<'a> {
+  type Inner = AlterAclsRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterAclsRequest<'a> {
+  pub const VT_CREATIONS: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DELETIONS: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterAclsRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterAclsRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterAclsRequest<'bldr>> {
+    let mut builder = AlterAclsRequestBuilder::new(_fbb);
+    if let Some(x) = args.deletions { builder.add_deletions(x); }
+    if let Some(x) = args.creations { builder.add_creations(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn creations(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(AlterAclsRequest::VT_CREATIONS, None)}
+  }
+  #[inline]
+  pub fn deletions(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(AlterAclsRequest::VT_DELETIONS, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterAclsRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("creations", Self::VT_CREATIONS, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("deletions", Self::VT_DELETIONS, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterAclsRequestArgs<'a> {
+    pub creations: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+    pub deletions: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for AlterAclsRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterAclsRequestArgs {
+      creations: None,
+      deletions: None,
+    }
+  }
+}
+
+pub struct AlterAclsRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterAclsRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_creations(&mut self, creations: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsRequest::VT_CREATIONS, creations);
+  }
+  #[inline]
+  pub fn add_deletions(&mut self, deletions: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsRequest::VT_DELETIONS, deletions);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterAclsRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterAclsRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterAclsRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterAclsRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterAclsRequest");
+      ds.field("creations", &self.creations());
+      ds.field("deletions", &self.deletions());
+      ds.finish()
+  }
+}
+pub enum AclCreationResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AclCreationResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclCreationResult<'a> {
+  type Inner = AclCreationResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclCreationResult<'a> {
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 4;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclCreationResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclCreationResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclCreationResult<'bldr>> {
+    let mut builder = AclCreationResultBuilder::new(_fbb);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(AclCreationResult::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(AclCreationResult::VT_ERROR_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclCreationResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclCreationResultArgs<'a> {
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for AclCreationResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclCreationResultArgs {
+      error_code: ErrorCode::None,
+      error_message: None,
+    }
+  }
+}
+
+pub struct AclCreationResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclCreationResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(AclCreationResult::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclCreationResult::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclCreationResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclCreationResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclCreationResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclCreationResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclCreationResult");
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.finish()
+  }
+}
+pub enum AclDeletionResultOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// The bindings one deletion filter removed.
+pub struct AclDeletionResult<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AclDeletionResult<'a> {
+  type Inner = AclDeletionResult<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AclDeletionResult<'a> {
+  pub const VT_DELETED: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AclDeletionResult { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AclDeletionResultArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AclDeletionResult<'bldr>> {
+    let mut builder = AclDeletionResultBuilder::new(_fbb);
+    if let Some(x) = args.deleted { builder.add_deleted(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn deleted(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry>>>>(AclDeletionResult::VT_DELETED, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AclDeletionResult<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclEntry>>>>("deleted", Self::VT_DELETED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AclDeletionResultArgs<'a> {
+    pub deleted: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclEntry<'a>>>>>,
+}
+impl<'a> Default for AclDeletionResultArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AclDeletionResultArgs {
+      deleted: None,
+    }
+  }
+}
+
+pub struct AclDeletionResultBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AclDeletionResultBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_deleted(&mut self, deleted: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AclDeletionResult::VT_DELETED, deleted);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AclDeletionResultBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AclDeletionResultBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AclDeletionResult<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AclDeletionResult<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AclDeletionResult");
+      ds.field("deleted", &self.deleted());
+      ds.finish()
+  }
+}
+pub enum AlterAclsResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct AlterAclsResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterAclsResponse<'a> {
+  type Inner = AlterAclsResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterAclsResponse<'a> {
+  pub const VT_CREATED: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DELETED: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterAclsResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterAclsResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterAclsResponse<'bldr>> {
+    let mut builder = AlterAclsResponseBuilder::new(_fbb);
+    if let Some(x) = args.deleted { builder.add_deleted(x); }
+    if let Some(x) = args.created { builder.add_created(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn created(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclCreationResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclCreationResult>>>>(AlterAclsResponse::VT_CREATED, None)}
+  }
+  #[inline]
+  pub fn deleted(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclDeletionResult<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclDeletionResult>>>>(AlterAclsResponse::VT_DELETED, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterAclsResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclCreationResult>>>>("created", Self::VT_CREATED, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<AclDeletionResult>>>>("deleted", Self::VT_DELETED, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterAclsResponseArgs<'a> {
+    pub created: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclCreationResult<'a>>>>>,
+    pub deleted: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<AclDeletionResult<'a>>>>>,
+}
+impl<'a> Default for AlterAclsResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterAclsResponseArgs {
+      created: None,
+      deleted: None,
+    }
+  }
+}
+
+pub struct AlterAclsResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterAclsResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_created(&mut self, created: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclCreationResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsResponse::VT_CREATED, created);
+  }
+  #[inline]
+  pub fn add_deleted(&mut self, deleted: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<AclDeletionResult<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterAclsResponse::VT_DELETED, deleted);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterAclsResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterAclsResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterAclsResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterAclsResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterAclsResponse");
+      ds.field("created", &self.created());
+      ds.field("deleted", &self.deleted());
+      ds.finish()
+  }
+}
 pub enum DeleteTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -13604,6 +14461,36 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_acls_request(&self) -> Option<DescribeAclsRequest<'a>> {
+    if self.request_type() == Request::DescribeAclsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeAclsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_alter_acls_request(&self) -> Option<AlterAclsRequest<'a>> {
+    if self.request_type() == Request::AlterAclsRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterAclsRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -13639,6 +14526,8 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::DescribeTransactionsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsRequest>>("Request::DescribeTransactionsRequest", pos),
           Request::DescribeUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeUsersRequest>>("Request::DescribeUsersRequest", pos),
           Request::AlterUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersRequest>>("Request::AlterUsersRequest", pos),
+          Request::DescribeAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeAclsRequest>>("Request::DescribeAclsRequest", pos),
+          Request::AlterAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsRequest>>("Request::AlterAclsRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -13863,6 +14752,20 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::AlterUsersRequest => {
           if let Some(x) = self.request_as_alter_users_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeAclsRequest => {
+          if let Some(x) = self.request_as_describe_acls_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::AlterAclsRequest => {
+          if let Some(x) = self.request_as_alter_acls_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -14284,6 +15187,36 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_acls_response(&self) -> Option<DescribeAclsResponse<'a>> {
+    if self.response_type() == Response::DescribeAclsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeAclsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_alter_acls_response(&self) -> Option<AlterAclsResponse<'a>> {
+    if self.response_type() == Response::AlterAclsResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterAclsResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -14319,6 +15252,8 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::DescribeTransactionsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeTransactionsResponse>>("Response::DescribeTransactionsResponse", pos),
           Response::DescribeUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeUsersResponse>>("Response::DescribeUsersResponse", pos),
           Response::AlterUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersResponse>>("Response::AlterUsersResponse", pos),
+          Response::DescribeAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeAclsResponse>>("Response::DescribeAclsResponse", pos),
+          Response::AlterAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsResponse>>("Response::AlterAclsResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -14543,6 +15478,20 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::AlterUsersResponse => {
           if let Some(x) = self.response_as_alter_users_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeAclsResponse => {
+          if let Some(x) = self.response_as_describe_acls_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::AlterAclsResponse => {
+          if let Some(x) = self.response_as_alter_acls_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
