@@ -205,6 +205,8 @@ impl Api {
             | Request::AlterUsers(_)
             | Request::DescribeAcls(_)
             | Request::AlterAcls { .. }
+            | Request::DescribeQuotas
+            | Request::AlterQuotas { .. }
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)

@@ -26,6 +26,7 @@ use crate::group::TopicPartition;
 use crate::protocol::*;
 use crate::rt;
 use crate::security::acl::{AclChange, AclChanged, Acls};
+use crate::security::quota::{QuotaChange, Quotas};
 use crate::security::users::{UserChange, Users};
 use crate::shard::{ResponseFuture, Shard};
 use crate::storage::meta::{self, TopicMeta};
@@ -81,6 +82,10 @@ pub enum Call {
     AlterAcls(AclChange),
     /// Controller -> every shard: the ACLs now (durable already).
     SetAcls(Acls),
+    /// Any shard -> controller: change client quotas (validate only: true).
+    AlterQuotas(Vec<QuotaChange>, bool),
+    /// Controller -> every shard: the quotas now (durable already).
+    SetQuotas(Quotas),
 }
 
 /// Each user's result of a users change, in request order.
@@ -94,6 +99,7 @@ pub enum Reply {
     TxnPart(Vec<(TopicPartition, Option<WireError>)>),
     UsersAltered(Result<UsersAltered, WireError>),
     AclsAltered(Result<AclChanged, WireError>),
+    QuotasAltered(Result<Vec<Option<WireError>>, WireError>),
 }
 
 pub enum Msg {
@@ -361,6 +367,18 @@ impl Router {
                 self.shard.set_acls(acls);
                 self.reply(from, id, Reply::Done(Ok(())));
             }
+            Call::AlterQuotas(changes, validate_only) => {
+                let this = self.clone();
+                rt::spawn(async move {
+                    let r = this.alter_quotas(changes, validate_only).await;
+                    this.reply(from, id, Reply::QuotasAltered(r));
+                })
+                .detach();
+            }
+            Call::SetQuotas(quotas) => {
+                self.shard.set_quotas(quotas);
+                self.reply(from, id, Reply::Done(Ok(())));
+            }
         }
     }
 
@@ -432,6 +450,42 @@ impl Router {
             tracing::info!(acls = acls.len(), "ACLs changed");
         }
         Ok(results)
+    }
+
+    /// Changes client quotas (Kafka's AlterClientQuotas): on the
+    /// controller, written to `DATA/quotas` before any shard enforces them,
+    /// then every shard gets a copy. Each entry's result, in order.
+    pub async fn alter_quotas(
+        self: &Rc<Self>,
+        changes: Vec<QuotaChange>,
+        validate_only: bool,
+    ) -> Result<Vec<Option<WireError>>, WireError> {
+        if self.id != 0 {
+            return match self
+                .call(0, Call::AlterQuotas(changes, validate_only))
+                .await?
+            {
+                Reply::QuotasAltered(r) => r,
+                _ => Err(WireError::new(ErrorCode::Unknown, "unexpected reply")),
+            };
+        }
+        let mut quotas = (*self.shard.quotas()).clone();
+        let (results, changed) = quotas.apply(&changes, validate_only);
+        if changed {
+            crate::storage::store_quotas(self.shard.data_dir(), &quotas)
+                .map_err(|e| WireError::new(ErrorCode::StorageError, e.to_string()))?;
+            self.shard.set_quotas(quotas.clone());
+            self.copy_to_shards(|| Call::SetQuotas(quotas.clone()))
+                .await;
+            tracing::info!("client quotas changed");
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| {
+                r.err()
+                    .map(|e| WireError::new(ErrorCode::InvalidRequest, e.to_string()))
+            })
+            .collect())
     }
 
     /// The native AlterAcls: the creations, then the deletions, each
@@ -629,6 +683,30 @@ impl Router {
                 let r = done(Ok(Response::DescribeAcls(
                     self.shard.acls().describe(&filter),
                 )));
+                Box::pin(async move { r })
+            }
+            Request::DescribeQuotas => {
+                let quotas = self.shard.quotas();
+                let all = quotas
+                    .entries()
+                    .map(|(e, keys)| {
+                        let vs = keys.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                        (e.clone(), vs)
+                    })
+                    .collect();
+                let r = done(Ok(Response::DescribeQuotas(all)));
+                Box::pin(async move { r })
+            }
+            Request::AlterQuotas {
+                changes,
+                validate_only,
+            } => {
+                // Awaited here, as an admin change.
+                let r = self
+                    .alter_quotas(changes, validate_only)
+                    .await
+                    .map(Response::AlterQuotas);
+                let r = done(r);
                 Box::pin(async move { r })
             }
             Request::AlterAcls { create, delete } => {

@@ -622,6 +622,7 @@ async fn run_shard(
     // transaction coordinator (the shard id in the low bits keeps shards
     // apart, so two sources in one shard would repeat ids).
     let producer_ids = shard.producer_ids().clone();
+    let throttle = Rc::new(crate::kafka::throttle::Throttle::default());
     let kafka_ctx = |shard_node: bool| {
         Rc::new(crate::kafka::KafkaContext {
             nodes: kafka_nodes.clone(),
@@ -635,6 +636,7 @@ async fn run_shard(
             authorizer: config
                 .authorizer
                 .then(|| Rc::new(config.super_users.clone())),
+            throttle: throttle.clone(),
             defaults: crate::kafka::configs::TopicDefaults {
                 log: config.log,
                 max_batch_bytes: config.max_batch_bytes,

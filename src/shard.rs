@@ -92,6 +92,8 @@ pub struct Shard {
     /// The broker's ACLs, this shard's copy (checked here without a lock:
     /// the controller writes them, then replaces every shard's copy whole).
     acls: RefCell<Rc<crate::security::acl::Acls>>,
+    /// The broker's client quotas, this shard's copy (as the ACLs).
+    quotas: RefCell<Rc<crate::security::quota::Quotas>>,
 }
 
 /// The log cleaner's CPU shares against the data path's 1000: when both
@@ -135,9 +137,11 @@ impl Shard {
         )));
         let users = crate::storage::load_users(&config.data_dir)?;
         let acls = crate::storage::load_acls(&config.data_dir)?;
+        let quotas = crate::storage::load_quotas(&config.data_dir)?;
         let shard = Rc::new(Shard {
             users: RefCell::new(Rc::new(users)),
             acls: RefCell::new(Rc::new(acls)),
+            quotas: RefCell::new(Rc::new(quotas)),
             txns: Rc::new(crate::txn_host::TxnHost::new(
                 config.shard_id,
                 TXN_PARTITIONS,
@@ -239,6 +243,16 @@ impl Shard {
     /// The controller changed the ACLs: this shard's copy is replaced.
     pub fn set_acls(&self, acls: crate::security::acl::Acls) {
         *self.acls.borrow_mut() = Rc::new(acls);
+    }
+
+    /// The client quotas as this shard knows them.
+    pub fn quotas(&self) -> Rc<crate::security::quota::Quotas> {
+        self.quotas.borrow().clone()
+    }
+
+    /// The controller changed the quotas: this shard's copy is replaced.
+    pub fn set_quotas(&self, quotas: crate::security::quota::Quotas) {
+        *self.quotas.borrow_mut() = Rc::new(quotas);
     }
 
     /// Applies a transaction coordinator's action on partitions this shard
@@ -776,13 +790,15 @@ impl Shard {
             | Request::DescribeUsers(_)
             | Request::AlterUsers(_)
             | Request::DescribeAcls(_)
-            | Request::AlterAcls { .. } => {
+            | Request::AlterAcls { .. }
+            | Request::DescribeQuotas
+            | Request::AlterQuotas { .. } => {
                 // The router asks each id's coordinator, or the controller.
                 let r = ResponseFrame {
                     correlation_id,
                     result: Err(WireError::new(
                         ErrorCode::InvalidRequest,
-                        "transaction, user and ACL requests go through the router",
+                        "transaction, user, ACL and quota requests go through the router",
                     )),
                 };
                 Box::pin(async move { r })

@@ -220,6 +220,8 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::DescribeAcls as i16, 1, 3),
         (ApiKey::CreateAcls as i16, 1, 3),
         (ApiKey::DeleteAcls as i16, 1, 3),
+        (ApiKey::DescribeClientQuotas as i16, 0, 1),
+        (ApiKey::AlterClientQuotas as i16, 0, 1),
     ];
     for version in 0..=3 {
         let r = api_versions(&mut k, version);

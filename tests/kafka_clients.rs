@@ -1859,3 +1859,103 @@ fn mtls_client_certificates_are_required_and_name_the_principal() {
     );
     assert!(failed >= 2.0, "refused handshakes counted: {failed}");
 }
+
+/// Client quotas (KIP-13, KIP-219): a producer_byte_rate of 1 MiB/s on
+/// client id `slow`, set with Kafka's AlterClientQuotas and read back with
+/// DescribeClientQuotas. Two confluent-kafka producers go flat out at
+/// once: over 10 s after a 5 s warm-up (the first burst Kafka's 11-sample
+/// window admits), `slow` is held to within 10% of its quota (the broker
+/// answers throttle_time_ms and mutes the connection), `fast` (no quota)
+/// is not held to it.
+#[test]
+fn a_producer_over_its_quota_is_throttled_to_it_and_another_is_not() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+    use kafka_protocol::messages::{
+        AlterClientQuotasRequest, AlterClientQuotasResponse, DescribeClientQuotasRequest,
+        DescribeClientQuotasResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    if !have_clients() {
+        return;
+    }
+    const QUOTA: f64 = 1_048_576.0;
+    let c = Cluster::start();
+    c.create_topic("q", 1);
+    let mut k = common::kafka::Kafka::connect(c.kafka);
+    let alter = AlterClientQuotasRequest::default().with_entries(vec![EntryData::default()
+        .with_entity(vec![EntityData::default()
+            .with_entity_type(StrBytes::from_static_str("client-id"))
+            .with_entity_name(Some(StrBytes::from_static_str("slow")))])
+        .with_ops(vec![OpData::default()
+            .with_key(StrBytes::from_static_str("producer_byte_rate"))
+            .with_value(QUOTA)])]);
+    let r: AlterClientQuotasResponse = k.call(ApiKey::AlterClientQuotas, 1, &alter);
+    assert_eq!(
+        r.entries[0].error_code, 0,
+        "{:?}",
+        r.entries[0].error_message
+    );
+    let describe =
+        DescribeClientQuotasRequest::default().with_components(vec![ComponentData::default()
+            .with_entity_type(StrBytes::from_static_str("client-id"))
+            .with_match_type(2)
+            .with_match(None)]);
+    let r: DescribeClientQuotasResponse = k.call(ApiKey::DescribeClientQuotas, 1, &describe);
+    let entries = r.entries.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].entity[0].entity_name.as_ref().unwrap().as_str(),
+        "slow"
+    );
+    assert_eq!(entries[0].values[0].value, QUOTA);
+    // The same through `shardlog quota`.
+    let out = c.cli(&["quota", "list", "--json"], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        r#"{"quotas":[{"user":null,"client_id":"slow","quotas":{"producer_byte_rate":1048576}}]}"#
+    );
+    let run = |client: &'static str| {
+        let k = c.kafka.to_string();
+        std::thread::spawn(move || {
+            let out = run_py("quota_produce.py", &[&k, "q", client, "10", "5"], b"", STEP).ok();
+            serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap()
+        })
+    };
+    let (slow, fast) = (run("slow"), run("fast"));
+    let (slow, fast) = (slow.join().unwrap(), fast.join().unwrap());
+    let rate =
+        |v: &serde_json::Value| v["bytes"].as_f64().unwrap() / v["seconds"].as_f64().unwrap();
+    let (slow_rate, fast_rate) = (rate(&slow), rate(&fast));
+    eprintln!("quota {QUOTA} B/s: slow {slow_rate:.0} B/s {slow}; fast {fast_rate:.0} B/s {fast}");
+    assert!(
+        (0.9 * QUOTA..=1.1 * QUOTA).contains(&slow_rate),
+        "slow: {slow_rate:.0} B/s against a quota of {QUOTA} ({slow})"
+    );
+    assert!(
+        slow["throttle_ms_max"].as_i64().unwrap() > 0,
+        "the broker told the client to back off: {slow}"
+    );
+    assert!(
+        fast_rate > 3.0 * QUOTA,
+        "fast is not held to the other's quota: {fast_rate:.0} B/s ({fast})"
+    );
+    assert_eq!(fast["throttle_ms_max"], 0, "{fast}");
+    // Removed, the quota is gone.
+    c.cli(
+        &[
+            "quota",
+            "set",
+            "--client-id",
+            "slow",
+            "--remove",
+            "producer_byte_rate",
+        ],
+        b"",
+    );
+    let out = c.cli(&["quota", "list"], b"");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "user\tclient-id\tkey\tvalue\n"
+    );
+}

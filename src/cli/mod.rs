@@ -8,6 +8,7 @@ mod acl;
 mod common;
 mod data;
 mod group;
+mod quota;
 mod serve;
 mod topic;
 mod txn;
@@ -75,6 +76,14 @@ enum Command {
         #[command(flatten)]
         broker: common::BrokerArg,
     },
+    /// Client quotas (kafka-configs.sh --entity-type users|clients): set,
+    /// list; enforced per shard with Kafka's throttle.
+    Quota {
+        #[command(subcommand)]
+        command: quota::QuotaCommand,
+        #[command(flatten)]
+        broker: common::BrokerArg,
+    },
     /// Live per-shard view of a broker, from its /metrics.
     Top(shardlog::top::TopArgs),
 }
@@ -115,6 +124,7 @@ pub fn run() {
         Command::Txn { command, broker } => txn::run(command, &broker.broker),
         Command::User { command, broker } => user::run(command, &broker.broker),
         Command::Acl { command, broker } => acl::run(command, &broker.broker),
+        Command::Quota { command, broker } => quota::run(command, &broker.broker),
         Command::Top(a) => shardlog::top::run(&a).map_err(|e| anyhow!(e)),
     };
     if let Err(e) = result {

@@ -526,6 +526,29 @@ impl Client {
         }
     }
 
+    /// Every client quota: each entity with its keys and values.
+    pub fn describe_quotas(&mut self) -> Result<crate::security::quota::QuotaEntries, ClientError> {
+        match self.call(Request::DescribeQuotas)? {
+            Response::DescribeQuotas(q) => Ok(q),
+            _ => Err(ClientError::WrongKind("DescribeQuotas")),
+        }
+    }
+
+    /// Kafka's AlterClientQuotas: each entry's error (None: done).
+    pub fn alter_quotas(
+        &mut self,
+        changes: Vec<crate::security::quota::QuotaChange>,
+        validate_only: bool,
+    ) -> Result<Vec<Option<WireError>>, ClientError> {
+        match self.call(Request::AlterQuotas {
+            changes,
+            validate_only,
+        })? {
+            Response::AlterQuotas(r) => Ok(r),
+            _ => Err(ClientError::WrongKind("AlterQuotas")),
+        }
+    }
+
     pub fn describe_group(&mut self, group: &str) -> Result<GroupDescription, ClientError> {
         match self.call(Request::DescribeGroups(vec![group.to_owned()]))? {
             Response::DescribeGroups(gs) => {

@@ -53,6 +53,12 @@ pub enum Step {
 
 /// What differs between the front doors.
 pub trait Door {
+    /// How long to read no request before the next one (a client quota's
+    /// throttle); None: go on.
+    fn pause(&self) -> Option<std::time::Duration> {
+        None
+    }
+
     /// The whole size (prefix included) of the frame at the front of
     /// `buf`, once its prefix is in; `None` before, or when the prefix
     /// cannot be one (`next_frame` then says so).
@@ -159,6 +165,11 @@ where
     });
     let (reason, detail) = 'conn: loop {
         loop {
+            if let Some(d) = door.pause() {
+                // Muted: no request is read meanwhile (the answers still
+                // go out); the stop ends the wait, the next read sees it.
+                let _ = rt::timeout(d, rt::any_notified(vec![stop.clone()])).await;
+            }
             let step = match door.next_frame(reader.buf(), limits.max_frame_bytes) {
                 Ok(None) => break,
                 Ok(Some(frame)) => door.start(frame).await,

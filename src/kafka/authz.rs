@@ -18,7 +18,7 @@ use std::rc::Rc;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 
-use super::wire::{AclsWork, KafkaGroupKind, Shape, UsersWork, Work};
+use super::wire::{AclsWork, KafkaGroupKind, QuotasWork, Shape, UsersWork, Work};
 use crate::group::classic::ClassicCall;
 use crate::protocol::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult, DescribeProducersPartitionResult,
@@ -85,6 +85,9 @@ pub struct Verdict {
     pub listing: Option<Listing>,
     /// Every refused check (the request may still go on without them).
     pub denials: Vec<Denial>,
+    /// The whole request refused with this Kafka code, for work the door
+    /// answers itself with what it asked (client quotas).
+    pub refused: Option<i16>,
 }
 
 impl Verdict {
@@ -129,6 +132,19 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
                 v.deny(op, R::Cluster, CLUSTER);
                 refuse(vec![], ResponseError::ClusterAuthorizationFailed)
             }
+        }
+        Work::Quotas(w) => {
+            // Answered by the door with each entry's entity: the refusal
+            // goes in the verdict.
+            let op = match w {
+                QuotasWork::Describe { .. } => DescribeConfigs,
+                QuotasWork::Alter { .. } => AlterConfigs,
+            };
+            if !a.may_cluster(op) {
+                v.deny(op, R::Cluster, CLUSTER);
+                v.refused = Some(ResponseError::ClusterAuthorizationFailed.code());
+            }
+            Work::Quotas(w)
         }
         Work::Acls(w) => {
             let op = match w {
@@ -385,7 +401,9 @@ fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<R
         | Request::DescribeUsers(_)
         | Request::AlterUsers(_)
         | Request::DescribeAcls(_)
-        | Request::AlterAcls { .. } => None,
+        | Request::AlterAcls { .. }
+        | Request::DescribeQuotas
+        | Request::AlterQuotas { .. } => None,
         Request::Metadata { topics: None, .. } => {
             v.listing = Some(Listing::Topics);
             None

@@ -98,6 +98,8 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    (ApiKey::DescribeClientQuotas, 0, 1),
+    (ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 /// The default largest request body of any API but Produce
@@ -221,6 +223,7 @@ pub fn decode_request(
             api,
             version: 0,
             correlation_id: header.correlation_id,
+            client_id: None,
             work: Work::ApiVersions {
                 error: ResponseError::UnsupportedVersion.code(),
             },
@@ -309,6 +312,12 @@ pub fn decode_request(
             super::acls::decode_describe(&mut body, version).map_err(malformed)?
         }
         ApiKey::DeleteAcls => super::acls::decode_delete(&mut body, version).map_err(malformed)?,
+        ApiKey::DescribeClientQuotas => {
+            super::quotas::decode_describe(&mut body, version).map_err(malformed)?
+        }
+        ApiKey::AlterClientQuotas => {
+            super::quotas::decode_alter(&mut body, version).map_err(malformed)?
+        }
         ApiKey::DescribeTopicPartitions => {
             metadata::decode_describe_topic_partitions(&mut body, version, &native)
                 .map_err(malformed)?
@@ -351,6 +360,7 @@ pub fn decode_request(
         api,
         version,
         correlation_id: header.correlation_id,
+        client_id: header.client_id.as_ref().map(|c| c.as_str().to_owned()),
         work,
     })
 }
@@ -400,7 +410,8 @@ pub const TRANSACTION_VERSION: i16 = 2;
 /// Translates a native answer into the Kafka response for `api`/`version`
 /// and encodes it. `nodes` are the Kafka brokers (one per shard) Metadata
 /// advertises; `shape` names the partitions a request-level error goes on;
-/// `describe_configs` and `defaults` serve DescribeConfigs.
+/// `describe_configs` and `defaults` serve DescribeConfigs; `throttle_ms`
+/// is the client quota's throttle a Produce or Fetch answer carries.
 // Each argument is one piece of the request's context; a struct holding
 // them would only rename them.
 #[allow(clippy::too_many_arguments)]
@@ -415,6 +426,7 @@ pub fn encode_response(
     nodes: &[NodeInfo],
     defaults: &TopicDefaults,
     ids: &dyn TopicIds,
+    throttle_ms: i32,
 ) -> Result<Chain, anyhow::Error> {
     if super::groups::is_group_api(api) {
         return super::groups::encode(api, version, correlation_id, result, shape, ids)
@@ -445,7 +457,7 @@ pub fn encode_response(
                         .collect(),
                 });
             }
-            return data::fetch_frame(version, correlation_id, topics, ids);
+            return data::fetch_frame(version, correlation_id, topics, ids, throttle_ms);
         }
         (_, r) => r,
     };
@@ -537,7 +549,9 @@ pub fn encode_response(
             refused,
             nodes,
         )),
-        (ApiKey::Produce, Ok(Response::Produce(topics))) => frame(&data::produce_response(topics)),
+        (ApiKey::Produce, Ok(Response::Produce(topics))) => {
+            frame(&data::produce_response(topics, throttle_ms))
+        }
         (ApiKey::ListOffsets, Ok(Response::ListOffsets(topics))) => {
             frame(&data::list_offsets_response(topics))
         }

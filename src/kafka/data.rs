@@ -290,8 +290,13 @@ fn list_offsets(topics: impl Iterator<Item = (String, Vec<(i32, i64)>)>) -> Requ
 }
 
 /// The Produce answer, from the native one.
-pub(super) fn produce_response(topics: Vec<protocol::ProduceTopicResult>) -> ProduceResponse {
+/// Produce's answer; `throttle_ms`: the client's quota throttle (KIP-219).
+pub(super) fn produce_response(
+    topics: Vec<protocol::ProduceTopicResult>,
+    throttle_ms: i32,
+) -> ProduceResponse {
     let mut r = ProduceResponse::default();
+    r.throttle_time_ms = throttle_ms;
     r.responses = topics
         .into_iter()
         .map(|t| {
@@ -405,9 +410,11 @@ pub(super) fn fetch_frame(
     correlation_id: i32,
     topics: Vec<protocol::FetchTopicResult>,
     ids: &dyn TopicIds,
+    throttle_ms: i32,
 ) -> anyhow::Result<Chain> {
     if !ASSEMBLED_FETCH_VERSIONS.contains(&version) {
-        let r = fetch_response(topics, ids);
+        let mut r = fetch_response(topics, ids);
+        r.throttle_time_ms = throttle_ms;
         return Ok(encode_frame(ApiKey::Fetch, version, correlation_id, &r)?.into());
     }
     let flexible = version >= 12;
@@ -436,7 +443,7 @@ pub(super) fn fetch_frame(
     if flexible {
         fields.put_u8(0); // header tagged fields: none
     }
-    fields.put_i32(0); // throttle_time_ms
+    fields.put_i32(throttle_ms);
     if version >= 7 {
         fields.put_i16(0); // error_code
         fields.put_i32(0); // session_id: no fetch sessions
@@ -838,7 +845,7 @@ mod tests {
             // A read_committed answer names aborted transactions.
             topics[0].partitions[0].aborted = vec![(7, 3), (1 << 40, 9)];
             topics[0].partitions[0].last_stable_offset = 12;
-            let ours = fetch_frame(version, 42, topics.clone(), &Ids).unwrap();
+            let ours = fetch_frame(version, 42, topics.clone(), &Ids, 0).unwrap();
             let theirs =
                 encode_frame(ApiKey::Fetch, version, 42, &fetch_response(topics, &Ids)).unwrap();
             assert_eq!(ours.to_bytes(), theirs, "version {version}");
@@ -858,7 +865,7 @@ mod tests {
     fn versions_past_the_assembled_ones_still_encode_through_the_crate() {
         let (topics, _) = answer();
         let v = *ASSEMBLED_FETCH_VERSIONS.end() + 1;
-        let ours = fetch_frame(v, 1, topics.clone(), &Ids).unwrap();
+        let ours = fetch_frame(v, 1, topics.clone(), &Ids, 0).unwrap();
         let theirs = encode_frame(ApiKey::Fetch, v, 1, &fetch_response(topics, &Ids)).unwrap();
         assert_eq!(ours.to_bytes(), theirs);
     }

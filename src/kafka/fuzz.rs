@@ -655,6 +655,48 @@ fn populated(api: ApiKey, v: i16) -> Option<Bytes> {
             ]);
             body(&|b| r.encode(b, v))
         }
+        ApiKey::DescribeClientQuotas => {
+            use kafka_protocol::messages::describe_client_quotas_request::ComponentData;
+            let r = kafka_protocol::messages::DescribeClientQuotasRequest::default()
+                .with_components(vec![
+                    ComponentData::default()
+                        .with_entity_type(s("user"))
+                        .with_match_type(0)
+                        .with_match(Some(s("alice"))),
+                    ComponentData::default()
+                        .with_entity_type(s("client-id"))
+                        .with_match_type(1)
+                        .with_match(None),
+                ])
+                .with_strict(true);
+            body(&|b| r.encode(b, v))
+        }
+        ApiKey::AlterClientQuotas => {
+            use kafka_protocol::messages::alter_client_quotas_request::{
+                EntityData, EntryData, OpData,
+            };
+            let r =
+                kafka_protocol::messages::AlterClientQuotasRequest::default().with_entries(vec![
+                    EntryData::default()
+                        .with_entity(vec![
+                            EntityData::default()
+                                .with_entity_type(s("user"))
+                                .with_entity_name(Some(s("alice"))),
+                            EntityData::default()
+                                .with_entity_type(s("client-id"))
+                                .with_entity_name(None),
+                        ])
+                        .with_ops(vec![
+                            OpData::default()
+                                .with_key(s("producer_byte_rate"))
+                                .with_value(1048576.0),
+                            OpData::default()
+                                .with_key(s("consumer_byte_rate"))
+                                .with_remove(true),
+                        ]),
+                ]);
+            body(&|b| r.encode(b, v))
+        }
         _ => None,
     }
 }

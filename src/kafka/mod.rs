@@ -25,7 +25,9 @@ mod data;
 mod fuzz;
 pub mod groups;
 mod metadata;
+mod quotas;
 mod sasl;
+pub mod throttle;
 mod txn;
 pub mod wire;
 
@@ -53,7 +55,8 @@ use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as Sas
 use crate::txn_host::{TxnCall, TxnReply};
 use authz::{Access, Verdict};
 use wire::{
-    AclsWork, ConfigResource, Decoded, KafkaGroupKind, Refused, SaslWork, Shape, UsersWork, Work,
+    AclsWork, ConfigResource, Decoded, KafkaGroupKind, QuotasWork, Refused, SaslWork, Shape,
+    UsersWork, Work,
 };
 
 /// What every Kafka connection of a shard shares.
@@ -85,6 +88,9 @@ pub struct KafkaContext {
     /// checks, and the ACL APIs answer SECURITY_DISABLED (as Kafka without
     /// an authorizer).
     pub authorizer: Option<Rc<Vec<String>>>,
+    /// The shard's client-quota sensors (shared by its Kafka listeners:
+    /// one shard is one Kafka broker).
+    pub throttle: Rc<throttle::Throttle>,
     /// What DescribeConfigs reports for a topic setting that the topic
     /// does not override, and for the broker.
     pub defaults: configs::TopicDefaults,
@@ -105,6 +111,9 @@ pub struct KafkaDoor {
     /// The principal of the client's TLS certificate (mTLS), when it
     /// presented one: the principal without SASL (Kafka's SSL listener).
     pub tls_principal: Option<String>,
+    /// Until when (monotonic ms) the connection reads no request: a
+    /// client quota's throttle (KIP-219 mutes the channel that long).
+    pub muted_until: Rc<std::cell::Cell<u64>>,
 }
 
 thread_local! {
@@ -118,21 +127,57 @@ impl KafkaDoor {
     /// address, and this shard's copy of the ACLs.
     fn access(&self) -> Option<Access> {
         let super_users = self.ctx.authorizer.clone()?;
-        // SASL's user first (SASL_SSL), then the certificate's (SSL),
-        // else anonymous, as Kafka's principal builder.
-        let principal = self
-            .auth
-            .borrow()
-            .principal()
-            .or(self.tls_principal.as_deref())
-            .unwrap_or(authz::ANONYMOUS)
-            .to_owned();
+        let principal = self.principal();
         Some(Access {
             acls: self.router.shard().acls(),
             super_users,
             principal,
             host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
         })
+    }
+
+    /// Who the connection is: SASL's user first (SASL_SSL), then the
+    /// certificate's (SSL), else anonymous, as Kafka's principal builder.
+    fn principal(&self) -> String {
+        self.auth
+            .borrow()
+            .principal()
+            .or(self.tls_principal.as_deref())
+            .unwrap_or(authz::ANONYMOUS)
+            .to_owned()
+    }
+
+    /// The client quotas that apply to this request, if any quota is set:
+    /// a Produce's bytes are recorded now (the throttle goes in its answer
+    /// and mutes the connection); a Fetch's when its answer is ready.
+    fn quota(&self, d: &Decoded, frame_len: usize) -> Option<Quota> {
+        if !matches!(d.api, ApiKey::Produce | ApiKey::Fetch) {
+            return None;
+        }
+        let quotas = self.router.shard().quotas();
+        if quotas.is_empty() {
+            return None;
+        }
+        let principal = self.principal();
+        let client = throttle::Client {
+            user: principal
+                .strip_prefix("User:")
+                .unwrap_or(&principal)
+                .to_owned(),
+            client_id: d.client_id.clone().unwrap_or_default(),
+        };
+        let mut q = Quota {
+            throttle: self.ctx.throttle.clone(),
+            quotas,
+            client,
+            muted_until: self.muted_until.clone(),
+            throttle_ms: 0,
+        };
+        if d.api == ApiKey::Produce {
+            let ms = q.record(crate::security::quota::PRODUCER_BYTE_RATE, frame_len as u64);
+            q.throttle_ms = ms;
+        }
+        Some(q)
     }
 
     /// Counts what the authorizer refused and logs it (a rate-limited
@@ -180,6 +225,7 @@ impl KafkaDoor {
             txn_added: RefCell::default(),
             auth,
             tls_principal: None,
+            muted_until: Rc::default(),
         }
     }
 
@@ -310,6 +356,12 @@ impl Door for KafkaDoor {
         codec::frame_len(buf)
     }
 
+    fn pause(&self) -> Option<std::time::Duration> {
+        let until = self.muted_until.get();
+        let now = rt::monotonic_ms();
+        (until > now).then(|| std::time::Duration::from_millis(until - now))
+    }
+
     fn next_frame(
         &self,
         buf: &mut BytesMut,
@@ -343,6 +395,7 @@ impl Door for KafkaDoor {
                 };
             }
         }
+        let frame_len = frame.len();
         match codec::decode_request(
             frame,
             self.ctx.max_control_request_bytes,
@@ -355,6 +408,7 @@ impl Door for KafkaDoor {
                 ..
             }) => self.sasl(version, correlation_id, w),
             Ok(mut d) => {
+                let quota = self.quota(&d, frame_len);
                 let access = self.access();
                 let mut verdict = Verdict::default();
                 if let Some(a) = &access {
@@ -368,6 +422,7 @@ impl Door for KafkaDoor {
                     txn_added: &self.txn_added,
                     access,
                     verdict,
+                    quota,
                 };
                 Step::Answer(start(&self.router, &self.ctx, d, conn).await)
             }
@@ -397,6 +452,34 @@ struct Conn<'a> {
     access: Option<Access>,
     /// What the authorizer took out of the request.
     verdict: Verdict,
+    /// The client quota this request counts against (Produce, Fetch).
+    quota: Option<Quota>,
+}
+
+/// One request's client quota (`KafkaDoor::quota`).
+struct Quota {
+    throttle: Rc<throttle::Throttle>,
+    quotas: Rc<crate::security::quota::Quotas>,
+    client: throttle::Client,
+    muted_until: Rc<std::cell::Cell<u64>>,
+    /// The throttle the answer carries.
+    throttle_ms: u64,
+}
+
+impl Quota {
+    /// Records `amount` under `key`; the throttle it earns mutes the
+    /// connection until then (from now).
+    fn record(&mut self, key: &'static str, amount: u64) -> u64 {
+        let now = rt::monotonic_ms();
+        let ms = self
+            .throttle
+            .record(&self.quotas, &self.client, key, amount, now);
+        if ms > 0 {
+            let until = now + ms;
+            self.muted_until.set(self.muted_until.get().max(until));
+        }
+        ms
+    }
 }
 
 /// Starts one request: appends and hand-offs to other shards happen here,
@@ -407,12 +490,14 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
         txn_added,
         access,
         verdict,
+        quota,
     } = conn;
     let Decoded {
         api,
         version,
         correlation_id,
         mut work,
+        ..
     } = d;
     let encoded = move |r| encoded(api, version, r);
     // Awaited here, before the next request is read: the append that
@@ -517,6 +602,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
                 add_failed,
                 verdict,
                 access,
+                quota,
             };
             start_native(router, ctx, (api, version, correlation_id), native).await
         }
@@ -532,6 +618,10 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
             )))
         }
         Work::Acls(w) => acls_work(router, ctx, (api, version, correlation_id), w).await,
+        Work::Quotas(w) => {
+            let r = quotas_work(router, (version, correlation_id), w, verdict.refused).await;
+            Answer::Ready(encoded(r))
+        }
         Work::Users(UsersWork::Alter(changes)) => {
             // Awaited here: the next request on this connection sees the
             // change (describing right after altering).
@@ -631,6 +721,75 @@ async fn acls_work(
                 correlation_id,
                 &answers,
             )))
+        }
+    }
+}
+
+/// DescribeClientQuotas from this shard's copy; AlterClientQuotas through
+/// the controller, each entry on its own (an invalid one refused, the
+/// others applied). `refused`: the authorizer's code for the whole request.
+async fn quotas_work(
+    router: &Rc<Router>,
+    (version, correlation_id): (i16, i32),
+    w: QuotasWork,
+    refused: Option<i16>,
+) -> anyhow::Result<Bytes> {
+    let denied = refused.map(|code| (code, "not authorized".to_owned()));
+    match w {
+        QuotasWork::Describe { components, strict } => {
+            let r = match (denied, components) {
+                (Some(e), _) => Err(e),
+                (None, Err(why)) => Err(quotas::invalid(&why)),
+                (None, Ok(cs)) => Ok(router
+                    .shard()
+                    .quotas()
+                    .describe(&cs, strict)
+                    .into_iter()
+                    .map(|(e, keys)| {
+                        let values = keys.iter().map(|(k, v)| (k.clone(), *v)).collect();
+                        (e.clone(), values)
+                    })
+                    .collect()),
+            };
+            quotas::describe_response(version, correlation_id, r)
+        }
+        QuotasWork::Alter {
+            entries,
+            validate_only,
+        } => {
+            if let Some(e) = denied {
+                let all: Vec<_> = entries
+                    .into_iter()
+                    .map(|(raw, _)| (raw, Some(e.clone())))
+                    .collect();
+                return quotas::alter_response(version, correlation_id, &all);
+            }
+            let valid: Vec<_> = entries
+                .iter()
+                .filter_map(|(_, c)| c.as_ref().ok().cloned())
+                .collect();
+            let done = if valid.is_empty() {
+                Ok(vec![])
+            } else {
+                // Awaited here: the next request on this connection sees it.
+                router.alter_quotas(valid, validate_only).await
+            };
+            let mut results = done.as_ref().map(|r| r.iter()).ok();
+            let answers: Vec<_> = entries
+                .into_iter()
+                .map(|(raw, c)| {
+                    let err = match (c, &done) {
+                        (Err(why), _) => Some(quotas::invalid(&why)),
+                        (Ok(_), Err(e)) => Some(acls::kafka_error(e)),
+                        (Ok(_), Ok(_)) => results
+                            .as_mut()
+                            .and_then(|r| r.next())
+                            .and_then(|e| e.as_ref().map(acls::kafka_error)),
+                    };
+                    (raw, err)
+                })
+                .collect();
+            quotas::alter_response(version, correlation_id, &answers)
         }
     }
 }
@@ -817,6 +976,7 @@ struct NativeWork {
     /// listing it filters.
     verdict: Verdict,
     access: Option<Access>,
+    quota: Option<Quota>,
 }
 
 /// Starts a request the shards answer through the native data path.
@@ -836,6 +996,7 @@ async fn start_native(
         add_failed,
         verdict,
         access,
+        mut quota,
     } = w;
     let scope = if ctx.shard_node && matches!(frame.request, Request::ListGroups) {
         Scope::ThisShard
@@ -863,6 +1024,16 @@ async fn start_native(
         if let Some(a) = &access {
             authz::answer(&mut result, &verdict, a);
         }
+        // A Fetch counts what it returns (Kafka records the response size).
+        if let (Some(q), Ok(Response::Fetch(topics))) = (&mut quota, &result) {
+            let bytes: usize = topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.len())
+                .sum();
+            q.throttle_ms = q.record(crate::security::quota::CONSUMER_BYTE_RATE, bytes as u64);
+        }
+        let throttle_ms = quota.map_or(0, |q| q.throttle_ms.min(i32::MAX as u64) as i32);
         if !respond {
             return None; // acks=0: Kafka sends no response
         }
@@ -895,6 +1066,7 @@ async fn start_native(
             &ctx.nodes,
             &ctx.defaults,
             router.as_ref(),
+            throttle_ms,
         ))
     }))
 }

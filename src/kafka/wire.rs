@@ -176,6 +176,9 @@ pub enum Work {
     /// ACLs (KIP-11): described from this shard's copy, created and
     /// deleted through the controller.
     Acls(AclsWork),
+    /// Client quotas (KIP-546): described from this shard's copy, altered
+    /// through the controller.
+    Quotas(QuotasWork),
     /// Transaction calls, each to its transactional id's coordinator shard
     /// (ListTransactions: to every shard), answered in call order.
     Txn {
@@ -214,6 +217,28 @@ pub enum AclsWork {
     Delete(Vec<Result<crate::security::acl::AclFilter, InvalidAcl>>),
 }
 
+/// An entity as a request names it: (entity type, name; None: default).
+pub type RawEntity = Vec<(String, Option<String>)>;
+
+#[derive(Debug)]
+pub enum QuotasWork {
+    /// DescribeClientQuotas: the components (or why they are invalid),
+    /// strict or not.
+    Describe {
+        components: Result<Vec<(String, crate::security::quota::Match)>, String>,
+        strict: bool,
+    },
+    /// AlterClientQuotas: each entry as asked, with its change (or why it
+    /// is invalid).
+    Alter {
+        entries: Vec<(
+            RawEntity,
+            Result<crate::security::quota::QuotaChange, String>,
+        )>,
+        validate_only: bool,
+    },
+}
+
 impl Work {
     pub fn txn(calls: Vec<crate::txn_host::TxnCall>) -> Work {
         Work::Txn {
@@ -242,6 +267,8 @@ pub struct Decoded {
     /// The version the answer is encoded with.
     pub version: i16,
     pub correlation_id: i32,
+    /// The request header's client id (quotas are per client id).
+    pub client_id: Option<String>,
     pub work: Work,
 }
 

@@ -7,7 +7,7 @@
 pub use super::fb::DecodeError;
 use super::fb::{err_code, err_of, opt_str, RespBody};
 use super::generated as fb;
-use super::{acl, admin, data, groups, *};
+use super::{access, admin, data, groups, *};
 use crate::chain::Chain;
 use bytes::Bytes;
 use flatbuffers::FlatBufferBuilder;
@@ -39,7 +39,7 @@ pub fn encode_request(req: &RequestFrame) -> Vec<u8> {
         Some(b) => b,
         None => match admin::encode_request(&mut fbb, r) {
             Some(b) => b,
-            None => match acl::encode_request(&mut fbb, r) {
+            None => match access::encode_request(&mut fbb, r) {
                 Some(b) => b,
                 None => groups::encode_request(&mut fbb, r)
                     .expect("every request kind belongs to one family"),
@@ -90,7 +90,7 @@ pub fn decode_request(frame: &Bytes) -> Result<RequestFrame, BadRequest> {
                 Some(r) => Some(r),
                 None => match admin::decode_request(&env).map_err(bad)? {
                     Some(r) => Some(r),
-                    None => match acl::decode_request(&env).map_err(bad)? {
+                    None => match access::decode_request(&env).map_err(bad)? {
                         Some(r) => Some(r),
                         None => groups::decode_request(&env).map_err(bad)?,
                     },
@@ -196,7 +196,7 @@ fn encode_response_body<'a>(
         Some(b) => b,
         None => match admin::encode_response(fbb, r) {
             Some(b) => b,
-            None => match acl::encode_response(fbb, r) {
+            None => match access::encode_response(fbb, r) {
                 Some(b) => b,
                 None => groups::encode_response(fbb, r)
                     .expect("every response kind belongs to one family"),
@@ -250,7 +250,7 @@ pub fn decode_response(frame: &Bytes) -> Result<ResponseFrame, DecodeError> {
                 Some(r) => Some(r),
                 None => match admin::decode_response(&env)? {
                     Some(r) => Some(r),
-                    None => match acl::decode_response(&env)? {
+                    None => match access::decode_response(&env)? {
                         Some(r) => Some(r),
                         None => groups::decode_response(&env)?,
                     },
@@ -285,6 +285,20 @@ mod tests {
             host: None,
             operation: Operation::Any,
             permission: Permission::Any,
+        }
+    }
+
+    fn quota_change() -> crate::security::quota::QuotaChange {
+        use crate::security::quota::*;
+        QuotaChange {
+            entity: Entity {
+                user: Some(Name::Named("alice".into())),
+                client_id: Some(Name::Default),
+            },
+            ops: vec![
+                ("producer_byte_rate".into(), Some(1048576.0)),
+                ("consumer_byte_rate".into(), None),
+            ],
         }
     }
 
@@ -552,6 +566,11 @@ mod tests {
             Request::AlterAcls {
                 create: vec![acl_binding()],
                 delete: vec![any_acl()],
+            },
+            Request::DescribeQuotas,
+            Request::AlterQuotas {
+                changes: vec![quota_change()],
+                validate_only: true,
             },
         ];
         for (i, request) in reqs.into_iter().enumerate() {
@@ -830,6 +849,14 @@ mod tests {
                 ],
                 deleted: vec![vec![acl_binding()], vec![]],
             }),
+            Ok(Response::DescribeQuotas(vec![(
+                quota_change().entity,
+                vec![("producer_byte_rate".into(), 1048576.0)],
+            )])),
+            Ok(Response::AlterQuotas(vec![
+                None,
+                Some(WireError::new(ErrorCode::InvalidRequest, "unknown key")),
+            ])),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];
         for (i, result) in resps.into_iter().enumerate() {
@@ -933,7 +960,7 @@ mod tests {
         /// memory bounded by the frame.
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_transaction_answers(
-            kind in 0usize..6,
+            kind in 0usize..7,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
             let result = if kind == 0 {
@@ -948,6 +975,9 @@ mod tests {
             } else if kind == 4 {
                 // `shardlog acl list` decodes this one.
                 Ok(Response::DescribeAcls(vec![acl_binding()]))
+            } else if kind == 6 {
+                // `shardlog quota list` decodes this one.
+                Ok(Response::DescribeQuotas(vec![(quota_change().entity, vec![("producer_byte_rate".into(), 1e6)])]))
             } else if kind == 5 {
                 Ok(Response::AlterAcls { created: vec![None], deleted: vec![vec![acl_binding()]] })
             } else {
@@ -969,7 +999,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..10, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..11, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -986,6 +1016,7 @@ mod tests {
                 4 => Request::DescribeProducers(vec![TopicPartitions { topic: "topic".into(), partitions: vec![0, 3] }]),
                 5 => Request::ListTransactions { states: vec!["Ongoing".into()], producer_ids: vec![7, 9] },
                 6 => Request::DescribeTransactions(vec!["a".into(), "b".into()]),
+                9 => Request::AlterQuotas { changes: vec![quota_change()], validate_only: false },
                 8 => Request::AlterAcls { create: vec![acl_binding()], delete: vec![any_acl()] },
                 7 => Request::AlterUsers(vec![crate::security::users::UserChange::Upsert {
                     user: "alice".into(), mechanism: 2, iterations: 8192,

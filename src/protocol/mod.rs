@@ -8,7 +8,7 @@
 //! Must never: do I/O. Record batches pass through as `Bytes` slices of the
 //! frame they arrived in (no copy, no decoding: see `batch`).
 
-mod acl;
+mod access;
 mod admin;
 pub mod codec;
 mod data;
@@ -206,10 +206,12 @@ pub enum ApiKey {
     AlterUsers = 21,
     DescribeAcls = 22,
     AlterAcls = 23,
+    DescribeQuotas = 24,
+    AlterQuotas = 25,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 24] = [
+    pub const ALL: [ApiKey; 26] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -234,6 +236,8 @@ impl ApiKey {
         ApiKey::AlterUsers,
         ApiKey::DescribeAcls,
         ApiKey::AlterAcls,
+        ApiKey::DescribeQuotas,
+        ApiKey::AlterQuotas,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -434,7 +438,7 @@ pub struct DescribeProducersTopicResult {
     pub partitions: Vec<DescribeProducersPartitionResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     ApiVersions,
     /// `None`: every topic.
@@ -495,6 +499,13 @@ pub enum Request {
         create: Vec<crate::security::acl::AclBinding>,
         delete: Vec<crate::security::acl::AclFilter>,
     },
+    /// Kafka's DescribeClientQuotas without filters.
+    DescribeQuotas,
+    /// Kafka's AlterClientQuotas (through the controller).
+    AlterQuotas {
+        changes: Vec<crate::security::quota::QuotaChange>,
+        validate_only: bool,
+    },
 }
 
 impl Request {
@@ -511,7 +522,7 @@ impl Request {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RequestFrame {
     pub version: u16,
     pub correlation_id: u32,
@@ -610,7 +621,7 @@ pub struct ListOffsetsTopicResult {
     pub partitions: Vec<ListOffsetsPartitionResult>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Response {
     ApiVersions(Vec<ApiVersionRange>),
     Metadata(MetadataResponse),
@@ -642,6 +653,10 @@ pub enum Response {
         created: Vec<Option<WireError>>,
         deleted: Vec<Vec<crate::security::acl::AclBinding>>,
     },
+    /// Every quota entity with its keys and values.
+    DescribeQuotas(crate::security::quota::QuotaEntries),
+    /// Each entry's result, in request order.
+    AlterQuotas(Vec<Option<WireError>>),
 }
 
 /// One SCRAM user as DescribeUsers shows it: its credentials' mechanisms
@@ -723,7 +738,7 @@ pub struct TopicDescription {
 }
 
 /// A response, or an error for the request as a whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ResponseFrame {
     pub correlation_id: u32,
     pub result: Result<Response, WireError>,

@@ -437,65 +437,36 @@ impl Acls {
             b.put_u8(a.operation.code() as u8);
             b.put_u8(a.permission.code() as u8);
         }
-        let crc = crc32c::crc32c(&b);
-        b.put_u32(crc);
-        b.to_vec()
+        super::table::seal(b)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Acls, AclError> {
         let corrupt = |m: &str| AclError::Corrupt(m.to_owned());
-        if bytes.len() < 10 {
-            return Err(corrupt("shorter than a header"));
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        if crc32c::crc32c(body) != u32::from_be_bytes(tail.try_into().expect("4 bytes")) {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let mut at = 0usize;
-        let mut take = |n: usize| -> Result<&[u8], AclError> {
-            let end = at
-                .checked_add(n)
-                .filter(|&e| e <= body.len())
-                .ok_or_else(|| corrupt("truncated"))?;
-            let s = &body[at..end];
-            at = end;
-            Ok(s)
-        };
-        if u16::from_be_bytes(take(2)?.try_into().expect("2")) != VERSION {
-            return Err(corrupt("unknown version"));
-        }
-        let n = u32::from_be_bytes(take(4)?.try_into().expect("4"));
+        let mut r = super::table::open(bytes, VERSION).map_err(AclError::Corrupt)?;
+        let n = r.u32().map_err(AclError::Corrupt)?;
         let mut acls = Acls::default();
         for _ in 0..n {
-            let rt = ResourceType::from_code(take(1)?[0] as i8)
-                .ok_or_else(|| corrupt("resource type"))?;
-            let pt =
-                PatternType::from_code(take(1)?[0] as i8).ok_or_else(|| corrupt("pattern type"))?;
-            let mut field = || -> Result<String, AclError> {
-                let len = u16::from_be_bytes(take(2)?.try_into().expect("2")) as usize;
-                std::str::from_utf8(take(len)?)
-                    .map(str::to_owned)
-                    .map_err(|_| corrupt("a field that is not UTF-8"))
+            let mut read = || -> Result<AclBinding, super::table::Corrupt> {
+                let rt = ResourceType::from_code(r.u8()? as i8).ok_or("resource type")?;
+                let pt = PatternType::from_code(r.u8()? as i8).ok_or("pattern type")?;
+                let (name, principal, host) = (r.str()?, r.str()?, r.str()?);
+                let op = Operation::from_code(r.u8()? as i8).ok_or("operation")?;
+                let perm = Permission::from_code(r.u8()? as i8).ok_or("permission")?;
+                Ok(AclBinding {
+                    resource_type: rt,
+                    name,
+                    pattern: pt,
+                    principal,
+                    host,
+                    operation: op,
+                    permission: perm,
+                })
             };
-            let (name, principal, host) = (field()?, field()?, field()?);
-            let op = Operation::from_code(take(1)?[0] as i8).ok_or_else(|| corrupt("operation"))?;
-            let perm =
-                Permission::from_code(take(1)?[0] as i8).ok_or_else(|| corrupt("permission"))?;
-            let b = AclBinding {
-                resource_type: rt,
-                name,
-                pattern: pt,
-                principal,
-                host,
-                operation: op,
-                permission: perm,
-            };
-            b.validate().map_err(|e| AclError::Corrupt(e.to_string()))?;
+            let b = read().map_err(AclError::Corrupt)?;
+            b.validate().map_err(|e| corrupt(&e.to_string()))?;
             acls.bindings.insert(b);
         }
-        if at != body.len() {
-            return Err(corrupt("trailing bytes"));
-        }
+        r.finish().map_err(AclError::Corrupt)?;
         Ok(acls)
     }
 }

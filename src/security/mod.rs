@@ -9,4 +9,5 @@ pub mod principal;
 pub mod quota;
 pub mod sasl;
 pub mod scram;
+pub mod table;
 pub mod users;

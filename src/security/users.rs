@@ -286,25 +286,12 @@ impl Users {
                 b.put_slice(&c.server_key);
             }
         }
-        let crc = crc32c::crc32c(&b);
-        b.put_u32(crc);
-        b.to_vec()
+        super::table::seal(b)
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Users, UsersError> {
         let corrupt = |m: &str| UsersError::Corrupt(m.to_owned());
-        if bytes.len() < 10 {
-            return Err(corrupt("shorter than a header"));
-        }
-        let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let want = u32::from_be_bytes(tail.try_into().expect("4 bytes"));
-        if crc32c::crc32c(body) != want {
-            return Err(corrupt("checksum mismatch"));
-        }
-        let mut r = Cursor { b: body, at: 0 };
-        if r.u16()? != VERSION {
-            return Err(corrupt("unknown version"));
-        }
+        let mut r = Cursor(super::table::open(bytes, VERSION).map_err(UsersError::Corrupt)?);
         let n = r.u32()?;
         let mut users = Users::default();
         for _ in 0..n {
@@ -340,37 +327,26 @@ impl Users {
                 );
             }
         }
-        if r.at != body.len() {
-            return Err(corrupt("trailing bytes"));
-        }
+        r.0.finish().map_err(UsersError::Corrupt)?;
         Ok(users)
     }
 }
 
-struct Cursor<'a> {
-    b: &'a [u8],
-    at: usize,
-}
+/// The table reader with the users' error.
+struct Cursor<'a>(super::table::Reader<'a>);
 
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], UsersError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&e| e <= self.b.len())
-            .ok_or_else(|| UsersError::Corrupt("truncated".into()))?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
+        self.0.take(n).map_err(UsersError::Corrupt)
     }
     fn u8(&mut self) -> Result<u8, UsersError> {
-        Ok(self.take(1)?[0])
+        self.0.u8().map_err(UsersError::Corrupt)
     }
     fn u16(&mut self) -> Result<u16, UsersError> {
-        Ok(u16::from_be_bytes(self.take(2)?.try_into().expect("2")))
+        self.0.u16().map_err(UsersError::Corrupt)
     }
     fn u32(&mut self) -> Result<u32, UsersError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4")))
+        self.0.u32().map_err(UsersError::Corrupt)
     }
 }
 

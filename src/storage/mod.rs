@@ -134,18 +134,29 @@ pub fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StorageE
     sync_dir(dir)
 }
 
-/// The broker's SCRAM users (`DATA/users.scram`); none when there is no
-/// file yet. A file that does not decode is an error: starting without the
-/// users would lock every client out without saying why.
-pub fn load_users(data_dir: &Path) -> Result<crate::security::users::Users, StorageError> {
-    let path = data_dir.join(crate::security::users::FILE_NAME);
+/// A table of the broker's metadata kept whole in `DATA/name` (users,
+/// ACLs, quotas); empty when there is no file yet. A file that does not
+/// decode is an error: starting without it would lock every client out,
+/// or open what it closed, without saying why.
+fn load_table<T: Default, E: std::fmt::Display>(
+    data_dir: &Path,
+    name: &str,
+    decode: impl Fn(&[u8]) -> Result<T, E>,
+) -> Result<T, StorageError> {
+    let path = data_dir.join(name);
     match read_optional(&path)? {
-        None => Ok(Default::default()),
-        Some(b) => crate::security::users::Users::decode(&b).map_err(|e| StorageError::Corrupt {
+        None => Ok(T::default()),
+        Some(b) => decode(&b).map_err(|e| StorageError::Corrupt {
             path,
             detail: e.to_string(),
         }),
     }
+}
+
+/// The broker's SCRAM users (`DATA/users.scram`).
+pub fn load_users(data_dir: &Path) -> Result<crate::security::users::Users, StorageError> {
+    use crate::security::users::{Users, FILE_NAME};
+    load_table(data_dir, FILE_NAME, Users::decode)
 }
 
 /// Writes the users table whole, atomically (`replace_file`).
@@ -156,23 +167,33 @@ pub fn store_users(
     replace_file(data_dir, crate::security::users::FILE_NAME, &users.encode())
 }
 
-/// The broker's ACLs (`DATA/acls`); none when there is no file yet. A
-/// file that does not decode stops the broker: starting without its ACLs
-/// would deny everyone (or, read as none, hide what was granted).
+/// The broker's ACLs (`DATA/acls`).
 pub fn load_acls(data_dir: &Path) -> Result<crate::security::acl::Acls, StorageError> {
-    let path = data_dir.join(crate::security::acl::FILE_NAME);
-    match read_optional(&path)? {
-        None => Ok(Default::default()),
-        Some(b) => crate::security::acl::Acls::decode(&b).map_err(|e| StorageError::Corrupt {
-            path,
-            detail: e.to_string(),
-        }),
-    }
+    use crate::security::acl::{Acls, FILE_NAME};
+    load_table(data_dir, FILE_NAME, Acls::decode)
 }
 
 /// Writes the ACLs whole, atomically (`replace_file`).
 pub fn store_acls(data_dir: &Path, acls: &crate::security::acl::Acls) -> Result<(), StorageError> {
     replace_file(data_dir, crate::security::acl::FILE_NAME, &acls.encode())
+}
+
+/// The broker's client quotas (`DATA/quotas`).
+pub fn load_quotas(data_dir: &Path) -> Result<crate::security::quota::Quotas, StorageError> {
+    use crate::security::quota::{Quotas, FILE_NAME};
+    load_table(data_dir, FILE_NAME, Quotas::decode)
+}
+
+/// Writes the quotas whole, atomically (`replace_file`).
+pub fn store_quotas(
+    data_dir: &Path,
+    quotas: &crate::security::quota::Quotas,
+) -> Result<(), StorageError> {
+    replace_file(
+        data_dir,
+        crate::security::quota::FILE_NAME,
+        &quotas.encode(),
+    )
 }
 
 /// The whole of a small file, or None when there is none.

@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 23;
+pub const ENUM_MAX_API_KEY: u16 = 25;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 24] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 26] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -258,6 +258,8 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 24] = [
   ApiKey::AlterUsers,
   ApiKey::DescribeAcls,
   ApiKey::AlterAcls,
+  ApiKey::DescribeQuotas,
+  ApiKey::AlterQuotas,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -289,9 +291,11 @@ impl ApiKey {
   pub const AlterUsers: Self = Self(21);
   pub const DescribeAcls: Self = Self(22);
   pub const AlterAcls: Self = Self(23);
+  pub const DescribeQuotas: Self = Self(24);
+  pub const AlterQuotas: Self = Self(25);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 23;
+  pub const ENUM_MAX: u16 = 25;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -317,6 +321,8 @@ impl ApiKey {
     Self::AlterUsers,
     Self::DescribeAcls,
     Self::AlterAcls,
+    Self::DescribeQuotas,
+    Self::AlterQuotas,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -345,6 +351,8 @@ impl ApiKey {
       Self::AlterUsers => Some("AlterUsers"),
       Self::DescribeAcls => Some("DescribeAcls"),
       Self::AlterAcls => Some("AlterAcls"),
+      Self::DescribeQuotas => Some("DescribeQuotas"),
+      Self::AlterQuotas => Some("AlterQuotas"),
       _ => None,
     }
   }
@@ -587,10 +595,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 24;
+pub const ENUM_MAX_REQUEST: u8 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 25] = [
+pub const ENUM_VALUES_REQUEST: [Request; 27] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -616,6 +624,8 @@ pub const ENUM_VALUES_REQUEST: [Request; 25] = [
   Request::AlterUsersRequest,
   Request::DescribeAclsRequest,
   Request::AlterAclsRequest,
+  Request::DescribeQuotasRequest,
+  Request::AlterQuotasRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -648,9 +658,11 @@ impl Request {
   pub const AlterUsersRequest: Self = Self(22);
   pub const DescribeAclsRequest: Self = Self(23);
   pub const AlterAclsRequest: Self = Self(24);
+  pub const DescribeQuotasRequest: Self = Self(25);
+  pub const AlterQuotasRequest: Self = Self(26);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 24;
+  pub const ENUM_MAX: u8 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -677,6 +689,8 @@ impl Request {
     Self::AlterUsersRequest,
     Self::DescribeAclsRequest,
     Self::AlterAclsRequest,
+    Self::DescribeQuotasRequest,
+    Self::AlterQuotasRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -706,6 +720,8 @@ impl Request {
       Self::AlterUsersRequest => Some("AlterUsersRequest"),
       Self::DescribeAclsRequest => Some("DescribeAclsRequest"),
       Self::AlterAclsRequest => Some("AlterAclsRequest"),
+      Self::DescribeQuotasRequest => Some("DescribeQuotasRequest"),
+      Self::AlterQuotasRequest => Some("AlterQuotasRequest"),
       _ => None,
     }
   }
@@ -765,10 +781,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 24;
+pub const ENUM_MAX_RESPONSE: u8 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 25] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 27] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -794,6 +810,8 @@ pub const ENUM_VALUES_RESPONSE: [Response; 25] = [
   Response::AlterUsersResponse,
   Response::DescribeAclsResponse,
   Response::AlterAclsResponse,
+  Response::DescribeQuotasResponse,
+  Response::AlterQuotasResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -826,9 +844,11 @@ impl Response {
   pub const AlterUsersResponse: Self = Self(22);
   pub const DescribeAclsResponse: Self = Self(23);
   pub const AlterAclsResponse: Self = Self(24);
+  pub const DescribeQuotasResponse: Self = Self(25);
+  pub const AlterQuotasResponse: Self = Self(26);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 24;
+  pub const ENUM_MAX: u8 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -855,6 +875,8 @@ impl Response {
     Self::AlterUsersResponse,
     Self::DescribeAclsResponse,
     Self::AlterAclsResponse,
+    Self::DescribeQuotasResponse,
+    Self::AlterQuotasResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -884,6 +906,8 @@ impl Response {
       Self::AlterUsersResponse => Some("AlterUsersResponse"),
       Self::DescribeAclsResponse => Some("DescribeAclsResponse"),
       Self::AlterAclsResponse => Some("AlterAclsResponse"),
+      Self::DescribeQuotasResponse => Some("DescribeQuotasResponse"),
+      Self::AlterQuotasResponse => Some("AlterQuotasResponse"),
       _ => None,
     }
   }
@@ -9286,6 +9310,819 @@ impl ::core::fmt::Debug for AlterAclsResponse<'_> {
       ds.finish()
   }
 }
+pub enum QuotaEntityOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One side of a quota entity: 0 absent, 1 named, 2 the default.
+pub struct QuotaEntity<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for QuotaEntity<'a> {
+  type Inner = QuotaEntity<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> QuotaEntity<'a> {
+  pub const VT_USER_KIND: ::flatbuffers::VOffsetT = 4;
+  pub const VT_USER: ::flatbuffers::VOffsetT = 6;
+  pub const VT_CLIENT_KIND: ::flatbuffers::VOffsetT = 8;
+  pub const VT_CLIENT_ID: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    QuotaEntity { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args QuotaEntityArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<QuotaEntity<'bldr>> {
+    let mut builder = QuotaEntityBuilder::new(_fbb);
+    if let Some(x) = args.client_id { builder.add_client_id(x); }
+    if let Some(x) = args.user { builder.add_user(x); }
+    builder.add_client_kind(args.client_kind);
+    builder.add_user_kind(args.user_kind);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn user_kind(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(QuotaEntity::VT_USER_KIND, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn user(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(QuotaEntity::VT_USER, None)}
+  }
+  #[inline]
+  pub fn client_kind(&self) -> i8 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<i8>(QuotaEntity::VT_CLIENT_KIND, Some(0)).unwrap()}
+  }
+  #[inline]
+  pub fn client_id(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(QuotaEntity::VT_CLIENT_ID, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for QuotaEntity<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<i8>("user_kind", Self::VT_USER_KIND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("user", Self::VT_USER, false)?
+     .visit_field::<i8>("client_kind", Self::VT_CLIENT_KIND, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("client_id", Self::VT_CLIENT_ID, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct QuotaEntityArgs<'a> {
+    pub user_kind: i8,
+    pub user: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub client_kind: i8,
+    pub client_id: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for QuotaEntityArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    QuotaEntityArgs {
+      user_kind: 0,
+      user: None,
+      client_kind: 0,
+      client_id: None,
+    }
+  }
+}
+
+pub struct QuotaEntityBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> QuotaEntityBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_user_kind(&mut self, user_kind: i8) {
+    self.fbb_.push_slot::<i8>(QuotaEntity::VT_USER_KIND, user_kind, 0);
+  }
+  #[inline]
+  pub fn add_user(&mut self, user: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuotaEntity::VT_USER, user);
+  }
+  #[inline]
+  pub fn add_client_kind(&mut self, client_kind: i8) {
+    self.fbb_.push_slot::<i8>(QuotaEntity::VT_CLIENT_KIND, client_kind, 0);
+  }
+  #[inline]
+  pub fn add_client_id(&mut self, client_id: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuotaEntity::VT_CLIENT_ID, client_id);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> QuotaEntityBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    QuotaEntityBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<QuotaEntity<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for QuotaEntity<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("QuotaEntity");
+      ds.field("user_kind", &self.user_kind());
+      ds.field("user", &self.user());
+      ds.field("client_kind", &self.client_kind());
+      ds.field("client_id", &self.client_id());
+      ds.finish()
+  }
+}
+pub enum QuotaValueOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// A quota key's value (Kafka's keys: producer_byte_rate,
+/// consumer_byte_rate, request_percentage); `remove` deletes the key.
+pub struct QuotaValue<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for QuotaValue<'a> {
+  type Inner = QuotaValue<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> QuotaValue<'a> {
+  pub const VT_KEY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALUE: ::flatbuffers::VOffsetT = 6;
+  pub const VT_REMOVE: ::flatbuffers::VOffsetT = 8;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    QuotaValue { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args QuotaValueArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<QuotaValue<'bldr>> {
+    let mut builder = QuotaValueBuilder::new(_fbb);
+    builder.add_value(args.value);
+    if let Some(x) = args.key { builder.add_key(x); }
+    builder.add_remove(args.remove);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn key(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(QuotaValue::VT_KEY, None)}
+  }
+  #[inline]
+  pub fn value(&self) -> f64 {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<f64>(QuotaValue::VT_VALUE, Some(0.0)).unwrap()}
+  }
+  #[inline]
+  pub fn remove(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(QuotaValue::VT_REMOVE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for QuotaValue<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("key", Self::VT_KEY, false)?
+     .visit_field::<f64>("value", Self::VT_VALUE, false)?
+     .visit_field::<bool>("remove", Self::VT_REMOVE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct QuotaValueArgs<'a> {
+    pub key: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub value: f64,
+    pub remove: bool,
+}
+impl<'a> Default for QuotaValueArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    QuotaValueArgs {
+      key: None,
+      value: 0.0,
+      remove: false,
+    }
+  }
+}
+
+pub struct QuotaValueBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> QuotaValueBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_key(&mut self, key: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuotaValue::VT_KEY, key);
+  }
+  #[inline]
+  pub fn add_value(&mut self, value: f64) {
+    self.fbb_.push_slot::<f64>(QuotaValue::VT_VALUE, value, 0.0);
+  }
+  #[inline]
+  pub fn add_remove(&mut self, remove: bool) {
+    self.fbb_.push_slot::<bool>(QuotaValue::VT_REMOVE, remove, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> QuotaValueBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    QuotaValueBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<QuotaValue<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for QuotaValue<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("QuotaValue");
+      ds.field("key", &self.key());
+      ds.field("value", &self.value());
+      ds.field("remove", &self.remove());
+      ds.finish()
+  }
+}
+pub enum QuotaEntryOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct QuotaEntry<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for QuotaEntry<'a> {
+  type Inner = QuotaEntry<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> QuotaEntry<'a> {
+  pub const VT_ENTITY: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALUES: ::flatbuffers::VOffsetT = 6;
+  pub const VT_ERROR_CODE: ::flatbuffers::VOffsetT = 8;
+  pub const VT_ERROR_MESSAGE: ::flatbuffers::VOffsetT = 10;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    QuotaEntry { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args QuotaEntryArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<QuotaEntry<'bldr>> {
+    let mut builder = QuotaEntryBuilder::new(_fbb);
+    if let Some(x) = args.error_message { builder.add_error_message(x); }
+    if let Some(x) = args.values { builder.add_values(x); }
+    if let Some(x) = args.entity { builder.add_entity(x); }
+    builder.add_error_code(args.error_code);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn entity(&self) -> Option<QuotaEntity<'a>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<QuotaEntity>>(QuotaEntry::VT_ENTITY, None)}
+  }
+  #[inline]
+  pub fn values(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaValue<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaValue>>>>(QuotaEntry::VT_VALUES, None)}
+  }
+  #[inline]
+  pub fn error_code(&self) -> ErrorCode {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<ErrorCode>(QuotaEntry::VT_ERROR_CODE, Some(ErrorCode::None)).unwrap()}
+  }
+  #[inline]
+  pub fn error_message(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(QuotaEntry::VT_ERROR_MESSAGE, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for QuotaEntry<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<QuotaEntity>>("entity", Self::VT_ENTITY, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<QuotaValue>>>>("values", Self::VT_VALUES, false)?
+     .visit_field::<ErrorCode>("error_code", Self::VT_ERROR_CODE, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("error_message", Self::VT_ERROR_MESSAGE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct QuotaEntryArgs<'a> {
+    pub entity: Option<::flatbuffers::WIPOffset<QuotaEntity<'a>>>,
+    pub values: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaValue<'a>>>>>,
+    pub error_code: ErrorCode,
+    pub error_message: Option<::flatbuffers::WIPOffset<&'a str>>,
+}
+impl<'a> Default for QuotaEntryArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    QuotaEntryArgs {
+      entity: None,
+      values: None,
+      error_code: ErrorCode::None,
+      error_message: None,
+    }
+  }
+}
+
+pub struct QuotaEntryBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> QuotaEntryBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_entity(&mut self, entity: ::flatbuffers::WIPOffset<QuotaEntity<'b >>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<QuotaEntity>>(QuotaEntry::VT_ENTITY, entity);
+  }
+  #[inline]
+  pub fn add_values(&mut self, values: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<QuotaValue<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuotaEntry::VT_VALUES, values);
+  }
+  #[inline]
+  pub fn add_error_code(&mut self, error_code: ErrorCode) {
+    self.fbb_.push_slot::<ErrorCode>(QuotaEntry::VT_ERROR_CODE, error_code, ErrorCode::None);
+  }
+  #[inline]
+  pub fn add_error_message(&mut self, error_message: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(QuotaEntry::VT_ERROR_MESSAGE, error_message);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> QuotaEntryBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    QuotaEntryBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<QuotaEntry<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for QuotaEntry<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("QuotaEntry");
+      ds.field("entity", &self.entity());
+      ds.field("values", &self.values());
+      ds.field("error_code", &self.error_code());
+      ds.field("error_message", &self.error_message());
+      ds.finish()
+  }
+}
+pub enum DescribeQuotasRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's DescribeClientQuotas without filters: every entry.
+pub struct DescribeQuotasRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeQuotasRequest<'a> {
+  type Inner = DescribeQuotasRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeQuotasRequest<'a> {
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeQuotasRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    _args: &'args DescribeQuotasRequestArgs
+  ) -> ::flatbuffers::WIPOffset<DescribeQuotasRequest<'bldr>> {
+    let mut builder = DescribeQuotasRequestBuilder::new(_fbb);
+    builder.finish()
+  }
+
+}
+
+impl ::flatbuffers::Verifiable for DescribeQuotasRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeQuotasRequestArgs {
+}
+impl<'a> Default for DescribeQuotasRequestArgs {
+  #[inline]
+  fn default() -> Self {
+    DescribeQuotasRequestArgs {
+    }
+  }
+}
+
+pub struct DescribeQuotasRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeQuotasRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeQuotasRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeQuotasRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeQuotasRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeQuotasRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeQuotasRequest");
+      ds.finish()
+  }
+}
+pub enum DescribeQuotasResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct DescribeQuotasResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for DescribeQuotasResponse<'a> {
+  type Inner = DescribeQuotasResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> DescribeQuotasResponse<'a> {
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    DescribeQuotasResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args DescribeQuotasResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<DescribeQuotasResponse<'bldr>> {
+    let mut builder = DescribeQuotasResponseBuilder::new(_fbb);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>(DescribeQuotasResponse::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for DescribeQuotasResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct DescribeQuotasResponseArgs<'a> {
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>>>,
+}
+impl<'a> Default for DescribeQuotasResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    DescribeQuotasResponseArgs {
+      entries: None,
+    }
+  }
+}
+
+pub struct DescribeQuotasResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> DescribeQuotasResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<QuotaEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(DescribeQuotasResponse::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> DescribeQuotasResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    DescribeQuotasResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<DescribeQuotasResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for DescribeQuotasResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("DescribeQuotasResponse");
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
+pub enum AlterQuotasRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Kafka's AlterClientQuotas.
+pub struct AlterQuotasRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterQuotasRequest<'a> {
+  type Inner = AlterQuotasRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterQuotasRequest<'a> {
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_VALIDATE_ONLY: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterQuotasRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterQuotasRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterQuotasRequest<'bldr>> {
+    let mut builder = AlterQuotasRequestBuilder::new(_fbb);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.add_validate_only(args.validate_only);
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>(AlterQuotasRequest::VT_ENTRIES, None)}
+  }
+  #[inline]
+  pub fn validate_only(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(AlterQuotasRequest::VT_VALIDATE_ONLY, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterQuotasRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .visit_field::<bool>("validate_only", Self::VT_VALIDATE_ONLY, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterQuotasRequestArgs<'a> {
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>>>,
+    pub validate_only: bool,
+}
+impl<'a> Default for AlterQuotasRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterQuotasRequestArgs {
+      entries: None,
+      validate_only: false,
+    }
+  }
+}
+
+pub struct AlterQuotasRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterQuotasRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<QuotaEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterQuotasRequest::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn add_validate_only(&mut self, validate_only: bool) {
+    self.fbb_.push_slot::<bool>(AlterQuotasRequest::VT_VALIDATE_ONLY, validate_only, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterQuotasRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterQuotasRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterQuotasRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterQuotasRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterQuotasRequest");
+      ds.field("entries", &self.entries());
+      ds.field("validate_only", &self.validate_only());
+      ds.finish()
+  }
+}
+pub enum AlterQuotasResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// Each entry's result (entity and error), in request order.
+pub struct AlterQuotasResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for AlterQuotasResponse<'a> {
+  type Inner = AlterQuotasResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> AlterQuotasResponse<'a> {
+  pub const VT_ENTRIES: ::flatbuffers::VOffsetT = 4;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    AlterQuotasResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args AlterQuotasResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<AlterQuotasResponse<'bldr>> {
+    let mut builder = AlterQuotasResponseBuilder::new(_fbb);
+    if let Some(x) = args.entries { builder.add_entries(x); }
+    builder.finish()
+  }
+
+
+  #[inline]
+  pub fn entries(&self) -> Option<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>(AlterQuotasResponse::VT_ENTRIES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for AlterQuotasResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, ::flatbuffers::ForwardsUOffset<QuotaEntry>>>>("entries", Self::VT_ENTRIES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct AlterQuotasResponseArgs<'a> {
+    pub entries: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, ::flatbuffers::ForwardsUOffset<QuotaEntry<'a>>>>>,
+}
+impl<'a> Default for AlterQuotasResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    AlterQuotasResponseArgs {
+      entries: None,
+    }
+  }
+}
+
+pub struct AlterQuotasResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> AlterQuotasResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_entries(&mut self, entries: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , ::flatbuffers::ForwardsUOffset<QuotaEntry<'b >>>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(AlterQuotasResponse::VT_ENTRIES, entries);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> AlterQuotasResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    AlterQuotasResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<AlterQuotasResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for AlterQuotasResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("AlterQuotasResponse");
+      ds.field("entries", &self.entries());
+      ds.finish()
+  }
+}
 pub enum DeleteTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -14491,6 +15328,36 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_describe_quotas_request(&self) -> Option<DescribeQuotasRequest<'a>> {
+    if self.request_type() == Request::DescribeQuotasRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeQuotasRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_alter_quotas_request(&self) -> Option<AlterQuotasRequest<'a>> {
+    if self.request_type() == Request::AlterQuotasRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterQuotasRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -14528,6 +15395,8 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::AlterUsersRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersRequest>>("Request::AlterUsersRequest", pos),
           Request::DescribeAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeAclsRequest>>("Request::DescribeAclsRequest", pos),
           Request::AlterAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsRequest>>("Request::AlterAclsRequest", pos),
+          Request::DescribeQuotasRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeQuotasRequest>>("Request::DescribeQuotasRequest", pos),
+          Request::AlterQuotasRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterQuotasRequest>>("Request::AlterQuotasRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -14766,6 +15635,20 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::AlterAclsRequest => {
           if let Some(x) = self.request_as_alter_acls_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::DescribeQuotasRequest => {
+          if let Some(x) = self.request_as_describe_quotas_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::AlterQuotasRequest => {
+          if let Some(x) = self.request_as_alter_quotas_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -15217,6 +16100,36 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_describe_quotas_response(&self) -> Option<DescribeQuotasResponse<'a>> {
+    if self.response_type() == Response::DescribeQuotasResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { DescribeQuotasResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_alter_quotas_response(&self) -> Option<AlterQuotasResponse<'a>> {
+    if self.response_type() == Response::AlterQuotasResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { AlterQuotasResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -15254,6 +16167,8 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::AlterUsersResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterUsersResponse>>("Response::AlterUsersResponse", pos),
           Response::DescribeAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeAclsResponse>>("Response::DescribeAclsResponse", pos),
           Response::AlterAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsResponse>>("Response::AlterAclsResponse", pos),
+          Response::DescribeQuotasResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeQuotasResponse>>("Response::DescribeQuotasResponse", pos),
+          Response::AlterQuotasResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterQuotasResponse>>("Response::AlterQuotasResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -15492,6 +16407,20 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::AlterAclsResponse => {
           if let Some(x) = self.response_as_alter_acls_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::DescribeQuotasResponse => {
+          if let Some(x) = self.response_as_describe_quotas_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::AlterQuotasResponse => {
+          if let Some(x) = self.response_as_alter_quotas_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

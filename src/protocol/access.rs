@@ -1,19 +1,107 @@
-//! The ACL family of the native wire: DescribeAcls and AlterAcls (Kafka's
-//! DescribeAcls, CreateAcls and DeleteAcls for `shardlog acl`), typed
-//! <-> flatbuffers.
+//! The access-control family of the native wire, typed <-> flatbuffers:
+//! DescribeAcls and AlterAcls (Kafka's DescribeAcls, CreateAcls and
+//! DeleteAcls for `shardlog acl`), DescribeQuotas and AlterQuotas (Kafka's
+//! Describe/AlterClientQuotas for `shardlog quota`).
 //!
 //! Owns: `AclEntry` both ways, as a binding and as a filter (an absent
-//! string matches any). A code none of Kafka's is a decode error: the
-//! request or answer is refused whole, never guessed.
+//! string matches any); `QuotaEntry` both ways. A code none of Kafka's is
+//! a decode error: the request or answer is refused whole, never guessed.
 
 use flatbuffers::{FlatBufferBuilder, WIPOffset};
 
 use super::fb::{err_code, err_of, opt_str, DecodeError, ReqBody, RespBody};
 use super::generated as fb;
 use super::{Request, Response};
+use crate::protocol::WireError;
 use crate::security::acl::{
     AclBinding, AclFilter, Operation, PatternType, Permission, ResourceType,
 };
+use crate::security::quota::{Entity, Name, QuotaChange};
+
+fn side<'a>(fbb: &mut FlatBufferBuilder<'a>, n: &Option<Name>) -> (i8, Option<WIPOffset<&'a str>>) {
+    match n {
+        None => (0, None),
+        Some(Name::Named(s)) => (1, Some(fbb.create_string(s))),
+        Some(Name::Default) => (2, None),
+    }
+}
+
+fn read_side(kind: i8, name: Option<&str>) -> Result<Option<Name>, DecodeError> {
+    Ok(match kind {
+        0 => None,
+        1 => Some(Name::Named(
+            name.ok_or(DecodeError::MissingField("entity name"))?
+                .to_owned(),
+        )),
+        2 => Some(Name::Default),
+        _ => return Err(DecodeError::Invalid("unknown quota entity kind".into())),
+    })
+}
+
+/// A quota entry: the entity, its values (None: remove the key), its error.
+fn quota_entry<'a>(
+    fbb: &mut FlatBufferBuilder<'a>,
+    e: &Entity,
+    values: &[(String, Option<f64>)],
+    error: &Option<WireError>,
+) -> WIPOffset<fb::QuotaEntry<'a>> {
+    let (user_kind, user) = side(fbb, &e.user);
+    let (client_kind, client_id) = side(fbb, &e.client_id);
+    let entity = fb::QuotaEntity::create(
+        fbb,
+        &fb::QuotaEntityArgs {
+            user_kind,
+            user,
+            client_kind,
+            client_id,
+        },
+    );
+    let vs: Vec<_> = values
+        .iter()
+        .map(|(k, v)| {
+            let key = fbb.create_string(k);
+            fb::QuotaValue::create(
+                fbb,
+                &fb::QuotaValueArgs {
+                    key: Some(key),
+                    value: v.unwrap_or(0.0),
+                    remove: v.is_none(),
+                },
+            )
+        })
+        .collect();
+    let values = fbb.create_vector(&vs);
+    let error_message = opt_str(fbb, error);
+    fb::QuotaEntry::create(
+        fbb,
+        &fb::QuotaEntryArgs {
+            entity: Some(entity),
+            values: Some(values),
+            error_code: err_code(error),
+            error_message,
+        },
+    )
+}
+
+type ReadEntry = (Entity, Vec<(String, Option<f64>)>, Option<WireError>);
+
+fn read_quota_entry(q: &fb::QuotaEntry<'_>) -> Result<ReadEntry, DecodeError> {
+    let e = q.entity().ok_or(DecodeError::MissingField("entity"))?;
+    let entity = Entity {
+        user: read_side(e.user_kind(), e.user())?,
+        client_id: read_side(e.client_kind(), e.client_id())?,
+    };
+    let values = q
+        .values()
+        .iter()
+        .flatten()
+        .map(|v| {
+            let key = v.key().ok_or(DecodeError::MissingField("key"))?.to_owned();
+            Ok((key, (!v.remove()).then_some(v.value())))
+        })
+        .collect::<Result<_, DecodeError>>()?;
+    Ok((entity, values, err_of(q.error_code(), q.error_message())))
+}
 
 /// A binding's or filter's parts, as `AclEntry` carries them.
 struct Entry<'s> {
@@ -129,6 +217,32 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::DescribeQuotas => (
+            fb::Request::DescribeQuotasRequest,
+            fb::DescribeQuotasRequest::create(fbb, &fb::DescribeQuotasRequestArgs {})
+                .as_union_value(),
+        ),
+        Request::AlterQuotas {
+            changes,
+            validate_only,
+        } => {
+            let es: Vec<_> = changes
+                .iter()
+                .map(|c| quota_entry(fbb, &c.entity, &c.ops, &None))
+                .collect();
+            let entries = fbb.create_vector(&es);
+            (
+                fb::Request::AlterQuotasRequest,
+                fb::AlterQuotasRequest::create(
+                    fbb,
+                    &fb::AlterQuotasRequestArgs {
+                        entries: Some(entries),
+                        validate_only: *validate_only,
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -158,6 +272,20 @@ pub(super) fn decode_request(
                 .map(|e| read(&e))
                 .collect::<Result<_, _>>()?;
             Request::AlterAcls { create, delete }
+        }
+        fb::Request::DescribeQuotasRequest => Request::DescribeQuotas,
+        fb::Request::AlterQuotasRequest => {
+            let a = env.request_as_alter_quotas_request().ok_or(missing)?;
+            let changes = a
+                .entries()
+                .iter()
+                .flatten()
+                .map(|q| read_quota_entry(&q).map(|(entity, ops, _)| QuotaChange { entity, ops }))
+                .collect::<Result<_, _>>()?;
+            Request::AlterQuotas {
+                changes,
+                validate_only: a.validate_only(),
+            }
         }
         _ => return Ok(None),
     }))
@@ -219,6 +347,48 @@ pub(super) fn encode_response(fbb: &mut FlatBufferBuilder<'_>, r: &Response) -> 
                 .as_union_value(),
             )
         }
+        Response::DescribeQuotas(entries) => {
+            let es: Vec<_> = entries
+                .iter()
+                .map(|(e, vs)| {
+                    let vs: Vec<(String, Option<f64>)> =
+                        vs.iter().map(|(k, v)| (k.clone(), Some(*v))).collect();
+                    quota_entry(fbb, e, &vs, &None)
+                })
+                .collect();
+            let entries = fbb.create_vector(&es);
+            (
+                fb::Response::DescribeQuotasResponse,
+                fb::DescribeQuotasResponse::create(
+                    fbb,
+                    &fb::DescribeQuotasResponseArgs {
+                        entries: Some(entries),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
+        Response::AlterQuotas(results) => {
+            let none = Entity {
+                user: None,
+                client_id: None,
+            };
+            let es: Vec<_> = results
+                .iter()
+                .map(|r| quota_entry(fbb, &none, &[], r))
+                .collect();
+            let entries = fbb.create_vector(&es);
+            (
+                fb::Response::AlterQuotasResponse,
+                fb::AlterQuotasResponse::create(
+                    fbb,
+                    &fb::AlterQuotasResponseArgs {
+                        entries: Some(entries),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -259,6 +429,28 @@ pub(super) fn decode_response(
                 })
                 .collect::<Result<_, _>>()?;
             Response::AlterAcls { created, deleted }
+        }
+        fb::Response::DescribeQuotasResponse => {
+            let d = env.response_as_describe_quotas_response().ok_or(missing)?;
+            let mut out = Vec::new();
+            for q in d.entries().iter().flatten() {
+                let (e, vs, _) = read_quota_entry(&q)?;
+                out.push((
+                    e,
+                    vs.into_iter().map(|(k, v)| (k, v.unwrap_or(0.0))).collect(),
+                ));
+            }
+            Response::DescribeQuotas(out)
+        }
+        fb::Response::AlterQuotasResponse => {
+            let a = env.response_as_alter_quotas_response().ok_or(missing)?;
+            let results = a
+                .entries()
+                .iter()
+                .flatten()
+                .map(|q| read_quota_entry(&q).map(|(_, _, e)| e))
+                .collect::<Result<_, _>>()?;
+            Response::AlterQuotas(results)
         }
         _ => return Ok(None),
     }))
