@@ -174,8 +174,11 @@ impl Acceptor {
 
     /// The server side of a handshake on `tcp`, within the deadline.
     pub async fn accept(&self, tcp: rt::TcpStream) -> Result<TlsStream, TlsError> {
-        let conn = ServerConnection::new(self.current())
+        let mut conn = ServerConnection::new(self.current())
             .map_err(|e| TlsError::Handshake(e.to_string()))?;
+        // Plaintext accepted before it must be sent: a fetch answer goes
+        // out in a few vectored sends rather than 64 KiB at a time.
+        conn.set_buffer_limit(Some(SEND_BUFFER_BYTES));
         let mut s = TlsStream { tcp, conn };
         match rt::timeout(self.deadline, s.handshake()).await {
             Some(Ok(())) => Ok(s),
@@ -184,6 +187,9 @@ impl Acceptor {
         }
     }
 }
+
+/// Ciphertext a connection may hold unsent.
+const SEND_BUFFER_BYTES: usize = 512 * 1024;
 
 /// A socket under TLS: `AsyncRead` gives plaintext, `AsyncWrite` takes
 /// plaintext; rustls does the rest over the socket.
@@ -198,6 +204,9 @@ struct Sync<'a, 'b> {
     tcp: &'a mut rt::TcpStream,
     cx: &'a mut Context<'b>,
 }
+
+/// Most records one send takes (rustls hands over at most 64 chunks).
+const MAX_IOVECS: usize = 64;
 
 fn ready<T>(p: Poll<io::Result<T>>) -> io::Result<T> {
     match p {
@@ -215,6 +224,40 @@ impl Read for Sync<'_, '_> {
 impl Write for Sync<'_, '_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         ready(Pin::new(&mut *self.tcp).poll_write(self.cx, buf))
+    }
+
+    /// Every queued record in one `sendmsg` when the socket has room
+    /// (rustls writes one record per call otherwise: a syscall per 16
+    /// KiB); when it is full, glommio's write waits (the waker is set).
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        use std::os::fd::AsRawFd;
+        let bufs = &bufs[..bufs.len().min(MAX_IOVECS)];
+        loop {
+            // SAFETY: IoSlice is ABI-compatible with iovec on Unix; the
+            // slices outlive the call; sendmsg only reads them.
+            let sent = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = bufs.as_ptr() as *mut libc::iovec;
+                msg.msg_iovlen = bufs.len() as _;
+                libc::sendmsg(
+                    self.tcp.as_raw_fd(),
+                    &msg,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if sent >= 0 {
+                return Ok(sent as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => {
+                    let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+                    return self.write(first);
+                }
+                _ => return Err(e),
+            }
+        }
     }
     fn flush(&mut self) -> io::Result<()> {
         ready(Pin::new(&mut *self.tcp).poll_flush(self.cx))
@@ -295,18 +338,37 @@ impl TlsStream {
 }
 
 impl AsyncRead for TlsStream {
+    /// As much plaintext as is ready, up to `buf.len()`: records are
+    /// decrypted until the buffer is full or the socket has no more for
+    /// now (one record per read would cost the caller a read each).
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        let mut filled = 0;
         loop {
-            match this.conn.reader().read(buf) {
-                Ok(n) => return Poll::Ready(Ok(n)),
+            match this.conn.reader().read(&mut buf[filled..]) {
+                // The end of the stream (close_notify) or a full buffer.
+                Ok(0) => return Poll::Ready(Ok(filled)),
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Poll::Ready(Ok(filled));
+                    }
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 // Closed without close_notify: the end of the stream.
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Poll::Ready(Ok(0)),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    return Poll::Ready(Ok(filled))
+                }
+                Err(e) if filled > 0 => {
+                    // Hand over what came first; the error comes again.
+                    let _ = e;
+                    return Poll::Ready(Ok(filled));
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
             // What reading made rustls want to say (a key update's
@@ -315,8 +377,10 @@ impl AsyncRead for TlsStream {
             let _ = this.poll_flush_tls(cx);
             match this.poll_read_tls(cx) {
                 Poll::Ready(Ok(true)) => continue,
-                Poll::Ready(Ok(false)) => return Poll::Ready(Ok(0)),
+                Poll::Ready(Ok(false)) => return Poll::Ready(Ok(filled)),
+                Poll::Ready(Err(_)) if filled > 0 => return Poll::Ready(Ok(filled)),
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if filled > 0 => return Poll::Ready(Ok(filled)),
                 Poll::Pending => return Poll::Pending,
             }
         }

@@ -396,13 +396,11 @@ impl FrameReader {
                 }
             }
         }
-        // Nothing there: wait through the runtime, into a zeroed window
-        // that stays small (zeroing is per wait here, not per byte).
-        let room = if fd.is_some() {
-            room.min(WAIT_READ_BYTES)
-        } else {
-            room
-        };
+        // Nothing there (or no socket of our own: TLS): read through the
+        // stream, into a zeroed window that stays small (zeroing is per
+        // read here, not per byte: a TLS stream hands over a few records
+        // per read, so a large window would be zeroed over and over).
+        let room = room.min(WAIT_READ_BYTES);
         self.buf.resize(len + room, 0);
         let r = self.read_within_deadline(rd, stop, activity, len).await;
         let n = *r.as_ref().unwrap_or(&0);
