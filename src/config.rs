@@ -185,6 +185,12 @@ const SETTINGS: &[Setting] = &[
         "on = the Kafka listener and its per-shard ports speak TLS (clients: security.protocol SSL or SASL_SSL); needs tls-cert-file and tls-key-file",
     ),
     s(
+        "native-tls",
+        Kind::Str,
+        "off",
+        "on = the native listener and its per-shard ports speak TLS (clients: shardlog --tls-ca FILE); needs tls-cert-file and tls-key-file",
+    ),
+    s(
         "tls-cert-file",
         Kind::Str,
         "",
@@ -552,6 +558,12 @@ impl Resolved {
             "off" | "false" => false,
             other => return Err(self.bad("kafka-tls", format!("{other:?} is not on or off"))),
         };
+        let (native_tls_raw, _) = self.get("native-tls").expect("default");
+        let native_tls = match native_tls_raw.trim() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(self.bad("native-tls", format!("{other:?} is not on or off"))),
+        };
         let path = |key: &'static str| -> Option<PathBuf> {
             let (v, _) = self.get(key).expect("default");
             (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
@@ -566,6 +578,9 @@ impl Resolved {
             (Some(_), None) => return Err(self.bad("tls-key-file", "needed with tls-cert-file")),
             (None, Some(_)) => return Err(self.bad("tls-cert-file", "needed with tls-key-file")),
         };
+        if native_tls && tls_files.is_none() {
+            return Err(self.bad("native-tls", "on needs tls-cert-file and tls-key-file"));
+        }
         if kafka_tls && tls_files.is_none() {
             return Err(self.bad("kafka-tls", "on needs tls-cert-file and tls-key-file"));
         }
@@ -669,6 +684,7 @@ impl Resolved {
             authorizer,
             super_users,
             kafka_tls,
+            native_tls,
             tls_files,
             max_frame_bytes,
             max_batch_bytes,
@@ -785,6 +801,8 @@ pub struct ServeSettings {
     pub super_users: Vec<String>,
     /// TLS on the Kafka listener and its per-shard ports.
     pub kafka_tls: bool,
+    /// TLS on the native listener and its per-shard ports.
+    pub native_tls: bool,
     /// The TLS listeners' certificate, key and client CA.
     pub tls_files: Option<crate::tls::TlsFiles>,
     pub max_frame_bytes: usize,
@@ -872,6 +890,7 @@ impl ServeSettings {
         c.authorizer = self.authorizer;
         c.super_users = self.super_users.clone();
         c.kafka_tls = self.kafka_tls;
+        c.native_tls = self.native_tls;
         c.tls_files = self.tls_files.clone();
         c.max_frame_bytes = self.max_frame_bytes;
         c.max_batch_bytes = self.max_batch_bytes;
@@ -1008,6 +1027,11 @@ pub struct ServeArgs {
     /// --tls-cert-file and --tls-key-file [default: off].
     #[arg(long, value_name = "on|off")]
     pub kafka_tls: Option<String>,
+    /// `on`: the native listener and its per-shard ports speak TLS (the
+    /// CLI and the bench tool connect with `--tls-ca FILE`); needs
+    /// --tls-cert-file and --tls-key-file [default: off].
+    #[arg(long, value_name = "on|off")]
+    pub native_tls: Option<String>,
     /// PEM certificate chain of the TLS listeners, leaf first (reloaded on
     /// SIGHUP, without dropping connections).
     #[arg(long, value_name = "FILE")]
@@ -1123,6 +1147,7 @@ impl ServeArgs {
             ("authorizer", self.authorizer.clone()),
             ("super-users", self.super_users.clone()),
             ("kafka-tls", self.kafka_tls.clone()),
+            ("native-tls", self.native_tls.clone()),
             ("tls-cert-file", self.tls_cert_file.clone()),
             ("tls-key-file", self.tls_key_file.clone()),
             ("tls-client-ca-file", self.tls_client_ca_file.clone()),

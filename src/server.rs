@@ -102,6 +102,8 @@ pub struct BrokerConfig {
     pub super_users: Vec<String>,
     /// TLS on the Kafka listener and its per-shard ports (`--kafka-tls`).
     pub kafka_tls: bool,
+    /// TLS on the native listener and its per-shard ports (`--native-tls`).
+    pub native_tls: bool,
     /// The TLS listeners' files.
     pub tls_files: Option<crate::tls::TlsFiles>,
     /// Moved by SIGHUP: each shard reloads the TLS files at its next
@@ -165,6 +167,7 @@ impl BrokerConfig {
             authorizer: false,
             super_users: Vec::new(),
             kafka_tls: false,
+            native_tls: false,
             tls_files: None,
             tls_reload: Arc::default(),
             metrics: Metrics::new(1, true),
@@ -604,7 +607,7 @@ async fn run_shard(
     };
     // TLS: the files are read now, so a bad certificate stops the start
     // with the reason rather than failing every handshake later.
-    let kafka_tls = match (&config.tls_files, config.kafka_tls) {
+    let tls = match (&config.tls_files, config.kafka_tls || config.native_tls) {
         (Some(files), true) => match crate::tls::Acceptor::new(
             files.clone(),
             config.tls_reload.clone(),
@@ -667,7 +670,8 @@ async fn run_shard(
             config.metrics.shard(id),
         ),
     });
-    let native = Proto::Native;
+    let kafka_tls = tls.clone().filter(|_| config.kafka_tls);
+    let native = Proto::Native(tls.filter(|_| config.native_tls));
     let (kafka_shared, kafka_own) = (
         Proto::Kafka(kafka_ctx(false), kafka_tls.clone()),
         Proto::Kafka(kafka_ctx(true), kafka_tls),
@@ -763,7 +767,8 @@ async fn wait_for_stop(stop: &AtomicBool) {
 /// Which protocol a listener speaks.
 #[derive(Clone)]
 enum Proto {
-    Native,
+    /// With TLS when the listener speaks it.
+    Native(Option<Rc<crate::tls::Acceptor>>),
     /// With TLS when the listener speaks it.
     Kafka(
         Rc<crate::kafka::KafkaContext>,
@@ -798,7 +803,7 @@ async fn accept_loop(
                 let peer = stream.peer_addr().ok();
                 let metrics = router.shard().metrics().clone();
                 let listener_kind = match proto {
-                    Proto::Native => Listener::Native,
+                    Proto::Native(_) => Listener::Native,
                     Proto::Kafka(..) => Listener::Kafka,
                 };
                 if conns.open.get() >= config.max_connections {
@@ -813,7 +818,7 @@ async fn accept_loop(
                         peer,
                         &format!("refused: at the limit of {max} connections (--max-connections)"),
                     );
-                    if matches!(proto, Proto::Native) {
+                    if matches!(proto, Proto::Native(None)) {
                         // Say why, then hang up (in its own task, so a
                         // client that does not read cannot stall accepting).
                         rt::spawn(async move {
@@ -846,9 +851,20 @@ async fn accept_loop(
                     let stop = conns.stop.subscribe();
                     let budget = conns.budget.clone();
                     let (reason, detail) = match proto {
-                        Proto::Native => {
+                        Proto::Native(None) => {
                             let door = NativeDoor { router };
                             conn::serve(&door, stream, budget, limits, &stop.event).await
+                        }
+                        Proto::Native(Some(tls)) => {
+                            let _ = stream.set_nodelay(true);
+                            match tls.accept(stream).await {
+                                Ok(s) => {
+                                    let door = NativeDoor { router };
+                                    conn::serve_stream(&door, s, None, budget, limits, &stop.event)
+                                        .await
+                                }
+                                Err(e) => (CloseReason::TlsFailed, e.to_string()),
+                            }
                         }
                         Proto::Kafka(ctx, None) => {
                             let door = KafkaDoor::new(router, ctx, peer);

@@ -213,7 +213,7 @@ fn api_versions_lists_exactly_the_implemented_apis() {
         (ApiKey::TxnOffsetCommit as i16, 0, 5),
         (ApiKey::DescribeTransactions as i16, 0, 0),
         (ApiKey::ListTransactions as i16, 0, 1),
-        (ApiKey::SaslHandshake as i16, 1, 1),
+        (ApiKey::SaslHandshake as i16, 0, 1),
         (ApiKey::SaslAuthenticate as i16, 0, 2),
         (ApiKey::DescribeUserScramCredentials as i16, 0, 0),
         (ApiKey::AlterUserScramCredentials as i16, 0, 0),

@@ -28,6 +28,16 @@ use shardlog::config::ServeArgs;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Connect with TLS, trusting the CAs in this PEM file (a broker with
+    /// `serve --native-tls on`).
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// With --tls-ca: present this PEM certificate (mTLS).
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_client_key")]
+    tls_client_cert: Option<std::path::PathBuf>,
+    /// With --tls-client-cert: its PEM private key.
+    #[arg(long, global = true, value_name = "FILE", requires = "tls_client_cert")]
+    tls_client_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -113,6 +123,22 @@ pub fn run() {
         // disposition for SIGPIPE.
         unsafe {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
+    if let Some(ca) = &cli.tls_ca {
+        let tls = shardlog::client::tls::ClientTls {
+            ca: ca.clone(),
+            cert_key: cli.tls_client_cert.clone().zip(cli.tls_client_key.clone()),
+        };
+        if matches!(cli.command, Command::Serve(_)) {
+            eprintln!(
+                "error: --tls-ca is a client option (serve takes --tls-cert-file, --tls-key-file)"
+            );
+            std::process::exit(2);
+        }
+        if let Err(e) = shardlog::client::tls::use_tls(&tls) {
+            eprintln!("error: {e}");
+            std::process::exit(1);
         }
     }
     let result = match cli.command {

@@ -11,6 +11,7 @@
 mod blocking;
 pub mod consumer;
 pub mod producer;
+pub mod tls;
 
 pub use blocking::{
     murmur2, partition_for_key, produce_request, Client, ClientError, RoutedClient, Ticket,

@@ -58,9 +58,10 @@ use crate::protocol::{
 /// Kafka 4: v7 asks for the max timestamp (-3), v8 the earliest local
 /// offset (-4), v9 the latest tiered one (-5), v10 adds a timeout for
 /// remote storage (none here); kafka-python reads the broker's version
-/// from this range (v10: Kafka 4). SaslHandshake 1 only: v0 sends the
-/// tokens without Kafka framing, which no current client does (Kafka 4
-/// dropped it too). CreateAcls, DescribeAcls, DeleteAcls 1-3: v0 (no
+/// from this range (v10: Kafka 4). SaslHandshake 0-1 (as Kafka 4): after
+/// v0 the tokens travel bare, without Kafka's framing (the door handles
+/// them); librdkafka 2.0 (Debian's kcat) will not use SASL unless v0 is
+/// in the range, even though it then uses v1. CreateAcls, DescribeAcls, DeleteAcls 1-3: v0 (no
 /// pattern types) is gone from Kafka 4.
 pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Produce, 3, 12),
@@ -91,7 +92,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeQuorum, 0, 2),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::AlterReplicaLogDirs, 1, 2),
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),

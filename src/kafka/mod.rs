@@ -111,6 +111,9 @@ pub struct KafkaDoor {
     /// The principal of the client's TLS certificate (mTLS), when it
     /// presented one: the principal without SASL (Kafka's SSL listener).
     pub tls_principal: Option<String>,
+    /// SaslHandshake v0 succeeded: the next frames are the mechanism's bare
+    /// tokens (no Kafka header), answered bare, until authentication ends.
+    pub sasl_v0: std::cell::Cell<bool>,
     /// Until when (monotonic ms) the connection reads no request: a
     /// client quota's throttle (KIP-219 mutes the channel that long).
     pub muted_until: Rc<std::cell::Cell<u64>>,
@@ -225,7 +228,50 @@ impl KafkaDoor {
             txn_added: RefCell::default(),
             auth,
             tls_principal: None,
+            sasl_v0: std::cell::Cell::new(false),
             muted_until: Rc::default(),
+        }
+    }
+
+    /// One SASL token through this connection's authenticator, against
+    /// the shard's users.
+    fn authenticate(&self, token: &[u8]) -> Result<SaslStep, SaslError> {
+        let users = self.router.shard().users();
+        let mut random = |b: &mut [u8]| {
+            getrandom::getrandom(b).expect("the OS's random source");
+        };
+        self.auth.borrow_mut().authenticate(
+            token,
+            &|user, m| users.credential(user, m),
+            &mut random,
+        )
+    }
+
+    /// A bare SASL token after SaslHandshake v0, answered bare (a 4-byte
+    /// length and the mechanism's bytes; PLAIN's success is an empty
+    /// answer). A failure closes the connection unanswered: v0 has no way
+    /// to carry an error (Kafka closes too).
+    fn bare_token(&self, frame: Bytes) -> Step {
+        match self.authenticate(&frame) {
+            Ok(SaslStep::Continue(bytes)) => Step::Answer(Answer::Ready(Some(bare(bytes)))),
+            Ok(SaslStep::Done { principal, reply }) => {
+                tracing::debug!(principal, peer = ?self.peer, "authenticated (SaslHandshake v0)");
+                self.sasl_v0.set(false);
+                Step::Answer(Answer::Ready(Some(bare(reply))))
+            }
+            Err(e) => {
+                let user = self
+                    .auth
+                    .borrow()
+                    .attempted_user()
+                    .unwrap_or("?")
+                    .to_owned();
+                Step::Close {
+                    last: None,
+                    reason: CloseReason::AuthFailed,
+                    detail: format!("SASL authentication as {user:?} failed: {e}"),
+                }
+            }
         }
     }
 
@@ -250,11 +296,17 @@ impl KafkaDoor {
                 };
                 let names = self.auth.borrow().enabled_names();
                 match r {
-                    Ok(()) => Step::Answer(Answer::Ready(encoded(
-                        ApiKey::SaslHandshake,
-                        version,
-                        sasl::handshake_response(version, correlation_id, None, &names),
-                    ))),
+                    Ok(()) => {
+                        // v0: the tokens follow bare (Kafka's original
+                        // framing; librdkafka 2.0 looks for v0 in the
+                        // range before it will use SASL at all).
+                        self.sasl_v0.set(version == 0);
+                        Step::Answer(Answer::Ready(encoded(
+                            ApiKey::SaslHandshake,
+                            version,
+                            sasl::handshake_response(version, correlation_id, None, &names),
+                        )))
+                    }
                     Err(e) => {
                         let w = e.to_wire();
                         close(
@@ -270,15 +322,7 @@ impl KafkaDoor {
                         "SASL is not enabled on this listener",
                     ))
                 } else {
-                    let users = self.router.shard().users();
-                    let mut random = |b: &mut [u8]| {
-                        getrandom::getrandom(b).expect("the OS's random source");
-                    };
-                    self.auth.borrow_mut().authenticate(
-                        &token,
-                        &|user, m| users.credential(user, m),
-                        &mut random,
-                    )
+                    self.authenticate(&token)
                 };
                 match r {
                     Ok(SaslStep::Continue(bytes)) => Step::Answer(Answer::Ready(encoded(
@@ -311,6 +355,14 @@ impl KafkaDoor {
             }
         }
     }
+}
+
+/// A bare SASL token frame (SaslHandshake v0's framing).
+fn bare(bytes: Vec<u8>) -> Chain {
+    let mut b = BytesMut::with_capacity(4 + bytes.len());
+    b.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    b.extend_from_slice(&bytes);
+    Chain::from(b.freeze())
 }
 
 /// KIP-890 part 2: the partitions this connection's transactional
@@ -375,6 +427,9 @@ impl Door for KafkaDoor {
     }
 
     async fn start(&self, frame: Bytes) -> Step {
+        if self.sasl_v0.get() {
+            return self.bare_token(frame);
+        }
         if !self.ctx.sasl.is_empty() && self.auth.borrow().principal().is_none() {
             // Before authenticating only ApiVersions and SASL's requests
             // (Kafka closes such a connection the same way).

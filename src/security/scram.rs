@@ -257,6 +257,8 @@ pub struct Exchange {
     user: String,
     /// Client nonce + server nonce.
     nonce: String,
+    /// The client's share of it.
+    client_nonce: String,
     gs2_header: String,
     client_first_bare: String,
     server_first: String,
@@ -335,6 +337,7 @@ impl Exchange {
             mechanism,
             user,
             nonce,
+            client_nonce: client_nonce.to_owned(),
             gs2_header,
             client_first_bare: bare.to_owned(),
             server_first: server_first.clone(),
@@ -360,7 +363,16 @@ impl Exchange {
         if B64.decode(binding).ok().as_deref() != Some(self.gs2_header.as_bytes()) {
             return Err(ScramError::BadCredentials);
         }
-        if nonce != self.nonce {
+        // RFC 5802: the nonce the server sent, exactly. librdkafka before
+        // 2.6.1 (Debian's kcat) sends the client's share twice, its own
+        // nonce before the server's whole one (confluentinc/librdkafka
+        // #4895); Kafka 4 refuses it. Taken here in that one shape: the
+        // server's fresh nonce is still checked in full, so nothing is
+        // replayable, and those clients can log in.
+        let buggy_librdkafka = nonce.len() == self.client_nonce.len() + self.nonce.len()
+            && nonce.starts_with(&self.client_nonce)
+            && nonce.ends_with(&self.nonce);
+        if nonce != self.nonce && !buggy_librdkafka {
             return Err(ScramError::BadCredentials);
         }
         let proof = B64
@@ -438,6 +450,19 @@ pub(crate) mod tests {
         client_first_bare: &str,
         server_first: &str,
     ) -> String {
+        client_final_sending(m, password, client_first_bare, server_first, |n| {
+            n.to_owned()
+        })
+    }
+
+    /// The same, sending the nonce `sent` makes of the server's.
+    fn client_final_sending(
+        m: Mechanism,
+        password: &[u8],
+        client_first_bare: &str,
+        server_first: &str,
+        sent: impl Fn(&str) -> String,
+    ) -> String {
         let mut salt = None;
         let mut iters = 0;
         let mut nonce = "";
@@ -453,11 +478,42 @@ pub(crate) mod tests {
         let salted = m.salted_password(password, &salt.unwrap(), iters);
         let client_key = m.hmac(&salted, b"Client Key");
         let stored = m.hash(&client_key);
-        let without_proof = format!("c=biws,r={nonce}");
+        let without_proof = format!("c=biws,r={}", sent(nonce));
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
         let sig = m.hmac(&stored, auth.as_bytes());
         let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
         format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    #[test]
+    fn the_nonce_must_be_the_servers_or_old_librdkafkas_doubled_client_share() {
+        let m = Mechanism::Sha256;
+        let stored = Credential::from_password(m, b"pw", b"salty-salt".to_vec(), 4096).unwrap();
+        let bare = "n=alice,r=clientnonce";
+        let attempt = |sent: &dyn Fn(&str) -> String| {
+            let (e, sf) = Exchange::start(
+                m,
+                format!("n,,{bare}").as_bytes(),
+                |_| Some(stored.clone()),
+                &mut |b| b.fill(7),
+            )
+            .unwrap();
+            let sf = String::from_utf8(sf).unwrap();
+            let cf = client_final_sending(m, b"pw", bare, &sf, sent);
+            e.finish(cf.as_bytes()).map(|(u, _)| u)
+        };
+        assert_eq!(attempt(&|n| n.to_owned()).unwrap(), "alice");
+        // librdkafka < 2.6.1: its own nonce, then the server's whole one.
+        assert_eq!(attempt(&|n| format!("clientnonce{n}")).unwrap(), "alice");
+        // Anything else is refused, even with a proof made over it.
+        for bad in [
+            &(|_: &str| "clientnonce".to_owned()) as &dyn Fn(&str) -> String,
+            &|n: &str| format!("x{n}"),
+            &|n: &str| format!("{n}clientnonce"),
+            &|n: &str| n[..n.len() - 1].to_owned(),
+        ] {
+            assert!(matches!(attempt(bad), Err(ScramError::BadCredentials)));
+        }
     }
 
     fn exchange(
