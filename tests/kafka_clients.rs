@@ -2095,3 +2095,77 @@ fn the_native_listener_speaks_tls_to_the_cli() {
     );
     assert!(failed >= 2.0, "refused handshakes counted: {failed}");
 }
+
+/// consumer_byte_rate: a consumer with a 1 MiB/s quota reading a full
+/// partition is held to within 10% of it over 10 s after a warm-up (the
+/// Fetch answers carry throttle_time_ms and the connection is muted),
+/// while another client id reads freely.
+#[test]
+fn a_consumer_over_its_quota_is_throttled_to_it() {
+    if !have_clients() {
+        return;
+    }
+    const QUOTA: f64 = 1_048_576.0;
+    let c = Cluster::start();
+    c.create_topic("cq", 1);
+    // About 28 MB to read (more than the quota allows in the test's
+    // 13 s), written at a producer quota of 4 MiB/s so the amount does not
+    // depend on the machine.
+    c.cli(
+        &[
+            "quota",
+            "set",
+            "--client-id",
+            "filler",
+            "--producer-byte-rate",
+            "4194304",
+        ],
+        b"",
+    );
+    let k = c.kafka.to_string();
+    let out = run_py(
+        "quota_produce.py",
+        &[&k, "cq", "filler", "6", "0"],
+        b"",
+        STEP,
+    )
+    .ok();
+    let filled: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(filled["bytes"].as_f64().unwrap() > 20e6, "{filled}");
+    c.cli(
+        &[
+            "quota",
+            "set",
+            "--client-id",
+            "slow-reader",
+            "--consumer-byte-rate",
+            "1048576",
+        ],
+        b"",
+    );
+    let read = |client: &'static str| {
+        let k = c.kafka.to_string();
+        std::thread::spawn(move || {
+            let out = run_py(
+                "quota_consume.py",
+                &[&k, "cq", client, "10", "3"],
+                b"",
+                STEP,
+            )
+            .ok();
+            serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap()
+        })
+    };
+    let (slow, fast) = (read("slow-reader"), read("fast-reader"));
+    let (slow, fast) = (slow.join().unwrap(), fast.join().unwrap());
+    let rate =
+        |v: &serde_json::Value| v["bytes"].as_f64().unwrap() / v["seconds"].as_f64().unwrap();
+    let slow_rate = rate(&slow);
+    eprintln!("consumer quota {QUOTA} B/s: slow {slow_rate:.0} B/s {slow}; fast {fast}");
+    assert!(
+        (0.9 * QUOTA..=1.1 * QUOTA).contains(&slow_rate),
+        "slow: {slow_rate:.0} B/s against a quota of {QUOTA} ({slow})"
+    );
+    assert!(slow["throttle_ms_max"].as_i64().unwrap() > 0, "{slow}");
+    assert_eq!(fast["throttle_ms_max"], 0, "{fast}");
+}
