@@ -26,6 +26,7 @@ use crate::group::classic::ClassicDescription;
 use crate::group::classic::{
     ClassicCall, ClassicError, ClassicGroups, ClassicReply, ClassicState, Completion,
 };
+use crate::group::snapshot;
 use crate::group::{
     Coordinator, GroupError, GroupState, HeartbeatRequest, OffsetCommit, Strategy, Subscription,
     TopicPartition, TopicRegex,
@@ -192,8 +193,19 @@ impl CoordinatorHost {
     /// with a warning (the batch CRC passed, so it was written that way).
     pub async fn replay(&self, part: &Partition) -> Result<u64, String> {
         let mut applied = 0u64;
+        let now = self.now_ms();
         part.for_each_keyed_record(|key, value, offset| {
-            match self.coordinator.borrow_mut().apply(key, value) {
+            let done = if snapshot::is_image_key(key) {
+                snapshot::decode(key, value)
+                    .map(|(group, image)| self.classic.borrow_mut().restore(now, &group, image))
+                    .map_err(|e| e.0)
+            } else {
+                self.coordinator
+                    .borrow_mut()
+                    .apply(key, value)
+                    .map_err(|e| e.to_string())
+            };
+            match done {
                 Ok(()) => applied += 1,
                 Err(e) => tracing::warn!(
                     shard = self.shard_id,
@@ -212,19 +224,44 @@ impl CoordinatorHost {
         self.coordinator.borrow_mut().metadata_changed(topics);
     }
 
-    /// Removes members whose session or poll interval ran out.
-    pub fn expire(&self) {
+    /// Removes members whose session or poll interval ran out. Returns the
+    /// classic groups' changed images, for `store_images` on each group's
+    /// offsets partition.
+    pub fn expire(&self) -> Vec<(String, Option<snapshot::GroupImage>)> {
         let now = self.now_ms();
         for (group, member, reason) in self.coordinator.borrow_mut().expire_all(now) {
             tracing::info!(shard = self.shard_id, group = %group, member = %member, ?reason, "member removed from its group");
         }
-        let done = {
+        let (done, changed) = {
             let mut c = self.classic.borrow_mut();
             let done = c.tick(now);
+            let changed = c.take_changed();
             c.prune();
-            done
+            (done, changed)
         };
         self.deliver(done);
+        changed
+    }
+
+    /// Writes a classic group's image (or its tombstone) to its offsets
+    /// partition and waits until it is durable. A failure costs only the
+    /// restart without a rebalance (members rejoin after one, as with no
+    /// image), never a commit: it is logged, not answered.
+    pub async fn store_image(
+        &self,
+        log: &Rc<Partition>,
+        group: &str,
+        image: Option<snapshot::GroupImage>,
+    ) {
+        let record = (snapshot::encode_key(group), image.map(|i| i.encode()));
+        if let Err(e) = self.append(log, &[record]).await {
+            tracing::warn!(
+                shard = self.shard_id,
+                group,
+                "the group's membership was not stored (a restart will rebalance it): {}",
+                e.message
+            );
+        }
     }
 
     /// Answers waiting classic joins and syncs. A waiter whose client went
@@ -256,8 +293,10 @@ impl CoordinatorHost {
     }
 
     /// Serves one request of Kafka's classic group protocol; joins and
-    /// syncs wait here until their group completes the step.
-    pub async fn classic(&self, call: ClassicCall) -> ClassicReply {
+    /// syncs wait here until their group completes the step. `log`: the
+    /// group's offsets partition, where a change of its membership is
+    /// stored (and durable) before anyone hears of it.
+    pub async fn classic(&self, call: ClassicCall, log: Option<Rc<Partition>>) -> ClassicReply {
         if self.stopping.get() {
             return call.refused(ClassicError::CoordinatorUnavailable);
         }
@@ -308,6 +347,13 @@ impl CoordinatorHost {
                 }
             }
         };
+        let changed = self.classic.borrow_mut().take_changed();
+        if let Some(log) = &log {
+            // Only this call's group can have changed.
+            for (group, image) in changed {
+                self.store_image(log, &group, image).await;
+            }
+        }
         self.deliver(done);
         match rx.recv().await {
             Some(reply) => reply,
@@ -751,7 +797,9 @@ impl CoordinatorHost {
         // durability below, so no client acts on a commit that could be lost.
         {
             let mut c = self.coordinator.borrow_mut();
-            for (k, v) in records {
+            // Group images are the classic groups' own state, already
+            // current in memory; only replay applies them.
+            for (k, v) in records.iter().filter(|(k, _)| !snapshot::is_image_key(k)) {
                 c.apply(k, v.as_deref())
                     .expect("a record the coordinator just encoded decodes");
             }

@@ -558,7 +558,11 @@ impl Shard {
             let every = std::time::Duration::from_millis(crate::coordinator_host::EXPIRY_CHECK_MS);
             while !shard.stopping.get() {
                 rt::sleep(every).await;
-                shard.groups.expire();
+                for (group, image) in shard.groups.expire() {
+                    if let Ok(log) = shard.offsets_log(&group) {
+                        shard.groups.store_image(&log, &group, image).await;
+                    }
+                }
             }
         })
         .detach();
@@ -686,7 +690,10 @@ impl Shard {
         match call {
             KafkaGroupCall::Classic(c) => {
                 let c = *c;
-                Box::pin(async move { KafkaGroupReply::Classic(shard.groups.classic(c).await) })
+                Box::pin(async move {
+                    let log = shard.offsets_log(c.group()).ok();
+                    KafkaGroupReply::Classic(shard.groups.classic(c, log).await)
+                })
             }
             KafkaGroupCall::Describe(g) => {
                 let r = KafkaGroupReply::Describe(self.groups.describe_kafka(&g));

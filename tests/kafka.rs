@@ -1349,6 +1349,16 @@ fn heartbeat(k: &mut Kafka, group: &str, member: &str, generation: i32) -> i16 {
     h.error_code
 }
 
+/// LeaveGroup v3 of one member.
+fn leave(k: &mut Kafka, group: &str, member: &str) -> LeaveGroupResponse {
+    let mut lv = LeaveGroupRequest::default();
+    lv.group_id = GroupId(sb(group));
+    let mut who = MemberIdentity::default();
+    who.member_id = sb(member);
+    lv.members = vec![who];
+    k.call(ApiKey::LeaveGroup, 3, &lv)
+}
+
 fn sync_request(
     group: &str,
     member: &str,
@@ -1535,23 +1545,44 @@ fn classic_group_protocol_on_the_wire() {
     assert_eq!(d.groups[1].group_state.as_str(), "Dead");
 
     // b leaves; a is told to rejoin and leads alone.
-    let mut lv = LeaveGroupRequest::default();
-    lv.group_id = GroupId(sb("grp"));
-    let mut who = MemberIdentity::default();
-    who.member_id = sb(&mb);
-    lv.members = vec![who];
-    let l: LeaveGroupResponse = bk.call(ApiKey::LeaveGroup, 3, &lv);
+    let l = leave(&mut bk, "grp", &mb);
     assert_eq!((l.error_code, l.members[0].error_code), (0, 0));
     assert_eq!(heartbeat(&mut a, "grp", &ma, 2), 27);
     let j: JoinGroupResponse = a.call(ApiKey::JoinGroup, 5, &join_request("grp", &ma));
     assert_eq!((j.generation_id, j.members.len()), (3, 1));
+    let s: SyncGroupResponse = a.call(
+        ApiKey::SyncGroup,
+        3,
+        &sync_request("grp", &ma, 3, &[(&ma, b"all four")]),
+    );
+    assert_eq!(s.error_code, 0);
 
-    // Committed offsets are durable: a restart keeps them.
+    // Committed offsets are durable, and so is the stable group (Kafka's
+    // coordinator reloads it too): after a restart its member heartbeats
+    // and commits in its generation with no rebalance.
     drop((a, bk, boot));
     b.terminate(T);
-    let b = ports.restart(dir.path(), b.addr);
+    let mut b = ports.restart(dir.path(), b.addr);
     let mut k = Kafka::connect(kafka);
     assert_eq!(fetch_committed(&mut k, "grp"), 42);
+    let mut a = Kafka::connect(coord);
+    assert_eq!(heartbeat(&mut a, "grp", &ma, 3), 0, "still a member");
+    assert_eq!(commit(&mut a, "grp", &ma, 3, 43), 0, "in generation 3");
+    let d: DescribeGroupsResponse = k.call(ApiKey::DescribeGroups, 4, &dg);
+    assert_eq!(d.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(d.groups[0].members.len(), 1);
+    assert_eq!(&d.groups[0].members[0].member_assignment[..], b"all four");
+    // Once it leaves, the group is gone from the log as well: a restart
+    // finds it empty.
+    let l = leave(&mut a, "grp", &ma);
+    assert_eq!(l.error_code, 0);
+    drop((a, k));
+    b.kill();
+    let b = ports.restart(dir.path(), b.addr);
+    let mut k = Kafka::connect(kafka);
+    let d: DescribeGroupsResponse = k.call(ApiKey::DescribeGroups, 4, &dg);
+    assert_eq!(d.groups[0].group_state.as_str(), "Empty");
+    assert_eq!(fetch_committed(&mut k, "grp"), 43);
     drop(b);
 }
 

@@ -35,21 +35,19 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::ids::{MAX_ID_BYTES, MAX_TOPIC_BYTES};
+use super::snapshot::{GroupImage, MemberImage};
 
 /// Identifies a request that waits for its answer (a join or a sync).
 pub type Waiter = u64;
 
-/// Session timeouts accepted (Kafka's group.min/max.session.timeout.ms are
-/// 6 s and 30 min; the lower bound is relaxed for tests and fast failover).
-pub const SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u32> = 1_000..=1_800_000;
-/// Members per classic group.
-pub const MAX_MEMBERS: usize = 1_000;
+pub use super::ids::{
+    CLASSIC_MAX_MEMBERS as MAX_MEMBERS, CLASSIC_SESSION_TIMEOUT_MS as SESSION_TIMEOUT_MS,
+    MAX_BLOB_BYTES,
+};
 /// Classic groups per coordinator.
 pub const MAX_GROUPS: usize = 100_000;
 /// Protocols (assignors) one member may offer.
 pub const MAX_PROTOCOLS: usize = 16;
-/// Bytes of protocol metadata or of one assignment.
-pub const MAX_BLOB_BYTES: usize = 1 << 20;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ClassicError {
@@ -276,6 +274,10 @@ struct Group {
     /// While the first rebalance of a group that was empty waits for more
     /// members (Kafka's group.initial.rebalance.delay.ms).
     initial: Option<InitialJoin>,
+    /// What a restart must see changed: the group became Stable (a new
+    /// generation's assignment), Empty, or a static member took its place
+    /// under a new id. `ClassicGroups::take_changed` collects it.
+    changed: bool,
 }
 
 /// The initial delayed join: it completes at `until` (pushed back by each
@@ -298,6 +300,7 @@ impl Group {
             pending: Vec::new(),
             rebalance_deadline: 0,
             initial: None,
+            changed: false,
         }
     }
 
@@ -393,6 +396,7 @@ impl Group {
         self.generation = self.generation.wrapping_add(1).max(1);
         if self.members.is_empty() {
             self.state = ClassicState::Empty;
+            self.changed = true;
             self.protocol = None;
             self.protocol_type = None;
             self.leader = None;
@@ -508,6 +512,39 @@ impl Group {
             }
             ClassicState::PreparingRebalance => self.maybe_complete_join(now, false, out),
             ClassicState::Empty => {}
+        }
+    }
+
+    /// The stored image of a Stable group.
+    fn image(&self) -> GroupImage {
+        assert_eq!(
+            self.state,
+            ClassicState::Stable,
+            "only stable groups are stored"
+        );
+        let protocol = self
+            .protocol
+            .clone()
+            .expect("a stable group has a protocol");
+        GroupImage {
+            generation: self.generation,
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            leader: self.leader.clone().expect("a stable group has a leader"),
+            members: self
+                .members
+                .iter()
+                .map(|m| MemberImage {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: m.session_timeout_ms,
+                    rebalance_timeout_ms: m.rebalance_timeout_ms,
+                    subscription: m.metadata_for(&protocol),
+                    assignment: m.assignment.clone(),
+                })
+                .collect(),
+            protocol,
         }
     }
 
@@ -857,6 +894,7 @@ impl ClassicGroups {
         if g.leader.as_deref() == Some(old.as_str()) {
             g.leader = Some(id.clone());
         }
+        g.changed = true;
         r.member_id = id;
         Self::rejoin(g, now, idx, r, waiter, out);
     }
@@ -1009,6 +1047,7 @@ impl ClassicGroups {
                             .unwrap_or_default();
                     }
                     g.state = ClassicState::Stable;
+                    g.changed = true;
                     for m in &mut g.members {
                         if let Some(w) = m.awaiting_sync.take() {
                             out.push((
@@ -1188,6 +1227,66 @@ impl ClassicGroups {
         })
     }
 
+    /// The groups whose durable image changed since the last call, each
+    /// with its image now (`None`: it has no members; a tombstone). Groups
+    /// caught mid-rebalance are left out: their next Stable or Empty state
+    /// is what a restart should see, and it marks them again. Call it after
+    /// every request and `tick`, before `prune`.
+    pub fn take_changed(&mut self) -> Vec<(String, Option<GroupImage>)> {
+        let mut out = Vec::new();
+        for (id, g) in &mut self.groups {
+            if !std::mem::take(&mut g.changed) {
+                continue;
+            }
+            match g.state {
+                ClassicState::Empty => out.push((id.clone(), None)),
+                ClassicState::Stable => out.push((id.clone(), Some(g.image()))),
+                ClassicState::PreparingRebalance | ClassicState::CompletingRebalance => {}
+            }
+        }
+        out
+    }
+
+    /// Restores a group from its stored image as the offsets log is
+    /// replayed (`None`: the group is gone). Its members come back Stable
+    /// in their generation with their assignments, each with a whole
+    /// session from `now` to heartbeat again, as after Kafka's coordinator
+    /// loads a group: a broker restart costs no rebalance.
+    pub fn restore(&mut self, now: u64, group: &str, image: Option<GroupImage>) {
+        let Some(image) = image else {
+            self.groups.remove(group);
+            return;
+        };
+        let mut g = Group::new();
+        g.state = ClassicState::Stable;
+        g.generation = image.generation;
+        g.protocol_type = Some(image.protocol_type);
+        g.leader = Some(image.leader);
+        g.members = image
+            .members
+            .into_iter()
+            .map(|m| Member {
+                id: m.id,
+                instance_id: m.instance_id,
+                client_id: m.client_id,
+                client_host: m.client_host,
+                session_timeout_ms: m.session_timeout_ms,
+                rebalance_timeout_ms: m.rebalance_timeout_ms.max(m.session_timeout_ms),
+                protocols: vec![Protocol {
+                    name: image.protocol.clone(),
+                    metadata: m.subscription,
+                }],
+                assignment: m.assignment,
+                deadline: now + u64::from(m.session_timeout_ms),
+                awaiting_join: None,
+                awaiting_sync: None,
+            })
+            .collect();
+        g.protocol = Some(image.protocol);
+        g.check_invariants();
+        self.groups.insert(group.to_owned(), g);
+    }
+
     /// (group, state, protocol, members) of every classic group.
     pub fn list(&self) -> Vec<(String, ClassicState, String, usize)> {
         self.groups
@@ -1333,6 +1432,76 @@ mod tests {
         assert!(jb.members.is_empty(), "followers see none");
         assert_eq!(ja.members[1].metadata, Bytes::from("meta--range"));
         (a.member_id, jb.member_id)
+    }
+
+    #[test]
+    fn a_stable_group_survives_a_restart_through_its_stored_image() {
+        let mut c = ClassicGroups::new(7);
+        let (a, b) = two_members(&mut c);
+        assert!(
+            c.join(3, join("g", &b, &["range", "x"]), 9).is_empty(),
+            "metadata changed: a rebalance"
+        );
+        assert!(
+            c.take_changed().is_empty(),
+            "mid-rebalance: nothing to store"
+        );
+        let out = c.join(4, join("g", &a, &["range"]), 10);
+        assert_eq!(joined(&out, 10).generation_id, 3);
+        assert!(c.take_changed().is_empty(), "still completing");
+        // The leader's assignment makes it stable: stored once.
+        c.sync(5, sync(&a, 3, &[(&a, "p0"), (&b, "p1")]), 5);
+        let changed = c.take_changed();
+        assert_eq!(changed.len(), 1, "stable: stored once");
+        let out = c.sync(6, sync(&b, 3, &[]), 6);
+        assert_eq!(synced(&out, 6).assignment, Bytes::from("p1"));
+        assert!(c.take_changed().is_empty(), "and not again");
+        let (group, image) = changed.into_iter().next().unwrap();
+        let image = image.expect("members to store");
+        assert_eq!((group.as_str(), image.generation), ("g", 3));
+
+        // What the offsets log hands back after the restart, byte for byte.
+        let key = super::super::snapshot::encode_key(&group);
+        let (group, image) = super::super::snapshot::decode(&key, Some(&image.encode())).unwrap();
+        let mut r = ClassicGroups::new(99);
+        r.restore(1_000_000, &group, image);
+        let d = r.describe("g").unwrap();
+        assert_eq!((d.state, d.generation), (ClassicState::Stable, 3));
+        assert_eq!(d.members.len(), 2);
+        assert_eq!(d.members[1].assignment, Bytes::from("p1"));
+        assert_eq!(
+            d.members[0].metadata,
+            Bytes::from(format!("meta-{a}-range"))
+        );
+        // Members carry on where they were: heartbeats, commits and a
+        // re-sync of the same generation, no rebalance.
+        assert_eq!(r.heartbeat(1_000_001, &hb(&a, 3)), None);
+        assert_eq!(r.check_commit("g", &b, 3), Ok(true));
+        let out = r.sync(1_000_002, sync(&b, 3, &[]), 1);
+        assert_eq!(synced(&out, 1).assignment, Bytes::from("p1"));
+        // A follower rejoining with the same metadata keeps the generation.
+        let out = r.join(1_000_003, join("g", &b, &["range"]), 3);
+        assert_eq!(joined(&out, 3).generation_id, 3);
+        // Each has a whole session from its last word: b heartbeats, a
+        // falls silent and is dropped.
+        assert_eq!(r.heartbeat(1_008_000, &hb(&b, 3)), None);
+        assert!(r.tick(1_010_000).is_empty());
+        r.tick(1_010_001);
+        let d = r.describe("g").unwrap();
+        assert_eq!(d.state, ClassicState::PreparingRebalance, "a expired");
+        // b leaves too: the group is empty and its image goes (a tombstone).
+        r.take_changed();
+        let (_, done) = r.leave(
+            1_010_002,
+            &LeaveRequest {
+                group: "g".into(),
+                members: vec![(b.clone(), None)],
+            },
+        );
+        let _ = done;
+        assert_eq!(r.take_changed(), vec![("g".to_string(), None)]);
+        r.restore(1_010_003, "g", None);
+        assert!(r.describe("g").is_none(), "a tombstone removes the group");
     }
 
     #[test]

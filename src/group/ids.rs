@@ -12,6 +12,17 @@ pub const MAX_ID_BYTES: usize = 255;
 /// Kafka's longest topic name.
 pub const MAX_TOPIC_BYTES: usize = 249;
 
+/// Session timeouts a classic group accepts (Kafka's
+/// group.min/max.session.timeout.ms are 6 s and 30 min; the lower bound is
+/// relaxed for tests and fast failover). Here, not in `classic`, because
+/// the stored image (`snapshot`) checks what it reads back against the
+/// same limits.
+pub const CLASSIC_SESSION_TIMEOUT_MS: std::ops::RangeInclusive<u32> = 1_000..=1_800_000;
+/// Members per classic group.
+pub const CLASSIC_MAX_MEMBERS: usize = 1_000;
+/// Bytes of a classic member's protocol metadata or of one assignment.
+pub const MAX_BLOB_BYTES: usize = 1 << 20;
+
 /// One partition of one topic.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TopicPartition {

@@ -6,7 +6,8 @@
 //! (`coordinator`), the assignment strategies (`assign`), and the committed
 //! offsets table with its durable record format (`offsets`); and Kafka's
 //! classic protocol, where the leader's client assigns and the broker only
-//! runs the join barrier and relays the assignment (`classic`).
+//! runs the join barrier and relays the assignment (`classic`), with the
+//! record that keeps a classic group across a broker restart (`snapshot`).
 //!
 //! Must never: do I/O, read a clock, name glommio or a socket. The shard that
 //! hosts a `Coordinator` feeds it requests, the current topic metadata and
@@ -35,6 +36,7 @@ pub mod coordinator;
 mod ids;
 pub mod offsets;
 pub mod reader;
+pub mod snapshot;
 
 pub use assign::{target_assignment, Strategy};
 pub use coordinator::{

@@ -361,7 +361,7 @@ pub fn decode_request(
         api,
         version,
         correlation_id: header.correlation_id,
-        client_id: header.client_id.as_ref().map(|c| c.as_str().to_owned()),
+        client_id: header.client_id.clone(),
         work,
     })
 }

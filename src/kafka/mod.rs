@@ -167,7 +167,10 @@ impl KafkaDoor {
                 .strip_prefix("User:")
                 .unwrap_or(&principal)
                 .to_owned(),
-            client_id: d.client_id.clone().unwrap_or_default(),
+            client_id: d
+                .client_id
+                .as_ref()
+                .map_or_else(String::new, |c| c.as_str().to_owned()),
         };
         let mut q = Quota {
             throttle: self.ctx.throttle.clone(),

@@ -267,8 +267,9 @@ pub struct Decoded {
     /// The version the answer is encoded with.
     pub version: i16,
     pub correlation_id: i32,
-    /// The request header's client id (quotas are per client id).
-    pub client_id: Option<String>,
+    /// The request header's client id (quotas are per client id): the
+    /// frame's own bytes, no copy on the data path.
+    pub client_id: Option<kafka_protocol::protocol::StrBytes>,
     pub work: Work,
 }
 
