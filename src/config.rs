@@ -191,6 +191,12 @@ const SETTINGS: &[Setting] = &[
         "on = the native listener and its per-shard ports speak TLS (clients: shardlog --tls-ca FILE); needs tls-cert-file and tls-key-file",
     ),
     s(
+        "http-tls",
+        Kind::Str,
+        "off",
+        "on = the HTTP endpoint (/metrics, /healthz) speaks HTTPS with the same certificate (and client CA: mTLS); needs tls-cert-file and tls-key-file",
+    ),
+    s(
         "tls-cert-file",
         Kind::Str,
         "",
@@ -564,6 +570,12 @@ impl Resolved {
             "off" | "false" => false,
             other => return Err(self.bad("native-tls", format!("{other:?} is not on or off"))),
         };
+        let (http_tls_raw, _) = self.get("http-tls").expect("default");
+        let http_tls = match http_tls_raw.trim() {
+            "on" | "true" => true,
+            "off" | "false" => false,
+            other => return Err(self.bad("http-tls", format!("{other:?} is not on or off"))),
+        };
         let path = |key: &'static str| -> Option<PathBuf> {
             let (v, _) = self.get(key).expect("default");
             (!v.trim().is_empty()).then(|| PathBuf::from(v.trim()))
@@ -583,6 +595,9 @@ impl Resolved {
         }
         if kafka_tls && tls_files.is_none() {
             return Err(self.bad("kafka-tls", "on needs tls-cert-file and tls-key-file"));
+        }
+        if http_tls && tls_files.is_none() {
+            return Err(self.bad("http-tls", "on needs tls-cert-file and tls-key-file"));
         }
         let transaction_version: i16 =
             self.parse("transaction-version", "a transaction version")?;
@@ -685,6 +700,7 @@ impl Resolved {
             super_users,
             kafka_tls,
             native_tls,
+            http_tls,
             tls_files,
             max_frame_bytes,
             max_batch_bytes,
@@ -803,6 +819,8 @@ pub struct ServeSettings {
     pub kafka_tls: bool,
     /// TLS on the native listener and its per-shard ports.
     pub native_tls: bool,
+    /// HTTPS on the HTTP endpoint.
+    pub http_tls: bool,
     /// The TLS listeners' certificate, key and client CA.
     pub tls_files: Option<crate::tls::TlsFiles>,
     pub max_frame_bytes: usize,
@@ -1032,6 +1050,11 @@ pub struct ServeArgs {
     /// --tls-cert-file and --tls-key-file [default: off].
     #[arg(long, value_name = "on|off")]
     pub native_tls: Option<String>,
+    /// `on`: the HTTP endpoint (/metrics, /healthz) speaks HTTPS with
+    /// --tls-cert-file (and, with --tls-client-ca-file, asks the scraper
+    /// for a client certificate) [default: off].
+    #[arg(long, value_name = "on|off")]
+    pub http_tls: Option<String>,
     /// PEM certificate chain of the TLS listeners, leaf first (reloaded on
     /// SIGHUP, without dropping connections).
     #[arg(long, value_name = "FILE")]
@@ -1148,6 +1171,7 @@ impl ServeArgs {
             ("super-users", self.super_users.clone()),
             ("kafka-tls", self.kafka_tls.clone()),
             ("native-tls", self.native_tls.clone()),
+            ("http-tls", self.http_tls.clone()),
             ("tls-cert-file", self.tls_cert_file.clone()),
             ("tls-key-file", self.tls_key_file.clone()),
             ("tls-client-ca-file", self.tls_client_ca_file.clone()),

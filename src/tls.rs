@@ -15,7 +15,7 @@
 //! or let a bad certificate file take the broker down after it started (a
 //! reload that fails keeps the configuration in use and says why).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -127,12 +127,51 @@ impl ReloadGeneration {
     }
 }
 
+/// A server configuration kept current with its files: read again when the
+/// reload generation moved since the last use. A reload that fails keeps
+/// the configuration in use (and says why): connections go on with the old
+/// certificate rather than none. Plain data (`Send`): the shards' acceptors
+/// and the HTTP thread each hold one.
+pub struct ReloadingConfig {
+    files: TlsFiles,
+    config: Arc<ServerConfig>,
+    generation: Arc<ReloadGeneration>,
+    loaded: u64,
+}
+
+impl ReloadingConfig {
+    pub fn new(
+        files: TlsFiles,
+        generation: Arc<ReloadGeneration>,
+    ) -> Result<ReloadingConfig, TlsError> {
+        Ok(ReloadingConfig {
+            config: server_config(&files)?,
+            files,
+            loaded: generation.get(),
+            generation,
+        })
+    }
+
+    /// The configuration for a new connection.
+    pub fn current(&mut self) -> Arc<ServerConfig> {
+        let g = self.generation.get();
+        if g != self.loaded {
+            self.loaded = g;
+            match server_config(&self.files) {
+                Ok(c) => {
+                    tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
+                    self.config = c;
+                }
+                Err(e) => tracing::warn!("TLS reload failed, the previous certificate stays: {e}"),
+            }
+        }
+        self.config.clone()
+    }
+}
+
 /// One shard's TLS side of its listeners: the configuration in use.
 pub struct Acceptor {
-    files: TlsFiles,
-    config: RefCell<Arc<ServerConfig>>,
-    generation: Arc<ReloadGeneration>,
-    loaded: Cell<u64>,
+    config: RefCell<ReloadingConfig>,
     /// How long a handshake may take.
     pub deadline: Duration,
 }
@@ -143,33 +182,14 @@ impl Acceptor {
         generation: Arc<ReloadGeneration>,
         deadline: Duration,
     ) -> Result<Acceptor, TlsError> {
-        let config = server_config(&files)?;
         Ok(Acceptor {
-            files,
-            config: RefCell::new(config),
-            loaded: Cell::new(generation.get()),
-            generation,
+            config: RefCell::new(ReloadingConfig::new(files, generation)?),
             deadline,
         })
     }
 
-    /// The configuration for a new connection: reloaded from the files
-    /// first if a reload was asked for since the last. A reload that fails
-    /// keeps the configuration in use (and says why): connections go on
-    /// with the old certificate rather than none.
     fn current(&self) -> Arc<ServerConfig> {
-        let g = self.generation.get();
-        if g != self.loaded.get() {
-            self.loaded.set(g);
-            match server_config(&self.files) {
-                Ok(c) => {
-                    tracing::info!(cert = %self.files.cert.display(), "TLS certificate reloaded");
-                    *self.config.borrow_mut() = c;
-                }
-                Err(e) => tracing::warn!("TLS reload failed, the previous certificate stays: {e}"),
-            }
-        }
-        self.config.borrow().clone()
+        self.config.borrow_mut().current()
     }
 
     /// The server side of a handshake on `tcp`, within the deadline.

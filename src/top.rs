@@ -15,7 +15,8 @@ use serde::Serialize;
 
 #[derive(Args, Debug)]
 pub struct TopArgs {
-    /// The broker's HTTP endpoint (its `--http-listen`).
+    /// The broker's HTTP endpoint (its `--http-listen`); `https://ADDR`
+    /// when it serves `--http-tls on` (with `shardlog --tls-ca FILE`).
     #[arg(long, default_value = "127.0.0.1:9480", value_name = "ADDR")]
     pub http: String,
     /// Milliseconds between refreshes (and between the two scrapes of `--once`).
@@ -262,9 +263,9 @@ pub fn table(s: &Snapshot) -> String {
 
 fn scrape(http: &str) -> Result<(Samples, Instant), String> {
     let (status, body) = crate::http::get(http, "/metrics", Duration::from_secs(5))
-        .map_err(|e| format!("cannot scrape http://{http}/metrics: {e}"))?;
+        .map_err(|e| format!("cannot scrape {http} /metrics: {e}"))?;
     if status != 200 {
-        return Err(format!("http://{http}/metrics answered {status}"));
+        return Err(format!("{http} /metrics answered {status}"));
     }
     Ok((parse(&body), Instant::now()))
 }

@@ -2030,6 +2030,23 @@ fn a_producer_over_its_quota_is_throttled_to_it_and_another_is_not() {
     );
 }
 
+/// A broker with `flag on` and a certificate from CA "one" in `dir`:
+/// (it, CA one, another CA "two").
+fn tls_cluster(dir: &std::path::Path, flag: &str) -> (Cluster, PathBuf, PathBuf) {
+    let (ca, cert, key) = make_certs(dir, "one");
+    let (other_ca, _, _) = make_certs(dir, "two");
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let c = Cluster::start_with(&[
+        flag,
+        "on",
+        "--tls-cert-file",
+        &cert_s,
+        "--tls-key-file",
+        &key_s,
+    ]);
+    (c, ca, other_ca)
+}
+
 /// TLS on the native listener (`--native-tls on`): the CLI connects with
 /// `--tls-ca` (topic create, produce through the per-shard ports, consume)
 /// and reads back what it wrote; without TLS, or trusting another CA, it
@@ -2037,17 +2054,7 @@ fn a_producer_over_its_quota_is_throttled_to_it_and_another_is_not() {
 #[test]
 fn the_native_listener_speaks_tls_to_the_cli() {
     let certs = tempfile::tempdir().unwrap();
-    let (ca, cert, key) = make_certs(certs.path(), "one");
-    let (other_ca, _, _) = make_certs(certs.path(), "two");
-    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
-    let c = Cluster::start_with(&[
-        "--native-tls",
-        "on",
-        "--tls-cert-file",
-        &cert_s,
-        "--tls-key-file",
-        &key_s,
-    ]);
+    let (c, ca, other_ca) = tls_cluster(certs.path(), "--native-tls");
     let b = c.broker.broker_arg();
     let ca_s = ca.display().to_string();
     let tls = |args: &[&str], stdin: &[u8]| {
@@ -2094,6 +2101,81 @@ fn the_native_listener_speaks_tls_to_the_cli() {
         &[("listener", "native"), ("reason", "tls_failed")],
     );
     assert!(failed >= 2.0, "refused handshakes counted: {failed}");
+}
+
+/// `--http-tls on`: /metrics and /healthz over HTTPS with the listeners'
+/// certificate, read by Python's urllib (as a scraper would) and by
+/// `shardlog top`; plaintext HTTP and a client trusting another CA get
+/// nothing, and the endpoint serves the next client.
+#[test]
+fn the_http_endpoint_speaks_https() {
+    let certs = tempfile::tempdir().unwrap();
+    let (c, ca, other_ca) = tls_cluster(certs.path(), "--http-tls");
+    let url = format!("https://{}", c.http);
+    let urllib = |ca: &std::path::Path, path: &str| {
+        let script = "import ssl, sys, urllib.request\n\
+            ctx = ssl.create_default_context(cafile=sys.argv[1])\n\
+            r = urllib.request.urlopen(sys.argv[2], context=ctx, timeout=5)\n\
+            sys.stdout.write(str(r.status) + '\\n' + r.read().decode())\n";
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", script])
+            .arg(ca)
+            .arg(format!("{url}{path}"))
+            .stdin(Stdio::null());
+        run_bounded(&mut cmd, STEP, || {})
+    };
+    // The shards may still be recovering: /healthz is 503 until they serve.
+    let start = Instant::now();
+    loop {
+        let got = urllib(&ca, "/healthz");
+        if got.status.is_some_and(|s| s.success()) {
+            assert_eq!(got.stdout, "200\nok\n");
+            break;
+        }
+        assert!(start.elapsed() < STEP, "no HTTPS /healthz: {}", got.stderr);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let got = urllib(&ca, "/metrics");
+    assert!(got.status.is_some_and(|s| s.success()), "{}", got.stderr);
+    assert!(got.stdout.contains("shardlog_"), "{}", got.stdout);
+    // shardlog top over HTTPS.
+    let ca_s = ca.display().to_string();
+    let out = run(
+        &[
+            "--tls-ca",
+            &ca_s,
+            "top",
+            "--http",
+            &url,
+            "--once",
+            "--json",
+            "--interval-ms",
+            "100",
+        ],
+        b"",
+        STEP,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let json = String::from_utf8_lossy(&out.stdout);
+    assert!(json.starts_with('{'), "{json}");
+    // Plaintext HTTP to it, and a client trusting another CA: nothing.
+    assert!(
+        shardlog::http::get(&c.http, "/metrics", STEP).is_err(),
+        "plaintext answered"
+    );
+    let got = urllib(&other_ca, "/healthz");
+    assert!(!got.status.is_some_and(|s| s.success()));
+    assert!(
+        got.stderr.contains("CERTIFICATE_VERIFY_FAILED"),
+        "{}",
+        got.stderr
+    );
+    let out = run(&["top", "--http", &url, "--once"], b"", STEP);
+    assert!(!out.status.success(), "https without --tls-ca");
+    assert!(out.stderr.contains("--tls-ca"), "{}", out.stderr);
+    // And it goes on serving.
+    let got = urllib(&ca, "/healthz");
+    assert_eq!(got.stdout, "200\nok\n", "{}", got.stderr);
 }
 
 /// consumer_byte_rate: a consumer with a 1 MiB/s quota reading a full

@@ -40,10 +40,19 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
     // recover their logs.
     let http = match settings.http_listen {
         None => None,
-        Some(addr) => Some(
-            shardlog::http::serve(addr, config.metrics.clone())
-                .with_context(|| format!("cannot listen on {addr} (http-listen)"))?,
-        ),
+        Some(addr) => {
+            let tls = match (&settings.tls_files, settings.http_tls) {
+                (Some(files), true) => Some(
+                    shardlog::http::HttpTls::new(files.clone(), config.tls_reload.clone())
+                        .context("http-tls")?,
+                ),
+                _ => None,
+            };
+            Some(
+                shardlog::http::serve(addr, config.metrics.clone(), tls)
+                    .with_context(|| format!("cannot listen on {addr} (http-listen)"))?,
+            )
+        }
     };
     // The signal thread runs from the start: a SIGTERM during recovery of a
     // large log stops the broker too.

@@ -81,6 +81,11 @@ pub fn use_tls(tls: &ClientTls) -> io::Result<()> {
         .map_err(|_| io::Error::other("TLS is chosen once per process"))
 }
 
+/// Whether this process chose TLS (`use_tls`).
+pub fn chosen() -> bool {
+    CONFIG.get().is_some()
+}
+
 /// A connected socket, under TLS when the process chose it.
 pub enum Transport {
     Plain(TcpStream),

@@ -411,6 +411,123 @@ impl Exchange {
     }
 }
 
+/// A user name as SCRAM carries it (`,` and `=` escaped).
+fn encode_name(user: &str) -> String {
+    user.replace('=', "=3D").replace(',', "=2C")
+}
+
+/// The client's proof and the server signature it should answer with,
+/// from the salted password and the exchange's auth message.
+fn client_proof(m: Mechanism, salted: &[u8], auth_message: &str) -> (Vec<u8>, Vec<u8>) {
+    let client_key = m.hmac(salted, b"Client Key");
+    let stored = m.hash(&client_key);
+    let signature = m.hmac(&stored, auth_message.as_bytes());
+    let proof = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(k, s)| k ^ s)
+        .collect();
+    let server_key = m.hmac(salted, b"Server Key");
+    (proof, m.hmac(&server_key, auth_message.as_bytes()))
+}
+
+/// The client's side of one exchange, for the bundled clients (the bench
+/// tool's `--kafka` mode; the CLI). The password is held only until the
+/// server's first message arrives; the server is checked too (its final
+/// signature proves it holds the credential, not just a copy of the
+/// traffic).
+pub struct ClientExchange {
+    mechanism: Mechanism,
+    password: Vec<u8>,
+    client_nonce: String,
+    client_first_bare: String,
+    /// After `respond`: the server-final signature to expect.
+    server_signature: Option<Vec<u8>>,
+}
+
+impl ClientExchange {
+    /// The client-first message (no channel binding, no authorization id).
+    pub fn start(
+        mechanism: Mechanism,
+        user: &str,
+        password: &str,
+        random: &mut dyn FnMut(&mut [u8]),
+    ) -> (ClientExchange, Vec<u8>) {
+        let mut n = [0u8; 24];
+        random(&mut n);
+        let client_nonce = B64.encode(n);
+        let client_first_bare = format!("n={},r={client_nonce}", encode_name(user));
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let e = ClientExchange {
+            mechanism,
+            password: password.as_bytes().to_vec(),
+            client_nonce,
+            client_first_bare,
+            server_signature: None,
+        };
+        (e, first)
+    }
+
+    /// The client-final message from the server-first one: the server's
+    /// nonce must extend ours, its iterations be within Kafka's bounds.
+    pub fn respond(&mut self, server_first: &[u8]) -> Result<Vec<u8>, ScramError> {
+        if server_first.len() > MAX_MESSAGE_BYTES {
+            return Err(ScramError::Malformed("a message over 4 KiB"));
+        }
+        let msg =
+            std::str::from_utf8(server_first).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        if msg.starts_with("e=") {
+            return Err(ScramError::BadCredentials);
+        }
+        let mut f = msg.split(',');
+        let nonce = attr(f.next().unwrap_or_default(), 'r')?;
+        let salt = B64
+            .decode(attr(f.next().unwrap_or_default(), 's')?)
+            .map_err(|_| ScramError::Malformed("a salt that is not base64"))?;
+        let iterations: u32 = attr(f.next().unwrap_or_default(), 'i')?
+            .parse()
+            .map_err(|_| ScramError::Malformed("iterations that are not a number"))?;
+        if !nonce.starts_with(&self.client_nonce)
+            || nonce.len() == self.client_nonce.len()
+            || !printable_nonce(nonce)
+        {
+            return Err(ScramError::Malformed(
+                "a server nonce that does not extend ours",
+            ));
+        }
+        if salt.is_empty() {
+            return Err(ScramError::EmptySalt);
+        }
+        if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&iterations) {
+            return Err(ScramError::Iterations(iterations));
+        }
+        let password = std::mem::take(&mut self.password);
+        let salted = self.mechanism.salted_password(&password, &salt, iterations);
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth = format!("{},{msg},{without_proof}", self.client_first_bare);
+        let (proof, server_signature) = client_proof(self.mechanism, &salted, &auth);
+        self.server_signature = Some(server_signature);
+        Ok(format!("{without_proof},p={}", B64.encode(proof)).into_bytes())
+    }
+
+    /// Checks the server-final message: `Ok` only for the signature of a
+    /// server that holds the user's credential.
+    pub fn verify(&self, server_final: &[u8]) -> Result<(), ScramError> {
+        let msg =
+            std::str::from_utf8(server_final).map_err(|_| ScramError::Malformed("not UTF-8"))?;
+        if msg.starts_with("e=") {
+            return Err(ScramError::BadCredentials);
+        }
+        let v = B64
+            .decode(attr(msg, 'v')?)
+            .map_err(|_| ScramError::Malformed("a signature that is not base64"))?;
+        match &self.server_signature {
+            Some(want) if constant_time_eq(want, &v) => Ok(()),
+            _ => Err(ScramError::BadCredentials),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -476,13 +593,58 @@ pub(crate) mod tests {
             }
         }
         let salted = m.salted_password(password, &salt.unwrap(), iters);
-        let client_key = m.hmac(&salted, b"Client Key");
-        let stored = m.hash(&client_key);
         let without_proof = format!("c=biws,r={}", sent(nonce));
         let auth = format!("{client_first_bare},{server_first},{without_proof}");
-        let sig = m.hmac(&stored, auth.as_bytes());
-        let proof: Vec<u8> = client_key.iter().zip(&sig).map(|(a, b)| a ^ b).collect();
+        let (proof, _) = client_proof(m, &salted, &auth);
         format!("{without_proof},p={}", B64.encode(proof))
+    }
+
+    #[test]
+    fn the_client_side_logs_in_and_checks_the_server() {
+        for m in Mechanism::ALL {
+            let stored =
+                Credential::from_password(m, b"s3cret", b"salty-salt".to_vec(), 4096).unwrap();
+            let login = |password: &str, tamper: bool| {
+                let (mut c, first) =
+                    ClientExchange::start(m, "al,ice=", password, &mut |b| b.fill(3));
+                let (e, sf) = Exchange::start(
+                    m,
+                    &first,
+                    |u| (u == "al,ice=").then(|| stored.clone()),
+                    &mut |b| b.fill(9),
+                )
+                .unwrap();
+                let cf = c.respond(&sf).unwrap();
+                let (user, mut sfinal) = e.finish(&cf)?;
+                if tamper {
+                    let n = sfinal.len();
+                    sfinal[n - 3] ^= 1;
+                }
+                c.verify(&sfinal).map(|()| user)
+            };
+            assert_eq!(login("s3cret", false).unwrap(), "al,ice=");
+            assert!(matches!(
+                login("wrong", false),
+                Err(ScramError::BadCredentials)
+            ));
+            assert!(
+                login("s3cret", true).is_err(),
+                "a server without the credential"
+            );
+        }
+        // A server that does not extend the client's nonce, or asks for
+        // too few iterations, is refused before any proof is sent.
+        let (mut c, _) = ClientExchange::start(Mechanism::Sha256, "u", "p", &mut |b| b.fill(1));
+        assert!(c.respond(b"r=other,s=c2FsdA==,i=4096").is_err());
+        let (mut c, first) = ClientExchange::start(Mechanism::Sha256, "u", "p", &mut |b| b.fill(1));
+        let first = String::from_utf8(first).unwrap();
+        let nonce = first.rsplit_once("r=").unwrap().1;
+        let low = format!("r={nonce}xyz,s=c2FsdA==,i=1");
+        assert!(matches!(
+            c.respond(low.as_bytes()),
+            Err(ScramError::Iterations(1))
+        ));
+        assert!(c.respond(b"e=invalid-proof").is_err());
     }
 
     #[test]

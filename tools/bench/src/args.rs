@@ -183,6 +183,53 @@ pub struct Args {
     /// No progress line on stderr.
     #[arg(long)]
     pub quiet: bool,
+
+    /// Speak TLS to the broker (--broker: its `--native-tls on` listener;
+    /// --kafka: security.protocol SSL), trusting the CAs in this PEM file;
+    /// an `https://` --broker-http too.
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM certificate to present when the broker asks for one (mTLS).
+    #[arg(long, value_name = "FILE", requires = "tls_client_key")]
+    pub tls_client_cert: Option<PathBuf>,
+    /// PEM key of --tls-client-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
+    pub tls_client_key: Option<PathBuf>,
+    /// With --kafka: log in with SASL (PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512) as --sasl-username, before anything else on every
+    /// connection (Kafka's sasl.mechanism).
+    #[arg(long, value_name = "MECHANISM")]
+    pub sasl_mechanism: Option<String>,
+    #[arg(long, value_name = "USER")]
+    pub sasl_username: Option<String>,
+    /// The password; better given in the environment as
+    /// SHARDLOG_BENCH_SASL_PASSWORD (a flag shows in the process list).
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        env = "SHARDLOG_BENCH_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
+}
+
+/// A SASL login for --kafka.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SaslLogin {
+    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    pub mechanism: String,
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for SaslLogin {
+    // The password stays out of debug output.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SaslLogin")
+            .field("mechanism", &self.mechanism)
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -300,6 +347,10 @@ pub struct Params {
     pub quiet: bool,
     /// Where the broker's CPU time is read; None: nowhere (`--broker-http off`).
     pub broker_cpu: Option<crate::brokercpu::Source>,
+    /// TLS to the broker (`--tls-ca`).
+    pub tls: Option<shardlog::client::tls::ClientTls>,
+    /// SASL login for --kafka.
+    pub sasl: Option<SaslLogin>,
 }
 
 impl Params {
@@ -520,6 +571,45 @@ pub fn validate(a: Args) -> Result<Params, String> {
     if a.key_space.is_some() && a.key_mode == KeyMode::None {
         return Err("--key-space needs --key-mode random or sequential".into());
     }
+    if a.tls_client_cert.is_some() && a.tls_ca.is_none() {
+        return Err("--tls-client-cert needs --tls-ca".into());
+    }
+    if a.tls_ca.is_some() && matches!(target, Target::Spawn { .. }) {
+        return Err("--tls-ca is for a separate broker (--broker or --kafka): the spawned one speaks plaintext".into());
+    }
+    let tls = a.tls_ca.map(|ca| shardlog::client::tls::ClientTls {
+        ca,
+        cert_key: a.tls_client_cert.zip(a.tls_client_key),
+    });
+    let sasl = match (a.sasl_mechanism, a.sasl_username, a.sasl_password) {
+        (None, None, _) => None,
+        (Some(m), Some(username), Some(password)) => {
+            let mechanism = m.to_ascii_uppercase();
+            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
+                return Err(format!(
+                    "--sasl-mechanism {m:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+                ));
+            }
+            if !matches!(target, Target::Kafka(_)) {
+                return Err(
+                    "--sasl-mechanism is for --kafka (the native listener has no SASL)".into(),
+                );
+            }
+            Some(SaslLogin {
+                mechanism,
+                username,
+                password,
+            })
+        }
+        (Some(_), None, _) | (None, Some(_), _) => {
+            return Err("--sasl-mechanism and --sasl-username go together".into())
+        }
+        (Some(_), Some(_), None) => {
+            return Err(
+                "SASL needs a password: SHARDLOG_BENCH_SASL_PASSWORD or --sasl-password".into(),
+            )
+        }
+    };
     Ok(Params {
         target,
         producers,
@@ -549,6 +639,8 @@ pub fn validate(a: Args) -> Result<Params, String> {
         html: a.html,
         quiet: a.quiet,
         broker_cpu,
+        tls,
+        sasl,
     })
 }
 
@@ -620,6 +712,58 @@ mod tests {
         let mut argv = vec!["shardlog-bench"];
         argv.extend_from_slice(extra);
         validate(Args::try_parse_from(argv).map_err(|e| e.to_string())?)
+    }
+
+    #[test]
+    fn tls_and_sasl_options_are_checked() {
+        let p = parse(&["--kafka", "h:9092", "--tls-ca", "ca.pem"]).unwrap();
+        assert_eq!(p.tls.unwrap().ca, PathBuf::from("ca.pem"));
+        assert!(parse(&["--spawn-broker", "--tls-ca", "ca.pem"])
+            .unwrap_err()
+            .contains("spawned"));
+        assert!(parse(&["--broker", "h:1", "--tls-client-cert", "c.pem"]).is_err());
+        let p = parse(&[
+            "--kafka",
+            "h:9092",
+            "--sasl-mechanism",
+            "scram-sha-512",
+            "--sasl-username",
+            "bench",
+            "--sasl-password",
+            "pw",
+        ])
+        .unwrap();
+        let login = p.sasl.unwrap();
+        assert_eq!(login.mechanism, "SCRAM-SHA-512");
+        assert!(
+            !format!("{login:?}").contains("pw"),
+            "no password in debug output"
+        );
+        for bad in [
+            &[
+                "--kafka",
+                "h:9092",
+                "--sasl-mechanism",
+                "GSSAPI",
+                "--sasl-username",
+                "u",
+                "--sasl-password",
+                "p",
+            ][..],
+            &[
+                "--broker",
+                "h:1",
+                "--sasl-mechanism",
+                "PLAIN",
+                "--sasl-username",
+                "u",
+                "--sasl-password",
+                "p",
+            ],
+            &["--kafka", "h:9092", "--sasl-mechanism", "PLAIN"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

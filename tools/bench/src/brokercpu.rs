@@ -11,8 +11,6 @@
 //! Must never: fail a run: a broker whose CPU cannot be read gets no figure
 //! and a note saying why.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 /// Where the broker's CPU time is read.
@@ -61,21 +59,15 @@ impl Source {
 }
 
 /// `process_cpu_seconds_total` from a Prometheus text page at
-/// `http://addr/metrics`, within a second.
+/// `addr/metrics` (`IP:PORT`, or `https://IP:PORT` with --tls-ca), within
+/// a second.
 fn scrape(addr: &str) -> Result<f64, String> {
-    let sock = addr
-        .parse::<std::net::SocketAddr>()
-        .map_err(|_| format!("--broker-http {addr:?} is not IP:PORT"))?;
-    let t = Duration::from_secs(1);
-    let mut s = TcpStream::connect_timeout(&sock, t).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(t)).map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(t)).map_err(|e| e.to_string())?;
-    write!(s, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
-    let mut page = String::new();
-    s.take(16 << 20)
-        .read_to_string(&mut page)
-        .map_err(|e| format!("{addr}: {e}"))?;
-    parse_cpu(&page).ok_or_else(|| format!("no process_cpu_seconds_total at http://{addr}/metrics"))
+    let (status, page) = shardlog::http::get(addr, "/metrics", Duration::from_secs(1))
+        .map_err(|e| format!("--broker-http {addr}: {e}"))?;
+    if status != 200 {
+        return Err(format!("--broker-http {addr}: /metrics answered {status}"));
+    }
+    parse_cpu(&page).ok_or_else(|| format!("no process_cpu_seconds_total at {addr}/metrics"))
 }
 
 /// User plus system CPU seconds of process `pid` (/proc/PID/stat fields 14
@@ -155,10 +147,8 @@ mod tests {
             .unwrap();
         let e = Source::Metrics(addr.to_string()).read().unwrap_err();
         assert!(e.contains(&addr.to_string()), "{e}");
-        assert!(Source::Metrics("nonsense".into())
-            .read()
-            .unwrap_err()
-            .contains("IP:PORT"));
+        let e = Source::Metrics("nonsense".into()).read().unwrap_err();
+        assert!(e.contains("--broker-http nonsense"), "{e}");
     }
 
     #[test]

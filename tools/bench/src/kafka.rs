@@ -9,12 +9,18 @@
 //! (v8, one RecordBatch v2 per request, built by shardlog's `BatchBuilder`
 //! as for the native wire) and Fetch (v11, one partition per request).
 //!
+//! With `--tls-ca` every connection speaks TLS (`shardlog::client::tls`),
+//! with `--sasl-mechanism` it logs in first (SaslHandshake v1 and
+//! SaslAuthenticate v2: PLAIN, or SCRAM with `security::scram`'s client
+//! side, the server's signature checked), as Kafka's clients do.
+//!
 //! Must never: wait without a deadline (every read has one), or read a
 //! response for another request (correlation ids are checked).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -27,10 +33,15 @@ use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProdu
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest,
-    ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
+use shardlog::client::tls::Transport;
+use shardlog::security::scram::{ClientExchange, Mechanism};
+
+use crate::args::SaslLogin;
 
 /// Versions every Kafka 4.x broker and shardlog's listener speak.
 const PRODUCE_V: i16 = 8;
@@ -52,8 +63,15 @@ pub struct KTicket {
 }
 
 struct Conn {
-    s: TcpStream,
+    s: Transport,
     next_cid: i32,
+}
+
+static SASL: OnceLock<SaslLogin> = OnceLock::new();
+
+/// Every connection this process opens from now on logs in as `login`.
+pub fn use_sasl(login: SaslLogin) {
+    let _ = SASL.set(login);
 }
 
 impl Conn {
@@ -67,7 +85,57 @@ impl Conn {
             .with_context(|| format!("cannot connect to {addr}"))?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(READ_DEADLINE))?;
-        Ok(Conn { s, next_cid: 1 })
+        s.set_write_timeout(Some(READ_DEADLINE))?;
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let s = Transport::wrap(s, host).with_context(|| format!("TLS to {addr}"))?;
+        let mut c = Conn { s, next_cid: 1 };
+        if let Some(login) = SASL.get() {
+            c.login(login)
+                .with_context(|| format!("SASL {} to {addr}", login.mechanism))?;
+        }
+        Ok(c)
+    }
+
+    /// SaslHandshake, then SaslAuthenticate until the mechanism is done.
+    fn login(&mut self, login: &SaslLogin) -> Result<()> {
+        let mut hs = SaslHandshakeRequest::default();
+        hs.mechanism = StrBytes::from_string(login.mechanism.clone());
+        let r: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &hs)?;
+        if let Some(e) = error_of(r.error_code) {
+            let offered: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+            bail!("the broker refused the mechanism: {e} (it offers {offered:?})");
+        }
+        let say = |c: &mut Conn, token: Vec<u8>| -> Result<Bytes> {
+            let mut a = SaslAuthenticateRequest::default();
+            a.auth_bytes = Bytes::from(token);
+            let r: SaslAuthenticateResponse = c.call(ApiKey::SaslAuthenticate, 2, &a)?;
+            if let Some(e) = error_of(r.error_code) {
+                let why = r.error_message.as_ref().map_or("", |m| m.as_str());
+                bail!("{e}: {why}");
+            }
+            Ok(r.auth_bytes)
+        };
+        let scram = match login.mechanism.as_str() {
+            "PLAIN" => {
+                let token = format!("\0{}\0{}", login.username, login.password);
+                say(self, token.into_bytes())?;
+                return Ok(());
+            }
+            "SCRAM-SHA-256" => Mechanism::Sha256,
+            _ => Mechanism::Sha512,
+        };
+        let (mut ex, first) =
+            ClientExchange::start(scram, &login.username, &login.password, &mut |b| {
+                getrandom::getrandom(b).expect("the OS's random source")
+            });
+        let server_first = say(self, first)?;
+        let last = ex.respond(&server_first)?;
+        let server_final = say(self, last)?;
+        ex.verify(&server_final).context(
+            "the broker's SCRAM signature is wrong: it does not hold this user's credential",
+        )?;
+        Ok(())
     }
 
     fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> Result<i32> {

@@ -88,6 +88,12 @@ fn fail(msg: &str, code: i32) -> ! {
 }
 
 fn run(p: &Params) -> Result<()> {
+    if let Some(tls) = &p.tls {
+        shardlog::client::tls::use_tls(tls).context("--tls-ca")?;
+    }
+    if let Some(login) = &p.sasl {
+        kafka::use_sasl(login.clone());
+    }
     let machine = machine::describe();
     // The guard stops the broker and removes its directory when dropped, so
     // every `?` below cleans up.

@@ -20,8 +20,14 @@ struct Output {
 
 /// Runs the bench with `args`, killing it if it outlives the deadline.
 fn bench(args: &[&str]) -> Output {
+    bench_env(args, &[])
+}
+
+/// `bench` with environment variables set.
+fn bench_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_shardlog-bench"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -626,12 +632,7 @@ fn open_loop_with_linger_and_batch_bytes_keeps_the_rate_and_loses_nothing() {
 fn kafka_wire_run_consumes_exactly_what_it_produced() {
     use shardlog::server::{Broker, BrokerConfig};
     let dir = scratch("kafka-wire");
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-    };
+    let free = free_addr;
     let (native, kafka) = (free(), free());
     let base = loop {
         // Two consecutive free ports for the shards' own Kafka ports.
@@ -677,6 +678,112 @@ fn kafka_wire_run_consumes_exactly_what_it_produced() {
     assert!(out.stdout.contains("Kafka protocol"), "{}", out.stdout);
     // This process hosts the broker: its CPU was read from /proc.
     assert!(f(&j, "broker_cpu.seconds") > 0.0, "{}", j["broker_cpu"]);
+    broker
+        .stop_flag()
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    broker.join().expect("the broker stops cleanly");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A loopback address nothing listens on (bound, then let go).
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A CA and a certificate for 127.0.0.1 signed by it: (ca.pem, cert.pem,
+/// key.pem) in `dir`.
+fn certificates(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(Vec::<String>::new()).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = leaf.signed_by(&key, &ca, &ca_key).unwrap();
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("cert.pem"),
+        dir.join("key.pem"),
+    );
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+/// `--kafka` over SASL_SSL: TLS trusting the broker's CA and a SCRAM-SHA-512
+/// login on every connection; everything produced is consumed. A wrong
+/// password, or no `--tls-ca`, fails in one line instead.
+#[test]
+fn kafka_wire_over_tls_with_scram_logs_in_and_loses_nothing() {
+    use shardlog::security::sasl::SaslMechanism;
+    use shardlog::security::scram::{Credential, Mechanism};
+    use shardlog::server::{Broker, BrokerConfig};
+    let dir = scratch("kafka-sasl-ssl");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let (ca, cert, key) = certificates(&dir);
+    let mut users = shardlog::security::users::Users::default();
+    let cred =
+        Credential::from_password(Mechanism::Sha512, b"bench-pw", b"bench-salt".to_vec(), 4096)
+            .unwrap();
+    users.upsert("bench", cred).unwrap();
+    shardlog::storage::store_users(&dir.join("data"), &users).unwrap();
+    let free = free_addr;
+    let (native, kafka) = (free(), free());
+    let mut cfg = BrokerConfig::new(dir.join("data"), native);
+    cfg.shards = 1;
+    cfg.shard_port_base = None;
+    cfg.kafka_listen = Some(kafka);
+    cfg.kafka_port_base = None;
+    cfg.kafka_tls = true;
+    cfg.tls_files = Some(shardlog::tls::TlsFiles {
+        cert,
+        key,
+        client_ca: None,
+    });
+    cfg.sasl_enabled_mechanisms = vec![SaslMechanism::Scram(Mechanism::Sha512)];
+    let broker = Broker::start(cfg).expect("broker starts");
+    let (k, ca_s) = (kafka.to_string(), ca.display().to_string());
+    let args = [
+        "--kafka",
+        &k,
+        "--tls-ca",
+        &ca_s,
+        "--sasl-mechanism",
+        "SCRAM-SHA-512",
+        "--sasl-username",
+        "bench",
+        "--broker-http",
+        "off",
+        "--partitions",
+        "2",
+        "--producers",
+        "1",
+        "--consumers",
+        "1",
+        "--messages",
+        "5000",
+        "--message-size",
+        "100",
+        "--quiet",
+    ];
+    let out = bench_env(&args, &[("SHARDLOG_BENCH_SASL_PASSWORD", "bench-pw")]);
+    assert_eq!(out.code, Some(0), "stderr: {}", out.stderr);
+    assert!(out.stdout.contains("5000"), "{}", out.stdout);
+    let bad = bench_env(&args, &[("SHARDLOG_BENCH_SASL_PASSWORD", "wrong")]);
+    assert_eq!(bad.code, Some(1), "{}", bad.stderr);
+    assert!(bad.stderr.contains("SASL"), "{}", bad.stderr);
+    assert_eq!(bad.stderr.trim().lines().count(), 1, "{}", bad.stderr);
+    // Plaintext to the TLS listener.
+    let no_tls: Vec<&str> = args[..2].iter().chain(&args[4..]).copied().collect();
+    let plain = bench_env(&no_tls, &[("SHARDLOG_BENCH_SASL_PASSWORD", "bench-pw")]);
+    assert_eq!(plain.code, Some(1), "{}", plain.stderr);
     broker
         .stop_flag()
         .store(true, std::sync::atomic::Ordering::SeqCst);
