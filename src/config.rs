@@ -167,6 +167,12 @@ const SETTINGS: &[Setting] = &[
         "SASL mechanisms the Kafka listener requires (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = no SASL",
     ),
     s(
+        "native-sasl-enabled-mechanisms",
+        Kind::Str,
+        "",
+        "SASL mechanisms the native listener requires (the CLI and bench log in with --sasl-mechanism): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = no SASL",
+    ),
+    s(
         "authorizer",
         Kind::Str,
         "none",
@@ -524,19 +530,24 @@ impl Resolved {
                 format!("must be 1 to {}", crate::storage::meta::MAX_PARTITIONS),
             ));
         }
-        let (sasl_raw, _) = self.get("sasl-enabled-mechanisms").expect("default");
-        let mut sasl_enabled_mechanisms = Vec::new();
-        for name in sasl_raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            let m = crate::security::sasl::SaslMechanism::from_name(name).ok_or_else(|| {
-                self.bad(
-                    "sasl-enabled-mechanisms",
-                    format!("{name:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-                )
-            })?;
-            if !sasl_enabled_mechanisms.contains(&m) {
-                sasl_enabled_mechanisms.push(m);
+        let mechanisms = |key: &'static str| {
+            let (raw, _) = self.get(key).expect("default");
+            let mut out = Vec::new();
+            for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                let m = crate::security::sasl::SaslMechanism::from_name(name).ok_or_else(|| {
+                    self.bad(
+                        key,
+                        format!("{name:?} is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+                    )
+                })?;
+                if !out.contains(&m) {
+                    out.push(m);
+                }
             }
-        }
+            Ok::<_, ConfigError>(out)
+        };
+        let sasl_enabled_mechanisms = mechanisms("sasl-enabled-mechanisms")?;
+        let native_sasl_enabled_mechanisms = mechanisms("native-sasl-enabled-mechanisms")?;
         let (authorizer_raw, _) = self.get("authorizer").expect("default");
         let authorizer = match authorizer_raw.as_str() {
             "none" => false,
@@ -696,6 +707,7 @@ impl Resolved {
             group_initial_rebalance_delay_ms,
             transaction_version,
             sasl_enabled_mechanisms,
+            native_sasl_enabled_mechanisms,
             authorizer,
             super_users,
             kafka_tls,
@@ -811,6 +823,8 @@ pub struct ServeSettings {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires; empty: none.
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// SASL mechanisms the native listener requires; empty: none.
+    pub native_sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     /// Check Kafka requests against the ACLs.
     pub authorizer: bool,
     /// Principals the authorizer always allows.
@@ -905,6 +919,7 @@ impl ServeSettings {
             std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
         c.transaction_version = self.transaction_version;
         c.sasl_enabled_mechanisms = self.sasl_enabled_mechanisms.clone();
+        c.native_sasl_enabled_mechanisms = self.native_sasl_enabled_mechanisms.clone();
         c.authorizer = self.authorizer;
         c.super_users = self.super_users.clone();
         c.kafka_tls = self.kafka_tls;
@@ -1029,6 +1044,12 @@ pub struct ServeArgs {
     /// anything else [default: none: no SASL].
     #[arg(long, value_name = "MECHANISMS")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// SASL mechanisms the native listener (and its per-shard ports)
+    /// requires, as --sasl-enabled-mechanisms; the CLI and the bench log in
+    /// with `--sasl-mechanism M --sasl-username U` (password from
+    /// SHARDLOG_SASL_PASSWORD) [default: none: no SASL].
+    #[arg(long, value_name = "MECHANISMS")]
+    pub native_sasl_enabled_mechanisms: Option<String>,
     /// `acl`: every Kafka request is checked against the broker's ACLs
     /// (Kafka's authorizer: a principal may do only what an ACL allows; a
     /// matching deny wins; ACLs with `shardlog acl` or Kafka's CreateAcls);
@@ -1166,6 +1187,10 @@ impl ServeArgs {
             (
                 "sasl-enabled-mechanisms",
                 self.sasl_enabled_mechanisms.clone(),
+            ),
+            (
+                "native-sasl-enabled-mechanisms",
+                self.native_sasl_enabled_mechanisms.clone(),
             ),
             ("authorizer", self.authorizer.clone()),
             ("super-users", self.super_users.clone()),

@@ -207,6 +207,7 @@ impl Api {
             | Request::AlterAcls { .. }
             | Request::DescribeQuotas
             | Request::AlterQuotas { .. }
+            | Request::SaslAuthenticate { .. }
             | Request::CreatePartitions(_)
             | Request::AlterConfigs { .. } => Api::Admin,
             Request::GroupHeartbeat(_)

@@ -7,9 +7,18 @@
 //! request that decodes badly but has a correlation id: InvalidRequest,
 //! connection kept; no envelope at all: InvalidRequest with id 0, close).
 //!
+//! SASL (`--native-sasl-enabled-mechanisms`): the door runs the login
+//! itself (SaslAuthenticate steps against the shard's copy of the users,
+//! the Kafka door's `Authenticator`); until it succeeds only ApiVersions
+//! and SaslAuthenticate are served, anything else is answered
+//! IllegalSaslState and the connection closed, as is a failed step
+//! (SaslAuthenticationFailed: one answer for an unknown user and a wrong
+//! password).
+//!
 //! Must never: interpret a request (the router and shards do) or let one
 //! connection's bad input affect another.
 
+use std::cell::RefCell;
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -18,13 +27,16 @@ use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::protocol::codec::{decode_request, encode_response, encode_response_for, BadRequest};
 use crate::protocol::frame::{self, FrameError};
-use crate::protocol::{ErrorCode, ResponseFrame, WireError};
+use crate::protocol::{ErrorCode, Request, Response, ResponseFrame, WireError};
 use crate::router::{Router, Scope};
 use crate::rt;
+use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as SaslStep};
 
 /// One native connection's door.
 pub struct NativeDoor {
     pub router: Rc<Router>,
+    /// The login, when the listener requires SASL.
+    auth: Option<RefCell<Authenticator>>,
 }
 
 /// An error answer to `correlation_id`.
@@ -36,6 +48,82 @@ pub fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> Res
 }
 
 impl NativeDoor {
+    /// A door for one connection; `sasl`: the mechanisms the listener
+    /// requires (empty: no login).
+    pub fn new(router: Rc<Router>, sasl: &[SaslMechanism]) -> NativeDoor {
+        NativeDoor {
+            router,
+            auth: (!sasl.is_empty()).then(|| RefCell::new(Authenticator::new(sasl.to_vec()))),
+        }
+    }
+
+    /// Whether the listener requires a login this connection has not made.
+    fn must_log_in(&self) -> bool {
+        self.auth
+            .as_ref()
+            .is_some_and(|a| a.borrow().principal().is_none())
+    }
+
+    /// One SASL step: the first names the mechanism. A failure is
+    /// answered, then the connection closes (the client starts over).
+    fn sasl_step(
+        &self,
+        correlation_id: u32,
+        version: u16,
+        mechanism: Option<&str>,
+        token: &[u8],
+    ) -> Step {
+        let Some(auth) = &self.auth else {
+            return self.refuse(
+                correlation_id,
+                SaslError::IllegalState("SASL is not enabled on this listener"),
+                "SaslAuthenticate on a listener without SASL".into(),
+            );
+        };
+        if let Some(m) = mechanism {
+            if let Err(e) = auth.borrow_mut().handshake(m) {
+                let detail = format!("SASL handshake for {m:?}: {e}");
+                return self.refuse(correlation_id, e, detail);
+            }
+        }
+        let users = self.router.shard().users();
+        let step =
+            auth.borrow_mut()
+                .authenticate(token, &|user, m| users.credential(user, m), &mut |b| {
+                    getrandom::getrandom(b).expect("the OS's random source")
+                });
+        let (token, done) = match step {
+            Ok(SaslStep::Continue(bytes)) => (bytes, false),
+            Ok(SaslStep::Done { principal, reply }) => {
+                tracing::debug!(principal, "authenticated on the native listener");
+                (reply, true)
+            }
+            Err(e) => {
+                let user = auth.borrow().attempted_user().unwrap_or("?").to_owned();
+                let detail = format!("SASL authentication as {user:?} failed: {e}");
+                return self.refuse(correlation_id, e, detail);
+            }
+        };
+        let r = ResponseFrame {
+            correlation_id,
+            result: Ok(Response::SaslAuthenticate {
+                token: Bytes::from(token),
+                done,
+            }),
+        };
+        Step::Answer(Answer::Ready(Some(encode_response_for(&r, version))))
+    }
+
+    /// Answers a SASL failure and closes.
+    fn refuse(&self, correlation_id: u32, e: SaslError, detail: String) -> Step {
+        let w = crate::errors::ToWire::to_wire(&e);
+        Step::Close {
+            last: Some(self.error_answer(correlation_id, w.code, w.message)),
+            reason: CloseReason::AuthFailed,
+            detail,
+        }
+    }
+
     /// An error answer that needs no work, counted like any other.
     fn error_answer(&self, correlation_id: u32, code: ErrorCode, message: String) -> Chain {
         let r = error_frame(correlation_id, code, message);
@@ -72,6 +160,26 @@ impl Door for NativeDoor {
     async fn start(&self, frame: Bytes) -> Step {
         match decode_request(&frame) {
             Ok(req) => {
+                if let Request::SaslAuthenticate { mechanism, token } = &req.request {
+                    return self.sasl_step(
+                        req.correlation_id,
+                        req.version,
+                        mechanism.as_deref(),
+                        token,
+                    );
+                }
+                if self.must_log_in() && !matches!(req.request, Request::ApiVersions) {
+                    return Step::Close {
+                        last: Some(self.error_answer(
+                            req.correlation_id,
+                            ErrorCode::IllegalSaslState,
+                            "this listener requires a SASL login first (SaslAuthenticate)".into(),
+                        )),
+                        reason: CloseReason::Unauthenticated,
+                        detail: "a request before the SASL login on a listener that requires it"
+                            .into(),
+                    };
+                }
                 // The answer's layout is the request's version's.
                 let version = req.version;
                 let answer = self.router.begin(req, Scope::Broker).await;

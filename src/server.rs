@@ -96,6 +96,8 @@ pub struct BrokerConfig {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires (empty: none).
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// SASL mechanisms the native listener requires (`--native-sasl-enabled-mechanisms`).
+    pub native_sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     /// Check Kafka requests against the ACLs (`--authorizer acl`).
     pub authorizer: bool,
     /// Principals the authorizer always allows (`--super-users`).
@@ -164,6 +166,7 @@ impl BrokerConfig {
             group_initial_rebalance_delay: Duration::from_secs(3),
             transaction_version: crate::kafka::codec::TRANSACTION_VERSION,
             sasl_enabled_mechanisms: Vec::new(),
+            native_sasl_enabled_mechanisms: Vec::new(),
             authorizer: false,
             super_users: Vec::new(),
             kafka_tls: false,
@@ -836,6 +839,7 @@ async fn accept_loop(
                 metrics.connections.add(1);
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
+                let native_sasl = config.native_sasl_enabled_mechanisms.clone();
                 let limits = Limits {
                     max_frame_bytes: config.max_frame_bytes,
                     max_inflight: config.max_inflight_per_connection,
@@ -852,14 +856,14 @@ async fn accept_loop(
                     let budget = conns.budget.clone();
                     let (reason, detail) = match proto {
                         Proto::Native(None) => {
-                            let door = NativeDoor { router };
+                            let door = NativeDoor::new(router, &native_sasl);
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                         Proto::Native(Some(tls)) => {
                             let _ = stream.set_nodelay(true);
                             match tls.accept(stream).await {
                                 Ok(s) => {
-                                    let door = NativeDoor { router };
+                                    let door = NativeDoor::new(router, &native_sasl);
                                     conn::serve_stream(&door, s, None, budget, limits, &stop.event)
                                         .await
                                 }

@@ -799,13 +799,15 @@ impl Shard {
             | Request::DescribeAcls(_)
             | Request::AlterAcls { .. }
             | Request::DescribeQuotas
-            | Request::AlterQuotas { .. } => {
-                // The router asks each id's coordinator, or the controller.
+            | Request::AlterQuotas { .. }
+            | Request::SaslAuthenticate { .. } => {
+                // The router asks each id's coordinator, or the controller;
+                // a SASL step is the door's.
                 let r = ResponseFrame {
                     correlation_id,
                     result: Err(WireError::new(
                         ErrorCode::InvalidRequest,
-                        "transaction, user, ACL and quota requests go through the router",
+                        "transaction, user, ACL, quota and SASL requests go through the router or the door",
                     )),
                 };
                 Box::pin(async move { r })

@@ -2030,6 +2030,20 @@ fn a_producer_over_its_quota_is_throttled_to_it_and_another_is_not() {
     );
 }
 
+/// `shardlog consume` of the first two messages of `topic`'s partition 1.
+fn first_two_of_partition_1(topic: &str) -> [&str; 8] {
+    [
+        "consume",
+        topic,
+        "--partition",
+        "1",
+        "--from",
+        "earliest",
+        "--max-messages",
+        "2",
+    ]
+}
+
 /// A broker with `flag on` and a certificate from CA "one" in `dir`:
 /// (it, CA one, another CA "two").
 fn tls_cluster(dir: &std::path::Path, flag: &str) -> (Cluster, PathBuf, PathBuf) {
@@ -2069,19 +2083,7 @@ fn the_native_listener_speaks_tls_to_the_cli() {
         b"over tls\nsecond\n",
     );
     assert!(out.status.success(), "{}", out.stderr);
-    let out = tls(
-        &[
-            "consume",
-            "nt",
-            "--partition",
-            "1",
-            "--from",
-            "earliest",
-            "--max-messages",
-            "2",
-        ],
-        b"",
-    );
+    let out = tls(&first_two_of_partition_1("nt"), b"");
     assert!(out.status.success(), "{}", out.stderr);
     assert_eq!(String::from_utf8_lossy(&out.stdout), "over tls\nsecond\n");
     // Plaintext to the TLS port, and a client trusting another CA: errors.
@@ -2101,6 +2103,89 @@ fn the_native_listener_speaks_tls_to_the_cli() {
         &[("listener", "native"), ("reason", "tls_failed")],
     );
     assert!(failed >= 2.0, "refused handshakes counted: {failed}");
+}
+
+/// SASL on the native listener (`--native-sasl-enabled-mechanisms`): the
+/// first user written into the stopped broker's data directory (`user add
+/// --data-dir`), then the CLI logs in with SCRAM-SHA-512 or PLAIN through
+/// the public and the per-shard ports (topic create, produce, consume);
+/// no login, a wrong password, an unknown user and a mechanism the
+/// listener does not take are each refused with an error, and the good
+/// clients go on.
+#[test]
+fn the_native_listener_requires_a_sasl_login() {
+    let dir = data_dir();
+    let d = dir.path().display().to_string();
+    let out = run(
+        &["user", "add", "alice", "--data-dir", &d],
+        b"s3cret\n",
+        STEP,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let b = Broker::start(
+        dir.path(),
+        &[
+            "--shards",
+            "2",
+            "--shard-port-base",
+            &two_free_ports().to_string(),
+            "--native-sasl-enabled-mechanisms",
+            "SCRAM-SHA-512,PLAIN",
+            "--kafka-listen",
+            "off",
+        ],
+    );
+    let broker = b.broker_arg();
+    let as_user = |mechanism: &str, user: &str, password: &str, args: &[&str], stdin: &[u8]| {
+        let mut a = args.to_vec();
+        a.extend([
+            "--broker",
+            &broker,
+            "--sasl-mechanism",
+            mechanism,
+            "--sasl-username",
+            user,
+        ]);
+        run_env(&a, &[("SHARDLOG_SASL_PASSWORD", password)], stdin, STEP)
+    };
+    let alice =
+        |args: &[&str], stdin: &[u8]| as_user("SCRAM-SHA-512", "alice", "s3cret", args, stdin);
+    let out = alice(&["topic", "create", "st", "--partitions", "2"], b"");
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = alice(&["produce", "st", "--partition", "1"], b"one\ntwo\n");
+    assert!(out.status.success(), "{}", out.stderr);
+    let out = as_user(
+        "PLAIN",
+        "alice",
+        "s3cret",
+        &first_two_of_partition_1("st"),
+        b"",
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "one\ntwo\n");
+    // Refused: no login, a wrong password, an unknown user, SCRAM-SHA-256
+    // (not enabled here).
+    let out = run(&["topic", "list", "--broker", &broker], b"", STEP);
+    assert!(!out.status.success());
+    assert!(out.stderr.contains("SASL"), "{}", out.stderr);
+    for (m, user, pw) in [
+        ("SCRAM-SHA-512", "alice", "wrong"),
+        ("PLAIN", "alice", "wrong"),
+        ("SCRAM-SHA-512", "mallory", "s3cret"),
+        ("SCRAM-SHA-256", "alice", "s3cret"),
+    ] {
+        let out = as_user(m, user, pw, &["topic", "list"], b"");
+        assert!(!out.status.success(), "{m} {user} {pw}");
+        assert!(
+            out.stderr.contains("authentication failed") || out.stderr.contains("not enabled"),
+            "{m} {user}: {}",
+            out.stderr
+        );
+    }
+    // And the good client goes on.
+    let out = alice(&["topic", "list"], b"");
+    assert!(out.status.success(), "{}", out.stderr);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("st"));
 }
 
 /// `--http-tls on`: /metrics and /healthz over HTTPS with the listeners'

@@ -38,6 +38,20 @@ struct Cli {
     /// With --tls-client-cert: its PEM private key.
     #[arg(long, global = true, value_name = "FILE", requires = "tls_client_cert")]
     tls_client_key: Option<std::path::PathBuf>,
+    /// Log in with SASL (a broker with `serve
+    /// --native-sasl-enabled-mechanisms`): PLAIN, SCRAM-SHA-256 or
+    /// SCRAM-SHA-512, as --sasl-username, the password from the
+    /// SHARDLOG_SASL_PASSWORD environment variable.
+    #[arg(
+        long,
+        global = true,
+        value_name = "MECHANISM",
+        requires = "sasl_username"
+    )]
+    sasl_mechanism: Option<String>,
+    /// The SASL user (with --sasl-mechanism).
+    #[arg(long, global = true, value_name = "USER", requires = "sasl_mechanism")]
+    sasl_username: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -139,6 +153,34 @@ pub fn run() {
         if let Err(e) = shardlog::client::tls::use_tls(&tls) {
             eprintln!("error: {e}");
             std::process::exit(1);
+        }
+    }
+    if let (Some(m), Some(user)) = (&cli.sasl_mechanism, &cli.sasl_username) {
+        let fail = |msg: String| -> ! {
+            eprintln!("error: {msg}");
+            std::process::exit(2);
+        };
+        if matches!(cli.command, Command::Serve(_)) {
+            fail("--sasl-mechanism is a client option (serve takes --native-sasl-enabled-mechanisms)".into());
+        }
+        let Some(mechanism) =
+            shardlog::security::sasl::SaslMechanism::from_name(&m.to_ascii_uppercase())
+        else {
+            fail(format!(
+                "--sasl-mechanism {m:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
+            ));
+        };
+        // From the environment: a flag would show in the process list.
+        let Ok(password) = std::env::var("SHARDLOG_SASL_PASSWORD") else {
+            fail("--sasl-mechanism needs the password in SHARDLOG_SASL_PASSWORD".into());
+        };
+        let login = shardlog::client::sasl::Login {
+            mechanism,
+            username: user.clone(),
+            password,
+        };
+        if let Err(e) = shardlog::client::sasl::use_sasl(login) {
+            fail(e);
         }
     }
     let result = match cli.command {

@@ -33,6 +33,11 @@ pub enum UserCommand {
         /// PBKDF2 iterations (4096 to 16384).
         #[arg(long, default_value_t = scram::DEFAULT_ITERATIONS)]
         iterations: u32,
+        /// Write the user into this data directory of a stopped broker
+        /// instead of asking a running one: the first user of a listener
+        /// that requires SASL (as `kafka-storage format --add-scram`).
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<std::path::PathBuf>,
     },
     /// Every user with its mechanisms and iterations (no keys).
     List {
@@ -82,44 +87,88 @@ fn check(results: Vec<shardlog::protocol::UserResult>) -> Result<()> {
     Ok(())
 }
 
+/// The mechanisms asked for (both when none), iterations checked.
+fn mechanisms_of(names: &[String], iterations: u32) -> Result<Vec<Mechanism>> {
+    if !(scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(&iterations) {
+        bail!(
+            "--iterations {iterations}: must be {} to {}",
+            scram::MIN_ITERATIONS,
+            scram::MAX_ITERATIONS
+        );
+    }
+    if names.is_empty() {
+        return Ok(Mechanism::ALL.to_vec());
+    }
+    names.iter().map(|m| mechanism(m)).collect()
+}
+
+/// One credential per mechanism from the password on stdin, salted here.
+fn upserts(name: &str, ms: &[Mechanism], iterations: u32) -> Result<Vec<UserChange>> {
+    let password = read_password()?;
+    let mut changes = Vec::new();
+    for m in ms {
+        let mut salt = vec![0u8; SALT_BYTES];
+        getrandom::getrandom(&mut salt).map_err(|e| anyhow!("the OS's random source: {e}"))?;
+        let salted = m.salted_password(password.as_bytes(), &salt, iterations);
+        changes.push(UserChange::Upsert {
+            user: name.to_owned(),
+            mechanism: m.kafka_type(),
+            iterations: iterations as i32,
+            salt,
+            salted_password: salted,
+        });
+    }
+    Ok(changes)
+}
+
+/// `user add --data-dir`: into a stopped broker's users file.
+fn add_offline(cmd: UserCommand) -> Result<()> {
+    let UserCommand::Add {
+        name,
+        mechanisms,
+        iterations,
+        data_dir: Some(dir),
+    } = cmd
+    else {
+        unreachable!("only user add --data-dir comes here");
+    };
+    let ms = mechanisms_of(&mechanisms, iterations)?;
+    if !dir.is_dir() {
+        bail!("--data-dir {}: not a directory", dir.display());
+    }
+    let mut users = shardlog::storage::load_users(&dir)?;
+    // The broker's own rules, as for AlterUserScramCredentials.
+    let (results, _) = users.apply(&upserts(&name, &ms, iterations)?);
+    for (user, r) in results {
+        r.map_err(|e| anyhow!("user {user:?}: {e}"))?;
+    }
+    shardlog::storage::store_users(&dir, &users)?;
+    let names: Vec<&str> = ms.iter().map(|m| m.name()).collect();
+    println!(
+        "user {name}: {} ({iterations} iterations), written to {} (the broker reads it at its start)",
+        names.join(", "),
+        dir.display()
+    );
+    Ok(())
+}
+
 pub fn run(cmd: UserCommand, broker: &str) -> Result<()> {
+    if let UserCommand::Add {
+        data_dir: Some(_), ..
+    } = &cmd
+    {
+        return add_offline(cmd);
+    }
     let mut c = Client::connect(broker)?;
     match cmd {
         UserCommand::Add {
             name,
             mechanisms,
             iterations,
+            data_dir: _,
         } => {
-            let ms: Vec<Mechanism> = if mechanisms.is_empty() {
-                Mechanism::ALL.to_vec()
-            } else {
-                mechanisms
-                    .iter()
-                    .map(|m| mechanism(m))
-                    .collect::<Result<_>>()?
-            };
-            if !(scram::MIN_ITERATIONS..=scram::MAX_ITERATIONS).contains(&iterations) {
-                bail!(
-                    "--iterations {iterations}: must be {} to {}",
-                    scram::MIN_ITERATIONS,
-                    scram::MAX_ITERATIONS
-                );
-            }
-            let password = read_password()?;
-            let mut changes = Vec::new();
-            for m in &ms {
-                let mut salt = vec![0u8; SALT_BYTES];
-                getrandom::getrandom(&mut salt)
-                    .map_err(|e| anyhow!("the OS's random source: {e}"))?;
-                let salted = m.salted_password(password.as_bytes(), &salt, iterations);
-                changes.push(UserChange::Upsert {
-                    user: name.clone(),
-                    mechanism: m.kafka_type(),
-                    iterations: iterations as i32,
-                    salt,
-                    salted_password: salted,
-                });
-            }
+            let ms = mechanisms_of(&mechanisms, iterations)?;
+            let changes = upserts(&name, &ms, iterations)?;
             check(c.alter_users(changes)?)?;
             let names: Vec<&str> = ms.iter().map(|m| m.name()).collect();
             println!(

@@ -90,17 +90,81 @@ impl Client {
                         .trim_start_matches('[')
                         .trim_end_matches(']');
                     let stream = super::tls::Transport::wrap(stream, host).map_err(err)?;
-                    return Ok(Client {
+                    let mut c = Client {
                         stream,
                         buf: BytesMut::with_capacity(256 * 1024),
                         next_id: 1,
                         client_id: format!("shardlog-cli-{}", std::process::id()),
-                    });
+                    };
+                    // SASL when the process chose it: before any request.
+                    if let Some(login) = super::sasl::chosen() {
+                        c.log_in(login)?;
+                    }
+                    return Ok(c);
                 }
                 Err(e) => last = e,
             }
         }
         Err(err(last))
+    }
+
+    /// One SASL step: the server's token and whether the login is done.
+    fn sasl_step(
+        &mut self,
+        mechanism: Option<&str>,
+        token: Vec<u8>,
+    ) -> Result<(Bytes, bool), ClientError> {
+        match self.call(Request::SaslAuthenticate {
+            mechanism: mechanism.map(str::to_owned),
+            token: Bytes::from(token),
+        })? {
+            Response::SaslAuthenticate { token, done } => Ok((token, done)),
+            _ => Err(ClientError::WrongKind("SaslAuthenticate")),
+        }
+    }
+
+    /// Logs in as `login` (a listener with `--native-sasl-enabled-mechanisms`):
+    /// PLAIN, or SCRAM with `security::scram::ClientExchange`, the server's
+    /// final signature checked (a server without the credential is refused).
+    pub fn log_in(&mut self, login: &super::sasl::Login) -> Result<(), ClientError> {
+        use crate::security::sasl::SaslMechanism;
+        let failed = |message: String| {
+            ClientError::Broker(WireError::new(ErrorCode::SaslAuthenticationFailed, message))
+        };
+        let name = login.mechanism.name();
+        let m = match login.mechanism {
+            SaslMechanism::Plain => {
+                let token = format!("\0{}\0{}", login.username, login.password);
+                let (_, done) = self.sasl_step(Some(name), token.into_bytes())?;
+                return match done {
+                    true => Ok(()),
+                    false => Err(failed("PLAIN: the broker wants more than one step".into())),
+                };
+            }
+            SaslMechanism::Scram(m) => m,
+        };
+        let (mut ex, first) = crate::security::scram::ClientExchange::start(
+            m,
+            &login.username,
+            &login.password,
+            &mut |b| getrandom::getrandom(b).expect("the OS's random source"),
+        );
+        let (server_first, _) = self.sasl_step(Some(name), first)?;
+        let last = ex
+            .respond(&server_first)
+            .map_err(|e| failed(format!("{name}: {e}")))?;
+        let (server_final, done) = self.sasl_step(None, last)?;
+        ex.verify(&server_final).map_err(|_| {
+            failed(format!(
+                "{name}: the broker's signature is wrong (it does not hold this user's credential)"
+            ))
+        })?;
+        match done {
+            true => Ok(()),
+            false => Err(failed(format!(
+                "{name}: the broker did not finish the login"
+            ))),
+        }
     }
 
     /// Sends a request without waiting; returns its correlation id.

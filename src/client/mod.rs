@@ -11,6 +11,7 @@
 mod blocking;
 pub mod consumer;
 pub mod producer;
+pub mod sasl;
 pub mod tls;
 
 pub use blocking::{

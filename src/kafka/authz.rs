@@ -403,7 +403,8 @@ fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<R
         | Request::DescribeAcls(_)
         | Request::AlterAcls { .. }
         | Request::DescribeQuotas
-        | Request::AlterQuotas { .. } => None,
+        | Request::AlterQuotas { .. }
+        | Request::SaslAuthenticate { .. } => None,
         Request::Metadata { topics: None, .. } => {
             v.listing = Some(Listing::Topics);
             None

@@ -1,7 +1,8 @@
 //! The access-control family of the native wire, typed <-> flatbuffers:
 //! DescribeAcls and AlterAcls (Kafka's DescribeAcls, CreateAcls and
 //! DeleteAcls for `shardlog acl`), DescribeQuotas and AlterQuotas (Kafka's
-//! Describe/AlterClientQuotas for `shardlog quota`).
+//! Describe/AlterClientQuotas for `shardlog quota`), and SaslAuthenticate
+//! (one step of a SASL login, answered by the door itself).
 //!
 //! Owns: `AclEntry` both ways, as a binding and as a filter (an absent
 //! string matches any); `QuotaEntry` both ways. A code none of Kafka's is
@@ -243,6 +244,21 @@ pub(super) fn encode_request(fbb: &mut FlatBufferBuilder<'_>, req: &Request) -> 
                 .as_union_value(),
             )
         }
+        Request::SaslAuthenticate { mechanism, token } => {
+            let mechanism = mechanism.as_deref().map(|m| fbb.create_string(m));
+            let auth_bytes = fbb.create_vector(token);
+            (
+                fb::Request::SaslAuthenticateRequest,
+                fb::SaslAuthenticateRequest::create(
+                    fbb,
+                    &fb::SaslAuthenticateRequestArgs {
+                        mechanism,
+                        auth_bytes: Some(auth_bytes),
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -285,6 +301,16 @@ pub(super) fn decode_request(
             Request::AlterQuotas {
                 changes,
                 validate_only: a.validate_only(),
+            }
+        }
+        fb::Request::SaslAuthenticateRequest => {
+            let a = env.request_as_sasl_authenticate_request().ok_or(missing)?;
+            Request::SaslAuthenticate {
+                mechanism: a.mechanism().map(str::to_owned),
+                token: a
+                    .auth_bytes()
+                    .map(|b| bytes::Bytes::copy_from_slice(b.bytes()))
+                    .unwrap_or_default(),
             }
         }
         _ => return Ok(None),
@@ -389,6 +415,20 @@ pub(super) fn encode_response(fbb: &mut FlatBufferBuilder<'_>, r: &Response) -> 
                 .as_union_value(),
             )
         }
+        Response::SaslAuthenticate { token, done } => {
+            let auth_bytes = fbb.create_vector(token);
+            (
+                fb::Response::SaslAuthenticateResponse,
+                fb::SaslAuthenticateResponse::create(
+                    fbb,
+                    &fb::SaslAuthenticateResponseArgs {
+                        auth_bytes: Some(auth_bytes),
+                        done: *done,
+                    },
+                )
+                .as_union_value(),
+            )
+        }
         _ => return None,
     })
 }
@@ -451,6 +491,18 @@ pub(super) fn decode_response(
                 .map(|q| read_quota_entry(&q).map(|(_, _, e)| e))
                 .collect::<Result<_, _>>()?;
             Response::AlterQuotas(results)
+        }
+        fb::Response::SaslAuthenticateResponse => {
+            let a = env
+                .response_as_sasl_authenticate_response()
+                .ok_or(missing)?;
+            Response::SaslAuthenticate {
+                token: a
+                    .auth_bytes()
+                    .map(|b| bytes::Bytes::copy_from_slice(b.bytes()))
+                    .unwrap_or_default(),
+                done: a.done(),
+            }
         }
         _ => return Ok(None),
     }))

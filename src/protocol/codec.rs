@@ -572,6 +572,14 @@ mod tests {
                 changes: vec![quota_change()],
                 validate_only: true,
             },
+            Request::SaslAuthenticate {
+                mechanism: Some("SCRAM-SHA-512".into()),
+                token: Bytes::from_static(b"n,,n=alice,r=abc"),
+            },
+            Request::SaslAuthenticate {
+                mechanism: None,
+                token: Bytes::from_static(b"c=biws,r=abcdef,p=cHJvb2Y="),
+            },
         ];
         for (i, request) in reqs.into_iter().enumerate() {
             round_trip_request(RequestFrame {
@@ -857,6 +865,14 @@ mod tests {
                 None,
                 Some(WireError::new(ErrorCode::InvalidRequest, "unknown key")),
             ])),
+            Ok(Response::SaslAuthenticate {
+                token: Bytes::from_static(b"r=abcdef,s=c2FsdA==,i=4096"),
+                done: false,
+            }),
+            Ok(Response::SaslAuthenticate {
+                token: Bytes::new(),
+                done: true,
+            }),
             Err(WireError::new(ErrorCode::UnsupportedVersion, "version 9")),
         ];
         for (i, result) in resps.into_iter().enumerate() {
@@ -960,10 +976,13 @@ mod tests {
         /// memory bounded by the frame.
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_transaction_answers(
-            kind in 0usize..7,
+            kind in 0usize..8,
             edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         ) {
-            let result = if kind == 0 {
+            let result = if kind == 7 {
+                // Every SASL client reads this one.
+                Ok(Response::SaslAuthenticate { token: Bytes::from_static(b"r=abc,s=c2FsdA==,i=4096"), done: false })
+            } else if kind == 0 {
                 Ok(Response::ListTransactions(vec![TransactionListing {
                     transactional_id: "app".into(), producer_id: 7, state: "Ongoing".into() }]))
             } else if kind == 2 {
@@ -999,7 +1018,7 @@ mod tests {
 
         #[test]
         fn fuzz_decoders_never_panic_on_mutated_requests(
-            kind in 0usize..11, pos in 0usize..4096, val in any::<u8>()
+            kind in 0usize..12, pos in 0usize..4096, val in any::<u8>()
         ) {
             // One request of each shape with nested tables: Fetch, and the
             // admin requests that carry per-partition and per-topic lists.
@@ -1017,6 +1036,7 @@ mod tests {
                 5 => Request::ListTransactions { states: vec!["Ongoing".into()], producer_ids: vec![7, 9] },
                 6 => Request::DescribeTransactions(vec!["a".into(), "b".into()]),
                 9 => Request::AlterQuotas { changes: vec![quota_change()], validate_only: false },
+                11 => Request::SaslAuthenticate { mechanism: Some("PLAIN".into()), token: Bytes::from_static(b"\0alice\0pw") },
                 8 => Request::AlterAcls { create: vec![acl_binding()], delete: vec![any_acl()] },
                 7 => Request::AlterUsers(vec![crate::security::users::UserChange::Upsert {
                     user: "alice".into(), mechanism: 2, iterations: 8192,

@@ -208,10 +208,11 @@ pub enum ApiKey {
     AlterAcls = 23,
     DescribeQuotas = 24,
     AlterQuotas = 25,
+    SaslAuthenticate = 26,
 }
 
 impl ApiKey {
-    pub const ALL: [ApiKey; 26] = [
+    pub const ALL: [ApiKey; 27] = [
         ApiKey::ApiVersions,
         ApiKey::Metadata,
         ApiKey::CreateTopics,
@@ -238,6 +239,7 @@ impl ApiKey {
         ApiKey::AlterAcls,
         ApiKey::DescribeQuotas,
         ApiKey::AlterQuotas,
+        ApiKey::SaslAuthenticate,
     ];
 
     pub fn from_u16(v: u16) -> Option<ApiKey> {
@@ -506,6 +508,12 @@ pub enum Request {
         changes: Vec<crate::security::quota::QuotaChange>,
         validate_only: bool,
     },
+    /// One step of a SASL login; the first names the mechanism. Served by
+    /// the native door itself, never routed.
+    SaslAuthenticate {
+        mechanism: Option<String>,
+        token: Bytes,
+    },
 }
 
 impl Request {
@@ -657,6 +665,11 @@ pub enum Response {
     DescribeQuotas(crate::security::quota::QuotaEntries),
     /// Each entry's result, in request order.
     AlterQuotas(Vec<Option<WireError>>),
+    /// The server's token; `done` once the login is complete.
+    SaslAuthenticate {
+        token: Bytes,
+        done: bool,
+    },
 }
 
 /// One SCRAM user as DescribeUsers shows it: its credentials' mechanisms

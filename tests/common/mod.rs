@@ -247,8 +247,14 @@ pub struct Output {
 
 /// Runs a `shardlog` command with `stdin`, killing it after `deadline`.
 pub fn run(args: &[&str], stdin: &[u8], deadline: Duration) -> Output {
+    run_env(args, &[], stdin, deadline)
+}
+
+/// `run` with environment variables set.
+pub fn run_env(args: &[&str], env: &[(&str, &str)], stdin: &[u8], deadline: Duration) -> Output {
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

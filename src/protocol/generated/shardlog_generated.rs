@@ -230,10 +230,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ErrorCode {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_API_KEY: u16 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_API_KEY: u16 = 25;
+pub const ENUM_MAX_API_KEY: u16 = 26;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_API_KEY: [ApiKey; 26] = [
+pub const ENUM_VALUES_API_KEY: [ApiKey; 27] = [
   ApiKey::ApiVersions,
   ApiKey::Metadata,
   ApiKey::CreateTopics,
@@ -260,6 +260,7 @@ pub const ENUM_VALUES_API_KEY: [ApiKey; 26] = [
   ApiKey::AlterAcls,
   ApiKey::DescribeQuotas,
   ApiKey::AlterQuotas,
+  ApiKey::SaslAuthenticate,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -293,9 +294,10 @@ impl ApiKey {
   pub const AlterAcls: Self = Self(23);
   pub const DescribeQuotas: Self = Self(24);
   pub const AlterQuotas: Self = Self(25);
+  pub const SaslAuthenticate: Self = Self(26);
 
   pub const ENUM_MIN: u16 = 0;
-  pub const ENUM_MAX: u16 = 25;
+  pub const ENUM_MAX: u16 = 26;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::ApiVersions,
     Self::Metadata,
@@ -323,6 +325,7 @@ impl ApiKey {
     Self::AlterAcls,
     Self::DescribeQuotas,
     Self::AlterQuotas,
+    Self::SaslAuthenticate,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -353,6 +356,7 @@ impl ApiKey {
       Self::AlterAcls => Some("AlterAcls"),
       Self::DescribeQuotas => Some("DescribeQuotas"),
       Self::AlterQuotas => Some("AlterQuotas"),
+      Self::SaslAuthenticate => Some("SaslAuthenticate"),
       _ => None,
     }
   }
@@ -595,10 +599,10 @@ impl ::flatbuffers::SimpleToVerifyInSlice for ConfigOpKind {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_REQUEST: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_REQUEST: u8 = 26;
+pub const ENUM_MAX_REQUEST: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_REQUEST: [Request; 27] = [
+pub const ENUM_VALUES_REQUEST: [Request; 28] = [
   Request::NONE,
   Request::ApiVersionsRequest,
   Request::MetadataRequest,
@@ -626,6 +630,7 @@ pub const ENUM_VALUES_REQUEST: [Request; 27] = [
   Request::AlterAclsRequest,
   Request::DescribeQuotasRequest,
   Request::AlterQuotasRequest,
+  Request::SaslAuthenticateRequest,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -660,9 +665,10 @@ impl Request {
   pub const AlterAclsRequest: Self = Self(24);
   pub const DescribeQuotasRequest: Self = Self(25);
   pub const AlterQuotasRequest: Self = Self(26);
+  pub const SaslAuthenticateRequest: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 26;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsRequest,
@@ -691,6 +697,7 @@ impl Request {
     Self::AlterAclsRequest,
     Self::DescribeQuotasRequest,
     Self::AlterQuotasRequest,
+    Self::SaslAuthenticateRequest,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -722,6 +729,7 @@ impl Request {
       Self::AlterAclsRequest => Some("AlterAclsRequest"),
       Self::DescribeQuotasRequest => Some("DescribeQuotasRequest"),
       Self::AlterQuotasRequest => Some("AlterQuotasRequest"),
+      Self::SaslAuthenticateRequest => Some("SaslAuthenticateRequest"),
       _ => None,
     }
   }
@@ -781,10 +789,10 @@ pub struct RequestUnionTableOffset {}
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 pub const ENUM_MIN_RESPONSE: u8 = 0;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
-pub const ENUM_MAX_RESPONSE: u8 = 26;
+pub const ENUM_MAX_RESPONSE: u8 = 27;
 #[deprecated(since = "2.0.0", note = "Use associated constants instead. This will no longer be generated in 2021.")]
 #[allow(non_camel_case_types)]
-pub const ENUM_VALUES_RESPONSE: [Response; 27] = [
+pub const ENUM_VALUES_RESPONSE: [Response; 28] = [
   Response::NONE,
   Response::ApiVersionsResponse,
   Response::MetadataResponse,
@@ -812,6 +820,7 @@ pub const ENUM_VALUES_RESPONSE: [Response; 27] = [
   Response::AlterAclsResponse,
   Response::DescribeQuotasResponse,
   Response::AlterQuotasResponse,
+  Response::SaslAuthenticateResponse,
 ];
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -846,9 +855,10 @@ impl Response {
   pub const AlterAclsResponse: Self = Self(24);
   pub const DescribeQuotasResponse: Self = Self(25);
   pub const AlterQuotasResponse: Self = Self(26);
+  pub const SaslAuthenticateResponse: Self = Self(27);
 
   pub const ENUM_MIN: u8 = 0;
-  pub const ENUM_MAX: u8 = 26;
+  pub const ENUM_MAX: u8 = 27;
   pub const ENUM_VALUES: &'static [Self] = &[
     Self::NONE,
     Self::ApiVersionsResponse,
@@ -877,6 +887,7 @@ impl Response {
     Self::AlterAclsResponse,
     Self::DescribeQuotasResponse,
     Self::AlterQuotasResponse,
+    Self::SaslAuthenticateResponse,
   ];
   /// Returns the variant's name or "" if unknown.
   pub fn variant_name(self) -> Option<&'static str> {
@@ -908,6 +919,7 @@ impl Response {
       Self::AlterAclsResponse => Some("AlterAclsResponse"),
       Self::DescribeQuotasResponse => Some("DescribeQuotasResponse"),
       Self::AlterQuotasResponse => Some("AlterQuotasResponse"),
+      Self::SaslAuthenticateResponse => Some("SaslAuthenticateResponse"),
       _ => None,
     }
   }
@@ -10123,6 +10135,242 @@ impl ::core::fmt::Debug for AlterQuotasResponse<'_> {
       ds.finish()
   }
 }
+pub enum SaslAuthenticateRequestOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+/// One step of a SASL login on a listener that requires it
+/// (`--native-sasl-enabled-mechanisms`): the first step names the
+/// mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; Kafka's SaslHandshake),
+/// every step carries the client's token (Kafka's SaslAuthenticate). Until
+/// a login succeeds only ApiVersions and this are served; a failed step is
+/// answered (SaslAuthenticationFailed, UnsupportedSaslMechanism,
+/// IllegalSaslState) and the connection closed.
+pub struct SaslAuthenticateRequest<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SaslAuthenticateRequest<'a> {
+  type Inner = SaslAuthenticateRequest<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SaslAuthenticateRequest<'a> {
+  pub const VT_MECHANISM: ::flatbuffers::VOffsetT = 4;
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SaslAuthenticateRequest { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SaslAuthenticateRequestArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SaslAuthenticateRequest<'bldr>> {
+    let mut builder = SaslAuthenticateRequestBuilder::new(_fbb);
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    if let Some(x) = args.mechanism { builder.add_mechanism(x); }
+    builder.finish()
+  }
+
+
+  /// The first step only.
+  #[inline]
+  pub fn mechanism(&self) -> Option<&'a str> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<&str>>(SaslAuthenticateRequest::VT_MECHANISM, None)}
+  }
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SaslAuthenticateRequest::VT_AUTH_BYTES, None)}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SaslAuthenticateRequest<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<&str>>("mechanism", Self::VT_MECHANISM, false)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SaslAuthenticateRequestArgs<'a> {
+    pub mechanism: Option<::flatbuffers::WIPOffset<&'a str>>,
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+}
+impl<'a> Default for SaslAuthenticateRequestArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SaslAuthenticateRequestArgs {
+      mechanism: None,
+      auth_bytes: None,
+    }
+  }
+}
+
+pub struct SaslAuthenticateRequestBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SaslAuthenticateRequestBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_mechanism(&mut self, mechanism: ::flatbuffers::WIPOffset<&'b  str>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateRequest::VT_MECHANISM, mechanism);
+  }
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateRequest::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SaslAuthenticateRequestBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SaslAuthenticateRequestBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SaslAuthenticateRequest<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SaslAuthenticateRequest<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SaslAuthenticateRequest");
+      ds.field("mechanism", &self.mechanism());
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.finish()
+  }
+}
+pub enum SaslAuthenticateResponseOffset {}
+#[derive(Copy, Clone, PartialEq)]
+
+pub struct SaslAuthenticateResponse<'a> {
+  pub _tab: ::flatbuffers::Table<'a>,
+}
+
+impl<'a> ::flatbuffers::Follow<'a> for SaslAuthenticateResponse<'a> {
+  type Inner = SaslAuthenticateResponse<'a>;
+  #[inline]
+  unsafe fn follow(buf: &'a [u8], loc: usize) -> Self::Inner {
+    Self { _tab: unsafe { ::flatbuffers::Table::new(buf, loc) } }
+  }
+}
+
+impl<'a> SaslAuthenticateResponse<'a> {
+  pub const VT_AUTH_BYTES: ::flatbuffers::VOffsetT = 4;
+  pub const VT_DONE: ::flatbuffers::VOffsetT = 6;
+
+  #[inline]
+  pub unsafe fn init_from_table(table: ::flatbuffers::Table<'a>) -> Self {
+    SaslAuthenticateResponse { _tab: table }
+  }
+  #[allow(unused_mut)]
+  pub fn create<'bldr: 'args, 'args: 'mut_bldr, 'mut_bldr, A: ::flatbuffers::Allocator + 'bldr>(
+    _fbb: &'mut_bldr mut ::flatbuffers::FlatBufferBuilder<'bldr, A>,
+    args: &'args SaslAuthenticateResponseArgs<'args>
+  ) -> ::flatbuffers::WIPOffset<SaslAuthenticateResponse<'bldr>> {
+    let mut builder = SaslAuthenticateResponseBuilder::new(_fbb);
+    if let Some(x) = args.auth_bytes { builder.add_auth_bytes(x); }
+    builder.add_done(args.done);
+    builder.finish()
+  }
+
+
+  /// The server's token (SCRAM's server-first, then server-final).
+  #[inline]
+  pub fn auth_bytes(&self) -> Option<::flatbuffers::Vector<'a, u8>> {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'a, u8>>>(SaslAuthenticateResponse::VT_AUTH_BYTES, None)}
+  }
+  /// True once the login is complete.
+  #[inline]
+  pub fn done(&self) -> bool {
+    // Safety:
+    // Created from valid Table for this object
+    // which contains a valid value in this slot
+    unsafe { self._tab.get::<bool>(SaslAuthenticateResponse::VT_DONE, Some(false)).unwrap()}
+  }
+}
+
+impl ::flatbuffers::Verifiable for SaslAuthenticateResponse<'_> {
+  #[inline]
+  fn run_verifier(
+    v: &mut ::flatbuffers::Verifier, pos: usize
+  ) -> Result<(), ::flatbuffers::InvalidFlatbuffer> {
+    v.visit_table(pos)?
+     .visit_field::<::flatbuffers::ForwardsUOffset<::flatbuffers::Vector<'_, u8>>>("auth_bytes", Self::VT_AUTH_BYTES, false)?
+     .visit_field::<bool>("done", Self::VT_DONE, false)?
+     .finish();
+    Ok(())
+  }
+}
+pub struct SaslAuthenticateResponseArgs<'a> {
+    pub auth_bytes: Option<::flatbuffers::WIPOffset<::flatbuffers::Vector<'a, u8>>>,
+    pub done: bool,
+}
+impl<'a> Default for SaslAuthenticateResponseArgs<'a> {
+  #[inline]
+  fn default() -> Self {
+    SaslAuthenticateResponseArgs {
+      auth_bytes: None,
+      done: false,
+    }
+  }
+}
+
+pub struct SaslAuthenticateResponseBuilder<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> {
+  fbb_: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>,
+  start_: ::flatbuffers::WIPOffset<::flatbuffers::TableUnfinishedWIPOffset>,
+}
+impl<'a: 'b, 'b, A: ::flatbuffers::Allocator + 'a> SaslAuthenticateResponseBuilder<'a, 'b, A> {
+  #[inline]
+  pub fn add_auth_bytes(&mut self, auth_bytes: ::flatbuffers::WIPOffset<::flatbuffers::Vector<'b , u8>>) {
+    self.fbb_.push_slot_always::<::flatbuffers::WIPOffset<_>>(SaslAuthenticateResponse::VT_AUTH_BYTES, auth_bytes);
+  }
+  #[inline]
+  pub fn add_done(&mut self, done: bool) {
+    self.fbb_.push_slot::<bool>(SaslAuthenticateResponse::VT_DONE, done, false);
+  }
+  #[inline]
+  pub fn new(_fbb: &'b mut ::flatbuffers::FlatBufferBuilder<'a, A>) -> SaslAuthenticateResponseBuilder<'a, 'b, A> {
+    let start = _fbb.start_table();
+    SaslAuthenticateResponseBuilder {
+      fbb_: _fbb,
+      start_: start,
+    }
+  }
+  #[inline]
+  pub fn finish(self) -> ::flatbuffers::WIPOffset<SaslAuthenticateResponse<'a>> {
+    let o = self.fbb_.end_table(self.start_);
+    ::flatbuffers::WIPOffset::new(o.value())
+  }
+}
+
+impl ::core::fmt::Debug for SaslAuthenticateResponse<'_> {
+  fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+    let mut ds = f.debug_struct("SaslAuthenticateResponse");
+      ds.field("auth_bytes", &self.auth_bytes());
+      ds.field("done", &self.done());
+      ds.finish()
+  }
+}
 pub enum DeleteTopicsRequestOffset {}
 #[derive(Copy, Clone, PartialEq)]
 
@@ -15358,6 +15606,21 @@ impl<'a> RequestEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn request_as_sasl_authenticate_request(&self) -> Option<SaslAuthenticateRequest<'a>> {
+    if self.request_type() == Request::SaslAuthenticateRequest {
+      self.request().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SaslAuthenticateRequest::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
@@ -15397,6 +15660,7 @@ impl ::flatbuffers::Verifiable for RequestEnvelope<'_> {
           Request::AlterAclsRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsRequest>>("Request::AlterAclsRequest", pos),
           Request::DescribeQuotasRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeQuotasRequest>>("Request::DescribeQuotasRequest", pos),
           Request::AlterQuotasRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterQuotasRequest>>("Request::AlterQuotasRequest", pos),
+          Request::SaslAuthenticateRequest => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SaslAuthenticateRequest>>("Request::SaslAuthenticateRequest", pos),
           _ => Ok(()),
         }
      })?
@@ -15649,6 +15913,13 @@ impl ::core::fmt::Debug for RequestEnvelope<'_> {
         },
         Request::AlterQuotasRequest => {
           if let Some(x) = self.request_as_alter_quotas_request() {
+            ds.field("request", &x)
+          } else {
+            ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Request::SaslAuthenticateRequest => {
+          if let Some(x) = self.request_as_sasl_authenticate_request() {
             ds.field("request", &x)
           } else {
             ds.field("request", &"InvalidFlatbuffer: Union discriminant does not match value.")
@@ -16130,6 +16401,21 @@ impl<'a> ResponseEnvelope<'a> {
     }
   }
 
+  #[inline]
+  #[allow(non_snake_case)]
+  pub fn response_as_sasl_authenticate_response(&self) -> Option<SaslAuthenticateResponse<'a>> {
+    if self.response_type() == Response::SaslAuthenticateResponse {
+      self.response().map(|t| {
+       // Safety:
+       // Created from a valid Table for this object
+       // Which contains a valid union in this slot
+       unsafe { SaslAuthenticateResponse::init_from_table(t) }
+     })
+    } else {
+      None
+    }
+  }
+
 }
 
 impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
@@ -16169,6 +16455,7 @@ impl ::flatbuffers::Verifiable for ResponseEnvelope<'_> {
           Response::AlterAclsResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterAclsResponse>>("Response::AlterAclsResponse", pos),
           Response::DescribeQuotasResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<DescribeQuotasResponse>>("Response::DescribeQuotasResponse", pos),
           Response::AlterQuotasResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<AlterQuotasResponse>>("Response::AlterQuotasResponse", pos),
+          Response::SaslAuthenticateResponse => v.verify_union_variant::<::flatbuffers::ForwardsUOffset<SaslAuthenticateResponse>>("Response::SaslAuthenticateResponse", pos),
           _ => Ok(()),
         }
      })?
@@ -16421,6 +16708,13 @@ impl ::core::fmt::Debug for ResponseEnvelope<'_> {
         },
         Response::AlterQuotasResponse => {
           if let Some(x) = self.response_as_alter_quotas_response() {
+            ds.field("response", &x)
+          } else {
+            ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")
+          }
+        },
+        Response::SaslAuthenticateResponse => {
+          if let Some(x) = self.response_as_sasl_authenticate_response() {
             ds.field("response", &x)
           } else {
             ds.field("response", &"InvalidFlatbuffer: Union discriminant does not match value.")

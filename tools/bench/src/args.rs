@@ -195,9 +195,9 @@ pub struct Args {
     /// PEM key of --tls-client-cert.
     #[arg(long, value_name = "FILE", requires = "tls_client_cert")]
     pub tls_client_key: Option<PathBuf>,
-    /// With --kafka: log in with SASL (PLAIN, SCRAM-SHA-256 or
-    /// SCRAM-SHA-512) as --sasl-username, before anything else on every
-    /// connection (Kafka's sasl.mechanism).
+    /// Log in with SASL (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512) as
+    /// --sasl-username, before anything else on every connection: --kafka
+    /// (Kafka's sasl.mechanism) or --broker (`--native-sasl-enabled-mechanisms`).
     #[arg(long, value_name = "MECHANISM")]
     pub sasl_mechanism: Option<String>,
     #[arg(long, value_name = "USER")]
@@ -211,25 +211,6 @@ pub struct Args {
         hide_env_values = true
     )]
     pub sasl_password: Option<String>,
-}
-
-/// A SASL login for --kafka.
-#[derive(Clone, PartialEq, Eq)]
-pub struct SaslLogin {
-    /// PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
-    pub mechanism: String,
-    pub username: String,
-    pub password: String,
-}
-
-impl std::fmt::Debug for SaslLogin {
-    // The password stays out of debug output.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SaslLogin")
-            .field("mechanism", &self.mechanism)
-            .field("username", &self.username)
-            .finish_non_exhaustive()
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -349,8 +330,8 @@ pub struct Params {
     pub broker_cpu: Option<crate::brokercpu::Source>,
     /// TLS to the broker (`--tls-ca`).
     pub tls: Option<shardlog::client::tls::ClientTls>,
-    /// SASL login for --kafka.
-    pub sasl: Option<SaslLogin>,
+    /// SASL login (`--sasl-mechanism`).
+    pub sasl: Option<shardlog::client::sasl::Login>,
 }
 
 impl Params {
@@ -584,18 +565,15 @@ pub fn validate(a: Args) -> Result<Params, String> {
     let sasl = match (a.sasl_mechanism, a.sasl_username, a.sasl_password) {
         (None, None, _) => None,
         (Some(m), Some(username), Some(password)) => {
-            let mechanism = m.to_ascii_uppercase();
-            if !["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"].contains(&mechanism.as_str()) {
-                return Err(format!(
-                    "--sasl-mechanism {m:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"
-                ));
+            let mechanism =
+                shardlog::security::sasl::SaslMechanism::from_name(&m.to_ascii_uppercase())
+                    .ok_or_else(|| {
+                        format!("--sasl-mechanism {m:?}: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+                    })?;
+            if matches!(target, Target::Spawn { .. }) {
+                return Err("--sasl-mechanism is for a separate broker (--broker or --kafka): the spawned one asks for no login".into());
             }
-            if !matches!(target, Target::Kafka(_)) {
-                return Err(
-                    "--sasl-mechanism is for --kafka (the native listener has no SASL)".into(),
-                );
-            }
-            Some(SaslLogin {
+            Some(shardlog::client::sasl::Login {
                 mechanism,
                 username,
                 password,
@@ -734,7 +712,7 @@ mod tests {
         ])
         .unwrap();
         let login = p.sasl.unwrap();
-        assert_eq!(login.mechanism, "SCRAM-SHA-512");
+        assert_eq!(login.mechanism.name(), "SCRAM-SHA-512");
         assert!(
             !format!("{login:?}").contains("pw"),
             "no password in debug output"
@@ -751,8 +729,7 @@ mod tests {
                 "p",
             ][..],
             &[
-                "--broker",
-                "h:1",
+                "--spawn-broker",
                 "--sasl-mechanism",
                 "PLAIN",
                 "--sasl-username",

@@ -39,9 +39,10 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 use shardlog::client::tls::Transport;
-use shardlog::security::scram::{ClientExchange, Mechanism};
+use shardlog::security::scram::ClientExchange;
 
-use crate::args::SaslLogin;
+use shardlog::client::sasl::Login as SaslLogin;
+use shardlog::security::sasl::SaslMechanism;
 
 /// Versions every Kafka 4.x broker and shardlog's listener speak.
 const PRODUCE_V: i16 = 8;
@@ -92,7 +93,7 @@ impl Conn {
         let mut c = Conn { s, next_cid: 1 };
         if let Some(login) = SASL.get() {
             c.login(login)
-                .with_context(|| format!("SASL {} to {addr}", login.mechanism))?;
+                .with_context(|| format!("SASL {} to {addr}", login.mechanism.name()))?;
         }
         Ok(c)
     }
@@ -100,7 +101,7 @@ impl Conn {
     /// SaslHandshake, then SaslAuthenticate until the mechanism is done.
     fn login(&mut self, login: &SaslLogin) -> Result<()> {
         let mut hs = SaslHandshakeRequest::default();
-        hs.mechanism = StrBytes::from_string(login.mechanism.clone());
+        hs.mechanism = StrBytes::from_static_str(login.mechanism.name());
         let r: SaslHandshakeResponse = self.call(ApiKey::SaslHandshake, 1, &hs)?;
         if let Some(e) = error_of(r.error_code) {
             let offered: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
@@ -116,14 +117,13 @@ impl Conn {
             }
             Ok(r.auth_bytes)
         };
-        let scram = match login.mechanism.as_str() {
-            "PLAIN" => {
+        let scram = match login.mechanism {
+            SaslMechanism::Plain => {
                 let token = format!("\0{}\0{}", login.username, login.password);
                 say(self, token.into_bytes())?;
                 return Ok(());
             }
-            "SCRAM-SHA-256" => Mechanism::Sha256,
-            _ => Mechanism::Sha512,
+            SaslMechanism::Scram(m) => m,
         };
         let (mut ex, first) =
             ClientExchange::start(scram, &login.username, &login.password, &mut |b| {

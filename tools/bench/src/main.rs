@@ -92,7 +92,10 @@ fn run(p: &Params) -> Result<()> {
         shardlog::client::tls::use_tls(tls).context("--tls-ca")?;
     }
     if let Some(login) = &p.sasl {
-        kafka::use_sasl(login.clone());
+        match p.target {
+            Target::Kafka(_) => kafka::use_sasl(login.clone()),
+            _ => shardlog::client::sasl::use_sasl(login.clone()).map_err(|e| anyhow!(e))?,
+        }
     }
     let machine = machine::describe();
     // The guard stops the broker and removes its directory when dropped, so
