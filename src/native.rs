@@ -25,6 +25,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
+use crate::kafka::authz::{self, Access, Verdict};
 use crate::protocol::codec::{decode_request, encode_response, encode_response_for, BadRequest};
 use crate::protocol::frame::{self, FrameError};
 use crate::protocol::{ErrorCode, Request, Response, ResponseFrame, WireError};
@@ -37,6 +38,12 @@ pub struct NativeDoor {
     pub router: Rc<Router>,
     /// The login, when the listener requires SASL.
     auth: Option<RefCell<Authenticator>>,
+    /// The super users, when the authorizer checks this listener
+    /// (`--authorizer acl` and the listener authenticates: SASL or mTLS).
+    pub authorizer: Option<Rc<Vec<String>>>,
+    /// The client certificate's principal (mTLS).
+    pub tls_principal: Option<String>,
+    pub peer: Option<std::net::SocketAddr>,
 }
 
 /// An error answer to `correlation_id`.
@@ -54,7 +61,30 @@ impl NativeDoor {
         NativeDoor {
             router,
             auth: (!sasl.is_empty()).then(|| RefCell::new(Authenticator::new(sasl.to_vec()))),
+            authorizer: None,
+            tls_principal: None,
+            peer: None,
         }
+    }
+
+    /// Who this connection is to the authorizer, if it checks this
+    /// listener: the SASL user, else the certificate's subject, else
+    /// anonymous (as the Kafka door).
+    fn access(&self) -> Option<Access> {
+        let super_users = self.authorizer.clone()?;
+        let sasl = self
+            .auth
+            .as_ref()
+            .and_then(|a| a.borrow().principal().map(str::to_owned));
+        let principal = sasl
+            .or_else(|| self.tls_principal.clone())
+            .unwrap_or_else(|| authz::ANONYMOUS.to_owned());
+        Some(Access {
+            acls: self.router.shard().acls(),
+            super_users,
+            principal,
+            host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        })
     }
 
     /// Whether the listener requires a login this connection has not made.
@@ -182,9 +212,44 @@ impl Door for NativeDoor {
                 }
                 // The answer's layout is the request's version's.
                 let version = req.version;
+                let Some(access) = self.access() else {
+                    let answer = self.router.begin(req, Scope::Broker).await;
+                    return Step::Answer(Answer::Later(rt::spawn(async move {
+                        Some(encode_response_for(&answer.await, version))
+                    })));
+                };
+                let mut req = req;
+                let what = format!("native {:?}", crate::metrics::Api::of(&req.request));
+                let note = |v: &Verdict, a: &Access| {
+                    crate::kafka::note_denials(&self.router, self.peer, &what, v, a)
+                };
+                let verdict = match authz::check_native(&mut req.request, &access) {
+                    Ok(v) => v,
+                    Err((w, v)) => {
+                        note(&v, &access);
+                        return Step::Answer(Answer::Ready(Some(self.error_answer(
+                            req.correlation_id,
+                            w.code,
+                            w.message,
+                        ))));
+                    }
+                };
+                note(&verdict, &access);
+                if let Some(empty) = authz::emptied(&req.request, &verdict) {
+                    // Every topic was denied: nothing for the router.
+                    let mut result = Ok(empty);
+                    authz::answer(&mut result, &verdict, &access);
+                    let r = ResponseFrame {
+                        correlation_id: req.correlation_id,
+                        result,
+                    };
+                    return Step::Answer(Answer::Ready(Some(encode_response_for(&r, version))));
+                }
                 let answer = self.router.begin(req, Scope::Broker).await;
                 Step::Answer(Answer::Later(rt::spawn(async move {
-                    Some(encode_response_for(&answer.await, version))
+                    let mut r = answer.await;
+                    authz::answer(&mut r.result, &verdict, &access);
+                    Some(encode_response_for(&r, version))
                 })))
             }
             Err(BadRequest {

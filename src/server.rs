@@ -124,6 +124,17 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// Whether the native listener knows who its clients are: SASL, or TLS
+    /// with client certificates (the authorizer checks it then).
+    pub fn native_authenticates(&self) -> bool {
+        !self.native_sasl_enabled_mechanisms.is_empty()
+            || (self.native_tls
+                && self
+                    .tls_files
+                    .as_ref()
+                    .is_some_and(|f| f.client_ca.is_some()))
+    }
+
     /// Shard `id`'s own address, if per-shard ports are on.
     pub fn shard_addr(&self, id: u16) -> Option<SocketAddr> {
         self.shard_port_base
@@ -789,6 +800,11 @@ async fn accept_loop(
 ) {
     // A listener that is off: nothing to accept.
     let Some(listener) = listener else { return };
+    // The authorizer checks the native listener when it knows who the
+    // client is; one that authenticates no one stays the operator's,
+    // unchecked (see README).
+    let native_checks = (config.authorizer && config.native_authenticates())
+        .then(|| Rc::new(config.super_users.clone()));
     loop {
         if stopped.generation() > 0 {
             return;
@@ -840,6 +856,7 @@ async fn accept_loop(
                 let guard = ConnGuard(conns.clone());
                 let router = router.clone();
                 let native_sasl = config.native_sasl_enabled_mechanisms.clone();
+                let native_authz = native_checks.clone();
                 let limits = Limits {
                     max_frame_bytes: config.max_frame_bytes,
                     max_inflight: config.max_inflight_per_connection,
@@ -856,14 +873,22 @@ async fn accept_loop(
                     let budget = conns.budget.clone();
                     let (reason, detail) = match proto {
                         Proto::Native(None) => {
-                            let door = NativeDoor::new(router, &native_sasl);
+                            let mut door = NativeDoor::new(router, &native_sasl);
+                            door.authorizer = native_authz;
+                            door.peer = peer;
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
                         Proto::Native(Some(tls)) => {
                             let _ = stream.set_nodelay(true);
                             match tls.accept(stream).await {
                                 Ok(s) => {
-                                    let door = NativeDoor::new(router, &native_sasl);
+                                    let mut door = NativeDoor::new(router, &native_sasl);
+                                    door.authorizer = native_authz;
+                                    door.peer = peer;
+                                    door.tls_principal =
+                                        s.peer_certificates().and_then(|c| c.first()).and_then(
+                                            |c| crate::security::principal::of_certificate(c),
+                                        );
                                     conn::serve_stream(&door, s, None, budget, limits, &stop.event)
                                         .await
                                 }

@@ -86,6 +86,13 @@ pub(super) fn serve(a: ServeArgs) -> Result<()> {
     let fsync = format!("{:?}", config.fsync);
     let cpus = format!("{:?}", shardlog::rt::allowed_cpus());
     let metrics_on = config.metrics.enabled();
+    if config.authorizer && !config.native_authenticates() {
+        tracing::warn!(
+            "--authorizer acl checks the Kafka listener only: the native listener authenticates \
+             no one (no --native-sasl-enabled-mechanisms, no mTLS), so it is not checked; keep it \
+             on a trusted address"
+        );
+    }
     let broker = Broker::start_with_stop(config, stop)?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

@@ -263,7 +263,7 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
                     v.deny(op, R::Cluster, CLUSTER);
                     return refuse(shape, ResponseError::ClusterAuthorizationFailed);
                 }
-            } else if let Some(e) = native(api, &mut frame.request, a, v) {
+            } else if let Some(e) = native(&mut frame.request, a, v) {
                 return refuse(shape, e);
             }
             Work::Native {
@@ -384,7 +384,7 @@ fn take_topics<T>(
 
 /// The checks of a request the router serves: denied topics taken out,
 /// or a whole-request refusal.
-fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<ResponseError> {
+fn native(r: &mut Request, a: &Access, v: &mut Verdict) -> Option<ResponseError> {
     use Operation::*;
     use ResourceType as R;
     let group = |op: Operation, g: &str, v: &mut Verdict| {
@@ -437,7 +437,6 @@ fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<R
                     }
                 }
             }
-            let _ = api;
             None
         }
         Request::AlterConfigs { topics, .. } => {
@@ -551,6 +550,51 @@ fn native(api: ApiKey, r: &mut Request, a: &Access, v: &mut Verdict) -> Option<R
                 None => None,
             }
         }
+    }
+}
+
+/// The native door's checks (`--authorizer acl` on a native listener that
+/// authenticates): Kafka's rules on the same requests, and for the
+/// operators' requests Kafka's own (users and ACLs: Describe/Alter on the
+/// cluster; quotas: DescribeConfigs/AlterConfigs on the cluster). `Err`:
+/// the whole request refused, with its native code; `Ok`: what was taken
+/// out (answer with `emptied`/`answer` as the Kafka door does).
+pub fn check_native(r: &mut Request, a: &Access) -> Result<Verdict, (WireError, Verdict)> {
+    use Operation::*;
+    let mut v = Verdict::default();
+    let cluster = match r {
+        Request::DescribeUsers(_) | Request::DescribeAcls(_) => Some(Describe),
+        Request::AlterUsers(_) | Request::AlterAcls { .. } => Some(Alter),
+        Request::DescribeQuotas => Some(DescribeConfigs),
+        Request::AlterQuotas { .. } => Some(AlterConfigs),
+        _ => None,
+    };
+    let refused = match cluster {
+        Some(op) if !a.may_cluster(op) => {
+            v.deny(op, ResourceType::Cluster, CLUSTER);
+            Some(ErrorCode::ClusterAuthorizationFailed)
+        }
+        Some(_) => None,
+        None => native(r, a, &mut v).map(|e| match e {
+            ResponseError::GroupAuthorizationFailed => ErrorCode::GroupAuthorizationFailed,
+            ResponseError::TransactionalIdAuthorizationFailed => {
+                ErrorCode::TransactionalIdAuthorizationFailed
+            }
+            ResponseError::ClusterAuthorizationFailed => ErrorCode::ClusterAuthorizationFailed,
+            _ => ErrorCode::TopicAuthorizationFailed,
+        }),
+    };
+    match refused {
+        Some(code) => {
+            let what = v
+                .denials
+                .first()
+                .map(|d| format!("{} on {:?} {:?}", d.operation.name(), d.resource, d.name))
+                .unwrap_or_default();
+            let w = WireError::new(code, format!("{} may not {what}", a.principal));
+            Err((w, v))
+        }
+        None => Ok(v),
     }
 }
 
@@ -741,6 +785,40 @@ mod tests {
             principal: "User:alice".into(),
             host: "10.0.0.9".into(),
         }
+    }
+
+    #[test]
+    fn the_native_door_checks_operators_requests_on_the_cluster_and_topics_as_kafka() {
+        use Operation::*;
+        use PatternType::Literal;
+        use Permission::Allow;
+        let a = access(&[(ResourceType::Topic, "mine", Literal, Write, Allow)]);
+        // Users, ACLs, quotas: the cluster's, refused whole.
+        for mut r in [
+            Request::DescribeAcls(crate::security::acl::AclFilter::any()),
+            Request::DescribeQuotas,
+            Request::DescribeUsers(None),
+        ] {
+            let (w, v) = check_native(&mut r, &a).unwrap_err();
+            assert_eq!(w.code, ErrorCode::ClusterAuthorizationFailed);
+            assert!(w.message.contains("User:alice"), "{}", w.message);
+            assert_eq!(v.denials[0].resource, ResourceType::Cluster);
+        }
+        // A produce keeps what it may write; the rest is answered beside.
+        let mut r = produce(&[("mine", &[0]), ("theirs", &[0, 1])]);
+        let v = check_native(&mut r, &a).unwrap();
+        let Request::Produce(p) = &r else {
+            unreachable!()
+        };
+        assert_eq!(p.topics.len(), 1);
+        assert_eq!(p.topics[0].name, "mine");
+        assert_eq!(v.topics.len(), 1);
+        assert_eq!(v.topics[0].2, ErrorCode::TopicAuthorizationFailed);
+        // A super user may do anything.
+        let mut admin = access(&[]);
+        admin.principal = "User:admin".into();
+        let mut r = Request::DescribeQuotas;
+        assert!(check_native(&mut r, &admin).unwrap().denials.is_empty());
     }
 
     fn native(request: Request) -> Work {

@@ -120,8 +120,44 @@ pub struct KafkaDoor {
 }
 
 thread_local! {
-    /// Denied-operation warnings, rate-limited per shard thread.
+    /// Denied-operation warnings, rate-limited per shard thread (both
+    /// doors).
     static DENIED_WARNINGS: RefCell<crate::conn::WarnLimit> = RefCell::default();
+}
+
+/// Counts what the authorizer refused (`shardlog_authorization_denied_total`)
+/// and logs it: a rate-limited WARN with the principal, the peer and what
+/// was asked (`what`: the API). For both doors.
+pub(crate) fn note_denials(
+    router: &Router,
+    peer: Option<std::net::SocketAddr>,
+    what: &str,
+    v: &Verdict,
+    a: &Access,
+) {
+    let Some(d) = v.denials.first() else { return };
+    router
+        .shard()
+        .metrics()
+        .authorization_denied
+        .add(v.denials.len() as u64);
+    let verdict = DENIED_WARNINGS.with(|w| w.borrow_mut().check(rt::monotonic_ms()));
+    if let crate::conn::WarnVerdict::Log { suppressed } = verdict {
+        tracing::warn!(
+            principal = a.principal,
+            peer = ?peer,
+            suppressed,
+            "denied {what}: {} on {:?} {:?}{}",
+            d.operation.name(),
+            d.resource,
+            d.name,
+            if v.denials.len() > 1 {
+                format!(" and {} more", v.denials.len() - 1)
+            } else {
+                String::new()
+            }
+        );
+    }
 }
 
 impl KafkaDoor {
@@ -184,38 +220,6 @@ impl KafkaDoor {
             q.throttle_ms = ms;
         }
         Some(q)
-    }
-
-    /// Counts what the authorizer refused and logs it (a rate-limited
-    /// WARN with the principal, the peer and what was asked).
-    fn note_denials(&self, api: ApiKey, v: &Verdict, a: &Access) {
-        if v.denials.is_empty() {
-            return;
-        }
-        self.router
-            .shard()
-            .metrics()
-            .authorization_denied
-            .add(v.denials.len() as u64);
-        let verdict = DENIED_WARNINGS.with(|w| w.borrow_mut().check(rt::monotonic_ms()));
-        if let crate::conn::WarnVerdict::Log { suppressed } = verdict {
-            let d = &v.denials[0];
-            tracing::warn!(
-                principal = a.principal,
-                peer = ?self.peer,
-                suppressed,
-                "denied {:?}: {} on {:?} {:?}{}",
-                api,
-                d.operation.name(),
-                d.resource,
-                d.name,
-                if v.denials.len() > 1 {
-                    format!(" and {} more", v.denials.len() - 1)
-                } else {
-                    String::new()
-                }
-            );
-        }
     }
 
     pub fn new(
@@ -471,7 +475,7 @@ impl Door for KafkaDoor {
                 let mut verdict = Verdict::default();
                 if let Some(a) = &access {
                     let (work, v) = authz::authorize(d.api, d.work, a);
-                    self.note_denials(d.api, &v, a);
+                    note_denials(&self.router, self.peer, &format!("{:?}", d.api), &v, a);
                     d.work = work;
                     verdict = v;
                 }

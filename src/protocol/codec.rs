@@ -276,16 +276,7 @@ mod tests {
     use super::*;
 
     fn any_acl() -> crate::security::acl::AclFilter {
-        use crate::security::acl::*;
-        AclFilter {
-            resource_type: ResourceType::Any,
-            name: None,
-            pattern: PatternType::Any,
-            principal: None,
-            host: None,
-            operation: Operation::Any,
-            permission: Permission::Any,
-        }
+        crate::security::acl::AclFilter::any()
     }
 
     fn quota_change() -> crate::security::quota::QuotaChange {

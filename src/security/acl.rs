@@ -185,6 +185,21 @@ pub struct AclFilter {
     pub permission: Permission,
 }
 
+impl AclFilter {
+    /// Matches every binding.
+    pub fn any() -> AclFilter {
+        AclFilter {
+            resource_type: ResourceType::Any,
+            name: None,
+            pattern: PatternType::Any,
+            principal: None,
+            host: None,
+            operation: Operation::Any,
+            permission: Permission::Any,
+        }
+    }
+}
+
 /// A change of the ACLs, as CreateAcls and DeleteAcls ask for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AclChange {
