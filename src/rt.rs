@@ -321,6 +321,63 @@ pub fn spawn<T: 'static>(f: impl Future<Output = T> + 'static) -> Task<T> {
     glommio::spawn_local(f)
 }
 
+/// The time a request's futures spend being polled on this executor:
+/// Kafka's request time (KIP-124), what a `request_percentage` quota
+/// limits. Shared by a request's start and its answer's task; time spent
+/// waiting (on another shard, the disk, a Fetch's max wait) is not counted,
+/// as Kafka counts its handler and network threads' time, not purgatory's.
+#[derive(Debug, Clone, Default)]
+pub struct Meter(std::rc::Rc<std::cell::Cell<u64>>);
+
+impl Meter {
+    /// Nanoseconds counted so far.
+    pub fn nanos(&self) -> u64 {
+        self.0.get()
+    }
+}
+
+/// A future whose polls are counted in a `Meter` (`timed`).
+pub struct Timed<F> {
+    meter: Meter,
+    fut: std::pin::Pin<Box<F>>,
+}
+
+impl<F: Future> Future for Timed<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let t = std::time::Instant::now();
+        let r = self.fut.as_mut().poll(cx);
+        let spent = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let m = &self.meter.0;
+        m.set(m.get().saturating_add(spent));
+        r
+    }
+}
+
+/// `f`, its polls counted in `meter`.
+pub fn timed<F: Future>(meter: &Meter, f: F) -> Timed<F> {
+    Timed {
+        meter: meter.clone(),
+        fut: Box::pin(f),
+    }
+}
+
+/// `spawn`, the task's polls counted in `meter` when there is one (the
+/// box `timed` needs is paid only then).
+pub fn spawn_metered<T: 'static>(
+    meter: Option<&Meter>,
+    f: impl Future<Output = T> + 'static,
+) -> Task<T> {
+    match meter {
+        Some(m) => spawn(timed(m, f)),
+        None => spawn(f),
+    }
+}
+
 /// Runs a future as a task that is not cancelled when the returned future is
 /// dropped; awaiting gives its output (None only if the executor stopped it).
 pub fn spawn_detached<T: 'static>(

@@ -3677,3 +3677,83 @@ fn the_authorizer_refuses_what_no_acl_allows() {
         "Write on a topic lets a producer be idempotent"
     );
 }
+
+/// A request_percentage quota (KIP-124): a client whose requests take more
+/// of a shard's time than its share gets throttle_time_ms in its answers
+/// and its connection muted, so it is answered far less often than a
+/// client beside it that no quota names, which is never throttled.
+#[test]
+fn a_client_over_its_request_time_share_is_throttled_and_another_is_not() {
+    let dir = data_dir();
+    let (b, kafka) = broker(dir.path(), "2");
+    let mut admin = Kafka::connect(kafka);
+    let topics: Vec<String> = (0..20).map(|i| format!("rq{i}")).collect();
+    let specs: Vec<(&str, i32, i16)> = topics.iter().map(|t| (t.as_str(), 4, 1)).collect();
+    for (_, code) in create_topics(&mut admin, 4, &specs, &[]) {
+        assert_eq!(code, 0);
+    }
+    // 1% of one thread: 10 ms of the shard's time per second.
+    let ba = b.addr.to_string();
+    let set = [
+        "quota",
+        "set",
+        "--client-id",
+        "greedy",
+        "--request-percentage",
+        "1",
+        "--broker",
+        &ba,
+    ];
+    assert!(run(&set, b"", T).status.success());
+    // Both clients ask for every topic's metadata as fast as they are
+    // answered, at the same time, for the same while.
+    let hammer = move |client_id: &'static str| {
+        std::thread::spawn(move || {
+            let mut k = Kafka::connect_as(kafka, client_id);
+            let (mut answered, mut throttled, mut longest) = (0u64, 0u64, 0i32);
+            let until = Instant::now() + Duration::from_secs(4);
+            while Instant::now() < until {
+                let r = metadata(&mut k, 12, None);
+                assert!(r.topics.len() >= 20); // and the internal topics
+                answered += 1;
+                if r.throttle_time_ms > 0 {
+                    throttled += 1;
+                    longest = longest.max(r.throttle_time_ms);
+                }
+            }
+            // Produce answers carry it too (the longer of its byte-rate and
+            // request-time throttles).
+            let mut produce_throttled = 0;
+            let until = Instant::now() + Duration::from_secs(1);
+            while Instant::now() < until {
+                let req = produce_request("rq0", 0, 1, batch_of(1, &[b"v"]));
+                let r: ProduceResponse = k.call(ApiKey::Produce, 9, &req);
+                let p = &r.responses[0].partition_responses[0];
+                assert_eq!(p.error_code, 0);
+                produce_throttled += u64::from(r.throttle_time_ms > 0);
+            }
+            (
+                answered,
+                throttled + produce_throttled,
+                longest,
+                produce_throttled,
+            )
+        })
+    };
+    let greedy = hammer("greedy");
+    let free = hammer("free");
+    let (g, g_throttled, g_longest, g_produce) = greedy.join().unwrap();
+    let (f, f_throttled, _, _) = free.join().unwrap();
+    eprintln!("greedy: {g} answers, {g_throttled} throttled (longest {g_longest} ms); free: {f}");
+    assert!(g_throttled > 0, "the greedy client was never told to wait");
+    assert!(g_produce > 0, "no Produce answer carried the throttle");
+    assert!(
+        g_longest <= 11_000,
+        "a throttle over Kafka's cap: {g_longest}"
+    );
+    assert_eq!(f_throttled, 0, "a client no quota names was throttled");
+    assert!(
+        g * 4 < f,
+        "the greedy client was answered {g} times, the free one {f}"
+    );
+}

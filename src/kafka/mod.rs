@@ -188,11 +188,10 @@ impl KafkaDoor {
 
     /// The client quotas that apply to this request, if any quota is set:
     /// a Produce's bytes are recorded now (the throttle goes in its answer
-    /// and mutes the connection); a Fetch's when its answer is ready.
+    /// and mutes the connection); a Fetch's when its answer is ready; the
+    /// request's time (a request_percentage quota) when its answer is.
     fn quota(&self, d: &Decoded, frame_len: usize) -> Option<Quota> {
-        if !matches!(d.api, ApiKey::Produce | ApiKey::Fetch) {
-            return None;
-        }
+        use crate::security::quota::{PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE};
         let quotas = self.router.shard().quotas();
         if quotas.is_empty() {
             return None;
@@ -208,16 +207,22 @@ impl KafkaDoor {
                 .as_ref()
                 .map_or_else(String::new, |c| c.as_str().to_owned()),
         };
+        let meter = quotas
+            .quota_for(Some(&client.user), &client.client_id, REQUEST_PERCENTAGE)
+            .map(|_| rt::Meter::default());
+        if meter.is_none() && !matches!(d.api, ApiKey::Produce | ApiKey::Fetch) {
+            return None;
+        }
         let mut q = Quota {
             throttle: self.ctx.throttle.clone(),
             quotas,
             client,
             muted_until: self.muted_until.clone(),
             throttle_ms: 0,
+            meter,
         };
         if d.api == ApiKey::Produce {
-            let ms = q.record(crate::security::quota::PRODUCER_BYTE_RATE, frame_len as u64);
-            q.throttle_ms = ms;
+            q.throttle_ms = q.record(PRODUCER_BYTE_RATE, frame_len as u64);
         }
         Some(q)
     }
@@ -470,7 +475,17 @@ impl Door for KafkaDoor {
                 ..
             }) => self.sasl(version, correlation_id, w),
             Ok(mut d) => {
+                let (api, version) = (d.api, d.version);
                 let quota = self.quota(&d, frame_len);
+                let meter = quota.as_ref().and_then(|q| q.meter.clone());
+                // Produce's and Fetch's request time joins their byte-rate
+                // throttle where their answers are encoded; the others'
+                // is recorded here once their answers are ready.
+                let settle = quota
+                    .as_ref()
+                    .filter(|q| q.meter.is_some())
+                    .filter(|_| !matches!(api, ApiKey::Produce | ApiKey::Fetch))
+                    .cloned();
                 let access = self.access();
                 let mut verdict = Verdict::default();
                 if let Some(a) = &access {
@@ -486,7 +501,15 @@ impl Door for KafkaDoor {
                     verdict,
                     quota,
                 };
-                Step::Answer(start(&self.router, &self.ctx, d, conn).await)
+                let started = start(&self.router, &self.ctx, d, conn);
+                let answer = match &meter {
+                    Some(m) => rt::timed(m, started).await,
+                    None => started.await,
+                };
+                Step::Answer(match settle {
+                    Some(q) => q.settle(api, version, answer),
+                    None => answer,
+                })
             }
             Err(e) => Step::Close {
                 last: None,
@@ -519,6 +542,7 @@ struct Conn<'a> {
 }
 
 /// One request's client quota (`KafkaDoor::quota`).
+#[derive(Clone)]
 struct Quota {
     throttle: Rc<throttle::Throttle>,
     quotas: Rc<crate::security::quota::Quotas>,
@@ -526,6 +550,9 @@ struct Quota {
     muted_until: Rc<std::cell::Cell<u64>>,
     /// The throttle the answer carries.
     throttle_ms: u64,
+    /// The request's time on this shard, when a request_percentage quota
+    /// names the client.
+    meter: Option<rt::Meter>,
 }
 
 impl Quota {
@@ -536,11 +563,50 @@ impl Quota {
         let ms = self
             .throttle
             .record(&self.quotas, &self.client, key, amount, now);
+        self.mute(now, ms)
+    }
+
+    /// Records the request's time so far against its request_percentage
+    /// quota (0 without one); the throttle mutes the connection as above.
+    fn record_time(&mut self) -> u64 {
+        let Some(m) = &self.meter else { return 0 };
+        let now = rt::monotonic_ms();
+        let ms = self
+            .throttle
+            .record_time(&self.quotas, &self.client, m.nanos(), now);
+        self.mute(now, ms)
+    }
+
+    fn mute(&self, now: u64, ms: u64) -> u64 {
         if ms > 0 {
             let until = now + ms;
             self.muted_until.set(self.muted_until.get().max(until));
         }
         ms
+    }
+
+    /// Records the request's time once its answer is ready, and writes the
+    /// throttle it earns into the answer where the response opens with one
+    /// (`throttle::put_throttle`; elsewhere only the mute holds the client).
+    fn settle(mut self, api: ApiKey, version: i16, answer: Answer) -> Answer {
+        let stamp = move |chain: Chain| {
+            let ms = self.record_time();
+            if ms == 0 {
+                return chain;
+            }
+            // Copied only when throttled: control answers are small.
+            let mut frame = chain.to_bytes().to_vec();
+            let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+            if throttle::put_throttle(&mut frame, api, version, ms) {
+                Chain::from(Bytes::from(frame))
+            } else {
+                chain
+            }
+        };
+        match answer {
+            Answer::Ready(c) => Answer::Ready(c.map(stamp)),
+            Answer::Later(task) => Answer::Later(rt::spawn(async move { task.await.map(stamp) })),
+        }
     }
 }
 
@@ -562,6 +628,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
         ..
     } = d;
     let encoded = move |r| encoded(api, version, r);
+    let meter = quota.as_ref().and_then(|q| q.meter.clone());
     // Awaited here, before the next request is read: the append that
     // follows keeps the connection's order.
     let mut add_failed = Vec::new();
@@ -599,7 +666,7 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
             for call in &calls {
                 waits.push(router.txn_call(call.clone()).await);
             }
-            Answer::Later(rt::spawn(async move {
+            Answer::Later(rt::spawn_metered(meter.as_ref(), async move {
                 let mut replies = Vec::with_capacity(waits.len());
                 for w in waits {
                     let mut reply = w.await;
@@ -646,7 +713,8 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
             Answer::Ready(encoded(r))
         }
         Work::KafkaGroups { kind, shape } => {
-            start_group_calls(router, (api, version, correlation_id), kind, shape, peer).await
+            let call = (api, version, correlation_id);
+            start_group_calls(router, call, kind, shape, (peer, meter)).await
         }
         Work::Native {
             frame,
@@ -992,7 +1060,7 @@ async fn start_group_calls(
     (api, version, correlation_id): (ApiKey, i16, i32),
     mut kind: KafkaGroupKind,
     shape: Shape,
-    peer: Option<std::net::SocketAddr>,
+    (peer, meter): (Option<std::net::SocketAddr>, Option<rt::Meter>),
 ) -> Answer {
     let encoded = move |r| encoded(api, version, r);
     if let KafkaGroupKind::Classic(c) = &mut kind {
@@ -1008,7 +1076,7 @@ async fn start_group_calls(
     for call in calls {
         waits.push(router.kafka_group(call).await);
     }
-    Answer::Later(rt::spawn(async move {
+    Answer::Later(rt::spawn_metered(meter.as_ref(), async move {
         let mut replies = Vec::with_capacity(waits.len());
         for w in waits {
             replies.push(w.await);
@@ -1078,7 +1146,8 @@ async fn start_native(
     };
     let ctx = ctx.clone();
     let router = router.clone();
-    Answer::Later(rt::spawn(async move {
+    let meter = quota.as_ref().and_then(|q| q.meter.clone());
+    Answer::Later(rt::spawn_metered(meter.as_ref(), async move {
         let mut result = match answer {
             Some(answer) => answer.await.result,
             None => Ok(emptied.unwrap_or(Response::Produce(vec![]))),
@@ -1094,6 +1163,15 @@ async fn start_native(
                 .map(|p| p.records.len())
                 .sum();
             q.throttle_ms = q.record(crate::security::quota::CONSUMER_BYTE_RATE, bytes as u64);
+        }
+        // Their request time too (the door records the other APIs'): the
+        // answer carries the longer throttle, as Kafka's. This poll's time
+        // so far is not in yet (the meter counts whole polls).
+        if let Some(q) = quota
+            .as_mut()
+            .filter(|_| matches!(api, ApiKey::Produce | ApiKey::Fetch))
+        {
+            q.throttle_ms = q.throttle_ms.max(q.record_time());
         }
         let throttle_ms = quota.map_or(0, |q| q.throttle_ms.min(i32::MAX as u64) as i32);
         if !respond {

@@ -5,8 +5,10 @@
 //!
 //! Owns: the shard's sensors, one per quota entity a client falls under
 //! (its own user and client id where the quota is a default's, as Kafka's
-//! metric tags), and the decision for one request: record what it moved,
-//! then how long its client must wait. Time comes in as an argument.
+//! metric tags), and the decision for one request: record what it moved
+//! (bytes) or took (request time, KIP-124), then how long its client must
+//! wait; and where a response frame carries that wait. Time comes in as an
+//! argument.
 //!
 //! Must never: slow a client no quota names, or grow without bound (idle
 //! sensors are dropped past a count).
@@ -14,7 +16,9 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::security::quota::{Entity, Name, Pacer, Quotas};
+use kafka_protocol::messages::ApiKey;
+
+use crate::security::quota::{Entity, Name, Pacer, Quotas, REQUEST_PERCENTAGE};
 
 /// Sensors kept before idle ones are dropped.
 const MAX_SENSORS: usize = 10_000;
@@ -46,6 +50,26 @@ impl Throttle {
         amount: u64,
         now_ms: u64,
     ) -> u64 {
+        self.record_amount(quotas, client, key, amount as f64, now_ms)
+    }
+
+    /// Records `nanos` of request time against the client's
+    /// request_percentage quota (a percentage of one thread's time: 200 is
+    /// two threads' worth, as Kafka's), and returns the throttle in ms.
+    pub fn record_time(&self, quotas: &Quotas, client: &Client, nanos: u64, now_ms: u64) -> u64 {
+        // In percent-seconds, the unit a quota of percent per second paces.
+        let amount = nanos as f64 * 100.0 / 1e9;
+        self.record_amount(quotas, client, REQUEST_PERCENTAGE, amount, now_ms)
+    }
+
+    fn record_amount(
+        &self,
+        quotas: &Quotas,
+        client: &Client,
+        key: &'static str,
+        amount: f64,
+        now_ms: u64,
+    ) -> u64 {
         let Some((entity, quota)) = quotas.quota_for(Some(&client.user), &client.client_id, key)
         else {
             return 0;
@@ -68,14 +92,182 @@ impl Throttle {
         sensors
             .entry((concrete, key))
             .or_default()
-            .record(now_ms, amount as f64, quota)
+            .record(now_ms, amount, quota)
+    }
+}
+
+/// The first version from which `api`'s response body opens with
+/// throttle_time_ms (Kafka's message schemas; checked against the
+/// encodings in the tests). None: the field is elsewhere (Produce,
+/// ApiVersions, OffsetDelete, ...) or absent (SASL's), and only the mute
+/// holds the client; Produce's and Fetch's are set where they are encoded.
+fn throttle_first_since(api: ApiKey) -> Option<i16> {
+    use ApiKey::*;
+    Some(match api {
+        Fetch => 1,
+        ListOffsets | JoinGroup => 2,
+        Metadata | OffsetCommit | OffsetFetch => 3,
+        FindCoordinator | Heartbeat | LeaveGroup | SyncGroup | DescribeGroups | ListGroups
+        | DeleteTopics => 1,
+        CreateTopics | OffsetForLeaderEpoch => 2,
+        DeleteRecords
+        | InitProducerId
+        | AddPartitionsToTxn
+        | AddOffsetsToTxn
+        | EndTxn
+        | TxnOffsetCommit
+        | DescribeAcls
+        | CreateAcls
+        | DeleteAcls
+        | DescribeConfigs
+        | AlterConfigs
+        | AlterReplicaLogDirs
+        | DescribeLogDirs
+        | CreatePartitions
+        | DeleteGroups
+        | ElectLeaders
+        | IncrementalAlterConfigs
+        | AlterPartitionReassignments
+        | ListPartitionReassignments
+        | DescribeClientQuotas
+        | AlterClientQuotas
+        | DescribeUserScramCredentials
+        | AlterUserScramCredentials
+        | DescribeCluster
+        | DescribeProducers
+        | DescribeTransactions
+        | ListTransactions
+        | ConsumerGroupHeartbeat
+        | ConsumerGroupDescribe
+        | DescribeTopicPartitions => 0,
+        _ => return None,
+    })
+}
+
+/// Writes `ms` into a whole response frame (length prefix, header, body)
+/// as its throttle_time_ms, where the body opens with it; false where it
+/// does not (the frame is left as it was).
+pub fn put_throttle(frame: &mut [u8], api: ApiKey, version: i16, ms: i32) -> bool {
+    if throttle_first_since(api).is_none_or(|v| version < v) {
+        return false;
+    }
+    // Length, correlation id, and a flexible header's (empty) tagged fields:
+    // our encoder writes none, so their count is one zero byte.
+    let flexible = api.response_header_version(version) >= 1;
+    if flexible && frame.get(8) != Some(&0) {
+        return false; // header tagged fields we did not write
+    }
+    let at = 8 + usize::from(flexible);
+    match frame.get_mut(at..at + 4) {
+        Some(field) => {
+            field.copy_from_slice(&ms.to_be_bytes());
+            true
+        }
+        None => false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kafka::codec::all_supported;
+    use crate::kafka::wire::encode_frame;
     use crate::security::quota::PRODUCER_BYTE_RATE;
+    use kafka_protocol::messages::*;
+
+    /// For every API and version served, `put_throttle` finds the field
+    /// exactly where kafka-protocol encodes it, and claims no other.
+    #[test]
+    fn the_throttle_is_written_where_each_response_carries_it() {
+        const MARK: i32 = 0x5A6B_7C0D;
+        let mut checked = 0;
+        macro_rules! each {
+            ($($api:ident => $ty:ty),* $(,)?) => {$(
+                let (lo, hi) = crate::kafka::codec::supported_range(ApiKey::$api)
+                    .expect("served");
+                for v in lo..=hi {
+                    let mut r = <$ty>::default();
+                    r.throttle_time_ms = MARK;
+                    let marked = encode_frame(ApiKey::$api, v, 7, &r).unwrap();
+                    let at = marked.windows(4).position(|w| w == MARK.to_be_bytes());
+                    let plain = encode_frame(ApiKey::$api, v, 7, &<$ty>::default()).unwrap();
+                    let mut patched = plain.to_vec();
+                    let put = put_throttle(&mut patched, ApiKey::$api, v, MARK);
+                    if put {
+                        assert_eq!(&patched[..], &marked[..], "{} v{v}", stringify!($api));
+                    } else {
+                        assert_eq!(&patched[..], &plain[..]);
+                        // Not claimed: only where the body does not open with it.
+                        let body = 8 + usize::from(ApiKey::$api.response_header_version(v) >= 1);
+                        assert_ne!(at, Some(body), "{} v{v} opens with it", stringify!($api));
+                    }
+                    checked += 1;
+                }
+            )*};
+        }
+        each!(
+            Produce => ProduceResponse,
+            Fetch => FetchResponse,
+            ListOffsets => ListOffsetsResponse,
+            Metadata => MetadataResponse,
+            OffsetCommit => OffsetCommitResponse,
+            OffsetFetch => OffsetFetchResponse,
+            FindCoordinator => FindCoordinatorResponse,
+            JoinGroup => JoinGroupResponse,
+            Heartbeat => HeartbeatResponse,
+            LeaveGroup => LeaveGroupResponse,
+            SyncGroup => SyncGroupResponse,
+            DescribeGroups => DescribeGroupsResponse,
+            ListGroups => ListGroupsResponse,
+            ApiVersions => ApiVersionsResponse,
+            CreateTopics => CreateTopicsResponse,
+            DeleteTopics => DeleteTopicsResponse,
+            DeleteRecords => DeleteRecordsResponse,
+            InitProducerId => InitProducerIdResponse,
+            OffsetForLeaderEpoch => OffsetForLeaderEpochResponse,
+            AddPartitionsToTxn => AddPartitionsToTxnResponse,
+            AddOffsetsToTxn => AddOffsetsToTxnResponse,
+            EndTxn => EndTxnResponse,
+            TxnOffsetCommit => TxnOffsetCommitResponse,
+            DescribeAcls => DescribeAclsResponse,
+            CreateAcls => CreateAclsResponse,
+            DeleteAcls => DeleteAclsResponse,
+            DescribeConfigs => DescribeConfigsResponse,
+            AlterConfigs => AlterConfigsResponse,
+            AlterReplicaLogDirs => AlterReplicaLogDirsResponse,
+            DescribeLogDirs => DescribeLogDirsResponse,
+            CreatePartitions => CreatePartitionsResponse,
+            DeleteGroups => DeleteGroupsResponse,
+            ElectLeaders => ElectLeadersResponse,
+            IncrementalAlterConfigs => IncrementalAlterConfigsResponse,
+            AlterPartitionReassignments => AlterPartitionReassignmentsResponse,
+            ListPartitionReassignments => ListPartitionReassignmentsResponse,
+            OffsetDelete => OffsetDeleteResponse,
+            DescribeClientQuotas => DescribeClientQuotasResponse,
+            AlterClientQuotas => AlterClientQuotasResponse,
+            DescribeUserScramCredentials => DescribeUserScramCredentialsResponse,
+            AlterUserScramCredentials => AlterUserScramCredentialsResponse,
+            DescribeCluster => DescribeClusterResponse,
+            DescribeProducers => DescribeProducersResponse,
+            DescribeTransactions => DescribeTransactionsResponse,
+            ListTransactions => ListTransactionsResponse,
+            ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+            ConsumerGroupDescribe => ConsumerGroupDescribeResponse,
+            DescribeTopicPartitions => DescribeTopicPartitionsResponse,
+        );
+        // Every API served is in the list (SASL's and DescribeQuorum have
+        // no throttle field).
+        let served: usize = all_supported()
+            .filter(|(k, _, _)| {
+                !matches!(
+                    k,
+                    ApiKey::SaslHandshake | ApiKey::SaslAuthenticate | ApiKey::DescribeQuorum
+                )
+            })
+            .map(|&(_, lo, hi)| (hi - lo + 1) as usize)
+            .sum();
+        assert_eq!(checked, served);
+    }
 
     #[test]
     fn a_client_over_its_quota_is_throttled_and_another_is_not() {

@@ -24,13 +24,23 @@ pub struct Kafka {
     /// The socket, for tests that write raw bytes.
     pub s: TcpStream,
     next_cid: i32,
+    client_id: &'static str,
 }
 
 impl Kafka {
     pub fn connect(addr: SocketAddr) -> Kafka {
+        Self::connect_as(addr, "shardlog-test")
+    }
+
+    /// A connection whose requests name `client_id`.
+    pub fn connect_as(addr: SocketAddr, client_id: &'static str) -> Kafka {
         let s = TcpStream::connect_timeout(&addr, READ_DEADLINE).unwrap();
         s.set_read_timeout(Some(READ_DEADLINE)).unwrap();
-        Kafka { s, next_cid: 1 }
+        Kafka {
+            s,
+            next_cid: 1,
+            client_id,
+        }
     }
 
     pub fn send<R: Encodable>(&mut self, api: ApiKey, version: i16, req: &R) -> i32 {
@@ -40,7 +50,7 @@ impl Kafka {
         h.request_api_key = api as i16;
         h.request_api_version = version;
         h.correlation_id = cid;
-        h.client_id = Some(StrBytes::from_static_str("shardlog-test"));
+        h.client_id = Some(StrBytes::from_static_str(self.client_id));
         let mut body = BytesMut::new();
         h.encode(&mut body, api.request_header_version(version))
             .unwrap();
