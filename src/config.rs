@@ -167,6 +167,12 @@ const SETTINGS: &[Setting] = &[
         "SASL mechanisms the Kafka listener requires (sasl.enabled.mechanisms): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, comma-separated; empty = no SASL",
     ),
     s(
+        "connections-max-reauth-ms",
+        Kind::Int,
+        "0",
+        "a Kafka SASL session lasts this long; the client must re-authenticate on its connection before then or it is closed (connections.max.reauth.ms, KIP-368); 0 = sessions never expire",
+    ),
+    s(
         "native-sasl-enabled-mechanisms",
         Kind::Str,
         "",
@@ -548,6 +554,7 @@ impl Resolved {
         };
         let sasl_enabled_mechanisms = mechanisms("sasl-enabled-mechanisms")?;
         let native_sasl_enabled_mechanisms = mechanisms("native-sasl-enabled-mechanisms")?;
+        let connections_max_reauth_ms: u64 = self.parse("connections-max-reauth-ms", "a number")?;
         let (authorizer_raw, _) = self.get("authorizer").expect("default");
         let authorizer = match authorizer_raw.as_str() {
             "none" => false,
@@ -707,6 +714,7 @@ impl Resolved {
             group_initial_rebalance_delay_ms,
             transaction_version,
             sasl_enabled_mechanisms,
+            connections_max_reauth_ms,
             native_sasl_enabled_mechanisms,
             authorizer,
             super_users,
@@ -823,6 +831,8 @@ pub struct ServeSettings {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires; empty: none.
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// How long a Kafka SASL session lasts (KIP-368); 0: for ever.
+    pub connections_max_reauth_ms: u64,
     /// SASL mechanisms the native listener requires; empty: none.
     pub native_sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     /// Check Kafka requests against the ACLs.
@@ -919,6 +929,7 @@ impl ServeSettings {
             std::time::Duration::from_millis(self.group_initial_rebalance_delay_ms.into());
         c.transaction_version = self.transaction_version;
         c.sasl_enabled_mechanisms = self.sasl_enabled_mechanisms.clone();
+        c.connections_max_reauth_ms = self.connections_max_reauth_ms;
         c.native_sasl_enabled_mechanisms = self.native_sasl_enabled_mechanisms.clone();
         c.authorizer = self.authorizer;
         c.super_users = self.super_users.clone();
@@ -1044,6 +1055,13 @@ pub struct ServeArgs {
     /// anything else [default: none: no SASL].
     #[arg(long, value_name = "MECHANISMS")]
     pub sasl_enabled_mechanisms: Option<String>,
+    /// How long a SASL session on the Kafka listener lasts
+    /// (connections.max.reauth.ms, KIP-368): SaslAuthenticate tells the
+    /// client, which re-authenticates on its connection before then; a
+    /// connection that has not is closed at its next request [default: 0:
+    /// sessions never expire].
+    #[arg(long, value_name = "MS")]
+    pub connections_max_reauth_ms: Option<String>,
     /// SASL mechanisms the native listener (and its per-shard ports)
     /// requires, as --sasl-enabled-mechanisms; the CLI and the bench log in
     /// with `--sasl-mechanism M --sasl-username U` (password from
@@ -1187,6 +1205,10 @@ impl ServeArgs {
             (
                 "sasl-enabled-mechanisms",
                 self.sasl_enabled_mechanisms.clone(),
+            ),
+            (
+                "connections-max-reauth-ms",
+                self.connections_max_reauth_ms.clone(),
             ),
             (
                 "native-sasl-enabled-mechanisms",

@@ -34,7 +34,7 @@ pub const MAX_LABELLED_PARTITIONS: usize = 64;
 pub const LISTENERS: [&str; 2] = ["native", "kafka"];
 
 /// The `reason` label of closed connections, by `conn::CloseReason` index.
-pub const CLOSE_REASONS: [&str; 11] = [
+pub const CLOSE_REASONS: [&str; 12] = [
     "client_closed",
     "idle",
     "read_timeout",
@@ -46,6 +46,7 @@ pub const CLOSE_REASONS: [&str; 11] = [
     "auth_failed",
     "unauthenticated",
     "tls_failed",
+    "session_expired",
 ];
 
 /// A counter with one writer: relaxed load + store, no read-modify-write.
@@ -258,6 +259,8 @@ pub struct ShardMetrics {
     pub read_budget_waits: Counter,
     /// Requests (or parts of them) the authorizer refused.
     pub authorization_denied: Counter,
+    /// SASL sessions renewed on their connection (KIP-368).
+    pub sasl_reauthentications: Counter,
     produce_messages: Counter,
     produce_bytes: Counter,
     fetch_messages: Counter,
@@ -308,6 +311,7 @@ impl ShardMetrics {
             read_budget_limit_bytes: Gauge::default(),
             read_budget_waits: Counter::default(),
             authorization_denied: Counter::default(),
+            sasl_reauthentications: Counter::default(),
             produce_messages: Counter::default(),
             produce_bytes: Counter::default(),
             fetch_messages: Counter::default(),
@@ -701,6 +705,12 @@ impl prometheus_client::collector::Collector for Collect {
             "authorization_denied",
             "Operations the authorizer refused (ACLs): a topic, group, transactional id or the cluster",
             &|s| s.authorization_denied.get(),
+        )?;
+        counter(
+            &mut enc,
+            "sasl_reauthentications",
+            "SASL sessions a client renewed on its connection before they expired (connections.max.reauth.ms, KIP-368)",
+            &|s| s.sasl_reauthentications.get(),
         )?;
         for (i, name, help) in [
             (

@@ -96,6 +96,9 @@ pub struct BrokerConfig {
     pub transaction_version: i16,
     /// SASL mechanisms the Kafka listener requires (empty: none).
     pub sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// How long a Kafka SASL session lasts before the client must
+    /// re-authenticate (`connections.max.reauth.ms`, KIP-368); 0: for ever.
+    pub connections_max_reauth_ms: u64,
     /// SASL mechanisms the native listener requires (`--native-sasl-enabled-mechanisms`).
     pub native_sasl_enabled_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     /// Check Kafka requests against the ACLs (`--authorizer acl`).
@@ -177,6 +180,7 @@ impl BrokerConfig {
             group_initial_rebalance_delay: Duration::from_secs(3),
             transaction_version: crate::kafka::codec::TRANSACTION_VERSION,
             sasl_enabled_mechanisms: Vec::new(),
+            connections_max_reauth_ms: 0,
             native_sasl_enabled_mechanisms: Vec::new(),
             authorizer: false,
             super_users: Vec::new(),
@@ -650,6 +654,7 @@ async fn run_shard(
             producer_ids: producer_ids.clone(),
             transaction_version: config.transaction_version,
             sasl: config.sasl_enabled_mechanisms.clone(),
+            reauth_ms: config.connections_max_reauth_ms,
             authorizer: config
                 .authorizer
                 .then(|| Rc::new(config.super_users.clone())),

@@ -2459,3 +2459,103 @@ fn a_consumer_over_its_quota_is_throttled_to_it() {
     assert!(slow["throttle_ms_max"].as_i64().unwrap() > 0, "{slow}");
     assert_eq!(fast["throttle_ms_max"], 0, "{fast}");
 }
+
+/// KIP-368: with `--connections-max-reauth-ms`, SaslAuthenticate tells the
+/// client its session's lifetime. confluent-kafka re-authenticates on its
+/// connections before each session ends and produces through several
+/// lifetimes without a failure; a raw client that does not is closed at
+/// its next request after the expiry, and one that re-authenticates in
+/// time goes on past it.
+#[test]
+fn sasl_sessions_expire_unless_the_client_re_authenticates() {
+    use kafka_protocol::messages::{
+        MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+        SaslHandshakeRequest, SaslHandshakeResponse,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    if !have_clients() {
+        return;
+    }
+    const LIFETIME_MS: u64 = 2_000;
+    let lifetime = LIFETIME_MS.to_string();
+    let c = Cluster::start_with(&[
+        "--sasl-enabled-mechanisms",
+        "PLAIN,SCRAM-SHA-512",
+        "--connections-max-reauth-ms",
+        &lifetime,
+    ]);
+    c.create_topic("reauth", 1);
+    let out = run(
+        &["user", "add", "alice", "--broker", &c.broker.broker_arg()],
+        b"alice-secret\n",
+        STEP,
+    );
+    assert!(out.status.success(), "{}", out.stderr);
+    let expired = || {
+        total(
+            &scrape(&c.http),
+            "shardlog_connections_closed_total",
+            &[("listener", "kafka"), ("reason", "session_expired")],
+        )
+    };
+
+    // A raw client logs in with PLAIN and is told the lifetime.
+    let login = |k: &mut common::kafka::Kafka| {
+        let mut h = SaslHandshakeRequest::default();
+        h.mechanism = StrBytes::from_static_str("PLAIN");
+        let r: SaslHandshakeResponse = k.call(ApiKey::SaslHandshake, 1, &h);
+        assert_eq!(r.error_code, 0);
+        let mut a = SaslAuthenticateRequest::default();
+        a.auth_bytes = Bytes::from_static(b"\0alice\0alice-secret");
+        let r: SaslAuthenticateResponse = k.call(ApiKey::SaslAuthenticate, 2, &a);
+        assert_eq!(r.error_code, 0, "{:?}", r.error_message);
+        r.session_lifetime_ms
+    };
+    let metadata = |k: &mut common::kafka::Kafka| {
+        let _: MetadataResponse = k.call(ApiKey::Metadata, 12, &MetadataRequest::default());
+    };
+    let mut lapses = common::kafka::Kafka::connect(c.kafka);
+    let mut renews = common::kafka::Kafka::connect(c.kafka);
+    assert_eq!(login(&mut lapses), LIFETIME_MS as i64);
+    assert_eq!(login(&mut renews), LIFETIME_MS as i64);
+    metadata(&mut lapses);
+    std::thread::sleep(Duration::from_millis(LIFETIME_MS * 3 / 4));
+    // Renewed before the end (as alice: the same principal).
+    assert_eq!(login(&mut renews), LIFETIME_MS as i64);
+    std::thread::sleep(Duration::from_millis(LIFETIME_MS / 2));
+    // Past the first session's end: the renewed connection is served, the
+    // other is closed at its request, unanswered.
+    metadata(&mut renews);
+    lapses.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        lapses.read_frame().is_none(),
+        "an expired session was served"
+    );
+    assert_eq!(expired(), 1.0);
+
+    // confluent-kafka over three lifetimes, on its connections: every
+    // message delivered, in order, no error, and no session lapsed.
+    let out = run_py(
+        "sasl_reauth.py",
+        &[
+            &c.kafka.to_string(),
+            "SCRAM-SHA-512",
+            "alice",
+            "alice-secret",
+            "reauth",
+            "7",
+        ],
+        b"",
+        STEP,
+    )
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert!(v["produced"].as_u64().unwrap() > 30, "{v}");
+    assert_eq!(v["delivered"], v["produced"], "{v}");
+    assert_eq!(v["in_order"], true, "{v}");
+    assert_eq!(v["errors"], serde_json::json!([]), "{v}");
+    let m = scrape(&c.http);
+    let renewed = total(&m, "shardlog_sasl_reauthentications_total", &[]);
+    assert!(renewed >= 3.0, "re-authentications: {renewed}");
+    assert_eq!(expired(), 1.0, "a client's session lapsed");
+}

@@ -57,10 +57,14 @@ pub enum CloseReason {
     /// client certificate missing or refused, garbage) or stalled past
     /// its deadline.
     TlsFailed,
+    /// A request other than SASL's on a connection whose SASL session
+    /// expired without re-authentication (`connections.max.reauth.ms`,
+    /// KIP-368), as Kafka closes it.
+    SessionExpired,
 }
 
 impl CloseReason {
-    pub const ALL: [CloseReason; 11] = [
+    pub const ALL: [CloseReason; 12] = [
         CloseReason::ClientClosed,
         CloseReason::Idle,
         CloseReason::ReadTimeout,
@@ -72,6 +76,7 @@ impl CloseReason {
         CloseReason::AuthFailed,
         CloseReason::Unauthenticated,
         CloseReason::TlsFailed,
+        CloseReason::SessionExpired,
     ];
 
     pub fn as_str(self) -> &'static str {

@@ -84,6 +84,9 @@ pub struct KafkaContext {
     /// served as it comes. Otherwise a connection must authenticate before
     /// anything but ApiVersions and SASL's own requests.
     pub sasl: Vec<SaslMechanism>,
+    /// How long a SASL session lasts (`connections.max.reauth.ms`,
+    /// KIP-368); 0: for ever.
+    pub reauth_ms: u64,
     /// The authorizer (`--authorizer acl`) with its super users; None: no
     /// checks, and the ACL APIs answer SECURITY_DISABLED (as Kafka without
     /// an authorizer).
@@ -117,6 +120,9 @@ pub struct KafkaDoor {
     /// Until when (monotonic ms) the connection reads no request: a
     /// client quota's throttle (KIP-219 mutes the channel that long).
     pub muted_until: Rc<std::cell::Cell<u64>>,
+    /// When (monotonic ms) this connection's SASL session expires, if it
+    /// does; a request other than SASL's after it closes the connection.
+    pub session_expires: std::cell::Cell<Option<u64>>,
 }
 
 thread_local! {
@@ -242,6 +248,7 @@ impl KafkaDoor {
             tls_principal: None,
             sasl_v0: std::cell::Cell::new(false),
             muted_until: Rc::default(),
+            session_expires: std::cell::Cell::new(None),
         }
     }
 
@@ -259,6 +266,19 @@ impl KafkaDoor {
         )
     }
 
+    /// A session begins (or is renewed, KIP-368): it lasts
+    /// `connections.max.reauth.ms` from now. Returns its lifetime in ms for
+    /// SaslAuthenticate's answer (0: it does not expire).
+    fn session_started(&self, renewing: bool) -> i64 {
+        if renewing {
+            self.router.shard().metrics().sasl_reauthentications.add(1);
+        }
+        let ms = self.ctx.reauth_ms;
+        self.session_expires
+            .set((ms > 0).then(|| rt::monotonic_ms().saturating_add(ms)));
+        i64::try_from(ms).unwrap_or(i64::MAX)
+    }
+
     /// A bare SASL token after SaslHandshake v0, answered bare (a 4-byte
     /// length and the mechanism's bytes; PLAIN's success is an empty
     /// answer). A failure closes the connection unanswered: v0 has no way
@@ -269,6 +289,7 @@ impl KafkaDoor {
             Ok(SaslStep::Done { principal, reply }) => {
                 tracing::debug!(principal, peer = ?self.peer, "authenticated (SaslHandshake v0)");
                 self.sasl_v0.set(false);
+                self.session_started(false);
                 Step::Answer(Answer::Ready(Some(bare(reply))))
             }
             Err(e) => {
@@ -329,6 +350,7 @@ impl KafkaDoor {
                 }
             }
             SaslWork::Authenticate(token) => {
+                let renewing = self.auth.borrow().principal().is_some();
                 let r = if off {
                     Err(SaslError::IllegalState(
                         "SASL is not enabled on this listener",
@@ -340,14 +362,19 @@ impl KafkaDoor {
                     Ok(SaslStep::Continue(bytes)) => Step::Answer(Answer::Ready(encoded(
                         ApiKey::SaslAuthenticate,
                         version,
-                        sasl::authenticate_response(version, correlation_id, Ok(bytes)),
+                        sasl::authenticate_response(version, correlation_id, Ok((bytes, 0))),
                     ))),
                     Ok(SaslStep::Done { principal, reply }) => {
-                        tracing::debug!(principal, peer = ?self.peer, "authenticated");
+                        tracing::debug!(principal, peer = ?self.peer, renewing, "authenticated");
+                        let lifetime = self.session_started(renewing);
                         Step::Answer(Answer::Ready(encoded(
                             ApiKey::SaslAuthenticate,
                             version,
-                            sasl::authenticate_response(version, correlation_id, Ok(reply)),
+                            sasl::authenticate_response(
+                                version,
+                                correlation_id,
+                                Ok((reply, lifetime)),
+                            ),
                         )))
                     }
                     Err(e) => {
@@ -441,6 +468,28 @@ impl Door for KafkaDoor {
     async fn start(&self, frame: Bytes) -> Step {
         if self.sasl_v0.get() {
             return self.bare_token(frame);
+        }
+        if let Some(expired) = self.session_expires.get() {
+            let now = rt::monotonic_ms();
+            let api = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+            let renewing = [
+                ApiKey::SaslHandshake as i16,
+                ApiKey::SaslAuthenticate as i16,
+            ];
+            if now >= expired && !api.is_some_and(|a| renewing.contains(&a)) {
+                // Kafka closes such a connection at its next request: the
+                // client knew the lifetime (SaslAuthenticate v1+) and did
+                // not re-authenticate in time, or cannot (v0).
+                return Step::Close {
+                    last: None,
+                    reason: CloseReason::SessionExpired,
+                    detail: format!(
+                        "the SASL session of {} expired {} ms ago without re-authentication (connections.max.reauth.ms)",
+                        self.principal(),
+                        now - expired
+                    ),
+                };
+            }
         }
         if !self.ctx.sasl.is_empty() && self.auth.borrow().principal().is_none() {
             // Before authenticating only ApiVersions and SASL's requests

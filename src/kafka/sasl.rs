@@ -84,23 +84,28 @@ pub(super) fn handshake_response(
     encode_frame(ApiKey::SaslHandshake, version, correlation_id, &r)
 }
 
-/// SaslAuthenticate's answer: the mechanism's next bytes, or the error.
-/// The session does not expire (lifetime 0: no re-authentication asked;
-/// a client may still re-authenticate, KIP-368).
+/// SaslAuthenticate's answer: the mechanism's next bytes with the
+/// session's lifetime in ms (0 until the last step, and when sessions do
+/// not expire; v1+ carries it, and a client re-authenticates before it
+/// ends, KIP-368), or the error.
 pub(super) fn authenticate_response(
     version: i16,
     correlation_id: i32,
-    result: Result<Vec<u8>, &WireError>,
+    result: Result<(Vec<u8>, i64), &WireError>,
 ) -> anyhow::Result<Bytes> {
     let mut r = SaslAuthenticateResponse::default();
     match result {
-        Ok(bytes) => r.auth_bytes = Bytes::from(bytes),
+        Ok((bytes, lifetime_ms)) => {
+            r.auth_bytes = Bytes::from(bytes);
+            if version >= 1 {
+                r.session_lifetime_ms = lifetime_ms;
+            }
+        }
         Err(e) => {
             r.error_code = kafka_code(Some(e));
             r.error_message = Some(StrBytes::from_string(e.message.clone()));
         }
     }
-    r.session_lifetime_ms = 0;
     encode_frame(ApiKey::SaslAuthenticate, version, correlation_id, &r)
 }
 
