@@ -319,6 +319,7 @@ impl CoordinatorHost {
             }
         }
         let now = self.now_ms();
+        let group = call.group().to_owned();
         let waiter = self.next_waiter.get();
         tracing::debug!(
             shard = self.shard_id,
@@ -347,12 +348,10 @@ impl CoordinatorHost {
                 }
             }
         };
-        let changed = self.classic.borrow_mut().take_changed();
-        if let Some(log) = &log {
-            // Only this call's group can have changed.
-            for (group, image) in changed {
-                self.store_image(log, &group, image).await;
-            }
+        // Only this call's group can have changed.
+        let changed = self.classic.borrow_mut().take_changed_in(&group);
+        if let (Some(log), Some(image)) = (&log, changed) {
+            self.store_image(log, &group, image).await;
         }
         self.deliver(done);
         match rx.recv().await {

@@ -18,7 +18,7 @@
 //! Must never: interpret a request (the router and shards do) or let one
 //! connection's bad input affect another.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
@@ -26,11 +26,13 @@ use bytes::{Bytes, BytesMut};
 use crate::chain::Chain;
 use crate::conn::{Answer, CloseReason, Door, Step};
 use crate::kafka::authz::{self, Access, Verdict};
+use crate::kafka::throttle::{self, Charge, Throttle};
 use crate::protocol::codec::{decode_request, encode_response, encode_response_for, BadRequest};
 use crate::protocol::frame::{self, FrameError};
-use crate::protocol::{ErrorCode, Request, Response, ResponseFrame, WireError};
+use crate::protocol::{ErrorCode, Request, RequestFrame, Response, ResponseFrame, WireError};
 use crate::router::{Router, Scope};
 use crate::rt;
+use crate::security::quota::{CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE};
 use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as SaslStep};
 
 /// One native connection's door.
@@ -44,6 +46,13 @@ pub struct NativeDoor {
     /// The client certificate's principal (mTLS).
     pub tls_principal: Option<String>,
     pub peer: Option<std::net::SocketAddr>,
+    /// The shard's client-quota sensors, shared with its Kafka listeners:
+    /// a user's quota holds across both doors.
+    throttle: Rc<Throttle>,
+    /// Until when (monotonic ms) the connection reads no request: a client
+    /// quota's throttle. The native answers carry no throttle time; the
+    /// client simply waits.
+    muted_until: Rc<Cell<u64>>,
 }
 
 /// An error answer to `correlation_id`.
@@ -57,34 +66,59 @@ pub fn error_frame(correlation_id: u32, code: ErrorCode, message: String) -> Res
 impl NativeDoor {
     /// A door for one connection; `sasl`: the mechanisms the listener
     /// requires (empty: no login).
-    pub fn new(router: Rc<Router>, sasl: &[SaslMechanism]) -> NativeDoor {
+    pub fn new(router: Rc<Router>, sasl: &[SaslMechanism], throttle: Rc<Throttle>) -> NativeDoor {
         NativeDoor {
             router,
             auth: (!sasl.is_empty()).then(|| RefCell::new(Authenticator::new(sasl.to_vec()))),
             authorizer: None,
             tls_principal: None,
             peer: None,
+            throttle,
+            muted_until: Rc::default(),
         }
     }
 
-    /// Who this connection is to the authorizer, if it checks this
-    /// listener: the SASL user, else the certificate's subject, else
-    /// anonymous (as the Kafka door).
-    fn access(&self) -> Option<Access> {
-        let super_users = self.authorizer.clone()?;
+    /// Who this connection is: the SASL user, else the certificate's
+    /// subject, else anonymous (as the Kafka door).
+    fn principal(&self) -> String {
         let sasl = self
             .auth
             .as_ref()
             .and_then(|a| a.borrow().principal().map(str::to_owned));
-        let principal = sasl
-            .or_else(|| self.tls_principal.clone())
-            .unwrap_or_else(|| authz::ANONYMOUS.to_owned());
-        Some(Access {
-            acls: self.router.shard().acls(),
-            super_users,
-            principal,
-            host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-        })
+        sasl.or_else(|| self.tls_principal.clone())
+            .unwrap_or_else(|| authz::ANONYMOUS.to_owned())
+    }
+
+    /// The client quotas this request counts against, if any quota is set
+    /// (as on the Kafka door: the principal's user and the request's
+    /// client id). A Produce's bytes are recorded now.
+    fn charge(&self, req: &RequestFrame, frame_len: usize) -> Option<Charge> {
+        let quotas = self.router.shard().quotas();
+        if quotas.is_empty() {
+            return None;
+        }
+        let client_id = req.client_id.clone().unwrap_or_default();
+        let client = throttle::Client::of(&self.principal(), client_id);
+        let moves_bytes = matches!(req.request, Request::Produce(_) | Request::Fetch(_));
+        let mut c = Charge::new(
+            &self.throttle,
+            quotas,
+            client,
+            &self.muted_until,
+            moves_bytes,
+        )?;
+        if matches!(req.request, Request::Produce(_)) {
+            c.record(PRODUCER_BYTE_RATE, frame_len as u64, rt::monotonic_ms());
+        }
+        Some(c)
+    }
+
+    /// Who this connection is to the authorizer, if it checks this
+    /// listener.
+    fn access(&self) -> Option<Access> {
+        let super_users = self.authorizer.clone()?;
+        let acls = self.router.shard().acls();
+        Some(Access::new(acls, super_users, self.principal(), self.peer))
     }
 
     /// Whether the listener requires a login this connection has not made.
@@ -162,7 +196,29 @@ impl NativeDoor {
     }
 }
 
+/// Records what a Fetch answer returns and the request's time, once the
+/// answer is ready (the throttle mutes the connection).
+fn settle(charge: Option<Charge>, r: &ResponseFrame) {
+    let Some(mut c) = charge else { return };
+    let now = rt::monotonic_ms();
+    if let Ok(Response::Fetch(topics)) = &r.result {
+        let bytes: usize = topics
+            .iter()
+            .flat_map(|t| &t.partitions)
+            .map(|p| p.records.len())
+            .sum();
+        c.record(CONSUMER_BYTE_RATE, bytes as u64, now);
+    }
+    c.record_time(now);
+}
+
 impl Door for NativeDoor {
+    fn pause(&self) -> Option<std::time::Duration> {
+        let until = self.muted_until.get();
+        let now = rt::monotonic_ms();
+        (until > now).then(|| std::time::Duration::from_millis(until - now))
+    }
+
     fn frame_len(buf: &[u8]) -> Option<usize> {
         frame::frame_len(buf)
     }
@@ -188,6 +244,7 @@ impl Door for NativeDoor {
     }
 
     async fn start(&self, frame: Bytes) -> Step {
+        let frame_len = frame.len();
         match decode_request(&frame) {
             Ok(req) => {
                 if let Request::SaslAuthenticate { mechanism, token } = &req.request {
@@ -212,16 +269,28 @@ impl Door for NativeDoor {
                 }
                 // The answer's layout is the request's version's.
                 let version = req.version;
+                let charge = self.charge(&req, frame_len);
+                let meter = charge.as_ref().and_then(|c| c.meter.clone());
                 let Some(access) = self.access() else {
-                    let answer = self.router.begin(req, Scope::Broker).await;
-                    return Step::Answer(Answer::Later(rt::spawn(async move {
-                        Some(encode_response_for(&answer.await, version))
-                    })));
+                    let begun = self.router.begin(req, Scope::Broker);
+                    let answer = match &meter {
+                        Some(m) => rt::timed(m, begun).await,
+                        None => begun.await,
+                    };
+                    return Step::Answer(Answer::Later(rt::spawn_metered(
+                        meter.as_ref(),
+                        async move {
+                            let r = answer.await;
+                            settle(charge, &r);
+                            Some(encode_response_for(&r, version))
+                        },
+                    )));
                 };
                 let mut req = req;
-                let what = format!("native {:?}", crate::metrics::Api::of(&req.request));
+                let api = crate::metrics::Api::of(&req.request);
                 let note = |v: &Verdict, a: &Access| {
-                    crate::kafka::note_denials(&self.router, self.peer, &what, v, a)
+                    let what = || format!("native {api:?}");
+                    crate::kafka::note_denials(&self.router, self.peer, what, v, a)
                 };
                 let verdict = match authz::check_native(&mut req.request, &access) {
                     Ok(v) => v,
@@ -245,12 +314,20 @@ impl Door for NativeDoor {
                     };
                     return Step::Answer(Answer::Ready(Some(encode_response_for(&r, version))));
                 }
-                let answer = self.router.begin(req, Scope::Broker).await;
-                Step::Answer(Answer::Later(rt::spawn(async move {
-                    let mut r = answer.await;
-                    authz::answer(&mut r.result, &verdict, &access);
-                    Some(encode_response_for(&r, version))
-                })))
+                let begun = self.router.begin(req, Scope::Broker);
+                let answer = match &meter {
+                    Some(m) => rt::timed(m, begun).await,
+                    None => begun.await,
+                };
+                Step::Answer(Answer::Later(rt::spawn_metered(
+                    meter.as_ref(),
+                    async move {
+                        let mut r = answer.await;
+                        authz::answer(&mut r.result, &verdict, &access);
+                        settle(charge, &r);
+                        Some(encode_response_for(&r, version))
+                    },
+                )))
             }
             Err(BadRequest {
                 correlation_id: Some(c),

@@ -690,7 +690,7 @@ async fn run_shard(
         ),
     });
     let kafka_tls = tls.clone().filter(|_| config.kafka_tls);
-    let native = Proto::Native(tls.filter(|_| config.native_tls));
+    let native = Proto::Native(tls.filter(|_| config.native_tls), throttle.clone());
     let (kafka_shared, kafka_own) = (
         Proto::Kafka(kafka_ctx(false), kafka_tls.clone()),
         Proto::Kafka(kafka_ctx(true), kafka_tls),
@@ -786,8 +786,12 @@ async fn wait_for_stop(stop: &AtomicBool) {
 /// Which protocol a listener speaks.
 #[derive(Clone)]
 enum Proto {
-    /// With TLS when the listener speaks it.
-    Native(Option<Rc<crate::tls::Acceptor>>),
+    /// With TLS when the listener speaks it; the shard's client-quota
+    /// sensors (the Kafka listeners' are in their context).
+    Native(
+        Option<Rc<crate::tls::Acceptor>>,
+        Rc<crate::kafka::throttle::Throttle>,
+    ),
     /// With TLS when the listener speaks it.
     Kafka(
         Rc<crate::kafka::KafkaContext>,
@@ -827,7 +831,7 @@ async fn accept_loop(
                 let peer = stream.peer_addr().ok();
                 let metrics = router.shard().metrics().clone();
                 let listener_kind = match proto {
-                    Proto::Native(_) => Listener::Native,
+                    Proto::Native(..) => Listener::Native,
                     Proto::Kafka(..) => Listener::Kafka,
                 };
                 if conns.open.get() >= config.max_connections {
@@ -842,7 +846,7 @@ async fn accept_loop(
                         peer,
                         &format!("refused: at the limit of {max} connections (--max-connections)"),
                     );
-                    if matches!(proto, Proto::Native(None)) {
+                    if matches!(proto, Proto::Native(None, _)) {
                         // Say why, then hang up (in its own task, so a
                         // client that does not read cannot stall accepting).
                         rt::spawn(async move {
@@ -877,17 +881,17 @@ async fn accept_loop(
                     let stop = conns.stop.subscribe();
                     let budget = conns.budget.clone();
                     let (reason, detail) = match proto {
-                        Proto::Native(None) => {
-                            let mut door = NativeDoor::new(router, &native_sasl);
+                        Proto::Native(None, throttle) => {
+                            let mut door = NativeDoor::new(router, &native_sasl, throttle);
                             door.authorizer = native_authz;
                             door.peer = peer;
                             conn::serve(&door, stream, budget, limits, &stop.event).await
                         }
-                        Proto::Native(Some(tls)) => {
+                        Proto::Native(Some(tls), throttle) => {
                             let _ = stream.set_nodelay(true);
                             match tls.accept(stream).await {
                                 Ok(s) => {
-                                    let mut door = NativeDoor::new(router, &native_sasl);
+                                    let mut door = NativeDoor::new(router, &native_sasl, throttle);
                                     door.authorizer = native_authz;
                                     door.peer = peer;
                                     door.tls_principal =

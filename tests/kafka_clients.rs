@@ -1490,8 +1490,11 @@ fn acls_decide_what_each_principal_may_do() {
         serde_json::from_str(out.stdout.trim()).unwrap()
     };
     let v = step("admin", "admin-pw", "grant");
-    assert_eq!(v["created"], serde_json::json!(["ok", "ok", "ok", "ok"]));
-    assert_eq!(v["described"], 4);
+    assert_eq!(
+        v["created"],
+        serde_json::json!(["ok", "ok", "ok", "ok", "ok"])
+    );
+    assert_eq!(v["described"], 5);
     let probe = step("alice", "alice-pw", "probe");
     assert_eq!(probe["produce alice-a"], "ok", "{probe}");
     assert_eq!(
@@ -1515,6 +1518,18 @@ fn acls_decide_what_each_principal_may_do() {
         probe["create acl"], "CLUSTER_AUTHORIZATION_FAILED",
         "{probe}"
     );
+    // Resource by resource: what alice may describe is described beside
+    // what she may not; a broker's settings need the cluster's
+    // DescribeConfigs.
+    for (what, outcome) in [
+        ("configs alice-a", "ok"),
+        ("configs bob-b", "TOPIC_AUTHORIZATION_FAILED"),
+        ("configs 0", "CLUSTER_AUTHORIZATION_FAILED"),
+        ("describe g-alice", "ok"),
+        ("describe g-bob", "GROUP_AUTHORIZATION_FAILED"),
+    ] {
+        assert_eq!(probe[what], outcome, "{what}: {probe}");
+    }
     // Nothing of alice's reached bob-b.
     let marks = step("admin", "admin-pw", "offsets");
     assert_eq!(
@@ -1526,7 +1541,7 @@ fn acls_decide_what_each_principal_may_do() {
 
     // The ACLs are durable: after kill -9 they still grant and deny.
     c.kill_and_restart();
-    assert_eq!(step("admin", "admin-pw", "acls")["described"], 4);
+    assert_eq!(step("admin", "admin-pw", "acls")["described"], 5);
     assert_eq!(step("admin", "admin-pw", "revoke")["deleted"], 1);
     let probe = step("alice", "alice-pw", "probe");
     assert_eq!(

@@ -655,3 +655,74 @@ fn memory_budget_bounds_partitions_and_holds_under_load() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// Client quotas hold on the native listener too: a producer whose client
+/// id has a producer_byte_rate of 1 MiB/s is held to it (its connection
+/// reads nothing while throttled), while a producer beside it that no
+/// quota names is not slowed.
+#[test]
+fn a_native_producer_over_its_quota_is_held_to_it_and_another_is_not() {
+    use std::time::{Duration, Instant};
+    const QUOTA: f64 = 1_048_576.0;
+    let t = Duration::from_secs(30);
+    let dir = data_dir();
+    let b = Broker::start(dir.path(), &[]);
+    let addr = b.broker_arg();
+    Client::connect(&addr)
+        .unwrap()
+        .create_topic("nq", 1)
+        .unwrap();
+    let set = [
+        "quota",
+        "set",
+        "--client-id",
+        "slow-native",
+        "--producer-byte-rate",
+        "1048576",
+        "--broker",
+        &addr,
+    ];
+    let out = run(&set, b"", t);
+    assert!(out.status.success(), "{}", out.stderr);
+    // About 64 KiB per request.
+    let value = "x".repeat(16 * 1024);
+    let batch = batch_of(&[&value, &value, &value, &value]);
+    let produce = |id: Option<&'static str>| {
+        let (addr, batch) = (addr.clone(), batch.clone());
+        std::thread::spawn(move || {
+            let mut c = Client::connect(&addr).unwrap();
+            if let Some(id) = id {
+                c.set_client_id(id);
+            }
+            let start = Instant::now();
+            let mut acked = Vec::new();
+            while start.elapsed() < Duration::from_secs(8) {
+                c.produce("nq", 0, batch.clone(), Acks::Leader).unwrap();
+                acked.push((start.elapsed(), batch.len()));
+            }
+            acked
+        })
+    };
+    let slow = produce(Some("slow-native"));
+    let fast = produce(None);
+    // The rate over 5 s once the first second's burst is spent.
+    let rate = |acked: &[(Duration, usize)]| {
+        let from = Duration::from_secs(3);
+        let bytes: usize = acked
+            .iter()
+            .filter(|(at, _)| *at >= from)
+            .map(|(_, n)| n)
+            .sum();
+        bytes as f64 / 5.0
+    };
+    let (slow, fast) = (rate(&slow.join().unwrap()), rate(&fast.join().unwrap()));
+    eprintln!("slow-native {slow:.0} B/s, the other {fast:.0} B/s (quota {QUOTA})");
+    assert!(
+        (0.9..=1.1).contains(&(slow / QUOTA)),
+        "the throttled producer ran at {slow:.0} B/s against a quota of {QUOTA}"
+    );
+    assert!(
+        fast > 3.0 * QUOTA,
+        "the producer no quota names ran at {fast:.0} B/s"
+    );
+}

@@ -6,10 +6,16 @@
 # in the properties file it generates.
 #
 #   tools/kafka-peer.sh fetch                 the jars, into target/kafka-peer/libs
-#   tools/kafka-peer.sh start [--fsync-each]  format a fresh log dir and start;
+#   tools/kafka-peer.sh start [--fsync-each] [--tls CERT KEY]
+#                                             format a fresh log dir and start;
 #                                             --fsync-each: log.flush.interval.messages=1
 #                                             (an fsync per append, the comparison
-#                                             with shardlog --fsync always)
+#                                             with shardlog --fsync always);
+#                                             --tls: the listener speaks SSL with this
+#                                             PEM certificate and PKCS#8 key (KIP-651's
+#                                             PEM keystore; the certificate is also the
+#                                             truststore, so self-signed works), as
+#                                             shardlog's --kafka-tls on
 #   tools/kafka-peer.sh stop                  stop it by its pid (SIGTERM, then SIGKILL)
 #   tools/kafka-peer.sh producer-perf ARGS    Kafka's kafka-producer-perf-test
 #   tools/kafka-peer.sh consumer-perf ARGS    Kafka's kafka-consumer-perf-test
@@ -59,10 +65,28 @@ start)
     echo "Kafka already running (pid $(cat "$PIDFILE"))" >&2
     exit 1
   fi
+  shift
   flush=""
-  if [ "${2:-}" = "--fsync-each" ]; then
-    flush="log.flush.interval.messages=1"
-  fi
+  proto=PLAINTEXT
+  tls=""
+  while [ $# -gt 0 ]; do
+    case "$1" in
+    --fsync-each) flush="log.flush.interval.messages=1"; shift ;;
+    --tls)
+      [ $# -ge 3 ] || { echo "--tls CERT KEY" >&2; exit 2; }
+      proto=SSL
+      mkdir -p "$DIR"
+      # One PEM file with the key and its chain: Kafka's PEM keystore.
+      cat "$3" "$2" >"$DIR/keystore.pem"
+      tls="ssl.keystore.type=PEM
+ssl.keystore.location=$DIR/keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$(realpath "$2")"
+      shift 3
+      ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+  done
   rm -rf "$DIR/data" && mkdir -p "$DIR/data"
   cat >"$DIR/log4j2.properties" <<EOF
 status = error
@@ -79,11 +103,12 @@ EOF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CPORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT
+listeners=$proto://127.0.0.1:$PORT,CONTROLLER://127.0.0.1:$CPORT
+advertised.listeners=$proto://127.0.0.1:$PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,$proto:$proto
+inter.broker.listener.name=$proto
+$tls
 log.dirs=$DIR/data
 # One copy of everything (one node), as shardlog keeps.
 offsets.topic.replication.factor=1
@@ -156,7 +181,7 @@ topics)
   tool_run org.apache.kafka.tools.TopicCommand "$@"
   ;;
 *)
-  sed -n '2,22p' "$0" >&2
+  sed -n '2,/^set -euo/p' "$0" | sed '$d' >&2
   exit 2
   ;;
 esac

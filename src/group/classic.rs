@@ -289,6 +289,19 @@ struct InitialJoin {
 }
 
 impl Group {
+    /// Its image if it changed since the last call (None inside: Empty),
+    /// clearing the mark; a group mid-rebalance is left out.
+    fn take_changed(&mut self) -> Option<Option<GroupImage>> {
+        if !std::mem::take(&mut self.changed) {
+            return None;
+        }
+        match self.state {
+            ClassicState::Empty => Some(None),
+            ClassicState::Stable => Some(Some(self.image())),
+            ClassicState::PreparingRebalance | ClassicState::CompletingRebalance => None,
+        }
+    }
+
     fn new() -> Group {
         Group {
             state: ClassicState::Empty,
@@ -1233,18 +1246,17 @@ impl ClassicGroups {
     /// is what a restart should see, and it marks them again. Call it after
     /// every request and `tick`, before `prune`.
     pub fn take_changed(&mut self) -> Vec<(String, Option<GroupImage>)> {
-        let mut out = Vec::new();
-        for (id, g) in &mut self.groups {
-            if !std::mem::take(&mut g.changed) {
-                continue;
-            }
-            match g.state {
-                ClassicState::Empty => out.push((id.clone(), None)),
-                ClassicState::Stable => out.push((id.clone(), Some(g.image()))),
-                ClassicState::PreparingRebalance | ClassicState::CompletingRebalance => {}
-            }
-        }
-        out
+        self.groups
+            .iter_mut()
+            .filter_map(|(id, g)| g.take_changed().map(|image| (id.clone(), image)))
+            .collect()
+    }
+
+    /// `take_changed` for one group, after a request to it (no other
+    /// group can have changed): Some(image, or None for Empty) when it
+    /// must be stored.
+    pub fn take_changed_in(&mut self, group: &str) -> Option<Option<GroupImage>> {
+        self.groups.get_mut(group)?.take_changed()
     }
 
     /// Restores a group from its stored image as the offsets log is

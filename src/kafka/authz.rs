@@ -18,13 +18,18 @@ use std::rc::Rc;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
 
-use super::wire::{AclsWork, KafkaGroupKind, QuotasWork, Shape, UsersWork, Work};
+use super::configs::{RESOURCE_BROKER, RESOURCE_BROKER_LOGGER, RESOURCE_TOPIC};
+use super::wire::{
+    AclsWork, ConfigResource, KafkaGroupKind, QuotasWork, Refused, Shape, UsersWork, Work,
+};
+use crate::coordinator_host::{KafkaGroupCall, KafkaGroupDescription, KafkaGroupReply};
 use crate::group::classic::ClassicCall;
 use crate::protocol::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult, DescribeProducersPartitionResult,
     DescribeProducersTopicResult, ErrorCode, FetchPartitionResult, FetchTopicResult,
-    ListOffsetsPartitionResult, ListOffsetsTopicResult, PartitionError, ProducePartitionResult,
-    ProduceTopicResult, Request, Response, TopicInfo, TopicPartitionErrors, TopicResult, WireError,
+    GroupDescription, ListOffsetsPartitionResult, ListOffsetsTopicResult, PartitionError,
+    ProducePartitionResult, ProduceTopicResult, Request, Response, TopicInfo, TopicPartitionErrors,
+    TopicResult, WireError,
 };
 use crate::security::acl::{Acls, Operation, ResourceType};
 use crate::txn_host::{TxnCall, TxnReply};
@@ -45,6 +50,22 @@ pub struct Access {
 }
 
 impl Access {
+    /// `principal` connected from `peer` (an ACL host is its IP), checked
+    /// against `acls` with `super_users` allowed everything.
+    pub fn new(
+        acls: Rc<Acls>,
+        super_users: Rc<Vec<String>>,
+        principal: String,
+        peer: Option<std::net::SocketAddr>,
+    ) -> Access {
+        Access {
+            acls,
+            super_users,
+            principal,
+            host: peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+        }
+    }
+
     pub fn may(&self, op: Operation, rt: ResourceType, name: &str) -> bool {
         self.acls
             .authorize(&self.super_users, &self.principal, &self.host, op, rt, name)
@@ -88,6 +109,10 @@ pub struct Verdict {
     /// The whole request refused with this Kafka code, for work the door
     /// answers itself with what it asked (client quotas).
     pub refused: Option<i16>,
+    /// Groups (DescribeGroups, DeleteGroups) or coordinator keys
+    /// (FindCoordinator) answered with their authorization error beside
+    /// the others, which go on.
+    pub denied_keys: Vec<String>,
 }
 
 impl Verdict {
@@ -171,21 +196,18 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
             }
         }
         Work::FindCoordinator { keys, key_type } => {
-            let (rt, e) = if key_type == 1 {
-                (
-                    R::TransactionalId,
-                    ResponseError::TransactionalIdAuthorizationFailed,
-                )
+            // Key by key (v4 batches them): a denied one is answered with
+            // its error (`coordinator_denied`), the others are found.
+            let rt = if key_type == 1 {
+                R::TransactionalId
             } else {
-                (R::Group, ResponseError::GroupAuthorizationFailed)
+                R::Group
             };
-            match keys.iter().find(|k| !a.may(Describe, rt, k)) {
-                None => Work::FindCoordinator { keys, key_type },
-                Some(k) => {
-                    v.deny(Describe, rt, k);
-                    refuse(keys.into_iter().map(|k| (k, vec![])).collect(), e)
-                }
+            for k in keys.iter().filter(|k| !a.may(Describe, rt, k)) {
+                v.deny(Describe, rt, k);
+                v.denied_keys.push(k.clone());
             }
+            Work::FindCoordinator { keys, key_type }
         }
         Work::Txn {
             calls,
@@ -220,11 +242,29 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
                 then: Box::new(then),
             }
         }
+        Work::KafkaGroups {
+            kind: kind @ (KafkaGroupKind::Describe | KafkaGroupKind::Delete),
+            shape,
+        } => {
+            // Group by group, as Kafka: a denied group is answered with
+            // GROUP_AUTHORIZATION_FAILED (`denied_group_reply`), the
+            // others are described or deleted.
+            let op = match kind {
+                KafkaGroupKind::Describe => Describe,
+                _ => Delete,
+            };
+            for (g, _) in shape.iter().filter(|(g, _)| !a.may(op, R::Group, g)) {
+                v.deny(op, R::Group, g);
+                v.denied_keys.push(g.clone());
+            }
+            Work::KafkaGroups { kind, shape }
+        }
         Work::KafkaGroups { kind, shape } => {
             let (op, groups): (Operation, Vec<&str>) = match &kind {
                 KafkaGroupKind::Classic(c) => (Read, vec![classic_group(c)]),
-                KafkaGroupKind::Describe => (Describe, shape.iter().map(|(g, _)| &g[..]).collect()),
-                KafkaGroupKind::Delete => (Delete, shape.iter().map(|(g, _)| &g[..]).collect()),
+                KafkaGroupKind::Describe | KafkaGroupKind::Delete => {
+                    unreachable!("checked group by group above")
+                }
                 KafkaGroupKind::OffsetDelete => (
                     Delete,
                     shape.first().map(|(g, _)| &g[..]).into_iter().collect(),
@@ -253,16 +293,20 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
         }
         Work::Native {
             mut frame,
-            shape,
+            mut shape,
             respond,
-            refused,
-            describe_configs,
+            mut refused,
+            mut describe_configs,
         } => {
             if let Some(op) = cluster_api(api) {
                 if !a.may_cluster(op) {
                     v.deny(op, R::Cluster, CLUSTER);
                     return refuse(shape, ResponseError::ClusterAuthorizationFailed);
                 }
+            } else if api == ApiKey::DescribeConfigs {
+                describe_configs_each(&mut describe_configs, &mut frame.request, a, v);
+            } else if matches!(api, ApiKey::AlterConfigs | ApiKey::IncrementalAlterConfigs) {
+                alter_configs_each(&mut shape, &mut refused, &mut frame.request, a, v);
             } else if let Some(e) = native(&mut frame.request, a, v) {
                 return refuse(shape, e);
             }
@@ -274,6 +318,129 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
                 describe_configs,
             }
         }
+    }
+}
+
+/// FindCoordinator's error for a key the principal may not describe
+/// (`Verdict::denied_keys`); None: found as usual.
+pub fn coordinator_denied(v: &Verdict, key_type: i8, key: &str) -> Option<i16> {
+    v.denied_keys.iter().any(|k| k == key).then(|| {
+        if key_type == 1 {
+            ResponseError::TransactionalIdAuthorizationFailed.code()
+        } else {
+            ResponseError::GroupAuthorizationFailed.code()
+        }
+    })
+}
+
+/// The answer for a group call the principal may not make
+/// (`Verdict::denied_keys`), in place of the coordinator's; None: the call
+/// goes to its coordinator.
+pub fn denied_group_reply(
+    v: &Verdict,
+    call: &KafkaGroupCall,
+) -> Option<Result<KafkaGroupReply, WireError>> {
+    let group = call.group();
+    if !v.denied_keys.iter().any(|k| k == group) {
+        return None;
+    }
+    let e = WireError::new(
+        ErrorCode::GroupAuthorizationFailed,
+        format!("not authorized to access group {group:?}"),
+    );
+    Some(Ok(match call {
+        KafkaGroupCall::Describe(_) => {
+            KafkaGroupReply::Describe(KafkaGroupDescription::Native(GroupDescription {
+                group: group.to_owned(),
+                error: Some(e),
+                state: String::new(),
+                group_epoch: 0,
+                strategy: String::new(),
+                coordinator_shard: 0,
+                members: vec![],
+                offsets: vec![],
+            }))
+        }
+        _ => KafkaGroupReply::Delete(Some(e)),
+    }))
+}
+
+/// DescribeConfigs resource by resource, as Kafka: a topic needs
+/// DescribeConfigs on it, a broker (or its loggers) DescribeConfigs on the
+/// cluster; a denied resource is answered with its error and not looked
+/// up (its topic leaves the request), the others are described.
+fn describe_configs_each(
+    resources: &mut [ConfigResource],
+    request: &mut Request,
+    a: &Access,
+    v: &mut Verdict,
+) {
+    use Operation::DescribeConfigs;
+    let mut denied_topics = Vec::new();
+    for r in resources.iter_mut() {
+        r.denied = match r.resource_type {
+            RESOURCE_TOPIC if !a.may_topic(DescribeConfigs, &r.name) => {
+                v.deny(DescribeConfigs, ResourceType::Topic, &r.name);
+                denied_topics.push(r.name.clone());
+                Some(ResponseError::TopicAuthorizationFailed.code())
+            }
+            RESOURCE_BROKER | RESOURCE_BROKER_LOGGER if !a.may_cluster(DescribeConfigs) => {
+                v.deny(DescribeConfigs, ResourceType::Cluster, CLUSTER);
+                Some(ResponseError::ClusterAuthorizationFailed.code())
+            }
+            _ => None,
+        };
+    }
+    if let Request::DescribeTopics {
+        topics: Some(names),
+    } = request
+    {
+        names.retain(|n| !denied_topics.contains(n));
+    }
+}
+
+/// (Incremental)AlterConfigs resource by resource, as Kafka: a topic needs
+/// AlterConfigs on it, a broker AlterConfigs on the cluster; a denied
+/// resource is refused in its place among the decoder's refusals (the
+/// shape's flag, `configs::alter_configs_results`) and its topic leaves
+/// the request; the others go on.
+fn alter_configs_each(
+    shape: &mut Shape,
+    refused: &mut Refused,
+    request: &mut Request,
+    a: &Access,
+    v: &mut Verdict,
+) {
+    use Operation::AlterConfigs;
+    let mut decoded = std::mem::take(refused).into_iter();
+    let mut denied_topics = Vec::new();
+    for (name, flags) in shape.iter_mut() {
+        if flags.get(1) == Some(&1) {
+            refused.extend(decoded.next()); // refused at decode
+            continue;
+        }
+        let rtype = flags.first().map_or(RESOURCE_TOPIC, |&t| t as i8);
+        let denied = match rtype {
+            RESOURCE_TOPIC if !a.may_topic(AlterConfigs, name) => {
+                v.deny(AlterConfigs, ResourceType::Topic, name);
+                denied_topics.push(name.clone());
+                Some(ResponseError::TopicAuthorizationFailed)
+            }
+            RESOURCE_BROKER | RESOURCE_BROKER_LOGGER if !a.may_cluster(AlterConfigs) => {
+                v.deny(AlterConfigs, ResourceType::Cluster, CLUSTER);
+                Some(ResponseError::ClusterAuthorizationFailed)
+            }
+            _ => None,
+        };
+        if let Some(e) = denied {
+            flags.resize(flags.len().max(2), 0);
+            flags[1] = 1;
+            let why = format!("not authorized to alter the configs of {name:?}");
+            refused.push((name.clone(), e.code(), why));
+        }
+    }
+    if let Request::AlterConfigs { topics, .. } = request {
+        topics.retain(|t| !denied_topics.contains(&t.name));
     }
 }
 
@@ -1078,5 +1245,146 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// DescribeConfigs, AlterConfigs, FindCoordinator, DescribeGroups and
+    /// DeleteGroups answer each resource on its own, as Kafka: a denied
+    /// one gets its error, the others go on.
+    #[test]
+    fn resource_by_resource_apis_refuse_only_the_denied_resources() {
+        use crate::protocol::{AlterConfigsTopic, ConfigOp, ConfigOpKind};
+        use Operation::*;
+        use PatternType::Literal;
+        use Permission::Allow;
+        let a = access(&[
+            (ResourceType::Topic, "mine", Literal, DescribeConfigs, Allow),
+            (ResourceType::Topic, "mine", Literal, AlterConfigs, Allow),
+            (ResourceType::Group, "g-mine", Literal, Describe, Allow),
+        ]);
+        let res = |t: i8, n: &str| ConfigResource {
+            resource_type: t,
+            name: n.into(),
+            keys: None,
+            denied: None,
+        };
+        let describe = Work::Native {
+            frame: Box::new(RequestFrame {
+                version: 1,
+                correlation_id: 1,
+                client_id: None,
+                request: Request::DescribeTopics {
+                    topics: Some(vec!["mine".into(), "theirs".into()]),
+                },
+            }),
+            shape: vec![],
+            respond: true,
+            refused: vec![],
+            describe_configs: vec![
+                res(RESOURCE_TOPIC, "mine"),
+                res(RESOURCE_TOPIC, "theirs"),
+                res(RESOURCE_BROKER, "0"),
+            ],
+        };
+        let (w, v) = authorize(ApiKey::DescribeConfigs, describe, &a);
+        let Work::Native {
+            frame,
+            describe_configs,
+            ..
+        } = w
+        else {
+            panic!("refused whole")
+        };
+        let denied: Vec<Option<i16>> = describe_configs.iter().map(|r| r.denied).collect();
+        assert_eq!(denied, [None, Some(29), Some(31)]);
+        assert_eq!(
+            frame.request,
+            Request::DescribeTopics {
+                topics: Some(vec!["mine".into()])
+            },
+            "the denied topic is not looked up"
+        );
+        assert_eq!(v.denials.len(), 2);
+
+        // AlterConfigs: a resource the decoder refused keeps its refusal
+        // in order; the denied ones join it; the allowed topic goes on.
+        let topic = |n: &str| AlterConfigsTopic {
+            name: n.into(),
+            ops: vec![ConfigOp {
+                key: "retention.ms".into(),
+                op: ConfigOpKind::Set,
+                value: "1".into(),
+            }],
+            replace: false,
+        };
+        let t = i32::from(RESOURCE_TOPIC);
+        let alter = Work::Native {
+            frame: Box::new(RequestFrame {
+                version: 1,
+                correlation_id: 1,
+                client_id: None,
+                request: Request::AlterConfigs {
+                    topics: vec![topic("theirs"), topic("mine")],
+                    validate_only: false,
+                },
+            }),
+            shape: vec![
+                ("bad".into(), vec![t, 1]),
+                ("theirs".into(), vec![t, 0]),
+                ("mine".into(), vec![t, 0]),
+                ("0".into(), vec![i32::from(RESOURCE_BROKER), 0]),
+            ],
+            respond: true,
+            refused: vec![("bad".into(), 42, "decoder".into())],
+            describe_configs: vec![],
+        };
+        let (w, _) = authorize(ApiKey::IncrementalAlterConfigs, alter, &a);
+        let Work::Native {
+            frame,
+            shape,
+            refused,
+            ..
+        } = w
+        else {
+            panic!("refused whole")
+        };
+        let flags: Vec<i32> = shape.iter().map(|(_, f)| f[1]).collect();
+        assert_eq!(flags, [1, 1, 0, 1]);
+        let codes: Vec<(&str, i16)> = refused.iter().map(|(n, c, _)| (&n[..], *c)).collect();
+        assert_eq!(codes, [("bad", 42), ("theirs", 29), ("0", 31)]);
+        let Request::AlterConfigs { topics, .. } = &frame.request else {
+            unreachable!()
+        };
+        assert_eq!(topics.len(), 1);
+        assert_eq!(topics[0].name, "mine");
+
+        // FindCoordinator and DescribeGroups: key by key, group by group.
+        let find = Work::FindCoordinator {
+            keys: vec!["g-mine".into(), "g-theirs".into()],
+            key_type: 0,
+        };
+        let (w, v) = authorize(ApiKey::FindCoordinator, find, &a);
+        assert!(matches!(w, Work::FindCoordinator { .. }));
+        assert_eq!(coordinator_denied(&v, 0, "g-mine"), None);
+        assert_eq!(coordinator_denied(&v, 0, "g-theirs"), Some(30));
+        let describe = Work::KafkaGroups {
+            kind: KafkaGroupKind::Describe,
+            shape: vec![("g-mine".into(), vec![]), ("g-theirs".into(), vec![])],
+        };
+        let (w, v) = authorize(ApiKey::DescribeGroups, describe, &a);
+        assert!(matches!(w, Work::KafkaGroups { .. }));
+        assert!(denied_group_reply(&v, &KafkaGroupCall::Describe("g-mine".into())).is_none());
+        match denied_group_reply(&v, &KafkaGroupCall::Describe("g-theirs".into())) {
+            Some(Ok(KafkaGroupReply::Describe(KafkaGroupDescription::Native(d)))) => {
+                assert_eq!(d.error.unwrap().code, ErrorCode::GroupAuthorizationFailed)
+            }
+            other => panic!("{other:?}"),
+        }
+        // Deleting needs Delete: both refused, each on its own.
+        let delete = Work::KafkaGroups {
+            kind: KafkaGroupKind::Delete,
+            shape: vec![("g-mine".into(), vec![]), ("g-theirs".into(), vec![])],
+        };
+        let (_, v) = authorize(ApiKey::DeleteGroups, delete, &a);
+        assert_eq!(v.denied_keys, ["g-mine", "g-theirs"]);
     }
 }

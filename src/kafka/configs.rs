@@ -249,8 +249,12 @@ pub(crate) fn describe_configs_response(
             let mut res = DescribeConfigsResult::default();
             res.resource_type = a.resource_type;
             res.resource_name = StrBytes::from_string(a.name.clone());
-            let entries = match a.resource_type {
-                RESOURCE_TOPIC => match topics.iter().find(|t| t.name == a.name) {
+            let entries = match (a.denied, a.resource_type) {
+                (Some(code), _) => Err((
+                    code,
+                    Some(format!("not authorized to describe the configs of {:?}", a.name)),
+                )),
+                (None, RESOURCE_TOPIC) => match topics.iter().find(|t| t.name == a.name) {
                     Some(t) if t.error.is_none() => Ok(topic_configs(&t.configs, defaults)),
                     Some(t) => Err((
                         kafka_code(t.error.as_ref()),
@@ -261,7 +265,7 @@ pub(crate) fn describe_configs_response(
                         Some(format!("unknown topic '{}'", a.name)),
                     )),
                 },
-                RESOURCE_BROKER => {
+                (None, RESOURCE_BROKER) => {
                     // "" is the cluster-wide default; otherwise one of the
                     // advertised nodes (shards).
                     let node = if a.name.is_empty() {
@@ -280,7 +284,7 @@ pub(crate) fn describe_configs_response(
                         )),
                     }
                 }
-                other => Err((
+                (None, other) => Err((
                     ResponseError::InvalidRequest.code(),
                     Some(format!(
                         "resource type {other} is not supported (topics {RESOURCE_TOPIC} and brokers {RESOURCE_BROKER} are)"
@@ -330,6 +334,7 @@ pub(super) fn decode_describe_configs(
             keys: res
                 .configuration_keys
                 .map(|ks| ks.iter().map(|k| k.as_str().to_owned()).collect()),
+            denied: None,
         })
         .collect();
     let topics = ask
@@ -354,7 +359,7 @@ pub(super) fn decode_describe_configs(
 }
 
 /// Kafka's resource type for broker loggers (log levels).
-const RESOURCE_BROKER_LOGGER: i8 = 8;
+pub(super) const RESOURCE_BROKER_LOGGER: i8 = 8;
 
 /// One resource of an (Incremental)AlterConfigs request, as decoded:
 /// (type, name, operations (key, Kafka operation code, value)).

@@ -469,7 +469,7 @@ pub fn find_coordinator_response(
     version: i16,
     keys: &[String],
     key_type: i8,
-    node_of: impl Fn(&str) -> NodeInfo,
+    node_of: impl Fn(&str) -> Result<NodeInfo, i16>,
 ) -> FindCoordinatorResponse {
     let one = |key: &str| {
         let mut c = Coordinator::default();
@@ -484,10 +484,19 @@ pub fn find_coordinator_response(
             c.node_id = BrokerId(-1);
             c.port = -1;
         } else {
-            let n = node_of(key);
-            c.node_id = BrokerId(n.node_id as i32);
-            c.host = str_bytes(&n.host);
-            c.port = i32::from(n.port);
+            match node_of(key) {
+                Ok(n) => {
+                    c.node_id = BrokerId(n.node_id as i32);
+                    c.host = str_bytes(&n.host);
+                    c.port = i32::from(n.port);
+                }
+                // Not found for this key alone (the authorizer's code).
+                Err(code) => {
+                    c.error_code = code;
+                    c.node_id = BrokerId(-1);
+                    c.port = -1;
+                }
+            }
         }
         c
     };
@@ -606,7 +615,13 @@ fn describe_response(
                 ..
             }) => {
                 d.group_id = group_id(&group);
-                if error.is_some() {
+                if let Some(e) = error
+                    .as_ref()
+                    .filter(|e| e.code == protocol::ErrorCode::GroupAuthorizationFailed)
+                {
+                    // The authorizer's answer for this group alone.
+                    d.error_code = kafka_code(Some(e));
+                } else if error.is_some() {
                     // Kafka (before DescribeGroups v6): an unknown group is
                     // "Dead", without an error.
                     d.group_state = str_bytes("Dead");
@@ -1237,11 +1252,13 @@ mod tests {
 
     #[test]
     fn find_coordinator_answers_each_key_from_its_shard() {
-        let node = |k: &str| NodeInfo {
-            node_id: k.len() as u32,
-            host: "127.0.0.1".into(),
-            port: 9093 + k.len() as u16,
-            shard: k.len() as u16,
+        let node = |k: &str| {
+            Ok(NodeInfo {
+                node_id: k.len() as u32,
+                host: "127.0.0.1".into(),
+                port: 9093 + k.len() as u16,
+                shard: k.len() as u16,
+            })
         };
         let r = find_coordinator_response(3, &["ab".into()], 0, node);
         assert_eq!((r.error_code, r.node_id.0, r.port), (0, 2, 9095));
@@ -1254,5 +1271,14 @@ mod tests {
         assert_eq!((r.error_code, r.node_id.0), (0, 3));
         let r = find_coordinator_response(4, &["tx".into()], 2, node);
         assert_eq!(r.coordinators[0].error_code, 42, "INVALID_REQUEST");
+        // A key the authorizer refused: its error alone, no node.
+        let some = |k: &str| if k == "no" { Err(30) } else { node(k) };
+        let r = find_coordinator_response(4, &["no".into(), "yes".into()], 0, some);
+        let got: Vec<(i16, i32)> = r
+            .coordinators
+            .iter()
+            .map(|c| (c.error_code, c.node_id.0))
+            .collect();
+        assert_eq!(got, [(30, -1), (0, 3)]);
     }
 }

@@ -54,6 +54,7 @@ use crate::rt;
 use crate::security::sasl::{Authenticator, SaslError, SaslMechanism, Step as SaslStep};
 use crate::txn_host::{TxnCall, TxnReply};
 use authz::{Access, Verdict};
+use throttle::Charge;
 use wire::{
     AclsWork, ConfigResource, Decoded, KafkaGroupKind, QuotasWork, Refused, SaslWork, Shape,
     UsersWork, Work,
@@ -133,11 +134,12 @@ thread_local! {
 
 /// Counts what the authorizer refused (`shardlog_authorization_denied_total`)
 /// and logs it: a rate-limited WARN with the principal, the peer and what
-/// was asked (`what`: the API). For both doors.
+/// was asked (`what`: the API, formatted only when logged). For both
+/// doors.
 pub(crate) fn note_denials(
     router: &Router,
     peer: Option<std::net::SocketAddr>,
-    what: &str,
+    what: impl Fn() -> String,
     v: &Verdict,
     a: &Access,
 ) {
@@ -153,7 +155,8 @@ pub(crate) fn note_denials(
             principal = a.principal,
             peer = ?peer,
             suppressed,
-            "denied {what}: {} on {:?} {:?}{}",
+            "denied {}: {} on {:?} {:?}{}",
+            what(),
             d.operation.name(),
             d.resource,
             d.name,
@@ -172,13 +175,8 @@ impl KafkaDoor {
     /// address, and this shard's copy of the ACLs.
     fn access(&self) -> Option<Access> {
         let super_users = self.ctx.authorizer.clone()?;
-        let principal = self.principal();
-        Some(Access {
-            acls: self.router.shard().acls(),
-            super_users,
-            principal,
-            host: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
-        })
+        let acls = self.router.shard().acls();
+        Some(Access::new(acls, super_users, self.principal(), self.peer))
     }
 
     /// Who the connection is: SASL's user first (SASL_SSL), then the
@@ -196,39 +194,27 @@ impl KafkaDoor {
     /// a Produce's bytes are recorded now (the throttle goes in its answer
     /// and mutes the connection); a Fetch's when its answer is ready; the
     /// request's time (a request_percentage quota) when its answer is.
-    fn quota(&self, d: &Decoded, frame_len: usize) -> Option<Quota> {
-        use crate::security::quota::{PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE};
+    fn quota(&self, d: &Decoded, frame_len: usize) -> Option<Charge> {
+        use crate::security::quota::PRODUCER_BYTE_RATE;
         let quotas = self.router.shard().quotas();
         if quotas.is_empty() {
             return None;
         }
-        let principal = self.principal();
-        let client = throttle::Client {
-            user: principal
-                .strip_prefix("User:")
-                .unwrap_or(&principal)
-                .to_owned(),
-            client_id: d
-                .client_id
-                .as_ref()
-                .map_or_else(String::new, |c| c.as_str().to_owned()),
-        };
-        let meter = quotas
-            .quota_for(Some(&client.user), &client.client_id, REQUEST_PERCENTAGE)
-            .map(|_| rt::Meter::default());
-        if meter.is_none() && !matches!(d.api, ApiKey::Produce | ApiKey::Fetch) {
-            return None;
-        }
-        let mut q = Quota {
-            throttle: self.ctx.throttle.clone(),
+        let client_id = d
+            .client_id
+            .as_ref()
+            .map_or_else(String::new, |c| c.as_str().to_owned());
+        let client = throttle::Client::of(&self.principal(), client_id);
+        let moves_bytes = matches!(d.api, ApiKey::Produce | ApiKey::Fetch);
+        let mut q = Charge::new(
+            &self.ctx.throttle,
             quotas,
             client,
-            muted_until: self.muted_until.clone(),
-            throttle_ms: 0,
-            meter,
-        };
+            &self.muted_until,
+            moves_bytes,
+        )?;
         if d.api == ApiKey::Produce {
-            q.throttle_ms = q.record(PRODUCER_BYTE_RATE, frame_len as u64);
+            q.throttle_ms = q.record(PRODUCER_BYTE_RATE, frame_len as u64, rt::monotonic_ms());
         }
         Some(q)
     }
@@ -530,7 +516,7 @@ impl Door for KafkaDoor {
                 // Produce's and Fetch's request time joins their byte-rate
                 // throttle where their answers are encoded; the others'
                 // is recorded here once their answers are ready.
-                let settle = quota
+                let settling = quota
                     .as_ref()
                     .filter(|q| q.meter.is_some())
                     .filter(|_| !matches!(api, ApiKey::Produce | ApiKey::Fetch))
@@ -539,7 +525,8 @@ impl Door for KafkaDoor {
                 let mut verdict = Verdict::default();
                 if let Some(a) = &access {
                     let (work, v) = authz::authorize(d.api, d.work, a);
-                    note_denials(&self.router, self.peer, &format!("{:?}", d.api), &v, a);
+                    let api = d.api;
+                    note_denials(&self.router, self.peer, || format!("{api:?}"), &v, a);
                     d.work = work;
                     verdict = v;
                 }
@@ -555,8 +542,8 @@ impl Door for KafkaDoor {
                     Some(m) => rt::timed(m, started).await,
                     None => started.await,
                 };
-                Step::Answer(match settle {
-                    Some(q) => q.settle(api, version, answer),
+                Step::Answer(match settling {
+                    Some(q) => settle(q, api, version, answer),
                     None => answer,
                 })
             }
@@ -587,75 +574,30 @@ struct Conn<'a> {
     /// What the authorizer took out of the request.
     verdict: Verdict,
     /// The client quota this request counts against (Produce, Fetch).
-    quota: Option<Quota>,
+    quota: Option<Charge>,
 }
 
-/// One request's client quota (`KafkaDoor::quota`).
-#[derive(Clone)]
-struct Quota {
-    throttle: Rc<throttle::Throttle>,
-    quotas: Rc<crate::security::quota::Quotas>,
-    client: throttle::Client,
-    muted_until: Rc<std::cell::Cell<u64>>,
-    /// The throttle the answer carries.
-    throttle_ms: u64,
-    /// The request's time on this shard, when a request_percentage quota
-    /// names the client.
-    meter: Option<rt::Meter>,
-}
-
-impl Quota {
-    /// Records `amount` under `key`; the throttle it earns mutes the
-    /// connection until then (from now).
-    fn record(&mut self, key: &'static str, amount: u64) -> u64 {
-        let now = rt::monotonic_ms();
-        let ms = self
-            .throttle
-            .record(&self.quotas, &self.client, key, amount, now);
-        self.mute(now, ms)
-    }
-
-    /// Records the request's time so far against its request_percentage
-    /// quota (0 without one); the throttle mutes the connection as above.
-    fn record_time(&mut self) -> u64 {
-        let Some(m) = &self.meter else { return 0 };
-        let now = rt::monotonic_ms();
-        let ms = self
-            .throttle
-            .record_time(&self.quotas, &self.client, m.nanos(), now);
-        self.mute(now, ms)
-    }
-
-    fn mute(&self, now: u64, ms: u64) -> u64 {
-        if ms > 0 {
-            let until = now + ms;
-            self.muted_until.set(self.muted_until.get().max(until));
+/// Records a request's time once its answer is ready, and writes the
+/// throttle it earns into the answer where the response opens with one
+/// (`throttle::put_throttle`; elsewhere only the mute holds the client).
+fn settle(mut charge: Charge, api: ApiKey, version: i16, answer: Answer) -> Answer {
+    let stamp = move |chain: Chain| {
+        let ms = charge.record_time(rt::monotonic_ms());
+        if ms == 0 {
+            return chain;
         }
-        ms
-    }
-
-    /// Records the request's time once its answer is ready, and writes the
-    /// throttle it earns into the answer where the response opens with one
-    /// (`throttle::put_throttle`; elsewhere only the mute holds the client).
-    fn settle(mut self, api: ApiKey, version: i16, answer: Answer) -> Answer {
-        let stamp = move |chain: Chain| {
-            let ms = self.record_time();
-            if ms == 0 {
-                return chain;
-            }
-            // Copied only when throttled: control answers are small.
-            let mut frame = chain.to_bytes().to_vec();
-            let ms = i32::try_from(ms).unwrap_or(i32::MAX);
-            if throttle::put_throttle(&mut frame, api, version, ms) {
-                Chain::from(Bytes::from(frame))
-            } else {
-                chain
-            }
-        };
-        match answer {
-            Answer::Ready(c) => Answer::Ready(c.map(stamp)),
-            Answer::Later(task) => Answer::Later(rt::spawn(async move { task.await.map(stamp) })),
+        // Copied only when throttled: control answers are small.
+        let mut frame = chain.to_bytes().to_vec();
+        let ms = i32::try_from(ms).unwrap_or(i32::MAX);
+        if throttle::put_throttle(&mut frame, api, version, ms) {
+            Chain::from(Bytes::from(frame))
+        } else {
+            chain
         }
+    };
+    match answer {
+        Answer::Ready(c) => Answer::Ready(c.map(stamp)),
+        Answer::Later(task) => Answer::Later(rt::spawn(async move { task.await.map(stamp) })),
     }
 }
 
@@ -741,6 +683,9 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
                 version,
                 correlation_id,
                 &groups::find_coordinator_response(version, &keys, key_type, |key| {
+                    if let Some(code) = authz::coordinator_denied(&verdict, key_type, key) {
+                        return Err(code);
+                    }
                     // Key type 1: a transactional id's coordinator.
                     let shard = if key_type == 1 {
                         router.txn_coordinator_of(key)
@@ -748,11 +693,12 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
                         router.coordinator_of(key)
                     };
                     // One advertised broker (per-shard ports off): that one.
-                    ctx.nodes
+                    Ok(ctx
+                        .nodes
                         .iter()
                         .find(|n| n.shard == shard)
                         .unwrap_or(&ctx.nodes[0])
-                        .clone()
+                        .clone())
                 }),
             );
             Answer::Ready(encoded(r))
@@ -763,7 +709,8 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
         }
         Work::KafkaGroups { kind, shape } => {
             let call = (api, version, correlation_id);
-            start_group_calls(router, call, kind, shape, (peer, meter)).await
+            let denied = verdict;
+            start_group_calls(router, call, kind, shape, (peer, meter, denied)).await
         }
         Work::Native {
             frame,
@@ -1109,7 +1056,7 @@ async fn start_group_calls(
     (api, version, correlation_id): (ApiKey, i16, i32),
     mut kind: KafkaGroupKind,
     shape: Shape,
-    (peer, meter): (Option<std::net::SocketAddr>, Option<rt::Meter>),
+    (peer, meter, verdict): (Option<std::net::SocketAddr>, Option<rt::Meter>, Verdict),
 ) -> Answer {
     let encoded = move |r| encoded(api, version, r);
     if let KafkaGroupKind::Classic(c) = &mut kind {
@@ -1123,7 +1070,10 @@ async fn start_group_calls(
     let calls = kind.into_calls(&shape);
     let mut waits = Vec::with_capacity(calls.len());
     for call in calls {
-        waits.push(router.kafka_group(call).await);
+        waits.push(match authz::denied_group_reply(&verdict, &call) {
+            Some(reply) => Box::pin(std::future::ready(reply)),
+            None => router.kafka_group(call).await,
+        });
     }
     Answer::Later(rt::spawn_metered(meter.as_ref(), async move {
         let mut replies = Vec::with_capacity(waits.len());
@@ -1155,7 +1105,7 @@ struct NativeWork {
     /// listing it filters.
     verdict: Verdict,
     access: Option<Access>,
-    quota: Option<Quota>,
+    quota: Option<Charge>,
 }
 
 /// Starts a request the shards answer through the native data path.
@@ -1211,7 +1161,11 @@ async fn start_native(
                 .flat_map(|t| &t.partitions)
                 .map(|p| p.records.len())
                 .sum();
-            q.throttle_ms = q.record(crate::security::quota::CONSUMER_BYTE_RATE, bytes as u64);
+            let (key, now) = (
+                crate::security::quota::CONSUMER_BYTE_RATE,
+                rt::monotonic_ms(),
+            );
+            q.throttle_ms = q.record(key, bytes as u64, now);
         }
         // Their request time too (the door records the other APIs'): the
         // answer carries the longer throttle, as Kafka's. This poll's time
@@ -1220,7 +1174,7 @@ async fn start_native(
             .as_mut()
             .filter(|_| matches!(api, ApiKey::Produce | ApiKey::Fetch))
         {
-            q.throttle_ms = q.throttle_ms.max(q.record_time());
+            q.throttle_ms = q.throttle_ms.max(q.record_time(rt::monotonic_ms()));
         }
         let throttle_ms = quota.map_or(0, |q| q.throttle_ms.min(i32::MAX as u64) as i32);
         if !respond {

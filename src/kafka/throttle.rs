@@ -7,17 +7,20 @@
 //! (its own user and client id where the quota is a default's, as Kafka's
 //! metric tags), and the decision for one request: record what it moved
 //! (bytes) or took (request time, KIP-124), then how long its client must
-//! wait; and where a response frame carries that wait. Time comes in as an
-//! argument.
+//! wait (`Charge`: one request's, with its connection's mute, for both
+//! doors); and where a Kafka response frame carries that wait. Time comes
+//! in as an argument.
 //!
 //! Must never: slow a client no quota names, or grow without bound (idle
 //! sensors are dropped past a count).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use kafka_protocol::messages::ApiKey;
 
+use crate::rt::Meter;
 use crate::security::quota::{Entity, Name, Pacer, Quotas, REQUEST_PERCENTAGE};
 
 /// Sensors kept before idle ones are dropped.
@@ -30,6 +33,20 @@ pub struct Client {
     /// authentication, as Kafka).
     pub user: String,
     pub client_id: String,
+}
+
+impl Client {
+    /// The quota entity of `principal` (`User:alice`: the user alice; the
+    /// principal as it is otherwise) with `client_id`.
+    pub fn of(principal: &str, client_id: String) -> Client {
+        Client {
+            user: principal
+                .strip_prefix("User:")
+                .unwrap_or(principal)
+                .to_owned(),
+            client_id,
+        }
+    }
 }
 
 /// One shard's sensors.
@@ -93,6 +110,75 @@ impl Throttle {
             .entry((concrete, key))
             .or_default()
             .record(now_ms, amount, quota)
+    }
+}
+
+/// One request's client quotas, for either door: the shard's sensors, who
+/// the client is, and its connection's mute (KIP-219: the connection reads
+/// nothing until then).
+#[derive(Debug, Clone)]
+pub struct Charge {
+    throttle: Rc<Throttle>,
+    quotas: Rc<Quotas>,
+    client: Client,
+    muted_until: Rc<Cell<u64>>,
+    /// The throttle the answer carries (the byte rates' so far).
+    pub throttle_ms: u64,
+    /// The request's time on this shard, when a request_percentage quota
+    /// names the client.
+    pub meter: Option<Meter>,
+}
+
+impl Charge {
+    /// The charge for one request of `client` under `quotas`; None when
+    /// none can apply: a request that moves no bytes (not a Produce or a
+    /// Fetch, `moves_bytes`) from a client no request_percentage quota
+    /// names.
+    pub fn new(
+        throttle: &Rc<Throttle>,
+        quotas: Rc<Quotas>,
+        client: Client,
+        muted_until: &Rc<Cell<u64>>,
+        moves_bytes: bool,
+    ) -> Option<Charge> {
+        let meter = quotas
+            .quota_for(Some(&client.user), &client.client_id, REQUEST_PERCENTAGE)
+            .map(|_| Meter::default());
+        (meter.is_some() || moves_bytes).then(|| Charge {
+            throttle: throttle.clone(),
+            quotas,
+            client,
+            muted_until: muted_until.clone(),
+            throttle_ms: 0,
+            meter,
+        })
+    }
+
+    /// Records `amount` bytes under `key` at `now_ms`; the throttle it
+    /// earns mutes the connection until then.
+    pub fn record(&mut self, key: &'static str, amount: u64, now_ms: u64) -> u64 {
+        let ms = self
+            .throttle
+            .record(&self.quotas, &self.client, key, amount, now_ms);
+        self.mute(now_ms, ms)
+    }
+
+    /// Records the request's time so far against its request_percentage
+    /// quota (0 without one); the throttle mutes the connection as above.
+    pub fn record_time(&mut self, now_ms: u64) -> u64 {
+        let Some(m) = &self.meter else { return 0 };
+        let ms = self
+            .throttle
+            .record_time(&self.quotas, &self.client, m.nanos(), now_ms);
+        self.mute(now_ms, ms)
+    }
+
+    fn mute(&self, now_ms: u64, ms: u64) -> u64 {
+        if ms > 0 {
+            let until = now_ms + ms;
+            self.muted_until.set(self.muted_until.get().max(until));
+        }
+        ms
     }
 }
 

@@ -68,6 +68,9 @@ pub struct ConfigResource {
     pub name: String,
     /// `None`: every setting.
     pub keys: Option<Vec<String>>,
+    /// The authorizer refused it: answered with this Kafka code, nothing
+    /// of it described.
+    pub denied: Option<i16>,
 }
 
 /// Which Kafka-only group calls a request makes. DescribeGroups and

@@ -816,5 +816,69 @@ pub(crate) mod tests {
                 prop_assert!(r.is_ok());
             }
         }
+
+        /// The client side reads the server's messages off the network
+        /// (the CLI, the bench): any bytes as the server's messages are an
+        /// error, never a panic (no proof goes out: a nonce that does not
+        /// extend ours is refused before any key is derived).
+        #[test]
+        fn fuzz_scram_client_reads_any_bytes(
+            junk in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let (mut client, _) = ClientExchange::start(Mechanism::Sha256, "alice", "pw", &mut |b| b.fill(5));
+            prop_assert!(client.respond(&junk).is_err());
+            prop_assert!(client.verify(&junk).is_err());
+        }
+    }
+
+    proptest! {
+        // Each case derives keys (4,096 PBKDF2 rounds, slow in debug
+        // builds): few cases, and not among the `fuzz_` runs of 20,000.
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// A real server's messages, mutated: a proof goes out only for a
+        /// server nonce that extends ours, and only the real server's
+        /// final signature is accepted.
+        #[test]
+        fn the_scram_client_trusts_only_its_server(
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..4),
+            final_edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 0..3),
+        ) {
+            let m = Mechanism::Sha256;
+            let stored = Credential::from_password(m, b"pw", b"salty-salt".to_vec(), 4096).unwrap();
+            let (mut client, first) = ClientExchange::start(m, "alice", "pw", &mut |b| b.fill(5));
+            let (server, server_first) =
+                Exchange::start(m, &first, |_| Some(stored.clone()), &mut |b| b.fill(6)).unwrap();
+            let mut sf = server_first.clone();
+            for &(i, b) in &edits {
+                let n = sf.len();
+                sf[i % n] = b;
+            }
+            let nonce_of = |msg: &[u8]| {
+                std::str::from_utf8(msg)
+                    .ok()
+                    .and_then(|m| m.split(',').next())
+                    .and_then(|r| r.strip_prefix("r=").map(str::to_owned))
+            };
+            match client.respond(&sf) {
+                Ok(client_final) => {
+                    let nonce = nonce_of(&sf).unwrap_or_default();
+                    prop_assert!(nonce.starts_with(&client.client_nonce));
+                    prop_assert!(nonce.len() > client.client_nonce.len());
+                    if sf == server_first {
+                        // The final signature: the real one passes, a
+                        // changed one not.
+                        let (_, server_final) = server.finish(&client_final).unwrap();
+                        let mut changed = server_final.clone();
+                        for &(i, b) in &final_edits {
+                            let n = changed.len();
+                            changed[i % n] = b;
+                        }
+                        prop_assert_eq!(client.verify(&changed).is_ok(), changed == server_final);
+                    }
+                }
+                Err(_) => prop_assert!(sf != server_first),
+            }
+        }
     }
 }

@@ -10,7 +10,9 @@ steps:
   revoke    delete alice's Write on "alice-" (prefixed); {"deleted": n}
   probe     what USER may do: produce to alice-a and bob-b, list topics,
             consume alice-a in group g-alice, join group g-bob, read
-            alice-secret, create an ACL; each outcome's error name or "ok"
+            alice-secret, create an ACL, describe the configs of alice-a,
+            bob-b and a broker, describe groups g-alice and g-bob; each
+            outcome's error name or "ok"
   offsets   every test topic's high watermark (as a super user)
 Exits 124 after 90 s.
 """
@@ -30,6 +32,7 @@ from confluent_kafka.admin import (
     AclOperation,
     AclPermissionType,
     AdminClient,
+    ConfigResource,
     NewTopic,
     ResourcePatternType,
     ResourceType,
@@ -62,6 +65,9 @@ GRANTS = [
     alice(ResourceType.TOPIC, "alice-", ResourcePatternType.PREFIXED, AclOperation.READ, AclPermissionType.ALLOW),
     alice(ResourceType.TOPIC, "alice-secret", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.DENY),
     alice(ResourceType.GROUP, "g-alice", ResourcePatternType.LITERAL, AclOperation.READ, AclPermissionType.ALLOW),
+    alice(
+        ResourceType.TOPIC, "alice-a", ResourcePatternType.LITERAL, AclOperation.DESCRIBE_CONFIGS, AclPermissionType.ALLOW
+    ),
 ]
 ANY = AclBindingFilter(
     ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY
@@ -159,6 +165,24 @@ elif step == "probe":
         out["create acl"] = "ok"
     except KafkaException as e:
         out["create acl"] = name(e)
+    # Resource by resource: one denied resource does not fail the others.
+    asked = [
+        ConfigResource("topic", "alice-a"),
+        ConfigResource("topic", "bob-b"),
+        ConfigResource("broker", str(min(md.brokers))),
+    ]
+    for r, f in admin.describe_configs(asked, request_timeout=10).items():
+        try:
+            f.result(timeout=15)
+            out[f"configs {r.name}"] = "ok"
+        except KafkaException as e:
+            out[f"configs {r.name}"] = name(e)
+    for g, f in admin.describe_consumer_groups(["g-alice", "g-bob"], request_timeout=10).items():
+        try:
+            f.result(timeout=15)
+            out[f"describe {g}"] = "ok"
+        except KafkaException as e:
+            out[f"describe {g}"] = name(e)
     print(json.dumps(out), flush=True)
 elif step == "offsets":
     c = Consumer({**common, "group.id": "offsets-probe"})
