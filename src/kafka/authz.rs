@@ -145,7 +145,9 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
     use Operation::*;
     use ResourceType as R;
     match work {
-        Work::ApiVersions { .. } | Work::Sasl(_) | Work::Refuse { .. } => work,
+        Work::ApiVersions { .. } | Work::Sasl(_) | Work::Refuse { .. } | Work::RefuseAdd { .. } => {
+            work
+        }
         Work::Users(u) => {
             let op = match u {
                 UsersWork::Describe(_) => Describe,
@@ -216,7 +218,26 @@ fn check(api: ApiKey, work: Work, a: &Access, v: &mut Verdict) -> Work {
             for c in &calls {
                 if let Some((op, rt, name, e)) = txn_denied(c, a) {
                     v.deny(op, rt, &name);
-                    return refuse(txn_shape(&calls), e);
+                    if e != ResponseError::TopicAuthorizationFailed {
+                        return refuse(txn_shape(&calls), e);
+                    }
+                    // An add with topics it may not write: as Kafka, each
+                    // denied topic is named, the others not attempted.
+                    let shape = txn_shape(&calls);
+                    let errors = shape
+                        .iter()
+                        .map(|(t, _)| {
+                            if a.may_topic(Write, t) {
+                                ResponseError::OperationNotAttempted.code()
+                            } else {
+                                if *t != name {
+                                    v.deny(Write, R::Topic, t);
+                                }
+                                ResponseError::TopicAuthorizationFailed.code()
+                            }
+                        })
+                        .collect();
+                    return Work::RefuseAdd { shape, errors };
                 }
                 if matches!(c, TxnCall::List { .. }) {
                     v.listing = Some(Listing::Transactions);
@@ -1239,12 +1260,33 @@ mod tests {
         assert!(matches!(w, Work::Txn { .. }));
         let (w, _) = authorize(ApiKey::AddPartitionsToTxn, add("y"), &txn_writer);
         match w {
-            Work::Refuse { shape, error } => {
-                assert_eq!(error, 29);
+            Work::RefuseAdd { shape, errors } => {
+                assert_eq!(errors, [29]);
                 assert_eq!(shape, [("y".to_string(), vec![2])]);
             }
             other => panic!("{other:?}"),
         }
+        // With a topic it may write beside: that one is not attempted
+        // (OPERATION_NOT_ATTEMPTED), only the denied one is named.
+        let both = Work::txn(vec![TxnCall::Add {
+            id: "app".into(),
+            producer_id: 1,
+            epoch: 0,
+            partitions: vec![TopicPartition::new("x-1", 0), TopicPartition::new("y", 1)],
+            txn_version: 1,
+        }]);
+        let (w, v) = authorize(ApiKey::AddPartitionsToTxn, both, &txn_writer);
+        match w {
+            Work::RefuseAdd { shape, errors } => {
+                assert_eq!(
+                    shape,
+                    [("x-1".to_string(), vec![0]), ("y".to_string(), vec![1])]
+                );
+                assert_eq!(errors, [55, 29]);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(v.denials.len(), 1);
     }
 
     /// DescribeConfigs, AlterConfigs, FindCoordinator, DescribeGroups and

@@ -707,6 +707,10 @@ async fn start(router: &Rc<Router>, ctx: &Rc<KafkaContext>, d: Decoded, conn: Co
             let r = codec::refuse_response(api, version, correlation_id, &shape, error);
             Answer::Ready(encoded(r))
         }
+        Work::RefuseAdd { shape, errors } => {
+            let r = txn::add_partitions_refused(version, correlation_id, &shape, &errors);
+            Answer::Ready(encoded(r))
+        }
         Work::KafkaGroups { kind, shape } => {
             let call = (api, version, correlation_id);
             let denied = verdict;

@@ -337,6 +337,37 @@ pub(super) fn encode_txn(
 /// The whole request refused with Kafka's `error`: AddPartitionsToTxn's
 /// on every partition of `shape` (topic, partitions), DescribeTransactions'
 /// on every id of `shape` (id, []).
+/// AddPartitionsToTxn answered at once, each topic of `shape` with its
+/// own error (`errors`, in the same order): v0-3 carry errors per
+/// partition only.
+pub(super) fn add_partitions_refused(
+    version: i16,
+    correlation_id: i32,
+    shape: &super::wire::Shape,
+    errors: &[i16],
+) -> anyhow::Result<Bytes> {
+    let mut r = AddPartitionsToTxnResponse::default();
+    r.results_by_topic_v3_and_below = shape
+        .iter()
+        .zip(errors)
+        .map(|((t, ps), &error)| {
+            let mut tr = AddPartitionsToTxnTopicResult::default();
+            tr.name = topic_name(t);
+            tr.results_by_partition = ps
+                .iter()
+                .map(|&p| {
+                    let mut pr = AddPartitionsToTxnPartitionResult::default();
+                    pr.partition_index = p;
+                    pr.partition_error_code = error;
+                    pr
+                })
+                .collect();
+            tr
+        })
+        .collect();
+    encode_frame(ApiKey::AddPartitionsToTxn, version, correlation_id, &r)
+}
+
 pub(super) fn refuse(
     api: ApiKey,
     version: i16,
@@ -352,27 +383,9 @@ pub(super) fn refuse(
             r.producer_epoch = -1;
             encode_frame(api, version, correlation_id, &r)
         }
-        // v0-3 carry errors per partition only.
         ApiKey::AddPartitionsToTxn => {
-            let mut r = AddPartitionsToTxnResponse::default();
-            r.results_by_topic_v3_and_below = shape
-                .iter()
-                .map(|(t, ps)| {
-                    let mut tr = AddPartitionsToTxnTopicResult::default();
-                    tr.name = topic_name(t);
-                    tr.results_by_partition = ps
-                        .iter()
-                        .map(|&p| {
-                            let mut pr = AddPartitionsToTxnPartitionResult::default();
-                            pr.partition_index = p;
-                            pr.partition_error_code = error;
-                            pr
-                        })
-                        .collect();
-                    tr
-                })
-                .collect();
-            encode_frame(api, version, correlation_id, &r)
+            let errors = vec![error; shape.len()];
+            add_partitions_refused(version, correlation_id, shape, &errors)
         }
         ApiKey::EndTxn => {
             let mut r = EndTxnResponse::default();
@@ -422,4 +435,51 @@ pub(super) fn is_txn_api(api: ApiKey) -> bool {
             | ApiKey::DescribeTransactions
             | ApiKey::ListTransactions
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::Decodable;
+
+    /// An add refused topic by topic carries each topic's own code on each
+    /// of its partitions, in request order.
+    #[test]
+    fn an_add_refused_topic_by_topic_names_each_topics_error() {
+        let shape = vec![("ok".to_string(), vec![0, 1]), ("no".to_string(), vec![2])];
+        for version in 0..=3 {
+            let mut frame = add_partitions_refused(version, 7, &shape, &[55, 29]).unwrap();
+            let _len = frame.split_to(4);
+            let hv = ApiKey::AddPartitionsToTxn.response_header_version(version);
+            assert_eq!(
+                ResponseHeader::decode(&mut frame, hv)
+                    .unwrap()
+                    .correlation_id,
+                7
+            );
+            let r = AddPartitionsToTxnResponse::decode(&mut frame, version).unwrap();
+            let got: Vec<(String, i32, i16)> = r
+                .results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| {
+                    t.results_by_partition.iter().map(|p| {
+                        (
+                            t.name.to_string(),
+                            p.partition_index,
+                            p.partition_error_code,
+                        )
+                    })
+                })
+                .collect();
+            assert_eq!(
+                got,
+                [
+                    ("ok".to_string(), 0, 55),
+                    ("ok".to_string(), 1, 55),
+                    ("no".to_string(), 2, 29)
+                ]
+            );
+        }
+    }
 }

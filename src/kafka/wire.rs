@@ -156,6 +156,11 @@ pub enum Work {
     KafkaGroups { kind: KafkaGroupKind, shape: Shape },
     /// Answered at once with this Kafka error on every partition.
     Refuse { shape: Shape, error: i16 },
+    /// AddPartitionsToTxn answered at once, each topic of the shape with
+    /// its own error (the authorizer's: the denied topics
+    /// TOPIC_AUTHORIZATION_FAILED, the others OPERATION_NOT_ATTEMPTED, as
+    /// Kafka).
+    RefuseAdd { shape: Shape, errors: Vec<i16> },
     /// Answered by the listener from the router's coordinator map.
     FindCoordinator { keys: Vec<String>, key_type: i8 },
     /// A new producer id from this shard (`producer_state::ProducerIds`):
